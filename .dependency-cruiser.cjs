@@ -1,0 +1,62 @@
+/** Architecture rules of DESIGN.md, checked in CI by `npm run lint`. */
+module.exports = {
+  forbidden: [
+    {
+      name: 'core-imports-no-backend',
+      comment: 'core reaches hypervisors only through its HAL: no backend, transport or libvirt client',
+      severity: 'error',
+      from: { path: '^core/' },
+      to: { path: ['^backends/', '^vchan/', '^libvirt/', 'node_modules/@odyssey/(backend-|vchan|libvirt)'] },
+    },
+    {
+      name: 'backend-imports-only-hal-vchan-libvirt',
+      comment: 'a backend imports core (HAL types), @odyssey/vchan and @odyssey/libvirt only',
+      severity: 'error',
+      from: { path: '^backends/([^/]+)/' },
+      to: {
+        path: ['^client/', '^agent/', '^conformance-tests/', '^backends/'],
+        pathNot: ['^backends/$1/'],
+      },
+    },
+    {
+      name: 'backend-uses-core-hal-only',
+      comment: 'backends may use the HAL of core, nothing else of it',
+      severity: 'error',
+      from: { path: '^backends/' },
+      to: { path: '^core/src/', pathNot: '^core/src/hal/' },
+    },
+    {
+      name: 'libvirt-knows-no-qubes',
+      severity: 'error',
+      from: { path: '^libvirt/' },
+      to: { path: ['^core/', '^backends/', '^vchan/', '^client/', '^agent/'] },
+    },
+    {
+      name: 'conformance-talks-like-a-client',
+      comment: 'the suite reaches the daemon over the socket and qrexec only',
+      severity: 'error',
+      from: { path: '^conformance-tests/src/' },
+      to: { path: ['^core/src/(?!hal/)', '^backends/', '^libvirt/'] },
+    },
+    {
+      name: 'client-is-standalone',
+      comment: 'the client runs inside management domains: it depends on no server code',
+      severity: 'error',
+      from: { path: '^client/src/' },
+      to: { path: ['^core/', '^backends/', '^libvirt/'] },
+    },
+    {
+      name: 'no-circular',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: ['/dist/', '\\.d\\.ts$'] },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.base.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default', 'types'] },
+  },
+};

@@ -1,0 +1,22 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (pkg: string) => fileURLToPath(new URL(`./${pkg}/src/`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // Tests run against the workspace packages' sources, not their build output.
+    alias: [
+      { find: /^@odyssey\/core$/, replacement: `${src('core')}index.ts` },
+      { find: /^@odyssey\/vchan$/, replacement: `${src('vchan')}index.ts` },
+      { find: /^@odyssey\/libvirt$/, replacement: `${src('libvirt')}index.ts` },
+      { find: /^@odyssey\/client$/, replacement: `${src('client')}index.ts` },
+    ],
+  },
+  test: {
+    include: ['*/test/**/*.test.ts', 'backends/*/test/**/*.test.ts', 'conformance-tests/test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+  },
+});
