@@ -22,6 +22,10 @@ export interface MethodSpec {
   readonly wantsPayload: boolean | null;
   /** Kept out of the generated policy (as upstream does for Create.AdminVM). */
   readonly noPolicy?: boolean;
+  /** Answers with EVENT messages until the client goes, never with OK. */
+  readonly streaming?: boolean;
+  /** A write method that persists to its own files instead of qubes.xml (firewall, notes). */
+  readonly noSave?: boolean;
   readonly handler: MethodHandler;
 }
 

@@ -1,0 +1,109 @@
+import { inject, injectable } from 'tsyringe';
+
+import type { App } from '../model/app.js';
+import {
+  ProtocolError,
+  QubesException,
+  QubesVMInvalidUUIDError,
+  QubesVMNotFoundError,
+  pyRepr,
+} from '../model/errors.js';
+import type { Vm } from '../model/vm.js';
+import { validateName } from '../model/validate.js';
+import type { CallContext, EventSink } from './call-context.js';
+import type { MethodSpec } from './method.js';
+import type { ApiServices } from './services.js';
+import type { Request } from './wire.js';
+import { TOKENS } from '../tokens.js';
+
+export interface Saver {
+  /** Persists the app; resolves once a save that started after this call has finished. */
+  save(): Promise<void>;
+}
+
+export type Outcome =
+  | { readonly kind: 'ok'; readonly body: string | undefined }
+  | { readonly kind: 'exception'; readonly type: string; readonly message: string }
+  /** Streaming method finished: the messages went out through the sink. */
+  | { readonly kind: 'streamed' }
+  /** Not a Qubes error: upstream closes without a reply. */
+  | { readonly kind: 'abort'; readonly error: unknown };
+
+const UUID_REF = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*$/;
+
+/** qubes.api.decode_vm: a name, or `uuid:<uuid>`. */
+function decodeVm(app: App, ref: string): Vm {
+  if (ref.startsWith('uuid:')) {
+    if (!UUID_REF.test(ref) || ref.length !== 41) throw new QubesVMInvalidUUIDError(ref.slice(5));
+    const vm = app.domains.byUuid(ref.slice(5));
+    if (!vm) throw new QubesVMNotFoundError(ref);
+    return vm;
+  }
+  validateName(ref);
+  return app.domains.get(ref);
+}
+
+/** Runs one parsed request through upstream's generic checks, then its handler (admin-api-reference §1.2). */
+@injectable()
+export class Dispatcher {
+  private readonly methods: ReadonlyMap<string, MethodSpec>;
+
+  constructor(
+    @inject(TOKENS.App) private readonly app: App,
+    @inject(TOKENS.Services) private readonly services: ApiServices,
+    @inject(TOKENS.Methods) methods: readonly MethodSpec[],
+    @inject(TOKENS.Saver) private readonly saver: Saver,
+  ) {
+    this.methods = new Map(methods.map((m) => [m.name, m]));
+  }
+
+  isStreaming(method: string): boolean {
+    return this.methods.get(method)?.streaming === true;
+  }
+
+  async dispatch(req: Request, stream: EventSink): Promise<Outcome> {
+    try {
+      const spec = this.check(req);
+      const ctx = this.context(req, spec, stream);
+      const body = await spec.handler(ctx);
+      if (spec.streaming) return { kind: 'streamed' };
+      if (spec.write && !spec.noSave) await this.saver.save();
+      return { kind: 'ok', body };
+    } catch (e) {
+      if (e instanceof QubesException) return { kind: 'exception', type: e.name, message: e.message };
+      return { kind: 'abort', error: e };
+    }
+  }
+
+  private check(req: Request): MethodSpec {
+    if (/[^\x00-\x7f]/.test(req.method + req.arg + req.src + req.dest)) {
+      throw new ProtocolError('request header contains non-ASCII characters');
+    }
+    decodeVm(this.app, req.src);
+    const dest = decodeVm(this.app, req.dest);
+    const spec = this.methods.get(req.method);
+    if (!spec) throw new ProtocolError(`no such method: ${pyRepr(req.method)}`);
+    if (spec.wantsPayload === true && req.payload.length === 0) throw new ProtocolError('expected payload');
+    if (spec.wantsPayload === false && req.payload.length > 0) throw new ProtocolError('unexpected payload');
+    if (spec.wantsArg === true && req.arg === '') throw new ProtocolError('expected an argument');
+    if (spec.wantsArg === false && req.arg !== '') throw new ProtocolError('unexpected argument');
+    if (spec.destAdminvm === true && !dest.isAdminVm) throw new ProtocolError('expected destination to be AdminVM');
+    if (spec.destAdminvm === false && dest.isAdminVm) {
+      throw new ProtocolError('expected destination to not be AdminVM');
+    }
+    return spec;
+  }
+
+  private context(req: Request, spec: MethodSpec, stream: EventSink): CallContext {
+    return {
+      app: this.app,
+      method: spec.name,
+      src: decodeVm(this.app, req.src),
+      dest: decodeVm(this.app, req.dest),
+      arg: req.arg,
+      payload: req.payload,
+      services: this.services,
+      stream,
+    };
+  }
+}

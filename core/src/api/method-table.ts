@@ -1,0 +1,134 @@
+import { ProtocolError } from '../model/errors.js';
+import type { VmClassName } from '../model/vm-classes.js';
+import type { MethodHandler, MethodSpec, Scope } from './method.js';
+import { devicesDenied } from './methods/devices-denied.js';
+import { events } from './methods/events.js';
+import { feature } from './methods/feature.js';
+import { firewall } from './methods/firewall.js';
+import { label } from './methods/label.js';
+import { lifecycle } from './methods/lifecycle.js';
+import { notes } from './methods/notes.js';
+import { globalProperty, vmProperty } from './methods/property.js';
+import { tag } from './methods/tag.js';
+import { vm } from './methods/vm.js';
+
+/**
+ * Every Admin API method: name, scope, R/W/X, destination and argument rules,
+ * handler. Dispatch, argument checks and the generated default policy all read
+ * this one table; find any method here and follow its handler in one hop.
+ *
+ * Columns of `m`: name, scope, 'r' | 'w' | 'x' | 'rx', dest (dom0 | vm | any),
+ * arg (req | none | opt), payload (req | none | opt), handler.
+ */
+type Dest = 'dom0' | 'vm' | 'any';
+type Want = 'req' | 'none' | 'opt';
+
+const want = (w: Want): boolean | null => (w === 'req' ? true : w === 'none' ? false : null);
+
+function m(
+  name: string,
+  scope: Scope,
+  rwx: 'r' | 'w' | 'x' | 'rx',
+  dest: Dest,
+  arg: Want,
+  payload: Want,
+  handler: MethodHandler,
+  extra: Partial<Pick<MethodSpec, 'noPolicy' | 'streaming' | 'noSave'>> = {},
+): MethodSpec {
+  return {
+    name,
+    scope,
+    read: true,
+    write: rwx === 'w',
+    execute: rwx.includes('x'),
+    destAdminvm: dest === 'dom0' ? true : dest === 'vm' ? false : null,
+    wantsArg: want(arg),
+    wantsPayload: want(payload),
+    handler,
+    ...extra,
+  };
+}
+
+const CREATABLE: readonly VmClassName[] = ['AppVM', 'TemplateVM', 'StandaloneVM', 'DispVM', 'RemoteVM'];
+
+const refuseAdminVm: MethodHandler = () => {
+  throw new ProtocolError('AdminVM cannot be created');
+};
+
+export const METHODS: readonly MethodSpec[] = [
+  m('admin.vmclass.List', 'global', 'r', 'dom0', 'none', 'none', vm.classList),
+  m('admin.vm.List', 'global', 'r', 'any', 'none', 'none', vm.list),
+  m('admin.vm.CurrentState', 'local', 'r', 'any', 'none', 'none', vm.currentState),
+  ...CREATABLE.map((c) => m(`admin.vm.Create.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.create(c))),
+  ...CREATABLE.map((c) => m(`admin.vm.CreateInPool.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.createInPool(c))),
+  m('admin.vm.Create.AdminVM', 'global', 'w', 'dom0', 'opt', 'req', refuseAdminVm, { noPolicy: true }),
+  m('admin.vm.CreateInPool.AdminVM', 'global', 'w', 'dom0', 'opt', 'req', refuseAdminVm, { noPolicy: true }),
+  m('admin.vm.CreateDisposable', 'global', 'w', 'any', 'opt', 'opt', vm.createDisposable),
+  m('admin.vm.Remove', 'global', 'w', 'any', 'none', 'none', vm.remove),
+
+  m('admin.property.List', 'global', 'r', 'dom0', 'none', 'none', globalProperty.list),
+  m('admin.property.Get', 'global', 'r', 'dom0', 'req', 'none', globalProperty.get),
+  m('admin.property.GetAll', 'global', 'r', 'dom0', 'none', 'none', globalProperty.getAll),
+  m('admin.property.GetDefault', 'global', 'r', 'dom0', 'req', 'none', globalProperty.getDefault),
+  m('admin.property.Help', 'global', 'r', 'dom0', 'req', 'none', globalProperty.help),
+  m('admin.property.Set', 'global', 'w', 'dom0', 'req', 'opt', globalProperty.set),
+  m('admin.property.Reset', 'global', 'w', 'dom0', 'req', 'none', globalProperty.reset),
+
+  m('admin.vm.property.List', 'local', 'r', 'any', 'none', 'none', vmProperty.list),
+  m('admin.vm.property.Get', 'local', 'r', 'any', 'req', 'none', vmProperty.get),
+  m('admin.vm.property.GetAll', 'local', 'r', 'any', 'none', 'none', vmProperty.getAll),
+  m('admin.vm.property.GetDefault', 'local', 'r', 'any', 'req', 'none', vmProperty.getDefault),
+  m('admin.vm.property.Help', 'local', 'r', 'any', 'req', 'none', vmProperty.help),
+  m('admin.vm.property.Set', 'local', 'w', 'any', 'req', 'opt', vmProperty.set),
+  m('admin.vm.property.Reset', 'local', 'w', 'any', 'req', 'none', vmProperty.reset),
+
+  m('admin.vm.feature.List', 'local', 'r', 'any', 'none', 'none', feature.list),
+  m('admin.vm.feature.Get', 'local', 'r', 'any', 'req', 'none', feature.get),
+  m('admin.vm.feature.CheckWithTemplate', 'local', 'r', 'any', 'req', 'none', feature.checkWithTemplate),
+  m('admin.vm.feature.CheckWithNetvm', 'local', 'r', 'any', 'req', 'none', feature.checkWithNetvm),
+  m('admin.vm.feature.CheckWithAdminVM', 'local', 'r', 'any', 'req', 'none', feature.checkWithAdminVm),
+  m(
+    'admin.vm.feature.CheckWithTemplateAndAdminVM',
+    'local',
+    'r',
+    'any',
+    'req',
+    'none',
+    feature.checkWithTemplateAndAdminVm,
+  ),
+  m('admin.vm.feature.Set', 'local', 'w', 'any', 'req', 'opt', feature.set),
+  m('admin.vm.feature.Remove', 'local', 'w', 'any', 'req', 'none', feature.remove),
+
+  m('admin.vm.tag.List', 'local', 'r', 'any', 'none', 'none', tag.list),
+  m('admin.vm.tag.Get', 'local', 'r', 'any', 'req', 'none', tag.get),
+  m('admin.vm.tag.Set', 'local', 'w', 'any', 'req', 'none', tag.set),
+  m('admin.vm.tag.Remove', 'local', 'w', 'any', 'req', 'none', tag.remove),
+
+  m('admin.label.List', 'global', 'r', 'dom0', 'none', 'none', label.list),
+  m('admin.label.Get', 'global', 'r', 'dom0', 'req', 'none', label.get),
+  m('admin.label.Index', 'global', 'r', 'dom0', 'req', 'none', label.index),
+  m('admin.label.Create', 'global', 'w', 'dom0', 'req', 'req', label.create),
+  m('admin.label.Remove', 'global', 'w', 'dom0', 'req', 'none', label.remove),
+
+  m('admin.vm.firewall.Get', 'local', 'r', 'vm', 'none', 'none', firewall.get),
+  m('admin.vm.firewall.Set', 'local', 'w', 'vm', 'none', 'req', firewall.set, { noSave: true }),
+  m('admin.vm.firewall.Reload', 'local', 'x', 'vm', 'none', 'none', firewall.reload),
+
+  m('admin.vm.notes.Get', 'local', 'r', 'vm', 'none', 'none', notes.get),
+  m('admin.vm.notes.Set', 'local', 'w', 'vm', 'none', 'req', notes.set, { noSave: true }),
+
+  m('admin.vm.device.denied.List', 'local', 'r', 'any', 'none', 'none', devicesDenied.list),
+  m('admin.vm.device.denied.Add', 'local', 'w', 'any', 'none', 'opt', devicesDenied.add),
+  m('admin.vm.device.denied.Remove', 'local', 'w', 'any', 'none', 'opt', devicesDenied.remove),
+
+  m('admin.vm.Start', 'local', 'x', 'any', 'none', 'none', lifecycle.start),
+  m('admin.vm.Shutdown', 'local', 'x', 'any', 'opt', 'none', lifecycle.shutdown),
+  m('admin.vm.Pause', 'local', 'x', 'any', 'none', 'none', lifecycle.pause),
+  m('admin.vm.Unpause', 'local', 'x', 'any', 'none', 'none', lifecycle.unpause),
+  m('admin.vm.Suspend', 'local', 'x', 'any', 'none', 'none', lifecycle.suspend),
+  m('admin.vm.Resume', 'local', 'x', 'any', 'none', 'none', lifecycle.resume),
+  m('admin.vm.Kill', 'local', 'x', 'any', 'none', 'none', lifecycle.kill),
+
+  m('admin.Events', 'global', 'r', 'any', 'none', 'none', events.events, { streaming: true }),
+  m('admin.vm.Stats', 'global', 'r', 'any', 'none', 'none', events.stats, { streaming: true }),
+];

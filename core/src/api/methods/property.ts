@@ -1,0 +1,90 @@
+import { QubesValueError } from '../../model/errors.js';
+import type { PropertyDef, PropertyHolder, PropertyStore, PropValue } from '../../model/property.js';
+import { NoValue, wireString } from '../../model/property.js';
+import { isAscii, isPythonPrintable, validateName } from '../../model/validate.js';
+import type { CallContext } from '../call-context.js';
+
+/**
+ * admin.property.* and admin.vm.property.*: generic over the property
+ * declarations, so no property has a handler of its own.
+ */
+type Store = PropertyStore<PropertyHolder>;
+
+const vmStore = (ctx: CallContext): Store => ctx.dest.props as unknown as Store;
+const appStore = (ctx: CallContext): Store => ctx.app.props as unknown as Store;
+
+/** `default=<bool> type=<T> <value>`, the body of Get and each GetAll line. */
+function describe(store: Store, def: PropertyDef): string {
+  let value: PropValue | undefined;
+  try {
+    value = store.get(def.name);
+  } catch (e) {
+    if (!(e instanceof NoValue)) throw e;
+  }
+  return `default=${store.isDefault(def.name) ? 'True' : 'False'} type=${def.type} ${wireString(value)}`;
+}
+
+/** GetAll escapes so that one property stays on one line. */
+function escapeLine(s: string): string {
+  return s.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
+}
+
+/** qubes.property.sanitize: the checks every Set payload passes before the property's own setter. */
+function sanitize(def: PropertyDef, payload: Buffer): string {
+  if (!isAscii(payload)) throw new QubesValueError('Non-ASCII bytes in property value');
+  const value = payload.toString('ascii');
+  if (def.type === 'vm') {
+    if (value !== '') validateName(value);
+  } else if (def.type === 'str' || def.type === 'label') {
+    if (!isPythonPrintable(value)) throw new QubesValueError('Invalid characters in property value');
+  }
+  return value;
+}
+
+function makeHandlers(storeOf: (ctx: CallContext) => Store) {
+  return {
+    list: (ctx: CallContext): string => storeOf(ctx).defs.map((d) => `${d.name}\n`).join(''),
+
+    get: (ctx: CallContext): string => {
+      const store = storeOf(ctx);
+      return describe(store, store.def(ctx.arg));
+    },
+
+    getAll: (ctx: CallContext): string => {
+      const store = storeOf(ctx);
+      return store.defs.map((d) => `${d.name} ${escapeLine(describe(store, d))}\n`).join('');
+    },
+
+    getDefault: (ctx: CallContext): string => {
+      const store = storeOf(ctx);
+      const def = store.def(ctx.arg);
+      let value: PropValue;
+      try {
+        value = store.getDefault(def.name);
+      } catch (e) {
+        if (e instanceof NoValue) return '';
+        throw e;
+      }
+      return value === null ? '' : `type=${def.type} ${wireString(value)}`;
+    },
+
+    help: (ctx: CallContext): string => storeOf(ctx).def(ctx.arg).help,
+
+    set: (ctx: CallContext): undefined => {
+      const store = storeOf(ctx);
+      const def = store.def(ctx.arg);
+      const value = sanitize(def, ctx.payload);
+      store.set(def.name, store.parse(def.name, value));
+      return undefined;
+    },
+
+    reset: (ctx: CallContext): undefined => {
+      const store = storeOf(ctx);
+      store.reset(store.def(ctx.arg).name);
+      return undefined;
+    },
+  };
+}
+
+export const vmProperty = makeHandlers(vmStore);
+export const globalProperty = makeHandlers(appStore);

@@ -1,0 +1,188 @@
+import { randomInt } from 'node:crypto';
+
+import {
+  PermissionDenied,
+  ProtocolError,
+  QubesException,
+  QubesValueError,
+  QubesVMAlreadyExistsError,
+  QubesVMInUseError,
+  QubesVMNotFoundError,
+  QubesVMNotHaltedError,
+} from '../../model/errors.js';
+import type { Label } from '../../model/labels.js';
+import { validateLabelName } from '../../model/labels.js';
+import type { Vm } from '../../model/vm.js';
+import { VM_CLASS_NAMES, VM_CLASSES } from '../../model/vm-classes.js';
+import type { VmClassName } from '../../model/vm-classes.js';
+import { isAscii, validateName } from '../../model/validate.js';
+import type { CallContext } from '../call-context.js';
+
+/** dom0 and remote domains are always reported running: nothing here powers them. */
+function listState(vm: Vm): string {
+  return vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState;
+}
+
+function listLine(vm: Vm): string {
+  return `${vm.name} class=${vm.klass} state=${listState(vm)} uuid=${vm.uuid}\n`;
+}
+
+interface CreateOptions {
+  name?: string;
+  label?: Label;
+  pool?: string;
+  pools: Map<string, string>;
+}
+
+const POOL_VOLUMES = ['root', 'private', 'volatile', 'kernel'];
+
+/** Parses the Create payload the way upstream's _vm_create does, in the same order of checks. */
+function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions {
+  if (!isAscii(ctx.payload)) throw new ProtocolError('Parameters contains non-ASCII characters');
+  const opts: CreateOptions = { pools: new Map() };
+  const seen = new Set<string>();
+  for (const param of ctx.payload.toString('ascii').split(' ')) {
+    const eq = param.indexOf('=');
+    if (eq === -1) throw new ProtocolError(`Invalid parameter: ${param}`);
+    const key = param.slice(0, eq);
+    const value = param.slice(eq + 1);
+    if (seen.has(key)) throw new ProtocolError('Options must be unique');
+    seen.add(key);
+    if (key === 'name') {
+      validateName(value);
+      opts.name = value;
+    } else if (key === 'label') {
+      validateLabelName(value, true);
+      const label = ctx.app.labels.find(value);
+      if (label) opts.label = label;
+    } else if (key === 'pool' && allowPool) {
+      opts.pool = value;
+    } else if (key.startsWith('pool:') && allowPool) {
+      const volume = key.slice('pool:'.length);
+      if (!POOL_VOLUMES.includes(volume)) {
+        throw new ProtocolError(`Volume must be one of: ${POOL_VOLUMES.join(', ')}`);
+      }
+      opts.pools.set(volume, value);
+    } else {
+      if (!allowPool && (key === 'pool' || key.startsWith('pool:'))) {
+        throw new ProtocolError("Pool option specified but 'allow_pool' is False");
+      }
+      throw new ProtocolError('Options does not match: name, label, pool, pool:');
+    }
+  }
+  if (!opts.name) throw new ProtocolError('Creation requested without key: name');
+  if (!opts.label) throw new ProtocolError('Creation requested without key: label');
+  if (opts.pool && opts.pools.size > 0) {
+    throw new ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
+  }
+  return opts;
+}
+
+function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
+  if (!VM_CLASSES[klass].hasTemplate) return null;
+  if (ctx.arg !== '') {
+    const t = ctx.app.domains.byName(ctx.arg);
+    if (!t) throw new QubesVMNotFoundError(ctx.arg);
+    return t;
+  }
+  const fallback = ctx.app.props.tryGet(klass === 'DispVM' ? 'default_dispvm' : 'default_template') as Vm | null;
+  if (!fallback) throw new QubesValueError('Template for the qube not specified, nor default template set.');
+  return fallback;
+}
+
+function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): undefined {
+  if (ctx.arg !== '' && !VM_CLASSES[klass].hasTemplate) {
+    throw new ProtocolError(`${klass} cannot be based on template`);
+  }
+  const opts = parseCreatePayload(ctx, allowPool);
+  const name = opts.name as string;
+  if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
+  for (const pool of [opts.pool, ...opts.pools.values()]) {
+    if (pool !== undefined && !ctx.app.pools.has(pool)) throw new QubesException(`No such storage pool: ${pool}`);
+  }
+  const template = templateFor(ctx, klass);
+  const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
+  try {
+    if (template) vm.props.initChecked('template', template);
+    if (klass === 'DispVM') vm.props.init('dispid', freeDispid(ctx));
+  } catch (e) {
+    ctx.app.domains.delete(vm);
+    throw e;
+  }
+  ctx.app.announceNewVm(vm);
+  vm.tags.add(`created-by-${ctx.src.name}`);
+  ctx.app.events.fire(vm, 'domain-create-on-disk');
+  return undefined;
+}
+
+function freeDispid(ctx: CallContext): number {
+  const used = new Set(
+    ctx.app.domains
+      .list()
+      .filter((d) => d.klass === 'DispVM')
+      .map((d) => d.props.get('dispid')),
+  );
+  for (;;) {
+    const id = randomInt(1, 10000);
+    if (!used.has(id) && !ctx.app.domains.byName(`disp${id}`)) return id;
+  }
+}
+
+export const vm = {
+  classList: (): string => VM_CLASS_NAMES.map((c) => `${c}\n`).join(''),
+
+  list: (ctx: CallContext): string => {
+    if (!ctx.dest.isAdminVm) return listLine(ctx.dest);
+    return ctx.app.domains
+      .sorted()
+      .filter((d) => ctx.services.access.vmVisible(ctx, d))
+      .map(listLine)
+      .join('');
+  },
+
+  create: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, false),
+  createInPool: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, true),
+
+  createDisposable: (ctx: CallContext): string | undefined => {
+    if (ctx.arg !== '' && ctx.arg !== 'preload') throw new PermissionDenied(`Argument not in "'', 'preload'"`);
+    const payload = ctx.payload.toString('latin1');
+    if (payload !== '' && payload !== 'uuid') {
+      throw new ProtocolError("Invalid payload, expected empty string or 'uuid'");
+    }
+    const base = ctx.dest.isAdminVm ? (ctx.src.props.tryGet('default_dispvm') as Vm | null | undefined) : ctx.dest;
+    if (!base) throw new QubesException('No default disposable template set for the caller');
+    if (!base.bool('template_for_dispvms')) {
+      throw new QubesException(
+        'Refusing to create disposable out of app qube which has template_for_dispvms=False',
+      );
+    }
+    if (ctx.arg === 'preload') return undefined;
+    const dispid = freeDispid(ctx);
+    const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, label: base.label });
+    disp.props.init('dispid', dispid);
+    disp.props.initChecked('template', base);
+    disp.props.init('auto_cleanup', true);
+    ctx.app.announceNewVm(disp);
+    disp.tags.add(`created-by-${ctx.src.name}`);
+    disp.tags.add(`disp-created-by-${ctx.src.name}`);
+    ctx.app.events.fire(disp, 'domain-create-on-disk');
+    return payload === 'uuid' ? `uuid:${disp.uuid}` : disp.name;
+  },
+
+  remove: async (ctx: CallContext): Promise<undefined> => {
+    const target = ctx.dest;
+    if (target.isAdminVm) throw new QubesVMInUseError("'dom0' cannot be removed");
+    if (target.bool('installed_by_rpm')) {
+      throw new QubesVMInUseError(`VM installed by package manager: ${target.name}`);
+    }
+    if (target.powerState !== 'Halted') throw QubesVMNotHaltedError.forVm(target.name);
+    ctx.app.removeVm(target);
+    await ctx.services.vmFiles.removeVmDir(target);
+    return undefined;
+  },
+
+  currentState: async (ctx: CallContext): Promise<string> => {
+    const s = await ctx.services.lifecycle.currentState(ctx.dest);
+    return `mem=${s.memKb} mem_static_max=${s.memStaticMaxKb} cputime=${s.cputime} power_state=${s.powerState}`;
+  },
+};

@@ -1,0 +1,128 @@
+import { chmod, unlink } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+
+import { inject, injectable } from 'tsyringe';
+
+import { TOKENS } from '../tokens.js';
+import type { Dispatcher } from './dispatcher.js';
+import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from './wire.js';
+
+export type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+
+/** Whether something answers on a UNIX socket path (a stale socket file refuses). */
+function socketAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * The admin socket: one request per connection, read to EOF (64 KiB cap),
+ * answered once (or streamed), then closed. Every connection is independent,
+ * so a bad client never affects the others.
+ */
+@injectable()
+export class AdminServer {
+  private server: Server | null = null;
+  private readonly connections = new Set<Socket>();
+  private readonly inflight = new Set<Promise<void>>();
+  /** Connections carrying an event stream: they only end when the client goes, or we close them. */
+  private readonly streams = new Set<Socket>();
+
+  constructor(
+    @inject(TOKENS.Dispatcher) private readonly dispatcher: Dispatcher,
+    @inject(TOKENS.Log) private readonly log: Log,
+  ) {}
+
+  async listen(path: string): Promise<void> {
+    if (await socketAlive(path)) throw new Error(`socket ${path} is in use by a running daemon`);
+    await unlink(path).catch(() => undefined);
+    const server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    await chmod(path, 0o660);
+    this.server = server;
+  }
+
+  /** Stops accepting, waits for calls in progress (their saves included), closes event streams. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.streams) s.destroy();
+    await Promise.allSettled([...this.inflight]);
+    for (const s of this.connections) s.destroy();
+  }
+
+  private accept(socket: Socket): void {
+    this.connections.add(socket);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let closedResolve: () => void = () => undefined;
+    const closed = new Promise<void>((r) => (closedResolve = r));
+    socket.on('close', () => {
+      this.connections.delete(socket);
+      this.streams.delete(socket);
+      closedResolve();
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REQUEST_BYTES) {
+        socket.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    socket.on('end', () => {
+      if (socket.destroyed) return;
+      const call = this.handle(socket, Buffer.concat(chunks), closed);
+      this.inflight.add(call);
+      void call.finally(() => this.inflight.delete(call));
+    });
+  }
+
+  private async handle(socket: Socket, data: Buffer, closed: Promise<void>): Promise<void> {
+    const req = parseRequest(data);
+    if (!req) {
+      this.log('warn', 'framing error');
+      socket.destroy();
+      return;
+    }
+    if (this.dispatcher.isStreaming(req.method)) this.streams.add(socket);
+    const sink = {
+      send: (subject: string, event: string, args: readonly (readonly [string, string])[]) => {
+        if (!socket.destroyed && socket.writable) socket.write(eventMessage(subject, event, args));
+      },
+      closed,
+    };
+    const outcome = await this.dispatcher.dispatch(req, sink);
+    switch (outcome.kind) {
+      case 'ok':
+        socket.end(okResponse(outcome.body));
+        break;
+      case 'exception':
+        this.log('debug', `${req.method} ${req.dest}: ${outcome.type}: ${outcome.message}`);
+        socket.end(exceptionResponse(outcome.type, outcome.message));
+        break;
+      case 'streamed':
+        socket.end();
+        break;
+      case 'abort':
+        this.log('error', `unhandled exception in ${req.method}: ${String((outcome.error as Error)?.stack ?? outcome.error)}`);
+        socket.destroy();
+        break;
+    }
+  }
+}

@@ -1,0 +1,166 @@
+import 'reflect-metadata';
+
+import { mkdir } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+import { container as rootContainer } from 'tsyringe';
+import type { DependencyContainer } from 'tsyringe';
+
+import { Dispatcher } from '../api/dispatcher.js';
+import { METHODS } from '../api/method-table.js';
+import { AdminServer } from '../api/server.js';
+import type { Log } from '../api/server.js';
+import type { ApiServices } from '../api/services.js';
+import type { Vmm } from '../hal/vmm.js';
+import { Backend } from '../lifecycle/backend.js';
+import { DomainManager } from '../lifecycle/domain-manager.js';
+import { App } from '../model/app.js';
+import type { HostInfo } from '../model/app.js';
+import { ConfiguredPools, defaultPoolConfigs } from '../persist/default-pools.js';
+import { lockStateDir } from '../persist/state-lock.js';
+import { StateStore } from '../persist/state-store.js';
+import { TOKENS } from '../tokens.js';
+import { PolicyAccess } from './access.js';
+import type { PolicyCheck } from './access.js';
+import { loadBackend } from './backend-loader.js';
+import { VmDirFiles } from './vm-files.js';
+
+export interface DaemonOptions {
+  readonly socketPath: string;
+  readonly stateDir: string;
+  /** A backend package name (see backend-loader), or a Vmm instance (tests). */
+  readonly backend: string | Vmm;
+  readonly log: Log;
+  /** How often to retry an unreachable hypervisor, ms. */
+  readonly reconnectMs?: number;
+  readonly host?: HostInfo;
+}
+
+/**
+ * The composition root: loads the state dir, wires the services in one
+ * container, serves the admin socket, and keeps trying to reach the backend
+ * (configuration calls never wait for it).
+ */
+export class Daemon {
+  private stopping = false;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  policyCheck: PolicyCheck | null = null;
+
+  private constructor(
+    readonly app: App,
+    readonly store: StateStore,
+    readonly backend: Backend,
+    readonly container: DependencyContainer,
+    private readonly server: AdminServer,
+    private readonly unlock: () => Promise<void>,
+    private readonly options: DaemonOptions,
+  ) {}
+
+  get lifecycle(): DomainManager {
+    return this.container.resolve<DomainManager>(TOKENS.Lifecycle as never);
+  }
+
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const { stateDir, log } = options;
+    await mkdir(stateDir, { recursive: true, mode: 0o770 });
+    const unlock = await lockStateDir(stateDir, (err) => log('error', `state dir lock lost: ${err.message}`));
+    try {
+      const host = options.host ?? { memoryMiB: Math.floor(totalmem() / 1048576), cpus: availableParallelism() };
+      const pools = new ConfiguredPools(defaultPoolConfigs(stateDir), stateDir);
+      const app = new App(stateDir, host, pools);
+      const store = new StateStore(join(stateDir, 'qubes.xml'), app, () => ({ pools: pools.configs, volumes: new Map() }));
+      const loaded = await store.load((msg) => log('warn', msg));
+      if (loaded) {
+        if (loaded.pools.length > 0) pools.configs.splice(0, pools.configs.length, ...loaded.pools);
+      } else {
+        app.createAdminVm(app.labels.get('black'));
+        await store.save();
+      }
+      const vmFiles = new VmDirFiles();
+      for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
+
+      const backendName = typeof options.backend === 'string' ? options.backend : options.backend.capabilities().name;
+      const backend = new Backend(backendName);
+      const c = rootContainer.createChildContainer();
+      c.register(TOKENS.App, { useValue: app });
+      c.register(TOKENS.Log, { useValue: log });
+      c.register(TOKENS.Backend, { useValue: backend });
+      c.register(TOKENS.VmFiles, { useValue: vmFiles });
+      c.register(TOKENS.Saver, { useValue: store });
+      c.register(TOKENS.Methods, { useValue: METHODS });
+      c.registerSingleton(TOKENS.Lifecycle, DomainManager);
+      c.registerSingleton(TOKENS.Dispatcher, Dispatcher);
+      let daemon: Daemon | null = null;
+      c.register(TOKENS.Access, { useValue: new PolicyAccess(() => daemon?.policyCheck ?? null) });
+      c.register(TOKENS.Services, {
+        useFactory: (r): ApiServices => ({
+          lifecycle: r.resolve(TOKENS.Lifecycle),
+          vmFiles: r.resolve(TOKENS.VmFiles),
+          access: r.resolve(TOKENS.Access),
+        }),
+      });
+      const server = c.resolve(AdminServer);
+      await server.listen(options.socketPath);
+      daemon = new Daemon(app, store, backend, c, server, unlock, options);
+      void daemon.connectBackend();
+      log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
+      return daemon;
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
+  }
+
+  private async connectBackend(): Promise<void> {
+    const { log } = this.options;
+    try {
+      const vmm =
+        typeof this.options.backend === 'string'
+          ? await loadBackend(this.options.backend, { runtimeDir: join(this.options.stateDir, 'run'), log })
+          : this.options.backend;
+      await vmm.open();
+      if (this.stopping) {
+        await vmm.close();
+        return;
+      }
+      this.backend.connected(vmm);
+      await this.lifecycle.syncStates(vmm);
+      log('info', `backend ${this.backend.name} connected`);
+      void this.followEvents(vmm);
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      this.backend.unavailable(reason);
+      log('warn', `backend ${this.backend.name} unavailable: ${reason}`);
+      if (!this.stopping) {
+        this.reconnectTimer = setTimeout(() => void this.connectBackend(), this.options.reconnectMs ?? 10_000);
+        this.reconnectTimer.unref();
+      }
+    }
+  }
+
+  private async followEvents(vmm: Vmm): Promise<void> {
+    try {
+      for await (const event of vmm.events()) await this.lifecycle.onVmmEvent(event);
+    } catch (e) {
+      this.options.log('warn', `backend event stream ended: ${String(e)}`);
+    }
+    if (!this.stopping && this.backend.current === vmm) {
+      this.backend.unavailable('connection to the hypervisor was lost');
+      void this.connectBackend();
+    }
+  }
+
+  /** Stops serving, lets calls in progress finish, saves, and releases the state dir. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    await this.server.close();
+    await this.store.save();
+    const vmm = this.backend.current;
+    this.backend.unavailable('daemon stopped');
+    await vmm?.close().catch(() => undefined);
+    await this.unlock();
+  }
+}

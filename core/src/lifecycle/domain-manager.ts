@@ -1,0 +1,228 @@
+import { inject, injectable } from 'tsyringe';
+
+import type { Saver } from '../api/dispatcher.js';
+import type { DomainStats, PowerState, Vmm, VmmEvent } from '../hal/vmm.js';
+import { VmmError } from '../hal/errors.js';
+import type { Lifecycle, VmFiles } from '../api/services.js';
+import { TOKENS } from '../tokens.js';
+import type { App } from '../model/app.js';
+import {
+  QubesException,
+  QubesVMError,
+  QubesVMNotPausedError,
+  QubesVMNotRunningError,
+  QubesVMNotStartedError,
+  QubesVMNotSuspendedError,
+} from '../model/errors.js';
+import type { Vm } from '../model/vm.js';
+import type { Backend } from './backend.js';
+import { buildDomainSpec } from './domain-spec.js';
+import type { Log } from '../api/server.js';
+
+
+/**
+ * Power operations over the Vmm, with upstream's state checks and events. The
+ * VM's powerState is the daemon's view: updated by our own operations and by
+ * the backend's events (guest poweroff, crash), whichever comes first, so each
+ * transition is announced once.
+ */
+@injectable()
+export class DomainManager implements Lifecycle {
+  constructor(
+    @inject(TOKENS.App) private readonly app: App,
+    @inject(TOKENS.Backend) private readonly backend: Backend,
+    @inject(TOKENS.Log) private readonly log: Log,
+    @inject(TOKENS.VmFiles) private readonly vmFiles: VmFiles,
+    @inject(TOKENS.Saver) private readonly saver: Saver,
+  ) {}
+
+  private vmm(vm: Vm, action: string): Vmm {
+    const vmm = this.backend.current;
+    if (!vmm) {
+      throw new QubesVMError(
+        `Cannot ${action} ${vm.name}: backend ${this.backend.name} is unavailable: ${this.backend.unavailableReason}`,
+      );
+    }
+    return vmm;
+  }
+
+  /** Domains the daemon never powers: dom0 is always running, remote domains live elsewhere. */
+  private static managed(vm: Vm): boolean {
+    return vm.klass !== 'AdminVM' && vm.klass !== 'RemoteVM';
+  }
+
+  async start(vm: Vm): Promise<void> {
+    if (!DomainManager.managed(vm) || vm.powerState !== 'Halted') return;
+    const prohibit = vm.features.get('prohibit-start');
+    if (prohibit !== undefined) throw new QubesException(`Qube start is prohibited. Rationale: ${prohibit}`);
+    const vmm = this.vmm(vm, 'start');
+    const netvm = vm.netvm;
+    if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
+    this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
+    try {
+      await vmm.define(buildDomainSpec(vm));
+      await vmm.start(vm.name);
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
+      throw new QubesException(`Start failed: ${reason}`);
+    }
+    const rt = await vmm.state(vm.name).catch(() => null);
+    this.markRunning(vm, rt?.xid ?? -1);
+    this.app.events.fire(vm, 'domain-spawn', [['start_guid', 'True']]);
+    this.app.events.fire(vm, 'domain-start', [['start_guid', 'True']]);
+  }
+
+  async shutdown(vm: Vm, options: { force: boolean; wait: boolean }): Promise<void> {
+    if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
+    if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+    if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
+    const vmm = this.vmm(vm, 'shut down');
+    this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
+    const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
+    const done = vmm
+      .shutdown(vm.name, { force: options.force, timeoutMs })
+      .then(() => this.markHalted(vm, 'shutdown'))
+      .catch((e: unknown) => {
+        const reason = e instanceof Error ? e.message : String(e);
+        this.app.events.fire(vm, 'domain-shutdown-failed', [['reason', reason]]);
+        throw new QubesVMError(`Shutdown of ${vm.name} failed: ${reason}`);
+      });
+    if (options.wait) {
+      await done;
+    } else {
+      done.catch((e: unknown) => this.log('warn', String(e)));
+    }
+  }
+
+  async kill(vm: Vm): Promise<void> {
+    if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be killed`);
+    if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+    await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
+    await this.markHalted(vm, 'destroyed');
+  }
+
+  async pause(vm: Vm): Promise<void> {
+    if (vm.powerState !== 'Running' || !DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+    this.app.events.fire(vm, 'domain-pre-paused');
+    await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
+    this.setState(vm, 'Paused', 'domain-paused');
+  }
+
+  async unpause(vm: Vm): Promise<void> {
+    if (vm.powerState !== 'Paused') throw QubesVMNotPausedError.forVm(vm.name);
+    this.app.events.fire(vm, 'domain-pre-unpaused');
+    await this.call(vm, 'unpause', (vmm) => vmm.unpause(vm.name));
+    this.setState(vm, 'Running', 'domain-unpaused');
+  }
+
+  async suspend(vm: Vm): Promise<void> {
+    if (vm.powerState !== 'Running' || !DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+    await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
+    this.setState(vm, 'Suspended', 'domain-paused');
+  }
+
+  async resume(vm: Vm): Promise<void> {
+    if (vm.powerState !== 'Suspended') throw QubesVMNotSuspendedError.forVm(vm.name);
+    await this.call(vm, 'resume', (vmm) => vmm.resume(vm.name));
+    this.setState(vm, 'Running', 'domain-resumed');
+  }
+
+  async currentState(vm: Vm) {
+    const halted = { memKb: 0, memStaticMaxKb: 0, cputime: 0, powerState: vm.powerState };
+    if (!DomainManager.managed(vm)) return { ...halted, powerState: 'Running' as PowerState };
+    const vmm = this.backend.current;
+    if (vm.powerState === 'Halted' || !vmm) return halted;
+    const rt = await vmm.state(vm.name);
+    return { memKb: rt.memoryKb, memStaticMaxKb: rt.memoryMaxKb, cputime: rt.cpuTimeNs, powerState: vm.powerState };
+  }
+
+  async stats(): Promise<readonly DomainStats[]> {
+    const vmm = this.backend.current;
+    return vmm ? vmm.stats() : [];
+  }
+
+  /** Reconciles the cached states with what the hypervisor reports, e.g. after (re)connecting. */
+  async syncStates(vmm: Vmm): Promise<void> {
+    for (const vm of this.app.domains.list()) {
+      if (!DomainManager.managed(vm)) continue;
+      const rt = await vmm.state(vm.name).catch(() => null);
+      if (!rt) continue;
+      if (rt.state === 'Halted' && vm.powerState !== 'Halted') await this.markHalted(vm, 'unknown');
+      else if (rt.state !== 'Halted' && vm.powerState === 'Halted') this.markRunning(vm, rt.xid, rt.state);
+    }
+  }
+
+  /** Applies an event the backend reported on its own (guest poweroff, crash, pause from elsewhere). */
+  async onVmmEvent(event: VmmEvent): Promise<void> {
+    const vm = this.app.domains.byName(event.name);
+    if (!vm || !DomainManager.managed(vm)) return;
+    switch (event.type) {
+      case 'started':
+        if (vm.powerState === 'Halted') {
+          const rt = await this.backend.current?.state(vm.name).catch(() => null);
+          this.markRunning(vm, rt?.xid ?? -1);
+          this.app.events.fire(vm, 'domain-start', [['start_guid', 'False']]);
+        }
+        break;
+      case 'stopped':
+        await this.markHalted(vm, event.reason);
+        break;
+      case 'paused':
+        if (vm.powerState === 'Running') this.setState(vm, 'Paused', 'domain-paused');
+        break;
+      case 'unpaused':
+        if (vm.powerState === 'Paused') this.setState(vm, 'Running', 'domain-unpaused');
+        break;
+      case 'suspended':
+        if (vm.powerState === 'Running') this.setState(vm, 'Suspended', 'domain-paused');
+        break;
+      case 'resumed':
+        if (vm.powerState === 'Suspended') this.setState(vm, 'Running', 'domain-resumed');
+        break;
+    }
+  }
+
+  private async call(vm: Vm, action: string, op: (vmm: Vmm) => Promise<void>): Promise<void> {
+    const vmm = this.vmm(vm, action);
+    try {
+      await op(vmm);
+    } catch (e) {
+      if (e instanceof VmmError && e.code === 'no-such-domain') throw QubesVMNotStartedError.forVm(vm.name);
+      throw new QubesVMError(`Cannot ${action} ${vm.name}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  private setState(vm: Vm, state: PowerState, event: string): void {
+    vm.powerState = state;
+    this.app.events.fire(vm, event);
+  }
+
+  private markRunning(vm: Vm, xid: number, state: PowerState = 'Running'): void {
+    vm.powerState = state;
+    vm.xid = xid;
+    vm.startTime = Date.now() / 1000;
+    this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
+    this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
+  }
+
+  private async markHalted(vm: Vm, reason: string): Promise<void> {
+    if (vm.powerState === 'Halted') return;
+    vm.powerState = 'Halted';
+    vm.xid = -1;
+    vm.startTime = null;
+    this.app.events.fire(vm, 'domain-shutdown', [['reason', reason]]);
+    this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
+    this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
+    this.app.events.fire(vm, 'domain-stopped');
+    if (vm.klass === 'DispVM' && vm.bool('auto_cleanup') && this.app.domains.byName(vm.name) === vm) {
+      try {
+        this.app.removeVm(vm);
+        await this.vmFiles.removeVmDir(vm);
+        await this.saver.save();
+      } catch (e) {
+        this.log('warn', `could not remove disposable ${vm.name}: ${String(e)}`);
+      }
+    }
+  }
+}

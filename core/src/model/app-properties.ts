@@ -1,0 +1,129 @@
+import type { App } from './app.js';
+import { QubesPropertyValueError } from './errors.js';
+import type { PropertyDef } from './property.js';
+import { intProp, boolProp, strProp, computed } from './property-types.js';
+import type { Vm } from './vm.js';
+import { TEMPLATE_VM, asVm, requireDispvmTemplate, vmProp } from './vm-ref.js';
+
+/** Global (app) properties, all load stage 3 (admin-api-reference §3.5). */
+type Def = PropertyDef<App>;
+const self = (app: App) => app;
+const stage3 = <T extends Def>(d: T): T => ({ ...d, stage: 3 });
+
+function poolProp(name: string, help: string, dflt: (app: App) => string | null): Def {
+  return stage3(
+    strProp<App>(name, help, dflt, {
+      validate: (app, v) => {
+        if (typeof v !== 'string' || !app.pools.has(v)) throw new QubesPropertyValueError('No such storage pool');
+        return v;
+      },
+    }),
+  );
+}
+
+function defaultPool(app: App): string | null {
+  return app.pools.defaultPoolName() ?? null;
+}
+
+/** A VM would reach itself through the default netvm if `candidate` became the default. */
+function checkDefaultNetvmLoop(app: App, candidate: Vm | null): void {
+  if (!candidate) return;
+  const netvmOf = (vm: Vm): Vm | null => {
+    if (!vm.props.has('netvm')) return null;
+    if (vm.props.isDefault('netvm')) return vm.klass === 'TemplateVM' ? null : candidate;
+    return vm.netvm;
+  };
+  for (const vm of app.domains.list()) {
+    if (!vm.props.has('netvm') || !vm.props.isDefault('netvm') || vm.klass === 'TemplateVM') continue;
+    const seen = new Set<Vm>();
+    for (let n = netvmOf(vm); n; n = netvmOf(n)) {
+      if (n === vm) throw new QubesPropertyValueError(`Network loop on '${vm.name}'`);
+      if (seen.has(n)) break;
+      seen.add(n);
+    }
+  }
+}
+
+/** Announces the computed netvm change to every VM that follows the default. */
+function announceDefaultNetvm(app: App): void {
+  for (const vm of app.domains.list()) {
+    if (vm.props.has('netvm') && vm.props.isDefault('netvm') && vm.klass !== 'TemplateVM') {
+      vm.events.fire(vm, 'property-reset:netvm', [['name', 'netvm']]);
+    }
+  }
+}
+
+export const APP_PROPERTIES: readonly Def[] = [
+  stage3(boolProp<App>('check_updates_vm', 'Check for updates inside qubes.', true)),
+  vmProp<App>('clockvm', 'Domain that keeps the time for the others.', self, {
+    stage: 3,
+    allowNone: true,
+    default: () => null,
+    preSet: (_app, value, old) => {
+      const oldVm = asVm(old);
+      const newVm = asVm(value);
+      if (oldVm && oldVm !== newVm && oldVm.features.has('service.clocksync')) oldVm.features.remove('service.clocksync');
+      newVm?.features.set('service.clocksync', '1');
+    },
+  }),
+  vmProp<App>('default_audiovm', 'Default audio domain for new qubes.', self, {
+    stage: 3,
+    allowNone: true,
+    default: (app) => app.adminVm,
+  }),
+  vmProp<App>('default_dispvm', 'Default disposable template.', self, {
+    stage: 3,
+    allowNone: true,
+    default: () => null,
+    validate: (_app, v) => requireDispvmTemplate('system', 'default_dispvm', v),
+  }),
+  vmProp<App>('default_guivm', 'Default GUI domain for new qubes.', self, {
+    stage: 3,
+    allowNone: true,
+    default: (app) => app.adminVm,
+  }),
+  stage3(
+    strProp<App>('default_kernel', 'Kernel used by qubes that do not choose one.', undefined, {
+      validate: (app, v) => {
+        const k = v === null ? '' : String(v);
+        if (k.includes('/')) throw new QubesPropertyValueError("Kernel name cannot contain '/'");
+        if (k !== '') app.checkKernel(k);
+        return k;
+      },
+    }),
+  ),
+  vmProp<App>('default_netvm', 'Network domain of qubes that do not choose one.', self, {
+    stage: 3,
+    allowNone: true,
+    default: () => null,
+    validate: (app, v) => checkDefaultNetvmLoop(app, v),
+    afterChange: announceDefaultNetvm,
+  }),
+  poolProp('default_pool', 'Storage pool for new volumes.', defaultPool),
+  poolProp('default_pool_kernel', 'Storage pool for kernel volumes.', (app) => app.props.get('default_pool') as string),
+  poolProp('default_pool_private', 'Storage pool for private volumes.', (app) => app.props.get('default_pool') as string),
+  poolProp('default_pool_root', 'Storage pool for root volumes.', (app) => app.props.get('default_pool') as string),
+  poolProp('default_pool_volatile', 'Storage pool for volatile volumes.', (app) => app.props.get('default_pool') as string),
+  stage3(intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60)),
+  stage3(intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60)),
+  vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {
+    stage: 3,
+    allowNone: true,
+    vmClass: TEMPLATE_VM,
+    default: () => null,
+  }),
+  vmProp<App>('management_dispvm', 'Disposable template for management tasks.', self, {
+    stage: 3,
+    allowNone: true,
+    default: () => null,
+    validate: (_app, v) => requireDispvmTemplate('system', 'management_dispvm', v),
+  }),
+  stage3(computed<App>('maxmem', 'int', 'Host memory in MiB.', (app) => app.host.memoryMiB)),
+  stage3(computed<App>('no_cpus', 'int', 'Number of host CPUs.', (app) => app.host.cpus)),
+  stage3(intProp<App>('stats_interval', 'Seconds between vm-stats events.', 3)),
+  vmProp<App>('updatevm', 'Domain that downloads updates for dom0.', self, {
+    stage: 3,
+    allowNone: true,
+    default: () => null,
+  }),
+];

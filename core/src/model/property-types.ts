@@ -1,0 +1,90 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+import { QubesPropertyValueError, QubesValueError, pyRepr } from './errors.js';
+import type { PropertyDef, PropertyHolder, PropValue } from './property.js';
+import { parseBoolLiteral, parsePythonInt } from './validate.js';
+
+/**
+ * Constructors for the common property shapes, so that each property below is
+ * one declaration: name, type, default, checks, help.
+ */
+type Extra<H extends PropertyHolder> = Partial<Omit<PropertyDef<H>, 'name' | 'type' | 'help'>>;
+type DefaultOf<H, T> = T | ((holder: H) => PropValue);
+
+function defaultFn<H, T extends PropValue>(d: DefaultOf<H, T> | undefined): ((h: H) => PropValue) | undefined {
+  if (d === undefined) return undefined;
+  return typeof d === 'function' ? (d as (h: H) => PropValue) : () => d;
+}
+
+export function parseBool(raw: string): boolean {
+  const b = parseBoolLiteral(raw.trim());
+  if (b === undefined) throw new QubesValueError(`Invalid literal for boolean property: ${pyRepr(raw)}`);
+  return b;
+}
+
+export function parseInt10(raw: string): number {
+  const n = parsePythonInt(raw);
+  if (n === undefined) throw new QubesValueError('Failed to parse property value as int');
+  return n;
+}
+
+export function strProp<H extends PropertyHolder>(
+  name: string,
+  help: string,
+  dflt?: DefaultOf<H, string | null>,
+  extra: Extra<H> = {},
+): PropertyDef<H> {
+  return { name, type: 'str', stage: 2, help, default: defaultFn(dflt), ...extra };
+}
+
+export function intProp<H extends PropertyHolder>(
+  name: string,
+  help: string,
+  dflt?: DefaultOf<H, number | null>,
+  extra: Extra<H> = {},
+): PropertyDef<H> {
+  return { name, type: 'int', stage: 2, help, default: defaultFn(dflt), parse: (_h, raw) => parseInt10(raw), ...extra };
+}
+
+export function boolProp<H extends PropertyHolder>(
+  name: string,
+  help: string,
+  dflt: DefaultOf<H, boolean>,
+  extra: Extra<H> = {},
+): PropertyDef<H> {
+  return { name, type: 'bool', stage: 2, help, default: defaultFn(dflt), parse: (_h, raw) => parseBool(raw), ...extra };
+}
+
+/** A computed property: never set, never saved, always reported as default. */
+export function computed<H extends PropertyHolder>(
+  name: string,
+  type: 'str' | 'int' | 'bool',
+  help: string,
+  fn: (holder: H) => PropValue,
+): PropertyDef<H> {
+  return { name, type, stage: 2, help, default: fn, readOnly: true };
+}
+
+export function positive(prop: string) {
+  return (_h: unknown, v: PropValue): PropValue => {
+    if (typeof v !== 'number' || v <= 0) throw new QubesPropertyValueError(`${prop} must be positive`);
+    return v;
+  };
+}
+
+export function nonNegative(prop: string) {
+  return (_h: unknown, v: PropValue): PropValue => {
+    if (typeof v !== 'number' || v < 0) throw new QubesPropertyValueError(`${prop} must be positive or zero`);
+    return v;
+  };
+}
+
+export function parseIPv4(raw: string): string {
+  if (!isIPv4(raw)) throw new QubesValueError('Failed to parse property value as IPv4Address');
+  return raw;
+}
+
+export function parseIPv6(raw: string): string {
+  if (!isIPv6(raw)) throw new QubesValueError('Failed to parse property value as IPv6Address');
+  return raw;
+}

@@ -1,0 +1,198 @@
+import { QubesNoSuchPropertyError, QubesPropertyValueError } from './errors.js';
+import type { EventBus } from './events.js';
+import type { Label } from './labels.js';
+import type { Vm } from './vm.js';
+
+/** How a property's value is typed on the wire (`type=` in property replies). */
+export type ApiType = 'str' | 'int' | 'bool' | 'vm' | 'label';
+
+export type PropValue = string | number | boolean | Label | Vm | null;
+
+/**
+ * Raised by a default function when the property has no value at all (upstream's
+ * AttributeError): the API then shows `default=True type=T ` with an empty value.
+ */
+export class NoValue extends Error {
+  constructor() {
+    super('no value');
+  }
+}
+
+export interface PropertyHolder {
+  readonly events: EventBus;
+  /** What property errors call the holder: the VM name, or `Qubes` for the app. */
+  readonly holderName: string;
+  /** The VM an event is about, or null for the app. */
+  readonly eventSubject: Vm | null;
+  /** How refusals of read-only properties name the holder, e.g. `AppVM instance`. */
+  readonly instanceDescription: string;
+}
+
+/**
+ * One property, declared once: type, default, validation, stage, help. The API's
+ * List/Get/GetAll/GetDefault/Help/Reset/Set and qubes.xml are generic over these.
+ */
+export interface PropertyDef<H extends PropertyHolder = PropertyHolder> {
+  readonly name: string;
+  readonly type: ApiType;
+  /** 2 = basic, 3 = global, 4 = cross-references; List order is (stage, name). */
+  readonly stage: 2 | 3 | 4;
+  readonly help: string;
+  /** Value when not set explicitly; throw NoValue for "no value". Omitted = no default. */
+  readonly default?: (holder: H) => PropValue;
+  /** Turns a sanitised wire/XML string into a typed value (before validate). */
+  readonly parse?: (holder: H, raw: string) => PropValue;
+  /** Setter checks, run on every set: return the value to store, or throw. */
+  readonly validate?: (holder: H, value: PropValue) => PropValue;
+  /** Runs after validation and before the pre-set event: side effects that may refuse (e.g. running-state checks). */
+  readonly preSet?: (holder: H, value: PropValue, old: PropValue | undefined) => void;
+  /** Runs before a reset; throw to refuse it. */
+  readonly preReset?: (holder: H) => void;
+  /** After a set or reset, e.g. to announce computed properties that changed with it. */
+  readonly afterChange?: (holder: H) => void;
+  /** Set once (at creation or load), never changed or reset afterwards. */
+  readonly writeOnce?: boolean;
+  /** Computed or fixed: every set is refused and it is never saved. */
+  readonly readOnly?: boolean;
+  /** For vm-typed properties: whether '' (None) is accepted. */
+  readonly allowNone?: boolean;
+}
+
+/** str() of a value as upstream puts it in events (None, True/False, names). */
+export function eventString(value: PropValue): string {
+  if (value === null) return 'None';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (typeof value === 'object') return value.name;
+  return String(value);
+}
+
+/** The value part of a property reply: like eventString, but None is empty. */
+export function wireString(value: PropValue | undefined): string {
+  if (value === null || value === undefined) return '';
+  return eventString(value);
+}
+
+/** The explicitly set values of one holder, and the generic property operations over its definitions. */
+export class PropertyStore<H extends PropertyHolder> {
+  private readonly values = new Map<string, PropValue>();
+  private readonly byName: ReadonlyMap<string, PropertyDef<H>>;
+
+  constructor(
+    private readonly holder: H,
+    /** Already in List order. */
+    readonly defs: readonly PropertyDef<H>[],
+  ) {
+    this.byName = new Map(defs.map((d) => [d.name, d]));
+  }
+
+  def(name: string): PropertyDef<H> {
+    const d = this.byName.get(name);
+    if (!d) throw QubesNoSuchPropertyError.forHolder(name, this.holder.holderName);
+    return d;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  isDefault(name: string): boolean {
+    return !this.values.has(name);
+  }
+
+  /** The value, explicit or default; throws NoValue when there is none. */
+  get(name: string): PropValue {
+    if (this.values.has(name)) return this.values.get(name) as PropValue;
+    return this.getDefault(name);
+  }
+
+  /** Like get, but undefined instead of NoValue. */
+  tryGet(name: string): PropValue | undefined {
+    try {
+      return this.get(name);
+    } catch (e) {
+      if (e instanceof NoValue) return undefined;
+      throw e;
+    }
+  }
+
+  getDefault(name: string): PropValue {
+    const d = this.def(name);
+    if (!d.default) throw new NoValue();
+    return d.default(this.holder);
+  }
+
+  explicit(): ReadonlyMap<string, PropValue> {
+    return this.values;
+  }
+
+  /** Stores a value without checks or events: for loading state and for creation-time values. */
+  init(name: string, value: PropValue): void {
+    this.def(name);
+    this.values.set(name, value);
+  }
+
+  /** Stores a creation-time value after the property's checks, without events (upstream sets these in the constructor). */
+  initChecked(name: string, value: PropValue): void {
+    const d = this.def(name);
+    this.values.set(name, d.validate ? d.validate(this.holder, value) : value);
+  }
+
+  /** Parses a string value (wire payload or qubes.xml text) the way the property's type needs. */
+  parse(name: string, raw: string): PropValue {
+    const d = this.def(name);
+    return d.parse ? d.parse(this.holder, raw) : raw;
+  }
+
+  set(name: string, input: PropValue): void {
+    const d = this.def(name);
+    if (d.readOnly) {
+      throw new QubesPropertyValueError(`property '${name}' on ${this.holder.instanceDescription} cannot be set`);
+    }
+    if (d.writeOnce && this.values.has(name)) {
+      throw new QubesPropertyValueError(`property '${name}' is write-once and already set`);
+    }
+    const value = d.validate ? d.validate(this.holder, input) : input;
+    const old = this.tryGet(name);
+    d.preSet?.(this.holder, value, old);
+    const args: [string, string][] = [
+      ['name', name],
+      ['newvalue', eventString(value)],
+    ];
+    if (old !== undefined) args.push(['oldvalue', eventString(old)]);
+    const subject = this.holder.eventSubject;
+    this.holder.events.fire(subject, `property-pre-set:${name}`, args);
+    this.values.set(name, value);
+    d.afterChange?.(this.holder);
+    this.holder.events.fire(subject, `property-set:${name}`, args);
+  }
+
+  reset(name: string): void {
+    const d = this.def(name);
+    if (d.readOnly) {
+      throw new QubesPropertyValueError(`property '${name}' on ${this.holder.instanceDescription} cannot be reset`);
+    }
+    if (d.writeOnce && this.values.has(name)) {
+      throw new QubesPropertyValueError(`property '${name}' is write-once and cannot be reset`);
+    }
+    d.preReset?.(this.holder);
+    const old = this.tryGet(name);
+    const args: [string, string][] = [['name', name]];
+    if (old !== undefined) args.push(['oldvalue', eventString(old)]);
+    const subject = this.holder.eventSubject;
+    this.holder.events.fire(subject, `property-pre-reset:${name}`, args);
+    this.holder.events.fire(subject, `property-pre-del:${name}`, args);
+    this.values.delete(name);
+    d.afterChange?.(this.holder);
+    this.holder.events.fire(subject, `property-reset:${name}`, args);
+    this.holder.events.fire(subject, `property-del:${name}`, args);
+  }
+
+  /** Drops a stored value silently, e.g. a reference to a VM being removed. */
+  forget(name: string): void {
+    this.values.delete(name);
+  }
+}
+
+export function sortDefs<H extends PropertyHolder>(defs: readonly PropertyDef<H>[]): PropertyDef<H>[] {
+  return [...defs].sort((a, b) => a.stage - b.stage || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}

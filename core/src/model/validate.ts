@@ -1,0 +1,57 @@
+import { ProtocolError, QubesValueError } from './errors.js';
+
+const NAME_RE = /^[a-zA-Z][a-zA-Z0-9_.-]*$/;
+
+/** Upstream's qubes.vm.validate_name: the rules every domain name must pass. */
+export function validateName(name: string, ErrorClass: new (msg: string) => Error = QubesValueError): void {
+  if (name.length > 31) throw new ErrorClass('VM name must be shorter than 32 characters');
+  if (/^[0-9_.-]/.test(name)) {
+    throw new ErrorClass('VM name cannot start with hyphen, underscore, dot or numbers');
+  }
+  if (!NAME_RE.test(name)) throw new ErrorClass('VM name contains illegal characters');
+  if (name === 'Domain-0') throw new ErrorClass('VM name cannot be Domain-0');
+  if (name === 'none' || name === 'default') throw new ErrorClass(`VM name cannot be '${name}'`);
+  if (name.endsWith('-dm')) throw new ErrorClass("VM name cannot end with -dm");
+}
+
+const TRUE_LITERALS = new Set(['1', 'yes', 'true', 'on']);
+const FALSE_LITERALS = new Set(['0', 'no', 'false', 'off']);
+
+/** qubes.property.bool: the boolean literals accepted in property values and payloads. */
+export function parseBoolLiteral(value: string): boolean | undefined {
+  const v = value.toLowerCase();
+  if (TRUE_LITERALS.has(v)) return true;
+  if (FALSE_LITERALS.has(v)) return false;
+  return undefined;
+}
+
+/**
+ * AbstractQubesAPI.validate_number: numbers in arguments and payloads are plain
+ * ASCII digits, at most 19 of them, without leading zeros.
+ */
+export function validateNumber(untrusted: string, what: string, allowNegative = false): number {
+  let s = untrusted;
+  if (allowNegative && s.startsWith('-')) s = s.slice(1);
+  if (!/^[0-9]+$/.test(s)) throw new ProtocolError(`${what} contains non ASCII digits`);
+  if (s.length > 19) throw new ProtocolError(`${what} is bigger than 19 decimal digits`);
+  if (s.length > 1 && s.startsWith('0')) throw new ProtocolError(`${what} contains spurious leading zeros`);
+  return Number(untrusted);
+}
+
+/** Python's string.printable: what an untyped property value may contain. */
+export function isPythonPrintable(s: string): boolean {
+  return /^[0-9A-Za-z!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~ \t\n\r\x0b\x0c]*$/.test(s);
+}
+
+export function isAscii(buf: Uint8Array): boolean {
+  for (const b of buf) if (b > 0x7f) return false;
+  return true;
+}
+
+/** Python int(str) for the forms a property value can take: optional sign, digits, surrounding space. */
+export function parsePythonInt(s: string): number | undefined {
+  const m = /^\s*([-+]?)(\d+(?:_\d+)*)\s*$/.exec(s);
+  if (!m) return undefined;
+  const n = Number(`${m[1] ?? ''}${(m[2] ?? '').replaceAll('_', '')}`);
+  return Number.isSafeInteger(n) ? n : undefined;
+}

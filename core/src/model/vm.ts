@@ -1,0 +1,128 @@
+import { join } from 'node:path';
+
+import type { PowerState } from '../hal/vmm.js';
+import type { App } from './app.js';
+import type { FirewallRule } from './firewall.js';
+import { DEFAULT_FIREWALL } from './firewall.js';
+import { Features } from './features.js';
+import type { EventBus } from './events.js';
+import type { Label } from './labels.js';
+import { PropertyStore } from './property.js';
+import type { PropertyHolder } from './property.js';
+import { Tags } from './tags.js';
+import { VM_CLASSES } from './vm-classes.js';
+import type { VmClassName } from './vm-classes.js';
+
+/** One domain: its properties, features, tags, firewall, and its runtime state as last reported by the Vmm. */
+export class Vm implements PropertyHolder {
+  readonly props: PropertyStore<Vm>;
+  readonly features: Features;
+  readonly tags: Tags;
+  firewall: readonly FirewallRule[] = DEFAULT_FIREWALL;
+  powerState: PowerState = 'Halted';
+  /** Hypervisor domain id while running. */
+  xid = -1;
+  /** Unix time (s) of the last start, while running. */
+  startTime: number | null = null;
+
+  constructor(
+    readonly app: App,
+    readonly klass: VmClassName,
+  ) {
+    this.props = new PropertyStore<Vm>(this, VM_CLASSES[klass].props);
+    this.features = new Features(this, app.events);
+    this.tags = new Tags(this, app.events);
+  }
+
+  get events(): EventBus {
+    return this.app.events;
+  }
+
+  get eventSubject(): Vm {
+    return this;
+  }
+
+  get holderName(): string {
+    return this.name;
+  }
+
+  get instanceDescription(): string {
+    return `${this.klass} instance`;
+  }
+
+  get name(): string {
+    return this.props.get('name') as string;
+  }
+
+  get qid(): number {
+    return this.props.get('qid') as number;
+  }
+
+  get uuid(): string {
+    return this.props.get('uuid') as string;
+  }
+
+  get label(): Label {
+    return this.props.get('label') as Label;
+  }
+
+  get isAdminVm(): boolean {
+    return this.klass === 'AdminVM';
+  }
+
+  /** The VM this one is based on (AppVM, DispVM), or null. */
+  get template(): Vm | null {
+    if (!VM_CLASSES[this.klass].hasTemplate) return null;
+    return (this.props.tryGet('template') as Vm | null | undefined) ?? null;
+  }
+
+  get netvm(): Vm | null {
+    if (!this.props.has('netvm')) return null;
+    return (this.props.tryGet('netvm') as Vm | null | undefined) ?? null;
+  }
+
+  /** Per-VM directory, as upstream lays them out under the state dir. */
+  get dirPath(): string {
+    return join(this.app.stateDir, this.klass === 'TemplateVM' ? 'vm-templates' : 'appvms', this.name);
+  }
+
+  bool(prop: string): boolean {
+    return this.props.tryGet(prop) === true;
+  }
+
+  /** A feature from this VM, else from its template chain (upstream's check_with_template). */
+  featureWithTemplate(name: string): string | undefined {
+    for (let vm: Vm | null = this; vm; vm = vm.template) {
+      const v = vm.features.get(name);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  }
+
+  featureWithNetvm(name: string): string | undefined {
+    const seen = new Set<Vm>();
+    for (let vm: Vm | null = this; vm && !seen.has(vm); vm = vm.netvm) {
+      seen.add(vm);
+      const v = vm.features.get(name);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  }
+
+  featureWithAdminVm(name: string): string | undefined {
+    return this.features.get(name) ?? this.app.adminVm.features.get(name);
+  }
+
+  featureWithTemplateAndAdminVm(name: string): string | undefined {
+    return this.featureWithTemplate(name) ?? this.app.adminVm.features.get(name);
+  }
+
+  /** Whether the VM is using any network: it has a netvm or provides one. */
+  get isNetworked(): boolean {
+    return this.bool('provides_network') || this.netvm !== null;
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}

@@ -1,0 +1,83 @@
+import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+
+import type { FirewallRule } from '../model/firewall.js';
+import { DEFAULT_FIREWALL, isExpired, makeRule, ruleProperties } from '../model/firewall.js';
+
+/**
+ * firewall.xml, version 2 as upstream writes it (one <rule> of <property>
+ * elements per rule, expired rules dropped), and version 1 as it still reads.
+ */
+const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@_', format: true, indentBy: '  ' });
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@_',
+  parseTagValue: false,
+  parseAttributeValue: false,
+  isArray: (name) => ['rule', 'property', 'dstname', 'dst'].includes(name),
+});
+
+export function serializeFirewall(rules: readonly FirewallRule[]): string {
+  const live = rules.filter((r) => !isExpired(r));
+  return builder.build({
+    firewall: {
+      '@_version': '2',
+      rules: {
+        rule: live.map((r) => ({
+          properties: { property: ruleProperties(r).map(([name, value]) => ({ '@_name': name, '#text': value })) },
+        })),
+      },
+    },
+  }) as string;
+}
+
+type XmlObj = Record<string, unknown>;
+const text = (v: unknown): string => (typeof v === 'object' && v !== null ? String((v as XmlObj)['#text'] ?? '') : String(v ?? ''));
+
+function loadV2(fw: XmlObj): FirewallRule[] {
+  const rules = ((fw.rules as XmlObj | undefined)?.rule as XmlObj[] | undefined) ?? [];
+  return rules.map((rule) => {
+    const props = ((rule.properties as XmlObj | undefined)?.property as XmlObj[] | undefined) ?? [];
+    const options: Record<string, string> = {};
+    for (const p of props) options[String(p['@_name'])] = text(p);
+    return makeRule(options);
+  });
+}
+
+/** Qubes 3.x format: a default policy plus exceptions; translated as upstream translates it. */
+function loadV1(fw: XmlObj): FirewallRule[] {
+  const policy = String(fw['@_policy'] ?? 'deny');
+  const actionFor = (key: string) => ((fw[`@_${key}`] ?? policy) === 'allow' ? 'accept' : 'drop');
+  const rules: FirewallRule[] = [
+    makeRule({ action: actionFor('dns'), specialtarget: 'dns' }),
+    makeRule({ action: actionFor('icmp'), proto: 'icmp' }),
+  ];
+  const exceptionAction = policy === 'allow' ? 'drop' : 'accept';
+  for (const key of ['dst', 'dstname'] as const) {
+    for (const el of (fw[key] as XmlObj[] | undefined) ?? []) {
+      const options: Record<string, string> = { action: exceptionAction };
+      const address = el['@_address'] ?? el['@_name'];
+      if (address !== undefined) options.dsthost = String(address);
+      let proto = el['@_proto'] as string | undefined;
+      const port = el['@_port'] as string | undefined;
+      const toport = el['@_toport'] as string | undefined;
+      if (port) options.dstports = toport ? `${port}-${toport}` : port;
+      if (port && !proto) proto = 'tcp';
+      if (proto && proto !== 'any') options.proto = proto;
+      if (el['@_expire']) options.expire = String(el['@_expire']);
+      const netmask = el['@_netmask'] === undefined ? undefined : Number(el['@_netmask']);
+      rules.push(makeRule(options, netmask));
+    }
+  }
+  if (policy === 'allow') rules.push(makeRule({ action: 'accept' }));
+  return rules;
+}
+
+export function parseFirewall(xml: string): FirewallRule[] {
+  const doc = parser.parse(xml) as XmlObj;
+  const fw = doc.firewall as XmlObj | undefined;
+  if (!fw) return [...DEFAULT_FIREWALL];
+  const version = String(fw['@_version'] ?? '1');
+  if (version === '2') return loadV2(fw);
+  if (version === '1') return loadV1(fw);
+  throw new Error(`Unsupported firewall.xml version: ${version}`);
+}

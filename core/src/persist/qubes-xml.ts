@@ -1,0 +1,227 @@
+import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+
+import type { App } from '../model/app.js';
+import { Label, LabelRegistry } from '../model/labels.js';
+import type { PropertyStore, PropertyHolder, PropValue } from '../model/property.js';
+import { wireString } from '../model/property.js';
+import type { Vm } from '../model/vm.js';
+import { isVmClassName } from '../model/vm-classes.js';
+
+/**
+ * qubes.xml in upstream's shape (admin-api-reference §5): labels, pools,
+ * global properties, then domains with their properties, features, tags and
+ * volume configuration. Only explicitly set, saveable properties are written.
+ */
+export type Attrs = Record<string, string>;
+
+export interface StorageState {
+  readonly pools: readonly Attrs[];
+  readonly volumes: ReadonlyMap<Vm, readonly Attrs[]>;
+}
+
+type Node = Record<string, unknown>;
+const ATTR = '@_';
+
+function el(name: string, attrs: Attrs, children: Node[] | string | null): Node {
+  const node: Node = {};
+  if (children === null) node[name] = [];
+  else if (typeof children === 'string') node[name] = children === '' ? [{ '#text': '' }] : [{ '#text': children }];
+  else node[name] = children;
+  if (Object.keys(attrs).length > 0) {
+    node[':@'] = Object.fromEntries(Object.entries(attrs).map(([k, v]) => [ATTR + k, v]));
+  }
+  return node;
+}
+
+function propertiesOf(store: PropertyStore<PropertyHolder>): Node[] {
+  const explicit = store.explicit();
+  return store.defs
+    .filter((d) => explicit.has(d.name) && !d.readOnly)
+    .map((d) => el('property', { name: d.name }, wireString(explicit.get(d.name) as PropValue)));
+}
+
+function domainNode(vm: Vm, volumes: readonly Attrs[] | undefined): Node {
+  const children = [
+    el('properties', {}, propertiesOf(vm.props as unknown as PropertyStore<PropertyHolder>)),
+    el('features', {}, [...vm.features.entries()].map(([k, v]) => el('feature', { name: k }, v))),
+    el('tags', {}, vm.tags.inOrder().map((t) => el('tag', { name: t }, null))),
+  ];
+  if (volumes) children.push(el('volume-config', {}, volumes.map((a) => el('volume', a, null))));
+  return el('domain', { id: `domain-${vm.qid}`, class: vm.klass }, children);
+}
+
+const builder = new XMLBuilder({
+  preserveOrder: true,
+  ignoreAttributes: false,
+  attributeNamePrefix: ATTR,
+  format: true,
+  indentBy: '  ',
+  suppressEmptyNode: true,
+});
+
+export function serializeQubesXml(app: App, storage: StorageState): string {
+  const root = el('qubes', {}, [
+    el(
+      'labels',
+      {},
+      app.labels.list().map((l) => el('label', { id: `label-${l.index}`, color: l.color }, l.name)),
+    ),
+    el('pools', {}, storage.pools.map((p) => el('pool', p, null))),
+    el('properties', {}, propertiesOf(app.props as unknown as PropertyStore<PropertyHolder>)),
+    el('domains', {}, app.domains.list().map((vm) => domainNode(vm, storage.volumes.get(vm)))),
+  ]);
+  return builder.build([root]) as string;
+}
+
+// ---- loading ----------------------------------------------------------------
+
+interface XEl {
+  readonly name: string;
+  readonly attrs: Attrs;
+  readonly children: XEl[];
+  readonly text: string;
+}
+
+const parser = new XMLParser({
+  preserveOrder: true,
+  ignoreAttributes: false,
+  attributeNamePrefix: ATTR,
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: false,
+  processEntities: true,
+});
+
+function toTree(nodes: Node[]): XEl[] {
+  const out: XEl[] = [];
+  for (const node of nodes) {
+    const name = Object.keys(node).find((k) => k !== ':@');
+    if (!name || name === '#text' || name.startsWith('?')) continue;
+    const raw = (node[name] as Node[] | undefined) ?? [];
+    const attrs: Attrs = {};
+    for (const [k, v] of Object.entries((node[':@'] as Attrs | undefined) ?? {})) attrs[k.slice(ATTR.length)] = String(v);
+    const text = raw
+      .filter((c) => '#text' in c)
+      .map((c) => String(c['#text']))
+      .join('');
+    out.push({ name, attrs, children: toTree(raw), text });
+  }
+  return out;
+}
+
+const child = (e: XEl | undefined, name: string): XEl | undefined => e?.children.find((c) => c.name === name);
+const children = (e: XEl | undefined, name: string): XEl[] => e?.children.filter((c) => c.name === name) ?? [];
+
+export class QubesXmlError extends Error {
+  constructor(message: string) {
+    super(`qubes.xml: ${message}`);
+    this.name = 'QubesXmlError';
+  }
+}
+
+/** Old names upstream still reads. */
+const RENAMED: Record<string, string> = { dispvm_allowed: 'template_for_dispvms' };
+const DROPPED = new Set(['default_fw_netvm']);
+
+/** The text of a <property>, resolving the legacy ref="label-N" / ref="domain-N" form. */
+function propertyText(app: App, p: XEl): string {
+  const ref = p.attrs.ref;
+  if (ref === undefined) return p.text;
+  const label = /^label-(\d+)$/.exec(ref);
+  if (label) return ref;
+  const dom = /^domain-(\d+)$/.exec(ref);
+  if (dom) {
+    const qid = Number(dom[1]);
+    const vm = app.domains.list().find((d) => d.qid === qid);
+    if (!vm) throw new QubesXmlError(`reference to unknown domain ${ref}`);
+    return vm.name;
+  }
+  throw new QubesXmlError(`unsupported property reference ${ref}`);
+}
+
+function loadProperties(
+  app: App,
+  store: PropertyStore<PropertyHolder>,
+  props: XEl | undefined,
+  stage: (s: 2 | 3 | 4) => boolean,
+  warn: (msg: string) => void,
+): void {
+  for (const p of children(props, 'property')) {
+    const raw = p.attrs.name ?? '';
+    if (DROPPED.has(raw)) continue;
+    const name = RENAMED[raw] ?? raw;
+    if (!store.has(name)) {
+      warn(`ignoring unknown property ${name}`);
+      continue;
+    }
+    const def = store.def(name);
+    if (def.readOnly || !stage(def.stage)) continue;
+    store.init(name, store.parse(name, propertyText(app, p)));
+  }
+}
+
+/**
+ * Loads a qubes.xml into an empty app, in upstream's stages: labels, pools,
+ * domains with their basic properties, dom0 if missing, global properties,
+ * then cross-references, features and tags. Returns the storage configuration
+ * for the storage layer.
+ */
+export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void): StorageState {
+  let tree: XEl[];
+  try {
+    tree = toTree(parser.parse(xml) as Node[]);
+  } catch (e) {
+    throw new QubesXmlError(`not well-formed: ${(e as Error).message}`);
+  }
+  const root = tree.find((e) => e.name === 'qubes');
+  if (!root) throw new QubesXmlError('no <qubes> root element');
+
+  const labels = new LabelRegistry();
+  for (const l of children(child(root, 'labels'), 'label')) {
+    const id = /^label-(\d+)$/.exec(l.attrs.id ?? '');
+    if (!id) throw new QubesXmlError(`bad label id ${l.attrs.id ?? ''}`);
+    labels.add(new Label(Number(id[1]), (l.attrs.color ?? '0x000000').toLowerCase(), l.text.trim()));
+  }
+  if (labels.list().length > 0) app.labels = labels;
+
+  const pools = children(child(root, 'pools'), 'pool').map((p) => ({ ...p.attrs }));
+
+  const domainEls = children(child(root, 'domains'), 'domain');
+  const stubs: [Vm, XEl][] = [];
+  for (const d of domainEls) {
+    const klass = d.attrs.class ?? '';
+    if (!isVmClassName(klass)) throw new QubesXmlError(`unknown domain class ${klass}`);
+    const props = child(d, 'properties');
+    if (klass === 'AdminVM') {
+      const labelEl = children(props, 'property').find((p) => p.attrs.name === 'label');
+      const vm = app.createAdminVm(app.labels.get(labelEl ? propertyText(app, labelEl) : 'black'));
+      stubs.push([vm, d]);
+      continue;
+    }
+    const basic = (n: string): string | undefined => {
+      const p = children(props, 'property').find((x) => x.attrs.name === n);
+      return p ? propertyText(app, p) : undefined;
+    };
+    const name = basic('name');
+    const label = basic('label');
+    const qid = basic('qid') ?? /^domain-(\d+)$/.exec(d.attrs.id ?? '')?.[1];
+    if (!name || !label || qid === undefined) throw new QubesXmlError(`domain ${d.attrs.id ?? '?'} lacks name, label or qid`);
+    const vm = app.addVm(klass, { name, label: app.labels.get(label), qid: Number(qid), uuid: basic('uuid') });
+    stubs.push([vm, d]);
+  }
+  if (!app.domains.byName('dom0')) app.createAdminVm(app.labels.get('black'));
+
+  const store = (h: Vm | App) => h.props as unknown as PropertyStore<PropertyHolder>;
+  for (const [vm, d] of stubs) loadProperties(app, store(vm), child(d, 'properties'), (s) => s <= 2, warn);
+  loadProperties(app, store(app), child(root, 'properties'), () => true, warn);
+
+  const volumes = new Map<Vm, Attrs[]>();
+  for (const [vm, d] of stubs) {
+    loadProperties(app, store(vm), child(d, 'properties'), (s) => s > 2, warn);
+    for (const f of children(child(d, 'features'), 'feature')) vm.features.init(f.attrs.name ?? '', f.text);
+    for (const t of children(child(d, 'tags'), 'tag')) vm.tags.init(t.attrs.name ?? '');
+    const vc = child(d, 'volume-config');
+    if (vc) volumes.set(vm, children(vc, 'volume').map((v) => ({ ...v.attrs })));
+  }
+  return { pools, volumes };
+}

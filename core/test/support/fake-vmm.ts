@@ -1,0 +1,176 @@
+import type {
+  DomainRuntime,
+  DomainSpec,
+  DomainStats,
+  ShutdownOptions,
+  Vmm,
+  VmmCapabilities,
+  VmmEvent,
+} from '../../src/hal/index.js';
+import { VmmError, supported, unsupported } from '../../src/hal/index.js';
+
+interface Dom {
+  spec: DomainSpec;
+  state: DomainRuntime['state'];
+  xid: number;
+}
+
+/**
+ * A test double of the HAL's Vmm for core unit tests: domains are records in
+ * memory, and `crash(name)` plays a guest that dies on its own. Never used by
+ * the daemon outside tests.
+ */
+export class FakeVmm implements Vmm {
+  readonly domains = new Map<string, Dom>();
+  readonly calls: string[] = [];
+  private nextXid = 1;
+  private listeners = new Set<(e: VmmEvent) => void>();
+  private closed = false;
+  /** Set to make open() fail, as an unreachable hypervisor does. */
+  openError: Error | null = null;
+
+  capabilities(): VmmCapabilities {
+    return {
+      name: 'fake',
+      virtModes: ['pvh', 'hvm'],
+      pause: supported,
+      suspend: supported,
+      stats: supported,
+      blockDevices: unsupported('test double'),
+      pciDevices: unsupported('test double'),
+      usbDevices: unsupported('test double'),
+      vmToVmVchan: unsupported('test double'),
+    };
+  }
+
+  async open(): Promise<void> {
+    if (this.openError) throw this.openError;
+    this.closed = false;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const l of this.listeners) l({ type: 'stopped', name: '', reason: 'unknown' });
+  }
+
+  private dom(name: string): Dom {
+    const d = this.domains.get(name);
+    if (!d) throw new VmmError('no-such-domain', `no domain ${name}`);
+    return d;
+  }
+
+  private emit(e: VmmEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  async define(spec: DomainSpec): Promise<void> {
+    this.calls.push(`define ${spec.name}`);
+    const old = this.domains.get(spec.name);
+    this.domains.set(spec.name, { spec, state: old?.state ?? 'Halted', xid: old?.xid ?? -1 });
+  }
+
+  async undefine(name: string): Promise<void> {
+    this.calls.push(`undefine ${name}`);
+    this.domains.delete(name);
+  }
+
+  async start(name: string): Promise<void> {
+    this.calls.push(`start ${name}`);
+    const d = this.dom(name);
+    if (d.state !== 'Halted') throw new VmmError('invalid-state', `${name} is running`);
+    d.state = 'Running';
+    d.xid = this.nextXid++;
+    this.emit({ type: 'started', name });
+  }
+
+  async shutdown(name: string, options: ShutdownOptions): Promise<void> {
+    this.calls.push(`shutdown ${name}${options.force ? ' force' : ''}`);
+    this.stop(name, 'shutdown');
+  }
+
+  async kill(name: string): Promise<void> {
+    this.calls.push(`kill ${name}`);
+    this.stop(name, 'destroyed');
+  }
+
+  /** A guest that dies on its own. */
+  crash(name: string): void {
+    this.stop(name, 'crashed');
+  }
+
+  private stop(name: string, reason: 'shutdown' | 'destroyed' | 'crashed'): void {
+    const d = this.dom(name);
+    d.state = 'Halted';
+    d.xid = -1;
+    this.emit({ type: 'stopped', name, reason });
+  }
+
+  async pause(name: string): Promise<void> {
+    this.calls.push(`pause ${name}`);
+    this.dom(name).state = 'Paused';
+  }
+
+  async unpause(name: string): Promise<void> {
+    this.calls.push(`unpause ${name}`);
+    this.dom(name).state = 'Running';
+  }
+
+  async suspend(name: string): Promise<void> {
+    this.calls.push(`suspend ${name}`);
+    this.dom(name).state = 'Suspended';
+  }
+
+  async resume(name: string): Promise<void> {
+    this.calls.push(`resume ${name}`);
+    this.dom(name).state = 'Running';
+  }
+
+  async state(name: string): Promise<DomainRuntime> {
+    const d = this.domains.get(name);
+    if (!d || d.state === 'Halted') return { state: 'Halted', xid: -1, memoryKb: 0, memoryMaxKb: 0, cpuTimeNs: 0 };
+    return {
+      state: d.state,
+      xid: d.xid,
+      memoryKb: d.spec.memoryMiB * 1024,
+      memoryMaxKb: Math.max(d.spec.memoryMiB, d.spec.maxMemoryMiB) * 1024,
+      cpuTimeNs: 1_500_000_000,
+    };
+  }
+
+  async stats(): Promise<readonly DomainStats[]> {
+    return [...this.domains.entries()]
+      .filter(([, d]) => d.state !== 'Halted')
+      .map(([name, d]) => ({
+        name,
+        memoryKb: d.spec.memoryMiB * 1024,
+        memoryMaxKb: d.spec.maxMemoryMiB * 1024,
+        cpuTimeNs: 2_000_000_000,
+        cpuUsagePercent: 7,
+        onlineVcpus: d.spec.vcpus,
+      }));
+  }
+
+  async *events(): AsyncIterable<VmmEvent> {
+    const queue: VmmEvent[] = [];
+    let wake: (() => void) | null = null;
+    const listener = (e: VmmEvent) => {
+      queue.push(e);
+      wake?.();
+    };
+    this.listeners.add(listener);
+    try {
+      while (!this.closed) {
+        const e = queue.shift();
+        if (e) {
+          if (e.name === '') return;
+          yield e;
+        } else {
+          await new Promise<void>((r) => (wake = r));
+          wake = null;
+        }
+      }
+    } finally {
+      this.listeners.delete(listener);
+    }
+  }
+}
