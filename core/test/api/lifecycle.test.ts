@@ -1,0 +1,167 @@
+import { afterEach, describe, expect, it } from 'vitest';
+
+import type { TestDaemon } from '../support/harness.js';
+import { exc, rawCall, request, startDaemon } from '../support/harness.js';
+import { FakeVmm } from '../support/fake-vmm.js';
+import { connect } from 'node:net';
+
+let d: TestDaemon;
+afterEach(async () => d?.stop());
+
+async function withVms(vmm?: FakeVmm): Promise<TestDaemon> {
+  d = await startDaemon(vmm ? { vmm } : {});
+  await d.ok('admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
+  await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=work label=blue');
+  return d;
+}
+
+const state = async (vm: string) => (await d.ok('admin.vm.List', vm)).split(' ')[2];
+
+function eventsOf(socket: string): { text: () => string; close: () => void } {
+  let buf = '';
+  const s = connect(socket);
+  s.on('connect', () => s.end(request('admin.Events', 'work')));
+  s.on('data', (c: Buffer) => (buf += c.toString('latin1')));
+  return { text: () => buf, close: () => s.destroy() };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 30));
+
+describe('lifecycle through the Vmm', () => {
+  it('starts, pauses, unpauses, kills, with upstream state errors', async () => {
+    await withVms();
+    const ev = eventsOf(d.socket);
+    await tick();
+    await d.ok('admin.vm.Start', 'work');
+    expect(d.vmm.calls).toEqual(['define work', 'start work']);
+    expect(await state('work')).toBe('state=Running');
+    expect(d.vmm.domains.get('work')?.spec.memoryMiB).toBe(400);
+    await d.ok('admin.vm.Start', 'work');
+    expect(d.vmm.calls.length).toBe(2);
+    expect((await d.call('admin.vm.Unpause', 'work')).toString('latin1')).toBe(
+      exc('QubesVMNotPausedError', "Domain is not paused: 'work'"),
+    );
+    await d.ok('admin.vm.Pause', 'work');
+    expect(await state('work')).toBe('state=Paused');
+    expect((await d.call('admin.vm.Shutdown', 'work')).toString('latin1')).toBe(
+      exc('QubesVMNotRunningError', "Domain not running (either powered off or paused): 'work'"),
+    );
+    await d.ok('admin.vm.Unpause', 'work');
+    expect(await d.ok('admin.vm.CurrentState', 'work')).toBe(
+      'mem=409600 mem_static_max=4096000 cputime=1500000000 power_state=Running',
+    );
+    expect((await d.ok('admin.vm.property.Get', 'work', 'xid')).startsWith('default=True type=int ')).toBe(true);
+    expect(await d.ok('admin.vm.property.Get', 'work', 'xid')).not.toBe('default=True type=int -1');
+    await d.ok('admin.vm.Kill', 'work');
+    expect(await state('work')).toBe('state=Halted');
+    expect((await d.call('admin.vm.Kill', 'work')).toString('latin1')).toBe(
+      exc('QubesVMNotStartedError', "Domain is powered off: 'work'"),
+    );
+    await tick();
+    ev.close();
+    const names = [...ev.text().matchAll(/1\0work\0([^\0]+)\0/g)].map((m) => m[1]);
+    expect(names).toEqual([
+      'domain-pre-start',
+      'property-reset:xid',
+      'property-reset:start_time',
+      'domain-spawn',
+      'domain-start',
+      'domain-pre-paused',
+      'domain-paused',
+      'domain-pre-unpaused',
+      'domain-unpaused',
+      'domain-shutdown',
+      'property-reset:xid',
+      'property-reset:start_time',
+      'domain-stopped',
+    ]);
+  });
+
+  it('notices a guest that dies on its own', async () => {
+    await withVms();
+    await d.ok('admin.vm.Start', 'work');
+    d.vmm.crash('work');
+    await tick();
+    expect(await state('work')).toBe('state=Halted');
+  });
+
+  it('shuts down with wait and starts the netvm first', async () => {
+    await withVms();
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=net label=red');
+    await d.ok('admin.vm.property.Set', 'net', 'provides_network', 'True');
+    await d.ok('admin.vm.property.Set', 'work', 'netvm', 'net');
+    await d.ok('admin.vm.Start', 'work');
+    expect(d.vmm.calls).toEqual(['define net', 'start net', 'define work', 'start work']);
+    expect(d.vmm.domains.get('work')?.spec.network?.backendDomain).toBe('net');
+    await d.ok('admin.vm.Shutdown', 'work', 'wait');
+    expect(await state('work')).toBe('state=Halted');
+    expect(await state('net')).toBe('state=Running');
+  });
+
+  it('refuses to start with prohibit-start', async () => {
+    await withVms();
+    await d.ok('admin.vm.feature.Set', 'work', 'prohibit-start', 'broken');
+    expect((await d.call('admin.vm.Start', 'work')).toString('latin1')).toBe(
+      exc('QubesException', 'Qube start is prohibited. Rationale: broken'),
+    );
+  });
+
+  it('removes an auto_cleanup disposable when it stops', async () => {
+    await withVms();
+    await d.ok('admin.vm.property.Set', 'work', 'template_for_dispvms', 'True');
+    const name = await d.ok('admin.vm.CreateDisposable', 'work');
+    expect(name).toMatch(/^disp\d+$/);
+    expect(await d.ok('admin.vm.tag.List', name)).toBe(`created-by-dom0\ndisp-created-by-dom0\n`);
+    expect(await d.ok('admin.vm.property.Get', name, 'auto_cleanup')).toBe('default=False type=bool True');
+    await d.ok('admin.vm.Start', name);
+    await d.ok('admin.vm.Kill', name);
+    expect((await d.call('admin.vm.List', name)).toString('latin1')).toBe(
+      exc('QubesVMNotFoundError', `No such domain: '${name}'`),
+    );
+  });
+
+  it('streams vm-stats for running VMs', async () => {
+    await withVms();
+    await d.ok('admin.property.Set', 'dom0', 'stats_interval', '1');
+    await d.ok('admin.vm.Start', 'work');
+    const r = await new Promise<string>((resolve) => {
+      let buf = '';
+      const s = connect(d.socket);
+      s.on('connect', () => s.end(request('admin.vm.Stats', 'dom0')));
+      s.on('data', (c: Buffer) => {
+        buf += c.toString('latin1');
+        if (buf.includes('online_vcpus')) {
+          s.destroy();
+          resolve(buf);
+        }
+      });
+    });
+    const msg = (...parts: string[]) => `1\x00${parts.join('\x00')}\x00\x00`;
+    expect(r).toBe(
+      msg('', 'connection-established') +
+        msg('work', 'vm-stats', 'memory_kb', '409600', 'memory_assigned_total', '4096000', 'memory_assigned_usable', '4096000',
+          'memory_with_swap_used', '409600', 'cpu_time', '2000', 'cpu_usage', '7', 'online_vcpus', '2'),
+    );
+  });
+
+  it('serves configuration but names the cause when the backend is unreachable', async () => {
+    const vmm = new FakeVmm();
+    vmm.openError = new Error('libvirtd is not running');
+    await withVms(vmm);
+    expect((await d.call('admin.vm.Start', 'work')).toString('latin1')).toBe(
+      exc('QubesVMError', 'Cannot start work: backend fake is unavailable: libvirtd is not running'),
+    );
+    vmm.openError = null;
+    await new Promise((r) => setTimeout(r, 150));
+    await d.ok('admin.vm.Start', 'work');
+    expect(await state('work')).toBe('state=Running');
+  });
+
+  it('a missing backend package is a clear lifecycle error', async () => {
+    d = await startDaemon({ vmm: 'no-such-backend' });
+    await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red');
+    while (d.daemon.backend.unavailableReason === 'not connected yet') await tick();
+    const r = (await rawCall(d.socket, request('admin.vm.Start', 'sa'))).toString('latin1');
+    expect(r).toMatch(/^2\0QubesVMError\0\0Cannot start sa: backend no-such-backend is unavailable: cannot load backend package @odyssey\/backend-no-such-backend/);
+  });
+});

@@ -1,0 +1,275 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import {
+  PermissionDenied,
+  ProtocolError,
+  QubesException,
+  QubesPoolInUseError,
+  StoragePoolException,
+} from '../../src/model/errors.js';
+import { KernelVolume } from '../../src/storage/drivers/kernel.js';
+import { PoolRegistry } from '../../src/storage/pool-registry.js';
+import { GiB, MiB, owner, tempDir } from './helpers.js';
+
+let dir: string;
+let reg: PoolRegistry;
+
+beforeEach(async () => {
+  dir = await tempDir();
+  reg = new PoolRegistry();
+});
+
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('PoolRegistry', () => {
+  it('lists drivers with upstream parameter order', () => {
+    expect(reg.listDrivers()).toBe(
+      'file revisions_to_keep dir_path ephemeral_volatile\n' +
+        'file-reflink revisions_to_keep dir_path setup_check ephemeral_volatile\n' +
+        'linux-kernel dir_path\n',
+    );
+  });
+
+  it('creates the default pools on first init (file on a non-reflink fs)', async () => {
+    await reg.initDefaultPools(dir);
+    expect(reg.listPools()).toBe('varlibqubes\nlinux-kernel\n');
+    expect(reg.poolXml('varlibqubes')).toEqual({
+      name: 'varlibqubes',
+      dir_path: dir,
+      driver: 'file',
+      revisions_to_keep: '1',
+      ephemeral_volatile: 'False',
+    });
+    expect(reg.poolXml('linux-kernel')).toEqual({
+      name: 'linux-kernel',
+      dir_path: path.join(dir, 'vm-kernels'),
+      driver: 'linux-kernel',
+    });
+    expect((await fs.readdir(dir)).sort()).toEqual(['appvms', 'vm-templates']);
+  });
+
+  it('prints pool Info like upstream: sorted config, size, usage, included_in', async () => {
+    await reg.initDefaultPools(dir);
+    const info = await reg.poolInfo('varlibqubes');
+    const st = await fs.statfs(dir);
+    expect(info).toMatch(
+      new RegExp(
+        `^dir_path=${dir}\ndriver=file\nephemeral_volatile=False\nname=varlibqubes\nrevisions_to_keep=1\n` +
+          `size=${st.bsize * st.blocks}\nusage=\\d+\n$`,
+      ),
+    );
+    expect(await reg.poolInfo('linux-kernel')).toBe(
+      `dir_path=${dir}/vm-kernels\ndriver=linux-kernel\nname=linux-kernel\nincluded_in=varlibqubes\n`,
+    );
+    expect(await reg.usageDetails('varlibqubes')).toMatch(/^data_size=\d+\ndata_usage=\d+\n$/);
+    expect(await reg.usageDetails('linux-kernel')).toBe('');
+  });
+
+  it('adds pools from the Add payload and validates it like upstream', async () => {
+    await reg.addPool('file', `name=newpool\ndir_path=${dir}/newpool\n`);
+    expect(reg.poolNames()).toEqual(['newpool']);
+    expect(await fs.readdir(path.join(dir, 'newpool'))).toEqual(['appvms', 'vm-templates']);
+
+    const bad: [string, string, unknown, RegExp][] = [
+      ['nope', 'name=x\n', PermissionDenied, /available drivers/],
+      ['file', 'name=x\ndir_path=/tmp/é\n', ProtocolError, /non-ASCII/],
+      ['file', 'name=x\ndir_path\n', ProtocolError, /equal sign/],
+      ['file', 'name=x\nname=y\ndir_path=/a\n', ProtocolError, /unique/],
+      ['file', 'dir_path=/a\n', ProtocolError, /must contain key: name/],
+      ['file', 'name=a b\ndir_path=/a\n', ProtocolError, /safe set/],
+      ['file', 'name=x\ndir_path=/a\nbogus=1\n', ProtocolError, /^Unexpected driver options found$/],
+      ['file', 'name=x\n', QubesException, /^missing required driver options: dir_path$/],
+      [
+        'file',
+        `name=newpool\ndir_path=${dir}/other\n`,
+        QubesPoolInUseError,
+        /Storage pool is in use: 'newpool'/,
+      ],
+    ];
+    for (const [driver, payload, cls, msg] of bad) {
+      const p = reg.addPool(driver, Buffer.from(payload, 'utf8'));
+      await expect(p, payload).rejects.toBeInstanceOf(cls);
+      await expect(reg.addPool(driver, Buffer.from(payload, 'utf8'))).rejects.toThrow(msg);
+    }
+    expect(reg.poolNames()).toEqual(['newpool']);
+  });
+
+  it('runs the permission hook after validation and before the name clash check', async () => {
+    await reg.addPool('file', `name=a\ndir_path=${dir}/a`);
+    const seen: string[] = [];
+    await expect(
+      reg.addPool('file', `name=a\ndir_path=${dir}/b`, (name) => {
+        seen.push(name);
+      }),
+    ).rejects.toBeInstanceOf(QubesPoolInUseError);
+    expect(seen).toEqual(['a']);
+    await expect(
+      reg.addPool('file', `name=c\ndir_path=${dir}/c`, () => {
+        throw new PermissionDenied('');
+      }),
+    ).rejects.toBeInstanceOf(PermissionDenied);
+    expect(reg.hasPool('c')).toBe(false);
+  });
+
+  it('refuses to remove pools in use', async () => {
+    await reg.initDefaultPools(dir);
+    await reg.addPool('file', `name=extra\ndir_path=${dir}/extra\n`);
+    const v = reg.initVolume(owner('vm1'), {
+      name: 'private',
+      pool: 'extra',
+      size: MiB,
+      rw: true,
+      saveOnStop: true,
+      snapOnStart: false,
+    });
+    await expect(reg.removePool('extra')).rejects.toThrow(/Storage pool is in use: 'extra'/);
+    await expect(reg.removePool('varlibqubes', { default_pool: 'varlibqubes' })).rejects.toThrow(
+      'Storage pool is in use: set as default_pool',
+    );
+    await expect(
+      reg.removePool('linux-kernel', { default_pool: 'varlibqubes', default_pool_kernel: 'linux-kernel' }),
+    ).rejects.toThrow(/set as default_pool_kernel/);
+    await reg.removeVolumes([v]);
+    await reg.removePool('extra');
+    expect(reg.listPools()).toBe('varlibqubes\nlinux-kernel\n');
+    expect(() => reg.getPool('extra')).toThrow(/Unknown storage pool extra/);
+  });
+
+  it('sets pool revisions_to_keep and ephemeral_volatile', async () => {
+    await reg.createPool('file-reflink', 'r', { dir_path: dir, setup_check: 'False' });
+    reg.setPoolRevisionsToKeep('r', 5);
+    reg.setPoolEphemeralVolatile('r', true);
+    expect(reg.poolXml('r')).toMatchObject({ revisions_to_keep: '5', ephemeral_volatile: 'True' });
+    const restored = new PoolRegistry();
+    restored.loadPool(reg.poolXml('r'));
+    expect(restored.poolXml('r')).toEqual(reg.poolXml('r'));
+  });
+
+  it('lists pool volumes in creation order', async () => {
+    await reg.createPool('file', 'p', { dir_path: dir });
+    for (const name of ['root', 'private', 'volatile']) {
+      reg.initVolume(owner('debian-12', 'vm-templates'), {
+        name,
+        pool: 'p',
+        size: GiB,
+        rw: true,
+        saveOnStop: name !== 'volatile',
+        snapOnStart: false,
+      });
+    }
+    expect(await reg.listPoolVolumes('p')).toBe(
+      'vm-templates/debian-12/root\nvm-templates/debian-12/private\nvm-templates/debian-12/volatile\n',
+    );
+  });
+
+  it('kernel volumes: Info like Appendix A, vid follows the VM kernel, missing vmlinuz fails start', async () => {
+    await reg.initDefaultPools(dir);
+    const kdir = path.join(dir, 'vm-kernels/6.6.1');
+    await fs.mkdir(kdir, { recursive: true });
+    let kernel: string | undefined = '6.6.1';
+    const k = reg.initVolume(
+      { name: 'newvm', dirPrefix: 'appvms', kernel: () => kernel },
+      {
+        name: 'kernel',
+        pool: 'linux-kernel',
+        vid: '6.6.1',
+        rw: false,
+        saveOnStop: false,
+        snapOnStart: false,
+      },
+    );
+    expect(await reg.volumeInfo(k)).toBe(
+      `pool=linux-kernel\nvid=6.6.1\nsize=0\nusage=0\nrw=False\nsource=\npath=${kdir}/modules.img\n` +
+        'save_on_stop=False\nsnap_on_start=False\nrevisions_to_keep=0\nephemeral=False\nis_outdated=False\n',
+    );
+    await expect(reg.startVolumes([k])).rejects.toThrow(`Missing file: ${kdir}/vmlinuz`);
+    await fs.writeFile(path.join(kdir, 'vmlinuz'), 'k');
+    await fs.writeFile(path.join(kdir, 'initramfs'), 'i');
+    await reg.startVolumes([k]);
+    expect(await k.blockDevice()).toBeUndefined();
+    expect(await (k as KernelVolume).kernelFiles()).toEqual({
+      vmlinuz: `${kdir}/vmlinuz`,
+      initramfs: `${kdir}/initramfs`,
+    });
+    await fs.writeFile(path.join(kdir, 'modules.img'), 'm');
+    expect(await k.blockDevice()).toEqual({ path: `${kdir}/modules.img`, format: 'raw', readOnly: true });
+    expect(await reg.listPoolVolumes('linux-kernel')).toBe('6.6.1\n');
+    expect(() => k.setRw(true)).toThrow(/read-only/);
+    await expect(k.resize(1)).rejects.toBeInstanceOf(StoragePoolException);
+    kernel = undefined;
+    expect(k.vid).toBe('');
+    expect(k.path).toBeUndefined();
+    expect(() => reg.setPoolRevisionsToKeep('linux-kernel', 1)).toThrow(/revisions_to_keep=0/);
+  });
+
+  it('CloneTo checks that the source still exists, and the token is spent anyway', async () => {
+    await reg.createPool('file', 'p', { dir_path: dir });
+    const src = reg.initVolume(owner('a'), {
+      name: 'private',
+      pool: 'p',
+      size: MiB,
+      rw: true,
+      saveOnStop: true,
+      snapOnStart: false,
+    });
+    const dst = reg.initVolume(owner('b'), {
+      name: 'private',
+      pool: 'p',
+      size: MiB,
+      rw: true,
+      saveOnStop: true,
+      snapOnStart: false,
+    });
+    await src.create();
+    await dst.create();
+    const token = reg.cloneFrom(src);
+    await reg.removeVolumes([src]);
+    // Removing the source revoked its tokens.
+    await expect(reg.cloneTo(dst, token)).rejects.toThrow(/Token to clone volume/);
+
+    const src2 = reg.initVolume(owner('c'), {
+      name: 'private',
+      pool: 'p',
+      size: MiB,
+      rw: true,
+      saveOnStop: true,
+      snapOnStart: false,
+    });
+    const t2 = reg.cloneFrom(src2);
+    // Source image never created: the copy fails, and the token is gone.
+    await expect(reg.cloneTo(dst, t2)).rejects.toThrow(/Missing image file/);
+    await expect(reg.cloneTo(dst, t2)).rejects.toThrow(/Token to clone volume/);
+  });
+
+  it('refuses to copy from a running volume with snapshots disabled', async () => {
+    await reg.createPool('file-reflink', 'p', { dir_path: dir, setup_check: 'False' });
+    const src = reg.initVolume(owner('a'), {
+      name: 'private',
+      pool: 'p',
+      size: MiB,
+      rw: true,
+      saveOnStop: true,
+      snapOnStart: false,
+      revisionsToKeep: -1,
+    });
+    const dst = reg.initVolume(owner('b'), {
+      name: 'private',
+      pool: 'p',
+      size: MiB,
+      rw: true,
+      saveOnStop: true,
+      snapOnStart: false,
+    });
+    await src.create();
+    await dst.create();
+    await src.start();
+    await expect(reg.cloneTo(dst, reg.cloneFrom(src))).rejects.toThrow(/must be stopped/);
+    await src.stop();
+    await reg.cloneTo(dst, reg.cloneFrom(src));
+  });
+});
