@@ -1,1 +1,2 @@
 export * from './hal/index.js';
+export * from './qrexec/index.js';

@@ -59,10 +59,11 @@ export class AdminServer {
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     for (const s of this.streams) s.destroy();
     await Promise.allSettled([...this.inflight]);
     for (const s of this.connections) s.destroy();
+    await closed;
   }
 
   private accept(socket: Socket): void {

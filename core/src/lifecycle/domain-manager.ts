@@ -59,10 +59,13 @@ export class DomainManager implements Lifecycle {
     const netvm = vm.netvm;
     if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
     this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
+    // Transient until started: the backend's own 'started' event must not announce it a second time.
+    vm.powerState = 'Transient';
     try {
       await vmm.define(buildDomainSpec(vm));
       await vmm.start(vm.name);
     } catch (e) {
+      vm.powerState = 'Halted';
       const reason = e instanceof Error ? e.message : String(e);
       this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
       throw new QubesException(`Start failed: ${reason}`);

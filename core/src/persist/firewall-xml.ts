@@ -13,7 +13,8 @@ const parser = new XMLParser({
   attributeNamePrefix: '@_',
   parseTagValue: false,
   parseAttributeValue: false,
-  isArray: (name) => ['rule', 'property', 'dstname', 'dst'].includes(name),
+  // Version 1 keeps its exceptions as any child elements of <firewall>.
+  isArray: (name, jpath) => ['rule', 'property'].includes(name) || /^firewall\.(?!@_)[^.]+$/.test(String(jpath)),
 });
 
 export function serializeFirewall(rules: readonly FirewallRule[]): string {
@@ -34,7 +35,7 @@ type XmlObj = Record<string, unknown>;
 const text = (v: unknown): string => (typeof v === 'object' && v !== null ? String((v as XmlObj)['#text'] ?? '') : String(v ?? ''));
 
 function loadV2(fw: XmlObj): FirewallRule[] {
-  const rules = ((fw.rules as XmlObj | undefined)?.rule as XmlObj[] | undefined) ?? [];
+  const rules = ((fw.rules as XmlObj[] | undefined)?.[0]?.rule as XmlObj[] | undefined) ?? [];
   return rules.map((rule) => {
     const props = ((rule.properties as XmlObj | undefined)?.property as XmlObj[] | undefined) ?? [];
     const options: Record<string, string> = {};
@@ -52,7 +53,7 @@ function loadV1(fw: XmlObj): FirewallRule[] {
     makeRule({ action: actionFor('icmp'), proto: 'icmp' }),
   ];
   const exceptionAction = policy === 'allow' ? 'drop' : 'accept';
-  for (const key of ['dst', 'dstname'] as const) {
+  for (const key of Object.keys(fw).filter((k) => !k.startsWith('@_'))) {
     for (const el of (fw[key] as XmlObj[] | undefined) ?? []) {
       const options: Record<string, string> = { action: exceptionAction };
       const address = el['@_address'] ?? el['@_name'];

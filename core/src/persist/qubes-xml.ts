@@ -59,18 +59,64 @@ const builder = new XMLBuilder({
   suppressEmptyNode: true,
 });
 
-export function serializeQubesXml(app: App, storage: StorageState): string {
-  const root = el('qubes', {}, [
-    el(
-      'labels',
-      {},
-      app.labels.list().map((l) => el('label', { id: `label-${l.index}`, color: l.color }, l.name)),
-    ),
-    el('pools', {}, storage.pools.map((p) => el('pool', p, null))),
-    el('properties', {}, propertiesOf(app.props as unknown as PropertyStore<PropertyHolder>)),
-    el('domains', {}, app.domains.list().map((vm) => domainNode(vm, storage.volumes.get(vm)))),
-  ]);
-  return builder.build([root]) as string;
+/** The builder's output for some nodes, one element per line block, newline-terminated. */
+function build(nodes: Node[]): string {
+  return `${(builder.build(nodes) as string).trim()}\n`;
+}
+
+function indent(xml: string, by: string): string {
+  return xml
+    .split('\n')
+    .map((line) => (line ? by + line : line))
+    .join('\n');
+}
+
+/**
+ * Serialises the app to qubes.xml. Each domain's element is built once and
+ * kept until an event about that domain (or markDirty) says it changed, so a
+ * save after one property change rebuilds one domain, not all of them.
+ */
+export class QubesXmlWriter {
+  private readonly fragments = new Map<Vm, string>();
+
+  constructor(
+    private readonly app: App,
+    private readonly storage: () => StorageState,
+  ) {
+    app.events.subscribe((e) => {
+      if (e.subject) this.fragments.delete(e.subject);
+    });
+  }
+
+  /** For changes that fire no event (e.g. volume configuration). */
+  markDirty(vm: Vm): void {
+    this.fragments.delete(vm);
+  }
+
+  serialize(): string {
+    const storage = this.storage();
+    const head = build([
+      el(
+        'labels',
+        {},
+        this.app.labels.list().map((l) => el('label', { id: `label-${l.index}`, color: l.color }, l.name)),
+      ),
+      el('pools', {}, storage.pools.map((p) => el('pool', p, null))),
+      el('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
+    ]);
+    const live = new Set(this.app.domains.list());
+    for (const vm of this.fragments.keys()) if (!live.has(vm)) this.fragments.delete(vm);
+    const domains = [...live].map((vm) => {
+      let xml = this.fragments.get(vm);
+      if (xml === undefined) {
+        xml = indent(build([domainNode(vm, storage.volumes.get(vm))]), '    ');
+        this.fragments.set(vm, xml);
+      }
+      return xml;
+    });
+    const body = domains.length > 0 ? `  <domains>\n${domains.join('')}  </domains>\n` : '  <domains/>\n';
+    return `<qubes>\n${indent(head, '  ')}${body}</qubes>\n`;
+  }
 }
 
 // ---- loading ----------------------------------------------------------------

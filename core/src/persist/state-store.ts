@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Saver } from '../api/dispatcher.js';
 import type { App } from '../model/app.js';
 import { writeFileAtomic } from './atomic-file.js';
-import { loadQubesXml, serializeQubesXml } from './qubes-xml.js';
+import { QubesXmlWriter, loadQubesXml } from './qubes-xml.js';
 import type { StorageState } from './qubes-xml.js';
 
 /**
@@ -15,12 +15,15 @@ import type { StorageState } from './qubes-xml.js';
 export class StateStore implements Saver {
   private inFlight: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
+  readonly writer: QubesXmlWriter;
 
   constructor(
     readonly path: string,
     private readonly app: App,
-    private readonly storageState: () => StorageState,
-  ) {}
+    storageState: () => StorageState,
+  ) {
+    this.writer = new QubesXmlWriter(app, storageState);
+  }
 
   /** Reads the file into the (empty) app; false if there is no file yet. */
   async load(warn: (msg: string) => void): Promise<StorageState | null> {
@@ -46,7 +49,7 @@ export class StateStore implements Saver {
   }
 
   private write(): Promise<void> {
-    const xml = serializeQubesXml(this.app, this.storageState());
+    const xml = this.writer.serialize();
     const run = writeFileAtomic(this.path, xml).finally(() => {
       if (this.inFlight === run) this.inFlight = null;
     });

@@ -106,9 +106,6 @@ describe('file-reflink on a real reflink filesystem (XFS on a loop device)', { t
     try {
       expect(await copyImage(a, path.join(other, 'c.img'))).toBe('copy');
       expect(await sha256File(path.join(other, 'c.img'))).toBe(await sha256File(a));
-      await expect(copyImage(a, path.join(other, 'd.img'), { reflinkOnly: true })).rejects.toBeInstanceOf(
-        StoragePoolException,
-      );
     } finally {
       await fs.rm(other, { recursive: true, force: true });
     }

@@ -1,0 +1,122 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { QubesValueError, StoragePoolException } from '../../model/errors.js';
+import type { Volume, VolumeConfig, VolumeOwner } from '../driver.js';
+import { ensureDir, errno } from '../fsutil.js';
+import { ImageVolume, type ImagePool } from '../image-volume.js';
+import { parseBool, parseIntStrict, pyBool } from '../params.js';
+
+/** Subdirectories upstream's file pools create for VM images. */
+const VM_DIRS = ['appvms', 'vm-templates'];
+
+export function requireParam(params: Readonly<Record<string, string>>, key: string, driver: string): string {
+  const v = params[key];
+  if (v === undefined || v === '') throw new StoragePoolException(`${driver} pool requires ${key}`);
+  return v;
+}
+
+/** What the file and file-reflink pools share: a directory of image files. */
+export abstract class DirPool implements ImagePool {
+  readonly dirPath: string;
+  private revisions = 1;
+  private ephemeral: boolean;
+  private readonly volumes = new Map<string, ImageVolume>();
+
+  constructor(
+    readonly name: string,
+    params: Readonly<Record<string, string>>,
+    readonly driver: string,
+    readonly maxRevisionsToKeep: number | undefined,
+  ) {
+    this.dirPath = path.resolve(requireParam(params, 'dir_path', driver));
+    this.ephemeral = parseBool(params['ephemeral_volatile'] ?? 'False');
+    this.setRevisionsToKeep(parseIntStrict(params['revisions_to_keep'] ?? '1', 'revisions_to_keep'));
+  }
+
+  get revisionsToKeep(): number {
+    return this.revisions;
+  }
+
+  get ephemeralVolatile(): boolean {
+    return this.ephemeral;
+  }
+
+  setRevisionsToKeep(value: number): void {
+    if (!Number.isInteger(value) || value < -1) throw new QubesValueError("Value can't be lower than -1");
+    const max = this.maxRevisionsToKeep;
+    if (max !== undefined && value > max) {
+      throw new StoragePoolException(
+        `Pool driver ${this.driver} supports maximum ${max} volume revision to keep`,
+      );
+    }
+    this.revisions = value;
+  }
+
+  setEphemeralVolatile(value: boolean): void {
+    this.ephemeral = value;
+  }
+
+  config(): Record<string, string> {
+    return {
+      name: this.name,
+      dir_path: this.dirPath,
+      driver: this.driver,
+      revisions_to_keep: String(this.revisions),
+      ephemeral_volatile: pyBool(this.ephemeral),
+    };
+  }
+
+  abstract infoPath(volume: ImageVolume): string;
+
+  async setup(): Promise<void> {
+    await ensureDir(this.dirPath);
+    for (const d of VM_DIRS) await ensureDir(path.join(this.dirPath, d));
+  }
+
+  async destroy(): Promise<void> {
+    // Volumes are removed one by one with their VMs; the directory may hold other data.
+  }
+
+  initVolume(owner: VolumeOwner, config: VolumeConfig): Volume {
+    const vid = config.vid ?? `${owner.dirPrefix}/${owner.name}/${config.name}`;
+    const volume = new ImageVolume(this, config.name, vid, config);
+    this.volumes.set(vid, volume);
+    return volume;
+  }
+
+  forgetVolume(volume: Volume): void {
+    if (this.volumes.get(volume.vid) === volume) this.volumes.delete(volume.vid);
+  }
+
+  async listVolumes(): Promise<Volume[]> {
+    return [...this.volumes.values()];
+  }
+
+  async getVolume(vid: string): Promise<Volume | undefined> {
+    return this.volumes.get(vid);
+  }
+
+  private async statfs(): Promise<{ size: number; usage: number } | undefined> {
+    try {
+      const st = await fs.statfs(this.dirPath);
+      return { size: st.bsize * st.blocks, usage: st.bsize * (st.blocks - st.bfree) };
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async size(): Promise<number | undefined> {
+    return (await this.statfs())?.size;
+  }
+
+  async usage(): Promise<number | undefined> {
+    return (await this.statfs())?.usage;
+  }
+
+  async usageDetails(): Promise<Record<string, number>> {
+    const st = await this.statfs();
+    return st === undefined ? {} : { data_size: st.size, data_usage: st.usage };
+  }
+}

@@ -1,0 +1,32 @@
+import type { PoolDriver } from '../driver.js';
+import type { ImageVolume } from '../image-volume.js';
+import { DirPool } from './dir-pool.js';
+
+export const FILE_DRIVER = 'file';
+
+/**
+ * Plain sparse image files. Upstream layers device-mapper snapshots on top;
+ * here the VM works on its own copy (reflinked when the filesystem allows,
+ * else a hole-preserving copy), which needs no root-only kernel machinery.
+ */
+export class FilePool extends DirPool {
+  constructor(name: string, params: Readonly<Record<string, string>>) {
+    // Upstream's file driver keeps at most one old revision.
+    super(name, params, FILE_DRIVER, 1);
+  }
+
+  /** Upstream reports the origin image, and a snapshot's source image, as the volume path. */
+  infoPath(volume: ImageVolume): string {
+    return volume.pathSourceClean ?? volume.pathClean;
+  }
+}
+
+export const fileDriver: PoolDriver = {
+  name: FILE_DRIVER,
+  params: [
+    { name: 'revisions_to_keep', required: false },
+    { name: 'dir_path', required: true },
+    { name: 'ephemeral_volatile', required: false },
+  ],
+  create: (name, params) => new FilePool(name, params),
+};

@@ -1,0 +1,447 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { pyRepr, QubesValueError, StoragePoolException } from '../model/errors.js';
+import type { BlockDevice, Pool, Revision, Volume, VolumeConfig } from './driver.js';
+import {
+  allocatedBytes,
+  copyImage,
+  createSparseFile,
+  errno,
+  exists,
+  fileSize,
+  fsyncPath,
+  isoDate,
+  removeEmptyDir,
+  removeIfExists,
+  renameDurable,
+  resizeFile,
+  TEMP_MARK,
+} from './fsutil.js';
+import { Mutex } from './lock.js';
+
+/** The pool side an image volume needs; implemented by the file and file-reflink pools. */
+export interface ImagePool extends Pool {
+  readonly dirPath: string;
+  /** Upper bound for revisions_to_keep, if the driver has one. */
+  readonly maxRevisionsToKeep: number | undefined;
+  /** What `admin.vm.volume.Info` shows as `path=` for this driver. */
+  infoPath(volume: ImageVolume): string;
+  forgetVolume(volume: Volume): void;
+}
+
+const REVISION_SUFFIX = /^(\d+)@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z$/;
+
+/**
+ * A volume stored as raw image files in a directory, the layout of upstream's
+ * file-reflink driver, shared here by `file` and `file-reflink`:
+ *   <vid>.img                 committed data ("clean")
+ *   <vid>-dirty.img           what a running VM writes
+ *   <vid>-import.img          data being imported
+ *   <vid>.img.<N>@<ts>Z       revisions, N increasing
+ * Every state change is a rename, so a crash at any point leaves the clean
+ * image either old or new, never half-written.
+ */
+export class ImageVolume implements Volume {
+  readonly pathClean: string;
+  readonly pathDirty: string;
+  readonly pathImport: string;
+  private readonly base: string;
+  private readonly lock = new Mutex();
+  private rwFlag: boolean;
+  private revisionsKept: number;
+  private explicitEphemeral: boolean | undefined;
+  private configuredSize: number;
+  private importSize: number | undefined;
+  private running = false;
+  readonly saveOnStop: boolean;
+  readonly snapOnStart: boolean;
+  readonly source: string | undefined;
+
+  constructor(
+    readonly pool: ImagePool,
+    readonly name: string,
+    readonly vid: string,
+    config: VolumeConfig,
+  ) {
+    if (config.snapOnStart && config.source === undefined) {
+      throw new StoragePoolException(`snap_on_start specified on ${pyRepr(name)} but no volume source set`);
+    }
+    if (!config.snapOnStart && config.source !== undefined) {
+      throw new StoragePoolException(`source specified on ${pyRepr(name)} but no snap_on_start set`);
+    }
+    this.saveOnStop = config.saveOnStop;
+    this.snapOnStart = config.snapOnStart;
+    this.source = config.source;
+    this.rwFlag = config.rw;
+    this.explicitEphemeral = config.ephemeral;
+    this.configuredSize = config.size ?? 0;
+    this.revisionsKept = 0;
+    this.setRevisionsToKeep(config.revisionsToKeep ?? (config.saveOnStop ? pool.revisionsToKeep : 0));
+    this.base = path.join(pool.dirPath, vid);
+    this.pathClean = `${this.base}.img`;
+    this.pathDirty = `${this.base}-dirty.img`;
+    this.pathImport = `${this.base}-import.img`;
+  }
+
+  get rw(): boolean {
+    return this.rwFlag;
+  }
+
+  get revisionsToKeep(): number {
+    return this.revisionsKept;
+  }
+
+  get ephemeral(): boolean {
+    if (this.explicitEphemeral !== undefined) return this.explicitEphemeral;
+    if (this.snapOnStart || this.saveOnStop || !this.rw) return false;
+    return this.pool.ephemeralVolatile;
+  }
+
+  get path(): string {
+    return this.pool.infoPath(this);
+  }
+
+  /** Clean image of the source volume; same pool, so the same directory tree. */
+  get pathSourceClean(): string | undefined {
+    return this.source === undefined ? undefined : path.join(this.pool.dirPath, `${this.source}.img`);
+  }
+
+  /** revisions_to_keep = -1: the VM writes the clean image in place, no copy on start. */
+  private get snapshotsDisabled(): boolean {
+    return this.revisionsKept === -1 && !this.snapOnStart && this.saveOnStop;
+  }
+
+  setRw(rw: boolean): void {
+    this.rwFlag = rw;
+  }
+
+  setRevisionsToKeep(value: number): void {
+    if (!Number.isInteger(value) || value < -1) {
+      throw new QubesValueError('Invalid value for revisions_to_keep');
+    }
+    const max = this.pool.maxRevisionsToKeep;
+    if (max !== undefined && value > max) {
+      throw new StoragePoolException(
+        `Pool driver ${this.pool.driver} supports maximum ${max} volume revision to keep`,
+      );
+    }
+    this.revisionsKept = value;
+  }
+
+  setEphemeral(value: boolean): void {
+    if (value && (this.snapOnStart || this.saveOnStop || !this.rw)) {
+      throw new QubesValueError(
+        'Cannot enable ephemeral on snap_on_start or save_on_stop or non-dom0 or not writable volume',
+      );
+    }
+    this.explicitEphemeral = value;
+  }
+
+  async size(): Promise<number> {
+    for (const p of [this.pathDirty, this.pathClean]) {
+      const s = await fileSize(p);
+      if (s !== undefined) return s;
+    }
+    return this.configuredSize;
+  }
+
+  async usage(): Promise<number> {
+    for (const p of [this.pathDirty, this.pathClean]) {
+      const used = await allocatedBytes(p);
+      if (used !== undefined) return used;
+    }
+    return 0;
+  }
+
+  async isDirty(): Promise<boolean> {
+    return this.saveOnStop && (await exists(this.pathDirty));
+  }
+
+  isRunning(): boolean {
+    return this.running;
+  }
+
+  /** A snapshot is outdated once the source's clean image is a different inode than the one it was taken from. */
+  async isOutdated(): Promise<boolean> {
+    const src = this.pathSourceClean;
+    if (!this.snapOnStart || src === undefined) return false;
+    try {
+      const [a, b] = await Promise.all([fs.stat(src), fs.stat(this.pathClean)]);
+      return a.ino !== b.ino || a.dev !== b.dev;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  create(): Promise<void> {
+    return this.lock.run(async () => {
+      await this.removeAllImages();
+      if (this.saveOnStop && !this.snapOnStart) {
+        if (!(this.configuredSize > 0))
+          throw new StoragePoolException(`Volume size must be > 0: ${this.vid}`);
+        await createSparseFile(this.pathClean, this.configuredSize);
+      }
+    });
+  }
+
+  remove(): Promise<void> {
+    return this.lock.run(async () => {
+      this.pool.forgetVolume(this);
+      this.running = false;
+      await this.removeAllImages();
+      await removeEmptyDir(path.dirname(this.base));
+    });
+  }
+
+  start(): Promise<void> {
+    return this.lock.run(async () => {
+      if (this.importSize !== undefined)
+        throw new StoragePoolException(`Cannot start: ${this.vid} is being imported`);
+      await this.removeIncompleteImages();
+      if (this.snapshotsDisabled) {
+        await this.pruneRevisions(0);
+        if (!(await exists(this.pathDirty))) {
+          await this.requireImage(this.pathClean);
+          await renameDurable(this.pathClean, this.pathDirty);
+        }
+      } else if (!(await this.isDirty())) {
+        if (this.snapOnStart) {
+          const src = this.pathSourceClean as string;
+          await this.requireImage(src);
+          await removeIfExists(this.pathClean);
+          await fs.mkdir(path.dirname(this.pathClean), { recursive: true });
+          // The hard link pins the source inode we copy from, for isOutdated().
+          await fs.link(src, this.pathClean);
+          await copyImage(this.pathClean, this.pathDirty);
+        } else if (this.saveOnStop) {
+          await this.requireImage(this.pathClean);
+          await copyImage(this.pathClean, this.pathDirty);
+        } else {
+          await createSparseFile(this.pathDirty, this.configuredSize);
+        }
+      }
+      this.running = true;
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.lock.run(async () => {
+      if (await this.isDirty()) {
+        if (this.snapshotsDisabled) await renameDurable(this.pathDirty, this.pathClean);
+        else await this.commit(this.pathDirty);
+      } else if (!this.saveOnStop) {
+        // A volatile image may have been grown while running; keep that size for next start.
+        if (!this.snapOnStart) this.configuredSize = await this.size();
+        await removeIfExists(this.pathDirty);
+        await removeIfExists(this.pathClean);
+      }
+      this.running = false;
+    });
+  }
+
+  async verify(): Promise<void> {
+    const img = this.snapOnStart ? this.pathSourceClean : this.saveOnStop ? this.pathClean : undefined;
+    if (img !== undefined && !(await exists(img))) {
+      throw new StoragePoolException(`Missing image file ${pyRepr(img)} for volume ${this.vid}`);
+    }
+  }
+
+  resize(size: number): Promise<void> {
+    return this.lock.run(async () => {
+      if (!this.rw) throw new StoragePoolException(`Cannot resize: ${this.vid} is read-only`);
+      if (this.snapOnStart) {
+        throw new StoragePoolException(
+          `Cannot resize volume based on a template: ${this.vid} - resize the template instead`,
+        );
+      }
+      const current = await this.size();
+      if (size === current) return;
+      if (size < current) {
+        throw new StoragePoolException(
+          `For your own safety, shrinking of ${this.vid} is disabled (${size} < ${current})`,
+        );
+      }
+      if (await exists(this.pathDirty)) {
+        await resizeFile(this.pathDirty, size);
+      } else if (this.saveOnStop) {
+        // Never grow the clean image in place: revisions and snapshots may share its inode.
+        await copyImage(this.pathClean, this.pathClean, { size });
+      }
+      this.configuredSize = size;
+    });
+  }
+
+  async revisions(): Promise<Revision[]> {
+    const prefix = `${path.basename(this.pathClean)}.`;
+    let names: string[];
+    try {
+      names = await fs.readdir(path.dirname(this.pathClean));
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return [];
+      throw err;
+    }
+    const revs: Revision[] = [];
+    for (const n of names) {
+      if (!n.startsWith(prefix)) continue;
+      const m = REVISION_SUFFIX.exec(n.slice(prefix.length));
+      if (m?.[1] !== undefined && m[2] !== undefined) revs.push({ id: m[1], timestamp: m[2] });
+    }
+    return revs.sort((a, b) => Number(a.id) - Number(b.id));
+  }
+
+  revert(revisionId: string): Promise<void> {
+    return this.lock.run(async () => {
+      if (await this.isDirty())
+        throw new StoragePoolException(`Cannot revert: ${this.vid} is not cleanly stopped`);
+      const rev = (await this.revisions()).find((r) => r.id === revisionId);
+      if (rev === undefined) throw new StoragePoolException(`No such revision of ${this.vid}: ${revisionId}`);
+      await this.addRevision();
+      await renameDurable(this.revisionPath(rev), this.pathClean);
+    });
+  }
+
+  importBegin(size?: number): Promise<{ path: string; size: number }> {
+    return this.lock.run(async () => {
+      if (!this.saveOnStop)
+        throw new StoragePoolException(`Cannot import data: ${this.vid} is not save_on_stop`);
+      if (this.running || (await this.isDirty())) {
+        throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
+      }
+      await this.removeIncompleteImages();
+      const target = size ?? (await this.size());
+      await createSparseFile(this.pathImport, target);
+      this.importSize = target;
+      return { path: this.pathImport, size: target };
+    });
+  }
+
+  importEnd(success: boolean): Promise<void> {
+    return this.lock.run(async () => {
+      const size = this.importSize;
+      this.importSize = undefined;
+      if (!success) {
+        await removeIfExists(this.pathImport);
+        return;
+      }
+      if (size === undefined) throw new StoragePoolException(`No import in progress for ${this.vid}`);
+      try {
+        await this.commit(this.pathImport);
+      } catch (err) {
+        await removeIfExists(this.pathImport);
+        throw err;
+      }
+      this.configuredSize = size;
+    });
+  }
+
+  async importVolume(src: Volume): Promise<void> {
+    if (!this.saveOnStop) return;
+    const srcPath = await src.exportPath();
+    await this.lock.run(async () => {
+      if (this.running || (await this.isDirty())) {
+        throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
+      }
+      await this.removeIncompleteImages();
+      try {
+        await copyImage(srcPath, this.pathImport);
+        await this.commit(this.pathImport);
+      } catch (err) {
+        await removeIfExists(this.pathImport);
+        throw err;
+      }
+      this.configuredSize = (await fileSize(this.pathClean)) ?? this.configuredSize;
+    });
+  }
+
+  async exportPath(): Promise<string> {
+    if (!this.saveOnStop) throw new StoragePoolException(`Cannot export: ${this.vid} is not save_on_stop`);
+    await this.requireImage(this.pathClean);
+    return this.pathClean;
+  }
+
+  async blockDevice(): Promise<BlockDevice> {
+    return { path: this.pathDirty, format: 'raw', readOnly: !this.rw };
+  }
+
+  config(): VolumeConfig {
+    return {
+      name: this.name,
+      pool: this.pool.name,
+      vid: this.vid,
+      revisionsToKeep: this.revisionsKept,
+      rw: this.rw,
+      saveOnStop: this.saveOnStop,
+      snapOnStart: this.snapOnStart,
+      ...(this.explicitEphemeral !== undefined ? { ephemeral: this.explicitEphemeral } : {}),
+      ...(this.configuredSize ? { size: this.configuredSize } : {}),
+      ...(this.source !== undefined ? { source: this.source } : {}),
+    };
+  }
+
+  /** Makes `from` the clean image, keeping the old clean image as the newest revision. */
+  private async commit(from: string): Promise<void> {
+    await this.addRevision();
+    await this.pruneRevisions(this.revisionsKept);
+    await fsyncPath(from);
+    await renameDurable(from, this.pathClean);
+  }
+
+  /**
+   * A revision is a hard link to the current clean inode: no data is copied,
+   * and the rename that follows in commit() gives the clean path a new inode.
+   */
+  private async addRevision(): Promise<void> {
+    if (this.revisionsKept <= 0) return;
+    let mtime: number;
+    try {
+      mtime = (await fs.stat(this.pathClean)).mtimeMs / 1000;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return;
+      throw err;
+    }
+    const revs = await this.revisions();
+    const last = revs[revs.length - 1];
+    const next = last === undefined ? 1 : Number(last.id) + 1;
+    await fs.link(this.pathClean, this.revisionPath({ id: String(next), timestamp: isoDate(mtime) }));
+  }
+
+  private async pruneRevisions(keep: number): Promise<void> {
+    const revs = await this.revisions();
+    const excess = revs.slice(0, Math.max(0, revs.length - Math.max(0, keep)));
+    for (const r of excess) await removeIfExists(this.revisionPath(r));
+  }
+
+  private revisionPath(rev: Revision): string {
+    return `${this.pathClean}.${rev.id}@${rev.timestamp}Z`;
+  }
+
+  private async requireImage(p: string): Promise<void> {
+    if (!(await exists(p))) throw new StoragePoolException(`Missing image file: ${p}`);
+  }
+
+  /** Leftovers of an import or copy that was interrupted (client gone, daemon killed). */
+  private async removeIncompleteImages(): Promise<void> {
+    await removeIfExists(this.pathImport);
+    const dir = path.dirname(this.base);
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return;
+      throw err;
+    }
+    const stems = [this.pathClean, this.pathDirty, this.pathImport].map((p) => path.basename(p) + TEMP_MARK);
+    for (const n of names) {
+      if (stems.some((s) => n.startsWith(s))) await removeIfExists(path.join(dir, n));
+    }
+  }
+
+  private async removeAllImages(): Promise<void> {
+    await this.removeIncompleteImages();
+    await this.pruneRevisions(0);
+    await removeIfExists(this.pathClean);
+    await removeIfExists(this.pathDirty);
+  }
+}

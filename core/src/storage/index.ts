@@ -1,0 +1,13 @@
+export * from './clone-tokens.js';
+export * from './driver.js';
+export { DirPool } from './drivers/dir-pool.js';
+export { FILE_DRIVER, fileDriver, FilePool } from './drivers/file.js';
+export { KERNEL_DRIVER, kernelDriver, KernelVolume, LinuxKernelPool } from './drivers/kernel.js';
+export { REFLINK_DRIVER, reflinkDriver, ReflinkPool } from './drivers/reflink.js';
+export * from './errors.js';
+export { copyImage, type CopyMethod, reflinkSupported } from './fsutil.js';
+export { ImageVolume } from './image-volume.js';
+export * from './importer.js';
+export * from './layout.js';
+export * from './pool-registry.js';
+export * from './volume-config.js';

@@ -1,0 +1,456 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+import {
+  PermissionDenied,
+  ProtocolError,
+  pyRepr,
+  QubesException,
+  QubesPoolInUseError,
+  StoragePoolException,
+} from '../model/errors.js';
+import { CloneTokens } from './clone-tokens.js';
+import type { Pool, PoolDriver, Volume, VolumeConfig, VolumeOwner } from './driver.js';
+import { fileDriver, FILE_DRIVER } from './drivers/file.js';
+import { kernelDriver, KERNEL_DRIVER } from './drivers/kernel.js';
+import { reflinkDriver, REFLINK_DRIVER } from './drivers/reflink.js';
+import {
+  QubesPoolNotFoundError,
+  QubesVolumeNotFoundError,
+  QubesVolumeRevisionNotFoundError,
+} from './errors.js';
+import { reflinkSupported } from './fsutil.js';
+import { pyBool } from './params.js';
+
+/** In upstream's entry-point order, which is what `admin.pool.ListDrivers` prints. */
+export const BUILTIN_DRIVERS: readonly PoolDriver[] = [fileDriver, reflinkDriver, kernelDriver];
+
+export const DEFAULT_POOL = 'varlibqubes';
+export const DEFAULT_KERNEL_POOL = 'linux-kernel';
+
+const SAFE_NAME = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.';
+const SAFE_REVISION = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.';
+/** Python's str.splitlines() boundaries within ASCII (\r\n counts once). */
+const LINE_BREAKS = new Set([0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e]);
+
+function splitLines(text: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (!LINE_BREAKS.has(text.charCodeAt(i))) continue;
+    out.push(text.slice(start, i));
+    if (text[i] === '\r' && text[i + 1] === '\n') i++;
+    start = i + 1;
+  }
+  if (start < text.length) out.push(text.slice(start));
+  return out;
+}
+
+function lines(body: Iterable<string>): string {
+  let out = '';
+  for (const l of body) out += `${l}\n`;
+  return out;
+}
+
+function onlyFrom(s: string, allowed: string): boolean {
+  for (const c of s) if (!allowed.includes(c)) return false;
+  return true;
+}
+
+async function realDir(p: string): Promise<string> {
+  try {
+    return await fs.realpath(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+export interface PoolRegistryOptions {
+  drivers?: readonly PoolDriver[];
+  cloneTokenTtlMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Everything the Admin API needs from storage: pools by name, drivers, the
+ * volumes VMs own, and the exact response bodies of the admin.pool.* and
+ * admin.vm.volume.* read methods. Argument enforcement that depends on VMs
+ * (volume names, halted state, admin-permission events) stays in the API layer.
+ */
+export class PoolRegistry {
+  private readonly drivers: Map<string, PoolDriver>;
+  private readonly pools = new Map<string, Pool>();
+  private readonly volumes = new Set<Volume>();
+  readonly cloneTokens: CloneTokens<Volume>;
+
+  constructor(opts: PoolRegistryOptions = {}) {
+    this.drivers = new Map((opts.drivers ?? BUILTIN_DRIVERS).map((d) => [d.name, d]));
+    this.cloneTokens = new CloneTokens<Volume>({
+      ...(opts.cloneTokenTtlMs !== undefined ? { ttlMs: opts.cloneTokenTtlMs } : {}),
+      ...(opts.now !== undefined ? { now: opts.now } : {}),
+    });
+  }
+
+  // ---- drivers ----
+
+  driverNames(): string[] {
+    return [...this.drivers.keys()];
+  }
+
+  /** `admin.pool.ListDrivers` body. */
+  listDrivers(): string {
+    return lines([...this.drivers.values()].map((d) => [d.name, ...d.params.map((p) => p.name)].join(' ')));
+  }
+
+  // ---- pools ----
+
+  poolNames(): string[] {
+    return [...this.pools.keys()];
+  }
+
+  hasPool(name: string): boolean {
+    return this.pools.has(name);
+  }
+
+  getPool(name: string): Pool {
+    const pool = this.pools.get(name);
+    if (pool === undefined) throw new QubesException(`Unknown storage pool ${name}`);
+    return pool;
+  }
+
+  /** Registers a pool from qubes.xml's `<pool>` attributes (name, driver, params), without setup. */
+  loadPool(attrs: Readonly<Record<string, string>>): Pool {
+    const { name, driver, ...params } = attrs;
+    if (!name) throw new QubesException('No pool name for pool');
+    if (!driver) throw new QubesException(`No driver specified for pool ${name}`);
+    const pool = this.driver(driver, name).create(name, params);
+    this.pools.set(name, pool);
+    return pool;
+  }
+
+  /** The `<pool>` attributes for qubes.xml. */
+  poolXml(name: string): Record<string, string> {
+    return this.getPool(name).config();
+  }
+
+  /**
+   * First start: `varlibqubes` at the state dir (file-reflink when the
+   * filesystem can reflink, else file) and `linux-kernel` at `<state>/vm-kernels`.
+   */
+  async initDefaultPools(stateDir: string): Promise<void> {
+    await fs.mkdir(stateDir, { recursive: true });
+    const reflink = await reflinkSupported(stateDir);
+    if (!this.pools.has(DEFAULT_POOL)) {
+      await this.createPool(reflink ? REFLINK_DRIVER : FILE_DRIVER, DEFAULT_POOL, {
+        dir_path: stateDir,
+        // Just probed; no need to check twice.
+        ...(reflink ? { setup_check: 'False' } : {}),
+      });
+    }
+    if (!this.pools.has(DEFAULT_KERNEL_POOL)) {
+      await this.createPool(KERNEL_DRIVER, DEFAULT_KERNEL_POOL, {
+        dir_path: path.join(stateDir, 'vm-kernels'),
+      });
+    }
+  }
+
+  /** `admin.pool.List` body. */
+  listPools(): string {
+    return lines(this.pools.keys());
+  }
+
+  /** `admin.pool.Info` body: sorted config, then size, usage and included_in when known. */
+  async poolInfo(name: string): Promise<string> {
+    const pool = this.getPool(name);
+    const config = pool.config();
+    let body = lines(
+      Object.keys(config)
+        .sort()
+        .map((k) => `${k}=${config[k]}`),
+    );
+    const size = await pool.size();
+    if (size !== undefined) body += `size=${size}\n`;
+    const usage = await pool.usage();
+    if (usage !== undefined) body += `usage=${usage}\n`;
+    const container = await this.includedIn(pool);
+    if (container !== undefined) body += `included_in=${container.name}\n`;
+    return body;
+  }
+
+  /** `admin.pool.UsageDetails` body. */
+  async usageDetails(name: string): Promise<string> {
+    const details = await this.getPool(name).usageDetails();
+    return lines(
+      Object.keys(details)
+        .sort()
+        .map((k) => `${k}=${details[k]}`),
+    );
+  }
+
+  /** The first other pool whose directory contains this pool's directory. */
+  async includedIn(pool: Pool): Promise<Pool | undefined> {
+    if (pool.dirPath === undefined) return undefined;
+    const mine = await realDir(pool.dirPath);
+    for (const other of this.pools.values()) {
+      if (other === pool || other.dirPath === undefined) continue;
+      const theirs = await realDir(other.dirPath);
+      const rel = path.relative(theirs, mine);
+      if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return other;
+    }
+    return undefined;
+  }
+
+  /**
+   * `admin.pool.Add+<driver>` with its raw payload. `authorize` runs where
+   * upstream fires admin-permission: after validation, before the name clash check.
+   */
+  async addPool(
+    driver: string,
+    payload: Uint8Array | string,
+    authorize?: (name: string, params: Readonly<Record<string, string>>) => void | Promise<void>,
+  ): Promise<Pool> {
+    if (!this.drivers.has(driver)) throw new PermissionDenied("Argument not in 'available drivers'");
+    const bytes = typeof payload === 'string' ? Buffer.from(payload, 'latin1') : Buffer.from(payload);
+    if (bytes.some((b) => b > 0x7f)) throw new ProtocolError('Pool parameters contains non-ASCII characters');
+    const text = bytes.toString('latin1');
+    const rows = splitLines(text);
+    if (!rows.every((l) => l.includes('=')))
+      throw new ProtocolError('Options must be separated by equal sign');
+    const pairs = rows.map((l): [string, string] => {
+      const i = l.indexOf('=');
+      return [l.slice(0, i), l.slice(i + 1)];
+    });
+    if (new Set(pairs.map(([k]) => k)).size !== pairs.length)
+      throw new ProtocolError('Options must be unique');
+    const params = Object.fromEntries(pairs);
+    const name = params['name'];
+    if (name === undefined) throw new ProtocolError('Pool configuration must contain key: name');
+    delete params['name'];
+    if (!name || !onlyFrom(name, SAFE_NAME))
+      throw new ProtocolError(`Pool name must be in safe set: ${SAFE_NAME}`);
+    this.checkParams(driver, params);
+    await authorize?.(name, params);
+    if (this.pools.has(name)) throw new QubesPoolInUseError(`Storage pool is in use: ${pyRepr(name)}`);
+    return this.createPool(driver, name, params);
+  }
+
+  /** Validates, builds, sets up and registers a pool; nothing is registered if setup fails. */
+  async createPool(driver: string, name: string, params: Readonly<Record<string, string>>): Promise<Pool> {
+    if (this.pools.has(name)) throw new QubesException(`pool named ${name} already exists \n`);
+    this.checkParams(driver, params);
+    const pool = this.driver(driver, name).create(name, params);
+    await pool.setup();
+    this.pools.set(name, pool);
+    return pool;
+  }
+
+  /**
+   * `admin.pool.Remove`. `defaults` holds the global default_pool* properties
+   * in upstream's order (default_pool, _kernel, _private, _root, _volatile).
+   */
+  async removePool(name: string, defaults: Readonly<Record<string, string | undefined>> = {}): Promise<void> {
+    const pool = this.getPool(name);
+    for (const v of this.volumes) {
+      if (v.pool === pool) throw new QubesPoolInUseError(`Storage pool is in use: ${pyRepr(name)}`);
+    }
+    for (const [prop, value] of Object.entries(defaults)) {
+      if (value === name) throw new QubesPoolInUseError(`Storage pool is in use: set as ${prop}`);
+    }
+    await pool.destroy();
+    this.pools.delete(name);
+    this.cloneTokens.revokeWhere((v) => v.pool === pool);
+  }
+
+  /** `admin.pool.Set.revisions_to_keep` (payload already parsed as a number). */
+  setPoolRevisionsToKeep(name: string, value: number): void {
+    if (value < -1) throw new ProtocolError("Value can't be lower than -1");
+    this.getPool(name).setRevisionsToKeep(value);
+  }
+
+  /** `admin.pool.Set.ephemeral_volatile`. */
+  setPoolEphemeralVolatile(name: string, value: boolean): void {
+    this.getPool(name).setEphemeralVolatile(value);
+  }
+
+  /** `admin.pool.volume.List` body. */
+  async listPoolVolumes(name: string): Promise<string> {
+    return lines((await this.getPool(name).listVolumes()).map((v) => v.vid));
+  }
+
+  // ---- volumes ----
+
+  /** Builds a VM's volume object from its config (qubes.xml load or VM creation). */
+  initVolume(owner: VolumeOwner, config: VolumeConfig): Volume {
+    const volume = this.getPool(config.pool).initVolume(owner, config);
+    this.volumes.add(volume);
+    return volume;
+  }
+
+  /** Drops a volume object without touching its data. */
+  forgetVolume(volume: Volume): void {
+    this.volumes.delete(volume);
+    volume.pool.forgetVolume(volume);
+    this.cloneTokens.revokeWhere((v) => v === volume);
+  }
+
+  /** `admin.vm.volume.Info` body. */
+  async volumeInfo(volume: Volume): Promise<string> {
+    const fields: [string, string][] = [
+      ['pool', volume.pool.name],
+      ['vid', volume.vid],
+      ['size', String(await volume.size())],
+      ['usage', String(await volume.usage())],
+      ['rw', pyBool(volume.rw)],
+      ['source', volume.source ?? ''],
+      ['path', volume.path ?? ''],
+      ['save_on_stop', pyBool(volume.saveOnStop)],
+      ['snap_on_start', pyBool(volume.snapOnStart)],
+      ['revisions_to_keep', String(volume.revisionsToKeep)],
+      ['ephemeral', pyBool(volume.ephemeral)],
+      ['is_outdated', pyBool(await volume.isOutdated())],
+    ];
+    return lines(fields.map(([k, v]) => `${k}=${v}`));
+  }
+
+  /** `admin.vm.volume.ListSnapshots` body: revision ids, oldest first. */
+  async listSnapshots(volume: Volume): Promise<string> {
+    const revs = await volume.revisions();
+    return lines(
+      [...revs]
+        .sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0))
+        .map((r) => r.id),
+    );
+  }
+
+  /** `admin.vm.volume.Revert` (payload already stripped). */
+  async revert(volume: Volume, revision: string): Promise<void> {
+    if (!onlyFrom(revision, SAFE_REVISION)) {
+      throw new ProtocolError(`Revision name must be in safe set: ${SAFE_REVISION}`);
+    }
+    if (!(await volume.revisions()).some((r) => r.id === revision)) {
+      throw new QubesVolumeRevisionNotFoundError(revision);
+    }
+    await volume.revert(revision);
+  }
+
+  /** `admin.vm.volume.Resize`; the API layer then runs qubes.ResizeDisk in a running VM. */
+  async resize(volume: Volume, size: number): Promise<void> {
+    await volume.resize(size);
+  }
+
+  /** `admin.vm.volume.Clear`: an import of zeros of the current size. */
+  async clear(volume: Volume): Promise<void> {
+    await volume.importBegin(await volume.size());
+    await volume.importEnd(true);
+  }
+
+  /** `admin.vm.volume.CloneFrom`: a single-use token granting a copy of `volume`. */
+  cloneFrom(volume: Volume): string {
+    return this.cloneTokens.issue(volume);
+  }
+
+  /** `admin.vm.volume.CloneTo`: spends the token (even if the copy then fails), copies into `dst`. */
+  async cloneTo(dst: Volume, token: string): Promise<Volume> {
+    const src = this.cloneTokens.consume(token);
+    if (this.pools.get(src.pool.name) !== src.pool) throw new QubesPoolNotFoundError(src.pool.name);
+    if (!this.volumes.has(src)) throw new QubesVolumeNotFoundError(src.vid);
+    await this.importVolume(dst, src);
+    return src;
+  }
+
+  /** Copies `src`'s committed data into `dst` (reflink when both share a reflink filesystem). */
+  async importVolume(dst: Volume, src: Volume): Promise<void> {
+    if (src.isRunning() && src.revisionsToKeep === -1 && src.saveOnStop && !src.snapOnStart) {
+      throw new StoragePoolException(`Volume ${src.vid} must be stopped before importing its data`);
+    }
+    await dst.importVolume(src);
+  }
+
+  // ---- a VM's volumes as a whole ----
+
+  /** Creates all volumes on disk; on any failure removes what was created and rethrows. */
+  async createVolumes(volumes: Iterable<Volume>): Promise<void> {
+    const done: Volume[] = [];
+    try {
+      for (const v of volumes) {
+        await v.create();
+        done.push(v);
+      }
+    } catch (err) {
+      for (const v of done) await v.remove().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Prepares volumes for a VM start (snapshots, dirty copies, fresh volatile);
+   * if one fails, the ones already started are stopped again.
+   */
+  async startVolumes(volumes: Iterable<Volume>): Promise<void> {
+    const list = [...volumes];
+    for (const v of list) {
+      if (v.source === undefined) continue;
+      const src = await v.pool.getVolume(v.source);
+      if (src?.isRunning() && src.revisionsToKeep === -1 && src.saveOnStop && !src.snapOnStart) {
+        throw new StoragePoolException(`Volume ${src.vid} is running`);
+      }
+    }
+    const started: Volume[] = [];
+    try {
+      for (const v of list) {
+        await v.start();
+        started.push(v);
+      }
+    } catch (err) {
+      for (const v of started.reverse()) await v.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Commits or discards each volume after the VM stopped; tries all, then throws the first error. */
+  async stopVolumes(volumes: Iterable<Volume>): Promise<void> {
+    let first: unknown;
+    for (const v of volumes) {
+      try {
+        await v.stop();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+
+  async verifyVolumes(volumes: Iterable<Volume>): Promise<void> {
+    for (const v of volumes) await v.verify();
+  }
+
+  /** Deletes the volumes' data (VM removal); errors on one volume do not keep the others. */
+  async removeVolumes(volumes: Iterable<Volume>): Promise<void> {
+    let first: unknown;
+    for (const v of volumes) {
+      try {
+        if (v.isRunning()) await v.stop();
+        await v.remove();
+      } catch (err) {
+        first ??= err;
+      }
+      this.forgetVolume(v);
+    }
+    if (first !== undefined) throw first;
+  }
+
+  private driver(name: string, pool: string): PoolDriver {
+    const d = this.drivers.get(name);
+    if (d === undefined) throw new QubesException(`No driver ${name} for pool ${pool}`);
+    return d;
+  }
+
+  private checkParams(driver: string, params: Readonly<Record<string, string>>): void {
+    const d = this.driver(driver, '');
+    const known = new Set(d.params.map((p) => p.name));
+    if (Object.keys(params).some((k) => !known.has(k)))
+      throw new ProtocolError('Unexpected driver options found');
+    const missing = d.params.filter((p) => p.required && !(p.name in params)).map((p) => p.name);
+    if (missing.length > 0) throw new QubesException(`missing required driver options: ${missing.join(' ')}`);
+  }
+}

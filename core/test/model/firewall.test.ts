@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+
+import { QubesValueError } from '../../src/model/errors.js';
+import { formatApiRule, parseApiRule } from '../../src/model/firewall.js';
+import { parseFirewall, serializeFirewall } from '../../src/persist/firewall-xml.js';
+
+describe('firewall rules', () => {
+  it.each([
+    ['action=accept dsthost=1.2.3.4 proto=tcp dstports=80', 'action=accept dst4=1.2.3.4/32 proto=tcp dstports=80-80'],
+    ['action=drop proto=udp dstports=53-54 dsthost=example.com comment=hello', 'action=drop dsthost=example.com proto=udp dstports=53-54 comment=hello'],
+    ['action=accept specialtarget=dns', 'action=accept specialtarget=dns'],
+    ['action=accept proto=icmp icmptype=8', 'action=accept proto=icmp icmptype=8'],
+    ['action=accept dst6=2001:db8::1', 'action=accept dst6=2001:db8::1/128'],
+    ['action=accept dst4=10.0.0.0/8', 'action=accept dst4=10.0.0.0/8'],
+    ['action=drop expire=1499450306 proto=udp', 'action=drop expire=1499450306 proto=udp'],
+    ['action=drop proto=icmp comment=No ICMP', 'action=drop proto=icmp comment=No ICMP'],
+  ])('normalises %s', (input, output) => {
+    expect(formatApiRule(parseApiRule(input))).toBe(output);
+  });
+
+  it.each([
+    ['protoxyz=tcp action=accept', 'Unknown firewall option'],
+    ['action=accept action=drop', "Option 'action' already set"],
+    ['action=accept dstports=80', "dstports valid only for 'tcp' and 'udp' protocols"],
+    ['action=accept proto=tcp icmptype=1', "icmptype valid only for 'icmp' protocol"],
+    ['action=accept proto=tcp dstports=90-80', 'Invalid port range'],
+    ['action=accept proto=tcp dstports=70000', 'Ports out of range'],
+    ['action=accept dst4=1.2.3/24', 'Invalid IP address: 1.2.3'],
+    ['action=accept dsthost=Example.com', 'Invalid hostname'],
+    ['action=accept dst4=1.2.3.4/33', 'netmask for IPv4 must be <= 32'],
+    ['action=accept dsthost=a dst4=1.2.3.4', "Option 'dsthost' already set"],
+    ['proto=tcp', 'action is required'],
+    ['action=accept comment=bad!', 'strange characters comment'],
+  ])('refuses %s', (input, message) => {
+    expect(() => parseApiRule(input)).toThrow(new QubesValueError(message));
+  });
+
+  it('round-trips firewall.xml version 2 and drops expired rules', () => {
+    const rules = [
+      parseApiRule('action=accept dsthost=1.2.3.4 proto=tcp dstports=80'),
+      parseApiRule('action=drop expire=1000 proto=udp'),
+      parseApiRule('action=accept proto=icmp icmptype=8 comment=ping ok'),
+    ];
+    const xml = serializeFirewall(rules);
+    expect(xml).toContain('<firewall version="2">');
+    expect(xml).toContain('<property name="dstports">80</property>');
+    expect(xml).not.toContain('expire');
+    expect(parseFirewall(xml).map(formatApiRule)).toEqual([
+      'action=accept dst4=1.2.3.4/32 proto=tcp dstports=80-80',
+      'action=accept proto=icmp icmptype=8 comment=ping ok',
+    ]);
+  });
+
+  it('reads version 1 files as upstream translates them', () => {
+    const xml =
+      '<QubesFirewallRules policy="deny" dns="allow" icmp="deny">' +
+      '<rule address="1.2.3.0" netmask="24" proto="tcp" port="443"/>' +
+      '</QubesFirewallRules>';
+    const v1 = xml.replaceAll('QubesFirewallRules', 'firewall');
+    expect(parseFirewall(v1).map(formatApiRule)).toEqual([
+      'action=accept specialtarget=dns',
+      'action=drop proto=icmp',
+      'action=accept dst4=1.2.3.0/24 proto=tcp dstports=443-443',
+    ]);
+  });
+});

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+
+import { ProtocolError, QubesValueError, pyRepr } from '../../src/model/errors.js';
+import { validateName, validateNumber } from '../../src/model/validate.js';
+
+describe('names, numbers, reprs', () => {
+  it.each([
+    ['a'.repeat(32), 'VM name must be shorter than 32 characters'],
+    ['_x', 'VM name cannot start with hyphen, underscore, dot or numbers'],
+    ['9x', 'VM name cannot start with hyphen, underscore, dot or numbers'],
+    ['a b', 'VM name contains illegal characters'],
+    ['Domain-0', 'VM name cannot be Domain-0'],
+    ['none', "VM name cannot be 'none'"],
+    ['x-dm', 'VM name cannot end with -dm'],
+  ])('refuses the name %s', (name, message) => {
+    expect(() => validateName(name)).toThrow(new QubesValueError(message));
+  });
+
+  it('accepts upstream-valid names', () => {
+    for (const n of ['a', 'work', 'sys-net', 'A.b_c-1', 'a'.repeat(31)]) expect(() => validateName(n)).not.toThrow();
+  });
+
+  it.each([
+    ['12a', 'x contains non ASCII digits'],
+    ['1'.repeat(20), 'x is bigger than 19 decimal digits'],
+    ['007', 'x contains spurious leading zeros'],
+  ])('refuses the number %s', (n, message) => {
+    expect(() => validateNumber(n, 'x')).toThrow(new ProtocolError(message));
+  });
+
+  it('formats like Python repr', () => {
+    expect(pyRepr('work')).toBe("'work'");
+    expect(pyRepr("it's")).toBe('"it\'s"');
+    expect(pyRepr('a\nb\\')).toBe("'a\\nb\\\\'");
+  });
+});
