@@ -8,7 +8,9 @@ import { container as rootContainer } from 'tsyringe';
 import type { DependencyContainer } from 'tsyringe';
 
 import { Dispatcher } from '../api/dispatcher.js';
+import { INTERNAL_METHODS } from '../api/internal-method-table.js';
 import { METHODS } from '../api/method-table.js';
+import { systemInfo } from '../api/methods/internal.js';
 import { AdminServer } from '../api/server.js';
 import type { Log } from '../api/server.js';
 import type { ApiServices } from '../api/services.js';
@@ -20,6 +22,8 @@ import type { HostInfo } from '../model/app.js';
 import { ConfiguredPools, defaultPoolConfigs } from '../persist/default-pools.js';
 import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
+import { PolicyStore } from '../policy/store.js';
+import type { SystemInfo } from '../policy/system-info.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import type { PolicyCheck } from './access.js';
@@ -28,6 +32,11 @@ import { VmDirFiles } from './vm-files.js';
 
 export interface DaemonOptions {
   readonly socketPath: string;
+  /** The internal socket (upstream's qubesd.internal.sock): system info for the policy tools. */
+  readonly internalSocketPath?: string;
+  /** qrexec policy directories (policy.d); without them callers other than dom0 are not filtered. */
+  readonly policyDirs?: readonly string[];
+  readonly legacyPolicyDir?: string;
   readonly stateDir: string;
   /** A backend package name (see backend-loader), or a Vmm instance (tests). */
   readonly backend: string | Vmm;
@@ -45,20 +54,36 @@ export interface DaemonOptions {
 export class Daemon {
   private stopping = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  policyCheck: PolicyCheck | null = null;
 
   private constructor(
     readonly app: App,
     readonly store: StateStore,
     readonly backend: Backend,
     readonly container: DependencyContainer,
-    private readonly server: AdminServer,
+    private readonly servers: readonly AdminServer[],
+    readonly policy: PolicyStore | null,
     private readonly unlock: () => Promise<void>,
     private readonly options: DaemonOptions,
   ) {}
 
   get lifecycle(): DomainManager {
-    return this.container.resolve<DomainManager>(TOKENS.Lifecycle as never);
+    return this.container.resolve(TOKENS.Lifecycle) as DomainManager;
+  }
+
+  /** "Would the policy let SOURCE call SERVICE+ARGUMENT on TARGET?", or null without a policy. */
+  private static policyCheck(policy: PolicyStore | null, app: App): PolicyCheck | null {
+    if (!policy) return null;
+    let info: SystemInfo | null = null;
+    // One system-info snapshot per event-loop turn: a List filters many VMs against the same state.
+    const current = (): SystemInfo => {
+      if (!info) {
+        info = systemInfo(app) as SystemInfo;
+        queueMicrotask(() => (info = null));
+      }
+      return info;
+    };
+    return (service, argument, source, target) =>
+      policy.evaluate({ source, target, call: `${service}${argument}` }, current()).decision.result === 'allow';
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -91,8 +116,11 @@ export class Daemon {
       c.register(TOKENS.Methods, { useValue: METHODS });
       c.registerSingleton(TOKENS.Lifecycle, DomainManager);
       c.registerSingleton(TOKENS.Dispatcher, Dispatcher);
-      let daemon: Daemon | null = null;
-      c.register(TOKENS.Access, { useValue: new PolicyAccess(() => daemon?.policyCheck ?? null) });
+      const policy = options.policyDirs
+        ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
+        : null;
+      const check = Daemon.policyCheck(policy, app);
+      c.register(TOKENS.Access, { useValue: new PolicyAccess(() => check) });
       c.register(TOKENS.Services, {
         useFactory: (r): ApiServices => ({
           lifecycle: r.resolve(TOKENS.Lifecycle),
@@ -102,7 +130,13 @@ export class Daemon {
       });
       const server = c.resolve(AdminServer);
       await server.listen(options.socketPath);
-      daemon = new Daemon(app, store, backend, c, server, unlock, options);
+      const servers = [server];
+      if (options.internalSocketPath) {
+        const internal = new AdminServer(new Dispatcher(app, c.resolve(TOKENS.Services), INTERNAL_METHODS, store), log);
+        await internal.listen(options.internalSocketPath);
+        servers.push(internal);
+      }
+      const daemon = new Daemon(app, store, backend, c, servers, policy, unlock, options);
       void daemon.connectBackend();
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
       return daemon;
@@ -156,7 +190,8 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    await this.server.close();
+    await Promise.all(this.servers.map((s) => s.close()));
+    this.policy?.close();
     await this.store.save();
     const vmm = this.backend.current;
     this.backend.unavailable('daemon stopped');

@@ -9,15 +9,37 @@ const program = new Command('odysseyd')
   .description('Qubes Admin API daemon over a hypervisor abstraction layer')
   .option('--socket <path>', 'admin API socket', '/var/run/qubesd.sock')
   .option('--state-dir <dir>', 'state directory (qubes.xml, VM files)', '/var/lib/qubes')
+  .option('--internal-socket <path>', 'internal API socket (system info for qrexec policy tools)')
   .option('--backend <name>', 'backend package name (kvm = @odyssey/backend-kvm) or module path', 'kvm')
+  .option('--policy-dir <dir...>', 'qrexec policy directories, first wins per file name', [
+    '/run/qubes/policy.d',
+    '/etc/qubes/policy.d',
+  ])
+  .option('--legacy-policy-dir <dir>', 'Qubes 4.0 per-service policy files (for !compat-4.0)', '/etc/qubes-rpc/policy')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .parse();
 
-const opts = program.opts<{ socket: string; stateDir: string; backend: string; logLevel: LogLevel }>();
+const opts = program.opts<{
+  socket: string;
+  internalSocket?: string;
+  stateDir: string;
+  backend: string;
+  policyDir: string[];
+  legacyPolicyDir: string;
+  logLevel: LogLevel;
+}>();
 const log = stderrLog(opts.logLevel);
 
 try {
-  const daemon = await Daemon.start({ socketPath: opts.socket, stateDir: opts.stateDir, backend: opts.backend, log });
+  const daemon = await Daemon.start({
+    socketPath: opts.socket,
+    internalSocketPath: opts.internalSocket ?? opts.socket.replace(/(\.sock)?$/, '.internal.sock'),
+    stateDir: opts.stateDir,
+    backend: opts.backend,
+    policyDirs: opts.policyDir,
+    legacyPolicyDir: opts.legacyPolicyDir,
+    log,
+  });
   const shutdown = (signal: string) => {
     log('info', `${signal}: draining and saving`);
     daemon.stop().then(

@@ -1,5 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
+import { METHODS } from '../api/method-table.js';
+import { writeAdminPolicy } from './admin-policy.js';
 import { fetchSystemInfo, QUBESD_INTERNAL_SOCKET } from './daemon-client.js';
 import { decide, type Outcome } from './evaluate.js';
 import { DEFAULT_LEGACY_DIR, loadPolicy } from './loader.js';
@@ -107,6 +109,17 @@ function buildProgram(io: CliIo, run: (call: CallInit, options: EvalOptions) => 
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .action(async (source: string, target: string, call: string, options: EvalOptions) => {
       await run({ source, target, call }, options);
+    });
+  program
+    .command('generate-admin')
+    .description("write the default Admin API policy and its four includes, generated from the daemon's method table")
+    .argument('<dir>', 'policy.d directory to write into')
+    .option('--overwrite-includes', 'replace include files that already exist (they hold the grants)')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .action(async (dir: string, options: { overwriteIncludes?: boolean }) => {
+      const written = await writeAdminPolicy(dir, METHODS, { overwriteIncludes: options.overwriteIncludes === true });
+      io.out(written.map((f) => `${f}\n`).join(''));
     });
   return program;
 }

@@ -71,9 +71,11 @@ describe('volume import', { timeout: 120_000 }, () => {
   );
 
   it('handles chunks that straddle block boundaries and a non-aligned size', async () => {
-    const size = 3 * 65536 + 123;
+    const size = 2 * 4 * MiB + 3 * 65536 + 123;
     const data = Buffer.alloc(size);
+    // Non-zero bytes across a block boundary, across a 4 MiB write-stage boundary, and in the tail.
     randomBytes(100).copy(data, 65536 - 50);
+    randomBytes(40).copy(data, 4 * MiB - 20);
     randomBytes(10).copy(data, size - 10);
     const v = await privateVolume(size);
     const parts: Buffer[] = [];

@@ -1,0 +1,96 @@
+import type { Command } from 'commander';
+
+import type { VmInfo } from '../../api/vm-api.js';
+import type { PropertyValue, TypedValue } from '../../properties.js';
+import { typedValue } from '../../properties.js';
+import { action, type CliContext } from '../context.js';
+import type { CliIo } from '../io.js';
+import { formatTable } from '../table.js';
+
+const DEFAULT_COLUMNS = ['NAME', 'STATE', 'CLASS', 'LABEL', 'TEMPLATE', 'NETVM'];
+/** Columns answered from `admin.vm.List` alone; any other column is a property of that name. */
+const LIST_COLUMNS: Readonly<Record<string, (vm: VmInfo) => string>> = {
+  NAME: (vm) => vm.name,
+  STATE: (vm) => vm.state,
+  CLASS: (vm) => vm.klass,
+};
+const POWER_FILTERS = ['running', 'paused', 'halted'] as const;
+
+interface LsOptions {
+  rawList?: boolean;
+  rawData?: boolean;
+  fields?: string;
+  running?: boolean;
+  paused?: boolean;
+  halted?: boolean;
+}
+
+export function registerLs(program: Command, io: CliIo): void {
+  program
+    .command('ls')
+    .description('list qubes and their parameters (like qvm-ls)')
+    .argument('[vm...]', 'only these qubes')
+    .option('-O, --fields <columns>', 'comma-separated columns (NAME, STATE, CLASS or any property)')
+    .option('--raw-data', 'print rows as |-separated values without a header')
+    .option('--raw-list', 'same as --raw-data --fields=name')
+    .option('--running', 'show running qubes')
+    .option('--paused', 'show paused qubes')
+    .option('--halted', 'show halted qubes')
+    .action(action(io, (ctx, command) => list(ctx, command.processedArgs[0] as string[], command.opts())));
+}
+
+async function list(ctx: CliContext, names: string[], options: LsOptions): Promise<number> {
+  const rawData = options.rawData || options.rawList;
+  const columns = options.rawList
+    ? ['NAME']
+    : options.fields
+      ? options.fields.split(',').map((c) => c.trim().toUpperCase().replaceAll('_', '-'))
+      : DEFAULT_COLUMNS;
+  const selected = names.length > 0 ? await ctx.requireVms(names) : await ctx.listVms();
+  const wanted = POWER_FILTERS.filter((state) => options[state]);
+  const vms = selected
+    .filter((vm) => wanted.length === 0 || (wanted as readonly string[]).includes(vm.state.toLowerCase()))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+  const propertyNames = columns.filter((c) => !(c in LIST_COLUMNS)).map(propertyOf);
+  const rows: TypedValue[][] = [];
+  for (const vm of vms) {
+    const props: Map<string, PropertyValue> =
+      propertyNames.length > 0
+        ? await ctx.client.vmProperties(vm.name).getAllOrEach(async () => propertyNames)
+        : new Map();
+    rows.push(
+      columns.map((column) => {
+        const fromList = LIST_COLUMNS[column];
+        if (fromList) return fromList(vm);
+        const prop = props.get(propertyOf(column));
+        return prop ? typedValue(prop) : undefined;
+      }),
+    );
+  }
+
+  if (ctx.json) {
+    ctx.printJson(
+      rows.map((row) => Object.fromEntries(columns.map((c, i) => [propertyOf(c), row[i] ?? null]))),
+    );
+    return 0;
+  }
+  const cells = rows.map((row) => row.map(cellText));
+  if (rawData) {
+    ctx.print(cells.map((row) => `${row.join('|')}\n`).join(''));
+    return 0;
+  }
+  ctx.print(formatTable([columns, ...cells]));
+  return 0;
+}
+
+function propertyOf(column: string): string {
+  return column.toLowerCase().replaceAll('-', '_');
+}
+
+/** Upstream shows '-' for anything absent, unset or empty. */
+function cellText(value: TypedValue): string {
+  if (value === undefined || value === null || value === '') return '-';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  return String(value);
+}

@@ -1,0 +1,46 @@
+import { createInterface } from 'node:readline';
+
+import type { Command } from 'commander';
+
+import { action, type CliContext } from '../context.js';
+import type { CliIo } from '../io.js';
+
+export function registerRemove(program: Command, io: CliIo): void {
+  program
+    .command('remove')
+    .description('remove qubes and all their data (like qvm-remove)')
+    .argument('<vm...>')
+    .option('-f, --force', 'do not ask for confirmation')
+    .action(
+      action(io, async (ctx, command) => {
+        const names = command.processedArgs[0] as string[];
+        if (names.includes('dom0')) {
+          ctx.printError("Domain 'dom0' cannot be removed.");
+          return 1;
+        }
+        await ctx.requireVms(names);
+        if (!command.opts<{ force?: boolean }>().force && !(await confirm(ctx, names))) {
+          ctx.printError('Remove cancelled.');
+          return 1;
+        }
+        for (const vm of names) await ctx.client.vms.remove(vm);
+        return 0;
+      }),
+    );
+}
+
+async function confirm(ctx: CliContext, names: string[]): Promise<boolean> {
+  ctx.printError('This will completely remove the selected VM(s)...');
+  for (const name of names) ctx.printError(`  ${name}`);
+  const prompt = createInterface({ input: ctx.io.stdin, terminal: false });
+  try {
+    ctx.io.stderr.write('Are you sure? [y/N] ');
+    const answer = await new Promise<string>((resolve) => {
+      prompt.once('line', resolve);
+      prompt.once('close', () => resolve(''));
+    });
+    return answer.trim().toUpperCase() === 'Y';
+  } finally {
+    prompt.close();
+  }
+}

@@ -1,0 +1,17 @@
+/** Where the CLI reads and writes; process streams in production, buffers in tests. */
+export interface CliIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  stdin: NodeJS.ReadableStream;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Ends the command with this exit status; anything worth saying has been printed already. */
+export class ExitStatus extends Error {
+  constructor(readonly code: number) {
+    super(`exit status ${code}`);
+  }
+}
+
+/** Bad invocation (exit status 2), reported like commander's own usage errors. */
+export class UsageError extends Error {}

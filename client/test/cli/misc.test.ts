@@ -1,0 +1,171 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { startTarget, type QubesdTarget } from '../helpers/fake-qubesd.js';
+import { runQvm, type QvmOptions } from '../helpers/run-qvm.js';
+import { SYSTEM } from '../fixtures/system.js';
+import { event, req } from '../fixtures/wire.js';
+
+let target: QubesdTarget;
+beforeAll(async () => {
+  target = await startTarget({
+    ...SYSTEM,
+    [req('admin.Events', '', 'dom0')]: {
+      chunks: [
+        '1\0\0connection-established\0\x001\0work\0prop',
+        'erty-set:memory\0name\0memory\0newvalue\0',
+        '600\0oldvalue\x00400\0\0',
+        event('', 'domain-add', { vm: 'ev1' }),
+      ],
+      repeat: event('work', 'domain-qdb-change:/x', { path: '/x' }),
+    },
+  });
+});
+afterAll(() => target.close());
+
+async function run(args: string[], options?: QvmOptions) {
+  const before = target.requests.length;
+  const result = await runQvm(target, args, options);
+  return { ...result, requests: target.requestStrings().slice(before) };
+}
+
+describe('qvm labels', () => {
+  it('lists labels with their colours', async () => {
+    const { code, stdout, requests } = await run(['labels']);
+    expect(code).toBe(0);
+    expect(stdout).toBe(
+      'red     0xcc0000\norange  0xf57900\nyellow  0xedd400\ngreen   0x73d216\n' +
+        'gray    0x555555\nblue    0x3465a4\npurple  0x75507b\nblack   0x000000\n',
+    );
+    expect(requests.slice(0, 2)).toEqual([
+      'admin.label.List+ dom0 name dom0\0',
+      'admin.label.Get+red dom0 name dom0\0',
+    ]);
+  });
+
+  it('creates and removes custom labels', async () => {
+    expect((await run(['labels', 'create', 'mylabel', '0x123456'])).requests).toEqual([
+      'admin.label.Create+mylabel dom0 name dom0\x000x123456',
+    ]);
+    expect(await run(['labels', 'remove', 'red'])).toMatchObject({
+      code: 1,
+      stderr: 'Can only remove custom labels\n',
+      requests: ['admin.label.Remove+red dom0 name dom0\0'],
+    });
+  });
+});
+
+describe('qvm events', () => {
+  it('prints one event per line, whatever the chunking', async () => {
+    const { code, stdout, requests } = await run(['events', '--count', '4']);
+    expect(code).toBe(0);
+    expect(stdout).toBe(
+      '- connection-established\n' +
+        'work property-set:memory name=memory newvalue=600 oldvalue=400\n' +
+        '- domain-add vm=ev1\n' +
+        'work domain-qdb-change:/x path=/x\n',
+    );
+    expect(requests).toEqual(['admin.Events+ dom0 name dom0\0']);
+  });
+
+  it('--json prints one JSON object per line', async () => {
+    const lines = (await run(['--json', 'events', '--count', '2'])).stdout.trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([
+      { subject: '', event: 'connection-established', kwargs: {} },
+      {
+        subject: 'work',
+        event: 'property-set:memory',
+        kwargs: { name: 'memory', newvalue: '600', oldvalue: '400' },
+      },
+    ]);
+  });
+});
+
+describe('qvm notes', () => {
+  it('prints and sets notes', async () => {
+    expect(await run(['notes', 'work'])).toMatchObject({ code: 0, stdout: 'first line\nsecond line\n' });
+    expect((await run(['notes', 'work', '--set', 'new notes'])).requests).toEqual([
+      'admin.vm.List+ dom0 name dom0\0',
+      'admin.vm.notes.Set+ dom0 name work\0new notes',
+    ]);
+  });
+});
+
+describe('qvm volume / pool', () => {
+  it('lists a qube’s volumes and shows one', async () => {
+    expect((await run(['volume', 'list', 'newvm'])).stdout).toBe(
+      'NAME     POOL         VID                   SIZE         USAGE  RW\n' +
+        'root     varlibqubes  appvms/newvm/root     10737418240  0      True\n' +
+        'private  varlibqubes  appvms/newvm/private  2147483648   0      True\n',
+    );
+    const info = await run(['volume', 'info', 'newvm:private']);
+    expect(info.stdout.split('\n').slice(0, 3)).toEqual([
+      'pool               varlibqubes',
+      'vid                appvms/newvm/private',
+      'size               2147483648',
+    ]);
+  });
+
+  it('lists pools with their driver', async () => {
+    expect((await run(['pool', 'list'])).stdout).toBe(
+      'NAME          DRIVER\nvarlibqubes   file\nlinux-kernel  linux-kernel\n',
+    );
+    expect(JSON.parse((await run(['--json', 'pool', 'info', 'linux-kernel'])).stdout)).toEqual({
+      dir_path: '/var/lib/qubes/vm-kernels',
+      driver: 'linux-kernel',
+      name: 'linux-kernel',
+      included_in: 'varlibqubes',
+    });
+  });
+});
+
+describe('qvm in general', () => {
+  it('prints errors as JSON on stderr with --json', async () => {
+    expect(await run(['--json', 'prefs', 'work', 'memory', '--', '-1'])).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: '{"error":{"type":"QubesPropertyValueError","message":"memory must be positive"}}\n',
+    });
+  });
+
+  it('exits 2 on usage errors and 0 on --help', async () => {
+    expect(await run(['frobnicate'])).toMatchObject({
+      code: 2,
+      stderr: "error: unknown command 'frobnicate'\n",
+    });
+    expect(await run(['prefs'])).toMatchObject({
+      code: 2,
+      stderr: "error: missing required argument 'vm'\n",
+    });
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: qvm \[options\] \[command\]/);
+  });
+
+  it('says which socket it could not reach', async () => {
+    const missing = `${target.socketPath}.missing`;
+    const result = await runQvm(target, ['--socket', missing, 'ls']);
+    expect(result).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `Cannot reach qubesd: connect ENOENT ${missing}\n`,
+    });
+  });
+
+  it('uses $ODYSSEY_SOCKET when --socket is not given, and the qrexec client with --qrexec', async () => {
+    const { runCli } = await import('../../src/cli/run.js');
+    let stdout = '';
+    let stderr = '';
+    const io = (env: Record<string, string>) => ({
+      stdout: { write: (t: string) => (stdout += t) },
+      stderr: { write: (t: string) => (stderr += t) },
+      stdin: process.stdin,
+      env,
+    });
+    expect(await runCli(['ls', '--raw-list'], io({ ODYSSEY_SOCKET: target.socketPath }))).toBe(0);
+    expect(stdout).toBe('debian-12\ndom0\nnewvm\nsys-net\nwork\n');
+    expect(
+      await runCli(['--qrexec', 'ls'], io({ ODYSSEY_QREXEC_CLIENT: '/nonexistent/qrexec-client-vm' })),
+    ).toBe(1);
+    expect(stderr).toMatch(/^Service call error: .*ENOENT/);
+  });
+});

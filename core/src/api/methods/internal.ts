@@ -1,0 +1,35 @@
+import type { App } from '../../model/app.js';
+import type { Vm } from '../../model/vm.js';
+import type { CallContext } from '../call-context.js';
+
+const nameOrNull = (v: unknown): string | null => (v && typeof v === 'object' && 'name' in v ? (v as Vm).name : null);
+
+/**
+ * What the qrexec policy needs to know of every domain, in the shape of
+ * upstream's internal.GetSystemInfo (admin-api-reference §2.3).
+ */
+export function systemInfo(app: App) {
+  const domains: Record<string, unknown> = {};
+  for (const vm of app.domains.list()) {
+    const has = (p: string) => vm.props.has(p);
+    domains[vm.name] = {
+      internal: vm.features.get('internal') ?? null,
+      tags: vm.tags.list(),
+      type: vm.klass,
+      template_for_dispvms: has('template_for_dispvms') ? vm.bool('template_for_dispvms') : false,
+      default_dispvm: has('default_dispvm') ? nameOrNull(vm.props.tryGet('default_dispvm')) : null,
+      icon: String(vm.props.tryGet('icon') ?? ''),
+      label: vm.label.color,
+      guivm: has('guivm') ? nameOrNull(vm.props.tryGet('guivm')) : null,
+      relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet('relayvm')) : null,
+      transport_rpc: has('transport_rpc') ? ((vm.props.tryGet('transport_rpc') as string | null) ?? null) : null,
+      power_state: vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState,
+      uuid: vm.uuid,
+    };
+  }
+  return { domains };
+}
+
+export const internal = {
+  getSystemInfo: (ctx: CallContext): string => JSON.stringify(systemInfo(ctx.app)),
+};
