@@ -8,6 +8,7 @@ export default defineConfig({
     // Tests run against the workspace packages' sources, not their build output.
     alias: [
       { find: /^@odyssey\/core$/, replacement: `${src('core')}index.ts` },
+      { find: /^@odyssey\/core\/hal$/, replacement: `${src('core')}hal/index.ts` },
       { find: /^@odyssey\/vchan$/, replacement: `${src('vchan')}index.ts` },
       { find: /^@odyssey\/libvirt$/, replacement: `${src('libvirt')}index.ts` },
       { find: /^@odyssey\/client$/, replacement: `${src('client')}index.ts` },

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh Debian 12 with Node 20: the Debian
-# packages (real libvirt, QEMU, filesystems for reflink tests) and the npm workspaces.
-# Safe to run again: apt and npm skip what is already there.
+# Installs what the project needs on a fresh Debian 12 with Node 20, as root: the Debian
+# packages (libvirt, QEMU, guest kernel, filesystem tools for the reflink tests) and the npm
+# workspaces, then builds. Safe to run again: apt and npm skip what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  python3
+  # real libvirt + QEMU for @odyssey/libvirt and the KVM backend (TCG here)
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
+  qemu-system-x86 qemu-utils
+  # reflink-capable filesystems for the file-reflink pool tests
+  btrfs-progs xfsprogs
 )
 
 missing=()
@@ -17,6 +21,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Without udev /dev/kvm stays root-only, which makes libvirt re-probe QEMU on every call.
+if [ -e /dev/kvm ] && getent group kvm >/dev/null; then
+  chown root:kvm /dev/kvm && chmod 0660 /dev/kvm
 fi
 
 npm ci --no-audit --no-fund --loglevel=error

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 import type { App } from '../model/app.js';
 import type { EventArgs, QubesEvent } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
@@ -20,6 +22,8 @@ export interface CallContext {
   readonly payload: Buffer;
   readonly services: ApiServices;
   readonly stream: EventSink;
+  /** For methods that stream their payload (volume import): the bytes after the header, to EOF. */
+  readonly payloadStream?: Readable;
 }
 
 export type { QubesEvent };

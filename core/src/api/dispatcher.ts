@@ -1,5 +1,7 @@
 import { inject, injectable } from 'tsyringe';
 
+import type { Readable } from 'node:stream';
+
 import type { App } from '../model/app.js';
 import {
   ProtocolError,
@@ -61,10 +63,14 @@ export class Dispatcher {
     return this.methods.get(method)?.streaming === true;
   }
 
-  async dispatch(req: Request, stream: EventSink): Promise<Outcome> {
+  streamsPayload(method: string): boolean {
+    return this.methods.get(method)?.streamsPayload === true;
+  }
+
+  async dispatch(req: Request, stream: EventSink, payloadStream?: Readable): Promise<Outcome> {
     try {
       const spec = this.check(req);
-      const ctx = this.context(req, spec, stream);
+      const ctx = this.context(req, spec, stream, payloadStream);
       const body = await spec.handler(ctx);
       if (spec.streaming) return { kind: 'streamed' };
       if (spec.write && !spec.noSave) await this.saver.save();
@@ -87,14 +93,15 @@ export class Dispatcher {
     if (spec.wantsPayload === false && req.payload.length > 0) throw new ProtocolError('unexpected payload');
     if (spec.wantsArg === true && req.arg === '') throw new ProtocolError('expected an argument');
     if (spec.wantsArg === false && req.arg !== '') throw new ProtocolError('unexpected argument');
-    if (spec.destAdminvm === true && !dest.isAdminVm) throw new ProtocolError('expected destination to be AdminVM');
+    if (spec.destAdminvm === true && !dest.isAdminVm)
+      throw new ProtocolError('expected destination to be AdminVM');
     if (spec.destAdminvm === false && dest.isAdminVm) {
       throw new ProtocolError('expected destination to not be AdminVM');
     }
     return spec;
   }
 
-  private context(req: Request, spec: MethodSpec, stream: EventSink): CallContext {
+  private context(req: Request, spec: MethodSpec, stream: EventSink, payloadStream?: Readable): CallContext {
     return {
       app: this.app,
       method: spec.name,
@@ -104,6 +111,7 @@ export class Dispatcher {
       payload: req.payload,
       services: this.services,
       stream,
+      payloadStream,
     };
   }
 }

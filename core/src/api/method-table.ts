@@ -60,7 +60,9 @@ export const METHODS: readonly MethodSpec[] = [
   m('admin.vm.List', 'global', 'r', 'any', 'none', 'none', vm.list),
   m('admin.vm.CurrentState', 'local', 'r', 'any', 'none', 'none', vm.currentState),
   ...CREATABLE.map((c) => m(`admin.vm.Create.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.create(c))),
-  ...CREATABLE.map((c) => m(`admin.vm.CreateInPool.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.createInPool(c))),
+  ...CREATABLE.map((c) =>
+    m(`admin.vm.CreateInPool.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.createInPool(c)),
+  ),
   m('admin.vm.Create.AdminVM', 'global', 'w', 'dom0', 'opt', 'req', refuseAdminVm, { noPolicy: true }),
   m('admin.vm.CreateInPool.AdminVM', 'global', 'w', 'dom0', 'opt', 'req', refuseAdminVm, { noPolicy: true }),
   m('admin.vm.CreateDisposable', 'global', 'w', 'any', 'opt', 'opt', vm.createDisposable),

@@ -26,6 +26,8 @@ export interface MethodSpec {
   readonly streaming?: boolean;
   /** A write method that persists to its own files instead of qubes.xml (firewall, notes). */
   readonly noSave?: boolean;
+  /** The payload may be of any size and reaches the handler as ctx.payloadStream. */
+  readonly streamsPayload?: boolean;
   readonly handler: MethodHandler;
 }
 

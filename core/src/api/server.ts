@@ -1,12 +1,15 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
 
 import { inject, injectable } from 'tsyringe';
 
 import { TOKENS } from '../tokens.js';
 import type { Dispatcher } from './dispatcher.js';
 import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from './wire.js';
+import type { Request } from './wire.js';
 
 export type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 
@@ -70,6 +73,8 @@ export class AdminServer {
     this.connections.add(socket);
     const chunks: Buffer[] = [];
     let size = 0;
+    let headerSeen = false;
+    let handedOver = false;
     let closedResolve: () => void = () => undefined;
     const closed = new Promise<void>((r) => (closedResolve = r));
     socket.on('close', () => {
@@ -78,29 +83,53 @@ export class AdminServer {
       closedResolve();
     });
     socket.on('error', () => socket.destroy());
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_REQUEST_BYTES) {
+      chunks.push(chunk);
+      if (!headerSeen) {
+        const all = Buffer.concat(chunks);
+        const nul = all.indexOf(0);
+        if (nul !== -1) {
+          headerSeen = true;
+          const req = parseRequest(all.subarray(0, nul + 1));
+          // Volume imports carry any amount of data: the payload goes to the handler as a stream.
+          if (req && this.dispatcher.streamsPayload(req.method)) {
+            handedOver = true;
+            socket.off('data', onData);
+            const payload = new PassThrough();
+            payload.write(all.subarray(nul + 1));
+            socket.pipe(payload);
+            this.track(this.handle(socket, req, closed, payload));
+            return;
+          }
+        }
+      }
+      if (size > MAX_REQUEST_BYTES) socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.on('end', () => {
+      if (socket.destroyed || handedOver) return;
+      const req = parseRequest(Buffer.concat(chunks));
+      if (!req) {
+        this.log('warn', 'framing error');
         socket.destroy();
         return;
       }
-      chunks.push(chunk);
-    });
-    socket.on('end', () => {
-      if (socket.destroyed) return;
-      const call = this.handle(socket, Buffer.concat(chunks), closed);
-      this.inflight.add(call);
-      void call.finally(() => this.inflight.delete(call));
+      this.track(this.handle(socket, req, closed));
     });
   }
 
-  private async handle(socket: Socket, data: Buffer, closed: Promise<void>): Promise<void> {
-    const req = parseRequest(data);
-    if (!req) {
-      this.log('warn', 'framing error');
-      socket.destroy();
-      return;
-    }
+  private track(call: Promise<void>): void {
+    this.inflight.add(call);
+    void call.finally(() => this.inflight.delete(call));
+  }
+
+  private async handle(
+    socket: Socket,
+    req: Request,
+    closed: Promise<void>,
+    payload?: Readable,
+  ): Promise<void> {
     if (this.dispatcher.isStreaming(req.method)) this.streams.add(socket);
     const sink = {
       send: (subject: string, event: string, args: readonly (readonly [string, string])[]) => {
@@ -108,7 +137,7 @@ export class AdminServer {
       },
       closed,
     };
-    const outcome = await this.dispatcher.dispatch(req, sink);
+    const outcome = await this.dispatcher.dispatch(req, sink, payload);
     switch (outcome.kind) {
       case 'ok':
         socket.end(okResponse(outcome.body));
@@ -121,7 +150,10 @@ export class AdminServer {
         socket.end();
         break;
       case 'abort':
-        this.log('error', `unhandled exception in ${req.method}: ${String((outcome.error as Error)?.stack ?? outcome.error)}`);
+        this.log(
+          'error',
+          `unhandled exception in ${req.method}: ${String((outcome.error as Error)?.stack ?? outcome.error)}`,
+        );
         socket.destroy();
         break;
     }

@@ -13,7 +13,9 @@ export interface Lifecycle {
   unpause(vm: Vm): Promise<void>;
   suspend(vm: Vm): Promise<void>;
   resume(vm: Vm): Promise<void>;
-  currentState(vm: Vm): Promise<{ memKb: number; memStaticMaxKb: number; cputime: number; powerState: PowerState }>;
+  currentState(
+    vm: Vm,
+  ): Promise<{ memKb: number; memStaticMaxKb: number; cputime: number; powerState: PowerState }>;
   stats(): Promise<readonly DomainStats[]>;
 }
 

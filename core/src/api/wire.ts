@@ -20,12 +20,10 @@ export function parseRequest(buf: Buffer): Request | null {
   const header = buf.subarray(0, nul).toString('latin1');
   const fields = splitMax(header, ' ', 3);
   if (fields.length !== 4) return null;
-  let [methArg = '', src = '', destType = '', dest = ''] = fields;
-  if (destType === 'keyword' && dest === 'adminvm') {
-    destType = 'name';
-    dest = 'dom0';
-  }
-  if (destType !== 'name') return null;
+  const [methArg = '', src = '', destType = '', rawDest = ''] = fields;
+  const keywordAdminvm = destType === 'keyword' && rawDest === 'adminvm';
+  if (destType !== 'name' && !keywordAdminvm) return null;
+  const dest = keywordAdminvm ? 'dom0' : rawDest;
   const plus = methArg.indexOf('+');
   const method = plus === -1 ? methArg : methArg.slice(0, plus);
   const arg = plus === -1 ? '' : methArg.slice(plus + 1);
@@ -64,7 +62,11 @@ function ascii(s: string): string {
   return s.replace(/[^\x00-\x7f]/g, '?');
 }
 
-export function eventMessage(subject: string, event: string, args: readonly (readonly [string, string])[]): Buffer {
+export function eventMessage(
+  subject: string,
+  event: string,
+  args: readonly (readonly [string, string])[],
+): Buffer {
   let s = `${ascii(subject)}\0${ascii(event)}\0`;
   for (const [k, v] of args) s += `${ascii(k)}\0${ascii(v)}\0`;
   return Buffer.concat([Buffer.from([0x31, 0]), Buffer.from(`${s}\0`, 'latin1')]);

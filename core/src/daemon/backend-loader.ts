@@ -19,6 +19,7 @@ export async function loadBackend(name: string, context: BackendContext): Promis
   } catch (e) {
     throw new Error(`cannot load backend package ${spec}: ${(e as Error).message}`, { cause: e });
   }
-  if (typeof mod.createVmm !== 'function') throw new Error(`backend package ${spec} does not export createVmm`);
+  if (typeof mod.createVmm !== 'function')
+    throw new Error(`backend package ${spec} does not export createVmm`);
   return mod.createVmm(context);
 }

@@ -83,7 +83,8 @@ export class Daemon {
       return info;
     };
     return (service, argument, source, target) =>
-      policy.evaluate({ source, target, call: `${service}${argument}` }, current()).decision.result === 'allow';
+      policy.evaluate({ source, target, call: `${service}${argument}` }, current()).decision.result ===
+      'allow';
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -91,10 +92,16 @@ export class Daemon {
     await mkdir(stateDir, { recursive: true, mode: 0o770 });
     const unlock = await lockStateDir(stateDir, (err) => log('error', `state dir lock lost: ${err.message}`));
     try {
-      const host = options.host ?? { memoryMiB: Math.floor(totalmem() / 1048576), cpus: availableParallelism() };
+      const host = options.host ?? {
+        memoryMiB: Math.floor(totalmem() / 1048576),
+        cpus: availableParallelism(),
+      };
       const pools = new ConfiguredPools(defaultPoolConfigs(stateDir), stateDir);
       const app = new App(stateDir, host, pools);
-      const store = new StateStore(join(stateDir, 'qubes.xml'), app, () => ({ pools: pools.configs, volumes: new Map() }));
+      const store = new StateStore(join(stateDir, 'qubes.xml'), app, () => ({
+        pools: pools.configs,
+        volumes: new Map(),
+      }));
       const loaded = await store.load((msg) => log('warn', msg));
       if (loaded) {
         if (loaded.pools.length > 0) pools.configs.splice(0, pools.configs.length, ...loaded.pools);
@@ -105,7 +112,8 @@ export class Daemon {
       const vmFiles = new VmDirFiles();
       for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
 
-      const backendName = typeof options.backend === 'string' ? options.backend : options.backend.capabilities().name;
+      const backendName =
+        typeof options.backend === 'string' ? options.backend : options.backend.capabilities().name;
       const backend = new Backend(backendName);
       const c = rootContainer.createChildContainer();
       c.register(TOKENS.App, { useValue: app });
@@ -132,7 +140,10 @@ export class Daemon {
       await server.listen(options.socketPath);
       const servers = [server];
       if (options.internalSocketPath) {
-        const internal = new AdminServer(new Dispatcher(app, c.resolve(TOKENS.Services), INTERNAL_METHODS, store), log);
+        const internal = new AdminServer(
+          new Dispatcher(app, c.resolve(TOKENS.Services), INTERNAL_METHODS, store),
+          log,
+        );
         await internal.listen(options.internalSocketPath);
         servers.push(internal);
       }
@@ -167,7 +178,10 @@ export class Daemon {
       this.backend.unavailable(reason);
       log('warn', `backend ${this.backend.name} unavailable: ${reason}`);
       if (!this.stopping) {
-        this.reconnectTimer = setTimeout(() => void this.connectBackend(), this.options.reconnectMs ?? 10_000);
+        this.reconnectTimer = setTimeout(
+          () => void this.connectBackend(),
+          this.options.reconnectMs ?? 10_000,
+        );
         this.reconnectTimer.unref();
       }
     }

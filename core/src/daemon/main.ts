@@ -15,7 +15,11 @@ const program = new Command('odysseyd')
     '/run/qubes/policy.d',
     '/etc/qubes/policy.d',
   ])
-  .option('--legacy-policy-dir <dir>', 'Qubes 4.0 per-service policy files (for !compat-4.0)', '/etc/qubes-rpc/policy')
+  .option(
+    '--legacy-policy-dir <dir>',
+    'Qubes 4.0 per-service policy files (for !compat-4.0)',
+    '/etc/qubes-rpc/policy',
+  )
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .parse();
 

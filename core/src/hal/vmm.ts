@@ -3,15 +3,7 @@ import type { DomainSpec } from './domain-spec.js';
 
 /** Power states as Qubes names them (admin.vm.List, admin.vm.CurrentState). */
 export type PowerState =
-  | 'Halted'
-  | 'Transient'
-  | 'Running'
-  | 'Paused'
-  | 'Suspended'
-  | 'Halting'
-  | 'Dying'
-  | 'Crashed'
-  | 'NA';
+  'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
 
 export interface DomainStats {
   readonly name: string;
@@ -37,7 +29,11 @@ export interface DomainRuntime {
 
 export type VmmEvent =
   | { readonly type: 'started'; readonly name: string }
-  | { readonly type: 'stopped'; readonly name: string; readonly reason: 'shutdown' | 'destroyed' | 'crashed' | 'failed' | 'unknown' }
+  | {
+      readonly type: 'stopped';
+      readonly name: string;
+      readonly reason: 'shutdown' | 'destroyed' | 'crashed' | 'failed' | 'unknown';
+    }
   | { readonly type: 'paused'; readonly name: string }
   | { readonly type: 'unpaused'; readonly name: string }
   | { readonly type: 'suspended'; readonly name: string }

@@ -13,7 +13,8 @@ const PROHIBITED = new Set([
 ]);
 
 function checkAllowed(name: string): void {
-  if (PROHIBITED.has(name)) throw new PermissionDenied('changing this feature is prohibited by qubes.ext.admin.AdminExtension');
+  if (PROHIBITED.has(name))
+    throw new PermissionDenied('changing this feature is prohibited by qubes.ext.admin.AdminExtension');
 }
 
 function lookup(ctx: CallContext, find: (vm: Vm, name: string) => string | undefined): string {
@@ -23,7 +24,11 @@ function lookup(ctx: CallContext, find: (vm: Vm, name: string) => string | undef
 }
 
 export const feature = {
-  list: (ctx: CallContext): string => ctx.dest.features.names().map((n) => `${n}\n`).join(''),
+  list: (ctx: CallContext): string =>
+    ctx.dest.features
+      .names()
+      .map((n) => `${n}\n`)
+      .join(''),
   get: (ctx: CallContext): string => ctx.dest.features.require(ctx.arg),
   checkWithTemplate: (ctx: CallContext): string => lookup(ctx, (vm, n) => vm.featureWithTemplate(n)),
   checkWithNetvm: (ctx: CallContext): string => lookup(ctx, (vm, n) => vm.featureWithNetvm(n)),

@@ -2,7 +2,8 @@ import type { App } from '../../model/app.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 
-const nameOrNull = (v: unknown): string | null => (v && typeof v === 'object' && 'name' in v ? (v as Vm).name : null);
+const nameOrNull = (v: unknown): string | null =>
+  v && typeof v === 'object' && 'name' in v ? (v as Vm).name : null;
 
 /**
  * What the qrexec policy needs to know of every domain, in the shape of
@@ -22,7 +23,9 @@ export function systemInfo(app: App) {
       label: vm.label.color,
       guivm: has('guivm') ? nameOrNull(vm.props.tryGet('guivm')) : null,
       relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet('relayvm')) : null,
-      transport_rpc: has('transport_rpc') ? ((vm.props.tryGet('transport_rpc') as string | null) ?? null) : null,
+      transport_rpc: has('transport_rpc')
+        ? ((vm.props.tryGet('transport_rpc') as string | null) ?? null)
+        : null,
       power_state: vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState,
       uuid: vm.uuid,
     };

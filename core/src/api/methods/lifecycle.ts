@@ -11,7 +11,10 @@ export const lifecycle = {
   shutdown: async (ctx: CallContext): Promise<undefined> => {
     if (!SHUTDOWN_ARGS.has(ctx.arg)) throw new ProtocolError('Argument must match: force, wait');
     const flags = ctx.arg.split('+');
-    await ctx.services.lifecycle.shutdown(ctx.dest, { force: flags.includes('force'), wait: flags.includes('wait') });
+    await ctx.services.lifecycle.shutdown(ctx.dest, {
+      force: flags.includes('force'),
+      wait: flags.includes('wait'),
+    });
     return undefined;
   },
   pause: async (ctx: CallContext): Promise<undefined> => {

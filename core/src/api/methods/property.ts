@@ -43,7 +43,10 @@ function sanitize(def: PropertyDef, payload: Buffer): string {
 
 function makeHandlers(storeOf: (ctx: CallContext) => Store) {
   return {
-    list: (ctx: CallContext): string => storeOf(ctx).defs.map((d) => `${d.name}\n`).join(''),
+    list: (ctx: CallContext): string =>
+      storeOf(ctx)
+        .defs.map((d) => `${d.name}\n`)
+        .join(''),
 
     get: (ctx: CallContext): string => {
       const store = storeOf(ctx);

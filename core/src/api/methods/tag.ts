@@ -10,7 +10,11 @@ function checkAllowed(ctx: CallContext): void {
 }
 
 export const tag = {
-  list: (ctx: CallContext): string => ctx.dest.tags.list().map((t) => `${t}\n`).join(''),
+  list: (ctx: CallContext): string =>
+    ctx.dest.tags
+      .list()
+      .map((t) => `${t}\n`)
+      .join(''),
   get: (ctx: CallContext): string => {
     validateTag(ctx.arg);
     return ctx.dest.tags.has(ctx.arg) ? '1' : '0';

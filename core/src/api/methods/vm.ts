@@ -85,7 +85,9 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
     if (!t) throw new QubesVMNotFoundError(ctx.arg);
     return t;
   }
-  const fallback = ctx.app.props.tryGet(klass === 'DispVM' ? 'default_dispvm' : 'default_template') as Vm | null;
+  const fallback = ctx.app.props.tryGet(
+    klass === 'DispVM' ? 'default_dispvm' : 'default_template',
+  ) as Vm | null;
   if (!fallback) throw new QubesValueError('Template for the qube not specified, nor default template set.');
   return fallback;
 }
@@ -98,7 +100,8 @@ function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): und
   const name = opts.name as string;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
   for (const pool of [opts.pool, ...opts.pools.values()]) {
-    if (pool !== undefined && !ctx.app.pools.has(pool)) throw new QubesException(`No such storage pool: ${pool}`);
+    if (pool !== undefined && !ctx.app.pools.has(pool))
+      throw new QubesException(`No such storage pool: ${pool}`);
   }
   const template = templateFor(ctx, klass);
   const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
@@ -144,12 +147,15 @@ export const vm = {
   createInPool: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, true),
 
   createDisposable: (ctx: CallContext): string | undefined => {
-    if (ctx.arg !== '' && ctx.arg !== 'preload') throw new PermissionDenied(`Argument not in "'', 'preload'"`);
+    if (ctx.arg !== '' && ctx.arg !== 'preload')
+      throw new PermissionDenied(`Argument not in "'', 'preload'"`);
     const payload = ctx.payload.toString('latin1');
     if (payload !== '' && payload !== 'uuid') {
       throw new ProtocolError("Invalid payload, expected empty string or 'uuid'");
     }
-    const base = ctx.dest.isAdminVm ? (ctx.src.props.tryGet('default_dispvm') as Vm | null | undefined) : ctx.dest;
+    const base = ctx.dest.isAdminVm
+      ? (ctx.src.props.tryGet('default_dispvm') as Vm | null | undefined)
+      : ctx.dest;
     if (!base) throw new QubesException('No default disposable template set for the caller');
     if (!base.bool('template_for_dispvms')) {
       throw new QubesException(
