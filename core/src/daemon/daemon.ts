@@ -107,6 +107,8 @@ export class Daemon {
         if (loaded.pools.length > 0) pools.configs.splice(0, pools.configs.length, ...loaded.pools);
       } else {
         app.createAdminVm(app.labels.get('black'));
+        // What upstream's first init sets explicitly.
+        app.props.init('default_pool_kernel', 'linux-kernel');
         await store.save();
       }
       const vmFiles = new VmDirFiles();

@@ -9,6 +9,7 @@ import type { App } from '../model/app.js';
 import {
   QubesException,
   QubesVMError,
+  QubesVMNotHaltedError,
   QubesVMNotPausedError,
   QubesVMNotRunningError,
   QubesVMNotStartedError,
@@ -18,7 +19,6 @@ import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
 import type { Log } from '../api/server.js';
-
 
 /**
  * Power operations over the Vmm, with upstream's state checks and events. The
@@ -52,6 +52,7 @@ export class DomainManager implements Lifecycle {
   }
 
   async start(vm: Vm): Promise<void> {
+    if (vm.isAdminVm) throw new QubesVMNotHaltedError('Cannot start Dom0 fake domain!');
     if (!DomainManager.managed(vm) || vm.powerState !== 'Halted') return;
     const prohibit = vm.features.get('prohibit-start');
     if (prohibit !== undefined) throw new QubesException(`Qube start is prohibited. Rationale: ${prohibit}`);
@@ -77,6 +78,7 @@ export class DomainManager implements Lifecycle {
   }
 
   async shutdown(vm: Vm, options: { force: boolean; wait: boolean }): Promise<void> {
+    if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
     if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
     if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
     if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
@@ -99,6 +101,7 @@ export class DomainManager implements Lifecycle {
   }
 
   async kill(vm: Vm): Promise<void> {
+    if (vm.isAdminVm) throw new QubesVMError('Cannot kill Dom0 fake domain!');
     if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be killed`);
     if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
     await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
@@ -106,7 +109,8 @@ export class DomainManager implements Lifecycle {
   }
 
   async pause(vm: Vm): Promise<void> {
-    if (vm.powerState !== 'Running' || !DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+    if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
+      throw QubesVMNotRunningError.forVm(vm.name);
     this.app.events.fire(vm, 'domain-pre-paused');
     await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
     this.setState(vm, 'Paused', 'domain-paused');
@@ -120,7 +124,9 @@ export class DomainManager implements Lifecycle {
   }
 
   async suspend(vm: Vm): Promise<void> {
-    if (vm.powerState !== 'Running' || !DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+    if (vm.isAdminVm) throw new QubesVMError('Cannot suspend Dom0 fake domain!');
+    if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
+      throw QubesVMNotRunningError.forVm(vm.name);
     await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
     this.setState(vm, 'Suspended', 'domain-paused');
   }
@@ -137,7 +143,12 @@ export class DomainManager implements Lifecycle {
     const vmm = this.backend.current;
     if (vm.powerState === 'Halted' || !vmm) return halted;
     const rt = await vmm.state(vm.name);
-    return { memKb: rt.memoryKb, memStaticMaxKb: rt.memoryMaxKb, cputime: rt.cpuTimeNs, powerState: vm.powerState };
+    return {
+      memKb: rt.memoryKb,
+      memStaticMaxKb: rt.memoryMaxKb,
+      cputime: rt.cpuTimeNs,
+      powerState: vm.powerState,
+    };
   }
 
   async stats(): Promise<readonly DomainStats[]> {

@@ -19,10 +19,18 @@ export function buildDomainSpec(vm: Vm, volumes: DomainSpec['volumes'] = []): Do
     kernel:
       kernel === ''
         ? undefined
-        : { kernel: join(kernelDir, 'vmlinuz'), initramfs: join(kernelDir, 'initramfs'), cmdline: String(vm.props.tryGet('kernelopts') ?? '') },
+        : {
+            kernel: join(kernelDir, 'vmlinuz'),
+            initramfs: join(kernelDir, 'initramfs'),
+            cmdline: String(vm.props.tryGet('kernelopts') ?? ''),
+          },
     volumes,
     network: netvm
-      ? { mac: String(vm.props.get('mac')), ip: typeof ip === 'string' ? ip : undefined, backendDomain: netvm.name }
+      ? {
+          mac: String(vm.props.get('mac')),
+          ip: typeof ip === 'string' ? ip : undefined,
+          backendDomain: netvm.name,
+        }
       : undefined,
     debug: vm.bool('debug'),
   };

@@ -1,6 +1,7 @@
 import type { App } from './app.js';
 import { QubesPropertyValueError } from './errors.js';
-import type { PropertyDef } from './property.js';
+import type { PropertyDef, PropValue } from './property.js';
+import { eventString } from './property.js';
 import { intProp, boolProp, strProp, computed } from './property-types.js';
 import type { Vm } from './vm.js';
 import { TEMPLATE_VM, asVm, requireDispvmTemplate, vmProp } from './vm-ref.js';
@@ -14,7 +15,8 @@ function poolProp(name: string, help: string, dflt: (app: App) => string | null)
   return stage3(
     strProp<App>(name, help, dflt, {
       validate: (app, v) => {
-        if (typeof v !== 'string' || !app.pools.has(v)) throw new QubesPropertyValueError('No such storage pool');
+        if (typeof v !== 'string' || !app.pools.has(v))
+          throw new QubesPropertyValueError('No such storage pool');
         return v;
       },
     }),
@@ -44,13 +46,23 @@ function checkDefaultNetvmLoop(app: App, candidate: Vm | null): void {
   }
 }
 
-/** Announces the computed netvm change to every VM that follows the default. */
-function announceDefaultNetvm(app: App): void {
-  for (const vm of app.domains.list()) {
-    if (vm.props.has('netvm') && vm.props.isDefault('netvm') && vm.klass !== 'TemplateVM') {
-      vm.events.fire(vm, 'property-reset:netvm', [['name', 'netvm']]);
-    }
-  }
+/** VMs whose `prop` follows the global default, templates included (as upstream iterates them). */
+function following(app: App, prop: string): Vm[] {
+  return app.domains.list().filter((vm) => vm.props.has(prop) && vm.props.isDefault(prop));
+}
+
+/** Upstream's fan-out of a changed global default (`global`) to the VMs whose `prop` follows it. */
+function fanOut(
+  app: App,
+  global: string,
+  prop: string,
+  event: 'property-set' | 'property-reset',
+  old: PropValue | undefined,
+): void {
+  const args: [string, string][] = [['name', prop]];
+  if (event === 'property-set') args.push(['newvalue', eventString(app.props.tryGet(global) ?? null)]);
+  args.push(['oldvalue', eventString(old ?? null)]);
+  for (const vm of following(app, prop)) vm.events.fire(vm, `${event}:${prop}`, args);
 }
 
 export const APP_PROPERTIES: readonly Def[] = [
@@ -62,7 +74,8 @@ export const APP_PROPERTIES: readonly Def[] = [
     preSet: (_app, value, old) => {
       const oldVm = asVm(old);
       const newVm = asVm(value);
-      if (oldVm && oldVm !== newVm && oldVm.features.has('service.clocksync')) oldVm.features.remove('service.clocksync');
+      if (oldVm && oldVm !== newVm && oldVm.features.has('service.clocksync'))
+        oldVm.features.remove('service.clocksync');
       newVm?.features.set('service.clocksync', '1');
     },
   }),
@@ -70,17 +83,20 @@ export const APP_PROPERTIES: readonly Def[] = [
     stage: 3,
     allowNone: true,
     default: (app) => app.adminVm,
+    afterChange: (app, old) => fanOut(app, 'default_audiovm', 'audiovm', 'property-set', old),
   }),
   vmProp<App>('default_dispvm', 'Default disposable template.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
     validate: (_app, v) => requireDispvmTemplate('system', 'default_dispvm', v),
+    afterChange: (app, old) => fanOut(app, 'default_dispvm', 'default_dispvm', 'property-reset', old),
   }),
   vmProp<App>('default_guivm', 'Default GUI domain for new qubes.', self, {
     stage: 3,
     allowNone: true,
     default: (app) => app.adminVm,
+    afterChange: (app, old) => fanOut(app, 'default_guivm', 'guivm', 'property-set', old),
   }),
   stage3(
     strProp<App>('default_kernel', 'Kernel used by qubes that do not choose one.', undefined, {
@@ -97,13 +113,37 @@ export const APP_PROPERTIES: readonly Def[] = [
     allowNone: true,
     default: () => null,
     validate: (app, v) => checkDefaultNetvmLoop(app, v),
-    afterChange: announceDefaultNetvm,
+    preSet: (app, value, old) => {
+      const args: [string, string][] = [
+        ['name', 'netvm'],
+        ['newvalue', eventString(value)],
+        ['oldvalue', eventString(old ?? null)],
+      ];
+      for (const vm of following(app, 'netvm')) vm.events.fire(vm, 'property-pre-set:netvm', args);
+    },
+    afterChange: (app, old) => fanOut(app, 'default_netvm', 'netvm', 'property-reset', old),
   }),
   poolProp('default_pool', 'Storage pool for new volumes.', defaultPool),
-  poolProp('default_pool_kernel', 'Storage pool for kernel volumes.', (app) => app.props.get('default_pool') as string),
-  poolProp('default_pool_private', 'Storage pool for private volumes.', (app) => app.props.get('default_pool') as string),
-  poolProp('default_pool_root', 'Storage pool for root volumes.', (app) => app.props.get('default_pool') as string),
-  poolProp('default_pool_volatile', 'Storage pool for volatile volumes.', (app) => app.props.get('default_pool') as string),
+  poolProp(
+    'default_pool_kernel',
+    'Storage pool for kernel volumes.',
+    (app) => app.props.get('default_pool') as string,
+  ),
+  poolProp(
+    'default_pool_private',
+    'Storage pool for private volumes.',
+    (app) => app.props.get('default_pool') as string,
+  ),
+  poolProp(
+    'default_pool_root',
+    'Storage pool for root volumes.',
+    (app) => app.props.get('default_pool') as string,
+  ),
+  poolProp(
+    'default_pool_volatile',
+    'Storage pool for volatile volumes.',
+    (app) => app.props.get('default_pool') as string,
+  ),
   stage3(intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60)),
   stage3(intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60)),
   vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {

@@ -6,6 +6,7 @@ import { APP_PROPERTIES } from './app-properties.js';
 import { DomainCollection } from './domains.js';
 import { QubesPropertyValueError, QubesVMAlreadyExistsError, QubesVMInUseError } from './errors.js';
 import { EventBus } from './events.js';
+import { installGuiAudioTags } from './gui-audio-tags.js';
 import type { Label } from './labels.js';
 import { LabelRegistry } from './labels.js';
 import { PropertyStore, sortDefs } from './property.js';
@@ -52,6 +53,7 @@ export class App implements PropertyHolder {
     public pools: PoolDirectory,
   ) {
     this.props = new PropertyStore<App>(this, sortDefs(APP_PROPERTIES));
+    installGuiAudioTags(this);
   }
 
   /** Directory of installed kernels (the linux-kernel pool's dir_path). */
@@ -85,7 +87,8 @@ export class App implements PropertyHolder {
    * creation (which announces it afterwards with announceNewVm).
    */
   addVm(klass: VmClassName, spec: NewVm): Vm {
-    if (this.domains.byName(spec.name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${spec.name}`);
+    if (this.domains.byName(spec.name))
+      throw new QubesVMAlreadyExistsError(`Qube already exists: ${spec.name}`);
     const vm = new Vm(this, klass);
     vm.props.init('name', spec.name);
     vm.props.init('qid', spec.qid ?? this.domains.nextQid());
@@ -117,7 +120,9 @@ export class App implements PropertyHolder {
   removeVm(vm: Vm): void {
     const users = this.usersOf(vm);
     if (users.length > 0) {
-      throw new QubesVMInUseError(`Domain is in use: '${vm.name}';  see 'journalctl -u qubesd -e' in dom0 for details`);
+      throw new QubesVMInUseError(
+        `Domain is in use: '${vm.name}';  see 'journalctl -u qubesd -e' in dom0 for details`,
+      );
     }
     this.events.fire(null, 'domain-pre-delete', [['vm', vm.name]]);
     this.domains.delete(vm);

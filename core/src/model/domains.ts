@@ -32,9 +32,12 @@ export class DomainCollection {
     return [...this.byNameMap.values()];
   }
 
-  /** Sorted by name as Python sorts strings (code units), which is admin.vm.List's order. */
+  /** admin.vm.List's order: dom0 first (upstream's AdminVM sorts before all), then by name as Python compares strings. */
   sorted(): Vm[] {
-    return this.list().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return this.list().sort((a, b) => {
+      if (a.isAdminVm !== b.isAdminVm) return a.isAdminVm ? -1 : 1;
+      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    });
   }
 
   get size(): number {

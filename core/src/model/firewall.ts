@@ -105,7 +105,10 @@ function parseExpire(untrusted: string): number {
 type MutableRule = { -readonly [K in keyof FirewallRule]: FirewallRule[K] };
 
 /** Builds a rule from option values and applies the cross-option checks. */
-export function makeRule(options: Partial<Record<keyof FirewallRule, string>>, prefixlen?: number): FirewallRule {
+export function makeRule(
+  options: Partial<Record<keyof FirewallRule, string>>,
+  prefixlen?: number,
+): FirewallRule {
   const rule: Partial<MutableRule> = {};
   for (const [key, value] of Object.entries(options) as [keyof FirewallRule, string][]) {
     switch (key) {
@@ -150,7 +153,16 @@ export function makeRule(options: Partial<Record<keyof FirewallRule, string>>, p
   return rule as FirewallRule;
 }
 
-const RULE_KEYS = new Set(['action', 'proto', 'dsthost', 'dstports', 'icmptype', 'specialtarget', 'expire', 'comment']);
+const RULE_KEYS = new Set([
+  'action',
+  'proto',
+  'dsthost',
+  'dstports',
+  'icmptype',
+  'specialtarget',
+  'expire',
+  'comment',
+]);
 
 /** Rule.from_api_string: one line of `key=value` options; everything after `comment=` is the comment. */
 export function parseApiRule(untrusted: string): FirewallRule {

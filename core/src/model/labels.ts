@@ -35,17 +35,31 @@ export const DEFAULT_LABELS: readonly [number, string, string][] = [
 ];
 export const MAX_DEFAULT_LABEL = 8;
 
+const LABEL_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.';
+
+/** qubes.utils.validate_label_name, checks and messages in upstream's order. */
 export function validateLabelName(name: string, creation: boolean): void {
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new QubesInvalidLabelError('label name contains illegal characters');
-  if (creation && /^[0-9]+$/.test(name)) throw new QubesInvalidLabelError('label name cannot be a number');
+  if (name === '') throw new QubesInvalidLabelError('Label name must be set');
+  if (creation && /^[0-9]+$/.test(name)) throw new QubesInvalidLabelError('Label must not be a digit');
+  if (![...name].every((c) => LABEL_CHARS.includes(c))) {
+    throw new QubesInvalidLabelError(`Label must be in safe set: ${LABEL_CHARS}`);
+  }
 }
 
-export function validateLabelColor(untrusted: string): string {
-  const color = untrusted.trim();
-  if (color.length !== 8 || !/^0x[0-9a-fA-F]{6}$/.test(color)) {
-    throw new QubesInvalidLabelValueError('label color must be in 0xRRGGBB format');
+/** qubes.utils.validate_label_value: `0x` and six hex digits, stored as given. */
+export function validateLabelColor(untrusted: Uint8Array): string {
+  if (untrusted.length === 0) throw new QubesInvalidLabelValueError('Label value must be set');
+  if ([...untrusted].some((b) => b > 0x7f))
+    throw new QubesInvalidLabelValueError('Label value must be encoded in ASCII');
+  const color = Buffer.from(untrusted).toString('ascii').trim();
+  if (color.length !== 8) throw new QubesInvalidLabelValueError('Label value must have length of 8');
+  if (!color.startsWith('0x')) throw new QubesInvalidLabelValueError('Label value must start with: 0x');
+  if (!/^[0-9a-fA-F]{6}$/.test(color.slice(2))) {
+    throw new QubesInvalidLabelValueError(
+      'Label value must only contain hexadecimal digits after prefix: 0123456789abcdefABCDEF',
+    );
   }
-  return color.toLowerCase();
+  return color;
 }
 
 export class LabelRegistry {
@@ -80,7 +94,7 @@ export class LabelRegistry {
     return l;
   }
 
-  create(name: string, untrustedColor: string): Label {
+  create(name: string, untrustedColor: Uint8Array): Label {
     validateLabelName(name, true);
     const color = validateLabelColor(untrustedColor);
     if (this.find(name)) throw QubesLabelInUseError.forLabel(name);

@@ -11,7 +11,9 @@ import { parseBoolLiteral, parsePythonInt } from './validate.js';
 type Extra<H extends PropertyHolder> = Partial<Omit<PropertyDef<H>, 'name' | 'type' | 'help'>>;
 type DefaultOf<H, T> = T | ((holder: H) => PropValue);
 
-function defaultFn<H, T extends PropValue>(d: DefaultOf<H, T> | undefined): ((h: H) => PropValue) | undefined {
+function defaultFn<H, T extends PropValue>(
+  d: DefaultOf<H, T> | undefined,
+): ((h: H) => PropValue) | undefined {
   if (d === undefined) return undefined;
   return typeof d === 'function' ? (d as (h: H) => PropValue) : () => d;
 }
@@ -43,7 +45,15 @@ export function intProp<H extends PropertyHolder>(
   dflt?: DefaultOf<H, number | null>,
   extra: Extra<H> = {},
 ): PropertyDef<H> {
-  return { name, type: 'int', stage: 2, help, default: defaultFn(dflt), parse: (_h, raw) => parseInt10(raw), ...extra };
+  return {
+    name,
+    type: 'int',
+    stage: 2,
+    help,
+    default: defaultFn(dflt),
+    parse: (_h, raw) => parseInt10(raw),
+    ...extra,
+  };
 }
 
 export function boolProp<H extends PropertyHolder>(
@@ -52,7 +62,15 @@ export function boolProp<H extends PropertyHolder>(
   dflt: DefaultOf<H, boolean>,
   extra: Extra<H> = {},
 ): PropertyDef<H> {
-  return { name, type: 'bool', stage: 2, help, default: defaultFn(dflt), parse: (_h, raw) => parseBool(raw), ...extra };
+  return {
+    name,
+    type: 'bool',
+    stage: 2,
+    help,
+    default: defaultFn(dflt),
+    parse: (_h, raw) => parseBool(raw),
+    ...extra,
+  };
 }
 
 /** A computed property: never set, never saved, always reported as default. */

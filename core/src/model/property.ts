@@ -49,7 +49,7 @@ export interface PropertyDef<H extends PropertyHolder = PropertyHolder> {
   /** Runs before a reset; throw to refuse it. */
   readonly preReset?: (holder: H) => void;
   /** After a set or reset, e.g. to announce computed properties that changed with it. */
-  readonly afterChange?: (holder: H) => void;
+  readonly afterChange?: (holder: H, old: PropValue | undefined) => void;
   /** Set once (at creation or load), never changed or reset afterwards. */
   readonly writeOnce?: boolean;
   /** Computed or fixed: every set is refused and it is never saved. */
@@ -146,7 +146,9 @@ export class PropertyStore<H extends PropertyHolder> {
   set(name: string, input: PropValue): void {
     const d = this.def(name);
     if (d.readOnly) {
-      throw new QubesPropertyValueError(`property '${name}' on ${this.holder.instanceDescription} cannot be set`);
+      throw new QubesPropertyValueError(
+        `property '${name}' on ${this.holder.instanceDescription} cannot be set`,
+      );
     }
     if (d.writeOnce && this.values.has(name)) {
       throw new QubesPropertyValueError(`property '${name}' is write-once and already set`);
@@ -162,14 +164,16 @@ export class PropertyStore<H extends PropertyHolder> {
     const subject = this.holder.eventSubject;
     this.holder.events.fire(subject, `property-pre-set:${name}`, args);
     this.values.set(name, value);
-    d.afterChange?.(this.holder);
+    d.afterChange?.(this.holder, old);
     this.holder.events.fire(subject, `property-set:${name}`, args);
   }
 
   reset(name: string): void {
     const d = this.def(name);
     if (d.readOnly) {
-      throw new QubesPropertyValueError(`property '${name}' on ${this.holder.instanceDescription} cannot be reset`);
+      throw new QubesPropertyValueError(
+        `property '${name}' on ${this.holder.instanceDescription} cannot be reset`,
+      );
     }
     if (d.writeOnce && this.values.has(name)) {
       throw new QubesPropertyValueError(`property '${name}' is write-once and cannot be reset`);
@@ -182,7 +186,7 @@ export class PropertyStore<H extends PropertyHolder> {
     this.holder.events.fire(subject, `property-pre-reset:${name}`, args);
     this.holder.events.fire(subject, `property-pre-del:${name}`, args);
     this.values.delete(name);
-    d.afterChange?.(this.holder);
+    d.afterChange?.(this.holder, old);
     this.holder.events.fire(subject, `property-reset:${name}`, args);
     this.holder.events.fire(subject, `property-del:${name}`, args);
   }

@@ -11,7 +11,7 @@ export function validateName(name: string, ErrorClass: new (msg: string) => Erro
   if (!NAME_RE.test(name)) throw new ErrorClass('VM name contains illegal characters');
   if (name === 'Domain-0') throw new ErrorClass('VM name cannot be Domain-0');
   if (name === 'none' || name === 'default') throw new ErrorClass(`VM name cannot be '${name}'`);
-  if (name.endsWith('-dm')) throw new ErrorClass("VM name cannot end with -dm");
+  if (name.endsWith('-dm')) throw new ErrorClass('VM name cannot end with -dm');
 }
 
 const TRUE_LITERALS = new Set(['1', 'yes', 'true', 'on']);

@@ -70,8 +70,18 @@ const QUBES_VM = [
   P.netvm,
 ];
 
-const ADMIN_VM_MAXMEM: PropertyDef<Vm> = { ...P.maxmem, default: () => 4096, readOnly: true, validate: undefined, preSet: undefined };
-const ADMIN_VM_UUID: PropertyDef<Vm> = { ...P.uuid, default: () => '00000000-0000-0000-0000-000000000000', readOnly: true };
+const ADMIN_VM_MAXMEM: PropertyDef<Vm> = {
+  ...P.maxmem,
+  default: () => 4096,
+  readOnly: true,
+  validate: undefined,
+  preSet: undefined,
+};
+const ADMIN_VM_UUID: PropertyDef<Vm> = {
+  ...P.uuid,
+  default: () => '00000000-0000-0000-0000-000000000000',
+  readOnly: true,
+};
 const ADMIN_VM_NAME: PropertyDef<Vm> = { ...P.name, default: () => 'dom0', readOnly: true };
 const ADMIN_VM_QID: PropertyDef<Vm> = { ...P.qid, default: () => 0, readOnly: true };
 const ADMIN_VM_KEYBOARD: PropertyDef<Vm> = { ...P.keyboard_layout, default: () => 'us++' };

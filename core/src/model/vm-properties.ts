@@ -45,7 +45,9 @@ function vmidToIpv4(prefix: string, vmid: number): string {
 }
 
 function ipForVm(vm: Vm): string {
-  return vm.klass === 'DispVM' ? vmidToIpv4('10.138', vm.props.get('dispid') as number) : vmidToIpv4('10.137', vm.qid);
+  return vm.klass === 'DispVM'
+    ? vmidToIpv4('10.138', vm.props.get('dispid') as number)
+    : vmidToIpv4('10.137', vm.qid);
 }
 
 function ip6ForVm(vm: Vm): string {
@@ -63,6 +65,11 @@ function defaultKernelopts(vm: Vm): string {
     if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   }
   return 'swiotlb=2048';
+}
+
+/** Tells event subscribers that computed properties changed with another one (upstream fires property-reset). */
+export function announce(vm: Vm, ...props: string[]): void {
+  for (const p of props) vm.events.fire(vm, `property-reset:${p}`, [['name', p]]);
 }
 
 function halted(vm: Vm, message: string): void {
@@ -85,7 +92,7 @@ export const P = {
     stage: 2,
     help: 'Colourful label assigned to the domain.',
     parse: (vm, raw) => vm.app.labels.get(raw),
-    afterChange: (vm) => vm.events.fire(vm, 'property-reset:icon', [['name', 'icon']]),
+    afterChange: (vm) => announce(vm, 'icon'),
   } satisfies Def,
   klass: computed<Vm>('klass', 'str', 'Domain class name.', (vm) => vm.klass),
   icon: computed<Vm>('icon', 'str', 'Freedesktop icon name of the domain.', (vm) => {
@@ -102,133 +109,243 @@ export const P = {
   autostart: boolProp<Vm>('autostart', 'Start the domain when the daemon starts.', false),
   backup_timestamp: intProp<Vm>('backup_timestamp', 'Time of the last backup (Unix time), or empty.', null),
   debug: boolProp<Vm>('debug', 'Run the domain in debug mode (verbose boot, console kept).', false),
-  default_user: strProp<Vm>('default_user', 'User that services in the domain run as by default.', fromTemplate('default_user', () => 'user'), {
-    validate: (_vm, v) => {
-      const allowed = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.';
-      if (![...String(v)].every((c) => allowed.includes(c))) {
-        throw new QubesPropertyValueError(`Username can contain only those characters: ${allowed}`);
-      }
-      return v;
+  default_user: strProp<Vm>(
+    'default_user',
+    'User that services in the domain run as by default.',
+    fromTemplate('default_user', () => 'user'),
+    {
+      validate: (_vm, v) => {
+        const allowed = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.';
+        if (![...String(v)].every((c) => allowed.includes(c))) {
+          throw new QubesPropertyValueError(`Username can contain only those characters: ${allowed}`);
+        }
+        return v;
+      },
     },
-  }),
-  devices_denied: strProp<Vm>('devices_denied', 'Device interface codes (7 characters each) that may not be attached.', '', {
-    validate: (_vm, v) => {
-      const s = v === null ? '' : String(v);
-      if (!/^([bump*][0-9a-f*]{6})*$/.test(s)) {
-        throw new QubesPropertyValueError('Invalid list of denied device interfaces');
-      }
-      const codes = [...new Set(s.match(/.{7}/g) ?? [])].sort();
-      return codes.join('');
+  ),
+  devices_denied: strProp<Vm>(
+    'devices_denied',
+    'Device interface codes (7 characters each) that may not be attached.',
+    '',
+    {
+      validate: (_vm, v) => {
+        const s = v === null ? '' : String(v);
+        if (!/^([bump*][0-9a-f*]{6})*$/.test(s)) {
+          throw new QubesPropertyValueError('Invalid list of denied device interfaces');
+        }
+        const codes = [...new Set(s.match(/.{7}/g) ?? [])].sort();
+        return codes.join('');
+      },
     },
-  }),
-  dns: computed<Vm>('dns', 'str', 'DNS servers the domain uses.', (vm) => (vm.isNetworked ? '10.139.1.1 10.139.1.2' : null)),
+  ),
+  dns: computed<Vm>('dns', 'str', 'DNS servers the domain uses.', (vm) =>
+    vm.isNetworked ? '10.139.1.1 10.139.1.2' : null,
+  ),
   gateway: computed<Vm>('gateway', 'str', 'Gateway for domains that use this one as netvm.', (vm) =>
     vm.bool('provides_network') ? vm.props.get('visible_ip') : null,
   ),
   gateway6: computed<Vm>('gateway6', 'str', 'IPv6 gateway for domains that use this one as netvm.', (vm) =>
     hasIpv6(vm) && vm.bool('provides_network') ? vm.props.get('visible_ip6') : null,
   ),
-  include_in_backups: boolProp<Vm>('include_in_backups', 'Include the domain in backups by default.', (vm) => {
-    if (vm.klass === 'DispVM') return !vm.bool('auto_cleanup');
-    if (vm.klass === 'RemoteVM') return false;
-    return true;
-  }),
-  installed_by_rpm: boolProp<Vm>('installed_by_rpm', 'Installed by a package: the API refuses to remove it.', false),
-  ip: strProp<Vm>('ip', 'IPv4 address of the domain.', (vm) => {
-    if (!vm.isNetworked) return null;
-    return ipForVm(vm);
-  }, { parse: (_vm, raw) => (raw === '' ? null : parseIPv4(raw)) }),
-  ip6: strProp<Vm>('ip6', 'IPv6 address of the domain.', (vm) => {
-    if (!vm.isNetworked || !hasIpv6(vm)) return null;
-    return ip6ForVm(vm);
-  }, { parse: (_vm, raw) => (raw === '' ? null : parseIPv6(raw)) }),
-  kernel: strProp<Vm>('kernel', 'Kernel used by the domain (a directory of the kernels pool); empty for none.', fromTemplate('kernel', (vm) => vm.app.props.get('default_kernel')), {
-    validate: (vm, v) => {
-      const k = v === null ? '' : String(v);
-      if (k.includes('/')) throw new QubesPropertyValueError("Kernel name cannot contain '/'");
-      if (k !== '') vm.app.checkKernel(k);
-      return k;
+  include_in_backups: boolProp<Vm>(
+    'include_in_backups',
+    'Include the domain in backups by default.',
+    (vm) => {
+      if (vm.klass === 'DispVM') return !vm.bool('auto_cleanup');
+      if (vm.klass === 'RemoteVM') return false;
+      return true;
     },
-  }),
-  keyboard_layout: strProp<Vm>('keyboard_layout', 'Keyboard layout as layout+variant+options.', (vm) => {
-    const gui = vm.props.has('guivm') ? (vm.props.tryGet('guivm') as Vm | null | undefined) : null;
-    if (gui && gui !== vm && gui.props.has('keyboard_layout')) return gui.props.get('keyboard_layout');
-    return 'us++';
-  }, {
-    validate: (_vm, v) => {
-      const s = String(v);
-      if (!/^[\x00-\x7f]*$/.test(s)) throw new QubesPropertyValueError('Keyboard layouts must be ASCII');
-      const parts = s.split('+');
-      if (parts.length !== 3) throw new QubesPropertyValueError('invalid number of keyboard layout parameters');
-      const [layout = '', variant = '', options = ''] = parts;
-      if (!/^[A-Za-z]+$/.test(layout)) throw new QubesPropertyValueError('Invalid keyboard layout provided');
-      if (!/^[A-Za-z0-9_-]*$/.test(variant)) throw new QubesPropertyValueError('Invalid layout variant provided');
-      if (!/^[A-Za-z0-9_:,-]*$/.test(options)) throw new QubesPropertyValueError('Invalid layout options provided');
-      return s;
+  ),
+  installed_by_rpm: boolProp<Vm>(
+    'installed_by_rpm',
+    'Installed by a package: the API refuses to remove it.',
+    false,
+  ),
+  ip: strProp<Vm>(
+    'ip',
+    'IPv4 address of the domain.',
+    (vm) => {
+      if (!vm.isNetworked) return null;
+      return ipForVm(vm);
     },
-  }),
-  mac: strProp<Vm>('mac', 'MAC address of the domain\'s network interface.', '00:16:3e:5e:6c:00', {
+    {
+      parse: (_vm, raw) => (raw === '' ? null : parseIPv4(raw)),
+      afterChange: (vm) => {
+        announce(vm, 'visible_ip');
+        if (vm.bool('provides_network')) {
+          announce(vm, 'gateway');
+          for (const d of vm.app.domains.list()) if (d.netvm === vm) announce(d, 'visible_gateway');
+        }
+      },
+    },
+  ),
+  ip6: strProp<Vm>(
+    'ip6',
+    'IPv6 address of the domain.',
+    (vm) => {
+      if (!vm.isNetworked || !hasIpv6(vm)) return null;
+      return ip6ForVm(vm);
+    },
+    { parse: (_vm, raw) => (raw === '' ? null : parseIPv6(raw)) },
+  ),
+  kernel: strProp<Vm>(
+    'kernel',
+    'Kernel used by the domain (a directory of the kernels pool); empty for none.',
+    fromTemplate('kernel', (vm) => vm.app.props.get('default_kernel')),
+    {
+      validate: (vm, v) => {
+        const k = v === null ? '' : String(v);
+        if (k.includes('/')) throw new QubesPropertyValueError("Kernel name cannot contain '/'");
+        if (k !== '') vm.app.checkKernel(k);
+        return k;
+      },
+    },
+  ),
+  keyboard_layout: strProp<Vm>(
+    'keyboard_layout',
+    'Keyboard layout as layout+variant+options.',
+    (vm) => {
+      const gui = vm.props.has('guivm') ? (vm.props.tryGet('guivm') as Vm | null | undefined) : null;
+      if (gui && gui !== vm && gui.props.has('keyboard_layout')) return gui.props.get('keyboard_layout');
+      return 'us++';
+    },
+    {
+      validate: (_vm, v) => {
+        const s = String(v);
+        if (!/^[\x00-\x7f]*$/.test(s)) throw new QubesPropertyValueError('Keyboard layouts must be ASCII');
+        const parts = s.split('+');
+        if (parts.length !== 3)
+          throw new QubesPropertyValueError('invalid number of keyboard layout parameters');
+        const [layout = '', variant = '', options = ''] = parts;
+        if (!/^[A-Za-z]+$/.test(layout))
+          throw new QubesPropertyValueError('Invalid keyboard layout provided');
+        if (!/^[A-Za-z0-9_-]*$/.test(variant))
+          throw new QubesPropertyValueError('Invalid layout variant provided');
+        if (!/^[A-Za-z0-9_:,-]*$/.test(options))
+          throw new QubesPropertyValueError('Invalid layout options provided');
+        return s;
+      },
+    },
+  ),
+  mac: strProp<Vm>('mac', "MAC address of the domain's network interface.", '00:16:3e:5e:6c:00', {
     validate: (_vm, v) => {
       const s = String(v).toLowerCase();
-      if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(s)) throw new QubesPropertyValueError('Invalid MAC address value');
+      if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(s))
+        throw new QubesPropertyValueError('Invalid MAC address value');
       return s;
     },
   }),
-  maxmem: intProp<Vm>('maxmem', 'Maximum memory (MiB) the domain may balloon up to; 0 disables balancing.', fromTemplate('maxmem', (vm) => {
-    const memory = vm.props.get('memory') as number;
-    const wanted = vm.featureWithTemplate('os') === 'Linux' ? memory * 10 : 4000;
-    return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
-  }), {
-    validate: nonNegative('maxmem'),
-    preSet: (vm) => halted(vm, 'Cannot change maxmem of a running qube'),
-  }),
-  memory: intProp<Vm>('memory', 'Memory (MiB) given to the domain at start.', fromTemplate('memory', () => 400), {
-    validate: positive('memory'),
-  }),
-  provides_network: boolProp<Vm>('provides_network', 'Whether other domains may use this one as netvm.', false, {
-    preSet: (vm, v) => {
-      if (v === false && vm.app.domains.list().some((d) => d !== vm && d.netvm === vm)) {
-        throw new QubesValueError("The qube is still used by other qubes, change theirs 'netvm' first");
-      }
+  maxmem: intProp<Vm>(
+    'maxmem',
+    'Maximum memory (MiB) the domain may balloon up to; 0 disables balancing.',
+    fromTemplate('maxmem', (vm) => {
+      const memory = vm.props.get('memory') as number;
+      const wanted = vm.featureWithTemplate('os') === 'Linux' ? memory * 10 : 4000;
+      return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
+    }),
+    {
+      validate: nonNegative('maxmem'),
+      preSet: (vm) => halted(vm, 'Cannot change maxmem of a running qube'),
     },
-  }),
-  qrexec_timeout: intProp<Vm>('qrexec_timeout', 'Seconds to wait for the qrexec agent after start.', fromTemplate('qrexec_timeout', (vm) => vm.app.props.get('default_qrexec_timeout')), {
-    validate: positive('qrexec_timeout'),
-  }),
-  shutdown_timeout: intProp<Vm>('shutdown_timeout', 'Seconds to wait for a clean shutdown.', fromTemplate('shutdown_timeout', (vm) => vm.app.props.get('default_shutdown_timeout')), {
-    validate: positive('shutdown_timeout'),
-  }),
-  start_time: computed<Vm>('start_time', 'str', 'Time the domain was started (Unix time), empty when halted.', (vm) =>
-    vm.startTime === null ? null : String(vm.startTime),
   ),
-  stubdom_mem: intProp<Vm>('stubdom_mem', 'Memory (MiB) of the device-model stub domain.', null, { validate: positive('stubdom_mem') }),
+  memory: intProp<Vm>(
+    'memory',
+    'Memory (MiB) given to the domain at start.',
+    fromTemplate('memory', () => 400),
+    {
+      validate: positive('memory'),
+    },
+  ),
+  provides_network: boolProp<Vm>(
+    'provides_network',
+    'Whether other domains may use this one as netvm.',
+    false,
+    {
+      preSet: (vm, v) => {
+        if (v === false && vm.app.domains.list().some((d) => d !== vm && d.netvm === vm)) {
+          throw new QubesValueError("The qube is still used by other qubes, change theirs 'netvm' first");
+        }
+      },
+      afterChange: (vm) => announce(vm, 'gateway', 'gateway6'),
+    },
+  ),
+  qrexec_timeout: intProp<Vm>(
+    'qrexec_timeout',
+    'Seconds to wait for the qrexec agent after start.',
+    fromTemplate('qrexec_timeout', (vm) => vm.app.props.get('default_qrexec_timeout')),
+    {
+      validate: positive('qrexec_timeout'),
+    },
+  ),
+  shutdown_timeout: intProp<Vm>(
+    'shutdown_timeout',
+    'Seconds to wait for a clean shutdown.',
+    fromTemplate('shutdown_timeout', (vm) => vm.app.props.get('default_shutdown_timeout')),
+    {
+      validate: positive('shutdown_timeout'),
+    },
+  ),
+  start_time: computed<Vm>(
+    'start_time',
+    'str',
+    'Time the domain was started (Unix time), empty when halted.',
+    (vm) => (vm.startTime === null ? null : String(vm.startTime)),
+  ),
+  stubdom_mem: intProp<Vm>('stubdom_mem', 'Memory (MiB) of the device-model stub domain.', null, {
+    validate: positive('stubdom_mem'),
+  }),
   stubdom_uuid: computed<Vm>('stubdom_uuid', 'str', 'UUID of the stub domain, if any.', () => ''),
   stubdom_xid: computed<Vm>('stubdom_xid', 'int', 'Domain id of the stub domain, -1 if none.', () => -1),
-  updateable: computed<Vm>('updateable', 'bool', 'Whether changes to the root volume persist.', (vm) =>
-    vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
+  updateable: computed<Vm>(
+    'updateable',
+    'bool',
+    'Whether changes to the root volume persist.',
+    (vm) => vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
   ),
-  vcpus: intProp<Vm>('vcpus', 'Number of virtual CPUs.', fromTemplate('vcpus', () => 2), { validate: positive('vcpus') }),
-  virt_mode: strProp<Vm>('virt_mode', 'Virtualisation mode: hvm, pv or pvh.', fromTemplate('virt_mode', () => 'pvh'), {
-    validate: (_vm, v) => {
-      const s = String(v).toLowerCase();
-      if (s !== 'hvm' && s !== 'pv' && s !== 'pvh') {
-        throw new QubesPropertyValueError('Invalid virtualization mode, supported values: hvm, pv, pvh');
-      }
-      return s;
+  vcpus: intProp<Vm>(
+    'vcpus',
+    'Number of virtual CPUs.',
+    fromTemplate('vcpus', () => 2),
+    { validate: positive('vcpus') },
+  ),
+  virt_mode: strProp<Vm>(
+    'virt_mode',
+    'Virtualisation mode: hvm, pv or pvh.',
+    fromTemplate('virt_mode', () => 'pvh'),
+    {
+      validate: (_vm, v) => {
+        const s = String(v).toLowerCase();
+        if (s !== 'hvm' && s !== 'pv' && s !== 'pvh') {
+          throw new QubesPropertyValueError('Invalid virtualization mode, supported values: hvm, pv, pvh');
+        }
+        return s;
+      },
     },
-  }),
+  ),
   visible_gateway: computed<Vm>('visible_gateway', 'str', 'Default gateway as the domain sees it.', (vm) => {
     const fake = vm.featureWithTemplate('net.fake-gateway');
     if (fake) return fake;
     const n = vm.netvm;
     return n ? n.props.get('gateway') : null;
   }),
-  visible_gateway6: computed<Vm>('visible_gateway6', 'str', 'Default IPv6 gateway as the domain sees it.', (vm) => {
-    const n = vm.netvm;
-    return hasIpv6(vm) && n ? n.props.get('gateway6') : null;
-  }),
-  visible_ip: computed<Vm>('visible_ip', 'str', 'IPv4 address as the domain sees it.', (vm) => vm.featureWithTemplate('net.fake-ip') || vm.props.get('ip')),
-  visible_ip6: computed<Vm>('visible_ip6', 'str', 'IPv6 address as the domain sees it.', (vm) => vm.props.get('ip6')),
+  visible_gateway6: computed<Vm>(
+    'visible_gateway6',
+    'str',
+    'Default IPv6 gateway as the domain sees it.',
+    (vm) => {
+      const n = vm.netvm;
+      return hasIpv6(vm) && n ? n.props.get('gateway6') : null;
+    },
+  ),
+  visible_ip: computed<Vm>(
+    'visible_ip',
+    'str',
+    'IPv4 address as the domain sees it.',
+    (vm) => vm.featureWithTemplate('net.fake-ip') || vm.props.get('ip'),
+  ),
+  visible_ip6: computed<Vm>('visible_ip6', 'str', 'IPv6 address as the domain sees it.', (vm) =>
+    vm.props.get('ip6'),
+  ),
   visible_netmask: computed<Vm>('visible_netmask', 'str', 'Netmask as the domain sees it.', (vm) => {
     const fake = vm.featureWithTemplate('net.fake-netmask');
     if (fake) return fake;
@@ -245,45 +362,80 @@ export const P = {
     allowNone: true,
     default: (vm) => vm.app.props.get('default_guivm'),
   }),
-  default_dispvm: vmProp<Vm>('default_dispvm', 'Disposable template for disposables this domain starts; empty for none.', appOf, {
-    allowNone: true,
-    default: (vm) => (vm.klass === 'DispVM' ? vm.template : vm.app.props.get('default_dispvm')),
-    validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'default_dispvm', v),
-  }),
-  management_dispvm: vmProp<Vm>('management_dispvm', 'Disposable template for management tasks on this domain.', appOf, {
-    allowNone: true,
-    default: fromTemplate('management_dispvm', (vm) => vm.app.props.get('management_dispvm')),
-    validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'management_dispvm', v),
-  }),
-  netvm: vmProp<Vm>('netvm', 'Domain that provides network to this one. Empty: disconnected. Unset: the default netvm.', appOf, {
-    allowNone: true,
-    default: (vm) => (vm.klass === 'TemplateVM' ? null : vm.app.props.get('default_netvm')),
-    validate: (vm, target) => checkNetvm(vm, target),
-  }),
-  kernelopts: strProp<Vm>('kernelopts', 'Kernel command line additions.', fromTemplate('kernelopts', defaultKernelopts), {
-    validate: (_vm, v) => {
-      const s = v === null ? '' : String(v);
-      if (s.length > 512) throw new QubesPropertyValueError('Kernelopts value too long (512 chars max)');
-      return s;
+  default_dispvm: vmProp<Vm>(
+    'default_dispvm',
+    'Disposable template for disposables this domain starts; empty for none.',
+    appOf,
+    {
+      allowNone: true,
+      default: (vm) => (vm.klass === 'DispVM' ? vm.template : vm.app.props.get('default_dispvm')),
+      validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'default_dispvm', v),
     },
-  }),
-  bootmode: strProp<Vm>('bootmode', 'Boot mode (selects extra kernel options).', (vm) => {
-    const active = vm.featureWithTemplate('boot-mode.active');
-    if (active && vm.featureWithTemplate(`boot-mode.kernelopts.${active}`) !== undefined) return active;
-    const t = vm.template;
-    if (t && t.props.has('appvm_default_bootmode')) return t.props.get('appvm_default_bootmode');
-    return 'default';
-  }),
-  appvm_default_bootmode: strProp<Vm>('appvm_default_bootmode', 'Boot mode qubes based on this template use by default.', (vm) =>
-    vm.features.get('boot-mode.appvm-default') ?? 'default',
+  ),
+  management_dispvm: vmProp<Vm>(
+    'management_dispvm',
+    'Disposable template for management tasks on this domain.',
+    appOf,
+    {
+      allowNone: true,
+      default: fromTemplate('management_dispvm', (vm) => vm.app.props.get('management_dispvm')),
+      validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'management_dispvm', v),
+    },
+  ),
+  netvm: vmProp<Vm>(
+    'netvm',
+    'Domain that provides network to this one. Empty: disconnected. Unset: the default netvm.',
+    appOf,
+    {
+      allowNone: true,
+      default: (vm) => (vm.klass === 'TemplateVM' ? null : vm.app.props.get('default_netvm')),
+      validate: (vm, target) => checkNetvm(vm, target),
+    },
+  ),
+  kernelopts: strProp<Vm>(
+    'kernelopts',
+    'Kernel command line additions.',
+    fromTemplate('kernelopts', defaultKernelopts),
+    {
+      stage: 4,
+      validate: (_vm, v) => {
+        const s = v === null ? '' : String(v);
+        if (s.length > 512) throw new QubesPropertyValueError('Kernelopts value too long (512 chars max)');
+        return s;
+      },
+    },
+  ),
+  bootmode: strProp<Vm>(
+    'bootmode',
+    'Boot mode (selects extra kernel options).',
+    (vm) => {
+      const active = vm.featureWithTemplate('boot-mode.active');
+      if (active && vm.featureWithTemplate(`boot-mode.kernelopts.${active}`) !== undefined) return active;
+      const t = vm.template;
+      if (t && t.props.has('appvm_default_bootmode')) return t.props.get('appvm_default_bootmode');
+      return 'default';
+    },
+    { stage: 4 },
+  ),
+  appvm_default_bootmode: strProp<Vm>(
+    'appvm_default_bootmode',
+    'Boot mode qubes based on this template use by default.',
+    (vm) => vm.features.get('boot-mode.appvm-default') ?? 'default',
+    { stage: 4 },
   ),
 
-  template_for_dispvms: boolProp<Vm>('template_for_dispvms', 'Whether disposables may be based on this domain.', false, {
-    preSet: (vm, v) => {
-      if (v === false) checkNotDispvmTemplateInUse(vm);
+  template_for_dispvms: boolProp<Vm>(
+    'template_for_dispvms',
+    'Whether disposables may be based on this domain.',
+    false,
+    {
+      preSet: (vm, v) => {
+        if (v === false) checkNotDispvmTemplateInUse(vm);
+      },
+      preReset: (vm) => checkNotDispvmTemplateInUse(vm),
+      afterChange: (vm) => announce(vm, 'icon'),
     },
-    preReset: (vm) => checkNotDispvmTemplateInUse(vm),
-  }),
+  ),
   appTemplate: vmProp<Vm>('template', 'Template this domain is based on.', appOf, {
     vmClass: TEMPLATE_VM,
     preSet: (vm) => halted(vm, 'Cannot change template while qube is running'),
@@ -299,17 +451,25 @@ export const P = {
     preReset: (vm) => refuseTemplateReset(vm),
   }),
   auto_cleanup: boolProp<Vm>('auto_cleanup', 'Remove the disposable when it shuts down.', false),
-  dispid: intProp<Vm>('dispid', 'Number of the disposable, used in its name and address.', undefined, { writeOnce: true }),
-  is_preload: computed<Vm>('is_preload', 'bool', 'Whether this disposable is preloaded.', (vm) => featureTrue(vm.features.get('preload-dispvm-in-progress'))),
+  dispid: intProp<Vm>('dispid', 'Number of the disposable, used in its name and address.', undefined, {
+    writeOnce: true,
+  }),
+  is_preload: computed<Vm>('is_preload', 'bool', 'Whether this disposable is preloaded.', (vm) =>
+    featureTrue(vm.features.get('preload-dispvm-in-progress')),
+  ),
 
   remote_name: strProp<Vm>('remote_name', 'Name of the domain on the remote host.', null),
   transport_rpc: strProp<Vm>('transport_rpc', 'qrexec service that carries calls to the remote host.', null),
-  relayvm: vmProp<Vm>('relayvm', 'Domain that relays qrexec calls to the remote host.', appOf, { allowNone: true, default: () => null }),
+  relayvm: vmProp<Vm>('relayvm', 'Domain that relays qrexec calls to the remote host.', appOf, {
+    allowNone: true,
+    default: () => null,
+  }),
 } as const;
 
 function checkNetvm(vm: Vm, target: Vm | null): void {
   if (target === null) return;
-  if (!target.bool('provides_network')) throw new QubesValueError(`The ${target.name} qube does not provide network`);
+  if (!target.bool('provides_network'))
+    throw new QubesValueError(`The ${target.name} qube does not provide network`);
   for (let n: Vm | null = target; n; n = n.netvm) {
     if (n === vm) throw new QubesValueError('Loops in network are unsupported');
   }
@@ -325,7 +485,13 @@ function checkNotDispvmTemplateInUse(vm: Vm): void {
     app.props.tryGet('management_dispvm') === vm ? 'the system (management_dispvm)' : null,
     ...app.domains.list().map((d) => {
       if (d.klass === 'DispVM' && d.template === vm) return d.name;
-      if (d !== vm && d.props.has('default_dispvm') && !d.props.isDefault('default_dispvm') && d.props.get('default_dispvm') === vm) return d.name;
+      if (
+        d !== vm &&
+        d.props.has('default_dispvm') &&
+        !d.props.isDefault('default_dispvm') &&
+        d.props.get('default_dispvm') === vm
+      )
+        return d.name;
       return null;
     }),
   ].filter((u): u is string => u !== null);
@@ -337,7 +503,9 @@ function checkNotDispvmTemplateInUse(vm: Vm): void {
 function refuseTemplateReset(vm: Vm): never {
   const dflt = vm.app.props.tryGet('default_template') as Vm | null | undefined;
   if (dflt) {
-    throw new QubesValueError(`Cannot unset template. You can set it to the current default (${dflt.name}) instead`);
+    throw new QubesValueError(
+      `Cannot unset template. You can set it to the current default (${dflt.name}) instead`,
+    );
   }
   throw new QubesValueError('Cannot unset template');
 }

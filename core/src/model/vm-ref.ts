@@ -43,7 +43,9 @@ export function vmProp<H extends PropertyHolder>(
     validate: (holder, value) => {
       if (value === null) {
         if (!options.allowNone) {
-          throw new QubesPropertyValueError(`Invalid value None for property '${name}' of ${holder.holderName}`);
+          throw new QubesPropertyValueError(
+            `Invalid value None for property '${name}' of ${holder.holderName}`,
+          );
         }
         options.validate?.(holder, null);
         return null;

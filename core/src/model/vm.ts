@@ -92,21 +92,13 @@ export class Vm implements PropertyHolder {
 
   /** A feature from this VM, else from its template chain (upstream's check_with_template). */
   featureWithTemplate(name: string): string | undefined {
-    for (let vm: Vm | null = this; vm; vm = vm.template) {
-      const v = vm.features.get(name);
-      if (v !== undefined) return v;
-    }
-    return undefined;
+    return this.features.get(name) ?? this.template?.featureWithTemplate(name);
   }
 
-  featureWithNetvm(name: string): string | undefined {
-    const seen = new Set<Vm>();
-    for (let vm: Vm | null = this; vm && !seen.has(vm); vm = vm.netvm) {
-      seen.add(vm);
-      const v = vm.features.get(name);
-      if (v !== undefined) return v;
-    }
-    return undefined;
+  featureWithNetvm(name: string, seen = new Set<Vm>()): string | undefined {
+    if (seen.has(this)) return undefined;
+    seen.add(this);
+    return this.features.get(name) ?? this.netvm?.featureWithNetvm(name, seen);
   }
 
   featureWithAdminVm(name: string): string | undefined {

@@ -9,7 +9,13 @@ import type { Attrs } from './qubes-xml.js';
  */
 export function defaultPoolConfigs(stateDir: string): Attrs[] {
   return [
-    { name: 'varlibqubes', dir_path: stateDir, driver: 'file', revisions_to_keep: '1', ephemeral_volatile: 'False' },
+    {
+      name: 'varlibqubes',
+      dir_path: stateDir,
+      driver: 'file',
+      revisions_to_keep: '1',
+      ephemeral_volatile: 'False',
+    },
     { name: 'linux-kernel', dir_path: join(stateDir, 'vm-kernels'), driver: 'linux-kernel' },
   ];
 }
@@ -31,7 +37,8 @@ export class ConfiguredPools implements PoolDirectory {
 
   defaultPoolName(): string | undefined {
     if (this.has('default')) return 'default';
-    return this.configs.find((c) => (c.driver === 'file' || c.driver === 'file-reflink') && c.dir_path === this.stateDir)
-      ?.name;
+    return this.configs.find(
+      (c) => (c.driver === 'file' || c.driver === 'file-reflink') && c.dir_path === this.stateDir,
+    )?.name;
   }
 }

@@ -7,14 +7,20 @@ import { DEFAULT_FIREWALL, isExpired, makeRule, ruleProperties } from '../model/
  * firewall.xml, version 2 as upstream writes it (one <rule> of <property>
  * elements per rule, expired rules dropped), and version 1 as it still reads.
  */
-const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@_', format: true, indentBy: '  ' });
+const builder = new XMLBuilder({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@_',
+  format: true,
+  indentBy: '  ',
+});
 const parser = new XMLParser({
   ignoreAttributes: false,
   attributeNamePrefix: '@_',
   parseTagValue: false,
   parseAttributeValue: false,
   // Version 1 keeps its exceptions as any child elements of <firewall>.
-  isArray: (name, jpath) => ['rule', 'property'].includes(name) || /^firewall\.(?!@_)[^.]+$/.test(String(jpath)),
+  isArray: (name, jpath) =>
+    ['rule', 'property'].includes(name) || /^firewall\.(?!@_)[^.]+$/.test(String(jpath)),
 });
 
 export function serializeFirewall(rules: readonly FirewallRule[]): string {
@@ -24,7 +30,9 @@ export function serializeFirewall(rules: readonly FirewallRule[]): string {
       '@_version': '2',
       rules: {
         rule: live.map((r) => ({
-          properties: { property: ruleProperties(r).map(([name, value]) => ({ '@_name': name, '#text': value })) },
+          properties: {
+            property: ruleProperties(r).map(([name, value]) => ({ '@_name': name, '#text': value })),
+          },
         })),
       },
     },
@@ -32,7 +40,8 @@ export function serializeFirewall(rules: readonly FirewallRule[]): string {
 }
 
 type XmlObj = Record<string, unknown>;
-const text = (v: unknown): string => (typeof v === 'object' && v !== null ? String((v as XmlObj)['#text'] ?? '') : String(v ?? ''));
+const text = (v: unknown): string =>
+  typeof v === 'object' && v !== null ? String((v as XmlObj)['#text'] ?? '') : String(v ?? '');
 
 function loadV2(fw: XmlObj): FirewallRule[] {
   const rules = ((fw.rules as XmlObj[] | undefined)?.[0]?.rule as XmlObj[] | undefined) ?? [];

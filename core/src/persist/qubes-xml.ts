@@ -5,6 +5,7 @@ import { Label, LabelRegistry } from '../model/labels.js';
 import type { PropertyStore, PropertyHolder, PropValue } from '../model/property.js';
 import { wireString } from '../model/property.js';
 import type { Vm } from '../model/vm.js';
+import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
 import { isVmClassName } from '../model/vm-classes.js';
 
 /**
@@ -25,7 +26,8 @@ const ATTR = '@_';
 function el(name: string, attrs: Attrs, children: Node[] | string | null): Node {
   const node: Node = {};
   if (children === null) node[name] = [];
-  else if (typeof children === 'string') node[name] = children === '' ? [{ '#text': '' }] : [{ '#text': children }];
+  else if (typeof children === 'string')
+    node[name] = children === '' ? [{ '#text': '' }] : [{ '#text': children }];
   else node[name] = children;
   if (Object.keys(attrs).length > 0) {
     node[':@'] = Object.fromEntries(Object.entries(attrs).map(([k, v]) => [ATTR + k, v]));
@@ -43,10 +45,25 @@ function propertiesOf(store: PropertyStore<PropertyHolder>): Node[] {
 function domainNode(vm: Vm, volumes: readonly Attrs[] | undefined): Node {
   const children = [
     el('properties', {}, propertiesOf(vm.props as unknown as PropertyStore<PropertyHolder>)),
-    el('features', {}, [...vm.features.entries()].map(([k, v]) => el('feature', { name: k }, v))),
-    el('tags', {}, vm.tags.inOrder().map((t) => el('tag', { name: t }, null))),
+    el(
+      'features',
+      {},
+      [...vm.features.entries()].map(([k, v]) => el('feature', { name: k }, v)),
+    ),
+    el(
+      'tags',
+      {},
+      vm.tags.inOrder().map((t) => el('tag', { name: t }, null)),
+    ),
   ];
-  if (volumes) children.push(el('volume-config', {}, volumes.map((a) => el('volume', a, null))));
+  if (volumes)
+    children.push(
+      el(
+        'volume-config',
+        {},
+        volumes.map((a) => el('volume', a, null)),
+      ),
+    );
   return el('domain', { id: `domain-${vm.qid}`, class: vm.klass }, children);
 }
 
@@ -101,7 +118,11 @@ export class QubesXmlWriter {
         {},
         this.app.labels.list().map((l) => el('label', { id: `label-${l.index}`, color: l.color }, l.name)),
       ),
-      el('pools', {}, storage.pools.map((p) => el('pool', p, null))),
+      el(
+        'pools',
+        {},
+        storage.pools.map((p) => el('pool', p, null)),
+      ),
       el('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
     ]);
     const live = new Set(this.app.domains.list());
@@ -145,7 +166,8 @@ function toTree(nodes: Node[]): XEl[] {
     if (!name || name === '#text' || name.startsWith('?')) continue;
     const raw = (node[name] as Node[] | undefined) ?? [];
     const attrs: Attrs = {};
-    for (const [k, v] of Object.entries((node[':@'] as Attrs | undefined) ?? {})) attrs[k.slice(ATTR.length)] = String(v);
+    for (const [k, v] of Object.entries((node[':@'] as Attrs | undefined) ?? {}))
+      attrs[k.slice(ATTR.length)] = String(v);
     const text = raw
       .filter((c) => '#text' in c)
       .map((c) => String(c['#text']))
@@ -156,7 +178,8 @@ function toTree(nodes: Node[]): XEl[] {
 }
 
 const child = (e: XEl | undefined, name: string): XEl | undefined => e?.children.find((c) => c.name === name);
-const children = (e: XEl | undefined, name: string): XEl[] => e?.children.filter((c) => c.name === name) ?? [];
+const children = (e: XEl | undefined, name: string): XEl[] =>
+  e?.children.filter((c) => c.name === name) ?? [];
 
 export class QubesXmlError extends Error {
   constructor(message: string) {
@@ -251,8 +274,14 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
     const name = basic('name');
     const label = basic('label');
     const qid = basic('qid') ?? /^domain-(\d+)$/.exec(d.attrs.id ?? '')?.[1];
-    if (!name || !label || qid === undefined) throw new QubesXmlError(`domain ${d.attrs.id ?? '?'} lacks name, label or qid`);
-    const vm = app.addVm(klass, { name, label: app.labels.get(label), qid: Number(qid), uuid: basic('uuid') });
+    if (!name || !label || qid === undefined)
+      throw new QubesXmlError(`domain ${d.attrs.id ?? '?'} lacks name, label or qid`);
+    const vm = app.addVm(klass, {
+      name,
+      label: app.labels.get(label),
+      qid: Number(qid),
+      uuid: basic('uuid'),
+    });
     stubs.push([vm, d]);
   }
   if (!app.domains.byName('dom0')) app.createAdminVm(app.labels.get('black'));
@@ -266,8 +295,13 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
     loadProperties(app, store(vm), child(d, 'properties'), (s) => s > 2, warn);
     for (const f of children(child(d, 'features'), 'feature')) vm.features.init(f.attrs.name ?? '', f.text);
     for (const t of children(child(d, 'tags'), 'tag')) vm.tags.init(t.attrs.name ?? '');
+    syncGuiAudioTags(vm, true);
     const vc = child(d, 'volume-config');
-    if (vc) volumes.set(vm, children(vc, 'volume').map((v) => ({ ...v.attrs })));
+    if (vc)
+      volumes.set(
+        vm,
+        children(vc, 'volume').map((v) => ({ ...v.attrs })),
+      );
   }
   return { pools, volumes };
 }

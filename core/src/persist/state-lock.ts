@@ -12,7 +12,10 @@ export class StateDirLockedError extends Error {
   }
 }
 
-export async function lockStateDir(dir: string, onCompromised: (err: Error) => void): Promise<() => Promise<void>> {
+export async function lockStateDir(
+  dir: string,
+  onCompromised: (err: Error) => void,
+): Promise<() => Promise<void>> {
   try {
     return await lockfile.lock(dir, {
       lockfilePath: `${dir}/odysseyd.lock`,

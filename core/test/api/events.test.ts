@@ -8,7 +8,11 @@ import { request } from '../support/harness.js';
 import { appendixA } from './fixture.js';
 
 /** Opens admin.Events and collects raw bytes until `until` returns true. */
-function subscribe(socket: string, dest: string, src = 'dom0'): { sock: Socket; data: () => string; wait: (n: string) => Promise<void> } {
+function subscribe(
+  socket: string,
+  dest: string,
+  src = 'dom0',
+): { sock: Socket; data: () => string; wait: (n: string) => Promise<void> } {
   let buf = '';
   const waiters: [string, () => void][] = [];
   const sock = connect(socket);
@@ -83,7 +87,9 @@ describe('admin.Events', () => {
     await one.wait(last);
     all.sock.destroy();
     one.sock.destroy();
-    expect(JSON.stringify(all.data().slice(0, CAPTURED.join("").length))).toBe(JSON.stringify(CAPTURED.join("")));
+    expect(JSON.stringify(all.data().slice(0, CAPTURED.join('').length))).toBe(
+      JSON.stringify(CAPTURED.join('')),
+    );
     const perVm = CAPTURED.filter((m) => m.startsWith('1\0work\0') || m.includes('connection-established'));
     expect(one.data().startsWith(perVm.join(''))).toBe(true);
   });
@@ -95,5 +101,28 @@ describe('admin.Events', () => {
     s.sock.destroy();
     await d.ok('admin.vm.property.Set', 'work', 'memory', '500');
     expect(await d.ok('admin.vm.property.Get', 'work', 'memory')).toBe('default=False type=int 500');
+  });
+});
+
+describe('events of computed and inherited values', () => {
+  it('fans global defaults out to the VMs that follow them and keeps guivm tags in step', async () => {
+    const s = subscribe(d.socket, 'newvm');
+    await s.wait('connection-established');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=gui2 label=red');
+    await d.ok('admin.property.Set', 'dom0', 'default_guivm', 'gui2');
+    await d.ok('admin.vm.property.Set', 'newvm', 'provides_network', 'True');
+    await d.ok('admin.vm.property.Reset', 'newvm', 'provides_network');
+    await s.wait('property-reset:gateway6');
+    s.sock.destroy();
+    // The tags follow inside the handling of property-set:guivm, so they are announced first.
+    expect(s.data()).toContain(
+      '1\x00newvm\x00domain-tag-delete:guivm-dom0\x00tag\x00guivm-dom0\x00\x00' +
+        '1\x00newvm\x00domain-tag-add:guivm-gui2\x00tag\x00guivm-gui2\x00\x00' +
+        '1\x00newvm\x00property-set:guivm\x00name\x00guivm\x00newvalue\x00gui2\x00oldvalue\x00dom0\x00\x00',
+    );
+    expect(s.data()).toContain('1\x00newvm\x00property-reset:gateway\x00name\x00gateway\x00\x00');
+    expect(await d.ok('admin.vm.tag.List', 'newvm')).toContain('guivm-gui2\n');
+    await d.ok('admin.property.Reset', 'dom0', 'default_guivm');
+    expect(await d.ok('admin.vm.tag.List', 'newvm')).toContain('guivm-dom0\n');
   });
 });

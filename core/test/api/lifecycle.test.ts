@@ -50,7 +50,9 @@ describe('lifecycle through the Vmm', () => {
     expect(await d.ok('admin.vm.CurrentState', 'work')).toBe(
       'mem=409600 mem_static_max=4096000 cputime=1500000000 power_state=Running',
     );
-    expect((await d.ok('admin.vm.property.Get', 'work', 'xid')).startsWith('default=True type=int ')).toBe(true);
+    expect((await d.ok('admin.vm.property.Get', 'work', 'xid')).startsWith('default=True type=int ')).toBe(
+      true,
+    );
     expect(await d.ok('admin.vm.property.Get', 'work', 'xid')).not.toBe('default=True type=int -1');
     await d.ok('admin.vm.Kill', 'work');
     expect(await state('work')).toBe('state=Halted');
@@ -111,7 +113,9 @@ describe('lifecycle through the Vmm', () => {
     await d.ok('admin.vm.property.Set', 'work', 'template_for_dispvms', 'True');
     const name = await d.ok('admin.vm.CreateDisposable', 'work');
     expect(name).toMatch(/^disp\d+$/);
-    expect(await d.ok('admin.vm.tag.List', name)).toBe(`created-by-dom0\ndisp-created-by-dom0\n`);
+    expect(await d.ok('admin.vm.tag.List', name)).toBe(
+      `audiovm-dom0\ncreated-by-dom0\ndisp-created-by-dom0\nguivm-dom0\n`,
+    );
     expect(await d.ok('admin.vm.property.Get', name, 'auto_cleanup')).toBe('default=False type=bool True');
     await d.ok('admin.vm.Start', name);
     await d.ok('admin.vm.Kill', name);
@@ -139,8 +143,24 @@ describe('lifecycle through the Vmm', () => {
     const msg = (...parts: string[]) => `1\x00${parts.join('\x00')}\x00\x00`;
     expect(r).toBe(
       msg('', 'connection-established') +
-        msg('work', 'vm-stats', 'memory_kb', '409600', 'memory_assigned_total', '4096000', 'memory_assigned_usable', '4096000',
-          'memory_with_swap_used', '409600', 'cpu_time', '2000', 'cpu_usage', '7', 'online_vcpus', '2'),
+        msg(
+          'work',
+          'vm-stats',
+          'memory_kb',
+          '409600',
+          'memory_assigned_total',
+          '4096000',
+          'memory_assigned_usable',
+          '4096000',
+          'memory_with_swap_used',
+          '409600',
+          'cpu_time',
+          '2000',
+          'cpu_usage',
+          '7',
+          'online_vcpus',
+          '2',
+        ),
     );
   });
 
@@ -162,6 +182,8 @@ describe('lifecycle through the Vmm', () => {
     await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red');
     while (d.daemon.backend.unavailableReason === 'not connected yet') await tick();
     const r = (await rawCall(d.socket, request('admin.vm.Start', 'sa'))).toString('latin1');
-    expect(r).toMatch(/^2\0QubesVMError\0\0Cannot start sa: backend no-such-backend is unavailable: cannot load backend package @odyssey\/backend-no-such-backend/);
+    expect(r).toMatch(
+      /^2\0QubesVMError\0\0Cannot start sa: backend no-such-backend is unavailable: cannot load backend package @odyssey\/backend-no-such-backend/,
+    );
   });
 });

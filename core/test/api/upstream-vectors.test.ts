@@ -18,19 +18,49 @@ describe('captured upstream answers', () => {
     // method, dest, arg, payload, expected reply
     ['admin.vm.List', 'uuid:1234', '', '', exc('QubesVMInvalidUUIDError', "VM UUID is not valid: '1234'")],
     ['admin.vm.List', 'uuid:', '', '', exc('QubesVMInvalidUUIDError', "VM UUID is not valid: ''")],
-    ['admin.vm.List', '1bad', '', '', exc('QubesValueError', 'VM name cannot start with hyphen, underscore, dot or numbers')],
+    [
+      'admin.vm.List',
+      '1bad',
+      '',
+      '',
+      exc('QubesValueError', 'VM name cannot start with hyphen, underscore, dot or numbers'),
+    ],
     ['admin.vm.List', 'dom0', '', 'unexpected', exc('ProtocolError', 'unexpected payload')],
     ['admin.vm.Foo', 'dom0', '', '', exc('ProtocolError', "no such method: 'admin.vm.Foo'")],
     ['admin.vm.property.Get', 'nosuch', 'name', '', exc('QubesVMNotFoundError', "No such domain: 'nosuch'")],
     ['admin.vm.property.Get', 'work', 'name', '', '0\0default=False type=str work'],
     ['admin.vm.property.Get', 'work', '', '', exc('ProtocolError', 'expected an argument')],
-    ['admin.vm.property.Get', 'work', 'nosuchprop', '', exc('QubesNoSuchPropertyError', "Invalid property 'nosuchprop' of work")],
+    [
+      'admin.vm.property.Get',
+      'work',
+      'nosuchprop',
+      '',
+      exc('QubesNoSuchPropertyError', "Invalid property 'nosuchprop' of work"),
+    ],
     ['admin.vm.property.Get', 'work', 'vcpus', '', '0\0default=True type=int 2'],
     ['admin.vm.property.Get', 'work', 'xid', '', '0\0default=True type=int -1'],
     ['admin.vm.property.Get', 'newvm', 'label', '', '0\0default=False type=label red'],
-    ['admin.vm.property.Set', 'work', 'memory', '', exc('QubesValueError', 'Failed to parse property value as int')],
-    ['admin.vm.property.Set', 'work', 'memory', '-1', exc('QubesPropertyValueError', 'memory must be positive')],
-    ['admin.vm.property.Set', 'newvm', 'netvm', 'newvm', exc('QubesValueError', 'The newvm qube does not provide network')],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'memory',
+      '',
+      exc('QubesValueError', 'Failed to parse property value as int'),
+    ],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'memory',
+      '-1',
+      exc('QubesPropertyValueError', 'memory must be positive'),
+    ],
+    [
+      'admin.vm.property.Set',
+      'newvm',
+      'netvm',
+      'newvm',
+      exc('QubesValueError', 'The newvm qube does not provide network'),
+    ],
     [
       'admin.vm.property.Set',
       'newvm',
@@ -48,12 +78,48 @@ describe('captured upstream answers', () => {
         "Cannot set invalid property to qube 'newvm', default_dispvm 'work' has template_for_dispvms set to False",
       ),
     ],
-    ['admin.vm.property.Set', 'work', 'ip', '300.1.1.1', exc('QubesValueError', 'Failed to parse property value as IPv4Address')],
-    ['admin.vm.property.Set', 'work', 'klass', 'AppVM', exc('QubesPropertyValueError', "property 'klass' on AppVM instance cannot be set")],
-    ['admin.vm.property.Set', 'work', 'label', 'nosuch', exc('QubesLabelNotFoundError', 'Label does not exist: nosuch')],
-    ['admin.vm.property.Set', 'work', 'autostart', 'maybe', exc('QubesValueError', "Invalid literal for boolean property: 'maybe'")],
-    ['admin.vm.property.Set', 'work', 'kernel', 'a/b', exc('QubesPropertyValueError', "Kernel name cannot contain '/'")],
-    ['admin.vm.property.Set', 'work', 'keyboard_layout', 'us', exc('QubesPropertyValueError', 'invalid number of keyboard layout parameters')],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'ip',
+      '300.1.1.1',
+      exc('QubesValueError', 'Failed to parse property value as IPv4Address'),
+    ],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'klass',
+      'AppVM',
+      exc('QubesPropertyValueError', "property 'klass' on AppVM instance cannot be set"),
+    ],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'label',
+      'nosuch',
+      exc('QubesLabelNotFoundError', 'Label does not exist: nosuch'),
+    ],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'autostart',
+      'maybe',
+      exc('QubesValueError', "Invalid literal for boolean property: 'maybe'"),
+    ],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'kernel',
+      'a/b',
+      exc('QubesPropertyValueError', "Kernel name cannot contain '/'"),
+    ],
+    [
+      'admin.vm.property.Set',
+      'work',
+      'keyboard_layout',
+      'us',
+      exc('QubesPropertyValueError', 'invalid number of keyboard layout parameters'),
+    ],
     ['admin.vm.property.GetDefault', 'work', 'memory', '', '0\0type=int 400'],
     ['admin.vm.property.GetDefault', 'work', 'template', '', '0\0'],
     [
@@ -61,22 +127,73 @@ describe('captured upstream answers', () => {
       'work',
       'template',
       '',
-      exc('QubesValueError', 'Cannot unset template. You can set it to the current default (debian-12) instead'),
+      exc(
+        'QubesValueError',
+        'Cannot unset template. You can set it to the current default (debian-12) instead',
+      ),
     ],
-    ['admin.vm.feature.Get', 'newvm', 'nope', '', exc('QubesFeatureNotFoundError', 'Feature not set for domain newvm: nope')],
-    ['admin.vm.feature.Set', 'work', 'bad/name', 'x', exc('ProtocolError', 'feature name contains illegal characters')],
-    ['admin.vm.feature.Set', 'work', 'f', '\x02\x03\xffv', exc('ProtocolError', 'Feature value contains non-ASCII characters')],
+    [
+      'admin.vm.feature.Get',
+      'newvm',
+      'nope',
+      '',
+      exc('QubesFeatureNotFoundError', 'Feature not set for domain newvm: nope'),
+    ],
+    [
+      'admin.vm.feature.Set',
+      'work',
+      'bad/name',
+      'x',
+      exc('ProtocolError', 'feature name contains illegal characters'),
+    ],
+    [
+      'admin.vm.feature.Set',
+      'work',
+      'f',
+      '\x02\x03\xffv',
+      exc('ProtocolError', 'Feature value contains non-ASCII characters'),
+    ],
     ['admin.vm.tag.Get', 'work', 'mytag', '', '0\x000'],
-    ['admin.vm.tag.Remove', 'newvm', 'nosuchtag', '', exc('QubesTagNotFoundError', 'Tag not set for domain newvm: nosuchtag')],
+    [
+      'admin.vm.tag.Remove',
+      'newvm',
+      'nosuchtag',
+      '',
+      exc('QubesTagNotFoundError', 'Tag not set for domain newvm: nosuchtag'),
+    ],
     ['admin.label.List', 'dom0', '', '', '0\0red\norange\nyellow\ngreen\ngray\nblue\npurple\nblack\n'],
     ['admin.label.Get', 'dom0', 'red', '', '0\x000xcc0000'],
     ['admin.label.Remove', 'dom0', 'red', '', exc('ProtocolError', 'Can only remove custom labels')],
     ['admin.label.List', 'work', '', '', exc('ProtocolError', 'expected destination to be AdminVM')],
     ['admin.vm.firewall.Get', 'dom0', '', '', exc('ProtocolError', 'expected destination to not be AdminVM')],
-    ['admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=work label=red', exc('QubesVMAlreadyExistsError', 'Qube already exists: work')],
-    ['admin.vm.Create.AppVM', 'dom0', 'nosuchtpl', 'name=x1 label=red', exc('QubesVMNotFoundError', "No such domain: 'nosuchtpl'")],
-    ['admin.vm.Create.AppVM', 'dom0', '', 'name=x2 label=nosuchlabel', exc('ProtocolError', 'Creation requested without key: label')],
-    ['admin.vm.Create.TemplateVM', 'dom0', 'debian-12', 'name=x3 label=red', exc('ProtocolError', 'TemplateVM cannot be based on template')],
+    [
+      'admin.vm.Create.AppVM',
+      'dom0',
+      'debian-12',
+      'name=work label=red',
+      exc('QubesVMAlreadyExistsError', 'Qube already exists: work'),
+    ],
+    [
+      'admin.vm.Create.AppVM',
+      'dom0',
+      'nosuchtpl',
+      'name=x1 label=red',
+      exc('QubesVMNotFoundError', "No such domain: 'nosuchtpl'"),
+    ],
+    [
+      'admin.vm.Create.AppVM',
+      'dom0',
+      '',
+      'name=x2 label=nosuchlabel',
+      exc('ProtocolError', 'Creation requested without key: label'),
+    ],
+    [
+      'admin.vm.Create.TemplateVM',
+      'dom0',
+      'debian-12',
+      'name=x3 label=red',
+      exc('ProtocolError', 'TemplateVM cannot be based on template'),
+    ],
     [
       'admin.vm.Create.AppVM',
       'dom0',
@@ -93,7 +210,10 @@ describe('captured upstream answers', () => {
       'debian-12',
       '',
       '',
-      exc('QubesVMInUseError', "Domain is in use: 'debian-12';  see 'journalctl -u qubesd -e' in dom0 for details"),
+      exc(
+        'QubesVMInUseError',
+        "Domain is in use: 'debian-12';  see 'journalctl -u qubesd -e' in dom0 for details",
+      ),
     ],
     ['admin.vmclass.List', 'dom0', '', '', '0\0AppVM\nTemplateVM\nStandaloneVM\nAdminVM\nDispVM\nRemoteVM\n'],
   ];
@@ -104,16 +224,18 @@ describe('captured upstream answers', () => {
   it('accepts keyword adminvm and no "+" at all', async () => {
     const r1 = await rawCall(d.socket, 'admin.vm.List+ dom0 keyword adminvm\0');
     const r2 = await rawCall(d.socket, 'admin.vm.List dom0 name dom0\0');
-    // Sorted by name as upstream's BaseVM.__lt__ does (the reference's capture elides lines).
+    // dom0 first (upstream's AdminVM.__lt__), then by name.
     expect(text(r1)).toMatch(
-      /^0\0debian-12 class=TemplateVM state=Halted uuid=[0-9a-f-]{36}\ndom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\ndvm1 /,
+      /^0\0dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\ndebian-12 class=TemplateVM state=Halted uuid=[0-9a-f-]{36}\ndvm1 /,
     );
     expect(text(r2)).toBe(text(r1));
   });
 
   it('lists one VM by uuid', async () => {
     const uuid = (await d.ok('admin.vm.property.Get', 'newvm', 'uuid')).split(' ')[2] ?? '';
-    expect(text(await d.call('admin.vm.List', `uuid:${uuid}`))).toBe(`0\0newvm class=AppVM state=Halted uuid=${uuid}\n`);
+    expect(text(await d.call('admin.vm.List', `uuid:${uuid}`))).toBe(
+      `0\0newvm class=AppVM state=Halted uuid=${uuid}\n`,
+    );
   });
 
   it('answers framing errors with nothing', async () => {
@@ -157,7 +279,9 @@ describe('captured upstream answers', () => {
 
   it('lists tags with created-by', async () => {
     await d.ok('admin.vm.tag.Set', 'newvm', 'mytag');
-    expect(await d.ok('admin.vm.tag.List', 'newvm')).toBe('created-by-dom0\nmytag\n');
+    expect(await d.ok('admin.vm.tag.List', 'newvm')).toBe(
+      'audiovm-dom0\ncreated-by-dom0\nguivm-dom0\nmytag\n',
+    );
   });
 
   it('creates, indexes and refuses labels', async () => {
@@ -185,6 +309,8 @@ describe('captured upstream answers', () => {
       'check_updates_vm\nclockvm\ndefault_audiovm\ndefault_dispvm\ndefault_guivm\ndefault_kernel\ndefault_netvm\ndefault_pool\ndefault_pool_kernel\ndefault_pool_private\ndefault_pool_root\ndefault_pool_volatile\ndefault_qrexec_timeout\ndefault_shutdown_timeout\ndefault_template\nmanagement_dispvm\nmaxmem\nno_cpus\nstats_interval\nupdatevm\n',
     );
     const all = await d.ok('admin.property.GetAll', 'dom0');
-    expect(all).toContain('check_updates_vm default=True type=bool True\nclockvm default=True type=vm \ndefault_audiovm default=True type=vm dom0\ndefault_dispvm default=True type=vm \ndefault_guivm default=True type=vm dom0\ndefault_kernel default=False type=str 6.6.1\ndefault_netvm default=False type=vm sys-net\ndefault_pool default=True type=str varlibqubes\n');
+    expect(all).toContain(
+      'check_updates_vm default=True type=bool True\nclockvm default=True type=vm \ndefault_audiovm default=True type=vm dom0\ndefault_dispvm default=True type=vm \ndefault_guivm default=True type=vm dom0\ndefault_kernel default=False type=str 6.6.1\ndefault_netvm default=False type=vm sys-net\ndefault_pool default=True type=str varlibqubes\n',
+    );
   });
 });

@@ -110,7 +110,9 @@ describe('fuzzing the admin socket', () => {
     const seed = Number(process.env.ODYSSEY_FUZZ_SEED ?? 20261124);
     const rnd = prng(seed);
     const frames = Array.from({ length: 10_000 }, (_, i) =>
-      i % 1000 === 999 ? Buffer.alloc(70_000, 0x41) : mutate(SEEDS[Math.floor(rnd() * SEEDS.length)] as Buffer, rnd),
+      i % 1000 === 999
+        ? Buffer.alloc(70_000, 0x41)
+        : mutate(SEEDS[Math.floor(rnd() * SEEDS.length)] as Buffer, rnd),
     );
     const kinds = { ok: 0, exception: 0, empty: 0 };
     let next = 0;

@@ -6,8 +6,14 @@ import { parseFirewall, serializeFirewall } from '../../src/persist/firewall-xml
 
 describe('firewall rules', () => {
   it.each([
-    ['action=accept dsthost=1.2.3.4 proto=tcp dstports=80', 'action=accept dst4=1.2.3.4/32 proto=tcp dstports=80-80'],
-    ['action=drop proto=udp dstports=53-54 dsthost=example.com comment=hello', 'action=drop dsthost=example.com proto=udp dstports=53-54 comment=hello'],
+    [
+      'action=accept dsthost=1.2.3.4 proto=tcp dstports=80',
+      'action=accept dst4=1.2.3.4/32 proto=tcp dstports=80-80',
+    ],
+    [
+      'action=drop proto=udp dstports=53-54 dsthost=example.com comment=hello',
+      'action=drop dsthost=example.com proto=udp dstports=53-54 comment=hello',
+    ],
     ['action=accept specialtarget=dns', 'action=accept specialtarget=dns'],
     ['action=accept proto=icmp icmptype=8', 'action=accept proto=icmp icmptype=8'],
     ['action=accept dst6=2001:db8::1', 'action=accept dst6=2001:db8::1/128'],

@@ -17,7 +17,8 @@ describe('names, numbers, reprs', () => {
   });
 
   it('accepts upstream-valid names', () => {
-    for (const n of ['a', 'work', 'sys-net', 'A.b_c-1', 'a'.repeat(31)]) expect(() => validateName(n)).not.toThrow();
+    for (const n of ['a', 'work', 'sys-net', 'A.b_c-1', 'a'.repeat(31)])
+      expect(() => validateName(n)).not.toThrow();
   });
 
   it.each([

@@ -19,7 +19,11 @@ afterEach(async () => {
 });
 
 async function snapshot(t: TestDaemon): Promise<string> {
-  const parts = [await t.ok('admin.vm.List', 'dom0'), await t.ok('admin.property.GetAll', 'dom0'), await t.ok('admin.label.List', 'dom0')];
+  const parts = [
+    await t.ok('admin.vm.List', 'dom0'),
+    await t.ok('admin.property.GetAll', 'dom0'),
+    await t.ok('admin.label.List', 'dom0'),
+  ];
   for (const line of (await t.ok('admin.vm.List', 'dom0')).trim().split('\n')) {
     const name = line.split(' ')[0] as string;
     parts.push(await t.ok('admin.vm.property.GetAll', name));
@@ -38,7 +42,12 @@ describe('qubes.xml', () => {
     await d.ok('admin.vm.property.Set', 'work', 'kernelopts', 'a "quoted" <b> & c');
     await d.ok('admin.label.Create', 'dom0', 'mylabel', '0xabcdef');
     await d.ok('admin.vm.property.Set', 'newvm', 'label', 'mylabel');
-    await d.ok('admin.vm.firewall.Set', 'work', '', 'action=accept dsthost=1.2.3.4 proto=tcp dstports=80\naction=drop\n');
+    await d.ok(
+      'admin.vm.firewall.Set',
+      'work',
+      '',
+      'action=accept dsthost=1.2.3.4 proto=tcp dstports=80\naction=drop\n',
+    );
     await d.ok('admin.property.Set', 'dom0', 'default_dispvm', 'dvm1');
     const before = await snapshot(d);
     const stateDir = d.stateDir;
@@ -58,8 +67,12 @@ describe('qubes.xml', () => {
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     expect(xml).toContain('<label id="label-4" color="0x73d216">green</label>');
     expect(xml).toContain('<pool name="varlibqubes"');
-    expect(xml).toMatch(/<domain id="domain-0" class="AdminVM">\s*<properties>\s*<property name="label">black<\/property>/);
-    expect(xml).toMatch(/<domain id="domain-1" class="StandaloneVM">[\s\S]*<property name="memory">777<\/property>/);
+    expect(xml).toMatch(
+      /<domain id="domain-0" class="AdminVM">\s*<properties>\s*<property name="label">black<\/property>/,
+    );
+    expect(xml).toMatch(
+      /<domain id="domain-1" class="StandaloneVM">[\s\S]*<property name="memory">777<\/property>/,
+    );
     expect(xml).toContain('<tag name="created-by-dom0"/>');
     expect(xml).not.toContain('<?xml');
     expect((await readdir(d.stateDir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
@@ -72,9 +85,9 @@ describe('qubes.xml', () => {
     d = await startDaemon({ stateDir: dir });
     const list = await d.ok('admin.vm.List', 'dom0');
     expect(list).toBe(
-      'debian-12 class=TemplateVM state=Halted uuid=833500dd-4d8b-4b7c-9a55-0f7e3a6c0e11\n' +
+      'dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n' +
+        'debian-12 class=TemplateVM state=Halted uuid=833500dd-4d8b-4b7c-9a55-0f7e3a6c0e11\n' +
         'disp123 class=DispVM state=Halted uuid=a0f2b1c4-0000-4000-8000-000000000006\n' +
-        'dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n' +
         'dvm1 class=AppVM state=Halted uuid=a0f2b1c4-0000-4000-8000-000000000003\n' +
         'remote1 class=RemoteVM state=Running uuid=a0f2b1c4-0000-4000-8000-000000000007\n' +
         'sys-net class=AppVM state=Halted uuid=a0f2b1c4-0000-4000-8000-000000000002\n' +
@@ -87,14 +100,23 @@ describe('qubes.xml', () => {
     expect(await d.ok('admin.vm.property.Get', 'disp123', 'icon')).toBe('default=True type=str dispvm-red');
     expect(await d.ok('admin.vm.feature.Get', 'work', 'service.cups')).toBe('1');
     expect(await d.ok('admin.vm.tag.List', 'work')).toBe('audiovm-dom0\nguivm-dom0\nmytag\n');
-    expect(await d.ok('admin.property.Get', 'dom0', 'default_template')).toBe('default=False type=vm debian-12');
-    expect(await d.ok('admin.property.Get', 'dom0', 'default_pool_kernel')).toBe('default=False type=str linux-kernel');
+    expect(await d.ok('admin.property.Get', 'dom0', 'default_template')).toBe(
+      'default=False type=vm debian-12',
+    );
+    expect(await d.ok('admin.property.Get', 'dom0', 'default_pool_kernel')).toBe(
+      'default=False type=str linux-kernel',
+    );
   });
 
   it('refuses a second daemon on the same state dir', async () => {
     d = await startDaemon();
     await expect(
-      Daemon.start({ socketPath: join(d.stateDir, 'other.sock'), stateDir: d.stateDir, backend: 'kvm', log: () => undefined }),
+      Daemon.start({
+        socketPath: join(d.stateDir, 'other.sock'),
+        stateDir: d.stateDir,
+        backend: 'kvm',
+        log: () => undefined,
+      }),
     ).rejects.toBeInstanceOf(StateDirLockedError);
   });
 });

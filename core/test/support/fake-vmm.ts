@@ -127,7 +127,8 @@ export class FakeVmm implements Vmm {
 
   async state(name: string): Promise<DomainRuntime> {
     const d = this.domains.get(name);
-    if (!d || d.state === 'Halted') return { state: 'Halted', xid: -1, memoryKb: 0, memoryMaxKb: 0, cpuTimeNs: 0 };
+    if (!d || d.state === 'Halted')
+      return { state: 'Halted', xid: -1, memoryKb: 0, memoryMaxKb: 0, cpuTimeNs: 0 };
     return {
       state: d.state,
       xid: d.xid,

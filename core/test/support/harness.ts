@@ -22,7 +22,13 @@ export function rawCall(socketPath: string, request: Buffer | string): Promise<B
   });
 }
 
-export function request(method: string, dest: string, arg = '', payload: Buffer | string = '', src = 'dom0'): Buffer {
+export function request(
+  method: string,
+  dest: string,
+  arg = '',
+  payload: Buffer | string = '',
+  src = 'dom0',
+): Buffer {
   return Buffer.concat([Buffer.from(`${method}+${arg} ${src} name ${dest}\0`), Buffer.from(payload)]);
 }
 
@@ -38,7 +44,9 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(options: { stateDir?: string; vmm?: Vmm | string } = {}): Promise<TestDaemon> {
+export async function startDaemon(
+  options: { stateDir?: string; vmm?: Vmm | string } = {},
+): Promise<TestDaemon> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-state-')));
   const socket = join(stateDir, 'qubesd.sock');
   const vmm = options.vmm ?? new FakeVmm();

@@ -11,7 +11,7 @@ export const label = {
   get: (ctx: CallContext): string => ctx.app.labels.get(ctx.arg).color,
   index: (ctx: CallContext): string => String(ctx.app.labels.get(ctx.arg).index),
   create: (ctx: CallContext): undefined => {
-    ctx.app.labels.create(ctx.arg, ctx.payload.toString('latin1'));
+    ctx.app.labels.create(ctx.arg, ctx.payload);
     return undefined;
   },
   remove: (ctx: CallContext): undefined => {

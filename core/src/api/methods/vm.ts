@@ -12,6 +12,7 @@ import {
 } from '../../model/errors.js';
 import type { Label } from '../../model/labels.js';
 import { validateLabelName } from '../../model/labels.js';
+import { syncGuiAudioTags } from '../../model/gui-audio-tags.js';
 import type { Vm } from '../../model/vm.js';
 import { VM_CLASS_NAMES, VM_CLASSES } from '../../model/vm-classes.js';
 import type { VmClassName } from '../../model/vm-classes.js';
@@ -104,14 +105,16 @@ function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): und
       throw new QubesException(`No such storage pool: ${pool}`);
   }
   const template = templateFor(ctx, klass);
+  const dispid = klass === 'DispVM' ? freeDispid(ctx) : null;
   const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
   try {
+    if (dispid !== null) vm.props.init('dispid', dispid);
     if (template) vm.props.initChecked('template', template);
-    if (klass === 'DispVM') vm.props.init('dispid', freeDispid(ctx));
   } catch (e) {
     ctx.app.domains.delete(vm);
     throw e;
   }
+  syncGuiAudioTags(vm, true);
   ctx.app.announceNewVm(vm);
   vm.tags.add(`created-by-${ctx.src.name}`);
   ctx.app.events.fire(vm, 'domain-create-on-disk');
@@ -123,7 +126,7 @@ function freeDispid(ctx: CallContext): number {
     ctx.app.domains
       .list()
       .filter((d) => d.klass === 'DispVM')
-      .map((d) => d.props.get('dispid')),
+      .map((d) => d.props.tryGet('dispid')),
   );
   for (;;) {
     const id = randomInt(1, 10000);
@@ -168,6 +171,7 @@ export const vm = {
     disp.props.init('dispid', dispid);
     disp.props.initChecked('template', base);
     disp.props.init('auto_cleanup', true);
+    syncGuiAudioTags(disp, true);
     ctx.app.announceNewVm(disp);
     disp.tags.add(`created-by-${ctx.src.name}`);
     disp.tags.add(`disp-created-by-${ctx.src.name}`);
