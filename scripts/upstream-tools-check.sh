@@ -308,7 +308,7 @@ check "qvm-prefs --default netvm"                 0 -                -- qvm-pref
 check "qvm-prefs netvm get (default)"             0 "out=sys-net"    -- qvm-prefs work2 netvm
 check "qvm-prefs dom0 (list)"                     0 "out~name +D +dom0"$'\n'"qid +D +0" -- qvm-prefs dom0
 # property.List order = (load_stage, name): bootmode and kernelopts are stage 4 upstream.
-check "admin.vm.property.List order (AppVM)"      0 "out~"$'\n'"xid"$'\n'"audiovm"$'\n'"bootmode"$'\n'"default_dispvm"$'\n'"guivm"$'\n'"kernelopts"$'\n'"management_dispvm"$'\n'"netvm"$'\n'"template"$'\n'"$" -- py call admin.vm.property.List work
+check "admin.vm.property.List order (AppVM)"      0 "out~"$'\n'"xid"$'\n'"audiovm"$'\n'"bootmode"$'\n'"default_dispvm"$'\n'"guivm"$'\n'"kernelopts"$'\n'"management_dispvm"$'\n'"netvm"$'\n'"template$" -- py call admin.vm.property.List work
 check "admin.vm.property.List order (TemplateVM)" 0 "out~"$'\n'"xid"$'\n'"appvm_default_bootmode"$'\n'"audiovm"$'\n'"bootmode"$'\n' -- py call admin.vm.property.List debian-12
 
 # ============================================================================================
