@@ -6,6 +6,7 @@ import type { AccessControl, ApiServices, Lifecycle, VmFiles } from './api/servi
 import type { Backend } from './lifecycle/backend.js';
 import type { App } from './model/app.js';
 import type { Log } from './api/server.js';
+import type { VmStorage } from './storage/vm-storage.js';
 
 /** Injection tokens of the daemon's container (explicit: the test transform emits no decorator metadata). */
 export const TOKENS = {
@@ -19,4 +20,5 @@ export const TOKENS = {
   Methods: Symbol('Methods') as InjectionToken<readonly MethodSpec[]>,
   Saver: Symbol('Saver') as InjectionToken<Saver>,
   Dispatcher: Symbol('Dispatcher') as InjectionToken<Dispatcher>,
+  Storage: Symbol('VmStorage') as InjectionToken<VmStorage>,
 };

@@ -19,8 +19,11 @@ import type { Request } from './wire.js';
 import { TOKENS } from '../tokens.js';
 
 export interface Saver {
-  /** Persists the app; resolves once a save that started after this call has finished. */
-  save(): Promise<void>;
+  /**
+   * Persists the app; resolves once a save that started after this call has
+   * finished. `changed` names a VM that may have changed without an event.
+   */
+  save(changed?: Vm): Promise<void>;
 }
 
 export type Outcome =
@@ -73,7 +76,7 @@ export class Dispatcher {
       const ctx = this.context(req, spec, stream, payloadStream);
       const body = await spec.handler(ctx);
       if (spec.streaming) return { kind: 'streamed' };
-      if (spec.write && !spec.noSave) await this.saver.save();
+      if (spec.write && !spec.noSave) await this.saver.save(ctx.dest);
       return { kind: 'ok', body };
     } catch (e) {
       if (e instanceof QubesException) return { kind: 'exception', type: e.name, message: e.message };

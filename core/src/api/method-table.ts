@@ -8,6 +8,8 @@ import { firewall } from './methods/firewall.js';
 import { label } from './methods/label.js';
 import { lifecycle } from './methods/lifecycle.js';
 import { notes } from './methods/notes.js';
+import { pool } from './methods/pool.js';
+import { volume } from './methods/volume.js';
 import { globalProperty, vmProperty } from './methods/property.js';
 import { tag } from './methods/tag.js';
 import { vm } from './methods/vm.js';
@@ -33,7 +35,7 @@ function m(
   arg: Want,
   payload: Want,
   handler: MethodHandler,
-  extra: Partial<Pick<MethodSpec, 'noPolicy' | 'streaming' | 'noSave'>> = {},
+  extra: Partial<Pick<MethodSpec, 'noPolicy' | 'streaming' | 'noSave' | 'streamsPayload'>> = {},
 ): MethodSpec {
   return {
     name,
@@ -122,6 +124,34 @@ export const METHODS: readonly MethodSpec[] = [
   m('admin.vm.device.denied.List', 'local', 'r', 'any', 'none', 'none', devicesDenied.list),
   m('admin.vm.device.denied.Add', 'local', 'w', 'any', 'none', 'opt', devicesDenied.add),
   m('admin.vm.device.denied.Remove', 'local', 'w', 'any', 'none', 'opt', devicesDenied.remove),
+
+  m('admin.pool.List', 'global', 'r', 'dom0', 'none', 'none', pool.list),
+  m('admin.pool.ListDrivers', 'global', 'r', 'dom0', 'none', 'none', pool.listDrivers),
+  m('admin.pool.Info', 'global', 'r', 'dom0', 'req', 'none', pool.info),
+  m('admin.pool.UsageDetails', 'global', 'r', 'dom0', 'req', 'none', pool.usageDetails),
+  m('admin.pool.Add', 'global', 'w', 'dom0', 'req', 'req', pool.add),
+  m('admin.pool.Remove', 'global', 'w', 'dom0', 'req', 'none', pool.remove),
+  m('admin.pool.Set.revisions_to_keep', 'global', 'w', 'dom0', 'req', 'req', pool.setRevisionsToKeep),
+  m('admin.pool.Set.ephemeral_volatile', 'global', 'w', 'dom0', 'req', 'req', pool.setEphemeralVolatile),
+  m('admin.pool.volume.List', 'global', 'r', 'dom0', 'req', 'none', pool.volumeList),
+
+  m('admin.vm.volume.List', 'local', 'r', 'any', 'none', 'none', volume.list),
+  m('admin.vm.volume.Info', 'local', 'r', 'any', 'req', 'none', volume.info),
+  m('admin.vm.volume.ListSnapshots', 'local', 'r', 'any', 'req', 'none', volume.listSnapshots),
+  m('admin.vm.volume.Revert', 'local', 'w', 'any', 'req', 'req', volume.revert),
+  m('admin.vm.volume.CloneFrom', 'local', 'w', 'any', 'req', 'none', volume.cloneFrom),
+  m('admin.vm.volume.CloneTo', 'local', 'w', 'any', 'req', 'req', volume.cloneTo),
+  m('admin.vm.volume.Resize', 'local', 'w', 'any', 'req', 'req', volume.resize),
+  m('admin.vm.volume.Clear', 'local', 'w', 'any', 'req', 'none', volume.clear),
+  m('admin.vm.volume.Set.revisions_to_keep', 'local', 'w', 'any', 'req', 'req', volume.setRevisionsToKeep),
+  m('admin.vm.volume.Set.rw', 'local', 'w', 'any', 'req', 'req', volume.setRw),
+  m('admin.vm.volume.Set.ephemeral', 'local', 'w', 'any', 'req', 'req', volume.setEphemeral),
+  m('admin.vm.volume.Import', 'local', 'w', 'any', 'req', 'opt', volume.import(false), {
+    streamsPayload: true,
+  }),
+  m('admin.vm.volume.ImportWithSize', 'local', 'w', 'any', 'req', 'opt', volume.import(true), {
+    streamsPayload: true,
+  }),
 
   m('admin.vm.Start', 'local', 'x', 'any', 'none', 'none', lifecycle.start),
   m('admin.vm.Shutdown', 'local', 'x', 'any', 'opt', 'none', lifecycle.shutdown),

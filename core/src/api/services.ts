@@ -2,6 +2,7 @@ import type { DomainStats, PowerState } from '../hal/vmm.js';
 import type { QubesEvent } from '../model/events.js';
 import type { FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
+import type { VmStorage } from '../storage/vm-storage.js';
 import type { CallContext } from './call-context.js';
 
 /** Power operations, backed by the Vmm (see ../lifecycle). */
@@ -44,4 +45,5 @@ export interface ApiServices {
   readonly lifecycle: Lifecycle;
   readonly vmFiles: VmFiles;
   readonly access: AccessControl;
+  readonly storage: VmStorage;
 }

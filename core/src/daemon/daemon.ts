@@ -19,9 +19,10 @@ import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
 import type { HostInfo } from '../model/app.js';
-import { ConfiguredPools, defaultPoolConfigs } from '../persist/default-pools.js';
 import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
+import { PoolRegistry } from '../storage/pool-registry.js';
+import { VmStorage } from '../storage/vm-storage.js';
 import { PolicyStore } from '../policy/store.js';
 import type { SystemInfo } from '../policy/system-info.js';
 import { TOKENS } from '../tokens.js';
@@ -96,16 +97,18 @@ export class Daemon {
         memoryMiB: Math.floor(totalmem() / 1048576),
         cpus: availableParallelism(),
       };
-      const pools = new ConfiguredPools(defaultPoolConfigs(stateDir), stateDir);
-      const app = new App(stateDir, host, pools);
-      const store = new StateStore(join(stateDir, 'qubes.xml'), app, () => ({
-        pools: pools.configs,
-        volumes: new Map(),
-      }));
+      const registry = new PoolRegistry();
+      const storage = new VmStorage(registry, stateDir);
+      const app = new App(stateDir, host, storage);
+      const store = new StateStore(join(stateDir, 'qubes.xml'), app, {
+        pools: () => registry.poolNames().map((n) => registry.poolXml(n)),
+        volumes: (vm) => storage.xml(vm),
+      });
       const loaded = await store.load((msg) => log('warn', msg));
-      if (loaded) {
-        if (loaded.pools.length > 0) pools.configs.splice(0, pools.configs.length, ...loaded.pools);
-      } else {
+      for (const attrs of loaded?.pools ?? []) registry.loadPool(attrs);
+      if (registry.poolNames().length === 0) await registry.initDefaultPools(stateDir);
+      for (const [vm, attrs] of loaded?.volumes ?? []) storage.load(vm, attrs);
+      if (!loaded) {
         app.createAdminVm(app.labels.get('black'));
         // What upstream's first init sets explicitly.
         app.props.init('default_pool_kernel', 'linux-kernel');
@@ -123,6 +126,7 @@ export class Daemon {
       c.register(TOKENS.Backend, { useValue: backend });
       c.register(TOKENS.VmFiles, { useValue: vmFiles });
       c.register(TOKENS.Saver, { useValue: store });
+      c.register(TOKENS.Storage, { useValue: storage });
       c.register(TOKENS.Methods, { useValue: METHODS });
       c.registerSingleton(TOKENS.Lifecycle, DomainManager);
       c.registerSingleton(TOKENS.Dispatcher, Dispatcher);
@@ -136,6 +140,7 @@ export class Daemon {
           lifecycle: r.resolve(TOKENS.Lifecycle),
           vmFiles: r.resolve(TOKENS.VmFiles),
           access: r.resolve(TOKENS.Access),
+          storage: r.resolve(TOKENS.Storage),
         }),
       });
       const server = c.resolve(AdminServer);

@@ -18,6 +18,7 @@ import {
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
+import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../api/server.js';
 
 /**
@@ -34,6 +35,7 @@ export class DomainManager implements Lifecycle {
     @inject(TOKENS.Log) private readonly log: Log,
     @inject(TOKENS.VmFiles) private readonly vmFiles: VmFiles,
     @inject(TOKENS.Saver) private readonly saver: Saver,
+    @inject(TOKENS.Storage) private readonly storage: VmStorage,
   ) {}
 
   private vmm(vm: Vm, action: string): Vmm {
@@ -62,11 +64,15 @@ export class DomainManager implements Lifecycle {
     this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
     // Transient until started: the backend's own 'started' event must not announce it a second time.
     vm.powerState = 'Transient';
+    let disksReady = false;
     try {
-      await vmm.define(buildDomainSpec(vm));
+      const disks = await this.storage.start(vm);
+      disksReady = true;
+      await vmm.define(buildDomainSpec(vm, disks));
       await vmm.start(vm.name);
     } catch (e) {
       vm.powerState = 'Halted';
+      if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
       const reason = e instanceof Error ? e.message : String(e);
       this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
       throw new QubesException(`Start failed: ${reason}`);
@@ -228,10 +234,16 @@ export class DomainManager implements Lifecycle {
     this.app.events.fire(vm, 'domain-shutdown', [['reason', reason]]);
     this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
     this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
+    try {
+      await this.storage.stop(vm);
+    } catch (e) {
+      this.log('error', `could not stop the volumes of ${vm.name}: ${String(e)}`);
+    }
     this.app.events.fire(vm, 'domain-stopped');
     if (vm.klass === 'DispVM' && vm.bool('auto_cleanup') && this.app.domains.byName(vm.name) === vm) {
       try {
         this.app.removeVm(vm);
+        await this.storage.remove(vm);
         await this.vmFiles.removeVmDir(vm);
         await this.saver.save();
       } catch (e) {

@@ -1,12 +1,9 @@
-import { join } from 'node:path';
-
 import type { DomainSpec, VirtMode } from '../hal/domain-spec.js';
 import type { Vm } from '../model/vm.js';
+import type { StartedVolumes } from '../storage/vm-storage.js';
 
-/** Derives what a backend needs to run the VM from its properties (volumes come from storage). */
-export function buildDomainSpec(vm: Vm, volumes: DomainSpec['volumes'] = []): DomainSpec {
-  const kernel = String(vm.props.tryGet('kernel') ?? '');
-  const kernelDir = join(vm.app.kernelsDir, kernel);
+/** Derives what a backend needs to run the VM from its properties and its started volumes. */
+export function buildDomainSpec(vm: Vm, disks: StartedVolumes): DomainSpec {
   const netvm = vm.netvm;
   const ip = vm.props.tryGet('ip');
   return {
@@ -16,15 +13,10 @@ export function buildDomainSpec(vm: Vm, volumes: DomainSpec['volumes'] = []): Do
     maxMemoryMiB: Number(vm.props.get('maxmem')),
     vcpus: Number(vm.props.get('vcpus')),
     virtMode: String(vm.props.get('virt_mode')) as VirtMode,
-    kernel:
-      kernel === ''
-        ? undefined
-        : {
-            kernel: join(kernelDir, 'vmlinuz'),
-            initramfs: join(kernelDir, 'initramfs'),
-            cmdline: String(vm.props.tryGet('kernelopts') ?? ''),
-          },
-    volumes,
+    kernel: disks.kernel
+      ? { ...disks.kernel, cmdline: String(vm.props.tryGet('kernelopts') ?? '') }
+      : undefined,
+    volumes: disks.volumes,
     network: netvm
       ? {
           mac: String(vm.props.get('mac')),

@@ -15,9 +15,16 @@ import { isVmClassName } from '../model/vm-classes.js';
  */
 export type Attrs = Record<string, string>;
 
+/** Storage configuration as loaded from qubes.xml. */
 export interface StorageState {
   readonly pools: readonly Attrs[];
   readonly volumes: ReadonlyMap<Vm, readonly Attrs[]>;
+}
+
+/** Where the writer gets storage configuration from at save time. */
+export interface StorageSource {
+  pools(): readonly Attrs[];
+  volumes(vm: Vm): readonly Attrs[] | undefined;
 }
 
 type Node = Record<string, unknown>;
@@ -98,7 +105,7 @@ export class QubesXmlWriter {
 
   constructor(
     private readonly app: App,
-    private readonly storage: () => StorageState,
+    private readonly storage: StorageSource,
   ) {
     app.events.subscribe((e) => {
       if (e.subject) this.fragments.delete(e.subject);
@@ -111,7 +118,7 @@ export class QubesXmlWriter {
   }
 
   serialize(): string {
-    const storage = this.storage();
+    const storage = this.storage;
     const head = build([
       el(
         'labels',
@@ -121,7 +128,7 @@ export class QubesXmlWriter {
       el(
         'pools',
         {},
-        storage.pools.map((p) => el('pool', p, null)),
+        storage.pools().map((p) => el('pool', p, null)),
       ),
       el('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
     ]);
@@ -130,7 +137,7 @@ export class QubesXmlWriter {
     const domains = [...live].map((vm) => {
       let xml = this.fragments.get(vm);
       if (xml === undefined) {
-        xml = indent(build([domainNode(vm, storage.volumes.get(vm))]), '    ');
+        xml = indent(build([domainNode(vm, storage.volumes(vm))]), '    ');
         this.fragments.set(vm, xml);
       }
       return xml;

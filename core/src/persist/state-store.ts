@@ -4,7 +4,8 @@ import type { Saver } from '../api/dispatcher.js';
 import type { App } from '../model/app.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { QubesXmlWriter, loadQubesXml } from './qubes-xml.js';
-import type { StorageState } from './qubes-xml.js';
+import type { StorageSource, StorageState } from './qubes-xml.js';
+import type { Vm } from '../model/vm.js';
 
 /**
  * qubes.xml on disk. Saves are group-committed: a save requested while one is
@@ -20,9 +21,9 @@ export class StateStore implements Saver {
   constructor(
     readonly path: string,
     private readonly app: App,
-    storageState: () => StorageState,
+    storage: StorageSource,
   ) {
-    this.writer = new QubesXmlWriter(app, storageState);
+    this.writer = new QubesXmlWriter(app, storage);
   }
 
   /** Reads the file into the (empty) app; false if there is no file yet. */
@@ -37,7 +38,9 @@ export class StateStore implements Saver {
     return loadQubesXml(this.app, xml, warn);
   }
 
-  save(): Promise<void> {
+  /** `changed`: a VM whose configuration changed without an event (e.g. its volumes). */
+  save(changed?: Vm): Promise<void> {
+    if (changed) this.writer.markDirty(changed);
     if (this.queued) return this.queued;
     if (!this.inFlight) return this.write();
     const after = this.inFlight.catch(() => undefined);

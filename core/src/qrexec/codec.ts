@@ -125,7 +125,8 @@ export function encodeTrigger4(source: string, target: string, requestId: string
 export function decodeTrigger(type: 'v1' | 'v3' | 'v4', payload: Buffer): TriggerParams {
   switch (type) {
     case 'v1':
-      if (payload.length !== TRIGGER_SERVICE_PARAMS_SIZE) throw new QrexecProtocolError('bad trigger_service_params');
+      if (payload.length !== TRIGGER_SERVICE_PARAMS_SIZE)
+        throw new QrexecProtocolError('bad trigger_service_params');
       return {
         version: 1,
         sourceDomain: Buffer.alloc(0),
@@ -134,7 +135,8 @@ export function decodeTrigger(type: 'v1' | 'v3' | 'v4', payload: Buffer): Trigge
         requestId: payload.subarray(96, 128),
       };
     case 'v3':
-      if (payload.length <= TRIGGER_SERVICE_PARAMS3_SIZE) throw new QrexecProtocolError('bad trigger_service_params3');
+      if (payload.length <= TRIGGER_SERVICE_PARAMS3_SIZE)
+        throw new QrexecProtocolError('bad trigger_service_params3');
       return {
         version: 3,
         sourceDomain: Buffer.alloc(0),
@@ -143,7 +145,8 @@ export function decodeTrigger(type: 'v1' | 'v3' | 'v4', payload: Buffer): Trigge
         serviceName: payload.subarray(96),
       };
     case 'v4':
-      if (payload.length <= TRIGGER_SERVICE_PARAMS4_SIZE) throw new QrexecProtocolError('bad trigger_service_params4');
+      if (payload.length <= TRIGGER_SERVICE_PARAMS4_SIZE)
+        throw new QrexecProtocolError('bad trigger_service_params4');
       return {
         version: 4,
         sourceDomain: payload.subarray(0, 64),

@@ -2,10 +2,18 @@ import { NOGUI_CMD_PREFIX, RPC_REQUEST_COMMAND } from './constants.js';
 import { QrexecProtocolError } from './errors.js';
 
 /** Splits at the first `+`; the argument is what follows it ('' when there is none). */
-export function splitServiceAndArg(serviceAndArg: string): { service: string; argument: string; hasArgument: boolean } {
+export function splitServiceAndArg(serviceAndArg: string): {
+  service: string;
+  argument: string;
+  hasArgument: boolean;
+} {
   const plus = serviceAndArg.indexOf('+');
   if (plus < 0) return { service: serviceAndArg, argument: '', hasArgument: false };
-  return { service: serviceAndArg.slice(0, plus), argument: serviceAndArg.slice(plus + 1), hasArgument: true };
+  return {
+    service: serviceAndArg.slice(0, plus),
+    argument: serviceAndArg.slice(plus + 1),
+    hasArgument: true,
+  };
 }
 
 /** The daemon always passes an argument on: `admin.vm.List` becomes `admin.vm.List+`. */

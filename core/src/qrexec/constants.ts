@@ -22,7 +22,11 @@ export const QREXEC_EXIT_REQUEST_REFUSED = 126;
 export const QREXEC_EXIT_SERVICE_NOT_FOUND = 127;
 
 export const QREXEC_AGENT_TRIGGER_PATH = '/var/run/qubes/qrexec-agent';
-export const QREXEC_SERVICE_DIRS: readonly string[] = ['/run/qubes-rpc', '/usr/local/etc/qubes-rpc', '/etc/qubes-rpc'];
+export const QREXEC_SERVICE_DIRS: readonly string[] = [
+  '/run/qubes-rpc',
+  '/usr/local/etc/qubes-rpc',
+  '/etc/qubes-rpc',
+];
 
 export const MsgType = {
   DATA_STDIN: 0x190,

@@ -1,5 +1,5 @@
 import { PassThrough, Readable } from 'node:stream';
-import type { Vchan, VchanTransport } from '../hal/vchan.js';
+import type { Vchan, VchanListenOptions, VchanTransport } from '../hal/vchan.js';
 import {
   decodeExecParams,
   encodeExecParams,
@@ -66,6 +66,8 @@ export class QrexecDaemon {
   #control: Vchan | undefined;
   #version: number | undefined;
   #closed: Promise<void> | undefined;
+  /** Aborted when the control vchan ends, so that data vchans still waiting for the agent give up. */
+  readonly #agentGone = new AbortController();
 
   constructor(options: QrexecDaemonOptions) {
     this.#options = options;
@@ -98,10 +100,12 @@ export class QrexecDaemon {
       throw error;
     }
     this.#control = control;
-    this.#closed = this.#serve(control, reader).catch((error: unknown) => {
-      this.#log(`closing control vchan: ${(error as Error).message}`);
-      control.destroy();
-    });
+    this.#closed = this.#serve(control, reader)
+      .catch((error: unknown) => {
+        this.#log(`closing control vchan: ${(error as Error).message}`);
+        control.destroy();
+      })
+      .finally(() => this.#agentGone.abort());
   }
 
   async close(): Promise<void> {
@@ -119,16 +123,22 @@ export class QrexecDaemon {
     options: { stdin?: Buffer | Readable; user?: string } = {},
   ): Promise<ServiceCallResult> {
     const port = this.#allocate(DOM0.id);
-    const listening = this.#options.transport.listen(String(this.domain.id), port);
+    // Transports that take an AbortSignal stop waiting when the agent goes away.
+    const listenOptions: VchanListenOptions & { signal: AbortSignal } = { signal: this.#agentGone.signal };
+    const listening = this.#options.transport.listen(String(this.domain.id), port, listenOptions);
     listening.catch(() => undefined);
     const command = vmServiceCommand(options.user ?? 'DEFAULT', withArgument(serviceAndArg), DOM0.name);
-    await this.#send(MsgType.EXEC_CMDLINE, this.#execPayload({ connectDomain: DOM0.id, connectPort: port }, command));
-    const channel = await Promise.race([listening, this.closed.then(() => Promise.reject(agentGone()))]);
+    await this.#send(
+      MsgType.EXEC_CMDLINE,
+      this.#execPayload({ connectDomain: DOM0.id, connectPort: port }, command),
+    );
+    const channel = await listening;
     channel.on('error', () => undefined);
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const collected = Promise.all([collect(stdout), collect(stderr)]);
-    const stdin = options.stdin instanceof Readable ? options.stdin : Readable.from([options.stdin ?? Buffer.alloc(0)]);
+    const stdin =
+      options.stdin instanceof Readable ? options.stdin : Readable.from([options.stdin ?? Buffer.alloc(0)]);
     try {
       const exitCode = await callOverDataChannel(channel, { stdin, stdout, stderr });
       stdout.end();
@@ -146,7 +156,10 @@ export class QrexecDaemon {
    */
   async execForPeer(sourceId: number, command: string): Promise<ExecParams> {
     const port = this.#allocate(sourceId);
-    await this.#send(MsgType.EXEC_CMDLINE, this.#execPayload({ connectDomain: sourceId, connectPort: port }, command));
+    await this.#send(
+      MsgType.EXEC_CMDLINE,
+      this.#execPayload({ connectDomain: sourceId, connectPort: port }, command),
+    );
     return { connectDomain: this.domain.id, connectPort: port };
   }
 
@@ -168,7 +181,8 @@ export class QrexecDaemon {
       }
       this.#handleRequest(parsed.request).catch((error: unknown) => {
         this.#log(`request ${parsed.request.serviceAndArg} failed: ${(error as Error).message}`);
-        if (!control.destroyed) this.#refuse(encodeServiceParams(parsed.request.requestId)).catch(() => undefined);
+        if (!control.destroyed)
+          this.#refuse(encodeServiceParams(parsed.request.requestId)).catch(() => undefined);
       });
     }
   }
@@ -219,14 +233,25 @@ export class QrexecDaemon {
       MsgType.SERVICE_CONNECT,
       encodeServiceConnect({ connectDomain: DOM0.id, connectPort: port }, requestId),
     );
+    // The request is answered now; a failure from here on only ends this call, it is not refused.
+    this.#serveDom0Call(port, call).catch((error: unknown) =>
+      this.#log(`${call.serviceAndArg} from ${call.source}: ${(error as Error).message}`),
+    );
+  }
+
+  async #serveDom0Call(
+    port: number,
+    call: { serviceAndArg: string; source: string; requestedTarget: string },
+  ): Promise<void> {
     const channel = await this.#options.transport.connect(String(this.domain.id), port, {
       timeoutMs: DOM0_SERVICE_CONNECT_TIMEOUT_MS,
     });
     channel.on('error', () => undefined);
-    // The request is answered now; a failure from here on only ends this call's data vchan.
-    serveDataChannel(channel, serviceFromDirs(this.#options.serviceDirs, call))
-      .catch((error: unknown) => this.#log(`${call.serviceAndArg} from ${call.source}: ${(error as Error).message}`))
-      .finally(() => channel.end());
+    try {
+      await serveDataChannel(channel, serviceFromDirs(this.#options.serviceDirs, call));
+    } finally {
+      channel.end();
+    }
   }
 
   #allocate(connectDomain: number): number {
@@ -237,7 +262,10 @@ export class QrexecDaemon {
 
   #execPayload(params: ExecParams, command: string): Buffer {
     const user = this.#options.defaultUser;
-    return encodeExecParams(params, user && command.startsWith('DEFAULT:') ? user + command.slice(7) : command);
+    return encodeExecParams(
+      params,
+      user && command.startsWith('DEFAULT:') ? user + command.slice(7) : command,
+    );
   }
 
   #refuse(requestId: Buffer): Promise<void> {

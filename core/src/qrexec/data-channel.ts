@@ -1,6 +1,12 @@
 import type { Duplex } from 'node:stream';
 import { QREXEC_EXIT_PROBLEM, QREXEC_EXIT_SERVICE_NOT_FOUND } from './constants.js';
-import { runCallerSide, runServiceSide, sendExitCodeOnly, type CallerSideStreams, type ServiceSideStreams } from './data-phase.js';
+import {
+  runCallerSide,
+  runServiceSide,
+  sendExitCodeOnly,
+  type CallerSideStreams,
+  type ServiceSideStreams,
+} from './data-phase.js';
 import { MessageReader } from './framing.js';
 import { exchangeHello } from './handshake.js';
 import { findService } from './service-lookup.js';

@@ -19,7 +19,12 @@ export function maxChunkPayload(version: number): number {
 /** Exit status reported when the service side went away without sending one. */
 export const EXIT_CODE_UNKNOWN = 255;
 
-async function sendStream(channel: Writable, type: number, source: Readable | null, limit: number): Promise<void> {
+async function sendStream(
+  channel: Writable,
+  type: number,
+  source: Readable | null,
+  limit: number,
+): Promise<void> {
   if (source) {
     for await (const data of source) {
       const chunk = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
@@ -77,7 +82,11 @@ export async function runServiceSide(
     }
     stdin?.end();
   })();
-  receiving.catch(() => stdin?.destroy());
+  // A caller that breaks the protocol loses the call: the service's input and the channel close.
+  receiving.catch(() => {
+    stdin?.destroy();
+    channel.destroy();
+  });
   await Promise.all([
     sendStream(channel, MsgType.DATA_STDERR, streams.stderr, limit),
     sendStream(channel, MsgType.DATA_STDOUT, streams.stdout, limit),

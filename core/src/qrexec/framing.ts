@@ -43,7 +43,8 @@ export class MessageReader {
     const head = await this.#readExact(MSG_HEADER_SIZE);
     if (!head) return null;
     const { type, len } = decodeHeader(head);
-    if (len > MAX_MESSAGE_LEN) throw new QrexecProtocolError(`message 0x${type.toString(16)} too long (${len})`);
+    if (len > MAX_MESSAGE_LEN)
+      throw new QrexecProtocolError(`message 0x${type.toString(16)} too long (${len})`);
     const payload = len === 0 ? Buffer.alloc(0) : await this.#readExact(len);
     if (!payload) throw new QrexecProtocolError(`stream ended inside message 0x${type.toString(16)}`);
     return { type, payload };
@@ -80,7 +81,11 @@ export class MessageReader {
 }
 
 /** Writes one message; resolves when the stream can take more (backpressure of the vchan ring). */
-export async function writeMessage(stream: Writable, type: number, payload: Buffer = Buffer.alloc(0)): Promise<void> {
+export async function writeMessage(
+  stream: Writable,
+  type: number,
+  payload: Buffer = Buffer.alloc(0),
+): Promise<void> {
   if (stream.destroyed || stream.writableEnded) throw new QrexecProtocolError('channel closed');
   const ok = stream.write(Buffer.concat([encodeHeader(type, payload.length), payload]));
   if (!ok) await waitForDrain(stream);

@@ -4,8 +4,7 @@ import { splitServiceAndArg } from './command.js';
 
 export type ServiceEntry =
   /** An AF_UNIX socket (or a symlink to one): connect and speak bytes. */
-  | { readonly kind: 'socket'; readonly path: string }
-  | { readonly kind: 'executable'; readonly path: string };
+  { readonly kind: 'socket'; readonly path: string } | { readonly kind: 'executable'; readonly path: string };
 
 const NAME_MAX = 255;
 
@@ -14,7 +13,10 @@ const NAME_MAX = 255;
  * `SERVICE+ARG`, then `SERVICE`, each through all directories in order; the
  * first entry that exists wins, whatever it turns out to be.
  */
-export async function findService(dirs: readonly string[], serviceAndArg: string): Promise<ServiceEntry | undefined> {
+export async function findService(
+  dirs: readonly string[],
+  serviceAndArg: string,
+): Promise<ServiceEntry | undefined> {
   const { service, hasArgument } = splitServiceAndArg(serviceAndArg);
   const names = hasArgument ? [serviceAndArg, service] : [service];
   for (const name of names) {

@@ -77,7 +77,11 @@ function spawnExecutable(path: string, call: ServiceInvocation): Promise<Service
 }
 
 /** Runs a program with piped stdio as the service end of a call. */
-export function spawnProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<ServiceSideStreams> {
+export function spawnProcess(
+  file: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<ServiceSideStreams> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     child.once('error', reject);
@@ -85,7 +89,9 @@ export function spawnProcess(file: string, args: readonly string[], env: NodeJS.
       child.off('error', reject);
       child.on('error', () => undefined);
       const exitCode = new Promise<number>((done) =>
-        child.once('close', (code, signal) => done(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0))),
+        child.once('close', (code, signal) =>
+          done(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0)),
+        ),
       );
       resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exitCode });
     });

@@ -51,7 +51,9 @@ export function validateRequestId(field: Buffer): string | undefined {
  */
 export function checkAgentHeader(header: MsgHeader, protocolVersion: number): void {
   const fail = (why: string): never => {
-    throw new QrexecProtocolError(`agent sent ${why} (type 0x${header.type.toString(16)}, len ${header.len})`);
+    throw new QrexecProtocolError(
+      `agent sent ${why} (type 0x${header.type.toString(16)}, len ${header.len})`,
+    );
   };
   switch (header.type) {
     case MsgType.TRIGGER_SERVICE:

@@ -19,7 +19,7 @@ function isZero(buf: Buffer): boolean {
 }
 
 /**
- * Writes a byte stream into an (already sparse, already sized) file at
+ * Writes a byte stream into the existing, still empty or sparse file at
  * `path`, skipping all-zero blocks so they stay holes. Holds at most one
  * stage plus the stream's own buffer: memory stays flat for any size.
  */
@@ -125,8 +125,8 @@ class SparseFileWriter extends Writable {
 export type ByteSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array>;
 
 /**
- * Streams exactly `size` bytes from `source` into the existing file at `path`
- * (sparse writes, ftruncate to `size`, fdatasync). Throws on a short or long
+ * Streams exactly `size` bytes from `source` into the existing, empty or
+ * all-holes file at `path` (sparse writes, ftruncate to `size`, fdatasync). Throws on a short or long
  * payload; what was written is then garbage and must be discarded by the caller.
  */
 export async function writeSparse(path: string, source: ByteSource, size: number): Promise<void> {

@@ -28,17 +28,27 @@ describe('findService', () => {
   it('prefers SERVICE+ARG in any directory over SERVICE, and earlier directories first', async () => {
     await writeFile(join(first, 'a.B'), '');
     await writeFile(join(second, 'a.B+x'), '');
-    expect(await findService([first, second], 'a.B+x')).toEqual({ kind: 'executable', path: join(second, 'a.B+x') });
-    expect(await findService([first, second], 'a.B+y')).toEqual({ kind: 'executable', path: join(first, 'a.B') });
+    expect(await findService([first, second], 'a.B+x')).toEqual({
+      kind: 'executable',
+      path: join(second, 'a.B+x'),
+    });
+    expect(await findService([first, second], 'a.B+y')).toEqual({
+      kind: 'executable',
+      path: join(first, 'a.B'),
+    });
     await writeFile(join(second, 'a.B'), '');
-    expect(await findService([second, first], 'a.B+')).toEqual({ kind: 'executable', path: join(second, 'a.B') });
+    expect(await findService([second, first], 'a.B+')).toEqual({
+      kind: 'executable',
+      path: join(second, 'a.B'),
+    });
     expect(await findService([first, second], 'c.D')).toBeUndefined();
   });
 
   it('finds socket services through symlinks', async () => {
     const socketPath = join(root, 'qubesd.sock');
-    server = createServer();
-    await new Promise<void>((resolve) => server!.listen(socketPath, resolve));
+    const listening = createServer();
+    server = listening;
+    await new Promise<void>((resolve) => listening.listen(socketPath, resolve));
     await symlink(socketPath, join(second, 'admin.vm.List'));
     expect(await findService([first, second], 'admin.vm.List+')).toEqual({
       kind: 'socket',
@@ -56,15 +66,19 @@ describe('service descriptor and environment', () => {
     expect(serviceDescriptor({ serviceAndArg: 'svc+arg', source: 'work', requestedTarget: 'dom0' })).toBe(
       'svc+arg work name dom0\0',
     );
-    expect(serviceDescriptor({ serviceAndArg: 'admin.vm.List+', source: 'mgmt', requestedTarget: '@adminvm' })).toBe(
-      'admin.vm.List+ mgmt keyword adminvm\0',
+    expect(
+      serviceDescriptor({ serviceAndArg: 'admin.vm.List+', source: 'mgmt', requestedTarget: '@adminvm' }),
+    ).toBe('admin.vm.List+ mgmt keyword adminvm\0');
+    expect(serviceDescriptor({ serviceAndArg: 'qubes.Filecopy+', source: 'work' })).toBe(
+      'qubes.Filecopy+ work\0',
     );
-    expect(serviceDescriptor({ serviceAndArg: 'qubes.Filecopy+', source: 'work' })).toBe('qubes.Filecopy+ work\0');
   });
 
   it('sets the QREXEC_* variables and strips inherited ones', () => {
     const base = { PATH: '/bin', QREXEC_STALE: 'x', QREXEC_SERVICE_PATH: '/p', QREXEC_AGENT_PID: '1' };
-    expect(serviceEnvironment(base, { serviceAndArg: 'a.B+c', source: 'work', requestedTarget: '@dispvm:d' })).toEqual({
+    expect(
+      serviceEnvironment(base, { serviceAndArg: 'a.B+c', source: 'work', requestedTarget: '@dispvm:d' }),
+    ).toEqual({
       PATH: '/bin',
       QREXEC_SERVICE_PATH: '/p',
       QREXEC_AGENT_PID: '1',

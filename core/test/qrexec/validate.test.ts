@@ -49,7 +49,9 @@ describe('daemon-side validation', () => {
     expect(() => checkAgentHeader(header(MsgType.TRIGGER_SERVICE, 128), 3)).toThrow(QrexecProtocolError);
     expect(() => checkAgentHeader(header(MsgType.TRIGGER_SERVICE, 128), 2)).not.toThrow();
     expect(() => checkAgentHeader(header(MsgType.TRIGGER_SERVICE, 127), 2)).toThrow(QrexecProtocolError);
-    expect(() => checkAgentHeader(header(MsgType.TRIGGER_SERVICE4, 160), 4)).toThrow(/without a service name/);
+    expect(() => checkAgentHeader(header(MsgType.TRIGGER_SERVICE4, 160), 4)).toThrow(
+      /without a service name/,
+    );
     expect(() => checkAgentHeader(header(MsgType.TRIGGER_SERVICE4, 160 + 65001), 4)).toThrow(/too long/);
     expect(() => checkAgentHeader(header(MsgType.CONNECTION_TERMINATED, 8), 4)).not.toThrow();
     expect(() => checkAgentHeader(header(MsgType.CONNECTION_TERMINATED, 9), 4)).toThrow(QrexecProtocolError);
@@ -58,7 +60,9 @@ describe('daemon-side validation', () => {
   });
 
   it('parses valid triggers of every version', () => {
-    expect(parseTrigger(MsgType.TRIGGER_SERVICE4, encodeTrigger4('', 'work', 'SOCKET3', 'admin.vm.List'))).toEqual({
+    expect(
+      parseTrigger(MsgType.TRIGGER_SERVICE4, encodeTrigger4('', 'work', 'SOCKET3', 'admin.vm.List')),
+    ).toEqual({
       ok: true,
       request: { requestedSource: '', target: 'work', serviceAndArg: 'admin.vm.List', requestId: 'SOCKET3' },
     });
@@ -91,6 +95,9 @@ describe('daemon-side validation', () => {
     });
     const badId = encodeTrigger4('', 'work', 'r', 'a.B');
     badId.write('bad/id', 128, 'latin1');
-    expect(parseTrigger(MsgType.TRIGGER_SERVICE4, badId)).toMatchObject({ ok: false, reason: 'invalid request id' });
+    expect(parseTrigger(MsgType.TRIGGER_SERVICE4, badId)).toMatchObject({
+      ok: false,
+      reason: 'invalid request id',
+    });
   });
 });

@@ -93,7 +93,7 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   return fallback;
 }
 
-function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): undefined {
+async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
   if (ctx.arg !== '' && !VM_CLASSES[klass].hasTemplate) {
     throw new ProtocolError(`${klass} cannot be based on template`);
   }
@@ -117,8 +117,24 @@ function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): und
   syncGuiAudioTags(vm, true);
   ctx.app.announceNewVm(vm);
   vm.tags.add(`created-by-${ctx.src.name}`);
-  ctx.app.events.fire(vm, 'domain-create-on-disk');
+  await createOnDisk(ctx, vm, opts.pool, opts.pools);
   return undefined;
+}
+
+/** Creates the VM's disks; a VM whose disks cannot be made is removed again, as upstream does. */
+async function createOnDisk(
+  ctx: CallContext,
+  vm: Vm,
+  pool?: string,
+  pools?: ReadonlyMap<string, string>,
+): Promise<void> {
+  try {
+    await ctx.services.storage.create(vm, pool, pools);
+  } catch (e) {
+    ctx.app.domains.delete(vm);
+    throw e;
+  }
+  ctx.app.events.fire(vm, 'domain-create-on-disk');
 }
 
 function freeDispid(ctx: CallContext): number {
@@ -149,7 +165,7 @@ export const vm = {
   create: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, false),
   createInPool: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, true),
 
-  createDisposable: (ctx: CallContext): string | undefined => {
+  createDisposable: async (ctx: CallContext): Promise<string | undefined> => {
     if (ctx.arg !== '' && ctx.arg !== 'preload')
       throw new PermissionDenied(`Argument not in "'', 'preload'"`);
     const payload = ctx.payload.toString('latin1');
@@ -175,7 +191,7 @@ export const vm = {
     ctx.app.announceNewVm(disp);
     disp.tags.add(`created-by-${ctx.src.name}`);
     disp.tags.add(`disp-created-by-${ctx.src.name}`);
-    ctx.app.events.fire(disp, 'domain-create-on-disk');
+    await createOnDisk(ctx, disp);
     return payload === 'uuid' ? `uuid:${disp.uuid}` : disp.name;
   },
 
@@ -187,6 +203,7 @@ export const vm = {
     }
     if (target.powerState !== 'Halted') throw QubesVMNotHaltedError.forVm(target.name);
     ctx.app.removeVm(target);
+    await ctx.services.storage.remove(target);
     await ctx.services.vmFiles.removeVmDir(target);
     return undefined;
   },

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_SERVICE_DIRS } from '@odyssey/core';
+import { QrexecAgent } from './agent.js';
+import { createAgentTransport } from './transport.js';
+
+const program = new Command()
+  .name('odyssey-qrexec-agent')
+  .description('qrexec agent of a domain: serves dom0 on vchan port 512 and qrexec-client-vm on its socket')
+  .option('--domain-id <id>', "this domain's id (default $VCHAN_DOMAIN)", process.env['VCHAN_DOMAIN'])
+  .option('--vchan-dir <dir>', 'directory of the vchan sockets (default $VCHAN_SOCKET_DIR or /var/run/vchan)')
+  .option('--agent-socket <path>', 'socket qrexec-client-vm connects to', QREXEC_AGENT_TRIGGER_PATH)
+  .option('--service-dir <dir...>', 'service directories, searched in order', [...QREXEC_SERVICE_DIRS])
+  .parse();
+
+const options = program.opts<{
+  domainId?: string;
+  vchanDir?: string;
+  agentSocket: string;
+  serviceDir: string[];
+}>();
+const domainId = options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN');
+
+const agent = new QrexecAgent({
+  transport: createAgentTransport({ domainId, vchanDir: options.vchanDir }),
+  serviceDirs: options.serviceDir,
+  triggerPath: options.agentSocket,
+  log: (message) => process.stderr.write(`qrexec-agent: ${message}\n`),
+});
+await agent.start();
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    agent.stop().then(() => process.exit(0));
+  });
+}

@@ -1,0 +1,60 @@
+import {
+  decodeExecParams,
+  execCmdline,
+  parseVmCommand,
+  serveDataChannel,
+  serviceFromDirs,
+  spawnProcess,
+  type ExecParams,
+  type ServiceStarter,
+  type VchanTransport,
+} from '@odyssey/core';
+
+/** The agent's side of a data vchan waits this long for the caller, as upstream's agent does. */
+const DATA_CONNECT_TIMEOUT_MS = 120_000;
+
+export interface ExecRequestContext {
+  readonly transport: VchanTransport;
+  readonly serviceDirs: readonly string[];
+}
+
+/**
+ * Runs one MSG_EXEC_CMDLINE / MSG_JUST_EXEC from dom0: connects the data
+ * vchan to the caller as its client and serves the command there. Resolves
+ * with the data vchan's address, which MSG_CONNECTION_TERMINATED reports.
+ */
+export async function runExecRequest(
+  context: ExecRequestContext,
+  payload: Buffer,
+  justExec: boolean,
+): Promise<ExecParams> {
+  const { connectDomain, connectPort, tail } = decodeExecParams(payload);
+  const params = { connectDomain, connectPort };
+  const command = parseVmCommand(execCmdline(tail));
+  const starter: ServiceStarter =
+    command.kind === 'service'
+      ? serviceFromDirs(context.serviceDirs, { serviceAndArg: command.serviceAndArg, source: command.source })
+      : () => spawnProcess('/bin/sh', ['-c', command.command], process.env);
+  const channel = await context.transport.connect(String(connectDomain), connectPort, {
+    timeoutMs: DATA_CONNECT_TIMEOUT_MS,
+  });
+  channel.on('error', () => undefined);
+  try {
+    await serveDataChannel(channel, justExec ? detached(starter) : starter);
+  } finally {
+    channel.end();
+  }
+  return params;
+}
+
+/** MSG_JUST_EXEC: the command runs with its output discarded, and the caller only learns that it started. */
+function detached(starter: ServiceStarter): ServiceStarter {
+  return async () => {
+    const started = await starter();
+    if (typeof started === 'number') return started;
+    started.stdin?.end();
+    started.stdout?.resume();
+    started.stderr?.resume();
+    return 0;
+  };
+}

@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { QrexecDaemon } from '@odyssey/core';
+import { SocketVchanTransport } from '@odyssey/vchan';
+import { allowTo, QrexecWorld } from './fixture.js';
+
+const dist = (file: string): string => fileURLToPath(new URL(`../dist/${file}`, import.meta.url));
+const AGENT = dist('agent-main.js');
+const CLIENT = dist('client-vm-main.js');
+
+let world: QrexecWorld;
+let agent: ChildProcess | undefined;
+let daemon: QrexecDaemon | undefined;
+
+interface Finished {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function run(file: string, args: string[], stdin: string): Promise<Finished> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [file, ...args], { stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+beforeEach(async () => {
+  // These tests run the built entry points, as a process domain runs them.
+  if (!existsSync(AGENT) || !existsSync(CLIENT)) throw new Error('build the agent first: npx tsc -b agent');
+  world = await QrexecWorld.create();
+});
+
+afterEach(async () => {
+  await daemon?.close();
+  daemon = undefined;
+  const child = agent;
+  agent = undefined;
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  await world.close();
+});
+
+async function startProcessDomain(
+  name: string,
+  id: number,
+): Promise<{ trigger: string; serviceDir: string; daemon: QrexecDaemon }> {
+  const trigger = `${world.root}/${name}-agent.sock`;
+  const serviceDir = `${world.root}/${name}-rpc`;
+  await mkdir(serviceDir);
+  agent = spawn(
+    process.execPath,
+    [
+      AGENT,
+      '--domain-id',
+      String(id),
+      '--vchan-dir',
+      world.vchanDir,
+      '--agent-socket',
+      trigger,
+      '--service-dir',
+      serviceDir,
+    ],
+    { stdio: 'inherit' },
+  );
+  const started = new QrexecDaemon({
+    domain: { name, id },
+    transport: new SocketVchanTransport({ localDomain: '0', dir: world.vchanDir }),
+    policy: (request) => world.policy(request),
+    serviceDirs: [world.dom0ServiceDir],
+    connectTimeoutMs: 10_000,
+  });
+  daemon = started;
+  await started.start();
+  return { trigger, serviceDir, daemon: started };
+}
+
+describe('a process domain running the built agent and qrexec-client-vm', () => {
+  it('calls a dom0 socket service and exits with its code', async () => {
+    const { trigger } = await startProcessDomain('proc', 9);
+    const service = await world.addSocketService('test.Echo', (received) => received);
+    world.policy = allowTo('dom0');
+    const client = ['--domain-id', '9', '--vchan-dir', world.vchanDir, '--agent-socket', trigger];
+    const result = await run(CLIENT, [...client, 'dom0', 'test.Echo+arg'], 'payload');
+    expect((await service.received).toString()).toBe('test.Echo+arg proc name dom0\0payload');
+    expect(result).toEqual({ code: 0, stdout: 'test.Echo+arg proc name dom0\0payload', stderr: '' });
+  });
+
+  it('prints "Request refused" and exits 126 when the policy denies', async () => {
+    const { trigger } = await startProcessDomain('proc', 9);
+    const client = ['--domain-id', '9', '--vchan-dir', world.vchanDir, '--agent-socket', trigger];
+    expect(await run(CLIENT, [...client, 'dom0', 'test.Echo'], '')).toEqual({
+      code: 126,
+      stdout: '',
+      stderr: 'Request refused\n',
+    });
+  });
+
+  it('serves dom0 calls into the domain', async () => {
+    const { serviceDir, daemon } = await startProcessDomain('proc', 9);
+    await world.addScript(serviceDir, 'test.Upper', '#!/bin/sh\ntr a-z A-Z\nexit 7\n');
+    const result = await daemon.callService('test.Upper', { stdin: Buffer.from('shout') });
+    expect(result).toEqual({ stdout: Buffer.from('SHOUT'), stderr: Buffer.alloc(0), exitCode: 7 });
+  });
+});

@@ -1,0 +1,56 @@
+import { PermissionDenied, ProtocolError } from '../../model/errors.js';
+import { parseBoolLiteral, validateNumber } from '../../model/validate.js';
+import type { CallContext } from '../call-context.js';
+
+/** enforce_arg over the pools. */
+function poolName(ctx: CallContext): string {
+  if (!ctx.services.storage.registry.hasPool(ctx.arg)) throw new PermissionDenied("Argument not in 'pools'");
+  return ctx.arg;
+}
+
+const DEFAULT_POOL_PROPS = [
+  'default_pool',
+  'default_pool_kernel',
+  'default_pool_private',
+  'default_pool_root',
+  'default_pool_volatile',
+];
+
+export const pool = {
+  list: (ctx: CallContext): string => ctx.services.storage.registry.listPools(),
+  listDrivers: (ctx: CallContext): string => ctx.services.storage.registry.listDrivers(),
+  info: (ctx: CallContext): Promise<string> => ctx.services.storage.registry.poolInfo(poolName(ctx)),
+  usageDetails: (ctx: CallContext): Promise<string> =>
+    ctx.services.storage.registry.usageDetails(poolName(ctx)),
+  volumeList: (ctx: CallContext): Promise<string> =>
+    ctx.services.storage.registry.listPoolVolumes(poolName(ctx)),
+
+  add: async (ctx: CallContext): Promise<undefined> => {
+    await ctx.services.storage.registry.addPool(ctx.arg, ctx.payload);
+    return undefined;
+  },
+
+  remove: async (ctx: CallContext): Promise<undefined> => {
+    const defaults = Object.fromEntries(
+      DEFAULT_POOL_PROPS.map((p) => [p, ctx.app.props.tryGet(p) as string | undefined]),
+    );
+    await ctx.services.storage.registry.removePool(poolName(ctx), defaults);
+    return undefined;
+  },
+
+  setRevisionsToKeep: (ctx: CallContext): undefined => {
+    const name = poolName(ctx);
+    const value = validateNumber(ctx.payload.toString('latin1'), 'revisions_to_keep', true);
+    if (value < -1) throw new ProtocolError("Value can't be lower than -1");
+    ctx.services.storage.registry.setPoolRevisionsToKeep(name, value);
+    return undefined;
+  },
+
+  setEphemeralVolatile: (ctx: CallContext): undefined => {
+    const name = poolName(ctx);
+    const value = parseBoolLiteral(ctx.payload.toString('latin1'));
+    if (value === undefined) throw new ProtocolError('Invalid value');
+    ctx.services.storage.registry.setPoolEphemeralVolatile(name, value);
+    return undefined;
+  },
+};

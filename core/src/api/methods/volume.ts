@@ -1,0 +1,139 @@
+import { PermissionDenied, ProtocolError, QubesVMNotHaltedError } from '../../model/errors.js';
+import { parseBoolLiteral, validateNumber } from '../../model/validate.js';
+import type { Volume } from '../../storage/driver.js';
+import { importStream, readSizeHeader } from '../../storage/importer.js';
+import type { CallContext } from '../call-context.js';
+
+/** enforce_arg over the destination's volumes. */
+function volumeOf(ctx: CallContext): Volume {
+  const v = ctx.services.storage.of(ctx.dest).get(ctx.arg);
+  if (!v) throw new PermissionDenied(`Argument not in '${ctx.dest.name} volumes'`);
+  return v;
+}
+
+function boolPayload(ctx: CallContext): boolean {
+  const b = parseBoolLiteral(ctx.payload.toString('latin1'));
+  if (b === undefined || /[^\x00-\x7f]/.test(ctx.payload.toString('latin1'))) {
+    throw new ProtocolError('Payload is not boolean ASCII');
+  }
+  return b;
+}
+
+function requireHalted(ctx: CallContext): void {
+  if (ctx.dest.powerState !== 'Halted') throw QubesVMNotHaltedError.forVm(ctx.dest.name);
+}
+
+export const volume = {
+  list: (ctx: CallContext): string =>
+    [...ctx.services.storage.of(ctx.dest).keys()].map((n) => `${n}\n`).join(''),
+
+  info: (ctx: CallContext): Promise<string> => ctx.services.storage.registry.volumeInfo(volumeOf(ctx)),
+
+  listSnapshots: (ctx: CallContext): Promise<string> =>
+    ctx.services.storage.registry.listSnapshots(volumeOf(ctx)),
+
+  revert: async (ctx: CallContext): Promise<undefined> => {
+    const v = volumeOf(ctx);
+    await ctx.services.storage.registry.revert(v, ctx.payload.toString('latin1').trim());
+    return undefined;
+  },
+
+  cloneFrom: (ctx: CallContext): string => ctx.services.storage.registry.cloneFrom(volumeOf(ctx)),
+
+  cloneTo: async (ctx: CallContext): Promise<undefined> => {
+    const v = volumeOf(ctx);
+    if (/[^\x00-\x7f]/.test(ctx.payload.toString('latin1')))
+      throw new ProtocolError('Token contains non-ASCII characters');
+    await ctx.services.storage.registry.cloneTo(v, ctx.payload.toString('ascii').trim());
+    ctx.app.events.fire(ctx.dest, 'domain-import-volume', [['name', ctx.arg]]);
+    return undefined;
+  },
+
+  resize: async (ctx: CallContext): Promise<undefined> => {
+    const v = volumeOf(ctx);
+    const size = validateNumber(ctx.payload.toString('latin1').trim(), 'volume size');
+    await ctx.services.storage.registry.resize(v, size);
+    return undefined;
+  },
+
+  clear: async (ctx: CallContext): Promise<undefined> => {
+    const v = volumeOf(ctx);
+    const size = String(await v.size());
+    ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
+      ['volume', ctx.arg],
+      ['size', size],
+    ]);
+    try {
+      await ctx.services.storage.registry.clear(v);
+    } catch (e) {
+      ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
+        ['volume', ctx.arg],
+        ['success', 'False'],
+      ]);
+      throw e;
+    }
+    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
+      ['volume', ctx.arg],
+      ['success', 'True'],
+    ]);
+    return undefined;
+  },
+
+  setRevisionsToKeep: (ctx: CallContext): undefined => {
+    const v = volumeOf(ctx);
+    v.setRevisionsToKeep(validateNumber(ctx.payload.toString('latin1'), 'revisions to keep', true));
+    return undefined;
+  },
+
+  setRw: (ctx: CallContext): undefined => {
+    const v = volumeOf(ctx);
+    const rw = boolPayload(ctx);
+    requireHalted(ctx);
+    v.setRw(rw);
+    return undefined;
+  },
+
+  setEphemeral: (ctx: CallContext): undefined => {
+    volumeOf(ctx).setEphemeral(boolPayload(ctx));
+    return undefined;
+  },
+
+  /**
+   * admin.vm.volume.Import / ImportWithSize served on the admin socket: the
+   * payload streams straight to disk (upstream runs a qrexec script instead).
+   */
+  import:
+    (withSize: boolean) =>
+    async (ctx: CallContext): Promise<undefined> => {
+      const v = volumeOf(ctx);
+      requireHalted(ctx);
+      const stream = ctx.payloadStream;
+      if (!stream) throw new ProtocolError('expected payload');
+      let source: AsyncIterable<Uint8Array> = stream;
+      let size: number | undefined;
+      if (withSize) {
+        const header = await readSizeHeader(stream);
+        size = header.size;
+        source = header.data;
+      }
+      const declared = String(size ?? (await v.size()));
+      ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
+        ['volume', ctx.arg],
+        ['size', declared],
+      ]);
+      try {
+        await importStream(v, source, size);
+      } catch (e) {
+        ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
+          ['volume', ctx.arg],
+          ['success', 'False'],
+        ]);
+        throw e;
+      }
+      ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
+        ['volume', ctx.arg],
+        ['success', 'True'],
+      ]);
+      return undefined;
+    },
+};

@@ -1,0 +1,283 @@
+import { Proc } from './numbers.js';
+import {
+  LIST_MAX,
+  readDomain,
+  readList,
+  readString,
+  writeDomain,
+  writeUuid,
+  type Domain,
+} from './handles.js';
+import { readTypedParams, type TypedParamValue } from './typed-params.js';
+import { call, type RpcSource } from './rpc.js';
+
+/** virDomainState. */
+export const DomainState = {
+  NOSTATE: 0,
+  RUNNING: 1,
+  BLOCKED: 2,
+  PAUSED: 3,
+  SHUTDOWN: 4,
+  SHUTOFF: 5,
+  CRASHED: 6,
+  PMSUSPENDED: 7,
+} as const;
+
+/** virConnectListAllDomainsFlags. */
+export const ListDomainsFlags = {
+  ACTIVE: 1,
+  INACTIVE: 2,
+  PERSISTENT: 4,
+  TRANSIENT: 8,
+  RUNNING: 16,
+  PAUSED: 32,
+  SHUTOFF: 64,
+  OTHER: 128,
+  MANAGEDSAVE: 256,
+  NO_MANAGEDSAVE: 512,
+  AUTOSTART: 1024,
+  NO_AUTOSTART: 2048,
+  HAS_SNAPSHOT: 4096,
+  NO_SNAPSHOT: 8192,
+} as const;
+
+/** virDomainDefineFlags. */
+export const DefineFlags = { VALIDATE: 1 } as const;
+/** virDomainCreateFlags. */
+export const CreateFlags = {
+  START_PAUSED: 1,
+  AUTODESTROY: 2,
+  BYPASS_CACHE: 4,
+  FORCE_BOOT: 8,
+  VALIDATE: 16,
+} as const;
+/** virDomainUndefineFlagsValues. */
+export const UndefineFlags = {
+  MANAGED_SAVE: 1,
+  SNAPSHOTS_METADATA: 2,
+  NVRAM: 4,
+  KEEP_NVRAM: 8,
+  CHECKPOINTS_METADATA: 16,
+  TPM: 32,
+  KEEP_TPM: 64,
+} as const;
+/** virDomainDestroyFlagsValues. */
+export const DestroyFlags = { GRACEFUL: 1, REMOVE_LOGS: 2 } as const;
+/** virDomainShutdownFlagValues: which mechanism asks the guest to shut down. */
+export const ShutdownFlags = {
+  ACPI_POWER_BTN: 1,
+  GUEST_AGENT: 2,
+  INITCTL: 4,
+  SIGNAL: 8,
+  PARAVIRT: 16,
+} as const;
+/** virDomainXMLFlags. */
+export const XmlFlags = { SECURE: 1, INACTIVE: 2, UPDATE_CPU: 4, MIGRATABLE: 8 } as const;
+/** virNodeSuspendTarget. */
+export const SuspendTarget = { MEM: 0, DISK: 1, HYBRID: 2 } as const;
+
+export interface DomainInfo {
+  state: number;
+  /** KiB. */
+  maxMemory: bigint;
+  /** KiB. */
+  memory: bigint;
+  vcpus: number;
+  /** Nanoseconds of CPU time used. */
+  cpuTime: bigint;
+}
+
+export interface DomainStateInfo {
+  state: number;
+  /** A per-state reason (virDomainRunningReason, virDomainShutoffReason, ...). */
+  reason: number;
+}
+
+/** REMOTE_DOMAIN_GET_CPU_STATS_MAX. */
+const CPU_STATS_MAX = 2048;
+
+/** Domain calls: lookup, define, lifecycle, state. */
+export class DomainApi {
+  constructor(private readonly rpc: RpcSource) {}
+
+  lookupByName(name: string): Promise<Domain> {
+    return call(this.rpc, Proc.DOMAIN_LOOKUP_BY_NAME, (w) => w.string(name), readDomain);
+  }
+
+  lookupByUuid(uuid: string): Promise<Domain> {
+    return call(this.rpc, Proc.DOMAIN_LOOKUP_BY_UUID, (w) => writeUuid(w, uuid), readDomain);
+  }
+
+  lookupById(id: number): Promise<Domain> {
+    return call(this.rpc, Proc.DOMAIN_LOOKUP_BY_ID, (w) => w.int(id), readDomain);
+  }
+
+  /** Defines (or redefines) a persistent domain. */
+  defineXML(xml: string, flags = 0): Promise<Domain> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_DEFINE_XML_FLAGS,
+      (w) => {
+        w.string(xml);
+        w.uint(flags);
+      },
+      readDomain,
+    );
+  }
+
+  undefine(dom: Domain, flags = 0): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_UNDEFINE_FLAGS, dom, flags);
+  }
+
+  /** Starts a defined domain; returns it with its new id. */
+  create(dom: Domain, flags = 0): Promise<Domain> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_CREATE_WITH_FLAGS,
+      (w) => {
+        writeDomain(w, dom);
+        w.uint(flags);
+      },
+      readDomain,
+    );
+  }
+
+  /** Asks the guest to shut down; returns before it has. */
+  shutdown(dom: Domain, flags = 0): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_SHUTDOWN_FLAGS, dom, flags);
+  }
+
+  reboot(dom: Domain, flags = 0): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_REBOOT, dom, flags);
+  }
+
+  /** Stops the domain at once (the hypervisor process is killed). */
+  destroy(dom: Domain, flags = 0): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_DESTROY_FLAGS, dom, flags);
+  }
+
+  /** Pauses the vCPUs; memory stays allocated. */
+  suspend(dom: Domain): Promise<void> {
+    return call(this.rpc, Proc.DOMAIN_SUSPEND, (w) => writeDomain(w, dom));
+  }
+
+  resume(dom: Domain): Promise<void> {
+    return call(this.rpc, Proc.DOMAIN_RESUME, (w) => writeDomain(w, dom));
+  }
+
+  /** Saves memory to libvirt's managed image and stops; the next `create` restores it. */
+  managedSave(dom: Domain, flags = 0): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_MANAGED_SAVE, dom, flags);
+  }
+
+  hasManagedSaveImage(dom: Domain): Promise<boolean> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_HAS_MANAGED_SAVE_IMAGE,
+      (w) => {
+        writeDomain(w, dom);
+        w.uint(0);
+      },
+      (r) => r.int() !== 0,
+    );
+  }
+
+  managedSaveRemove(dom: Domain): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_MANAGED_SAVE_REMOVE, dom, 0);
+  }
+
+  /** Guest power management suspend (needs a guest agent); `durationS` 0 means indefinitely. */
+  pmSuspendForDuration(dom: Domain, target: number, durationS = 0n, flags = 0): Promise<void> {
+    return call(this.rpc, Proc.DOMAIN_PM_SUSPEND_FOR_DURATION, (w) => {
+      writeDomain(w, dom);
+      w.uint(target);
+      w.uhyper(durationS);
+      w.uint(flags);
+    });
+  }
+
+  pmWakeup(dom: Domain): Promise<void> {
+    return this.domFlags(Proc.DOMAIN_PM_WAKEUP, dom, 0);
+  }
+
+  getInfo(dom: Domain): Promise<DomainInfo> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_GET_INFO,
+      (w) => writeDomain(w, dom),
+      (r) => ({
+        state: r.uint(),
+        maxMemory: r.uhyper(),
+        memory: r.uhyper(),
+        vcpus: r.uint(),
+        cpuTime: r.uhyper(),
+      }),
+    );
+  }
+
+  getState(dom: Domain): Promise<DomainStateInfo> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_GET_STATE,
+      (w) => {
+        writeDomain(w, dom);
+        w.uint(0);
+      },
+      (r) => ({ state: r.int(), reason: r.int() }),
+    );
+  }
+
+  getXMLDesc(dom: Domain, flags = 0): Promise<string> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_GET_XML_DESC,
+      (w) => {
+        writeDomain(w, dom);
+        w.uint(flags);
+      },
+      readString,
+    );
+  }
+
+  /** All domains matching `flags` (0: every domain, running or not). */
+  listAll(flags = 0): Promise<Domain[]> {
+    return call(
+      this.rpc,
+      Proc.CONNECT_LIST_ALL_DOMAINS,
+      (w) => {
+        w.int(1);
+        w.uint(flags);
+      },
+      (r) => readList(r, readDomain),
+    );
+  }
+
+  /**
+   * Whole-domain CPU statistics, e.g. `cpu_time`, `user_time`, `system_time` (ns). Two calls,
+   * because the daemon first has to say how many parameters the driver reports.
+   */
+  async getCpuStats(dom: Domain): Promise<Record<string, TypedParamValue>> {
+    const totals = (nparams: number) =>
+      call(
+        this.rpc,
+        Proc.DOMAIN_GET_CPU_STATS,
+        (w) => {
+          writeDomain(w, dom);
+          w.uint(nparams);
+          w.int(-1);
+          w.uint(1);
+          w.uint(0);
+        },
+        (r) => ({ params: readTypedParams(r, CPU_STATS_MAX), nparams: r.int() }),
+      );
+    const { nparams } = await totals(0);
+    return (await totals(Math.min(nparams, LIST_MAX))).params;
+  }
+
+  private domFlags(procedure: number, dom: Domain, flags: number): Promise<void> {
+    return call(this.rpc, procedure, (w) => {
+      writeDomain(w, dom);
+      w.uint(flags);
+    });
+  }
+}

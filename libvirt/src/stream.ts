@@ -1,0 +1,176 @@
+import { Readable, Writable } from 'node:stream';
+import type { RpcConnection, StreamSink } from './connection.js';
+import { PacketStatus, STREAM_CHUNK_BYTES } from './packet.js';
+
+/**
+ * Data we send to the daemon after a stream call (e.g. STORAGE_VOL_UPLOAD): each write becomes
+ * STREAM/CONTINUE packets, `end()` sends STREAM/OK and 'finish' fires only once the daemon has
+ * confirmed that every byte was stored. Writes wait for the socket to drain, so a fast source
+ * cannot pile data up in memory; the daemon in turn stops reading while its disk is behind.
+ */
+export class UploadStream extends Writable implements StreamSink {
+  private serial = 0;
+  private replied = false;
+  private early: Error | undefined;
+  private failure: Error | undefined;
+  private onSettled: ((err?: Error) => void) | undefined;
+  private done = false;
+
+  constructor(
+    private readonly rpc: RpcConnection,
+    private readonly procedure: number,
+  ) {
+    super({ highWaterMark: STREAM_CHUNK_BYTES });
+  }
+
+  /** @internal Called once the stream call has been accepted. */
+  attach(serial: number): void {
+    this.serial = serial;
+    this.replied = true;
+    if (this.early) this.error(this.early);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.sendChunks(chunk).then(() => cb(), cb);
+  }
+
+  private async sendChunks(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; at += STREAM_CHUNK_BYTES) {
+      if (this.failure) throw this.failure;
+      const piece = chunk.subarray(at, at + STREAM_CHUNK_BYTES);
+      await this.rpc.sendStream(this.procedure, this.serial, PacketStatus.CONTINUE, piece);
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.failure) return cb(this.failure);
+    this.onSettled = (err) => {
+      this.done = true;
+      this.rpc.endStream(this.serial);
+      cb(err);
+    };
+    this.rpc.sendStream(this.procedure, this.serial, PacketStatus.OK).catch((err: Error) => this.error(err));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.done && this.replied) abort(this.rpc, this.procedure, this.serial);
+    cb(err);
+  }
+
+  data(): void {
+    // An upload carries no data from the daemon.
+  }
+
+  eof(): void {
+    // Only downloads end with EOF.
+  }
+
+  confirmed(): void {
+    const settle = this.onSettled;
+    this.onSettled = undefined;
+    settle?.();
+  }
+
+  error(err: Error): void {
+    if (!this.replied) {
+      // If the call itself failed, its rejection reports that and this stream is never used.
+      this.early = err;
+      return;
+    }
+    if (this.done) return;
+    this.failure = err;
+    this.done = true;
+    const settle = this.onSettled;
+    this.onSettled = undefined;
+    if (settle) settle(err);
+    else if (this.writableLength === 0) this.destroy(err);
+  }
+}
+
+/**
+ * Data the daemon sends after a stream call (e.g. STORAGE_VOL_DOWNLOAD). When the consumer falls
+ * behind, the connection stops reading its socket until the consumer catches up: the daemon
+ * sends one packet at a time and waits for it to be written, so this bounds memory to about one
+ * `highWaterMark`.
+ */
+export class DownloadStream extends Readable implements StreamSink {
+  private serial = 0;
+  private replied = false;
+  private early: Error | undefined;
+  private paused = false;
+  private done = false;
+
+  constructor(
+    private readonly rpc: RpcConnection,
+    private readonly procedure: number,
+  ) {
+    super({ highWaterMark: 4 * STREAM_CHUNK_BYTES });
+  }
+
+  /** @internal Called with the serial as soon as the stream call is sent. */
+  bind(serial: number): void {
+    this.serial = serial;
+  }
+
+  /** @internal Called once the stream call has been accepted. */
+  accepted(): void {
+    this.replied = true;
+    if (this.early) this.error(this.early);
+  }
+
+  override _read(): void {
+    this.setPaused(false);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.setPaused(false);
+    if (!this.done) {
+      this.done = true;
+      abort(this.rpc, this.procedure, this.serial);
+    }
+    cb(err);
+  }
+
+  data(chunk: Buffer): void {
+    if (!this.push(chunk)) this.setPaused(true);
+  }
+
+  eof(): void {
+    // The daemon keeps the stream open until we finish it; its OK reply confirms.
+    this.rpc.sendStream(this.procedure, this.serial, PacketStatus.OK).catch((err: Error) => this.error(err));
+  }
+
+  confirmed(): void {
+    this.done = true;
+    this.rpc.endStream(this.serial);
+    this.push(null);
+  }
+
+  error(err: Error): void {
+    if (!this.replied) {
+      // If the call itself failed, its rejection reports that and this stream is never used.
+      this.early = err;
+      return;
+    }
+    if (this.done) return;
+    this.done = true;
+    this.rpc.endStream(this.serial);
+    this.destroy(err);
+  }
+
+  private setPaused(paused: boolean): void {
+    if (paused === this.paused) return;
+    this.paused = paused;
+    if (paused) this.rpc.pauseReading();
+    else this.rpc.resumeReading();
+  }
+}
+
+/** Tells the daemon to abandon the stream (STREAM/ERROR from the client side means abort). */
+function abort(rpc: RpcConnection, procedure: number, serial: number): void {
+  rpc.endStream(serial);
+  if (rpc.isClosed) return;
+  // This can only fail because the connection is gone, which ends the stream on both sides anyway.
+  rpc.sendStream(procedure, serial, PacketStatus.ERROR).catch(() => undefined);
+}

@@ -1,0 +1,15 @@
+import { SocketVchanTransport, type SocketVchanTransportOptions } from './socket-transport.js';
+
+export { SocketVchan, type SocketVchanRings } from './socket-vchan.js';
+export {
+  SocketVchanTransport,
+  type BoundSocketVchan,
+  type SocketListenOptions,
+  type SocketVchanTransportOptions,
+} from './socket-transport.js';
+export { defaultSocketDir, vchanSocketPath } from './socket-path.js';
+
+/** Factory by transport name, so a composition root can pick the transport from configuration. */
+export function createSocketTransport(options: SocketVchanTransportOptions): SocketVchanTransport {
+  return new SocketVchanTransport(options);
+}

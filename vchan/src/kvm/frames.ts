@@ -1,0 +1,93 @@
+/**
+ * The framing of the one virtio-serial channel between the admin domain and a KVM guest,
+ * which carries every vchan of that guest. A frame is a 9-byte header (type u8, stream id
+ * u32 BE, payload length u32 BE) and its payload:
+ *
+ *   HELLO  id 0   nonce (8 bytes) + reply flag (u8): a new session of the sender; the
+ *                 receiver drops every stream of the sender's previous session
+ *   OPEN   id     port u32 + window u32: the opener (vchan client) asks for the peer's
+ *                 server on `port`; window = bytes the opener can buffer (its read ring)
+ *   ACCEPT id     window u32: the server took the client; data may flow both ways
+ *   REFUSE id     no server is waiting on that port (the client retries until its timeout)
+ *   DATA   id     bytes, never more than the credit the receiver granted
+ *   CREDIT id     u32: the receiver consumed that many bytes; the sender may send as many more
+ *   CLOSE  id     the stream is gone for both ends (libvchan has no half-close)
+ *
+ * Ids are chosen by the opener; the host's have the top bit clear, the guest's set, so both
+ * ends can open at once without a clash, and frames of a closed stream are recognisably stale.
+ */
+export const FrameType = {
+  HELLO: 1,
+  OPEN: 2,
+  ACCEPT: 3,
+  REFUSE: 4,
+  DATA: 5,
+  CREDIT: 6,
+  CLOSE: 7,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+export interface Frame {
+  readonly type: FrameType;
+  readonly id: number;
+  readonly payload: Buffer;
+}
+
+export const HEADER_SIZE = 9;
+/** Largest DATA payload; bigger writes are split, so one stream cannot hold the channel for long. */
+export const MAX_DATA = 64 * 1024;
+/** Anything longer is a corrupt stream, not a frame. */
+const MAX_PAYLOAD = MAX_DATA;
+
+export class FrameError extends Error {
+  override name = 'FrameError';
+}
+
+export function encodeFrame(type: FrameType, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const header = Buffer.allocUnsafe(HEADER_SIZE);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(id >>> 0, 1);
+  header.writeUInt32BE(payload.length, 5);
+  return payload.length === 0 ? header : Buffer.concat([header, payload]);
+}
+
+export function u32(value: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(value >>> 0, 0);
+  return b;
+}
+
+/** Splits a byte stream into frames; keeps partial frames across chunks. */
+export class FrameDecoder {
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+
+  push(chunk: Buffer): Frame[] {
+    this.pending.push(chunk);
+    this.pendingLength += chunk.length;
+    const frames: Frame[] = [];
+    let buf = this.pending.length === 1 ? chunk : Buffer.concat(this.pending, this.pendingLength);
+    let offset = 0;
+    while (buf.length - offset >= HEADER_SIZE) {
+      const type = buf.readUInt8(offset);
+      const length = buf.readUInt32BE(offset + 5);
+      if (type < FrameType.HELLO || type > FrameType.CLOSE)
+        throw new FrameError(`unknown frame type ${type}`);
+      if (length > MAX_PAYLOAD) throw new FrameError(`frame of ${length} bytes exceeds ${MAX_PAYLOAD}`);
+      if (buf.length - offset < HEADER_SIZE + length) break;
+      const id = buf.readUInt32BE(offset + 1);
+      const start = offset + HEADER_SIZE;
+      frames.push({ type: type as FrameType, id, payload: buf.subarray(start, start + length) });
+      offset = start + length;
+    }
+    buf = buf.subarray(offset);
+    this.pending = buf.length > 0 ? [buf] : [];
+    this.pendingLength = buf.length;
+    return frames;
+  }
+
+  reset(): void {
+    this.pending = [];
+    this.pendingLength = 0;
+  }
+}

@@ -1,0 +1,150 @@
+import { createConnection, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
+import { ChannelMux, OpenRefused } from './channel-mux.js';
+import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
+
+export interface KvmHostTransportOptions {
+  /** The UNIX socket QEMU binds for a guest's vchan channel, by the guest's vchan name (id or name). */
+  readonly channelSocket: (remoteDomain: string) => string | Promise<string>;
+  /** Ring size of each direction in bytes; default 64 KiB, what qrexec asks for. */
+  readonly ringSize?: number;
+  /** How long connect() waits for the guest's server; default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** Pause between attempts while the channel or the server is not there yet. */
+  readonly retryIntervalMs?: number;
+  readonly log?: (message: string) => void;
+}
+
+interface Link {
+  readonly mux: ChannelMux;
+  socket: Socket | undefined;
+  dialing: Promise<boolean> | undefined;
+  keepUp: Promise<void> | undefined;
+}
+
+const DEFAULT_RING = 64 * 1024;
+
+/**
+ * The admin domain's end of KVM vchans: every vchan to one guest is multiplexed over that
+ * guest's virtio-serial channel, whose host end is a UNIX socket bound by QEMU. The socket
+ * is dialled when a vchan needs it and redialled while servers wait (the guest may not
+ * have started yet, or may restart).
+ */
+export class KvmHostTransport implements VchanTransport {
+  readonly name = 'kvm';
+  readonly #options: KvmHostTransportOptions;
+  readonly #links = new Map<string, Link>();
+  readonly #ring: number;
+  readonly #retryMs: number;
+  #closed = false;
+
+  constructor(options: KvmHostTransportOptions) {
+    this.#options = options;
+    this.#ring = options.ringSize ?? DEFAULT_RING;
+    this.#retryMs = options.retryIntervalMs ?? 20;
+  }
+
+  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
+    const link = this.#link(remoteDomain);
+    const bound = link.mux.listen(port, this.#rings(options));
+    this.#keepLinked(remoteDomain, link);
+    return bound.connected;
+  }
+
+  async connect(remoteDomain: string, port: number, options?: { timeoutMs?: number }): Promise<MuxVchan> {
+    const deadline = Date.now() + (options?.timeoutMs ?? this.#options.connectTimeoutMs ?? 10_000);
+    const link = this.#link(remoteDomain);
+    let last: Error | undefined;
+    for (;;) {
+      if (await this.#dial(remoteDomain, link)) {
+        try {
+          return await link.mux.open(port, this.#rings());
+        } catch (error) {
+          if (!(error instanceof OpenRefused)) throw error;
+          last = error;
+        }
+      }
+      if (Date.now() >= deadline || this.#closed) {
+        throw new VchanError(`timed out connecting to vchan ${remoteDomain}:${port}`, { cause: last });
+      }
+      await sleep(this.#retryMs);
+    }
+  }
+
+  /** Closes every channel socket; vchans on them become disconnected. */
+  close(): void {
+    this.#closed = true;
+    for (const link of this.#links.values()) link.socket?.destroy();
+  }
+
+  #rings(options?: VchanListenOptions): MuxVchanRings {
+    return {
+      readRing: Math.max(this.#ring, options?.readMin ?? 0),
+      writeRing: Math.max(this.#ring, options?.writeMin ?? 0),
+    };
+  }
+
+  #link(remoteDomain: string): Link {
+    let link = this.#links.get(remoteDomain);
+    if (!link) {
+      link = {
+        mux: new ChannelMux('host', remoteDomain, this.#options.log),
+        socket: undefined,
+        dialing: undefined,
+        keepUp: undefined,
+      };
+      this.#links.set(remoteDomain, link);
+    }
+    return link;
+  }
+
+  /** Redials in the background as long as a server waits and the channel is down. */
+  #keepLinked(remoteDomain: string, link: Link): void {
+    link.keepUp ??= (async () => {
+      while (!this.#closed && link.mux.hasServers) {
+        if (!link.mux.linked) await this.#dial(remoteDomain, link);
+        await sleep(link.mux.linked ? 250 : this.#retryMs * 10);
+      }
+    })().finally(() => {
+      link.keepUp = undefined;
+    });
+  }
+
+  /** One attempt to connect the channel socket; true when the link is up. */
+  #dial(remoteDomain: string, link: Link): Promise<boolean> {
+    if (link.mux.linked) return Promise.resolve(true);
+    link.dialing ??= (async () => {
+      try {
+        const path = await this.#options.channelSocket(remoteDomain);
+        const socket = await connectOnce(path);
+        link.socket = socket;
+        link.mux.attach((bytes) => socket.write(bytes));
+        socket.on('data', (chunk: Buffer) => link.mux.receive(chunk));
+        socket.on('error', () => undefined); // 'close' follows and says it all
+        socket.on('close', () => {
+          if (link.socket === socket) link.socket = undefined;
+          link.mux.detach();
+          if (link.mux.hasServers) this.#keepLinked(remoteDomain, link);
+        });
+        return true;
+      } catch {
+        return false;
+      }
+    })().finally(() => {
+      link.dialing = undefined;
+    });
+    return link.dialing;
+  }
+}
+
+function connectOnce(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}

@@ -1,0 +1,181 @@
+import { Duplex } from 'node:stream';
+import { VchanError, type Vchan, type VchanState } from '@odyssey/core/hal';
+import { FrameType, MAX_DATA, u32 } from './frames.js';
+
+/** What a stream needs from its channel. */
+export interface StreamChannel {
+  send(type: FrameType, id: number, payload?: Buffer): void;
+  forget(stream: MuxVchan): void;
+}
+
+export interface MuxVchanRings {
+  /** Bytes this end buffers from the peer: the window it grants. */
+  readonly readRing: number;
+  /** Bytes this end accepts from its writer before write() reports backpressure. */
+  readonly writeRing: number;
+}
+
+interface PendingWrite {
+  chunk: Buffer;
+  offset: number;
+  callback: (error?: Error | null) => void;
+}
+
+/**
+ * One vchan carried over a multiplexed channel. The peer's read ring is a credit: this end
+ * sends at most that many bytes before the peer says it consumed some, so a slow reader
+ * stops its writer (write() returns false) instead of filling the channel, and one stream
+ * never blocks the others.
+ */
+export class MuxVchan extends Duplex implements Vchan {
+  id = 0;
+  #state: VchanState = 'waiting';
+  #channel: StreamChannel | undefined;
+  /** Bytes the peer can still take. */
+  #credit = 0;
+  #pending: PendingWrite | undefined;
+  #received = 0;
+  #granted = 0;
+  #closeSent = false;
+  #onDestroyWhileWaiting: (() => void) | undefined;
+
+  constructor(
+    readonly remoteDomain: string,
+    readonly port: number,
+    readonly rings: MuxVchanRings,
+  ) {
+    super({
+      readableHighWaterMark: rings.readRing,
+      writableHighWaterMark: rings.writeRing,
+      allowHalfOpen: false,
+    });
+  }
+
+  state(): VchanState {
+    return this.#state;
+  }
+
+  dataReady(): number {
+    return this.readableLength;
+  }
+
+  bufferSpace(): number {
+    if (this.#state === 'disconnected') return 0;
+    // What write() takes before it reports backpressure; that buffer drains as the peer grants credit.
+    return Math.max(0, this.writableHighWaterMark - this.writableLength);
+  }
+
+  /** Runs when the vchan is destroyed before a client connected (the server's cleanup). */
+  onDestroyWhileWaiting(cleanup: () => void): void {
+    this.#onDestroyWhileWaiting = cleanup;
+  }
+
+  /** @internal The stream is open: `credit` is the peer's window. */
+  connect(channel: StreamChannel, id: number, credit: number): void {
+    this.#channel = channel;
+    this.id = id;
+    this.#credit = credit;
+    this.#state = 'connected';
+    this.#pump();
+  }
+
+  /** @internal */
+  onData(data: Buffer): void {
+    if (this.#state !== 'connected') return;
+    this.#received += data.length;
+    this.push(data);
+  }
+
+  /** @internal */
+  onCredit(bytes: number): void {
+    this.#credit += bytes;
+    this.#pump();
+  }
+
+  /** @internal The peer closed the stream, or the channel went away. */
+  onPeerGone(): void {
+    if (this.#state === 'disconnected') return;
+    this.#closeSent = true;
+    this.#disconnect();
+  }
+
+  #disconnect(): void {
+    this.#state = 'disconnected';
+    this.#channel?.forget(this);
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
+    this.push(null);
+  }
+
+  #pump(): void {
+    const p = this.#pending;
+    if (!p || this.#state !== 'connected') return;
+    const channel = this.#channel as StreamChannel;
+    while (this.#credit > 0 && p.offset < p.chunk.length) {
+      const n = Math.min(this.#credit, p.chunk.length - p.offset, MAX_DATA);
+      channel.send(FrameType.DATA, this.id, p.chunk.subarray(p.offset, p.offset + n));
+      p.offset += n;
+      this.#credit -= n;
+    }
+    if (p.offset === p.chunk.length) {
+      this.#pending = undefined;
+      p.callback();
+    }
+  }
+
+  override _read(): void {
+    this.#grant();
+  }
+
+  // Every way of consuming (read(), flowing mode, async iteration) goes through read(), while
+  // _read() is skipped whenever a previous one is still unanswered: credits are granted here.
+  override read(size?: number): ReturnType<Duplex['read']> {
+    const chunk: unknown = super.read(size);
+    this.#grant();
+    return chunk;
+  }
+
+  /** Grants back what the reader consumed, in batches of a quarter ring, so credits cost few frames. */
+  #grant(): void {
+    if (this.#state !== 'connected') return;
+    const consumed = this.#received - this.readableLength - this.#granted;
+    if (consumed > 0 && consumed >= this.rings.readRing / 4) {
+      this.#granted += consumed;
+      this.#channel?.send(FrameType.CREDIT, this.id, u32(consumed));
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#state === 'disconnected') {
+      callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
+      return;
+    }
+    this.#pending = { chunk, offset: 0, callback };
+    this.#pump();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.#state === 'connected') this.#sendClose();
+    if (this.#state !== 'waiting') this.#disconnect();
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const wasWaiting = this.#state === 'waiting';
+    if (this.#state === 'connected') this.#sendClose();
+    this.#state = 'disconnected';
+    this.#channel?.forget(this);
+    if (wasWaiting) this.#onDestroyWhileWaiting?.();
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.callback(new VchanError(`vchan ${this.remoteDomain}:${this.port} closed`));
+    callback(error);
+  }
+
+  #sendClose(): void {
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    this.#channel?.send(FrameType.CLOSE, this.id);
+  }
+}

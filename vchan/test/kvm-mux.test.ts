@@ -1,0 +1,279 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VchanError } from '@odyssey/core/hal';
+import {
+  ChannelMux,
+  FrameDecoder,
+  FrameError,
+  FrameType,
+  KvmGuestTransport,
+  KvmHostTransport,
+  encodeFrame,
+  type MuxVchan,
+} from '../src/kvm/index.js';
+
+// The guest's virtio-serial port is played by a UNIX socket server standing in for QEMU's
+// chardev: the host transport dials it, and a guest-side ChannelMux serves each connection.
+let dir: string;
+let qemu: Server;
+let guestLink: Socket | undefined;
+let guestMux: ChannelMux;
+let guest: KvmGuestTransport;
+let host: KvmHostTransport;
+const open: MuxVchan[] = [];
+
+async function startQemu(path: string): Promise<void> {
+  qemu = createServer((socket) => {
+    // As the guest sees it: the old host end is gone before a new one connects.
+    if (guestMux.linked) guestMux.detach();
+    guestLink = socket;
+    guestMux.attach((bytes) => socket.write(bytes));
+    socket.on('data', (chunk: Buffer) => guestMux.receive(chunk));
+    socket.on('close', () => {
+      if (guestLink === socket) guestMux.detach();
+    });
+  });
+  await new Promise<void>((resolve) => qemu.listen(path, resolve));
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kvm-vchan-'));
+  guestMux = new ChannelMux('guest', '0');
+  guest = new KvmGuestTransport(guestMux, { connectTimeoutMs: 2000, retryIntervalMs: 5 });
+  await startQemu(join(dir, 'vm.sock'));
+  host = new KvmHostTransport({
+    channelSocket: (d) => join(dir, `${d}.sock`),
+    connectTimeoutMs: 2000,
+    retryIntervalMs: 5,
+  });
+});
+
+afterEach(async () => {
+  for (const vchan of open.splice(0)) vchan.destroy();
+  host.close();
+  guestLink?.destroy();
+  await new Promise((resolve) => qemu.close(resolve));
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function pair(port = 512): Promise<{ server: MuxVchan; client: MuxVchan }> {
+  const [server, client] = await Promise.all([guest.listen('0', port), host.connect('vm', port)]);
+  open.push(server, client);
+  return { server, client };
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function writeWithBackpressure(stream: Writable, data: Buffer, chunkSize: number): Promise<void> {
+  for (let offset = 0; offset < data.length; offset += chunkSize) {
+    if (!stream.write(data.subarray(offset, offset + chunkSize))) await once(stream, 'drain');
+  }
+  stream.end();
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('KVM vchan (mux over one channel), host and guest ends', () => {
+  it('moves bytes both ways, with the guest as server', async () => {
+    const { server, client } = await pair();
+    expect(server.state()).toBe('connected');
+    expect(client.state()).toBe('connected');
+    expect(client.remoteDomain).toBe('vm');
+    expect(server.port).toBe(512);
+    client.write(Buffer.from('hello from dom0'));
+    const [fromClient] = (await once(server, 'data')) as [Buffer];
+    expect(fromClient.toString()).toBe('hello from dom0');
+    server.write(Buffer.from('hello from the guest'));
+    const [fromServer] = (await once(client, 'data')) as [Buffer];
+    expect(fromServer.toString()).toBe('hello from the guest');
+  });
+
+  it('moves bytes with the host as server (qrexec data vchans go both ways)', async () => {
+    const [server, client] = await Promise.all([host.listen('vm', 600), guest.connect('0', 600)]);
+    open.push(server, client);
+    client.write(Buffer.from('from guest'));
+    const [data] = (await once(server, 'data')) as [Buffer];
+    expect(data.toString()).toBe('from guest');
+  });
+
+  it('keeps the server waiting until a client connects, and delivers what was written meanwhile', async () => {
+    const bound = guestMux.listen(513, { readRing: 65536, writeRing: 65536 });
+    open.push(bound.vchan);
+    expect(bound.vchan.state()).toBe('waiting');
+    bound.vchan.write(Buffer.from('queued before the client came'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(bound.vchan.state()).toBe('waiting');
+    const client = await host.connect('vm', 513);
+    open.push(client);
+    expect(await bound.connected).toBe(bound.vchan);
+    expect(bound.vchan.state()).toBe('connected');
+    const [data] = (await once(client, 'data')) as [Buffer];
+    expect(data.toString()).toBe('queued before the client came');
+  });
+
+  it('lets a client connect before the server exists', async () => {
+    const connecting = host.connect('vm', 514);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const server = await guest.listen('0', 514);
+    const client = await connecting;
+    open.push(server, client);
+    expect(client.state()).toBe('connected');
+  });
+
+  it('accepts a single client per server', async () => {
+    await pair(515);
+    await expect(host.connect('vm', 515, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
+  });
+
+  it('fails with a VchanError when no server appears in time, or the channel does not exist', async () => {
+    const started = Date.now();
+    await expect(host.connect('vm', 700, { timeoutMs: 150 })).rejects.toThrow(
+      /timed out connecting to vchan vm:700/,
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    await expect(host.connect('absent', 700, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
+    await expect(guest.listen('5', 700)).rejects.toThrow(/only domain 0/);
+  });
+
+  it('transfers 64 MiB intact in each direction, and says how fast', async () => {
+    const { server, client } = await pair();
+    const data = randomBytes(64 * 1024 * 1024);
+    const t0 = process.hrtime.bigint();
+    const [received] = await Promise.all([readAll(server), writeWithBackpressure(client, data, 65536)]);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    console.log(`[kvm vchan] 64 MiB over the mux (UNIX socket link): ${(64 / seconds).toFixed(0)} MB/s`);
+    expect(received.length).toBe(data.length);
+    expect(sha(received)).toBe(sha(data));
+    const back = await pair(516);
+    const [returned] = await Promise.all([
+      readAll(back.client),
+      writeWithBackpressure(back.server, data, 65536),
+    ]);
+    expect(sha(returned)).toBe(sha(data));
+  });
+
+  it('bounds buffering by the ring size and reports it through bufferSpace and dataReady', async () => {
+    const { server, client } = await pair();
+    expect(client.bufferSpace()).toBe(64 * 1024);
+    server.pause();
+    let accepted = 0;
+    const chunk = Buffer.alloc(4096, 1);
+    while (client.write(chunk)) {
+      accepted += chunk.length;
+      if (accepted > 64 * 1024 * 1024) throw new Error('no backpressure');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(client.bufferSpace()).toBe(0);
+    expect(server.dataReady()).toBe(64 * 1024);
+    const drained = once(client, 'drain');
+    server.resume();
+    await drained;
+    expect(client.bufferSpace()).toBeGreaterThan(0);
+  });
+
+  it('lets other vchans flow while one reader stalls', async () => {
+    const stalled = await pair(520);
+    const busy = await pair(521);
+    stalled.server.pause();
+    while (stalled.client.write(Buffer.alloc(8192))) {
+      /* fill the stalled stream's window */
+    }
+    const data = randomBytes(4 * 1024 * 1024);
+    const [received] = await Promise.all([
+      readAll(busy.server),
+      writeWithBackpressure(busy.client, data, 65536),
+    ]);
+    expect(sha(received)).toBe(sha(data));
+    expect(stalled.client.bufferSpace()).toBe(0);
+  });
+
+  it('delivers data sent before close, then EOF and the disconnected state', async () => {
+    const { server, client } = await pair();
+    server.write(Buffer.from('last words'));
+    server.end();
+    const received = await readAll(client);
+    expect(received.toString()).toBe('last words');
+    expect(client.state()).toBe('disconnected');
+    server.resume();
+    await once(server, 'close');
+    expect(server.state()).toBe('disconnected');
+    expect(client.bufferSpace()).toBe(0);
+  });
+
+  it('reports disconnected when the peer is destroyed', async () => {
+    const { server, client } = await pair();
+    client.resume();
+    const ended = once(client, 'end');
+    server.destroy();
+    await ended;
+    expect(client.state()).toBe('disconnected');
+  });
+
+  it('rejects the pending server when it is closed before a client came, and refuses clients after', async () => {
+    const bound = guestMux.listen(517, { readRing: 4096, writeRing: 4096 });
+    bound.vchan.destroy();
+    await expect(bound.connected).rejects.toBeInstanceOf(VchanError);
+    await expect(host.connect('vm', 517, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
+  });
+
+  it('disconnects every vchan when the channel goes away; waiting servers survive and the host redials', async () => {
+    const { server, client } = await pair();
+    const hostServer = host.listen('vm', 530);
+    client.resume();
+    server.resume();
+    const ended = Promise.all([once(client, 'end'), once(server, 'end')]);
+    guestLink?.destroy();
+    await ended;
+    expect(client.state()).toBe('disconnected');
+    expect(server.state()).toBe('disconnected');
+    // The host redials the channel for its waiting server; the guest connects through the new link.
+    const late = await guest.connect('0', 530);
+    open.push(late, await hostServer);
+    expect(late.state()).toBe('connected');
+  });
+
+  it('drops the streams of a previous session when the peer says HELLO with a new nonce', async () => {
+    const { client } = await pair();
+    client.resume();
+    const ended = once(client, 'end');
+    // A rebooted guest: a new mux on the same link announces itself.
+    const reborn = new ChannelMux('guest', '0');
+    reborn.attach((bytes) => guestLink?.write(bytes));
+    guestLink?.removeAllListeners('data');
+    guestLink?.on('data', (chunk: Buffer) => reborn.receive(chunk));
+    await ended;
+    expect(client.state()).toBe('disconnected');
+  });
+});
+
+describe('frames', () => {
+  it('reassembles frames split at any byte and rejects garbage', () => {
+    const frames = Buffer.concat([
+      encodeFrame(FrameType.OPEN, 7, Buffer.from([0, 0, 2, 0, 0, 0, 16, 0])),
+      encodeFrame(FrameType.DATA, 7, Buffer.from('payload')),
+      encodeFrame(FrameType.CLOSE, 7),
+    ]);
+    const decoder = new FrameDecoder();
+    const out = [];
+    for (const byte of frames) out.push(...decoder.push(Buffer.from([byte])));
+    expect(out.map((f) => [f.type, f.id, f.payload.toString('hex')])).toEqual([
+      [FrameType.OPEN, 7, '0000020000001000'],
+      [FrameType.DATA, 7, Buffer.from('payload').toString('hex')],
+      [FrameType.CLOSE, 7, ''],
+    ]);
+    expect(() => new FrameDecoder().push(Buffer.from([99, 0, 0, 0, 0, 0, 0, 0, 0]))).toThrow(FrameError);
+    expect(() => new FrameDecoder().push(Buffer.from([5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]))).toThrow(
+      FrameError,
+    );
+  });
+});
