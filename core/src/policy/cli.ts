@@ -112,13 +112,17 @@ function buildProgram(io: CliIo, run: (call: CallInit, options: EvalOptions) => 
     });
   program
     .command('generate-admin')
-    .description("write the default Admin API policy and its four includes, generated from the daemon's method table")
+    .description(
+      "write the default Admin API policy and its four includes, generated from the daemon's method table",
+    )
     .argument('<dir>', 'policy.d directory to write into')
     .option('--overwrite-includes', 'replace include files that already exist (they hold the grants)')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .action(async (dir: string, options: { overwriteIncludes?: boolean }) => {
-      const written = await writeAdminPolicy(dir, METHODS, { overwriteIncludes: options.overwriteIncludes === true });
+      const written = await writeAdminPolicy(dir, METHODS, {
+        overwriteIncludes: options.overwriteIncludes === true,
+      });
       io.out(written.map((f) => `${f}\n`).join(''));
     });
   return program;
