@@ -19,6 +19,28 @@ function boolPayload(ctx: CallContext): boolean {
   return b;
 }
 
+/** Runs a data import between upstream's domain-volume-import-begin/end events. */
+async function announcedImport(ctx: CallContext, size: string, run: () => Promise<void>): Promise<undefined> {
+  ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
+    ['volume', ctx.arg],
+    ['size', size],
+  ]);
+  try {
+    await run();
+  } catch (e) {
+    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
+      ['volume', ctx.arg],
+      ['success', 'False'],
+    ]);
+    throw e;
+  }
+  ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
+    ['volume', ctx.arg],
+    ['success', 'True'],
+  ]);
+  return undefined;
+}
+
 function requireHalted(ctx: CallContext): void {
   if (ctx.dest.powerState !== 'Halted') throw QubesVMNotHaltedError.forVm(ctx.dest.name);
 }
@@ -58,25 +80,7 @@ export const volume = {
 
   clear: async (ctx: CallContext): Promise<undefined> => {
     const v = volumeOf(ctx);
-    const size = String(await v.size());
-    ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
-      ['volume', ctx.arg],
-      ['size', size],
-    ]);
-    try {
-      await ctx.services.storage.registry.clear(v);
-    } catch (e) {
-      ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-        ['volume', ctx.arg],
-        ['success', 'False'],
-      ]);
-      throw e;
-    }
-    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-      ['volume', ctx.arg],
-      ['success', 'True'],
-    ]);
-    return undefined;
+    return announcedImport(ctx, String(await v.size()), () => ctx.services.storage.registry.clear(v));
   },
 
   setRevisionsToKeep: (ctx: CallContext): undefined => {
@@ -117,23 +121,6 @@ export const volume = {
         source = header.data;
       }
       const declared = String(size ?? (await v.size()));
-      ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
-        ['volume', ctx.arg],
-        ['size', declared],
-      ]);
-      try {
-        await importStream(v, source, size);
-      } catch (e) {
-        ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-          ['volume', ctx.arg],
-          ['success', 'False'],
-        ]);
-        throw e;
-      }
-      ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-        ['volume', ctx.arg],
-        ['success', 'True'],
-      ]);
-      return undefined;
+      return announcedImport(ctx, declared, () => importStream(v, source, size));
     },
 };
