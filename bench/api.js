@@ -27,7 +27,17 @@ try {
   const mix = [
     ['vm.List', () => call(d.socket, 'admin.vm.List', 'dom0')],
     ['vm.property.GetAll', () => call(d.socket, 'admin.vm.property.GetAll', vm())],
-    ['vm.property.Set', () => call(d.socket, 'admin.vm.property.Set', vm(), 'memory', String(300 + Math.floor(Math.random() * 500)))],
+    [
+      'vm.property.Set',
+      () =>
+        call(
+          d.socket,
+          'admin.vm.property.Set',
+          vm(),
+          'memory',
+          String(300 + Math.floor(Math.random() * 500)),
+        ),
+    ],
     ['vm.feature.Set', () => call(d.socket, 'admin.vm.feature.Set', vm(), 'bench', String(Math.random()))],
   ];
 
@@ -46,8 +56,17 @@ try {
     };
     await Promise.all(Array.from({ length: clients }, worker));
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const all = Object.values(latencies).flat().sort((a, b) => a - b);
-    const row = { clients, calls: CALLS, callsPerSecond: Math.round(CALLS / seconds), p50ms: percentile(all, 50), p99ms: percentile(all, 99), perMethod: {} };
+    const all = Object.values(latencies)
+      .flat()
+      .sort((a, b) => a - b);
+    const row = {
+      clients,
+      calls: CALLS,
+      callsPerSecond: Math.round(CALLS / seconds),
+      p50ms: percentile(all, 50),
+      p99ms: percentile(all, 99),
+      perMethod: {},
+    };
     for (const [name, l] of Object.entries(latencies)) {
       l.sort((a, b) => a - b);
       row.perMethod[name] = { p50ms: percentile(l, 50), p99ms: percentile(l, 99) };
@@ -59,7 +78,9 @@ try {
   const qvm = join(ROOT, 'client/dist/cli/main.js');
   try {
     const t0 = process.hrtime.bigint();
-    const { stdout } = await promisify(execFile)(process.execPath, [qvm, '--socket', d.socket, 'ls'], { maxBuffer: 64 << 20 });
+    const { stdout } = await promisify(execFile)(process.execPath, [qvm, '--socket', d.socket, 'ls'], {
+      maxBuffer: 64 << 20,
+    });
     qvmLs = { seconds: Number(process.hrtime.bigint() - t0) / 1e9, lines: stdout.trim().split('\n').length };
   } catch (e) {
     qvmLs = { error: String(e.message ?? e).split('\n')[0] };
@@ -68,8 +89,15 @@ try {
   const fmt = (n) => n.toFixed(2).padStart(8);
   console.log(`admin API with ${VMS} VMs, ${CALLS} calls per level (mix: ${mix.map(([n]) => n).join(', ')})`);
   console.log('clients   calls/s    p50 ms    p99 ms');
-  for (const r of results) console.log(`${String(r.clients).padStart(7)} ${String(r.callsPerSecond).padStart(9)} ${fmt(r.p50ms)}  ${fmt(r.p99ms)}`);
-  console.log(qvmLs.seconds !== undefined ? `qvm ls: ${qvmLs.seconds.toFixed(2)} s for ${qvmLs.lines} lines` : `qvm ls: ${qvmLs.error}`);
+  for (const r of results)
+    console.log(
+      `${String(r.clients).padStart(7)} ${String(r.callsPerSecond).padStart(9)} ${fmt(r.p50ms)}  ${fmt(r.p99ms)}`,
+    );
+  console.log(
+    qvmLs.seconds !== undefined
+      ? `qvm ls: ${qvmLs.seconds.toFixed(2)} s for ${qvmLs.lines} lines`
+      : `qvm ls: ${qvmLs.error}`,
+  );
 
   await mkdir(join(ROOT, 'bench/results'), { recursive: true });
   const out = join(ROOT, 'bench/results/api.json');

@@ -13,7 +13,9 @@ export function call(socket, method, dest, arg = '', payload = '') {
   return new Promise((resolve, reject) => {
     const chunks = [];
     const s = connect(socket);
-    s.on('connect', () => s.end(Buffer.concat([Buffer.from(`${method}+${arg} dom0 name ${dest}\0`), Buffer.from(payload)])));
+    s.on('connect', () =>
+      s.end(Buffer.concat([Buffer.from(`${method}+${arg} dom0 name ${dest}\0`), Buffer.from(payload)])),
+    );
     s.on('data', (c) => chunks.push(c));
     s.on('error', reject);
     s.on('close', () => {
@@ -32,9 +34,13 @@ export function percentile(sorted, p) {
 export async function startOdysseyd() {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-bench-'));
   const socket = join(dir, 'qubesd.sock');
-  const proc = spawn(process.execPath, [join(ROOT, 'core/dist/daemon/main.js'), '--socket', socket, '--state-dir', dir, '--log-level', 'error'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [join(ROOT, 'core/dist/daemon/main.js'), '--socket', socket, '--state-dir', dir, '--log-level', 'error'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   for (let i = 0; i < 200; i++) {
     try {
       await call(socket, 'admin.vm.List', 'dom0');
