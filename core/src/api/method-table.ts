@@ -9,6 +9,7 @@ import { label } from './methods/label.js';
 import { lifecycle } from './methods/lifecycle.js';
 import { notes } from './methods/notes.js';
 import { pool } from './methods/pool.js';
+import { poolVolume } from './methods/pool-volume.js';
 import { volume } from './methods/volume.js';
 import { globalProperty, vmProperty } from './methods/property.js';
 import { tag } from './methods/tag.js';
@@ -134,6 +135,27 @@ export const METHODS: readonly MethodSpec[] = [
   m('admin.pool.Set.revisions_to_keep', 'global', 'w', 'dom0', 'req', 'req', pool.setRevisionsToKeep),
   m('admin.pool.Set.ephemeral_volatile', 'global', 'w', 'dom0', 'req', 'req', pool.setEphemeralVolatile),
   m('admin.pool.volume.List', 'global', 'r', 'dom0', 'req', 'none', pool.volumeList),
+  // The 2017 draft's pool-addressed volume calls; not in upstream's generated policy.
+  ...[
+    m('admin.pool.volume.Info', 'global', 'r', 'dom0', 'req', 'req', poolVolume.info),
+    m('admin.pool.volume.ListSnapshots', 'global', 'r', 'dom0', 'req', 'req', poolVolume.listSnapshots),
+    m(
+      'admin.pool.volume.Set.revisions_to_keep',
+      'global',
+      'w',
+      'dom0',
+      'req',
+      'req',
+      poolVolume.setRevisionsToKeep,
+    ),
+    m('admin.pool.volume.Revert', 'global', 'w', 'dom0', 'req', 'req', poolVolume.revert),
+    m('admin.pool.volume.Resize', 'global', 'w', 'dom0', 'req', 'req', poolVolume.resize),
+    m('admin.pool.volume.CloneFrom', 'global', 'w', 'dom0', 'req', 'req', poolVolume.cloneFrom),
+    m('admin.pool.volume.CloneTo', 'global', 'w', 'dom0', 'req', 'req', poolVolume.cloneTo),
+    m('admin.pool.volume.Import', 'global', 'w', 'dom0', 'req', 'opt', poolVolume.import, {
+      streamsPayload: true,
+    }),
+  ].map((spec) => ({ ...spec, noPolicy: true })),
 
   m('admin.vm.volume.List', 'local', 'r', 'any', 'none', 'none', volume.list),
   m('admin.vm.volume.Info', 'local', 'r', 'any', 'req', 'none', volume.info),

@@ -156,3 +156,20 @@ describe('pools through the Admin API', () => {
     );
   });
 });
+
+describe("the 2017 draft's pool-addressed volume calls", () => {
+  it('reach the same volumes by pool and vid', async () => {
+    await withTemplate();
+    const byVm = await d.ok('admin.vm.volume.Info', 'work', 'private');
+    expect(await d.ok('admin.pool.volume.Info', 'dom0', 'varlibqubes', 'appvms/work/private')).toBe(byVm);
+    await d.ok('admin.pool.volume.Resize', 'dom0', 'varlibqubes', 'appvms/work/private 3221225472');
+    expect(await d.ok('admin.vm.volume.Info', 'work', 'private')).toContain('size=3221225472\n');
+    const token = await d.ok('admin.pool.volume.CloneFrom', 'dom0', 'varlibqubes', 'appvms/work/private');
+    expect(token).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(
+      (await d.call('admin.pool.volume.Info', 'dom0', 'varlibqubes', 'appvms/nosuch/private')).toString(
+        'latin1',
+      ),
+    ).toBe(exc('PermissionDenied', "Argument not in 'varlibqubes volumes'"));
+  });
+});
