@@ -1,4 +1,4 @@
-import type { Caller } from './api/caller.js';
+import type { Caller, Uploader } from './api/caller.js';
 import { FeatureApi } from './api/feature-api.js';
 import { FirewallApi } from './api/firewall-api.js';
 import { LabelApi } from './api/label-api.js';
@@ -7,7 +7,8 @@ import { PoolApi, VolumeApi } from './api/storage-api.js';
 import { TagApi } from './api/tag-api.js';
 import { VmApi } from './api/vm-api.js';
 import { EventStreamDecoder, type AdminEvent } from './events.js';
-import type { Transport } from './transport.js';
+import { QubesNotImplementedError } from './errors.js';
+import type { ByteSource, Transport, UploadOptions } from './transport.js';
 import { parseResponse, type AdminCall } from './wire.js';
 
 /**
@@ -35,7 +36,9 @@ export class AdminClient {
     this.labels = new LabelApi(this.caller);
     this.firewall = new FirewallApi(this.caller);
     this.pools = new PoolApi(this.caller);
-    this.volumes = new VolumeApi(this.caller);
+    const uploader: Uploader = (method, dest, arg, prefix, source, options) =>
+      this.upload(method, dest, arg, prefix, source, options);
+    this.volumes = new VolumeApi(this.caller, uploader);
     this.globalProperties = new PropertyApi(this.caller, 'admin.property.', 'dom0');
   }
 
@@ -47,6 +50,27 @@ export class AdminClient {
   /** Any method, raw: returns the OK body or throws the mapped QubesError. */
   async call(method: string, dest: string, arg = '', payload: string | Uint8Array = ''): Promise<Buffer> {
     return parseResponse(await this.transport.call(toCall(method, dest, arg, payload)));
+  }
+
+  /**
+   * Any method, with `prefix` then the bytes of `source` as its payload, streamed (see
+   * `Transport.upload`): returns the OK body or throws the mapped QubesError.
+   */
+  async upload(
+    method: string,
+    dest: string,
+    arg: string,
+    prefix: string | Uint8Array,
+    source: ByteSource,
+    options?: UploadOptions,
+  ): Promise<Buffer> {
+    if (!this.transport.upload) {
+      throw new QubesNotImplementedError(
+        'This transport cannot stream a payload',
+        'QubesNotImplementedError',
+      );
+    }
+    return parseResponse(await this.transport.upload(toCall(method, dest, arg, prefix), source, options));
   }
 
   /** `admin.Events`: dest dom0 for everything, or a qube name for that qube's events only. */

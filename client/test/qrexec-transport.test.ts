@@ -23,6 +23,7 @@ process.stdin.on('end', () => {
   }
   if (service === 'admin.vm.List') process.stdout.write('0\\0dom0 class=AdminVM state=Running\\n');
   else if (service === 'admin.vm.feature.Set+foo') process.stdout.write('0\\0');
+  else if (service.startsWith('admin.vm.volume.Import')) process.stdout.write('0\\0');
   else if (service === 'admin.vm.property.Get+name') process.stdout.write("2\\0QubesVMNotFoundError\\0\\0No such domain: 'x'\\0");
   else if (service === 'admin.Events') {
     process.stdout.write('1\\0\\0connection-');
@@ -95,5 +96,25 @@ describe('QrexecTransport', () => {
       if (received.length === 3) break;
     }
     expect(received).toEqual(['connection-established', 'tick', 'tick']);
+  });
+
+  it('streams an import to the service’s stdin, size line first', async () => {
+    const client = new AdminClient(new QrexecTransport({ command }));
+    const sent: number[] = [];
+    async function* chunks() {
+      yield Buffer.from('hel');
+      yield Buffer.from('lo');
+    }
+    await client.volumes.import('work', 'private', chunks(), {
+      size: 5,
+      withSize: true,
+      onProgress: (n) => sent.push(n),
+    });
+    await client.volumes.importData('work', 'root', Buffer.from('abc'));
+    expect((await calls()).slice(-2)).toEqual([
+      { target: 'work', service: 'admin.vm.volume.ImportWithSize+private', stdin: '5\nhello' },
+      { target: 'work', service: 'admin.vm.volume.Import+root', stdin: 'abc' },
+    ]);
+    expect(sent).toEqual([3, 5]);
   });
 });

@@ -6,6 +6,19 @@ export type Caller = (
   payload?: string | Uint8Array,
 ) => Promise<Buffer>;
 
+/**
+ * Performs one call whose payload is `prefix` followed by a byte stream of any size, and returns the OK
+ * body; `onProgress` sees the running count of stream bytes sent (the prefix not included).
+ */
+export type Uploader = (
+  method: string,
+  dest: string,
+  arg: string,
+  prefix: string | Uint8Array,
+  source: AsyncIterable<Uint8Array | string>,
+  options?: { onProgress?: (sent: number) => void; signal?: AbortSignal },
+) => Promise<Buffer>;
+
 /** Splits a "one item per line" body; every line ends with `\n`, so an empty body is an empty list. */
 export function lines(body: Buffer | string): string[] {
   const text = typeof body === 'string' ? body : body.toString('utf8');

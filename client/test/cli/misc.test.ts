@@ -91,18 +91,59 @@ describe('qvm notes', () => {
 });
 
 describe('qvm volume / pool', () => {
-  it('lists a qube’s volumes and shows one', async () => {
-    expect((await run(['volume', 'list', 'newvm'])).stdout).toBe(
-      'NAME     POOL         VID                   SIZE         USAGE  RW\n' +
-        'root     varlibqubes  appvms/newvm/root     10737418240  0      True\n' +
-        'private  varlibqubes  appvms/newvm/private  2147483648   0      True\n',
+  it('lists a qube’s volumes and shows one, in qvm-volume’s formats', async () => {
+    const list = await run(['volume', 'list', 'newvm']);
+    expect(list.stdout).toBe(
+      'POOL:VOLUME                       VMNAME  VOLUME_NAME  REVERT_POSSIBLE\n' +
+        'varlibqubes:appvms/newvm/private  newvm   private      Yes\n' +
+        'varlibqubes:appvms/newvm/root     newvm   root         No\n',
     );
     const info = await run(['volume', 'info', 'newvm:private']);
-    expect(info.stdout.split('\n').slice(0, 3)).toEqual([
-      'pool               varlibqubes',
-      'vid                appvms/newvm/private',
-      'size               2147483648',
+    expect(info.stdout).toBe(
+      'pool               varlibqubes\n' +
+        'vid                appvms/newvm/private\n' +
+        'rw                 True\n' +
+        'source             \n' +
+        'save_on_stop       True\n' +
+        'snap_on_start      False\n' +
+        'size               2147483648\n' +
+        'usage              0\n' +
+        'revisions_to_keep  1\n' +
+        'ephemeral          False\n' +
+        'is_outdated        False\n' +
+        'List of available revisions (for revert):\n' +
+        '  1\n' +
+        '  2\n',
+    );
+    expect(info.requests).toEqual([
+      'admin.vm.List+ dom0 name dom0\0',
+      'admin.vm.volume.List+ dom0 name newvm\0',
+      'admin.vm.volume.Info+private dom0 name newvm\0',
+      'admin.vm.volume.ListSnapshots+private dom0 name newvm\0',
     ]);
+    expect((await run(['volume', 'info', 'newvm:private', 'revisions'])).stdout).toBe('1\n2\n');
+  });
+
+  it('resizes with upstream’s size units, refusing to shrink without --force', async () => {
+    expect(await run(['volume', 'extend', 'newvm:private', '3GiB'])).toMatchObject({
+      code: 0,
+      requests: [
+        'admin.vm.List+ dom0 name dom0\0',
+        'admin.vm.volume.List+ dom0 name newvm\0',
+        'admin.vm.volume.Info+private dom0 name newvm\0',
+        'admin.vm.volume.Resize+private dom0 name newvm\x003221225472',
+      ],
+    });
+    const shrink = await run(['volume', 'resize', 'newvm:private', '1G']);
+    expect(shrink.code).toBe(1);
+    expect(shrink.stderr).toMatch(
+      /^Refusing to shrink volume newvm:private from 2147483648 to 1000000000 bytes\./,
+    );
+    expect(shrink.requests.at(-1)).toBe('admin.vm.volume.Info+private dom0 name newvm\0');
+    expect(await run(['volume', 'resize', 'newvm:private', '3 lots'])).toMatchObject({
+      code: 1,
+      stderr: 'Invalid size: 3 lots.\n',
+    });
   });
 
   it('lists pools with their driver', async () => {

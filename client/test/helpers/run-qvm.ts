@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 
 import { runCli } from '../../src/cli/run.js';
-import type { QubesdTarget } from './fake-qubesd.js';
 
 export interface QvmResult {
   code: number;
@@ -10,13 +9,15 @@ export interface QvmResult {
 }
 
 export interface QvmOptions {
-  stdin?: string;
+  stdin?: string | Buffer;
   env?: Record<string, string>;
+  /** Pretend stderr is a terminal (`isTTY`, 80 columns), as progress output requires. */
+  stderrTty?: boolean;
 }
 
 /** Runs `qvm --socket <target> ...args` in-process and captures what it prints. */
 export async function runQvm(
-  target: QubesdTarget,
+  target: { readonly socketPath: string },
   args: string[],
   options: QvmOptions = {},
 ): Promise<QvmResult> {
@@ -24,7 +25,10 @@ export async function runQvm(
   let stderr = '';
   const code = await runCli(['--socket', target.socketPath, ...args], {
     stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
+    stderr: {
+      write: (text: string) => (stderr += text),
+      ...(options.stderrTty ? { isTTY: true, columns: 80 } : {}),
+    },
     stdin: Readable.from([options.stdin ?? '']),
     env: options.env ?? {},
   });
