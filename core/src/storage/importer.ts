@@ -24,11 +24,14 @@ function isZero(buf: Buffer): boolean {
  * stage plus the stream's own buffer: memory stays flat for any size.
  */
 class SparseFileWriter extends Writable {
-  private readonly stage = Buffer.allocUnsafe(STAGE);
+  /** Two stages: one fills from the socket while the other is being written. */
+  private stage = Buffer.allocUnsafe(STAGE);
+  private spare = Buffer.allocUnsafe(STAGE);
   private stageLen = 0;
   /** File offset of stage[0]. */
   private stagePos = 0;
   private received = 0;
+  private writing: Promise<void> = Promise.resolve();
   private fh: fs.FileHandle | undefined;
 
   constructor(
@@ -59,12 +62,16 @@ class SparseFileWriter extends Writable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const fh = this.fh;
     this.fh = undefined;
-    if (fh === undefined) callback(error);
-    else
-      fh.close().then(
-        () => callback(error),
-        (closeErr: Error) => callback(error ?? closeErr),
-      );
+    const close = () => {
+      if (fh === undefined) callback(error);
+      else
+        fh.close().then(
+          () => callback(error),
+          (closeErr: Error) => callback(error ?? closeErr),
+        );
+    };
+    // A write still in flight must finish before its file handle goes.
+    this.writing.then(close, close);
   }
 
   private async consume(chunk: Buffer): Promise<void> {
@@ -82,21 +89,34 @@ class SparseFileWriter extends Writable {
     }
   }
 
-  /** Writes the stage's non-zero blocks, neighbours coalesced into one pwrite. */
+  /**
+   * Hands the full stage to the disk and swaps in the spare one, after the
+   * previous write (which used the spare) has finished.
+   */
   private async flush(): Promise<void> {
+    await this.writing;
     const buf = this.stage.subarray(0, this.stageLen);
+    const pos = this.stagePos;
+    this.writing = this.writeStage(buf, pos);
+    // Its failure is reported by the next flush or the finish; until then it must not count as unhandled.
+    this.writing.catch(() => undefined);
+    [this.stage, this.spare] = [this.spare, this.stage];
+    this.stagePos += this.stageLen;
+    this.stageLen = 0;
+  }
+
+  /** Writes a stage's non-zero blocks, neighbours coalesced into one pwrite. */
+  private async writeStage(buf: Buffer, pos: number): Promise<void> {
     let runStart = -1;
     for (let i = 0; i < buf.length; i += BLOCK) {
       const zero = isZero(buf.subarray(i, Math.min(i + BLOCK, buf.length)));
       if (!zero && runStart < 0) runStart = i;
       else if (zero && runStart >= 0) {
-        await this.writeAll(buf.subarray(runStart, i), this.stagePos + runStart);
+        await this.writeAll(buf.subarray(runStart, i), pos + runStart);
         runStart = -1;
       }
     }
-    if (runStart >= 0) await this.writeAll(buf.subarray(runStart), this.stagePos + runStart);
-    this.stagePos += this.stageLen;
-    this.stageLen = 0;
+    if (runStart >= 0) await this.writeAll(buf.subarray(runStart), pos + runStart);
   }
 
   private async writeAll(buf: Buffer, pos: number): Promise<void> {
@@ -115,6 +135,7 @@ class SparseFileWriter extends Writable {
       );
     }
     await this.flush();
+    await this.writing;
     const fh = this.fh as fs.FileHandle;
     // Skipped zero blocks at the end must still count: the size is the declared one.
     await fh.truncate(this.expected);
