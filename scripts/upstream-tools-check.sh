@@ -437,7 +437,7 @@ check "qubes-prefs default_netvm restore"         0 -                -- qubes-pr
 # ============================================================================================
 GROUP=storage
 check "qvm-pool list"                             0 "out~varlibqubes" -- qvm-pool list
-check "qvm-volume list"                           0 "out~work:private" -- qvm-volume list work
+check "qvm-volume list"                           0 "out~varlibqubes:appvms/work/private +work +private" -- qvm-volume list work
 GROUP=devices
 check "qvm-device pci list"                       0 -                -- qvm-device pci list
 
