@@ -12,6 +12,9 @@ export default defineConfig({
       { find: /^@odyssey\/vchan$/, replacement: `${src('vchan')}index.ts` },
       { find: /^@odyssey\/libvirt$/, replacement: `${src('libvirt')}index.ts` },
       { find: /^@odyssey\/client$/, replacement: `${src('client')}index.ts` },
+      { find: /^@odyssey\/agent$/, replacement: `${src('agent')}index.ts` },
+      { find: /^@odyssey\/backend-kvm$/, replacement: `${src('backends/kvm')}index.ts` },
+      { find: /^@odyssey\/backend-process$/, replacement: `${src('backends/process')}index.ts` },
     ],
   },
   test: {

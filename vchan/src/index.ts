@@ -13,3 +13,5 @@ export { defaultSocketDir, vchanSocketPath } from './socket-path.js';
 export function createSocketTransport(options: SocketVchanTransportOptions): SocketVchanTransport {
   return new SocketVchanTransport(options);
 }
+
+export * from './kvm/index.js';

@@ -18,47 +18,70 @@ import {
   type MuxVchan,
 } from '../src/kvm/index.js';
 
-// The guest's virtio-serial port is played by a UNIX socket server standing in for QEMU's
+// A guest's virtio-serial port is played by a UNIX socket server standing in for QEMU's
 // chardev: the host transport dials it, and a guest-side ChannelMux serves each connection.
+interface FakeGuest {
+  readonly mux: ChannelMux;
+  readonly transport: KvmGuestTransport;
+  link: Socket | undefined;
+  readonly server: Server;
+}
+
 let dir: string;
-let qemu: Server;
-let guestLink: Socket | undefined;
+let guests: FakeGuest[];
+let vm: FakeGuest;
 let guestMux: ChannelMux;
 let guest: KvmGuestTransport;
 let host: KvmHostTransport;
 const open: MuxVchan[] = [];
 
-async function startQemu(path: string): Promise<void> {
-  qemu = createServer((socket) => {
-    // As the guest sees it: the old host end is gone before a new one connects.
-    if (guestMux.linked) guestMux.detach();
-    guestLink = socket;
-    guestMux.attach((bytes) => socket.write(bytes));
-    socket.on('data', (chunk: Buffer) => guestMux.receive(chunk));
-    socket.on('close', () => {
-      if (guestLink === socket) guestMux.detach();
-    });
+async function fakeGuest(name: string): Promise<FakeGuest> {
+  const mux = new ChannelMux('guest', '0');
+  const g: FakeGuest = {
+    mux,
+    transport: new KvmGuestTransport(mux, { connectTimeoutMs: 2000, retryIntervalMs: 5 }),
+    link: undefined,
+    server: createServer((socket) => {
+      // As the guest sees it: the old host end is gone before a new one connects.
+      if (mux.linked) mux.detach();
+      g.link = socket;
+      mux.attach((bytes) => socket.write(bytes));
+      socket.on('data', (chunk: Buffer) => mux.receive(chunk));
+      socket.on('close', () => {
+        if (g.link === socket) mux.detach();
+      });
+    }),
+  };
+  await new Promise<void>((resolve) => g.server.listen(join(dir, `${name}.sock`), resolve));
+  guests.push(g);
+  return g;
+}
+
+function hostTransport(relay = false): KvmHostTransport {
+  return new KvmHostTransport({
+    channelSocket: (d) => join(dir, `${d}.sock`),
+    connectTimeoutMs: 2000,
+    retryIntervalMs: 5,
+    relay,
   });
-  await new Promise<void>((resolve) => qemu.listen(path, resolve));
 }
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kvm-vchan-'));
-  guestMux = new ChannelMux('guest', '0');
-  guest = new KvmGuestTransport(guestMux, { connectTimeoutMs: 2000, retryIntervalMs: 5 });
-  await startQemu(join(dir, 'vm.sock'));
-  host = new KvmHostTransport({
-    channelSocket: (d) => join(dir, `${d}.sock`),
-    connectTimeoutMs: 2000,
-    retryIntervalMs: 5,
-  });
+  guests = [];
+  vm = await fakeGuest('vm');
+  guestMux = vm.mux;
+  guest = vm.transport;
+  host = hostTransport();
 });
 
 afterEach(async () => {
   for (const vchan of open.splice(0)) vchan.destroy();
   host.close();
-  guestLink?.destroy();
-  await new Promise((resolve) => qemu.close(resolve));
+  for (const g of guests) {
+    g.link?.destroy();
+    await new Promise((resolve) => g.server.close(resolve));
+  }
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -142,7 +165,6 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     );
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
     await expect(host.connect('absent', 700, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
-    await expect(guest.listen('5', 700)).rejects.toThrow(/only domain 0/);
   });
 
   it('transfers 64 MiB intact in each direction, and says how fast', async () => {
@@ -179,6 +201,35 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     server.resume();
     await drained;
     expect(client.bufferSpace()).toBeGreaterThan(0);
+  });
+
+  it('serves a reader that waits for whole messages, even ones bigger than the ring', async () => {
+    const { server, client } = await pair();
+    // qrexec's framing: an 8-byte header, then a payload of up to 64 KiB, read with read(n)
+    // and one lasting 'readable' listener, as core's MessageReader does.
+    let wake: () => void = () => undefined;
+    server.on('readable', () => wake());
+    const readExact = async (n: number): Promise<Buffer> => {
+      for (;;) {
+        const chunk = server.read(n) as Buffer | null;
+        if (chunk) return chunk;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    };
+    const messages = [65536, 65536, 100_000, 3].map((n) => randomBytes(n));
+    const writing = (async () => {
+      for (const m of messages) {
+        const header = Buffer.alloc(8);
+        header.writeUInt32LE(m.length, 4);
+        if (!client.write(Buffer.concat([header, m]))) await once(client, 'drain');
+      }
+    })();
+    for (const m of messages) {
+      const header = await readExact(8);
+      expect(header.readUInt32LE(4)).toBe(m.length);
+      expect(sha(await readExact(m.length))).toBe(sha(m));
+    }
+    await writing;
   });
 
   it('lets other vchans flow while one reader stalls', async () => {
@@ -226,13 +277,27 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     await expect(host.connect('vm', 517, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
   });
 
+  it('gives up waiting for a client when the listen is aborted, on either end', async () => {
+    for (const transport of [guest, host]) {
+      const abort = new AbortController();
+      const listening =
+        transport === guest
+          ? guest.listen('0', 518, { signal: abort.signal })
+          : host.listen('vm', 518, { signal: abort.signal });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      abort.abort();
+      await expect(listening).rejects.toBeInstanceOf(VchanError);
+    }
+    await expect(host.connect('vm', 518, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
+  });
+
   it('disconnects every vchan when the channel goes away; waiting servers survive and the host redials', async () => {
     const { server, client } = await pair();
     const hostServer = host.listen('vm', 530);
     client.resume();
     server.resume();
     const ended = Promise.all([once(client, 'end'), once(server, 'end')]);
-    guestLink?.destroy();
+    vm.link?.destroy();
     await ended;
     expect(client.state()).toBe('disconnected');
     expect(server.state()).toBe('disconnected');
@@ -248,11 +313,60 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     const ended = once(client, 'end');
     // A rebooted guest: a new mux on the same link announces itself.
     const reborn = new ChannelMux('guest', '0');
-    reborn.attach((bytes) => guestLink?.write(bytes));
-    guestLink?.removeAllListeners('data');
-    guestLink?.on('data', (chunk: Buffer) => reborn.receive(chunk));
+    reborn.attach((bytes) => vm.link?.write(bytes));
+    vm.link?.removeAllListeners('data');
+    vm.link?.on('data', (chunk: Buffer) => reborn.receive(chunk));
     await ended;
     expect(client.state()).toBe('disconnected');
+  });
+});
+
+describe('KVM vchan relay between guests through the host', () => {
+  it('relays a vchan from one guest to a server in another, both ways, and closes both ends', async () => {
+    const relaying = hostTransport(true);
+    const b = await fakeGuest('b');
+    const keep = [relaying.keepChannel('vm'), relaying.keepChannel('b')];
+    try {
+      // Guest b serves port 600 for clients of domain "vm"; guest vm connects to "b" through the host.
+      const [server, client] = await Promise.all([b.transport.listen('vm', 600), guest.connect('b', 600)]);
+      open.push(server, client);
+      expect(server.remoteDomain).toBe('vm');
+      expect(client.remoteDomain).toBe('b');
+      client.write(Buffer.from('from vm'));
+      const [atB] = (await once(server, 'data')) as [Buffer];
+      expect(atB.toString()).toBe('from vm');
+      const data = randomBytes(4 * 1024 * 1024);
+      const [received] = await Promise.all([readAll(client), writeWithBackpressure(server, data, 65536)]);
+      expect(sha(received)).toBe(sha(data));
+      expect(client.state()).toBe('disconnected');
+    } finally {
+      keep.forEach((release) => release());
+      relaying.close();
+    }
+  });
+
+  it('lets a server take only clients of the domain it listens for', async () => {
+    const relaying = hostTransport(true);
+    const b = await fakeGuest('b');
+    const keep = [relaying.keepChannel('vm'), relaying.keepChannel('b')];
+    try {
+      const bound = b.mux.listen(601, { readRing: 4096, writeRing: 4096 }, 'other');
+      open.push(bound.vchan);
+      await expect(guest.connect('b', 601, { timeoutMs: 200 })).rejects.toBeInstanceOf(VchanError);
+      expect(bound.vchan.state()).toBe('waiting');
+    } finally {
+      keep.forEach((release) => release());
+      relaying.close();
+    }
+  });
+
+  it('refuses guest-to-guest vchans when the host does not relay', async () => {
+    const b = await fakeGuest('b');
+    const keep = [host.keepChannel('vm'), host.keepChannel('b')];
+    const bound = b.mux.listen(602, { readRing: 4096, writeRing: 4096 }, 'vm');
+    open.push(bound.vchan);
+    await expect(guest.connect('b', 602, { timeoutMs: 200 })).rejects.toBeInstanceOf(VchanError);
+    keep.forEach((release) => release());
   });
 });
 

@@ -14,6 +14,7 @@ import { systemInfo } from '../api/methods/internal.js';
 import { AdminServer } from '../api/server.js';
 import type { Log } from '../api/server.js';
 import type { ApiServices } from '../api/services.js';
+import type { VchanTransport } from '../hal/vchan.js';
 import type { Vmm } from '../hal/vmm.js';
 import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
@@ -29,6 +30,9 @@ import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import type { PolicyCheck } from './access.js';
 import { loadBackend } from './backend-loader.js';
+import { QrexecHost } from './qrexec-host.js';
+import { prepareAdminServices } from './qrexec-services.js';
+import { withQrexecStart } from './qrexec-vmm.js';
 import { VmDirFiles } from './vm-files.js';
 
 export interface DaemonOptions {
@@ -41,6 +45,13 @@ export interface DaemonOptions {
   readonly stateDir: string;
   /** A backend package name (see backend-loader), or a Vmm instance (tests). */
   readonly backend: string | Vmm;
+  /** With a Vmm instance: its dom0 vchan transport, to run qrexec (a package brings its own). */
+  readonly vchan?: VchanTransport;
+  /**
+   * dom0's qrexec service directory, prepared at start with a link per admin
+   * method to the admin socket (default `<state dir>/qrexec-services`).
+   */
+  readonly qrexecServiceDir?: string;
   readonly log: Log;
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
@@ -55,6 +66,8 @@ export interface DaemonOptions {
 export class Daemon {
   private stopping = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** Runs once the backend brought a vchan transport; null while there is none. */
+  private qrexecHost: QrexecHost | null = null;
 
   private constructor(
     readonly app: App,
@@ -143,6 +156,7 @@ export class Daemon {
           storage: r.resolve(TOKENS.Storage),
         }),
       });
+      await prepareAdminServices(Daemon.qrexecServiceDir(options), options.socketPath, METHODS);
       const server = c.resolve(AdminServer);
       await server.listen(options.socketPath);
       const servers = [server];
@@ -164,18 +178,36 @@ export class Daemon {
     }
   }
 
+  private static qrexecServiceDir(options: DaemonOptions): string {
+    return options.qrexecServiceDir ?? join(options.stateDir, 'qrexec-services');
+  }
+
+  /** The qrexec daemons of dom0, started with the first transport a backend brings. */
+  private qrexec(transport: VchanTransport): QrexecHost {
+    this.qrexecHost ??= new QrexecHost({
+      app: this.app,
+      transport,
+      policy: this.policy,
+      serviceDirs: [Daemon.qrexecServiceDir(this.options)],
+      startDomain: (name) => this.lifecycle.start(this.app.domains.get(name)),
+      log: this.options.log,
+    });
+    return this.qrexecHost;
+  }
+
   private async connectBackend(): Promise<void> {
     const { log } = this.options;
     try {
-      const vmm =
+      const loaded =
         typeof this.options.backend === 'string'
           ? await loadBackend(this.options.backend, { runtimeDir: join(this.options.stateDir, 'run'), log })
-          : this.options.backend;
-      await vmm.open();
+          : { vmm: this.options.backend, vchan: this.options.vchan ?? null };
+      await loaded.vmm.open();
       if (this.stopping) {
-        await vmm.close();
+        await loaded.vmm.close();
         return;
       }
+      const vmm = loaded.vchan ? withQrexecStart(loaded.vmm, this.qrexec(loaded.vchan)) : loaded.vmm;
       this.backend.connected(vmm);
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
@@ -211,6 +243,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    await this.qrexecHost?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.policy?.close();
     await this.store.save();

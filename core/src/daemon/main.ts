@@ -20,6 +20,10 @@ const program = new Command('odysseyd')
     'Qubes 4.0 per-service policy files (for !compat-4.0)',
     '/etc/qubes-rpc/policy',
   )
+  .option(
+    '--qrexec-services <dir>',
+    "dom0's qrexec service directory; admin.* links to the socket are made there (default <state dir>/qrexec-services)",
+  )
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .parse();
 
@@ -30,6 +34,7 @@ const opts = program.opts<{
   backend: string;
   policyDir: string[];
   legacyPolicyDir: string;
+  qrexecServices?: string;
   logLevel: LogLevel;
 }>();
 const log = stderrLog(opts.logLevel);
@@ -42,6 +47,7 @@ try {
     backend: opts.backend,
     policyDirs: opts.policyDir,
     legacyPolicyDir: opts.legacyPolicyDir,
+    ...(opts.qrexecServices ? { qrexecServiceDir: opts.qrexecServices } : {}),
     log,
   });
   const shutdown = (signal: string) => {

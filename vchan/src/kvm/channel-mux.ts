@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError, type VchanListenOptions } from '@odyssey/core/hal';
 import { FrameDecoder, FrameError, FrameType, encodeFrame, u32, type Frame } from './frames.js';
 import { MuxVchan, type MuxVchanRings, type StreamChannel } from './mux-vchan.js';
 
@@ -8,6 +8,11 @@ export type ChannelSide = 'host' | 'guest';
 /** Why an OPEN did not give a stream: the caller retries on these until its deadline. */
 export class OpenRefused extends Error {
   override name = 'OpenRefused';
+}
+
+/** listen()'s options: libvchan's ring minimums, and a signal that stops waiting for a client. */
+export interface MuxListenOptions extends VchanListenOptions {
+  readonly signal?: AbortSignal;
 }
 
 export interface BoundMuxVchan {
@@ -23,27 +28,42 @@ interface PendingOpen {
 }
 
 const GUEST_ID_BIT = 0x80000000;
+/** The admin domain's vchan name. */
+export const ADMIN_DOMAIN = '0';
 
 /**
- * Every vchan between the admin domain and one guest, over that guest's single channel
- * (see frames.ts for the protocol). The channel's link may come and go (the host end
- * reconnects, the guest reboots): streams die with a link, listening servers stay.
+ * How the host connects a guest's OPEN for another guest: a stream opened on the target's
+ * channel on behalf of `source`, or a rejection (the opener sees REFUSE and retries).
+ */
+export type Relay = (source: string, target: string, port: number) => Promise<MuxVchan>;
+
+/**
+ * Every vchan of one guest, over that guest's single channel (see frames.ts for the
+ * protocol): those with the admin domain, and on the host also those relayed to other
+ * guests. The channel's link may come and go (the host end reconnects, the guest
+ * reboots): streams die with a link, listening servers stay.
  */
 export class ChannelMux implements StreamChannel {
   readonly #side: ChannelSide;
   readonly #nonce = randomBytes(8);
   readonly #decoder = new FrameDecoder();
   readonly #streams = new Map<number, MuxVchan>();
-  readonly #servers = new Map<number, MuxVchan>();
+  /** Waiting servers by peer domain and port. */
+  readonly #servers = new Map<string, MuxVchan>();
   readonly #opening = new Map<number, PendingOpen>();
   #send: ((bytes: Buffer) => void) | undefined;
   #peerNonce: Buffer | undefined;
   #nextId = 1;
 
+  /**
+   * @param remoteDomain on the host, the guest's vchan name; on the guest, the admin domain.
+   * @param relay on the host, connects guest-to-guest opens (none: they are refused).
+   */
   constructor(
     side: ChannelSide,
     readonly remoteDomain: string,
     private readonly log: (message: string) => void = () => undefined,
+    private readonly relay?: Relay,
   ) {
     this.#side = side;
   }
@@ -88,29 +108,55 @@ export class ChannelMux implements StreamChannel {
     for (const frame of frames) this.#handle(frame);
   }
 
-  /** Registers a server on `port`; it takes the first client that opens it. */
-  listen(port: number, rings: MuxVchanRings): BoundMuxVchan {
-    const vchan = new MuxVchan(this.remoteDomain, port, rings);
+  /**
+   * Registers a server on `port` for clients of `peer` (default: the mux's remote domain);
+   * it takes the first such client that opens it.
+   */
+  listen(port: number, rings: MuxVchanRings, peer = this.remoteDomain, signal?: AbortSignal): BoundMuxVchan {
+    const key = serverKey(peer, port);
+    const vchan = new MuxVchan(peer, port, rings);
     const connected = new Promise<MuxVchan>((resolve, reject) => {
-      this.#servers.set(port, vchan);
+      this.#servers.set(key, vchan);
       vchan.once('connected', () => resolve(vchan));
       vchan.onDestroyWhileWaiting(() => {
-        if (this.#servers.get(port) === vchan) this.#servers.delete(port);
-        reject(new VchanError(`vchan server ${this.remoteDomain}:${port} closed before a client connected`));
+        if (this.#servers.get(key) === vchan) this.#servers.delete(key);
+        reject(new VchanError(`vchan server ${peer}:${port} closed before a client connected`));
       });
     });
     connected.catch(() => undefined);
+    if (signal) {
+      const abort = (): void => {
+        if (vchan.state() === 'waiting') vchan.destroy();
+      };
+      if (signal.aborted) abort();
+      signal.addEventListener('abort', abort, { once: true });
+      const forget = (): void => signal.removeEventListener('abort', abort);
+      connected.then(forget, forget);
+    }
     return { vchan, connected };
   }
 
-  /** One attempt to open the peer's server on `port`; rejects with OpenRefused when there is none. */
-  open(port: number, rings: MuxVchanRings): Promise<MuxVchan> {
+  /**
+   * One attempt to open a server on `port` across the channel; rejects with OpenRefused when
+   * there is none. `domain` is the OPEN's domain field (see frames.ts); the stream's remote
+   * domain is `peer`.
+   */
+  open(
+    port: number,
+    rings: MuxVchanRings,
+    domain = ADMIN_DOMAIN,
+    peer = this.remoteDomain,
+  ): Promise<MuxVchan> {
     if (!this.#send) return Promise.reject(new OpenRefused('channel not connected'));
     const id = this.#allocateId();
-    const vchan = new MuxVchan(this.remoteDomain, port, rings);
+    const vchan = new MuxVchan(peer, port, rings);
     return new Promise<MuxVchan>((resolve, reject) => {
       this.#opening.set(id, { vchan, resolve, reject });
-      this.send(FrameType.OPEN, id, Buffer.concat([u32(port), u32(rings.readRing)]));
+      this.send(
+        FrameType.OPEN,
+        id,
+        Buffer.concat([u32(port), u32(rings.readRing), Buffer.from(domain, 'utf8')]),
+      );
     });
   }
 
@@ -174,16 +220,55 @@ export class ChannelMux implements StreamChannel {
   #onOpen(id: number, payload: Buffer): void {
     const port = payload.readUInt32BE(0);
     const window = payload.readUInt32BE(4);
-    const server = this.#servers.get(port);
-    if (!server || server.state() !== 'waiting' || this.#streams.has(id)) {
+    const domain = payload.subarray(8).toString('utf8');
+    if (this.#streams.has(id)) {
       this.send(FrameType.REFUSE, id);
       return;
     }
-    this.#servers.delete(port);
-    this.#streams.set(id, server);
-    this.send(FrameType.ACCEPT, id, u32(server.rings.readRing));
-    server.connect(this, id, window);
+    if (this.#side === 'host' && domain !== ADMIN_DOMAIN) {
+      void this.#relayOpen(id, port, window, domain);
+      return;
+    }
+    // On the host every client is the guest itself; on the guest the host names the client.
+    const peer = this.#side === 'host' ? this.remoteDomain : domain;
+    const key = serverKey(peer, port);
+    const server = this.#servers.get(key);
+    if (!server || server.state() !== 'waiting') {
+      this.send(FrameType.REFUSE, id);
+      return;
+    }
+    this.#servers.delete(key);
+    this.#accept(id, server, window);
     server.emit('connected');
+  }
+
+  #accept(id: number, stream: MuxVchan, window: number): void {
+    this.#streams.set(id, stream);
+    this.send(FrameType.ACCEPT, id, u32(stream.rings.readRing));
+    stream.connect(this, id, window);
+  }
+
+  /** A guest's OPEN for another guest: joins it to a stream the relay opened on the target's channel. */
+  async #relayOpen(id: number, port: number, window: number, target: string): Promise<void> {
+    let far: MuxVchan;
+    try {
+      if (!this.relay) throw new OpenRefused('no relay');
+      far = await this.relay(this.remoteDomain, target, port);
+    } catch {
+      this.send(FrameType.REFUSE, id);
+      return;
+    }
+    const near = new MuxVchan(target, port, far.rings);
+    this.#accept(id, near, window);
+    near.pipe(far).pipe(near);
+    const closeBoth = (): void => {
+      near.destroy();
+      far.destroy();
+    };
+    for (const end of [near, far]) {
+      end.on('error', closeBoth);
+      end.on('close', closeBoth);
+    }
   }
 
   #dropStreams(reason: string): void {
@@ -192,4 +277,8 @@ export class ChannelMux implements StreamChannel {
     for (const pending of this.#opening.values()) pending.reject(new OpenRefused(reason));
     this.#opening.clear();
   }
+}
+
+function serverKey(peer: string, port: number): string {
+  return `${peer}\0${port}`;
 }

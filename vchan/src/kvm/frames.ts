@@ -5,8 +5,12 @@
  *
  *   HELLO  id 0   nonce (8 bytes) + reply flag (u8): a new session of the sender; the
  *                 receiver drops every stream of the sender's previous session
- *   OPEN   id     port u32 + window u32: the opener (vchan client) asks for the peer's
- *                 server on `port`; window = bytes the opener can buffer (its read ring)
+ *   OPEN   id     port u32 + window u32 + domain (UTF-8): the opener (vchan client) asks for
+ *                 a server on `port`; window = bytes the opener can buffer (its read ring).
+ *                 From the guest, domain is the one it wants to reach ("0": the admin
+ *                 domain; any other: the host relays to that guest). From the host, domain
+ *                 is who the stream comes from ("0", or the relayed guest), as the guest's
+ *                 server only takes clients of the domain it listens for.
  *   ACCEPT id     window u32: the server took the client; data may flow both ways
  *   REFUSE id     no server is waiting on that port (the client retries until its timeout)
  *   DATA   id     bytes, never more than the credit the receiver granted

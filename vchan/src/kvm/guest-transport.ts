@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
-import { ChannelMux, OpenRefused } from './channel-mux.js';
+import { ADMIN_DOMAIN, ChannelMux, OpenRefused, type MuxListenOptions } from './channel-mux.js';
 import { GuestPort, findVirtioPort } from './guest-port.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 
@@ -13,13 +13,12 @@ export interface KvmGuestTransportOptions {
   readonly log?: (message: string) => void;
 }
 
-/** The admin domain, the only peer a KVM guest's channel reaches. */
-const DOM0 = '0';
 const DEFAULT_RING = 64 * 1024;
 
 /**
- * A KVM guest's end of vchan: every vchan to the admin domain over the one virtio-serial
- * port. Other domains are not reachable (no relay), so only remote domain "0" is accepted.
+ * A KVM guest's end of vchan: every vchan over the one virtio-serial port. Those with
+ * domain "0" end in the admin domain; those with other domains are relayed by it when
+ * its transport relays (KvmHostTransport `relay`), and time out otherwise.
  */
 export class KvmGuestTransport implements VchanTransport {
   readonly name = 'kvm';
@@ -41,7 +40,7 @@ export class KvmGuestTransport implements VchanTransport {
   /** Opens the port and starts serving the channel. */
   static async open(options: KvmGuestTransportOptions = {}): Promise<KvmGuestTransport> {
     const devicePath = options.devicePath ?? (await findVirtioPort());
-    const mux = new ChannelMux('guest', DOM0, options.log);
+    const mux = new ChannelMux('guest', ADMIN_DOMAIN, options.log);
     const port = new GuestPort(devicePath, mux);
     await port.start();
     return new KvmGuestTransport(mux, options, port);
@@ -51,17 +50,15 @@ export class KvmGuestTransport implements VchanTransport {
     return this.#port?.devicePath;
   }
 
-  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
-    this.#checkPeer(remoteDomain);
-    return this.#mux.listen(port, this.#rings(options)).connected;
+  async listen(remoteDomain: string, port: number, options?: MuxListenOptions): Promise<MuxVchan> {
+    return this.#mux.listen(port, this.#rings(options), remoteDomain, options?.signal).connected;
   }
 
   async connect(remoteDomain: string, port: number, options?: { timeoutMs?: number }): Promise<MuxVchan> {
-    this.#checkPeer(remoteDomain);
     const deadline = Date.now() + (options?.timeoutMs ?? this.#connectTimeoutMs);
     for (;;) {
       try {
-        return await this.#mux.open(port, this.#rings());
+        return await this.#mux.open(port, this.#rings(), remoteDomain, remoteDomain);
       } catch (error) {
         if (!(error instanceof OpenRefused)) throw error;
         if (Date.now() >= deadline) {
@@ -75,12 +72,6 @@ export class KvmGuestTransport implements VchanTransport {
   async close(): Promise<void> {
     if (this.#port) await this.#port.stop();
     else this.#mux.detach();
-  }
-
-  #checkPeer(remoteDomain: string): void {
-    if (remoteDomain !== DOM0) {
-      throw new VchanError(`a KVM guest reaches only domain ${DOM0} over vchan, not ${remoteDomain}`);
-    }
   }
 
   #rings(options?: VchanListenOptions): MuxVchanRings {

@@ -1,7 +1,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
-import { ChannelMux, OpenRefused } from './channel-mux.js';
+import { ChannelMux, OpenRefused, type MuxListenOptions, type Relay } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 
 export interface KvmHostTransportOptions {
@@ -13,6 +13,12 @@ export interface KvmHostTransportOptions {
   readonly connectTimeoutMs?: number;
   /** Pause between attempts while the channel or the server is not there yet. */
   readonly retryIntervalMs?: number;
+  /**
+   * Relay guest-to-guest vchans through this end (what Xen allows any two domains to set up
+   * between themselves). Off by default; a guest only reaches others whose channels are up,
+   * see keepChannel().
+   */
+  readonly relay?: boolean;
   readonly log?: (message: string) => void;
 }
 
@@ -28,8 +34,8 @@ const DEFAULT_RING = 64 * 1024;
 /**
  * The admin domain's end of KVM vchans: every vchan to one guest is multiplexed over that
  * guest's virtio-serial channel, whose host end is a UNIX socket bound by QEMU. The socket
- * is dialled when a vchan needs it and redialled while servers wait (the guest may not
- * have started yet, or may restart).
+ * is dialled when a vchan needs it and redialled while servers wait or the channel is kept
+ * (the guest may not have started yet, or may restart).
  */
 export class KvmHostTransport implements VchanTransport {
   readonly name = 'kvm';
@@ -37,6 +43,7 @@ export class KvmHostTransport implements VchanTransport {
   readonly #links = new Map<string, Link>();
   readonly #ring: number;
   readonly #retryMs: number;
+  readonly #kept = new Map<string, number>();
   #closed = false;
 
   constructor(options: KvmHostTransportOptions) {
@@ -45,9 +52,9 @@ export class KvmHostTransport implements VchanTransport {
     this.#retryMs = options.retryIntervalMs ?? 20;
   }
 
-  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
+  async listen(remoteDomain: string, port: number, options?: MuxListenOptions): Promise<MuxVchan> {
     const link = this.#link(remoteDomain);
-    const bound = link.mux.listen(port, this.#rings(options));
+    const bound = link.mux.listen(port, this.#rings(options), remoteDomain, options?.signal);
     this.#keepLinked(remoteDomain, link);
     return bound.connected;
   }
@@ -72,6 +79,23 @@ export class KvmHostTransport implements VchanTransport {
     }
   }
 
+  /**
+   * Keeps the channel to `remoteDomain` connected (redialling across guest restarts) until
+   * the returned function is called, so the guest can open vchans (and relays) at any time.
+   */
+  keepChannel(remoteDomain: string): () => void {
+    this.#kept.set(remoteDomain, (this.#kept.get(remoteDomain) ?? 0) + 1);
+    this.#keepLinked(remoteDomain, this.#link(remoteDomain));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.#kept.get(remoteDomain) ?? 1) - 1;
+      if (n > 0) this.#kept.set(remoteDomain, n);
+      else this.#kept.delete(remoteDomain);
+    };
+  }
+
   /** Closes every channel socket; vchans on them become disconnected. */
   close(): void {
     this.#closed = true;
@@ -88,21 +112,28 @@ export class KvmHostTransport implements VchanTransport {
   #link(remoteDomain: string): Link {
     let link = this.#links.get(remoteDomain);
     if (!link) {
-      link = {
-        mux: new ChannelMux('host', remoteDomain, this.#options.log),
-        socket: undefined,
-        dialing: undefined,
-        keepUp: undefined,
-      };
+      const relay = this.#options.relay ? this.#relay : undefined;
+      const mux = new ChannelMux('host', remoteDomain, this.#options.log, relay);
+      link = { mux, socket: undefined, dialing: undefined, keepUp: undefined };
       this.#links.set(remoteDomain, link);
     }
     return link;
   }
 
-  /** Redials in the background as long as a server waits and the channel is down. */
+  #relay: Relay = async (source, target, port) => {
+    const link = this.#link(target);
+    if (!(await this.#dial(target, link))) throw new OpenRefused(`no channel to ${target}`);
+    return link.mux.open(port, this.#rings(), source, source);
+  };
+
+  #wanted(remoteDomain: string, link: Link): boolean {
+    return !this.#closed && (link.mux.hasServers || this.#kept.has(remoteDomain));
+  }
+
+  /** Redials in the background as long as a server waits or the channel is kept, and the channel is down. */
   #keepLinked(remoteDomain: string, link: Link): void {
     link.keepUp ??= (async () => {
-      while (!this.#closed && link.mux.hasServers) {
+      while (this.#wanted(remoteDomain, link)) {
         if (!link.mux.linked) await this.#dial(remoteDomain, link);
         await sleep(link.mux.linked ? 250 : this.#retryMs * 10);
       }
@@ -125,7 +156,7 @@ export class KvmHostTransport implements VchanTransport {
         socket.on('close', () => {
           if (link.socket === socket) link.socket = undefined;
           link.mux.detach();
-          if (link.mux.hasServers) this.#keepLinked(remoteDomain, link);
+          if (this.#wanted(remoteDomain, link)) this.#keepLinked(remoteDomain, link);
         });
         return true;
       } catch {

@@ -1,4 +1,12 @@
-export { ChannelMux, OpenRefused, type BoundMuxVchan, type ChannelSide } from './channel-mux.js';
+export {
+  ADMIN_DOMAIN,
+  ChannelMux,
+  OpenRefused,
+  type BoundMuxVchan,
+  type MuxListenOptions,
+  type ChannelSide,
+  type Relay,
+} from './channel-mux.js';
 export { FrameDecoder, FrameError, FrameType, encodeFrame, type Frame } from './frames.js';
 export { GuestPort, findVirtioPort } from './guest-port.js';
 export { KvmGuestTransport, type KvmGuestTransportOptions } from './guest-transport.js';

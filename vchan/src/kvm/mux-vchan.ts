@@ -36,6 +36,8 @@ export class MuxVchan extends Duplex implements Vchan {
   #pending: PendingWrite | undefined;
   #received = 0;
   #granted = 0;
+  /** The window offered to the peer: the read ring, or the larger high-water mark a big read(n) set. */
+  #window: number;
   #closeSent = false;
   #onDestroyWhileWaiting: (() => void) | undefined;
 
@@ -49,6 +51,7 @@ export class MuxVchan extends Duplex implements Vchan {
       writableHighWaterMark: rings.writeRing,
       allowHalfOpen: false,
     });
+    this.#window = rings.readRing;
   }
 
   state(): VchanState {
@@ -136,13 +139,20 @@ export class MuxVchan extends Duplex implements Vchan {
     return chunk;
   }
 
-  /** Grants back what the reader consumed, in batches of a quarter ring, so credits cost few frames. */
+  /**
+   * Grants back what the reader consumed, at once: a reader waiting for a whole message
+   * (read(n)) must not wait for bytes the writer holds back for want of credit. A read
+   * bigger than the ring raises the stream's high-water mark; the window grows with it.
+   */
   #grant(): void {
     if (this.#state !== 'connected') return;
+    const window = Math.max(this.rings.readRing, this.readableHighWaterMark);
+    const grown = window - this.#window;
+    this.#window = window;
     const consumed = this.#received - this.readableLength - this.#granted;
-    if (consumed > 0 && consumed >= this.rings.readRing / 4) {
+    if (consumed + grown > 0) {
       this.#granted += consumed;
-      this.#channel?.send(FrameType.CREDIT, this.id, u32(consumed));
+      this.#channel?.send(FrameType.CREDIT, this.id, u32(consumed + grown));
     }
   }
 

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { DomainState, LifecycleEventType, StartedDetail, StoppedDetail } from '@odyssey/libvirt';
+import { CpuSampler } from '../src/cpu-sampler.js';
+import { KvmVmm } from '../src/kvm-vmm.js';
+import { toPowerState, toVmmEvent } from '../src/lifecycle-events.js';
+
+describe('libvirt → HAL mapping', () => {
+  it('maps lifecycle events, with the stop reason and managed save/restore as suspend/resume', () => {
+    const E = LifecycleEventType;
+    expect(toVmmEvent('a', E.STARTED, StartedDetail.BOOTED)).toEqual({ type: 'started', name: 'a' });
+    expect(toVmmEvent('a', E.STARTED, StartedDetail.RESTORED)).toEqual({ type: 'resumed', name: 'a' });
+    expect(toVmmEvent('a', E.SUSPENDED, 0)).toEqual({ type: 'paused', name: 'a' });
+    expect(toVmmEvent('a', E.RESUMED, 0)).toEqual({ type: 'unpaused', name: 'a' });
+    expect(toVmmEvent('a', E.STOPPED, StoppedDetail.SHUTDOWN)).toMatchObject({ reason: 'shutdown' });
+    expect(toVmmEvent('a', E.STOPPED, StoppedDetail.DESTROYED)).toMatchObject({ reason: 'destroyed' });
+    expect(toVmmEvent('a', E.STOPPED, StoppedDetail.CRASHED)).toMatchObject({ reason: 'crashed' });
+    expect(toVmmEvent('a', E.STOPPED, StoppedDetail.FAILED)).toMatchObject({ reason: 'failed' });
+    expect(toVmmEvent('a', E.STOPPED, StoppedDetail.MIGRATED)).toMatchObject({ reason: 'unknown' });
+    expect(toVmmEvent('a', E.STOPPED, StoppedDetail.SAVED)).toEqual({ type: 'suspended', name: 'a' });
+    expect(toVmmEvent('a', E.DEFINED, 0)).toBeUndefined();
+    expect(toVmmEvent('a', E.SHUTDOWN, 0)).toBeUndefined();
+  });
+
+  it('maps domain states to Qubes power states', () => {
+    expect(toPowerState(DomainState.RUNNING, false)).toBe('Running');
+    expect(toPowerState(DomainState.BLOCKED, false)).toBe('Running');
+    expect(toPowerState(DomainState.PAUSED, false)).toBe('Paused');
+    expect(toPowerState(DomainState.SHUTDOWN, false)).toBe('Halting');
+    expect(toPowerState(DomainState.SHUTOFF, false)).toBe('Halted');
+    expect(toPowerState(DomainState.SHUTOFF, true)).toBe('Suspended');
+    expect(toPowerState(DomainState.CRASHED, false)).toBe('Crashed');
+    expect(toPowerState(DomainState.PMSUSPENDED, false)).toBe('Suspended');
+  });
+
+  it('computes CPU usage from consecutive samples, per vcpu, starting a new series per run', () => {
+    const cpu = new CpuSampler();
+    expect(cpu.sample('d/1', 0n, 2, 0n)).toBe(0);
+    expect(cpu.sample('d/1', 500_000_000n, 2, 1_000_000_000n)).toBe(25);
+    expect(cpu.sample('d/1', 2_500_000_000n, 2, 2_000_000_000n)).toBe(100);
+    expect(cpu.sample('d/2', 9_000_000_000n, 2, 3_000_000_000n)).toBe(0);
+  });
+
+  it('refuses domain names that cannot name a runtime directory', async () => {
+    const vmm = new KvmVmm({ uri: 'qemu:///system', runtimeDir: '/nonexistent', log: () => undefined });
+    const spec = {
+      uuid: '',
+      memoryMiB: 1,
+      maxMemoryMiB: 0,
+      vcpus: 1,
+      virtMode: 'hvm' as const,
+      volumes: [],
+      debug: false,
+    };
+    for (const name of ['../etc', 'a/b', '..', '']) {
+      await expect(vmm.define({ ...spec, name })).rejects.toMatchObject({ code: 'failed' });
+    }
+  });
+});

@@ -1,0 +1,155 @@
+import { systemInfo } from '../api/methods/internal.js';
+import type { Log } from '../api/server.js';
+import type { VchanTransport } from '../hal/vchan.js';
+import type { App } from '../model/app.js';
+import type { Vm } from '../model/vm.js';
+import type { PolicyStore } from '../policy/store.js';
+import type { SystemInfo } from '../policy/system-info.js';
+import { QrexecDaemon } from '../qrexec/daemon.js';
+import {
+  parsePolicyResponse,
+  type QrexecPolicyRequest,
+  type QrexecPolicyResolution,
+} from '../qrexec/policy.js';
+
+export interface QrexecHostOptions {
+  readonly app: App;
+  /** dom0's end of the backend's vchans. */
+  readonly transport: VchanTransport;
+  /** Without a policy every call from a domain is refused. */
+  readonly policy: PolicyStore | null;
+  /** dom0's qrexec services (the admin.* links to the admin socket among them). */
+  readonly serviceDirs: readonly string[];
+  /** Starts a halted domain a call may autostart; resolves once its qrexec is connected. */
+  readonly startDomain: (name: string) => Promise<void>;
+  readonly log: Log;
+  /** How long to wait for a domain's agent (upstream's qrexec_timeout, 60 s). */
+  readonly connectTimeoutMs?: number;
+}
+
+interface Connection {
+  readonly xid: number;
+  readonly daemon: QrexecDaemon;
+  readonly started: Promise<void>;
+  connected: boolean;
+}
+
+/**
+ * The qrexec-daemons of dom0: one per running domain, on the domain's xid,
+ * kept in step with the domains' power state (every start, stop, and the
+ * domains found running when the backend connects change `xid`). Policy
+ * questions are answered from the daemon's own policy store and system info,
+ * as qrexec-policy-daemon answers them from qubesd's.
+ */
+export class QrexecHost {
+  private readonly connections = new Map<string, Connection>();
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly options: QrexecHostOptions) {
+    this.unsubscribe = options.app.events.subscribe((event) => {
+      if (event.name === 'property-reset:xid' && event.subject) this.follow(event.subject);
+    });
+    for (const vm of options.app.domains.list()) this.follow(vm);
+  }
+
+  /**
+   * Connects to the agent of `name` running as domain `xid` (replacing a
+   * connection to an earlier run); resolves once the agent said HELLO.
+   */
+  connect(name: string, xid: number): Promise<void> {
+    const current = this.connections.get(name);
+    if (current?.xid === xid) return current.started;
+    if (current) this.drop(name, current);
+    const daemon = new QrexecDaemon({
+      domain: { name, id: xid },
+      transport: this.options.transport,
+      policy: (request) => this.decide(request),
+      serviceDirs: this.options.serviceDirs,
+      peers: (peer) => this.peer(peer),
+      startDomain: this.options.startDomain,
+      defaultUser: this.defaultUser(name),
+      connectTimeoutMs: this.options.connectTimeoutMs ?? 60_000,
+      log: (message) => this.options.log('info', message),
+    });
+    const connection: Connection = { xid, daemon, started: daemon.start(), connected: false };
+    this.connections.set(name, connection);
+    const forget = (): void => {
+      if (this.connections.get(name) === connection) this.connections.delete(name);
+    };
+    connection.started.then(
+      () => {
+        connection.connected = true;
+        this.options.log('debug', `qrexec connected to ${name} (domain ${xid})`);
+        void daemon.closed.then(forget);
+      },
+      (error: unknown) => {
+        forget();
+        this.options.log('warn', `qrexec: cannot connect to ${name} (domain ${xid}): ${String(error)}`);
+      },
+    );
+    return connection.started;
+  }
+
+  disconnect(name: string): void {
+    const current = this.connections.get(name);
+    if (current) this.drop(name, current);
+  }
+
+  /** The connected daemon of a running domain, for calls into it. */
+  peer(name: string): QrexecDaemon | undefined {
+    const connection = this.connections.get(name);
+    return connection?.connected ? connection.daemon : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    await Promise.all(
+      all.map((c) =>
+        c.started.then(
+          () => c.daemon.close(),
+          () => undefined,
+        ),
+      ),
+    );
+  }
+
+  /** Domains whose xid changed: connect to the running ones, let go of the stopped ones. */
+  private follow(vm: Vm): void {
+    if (vm.isAdminVm) return;
+    if (vm.xid < 0) this.disconnect(vm.name);
+    else this.connect(vm.name, vm.xid).catch(() => undefined);
+  }
+
+  private drop(name: string, connection: Connection): void {
+    this.connections.delete(name);
+    void connection.started.then(
+      () => connection.daemon.close(),
+      () => undefined,
+    );
+  }
+
+  private defaultUser(name: string): string | undefined {
+    const user = this.options.app.domains.byName(name)?.props.tryGet('default_user');
+    return typeof user === 'string' && user !== '' ? user : undefined;
+  }
+
+  private async decide(request: QrexecPolicyRequest): Promise<QrexecPolicyResolution> {
+    const policy = this.options.policy;
+    if (!policy) return { result: 'deny' };
+    const outcome = policy.evaluate(
+      {
+        source: request.source,
+        target: request.target,
+        call: request.serviceAndArg,
+        requestedSource: request.requestedSource ?? null,
+      },
+      systemInfo(this.options.app) as SystemInfo,
+    );
+    if (outcome.decision.result === 'deny')
+      this.options.log('info', `qrexec policy: ${outcome.decision.reason}`);
+    // `ask` needs someone to answer it; with no one to ask, the call is refused.
+    return parsePolicyResponse(outcome.response ?? 'result=deny');
+  }
+}

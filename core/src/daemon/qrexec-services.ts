@@ -1,0 +1,35 @@
+import { lstat, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+
+/**
+ * Makes `dir` dom0's qrexec service directory for the Admin API: one symlink
+ * per method name to the admin socket, as upstream links
+ * /etc/qubes-rpc/admin.* to qubesd.sock, so a call from a domain reaches the
+ * socket as a socket service. Links from an older method table are removed;
+ * anything else in the directory (an administrator's own services, or a
+ * regular file replacing one admin service) is left alone.
+ */
+export async function prepareAdminServices(
+  dir: string,
+  socketPath: string,
+  methods: readonly { readonly name: string }[],
+): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const wanted = new Set(methods.map((m) => m.name));
+  for (const entry of await readdir(dir)) {
+    if (entry.startsWith('admin.') && !wanted.has(entry) && (await isSymlink(join(dir, entry))))
+      await rm(join(dir, entry));
+  }
+  const target = resolve(socketPath);
+  for (const name of wanted) {
+    const path = join(dir, name);
+    const existing = await lstat(path).catch(() => undefined);
+    if (existing && !existing.isSymbolicLink()) continue;
+    await rm(path, { force: true });
+    await symlink(target, path);
+  }
+}
+
+async function isSymlink(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => undefined))?.isSymbolicLink() ?? false;
+}

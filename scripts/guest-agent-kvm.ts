@@ -1,0 +1,30 @@
+// Entry point of the KVM guest image (bundled by build-guest-image.sh): the qrexec agent on the
+// KVM vchan transport. Prints ODYSSEY-QREXEC-READY on the console once dom0 can reach it.
+//
+// Kernel command line options:
+//   odyssey.vchan_echo=PORT   also serve a vchan echo server on PORT (diagnostics, throughput tests)
+import { readFileSync } from 'node:fs';
+import { QrexecAgent } from '../agent/src/index.js';
+import { KvmGuestTransport } from '../vchan/src/kvm/index.js';
+
+const log = (message: string): void => void process.stderr.write(`odyssey-guest: ${message}\n`);
+const cmdline = readFileSync('/proc/cmdline', 'utf8');
+const echoPort = /(?:^|\s)odyssey\.vchan_echo=(\d+)/.exec(cmdline)?.[1];
+
+const transport = await KvmGuestTransport.open({ log });
+log(`vchan channel on ${transport.devicePath}`);
+
+if (echoPort) {
+  void (async () => {
+    for (;;) {
+      const vchan = await transport.listen('0', Number(echoPort));
+      vchan.on('error', () => vchan.destroy());
+      vchan.pipe(vchan);
+      await new Promise((resolve) => vchan.once('close', resolve));
+    }
+  })();
+}
+
+const agent = new QrexecAgent({ transport, log });
+await agent.start();
+process.stdout.write('ODYSSEY-QREXEC-READY\n');
