@@ -31,4 +31,4 @@ if [ -e /dev/kvm ] && getent group kvm >/dev/null; then
 fi
 
 npm ci --no-audit --no-fund --loglevel=error
-npx tsc -b
+npm run build
