@@ -23,7 +23,7 @@ export interface QrexecHostOptions {
   /** Starts a halted domain a call may autostart; resolves once its qrexec is connected. */
   readonly startDomain: (name: string) => Promise<void>;
   readonly log: Log;
-  /** How long to wait for a domain's agent (upstream's qrexec_timeout, 60 s). */
+  /** How long to wait for a domain's agent; default: the domain's qrexec_timeout property. */
   readonly connectTimeoutMs?: number;
 }
 
@@ -68,7 +68,7 @@ export class QrexecHost {
       peers: (peer) => this.peer(peer),
       startDomain: this.options.startDomain,
       defaultUser: this.defaultUser(name),
-      connectTimeoutMs: this.options.connectTimeoutMs ?? 60_000,
+      connectTimeoutMs: this.options.connectTimeoutMs ?? this.qrexecTimeoutMs(name),
       log: (message) => this.options.log('info', message),
     });
     const connection: Connection = { xid, daemon, started: daemon.start(), connected: false };
@@ -128,6 +128,11 @@ export class QrexecHost {
       () => connection.daemon.close(),
       () => undefined,
     );
+  }
+
+  private qrexecTimeoutMs(name: string): number {
+    const seconds = this.options.app.domains.byName(name)?.props.tryGet('qrexec_timeout');
+    return (typeof seconds === 'number' ? seconds : 60) * 1000;
   }
 
   private defaultUser(name: string): string | undefined {
