@@ -1,0 +1,52 @@
+import { parseVmList } from '@odyssey/client';
+
+import { expectEqual, fail, type Check, type CheckContext } from '../check.js';
+import { watchEvents } from '../events.js';
+import { QUBES } from '../qubes.js';
+import { ECHO_SERVICE } from '../services.js';
+import { guestsOf } from './guest.js';
+
+const dispvm = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+  id: `dispvm.${id}`,
+  category: 'dispvm',
+  run,
+});
+
+/** The disposable the create check made, for the checks after it. */
+let disposable = '';
+
+export const dispvmChecks: readonly Check[] = [
+  dispvm('create', async ({ client }) => {
+    await client.call('admin.vm.Create.AppVM', 'dom0', QUBES.template, `name=${QUBES.dvmTemplate} label=red`);
+    await client.vmProperties(QUBES.dvmTemplate).set('template_for_dispvms', 'True');
+    disposable = await client.vms.createDisposable(QUBES.dvmTemplate);
+    const info = parseVmList(await client.call('admin.vm.List', disposable));
+    expectEqual(info[0]?.klass, 'DispVM', 'class of the disposable');
+    const autoCleanup = (await client.call('admin.vm.property.Get', disposable, 'auto_cleanup')).toString();
+    expectEqual(autoCleanup.endsWith(' True'), true, `auto_cleanup (${autoCleanup})`);
+  }),
+  dispvm('start', async ({ client }) => {
+    await client.vms.start(disposable);
+    expectEqual((await client.vms.currentState(disposable)).powerState, 'Running', 'disposable state');
+  }),
+  dispvm('qrexec-call', async (ctx) => {
+    const guests = guestsOf(ctx);
+    await guests.installService(disposable, 'test.Echo', ECHO_SERVICE);
+    const reply = await guests.qrexecClientVm(QUBES.mgmt, disposable, 'test.Echo', 'ping');
+    expectEqual(
+      reply,
+      { code: 0, stdout: `${QUBES.mgmt} says: ping`, stderr: '' },
+      'test.Echo in the disposable',
+    );
+  }),
+  dispvm('kill-removes', async ({ client }) => {
+    const removed = await watchEvents(
+      client,
+      (ev) => ev.event === 'domain-delete' && ev.kwargs['vm'] === disposable,
+    );
+    await client.vms.kill(disposable);
+    await removed.next;
+    const names = parseVmList(await client.call('admin.vm.List', 'dom0')).map((vm) => vm.name);
+    if (names.includes(disposable)) fail(`${disposable} still listed after it stopped (auto_cleanup)`);
+  }),
+];

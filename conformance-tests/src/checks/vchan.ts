@@ -1,0 +1,44 @@
+import { expectEqual, type Check, type CheckContext } from '../check.js';
+import { QUBES } from '../qubes.js';
+import { SINK_SERVICE } from '../services.js';
+import { guestsOf } from './guest.js';
+
+const MB = 1 << 20;
+const PAYLOAD_MB = 32;
+
+/**
+ * Sends PAYLOAD_MB from conf-mgmt through qrexec-client-vm to the test.Sink service of `target` and
+ * returns MB/s: the data crosses the caller's agent and the vchans to the target (process spawns included,
+ * as every qrexec call pays them).
+ */
+async function sinkThroughput(ctx: CheckContext, target: string): Promise<number> {
+  const data = Buffer.alloc(PAYLOAD_MB * MB, 0xa5);
+  const begin = performance.now();
+  const reply = await guestsOf(ctx).qrexecClientVm(QUBES.mgmt, target, 'test.Sink', data);
+  const seconds = (performance.now() - begin) / 1000;
+  expectEqual(
+    { code: reply.code, stdout: reply.stdout.trim() },
+    { code: 0, stdout: String(data.length) },
+    `test.Sink in ${target}`,
+  );
+  return Math.round((PAYLOAD_MB / seconds) * 10) / 10;
+}
+
+export const vchanChecks: readonly Check[] = [
+  {
+    id: 'vchan.vm-to-vm-throughput',
+    category: 'vchan',
+    run: async (ctx) => {
+      await guestsOf(ctx).installService(QUBES.peer, 'test.Sink', SINK_SERVICE);
+      ctx.metrics['vchan_mb_per_s'] = await sinkThroughput(ctx, QUBES.peer);
+    },
+  },
+  {
+    // dom0's test.Sink is installed with odysseyd (its --qrexec-services directory).
+    id: 'vchan.vm-to-admin-throughput',
+    category: 'vchan',
+    run: async (ctx) => {
+      ctx.metrics['vchan_vm_to_admin_mb_per_s'] = await sinkThroughput(ctx, 'dom0');
+    },
+  },
+];

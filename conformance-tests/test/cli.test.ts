@@ -1,0 +1,90 @@
+/**
+ * The runner end to end on the process backend: the built CLI against a real odysseyd, its report
+ * files and its summary line. Needs `npx tsc -b conformance-tests backends/process` first.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+let dir = '';
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error('build first: npx tsc -b conformance-tests backends/process');
+});
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+it('runs every category on the process backend and writes report.json and report.md', async () => {
+  dir = await mkdtemp(join(tmpdir(), 'odyssey-conformance-test-'));
+  const run = spawnSync(process.execPath, [CLI, '--backend', 'process', '--report', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, CI: '1' },
+    timeout: 60_000,
+  });
+  expect(run.stdout).toMatch(/^\d+ passed, \d+ failed, \d+ unsupported\n$/);
+  const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as {
+    backends: {
+      backend: string;
+      checks: { id: string; category: string; status: string; reason: string }[];
+      metrics: Record<string, number>;
+    }[];
+  };
+  expect(report.backends.map((b) => b.backend)).toEqual(['process']);
+  const [proc] = report.backends;
+  const categories = new Set(proc?.checks.map((c) => c.category));
+  expect([...categories].sort()).toEqual(['api', 'dispvm', 'lifecycle', 'management', 'qrexec', 'vchan']);
+  expect(proc?.checks.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.reason}`)).toEqual([]);
+  expect(proc?.checks.filter((c) => c.category === 'api').length).toBeGreaterThanOrEqual(40);
+  expect(proc?.metrics['start_to_qrexec_ready_ms']).toBeGreaterThan(0);
+  expect(proc?.metrics['vchan_mb_per_s']).toBeGreaterThan(0);
+  expect(proc?.metrics['vchan_vm_to_admin_mb_per_s']).toBeGreaterThan(0);
+  expect(run.status).toBe(0);
+  const md = await readFile(join(dir, 'report.md'), 'utf8');
+  expect(md).toContain('| check | process |');
+  expect(md).toContain('| lifecycle.start | pass |');
+  expect(md).toMatch(/\| start_to_qrexec_ready_ms \| \d+ ms \|/);
+  expect(md).toMatch(/\| vchan_mb_per_s \| [\d.]+ MB\/s \|/);
+});
+
+it('runs only the categories asked for, plus the lifecycle steps that give them running guests', async () => {
+  const only = await mkdtemp(join(tmpdir(), 'odyssey-conformance-only-'));
+  try {
+    const run = spawnSync(
+      process.execPath,
+      [CLI, '--backend', 'process', '--report', only, '--only', 'dispvm'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, CI: '1' },
+        timeout: 30_000,
+      },
+    );
+    expect(run.status).toBe(0);
+    const report = JSON.parse(await readFile(join(only, 'report.json'), 'utf8')) as {
+      backends: { checks: { id: string }[] }[];
+    };
+    expect(report.backends[0]?.checks.map((c) => c.id)).toEqual([
+      'lifecycle.create-qubes',
+      'lifecycle.start-guests',
+      'dispvm.create',
+      'dispvm.start',
+      'dispvm.qrexec-call',
+      'dispvm.kill-removes',
+    ]);
+  } finally {
+    await rm(only, { recursive: true, force: true });
+  }
+});
+
+it('refuses an unknown category', () => {
+  const run = spawnSync(process.execPath, [CLI, '--backend', 'process', '--only', 'nonsense'], {
+    encoding: 'utf8',
+  });
+  expect(run.status).not.toBe(0);
+  expect(run.stderr).toContain('unknown categories: nonsense');
+});
