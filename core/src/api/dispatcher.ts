@@ -72,8 +72,7 @@ export class Dispatcher {
 
   async dispatch(req: Request, stream: EventSink, payloadStream?: Readable): Promise<Outcome> {
     try {
-      const spec = this.check(req);
-      const ctx = this.context(req, spec, stream, payloadStream);
+      const { spec, ctx } = this.check(req, stream, payloadStream);
       const body = await spec.handler(ctx);
       if (spec.streaming) return { kind: 'streamed' };
       if (spec.write && !spec.noSave) await this.saver.save(ctx.dest);
@@ -84,11 +83,16 @@ export class Dispatcher {
     }
   }
 
-  private check(req: Request): MethodSpec {
+  /** The generic checks, in upstream's order; the call's context when they pass. */
+  private check(
+    req: Request,
+    stream: EventSink,
+    payloadStream?: Readable,
+  ): { spec: MethodSpec; ctx: CallContext } {
     if (/[^\x00-\x7f]/.test(req.method + req.arg + req.src + req.dest)) {
       throw new ProtocolError('request header contains non-ASCII characters');
     }
-    decodeVm(this.app, req.src);
+    const src = decodeVm(this.app, req.src);
     const dest = decodeVm(this.app, req.dest);
     const spec = this.methods.get(req.method);
     if (!spec) throw new ProtocolError(`no such method: ${pyRepr(req.method)}`);
@@ -101,20 +105,17 @@ export class Dispatcher {
     if (spec.destAdminvm === false && dest.isAdminVm) {
       throw new ProtocolError('expected destination to not be AdminVM');
     }
-    return spec;
-  }
-
-  private context(req: Request, spec: MethodSpec, stream: EventSink, payloadStream?: Readable): CallContext {
-    return {
+    const ctx = {
       app: this.app,
       method: spec.name,
-      src: decodeVm(this.app, req.src),
-      dest: decodeVm(this.app, req.dest),
+      src,
+      dest,
       arg: req.arg,
       payload: req.payload,
       services: this.services,
       stream,
       payloadStream,
     };
+    return { spec, ctx };
   }
 }

@@ -147,7 +147,7 @@ export class Daemon {
         ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
         : null;
       const check = Daemon.policyCheck(policy, app);
-      c.register(TOKENS.Access, { useValue: new PolicyAccess(() => check) });
+      c.register(TOKENS.Access, { useValue: new PolicyAccess(check) });
       c.register(TOKENS.Services, {
         useFactory: (r): ApiServices => ({
           lifecycle: r.resolve(TOKENS.Lifecycle),

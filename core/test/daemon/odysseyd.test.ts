@@ -28,7 +28,11 @@ const call = (d: SpawnedDaemon, method: string, dest: string, arg = '', payload 
 
 describe('odysseyd', () => {
   it('serves configuration with the hypervisor unreachable and names the cause on lifecycle calls', async () => {
-    const d = await spawnDaemon(['--backend', 'kvm', '--log-level', 'debug']);
+    // The KVM backend aimed at a libvirt socket nobody listens on: the hypervisor is unreachable.
+    const d = await spawnDaemon(['--backend', 'kvm', '--log-level', 'debug'], undefined, {
+      ...process.env,
+      ODYSSEY_LIBVIRT_SOCKET: '/nonexistent/libvirt-sock',
+    });
     started.push(d);
     expect(await call(d, 'admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red')).toBe('0\0');
     expect(await call(d, 'admin.vm.property.Get', 'sa', 'label')).toBe('0\0default=False type=label red');

@@ -17,12 +17,17 @@ export interface SpawnedDaemon {
 }
 
 /** Runs the built `odysseyd` as its own process (npm test builds it first). */
-export async function spawnDaemon(args: string[] = [], stateDir?: string): Promise<SpawnedDaemon> {
+export async function spawnDaemon(
+  args: string[] = [],
+  stateDir?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<SpawnedDaemon> {
   if (!existsSync(ODYSSEYD)) throw new Error(`${ODYSSEYD} is missing: run "npx tsc -b" (npm test does)`);
   const dir = stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-proc-')));
   const socket = join(dir, 'qubesd.sock');
   const proc = spawn(process.execPath, [ODYSSEYD, '--socket', socket, '--state-dir', dir, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env,
   });
   let err = '';
   proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
