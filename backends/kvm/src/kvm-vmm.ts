@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  EventHub,
   VmmError,
   supported,
   unsupported,
@@ -33,7 +34,6 @@ import { probeAccel, type AccelVerdict } from './accel-probe.js';
 import { CpuSampler } from './cpu-sampler.js';
 import { domainXml, type DomainType } from './domain-xml.js';
 import { isNoDomain, toVmmError } from './errors.js';
-import { EventHub } from './event-hub.js';
 import { toPowerState, toVmmEvent } from './lifecycle-events.js';
 import type { KvmEnvOptions } from './options.js';
 import { RuntimeFiles } from './runtime-files.js';

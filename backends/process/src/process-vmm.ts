@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  EventHub,
   VmmError,
   type BackendContext,
   type DomainRuntime,
@@ -17,7 +18,6 @@ import {
 } from '@odyssey/core/hal';
 import { NO_SUSPEND, PROCESS_CAPABILITIES } from './capabilities.js';
 import { DomainProcess, type DomainExit, type DomainRecord } from './domain-process.js';
-import { EventHub } from './event-hub.js';
 import { ProcessLayout } from './layout.js';
 import { sampleProcess } from './proc.js';
 

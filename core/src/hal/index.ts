@@ -3,3 +3,4 @@ export * from './domain-spec.js';
 export * from './errors.js';
 export * from './vchan.js';
 export * from './vmm.js';
+export * from './event-hub.js';

@@ -1,4 +1,4 @@
-import type { VmmEvent } from '@odyssey/core/hal';
+import type { VmmEvent } from './vmm.js';
 
 interface Listener {
   readonly items: VmmEvent[];
@@ -6,7 +6,7 @@ interface Listener {
 }
 
 /**
- * Fans HAL events out to every `events()` iterable. A listener is registered when
+ * For backends: fans their events out to every `Vmm.events()` iterable. A listener is registered when
  * `subscribe()` is called, not at its first `next()`, so nothing published in between is lost.
  */
 export class EventHub {
