@@ -29,6 +29,8 @@ import type { Log } from '../api/server.js';
  */
 @injectable()
 export class DomainManager implements Lifecycle {
+  private readonly halting = new Map<Vm, Promise<void>>();
+
   constructor(
     @inject(TOKENS.App) private readonly app: App,
     @inject(TOKENS.Backend) private readonly backend: Backend,
@@ -226,8 +228,20 @@ export class DomainManager implements Lifecycle {
     this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
   }
 
-  private async markHalted(vm: Vm, reason: string): Promise<void> {
-    if (vm.powerState === 'Halted') return;
+  /**
+   * The stop of one VM is handled once, whether our own kill/shutdown or the
+   * backend's event gets there first; the other caller waits for the same work.
+   */
+  private markHalted(vm: Vm, reason: string): Promise<void> {
+    const inProgress = this.halting.get(vm);
+    if (inProgress) return inProgress;
+    if (vm.powerState === 'Halted') return Promise.resolve();
+    const done = this.halt(vm, reason).finally(() => this.halting.delete(vm));
+    this.halting.set(vm, done);
+    return done;
+  }
+
+  private async halt(vm: Vm, reason: string): Promise<void> {
     vm.powerState = 'Halted';
     vm.xid = -1;
     vm.startTime = null;

@@ -7,7 +7,7 @@ import type {
   VmmCapabilities,
   VmmEvent,
 } from '../../src/hal/index.js';
-import { VmmError, supported, unsupported } from '../../src/hal/index.js';
+import { EventHub, VmmError, supported, unsupported } from '../../src/hal/index.js';
 
 interface Dom {
   spec: DomainSpec;
@@ -24,8 +24,7 @@ export class FakeVmm implements Vmm {
   readonly domains = new Map<string, Dom>();
   readonly calls: string[] = [];
   private nextXid = 1;
-  private listeners = new Set<(e: VmmEvent) => void>();
-  private closed = false;
+  private hub = new EventHub();
   /** Set to make open() fail, as an unreachable hypervisor does. */
   openError: Error | null = null;
 
@@ -45,12 +44,11 @@ export class FakeVmm implements Vmm {
 
   async open(): Promise<void> {
     if (this.openError) throw this.openError;
-    this.closed = false;
+    this.hub = new EventHub();
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    for (const l of this.listeners) l({ type: 'stopped', name: '', reason: 'unknown' });
+    this.hub.close();
   }
 
   private dom(name: string): Dom {
@@ -60,7 +58,7 @@ export class FakeVmm implements Vmm {
   }
 
   private emit(e: VmmEvent): void {
-    for (const l of this.listeners) l(e);
+    this.hub.publish(e);
   }
 
   async define(spec: DomainSpec): Promise<void> {
@@ -151,27 +149,7 @@ export class FakeVmm implements Vmm {
       }));
   }
 
-  async *events(): AsyncIterable<VmmEvent> {
-    const queue: VmmEvent[] = [];
-    let wake: (() => void) | null = null;
-    const listener = (e: VmmEvent) => {
-      queue.push(e);
-      wake?.();
-    };
-    this.listeners.add(listener);
-    try {
-      while (!this.closed) {
-        const e = queue.shift();
-        if (e) {
-          if (e.name === '') return;
-          yield e;
-        } else {
-          await new Promise<void>((r) => (wake = r));
-          wake = null;
-        }
-      }
-    } finally {
-      this.listeners.delete(listener);
-    }
+  events(): AsyncIterable<VmmEvent> {
+    return this.hub.subscribe();
   }
 }
