@@ -7,6 +7,7 @@ function packageFile(pkg: string, file: string): string {
 }
 
 export const ODYSSEYD = packageFile('@odyssey/core', 'daemon/main.js');
+export const QREXEC_CLIENT = packageFile('@odyssey/core', 'daemon/qrexec-client-main.js');
 export const POLICY_TOOL = packageFile('@odyssey/core', 'policy/cli-main.js');
 export const QVM = packageFile('@odyssey/client', 'cli/main.js');
 export const QREXEC_CLIENT_VM = packageFile('@odyssey/agent', 'client-vm-main.js');

@@ -46,6 +46,7 @@ export function renderMarkdown(report: Report): string {
     row(['failed', ...tally('fail')]),
     row(['unsupported', ...tally('unsupported')]),
     metric('start_to_qrexec_ready_ms', 'ms'),
+    metric('vchan_dom0_to_vm_mb_per_s', 'MB/s'),
     metric('vchan_mb_per_s', 'MB/s'),
     metric('vchan_vm_to_admin_mb_per_s', 'MB/s'),
     '',

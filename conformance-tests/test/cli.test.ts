@@ -44,6 +44,15 @@ it('runs every category on the process backend and writes report.json and report
   expect(proc?.metrics['start_to_qrexec_ready_ms']).toBeGreaterThan(0);
   expect(proc?.metrics['vchan_mb_per_s']).toBeGreaterThan(0);
   expect(proc?.metrics['vchan_vm_to_admin_mb_per_s']).toBeGreaterThan(0);
+  expect(proc?.metrics['vchan_dom0_to_vm_mb_per_s']).toBeGreaterThan(0);
+  expect(
+    proc?.checks.filter((c) => /dom0-(to-vm|call)/.test(c.id)).map((c) => `${c.id} ${c.status}`),
+  ).toEqual([
+    'qrexec.dom0-to-vm-call pass',
+    'qrexec.dom0-to-vm-exit-codes pass',
+    'vchan.dom0-to-vm-throughput pass',
+    'dispvm.dom0-call pass',
+  ]);
   expect(run.status).toBe(0);
   const md = await readFile(join(dir, 'report.md'), 'utf8');
   expect(md).toContain('| check | process |');
@@ -73,6 +82,7 @@ it('runs only the categories asked for, plus the lifecycle steps that give them 
       'lifecycle.start-guests',
       'dispvm.create',
       'dispvm.start',
+      'dispvm.dom0-call',
       'dispvm.qrexec-call',
       'dispvm.kill-removes',
     ]);

@@ -29,6 +29,16 @@ export const dispvmChecks: readonly Check[] = [
     await client.vms.start(disposable);
     expectEqual((await client.vms.currentState(disposable)).powerState, 'Running', 'disposable state');
   }),
+  dispvm('dom0-call', async (ctx) => {
+    const guests = guestsOf(ctx);
+    await guests.installService(disposable, 'test.Echo', ECHO_SERVICE);
+    const reply = await guests.dom0Call(disposable, 'test.Echo', 'ping');
+    expectEqual(
+      reply,
+      { code: 0, stdout: 'dom0 says: ping', stderr: '' },
+      'test.Echo in the disposable from dom0',
+    );
+  }),
   dispvm('qrexec-call', async (ctx) => {
     const guests = guestsOf(ctx);
     await guests.installService(disposable, 'test.Echo', ECHO_SERVICE);

@@ -5,8 +5,8 @@ import type { Guests } from '../guests.js';
 export function guestsOf(ctx: CheckContext): Guests {
   if (!ctx.guests)
     throw new Unsupported(
-      `running programs inside ${ctx.backend} guests is not supported: the suite enters only process-backend ` +
-        'domains, and odysseyd has no dom0-side qrexec client to reach a guest service such as qubes.VMShell',
+      `running programs inside ${ctx.backend} guests is not supported: the suite enters only process ` +
+        'and kvm domains',
     );
   return ctx.guests;
 }

@@ -1,6 +1,6 @@
 import { expectEqual, type Check, type CheckContext } from '../check.js';
 import { QUBES } from '../qubes.js';
-import { ECHO_SERVICE } from '../services.js';
+import { ECHO_SERVICE, EXIT_SERVICE } from '../services.js';
 import { guestsOf } from './guest.js';
 
 const qrexec = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
@@ -10,6 +10,21 @@ const qrexec = (id: string, run: (ctx: CheckContext) => Promise<void>): Check =>
 });
 
 export const qrexecChecks: readonly Check[] = [
+  // dom0 → guest, through odysseyd's local socket qrexec.<name> and odyssey-qrexec-client.
+  qrexec('dom0-to-vm-call', async (ctx) => {
+    const guests = guestsOf(ctx);
+    await guests.installService(QUBES.peer, 'test.Echo', ECHO_SERVICE);
+    const reply = await guests.dom0Call(QUBES.peer, 'test.Echo', 'hello\0bytes');
+    expectEqual(reply, { code: 0, stdout: 'dom0 says: hello\0bytes', stderr: '' }, 'test.Echo reply to dom0');
+  }),
+  qrexec('dom0-to-vm-exit-codes', async (ctx) => {
+    const guests = guestsOf(ctx);
+    await guests.installService(QUBES.peer, 'test.Exit', EXIT_SERVICE);
+    const codes: (number | null)[] = [];
+    for (const service of ['test.Exit+3', 'test.Exit+0', 'test.Missing'])
+      codes.push((await guests.dom0Call(QUBES.peer, service)).code);
+    expectEqual(codes, [3, 0, 127], 'exit codes of test.Exit+3, test.Exit+0, test.Missing');
+  }),
   qrexec('vm-to-vm-allowed', async (ctx) => {
     const guests = guestsOf(ctx);
     await guests.installService(QUBES.peer, 'test.Echo', ECHO_SERVICE);

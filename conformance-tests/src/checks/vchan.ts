@@ -24,7 +24,28 @@ async function sinkThroughput(ctx: CheckContext, target: string): Promise<number
   return Math.round((PAYLOAD_MB / seconds) * 10) / 10;
 }
 
+const DOM0_PAYLOAD_MB = 16;
+
 export const vchanChecks: readonly Check[] = [
+  {
+    // dom0 → guest through odyssey-qrexec-client: the local socket, odysseyd and the data vchan.
+    id: 'vchan.dom0-to-vm-throughput',
+    category: 'vchan',
+    run: async (ctx) => {
+      const guests = guestsOf(ctx);
+      await guests.installService(QUBES.peer, 'test.Sink', SINK_SERVICE);
+      const data = Buffer.alloc(DOM0_PAYLOAD_MB * MB, 0x5a);
+      const begin = performance.now();
+      const reply = await guests.dom0Call(QUBES.peer, 'test.Sink', data);
+      const seconds = (performance.now() - begin) / 1000;
+      expectEqual(
+        { code: reply.code, stdout: reply.stdout.trim() },
+        { code: 0, stdout: String(data.length) },
+        `test.Sink in ${QUBES.peer} called from dom0`,
+      );
+      ctx.metrics['vchan_dom0_to_vm_mb_per_s'] = Math.round((DOM0_PAYLOAD_MB / seconds) * 10) / 10;
+    },
+  },
   {
     id: 'vchan.vm-to-vm-throughput',
     category: 'vchan',

@@ -189,6 +189,7 @@ export class Daemon {
       transport,
       policy: this.policy,
       serviceDirs: [Daemon.qrexecServiceDir(this.options)],
+      socketDir: join(this.options.stateDir, 'run'),
       startDomain: (name) => this.lifecycle.start(this.app.domains.get(name)),
       log: this.options.log,
     });

@@ -1,3 +1,5 @@
+import type { Server } from 'node:net';
+import { join } from 'node:path';
 import { systemInfo } from '../api/methods/internal.js';
 import type { Log } from '../api/server.js';
 import type { VchanTransport } from '../hal/vchan.js';
@@ -6,6 +8,7 @@ import type { Vm } from '../model/vm.js';
 import type { PolicyStore } from '../policy/store.js';
 import type { SystemInfo } from '../policy/system-info.js';
 import { QrexecDaemon } from '../qrexec/daemon.js';
+import { closeLocalSocket, listenLocalSocket, localSocketName } from '../qrexec/local-socket.js';
 import {
   parsePolicyResponse,
   type QrexecPolicyRequest,
@@ -25,6 +28,11 @@ export interface QrexecHostOptions {
   readonly log: Log;
   /** How long to wait for a domain's agent; default: the domain's qrexec_timeout property. */
   readonly connectTimeoutMs?: number;
+  /**
+   * Where each connected domain gets its local socket `qrexec.<name>` (mode
+   * 0600) for dom0 callers such as odyssey-qrexec-client; none without it.
+   */
+  readonly socketDir?: string;
 }
 
 interface Connection {
@@ -32,6 +40,8 @@ interface Connection {
   readonly daemon: QrexecDaemon;
   readonly started: Promise<void>;
   connected: boolean;
+  /** The local socket, once listening; removed when the connection ends. */
+  local?: Promise<Server | undefined>;
 }
 
 /**
@@ -75,10 +85,12 @@ export class QrexecHost {
     this.connections.set(name, connection);
     const forget = (): void => {
       if (this.connections.get(name) === connection) this.connections.delete(name);
+      void this.closeLocal(connection);
     };
     connection.started.then(
       () => {
         connection.connected = true;
+        if (this.connections.get(name) === connection) this.openLocal(name, connection);
         this.options.log('debug', `qrexec connected to ${name} (domain ${xid})`);
         void daemon.closed.then(forget);
       },
@@ -106,13 +118,44 @@ export class QrexecHost {
     const all = [...this.connections.values()];
     this.connections.clear();
     await Promise.all(
-      all.map((c) =>
+      all.flatMap((c) => [
+        this.closeLocal(c),
         c.started.then(
           () => c.daemon.close(),
           () => undefined,
         ),
-      ),
+      ]),
     );
+  }
+
+  /** The path of a domain's local socket, when the host serves them. */
+  localSocketPath(name: string): string | undefined {
+    return this.options.socketDir === undefined
+      ? undefined
+      : join(this.options.socketDir, localSocketName(name));
+  }
+
+  private openLocal(name: string, connection: Connection): void {
+    const path = this.localSocketPath(name);
+    if (path === undefined) return;
+    const daemon = connection.daemon;
+    connection.local = listenLocalSocket(
+      path,
+      (cmdline, streams) => daemon.runCommand(cmdline, streams),
+      (message) => this.options.log('info', `qrexec ${name}: ${message}`),
+    ).catch((error: unknown) => {
+      this.options.log('warn', `qrexec: cannot serve ${path}: ${String(error)}`);
+      return undefined;
+    });
+  }
+
+  private closeLocal(connection: Connection): Promise<void> {
+    const local = connection.local;
+    connection.local = undefined;
+    if (!local) return Promise.resolve();
+    return local.then((server) => {
+      if (server) closeLocalSocket(server);
+    });
   }
 
   /** Domains whose xid changed: connect to the running ones, let go of the stopped ones. */
@@ -124,6 +167,7 @@ export class QrexecHost {
 
   private drop(name: string, connection: Connection): void {
     this.connections.delete(name);
+    void this.closeLocal(connection);
     void connection.started.then(
       () => connection.daemon.close(),
       () => undefined,

@@ -1,4 +1,4 @@
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import type { Vchan, VchanListenOptions, VchanTransport } from '../hal/vchan.js';
 import {
   decodeExecParams,
@@ -122,30 +122,42 @@ export class QrexecDaemon {
     serviceAndArg: string,
     options: { stdin?: Buffer | Readable; user?: string } = {},
   ): Promise<ServiceCallResult> {
-    const port = this.#allocate(DOM0.id);
-    // Transports that take an AbortSignal stop waiting when the agent goes away.
-    const listenOptions: VchanListenOptions & { signal: AbortSignal } = { signal: this.#agentGone.signal };
-    const listening = this.#options.transport.listen(String(this.domain.id), port, listenOptions);
-    listening.catch(() => undefined);
     const command = vmServiceCommand(options.user ?? 'DEFAULT', withArgument(serviceAndArg), DOM0.name);
-    await this.#send(
-      MsgType.EXEC_CMDLINE,
-      this.#execPayload({ connectDomain: DOM0.id, connectPort: port }, command),
-    );
-    const channel = await listening;
-    channel.on('error', () => undefined);
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const collected = Promise.all([collect(stdout), collect(stderr)]);
     const stdin =
       options.stdin instanceof Readable ? options.stdin : Readable.from([options.stdin ?? Buffer.alloc(0)]);
+    const exitCode = await this.runCommand(command, { stdin, stdout, stderr });
+    const [out, err] = await collected;
+    return { stdout: out, stderr: err, exitCode };
+  }
+
+  /**
+   * dom0 runs `cmdline` (`USER:COMMAND`, e.g. `DEFAULT:QUBESRPC qubes.VMShell+ dom0`)
+   * in this domain with streamed stdio, as qrexec-client -d does; resolves with
+   * the exit code once the service side sent it. The sinks are ended then.
+   */
+  async runCommand(
+    cmdline: string,
+    streams: { stdin: Readable; stdout: Writable; stderr: Writable },
+  ): Promise<number> {
+    const port = this.#allocate(DOM0.id);
+    // Transports that take an AbortSignal stop waiting when the agent goes away.
+    const listenOptions: VchanListenOptions & { signal: AbortSignal } = { signal: this.#agentGone.signal };
+    const listening = this.#options.transport.listen(String(this.domain.id), port, listenOptions);
+    listening.catch(() => undefined);
+    await this.#send(
+      MsgType.EXEC_CMDLINE,
+      this.#execPayload({ connectDomain: DOM0.id, connectPort: port }, cmdline),
+    );
+    const channel = await listening;
+    channel.on('error', () => undefined);
     try {
-      const exitCode = await callOverDataChannel(channel, { stdin, stdout, stderr });
-      stdout.end();
-      stderr.end();
-      const [out, err] = await collected;
-      return { stdout: out, stderr: err, exitCode };
+      return await callOverDataChannel(channel, streams);
     } finally {
+      streams.stdout.end();
+      streams.stderr.end();
       channel.end();
     }
   }

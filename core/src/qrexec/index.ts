@@ -7,6 +7,7 @@ export * from './data-phase.js';
 export * from './errors.js';
 export * from './framing.js';
 export * from './handshake.js';
+export * from './local-socket.js';
 export * from './policy.js';
 export * from './ports.js';
 export * from './service-lookup.js';
