@@ -1,8 +1,7 @@
-import { createInterface } from 'node:readline';
-
 import type { Command } from 'commander';
 
-import { action, type CliContext } from '../context.js';
+import { confirm } from '../confirm.js';
+import { action } from '../context.js';
 import type { CliIo } from '../io.js';
 
 export function registerRemove(program: Command, io: CliIo): void {
@@ -19,7 +18,13 @@ export function registerRemove(program: Command, io: CliIo): void {
           return 1;
         }
         await ctx.requireVms(names);
-        if (!command.opts<{ force?: boolean }>().force && !(await confirm(ctx, names))) {
+        if (
+          !command.opts<{ force?: boolean }>().force &&
+          !(await confirm(ctx, [
+            'This will completely remove the selected VM(s)...',
+            ...names.map((n) => `  ${n}`),
+          ]))
+        ) {
           ctx.printError('Remove cancelled.');
           return 1;
         }
@@ -27,20 +32,4 @@ export function registerRemove(program: Command, io: CliIo): void {
         return 0;
       }),
     );
-}
-
-async function confirm(ctx: CliContext, names: string[]): Promise<boolean> {
-  ctx.printError('This will completely remove the selected VM(s)...');
-  for (const name of names) ctx.printError(`  ${name}`);
-  const prompt = createInterface({ input: ctx.io.stdin, terminal: false });
-  try {
-    ctx.io.stderr.write('Are you sure? [y/N] ');
-    const answer = await new Promise<string>((resolve) => {
-      prompt.once('line', resolve);
-      prompt.once('close', () => resolve(''));
-    });
-    return answer.trim().toUpperCase() === 'Y';
-  } finally {
-    prompt.close();
-  }
 }

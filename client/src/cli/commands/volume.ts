@@ -1,12 +1,12 @@
 import { createReadStream, fstatSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
 import type { Command } from 'commander';
 
 import { QubesError, QubesNoSuchPropertyError, StoragePoolException } from '../../errors.js';
 import { parseSize } from '../../size.js';
+import { confirm } from '../confirm.js';
 import { action, type CliContext } from '../context.js';
 import { UsageError, type CliIo } from '../io.js';
 import { spinner, transferProgress } from '../progress.js';
@@ -56,22 +56,6 @@ async function resolveVolume(ctx: CliContext, spec: string): Promise<VolumeRef> 
 }
 
 const refName = (ref: VolumeRef) => `${ref.vm}:${ref.volume}`;
-
-/** y/N on stdin, the question on stderr (stdout stays clean for scripts). */
-async function confirm(ctx: CliContext, text: string): Promise<boolean> {
-  ctx.printError(text);
-  const prompt = createInterface({ input: ctx.io.stdin, terminal: false });
-  try {
-    ctx.io.stderr.write('Are you sure? [y/N] ');
-    const answer = await new Promise<string>((resolve) => {
-      prompt.once('line', resolve);
-      prompt.once('close', () => resolve(''));
-    });
-    return answer.trim().toLowerCase() === 'y';
-  } finally {
-    prompt.close();
-  }
-}
 
 export function registerVolume(program: Command, io: CliIo): void {
   const volume = program.command('volume').description("manage qubes' volumes (like qvm-volume)");
@@ -180,7 +164,7 @@ export function registerVolume(program: Command, io: CliIo): void {
         const [spec] = command.processedArgs as [string];
         const ref = await resolveVolume(ctx, spec);
         const ask = 'This will empty the volume!\n(Data may be preserved in a revision.)';
-        if (!command.opts<{ force?: boolean }>().force && !(await confirm(ctx, ask))) {
+        if (!command.opts<{ force?: boolean }>().force && !(await confirm(ctx, [ask]))) {
           ctx.printError('Clear cancelled.');
           return 1;
         }
@@ -224,7 +208,7 @@ export function registerVolume(program: Command, io: CliIo): void {
         const ask =
           `This will clone the data from ${refName(src)} into ${refName(dst)}!\n` +
           `(Data in ${refName(dst)} may be preserved in a revision.)`;
-        if (!command.opts<{ force?: boolean }>().force && !(await confirm(ctx, ask))) {
+        if (!command.opts<{ force?: boolean }>().force && !(await confirm(ctx, [ask]))) {
           ctx.printError('Clone cancelled.');
           return 1;
         }
