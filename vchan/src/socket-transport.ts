@@ -1,9 +1,11 @@
 import { mkdir, rm } from 'node:fs/promises';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
 import { defaultSocketDir, vchanSocketPath } from './socket-path.js';
 import { SocketVchan } from './socket-vchan.js';
+import { stopWaitingOnAbort } from './listen-signal.js';
+import { connectOnce } from './unix-socket.js';
 
 export interface SocketVchanTransportOptions {
   /** This end's domain as it appears in socket names (upstream uses the domain number). */
@@ -100,16 +102,7 @@ export class SocketVchanTransport implements VchanTransport {
         resolve();
       });
     });
-    const signal = options?.signal;
-    if (signal) {
-      const abort = (): void => {
-        if (vchan.state() === 'waiting') vchan.destroy();
-      };
-      if (signal.aborted) abort();
-      signal.addEventListener('abort', abort, { once: true });
-      const forget = (): void => signal.removeEventListener('abort', abort);
-      connected.then(forget, forget);
-    }
+    stopWaitingOnAbort(vchan, connected, options?.signal);
     return { vchan, connected };
   }
 
@@ -133,15 +126,4 @@ export class SocketVchanTransport implements VchanTransport {
       }
     }
   }
-}
-
-function connectOnce(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection(path);
-    socket.once('connect', () => {
-      socket.off('error', reject);
-      resolve(socket);
-    });
-    socket.once('error', reject);
-  });
 }

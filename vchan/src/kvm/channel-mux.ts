@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { VchanError, type VchanListenOptions } from '@odyssey/core/hal';
 import { FrameDecoder, FrameError, FrameType, encodeFrame, u32, type Frame } from './frames.js';
 import { MuxVchan, type MuxVchanRings, type StreamChannel } from './mux-vchan.js';
+import { stopWaitingOnAbort } from '../listen-signal.js';
 
 export type ChannelSide = 'host' | 'guest';
 
@@ -124,15 +125,7 @@ export class ChannelMux implements StreamChannel {
       });
     });
     connected.catch(() => undefined);
-    if (signal) {
-      const abort = (): void => {
-        if (vchan.state() === 'waiting') vchan.destroy();
-      };
-      if (signal.aborted) abort();
-      signal.addEventListener('abort', abort, { once: true });
-      const forget = (): void => signal.removeEventListener('abort', abort);
-      connected.then(forget, forget);
-    }
+    stopWaitingOnAbort(vchan, connected, signal);
     return { vchan, connected };
   }
 

@@ -1,8 +1,9 @@
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
 import { ChannelMux, OpenRefused, type MuxListenOptions, type Relay } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
+import { connectOnce } from '../unix-socket.js';
 
 export interface KvmHostTransportOptions {
   /** The UNIX socket QEMU binds for a guest's vchan channel, by the guest's vchan name (id or name). */
@@ -167,15 +168,4 @@ export class KvmHostTransport implements VchanTransport {
     });
     return link.dialing;
   }
-}
-
-function connectOnce(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection(path);
-    socket.once('connect', () => {
-      socket.off('error', reject);
-      resolve(socket);
-    });
-    socket.once('error', reject);
-  });
 }
