@@ -2,9 +2,7 @@ import type { CallContext } from '../api/call-context.js';
 import type { AccessControl } from '../api/services.js';
 import type { QubesEvent } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
-
-/** "Would qrexec policy allow SOURCE to call SERVICE+ARGUMENT on TARGET?" */
-export type PolicyCheck = (service: string, argument: string, source: string, target: string) => boolean;
+import type { AppPolicy } from './app-policy.js';
 
 /**
  * Upstream's AdminExtension filters: callers other than dom0 see in
@@ -12,18 +10,17 @@ export type PolicyCheck = (service: string, argument: string, source: string, ta
  * admin.Events only the events the policy lets them receive. dom0 sees all.
  */
 export class PolicyAccess implements AccessControl {
-  constructor(private readonly check: PolicyCheck | null) {}
+  /** Without a policy nothing is filtered. */
+  constructor(private readonly policy: AppPolicy | null) {}
 
   vmVisible(ctx: CallContext, vm: Vm): boolean {
-    const check = this.check;
-    if (ctx.src.isAdminVm || !check) return true;
-    return check('admin.vm.List', `+${ctx.arg}`, ctx.src.name, vm.name);
+    if (ctx.src.isAdminVm || !this.policy) return true;
+    return this.policy.allows('admin.vm.List', `+${ctx.arg}`, ctx.src.name, vm.name);
   }
 
   eventVisible(ctx: CallContext, event: QubesEvent): boolean {
-    const check = this.check;
-    if (ctx.src.isAdminVm || !check) return true;
+    if (ctx.src.isAdminVm || !this.policy) return true;
     const target = event.subject?.name ?? event.args.find(([k]) => k === 'vm')?.[1] ?? '@adminvm';
-    return check('admin.Events', `+${event.name.replaceAll(':', '_')}`, ctx.src.name, target);
+    return this.policy.allows('admin.Events', `+${event.name.replaceAll(':', '_')}`, ctx.src.name, target);
   }
 }

@@ -10,7 +10,6 @@ import type { DependencyContainer } from 'tsyringe';
 import { Dispatcher } from '../api/dispatcher.js';
 import { INTERNAL_METHODS } from '../api/internal-method-table.js';
 import { METHODS } from '../api/method-table.js';
-import { systemInfo } from '../api/methods/internal.js';
 import { AdminServer } from '../api/server.js';
 import type { Log } from '../api/server.js';
 import type { ApiServices } from '../api/services.js';
@@ -25,10 +24,9 @@ import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
 import { VmStorage } from '../storage/vm-storage.js';
 import { PolicyStore } from '../policy/store.js';
-import type { SystemInfo } from '../policy/system-info.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
-import type { PolicyCheck } from './access.js';
+import { AppPolicy } from './app-policy.js';
 import { loadBackend } from './backend-loader.js';
 import { QrexecHost } from './qrexec-host.js';
 import { prepareAdminServices } from './qrexec-services.js';
@@ -75,30 +73,14 @@ export class Daemon {
     readonly backend: Backend,
     readonly container: DependencyContainer,
     private readonly servers: readonly AdminServer[],
-    readonly policy: PolicyStore | null,
+    private readonly policyStore: PolicyStore | null,
+    private readonly policy: AppPolicy | null,
     private readonly unlock: () => Promise<void>,
     private readonly options: DaemonOptions,
   ) {}
 
   get lifecycle(): DomainManager {
     return this.container.resolve(TOKENS.Lifecycle) as DomainManager;
-  }
-
-  /** "Would the policy let SOURCE call SERVICE+ARGUMENT on TARGET?", or null without a policy. */
-  private static policyCheck(policy: PolicyStore | null, app: App): PolicyCheck | null {
-    if (!policy) return null;
-    let info: SystemInfo | null = null;
-    // One system-info snapshot per event-loop turn: a List filters many VMs against the same state.
-    const current = (): SystemInfo => {
-      if (!info) {
-        info = systemInfo(app) as SystemInfo;
-        queueMicrotask(() => (info = null));
-      }
-      return info;
-    };
-    return (service, argument, source, target) =>
-      policy.evaluate({ source, target, call: `${service}${argument}` }, current()).decision.result ===
-      'allow';
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -143,11 +125,11 @@ export class Daemon {
       c.register(TOKENS.Methods, { useValue: METHODS });
       c.registerSingleton(TOKENS.Lifecycle, DomainManager);
       c.registerSingleton(TOKENS.Dispatcher, Dispatcher);
-      const policy = options.policyDirs
+      const policyStore = options.policyDirs
         ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
         : null;
-      const check = Daemon.policyCheck(policy, app);
-      c.register(TOKENS.Access, { useValue: new PolicyAccess(check) });
+      const policy = policyStore ? new AppPolicy(policyStore, app) : null;
+      c.register(TOKENS.Access, { useValue: new PolicyAccess(policy) });
       c.register(TOKENS.Services, {
         useFactory: (r): ApiServices => ({
           lifecycle: r.resolve(TOKENS.Lifecycle),
@@ -168,7 +150,7 @@ export class Daemon {
         await internal.listen(options.internalSocketPath);
         servers.push(internal);
       }
-      const daemon = new Daemon(app, store, backend, c, servers, policy, unlock, options);
+      const daemon = new Daemon(app, store, backend, c, servers, policyStore, policy, unlock, options);
       void daemon.connectBackend();
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
       return daemon;
@@ -246,7 +228,7 @@ export class Daemon {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     await this.qrexecHost?.close();
     await Promise.all(this.servers.map((s) => s.close()));
-    this.policy?.close();
+    this.policyStore?.close();
     await this.store.save();
     const vmm = this.backend.current;
     this.backend.unavailable('daemon stopped');

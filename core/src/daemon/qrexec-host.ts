@@ -1,12 +1,9 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
-import { systemInfo } from '../api/methods/internal.js';
 import type { Log } from '../api/server.js';
 import type { VchanTransport } from '../hal/vchan.js';
 import type { App } from '../model/app.js';
 import type { Vm } from '../model/vm.js';
-import type { PolicyStore } from '../policy/store.js';
-import type { SystemInfo } from '../policy/system-info.js';
 import { QrexecDaemon } from '../qrexec/daemon.js';
 import { closeLocalSocket, listenLocalSocket, localSocketName } from '../qrexec/local-socket.js';
 import {
@@ -14,13 +11,14 @@ import {
   type QrexecPolicyRequest,
   type QrexecPolicyResolution,
 } from '../qrexec/policy.js';
+import type { AppPolicy } from './app-policy.js';
 
 export interface QrexecHostOptions {
   readonly app: App;
   /** dom0's end of the backend's vchans. */
   readonly transport: VchanTransport;
   /** Without a policy every call from a domain is refused. */
-  readonly policy: PolicyStore | null;
+  readonly policy: AppPolicy | null;
   /** dom0's qrexec services (the admin.* links to the admin socket among them). */
   readonly serviceDirs: readonly string[];
   /** Starts a halted domain a call may autostart; resolves once its qrexec is connected. */
@@ -187,15 +185,12 @@ export class QrexecHost {
   private async decide(request: QrexecPolicyRequest): Promise<QrexecPolicyResolution> {
     const policy = this.options.policy;
     if (!policy) return { result: 'deny' };
-    const outcome = policy.evaluate(
-      {
-        source: request.source,
-        target: request.target,
-        call: request.serviceAndArg,
-        requestedSource: request.requestedSource ?? null,
-      },
-      systemInfo(this.options.app) as SystemInfo,
-    );
+    const outcome = policy.evaluate({
+      source: request.source,
+      target: request.target,
+      call: request.serviceAndArg,
+      requestedSource: request.requestedSource ?? null,
+    });
     if (outcome.decision.result === 'deny')
       this.options.log('info', `qrexec policy: ${outcome.decision.reason}`);
     // `ask` needs someone to answer it; with no one to ask, the call is refused.

@@ -1,0 +1,38 @@
+import { systemInfo } from '../api/methods/internal.js';
+import type { App } from '../model/app.js';
+import type { Outcome } from '../policy/evaluate.js';
+import type { CallInit } from '../policy/request.js';
+import type { PolicyStore } from '../policy/store.js';
+import type { SystemInfo } from '../policy/system-info.js';
+
+/**
+ * The daemon's qrexec policy over its own domains: what the admin API's
+ * filters and the qrexec daemons ask. One system-info snapshot serves every
+ * question of the same event-loop turn (a List filters many VMs against the
+ * same state).
+ */
+export class AppPolicy {
+  private info: SystemInfo | null = null;
+
+  constructor(
+    private readonly store: PolicyStore,
+    private readonly app: App,
+  ) {}
+
+  evaluate(call: CallInit): Outcome {
+    return this.store.evaluate(call, this.snapshot());
+  }
+
+  /** Would the policy allow SOURCE to call SERVICE+ARGUMENT on TARGET? */
+  allows(service: string, argument: string, source: string, target: string): boolean {
+    return this.evaluate({ source, target, call: `${service}${argument}` }).decision.result === 'allow';
+  }
+
+  private snapshot(): SystemInfo {
+    if (!this.info) {
+      this.info = systemInfo(this.app) as SystemInfo;
+      queueMicrotask(() => (this.info = null));
+    }
+    return this.info;
+  }
+}
