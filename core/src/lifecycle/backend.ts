@@ -7,14 +7,9 @@ import type { Vmm } from '../hal/vmm.js';
  */
 export class Backend {
   private vmm: Vmm | null = null;
-  private reason: string;
+  private reason = 'not connected yet';
 
-  constructor(
-    readonly name: string,
-    initialReason = 'not connected yet',
-  ) {
-    this.reason = initialReason;
-  }
+  constructor(readonly name: string) {}
 
   connected(vmm: Vmm): void {
     this.vmm = vmm;

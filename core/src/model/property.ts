@@ -190,11 +190,6 @@ export class PropertyStore<H extends PropertyHolder> {
     this.holder.events.fire(subject, `property-reset:${name}`, args);
     this.holder.events.fire(subject, `property-del:${name}`, args);
   }
-
-  /** Drops a stored value silently, e.g. a reference to a VM being removed. */
-  forget(name: string): void {
-    this.values.delete(name);
-  }
 }
 
 export function sortDefs<H extends PropertyHolder>(defs: readonly PropertyDef<H>[]): PropertyDef<H>[] {
