@@ -2,7 +2,7 @@ import type { InjectionToken } from 'tsyringe';
 
 import type { Dispatcher, Saver } from './api/dispatcher.js';
 import type { MethodSpec } from './api/method.js';
-import type { AccessControl, ApiServices, Lifecycle, VmFiles } from './api/services.js';
+import type { AccessControl, ApiServices, Backups, Lifecycle, VmFiles } from './api/services.js';
 import type { Backend } from './lifecycle/backend.js';
 import type { App } from './model/app.js';
 import type { Log } from './api/server.js';
@@ -21,4 +21,5 @@ export const TOKENS = {
   Saver: Symbol('Saver') as InjectionToken<Saver>,
   Dispatcher: Symbol('Dispatcher') as InjectionToken<Dispatcher>,
   Storage: Symbol('VmStorage') as InjectionToken<VmStorage>,
+  Backups: Symbol('Backups') as InjectionToken<Backups>,
 };

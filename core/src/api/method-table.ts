@@ -1,6 +1,9 @@
 import { ProtocolError } from '../model/errors.js';
+import { DEVICE_CLASSES } from '../model/devices.js';
 import type { VmClassName } from '../model/vm-classes.js';
 import type { MethodHandler, MethodSpec, Scope } from './method.js';
+import { backup } from './methods/backup.js';
+import { devices } from './methods/devices.js';
 import { devicesDenied } from './methods/devices-denied.js';
 import { events } from './methods/events.js';
 import { feature } from './methods/feature.js';
@@ -36,7 +39,9 @@ function m(
   arg: Want,
   payload: Want,
   handler: MethodHandler,
-  extra: Partial<Pick<MethodSpec, 'noPolicy' | 'streaming' | 'noSave' | 'streamsPayload'>> = {},
+  extra: Partial<
+    Pick<MethodSpec, 'noPolicy' | 'streaming' | 'noSave' | 'streamsPayload' | 'qrexecScript'>
+  > = {},
 ): MethodSpec {
   return {
     name,
@@ -126,6 +131,18 @@ export const METHODS: readonly MethodSpec[] = [
   m('admin.vm.device.denied.Add', 'local', 'w', 'any', 'none', 'opt', devicesDenied.add),
   m('admin.vm.device.denied.Remove', 'local', 'w', 'any', 'none', 'opt', devicesDenied.remove),
 
+  m('admin.deviceclass.List', 'global', 'r', 'dom0', 'none', 'none', devices.classList),
+  ...DEVICE_CLASSES.flatMap((c) => [
+    m(`admin.vm.device.${c}.Available`, 'local', 'r', 'any', 'opt', 'none', devices[c].available),
+    m(`admin.vm.device.${c}.Assigned`, 'local', 'r', 'any', 'opt', 'none', devices[c].assigned),
+    m(`admin.vm.device.${c}.Attached`, 'local', 'r', 'any', 'opt', 'none', devices[c].attached),
+    m(`admin.vm.device.${c}.Assign`, 'local', 'w', 'any', 'req', 'req', devices[c].assign),
+    m(`admin.vm.device.${c}.Unassign`, 'local', 'w', 'any', 'req', 'none', devices[c].unassign),
+    m(`admin.vm.device.${c}.Attach`, 'local', 'x', 'any', 'req', 'opt', devices[c].attach),
+    m(`admin.vm.device.${c}.Detach`, 'local', 'x', 'any', 'req', 'none', devices[c].detach),
+    m(`admin.vm.device.${c}.Set.assignment`, 'local', 'w', 'any', 'req', 'req', devices[c].setAssignment),
+  ]),
+
   m('admin.pool.List', 'global', 'r', 'dom0', 'none', 'none', pool.list),
   m('admin.pool.ListDrivers', 'global', 'r', 'dom0', 'none', 'none', pool.listDrivers),
   m('admin.pool.Info', 'global', 'r', 'dom0', 'req', 'none', pool.info),
@@ -182,7 +199,15 @@ export const METHODS: readonly MethodSpec[] = [
   m('admin.vm.Suspend', 'local', 'x', 'any', 'none', 'none', lifecycle.suspend),
   m('admin.vm.Resume', 'local', 'x', 'any', 'none', 'none', lifecycle.resume),
   m('admin.vm.Kill', 'local', 'x', 'any', 'none', 'none', lifecycle.kill),
+  m('admin.vm.Console', 'local', 'w', 'any', 'none', 'none', lifecycle.console, {
+    qrexecScript: true,
+    noSave: true,
+  }),
 
   m('admin.Events', 'global', 'r', 'any', 'none', 'none', events.events, { streaming: true }),
   m('admin.vm.Stats', 'global', 'r', 'any', 'none', 'none', events.stats, { streaming: true }),
+
+  m('admin.backup.Execute', 'global', 'rx', 'dom0', 'req', 'none', backup.execute),
+  m('admin.backup.Cancel', 'global', 'x', 'dom0', 'req', 'none', backup.cancel),
+  m('admin.backup.Info', 'local', 'r', 'dom0', 'req', 'none', backup.info),
 ];

@@ -24,10 +24,16 @@ export interface MethodSpec {
   readonly noPolicy?: boolean;
   /** Answers with EVENT messages until the client goes, never with OK. */
   readonly streaming?: boolean;
-  /** A write method that persists to its own files instead of qubes.xml (firewall, notes). */
+  /** A write method that leaves qubes.xml alone: it persists to its own files (firewall, notes) or nothing (Console). */
   readonly noSave?: boolean;
   /** The payload may be of any size and reaches the handler as ctx.payloadStream. */
   readonly streamsPayload?: boolean;
+  /**
+   * Its qrexec service is a script that calls the method and works with the
+   * answer (admin.vm.Console relays the console pty), so no qrexec service
+   * links it to the admin socket.
+   */
+  readonly qrexecScript?: boolean;
   readonly handler: MethodHandler;
 }
 

@@ -1,3 +1,4 @@
+import type { VmmCapabilities } from '../hal/capabilities.js';
 import type { DomainStats, PowerState } from '../hal/vmm.js';
 import type { QubesEvent } from '../model/events.js';
 import type { FirewallRule } from '../model/firewall.js';
@@ -18,6 +19,10 @@ export interface Lifecycle {
     vm: Vm,
   ): Promise<{ memKb: number; memStaticMaxKb: number; cputime: number; powerState: PowerState }>;
   stats(): Promise<readonly DomainStats[]>;
+  /** The pty of a running VM's serial console. */
+  console(vm: Vm): Promise<string>;
+  /** What the connected backend can do; null while none is connected. */
+  capabilities(): VmmCapabilities | null;
 }
 
 /** Per-VM files kept outside qubes.xml, as upstream keeps them. */
@@ -41,9 +46,19 @@ export interface AccessControl {
   eventVisible(ctx: CallContext, event: QubesEvent): boolean;
 }
 
+/** admin.backup.*: profiles are read per call; a profile runs at most once at a time. */
+export interface Backups {
+  /** Resolves when the archive is written; BackupCancelledError if Cancel stopped it. */
+  execute(profile: string): Promise<void>;
+  cancel(profile: string): void;
+  /** The summary table of what the profile would back up. */
+  info(profile: string): Promise<string>;
+}
+
 export interface ApiServices {
   readonly lifecycle: Lifecycle;
   readonly vmFiles: VmFiles;
   readonly access: AccessControl;
   readonly storage: VmStorage;
+  readonly backups: Backups;
 }

@@ -11,6 +11,7 @@ import { Dispatcher } from '../api/dispatcher.js';
 import { INTERNAL_METHODS } from '../api/internal-method-table.js';
 import { METHODS } from '../api/method-table.js';
 import { AdminServer } from '../api/server.js';
+import { BackupService } from '../backup/service.js';
 import type { Log } from '../api/server.js';
 import type { ApiServices } from '../api/services.js';
 import type { VchanTransport } from '../hal/vchan.js';
@@ -50,6 +51,8 @@ export interface DaemonOptions {
    * method to the admin socket (default `<state dir>/qrexec-services`).
    */
   readonly qrexecServiceDir?: string;
+  /** Where admin.backup.* finds `<profile>.conf` (default `<state dir>/backup-profiles`). */
+  readonly backupProfileDir?: string;
   readonly log: Log;
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
@@ -123,6 +126,15 @@ export class Daemon {
       c.register(TOKENS.Saver, { useValue: store });
       c.register(TOKENS.Storage, { useValue: storage });
       c.register(TOKENS.Methods, { useValue: METHODS });
+      c.register(TOKENS.Backups, {
+        useValue: new BackupService({
+          app,
+          storage,
+          xml: store.writer,
+          saver: store,
+          profileDir: options.backupProfileDir ?? join(stateDir, 'backup-profiles'),
+        }),
+      });
       c.registerSingleton(TOKENS.Lifecycle, DomainManager);
       c.registerSingleton(TOKENS.Dispatcher, Dispatcher);
       const policyStore = options.policyDirs
@@ -136,6 +148,7 @@ export class Daemon {
           vmFiles: r.resolve(TOKENS.VmFiles),
           access: r.resolve(TOKENS.Access),
           storage: r.resolve(TOKENS.Storage),
+          backups: r.resolve(TOKENS.Backups),
         }),
       });
       await prepareAdminServices(Daemon.qrexecServiceDir(options), options.socketPath, METHODS);
@@ -226,6 +239,8 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    // A backup can run for hours; the servers below wait for calls in progress.
+    (this.container.resolve(TOKENS.Backups) as BackupService).cancelAll();
     await this.qrexecHost?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.policyStore?.close();

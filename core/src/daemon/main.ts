@@ -24,6 +24,7 @@ const program = new Command('odysseyd')
     '--qrexec-services <dir>',
     "dom0's qrexec service directory; admin.* links to the socket are made there (default <state dir>/qrexec-services)",
   )
+  .option('--backup-profile-dir <dir>', 'backup profiles, <id>.conf (default <state dir>/backup-profiles)')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .parse();
 
@@ -35,6 +36,7 @@ const opts = program.opts<{
   policyDir: string[];
   legacyPolicyDir: string;
   qrexecServices?: string;
+  backupProfileDir?: string;
   logLevel: LogLevel;
 }>();
 const log = stderrLog(opts.logLevel);
@@ -48,6 +50,7 @@ try {
     policyDirs: opts.policyDir,
     legacyPolicyDir: opts.legacyPolicyDir,
     ...(opts.qrexecServices ? { qrexecServiceDir: opts.qrexecServices } : {}),
+    ...(opts.backupProfileDir ? { backupProfileDir: opts.backupProfileDir } : {}),
     log,
   });
   const shutdown = (signal: string) => {

@@ -25,6 +25,8 @@ export interface VmmCapabilities {
   readonly usbDevices: Capability;
   /** Whether guests of different domains can reach each other over vchan directly. */
   readonly vmToVmVchan: Capability;
+  /** Serial console ptys (Vmm.consolePath); absent means unsupported. */
+  readonly console?: Capability;
 }
 
 export const supported: Supported = { supported: true };

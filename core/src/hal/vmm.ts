@@ -73,6 +73,11 @@ export interface Vmm {
   stats(): Promise<readonly DomainStats[]>;
   /** Lifecycle changes, including those the hypervisor initiates (crash, guest poweroff). */
   events(): AsyncIterable<VmmEvent>;
+  /**
+   * Path of the pty carrying a running domain's serial console (admin.vm.Console).
+   * Optional: a backend that has it also declares the `console` capability.
+   */
+  consolePath?(name: string): Promise<string>;
 }
 
 /** What a backend package exports: `export const createVmm: VmmFactory`. */

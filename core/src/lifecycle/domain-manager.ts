@@ -1,13 +1,16 @@
 import { inject, injectable } from 'tsyringe';
 
 import type { Saver } from '../api/dispatcher.js';
+import type { VmmCapabilities } from '../hal/capabilities.js';
 import type { DomainStats, PowerState, Vmm, VmmEvent } from '../hal/vmm.js';
 import { VmmError } from '../hal/errors.js';
 import type { Lifecycle, VmFiles } from '../api/services.js';
 import { TOKENS } from '../tokens.js';
 import type { App } from '../model/app.js';
+import { deviceString } from '../model/devices.js';
 import {
   QubesException,
+  QubesNotImplementedError,
   QubesVMError,
   QubesVMNotHaltedError,
   QubesVMNotPausedError,
@@ -20,6 +23,9 @@ import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../api/server.js';
+
+/** States in which upstream's is_running() holds: the hypervisor has the domain active. */
+const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
 
 /**
  * Power operations over the Vmm, with upstream's state checks and events. The
@@ -64,6 +70,7 @@ export class DomainManager implements Lifecycle {
     const netvm = vm.netvm;
     if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
     this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
+    DomainManager.checkRequiredDevices(vm);
     // Transient until started: the backend's own 'started' event must not announce it a second time.
     vm.powerState = 'Transient';
     let disksReady = false;
@@ -164,6 +171,41 @@ export class DomainManager implements Lifecycle {
     return vmm ? vmm.stats() : [];
   }
 
+  async console(vm: Vm): Promise<string> {
+    if (!DomainManager.managed(vm)) {
+      throw new QubesNotImplementedError(`${vm.name} has no console: it is not a domain this daemon runs`);
+    }
+    if (!ACTIVE.has(vm.powerState)) throw QubesVMNotRunningError.forVm(vm.name);
+    const vmm = this.vmm(vm, 'reach the console of');
+    const capability = vmm.capabilities().console;
+    if (!vmm.consolePath || capability?.supported !== true) {
+      const why = capability?.supported === false ? capability.reason : 'the backend has no console support';
+      throw new QubesNotImplementedError(
+        `Console of ${vm.name} is not available with backend ${this.backend.name}: ${why}`,
+      );
+    }
+    const consolePath = vmm.consolePath.bind(vmm);
+    return this.call(vm, 'reach the console of', () => consolePath(vm.name));
+  }
+
+  capabilities(): VmmCapabilities | null {
+    return this.backend.current?.capabilities() ?? null;
+  }
+
+  /**
+   * Upstream refuses to start a VM while a device it requires is not exposed.
+   * This daemon discovers no devices, so a required assignment always stops the start.
+   */
+  private static checkRequiredDevices(vm: Vm): void {
+    for (const devclass of vm.devices.classes()) {
+      const required = vm.devices.list(devclass).find((a) => a.mode === 'required');
+      if (!required) continue;
+      const reason = `${devclass.charAt(0).toUpperCase()}${devclass.slice(1).toLowerCase()} device ${deviceString(required)} not available`;
+      vm.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
+      throw new QubesException(reason);
+    }
+  }
+
   /** Reconciles the cached states with what the hypervisor reports, e.g. after (re)connecting. */
   async syncStates(vmm: Vmm): Promise<void> {
     for (const vm of this.app.domains.list()) {
@@ -205,10 +247,10 @@ export class DomainManager implements Lifecycle {
     }
   }
 
-  private async call(vm: Vm, action: string, op: (vmm: Vmm) => Promise<void>): Promise<void> {
+  private async call<T>(vm: Vm, action: string, op: (vmm: Vmm) => Promise<T>): Promise<T> {
     const vmm = this.vmm(vm, action);
     try {
-      await op(vmm);
+      return await op(vmm);
     } catch (e) {
       if (e instanceof VmmError && e.code === 'no-such-domain') throw QubesVMNotStartedError.forVm(vm.name);
       throw new QubesVMError(`Cannot ${action} ${vm.name}: ${e instanceof Error ? e.message : String(e)}`);

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { APP_PROPERTIES } from './app-properties.js';
+import { providedPorts } from './devices.js';
 import { DomainCollection } from './domains.js';
 import { QubesPropertyValueError, QubesVMAlreadyExistsError, QubesVMInUseError } from './errors.js';
 import { EventBus } from './events.js';
@@ -123,6 +124,10 @@ export class App implements PropertyHolder {
       throw new QubesVMInUseError(
         `Domain is in use: '${vm.name}';  see 'journalctl -u qubesd -e' in dom0 for details`,
       );
+    }
+    const ports = providedPorts(vm);
+    if (ports.length > 0) {
+      throw new QubesVMInUseError(`VM has devices assigned to other VMs: ${ports.join(', ')}`);
     }
     this.events.fire(null, 'domain-pre-delete', [['vm', vm.name]]);
     this.domains.delete(vm);

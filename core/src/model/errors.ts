@@ -86,6 +86,12 @@ export class QubesLabelNotFoundError extends QubesException {
     return new QubesLabelNotFoundError(`Label does not exist: ${label}`);
   }
 }
+export class DeviceNotAssigned extends QubesException {}
+export class DeviceNotFound extends QubesException {}
+export class DeviceAlreadyAssigned extends QubesException {}
+export class QubesUnrecognizedDeviceAssignmentMode extends ProtocolError {}
+/** Never on the wire: parsing an assignment turns it into a ProtocolError, as upstream does. */
+export class UnexpectedDeviceProperty extends QubesException {}
 export class StoragePoolException extends QubesException {}
 export class QubesVolumeCopyTokenNotFoundError extends ProtocolError {
   constructor() {
@@ -97,6 +103,18 @@ export class QubesVolumeCopyInUseError extends QubesException {}
 export class QubesInvalidTagError extends ProtocolError {}
 export class QubesInvalidLabelError extends ProtocolError {}
 export class QubesInvalidLabelValueError extends ProtocolError {}
+export class QubesBackupProfileNotFoundError extends QubesException {}
+/** The Execute caller's answer when admin.backup.Cancel stopped its backup. */
+export class BackupCancelledError extends QubesException {
+  constructor() {
+    super('Backup cancelled');
+  }
+}
+export class BackupAlreadyRunningError extends QubesException {
+  constructor() {
+    super('Backup already running');
+  }
+}
 export class QubesLabelInUseError extends QubesException {
   static forLabel(label: string): QubesLabelInUseError {
     return new QubesLabelInUseError(`Label is still in use: ${pyRepr(label)}`);

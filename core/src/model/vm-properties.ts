@@ -58,13 +58,37 @@ function ip6ForVm(vm: Vm): string {
 
 const hasIpv6 = (vm: Vm) => featureTrue(vm.featureWithNetvm('ipv6'));
 
-function defaultKernelopts(vm: Vm): string {
+/** PCI passthrough changes several defaults (upstream checks for any PCI assignment). */
+const hasPci = (vm: Vm) => vm.devices.list('pci').length > 0;
+
+/** Balloon up to ten times `memory` for Linux (4000 MiB otherwise), within half the host's memory. */
+const maxmemDefault = fromTemplate('maxmem', (vm) => {
+  const memory = vm.props.get('memory') as number;
+  const wanted = vm.featureWithTemplate('os') === 'Linux' ? memory * 10 : 4000;
+  return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
+});
+
+const virtModeFromTemplate = fromTemplate('virt_mode', () => 'pvh');
+
+/**
+ * Upstream's order: without PCI devices the template's value, else the
+ * kernel's default-kernelopts-nopci.txt, else swiotlb=2048; with PCI devices
+ * the kernel's default-kernelopts-pci.txt, else nothing.
+ */
+function defaultKernelopts(vm: Vm): PropValue {
+  const pci = hasPci(vm);
+  const t = vm.template;
+  if (!pci && t && t.props.has('kernelopts')) return t.props.get('kernelopts');
   const kernel = vm.props.tryGet('kernel');
   if (typeof kernel === 'string' && kernel !== '') {
-    const file = join(vm.app.kernelsDir, kernel, 'default-kernelopts-nopci.txt');
+    const file = join(
+      vm.app.kernelsDir,
+      kernel,
+      pci ? 'default-kernelopts-pci.txt' : 'default-kernelopts-nopci.txt',
+    );
     if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   }
-  return 'swiotlb=2048';
+  return pci ? '' : 'swiotlb=2048';
 }
 
 /** Tells event subscribers that computed properties changed with another one (upstream fires property-reset). */
@@ -238,11 +262,8 @@ export const P = {
   maxmem: intProp<Vm>(
     'maxmem',
     'Maximum memory (MiB) the domain may balloon up to; 0 disables balancing.',
-    fromTemplate('maxmem', (vm) => {
-      const memory = vm.props.get('memory') as number;
-      const wanted = vm.featureWithTemplate('os') === 'Linux' ? memory * 10 : 4000;
-      return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
-    }),
+    // Ballooning is impossible with PCI passthrough.
+    (vm) => (hasPci(vm) ? 0 : maxmemDefault(vm)),
     {
       validate: nonNegative('maxmem'),
       preSet: (vm) => halted(vm, 'Cannot change maxmem of a running qube'),
@@ -311,12 +332,15 @@ export const P = {
   virt_mode: strProp<Vm>(
     'virt_mode',
     'Virtualisation mode: hvm, pv or pvh.',
-    fromTemplate('virt_mode', () => 'pvh'),
+    (vm) => (hasPci(vm) ? 'hvm' : virtModeFromTemplate(vm)),
     {
-      validate: (_vm, v) => {
+      validate: (vm, v) => {
         const s = String(v).toLowerCase();
         if (s !== 'hvm' && s !== 'pv' && s !== 'pvh') {
           throw new QubesPropertyValueError('Invalid virtualization mode, supported values: hvm, pv, pvh');
+        }
+        if (s === 'pvh' && hasPci(vm)) {
+          throw new QubesPropertyValueError("pvh mode can't be set if pci devices are assigned");
         }
         return s;
       },
@@ -392,19 +416,14 @@ export const P = {
       validate: (vm, target) => checkNetvm(vm, target),
     },
   ),
-  kernelopts: strProp<Vm>(
-    'kernelopts',
-    'Kernel command line additions.',
-    fromTemplate('kernelopts', defaultKernelopts),
-    {
-      stage: 4,
-      validate: (_vm, v) => {
-        const s = v === null ? '' : String(v);
-        if (s.length > 512) throw new QubesPropertyValueError('Kernelopts value too long (512 chars max)');
-        return s;
-      },
+  kernelopts: strProp<Vm>('kernelopts', 'Kernel command line additions.', defaultKernelopts, {
+    stage: 4,
+    validate: (_vm, v) => {
+      const s = v === null ? '' : String(v);
+      if (s.length > 512) throw new QubesPropertyValueError('Kernelopts value too long (512 chars max)');
+      return s;
     },
-  ),
+  }),
   bootmode: strProp<Vm>(
     'bootmode',
     'Boot mode (selects extra kernel options).',

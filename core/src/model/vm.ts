@@ -4,6 +4,7 @@ import type { PowerState } from '../hal/vmm.js';
 import type { App } from './app.js';
 import type { FirewallRule } from './firewall.js';
 import { DEFAULT_FIREWALL } from './firewall.js';
+import { DeviceAssignments } from './devices.js';
 import { Features } from './features.js';
 import type { EventBus } from './events.js';
 import type { Label } from './labels.js';
@@ -13,11 +14,15 @@ import { Tags } from './tags.js';
 import { VM_CLASSES } from './vm-classes.js';
 import type { VmClassName } from './vm-classes.js';
 
-/** One domain: its properties, features, tags, firewall, and its runtime state as last reported by the Vmm. */
+/**
+ * One domain: its properties, features, tags, device assignments, firewall,
+ * and its runtime state as last reported by the Vmm.
+ */
 export class Vm implements PropertyHolder {
   readonly props: PropertyStore<Vm>;
   readonly features: Features;
   readonly tags: Tags;
+  readonly devices: DeviceAssignments;
   firewall: readonly FirewallRule[] = DEFAULT_FIREWALL;
   powerState: PowerState = 'Halted';
   /** Hypervisor domain id while running. */
@@ -32,6 +37,7 @@ export class Vm implements PropertyHolder {
     this.props = new PropertyStore<Vm>(this, VM_CLASSES[klass].props);
     this.features = new Features(this, app.events);
     this.tags = new Tags(this, app.events);
+    this.devices = new DeviceAssignments(this);
   }
 
   get events(): EventBus {

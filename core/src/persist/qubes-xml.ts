@@ -1,6 +1,8 @@
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
 
 import type { App } from '../model/app.js';
+import type { DeviceAssignment } from '../model/devices.js';
+import { isAssignmentMode } from '../model/devices.js';
 import { Label, LabelRegistry } from '../model/labels.js';
 import type { PropertyStore, PropertyHolder, PropValue } from '../model/property.js';
 import { wireString } from '../model/property.js';
@@ -10,8 +12,8 @@ import { isVmClassName } from '../model/vm-classes.js';
 
 /**
  * qubes.xml in upstream's shape (admin-api-reference §5): labels, pools,
- * global properties, then domains with their properties, features, tags and
- * volume configuration. Only explicitly set, saveable properties are written.
+ * global properties, then domains with their properties, features, tags,
+ * device assignments and volume configuration. Only explicitly set, saveable properties are written.
  */
 export type Attrs = Record<string, string>;
 
@@ -49,19 +51,32 @@ function propertiesOf(store: PropertyStore<PropertyHolder>): Node[] {
     .map((d) => el('property', { name: d.name }, wireString(explicit.get(d.name) as PropValue)));
 }
 
-function domainNode(vm: Vm, volumes: readonly Attrs[] | undefined): Node {
+function deviceNode(a: DeviceAssignment): Node {
+  const attrs = { 'backend-domain': a.backend.name, id: a.portId, mode: a.mode, identity: a.deviceId };
+  const options = a.options.map(([k, v]) => el('option', { name: k }, v));
+  return el('device', attrs, options.length > 0 ? options : null);
+}
+
+function domainNode(
+  vm: Vm,
+  volumes: readonly Attrs[] | undefined,
+  features: Iterable<readonly [string, string]>,
+): Node {
   const children = [
     el('properties', {}, propertiesOf(vm.props as unknown as PropertyStore<PropertyHolder>)),
     el(
       'features',
       {},
-      [...vm.features.entries()].map(([k, v]) => el('feature', { name: k }, v)),
+      [...features].map(([k, v]) => el('feature', { name: k }, v)),
     ),
     el(
       'tags',
       {},
       vm.tags.inOrder().map((t) => el('tag', { name: t }, null)),
     ),
+    ...vm.devices
+      .classes()
+      .map((devclass) => el('devices', { class: devclass }, vm.devices.list(devclass).map(deviceNode))),
   ];
   if (volumes)
     children.push(
@@ -118,6 +133,28 @@ export class QubesXmlWriter {
   }
 
   serialize(): string {
+    const live = new Set(this.app.domains.list());
+    for (const vm of this.fragments.keys()) if (!live.has(vm)) this.fragments.delete(vm);
+    return this.document((vm) => {
+      let xml = this.fragments.get(vm);
+      if (xml === undefined) {
+        xml = this.domainXml(vm, vm.features.entries());
+        this.fragments.set(vm, xml);
+      }
+      return xml;
+    });
+  }
+
+  /** The document with each domain's features as `features` gives them (a backup's view); not cached. */
+  serializeWithFeatures(features: (vm: Vm) => Iterable<readonly [string, string]>): string {
+    return this.document((vm) => this.domainXml(vm, features(vm)));
+  }
+
+  private domainXml(vm: Vm, features: Iterable<readonly [string, string]>): string {
+    return indent(build([domainNode(vm, this.storage.volumes(vm), features)]), '    ');
+  }
+
+  private document(domainXml: (vm: Vm) => string): string {
     const storage = this.storage;
     const head = build([
       el(
@@ -132,16 +169,7 @@ export class QubesXmlWriter {
       ),
       el('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
     ]);
-    const live = new Set(this.app.domains.list());
-    for (const vm of this.fragments.keys()) if (!live.has(vm)) this.fragments.delete(vm);
-    const domains = [...live].map((vm) => {
-      let xml = this.fragments.get(vm);
-      if (xml === undefined) {
-        xml = indent(build([domainNode(vm, storage.volumes(vm))]), '    ');
-        this.fragments.set(vm, xml);
-      }
-      return xml;
-    });
+    const domains = this.app.domains.list().map(domainXml);
     const body = domains.length > 0 ? `  <domains>\n${domains.join('')}  </domains>\n` : '  <domains/>\n';
     return `<qubes>\n${indent(head, '  ')}${body}</qubes>\n`;
   }
@@ -236,10 +264,46 @@ function loadProperties(
   }
 }
 
+/** Truth values of the legacy `required` attribute (qubes.property.bool). */
+const LEGACY_REQUIRED = new Set(['1', 'yes', 'true', 'on']);
+
+/**
+ * One `<devices class=..>` element. Like upstream, an assignment whose backend
+ * domain is gone or whose mode is unknown is dropped with a warning, and the
+ * legacy `required="yes|no"` attribute and `identity` option are understood.
+ */
+function loadDevices(app: App, vm: Vm, devs: XEl, warn: (msg: string) => void): void {
+  const devclass = devs.attrs.class ?? '';
+  for (const dev of children(devs, 'device')) {
+    const options = children(dev, 'option').map((o) => [o.attrs.name ?? '', o.text] as [string, string]);
+    const legacy = dev.attrs.required;
+    const mode =
+      legacy === undefined
+        ? (dev.attrs.mode ?? 'required')
+        : LEGACY_REQUIRED.has(legacy.toLowerCase())
+          ? 'required'
+          : 'auto-attach';
+    const backendName = dev.attrs['backend-domain'] ?? '';
+    const backend = app.domains.byName(backendName);
+    if (!isAssignmentMode(mode) || !backend) {
+      warn(`${vm.name}: ignoring ${devclass} device ${backendName}:${dev.attrs.id ?? '*'} (mode ${mode})`);
+      continue;
+    }
+    const identityOption = options.find(([k]) => k === 'identity');
+    vm.devices.init(devclass, {
+      backend,
+      portId: dev.attrs.id ?? '*',
+      deviceId: identityOption?.[1] ?? dev.attrs.identity ?? '*',
+      mode,
+      options: options.filter((o) => o !== identityOption),
+    });
+  }
+}
+
 /**
  * Loads a qubes.xml into an empty app, in upstream's stages: labels, pools,
  * domains with their basic properties, dom0 if missing, global properties,
- * then cross-references, features and tags. Returns the storage configuration
+ * then cross-references, features, tags and device assignments. Returns the storage configuration
  * for the storage layer.
  */
 export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void): StorageState {
@@ -302,6 +366,7 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
     loadProperties(app, store(vm), child(d, 'properties'), (s) => s > 2, warn);
     for (const f of children(child(d, 'features'), 'feature')) vm.features.init(f.attrs.name ?? '', f.text);
     for (const t of children(child(d, 'tags'), 'tag')) vm.tags.init(t.attrs.name ?? '');
+    for (const devs of children(d, 'devices')) loadDevices(app, vm, devs, warn);
     syncGuiAudioTags(vm, true);
     const vc = child(d, 'volume-config');
     if (vc)

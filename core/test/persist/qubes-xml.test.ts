@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -105,6 +105,74 @@ describe('qubes.xml', () => {
     );
     expect(await d.ok('admin.property.Get', 'dom0', 'default_pool_kernel')).toBe(
       'default=False type=str linux-kernel',
+    );
+  });
+
+  it('keeps device assignments in upstream shape and loads them back', async () => {
+    d = await appendixA();
+    await d.ok(
+      'admin.vm.device.pci.Assign',
+      'work',
+      'dom0+00_14.0',
+      "mode='required' _no-strict-reset='True'",
+    );
+    await d.ok('admin.vm.device.block.Assign', 'work', 'sys-net+xvdi+abc', "mode='auto-attach'");
+    const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
+    expect(xml).toContain(
+      '      </tags>\n' +
+        '      <devices class="pci">\n' +
+        '        <device backend-domain="dom0" id="00_14.0" mode="required" identity="*">\n' +
+        '          <option name="no-strict-reset">True</option>\n' +
+        '        </device>\n' +
+        '      </devices>\n' +
+        '      <devices class="block">\n' +
+        '        <device backend-domain="sys-net" id="xvdi" mode="auto-attach" identity="abc"/>\n' +
+        '      </devices>\n' +
+        '      <volume-config>\n',
+    );
+    expect(xml.match(/<devices /g)?.length).toBe(2);
+    const before = [
+      await d.ok('admin.vm.device.pci.Assigned', 'work'),
+      await d.ok('admin.vm.device.block.Assigned', 'work'),
+    ];
+    const stateDir = d.stateDir;
+    await d.daemon.stop();
+    d = await startDaemon({ stateDir });
+    dirs.push(stateDir);
+    expect([
+      await d.ok('admin.vm.device.pci.Assigned', 'work'),
+      await d.ok('admin.vm.device.block.Assigned', 'work'),
+    ]).toEqual(before);
+    expect(await d.ok('admin.vm.property.Get', 'work', 'virt_mode')).toBe('default=True type=str hvm');
+    await d.ok('admin.vm.device.pci.Unassign', 'work', 'dom0+00_14.0');
+    await d.ok('admin.vm.device.block.Unassign', 'work', 'sys-net+xvdi+abc');
+    expect(await readFile(join(stateDir, 'qubes.xml'), 'utf8')).not.toContain('<devices');
+  });
+
+  it("loads the reference's device example, legacy forms included", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'odyssey-ref-'));
+    dirs.push(dir);
+    const ref = await readFile(new URL('../fixtures/reference-qubes.xml', import.meta.url), 'utf8');
+    const devices =
+      '<devices class="pci"><device backend-domain="dom0" id="0000:00:14.0" mode="required" ' +
+      'identity="8086:a36d::p0c0330"><option name="no-strict-reset">True</option></device></devices>' +
+      '<devices class="block"><device backend-domain="sys-net" id="xvdi" required="no">' +
+      '<option name="identity">abc</option></device>' +
+      '<device backend-domain="gone" id="xvdj" mode="required"/></devices>';
+    const withDevices = ref.replace(
+      '        <tag name="audiovm-dom0"/>\n      </tags>\n    </domain>\n    <domain id="domain-7"',
+      `        <tag name="audiovm-dom0"/>\n      </tags>\n${devices}\n    </domain>\n    <domain id="domain-7"`,
+    );
+    expect(withDevices).not.toBe(ref);
+    await writeFile(join(dir, 'qubes.xml'), withDevices);
+    d = await startDaemon({ stateDir: dir });
+    expect(await d.ok('admin.vm.device.pci.Assigned', 'work')).toBe(
+      "dom0+0000:00:14.0:8086:a36d::p0c0330 device_id='8086:a36d::p0c0330' port_id='0000:00:14.0' devclass='pci' " +
+        "backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'\n",
+    );
+    expect(await d.ok('admin.vm.device.block.Assigned', 'work')).toBe(
+      "sys-net+xvdi:abc device_id='abc' port_id='xvdi' devclass='block' backend_domain='sys-net' " +
+        "mode='auto-attach' frontend_domain='work'\n",
     );
   });
 

@@ -37,4 +37,6 @@ export const lifecycle = {
     await ctx.services.lifecycle.kill(ctx.dest);
     return undefined;
   },
+  /** The console's pty path, for a dom0 script to relay (admin-api-reference §2.3). */
+  console: (ctx: CallContext): Promise<string> => ctx.services.lifecycle.console(ctx.dest),
 };
