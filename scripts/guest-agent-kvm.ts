@@ -6,6 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { QrexecAgent } from '../agent/src/index.js';
 import { KvmGuestTransport } from '../vchan/src/kvm/index.js';
+import { serveVchanProxy } from '../vchan/src/proxy/index.js';
+
+/** Where the image's qrexec-client-vm wrapper points ODYSSEY_VCHAN_PROXY (build-guest-image.sh). */
+const VCHAN_PROXY_SOCKET = '/run/qubes/vchan-proxy';
 
 const log = (message: string): void => void process.stderr.write(`odyssey-guest: ${message}\n`);
 const cmdline = readFileSync('/proc/cmdline', 'utf8');
@@ -24,6 +28,9 @@ if (echoPort) {
     }
   })();
 }
+
+// The virtio-serial port is the agent's alone: qrexec-client-vm opens its vchans through this socket.
+await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
 
 const agent = new QrexecAgent({ transport, log });
 await agent.start();

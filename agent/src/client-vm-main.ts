@@ -15,6 +15,11 @@ const program = new Command()
   .option('--domain-id <id>', "this domain's id (default $VCHAN_DOMAIN)", process.env['VCHAN_DOMAIN'])
   .option('--vchan-dir <dir>', 'directory of the vchan sockets (default $VCHAN_SOCKET_DIR or /var/run/vchan)')
   .option(
+    '--vchan-proxy <path>',
+    "open vchans through the agent's proxy socket (default $ODYSSEY_VCHAN_PROXY; KVM guests)",
+    process.env['ODYSSEY_VCHAN_PROXY'],
+  )
+  .option(
     '--agent-socket <path>',
     "the agent's socket",
     process.env['QREXEC_AGENT_SOCKET'] ?? QREXEC_AGENT_TRIGGER_PATH,
@@ -26,12 +31,19 @@ const options = program.opts<{
   sourceQube?: string;
   domainId?: string;
   vchanDir?: string;
+  vchanProxy?: string;
   agentSocket: string;
 }>();
-const domainId = options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN');
+// Through the proxy the agent's transport knows this domain; socket names need its id.
+const transport = options.vchanProxy
+  ? createAgentTransport({ proxySocket: options.vchanProxy })
+  : createAgentTransport({
+      domainId: options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN'),
+      vchanDir: options.vchanDir,
+    });
 
 const exitCode = await runClientVm({
-  transport: createAgentTransport({ domainId, vchanDir: options.vchanDir }),
+  transport,
   triggerPath: options.agentSocket,
   target,
   serviceAndArg: service,

@@ -15,3 +15,6 @@ export function createSocketTransport(options: SocketVchanTransportOptions): Soc
 }
 
 export * from './kvm/index.js';
+export * from './proxy/index.js';
+// koffi and libxenvchan load on the Xen transport's first listen/connect, not here.
+export * from './xen/index.js';

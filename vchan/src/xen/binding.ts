@@ -1,0 +1,53 @@
+declare const ctrlBrand: unique symbol;
+
+/** An opaque `struct libxenvchan *`: only ever handed back to the binding. */
+export interface VchanCtrl {
+  readonly [ctrlBrand]: 'libxenvchan';
+}
+
+/**
+ * Waits for an event channel's file descriptor off the main thread. One
+ * next() at a time; wake() makes a pending next() return early, so the owner
+ * can free what the waiting thread looks at only after next() has settled.
+ */
+export interface EventWatch {
+  /** Resolves true when the fd is readable (a notification is pending), false when woken. */
+  next(): Promise<boolean>;
+  /** Makes the pending next(), or the following one, resolve false. */
+  wake(): void;
+  /** Frees the watch; only once no next() is pending. */
+  close(): void;
+}
+
+/**
+ * libxenvchan as XenVchan uses it: the twelve functions of libxenvchan.h
+ * (camel-cased; the logger is always null), the errno they left, and a way to
+ * watch the event channel. An interface, so tests can run the vchan logic on a double.
+ */
+export interface LibxenvchanBinding {
+  /** What was loaded (path or soname), for messages. */
+  readonly path: string;
+  serverInit(
+    logger: null,
+    domain: number,
+    xsPath: string,
+    readMin: number,
+    writeMin: number,
+  ): VchanCtrl | null;
+  clientInit(logger: null, domain: number, xsPath: string): VchanCtrl | null;
+  close(ctrl: VchanCtrl): void;
+  recv(ctrl: VchanCtrl, data: Buffer, size: number): number;
+  read(ctrl: VchanCtrl, data: Buffer, size: number): number;
+  send(ctrl: VchanCtrl, data: Buffer, size: number): number;
+  write(ctrl: VchanCtrl, data: Buffer, size: number): number;
+  /** Consumes one notification; blocks while none is pending, so call it only after watch() saw one. */
+  wait(ctrl: VchanCtrl): number;
+  fdForSelect(ctrl: VchanCtrl): number;
+  /** 0 closed, 1 connected, 2 server still waiting for its client. */
+  isOpen(ctrl: VchanCtrl): number;
+  dataReady(ctrl: VchanCtrl): number;
+  bufferSpace(ctrl: VchanCtrl): number;
+  /** errno after the last call on this thread (0 when unknown). */
+  errno(): number;
+  watch(fd: number): EventWatch;
+}

@@ -1,0 +1,200 @@
+import { access } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { getSystemErrorName } from 'node:util';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
+import type { LibxenvchanBinding, VchanCtrl } from './binding.js';
+import { loadLibxenvchan } from './load.js';
+import { XenVchan, type XenVchanRings } from './xen-vchan.js';
+import { openXenstore, type Xenstore } from './xenstore.js';
+import { stopWaitingOnAbort } from '../listen-signal.js';
+
+export interface XenVchanTransportOptions {
+  /** libxenvchan to load; default $ODYSSEY_LIBXENVCHAN, else Debian's libxenvchan.so.4.17. */
+  readonly libraryPath?: string;
+  /** A ready binding instead of loading the library (tests pass a double). */
+  readonly binding?: LibxenvchanBinding;
+  /** xenstore access; default libxenstore.so.4 through koffi. */
+  readonly xenstore?: Xenstore;
+  /** This domain's id; default read from xenstore ("domid"). */
+  readonly localDomid?: number;
+  /** Turns a domain name into its domid; default: names are decimal domids. */
+  readonly resolveDomid?: (remoteDomain: string) => Promise<number>;
+  /** Minimum ring size of each direction in bytes; default 64 KiB, what qrexec asks for. */
+  readonly ringSize?: number;
+  /** How long connect() waits for the server; default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** Pause between xenstore reads while connect() waits for the server. */
+  readonly retryIntervalMs?: number;
+  /** The device whose absence means this is not a Xen domain; default /dev/xen/evtchn. */
+  readonly evtchnDevice?: string;
+}
+
+/**
+ * listen options: the HAL's, plus an AbortSignal that gives up waiting for the
+ * client (the pending server is closed and the promise rejects).
+ */
+export interface XenListenOptions extends VchanListenOptions {
+  readonly signal?: AbortSignal;
+}
+
+/** A Xen vchan server that is set up but may still wait for its client. */
+export interface BoundXenVchan {
+  readonly vchan: XenVchan;
+  /** Resolves when the client connected; rejects if the vchan is destroyed first. */
+  readonly connected: Promise<XenVchan>;
+}
+
+const DEFAULT_RING = 64 * 1024;
+
+/** Domains named by their decimal domid. */
+async function decimalDomid(remoteDomain: string): Promise<number> {
+  if (!/^\d+$/.test(remoteDomain)) {
+    throw new VchanError(`Xen vchan peers are named by domid; got "${remoteDomain}" (pass resolveDomid)`);
+  }
+  return Number(remoteDomain);
+}
+
+/**
+ * vchan over Xen grant tables and event channels: libxenvchan (reference §3.2),
+ * with the xenstore layout of Qubes' libvchan (§3.1). The library and koffi are
+ * loaded on first use, so constructing the transport outside Xen costs nothing.
+ */
+export class XenVchanTransport implements VchanTransport {
+  readonly name = 'xen';
+  readonly #options: XenVchanTransportOptions;
+  readonly #ring: number;
+  #binding: Promise<LibxenvchanBinding> | undefined;
+  #xenstore: Promise<Xenstore> | undefined;
+  #localDomid: Promise<number> | undefined;
+
+  constructor(options: XenVchanTransportOptions = {}) {
+    this.#options = options;
+    this.#ring = options.ringSize ?? DEFAULT_RING;
+  }
+
+  async listen(remoteDomain: string, port: number, options?: XenListenOptions): Promise<XenVchan> {
+    return (await this.bind(remoteDomain, port, options)).connected;
+  }
+
+  /**
+   * The server side in two steps, so a caller can observe the waiting state: the
+   * xenstore entries exist once this resolves, the client arrives later.
+   */
+  async bind(remoteDomain: string, port: number, options?: XenListenOptions): Promise<BoundXenVchan> {
+    const binding = await this.#ready();
+    const peer = await this.#resolve(remoteDomain);
+    const rings = this.#rings(options);
+    // Relative: libxenvchan puts it under /local/domain/<own id>, where the client looks.
+    const xsPath = `data/vchan/${peer}/${port}`;
+    const ctrl = binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing);
+    if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
+    const vchan = this.#open(binding, ctrl, remoteDomain, port, rings);
+    const connected = new Promise<XenVchan>((resolve, reject) => {
+      vchan.onConnect(() => {
+        // As Qubes' libvchan does: a connected server is no longer offered to other clients.
+        this.#store()
+          .then((xenstore) => xenstore.remove(xsPath))
+          .catch(() => undefined);
+        resolve(vchan);
+      });
+      vchan.onDestroyWhileWaiting(() =>
+        reject(new VchanError(`vchan server ${remoteDomain}:${port} closed before a client connected`)),
+      );
+    });
+    connected.catch(() => undefined);
+    stopWaitingOnAbort(vchan, connected, options?.signal);
+    return { vchan, connected };
+  }
+
+  async connect(remoteDomain: string, port: number, options?: { timeoutMs?: number }): Promise<XenVchan> {
+    const binding = await this.#ready();
+    const peer = await this.#resolve(remoteDomain);
+    const self = await this.#ownDomid();
+    const xsPath = `/local/domain/${peer}/data/vchan/${self}/${port}`;
+    const deadline = Date.now() + (options?.timeoutMs ?? this.#options.connectTimeoutMs ?? 10_000);
+    const xenstore = await this.#store();
+    // The server writes event-channel last, so once it is there the ring can be mapped.
+    while (!(await xenstore.read(`${xsPath}/event-channel`))) {
+      if (Date.now() >= deadline) {
+        throw new VchanError(`timed out connecting to vchan ${remoteDomain}:${port} (no ${xsPath})`);
+      }
+      await sleep(this.#options.retryIntervalMs ?? 50);
+    }
+    const ctrl = binding.clientInit(null, peer, xsPath);
+    if (!ctrl) throw initError(binding, `libxenvchan_client_init(${peer}, "${xsPath}")`);
+    return this.#open(binding, ctrl, remoteDomain, port, { readRing: this.#ring, writeRing: this.#ring });
+  }
+
+  #open(
+    binding: LibxenvchanBinding,
+    ctrl: VchanCtrl,
+    remoteDomain: string,
+    port: number,
+    rings: XenVchanRings,
+  ): XenVchan {
+    try {
+      return new XenVchan(binding, ctrl, remoteDomain, port, rings);
+    } catch (error) {
+      binding.close(ctrl);
+      throw error;
+    }
+  }
+
+  /** The binding, once this is known to be a Xen domain. */
+  async #ready(): Promise<LibxenvchanBinding> {
+    const { binding, libraryPath } = this.#options;
+    this.#binding ??= binding ? Promise.resolve(binding) : loadLibxenvchan(libraryPath);
+    const loaded = await this.#binding;
+    const device = this.#options.evtchnDevice ?? '/dev/xen/evtchn';
+    try {
+      await access(device);
+    } catch (error) {
+      throw new VchanError(`not running under Xen: ${device} does not exist`, { cause: error });
+    }
+    return loaded;
+  }
+
+  #resolve(remoteDomain: string): Promise<number> {
+    return (this.#options.resolveDomid ?? decimalDomid)(remoteDomain);
+  }
+
+  #store(): Promise<Xenstore> {
+    const { xenstore } = this.#options;
+    this.#xenstore ??= xenstore ? Promise.resolve(xenstore) : openXenstore();
+    return this.#xenstore;
+  }
+
+  #ownDomid(): Promise<number> {
+    const { localDomid } = this.#options;
+    if (localDomid !== undefined) return Promise.resolve(localDomid);
+    if (!this.#localDomid) {
+      this.#localDomid = this.#readOwnDomid();
+      // Not cached when it failed: xenstored may just not be up yet.
+      this.#localDomid.catch(() => (this.#localDomid = undefined));
+    }
+    return this.#localDomid;
+  }
+
+  async #readOwnDomid(): Promise<number> {
+    const value = await (await this.#store()).read('domid');
+    if (!value || !/^\d+$/.test(value)) {
+      throw new VchanError(
+        `cannot read this domain's id from xenstore ("domid" is ${JSON.stringify(value)})`,
+      );
+    }
+    return Number(value);
+  }
+
+  #rings(options?: VchanListenOptions): XenVchanRings {
+    return {
+      readRing: Math.max(this.#ring, options?.readMin ?? 0),
+      writeRing: Math.max(this.#ring, options?.writeMin ?? 0),
+    };
+  }
+}
+
+function initError(binding: LibxenvchanBinding, call: string): VchanError {
+  const errno = binding.errno();
+  const name = errno > 0 ? ` (${getSystemErrorName(-errno)})` : '';
+  return new VchanError(`${call} returned NULL: errno ${errno}${name}`);
+}

@@ -1,0 +1,259 @@
+import { Duplex } from 'node:stream';
+import { VchanError, type Vchan, type VchanState } from '@odyssey/core/hal';
+import type { EventWatch, LibxenvchanBinding, VchanCtrl } from './binding.js';
+
+/** Largest chunk moved out of the ring per read call. */
+const READ_CHUNK = 64 * 1024;
+
+const STATES: Record<number, VchanState> = { 0: 'disconnected', 1: 'connected', 2: 'waiting' };
+
+interface PendingWrite {
+  chunk: Buffer;
+  offset: number;
+  callback: (error?: Error | null) => void;
+}
+
+export interface XenVchanRings {
+  /** Bytes buffered on the Node side past the ring, in each direction (the streams' high-water marks). */
+  readonly readRing: number;
+  readonly writeRing: number;
+}
+
+/**
+ * One libxenvchan channel as a Duplex. The rings are the shared pages: bytes
+ * move between them and the stream on every wake of the event channel, which
+ * is watched off the main thread with at most one wait in flight.
+ *
+ * libxenvchan_close frees the ctrl and closes the event channel's fd, so it must
+ * not run while a pool thread still waits on that fd (a late report would reach
+ * a freed ctrl, or another vchan that reused the fd number): destroy() wakes the
+ * watch and the close runs once that wait has returned.
+ */
+export class XenVchan extends Duplex implements Vchan {
+  readonly #binding: LibxenvchanBinding;
+  #ctrl: VchanCtrl | undefined;
+  readonly #watch: EventWatch;
+  /** A watch.next() is in flight: the ctrl must stay allocated until it settles. */
+  #waiting = false;
+  #closing = false;
+  #connected: boolean;
+  #ended = false;
+  /** The reader wants more (the last push was accepted). */
+  #wantRead = true;
+  #pending: PendingWrite | undefined;
+  #serviceQueued = false;
+  #onConnect: (() => void) | undefined;
+  #onDestroyWhileWaiting: (() => void) | undefined;
+
+  constructor(
+    binding: LibxenvchanBinding,
+    ctrl: VchanCtrl,
+    readonly remoteDomain: string,
+    readonly port: number,
+    rings: XenVchanRings,
+  ) {
+    super({
+      readableHighWaterMark: rings.readRing,
+      writableHighWaterMark: rings.writeRing,
+      allowHalfOpen: false,
+    });
+    this.#binding = binding;
+    this.#ctrl = ctrl;
+    this.#watch = binding.watch(binding.fdForSelect(ctrl));
+    this.#connected = binding.isOpen(ctrl) !== 2;
+    this.#kick();
+  }
+
+  /** libxenvchan_is_open: 'waiting' while a server has no client yet. */
+  state(): VchanState {
+    if (!this.#ctrl || this.#closing) return 'disconnected';
+    return STATES[this.#binding.isOpen(this.#ctrl)] ?? 'disconnected';
+  }
+
+  /** Readable without waiting: what the stream holds plus what the ring holds. */
+  dataReady(): number {
+    const ring = this.#ctrl && !this.#closing ? Math.max(0, this.#binding.dataReady(this.#ctrl)) : 0;
+    return this.readableLength + ring;
+  }
+
+  /** Writable into the ring without waiting, less what is already queued for it. */
+  bufferSpace(): number {
+    if (!this.#ctrl || this.#closing) return 0;
+    const queued = this.writableLength - (this.#pending?.offset ?? 0);
+    return Math.max(0, this.#binding.bufferSpace(this.#ctrl) - queued);
+  }
+
+  /** Runs once when the peer connects (at once for a client). */
+  onConnect(callback: () => void): void {
+    if (this.#connected) callback();
+    else this.#onConnect = callback;
+  }
+
+  /** Runs when the vchan is destroyed before a client connected (the server's cleanup). */
+  onDestroyWhileWaiting(cleanup: () => void): void {
+    this.#onDestroyWhileWaiting = cleanup;
+  }
+
+  override _read(): void {
+    this.#wantRead = true;
+    this.#kick();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (!this.#ctrl || this.#closing || this.#ended) {
+      callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: closed`));
+      return;
+    }
+    this.#pending = { chunk, offset: 0, callback };
+    this.#kick();
+  }
+
+  /** vchan has no half-close: ending the writable side closes the channel, as libvchan_close does. */
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.#connected) {
+      this.#end();
+      this.#shutdown();
+    }
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.#connected) this.#onDestroyWhileWaiting?.();
+    this.#failPending('closed');
+    this.#shutdown();
+    callback(error);
+  }
+
+  /**
+   * Closes the channel (the stream may still hold bytes for its reader): at once,
+   * or, while a wait is in flight, once the woken wait has returned.
+   */
+  #shutdown(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (this.#waiting) this.#watch.wake();
+    else this.#release();
+  }
+
+  /** Services the rings once, soon: stream callbacks may run inside push() and must not re-enter. */
+  #kick(): void {
+    if (this.#serviceQueued) return;
+    this.#serviceQueued = true;
+    process.nextTick(() => {
+      this.#serviceQueued = false;
+      this.#service();
+    });
+  }
+
+  /** One pass after a wake: state, reads, writes, then wait for the next notification. */
+  #service(): void {
+    const ctrl = this.#ctrl;
+    if (!ctrl || this.#closing) return;
+    const open = this.#binding.isOpen(ctrl);
+    // A client that came and went before this pass still connected: its bytes are in the ring.
+    if (!this.#connected && open !== 2) {
+      this.#connected = true;
+      const onConnect = this.#onConnect;
+      this.#onConnect = undefined;
+      onConnect?.();
+    }
+    if (!this.#drain(ctrl) || !this.#flush(ctrl)) return;
+    if (open === 0) {
+      // The peer closed. Its last bytes stay readable; the channel ends once they are read.
+      this.#failPending('peer closed');
+      if (this.#binding.dataReady(ctrl) <= 0) {
+        this.#end();
+        this.#shutdown();
+      }
+      return;
+    }
+    this.#arm(ctrl);
+  }
+
+  /** Moves ring bytes into the stream while the reader takes them; false if the vchan failed. */
+  #drain(ctrl: VchanCtrl): boolean {
+    while (this.#wantRead && !this.#ended) {
+      const ready = this.#binding.dataReady(ctrl);
+      if (ready <= 0) return true;
+      const buffer = Buffer.allocUnsafe(Math.min(ready, READ_CHUNK));
+      const n = this.#binding.read(ctrl, buffer, buffer.length);
+      if (n < 0) return this.#fail('libxenvchan_read failed');
+      if (n === 0) return true;
+      this.#wantRead = this.push(n === buffer.length ? buffer : buffer.subarray(0, n));
+    }
+    return true;
+  }
+
+  /** Writes the pending chunk as far as the ring has room; false if the vchan failed. */
+  #flush(ctrl: VchanCtrl): boolean {
+    const pending = this.#pending;
+    if (!pending) return true;
+    while (pending.offset < pending.chunk.length) {
+      const space = this.#binding.bufferSpace(ctrl);
+      if (space <= 0) return true;
+      const size = Math.min(space, pending.chunk.length - pending.offset);
+      const n = this.#binding.write(ctrl, pending.chunk.subarray(pending.offset), size);
+      // -1: the peer closed; the caller's pass reports that.
+      if (n < 0) return true;
+      if (n === 0) return true;
+      pending.offset += n;
+    }
+    this.#pending = undefined;
+    pending.callback();
+    return true;
+  }
+
+  /** Waits for the next notification unless a wait is already out. */
+  #arm(ctrl: VchanCtrl): void {
+    if (this.#waiting) return;
+    this.#waiting = true;
+    this.#watch.next().then(
+      (event) => {
+        this.#waiting = false;
+        if (this.#closing) {
+          this.#release();
+          return;
+        }
+        // Consumes the notification and unmasks the port; never blocks here, one is pending.
+        if (event && this.#binding.wait(ctrl) < 0) {
+          this.#fail('libxenvchan_wait failed');
+          return;
+        }
+        this.#service();
+      },
+      (error: unknown) => {
+        this.#waiting = false;
+        if (this.#closing) this.#release();
+        else this.destroy(error as Error);
+      },
+    );
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#failPending('peer closed');
+    this.push(null);
+  }
+
+  #failPending(reason: string): void {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: ${reason}`));
+  }
+
+  #fail(what: string): false {
+    const errno = this.#binding.errno();
+    this.destroy(new VchanError(`vchan ${this.remoteDomain}:${this.port}: ${what} (errno ${errno})`));
+    return false;
+  }
+
+  /** Frees the channel; only when no wait is in flight. */
+  #release(): void {
+    const ctrl = this.#ctrl;
+    if (!ctrl) return;
+    this.#ctrl = undefined;
+    this.#watch.close();
+    this.#binding.close(ctrl);
+  }
+}

@@ -1,0 +1,257 @@
+import type { EventWatch, LibxenvchanBinding, VchanCtrl, Xenstore } from '../src/index.js';
+
+/**
+ * A test double of libxenvchan and xenstore for several domains on one fake
+ * host. It keeps libxenvchan's observable behaviour (rings of fixed size,
+ * is_open 2/1/0, a notification per peer action, close notifying the peer)
+ * and records what a real library would punish: a call on a freed ctrl, a
+ * close while a wait on it is in flight, two waits at once, a blocking wait.
+ */
+export class FakeXen {
+  readonly violations: string[] = [];
+  readonly store = new Map<string, string>();
+  readonly ends: FakeEnd[] = [];
+  #nextFd = 100;
+
+  domain(domid: number): { binding: FakeBinding; xenstore: Xenstore } {
+    this.store.set(`/local/domain/${domid}/domid`, String(domid));
+    const absolute = (path: string): string =>
+      path.startsWith('/') ? path : `/local/domain/${domid}/${path}`;
+    return {
+      binding: new FakeBinding(this, domid, absolute),
+      xenstore: {
+        read: async (path) => this.store.get(absolute(path)),
+        remove: async (path) => {
+          for (const key of this.store.keys())
+            if (key.startsWith(`${absolute(path)}/`)) this.store.delete(key);
+        },
+      },
+    };
+  }
+
+  newEnd(channel: FakeChannel, side: 'server' | 'client'): FakeEnd {
+    const end = new FakeEnd(this, channel, side, this.#nextFd++);
+    this.ends.push(end);
+    return end;
+  }
+
+  end(ctrl: VchanCtrl, call: string): FakeEnd {
+    const end = ctrl as unknown as FakeEnd;
+    if (end.freed) this.violations.push(`${call} on a freed ctrl`);
+    return end;
+  }
+}
+
+export class FakeChannel {
+  /** Bytes written by the client, read by the server, and the other way round. */
+  toServer = Buffer.alloc(0);
+  toClient = Buffer.alloc(0);
+  srvLive = 1;
+  /** 2 until a client connects. */
+  cliLive = 2;
+  server!: FakeEnd;
+  client: FakeEnd | undefined;
+
+  constructor(
+    readonly serverRing: number,
+    readonly clientRing: number,
+    readonly xsPath: string,
+  ) {}
+}
+
+export class FakeEnd {
+  freed = false;
+  /** Notifications pending on this end's event channel. */
+  events = 0;
+  waiting = false;
+  waits = 0;
+  watchClosed = false;
+  #wakeup: ((event: boolean) => void) | undefined;
+  #woken = false;
+
+  constructor(
+    readonly xen: FakeXen,
+    readonly channel: FakeChannel,
+    readonly side: 'server' | 'client',
+    readonly fd: number,
+  ) {}
+
+  get peer(): FakeEnd | undefined {
+    return this.side === 'server' ? this.channel.client : this.channel.server;
+  }
+
+  notify(): void {
+    this.events++;
+    this.#settle();
+  }
+
+  watch(): EventWatch {
+    return {
+      next: () => {
+        if (this.waiting) this.xen.violations.push('two waits in flight on one ctrl');
+        this.waiting = true;
+        this.waits++;
+        return new Promise<boolean>((resolve) => {
+          this.#wakeup = (event) => {
+            this.waiting = false;
+            resolve(event);
+          };
+          this.#settle();
+        });
+      },
+      wake: () => {
+        this.#woken = true;
+        this.#settle();
+      },
+      close: () => {
+        if (this.waiting) this.xen.violations.push('watch closed while a wait is in flight');
+        this.watchClosed = true;
+      },
+    };
+  }
+
+  /** Like the pool thread returning: later, on the event loop. */
+  #settle(): void {
+    const wakeup = this.#wakeup;
+    if (!wakeup || (!this.#woken && this.events === 0)) return;
+    this.#wakeup = undefined;
+    const event = !this.#woken;
+    this.#woken = false;
+    setImmediate(() => wakeup(event));
+  }
+}
+
+class FakeBinding implements LibxenvchanBinding {
+  readonly path = 'fake-libxenvchan';
+  /** errno the next failing init leaves behind. */
+  failWithErrno = 0;
+  #errno = 0;
+  initCalls = 0;
+
+  constructor(
+    readonly xen: FakeXen,
+    readonly domid: number,
+    readonly absolute: (path: string) => string,
+  ) {}
+
+  serverInit(
+    _logger: null,
+    _domain: number,
+    xsPath: string,
+    readMin: number,
+    writeMin: number,
+  ): VchanCtrl | null {
+    this.initCalls++;
+    if (this.failWithErrno) return this.#fail();
+    const path = this.absolute(xsPath);
+    const channel = new FakeChannel(Math.max(1024, readMin), Math.max(1024, writeMin), path);
+    channel.server = this.xen.newEnd(channel, 'server');
+    this.xen.store.set(`${path}/ring-ref`, '8');
+    this.xen.store.set(`${path}/event-channel`, String(channel.server.fd));
+    return channel.server as unknown as VchanCtrl;
+  }
+
+  clientInit(_logger: null, _domain: number, xsPath: string): VchanCtrl | null {
+    this.initCalls++;
+    if (this.failWithErrno) return this.#fail();
+    const server = this.xen.ends.find((end) => end.side === 'server' && end.channel.xsPath === xsPath);
+    if (!server || server.freed || server.channel.client) {
+      this.#errno = 2;
+      return null;
+    }
+    const channel = server.channel;
+    channel.client = this.xen.newEnd(channel, 'client');
+    channel.cliLive = 1;
+    server.notify();
+    return channel.client as unknown as VchanCtrl;
+  }
+
+  close(ctrl: VchanCtrl): void {
+    const end = this.xen.end(ctrl, 'close');
+    if (end.waiting) this.xen.violations.push('libxenvchan_close while a wait is in flight');
+    end.freed = true;
+    if (end.side === 'server') end.channel.srvLive = 0;
+    else end.channel.cliLive = 0;
+    end.peer?.notify();
+  }
+
+  recv(ctrl: VchanCtrl, data: Buffer, size: number): number {
+    return this.dataReady(ctrl) >= size ? this.read(ctrl, data, size) : 0;
+  }
+
+  read(ctrl: VchanCtrl, data: Buffer, size: number): number {
+    const end = this.xen.end(ctrl, 'read');
+    const key = end.side === 'server' ? 'toServer' : 'toClient';
+    const ring = end.channel[key];
+    const n = Math.min(size, ring.length);
+    if (n === 0) return this.isOpen(ctrl) ? 0 : -1;
+    ring.copy(data, 0, 0, n);
+    end.channel[key] = ring.subarray(n);
+    end.peer?.notify();
+    return n;
+  }
+
+  send(ctrl: VchanCtrl, data: Buffer, size: number): number {
+    return this.bufferSpace(ctrl) >= size ? this.write(ctrl, data, size) : 0;
+  }
+
+  write(ctrl: VchanCtrl, data: Buffer, size: number): number {
+    const end = this.xen.end(ctrl, 'write');
+    if (!this.isOpen(ctrl)) return -1;
+    const key = end.side === 'server' ? 'toClient' : 'toServer';
+    const n = Math.min(size, this.bufferSpace(ctrl));
+    end.channel[key] = Buffer.concat([end.channel[key], data.subarray(0, n)]);
+    end.peer?.notify();
+    return n;
+  }
+
+  wait(ctrl: VchanCtrl): number {
+    const end = this.xen.end(ctrl, 'wait');
+    if (end.events === 0) {
+      this.xen.violations.push('libxenvchan_wait would block the main thread');
+      return -1;
+    }
+    end.events--;
+    return 0;
+  }
+
+  fdForSelect(ctrl: VchanCtrl): number {
+    return this.xen.end(ctrl, 'fd_for_select').fd;
+  }
+
+  isOpen(ctrl: VchanCtrl): number {
+    const end = this.xen.end(ctrl, 'is_open');
+    return end.side === 'server' ? end.channel.cliLive : end.channel.srvLive;
+  }
+
+  dataReady(ctrl: VchanCtrl): number {
+    const end = this.xen.end(ctrl, 'data_ready');
+    return (end.side === 'server' ? end.channel.toServer : end.channel.toClient).length;
+  }
+
+  bufferSpace(ctrl: VchanCtrl): number {
+    const end = this.xen.end(ctrl, 'buffer_space');
+    const { channel } = end;
+    // The server's write ring is its write_min side; the client writes into the server's read ring.
+    return end.side === 'server'
+      ? channel.clientRing - channel.toClient.length
+      : channel.serverRing - channel.toServer.length;
+  }
+
+  errno(): number {
+    return this.#errno;
+  }
+
+  watch(fd: number): EventWatch {
+    const end = this.xen.ends.find((candidate) => candidate.fd === fd);
+    if (!end) throw new Error(`no event channel with fd ${fd}`);
+    return end.watch();
+  }
+
+  #fail(): null {
+    this.#errno = this.failWithErrno;
+    return null;
+  }
+}
+
+export type { FakeBinding };

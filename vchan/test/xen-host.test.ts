@@ -1,0 +1,153 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  LIBXENVCHAN_PROTOTYPES,
+  XenVchanTransport,
+  loadLibxenvchan,
+  type LibxenvchanBinding,
+} from '../src/index.js';
+
+const HEADER = '/usr/include/libxenvchan.h';
+const underXen = existsSync('/dev/xen/evtchn');
+
+/** The function declarations of libxenvchan.h, normalised to koffi's spelling. */
+function headerDeclarations(): string[] {
+  const text = readFileSync(HEADER, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+  return [...text.matchAll(/^[a-z][^;{}#]*\blibxenvchan_\w+\s*\([^)]*\)\s*;/gm)].map((match) =>
+    match[0]
+      .replace(/;$/, '')
+      .replace(/\bstruct\s+/g, '')
+      .replace(/\s*\*\s*/g, ' *')
+      .replace(/\s+/g, ' ')
+      .replace(/\( /g, '(')
+      .trim(),
+  );
+}
+
+/** The real binding with init calls counted. */
+async function countingBinding(): Promise<{ binding: LibxenvchanBinding; inits: () => number }> {
+  const real = await loadLibxenvchan();
+  let inits = 0;
+  const binding: LibxenvchanBinding = {
+    ...real,
+    serverInit: (...args) => (inits++, real.serverInit(...args)),
+    clientInit: (...args) => (inits++, real.clientInit(...args)),
+  };
+  return { binding, inits: () => inits };
+}
+
+describe('libxenvchan on this host', () => {
+  it.skipIf(!existsSync(HEADER))('declares the twelve functions exactly as libxenvchan.h does', () => {
+    const declared = headerDeclarations();
+    expect(declared).toHaveLength(12);
+    expect(new Set(Object.values(LIBXENVCHAN_PROTOTYPES))).toEqual(new Set(declared));
+  });
+
+  it('loads the library and binds all twelve functions', async () => {
+    const binding = await loadLibxenvchan();
+    expect(binding.path).toBe('libxenvchan.so.4.17');
+    for (const name of Object.keys(LIBXENVCHAN_PROTOTYPES)) {
+      expect(typeof binding[name as keyof typeof LIBXENVCHAN_PROTOTYPES], name).toBe('function');
+    }
+  });
+
+  it('names the Debian package when the library is missing', async () => {
+    await expect(loadLibxenvchan('/nonexistent/libxenvchan.so.4.17')).rejects.toThrow(
+      /cannot load libxenvchan from \/nonexistent\/libxenvchan\.so\.4\.17: .*install the Debian package libxenmisc4\.17/,
+    );
+    const transport = new XenVchanTransport({ libraryPath: '/nonexistent/libxenvchan.so.4.17' });
+    await expect(transport.listen('0', 512)).rejects.toThrow(/libxenmisc4\.17/);
+  });
+
+  it('refuses a library that lacks the functions', async () => {
+    await expect(loadLibxenvchan('libc.so.6')).rejects.toThrow(
+      /libc\.so\.6 is not libxenvchan 4\.17: .*libxenvchan_server_init/,
+    );
+  });
+
+  it.skipIf(underXen)('rejects listen and connect outside Xen without opening a vchan', async () => {
+    const { binding, inits } = await countingBinding();
+    const transport = new XenVchanTransport({ binding, localDomid: 3 });
+    await expect(transport.listen('0', 512)).rejects.toThrow(
+      'not running under Xen: /dev/xen/evtchn does not exist',
+    );
+    await expect(transport.connect('0', 512)).rejects.toThrow(
+      'not running under Xen: /dev/xen/evtchn does not exist',
+    );
+    expect(inits()).toBe(0);
+  });
+
+  it.skipIf(underXen)('reports the errno of a failed libxenvchan_server_init', async () => {
+    const transport = new XenVchanTransport({ evtchnDevice: '/dev/null' });
+    await expect(transport.listen('0', 512)).rejects.toThrow(
+      /^libxenvchan_server_init\(0, "data\/vchan\/0\/512"\) returned NULL: errno [1-9]\d* \(E[A-Z]+\)$/,
+    );
+  });
+});
+
+/** A FIFO opened read-write (no waiting for a writer), standing in for /dev/xen/evtchn. */
+function fifo(dir: string, name: string): number {
+  const path = join(dir, name);
+  execFileSync('mkfifo', [path]);
+  return openSync(path, 'r+');
+}
+
+function drain(fd: number): void {
+  readSync(fd, Buffer.alloc(16));
+}
+
+const tick = (ms = 50): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('the event-channel watch', () => {
+  it('waits off the main thread until the fd is readable, and wakes on demand', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'xen-watch-'));
+    const fd = fifo(dir, 'evtchn');
+    try {
+      const watch = (await loadLibxenvchan()).watch(fd);
+      let settled: boolean | undefined;
+      const first = watch.next().then((event) => (settled = event));
+      await tick();
+      expect(settled).toBeUndefined();
+      writeSync(fd, 'x');
+      expect(await first).toBe(true);
+      drain(fd);
+      const second = watch.next();
+      await tick();
+      watch.wake();
+      expect(await second).toBe(false);
+      watch.close();
+    } finally {
+      closeSync(fd);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('watches many fds with one poll and answers each its own', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'xen-watch-'));
+    const fds = [fifo(dir, 'a'), fifo(dir, 'b'), fifo(dir, 'c')];
+    try {
+      const binding = await loadLibxenvchan();
+      const watches = fds.map((fd) => binding.watch(fd));
+      const results: (boolean | undefined)[] = [undefined, undefined, undefined];
+      const pending = watches.map((watch, i) => watch.next().then((event) => (results[i] = event)));
+      await tick();
+      writeSync(fds[1] as number, 'x');
+      await pending[1];
+      expect(results).toEqual([undefined, true, undefined]);
+      watches[2]?.wake();
+      await pending[2];
+      expect(results).toEqual([undefined, true, false]);
+      writeSync(fds[0] as number, 'x');
+      await pending[0];
+      expect(results).toEqual([true, true, false]);
+      for (const watch of watches) watch.close();
+    } finally {
+      for (const fd of fds) closeSync(fd);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,239 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { XenVchanTransport, measureThroughput, type XenVchan } from '../src/index.js';
+import { FakeXen, type FakeBinding, type FakeEnd } from './xen-fake.js';
+
+let xen: FakeXen;
+let dom0: XenVchanTransport;
+let work: XenVchanTransport;
+let dom0Binding: FakeBinding;
+let workBinding: FakeBinding;
+const open: XenVchan[] = [];
+
+function transport(
+  domid: number,
+  extra: { connectTimeoutMs?: number } = {},
+): [XenVchanTransport, FakeBinding] {
+  const { binding, xenstore } = xen.domain(domid);
+  const options = { binding, xenstore, evtchnDevice: '/dev/null', retryIntervalMs: 5, ...extra };
+  return [new XenVchanTransport(options), binding];
+}
+
+beforeEach(() => {
+  xen = new FakeXen();
+  [dom0, dom0Binding] = transport(0, { connectTimeoutMs: 1000 });
+  [work, workBinding] = transport(3, { connectTimeoutMs: 1000 });
+});
+
+afterEach(async () => {
+  for (const vchan of open.splice(0)) vchan.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(xen.violations).toEqual([]);
+});
+
+async function pair(port = 512): Promise<{ server: XenVchan; client: XenVchan }> {
+  const [server, client] = await Promise.all([work.listen('0', port), dom0.connect('3', port)]);
+  open.push(server, client);
+  return { server, client };
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function writeAll(stream: Writable, data: Buffer, chunkSize: number): Promise<void> {
+  for (let offset = 0; offset < data.length; offset += chunkSize) {
+    if (!stream.write(data.subarray(offset, offset + chunkSize))) await once(stream, 'drain');
+  }
+  stream.end();
+}
+
+function endOf(vchan: XenVchan): FakeEnd {
+  const fd = xen.ends.find((end) => end.channel.xsPath.endsWith(`/${vchan.port}`) && !end.freed);
+  if (!fd) throw new Error('no end');
+  return fd;
+}
+
+describe('XenVchanTransport on a fake libxenvchan', () => {
+  it("puts the server under the peer's data/vchan path and resolves listen when the client connects", async () => {
+    const bound = await work.bind('0', 512, { readMin: 4096, writeMin: 8192 });
+    open.push(bound.vchan);
+    expect(xen.store.get('/local/domain/3/data/vchan/0/512/event-channel')).toBeDefined();
+    expect(bound.vchan.state()).toBe('waiting');
+    let connected = false;
+    void bound.connected.then(() => (connected = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(connected).toBe(false);
+    const client = await dom0.connect('3', 512);
+    open.push(client);
+    expect(await bound.connected).toBe(bound.vchan);
+    expect(bound.vchan.state()).toBe('connected');
+    expect(client.state()).toBe('connected');
+    expect(endOf(bound.vchan).channel.serverRing).toBe(64 * 1024);
+  });
+
+  it('offers a server to one client only', async () => {
+    await pair(513);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(xen.store.get('/local/domain/3/data/vchan/0/513/event-channel')).toBeUndefined();
+    const [second] = transport(0, { connectTimeoutMs: 100 });
+    await expect(second.connect('3', 513)).rejects.toThrow(/timed out connecting to vchan 3:513/);
+  });
+
+  it('moves bytes both ways', async () => {
+    const { server, client } = await pair();
+    expect(client.remoteDomain).toBe('3');
+    expect(server.port).toBe(512);
+    client.write(Buffer.from('hello from dom0'));
+    const [fromClient] = (await once(server, 'data')) as [Buffer];
+    expect(fromClient.toString()).toBe('hello from dom0');
+    server.write(Buffer.from('hello from work'));
+    const [fromServer] = (await once(client, 'data')) as [Buffer];
+    expect(fromServer.toString()).toBe('hello from work');
+  });
+
+  it('transfers 8 MiB intact through 64 KiB rings, one wait at a time', async () => {
+    const { server, client } = await pair();
+    const data = randomBytes(8 * 1024 * 1024);
+    const [received] = await Promise.all([readAll(server), writeAll(client, data, 100_000)]);
+    expect(received.length).toBe(data.length);
+    expect(createHash('sha256').update(received).digest('hex')).toBe(
+      createHash('sha256').update(data).digest('hex'),
+    );
+    // The rings fill up many times over, so progress came from notifications.
+    expect(xen.ends.reduce((waits, end) => waits + end.waits, 0)).toBeGreaterThan(100);
+  });
+
+  it('lets the reader drain what the peer wrote before it closed, then ends', async () => {
+    const { server, client } = await pair();
+    client.write(Buffer.from('last words'));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    client.destroy();
+    const received = await readAll(server);
+    expect(received.toString()).toBe('last words');
+    expect(server.state()).toBe('disconnected');
+    expect(xen.ends.every((end) => end.freed && end.watchClosed)).toBe(true);
+  });
+
+  it('fails writes after the peer closed', async () => {
+    const { server, client } = await pair();
+    server.on('error', () => undefined);
+    client.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.state()).toBe('disconnected');
+    const failed = new Promise<Error | null | undefined>((resolve) =>
+      server.write(Buffer.from('x'), resolve),
+    );
+    expect(String(await failed)).toMatch(/vchan 0:512: closed/);
+  });
+
+  it('defers libxenvchan_close until the wait in flight returns, and wakes it', async () => {
+    const { server, client } = await pair();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const end = xen.ends.find((candidate) => candidate.side === 'client') as FakeEnd;
+    expect(end.waiting).toBe(true);
+    client.destroy();
+    // Freeing now would be the use-after-free: the fake records it as a violation.
+    expect(end.freed).toBe(false);
+    await once(client, 'close');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(end.freed).toBe(true);
+    expect(end.watchClosed).toBe(true);
+    // The server hears of the close.
+    await readAll(server);
+    expect(server.state()).toBe('disconnected');
+  });
+
+  it('ends the channel when the writable side ends (vchan has no half-close)', async () => {
+    const { server, client } = await pair();
+    client.end(Buffer.from('bye'));
+    expect((await readAll(server)).toString()).toBe('bye');
+  });
+
+  it('rejects listen and frees the server when destroyed before a client connected', async () => {
+    const bound = await work.bind('0', 520);
+    bound.vchan.destroy();
+    await expect(bound.connected).rejects.toThrow(/vchan server 0:520 closed before a client connected/);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(xen.ends.map((end) => end.freed)).toEqual([true]);
+  });
+
+  it('stops waiting for the client on abort', async () => {
+    const controller = new AbortController();
+    const listening = work.listen('0', 521, { signal: controller.signal });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort();
+    await expect(listening).rejects.toThrow(/closed before a client connected/);
+  });
+
+  it('times out connecting when no server appears, without opening anything', async () => {
+    const [impatient, binding] = transport(0, { connectTimeoutMs: 100 });
+    await expect(impatient.connect('7', 700)).rejects.toThrow(
+      /timed out connecting to vchan 7:700 \(no \/local\/domain\/7\/data\/vchan\/0\/700\)/,
+    );
+    expect(binding.initCalls).toBe(0);
+  });
+
+  it('connects to a server that appears later', async () => {
+    const connecting = dom0.connect('3', 530);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const server = await work.listen('0', 530);
+    const client = await connecting;
+    open.push(server, client);
+    expect(client.state()).toBe('connected');
+  });
+
+  it('reports a NULL init with its errno', async () => {
+    dom0Binding.failWithErrno = 12;
+    await expect(dom0.listen('3', 540)).rejects.toThrow(
+      'libxenvchan_server_init(3, "data/vchan/3/540") returned NULL: errno 12 (ENOMEM)',
+    );
+    workBinding.failWithErrno = 13;
+    await work.bind('0', 541).catch(() => undefined);
+    expect(xen.ends).toEqual([]);
+  });
+
+  it('names peers by domid unless given a resolver', async () => {
+    await expect(dom0.listen('work', 550)).rejects.toThrow(/named by domid; got "work"/);
+    const { binding, xenstore } = xen.domain(0);
+    const named = new XenVchanTransport({
+      binding,
+      xenstore,
+      evtchnDevice: '/dev/null',
+      resolveDomid: async (name) => (name === 'work' ? 3 : Promise.reject(new Error(`no ${name}`))),
+    });
+    const client = named.connect('work', 551);
+    const server = await work.listen('0', 551);
+    open.push(server, await client);
+    expect((await client).remoteDomain).toBe('work');
+  });
+
+  it('bounds buffering by ring and stream and reports it through bufferSpace and dataReady', async () => {
+    const { server, client } = await pair();
+    expect(client.bufferSpace()).toBe(64 * 1024);
+    server.pause();
+    const accepted = client.write(Buffer.alloc(200 * 1024, 1));
+    expect(accepted).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The server's stream holds its high-water mark, the ring the rest it can.
+    expect(server.dataReady()).toBe(128 * 1024);
+    expect(client.bufferSpace()).toBe(0);
+    const drained = once(client, 'drain');
+    const received = readAll(server);
+    await drained;
+    client.end();
+    expect((await received).length).toBe(200 * 1024);
+  });
+
+  it('measures throughput over a pair', async () => {
+    const { server, client } = await pair();
+    server.pipe(server);
+    const result = await measureThroughput(client, client, 1 << 20);
+    expect(result.bytes).toBe(1 << 20);
+    expect(result.mbPerSecond).toBeGreaterThan(0);
+  });
+});
