@@ -3,7 +3,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DomainState, type Libvirt } from '@odyssey/libvirt';
-import { XMLBuilder } from 'fast-xml-parser';
+import { END_ON_ANY_STOP, attrs, buildDomainXml, textNode } from '@odyssey/libvirt-hal';
 import type { DomainType } from './domain-xml.js';
 
 export interface AccelVerdict {
@@ -131,30 +131,21 @@ export async function bootProbe(
 }
 
 function probeXml(type: DomainType, kernel: string, consoleLog: string): string {
-  const builder = new XMLBuilder({
-    ignoreAttributes: false,
-    attributeNamePrefix: '@_',
-    suppressEmptyNode: true,
-  });
-  return builder.build({
-    domain: {
-      '@_type': type,
-      name: PROBE_NAME,
-      memory: { '@_unit': 'MiB', '#text': '128' },
-      vcpu: '1',
-      os: {
-        type: { '@_arch': 'x86_64', '@_machine': 'pc', '#text': 'hvm' },
-        kernel,
-        cmdline: 'console=ttyS0 panic=-1',
-      },
-      features: { acpi: '' },
-      on_poweroff: 'destroy',
-      on_reboot: 'destroy',
-      on_crash: 'destroy',
-      devices: {
-        serial: { '@_type': 'file', source: { '@_path': consoleLog }, target: { '@_port': '0' } },
-        memballoon: { '@_model': 'none' },
-      },
+  return buildDomainXml({
+    ...attrs({ type }),
+    name: PROBE_NAME,
+    memory: textNode({ unit: 'MiB' }, 128),
+    vcpu: '1',
+    os: {
+      type: textNode({ arch: 'x86_64', machine: 'pc' }, 'hvm'),
+      kernel,
+      cmdline: 'console=ttyS0 panic=-1',
     },
-  }) as string;
+    features: { acpi: '' },
+    ...END_ON_ANY_STOP,
+    devices: {
+      serial: { ...attrs({ type: 'file' }), source: attrs({ path: consoleLog }), target: attrs({ port: 0 }) },
+      memballoon: attrs({ model: 'none' }),
+    },
+  });
 }

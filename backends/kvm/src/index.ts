@@ -1,4 +1,5 @@
-import type { BackendContext, VchanTransport, Vmm, VmmFactory } from '@odyssey/core/hal';
+import type { BackendContext, VchanTransport, VmmFactory } from '@odyssey/core/hal';
+import { vmmPerContext } from '@odyssey/libvirt-hal';
 import { KvmHostTransport } from '@odyssey/vchan';
 
 import { KvmVmm } from './kvm-vmm.js';
@@ -12,22 +13,18 @@ export {
   type BootProbeResult,
 } from './accel-probe.js';
 export { domainXml, type DomainType, type DomainXmlInput } from './domain-xml.js';
+export { KvmFlavour, type KvmFlavourOptions } from './kvm-flavour.js';
 export { KvmVmm, type KvmVmmOptions } from './kvm-vmm.js';
 export { optionsFromEnv, type KvmEnvOptions } from './options.js';
 export { RuntimeFiles, VCHAN_PORT_NAME } from './runtime-files.js';
 
-/** The Vmm made for a daemon's context, so that its vchan transport finds the same guests' channels. */
-const vmms = new WeakMap<BackendContext, KvmVmm>();
+const kvmVmm = vmmPerContext((context) => new KvmVmm({ ...context, ...optionsFromEnv() }));
 
 /** How odysseyd loads this backend (`--backend kvm`); libvirt is chosen by ODYSSEY_LIBVIRT_URI / ODYSSEY_LIBVIRT_SOCKET. */
-export const createVmm: VmmFactory = (context: BackendContext): Vmm => {
-  const vmm = new KvmVmm({ ...context, ...optionsFromEnv() });
-  vmms.set(context, vmm);
-  return vmm;
-};
+export const createVmm: VmmFactory = kvmVmm;
 
 /** dom0's end of the guests' vchans: each guest's virtio-serial channel, multiplexed (see @odyssey/vchan's kvm). */
 export function createVchanTransport(context: BackendContext): VchanTransport {
-  const vmm = vmms.get(context) ?? (createVmm(context) as KvmVmm);
+  const vmm = kvmVmm(context);
   return new KvmHostTransport({ channelSocket: (domain) => vmm.vchanSocket(domain) });
 }

@@ -1,0 +1,43 @@
+import type { DomainSpec, VmmCapabilities } from '@odyssey/core/hal';
+import type { Libvirt } from '@odyssey/libvirt';
+
+/**
+ * What one libvirt driver (QEMU, libxl, ...) makes a backend supply; `LibvirtVmm` does the rest
+ * (lifecycle, events, stats, shutdown-then-destroy, managed save) the same way for every driver.
+ */
+export interface LibvirtFlavour {
+  /** What the backend can do on this host, as reported to the conformance suite. */
+  capabilities(): VmmCapabilities;
+
+  /** Why `name` cannot name a domain of this backend, or undefined when it can. */
+  nameProblem(name: string): string | undefined;
+
+  /**
+   * The libvirt domain XML for `spec`. May prepare what the domain needs on the host (runtime
+   * files, an acceleration probe through `libvirt`); rejects with a `VmmError` for a spec the
+   * backend cannot run.
+   */
+  domainXml(spec: DomainSpec, libvirt: Libvirt): Promise<string>;
+
+  /** The flags this driver accepts where drivers differ. */
+  readonly flags: DriverFlags;
+
+  /** Prepares the host, or learns what the hypervisor offers, once libvirt is reached (before the first define). */
+  afterOpen?(libvirt: Libvirt): Promise<void>;
+
+  /** Forgets what `domainXml` prepared for a domain that is now undefined. */
+  afterUndefine?(name: string): Promise<void>;
+}
+
+/** Where libvirt's drivers accept different flags for the same call. */
+export interface DriverFlags {
+  /** virDomainShutdownFlags: how a guest is asked to power off. */
+  readonly shutdown: number;
+  /** virDomainUndefineFlags: everything a defined domain may leave behind that the driver can drop. */
+  readonly undefine: number;
+  /**
+   * Whether virDomainCreateWithFlags takes FORCE_BOOT (a fresh boot that discards a managed save
+   * image); without it, `start` removes the image itself before creating the domain.
+   */
+  readonly forceBoot: boolean;
+}

@@ -1,0 +1,17 @@
+export { CpuSampler } from './cpu-sampler.js';
+export { isNoDomain, toVmmError } from './errors.js';
+export type { DriverFlags, LibvirtFlavour } from './flavour.js';
+export { withKernelDefaults } from './kernel-cmdline.js';
+export { toPowerState, toVmmEvent } from './lifecycle-events.js';
+export { LibvirtVmm, type LibvirtVmmOptions } from './libvirt-vmm.js';
+export { connectionFromEnv, type LibvirtConnectionOptions } from './options.js';
+export { vmmPerContext } from './per-context.js';
+export {
+  END_ON_ANY_STOP,
+  attrs,
+  balloons,
+  buildDomainXml,
+  identityAndSize,
+  textNode,
+  type XmlNode,
+} from './xml.js';

@@ -1,0 +1,358 @@
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  EventHub,
+  VmmError,
+  type BackendContext,
+  type DomainRuntime,
+  type DomainSpec,
+  type DomainStats,
+  type PowerState,
+  type ShutdownOptions,
+  type Vmm,
+  type VmmCapabilities,
+  type VmmEvent,
+} from '@odyssey/core/hal';
+import {
+  CreateFlags,
+  DomainState,
+  ErrorCode,
+  Libvirt,
+  ListDomainsFlags,
+  Reconnector,
+  isLibvirtError,
+  type Domain,
+  type DomainLifecycleEvent,
+  type LifecycleSubscription,
+} from '@odyssey/libvirt';
+import { CpuSampler } from './cpu-sampler.js';
+import { isNoDomain, toVmmError } from './errors.js';
+import type { LibvirtFlavour } from './flavour.js';
+import { toPowerState, toVmmEvent } from './lifecycle-events.js';
+import type { LibvirtConnectionOptions } from './options.js';
+
+export interface LibvirtVmmOptions extends LibvirtConnectionOptions {
+  readonly log: BackendContext['log'];
+}
+
+const STATE_AFTER: Record<VmmEvent['type'], PowerState> = {
+  started: 'Running',
+  stopped: 'Halted',
+  paused: 'Paused',
+  unpaused: 'Running',
+  suspended: 'Suspended',
+  resumed: 'Running',
+};
+
+/** How often shutdown() re-reads the state while it waits, in case an event was lost in a reconnect. */
+const STOP_POLL_MS = 250;
+
+/**
+ * The HAL over one libvirt connection; the flavour says what differs per driver (domain XML,
+ * capabilities, name rules, flags). Events survive libvirtd restarts: the client reconnects,
+ * re-registers its callback, and the states seen before the outage are compared with the
+ * daemon's so changes during it are still reported.
+ */
+export class LibvirtVmm implements Vmm {
+  private readonly libvirt: Libvirt;
+  private readonly reconnector: Reconnector;
+  private readonly hub = new EventHub();
+  private readonly cpu = new CpuSampler();
+  /** Last power state reported per domain name. */
+  private readonly known = new Map<string, PowerState>();
+  private readonly stops = new EventEmitter<Record<string, []>>();
+  private subscription: LifecycleSubscription | undefined;
+
+  constructor(
+    private readonly flavour: LibvirtFlavour,
+    private readonly options: LibvirtVmmOptions,
+  ) {
+    this.libvirt = new Libvirt({
+      uri: options.uri,
+      ...(options.socketPath ? { socketPath: options.socketPath } : {}),
+    });
+    this.reconnector = new Reconnector(this.libvirt, { maxDelayMs: 2000 });
+    this.reconnector.on('retry', (error, attempt) => {
+      if (attempt === 1) options.log('warn', `libvirt connection lost, reconnecting: ${error.message}`);
+    });
+    this.reconnector.on('reconnected', () => {
+      options.log('info', 'libvirt connection re-established');
+      this.resync(true).catch((e: unknown) =>
+        options.log('warn', `re-sync after reconnect failed: ${String(e)}`),
+      );
+    });
+    this.stops.setMaxListeners(0);
+  }
+
+  capabilities(): VmmCapabilities {
+    return this.flavour.capabilities();
+  }
+
+  async open(): Promise<void> {
+    try {
+      await this.libvirt.connect();
+    } catch (error) {
+      throw new VmmError('unavailable', `cannot reach libvirt at ${this.libvirt.uri}: ${String(error)}`, {
+        cause: error,
+      });
+    }
+    await this.call('prepare the host', async () => this.flavour.afterOpen?.(this.libvirt));
+    this.subscription = await this.call('subscribe to lifecycle events', () =>
+      this.libvirt.subscribeLifecycle(),
+    );
+    this.subscription.on('event', (ev) => this.onLifecycle(ev));
+    this.reconnector.start();
+    await this.call('read domain states', () => this.resync(false));
+  }
+
+  async close(): Promise<void> {
+    this.reconnector.stop();
+    await this.subscription?.close().catch(() => undefined);
+    await this.libvirt.close().catch(() => undefined);
+    this.hub.close();
+  }
+
+  events(): AsyncIterable<VmmEvent> {
+    return this.hub.subscribe();
+  }
+
+  async define(spec: DomainSpec): Promise<void> {
+    const problem = this.flavour.nameProblem(spec.name);
+    if (problem !== undefined) {
+      throw new VmmError(
+        'failed',
+        `define: ${JSON.stringify(spec.name)} cannot name a ${this.capabilities().name} domain: ${problem}`,
+      );
+    }
+    const xml = await this.call(`define ${spec.name}`, () => this.flavour.domainXml(spec, this.libvirt));
+    await this.call(`define ${spec.name}`, () => this.libvirt.domains.defineXML(xml));
+    if (!this.known.has(spec.name)) this.known.set(spec.name, 'Halted');
+  }
+
+  async undefine(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    await this.call(`undefine ${name}`, () =>
+      this.libvirt.domains.undefine(dom, this.flavour.flags.undefine),
+    );
+    this.known.delete(name);
+    await this.flavour.afterUndefine?.(name);
+  }
+
+  async start(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    // A fresh boot: a suspended domain's saved memory is discarded, as `resume` is the way back to it.
+    if (this.flavour.flags.forceBoot) {
+      await this.call(`start ${name}`, () => this.libvirt.domains.create(dom, CreateFlags.FORCE_BOOT));
+      return;
+    }
+    await this.call(`start ${name}`, async () => {
+      if (await this.libvirt.domains.hasManagedSaveImage(dom))
+        await this.libvirt.domains.managedSaveRemove(dom);
+      await this.libvirt.domains.create(dom);
+    });
+  }
+
+  async shutdown(name: string, options: ShutdownOptions): Promise<void> {
+    const dom = await this.lookupOrUndefined(name);
+    if (!dom || !(await this.isActive(dom))) return;
+    const stopped = this.waitStopped(dom, options.timeoutMs);
+    try {
+      await this.libvirt.domains.shutdown(dom, this.flavour.flags.shutdown);
+    } catch (error) {
+      if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw toVmmError(error, `shutdown ${name}`);
+    }
+    if (await stopped) return;
+    if (!options.force) {
+      throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
+    }
+    this.options.log('warn', `${name} did not shut down within ${options.timeoutMs} ms; destroying it`);
+    await this.libvirt.domains.destroy(dom).catch((error: unknown) => {
+      if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw toVmmError(error, `destroy ${name}`);
+    });
+  }
+
+  async kill(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    await this.call(`kill ${name}`, () => this.libvirt.domains.destroy(dom));
+  }
+
+  async pause(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    await this.call(`pause ${name}`, () => this.libvirt.domains.suspend(dom));
+  }
+
+  async unpause(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    await this.call(`unpause ${name}`, () => this.libvirt.domains.resume(dom));
+  }
+
+  async suspend(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    await this.call(`suspend ${name}`, () => this.libvirt.domains.managedSave(dom));
+  }
+
+  async resume(name: string): Promise<void> {
+    const dom = await this.lookup(name);
+    const saved = await this.call(`resume ${name}`, () => this.libvirt.domains.hasManagedSaveImage(dom));
+    if (!saved) throw new VmmError('invalid-state', `resume ${name}: the domain is not suspended`);
+    await this.call(`resume ${name}`, () => this.libvirt.domains.create(dom));
+  }
+
+  async state(name: string): Promise<DomainRuntime> {
+    const dom = await this.lookupOrUndefined(name);
+    if (!dom) return { state: 'Halted', xid: -1, memoryKb: 0, memoryMaxKb: 0, cpuTimeNs: 0 };
+    const info = await this.call(`state ${name}`, () => this.libvirt.domains.getInfo(dom));
+    const saved =
+      info.state === DomainState.SHUTOFF &&
+      (await this.call(`state ${name}`, () => this.libvirt.domains.hasManagedSaveImage(dom)));
+    const state = toPowerState(info.state, saved);
+    const running = dom.id >= 0;
+    return {
+      state,
+      xid: running ? dom.id : -1,
+      memoryKb: running ? Number(info.memory) : 0,
+      memoryMaxKb: running ? Number(info.maxMemory) : 0,
+      cpuTimeNs: Number(info.cpuTime),
+    };
+  }
+
+  async stats(): Promise<readonly DomainStats[]> {
+    const doms = await this.call('stats', () => this.libvirt.domains.listAll(ListDomainsFlags.ACTIVE));
+    const samples = await Promise.all(
+      doms.map(async (dom) => {
+        try {
+          return { dom, info: await this.libvirt.domains.getInfo(dom) };
+        } catch (error) {
+          if (isNoDomain(error)) return undefined; // stopped and undefined between the two calls
+          throw toVmmError(error, `stats ${dom.name}`);
+        }
+      }),
+    );
+    const live = new Set<string>();
+    const stats: DomainStats[] = [];
+    for (const sample of samples) {
+      if (!sample) continue;
+      const { dom, info } = sample;
+      const key = `${dom.uuid}/${dom.id}`;
+      live.add(key);
+      stats.push({
+        name: dom.name,
+        memoryKb: Number(info.memory),
+        memoryMaxKb: Number(info.maxMemory),
+        cpuTimeNs: Number(info.cpuTime),
+        cpuUsagePercent: this.cpu.sample(key, info.cpuTime, info.vcpus),
+        onlineVcpus: info.vcpus,
+      });
+    }
+    this.cpu.retain(live);
+    return stats;
+  }
+
+  /** The name of a domain named as vchan names it: by libvirt id (decimal) or by name. */
+  async nameOf(domain: string): Promise<string> {
+    if (!/^\d+$/.test(domain)) return domain;
+    const dom = await this.call(`lookup domain ${domain}`, () =>
+      this.libvirt.domains.lookupById(Number(domain)),
+    );
+    return dom.name;
+  }
+
+  /** The libvirt id of a running domain named by name or by id (decimal). */
+  async idOf(domain: string): Promise<number> {
+    if (/^\d+$/.test(domain)) return Number(domain);
+    const dom = await this.lookup(domain);
+    if (dom.id < 0) throw new VmmError('invalid-state', `${domain} is not running, so it has no domain id`);
+    return dom.id;
+  }
+
+  private onLifecycle(ev: DomainLifecycleEvent): void {
+    const event = toVmmEvent(ev.domain.name, ev.event, ev.detail);
+    if (!event) return;
+    this.known.set(ev.domain.name, STATE_AFTER[event.type]);
+    if (event.type === 'stopped' || event.type === 'suspended') this.stops.emit(ev.domain.name);
+    this.hub.publish(event);
+  }
+
+  /**
+   * Learns libvirt's current states; after a reconnect (`report`), also publishes what changed
+   * since the states reported before, as nobody else saw it happen.
+   */
+  private async resync(report: boolean): Promise<void> {
+    const names = new Set((await this.libvirt.domains.listAll(0)).map((d) => d.name));
+    for (const name of this.known.keys()) names.add(name);
+    for (const name of names) {
+      const now = (await this.state(name)).state;
+      const before = this.known.get(name) ?? 'Halted';
+      this.known.set(name, now);
+      if (report) for (const event of transition(name, before, now)) this.hub.publish(event);
+      if (now === 'Halted' || now === 'Suspended') this.stops.emit(name);
+    }
+  }
+
+  private async waitStopped(dom: Domain, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    let stopped = false;
+    let wake = (): void => undefined;
+    const onStop = (): void => {
+      stopped = true;
+      wake();
+    };
+    this.stops.on(dom.name, onStop);
+    try {
+      while (!stopped && Date.now() < deadline) {
+        await Promise.race([sleep(STOP_POLL_MS), new Promise<void>((resolve) => (wake = resolve))]);
+        if (!stopped && this.libvirt.isConnected) stopped = !(await this.isActive(dom).catch(() => true));
+      }
+      return stopped;
+    } finally {
+      this.stops.off(dom.name, onStop);
+    }
+  }
+
+  private async isActive(dom: Domain): Promise<boolean> {
+    try {
+      const { state } = await this.libvirt.domains.getState(dom);
+      return state !== DomainState.SHUTOFF;
+    } catch (error) {
+      if (isNoDomain(error)) return false;
+      throw toVmmError(error, `state ${dom.name}`);
+    }
+  }
+
+  private async lookup(name: string): Promise<Domain> {
+    return this.call(`lookup ${name}`, () => this.libvirt.domains.lookupByName(name));
+  }
+
+  private async lookupOrUndefined(name: string): Promise<Domain | undefined> {
+    try {
+      return await this.libvirt.domains.lookupByName(name);
+    } catch (error) {
+      if (isNoDomain(error)) return undefined;
+      throw toVmmError(error, `lookup ${name}`);
+    }
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw toVmmError(error, what);
+    }
+  }
+}
+
+/** The events that lead from one observed state to another, for changes nobody reported. */
+function transition(name: string, before: PowerState, now: PowerState): VmmEvent[] {
+  if (before === now) return [];
+  const up = now === 'Running' || now === 'Paused';
+  const wasUp = before === 'Running' || before === 'Paused';
+  const events: VmmEvent[] = [];
+  if (wasUp && now === 'Suspended') events.push({ type: 'suspended', name });
+  else if (wasUp && !up) events.push({ type: 'stopped', name, reason: 'unknown' });
+  else if (!wasUp && up)
+    events.push(before === 'Suspended' ? { type: 'resumed', name } : { type: 'started', name });
+  if (before === 'Running' && now === 'Paused') events.push({ type: 'paused', name });
+  if (before === 'Paused' && now === 'Running') events.push({ type: 'unpaused', name });
+  if (!wasUp && now === 'Paused') events.push({ type: 'paused', name });
+  return events;
+}
