@@ -13,6 +13,12 @@ APT_PACKAGES=(
   linux-image-cloud-amd64 busybox-static cpio lz4
   # reflink-capable filesystems for the file-reflink pool tests
   btrfs-progs xfsprogs
+  # nested Xen (backends/xen, vchan over libxenvchan): the hypervisor, its tools and libxenvchan,
+  # libvirt's libxl driver, and the generic Debian kernel (the cloud one cannot be a Xen dom0)
+  xen-hypervisor-4.17-amd64 xen-utils-4.17 libxen-dev libvirt-daemon-driver-xen linux-image-amd64 socat
+  # backups: the scrypt tool checks our encrypted files; upstream's restore (scripts/
+  # upstream-backup-check.sh) runs it and needs PyYAML and lxml
+  scrypt python3-yaml python3-lxml
 )
 
 missing=()

@@ -22,6 +22,8 @@ export interface CheckContext {
   /** Undefined when the suite knows no way to run programs inside this backend's domains. */
   readonly guests: Guests | undefined;
   readonly metrics: Record<string, number>;
+  /** virt_mode for the suite's template qube, which its other qubes inherit; unset: the daemon's default. */
+  readonly virtMode?: string;
 }
 
 export interface Check {

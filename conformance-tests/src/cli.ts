@@ -1,12 +1,16 @@
 #!/usr/bin/env node
+import { join } from 'node:path';
+
 import { Command, Option } from 'commander';
 
 import { CATEGORIES, runChecks, type Category, type CheckResult } from './check.js';
 import { selectChecks } from './checks/index.js';
 import { guestsFor } from './guests.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
+import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
-import { writeReport } from './report.js';
+import { writeReport, type BackendReport } from './report.js';
+import { installXenGuestKernel } from './xen-setup.js';
 
 const program = new Command('odyssey-conformance')
   .description('runs the Odyssey conformance suite against odysseyd on one backend')
@@ -18,17 +22,44 @@ const program = new Command('odyssey-conformance')
       .choices(['system', 'private'])
       .default('system'),
   )
+  .addOption(
+    new Option(
+      '--virt-mode <mode>',
+      "virt_mode of the suite's template qube, so of all its qubes (default: the daemon's; pv with --nested)",
+    ).choices(['pv', 'pvh', 'hvm']),
+  )
+  .option('--daemon-log <file>', "append odysseyd's stderr to FILE")
+  .option(
+    '--nested',
+    'run the suite inside a nested Xen dom0 (Xen under QEMU/TCG, scripts/xen-nested.sh); --backend xen only',
+  )
   .parse();
 
-const opts = program.opts<{ backend: string; report: string; only?: string; libvirtd: string }>();
+const opts = program.opts<{
+  backend: string;
+  report: string;
+  only?: string;
+  libvirtd: string;
+  virtMode?: string;
+  daemonLog?: string;
+  nested?: boolean;
+}>();
 const only = opts.only?.split(',').map((c) => c.trim()) as Category[] | undefined;
 const unknown = only?.filter((c) => !(CATEGORIES as readonly string[]).includes(c)) ?? [];
 if (unknown.length > 0) program.error(`unknown categories: ${unknown.join(', ')}`);
+if (opts.nested && opts.backend !== 'xen')
+  program.error(`--nested boots a Xen dom0, so it runs only --backend xen (not ${opts.backend})`);
+if (opts.nested && opts.libvirtd === 'private')
+  program.error("--nested uses dom0's own libvirtd; --libvirtd private does not apply");
+
+/** Guest kernels the backends' domains boot, installed before odysseyd starts. */
+const PREPARE: Record<string, (stateDir: string) => Promise<void>> = {
+  kvm: installGuestKernel,
+  xen: installXenGuestKernel,
+};
 
 // Progress is for people watching; CI logs get the summary line only.
 const progress = process.stdout.isTTY && !process.env['CI'];
-const results: CheckResult[] = [];
-const metrics: Record<string, number> = {};
 // What to undo, newest first; an interrupted run must not leave guests, odysseyd or libvirtd behind.
 const cleanups: (() => Promise<void>)[] = [];
 const cleanUp = async () => {
@@ -38,33 +69,61 @@ const cleanUp = async () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const)
   process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
-try {
+type Outcome = Omit<BackendReport, 'backend'>;
+
+/** The suite against an odysseyd started here. */
+async function runHere(): Promise<Outcome> {
   const libvirtd = opts.libvirtd === 'private' ? await startPrivateLibvirtd() : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
+  const prepare = PREPARE[opts.backend];
   const daemon = await startDaemon({
     backend: opts.backend,
     ...(libvirtd ? { env: libvirtd.env } : {}),
-    ...(opts.backend === 'kvm' ? { prepare: installGuestKernel } : {}),
+    ...(prepare ? { prepare } : {}),
+    ...(opts.daemonLog ? { logFile: opts.daemonLog } : {}),
   });
   cleanups.push(daemon.stop);
+  const metrics: Record<string, number> = {};
   const ctx = {
     backend: opts.backend,
     socket: daemon.socket,
     client: daemon.client,
     guests: guestsFor(opts.backend, daemon.stateDir, daemon.client),
     metrics,
+    ...(opts.virtMode ? { virtMode: opts.virtMode } : {}),
   };
-  results.push(
-    ...(await runChecks(selectChecks(only), ctx, (r) => {
-      if (progress)
-        process.stdout.write(`${r.status.padEnd(11)} ${r.id}${r.status === 'pass' ? '' : `: ${r.reason}`}\n`);
-    })),
-  );
+  const checks = await runChecks(selectChecks(only), ctx, (r) => {
+    if (progress)
+      process.stdout.write(`${r.status.padEnd(11)} ${r.id}${r.status === 'pass' ? '' : `: ${r.reason}`}\n`);
+  });
+  return { checks, metrics };
+}
+
+/** Xen under QEMU/TCG has no hardware virtualisation to offer: PV is all it starts. */
+const NESTED_VIRT_MODE = 'pv';
+
+/** The suite inside a nested dom0 (it prints its own progress there). */
+async function runInNestedDom0(): Promise<Outcome> {
+  const abort = new AbortController();
+  cleanups.push(async () => abort.abort());
+  return runNested({
+    backend: opts.backend,
+    ...(opts.only ? { only: opts.only } : {}),
+    virtMode: opts.virtMode ?? NESTED_VIRT_MODE,
+    logDir: join(opts.report, 'xen-nested'),
+    signal: abort.signal,
+  });
+}
+
+let outcome: Outcome;
+try {
+  outcome = await (opts.nested ? runInNestedDom0() : runHere());
 } finally {
   await cleanUp();
 }
 
-await writeReport(opts.report, { backend: opts.backend, checks: results, metrics });
+const results = outcome.checks;
+await writeReport(opts.report, { backend: opts.backend, ...outcome });
 const count = (status: CheckResult['status']) => results.filter((r) => r.status === status).length;
 console.log(`${count('pass')} passed, ${count('fail')} failed, ${count('unsupported')} unsupported`);
 process.exitCode = count('fail') > 0 ? 1 : 0;

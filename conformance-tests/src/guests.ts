@@ -3,14 +3,23 @@ import { join } from 'node:path';
 
 import type { AdminClient } from '@odyssey/client';
 
-import { Unsupported } from './check.js';
 import { QREXEC_CLIENT, QREXEC_CLIENT_VM, QVM } from './programs.js';
 import { cleanEnv, run, type Finished } from './spawn.js';
+
+/** Input made inside the domain: `bytes` zero bytes, for payloads too large to hand over. */
+export interface MadeInside {
+  readonly zeroBytes: number;
+}
 
 /** Running programs inside a domain and giving it qrexec services: what the guest-side checks need. */
 export interface Guests {
   /** `qrexec-client-vm TARGET SERVICE` inside `vm`. */
-  qrexecClientVm(vm: string, target: string, service: string, stdin?: string | Buffer): Promise<Finished>;
+  qrexecClientVm(
+    vm: string,
+    target: string,
+    service: string,
+    stdin?: string | Buffer | MadeInside,
+  ): Promise<Finished>;
   /** `qvm --qrexec ARGS` inside `vm`: the Admin API as a management domain reaches it. */
   qvm(vm: string, ...args: string[]): Promise<Finished>;
   /** Installs an executable qrexec service in `vm` (its /etc/qubes-rpc). */
@@ -20,6 +29,8 @@ export interface Guests {
    * `qrexec-client -d VM DEFAULT:QUBESRPC SERVICE dom0`) through odysseyd's local socket.
    */
   dom0Call(vm: string, service: string, stdin?: string | Buffer): Promise<Finished>;
+  /** Makes `vm` die on its own, as a guest whose kernel panics does; resolves once it was told to. */
+  crash(vm: string): Promise<void>;
 }
 
 /** odyssey-qrexec-client on the local sockets odysseyd serves in `<state dir>/run`. */
@@ -49,7 +60,12 @@ export function processGuests(stateDir: string, client: AdminClient): Guests {
   });
   return {
     qrexecClientVm: async (vm, target, service, stdin = '') =>
-      run(process.execPath, [QREXEC_CLIENT_VM, target, service], await domainEnv(vm), stdin),
+      run(
+        process.execPath,
+        [QREXEC_CLIENT_VM, target, service],
+        await domainEnv(vm),
+        typeof stdin === 'object' && 'zeroBytes' in stdin ? Buffer.alloc(stdin.zeroBytes) : stdin,
+      ),
     qvm: async (vm, ...args) => run(process.execPath, [QVM, '--qrexec', ...args], await domainEnv(vm)),
     installService: async (vm, service, script) => {
       const dir = join(runtime, 'process', vm, 'qubes-rpc');
@@ -58,32 +74,44 @@ export function processGuests(stateDir: string, client: AdminClient): Guests {
       await chmod(join(dir, service), 0o755);
     },
     dom0Call: dom0Caller(stateDir),
+    // A process domain is its agent process; a service's parent is that agent, killed by a signal
+    // its backend did not send.
+    crash: async (vm) => {
+      const dir = join(runtime, 'process', vm, 'qubes-rpc');
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'test.Crash'), '#!/bin/sh\nkill -KILL "$PPID"\n', { mode: 0o755 });
+      await dom0Caller(stateDir)(vm, 'test.Crash');
+    },
   };
 }
 
+/** One shell word: single-quoted, with embedded single quotes closed, escaped and reopened. */
+const shellWord = (word: string): string => `'${word.replaceAll("'", `'\\''`)}'`;
+
 /**
- * Guests of the kvm backend: dom0 reaches them only through qrexec, with odyssey-qrexec-client and
- * the image's one service, qubes.VMShell (a shell reading its commands from stdin). The image
- * (scripts/build-guest-image.sh) ships the agent alone: no qrexec-client-vm and no qvm, so
- * domain-initiated calls cannot be made from inside a kvm guest.
+ * Guests booting the project's image (scripts/build-guest-image.sh --flavour kvm|xen): dom0 reaches
+ * them through qrexec, with odyssey-qrexec-client and the image's qubes.VMShell (a shell reading its
+ * commands from stdin). Programs inside the guest (the image's qrexec-client-vm and qvm) run in
+ * that shell; their stdin travels base64-encoded in the command line, so the shell's own stdin
+ * stays the script.
  */
-export function kvmGuests(stateDir: string): Guests {
+export function imageGuests(stateDir: string): Guests {
   const dom0Call = dom0Caller(stateDir);
+  const runInGuest = (
+    vm: string,
+    argv: string[],
+    stdin: string | Buffer | MadeInside = '',
+  ): Promise<Finished> => {
+    const input =
+      typeof stdin === 'object' && 'zeroBytes' in stdin
+        ? `head -c ${stdin.zeroBytes} /dev/zero`
+        : `echo ${Buffer.from(stdin).toString('base64') || "''"} | base64 -d`;
+    return dom0Call(vm, 'qubes.VMShell', `${input} | ${argv.map(shellWord).join(' ')}\nexit $?\n`);
+  };
   return {
-    qrexecClientVm: () =>
-      Promise.reject(
-        new Unsupported(
-          'the kvm guest image ships only the qrexec agent, no qrexec-client-vm: calls from inside a kvm guest ' +
-            'cannot be made (dom0 → guest calls are checked by qrexec.dom0-to-vm-*)',
-        ),
-      ),
-    qvm: () =>
-      Promise.reject(
-        new Unsupported(
-          'the kvm guest image ships neither qvm nor qrexec-client-vm (only the agent bundle and busybox), ' +
-            'so a kvm guest cannot act as a management domain',
-        ),
-      ),
+    qrexecClientVm: (vm, target, service, stdin = '') =>
+      runInGuest(vm, ['qrexec-client-vm', target, service], stdin),
+    qvm: (vm, ...args) => runInGuest(vm, ['qvm', '--qrexec', ...args]),
     installService: async (vm, service, script) => {
       const file = `/etc/qubes-rpc/${service}`;
       const body = script.endsWith('\n') ? script : `${script}\n`;
@@ -97,12 +125,16 @@ export function kvmGuests(stateDir: string): Guests {
         );
     },
     dom0Call,
+    // A kernel panic; the call never gets an answer, as the guest is gone.
+    crash: async (vm) => {
+      await dom0Call(vm, 'qubes.VMShell', 'echo c >/proc/sysrq-trigger\n');
+    },
   };
 }
 
 /** The backends whose domains the suite knows how to enter; others get `unsupported` guest checks. */
 export function guestsFor(backend: string, stateDir: string, client: AdminClient): Guests | undefined {
   if (backend === 'process') return processGuests(stateDir, client);
-  if (backend === 'kvm') return kvmGuests(stateDir);
+  if (backend === 'kvm' || backend === 'xen') return imageGuests(stateDir);
   return undefined;
 }

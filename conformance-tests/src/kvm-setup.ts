@@ -2,24 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { SCRIPTS } from './programs.js';
-import { cleanEnv, run } from './spawn.js';
-
-/** `key=value` lines of the repository scripts' output. */
-function keyValues(stdout: string): Record<string, string> {
-  return Object.fromEntries(
-    stdout
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
-}
-
-async function script(name: string, args: string[]): Promise<Record<string, string>> {
-  const done = await run(join(SCRIPTS, name), args, cleanEnv());
-  if (done.code !== 0) throw new Error(`${name} ${args.join(' ')} failed: ${done.stderr}`);
-  return keyValues(done.stdout);
-}
+import { script } from './repo-scripts.js';
 
 /** A private libvirtd (scripts/libvirtd-test.sh), for CI hosts whose system libvirtd is not ours to use. */
 export async function startPrivateLibvirtd(): Promise<{ env: NodeJS.ProcessEnv; stop: () => Promise<void> }> {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,8 @@ export interface DaemonOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Runs after the state dir exists and before odysseyd starts (e.g. installing a guest kernel). */
   readonly prepare?: (stateDir: string) => Promise<void>;
+  /** Appends odysseyd's whole stderr here, for runs whose failures need the daemon's side. */
+  readonly logFile?: string;
 }
 
 /** The tail of odysseyd's stderr kept to explain a daemon that does not come up. */
@@ -128,6 +131,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       { env: { ...cleanEnv(), ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     daemon.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-LOG_TAIL)));
+    if (options.logFile) daemon.stderr?.pipe(createWriteStream(options.logFile, { flags: 'a' }));
     await waitReady(daemon, client, () => stderr);
     await chooseDefaultKernel(client);
   } catch (err) {

@@ -49,6 +49,7 @@ export function renderMarkdown(report: Report): string {
     metric('vchan_dom0_to_vm_mb_per_s', 'MB/s'),
     metric('vchan_mb_per_s', 'MB/s'),
     metric('vchan_vm_to_admin_mb_per_s', 'MB/s'),
+    metric('dispvm_round_trip_ms', 'ms'),
     '',
     '## Checks',
     '',

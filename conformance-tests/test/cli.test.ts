@@ -85,6 +85,7 @@ it('runs only the categories asked for, plus the lifecycle steps that give them 
       'dispvm.dom0-call',
       'dispvm.qrexec-call',
       'dispvm.kill-removes',
+      'dispvm.round-trip',
     ]);
   } finally {
     await rm(only, { recursive: true, force: true });
@@ -97,4 +98,17 @@ it('refuses an unknown category', () => {
   });
   expect(run.status).not.toBe(0);
   expect(run.stderr).toContain('unknown categories: nonsense');
+});
+
+it('refuses --nested on any backend but xen, and with a private libvirtd', () => {
+  const other = spawnSync(process.execPath, [CLI, '--backend', 'process', '--nested'], { encoding: 'utf8' });
+  expect(other.status).not.toBe(0);
+  expect(other.stderr).toContain('--nested boots a Xen dom0, so it runs only --backend xen (not process)');
+  const privateLibvirtd = spawnSync(
+    process.execPath,
+    [CLI, '--backend', 'xen', '--nested', '--libvirtd', 'private'],
+    { encoding: 'utf8' },
+  );
+  expect(privateLibvirtd.status).not.toBe(0);
+  expect(privateLibvirtd.stderr).toContain("--nested uses dom0's own libvirtd");
 });

@@ -46,6 +46,11 @@ const STATE_AFTER: Record<VmmEvent['type'], PowerState> = {
 
 /** How often shutdown() re-reads the state while it waits, in case an event was lost in a reconnect. */
 const STOP_POLL_MS = 250;
+/**
+ * libxl reports SHUTOFF seconds (4 s nested) before its cleanup ends with the stopped event, and
+ * refuses to start the domain again until then; a stop seen by polling waits this long for it.
+ */
+const STOP_EVENT_GRACE_MS = 15_000;
 
 /**
  * The HAL over one libvirt connection; the flavour says what differs per driver (domain XML,
@@ -268,9 +273,11 @@ export class LibvirtVmm implements Vmm {
   private onLifecycle(ev: DomainLifecycleEvent): void {
     const event = toVmmEvent(ev.domain.name, ev.event, ev.detail);
     if (!event) return;
+    // A stop already taken from polling (its event came late): reporting it again could halt a new start.
+    const seen = event.type === 'stopped' && this.known.get(ev.domain.name) === 'Halted';
     this.known.set(ev.domain.name, STATE_AFTER[event.type]);
     if (event.type === 'stopped' || event.type === 'suspended') this.stops.emit(ev.domain.name);
-    this.hub.publish(event);
+    if (!seen) this.hub.publish(event);
   }
 
   /**
@@ -292,16 +299,22 @@ export class LibvirtVmm implements Vmm {
   private async waitStopped(dom: Domain, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     let stopped = false;
+    let announced = false;
     let wake = (): void => undefined;
     const onStop = (): void => {
-      stopped = true;
+      stopped = announced = true;
       wake();
     };
+    const nap = (ms: number) => Promise.race([sleep(ms), new Promise<void>((resolve) => (wake = resolve))]);
     this.stops.on(dom.name, onStop);
     try {
       while (!stopped && Date.now() < deadline) {
-        await Promise.race([sleep(STOP_POLL_MS), new Promise<void>((resolve) => (wake = resolve))]);
+        await nap(STOP_POLL_MS);
         if (!stopped && this.libvirt.isConnected) stopped = !(await this.isActive(dom).catch(() => true));
+      }
+      if (stopped && !announced) {
+        await nap(STOP_EVENT_GRACE_MS);
+        if (!announced) this.known.set(dom.name, 'Halted');
       }
       return stopped;
     } finally {

@@ -23,8 +23,12 @@ const kvmVmm = vmmPerContext((context) => new KvmVmm({ ...context, ...optionsFro
 /** How odysseyd loads this backend (`--backend kvm`); libvirt is chosen by ODYSSEY_LIBVIRT_URI / ODYSSEY_LIBVIRT_SOCKET. */
 export const createVmm: VmmFactory = kvmVmm;
 
-/** dom0's end of the guests' vchans: each guest's virtio-serial channel, multiplexed (see @odyssey/vchan's kvm). */
+/**
+ * dom0's end of the guests' vchans: each guest's virtio-serial channel, multiplexed (see
+ * @odyssey/vchan's kvm). Guests have no path to each other, so dom0 relays their vchans; the
+ * target's channel is up while odysseyd's qrexec daemon holds its control vchan.
+ */
 export function createVchanTransport(context: BackendContext): VchanTransport {
   const vmm = kvmVmm(context);
-  return new KvmHostTransport({ channelSocket: (domain) => vmm.vchanSocket(domain) });
+  return new KvmHostTransport({ channelSocket: (domain) => vmm.vchanSocket(domain), relay: true });
 }

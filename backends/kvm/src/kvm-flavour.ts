@@ -28,9 +28,8 @@ const CAPABILITIES: VmmCapabilities = {
   blockDevices: unsupported('block device attach/detach is not implemented by the KVM backend'),
   pciDevices: unsupported('PCI passthrough is not implemented by the KVM backend'),
   usbDevices: unsupported('USB passthrough is not implemented by the KVM backend'),
-  vmToVmVchan: unsupported(
-    "a KVM guest's one virtio-serial channel ends in the admin domain; KvmHostTransport can relay guest-to-guest vchans (relay: true, keepChannel per running guest), but odysseyd does not run it yet",
-  ),
+  // A guest's one virtio-serial channel ends in the admin domain, which relays guest-to-guest vchans.
+  vmToVmVchan: supported,
 };
 
 const FLAGS: DriverFlags = {

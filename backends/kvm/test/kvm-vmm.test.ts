@@ -253,7 +253,7 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
     expect((await vmm.state(VM)).state).toBe('Halted');
     const stopped = await waitEvent((e) => e.type === 'stopped' && e.name === VM, 'stopped');
     expect(stopped).toMatchObject({ reason: 'shutdown' });
-    expect(await consoleHas(VM, 'ACPI power button')).toBe(true);
+    expect(await consoleHas(VM, 'shutdown requested')).toBe(true);
   }, 30_000);
 
   it('kills a guest: stopped with reason destroyed', async () => {

@@ -59,4 +59,23 @@ export const dispvmChecks: readonly Check[] = [
     const names = parseVmList(await client.call('admin.vm.List', 'dom0')).map((vm) => vm.name);
     if (names.includes(disposable)) fail(`${disposable} still listed after it stopped (auto_cleanup)`);
   }),
+  // What a user of disposables waits for: a fresh one created, started, called once and gone again.
+  dispvm('round-trip', async (ctx) => {
+    const guests = guestsOf(ctx);
+    const { client } = ctx;
+    const begin = performance.now();
+    const name = await client.vms.createDisposable(QUBES.dvmTemplate);
+    await client.vms.start(name);
+    await guests.installService(name, 'test.Echo', ECHO_SERVICE);
+    const reply = await guests.dom0Call(name, 'test.Echo', 'ping');
+    expectEqual(reply.stdout, 'dom0 says: ping', `test.Echo in ${name}`);
+    // Watched from here: the event timeout must not include the (nested Xen: 25 s) start.
+    const removed = await watchEvents(
+      client,
+      (ev) => ev.event === 'domain-delete' && ev.kwargs['vm'] === name,
+    );
+    await client.vms.kill(name);
+    await removed.next;
+    ctx.metrics['dispvm_round_trip_ms'] = Math.round(performance.now() - begin);
+  }),
 ];

@@ -1,6 +1,7 @@
-import { expectEqual, fail, Unsupported, type Check, type CheckContext } from '../check.js';
+import { expectEqual, fail, type Check, type CheckContext } from '../check.js';
 import { watchEvents } from '../events.js';
 import { QUBES } from '../qubes.js';
+import { guestsOf } from './guest.js';
 
 const lifecycle = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
   id: `lifecycle.${id}`,
@@ -14,8 +15,9 @@ async function powerState(ctx: CheckContext, vm: string): Promise<string> {
 
 /** Each lifecycle check starts from, and leaves, conf-peer in a known state. */
 export const lifecycleChecks: readonly Check[] = [
-  lifecycle('create-qubes', async ({ client }) => {
+  lifecycle('create-qubes', async ({ client, virtMode }) => {
     await client.call('admin.vm.Create.TemplateVM', 'dom0', '', `name=${QUBES.template} label=black`);
+    if (virtMode) await client.call('admin.vm.property.Set', QUBES.template, 'virt_mode', virtMode);
     for (const vm of [QUBES.mgmt, QUBES.peer])
       await client.call('admin.vm.Create.AppVM', 'dom0', QUBES.template, `name=${vm} label=green`);
   }),
@@ -75,9 +77,17 @@ export const lifecycleChecks: readonly Check[] = [
     await shutdown.next;
     expectEqual(await powerState(ctx, QUBES.peer), 'Halted', 'power_state after admin.vm.Kill');
   }),
-  lifecycle('crash', async () => {
-    // The Admin API has no call that crashes a guest, and the suite may not reach into a backend.
-    throw new Unsupported('no way to crash a guest through the Admin API or qrexec');
+  lifecycle('crash', async (ctx) => {
+    // A guest that dies on its own ends Halted with domain-shutdown, as a clean stop does.
+    const guests = guestsOf(ctx);
+    await ctx.client.vms.start(QUBES.peer);
+    const shutdown = await watchEvents(
+      ctx.client,
+      (ev) => ev.subject === QUBES.peer && ev.event === 'domain-shutdown',
+    );
+    await guests.crash(QUBES.peer);
+    await shutdown.next;
+    expectEqual(await powerState(ctx, QUBES.peer), 'Halted', 'power_state after the guest crashed');
   }),
   lifecycle('start-guests', async ({ client }) => {
     await client.vms.start(QUBES.mgmt);

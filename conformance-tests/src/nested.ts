@@ -1,0 +1,112 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { SCRIPTS } from './programs.js';
+import { keyValues, script } from './repo-scripts.js';
+import type { BackendReport, Report } from './report.js';
+import { cleanEnv } from './spawn.js';
+import { XEN_GUEST_IMAGE_ENV } from './xen-setup.js';
+
+export interface NestedOptions {
+  readonly backend: string;
+  readonly only?: string;
+  /** The runner's --virt-mode inside dom0. */
+  readonly virtMode: string;
+  /** Where dom0's console log (console.log) and its /var/log (dom0-logs/) are kept. */
+  readonly logDir: string;
+  /** Aborting stops the nested run (its script then kills QEMU). */
+  readonly signal: AbortSignal;
+}
+
+/** This runner as dom0 sees it: the repository is shared at the same path. */
+const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+
+/** scripts/xen-nested.sh's timings (seconds since QEMU started) kept as metrics of the run. */
+const TIMINGS = ['dom0_shell_s', 'libvirtd_ready_s', 'command_done_s', 'total_s'] as const;
+
+/** Runs the script with stderr on ours (its live progress) and returns its `key=value` stdout. */
+function runNestedScript(args: string[], signal: AbortSignal): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(SCRIPTS, 'xen-nested.sh'), args, {
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'inherit'],
+      signal,
+      killSignal: 'SIGTERM',
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', () => resolve(keyValues(stdout)));
+  });
+}
+
+/**
+ * The suite inside a nested Xen dom0 (scripts/xen-nested.sh: Xen under QEMU/TCG, libvirtd at
+ * xen:///system): the host builds the Xen guest image, dom0 runs this runner with the same
+ * backend and checks and writes its report into a read-write share, and the host takes the
+ * backend's results from there.
+ */
+export async function runNested(options: NestedOptions): Promise<BackendReport> {
+  const image = await script('build-guest-image.sh', [
+    '--flavour',
+    'xen',
+    '--cache-dir',
+    process.env['ODYSSEY_GUEST_CACHE'] ?? '/var/cache/odyssey/guest',
+  ]);
+  if (!image['kernel']) throw new Error('build-guest-image.sh did not name its kernel');
+  const imageDir = dirname(image['kernel']);
+  const out = await mkdtemp(join(tmpdir(), 'odyssey-conformance-nested-'));
+  const consoleLog = join(options.logDir, 'console.log');
+  await rm(options.logDir, { recursive: true, force: true });
+  await mkdir(options.logDir, { recursive: true });
+  try {
+    const result = await runNestedScript(
+      [
+        '--share',
+        imageDir,
+        '--share-rw',
+        out,
+        '--dom0-logs',
+        join(options.logDir, 'dom0-logs'),
+        '--log',
+        consoleLog,
+        '--env',
+        `${XEN_GUEST_IMAGE_ENV}=${imageDir}`,
+        '--',
+        'node',
+        CLI,
+        '--backend',
+        options.backend,
+        '--report',
+        out,
+        '--virt-mode',
+        options.virtMode,
+        // dom0's /var/log comes back with the console log.
+        '--daemon-log',
+        '/var/log/odysseyd.log',
+        ...(options.only ? ['--only', options.only] : []),
+      ],
+      options.signal,
+    );
+    let report: Report;
+    try {
+      report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    } catch {
+      throw new Error(
+        `the nested run wrote no report (exit ${result['exit'] ?? 'unknown'}); dom0's console: ${consoleLog}`,
+      );
+    }
+    const backend = report.backends.find((b) => b.backend === options.backend);
+    if (!backend) throw new Error(`the nested run's report has no ${options.backend} results`);
+    for (const key of TIMINGS) {
+      const seconds = Number(result[key]);
+      if (result[key] !== undefined && Number.isFinite(seconds)) backend.metrics[`nested_${key}`] = seconds;
+    }
+    return backend;
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}
