@@ -29,9 +29,10 @@ let daemon: QrexecDaemon;
 let agentEnd: Vchan;
 let agentReader: MessageReader;
 let requests: QrexecPolicyRequest[];
+let agentTransport: SocketVchanTransport;
 
 async function connect(agentVersion: number): Promise<number> {
-  const agentTransport = new SocketVchanTransport({ localDomain: '11', dir });
+  agentTransport = new SocketVchanTransport({ localDomain: '11', dir });
   daemon = new QrexecDaemon({
     domain: { name: 'raw', id: 11 },
     transport: new SocketVchanTransport({ localDomain: '0', dir }),
@@ -130,5 +131,16 @@ describe('QrexecDaemon on the control vchan', () => {
     expect(params.tail.toString()).toBe('DEFAULT:QUBESRPC qubes.VMShell+ dom0\0');
     agentEnd.destroy();
     await expect(calling).rejects.toThrow();
+  });
+
+  it("ends a call's data vchan when the domain is let go, even if its transport saw no dead peer", async () => {
+    await connect(4);
+    const calling = daemon.callService('test.Hang');
+    const exec = decodeExecParams((await agentReader.expect()).payload);
+    // The agent's end stays open and silent, as a crashed Xen domain's vchan does.
+    const data = await agentTransport.connect('0', exec.connectPort);
+    await daemon.close();
+    await expect(calling).rejects.toThrow();
+    data.destroy();
   });
 });

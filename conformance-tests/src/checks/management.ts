@@ -34,6 +34,13 @@ export const managementChecks: readonly Check[] = [
       ok('500\n'),
       'qvm prefs get',
     );
+    // The run's virt mode (--virt-mode: nested Xen has no PVH), set by its creator as an admin would.
+    if (ctx.virtMode)
+      expectEqual(
+        await guests.qvm(QUBES.mgmt, 'prefs', 'managed-work', 'virt_mode', ctx.virtMode),
+        ok(''),
+        'qvm prefs virt_mode',
+      );
     expectEqual(
       (await ctx.client.tags.list('managed-work')).includes(`created-by-${QUBES.mgmt}`),
       true,

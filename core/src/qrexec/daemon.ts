@@ -153,9 +153,11 @@ export class QrexecDaemon {
     );
     const channel = await listening;
     channel.on('error', () => undefined);
+    const release = this.#endWithAgent(channel);
     try {
       return await callOverDataChannel(channel, streams);
     } finally {
+      release();
       streams.stdout.end();
       streams.stderr.end();
       channel.end();
@@ -259,11 +261,25 @@ export class QrexecDaemon {
       timeoutMs: DOM0_SERVICE_CONNECT_TIMEOUT_MS,
     });
     channel.on('error', () => undefined);
+    const release = this.#endWithAgent(channel);
     try {
       await serveDataChannel(channel, serviceFromDirs(this.#options.serviceDirs, call));
     } finally {
+      release();
       channel.end();
     }
+  }
+
+  /**
+   * A call's data vchan ends when the domain's agent is gone (the domain stopped or crashed):
+   * not every transport sees a dead peer (libxenvchan does not), and the caller would wait forever.
+   */
+  #endWithAgent(channel: Vchan): () => void {
+    const signal = this.#agentGone.signal;
+    const end = (): void => void channel.destroy();
+    if (signal.aborted) end();
+    signal.addEventListener('abort', end, { once: true });
+    return () => signal.removeEventListener('abort', end);
   }
 
   #allocate(connectDomain: number): number {
