@@ -19,15 +19,9 @@
 # Also needs the `scrypt` tool (Debian package scrypt), which upstream's restore runs.
 set -uo pipefail
 
-if [[ -z "${UPSTREAM_CLIENT:-}" ]]; then
-  echo "upstream-backup-check: SKIP (UPSTREAM_CLIENT is not set)"
-  exit 0
-fi
-if [[ ! -d "$UPSTREAM_CLIENT/qubesadmin" ]]; then
-  echo "upstream-backup-check: UPSTREAM_CLIENT=$UPSTREAM_CLIENT has no qubesadmin/ directory" >&2
-  exit 2
-fi
-PYTHON=${PYTHON:-/usr/bin/python3}
+# The set-up shared with upstream-tools-check.sh (temp dir, client aimed at our socket, daemon).
+source "$(dirname "${BASH_SOURCE[0]}")/lib/upstream-client.sh" || exit 2
+upstream_client_init upstream-backup-check
 for tool in scrypt tar gzip; do
   command -v "$tool" >/dev/null || { echo "upstream-backup-check: '$tool' is missing" >&2; exit 2; }
 done
@@ -36,45 +30,13 @@ done
   exit 2
 }
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MAIN_JS="$ROOT/core/dist/daemon/main.js"
-if [[ ! -f "$MAIN_JS" ]]; then
-  (cd "$ROOT" && npx tsc -b core >/dev/null 2>&1)
-  [[ -f "$MAIN_JS" ]] || { echo "upstream-backup-check: $MAIN_JS missing; build core first" >&2; exit 2; }
-fi
-
-WORK=$(mktemp -d /tmp/upstream-backup-check.XXXXXX)
-SOCK="$WORK/qubesd.sock"
-STATE="$WORK/state"
+upstream_client_prepare
 PROFILES="$WORK/profiles"
 OUT="$WORK/out"
-PYDIR="$WORK/py"
-DAEMON_PID=""
 
-cleanup() {
-  if [[ -n "$DAEMON_PID" ]]; then
-    kill "$DAEMON_PID" 2>/dev/null
-    wait "$DAEMON_PID" 2>/dev/null
-  fi
-  if [[ "${UPSTREAM_CHECK_KEEP:-}" == 1 ]]; then
-    echo "upstream-backup-check: kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-
-# --- The upstream client, aimed at our socket (as scripts/upstream-tools-check.sh does) --------
-mkdir -p "$PYDIR/qubesadmin-4.4.0.dist-info" "$STATE/vm-kernels/6.6.1" "$PROFILES" "$OUT" "$WORK/home"
-cat >"$PYDIR/sitecustomize.py" <<'EOF'
-import os
-_sock = os.environ.get("ODYSSEY_QUBESD_SOCKET")
-if _sock:
-    import qubesadmin, qubesadmin.app, qubesadmin.config
-    qubesadmin.config.QUBESD_SOCKET = _sock
-    qubesadmin.Qubes = qubesadmin.app.QubesLocal
-    qubesadmin.config.QREXEC_SERVICES_DIR = os.environ["ODYSSEY_QREXEC_SERVICES"]
-EOF
+# --- The upstream client, aimed at our socket, plus what backup and restore need ---------------
+mkdir -p "$PROFILES" "$OUT" "$WORK/home"
+upstream_client_aim 'qubesadmin.config.QREXEC_SERVICES_DIR = os.environ["ODYSSEY_QREXEC_SERVICES"]'
 # Payload streams (volume import, also during the restore) go through dom0's qrexec service
 # files, which upstream links to qubesd's socket; a shim per method does qrexec's part: the
 # request header, then stdin, then the reply to stdout.
@@ -96,14 +58,6 @@ with s.makefile("rb") as r:
 EOF
   chmod +x "$PYDIR/qrexec-services/$method"
 done
-cat >"$PYDIR/qubesadmin-4.4.0.dist-info/METADATA" <<'EOF'
-Metadata-Version: 2.1
-Name: qubesadmin
-Version: 4.4.0
-Summary: placeholder metadata so the unmodified upstream tools start
-Author-email: nobody@example.invalid
-License: LGPL-2.1-or-later
-EOF
 # qvm-backup writes its profile to a fixed /etc/qubes/backup; point that one module constant at
 # odysseyd's --backup-profile-dir instead of touching the system.
 cat >"$PYDIR/qvm_backup_here.py" <<'EOF'
@@ -112,22 +66,12 @@ import qubesadmin.tools.qvm_backup as tool
 tool.backup_profile_dir = os.environ["ODYSSEY_BACKUP_PROFILE_DIR"]
 sys.exit(tool.main())
 EOF
-export PYTHONPATH="$PYDIR:$UPSTREAM_CLIENT"
-export ODYSSEY_QUBESD_SOCKET="$SOCK" ODYSSEY_BACKUP_PROFILE_DIR="$PROFILES"
+export ODYSSEY_BACKUP_PROFILE_DIR="$PROFILES"
 export ODYSSEY_QREXEC_SERVICES="$PYDIR/qrexec-services"
 # The restore extracts into ~/QubesIncoming/backup#restore.
 export HOME="$WORK/home"
-touch "$STATE/vm-kernels/6.6.1/vmlinuz"
-
-node "$MAIN_JS" --socket "$SOCK" --state-dir "$STATE" --backup-profile-dir "$PROFILES" \
-  --backend absent --log-level debug >"$WORK/daemon.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 1 100); do
-  [[ -S "$SOCK" ]] && break
-  kill -0 "$DAEMON_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[[ -S "$SOCK" ]] || { echo "upstream-backup-check: odysseyd did not start" >&2; cat "$WORK/daemon.log" >&2; exit 2; }
+upstream_client_start_odysseyd --backup-profile-dir "$PROFILES" ||
+  upstream_client_fail "odysseyd did not start" "$WORK/daemon.log"
 
 PASS=0
 FAIL=0
@@ -144,7 +88,7 @@ step() { # step NAME -- COMMAND...: runs it, output to $WORK/<n>.log, counts pas
     sed 's/^/        | /' "$log" | tail -n 25
   fi
 }
-tool() { "$PYTHON" -m "qubesadmin.tools.${1//-/_}" "${@:2}"; }
+tool() { upstream_client_tool "$@"; }
 
 # --- A qube with data worth restoring -------------------------------------------------------
 # 64 MiB private volume: random data between holes, and at the very end (the sparse map's edges).
@@ -157,11 +101,11 @@ with open(sys.argv[1], "wb") as f:
         f.write(os.urandom(70000))
 EOF
 printf 'correct horse battery staple\n' >"$WORK/passphrase"
-step "create template and qube" -- bash -c "$(declare -f tool); PYTHON=$PYTHON
+step "create template and qube" -- bash -c "$(declare -f upstream_client_tool tool); PYTHON=$PYTHON
   tool qvm-create --class TemplateVM --label black tpl &&
   tool qvm-create --template tpl --label blue work"
 step "import the private volume" -- tool qvm-volume import work:private "$WORK/private.img"
-step "notes and firewall" -- bash -c "$(declare -f tool); PYTHON=$PYTHON
+step "notes and firewall" -- bash -c "$(declare -f upstream_client_tool tool); PYTHON=$PYTHON
   tool qvm-notes work --set 'notes kept by the backup' &&
   tool qvm-firewall work add --before 0 action=drop dsthost=192.0.2.1"
 tool qvm-firewall work list >"$WORK/firewall.before" 2>&1
@@ -173,7 +117,7 @@ step "qvm-backup (Info summary, Execute)" -- bash -c "
 ARCHIVE=$(find "$OUT" -name 'qubes-*' -type f | head -n1)
 step "archive written, profile removed by the tool" -- bash -c "
   [[ -n '$ARCHIVE' ]] && [[ -z \$(ls -A $PROFILES) ]]"
-step "backup_timestamp set" -- bash -c "$(declare -f tool); PYTHON=$PYTHON
+step "backup_timestamp set" -- bash -c "$(declare -f upstream_client_tool tool); PYTHON=$PYTHON
   [[ -n \$(tool qvm-prefs work backup_timestamp) ]]"
 
 # --- Upstream's restore reads it -------------------------------------------------------------
@@ -185,9 +129,9 @@ step "wrong passphrase is refused" -- bash -c "
 step "remove the qube" -- tool qvm-remove --force work
 step "qvm-backup-restore" -- tool qvm-backup-restore --passphrase-file "$WORK/passphrase" "$ARCHIVE"
 step "restored private volume is byte-identical" -- cmp "$WORK/private.img" "$STATE/appvms/work/private.img"
-step "restored notes" -- bash -c "$(declare -f tool); PYTHON=$PYTHON
+step "restored notes" -- bash -c "$(declare -f upstream_client_tool tool); PYTHON=$PYTHON
   [[ \$(tool qvm-notes work --print) == 'notes kept by the backup' ]]"
-step "restored firewall" -- bash -c "$(declare -f tool); PYTHON=$PYTHON
+step "restored firewall" -- bash -c "$(declare -f upstream_client_tool tool); PYTHON=$PYTHON
   diff <(tool qvm-firewall work list) $WORK/firewall.before"
 
 echo "upstream-backup-check: $PASS passed, $FAIL failed"

@@ -20,89 +20,18 @@
 # where no capture exists), not whatever odysseyd happens to do today.
 set -uo pipefail
 
-if [[ -z "${UPSTREAM_CLIENT:-}" ]]; then
-  echo "upstream-tools-check: SKIP (UPSTREAM_CLIENT is not set)"
-  exit 0
-fi
-if [[ ! -d "$UPSTREAM_CLIENT/qubesadmin" ]]; then
-  echo "upstream-tools-check: UPSTREAM_CLIENT=$UPSTREAM_CLIENT has no qubesadmin/ directory" >&2
-  exit 2
-fi
-
-PYTHON=${PYTHON:-/usr/bin/python3}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MAIN_JS="$ROOT/core/dist/daemon/main.js"
-if [[ ! -f "$MAIN_JS" ]]; then
-  # tsc -b may report errors in packages under construction and still emit; only the file matters.
-  (cd "$ROOT" && npx tsc -b core >/dev/null 2>&1)
-  [[ -f "$MAIN_JS" ]] || { echo "upstream-tools-check: $MAIN_JS missing; build core first" >&2; exit 2; }
-fi
-
-WORK=$(mktemp -d /tmp/upstream-tools-check.XXXXXX)
-SOCK="$WORK/qubesd.sock"
-STATE="$WORK/state"
-PYDIR="$WORK/py"
-DAEMON_PID=""
-
-cleanup() {
-  if [[ -n "$DAEMON_PID" ]]; then
-    kill "$DAEMON_PID" 2>/dev/null
-    wait "$DAEMON_PID" 2>/dev/null
-  fi
-  if [[ "${UPSTREAM_CHECK_KEEP:-}" == 1 ]]; then
-    echo "upstream-tools-check: kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-
-# --- Aim the upstream client at our socket without touching the system --------------------
-# qubesadmin has no environment variable for the socket and picks QubesRemote (qrexec) when
-# /etc/qubes-release is missing; a sitecustomize.py fixes both at interpreter start-up.
-mkdir -p "$PYDIR/qubesadmin-4.4.0.dist-info" "$STATE/vm-kernels/6.6.1"
-cat >"$PYDIR/sitecustomize.py" <<'EOF'
-import os
-_sock = os.environ.get("ODYSSEY_QUBESD_SOCKET")
-if _sock:
-    import qubesadmin, qubesadmin.app, qubesadmin.config
-    qubesadmin.config.QUBESD_SOCKET = _sock
-    qubesadmin.Qubes = qubesadmin.app.QubesLocal
-EOF
-# Every tool's argument parser reads importlib.metadata.metadata("qubesadmin") for --version.
-cat >"$PYDIR/qubesadmin-4.4.0.dist-info/METADATA" <<'EOF'
-Metadata-Version: 2.1
-Name: qubesadmin
-Version: 4.4.0
-Summary: placeholder metadata so the unmodified upstream tools start
-Author-email: nobody@example.invalid
-License: LGPL-2.1-or-later
-EOF
-export PYTHONPATH="$PYDIR:$UPSTREAM_CLIENT"
-export ODYSSEY_QUBESD_SOCKET="$SOCK"
+# The set-up shared with upstream-backup-check.sh (temp dir, client aimed at our socket, daemon).
+source "$(dirname "${BASH_SOURCE[0]}")/lib/upstream-client.sh" || exit 2
+upstream_client_init upstream-tools-check
+upstream_client_prepare
+upstream_client_aim
 # qvm-notes --edit would start an editor; we never use it, but make sure nothing blocks.
 export EDITOR=true VISUAL=true
-# A kernel directory so that default_kernel / kernel validation ("Kernel 'x' not installed") passes.
-touch "$STATE/vm-kernels/6.6.1/vmlinuz"
 
 # --- Start odysseyd ----------------------------------------------------------------------
-# Deliberately a backend that does not exist (@odyssey/backend-absent): configuration calls
-# must work without a hypervisor, and lifecycle calls must then fail with a clean
-# QubesException rather than a traceback (checked below). A real backend would make those
-# results depend on the host.
-node "$MAIN_JS" --socket "$SOCK" --state-dir "$STATE" --backend absent --log-level debug \
-  >"$WORK/daemon.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 1 100); do
-  [[ -S "$SOCK" ]] && break
-  kill -0 "$DAEMON_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ ! -S "$SOCK" ]]; then
-  echo "upstream-tools-check: odysseyd did not create $SOCK" >&2
-  cat "$WORK/daemon.log" >&2
-  exit 2
-fi
+# No hypervisor (--backend absent): lifecycle calls must then fail with a clean QubesException
+# rather than a traceback (checked below).
+upstream_client_start_odysseyd || upstream_client_fail "odysseyd did not create $SOCK" "$WORK/daemon.log"
 
 # --- Test helpers --------------------------------------------------------------------------
 PASS=0
@@ -139,7 +68,7 @@ check() {
     shift
     out=$("$PYTHON" "$WORK/snippets/$snippet.py" "$@" 2>"$WORK/stderr" </dev/null)
   else
-    out=$("$PYTHON" -m "qubesadmin.tools.${tool//-/_}" "$@" 2>"$WORK/stderr" </dev/null)
+    out=$(upstream_client_tool "$tool" "$@" 2>"$WORK/stderr" </dev/null)
   fi
   rc=$?
   err=$(<"$WORK/stderr")

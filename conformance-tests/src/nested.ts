@@ -24,6 +24,24 @@ export interface NestedOptions {
 /** This runner as dom0 sees it: the repository is shared at the same path. */
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
 
+/** bench/vchan-xen.js: libxenvchan dom0 → guest against the socket transport, in the same dom0. */
+const VCHAN_BENCH = fileURLToPath(new URL('../../bench/vchan-xen.js', import.meta.url));
+const BENCH_RESULT = 'vchan-bench.json';
+
+/** The benchmark's numbers as metrics; none when it failed (its error is in dom0's console log). */
+async function benchMetrics(file: string): Promise<Record<string, number>> {
+  try {
+    const result = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.entries(result).filter(
+        (e): e is [string, number] => typeof e[1] === 'number' && e[0] !== 'bytes',
+      ),
+    );
+  } catch {
+    return {};
+  }
+}
+
 /** scripts/xen-nested.sh's timings (seconds since QEMU started) kept as metrics of the run. */
 const TIMINGS = ['dom0_shell_s', 'libvirtd_ready_s', 'command_done_s', 'total_s'] as const;
 
@@ -76,6 +94,12 @@ export async function runNested(options: NestedOptions): Promise<BackendReport> 
         '--env',
         `${XEN_GUEST_IMAGE_ENV}=${imageDir}`,
         '--',
+        'sh',
+        '-c',
+        // The transport benchmark runs in the same boot after the suite; the suite's status is the job's.
+        `"$@"; status=$?; node ${VCHAN_BENCH} --image ${imageDir} --out ${join(out, BENCH_RESULT)} >&2 || ` +
+          `echo "odyssey: the vchan benchmark failed" >&2; exit $status`,
+        'nested-job',
         'node',
         CLI,
         '--backend',
@@ -101,6 +125,7 @@ export async function runNested(options: NestedOptions): Promise<BackendReport> 
     }
     const backend = report.backends.find((b) => b.backend === options.backend);
     if (!backend) throw new Error(`the nested run's report has no ${options.backend} results`);
+    Object.assign(backend.metrics, await benchMetrics(join(out, BENCH_RESULT)));
     for (const key of TIMINGS) {
       const seconds = Number(result[key]);
       if (result[key] !== undefined && Number.isFinite(seconds)) backend.metrics[`nested_${key}`] = seconds;

@@ -50,6 +50,11 @@ export function renderMarkdown(report: Report): string {
     metric('vchan_mb_per_s', 'MB/s'),
     metric('vchan_vm_to_admin_mb_per_s', 'MB/s'),
     metric('dispvm_round_trip_ms', 'ms'),
+    // bench/vchan-xen.js in the nested run: the raw transport against the socket one in the same dom0.
+    metric('xen_vchan_mb_per_s', 'MB/s'),
+    metric('socket_vchan_mb_per_s', 'MB/s'),
+    metric('xen_to_socket_ratio', '×'),
+    metric('nested_total_s', 's'),
     '',
     '## Checks',
     '',

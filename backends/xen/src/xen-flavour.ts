@@ -73,9 +73,8 @@ export class XenFlavour implements LibvirtFlavour {
       blockDevices: unsupported('block device attach/detach is not implemented by the Xen backend'),
       pciDevices: unsupported('PCI passthrough is not implemented by the Xen backend'),
       usbDevices: unsupported('USB passthrough is not implemented by the Xen backend'),
-      vmToVmVchan: unsupported(
-        'libxenvchan connects two domUs directly over grant tables, and XenVchanTransport takes any domid, but the in-guest agent does not speak the Xen transport yet',
-      ),
+      // libxenvchan connects two domUs directly over grant tables; the guest agent speaks it.
+      vmToVmVchan: supported,
     };
   }
 
