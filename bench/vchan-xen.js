@@ -35,7 +35,10 @@ const { values } = parseArgs({
 
 if (values['socket-echo']) {
   // The socket transport's far end: a second process, as a guest is a second domain.
-  const vchan = await new SocketVchanTransport({ localDomain: '1', dir: values['socket-echo'] }).listen('0', PORT);
+  const vchan = await new SocketVchanTransport({ localDomain: '1', dir: values['socket-echo'] }).listen(
+    '0',
+    PORT,
+  );
   vchan.pipe(vchan);
   vchan.once('close', () => process.exit(0));
 } else {
