@@ -33,6 +33,8 @@ export async function measureThroughput(
     reader.on('data', onData);
     reader.once('error', reject);
     reader.once('end', onEnd);
+    // A stream paused by an earlier measurement stays paused when a 'data' listener is added.
+    reader.resume();
   });
   for (let sent = 0; sent < bytes; sent += chunk.length) {
     const piece = bytes - sent < chunk.length ? chunk.subarray(0, bytes - sent) : chunk;
@@ -61,6 +63,7 @@ export async function measureRoundTrip(vchan: Duplex, rounds: number, size = 64)
   );
   gone.catch(() => undefined);
   vchan.on('data', onData);
+  vchan.resume();
   try {
     for (let i = 0; i < rounds; i++) {
       const back = new Promise<void>((resolve) => (arrived = resolve));
