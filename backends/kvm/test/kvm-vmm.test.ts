@@ -110,7 +110,7 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
   it('declares what it supports and picks the domain type by probing, not by what libvirt advertises', async () => {
     const caps = vmm.capabilities();
     expect(caps.name).toBe('kvm');
-    expect(caps.vmToVmVchan.supported).toBe(false);
+    expect(caps.vmToVmVchan.supported).toBe(true);
     expect(caps.pciDevices.supported).toBe(false);
     await vmm.define(spec('probe-only'));
     await vmm.undefine('probe-only');
