@@ -1,4 +1,4 @@
-import type { AdminClient } from '@odyssey/client';
+import { QubesError, type AdminClient } from '@odyssey/client';
 
 import type { Guests } from './guests.js';
 
@@ -35,9 +35,13 @@ export interface Check {
 /** Thrown by a check that cannot run on this backend; its message is the report's reason. */
 export class Unsupported extends Error {}
 
-/** Errors of the daemon that mean "this backend cannot", as odysseyd words capability refusals. */
+/**
+ * Errors of the daemon that mean "this backend cannot": QubesNotImplementedError (a call the backend's
+ * capabilities rule out), or a refusal worded so.
+ */
 export function unsupportedFrom(err: unknown): Unsupported | undefined {
   const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof QubesError && err.type === 'QubesNotImplementedError') return new Unsupported(message);
   return /not supported|unsupported/i.test(message) ? new Unsupported(message) : undefined;
 }
 

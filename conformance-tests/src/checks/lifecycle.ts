@@ -58,6 +58,13 @@ export const lifecycleChecks: readonly Check[] = [
     await unpaused.next;
     expectEqual(await powerState(ctx, QUBES.peer), 'Running', 'power_state after admin.vm.Unpause');
   }),
+  lifecycle('suspend-resume', async (ctx) => {
+    // Suspend keeps the guest's memory (libvirt's managed save on the libvirt backends).
+    await ctx.client.vms.suspend(QUBES.peer);
+    expectEqual(await powerState(ctx, QUBES.peer), 'Suspended', 'power_state after admin.vm.Suspend');
+    await ctx.client.vms.resume(QUBES.peer);
+    expectEqual(await powerState(ctx, QUBES.peer), 'Running', 'power_state after admin.vm.Resume');
+  }),
   lifecycle('shutdown-wait', async (ctx) => {
     const shutdown = await watchEvents(
       ctx.client,

@@ -253,7 +253,10 @@ export class DomainManager implements Lifecycle {
       return await op(vmm);
     } catch (e) {
       if (e instanceof VmmError && e.code === 'no-such-domain') throw QubesVMNotStartedError.forVm(vm.name);
-      throw new QubesVMError(`Cannot ${action} ${vm.name}: ${e instanceof Error ? e.message : String(e)}`);
+      const why = `Cannot ${action} ${vm.name}: ${e instanceof Error ? e.message : String(e)}`;
+      // What the backend cannot do at all (its capabilities say so) is not a failure of this VM.
+      if (e instanceof VmmError && e.code === 'unsupported') throw new QubesNotImplementedError(why);
+      throw new QubesVMError(why);
     }
   }
 

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { TestDaemon } from '../support/harness.js';
 import { exc, rawCall, request, startDaemon } from '../support/harness.js';
 import { FakeVmm } from '../support/fake-vmm.js';
+import { VmmError } from '../../src/hal/index.js';
 import { connect } from 'node:net';
 
 let d: TestDaemon;
@@ -77,6 +78,17 @@ describe('lifecycle through the Vmm', () => {
       'property-reset:start_time',
       'domain-stopped',
     ]);
+  });
+
+  it('answers QubesNotImplementedError for what the backend cannot do, and keeps the VM running', async () => {
+    const vmm = new FakeVmm();
+    vmm.suspend = () => Promise.reject(new VmmError('unsupported', 'process domains cannot be suspended'));
+    await withVms(vmm);
+    await d.ok('admin.vm.Start', 'work');
+    expect((await d.call('admin.vm.Suspend', 'work')).toString('latin1')).toBe(
+      exc('QubesNotImplementedError', 'Cannot suspend work: process domains cannot be suspended'),
+    );
+    expect(await state('work')).toBe('state=Running');
   });
 
   it('notices a guest that dies on its own', async () => {
