@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../scripts/libvirtd-test.sh', import.meta.url));
 
-function onPath(cmd: string): boolean {
+export function onPath(cmd: string): boolean {
   const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin']);
   return dirs.some((d) => {
     try {
@@ -50,7 +50,8 @@ export interface TestDaemon {
 }
 
 async function script(cmd: string, dir: string): Promise<Record<string, string>> {
-  const { stdout } = await run(SCRIPT, [cmd, dir], { timeout: 60_000 });
+  // A first start probes QEMU for ~8 s, more while other suites boot guests on the same cores.
+  const { stdout } = await run(SCRIPT, [cmd, dir], { timeout: 90_000 });
   return Object.fromEntries(
     stdout
       .trim()

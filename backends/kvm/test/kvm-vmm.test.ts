@@ -84,7 +84,7 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'odyssey-kvm-'));
     await chmod(work, 0o755);
-    [daemon, image] = await Promise.all([startLibvirtd(join(work, 'libvirtd')), guestImage()]);
+    [daemon, image] = await Promise.all([startLibvirtd(), guestImage()]);
     vmm = new KvmVmm({
       uri: 'qemu:///system',
       socketPath: daemon.socket,
