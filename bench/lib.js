@@ -20,7 +20,8 @@ export function call(socket, method, dest, arg = '', payload = '') {
     s.on('error', reject);
     s.on('close', () => {
       const r = Buffer.concat(chunks);
-      if (r[0] !== 0x30) reject(new Error(`${method} ${dest}: ${r.toString('latin1')}`));
+      if (r[0] !== 0x30)
+        reject(new Error(`${method}+${arg} ${dest}: ${r.toString('latin1').replaceAll('\0', ' ')}`));
       else resolve(r.subarray(2));
     });
   });

@@ -12,16 +12,16 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+
+import { ROOT, call } from './lib.js';
 
 import { AdminClient, SocketTransport } from '../client/dist/index.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 1024 * 1024;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const IMPORT_SIZE = Number(process.env.BENCH_IMPORT_MIB ?? 1024) * MiB;
@@ -58,24 +58,6 @@ function median(values) {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-function rawCall(socket, method, dest, arg = '', payload = '') {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    const s = connect(socket);
-    s.on('connect', () =>
-      s.end(Buffer.concat([Buffer.from(`${method}+${arg} dom0 name ${dest}\0`), Buffer.from(payload)])),
-    );
-    s.on('data', (c) => chunks.push(c));
-    s.on('error', reject);
-    s.on('close', () => {
-      const r = Buffer.concat(chunks);
-      if (r[0] !== 0x30)
-        reject(new Error(`${method}+${arg} ${dest}: ${r.toString('latin1').replaceAll('\0', ' ')}`));
-      else resolve(r.subarray(2));
-    });
-  });
-}
-
 async function startDaemon(dir) {
   const socket = join(dir, 'qubesd.sock');
   const state = join(dir, 'state');
@@ -97,7 +79,7 @@ async function startDaemon(dir) {
   for (let i = 0; i < 200; i++) {
     if (proc.exitCode !== null) throw new Error(`odysseyd exited with status ${proc.exitCode}`);
     try {
-      await rawCall(socket, 'admin.vm.List', 'dom0');
+      await call(socket, 'admin.vm.List', 'dom0');
       return { proc, socket, state };
     } catch {
       await new Promise((r) => setTimeout(r, 50));
@@ -180,8 +162,8 @@ async function cloneCase(client, socket, label, pool, dataDir) {
   const dst = `clone-dst-${label}`;
   const payload = (name) => `name=${name} label=red${pool ? ` pool=${pool}` : ''}`;
   const method = pool ? 'admin.vm.CreateInPool.StandaloneVM' : 'admin.vm.Create.StandaloneVM';
-  await rawCall(socket, method, 'dom0', '', payload(src));
-  await rawCall(socket, method, 'dom0', '', payload(dst));
+  await call(socket, method, 'dom0', '', payload(src));
+  await call(socket, method, 'dom0', '', payload(dst));
   const show = transfer(`filling ${src}:private`, CLONE_SIZE);
   // "Sparse-ish": every fourth MiB is zero and stays a hole.
   await client.volumes.import(src, 'private', blocks(CLONE_SIZE, 4), {
@@ -267,7 +249,7 @@ async function main() {
     // (a) import throughput vs cp
     const src = join(dir, 'data.img');
     await writeDataFile(src, IMPORT_SIZE);
-    await rawCall(daemon.socket, 'admin.vm.Create.StandaloneVM', 'dom0', '', 'name=importer label=red');
+    await call(daemon.socket, 'admin.vm.Create.StandaloneVM', 'dom0', '', 'name=importer label=red');
     const cpTimes = [];
     const importTimes = [];
     const clientOnlyTimes = [];
@@ -304,7 +286,7 @@ async function main() {
     };
     await rm(src, { force: true });
     // The importer's volume is no longer needed; free its space for the clone case.
-    await rawCall(daemon.socket, 'admin.vm.Remove', 'importer');
+    await call(daemon.socket, 'admin.vm.Remove', 'importer');
 
     // (b) clone on the default pool (plain copy: no reflink on this filesystem)
     result.clone.default = await cloneCase(client, daemon.socket, 'default', undefined, daemon.state);
@@ -317,7 +299,7 @@ async function main() {
     } else {
       const poolDir = join(xfs.mnt, 'pool');
       await mkdir(poolDir);
-      await rawCall(
+      await call(
         daemon.socket,
         'admin.pool.Add',
         'dom0',
