@@ -58,6 +58,13 @@ export function processGuests(stateDir: string, client: AdminClient): Guests {
     QREXEC_AGENT_SOCKET: join(runtime, 'process', vm, 'qrexec-agent.sock'),
     ODYSSEY_QREXEC_CLIENT: QREXEC_CLIENT_VM,
   });
+  const installService: Guests['installService'] = async (vm, service, script) => {
+    const dir = join(runtime, 'process', vm, 'qubes-rpc');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, service), script);
+    await chmod(join(dir, service), 0o755);
+  };
+  const dom0Call = dom0Caller(stateDir);
   return {
     qrexecClientVm: async (vm, target, service, stdin = '') =>
       run(
@@ -67,20 +74,13 @@ export function processGuests(stateDir: string, client: AdminClient): Guests {
         typeof stdin === 'object' && 'zeroBytes' in stdin ? Buffer.alloc(stdin.zeroBytes) : stdin,
       ),
     qvm: async (vm, ...args) => run(process.execPath, [QVM, '--qrexec', ...args], await domainEnv(vm)),
-    installService: async (vm, service, script) => {
-      const dir = join(runtime, 'process', vm, 'qubes-rpc');
-      await mkdir(dir, { recursive: true });
-      await writeFile(join(dir, service), script);
-      await chmod(join(dir, service), 0o755);
-    },
-    dom0Call: dom0Caller(stateDir),
+    installService,
+    dom0Call,
     // A process domain is its agent process; a service's parent is that agent, killed by a signal
     // its backend did not send.
     crash: async (vm) => {
-      const dir = join(runtime, 'process', vm, 'qubes-rpc');
-      await mkdir(dir, { recursive: true });
-      await writeFile(join(dir, 'test.Crash'), '#!/bin/sh\nkill -KILL "$PPID"\n', { mode: 0o755 });
-      await dom0Caller(stateDir)(vm, 'test.Crash');
+      await installService(vm, 'test.Crash', '#!/bin/sh\nkill -KILL "$PPID"\n');
+      await dom0Call(vm, 'test.Crash');
     },
   };
 }
