@@ -7,8 +7,10 @@ export default defineConfig({
   resolve: {
     // Tests run against the workspace packages' sources, not their build output.
     alias: [
+      { find: /^@odyssey\/hal$/, replacement: `${src('hal')}index.ts` },
+      { find: /^@odyssey\/wire$/, replacement: `${src('wire')}index.ts` },
+      { find: /^@odyssey\/qrexec$/, replacement: `${src('qrexec')}index.ts` },
       { find: /^@odyssey\/core$/, replacement: `${src('core')}index.ts` },
-      { find: /^@odyssey\/core\/hal$/, replacement: `${src('core')}hal/index.ts` },
       { find: /^@odyssey\/vchan$/, replacement: `${src('vchan')}index.ts` },
       { find: /^@odyssey\/libvirt$/, replacement: `${src('libvirt')}index.ts` },
       { find: /^@odyssey\/libvirt-hal$/, replacement: `${src('libvirt-hal')}index.ts` },

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_SERVICE_DIRS } from '@odyssey/core';
+import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_SERVICE_DIRS } from '@odyssey/qrexec';
 import { QrexecAgent } from './agent.js';
 import { createAgentTransport } from './transport.js';
 

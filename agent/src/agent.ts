@@ -13,10 +13,8 @@ import {
   readCString,
   writeMessage,
   type ExecParams,
-  type Vchan,
-  type VchanListenOptions,
-  type VchanTransport,
-} from '@odyssey/core';
+} from '@odyssey/qrexec';
+import type { Vchan, VchanListenOptions, VchanTransport } from '@odyssey/hal';
 import { runExecRequest } from './exec-request.js';
 import { listenForTriggers, type TriggerFromClient } from './trigger-socket.js';
 
@@ -76,8 +74,8 @@ export class QrexecAgent {
   }
 
   async #serveDom0(): Promise<void> {
-    // Transports that take an AbortSignal stop waiting for dom0 when the agent stops.
-    const listenOptions: VchanListenOptions & { signal: AbortSignal } = {
+    // The listen stops waiting for dom0 when the agent stops.
+    const listenOptions: VchanListenOptions = {
       readMin: CONTROL_RING,
       writeMin: CONTROL_RING,
       signal: this.#stopping.signal,

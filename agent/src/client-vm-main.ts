@@ -2,7 +2,7 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { Command } from 'commander';
-import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_EXIT_PROBLEM } from '@odyssey/core';
+import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_EXIT_PROBLEM } from '@odyssey/qrexec';
 import { runClientVm } from './client-vm.js';
 import { createAgentTransport } from './transport.js';
 

@@ -8,8 +8,8 @@ import {
   decodeExecParams,
   encodeMessage,
   encodeTrigger4,
-  type VchanTransport,
-} from '@odyssey/core';
+} from '@odyssey/qrexec';
+import type { VchanTransport } from '@odyssey/hal';
 
 export interface ClientVmOptions {
   readonly transport: VchanTransport;

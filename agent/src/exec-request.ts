@@ -7,8 +7,8 @@ import {
   spawnProcess,
   type ExecParams,
   type ServiceStarter,
-  type VchanTransport,
-} from '@odyssey/core';
+} from '@odyssey/qrexec';
+import type { VchanTransport } from '@odyssey/hal';
 
 /** The agent's side of a data vchan waits this long for the caller, as upstream's agent does. */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;

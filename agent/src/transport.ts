@@ -1,4 +1,4 @@
-import type { VchanTransport } from '@odyssey/core';
+import type { VchanTransport } from '@odyssey/hal';
 import { ProxyVchanTransport, SocketVchanTransport } from '@odyssey/vchan';
 
 export type AgentTransportOptions =

@@ -8,7 +8,7 @@ import {
   TRIGGER_SERVICE_PARAMS4_SIZE,
   decodeHeader,
   encodeServiceParams,
-} from '@odyssey/core';
+} from '@odyssey/qrexec';
 
 /** A qrexec-client-vm request, its request id already replaced by the agent's own. */
 export interface TriggerFromClient {

@@ -16,7 +16,7 @@ import {
   writeMessage,
   type QrexecPolicyRequest,
   type Vchan,
-} from '@odyssey/core';
+} from '@odyssey/qrexec';
 import { SocketVchanTransport } from '@odyssey/vchan';
 
 /*

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { QrexecDaemon, type QrexecPolicy, type QrexecPolicyRequest } from '@odyssey/core';
+import { QrexecDaemon, type QrexecPolicy, type QrexecPolicyRequest } from '@odyssey/qrexec';
 import { SocketVchanTransport } from '@odyssey/vchan';
 import { QrexecAgent, runClientVm } from '../src/index.js';
 

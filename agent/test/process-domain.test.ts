@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { QrexecDaemon } from '@odyssey/core';
+import { QrexecDaemon } from '@odyssey/qrexec';
 import { SocketVchanTransport } from '@odyssey/vchan';
 import { allowTo, QrexecWorld } from './fixture.js';
 

@@ -1,3 +1,5 @@
+import { REPLY_EVENT } from '@odyssey/wire';
+
 import { QubesDaemonCommunicationError } from './errors.js';
 import { parseResponse } from './wire.js';
 
@@ -7,8 +9,6 @@ export interface AdminEvent {
   event: string;
   kwargs: Record<string, string>;
 }
-
-const EVENT_TYPE = 0x31;
 
 /**
  * Incremental decoder for `1\0subject\0event\0(key\0value\0)*\0` messages. Chunk boundaries carry no
@@ -22,7 +22,7 @@ export class EventStreamDecoder {
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     const events: AdminEvent[] = [];
     // An exception reply (e.g. a denied call) can only come first; keep it whole for `end`.
-    if (!this.sawEvent && this.pending.length >= 1 && this.pending[0] !== EVENT_TYPE) return events;
+    if (!this.sawEvent && this.pending.length >= 1 && this.pending[0] !== REPLY_EVENT) return events;
     for (;;) {
       const parsed = decodeOne(this.pending);
       if (!parsed) break;
@@ -45,7 +45,7 @@ export class EventStreamDecoder {
 
 function decodeOne(buf: Buffer): { event: AdminEvent; length: number } | undefined {
   if (buf.length < 2) return undefined;
-  if (buf[0] !== EVENT_TYPE || buf[1] !== 0) throw new QubesDaemonCommunicationError('Invalid event format');
+  if (buf[0] !== REPLY_EVENT || buf[1] !== 0) throw new QubesDaemonCommunicationError('Invalid event format');
   let offset = 2;
   const next = (): string | undefined => {
     const end = buf.indexOf(0, offset);

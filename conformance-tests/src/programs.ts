@@ -8,7 +8,7 @@ function packageFile(pkg: string, file: string): string {
 
 export const ODYSSEYD = packageFile('@odyssey/core', 'daemon/main.js');
 export const QREXEC_CLIENT = packageFile('@odyssey/core', 'daemon/qrexec-client-main.js');
-export const POLICY_TOOL = packageFile('@odyssey/core', 'policy/cli-main.js');
+export const POLICY_TOOL = packageFile('@odyssey/core', 'daemon/policy-cli-main.js');
 export const QVM = packageFile('@odyssey/client', 'cli/main.js');
 export const QREXEC_CLIENT_VM = packageFile('@odyssey/agent', 'client-vm-main.js');
 /** The repository's scripts (private libvirtd, guest image), next to this package. */

@@ -1,2 +1,1 @@
-export * from './hal/index.js';
-export * from './qrexec/index.js';
+export { Daemon, type DaemonOptions } from './daemon/daemon.js';

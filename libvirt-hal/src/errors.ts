@@ -1,4 +1,4 @@
-import { VmmError, type VmmErrorCode } from '@odyssey/core/hal';
+import { VmmError, type VmmErrorCode } from '@odyssey/hal';
 import { ConnectionClosedError, ErrorCode, isLibvirtError } from '@odyssey/libvirt';
 
 const BY_LIBVIRT_CODE = new Map<number, VmmErrorCode>([

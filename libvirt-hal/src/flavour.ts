@@ -1,4 +1,4 @@
-import type { DomainSpec, VmmCapabilities } from '@odyssey/core/hal';
+import type { DomainSpec, VmmCapabilities } from '@odyssey/hal';
 import type { Libvirt } from '@odyssey/libvirt';
 
 /**

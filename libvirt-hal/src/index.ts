@@ -5,7 +5,6 @@ export { withKernelDefaults } from './kernel-cmdline.js';
 export { toPowerState, toVmmEvent } from './lifecycle-events.js';
 export { LibvirtVmm, type LibvirtVmmOptions } from './libvirt-vmm.js';
 export { connectionFromEnv, type LibvirtConnectionOptions } from './options.js';
-export { vmmPerContext } from './per-context.js';
 export {
   END_ON_ANY_STOP,
   attrs,

@@ -12,7 +12,7 @@ import {
   type Vmm,
   type VmmCapabilities,
   type VmmEvent,
-} from '@odyssey/core/hal';
+} from '@odyssey/hal';
 import {
   CreateFlags,
   DomainState,

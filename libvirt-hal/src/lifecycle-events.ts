@@ -1,4 +1,4 @@
-import type { PowerState, VmmEvent } from '@odyssey/core/hal';
+import type { PowerState, VmmEvent } from '@odyssey/hal';
 import { DomainState, LifecycleEventType, StartedDetail, StoppedDetail } from '@odyssey/libvirt';
 
 /** virDomainEventSuspendedDetailType values that are not a user-visible pause. */

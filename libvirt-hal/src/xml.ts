@@ -1,5 +1,5 @@
 import { XMLBuilder } from 'fast-xml-parser';
-import type { DomainSpec } from '@odyssey/core/hal';
+import type { DomainSpec } from '@odyssey/hal';
 
 /** One element for fast-xml-parser's builder: attributes under `@_name`, text under `#text`. */
 export type XmlNode = Record<string, unknown>;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { supported, unsupported, type DomainSpec, type VmmEvent } from '@odyssey/core/hal';
+import { supported, unsupported, type DomainSpec, type VmmEvent } from '@odyssey/hal';
 import { UndefineFlags } from '@odyssey/libvirt';
 import { skipReason, startDaemon, until, type TestDaemon } from '../../libvirt/test/daemon.js';
 import {

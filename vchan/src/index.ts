@@ -4,7 +4,6 @@ export { SocketVchan, type SocketVchanRings } from './socket-vchan.js';
 export {
   SocketVchanTransport,
   type BoundSocketVchan,
-  type SocketListenOptions,
   type SocketVchanTransportOptions,
 } from './socket-transport.js';
 export { defaultSocketDir, vchanSocketPath } from './socket-path.js';

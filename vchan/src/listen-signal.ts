@@ -1,4 +1,4 @@
-import type { VchanState } from '@odyssey/core/hal';
+import type { VchanState } from '@odyssey/hal';
 
 /**
  * listen()'s signal: aborting while the server still waits for its client

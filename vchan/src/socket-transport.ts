@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 import { defaultSocketDir, vchanSocketPath } from './socket-path.js';
 import { SocketVchan } from './socket-vchan.js';
 import { stopWaitingOnAbort } from './listen-signal.js';
@@ -18,14 +18,6 @@ export interface SocketVchanTransportOptions {
   readonly connectTimeoutMs?: number;
   /** Pause between connection attempts while the server is not there yet. */
   readonly retryIntervalMs?: number;
-}
-
-/**
- * listen/bind options: the HAL's, plus an AbortSignal that gives up waiting
- * for the client (the pending server is destroyed and the promise rejects).
- */
-export interface SocketListenOptions extends VchanListenOptions {
-  readonly signal?: AbortSignal;
 }
 
 /** A socket vchan server that is bound but may still wait for its client. */
@@ -55,7 +47,7 @@ export class SocketVchanTransport implements VchanTransport {
     this.#retryIntervalMs = options.retryIntervalMs ?? 10;
   }
 
-  async listen(remoteDomain: string, port: number, options?: SocketListenOptions): Promise<SocketVchan> {
+  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<SocketVchan> {
     return (await this.bind(remoteDomain, port, options)).connected;
   }
 
@@ -63,7 +55,7 @@ export class SocketVchanTransport implements VchanTransport {
    * The server side split in two steps, so a caller can observe the waiting
    * state: the socket exists once this resolves, the client arrives later.
    */
-  async bind(remoteDomain: string, port: number, options?: SocketListenOptions): Promise<BoundSocketVchan> {
+  async bind(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<BoundSocketVchan> {
     const path = vchanSocketPath(this.dir, this.localDomain, remoteDomain, port);
     const rings = {
       readRing: Math.max(this.#ring, options?.readMin ?? 0),

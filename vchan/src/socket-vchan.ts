@@ -1,6 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { VchanError, type Vchan, type VchanState } from '@odyssey/core/hal';
+import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
 
 export interface SocketVchanRings {
   /** Bytes this end buffers from the peer before it stops reading the socket. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QrexecDaemon } from '@odyssey/core';
+import { QrexecDaemon } from '@odyssey/qrexec';
 import { KVM_VCHAN_PORT_NAME, KvmHostTransport } from '../src/kvm/index.js';
 
 // The guest end for real: a QEMU/TCG guest of scripts/build-guest-image.sh (plain QEMU, no

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VchanError, type Vchan } from '@odyssey/core/hal';
+import { VchanError, type Vchan } from '@odyssey/hal';
 
 import { SocketVchanTransport } from '../src/index.js';
 import { ProxyVchanTransport, serveVchanProxy, type VchanProxy } from '../src/proxy/index.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 import {
   SocketVchanTransport,
   createSocketTransport,

@@ -1,4 +1,4 @@
-import type { DomainSpec, VolumeRole, VolumeSpec } from '@odyssey/core/hal';
+import type { DomainSpec, VolumeRole, VolumeSpec } from '@odyssey/hal';
 import {
   END_ON_ANY_STOP,
   attrs,

@@ -1,5 +1,4 @@
-import type { BackendContext, VchanTransport, VmmFactory } from '@odyssey/core/hal';
-import { vmmPerContext } from '@odyssey/libvirt-hal';
+import type { CreateBackend } from '@odyssey/hal';
 import { KvmHostTransport } from '@odyssey/vchan';
 
 import { KvmVmm } from './kvm-vmm.js';
@@ -18,17 +17,14 @@ export { KvmVmm, type KvmVmmOptions } from './kvm-vmm.js';
 export { optionsFromEnv, type KvmEnvOptions } from './options.js';
 export { RuntimeFiles, VCHAN_PORT_NAME } from './runtime-files.js';
 
-const kvmVmm = vmmPerContext((context) => new KvmVmm({ ...context, ...optionsFromEnv() }));
-
-/** How odysseyd loads this backend (`--backend kvm`); libvirt is chosen by ODYSSEY_LIBVIRT_URI / ODYSSEY_LIBVIRT_SOCKET. */
-export const createVmm: VmmFactory = kvmVmm;
-
 /**
- * dom0's end of the guests' vchans: each guest's virtio-serial channel, multiplexed (see
- * @odyssey/vchan's kvm). Guests have no path to each other, so dom0 relays their vchans; the
- * target's channel is up while odysseyd's qrexec daemon holds its control vchan.
+ * How odysseyd loads this backend (`--backend kvm`); libvirt is chosen by ODYSSEY_LIBVIRT_URI /
+ * ODYSSEY_LIBVIRT_SOCKET. dom0's end of the guests' vchans is each guest's virtio-serial channel,
+ * multiplexed (see @odyssey/vchan's kvm). Guests have no path to each other, so dom0 relays their
+ * vchans; the target's channel is up while odysseyd's qrexec daemon holds its control vchan.
  */
-export function createVchanTransport(context: BackendContext): VchanTransport {
-  const vmm = kvmVmm(context);
-  return new KvmHostTransport({ channelSocket: (domain) => vmm.vchanSocket(domain), relay: true });
-}
+export const createBackend: CreateBackend = (context) => {
+  const vmm = new KvmVmm({ ...context, ...optionsFromEnv() });
+  const vchan = new KvmHostTransport({ channelSocket: (domain) => vmm.vchanSocket(domain), relay: true });
+  return { vmm, vchan };
+};

@@ -5,7 +5,7 @@ import {
   type BackendContext,
   type DomainSpec,
   type VmmCapabilities,
-} from '@odyssey/core/hal';
+} from '@odyssey/hal';
 import { ShutdownFlags, UndefineFlags, type Libvirt } from '@odyssey/libvirt';
 import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { probeAccel, type AccelVerdict } from './accel-probe.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DomainSpec } from '@odyssey/core/hal';
+import type { DomainSpec } from '@odyssey/hal';
 import { domainXml } from '../src/domain-xml.js';
 import { onPath } from './helpers.js';
 

@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DomainSpec, VmmEvent } from '@odyssey/core/hal';
+import type { DomainSpec, VmmEvent } from '@odyssey/hal';
 import { KvmHostTransport } from '../../../vchan/src/kvm/index.js';
 import { bootProbe } from '../src/accel-probe.js';
 import { KvmVmm } from '../src/kvm-vmm.js';

@@ -1,4 +1,4 @@
-import { supported, unsupported, type VmmCapabilities } from '@odyssey/core/hal';
+import { supported, unsupported, type VmmCapabilities } from '@odyssey/hal';
 
 export const NO_SUSPEND =
   'a process cannot be suspended to disk; pause (SIGSTOP) is the only way to freeze it';

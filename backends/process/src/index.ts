@@ -1,4 +1,4 @@
-import type { BackendContext, VchanTransport, Vmm, VmmFactory } from '@odyssey/core/hal';
+import type { CreateBackend } from '@odyssey/hal';
 import { SocketVchanTransport } from '@odyssey/vchan';
 import { ProcessLayout } from './layout.js';
 import { ProcessVmm } from './process-vmm.js';
@@ -8,19 +8,17 @@ export { DomainProcess, type DomainExit, type DomainRecord } from './domain-proc
 export { ProcessLayout } from './layout.js';
 export { ProcessVmm, defaultAgentMain, type ProcessVmmOptions } from './process-vmm.js';
 
-/** How odysseyd loads this backend (`--backend process`). */
-export const createVmm: VmmFactory = (context: BackendContext): Vmm => new ProcessVmm(context);
-
 /**
- * dom0's end of the vchans: domain '0' on the socket directory the domains
- * share. dom0 connects to each call's data vchan a moment before the calling
- * domain has bound it; retrying every millisecond instead of every ten keeps
+ * How odysseyd loads this backend (`--backend process`). dom0's end of the vchans is domain '0'
+ * on the socket directory the domains share. dom0 connects to each call's data vchan a moment
+ * before the calling domain has bound it; retrying every millisecond instead of every ten keeps
  * a qrexec call at a few milliseconds.
  */
-export function createVchanTransport(context: BackendContext): VchanTransport {
-  return new SocketVchanTransport({
+export const createBackend: CreateBackend = (context) => ({
+  vmm: new ProcessVmm(context),
+  vchan: new SocketVchanTransport({
     localDomain: '0',
     dir: new ProcessLayout(context.runtimeDir).vchanDir,
     retryIntervalMs: 1,
-  });
-}
+  }),
+});

@@ -15,7 +15,7 @@ import {
   type Vmm,
   type VmmCapabilities,
   type VmmEvent,
-} from '@odyssey/core/hal';
+} from '@odyssey/hal';
 import { NO_SUSPEND, PROCESS_CAPABILITIES } from './capabilities.js';
 import { DomainProcess, type DomainExit, type DomainRecord } from './domain-process.js';
 import { ProcessLayout } from './layout.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VmmError, type DomainSpec, type VmmEvent } from '@odyssey/core/hal';
+import { VmmError, type DomainSpec, type VmmEvent } from '@odyssey/hal';
 import { ProcessVmm } from '../src/index.js';
 
 const AGENT = fileURLToPath(new URL('../../../agent/dist/agent-main.js', import.meta.url));

@@ -1,4 +1,4 @@
-import { VmmError, type DomainSpec, type VolumeRole, type VolumeSpec } from '@odyssey/core/hal';
+import { VmmError, type DomainSpec, type VolumeRole, type VolumeSpec } from '@odyssey/hal';
 import {
   END_ON_ANY_STOP,
   attrs,

@@ -6,7 +6,7 @@ import {
   type Supported,
   type Unsupported,
   type VirtMode,
-} from '@odyssey/core/hal';
+} from '@odyssey/hal';
 import { XMLParser } from 'fast-xml-parser';
 
 /** Where an HVM guest's firmware and device model may be on this host. */

@@ -1,5 +1,4 @@
-import type { BackendContext, VchanTransport, VmmFactory } from '@odyssey/core/hal';
-import { vmmPerContext } from '@odyssey/libvirt-hal';
+import type { CreateBackend } from '@odyssey/hal';
 import { XenVchanTransport } from '@odyssey/vchan';
 
 import { optionsFromEnv } from './options.js';
@@ -20,13 +19,12 @@ export { optionsFromEnv } from './options.js';
 export { XenFlavour, type XenFlavourOptions } from './xen-flavour.js';
 export { XenVmm, type XenVmmOptions } from './xen-vmm.js';
 
-const xenVmm = vmmPerContext((context) => new XenVmm({ ...context, ...optionsFromEnv() }));
-
-/** How odysseyd loads this backend (`--backend xen`); libvirt is chosen by ODYSSEY_LIBVIRT_URI / ODYSSEY_LIBVIRT_SOCKET. */
-export const createVmm: VmmFactory = xenVmm;
-
-/** dom0's end of the guests' vchans: libxenvchan, with domains named by name resolved to domids through libvirt. */
-export function createVchanTransport(context: BackendContext): VchanTransport {
-  const vmm = xenVmm(context);
-  return new XenVchanTransport({ resolveDomid: (domain) => vmm.domid(domain) });
-}
+/**
+ * How odysseyd loads this backend (`--backend xen`); libvirt is chosen by ODYSSEY_LIBVIRT_URI /
+ * ODYSSEY_LIBVIRT_SOCKET. dom0's end of the guests' vchans is libxenvchan, with domains named by
+ * name resolved to domids through the same libvirt connection.
+ */
+export const createBackend: CreateBackend = (context) => {
+  const vmm = new XenVmm({ ...context, ...optionsFromEnv() });
+  return { vmm, vchan: new XenVchanTransport({ resolveDomid: (domain) => vmm.domid(domain) }) };
+};

@@ -7,7 +7,7 @@ import {
   type DomainSpec,
   type VirtMode,
   type VmmCapabilities,
-} from '@odyssey/core/hal';
+} from '@odyssey/hal';
 import { UndefineFlags, type Libvirt } from '@odyssey/libvirt';
 import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml } from './domain-xml.js';

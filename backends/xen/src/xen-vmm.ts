@@ -1,4 +1,4 @@
-import type { Capability, VirtMode } from '@odyssey/core/hal';
+import type { Capability, VirtMode } from '@odyssey/hal';
 import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import { XenFlavour, type XenFlavourOptions } from './xen-flavour.js';
 

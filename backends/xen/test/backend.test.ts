@@ -1,21 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackendContext } from '@odyssey/core/hal';
+import { loadBackend, type BackendContext } from '@odyssey/hal';
 import { skipReason, startDaemon, type TestDaemon } from '../../../libvirt/test/daemon.js';
-import { createVchanTransport, createVmm, optionsFromEnv, XenVmm } from '../src/index.js';
+import { optionsFromEnv, XenVmm } from '../src/index.js';
 
 const context: BackendContext = { runtimeDir: '/nonexistent', log: () => undefined };
 
 describe('Xen backend package', () => {
   it('is what odysseyd --backend xen loads: a Xen Vmm and the libxenvchan transport', async () => {
-    const mod = (await import('@odyssey/backend-xen')) as typeof import('../src/index.js');
-    expect(mod.createVmm).toBe(createVmm);
-    const vmm = createVmm(context);
-    expect(vmm).toBeInstanceOf(XenVmm);
-    expect(vmm.capabilities().name).toBe('xen');
-    // One Vmm per daemon context: the vchan transport resolves domids through its connection.
-    expect(createVmm(context)).toBe(vmm);
-    expect(createVmm({ ...context })).not.toBe(vmm);
-    expect(createVchanTransport(context).name).toBe('xen');
+    const backend = await loadBackend('xen', context);
+    expect(backend.vmm).toBeInstanceOf(XenVmm);
+    expect(backend.vmm.capabilities().name).toBe('xen');
+    expect(backend.vchan?.name).toBe('xen');
+    // Each daemon gets its own backend.
+    expect((await loadBackend('xen', context)).vmm).not.toBe(backend.vmm);
   });
 
   it('names dom0 and decimal domids for vchan without asking libvirt', async () => {

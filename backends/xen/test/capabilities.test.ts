@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DomainSpec } from '@odyssey/core/hal';
+import type { DomainSpec } from '@odyssey/hal';
 import type { Libvirt } from '@odyssey/libvirt';
 import { findHvmSupport, hypervisorGuests, virtModeSupport } from '../src/host-support.js';
 import { XenFlavour } from '../src/xen-flavour.js';

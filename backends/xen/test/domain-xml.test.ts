@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DomainSpec, VolumeSpec } from '@odyssey/core/hal';
+import type { DomainSpec, VolumeSpec } from '@odyssey/hal';
 import { domainXml } from '../src/domain-xml.js';
 
 const run = promisify(execFile);

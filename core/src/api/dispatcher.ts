@@ -15,16 +15,10 @@ import { validateName } from '../model/validate.js';
 import type { CallContext, EventSink } from './call-context.js';
 import type { MethodSpec } from './method.js';
 import type { ApiServices } from './services.js';
-import type { Request } from './wire.js';
+import type { Request } from '@odyssey/wire';
+import type { Saver } from '../persist/saver.js';
 import { TOKENS } from '../tokens.js';
-
-export interface Saver {
-  /**
-   * Persists the app; resolves once a save that started after this call has
-   * finished. `changed` names a VM that may have changed without an event.
-   */
-  save(changed?: Vm): Promise<void>;
-}
+import { API_TOKENS } from './tokens.js';
 
 export type Outcome =
   | { readonly kind: 'ok'; readonly body: string | undefined }
@@ -55,8 +49,8 @@ export class Dispatcher {
 
   constructor(
     @inject(TOKENS.App) private readonly app: App,
-    @inject(TOKENS.Services) private readonly services: ApiServices,
-    @inject(TOKENS.Methods) methods: readonly MethodSpec[],
+    @inject(API_TOKENS.Services) private readonly services: ApiServices,
+    @inject(API_TOKENS.Methods) methods: readonly MethodSpec[],
     @inject(TOKENS.Saver) private readonly saver: Saver,
   ) {
     this.methods = new Map(methods.map((m) => [m.name, m]));

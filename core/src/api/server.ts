@@ -6,12 +6,12 @@ import type { Readable } from 'node:stream';
 
 import { inject, injectable } from 'tsyringe';
 
+import type { Log } from '../log.js';
 import { TOKENS } from '../tokens.js';
+import { API_TOKENS } from './tokens.js';
 import type { Dispatcher } from './dispatcher.js';
-import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from './wire.js';
-import type { Request } from './wire.js';
-
-export type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from '@odyssey/wire';
+import type { Request } from '@odyssey/wire';
 
 /** Whether something answers on a UNIX socket path (a stale socket file refuses). */
 function socketAlive(path: string): Promise<boolean> {
@@ -39,7 +39,7 @@ export class AdminServer {
   private readonly streams = new Set<Socket>();
 
   constructor(
-    @inject(TOKENS.Dispatcher) private readonly dispatcher: Dispatcher,
+    @inject(API_TOKENS.Dispatcher) private readonly dispatcher: Dispatcher,
     @inject(TOKENS.Log) private readonly log: Log,
   ) {}
 

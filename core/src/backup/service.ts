@@ -1,5 +1,5 @@
-import type { Saver } from '../api/dispatcher.js';
-import type { Backups } from '../api/services.js';
+import type { Saver } from '../persist/saver.js';
+import type { Backups } from './backups.js';
 import type { App } from '../model/app.js';
 import {
   BackupAlreadyRunningError,

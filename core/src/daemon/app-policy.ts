@@ -1,9 +1,9 @@
 import { systemInfo } from '../api/methods/internal.js';
 import type { App } from '../model/app.js';
-import type { Outcome } from '../policy/evaluate.js';
-import type { CallInit } from '../policy/request.js';
-import type { PolicyStore } from '../policy/store.js';
-import type { SystemInfo } from '../policy/system-info.js';
+import type { Outcome } from '@odyssey/qrexec';
+import type { CallInit } from '@odyssey/qrexec';
+import type { PolicyStore } from '@odyssey/qrexec';
+import type { SystemInfo } from '@odyssey/qrexec';
 
 /**
  * The daemon's qrexec policy over its own domains: what the admin API's

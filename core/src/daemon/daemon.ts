@@ -12,10 +12,9 @@ import { INTERNAL_METHODS } from '../api/internal-method-table.js';
 import { METHODS } from '../api/method-table.js';
 import { AdminServer } from '../api/server.js';
 import { BackupService } from '../backup/service.js';
-import type { Log } from '../api/server.js';
+import type { Log } from '../log.js';
 import type { ApiServices } from '../api/services.js';
-import type { VchanTransport } from '../hal/vchan.js';
-import type { Vmm } from '../hal/vmm.js';
+import { loadBackend, type Backend as CreatedBackend, type VchanTransport, type Vmm } from '@odyssey/hal';
 import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
@@ -24,11 +23,11 @@ import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
 import { VmStorage } from '../storage/vm-storage.js';
-import { PolicyStore } from '../policy/store.js';
+import { PolicyStore } from '@odyssey/qrexec';
+import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import { AppPolicy } from './app-policy.js';
-import { loadBackend } from './backend-loader.js';
 import { QrexecHost } from './qrexec-host.js';
 import { prepareAdminServices } from './qrexec-services.js';
 import { withQrexecStart } from './qrexec-vmm.js';
@@ -42,7 +41,7 @@ export interface DaemonOptions {
   readonly policyDirs?: readonly string[];
   readonly legacyPolicyDir?: string;
   readonly stateDir: string;
-  /** A backend package name (see backend-loader), or a Vmm instance (tests). */
+  /** A backend package name or path (see @odyssey/hal's loadBackend), or a Vmm instance (tests). */
   readonly backend: string | Vmm;
   /** With a Vmm instance: its dom0 vchan transport, to run qrexec (a package brings its own). */
   readonly vchan?: VchanTransport;
@@ -80,10 +79,11 @@ export class Daemon {
     private readonly policy: AppPolicy | null,
     private readonly unlock: () => Promise<void>,
     private readonly options: DaemonOptions,
+    private readonly created: CreatedBackend,
   ) {}
 
   get lifecycle(): DomainManager {
-    return this.container.resolve(TOKENS.Lifecycle) as DomainManager;
+    return this.container.resolve(API_TOKENS.Lifecycle) as DomainManager;
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -115,8 +115,12 @@ export class Daemon {
       const vmFiles = new VmDirFiles();
       for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
 
-      const backendName =
-        typeof options.backend === 'string' ? options.backend : options.backend.capabilities().name;
+      // A backend that cannot be loaded or created is a configuration error: refuse to start.
+      const created: CreatedBackend =
+        typeof options.backend === 'string'
+          ? await loadBackend(options.backend, { runtimeDir: join(stateDir, 'run'), log })
+          : { vmm: options.backend, ...(options.vchan ? { vchan: options.vchan } : {}) };
+      const backendName = created.vmm.capabilities().name;
       const backend = new Backend(backendName);
       const c = rootContainer.createChildContainer();
       c.register(TOKENS.App, { useValue: app });
@@ -125,8 +129,8 @@ export class Daemon {
       c.register(TOKENS.VmFiles, { useValue: vmFiles });
       c.register(TOKENS.Saver, { useValue: store });
       c.register(TOKENS.Storage, { useValue: storage });
-      c.register(TOKENS.Methods, { useValue: METHODS });
-      c.register(TOKENS.Backups, {
+      c.register(API_TOKENS.Methods, { useValue: METHODS });
+      c.register(API_TOKENS.Backups, {
         useValue: new BackupService({
           app,
           storage,
@@ -135,20 +139,20 @@ export class Daemon {
           profileDir: options.backupProfileDir ?? join(stateDir, 'backup-profiles'),
         }),
       });
-      c.registerSingleton(TOKENS.Lifecycle, DomainManager);
-      c.registerSingleton(TOKENS.Dispatcher, Dispatcher);
+      c.registerSingleton(API_TOKENS.Lifecycle, DomainManager);
+      c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
       const policyStore = options.policyDirs
         ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
         : null;
       const policy = policyStore ? new AppPolicy(policyStore, app) : null;
-      c.register(TOKENS.Access, { useValue: new PolicyAccess(policy) });
-      c.register(TOKENS.Services, {
+      c.register(API_TOKENS.Access, { useValue: new PolicyAccess(policy) });
+      c.register(API_TOKENS.Services, {
         useFactory: (r): ApiServices => ({
-          lifecycle: r.resolve(TOKENS.Lifecycle),
+          lifecycle: r.resolve(API_TOKENS.Lifecycle),
           vmFiles: r.resolve(TOKENS.VmFiles),
-          access: r.resolve(TOKENS.Access),
+          access: r.resolve(API_TOKENS.Access),
           storage: r.resolve(TOKENS.Storage),
-          backups: r.resolve(TOKENS.Backups),
+          backups: r.resolve(API_TOKENS.Backups),
         }),
       });
       await prepareAdminServices(Daemon.qrexecServiceDir(options), options.socketPath, METHODS);
@@ -157,13 +161,24 @@ export class Daemon {
       const servers = [server];
       if (options.internalSocketPath) {
         const internal = new AdminServer(
-          new Dispatcher(app, c.resolve(TOKENS.Services), INTERNAL_METHODS, store),
+          new Dispatcher(app, c.resolve(API_TOKENS.Services), INTERNAL_METHODS, store),
           log,
         );
         await internal.listen(options.internalSocketPath);
         servers.push(internal);
       }
-      const daemon = new Daemon(app, store, backend, c, servers, policyStore, policy, unlock, options);
+      const daemon = new Daemon(
+        app,
+        store,
+        backend,
+        c,
+        servers,
+        policyStore,
+        policy,
+        unlock,
+        options,
+        created,
+      );
       void daemon.connectBackend();
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
       return daemon;
@@ -194,10 +209,7 @@ export class Daemon {
   private async connectBackend(): Promise<void> {
     const { log } = this.options;
     try {
-      const loaded =
-        typeof this.options.backend === 'string'
-          ? await loadBackend(this.options.backend, { runtimeDir: join(this.options.stateDir, 'run'), log })
-          : { vmm: this.options.backend, vchan: this.options.vchan ?? null };
+      const loaded = this.created;
       await loaded.vmm.open();
       if (this.stopping) {
         await loaded.vmm.close();
@@ -240,7 +252,7 @@ export class Daemon {
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     // A backup can run for hours; the servers below wait for calls in progress.
-    (this.container.resolve(TOKENS.Backups) as BackupService).cancelAll();
+    (this.container.resolve(API_TOKENS.Backups) as BackupService).cancelAll();
     await this.qrexecHost?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.policyStore?.close();

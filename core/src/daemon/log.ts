@@ -1,4 +1,4 @@
-import type { Log } from '../api/server.js';
+import type { Log } from '../log.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];

@@ -1,16 +1,12 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
-import type { Log } from '../api/server.js';
-import type { VchanTransport } from '../hal/vchan.js';
+import type { Log } from '../log.js';
+import type { VchanTransport } from '@odyssey/hal';
 import type { App } from '../model/app.js';
 import type { Vm } from '../model/vm.js';
-import { QrexecDaemon } from '../qrexec/daemon.js';
-import { closeLocalSocket, listenLocalSocket, localSocketName } from '../qrexec/local-socket.js';
-import {
-  parsePolicyResponse,
-  type QrexecPolicyRequest,
-  type QrexecPolicyResolution,
-} from '../qrexec/policy.js';
+import { QrexecDaemon } from '@odyssey/qrexec';
+import { closeLocalSocket, listenLocalSocket, localSocketName } from '@odyssey/qrexec';
+import { parsePolicyResponse, type QrexecPolicyRequest, type QrexecPolicyResolution } from '@odyssey/qrexec';
 import type { AppPolicy } from './app-policy.js';
 
 export interface QrexecHostOptions {

@@ -1,4 +1,4 @@
-import type { Vmm } from '../hal/vmm.js';
+import type { Vmm } from '@odyssey/hal';
 import type { QrexecHost } from './qrexec-host.js';
 
 /**

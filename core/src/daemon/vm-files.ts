@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { VmFiles } from '../api/services.js';
+import type { VmFiles } from '../lifecycle/ports.js';
 import { DEFAULT_FIREWALL } from '../model/firewall.js';
 import type { FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';

@@ -1,4 +1,4 @@
-import type { Vmm } from '../hal/vmm.js';
+import type { Vmm } from '@odyssey/hal';
 
 /**
  * The daemon's hold on its hypervisor: either a connected Vmm, or the reason

@@ -1,10 +1,10 @@
 import { inject, injectable } from 'tsyringe';
 
-import type { Saver } from '../api/dispatcher.js';
-import type { VmmCapabilities } from '../hal/capabilities.js';
-import type { DomainStats, PowerState, Vmm, VmmEvent } from '../hal/vmm.js';
-import { VmmError } from '../hal/errors.js';
-import type { Lifecycle, VmFiles } from '../api/services.js';
+import type { Saver } from '../persist/saver.js';
+import type { VmmCapabilities } from '@odyssey/hal';
+import type { DomainStats, PowerState, Vmm, VmmEvent } from '@odyssey/hal';
+import { VmmError } from '@odyssey/hal';
+import type { Lifecycle, VmFiles } from './ports.js';
 import { TOKENS } from '../tokens.js';
 import type { App } from '../model/app.js';
 import { deviceString } from '../model/devices.js';
@@ -22,7 +22,7 @@ import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
 import type { VmStorage } from '../storage/vm-storage.js';
-import type { Log } from '../api/server.js';
+import type { Log } from '../log.js';
 
 /** States in which upstream's is_running() holds: the hypervisor has the domain active. */
 const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);

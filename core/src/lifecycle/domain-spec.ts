@@ -1,4 +1,4 @@
-import type { DomainSpec, VirtMode } from '../hal/domain-spec.js';
+import type { DomainSpec, VirtMode } from '@odyssey/hal';
 import type { Vm } from '../model/vm.js';
 import type { StartedVolumes } from '../storage/vm-storage.js';
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 
-import type { PowerState } from '../hal/vmm.js';
+import type { PowerState } from '@odyssey/hal';
 import type { App } from './app.js';
 import type { FirewallRule } from './firewall.js';
 import { DEFAULT_FIREWALL } from './firewall.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 
-import type { Saver } from '../api/dispatcher.js';
+import type { Saver } from './saver.js';
 import type { App } from '../model/app.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { QubesXmlWriter, loadQubesXml } from './qubes-xml.js';

@@ -1,4 +1,4 @@
-import type { VolumeSpec } from '../hal/domain-spec.js';
+import type { VolumeSpec } from '@odyssey/hal';
 import type { PoolDirectory } from '../model/app.js';
 import type { Vm } from '../model/vm.js';
 import type { VmClassName } from '../model/vm-classes.js';

@@ -1,10 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import type { TestDaemon } from '../support/harness.js';
-import { exc, rawCall, request, startDaemon } from '../support/harness.js';
+import { exc, request, startDaemon } from '../support/harness.js';
 import { FakeVmm } from '../support/fake-vmm.js';
-import { VmmError } from '../../src/hal/index.js';
+import { VmmError } from '@odyssey/hal';
 import { connect } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let d: TestDaemon;
 afterEach(async () => d?.stop());
@@ -189,13 +192,18 @@ describe('lifecycle through the Vmm', () => {
     expect(await state('work')).toBe('state=Running');
   });
 
-  it('a missing backend package is a clear lifecycle error', async () => {
-    d = await startDaemon({ vmm: 'no-such-backend' });
-    await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red');
-    while (d.daemon.backend.unavailableReason === 'not connected yet') await tick();
-    const r = (await rawCall(d.socket, request('admin.vm.Start', 'sa'))).toString('latin1');
-    expect(r).toMatch(
-      /^2\0QubesVMError\0\0Cannot start sa: backend no-such-backend is unavailable: cannot load backend package @odyssey\/backend-no-such-backend/,
-    );
+  it('refuses to start on a backend that cannot be loaded, naming the package, and keeps the state dir usable', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'odyssey-state-'));
+    try {
+      await expect(startDaemon({ stateDir, vmm: 'no-such-backend' })).rejects.toThrow(
+        /cannot load backend package @odyssey\/backend-no-such-backend/,
+      );
+      // The failed start released the state dir: the next daemon takes it.
+      d = await startDaemon({ stateDir });
+      await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red');
+    } finally {
+      await d?.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { METHODS } from '../../src/api/method-table.js';
 import { Daemon } from '../../src/daemon/daemon.js';
-import { generateAdminPolicy } from '../../src/policy/admin-policy.js';
+import { generateAdminPolicy } from '../../src/api/admin-policy.js';
 import { rawCall, request } from '../support/harness.js';
 import { FakeVmm } from '../support/fake-vmm.js';
 

@@ -6,8 +6,8 @@ import type {
   Vmm,
   VmmCapabilities,
   VmmEvent,
-} from '../../src/hal/index.js';
-import { EventHub, VmmError, supported, unsupported } from '../../src/hal/index.js';
+} from '@odyssey/hal';
+import { EventHub, VmmError, supported, unsupported } from '@odyssey/hal';
 
 interface Dom {
   spec: DomainSpec;

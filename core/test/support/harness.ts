@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Daemon } from '../../src/daemon/daemon.js';
-import type { Vmm } from '../../src/hal/index.js';
+import type { Vmm } from '@odyssey/hal';
 import { FakeVmm } from './fake-vmm.js';
 
 /** Sends raw bytes to a UNIX socket, half-closes, and returns everything the server sent back. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { VchanError, type VchanListenOptions } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 import { FrameDecoder, FrameError, FrameType, encodeFrame, u32, type Frame } from './frames.js';
 import { MuxVchan, type MuxVchanRings, type StreamChannel } from './mux-vchan.js';
 import { stopWaitingOnAbort } from '../listen-signal.js';
@@ -9,11 +9,6 @@ export type ChannelSide = 'host' | 'guest';
 /** Why an OPEN did not give a stream: the caller retries on these until its deadline. */
 export class OpenRefused extends Error {
   override name = 'OpenRefused';
-}
-
-/** listen()'s options: libvchan's ring minimums, and a signal that stops waiting for a client. */
-export interface MuxListenOptions extends VchanListenOptions {
-  readonly signal?: AbortSignal;
 }
 
 export interface BoundMuxVchan {

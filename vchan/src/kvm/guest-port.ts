@@ -1,7 +1,7 @@
 import { open, readFile, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 import type { ChannelMux } from './channel-mux.js';
 import { KVM_VCHAN_PORT_NAME } from './port-name.js';
 

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
-import { ADMIN_DOMAIN, ChannelMux, OpenRefused, type MuxListenOptions } from './channel-mux.js';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
+import { ADMIN_DOMAIN, ChannelMux, OpenRefused } from './channel-mux.js';
 import { GuestPort, findVirtioPort } from './guest-port.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 
@@ -50,7 +50,7 @@ export class KvmGuestTransport implements VchanTransport {
     return this.#port?.devicePath;
   }
 
-  async listen(remoteDomain: string, port: number, options?: MuxListenOptions): Promise<MuxVchan> {
+  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
     return this.#mux.listen(port, this.#rings(options), remoteDomain, options?.signal).connected;
   }
 

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
-import { ChannelMux, OpenRefused, type MuxListenOptions, type Relay } from './channel-mux.js';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
+import { ChannelMux, OpenRefused, type Relay } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 import { connectOnce } from '../unix-socket.js';
 
@@ -53,7 +53,7 @@ export class KvmHostTransport implements VchanTransport {
     this.#retryMs = options.retryIntervalMs ?? 20;
   }
 
-  async listen(remoteDomain: string, port: number, options?: MuxListenOptions): Promise<MuxVchan> {
+  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
     const link = this.#link(remoteDomain);
     const bound = link.mux.listen(port, this.#rings(options), remoteDomain, options?.signal);
     this.#keepLinked(remoteDomain, link);

@@ -3,7 +3,6 @@ export {
   ChannelMux,
   OpenRefused,
   type BoundMuxVchan,
-  type MuxListenOptions,
   type ChannelSide,
   type Relay,
 } from './channel-mux.js';

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Vchan, VchanTransport } from '@odyssey/core/hal';
+import type { Vchan, VchanTransport } from '@odyssey/hal';
 
 import { parseRequest, readLine, type ProxyReply, type ProxyRequest } from './protocol.js';
 

@@ -1,5 +1,5 @@
-import type { VchanListenOptions, VchanTransport } from '@odyssey/core/hal';
-import { VchanError } from '@odyssey/core/hal';
+import type { VchanListenOptions, VchanTransport } from '@odyssey/hal';
+import { VchanError } from '@odyssey/hal';
 
 import { SocketVchan } from '../socket-vchan.js';
 import { connectOnce } from '../unix-socket.js';

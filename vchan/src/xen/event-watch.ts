@@ -1,5 +1,5 @@
 import { readSync, writeSync } from 'node:fs';
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 import type { EventWatch } from './binding.js';
 import type { Koffi } from './koffi.js';
 

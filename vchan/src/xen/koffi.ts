@@ -1,4 +1,4 @@
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 
 export type Koffi = typeof import('koffi');
 

@@ -1,4 +1,4 @@
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 import type { LibxenvchanBinding, VchanCtrl } from './binding.js';
 import { EventPoller } from './event-watch.js';
 import { declareOpaque, importKoffi } from './koffi.js';

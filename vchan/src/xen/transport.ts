@@ -1,7 +1,7 @@
 import { access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getSystemErrorName } from 'node:util';
-import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/core/hal';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 import type { LibxenvchanBinding, VchanCtrl } from './binding.js';
 import { loadLibxenvchan } from './load.js';
 import { XenVchan, type XenVchanRings } from './xen-vchan.js';
@@ -27,14 +27,6 @@ export interface XenVchanTransportOptions {
   readonly retryIntervalMs?: number;
   /** The device whose absence means this is not a Xen domain; default /dev/xen/evtchn. */
   readonly evtchnDevice?: string;
-}
-
-/**
- * listen options: the HAL's, plus an AbortSignal that gives up waiting for the
- * client (the pending server is closed and the promise rejects).
- */
-export interface XenListenOptions extends VchanListenOptions {
-  readonly signal?: AbortSignal;
 }
 
 /** A Xen vchan server that is set up but may still wait for its client. */
@@ -72,7 +64,7 @@ export class XenVchanTransport implements VchanTransport {
     this.#ring = options.ringSize ?? DEFAULT_RING;
   }
 
-  async listen(remoteDomain: string, port: number, options?: XenListenOptions): Promise<XenVchan> {
+  async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<XenVchan> {
     return (await this.bind(remoteDomain, port, options)).connected;
   }
 
@@ -80,7 +72,7 @@ export class XenVchanTransport implements VchanTransport {
    * The server side in two steps, so a caller can observe the waiting state: the
    * xenstore entries exist once this resolves, the client arrives later.
    */
-  async bind(remoteDomain: string, port: number, options?: XenListenOptions): Promise<BoundXenVchan> {
+  async bind(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<BoundXenVchan> {
     const binding = await this.#ready();
     const peer = await this.#resolve(remoteDomain);
     const rings = this.#rings(options);

@@ -1,4 +1,4 @@
-import { VchanError } from '@odyssey/core/hal';
+import { VchanError } from '@odyssey/hal';
 import { declareOpaque, importKoffi } from './koffi.js';
 
 /** The xenstore operations the transport needs; relative paths are under this domain's /local/domain/<id>. */

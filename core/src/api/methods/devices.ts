@@ -1,4 +1,4 @@
-import type { Capability } from '../../hal/capabilities.js';
+import type { Capability } from '@odyssey/hal';
 import type { DeviceClass, DeviceRef } from '../../model/devices.js';
 import { DEVICE_CLASSES, deviceString, isAssignmentMode } from '../../model/devices.js';
 import {

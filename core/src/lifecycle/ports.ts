@@ -1,0 +1,32 @@
+import type { DomainStats, PowerState, VmmCapabilities } from '@odyssey/hal';
+
+import type { FirewallRule } from '../model/firewall.js';
+import type { Vm } from '../model/vm.js';
+
+/** Power operations, backed by the Vmm (DomainManager). */
+export interface Lifecycle {
+  start(vm: Vm): Promise<void>;
+  shutdown(vm: Vm, options: { force: boolean; wait: boolean }): Promise<void>;
+  kill(vm: Vm): Promise<void>;
+  pause(vm: Vm): Promise<void>;
+  unpause(vm: Vm): Promise<void>;
+  suspend(vm: Vm): Promise<void>;
+  resume(vm: Vm): Promise<void>;
+  currentState(
+    vm: Vm,
+  ): Promise<{ memKb: number; memStaticMaxKb: number; cputime: number; powerState: PowerState }>;
+  stats(): Promise<readonly DomainStats[]>;
+  /** The pty of a running VM's serial console. */
+  console(vm: Vm): Promise<string>;
+  /** What the connected backend can do; null while none is connected. */
+  capabilities(): VmmCapabilities | null;
+}
+
+/** Per-VM files kept outside qubes.xml, as upstream keeps them. */
+export interface VmFiles {
+  saveFirewall(vm: Vm, rules: readonly FirewallRule[]): Promise<void>;
+  readNotes(vm: Vm): Promise<string>;
+  writeNotes(vm: Vm, notes: string): Promise<void>;
+  /** Removes the VM's directory with everything in it. */
+  removeVmDir(vm: Vm): Promise<void>;
+}

@@ -1,0 +1,103 @@
+import type { VchanTransport } from './vchan.js';
+import type { VmmCapabilities } from './capabilities.js';
+import type { DomainSpec } from './domain-spec.js';
+
+/** Power states as Qubes names them (admin.vm.List, admin.vm.CurrentState). */
+export type PowerState =
+  'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
+
+export interface DomainStats {
+  readonly name: string;
+  /** Memory currently used by the domain, KiB. */
+  readonly memoryKb: number;
+  /** Maximum memory the domain may have, KiB. */
+  readonly memoryMaxKb: number;
+  /** Total CPU time consumed, nanoseconds. */
+  readonly cpuTimeNs: number;
+  /** CPU usage since the previous sample, percent of one host CPU times vcpus. */
+  readonly cpuUsagePercent: number;
+  readonly onlineVcpus: number;
+}
+
+export interface DomainRuntime {
+  readonly state: PowerState;
+  /** Hypervisor's domain id while running, -1 otherwise. */
+  readonly xid: number;
+  readonly memoryKb: number;
+  readonly memoryMaxKb: number;
+  readonly cpuTimeNs: number;
+}
+
+export type VmmEvent =
+  | { readonly type: 'started'; readonly name: string }
+  | {
+      readonly type: 'stopped';
+      readonly name: string;
+      readonly reason: 'shutdown' | 'destroyed' | 'crashed' | 'failed' | 'unknown';
+    }
+  | { readonly type: 'paused'; readonly name: string }
+  | { readonly type: 'unpaused'; readonly name: string }
+  | { readonly type: 'suspended'; readonly name: string }
+  | { readonly type: 'resumed'; readonly name: string };
+
+export interface ShutdownOptions {
+  /** Kill the domain if it has not stopped by itself within timeoutMs. */
+  readonly force: boolean;
+  readonly timeoutMs: number;
+}
+
+/**
+ * One hypervisor. Core holds exactly one, and reaches the hypervisor through it
+ * only. All methods identify domains by name; `define` must be called (again)
+ * whenever the spec changes before the next start.
+ *
+ * Errors: reject with `VmmError` (see ./errors.ts).
+ */
+export interface Vmm {
+  capabilities(): VmmCapabilities;
+  /** Connect to the hypervisor; rejects with code 'unavailable' when it cannot. */
+  open(): Promise<void>;
+  close(): Promise<void>;
+  define(spec: DomainSpec): Promise<void>;
+  undefine(name: string): Promise<void>;
+  start(name: string): Promise<void>;
+  /** Resolves once the domain has stopped (or immediately when it was not running). */
+  shutdown(name: string, options: ShutdownOptions): Promise<void>;
+  kill(name: string): Promise<void>;
+  pause(name: string): Promise<void>;
+  unpause(name: string): Promise<void>;
+  suspend(name: string): Promise<void>;
+  resume(name: string): Promise<void>;
+  /** Runtime state of one domain; Halted for a domain the hypervisor does not know. */
+  state(name: string): Promise<DomainRuntime>;
+  /** Statistics of every running domain. */
+  stats(): Promise<readonly DomainStats[]>;
+  /** Lifecycle changes, including those the hypervisor initiates (crash, guest poweroff). */
+  events(): AsyncIterable<VmmEvent>;
+  /**
+   * Path of the pty carrying a running domain's serial console (admin.vm.Console).
+   * Optional: a backend that has it also declares the `console` capability.
+   */
+  consolePath?(name: string): Promise<string>;
+}
+
+/** What the daemon gives a backend when it creates it. */
+export interface BackendContext {
+  /** Directory for the backend's own runtime files (sockets, logs). */
+  readonly runtimeDir: string;
+  readonly log: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+}
+
+/** A created backend: its Vmm, and dom0's end of the guests' vchans if it has one. */
+export interface Backend {
+  readonly vmm: Vmm;
+  /** Without it the daemon runs no qrexec: domains cannot call dom0 or each other. */
+  readonly vchan?: VchanTransport;
+}
+
+/**
+ * The one export a backend package must have: `export const createBackend: CreateBackend`.
+ * Called once per daemon; the Vmm and the transport it returns may share state (one libvirt
+ * connection, one runtime directory).
+ */
+export type CreateBackend = (context: BackendContext) => Backend | Promise<Backend>;

@@ -1,0 +1,3 @@
+export * from './exceptions.js';
+export * from './reply.js';
+export * from './request.js';
