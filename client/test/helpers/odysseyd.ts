@@ -13,7 +13,7 @@ const DAEMON = fileURLToPath(new URL('../../../core/dist/daemon/main.js', import
 
 /**
  * A real odysseyd, run from its build output as a separate process (the client depends on no server
- * code, so it is never imported): `--backend none`, a fresh state directory, its own socket.
+ * code, so it is never imported): `--backend process`, a fresh state directory, its own socket.
  */
 export interface Odysseyd {
   readonly socketPath: string;
@@ -31,7 +31,7 @@ export async function startOdysseyd(): Promise<Odysseyd> {
   const stateDir = join(dir, 'state');
   const child: ChildProcess = spawn(
     process.execPath,
-    [DAEMON, '--socket', socketPath, '--state-dir', stateDir, '--backend', 'none', '--log-level', 'error'],
+    [DAEMON, '--socket', socketPath, '--state-dir', stateDir, '--backend', 'process', '--log-level', 'error'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let log = '';

@@ -11,7 +11,7 @@ import { PermissionDenied, QubesError } from '../../src/errors.js';
 import { startOdysseyd, type Odysseyd } from '../helpers/odysseyd.js';
 import { runQvm, type QvmOptions } from '../helpers/run-qvm.js';
 
-// Everything here runs against a real odysseyd (core/dist, `--backend none`) over its socket.
+// Everything here runs against a real odysseyd (core/dist, `--backend process`) over its socket.
 let d: Odysseyd;
 let work: string;
 const MiB = 1024 * 1024;
