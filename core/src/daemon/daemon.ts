@@ -78,7 +78,7 @@ export class Daemon {
     private readonly servers: readonly AdminServer[],
     private readonly policyStore: PolicyStore | null,
     private readonly policy: AppPolicy | null,
-    private readonly unlock: () => Promise<void>,
+    private readonly unlock: () => void,
     private readonly options: DaemonOptions,
   ) {}
 
@@ -89,7 +89,7 @@ export class Daemon {
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { stateDir, log } = options;
     await mkdir(stateDir, { recursive: true, mode: 0o770 });
-    const unlock = await lockStateDir(stateDir, (err) => log('error', `state dir lock lost: ${err.message}`));
+    const unlock = lockStateDir(stateDir);
     try {
       const host = options.host ?? {
         memoryMiB: Math.floor(totalmem() / 1048576),
@@ -168,7 +168,7 @@ export class Daemon {
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
       return daemon;
     } catch (e) {
-      await unlock();
+      unlock();
       throw e;
     }
   }
@@ -248,6 +248,6 @@ export class Daemon {
     const vmm = this.backend.current;
     this.backend.unavailable('daemon stopped');
     await vmm?.close().catch(() => undefined);
-    await this.unlock();
+    this.unlock();
   }
 }
