@@ -18,21 +18,42 @@ async function withVms(vmm?: FakeVmm): Promise<TestDaemon> {
 
 const state = async (vm: string) => (await d.ok('admin.vm.List', vm)).split(' ')[2];
 
-function eventsOf(socket: string): { text: () => string; close: () => void } {
+/** An admin.Events stream; `until` resolves once the stream holds the text, never on a clock. */
+function eventsOf(socket: string): {
+  text: () => string;
+  until: (text: string) => Promise<void>;
+  close: () => void;
+} {
   let buf = '';
   const s = connect(socket);
   s.on('connect', () => s.end(request('admin.Events', 'work')));
   s.on('data', (c: Buffer) => (buf += c.toString('latin1')));
-  return { text: () => buf, close: () => s.destroy() };
+  const until = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!buf.includes(text)) return;
+        s.off('data', check);
+        resolve();
+      };
+      s.on('data', check);
+      s.once('close', () =>
+        buf.includes(text) ? resolve() : reject(new Error(`events ended without ${text}`)),
+      );
+      check();
+    });
+  return { text: () => buf, until, close: () => s.destroy() };
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 30));
+/** Yields to the daemon until `condition` holds; the test's own timeout bounds it. */
+async function eventually(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((r) => setTimeout(r, 10));
+}
 
 describe('lifecycle through the Vmm', () => {
   it('starts, pauses, unpauses, kills, with upstream state errors', async () => {
     await withVms();
     const ev = eventsOf(d.socket);
-    await tick();
+    await ev.until('connection-established');
     await d.ok('admin.vm.Start', 'work');
     expect(d.vmm.calls).toEqual(['define work', 'start work']);
     expect(await state('work')).toBe('state=Running');
@@ -60,7 +81,7 @@ describe('lifecycle through the Vmm', () => {
     expect((await d.call('admin.vm.Kill', 'work')).toString('latin1')).toBe(
       exc('QubesVMNotStartedError', "Domain is powered off: 'work'"),
     );
-    await tick();
+    await ev.until('domain-stopped');
     ev.close();
     const names = [...ev.text().matchAll(/1\0work\0([^\0]+)\0/g)].map((m) => m[1]);
     expect(names).toEqual([
@@ -95,8 +116,7 @@ describe('lifecycle through the Vmm', () => {
     await withVms();
     await d.ok('admin.vm.Start', 'work');
     d.vmm.crash('work');
-    await tick();
-    expect(await state('work')).toBe('state=Halted');
+    await eventually(async () => (await state('work')) === 'state=Halted');
   });
 
   it('shuts down with wait and starts the netvm first', async () => {
@@ -184,7 +204,7 @@ describe('lifecycle through the Vmm', () => {
       exc('QubesVMError', 'Cannot start work: backend fake is unavailable: libvirtd is not running'),
     );
     vmm.openError = null;
-    await new Promise((r) => setTimeout(r, 150));
+    await eventually(() => d.daemon.backend.current !== null);
     await d.ok('admin.vm.Start', 'work');
     expect(await state('work')).toBe('state=Running');
   });
@@ -192,7 +212,7 @@ describe('lifecycle through the Vmm', () => {
   it('a missing backend package is a clear lifecycle error', async () => {
     d = await startDaemon({ vmm: 'no-such-backend' });
     await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red');
-    while (d.daemon.backend.unavailableReason === 'not connected yet') await tick();
+    await eventually(() => d.daemon.backend.unavailableReason !== 'not connected yet');
     const r = (await rawCall(d.socket, request('admin.vm.Start', 'sa'))).toString('latin1');
     expect(r).toMatch(
       /^2\0QubesVMError\0\0Cannot start sa: backend no-such-backend is unavailable: cannot load backend package @odyssey\/backend-no-such-backend/,
