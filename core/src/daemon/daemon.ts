@@ -30,6 +30,8 @@ import { PolicyAccess } from './access.js';
 import { AppPolicy } from './app-policy.js';
 import { loadBackend } from './backend-loader.js';
 import { QrexecHost } from './qrexec-host.js';
+import { applySocketAccess } from './socket-access.js';
+import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices } from './qrexec-services.js';
 import { withQrexecStart } from './qrexec-vmm.js';
 import { VmDirFiles } from './vm-files.js';
@@ -53,6 +55,8 @@ export interface DaemonOptions {
   readonly qrexecServiceDir?: string;
   /** Where admin.backup.* finds `<profile>.conf` (default `<state dir>/backup-profiles`). */
   readonly backupProfileDir?: string;
+  /** The admin socket's group and mode once it listens; without it the socket keeps what the umask gave. */
+  readonly socketAccess?: SocketAccess;
   readonly log: Log;
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
@@ -154,6 +158,7 @@ export class Daemon {
       await prepareAdminServices(Daemon.qrexecServiceDir(options), options.socketPath, METHODS);
       const server = c.resolve(AdminServer);
       await server.listen(options.socketPath);
+      if (options.socketAccess) await applySocketAccess(options.socketPath, options.socketAccess, log);
       const servers = [server];
       if (options.internalSocketPath) {
         const internal = new AdminServer(

@@ -20,7 +20,8 @@ export interface SpawnedDaemon {
 
 /**
  * Runs the built `odysseyd` as its own process (npm test builds it first), on the
- * process backend unless `args` names another, and resolves once it serves.
+ * process backend unless `args` names another and with no config file unless `args`
+ * gives one, and resolves once it serves.
  */
 export async function spawnDaemon(
   args: string[] = [],
@@ -32,7 +33,19 @@ export async function spawnDaemon(
   const socket = join(dir, 'qubesd.sock');
   const proc = spawn(
     process.execPath,
-    [ODYSSEYD, '--socket', socket, '--state-dir', dir, '--backend', 'process', ...args],
+    // An empty config file: the host's /etc/odyssey/odysseyd.conf must not reach a test daemon.
+    [
+      ODYSSEYD,
+      '--config',
+      '/dev/null',
+      '--socket',
+      socket,
+      '--state-dir',
+      dir,
+      '--backend',
+      'process',
+      ...args,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'], env },
   );
   let err = '';
