@@ -20,6 +20,7 @@ import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
 import type { HostInfo } from '../model/app.js';
+import type { Vm } from '../model/vm.js';
 import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
@@ -61,6 +62,17 @@ export interface DaemonOptions {
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
   readonly host?: HostInfo;
+}
+
+/** Disposables are made by an API handler; the log learns of each from the app's own event. */
+function logDisposables(app: App, log: Log): void {
+  app.events.subscribe((event) => {
+    if (event.name !== 'domain-add') return;
+    const vm = app.domains.byName(event.args.find(([key]) => key === 'vm')?.[1] ?? '');
+    if (vm?.klass !== 'DispVM') return;
+    const template = vm.props.tryGet('template') as Vm | null | undefined;
+    log('info', `disposable ${vm.name} created (template ${template?.name ?? 'none'})`);
+  });
 }
 
 /**
@@ -116,6 +128,7 @@ export class Daemon {
         app.props.init('default_pool_kernel', 'linux-kernel');
         await store.save();
       }
+      logDisposables(app, log);
       const vmFiles = new VmDirFiles();
       for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
 

@@ -83,6 +83,19 @@ describe('lifecycle through the Vmm', () => {
     );
     await ev.until('domain-stopped');
     ev.close();
+    expect(d.logs.filter((l) => /^(info|warn): (start|pause|unpause|kill|shutdown) |halted/.test(l))).toEqual(
+      [
+        'info: start work: ok (Running)',
+        'info: start work: ok (Running)',
+        "warn: unpause work: failed: Domain is not paused: 'work'",
+        'info: pause work: ok (Paused)',
+        "warn: shutdown work: failed: Domain not running (either powered off or paused): 'work'",
+        'info: unpause work: ok (Running)',
+        'info: work halted (destroyed)',
+        'info: kill work: ok (Halted)',
+        "warn: kill work: failed: Domain is powered off: 'work'",
+      ],
+    );
     const names = [...ev.text().matchAll(/1\0work\0([^\0]+)\0/g)].map((m) => m[1]);
     expect(names).toEqual([
       'domain-pre-start',
@@ -202,6 +215,9 @@ describe('lifecycle through the Vmm', () => {
     await withVms(vmm);
     expect((await d.call('admin.vm.Start', 'work')).toString('latin1')).toBe(
       exc('QubesVMError', 'Cannot start work: backend fake is unavailable: libvirtd is not running'),
+    );
+    expect(d.logs).toContain(
+      'warn: start work: failed: Cannot start work: backend fake is unavailable: libvirtd is not running',
     );
     vmm.openError = null;
     await eventually(() => d.daemon.backend.current !== null);
