@@ -82,7 +82,7 @@ beforeAll(async () => {
     process.execPath,
     [
       ODYSSEYD,
-      ...['--backend', 'process', '--state-dir', stateDir, '--socket', socket],
+      ...['--config', '/dev/null', '--backend', 'process', '--state-dir', stateDir, '--socket', socket],
       ...['--policy-dir', policyDir, '--legacy-policy-dir', join(root, 'legacy')],
     ],
     { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] },

@@ -167,6 +167,11 @@ describe('lifecycle through the Vmm', () => {
     expect((await d.call('admin.vm.List', name)).toString('latin1')).toBe(
       exc('QubesVMNotFoundError', `No such domain: '${name}'`),
     );
+    const created = d.logs.indexOf(`info: disposable ${name} created (template work)`);
+    expect(created).toBeGreaterThanOrEqual(0);
+    expect(d.logs.slice(created)).toEqual(
+      expect.arrayContaining([`info: kill ${name}: ok (Halted)`, `info: disposable ${name} removed`]),
+    );
   });
 
   it('streams vm-stats for running VMs', async () => {
