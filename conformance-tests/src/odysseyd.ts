@@ -115,6 +115,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       process.execPath,
       [
         ODYSSEYD,
+        // The host's /etc/odyssey/odysseyd.conf (an installed package) must not change the daemon under test.
+        '--config',
+        '/dev/null',
         '--backend',
         options.backend,
         '--state-dir',

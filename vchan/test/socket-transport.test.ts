@@ -130,9 +130,9 @@ describe('SocketVchanTransport', () => {
       accepted += chunk.length;
       if (accepted > 64 * 1024 * 1024) throw new Error('no backpressure');
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // What the kernel passes on arrives when the peer is scheduled, which a loaded machine only delays.
+    while (server.dataReady() === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(client.bufferSpace()).toBe(0);
-    expect(server.dataReady()).toBeGreaterThan(0);
     expect(server.dataReady()).toBeLessThanOrEqual(64 * 1024 + 65536);
     const drained = once(client, 'drain');
     server.resume();

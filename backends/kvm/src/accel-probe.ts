@@ -2,7 +2,7 @@ import { access, constants, mkdir, readFile, rm, writeFile } from 'node:fs/promi
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DomainState, type Libvirt } from '@odyssey/libvirt';
+import { DomainState, type Domain, type Libvirt } from '@odyssey/libvirt';
 import { END_ON_ANY_STOP, attrs, buildDomainXml, textNode } from '@odyssey/libvirt-hal';
 import type { DomainType } from './domain-xml.js';
 
@@ -106,9 +106,24 @@ export async function bootProbe(
     () => undefined,
   );
   const started = Date.now();
-  const dom = await libvirt.domains.defineXML(xml);
+  // libvirt refusing the type (QEMU without KVM support, an unusable /dev/kvm) is a "no", not an error.
+  const refused = (e: unknown): BootProbeResult => ({
+    ok: false,
+    ms: Date.now() - started,
+    why: `libvirt refused a ${type} guest: ${(e as Error).message}`,
+  });
+  let dom: Domain;
   try {
-    await libvirt.domains.create(dom);
+    dom = await libvirt.domains.defineXML(xml);
+  } catch (e) {
+    return refused(e);
+  }
+  try {
+    try {
+      await libvirt.domains.create(dom);
+    } catch (e) {
+      return refused(e);
+    }
     for (;;) {
       const text = await readFile(consoleLog, 'utf8').catch(() => '');
       if (KVM_FAILURE.test(text)) return { ok: false, ms: Date.now() - started, why: 'KVM internal error' };

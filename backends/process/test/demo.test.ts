@@ -123,6 +123,8 @@ async function startDaemon(policyDir: string, legacyDir: string): Promise<void> 
     process.execPath,
     [
       ODYSSEYD,
+      '--config',
+      '/dev/null',
       '--backend',
       'process',
       '--state-dir',
@@ -137,10 +139,16 @@ async function startDaemon(policyDir: string, legacyDir: string): Promise<void> 
     { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  for (let i = 0; i < 500 && !daemonLog.includes('backend process connected'); i++) {
-    if (daemon.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  // Waits for the daemon's own line (or its exit), however long a loaded machine takes.
+  await new Promise<void>((resolve) => {
+    const check = () => {
+      if (!daemonLog.includes('backend process connected')) return;
+      daemon.stderr?.off('data', check);
+      resolve();
+    };
+    daemon.stderr?.on('data', check);
+    daemon.once('close', () => resolve());
+  });
   expect(daemonLog).toContain('backend process connected');
 }
 
@@ -228,6 +236,13 @@ describe('monitoring VM demo: test-mon', () => {
       stdout: '',
       stderr: 'Request refused\n',
     });
+    // The refusal is in odysseyd's log with who asked what of whom; allowed calls are logged with their result.
+    expect(daemonLog).toMatch(
+      /^<6>odysseyd: info: admin call: source=test-mon method=admin\.vm\.property\.Set dest=test-mgmt arg=memory policy=deny reason=.+$/m,
+    );
+    expect(daemonLog).toContain(
+      "admin call: source=test-mon method=admin.vm.List dest=dom0 arg='' policy=allow result=ok\n",
+    );
     expect(await inVm('test-mon', 'start', 'debian-12')).toEqual({
       code: 1,
       stdout: '',

@@ -21,7 +21,7 @@ import { ExitStatus, UsageError, type CliIo } from './io.js';
 
 const USAGE_STATUS = 2;
 
-function buildProgram(io: CliIo): Command {
+function buildProgram(io: CliIo, version: string | undefined): Command {
   const program = new Command('qvm')
     .description('Qubes Admin API command-line client')
     .option('--socket <path>', 'qubesd socket (default: $ODYSSEY_SOCKET or /var/run/qubesd.sock)')
@@ -36,6 +36,7 @@ function buildProgram(io: CliIo): Command {
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
     });
+  if (version !== undefined) program.version(version, '--version', 'print the version');
   // Subcommands copy the settings above when created, so they are registered after them.
   registerLs(program, io);
   registerCreate(program, io);
@@ -59,8 +60,12 @@ function buildProgram(io: CliIo): Command {
  * Runs one `qvm` invocation and returns its exit status: 0 success, 1 a Qubes error (its message on
  * stderr), 2 a usage error; some commands use others for "partly" (check: 3, create: 2).
  */
-export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io);
+export async function runCli(
+  argv: readonly string[],
+  io: CliIo,
+  options: { readonly version?: string } = {},
+): Promise<number> {
+  const program = buildProgram(io, options.version);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -31,7 +31,19 @@ export async function startOdysseyd(): Promise<Odysseyd> {
   const stateDir = join(dir, 'state');
   const child: ChildProcess = spawn(
     process.execPath,
-    [DAEMON, '--socket', socketPath, '--state-dir', stateDir, '--backend', 'process', '--log-level', 'error'],
+    [
+      DAEMON,
+      '--config',
+      '/dev/null',
+      '--socket',
+      socketPath,
+      '--state-dir',
+      stateDir,
+      '--backend',
+      'process',
+      '--log-level',
+      'error',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let log = '';

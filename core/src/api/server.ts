@@ -9,6 +9,7 @@ import { inject, injectable } from 'tsyringe';
 import type { Log } from '../log.js';
 import { TOKENS } from '../tokens.js';
 import { API_TOKENS } from './tokens.js';
+import { adminCallLine, fromDom0 } from './call-log.js';
 import type { Dispatcher } from './dispatcher.js';
 import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from '@odyssey/wire';
 import type { Request } from '@odyssey/wire';
@@ -137,7 +138,17 @@ export class AdminServer {
       },
       closed,
     };
+    // Calls from domains reached the socket through qrexec, whose policy allowed them (it logs what it denies).
+    const call = { source: req.src, method: req.method, dest: req.dest, arg: req.arg };
+    const logCall = fromDom0(req.src)
+      ? () => undefined
+      : (result: string) => this.log('info', adminCallLine(call, 'allow', `result=${result}`));
+    // An event stream lasts as long as its client: it is logged as it begins.
+    if (this.dispatcher.isStreaming(req.method)) logCall('stream');
     const outcome = await this.dispatcher.dispatch(req, sink, payload);
+    if (outcome.kind === 'ok') logCall('ok');
+    else if (outcome.kind === 'exception') logCall(outcome.type);
+    else if (outcome.kind === 'abort') logCall('error');
     switch (outcome.kind) {
       case 'ok':
         socket.end(okResponse(outcome.body));

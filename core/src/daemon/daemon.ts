@@ -19,6 +19,7 @@ import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
 import type { HostInfo } from '../model/app.js';
+import type { Vm } from '../model/vm.js';
 import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
@@ -29,6 +30,8 @@ import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import { AppPolicy } from './app-policy.js';
 import { QrexecHost } from './qrexec-host.js';
+import { applySocketAccess } from './socket-access.js';
+import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices } from './qrexec-services.js';
 import { withQrexecStart } from './qrexec-vmm.js';
 import { VmDirFiles } from './vm-files.js';
@@ -52,10 +55,23 @@ export interface DaemonOptions {
   readonly qrexecServiceDir?: string;
   /** Where admin.backup.* finds `<profile>.conf` (default `<state dir>/backup-profiles`). */
   readonly backupProfileDir?: string;
+  /** The admin socket's group and mode once it listens; without it the socket keeps what the umask gave. */
+  readonly socketAccess?: SocketAccess;
   readonly log: Log;
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
   readonly host?: HostInfo;
+}
+
+/** Disposables are made by an API handler; the log learns of each from the app's own event. */
+function logDisposables(app: App, log: Log): void {
+  app.events.subscribe((event) => {
+    if (event.name !== 'domain-add') return;
+    const vm = app.domains.byName(event.args.find(([key]) => key === 'vm')?.[1] ?? '');
+    if (vm?.klass !== 'DispVM') return;
+    const template = vm.props.tryGet('template') as Vm | null | undefined;
+    log('info', `disposable ${vm.name} created (template ${template?.name ?? 'none'})`);
+  });
 }
 
 /**
@@ -77,7 +93,7 @@ export class Daemon {
     private readonly servers: readonly AdminServer[],
     private readonly policyStore: PolicyStore | null,
     private readonly policy: AppPolicy | null,
-    private readonly unlock: () => Promise<void>,
+    private readonly unlock: () => void,
     private readonly options: DaemonOptions,
     private readonly created: CreatedBackend,
   ) {}
@@ -89,7 +105,7 @@ export class Daemon {
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { stateDir, log } = options;
     await mkdir(stateDir, { recursive: true, mode: 0o770 });
-    const unlock = await lockStateDir(stateDir, (err) => log('error', `state dir lock lost: ${err.message}`));
+    const unlock = lockStateDir(stateDir);
     try {
       const host = options.host ?? {
         memoryMiB: Math.floor(totalmem() / 1048576),
@@ -112,6 +128,7 @@ export class Daemon {
         app.props.init('default_pool_kernel', 'linux-kernel');
         await store.save();
       }
+      logDisposables(app, log);
       const vmFiles = new VmDirFiles();
       for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
 
@@ -158,6 +175,7 @@ export class Daemon {
       await prepareAdminServices(Daemon.qrexecServiceDir(options), options.socketPath, METHODS);
       const server = c.resolve(AdminServer);
       await server.listen(options.socketPath);
+      if (options.socketAccess) await applySocketAccess(options.socketPath, options.socketAccess, log);
       const servers = [server];
       if (options.internalSocketPath) {
         const internal = new AdminServer(
@@ -183,7 +201,7 @@ export class Daemon {
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
       return daemon;
     } catch (e) {
-      await unlock();
+      unlock();
       throw e;
     }
   }
@@ -260,6 +278,6 @@ export class Daemon {
     const vmm = this.backend.current;
     this.backend.unavailable('daemon stopped');
     await vmm?.close().catch(() => undefined);
-    await this.unlock();
+    this.unlock();
   }
 }

@@ -1,5 +1,6 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { adminCallLine } from '../api/call-log.js';
 import type { Log } from '../log.js';
 import type { VchanTransport } from '@odyssey/hal';
 import type { App } from '../model/app.js';
@@ -180,16 +181,36 @@ export class QrexecHost {
 
   private async decide(request: QrexecPolicyRequest): Promise<QrexecPolicyResolution> {
     const policy = this.options.policy;
-    if (!policy) return { result: 'deny' };
-    const outcome = policy.evaluate({
-      source: request.source,
-      target: request.target,
-      call: request.serviceAndArg,
-      requestedSource: request.requestedSource ?? null,
-    });
-    if (outcome.decision.result === 'deny')
-      this.options.log('info', `qrexec policy: ${outcome.decision.reason}`);
-    // `ask` needs someone to answer it; with no one to ask, the call is refused.
-    return parsePolicyResponse(outcome.response ?? 'result=deny');
+    let resolution: QrexecPolicyResolution = { result: 'deny' };
+    let reason = 'no policy is loaded';
+    if (policy) {
+      const outcome = policy.evaluate({
+        source: request.source,
+        target: request.target,
+        call: request.serviceAndArg,
+        requestedSource: request.requestedSource ?? null,
+      });
+      // `ask` needs someone to answer it; with no one to ask, the call is refused.
+      resolution = parsePolicyResponse(outcome.response ?? 'result=deny');
+      reason =
+        outcome.decision.result === 'deny'
+          ? outcome.decision.reason
+          : `${outcome.decision.result}, no one to ask`;
+    }
+    if (resolution.result === 'deny') this.options.log('info', this.refusalLine(request, reason));
+    return resolution;
+  }
+
+  /** An admin call the policy allows is logged by the admin socket with its result; a refused one only here. */
+  private refusalLine(request: QrexecPolicyRequest, reason: string): string {
+    const plus = request.serviceAndArg.indexOf('+');
+    const service = plus < 0 ? request.serviceAndArg : request.serviceAndArg.slice(0, plus);
+    if (!service.startsWith('admin.')) return `qrexec policy: ${reason}`;
+    const arg = plus < 0 ? '' : request.serviceAndArg.slice(plus + 1);
+    return adminCallLine(
+      { source: request.source, method: service, dest: request.target, arg },
+      'deny',
+      `reason=${reason}`,
+    );
   }
 }

@@ -56,100 +56,126 @@ export class DomainManager implements Lifecycle {
     return vmm;
   }
 
+  /** Runs one lifecycle action and logs how it ended, so the journal holds every power change asked for. */
+  private async logged(action: string, vm: Vm, run: () => Promise<void>): Promise<void> {
+    try {
+      await run();
+    } catch (e) {
+      this.log('warn', `${action} ${vm.name}: failed: ${e instanceof Error ? e.message : String(e)}`);
+      throw e;
+    }
+    this.log('info', `${action} ${vm.name}: ok (${vm.powerState})`);
+  }
+
   /** Domains the daemon never powers: dom0 is always running, remote domains live elsewhere. */
   private static managed(vm: Vm): boolean {
     return vm.klass !== 'AdminVM' && vm.klass !== 'RemoteVM';
   }
 
   async start(vm: Vm): Promise<void> {
-    if (vm.isAdminVm) throw new QubesVMNotHaltedError('Cannot start Dom0 fake domain!');
-    if (!DomainManager.managed(vm) || vm.powerState !== 'Halted') return;
-    const prohibit = vm.features.get('prohibit-start');
-    if (prohibit !== undefined) throw new QubesException(`Qube start is prohibited. Rationale: ${prohibit}`);
-    const vmm = this.vmm(vm, 'start');
-    const netvm = vm.netvm;
-    if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
-    this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
-    DomainManager.checkRequiredDevices(vm);
-    // Transient until started: the backend's own 'started' event must not announce it a second time.
-    vm.powerState = 'Transient';
-    let disksReady = false;
-    try {
-      const disks = await this.storage.start(vm);
-      disksReady = true;
-      await vmm.define(buildDomainSpec(vm, disks));
-      await vmm.start(vm.name);
-    } catch (e) {
-      vm.powerState = 'Halted';
-      if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
-      const reason = e instanceof Error ? e.message : String(e);
-      this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
-      throw new QubesException(`Start failed: ${reason}`);
-    }
-    const rt = await vmm.state(vm.name).catch(() => null);
-    this.markRunning(vm, rt?.xid ?? -1);
-    this.app.events.fire(vm, 'domain-spawn', [['start_guid', 'True']]);
-    this.app.events.fire(vm, 'domain-start', [['start_guid', 'True']]);
+    return this.logged('start', vm, async () => {
+      if (vm.isAdminVm) throw new QubesVMNotHaltedError('Cannot start Dom0 fake domain!');
+      if (!DomainManager.managed(vm) || vm.powerState !== 'Halted') return;
+      const prohibit = vm.features.get('prohibit-start');
+      if (prohibit !== undefined)
+        throw new QubesException(`Qube start is prohibited. Rationale: ${prohibit}`);
+      const vmm = this.vmm(vm, 'start');
+      const netvm = vm.netvm;
+      if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
+      this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
+      DomainManager.checkRequiredDevices(vm);
+      // Transient until started: the backend's own 'started' event must not announce it a second time.
+      vm.powerState = 'Transient';
+      let disksReady = false;
+      try {
+        const disks = await this.storage.start(vm);
+        disksReady = true;
+        await vmm.define(buildDomainSpec(vm, disks));
+        await vmm.start(vm.name);
+      } catch (e) {
+        vm.powerState = 'Halted';
+        if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
+        const reason = e instanceof Error ? e.message : String(e);
+        this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
+        throw new QubesException(`Start failed: ${reason}`);
+      }
+      const rt = await vmm.state(vm.name).catch(() => null);
+      this.markRunning(vm, rt?.xid ?? -1);
+      this.app.events.fire(vm, 'domain-spawn', [['start_guid', 'True']]);
+      this.app.events.fire(vm, 'domain-start', [['start_guid', 'True']]);
+    });
   }
 
   async shutdown(vm: Vm, options: { force: boolean; wait: boolean }): Promise<void> {
-    if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
-    if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
-    if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
-    if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
-    const vmm = this.vmm(vm, 'shut down');
-    this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
-    const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
-    const done = vmm
-      .shutdown(vm.name, { force: options.force, timeoutMs })
-      .then(() => this.markHalted(vm, 'shutdown'))
-      .catch((e: unknown) => {
-        const reason = e instanceof Error ? e.message : String(e);
-        this.app.events.fire(vm, 'domain-shutdown-failed', [['reason', reason]]);
-        throw new QubesVMError(`Shutdown of ${vm.name} failed: ${reason}`);
-      });
-    if (options.wait) {
-      await done;
-    } else {
-      done.catch((e: unknown) => this.log('warn', String(e)));
-    }
+    return this.logged('shutdown', vm, async () => {
+      if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
+      if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
+      if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+      if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
+      const vmm = this.vmm(vm, 'shut down');
+      this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
+      const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
+      const done = vmm
+        .shutdown(vm.name, { force: options.force, timeoutMs })
+        .then(() => this.markHalted(vm, 'shutdown'))
+        .catch((e: unknown) => {
+          const reason = e instanceof Error ? e.message : String(e);
+          this.app.events.fire(vm, 'domain-shutdown-failed', [['reason', reason]]);
+          throw new QubesVMError(`Shutdown of ${vm.name} failed: ${reason}`);
+        });
+      if (options.wait) {
+        await done;
+      } else {
+        done.catch((e: unknown) => this.log('warn', String(e)));
+      }
+    });
   }
 
   async kill(vm: Vm): Promise<void> {
-    if (vm.isAdminVm) throw new QubesVMError('Cannot kill Dom0 fake domain!');
-    if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be killed`);
-    if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
-    await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
-    await this.markHalted(vm, 'destroyed');
+    return this.logged('kill', vm, async () => {
+      if (vm.isAdminVm) throw new QubesVMError('Cannot kill Dom0 fake domain!');
+      if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be killed`);
+      if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+      await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
+      await this.markHalted(vm, 'destroyed');
+    });
   }
 
   async pause(vm: Vm): Promise<void> {
-    if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
-      throw QubesVMNotRunningError.forVm(vm.name);
-    this.app.events.fire(vm, 'domain-pre-paused');
-    await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
-    this.setState(vm, 'Paused', 'domain-paused');
+    return this.logged('pause', vm, async () => {
+      if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
+        throw QubesVMNotRunningError.forVm(vm.name);
+      this.app.events.fire(vm, 'domain-pre-paused');
+      await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
+      this.setState(vm, 'Paused', 'domain-paused');
+    });
   }
 
   async unpause(vm: Vm): Promise<void> {
-    if (vm.powerState !== 'Paused') throw QubesVMNotPausedError.forVm(vm.name);
-    this.app.events.fire(vm, 'domain-pre-unpaused');
-    await this.call(vm, 'unpause', (vmm) => vmm.unpause(vm.name));
-    this.setState(vm, 'Running', 'domain-unpaused');
+    return this.logged('unpause', vm, async () => {
+      if (vm.powerState !== 'Paused') throw QubesVMNotPausedError.forVm(vm.name);
+      this.app.events.fire(vm, 'domain-pre-unpaused');
+      await this.call(vm, 'unpause', (vmm) => vmm.unpause(vm.name));
+      this.setState(vm, 'Running', 'domain-unpaused');
+    });
   }
 
   async suspend(vm: Vm): Promise<void> {
-    if (vm.isAdminVm) throw new QubesVMError('Cannot suspend Dom0 fake domain!');
-    if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
-      throw QubesVMNotRunningError.forVm(vm.name);
-    await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
-    this.setState(vm, 'Suspended', 'domain-paused');
+    return this.logged('suspend', vm, async () => {
+      if (vm.isAdminVm) throw new QubesVMError('Cannot suspend Dom0 fake domain!');
+      if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
+        throw QubesVMNotRunningError.forVm(vm.name);
+      await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
+      this.setState(vm, 'Suspended', 'domain-paused');
+    });
   }
 
   async resume(vm: Vm): Promise<void> {
-    if (vm.powerState !== 'Suspended') throw QubesVMNotSuspendedError.forVm(vm.name);
-    await this.call(vm, 'resume', (vmm) => vmm.resume(vm.name));
-    this.setState(vm, 'Running', 'domain-resumed');
+    return this.logged('resume', vm, async () => {
+      if (vm.powerState !== 'Suspended') throw QubesVMNotSuspendedError.forVm(vm.name);
+      await this.call(vm, 'resume', (vmm) => vmm.resume(vm.name));
+      this.setState(vm, 'Running', 'domain-resumed');
+    });
   }
 
   async currentState(vm: Vm) {
@@ -299,12 +325,14 @@ export class DomainManager implements Lifecycle {
       this.log('error', `could not stop the volumes of ${vm.name}: ${String(e)}`);
     }
     this.app.events.fire(vm, 'domain-stopped');
+    this.log('info', `${vm.name} halted (${reason})`);
     if (vm.klass === 'DispVM' && vm.bool('auto_cleanup') && this.app.domains.byName(vm.name) === vm) {
       try {
         this.app.removeVm(vm);
         await this.storage.remove(vm);
         await this.vmFiles.removeVmDir(vm);
         await this.saver.save();
+        this.log('info', `disposable ${vm.name} removed`);
       } catch (e) {
         this.log('warn', `could not remove disposable ${vm.name}: ${String(e)}`);
       }

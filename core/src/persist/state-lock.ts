@@ -1,9 +1,14 @@
-import lockfile from 'proper-lockfile';
+import { closeSync, openSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import koffi from 'koffi';
 
 /**
- * One daemon per state dir. proper-lockfile keeps an mkdir-based lock fresh and
- * treats it as stale after the holder dies, so a crashed daemon does not block
- * the next start, while a live one does.
+ * One daemon per state dir, as upstream's qubesd holds a lock on qubes.xml: an
+ * exclusive flock(2) on `<state dir>/odysseyd.lock`, held by an open file
+ * descriptor for the daemon's life. The kernel drops it when the process dies,
+ * however it dies, so a supervisor can restart the daemon at once after a
+ * SIGKILL, while a second live daemon is refused.
  */
 export class StateDirLockedError extends Error {
   constructor(dir: string) {
@@ -12,20 +17,46 @@ export class StateDirLockedError extends Error {
   }
 }
 
-export async function lockStateDir(
-  dir: string,
-  onCompromised: (err: Error) => void,
-): Promise<() => Promise<void>> {
+export const LOCK_FILE = 'odysseyd.lock';
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+type Flock = (fd: number, operation: number) => number;
+let flock: Flock | undefined;
+
+function bindFlock(): Flock {
+  flock ??= koffi.load('libc.so.6').func('int flock(int fd, int operation)') as Flock;
+  return flock;
+}
+
+/** Opens the lock file; a directory there is the mkdir lock of earlier versions, and holds nothing. */
+function openLockFile(path: string): number {
   try {
-    return await lockfile.lock(dir, {
-      lockfilePath: `${dir}/odysseyd.lock`,
-      stale: 10_000,
-      update: 2_000,
-      realpath: false,
-      onCompromised,
-    });
+    // libuv opens with O_CLOEXEC: domains the daemon spawns never inherit the lock.
+    return openSync(path, 'a', 0o600);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ELOCKED') throw new StateDirLockedError(dir);
-    throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e;
+    rmdirSync(path);
+    return openSync(path, 'a', 0o600);
   }
+}
+
+/** Takes the state dir's lock or throws StateDirLockedError; the returned function releases it. */
+export function lockStateDir(dir: string): () => void {
+  const lock = bindFlock();
+  const fd = openLockFile(join(dir, LOCK_FILE));
+  if (lock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    const errno = koffi.errno();
+    closeSync(fd);
+    if (errno === koffi.os.errno['EWOULDBLOCK']) throw new StateDirLockedError(dir);
+    throw new Error(`cannot lock ${join(dir, LOCK_FILE)}: flock failed with errno ${errno}`);
+  }
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    // Closing the only descriptor of the open file releases the flock.
+    closeSync(fd);
+  };
 }

@@ -189,12 +189,23 @@ describe('device events', () => {
     const sock = connect(d.socket);
     sock.on('connect', () => sock.end(request('admin.Events', 'work')));
     sock.on('data', (c: Buffer) => (buf += c.toString('latin1')));
-    await new Promise((r) => setTimeout(r, 50));
+    // Waits for the stream's own markers: subscribed, then the last event written.
+    const holds = (text: string) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!buf.includes(text)) return;
+          sock.off('data', check);
+          resolve();
+        };
+        sock.on('data', check);
+        check();
+      });
+    await holds('connection-established');
     await d.ok('admin.vm.device.pci.Assign', 'work', 'dom0+00_14.0', ASSIGN_PAYLOAD);
     await d.ok('admin.vm.device.pci.Set.assignment', 'work', 'dom0+00_14.0', 'required');
     await d.ok('admin.vm.device.pci.Set.assignment', 'work', 'dom0+00_14.0', 'auto-attach');
     await d.ok('admin.vm.device.pci.Unassign', 'work', 'dom0+00_14.0');
-    await new Promise((r) => setTimeout(r, 50));
+    await holds('device-unassign:pci\0device\0dom0:00_14.0:*\0\0');
     sock.destroy();
     const dev = 'device\0dom0:00_14.0:*\0';
     const opts = "options\0{'no-strict-reset': 'True'}\0";

@@ -21,21 +21,42 @@ async function withVms(vmm?: FakeVmm): Promise<TestDaemon> {
 
 const state = async (vm: string) => (await d.ok('admin.vm.List', vm)).split(' ')[2];
 
-function eventsOf(socket: string): { text: () => string; close: () => void } {
+/** An admin.Events stream; `until` resolves once the stream holds the text, never on a clock. */
+function eventsOf(socket: string): {
+  text: () => string;
+  until: (text: string) => Promise<void>;
+  close: () => void;
+} {
   let buf = '';
   const s = connect(socket);
   s.on('connect', () => s.end(request('admin.Events', 'work')));
   s.on('data', (c: Buffer) => (buf += c.toString('latin1')));
-  return { text: () => buf, close: () => s.destroy() };
+  const until = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!buf.includes(text)) return;
+        s.off('data', check);
+        resolve();
+      };
+      s.on('data', check);
+      s.once('close', () =>
+        buf.includes(text) ? resolve() : reject(new Error(`events ended without ${text}`)),
+      );
+      check();
+    });
+  return { text: () => buf, until, close: () => s.destroy() };
 }
 
-const tick = () => new Promise((r) => setTimeout(r, 30));
+/** Yields to the daemon until `condition` holds; the test's own timeout bounds it. */
+async function eventually(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((r) => setTimeout(r, 10));
+}
 
 describe('lifecycle through the Vmm', () => {
   it('starts, pauses, unpauses, kills, with upstream state errors', async () => {
     await withVms();
     const ev = eventsOf(d.socket);
-    await tick();
+    await ev.until('connection-established');
     await d.ok('admin.vm.Start', 'work');
     expect(d.vmm.calls).toEqual(['define work', 'start work']);
     expect(await state('work')).toBe('state=Running');
@@ -63,8 +84,21 @@ describe('lifecycle through the Vmm', () => {
     expect((await d.call('admin.vm.Kill', 'work')).toString('latin1')).toBe(
       exc('QubesVMNotStartedError', "Domain is powered off: 'work'"),
     );
-    await tick();
+    await ev.until('domain-stopped');
     ev.close();
+    expect(d.logs.filter((l) => /^(info|warn): (start|pause|unpause|kill|shutdown) |halted/.test(l))).toEqual(
+      [
+        'info: start work: ok (Running)',
+        'info: start work: ok (Running)',
+        "warn: unpause work: failed: Domain is not paused: 'work'",
+        'info: pause work: ok (Paused)',
+        "warn: shutdown work: failed: Domain not running (either powered off or paused): 'work'",
+        'info: unpause work: ok (Running)',
+        'info: work halted (destroyed)',
+        'info: kill work: ok (Halted)',
+        "warn: kill work: failed: Domain is powered off: 'work'",
+      ],
+    );
     const names = [...ev.text().matchAll(/1\0work\0([^\0]+)\0/g)].map((m) => m[1]);
     expect(names).toEqual([
       'domain-pre-start',
@@ -98,8 +132,7 @@ describe('lifecycle through the Vmm', () => {
     await withVms();
     await d.ok('admin.vm.Start', 'work');
     d.vmm.crash('work');
-    await tick();
-    expect(await state('work')).toBe('state=Halted');
+    await eventually(async () => (await state('work')) === 'state=Halted');
   });
 
   it('shuts down with wait and starts the netvm first', async () => {
@@ -136,6 +169,11 @@ describe('lifecycle through the Vmm', () => {
     await d.ok('admin.vm.Kill', name);
     expect((await d.call('admin.vm.List', name)).toString('latin1')).toBe(
       exc('QubesVMNotFoundError', `No such domain: '${name}'`),
+    );
+    const created = d.logs.indexOf(`info: disposable ${name} created (template work)`);
+    expect(created).toBeGreaterThanOrEqual(0);
+    expect(d.logs.slice(created)).toEqual(
+      expect.arrayContaining([`info: kill ${name}: ok (Halted)`, `info: disposable ${name} removed`]),
     );
   });
 
@@ -186,8 +224,11 @@ describe('lifecycle through the Vmm', () => {
     expect((await d.call('admin.vm.Start', 'work')).toString('latin1')).toBe(
       exc('QubesVMError', 'Cannot start work: backend fake is unavailable: libvirtd is not running'),
     );
+    expect(d.logs).toContain(
+      'warn: start work: failed: Cannot start work: backend fake is unavailable: libvirtd is not running',
+    );
     vmm.openError = null;
-    await new Promise((r) => setTimeout(r, 150));
+    await eventually(() => d.daemon.backend.current !== null);
     await d.ok('admin.vm.Start', 'work');
     expect(await state('work')).toBe('state=Running');
   });

@@ -1,11 +1,11 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { rawCall, request } from '../support/harness.js';
 import type { SpawnedDaemon } from '../support/spawn.js';
-import { spawnDaemon } from '../support/spawn.js';
+import { cleanUp, spawnDaemon } from '../support/spawn.js';
 
 /** mulberry32: a small seeded PRNG, so that a failing frame can be reproduced from the printed seed. */
 function prng(seed: number): () => number {
@@ -97,11 +97,7 @@ beforeAll(async () => {
   await ok('admin.vm.feature.Set', 'work', 'x', 'y');
   await ok('admin.vm.firewall.Set', 'work', '', 'action=drop proto=tcp dstports=22\naction=accept\n');
 });
-afterAll(async () => {
-  d.proc.kill('SIGKILL');
-  await d.exited;
-  await rm(d.stateDir, { recursive: true, force: true });
-});
+afterAll(() => cleanUp([d]));
 
 describe('fuzzing the admin socket', () => {
   it('survives 10,000 random and mutated frames and changes nothing', async () => {

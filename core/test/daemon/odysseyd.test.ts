@@ -1,20 +1,14 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { exc, rawCall, request } from '../support/harness.js';
 import type { SpawnedDaemon } from '../support/spawn.js';
-import { spawnDaemon } from '../support/spawn.js';
+import { cleanUp, spawnDaemon } from '../support/spawn.js';
 
 const started: SpawnedDaemon[] = [];
-afterEach(async () => {
-  for (const d of started.splice(0)) {
-    if (d.proc.exitCode === null) d.proc.kill('SIGKILL');
-    await d.exited;
-    await rm(d.stateDir, { recursive: true, force: true });
-  }
-});
+afterEach(() => cleanUp(started.splice(0)));
 
 /** A refused connection (daemon already gone) counts as an empty reply. */
 const call = (d: SpawnedDaemon, method: string, dest: string, arg = '', payload = '') =>
@@ -36,8 +30,7 @@ describe('odysseyd', () => {
     started.push(d);
     expect(await call(d, 'admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red')).toBe('0\0');
     expect(await call(d, 'admin.vm.property.Get', 'sa', 'label')).toBe('0\0default=False type=label red');
-    for (let i = 0; i < 100 && !d.stderr().includes('unavailable'); i++)
-      await new Promise((r) => setTimeout(r, 20));
+    await d.logged('backend kvm unavailable');
     const r = await call(d, 'admin.vm.Start', 'sa');
     expect(r.startsWith('2\0QubesVMError\0\0Cannot start sa: backend kvm is unavailable: ')).toBe(true);
   });
@@ -67,7 +60,7 @@ describe('odysseyd', () => {
     const d = await spawnDaemon();
     started.push(d);
     await expect(spawnDaemon(['--socket', join(d.stateDir, 'b.sock')], d.stateDir)).rejects.toThrow(
-      /in use by another odysseyd/,
+      `state dir ${d.stateDir} is in use by another odysseyd`,
     );
     expect(await call(d, 'admin.vm.List', 'dom0')).toMatch(/^0\0dom0 class=AdminVM/);
   });

@@ -37,6 +37,8 @@ export interface TestDaemon {
   readonly vmm: FakeVmm;
   readonly socket: string;
   readonly stateDir: string;
+  /** What the daemon logged, `<level>: <message>` per entry. */
+  readonly logs: string[];
   /** One call as the upstream dom0 client makes it; returns the raw reply. */
   call(method: string, dest: string, arg?: string, payload?: Buffer | string, src?: string): Promise<Buffer>;
   /** Like call, but expects OK and returns the body as text. */
@@ -50,11 +52,12 @@ export async function startDaemon(
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-state-')));
   const socket = join(stateDir, 'qubesd.sock');
   const vmm = options.vmm ?? new FakeVmm();
+  const logs: string[] = [];
   const daemon = await Daemon.start({
     socketPath: socket,
     stateDir,
     backend: vmm,
-    log: () => undefined,
+    log: (level, message) => logs.push(`${level}: ${message}`),
     host: { memoryMiB: 16384, cpus: 4 },
     reconnectMs: 50,
   });
@@ -65,6 +68,7 @@ export async function startDaemon(
     vmm: vmm as FakeVmm,
     socket,
     stateDir,
+    logs,
     call,
     ok: async (method, dest, arg = '', payload = '') => {
       const r = await call(method, dest, arg, payload);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,9 +14,15 @@ export interface SpawnedDaemon {
   readonly stateDir: string;
   readonly stderr: () => string;
   readonly exited: Promise<number | null>;
+  /** Resolves once stderr holds `text` (the daemon logs it), rejects if the daemon exits first. */
+  readonly logged: (text: string) => Promise<void>;
 }
 
-/** Runs the built `odysseyd` as its own process (npm test builds it first). */
+/**
+ * Runs the built `odysseyd` as its own process (npm test builds it first), on the
+ * process backend unless `args` names another and with no config file unless `args`
+ * gives one, and resolves once it serves.
+ */
 export async function spawnDaemon(
   args: string[] = [],
   stateDir?: string,
@@ -25,17 +31,52 @@ export async function spawnDaemon(
   if (!existsSync(ODYSSEYD)) throw new Error(`${ODYSSEYD} is missing: run "npx tsc -b" (npm test does)`);
   const dir = stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-proc-')));
   const socket = join(dir, 'qubesd.sock');
-  const proc = spawn(process.execPath, [ODYSSEYD, '--socket', socket, '--state-dir', dir, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env,
-  });
+  const proc = spawn(
+    process.execPath,
+    // An empty config file: the host's /etc/odyssey/odysseyd.conf must not reach a test daemon.
+    [
+      ODYSSEYD,
+      '--config',
+      '/dev/null',
+      '--socket',
+      socket,
+      '--state-dir',
+      dir,
+      '--backend',
+      'process',
+      ...args,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env },
+  );
   let err = '';
-  proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  for (let i = 0; i < 200 && !err.includes('serving '); i++) {
-    if (proc.exitCode !== null) throw new Error(`odysseyd exited: ${err}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  if (!err.includes('serving ')) throw new Error(`odysseyd did not start: ${err}`);
-  return { proc, socket, stateDir: dir, stderr: () => err, exited };
+  // Waits on the daemon's own output and exit, never on a clock: a loaded machine only makes it slower.
+  const logged = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!err.includes(text)) return false;
+        proc.stderr?.off('data', check);
+        resolve();
+        return true;
+      };
+      if (check()) return;
+      proc.stderr?.on('data', check);
+      // 'close' comes after the last of stderr, so the text cannot arrive later.
+      proc.once('close', (code) => {
+        if (!check()) reject(new Error(`odysseyd exited (${code}) before logging "${text}": ${err}`));
+      });
+    });
+  proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  await logged('serving ');
+  return { proc, socket, stateDir: dir, stderr: () => err, exited, logged };
+}
+
+/**
+ * Kills what is still running and removes the state dirs once every daemon has
+ * exited: daemons may share a dir, and a live one still writes in it.
+ */
+export async function cleanUp(daemons: SpawnedDaemon[]): Promise<void> {
+  for (const d of daemons) if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
+  await Promise.all(daemons.map((d) => d.exited));
+  for (const dir of new Set(daemons.map((d) => d.stateDir))) await rm(dir, { recursive: true, force: true });
 }
