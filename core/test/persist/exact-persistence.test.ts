@@ -267,4 +267,18 @@ describe('exact persistence', () => {
       },
     );
   }, 180_000);
+
+  it('refuses a firewall rule expiring after year 9999 and keeps the rules it had', async () => {
+    const t = await freshDaemon();
+    d = t;
+    await t.ok('admin.vm.firewall.Set', 'work', '', 'action=drop expire=253402300799\n');
+    const file = join(t.stateDir, 'appvms', 'work', 'firewall.xml');
+    const before = await readFile(file);
+    for (const expire of ['253402300800', '1'.padEnd(40, '0')]) {
+      const reply = await t.call('admin.vm.firewall.Set', 'work', '', `action=accept expire=${expire}\n`);
+      expect(reply.toString('latin1')).toBe('2\0QubesValueError\0\0expiration time out of range\0');
+    }
+    expect(await readFile(file)).toEqual(before);
+    expect(await t.ok('admin.vm.firewall.Get', 'work')).toBe('action=drop expire=253402300799\n');
+  });
 });
