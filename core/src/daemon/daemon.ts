@@ -53,6 +53,12 @@ export interface DaemonOptions {
   readonly qrexecServiceDir?: string;
   /** Where admin.backup.* finds `<profile>.conf` (default `<state dir>/backup-profiles`). */
   readonly backupProfileDir?: string;
+  /**
+   * Beyond upstream (off by default, as upstream has no such check): a caller
+   * other than dom0 may set VM-valued properties, an explicit template and
+   * device backends only to qubes the policy lets it list (see PolicyAccess).
+   */
+  readonly strictManagement?: boolean;
   readonly log: Log;
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
@@ -141,7 +147,7 @@ export class Daemon {
         ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
         : null;
       const policy = policyStore ? new AppPolicy(policyStore, app) : null;
-      c.register(TOKENS.Access, { useValue: new PolicyAccess(policy) });
+      c.register(TOKENS.Access, { useValue: new PolicyAccess(policy, options.strictManagement ?? false) });
       c.register(TOKENS.Services, {
         useFactory: (r): ApiServices => ({
           lifecycle: r.resolve(TOKENS.Lifecycle),

@@ -25,6 +25,10 @@ const program = new Command('odysseyd')
     "dom0's qrexec service directory; admin.* links to the socket are made there (default <state dir>/qrexec-services)",
   )
   .option('--backup-profile-dir <dir>', 'backup profiles, <id>.conf (default <state dir>/backup-profiles)')
+  .option(
+    '--strict-management',
+    'management qubes may point their qubes only at qubes the policy lets them list',
+  )
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .parse();
 
@@ -37,6 +41,7 @@ const opts = program.opts<{
   legacyPolicyDir: string;
   qrexecServices?: string;
   backupProfileDir?: string;
+  strictManagement?: boolean;
   logLevel: LogLevel;
 }>();
 const log = stderrLog(opts.logLevel);
@@ -51,6 +56,7 @@ try {
     legacyPolicyDir: opts.legacyPolicyDir,
     ...(opts.qrexecServices ? { qrexecServiceDir: opts.qrexecServices } : {}),
     ...(opts.backupProfileDir ? { backupProfileDir: opts.backupProfileDir } : {}),
+    strictManagement: opts.strictManagement === true,
     log,
   });
   const shutdown = (signal: string) => {
