@@ -238,6 +238,10 @@ describe('exact persistence', () => {
         d = t;
         const pools = await apply(t, names, input);
         const before = await view(t, names, pools);
+        // A backup's qubes.xml is the same writer's document with the backup's features added;
+        // with the live features it is qubes.xml byte for byte, so what holds here holds there.
+        const backupView = t.daemon.store.writer.serializeWithFeatures((vm) => vm.features.entries());
+        expect(backupView).toBe(await readFile(join(t.stateDir, 'qubes.xml'), 'utf8'));
         await t.daemon.stop();
         d = null;
         checkStrict(join(t.stateDir, 'qubes.xml'));
