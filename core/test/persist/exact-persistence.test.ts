@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { XMLParser } from 'fast-xml-parser';
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { QubesValueError } from '../../src/model/errors.js';
 import type { PropertyHolder, PropertyStore } from '../../src/model/property.js';
 import type { TestDaemon } from '../support/harness.js';
 import { startDaemon } from '../support/harness.js';
@@ -284,5 +285,18 @@ describe('exact persistence', () => {
     }
     expect(await readFile(file)).toEqual(before);
     expect(await t.ok('admin.vm.firewall.Get', 'work')).toBe('action=drop expire=253402300799\n');
+  });
+
+  it('refuses in the model what the ASCII-only API cannot even deliver, and saves nothing', async () => {
+    const t = await freshDaemon();
+    d = t;
+    const vm = t.daemon.app.domains.byName('work');
+    if (!vm) throw new Error('no work qube');
+    for (const bad of ['a\ud800', '\udc00', '\ufffe', '\uffff', '\x0b']) {
+      expect(() => vm.props.set('kernelopts', bad)).toThrow(QubesValueError);
+      expect(() => vm.features.set('f', bad)).toThrow(QubesValueError);
+    }
+    expect(vm.props.explicit().has('kernelopts')).toBe(false);
+    expect(vm.features.get('f')).toBeUndefined();
   });
 });
