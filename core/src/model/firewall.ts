@@ -100,7 +100,7 @@ function parseIcmpType(untrusted: string): number {
  * The last second upstream can represent: it turns `expire` into a Python
  * datetime, whose years end at 9999, and refuses anything later.
  */
-const MAX_EXPIRE = Date.UTC(9999, 11, 31, 23, 59, 59) / 1000;
+export const MAX_EXPIRE = Date.UTC(9999, 11, 31, 23, 59, 59) / 1000;
 
 function parseExpire(untrusted: string): number {
   checkSafe(untrusted);

@@ -45,6 +45,15 @@ describe('firewall rules', () => {
     expect(() => parseApiRule(input)).toThrow(new QubesValueError(message));
   });
 
+  it('loads a rule stored with an expire beyond year 9999 as expiring at its end', () => {
+    for (const stored of ['99999999999999999', '1e+21']) {
+      const xml =
+        '<firewall version="2"><rules><rule><properties><property name="action">accept</property>' +
+        `<property name="expire">${stored}</property></properties></rule></rules></firewall>`;
+      expect(parseFirewall(xml).map(formatApiRule)).toEqual(['action=accept expire=253402300799']);
+    }
+  });
+
   it('round-trips firewall.xml version 2 and drops expired rules', () => {
     const rules = [
       parseApiRule('action=accept dsthost=1.2.3.4 proto=tcp dstports=80'),
