@@ -11,11 +11,25 @@ import type { AppPolicy } from './app-policy.js';
  */
 export class PolicyAccess implements AccessControl {
   /** Without a policy nothing is filtered. */
-  constructor(private readonly policy: AppPolicy | null) {}
+  constructor(
+    private readonly policy: AppPolicy | null,
+    private readonly strictManagement = false,
+  ) {}
 
   vmVisible(ctx: CallContext, vm: Vm): boolean {
     if (ctx.src.isAdminVm || !this.policy) return true;
     return this.policy.allows('admin.vm.List', `+${ctx.arg}`, ctx.src.name, vm.name);
+  }
+
+  /**
+   * Under strict management, what a caller can make its qubes depend on is what
+   * it could list: upstream lets a management qube name any qube as netvm or
+   * template, so one that sees only its own qubes can still make dom0 start
+   * foreign ones by chaining netvms.
+   */
+  mayReference(ctx: CallContext, vm: Vm): boolean {
+    if (!this.strictManagement || ctx.src.isAdminVm || !this.policy) return true;
+    return this.policy.allows('admin.vm.List', '+', ctx.src.name, vm.name);
   }
 
   eventVisible(ctx: CallContext, event: QubesEvent): boolean {

@@ -57,6 +57,12 @@ export interface DaemonOptions {
   readonly backupProfileDir?: string;
   /** The admin socket's group and mode once it listens; without it the socket keeps what the umask gave. */
   readonly socketAccess?: SocketAccess;
+  /**
+   * Beyond upstream (off by default, as upstream has no such check): a caller
+   * other than dom0 may set VM-valued properties, an explicit template and
+   * device backends only to qubes the policy lets it list (see PolicyAccess).
+   */
+  readonly strictManagement?: boolean;
   readonly log: Log;
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
@@ -162,7 +168,9 @@ export class Daemon {
         ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
         : null;
       const policy = policyStore ? new AppPolicy(policyStore, app) : null;
-      c.register(API_TOKENS.Access, { useValue: new PolicyAccess(policy) });
+      c.register(API_TOKENS.Access, {
+        useValue: new PolicyAccess(policy, options.strictManagement ?? false),
+      });
       c.register(API_TOKENS.Services, {
         useFactory: (r): ApiServices => ({
           lifecycle: r.resolve(API_TOKENS.Lifecycle),

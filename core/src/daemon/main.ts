@@ -54,12 +54,16 @@ const program = new Command('odysseyd')
       .choices(LOG_LEVELS)
       .argParser(flag(logLevel)),
   )
+  .option(
+    '--strict-management',
+    'management qubes may point their qubes only at qubes the policy lets them list',
+  )
   .option('--socket-group <group>', "the admin socket's group, if it exists (default qubes)")
   .option('--socket-mode <mode>', "the admin socket's mode, octal (default 0660)", flag(fileMode))
   .parse();
 
 const { config, policyDir, ...flags } = program.opts<
-  Omit<SettingsLayer, 'policyDirs'> & { config?: string; policyDir?: string[] }
+  Omit<SettingsLayer, 'policyDirs'> & { config?: string; policyDir?: string[]; strictManagement?: boolean }
 >();
 let log = stderrLog(flags.logLevel ?? 'info');
 
@@ -82,6 +86,7 @@ try {
     ...(settings.qrexecServices ? { qrexecServiceDir: settings.qrexecServices } : {}),
     ...(settings.backupProfileDir ? { backupProfileDir: settings.backupProfileDir } : {}),
     socketAccess: { group: settings.socketGroup, mode: settings.socketMode },
+    strictManagement: flags.strictManagement === true,
     log,
   });
   const shutdown = (signal: string) => {

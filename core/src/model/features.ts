@@ -1,4 +1,5 @@
-import { ProtocolError, QubesFeatureNotFoundError } from './errors.js';
+import { ProtocolError, QubesFeatureNotFoundError, QubesValueError } from './errors.js';
+import { isXmlText } from './validate.js';
 import type { EventBus } from './events.js';
 import type { Vm } from './vm.js';
 
@@ -51,6 +52,9 @@ export class Features {
   }
 
   set(name: string, value: string): void {
+    // The API allows printable ASCII only; this guards every other caller, since qubes.xml stores the value.
+    if (!isXmlText(value) || !isXmlText(name))
+      throw new QubesValueError(`${name} value contains illegal characters`);
     const old = this.values.get(name);
     const args: [string, string][] = [
       ['feature', name],

@@ -96,10 +96,18 @@ function parseIcmpType(untrusted: string): number {
   return n;
 }
 
+/**
+ * The last second upstream can represent: it turns `expire` into a Python
+ * datetime, whose years end at 9999, and refuses anything later.
+ */
+export const MAX_EXPIRE = Date.UTC(9999, 11, 31, 23, 59, 59) / 1000;
+
 function parseExpire(untrusted: string): number {
   checkSafe(untrusted);
   if (!/^[0-9]+$/.test(untrusted)) bad('bad expiration time');
-  return Number(untrusted);
+  const seconds = Number(untrusted);
+  if (seconds > MAX_EXPIRE) bad('expiration time out of range');
+  return seconds;
 }
 
 type MutableRule = { -readonly [K in keyof FirewallRule]: FirewallRule[K] };

@@ -1,6 +1,7 @@
-import { QubesNoSuchPropertyError, QubesPropertyValueError } from './errors.js';
+import { QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError } from './errors.js';
 import type { EventBus } from './events.js';
 import type { Label } from './labels.js';
+import { isXmlText } from './validate.js';
 import type { Vm } from './vm.js';
 
 /** How a property's value is typed on the wire (`type=` in property replies). */
@@ -134,6 +135,7 @@ export class PropertyStore<H extends PropertyHolder> {
   /** Stores a creation-time value after the property's checks, without events (upstream sets these in the constructor). */
   initChecked(name: string, value: PropValue): void {
     const d = this.def(name);
+    checkStorable(value);
     this.values.set(name, d.validate ? d.validate(this.holder, value) : value);
   }
 
@@ -153,6 +155,7 @@ export class PropertyStore<H extends PropertyHolder> {
     if (d.writeOnce && this.values.has(name)) {
       throw new QubesPropertyValueError(`property '${name}' is write-once and already set`);
     }
+    checkStorable(input);
     const value = d.validate ? d.validate(this.holder, input) : input;
     const old = this.tryGet(name);
     d.preSet?.(this.holder, value, old);
@@ -190,6 +193,16 @@ export class PropertyStore<H extends PropertyHolder> {
     this.holder.events.fire(subject, `property-reset:${name}`, args);
     this.holder.events.fire(subject, `property-del:${name}`, args);
   }
+}
+
+/**
+ * Refuses a string qubes.xml could not hold. Upstream's sanitize lets vertical
+ * tab and form feed through and then fails saving; we refuse them, with the
+ * exception its sanitize gives other invalid characters, before anything changes.
+ */
+function checkStorable(value: PropValue): void {
+  if (typeof value === 'string' && !isXmlText(value))
+    throw new QubesValueError('Invalid characters in property value');
 }
 
 export function sortDefs<H extends PropertyHolder>(defs: readonly PropertyDef<H>[]): PropertyDef<H>[] {

@@ -55,3 +55,14 @@ export function parsePythonInt(s: string): number | undefined {
   const n = Number(`${m[1] ?? ''}${(m[2] ?? '').replaceAll('_', '')}`);
   return Number.isSafeInteger(n) ? n : undefined;
 }
+
+/**
+ * XML 1.0's Char production: what qubes.xml can hold. C0 controls other than
+ * tab, LF and CR, U+FFFE/U+FFFF and unpaired surrogates have no representation
+ * at all, not even as character references.
+ */
+export function isXmlText(s: string): boolean {
+  return !/[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(
+    s,
+  );
+}

@@ -1,47 +1,45 @@
-import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+import { XMLParser } from 'fast-xml-parser';
 
 import type { FirewallRule } from '../model/firewall.js';
-import { DEFAULT_FIREWALL, isExpired, makeRule, ruleProperties } from '../model/firewall.js';
+import { DEFAULT_FIREWALL, MAX_EXPIRE, isExpired, makeRule, ruleProperties } from '../model/firewall.js';
+import { renderXml, xmlEl } from './xml-writer.js';
 
 /**
  * firewall.xml, version 2 as upstream writes it (one <rule> of <property>
  * elements per rule, expired rules dropped), and version 1 as it still reads.
  */
-const builder = new XMLBuilder({
-  ignoreAttributes: false,
-  attributeNamePrefix: '@_',
-  format: true,
-  indentBy: '  ',
-});
+const TEXT = '#text';
 const parser = new XMLParser({
   ignoreAttributes: false,
   attributeNamePrefix: '@_',
   parseTagValue: false,
   parseAttributeValue: false,
+  // A comment's own leading and trailing spaces are part of it.
+  trimValues: false,
+  htmlEntities: true,
+  alwaysCreateTextNode: true,
   // Version 1 keeps its exceptions as any child elements of <firewall>.
   isArray: (name, jpath) =>
-    ['rule', 'property'].includes(name) || /^firewall\.(?!@_)[^.]+$/.test(String(jpath)),
+    ['rule', 'property'].includes(name) || /^firewall\.(?!@_|#text)[^.]+$/.test(String(jpath)),
 });
 
 export function serializeFirewall(rules: readonly FirewallRule[]): string {
   const live = rules.filter((r) => !isExpired(r));
-  return builder.build({
-    firewall: {
-      '@_version': '2',
-      rules: {
-        rule: live.map((r) => ({
-          properties: {
-            property: ruleProperties(r).map(([name, value]) => ({ '@_name': name, '#text': value })),
-          },
-        })),
-      },
-    },
-  }) as string;
+  const ruleEls = live.map((r) =>
+    xmlEl('rule', {}, [
+      xmlEl(
+        'properties',
+        {},
+        ruleProperties(r).map(([name, value]) => xmlEl('property', { name }, value)),
+      ),
+    ]),
+  );
+  return renderXml(xmlEl('firewall', { version: '2' }, [xmlEl('rules', {}, ruleEls)]));
 }
 
 type XmlObj = Record<string, unknown>;
 const text = (v: unknown): string =>
-  typeof v === 'object' && v !== null ? String((v as XmlObj)['#text'] ?? '') : String(v ?? '');
+  typeof v === 'object' && v !== null ? String((v as XmlObj)[TEXT] ?? '') : String(v ?? '');
 
 function loadV2(fw: XmlObj): FirewallRule[] {
   const rules = ((fw.rules as XmlObj[] | undefined)?.[0]?.rule as XmlObj[] | undefined) ?? [];
@@ -49,6 +47,10 @@ function loadV2(fw: XmlObj): FirewallRule[] {
     const props = ((rule.properties as XmlObj | undefined)?.property as XmlObj[] | undefined) ?? [];
     const options: Record<string, string> = {};
     for (const p of props) options[String(p['@_name'])] = text(p);
+    // Files from before expire was bounded may hold a later one (even as 1e+21); such a rule
+    // never expires either way, and refusing it here would keep the daemon from starting.
+    if (options.expire !== undefined && Number(options.expire) > MAX_EXPIRE)
+      options.expire = String(MAX_EXPIRE);
     return makeRule(options);
   });
 }
@@ -62,7 +64,7 @@ function loadV1(fw: XmlObj): FirewallRule[] {
     makeRule({ action: actionFor('icmp'), proto: 'icmp' }),
   ];
   const exceptionAction = policy === 'allow' ? 'drop' : 'accept';
-  for (const key of Object.keys(fw).filter((k) => !k.startsWith('@_'))) {
+  for (const key of Object.keys(fw).filter((k) => !k.startsWith('@_') && k !== TEXT)) {
     for (const el of (fw[key] as XmlObj[] | undefined) ?? []) {
       const options: Record<string, string> = { action: exceptionAction };
       const address = el['@_address'] ?? el['@_name'];

@@ -1,4 +1,4 @@
-import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+import { XMLParser } from 'fast-xml-parser';
 
 import type { App } from '../model/app.js';
 import type { DeviceAssignment } from '../model/devices.js';
@@ -9,6 +9,8 @@ import { wireString } from '../model/property.js';
 import type { Vm } from '../model/vm.js';
 import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
 import { isVmClassName } from '../model/vm-classes.js';
+import type { XmlElement } from './xml-writer.js';
+import { renderXml, xmlEl } from './xml-writer.js';
 
 /**
  * qubes.xml in upstream's shape (admin-api-reference §5): labels, pools,
@@ -32,82 +34,52 @@ export interface StorageSource {
 type Node = Record<string, unknown>;
 const ATTR = '@_';
 
-function el(name: string, attrs: Attrs, children: Node[] | string | null): Node {
-  const node: Node = {};
-  if (children === null) node[name] = [];
-  else if (typeof children === 'string')
-    node[name] = children === '' ? [{ '#text': '' }] : [{ '#text': children }];
-  else node[name] = children;
-  if (Object.keys(attrs).length > 0) {
-    node[':@'] = Object.fromEntries(Object.entries(attrs).map(([k, v]) => [ATTR + k, v]));
-  }
-  return node;
-}
-
-function propertiesOf(store: PropertyStore<PropertyHolder>): Node[] {
+function propertiesOf(store: PropertyStore<PropertyHolder>): XmlElement[] {
   const explicit = store.explicit();
   return store.defs
     .filter((d) => explicit.has(d.name) && !d.readOnly)
-    .map((d) => el('property', { name: d.name }, wireString(explicit.get(d.name) as PropValue)));
+    .map((d) => xmlEl('property', { name: d.name }, wireString(explicit.get(d.name) as PropValue)));
 }
 
-function deviceNode(a: DeviceAssignment): Node {
+function deviceNode(a: DeviceAssignment): XmlElement {
   const attrs = { 'backend-domain': a.backend.name, id: a.portId, mode: a.mode, identity: a.deviceId };
-  const options = a.options.map(([k, v]) => el('option', { name: k }, v));
-  return el('device', attrs, options.length > 0 ? options : null);
+  return xmlEl(
+    'device',
+    attrs,
+    a.options.map(([k, v]) => xmlEl('option', { name: k }, v)),
+  );
 }
 
 function domainNode(
   vm: Vm,
   volumes: readonly Attrs[] | undefined,
   features: Iterable<readonly [string, string]>,
-): Node {
+): XmlElement {
   const children = [
-    el('properties', {}, propertiesOf(vm.props as unknown as PropertyStore<PropertyHolder>)),
-    el(
+    xmlEl('properties', {}, propertiesOf(vm.props as unknown as PropertyStore<PropertyHolder>)),
+    xmlEl(
       'features',
       {},
-      [...features].map(([k, v]) => el('feature', { name: k }, v)),
+      [...features].map(([k, v]) => xmlEl('feature', { name: k }, v)),
     ),
-    el(
+    xmlEl(
       'tags',
       {},
-      vm.tags.inOrder().map((t) => el('tag', { name: t }, null)),
+      vm.tags.inOrder().map((t) => xmlEl('tag', { name: t })),
     ),
     ...vm.devices
       .classes()
-      .map((devclass) => el('devices', { class: devclass }, vm.devices.list(devclass).map(deviceNode))),
+      .map((devclass) => xmlEl('devices', { class: devclass }, vm.devices.list(devclass).map(deviceNode))),
   ];
   if (volumes)
     children.push(
-      el(
+      xmlEl(
         'volume-config',
         {},
-        volumes.map((a) => el('volume', a, null)),
+        volumes.map((a) => xmlEl('volume', a)),
       ),
     );
-  return el('domain', { id: `domain-${vm.qid}`, class: vm.klass }, children);
-}
-
-const builder = new XMLBuilder({
-  preserveOrder: true,
-  ignoreAttributes: false,
-  attributeNamePrefix: ATTR,
-  format: true,
-  indentBy: '  ',
-  suppressEmptyNode: true,
-});
-
-/** The builder's output for some nodes, one element per line block, newline-terminated. */
-function build(nodes: Node[]): string {
-  return `${(builder.build(nodes) as string).trim()}\n`;
-}
-
-function indent(xml: string, by: string): string {
-  return xml
-    .split('\n')
-    .map((line) => (line ? by + line : line))
-    .join('\n');
+  return xmlEl('domain', { id: `domain-${vm.qid}`, class: vm.klass }, children);
 }
 
 /**
@@ -151,27 +123,26 @@ export class QubesXmlWriter {
   }
 
   private domainXml(vm: Vm, features: Iterable<readonly [string, string]>): string {
-    return indent(build([domainNode(vm, this.storage.volumes(vm), features)]), '    ');
+    return renderXml(domainNode(vm, this.storage.volumes(vm), features), 2);
   }
 
   private document(domainXml: (vm: Vm) => string): string {
-    const storage = this.storage;
-    const head = build([
-      el(
+    const head = [
+      xmlEl(
         'labels',
         {},
-        this.app.labels.list().map((l) => el('label', { id: `label-${l.index}`, color: l.color }, l.name)),
+        this.app.labels.list().map((l) => xmlEl('label', { id: `label-${l.index}`, color: l.color }, l.name)),
       ),
-      el(
+      xmlEl(
         'pools',
         {},
-        storage.pools().map((p) => el('pool', p, null)),
+        this.storage.pools().map((p) => xmlEl('pool', p)),
       ),
-      el('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
-    ]);
+      xmlEl('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
+    ].map((e) => renderXml(e, 1));
     const domains = this.app.domains.list().map(domainXml);
     const body = domains.length > 0 ? `  <domains>\n${domains.join('')}  </domains>\n` : '  <domains/>\n';
-    return `<qubes>\n${indent(head, '  ')}${body}</qubes>\n`;
+    return `<qubes>\n${head.join('')}${body}</qubes>\n`;
   }
 }
 
@@ -192,6 +163,8 @@ const parser = new XMLParser({
   parseAttributeValue: false,
   trimValues: false,
   processEntities: true,
+  // Decodes the character references the writer (and lxml) use for CR, tab and LF.
+  htmlEntities: true,
 });
 
 function toTree(nodes: Node[]): XEl[] {

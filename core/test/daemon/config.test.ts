@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout } from 'node:timers/promises';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -126,9 +127,12 @@ describe('odysseyd --config', () => {
     const d = await spawnDaemon(['--config', conf]);
     started.push(d);
     expect(d.stderr()).toContain(`<6>odysseyd: info: serving ${d.socket} `);
-    expect(d.stderr()).toMatch(/^<7>odysseyd: debug: /m);
     const reply = await rawCall(d.socket, request('admin.vm.List', 'dom0'));
     expect(reply.toString('latin1')).toMatch(/^0\0dom0 class=AdminVM/);
+    // A refused call is logged at debug only: the file's level is in force.
+    await rawCall(d.socket, request('admin.vm.List', 'no-such-qube'));
+    for (let i = 0; i < 100 && !/^<7>odysseyd: debug: /m.test(d.stderr()); i++) await setTimeout(50);
+    expect(d.stderr()).toMatch(/^<7>odysseyd: debug: admin.vm.List no-such-qube: QubesVMNotFoundError/m);
     await expect(stat(join(dir, 'from-file.sock'))).rejects.toThrow(/ENOENT/);
   });
 

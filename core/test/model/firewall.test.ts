@@ -20,6 +20,8 @@ describe('firewall rules', () => {
     ['action=accept dst4=10.0.0.0/8', 'action=accept dst4=10.0.0.0/8'],
     ['action=drop expire=1499450306 proto=udp', 'action=drop expire=1499450306 proto=udp'],
     ['action=drop proto=icmp comment=No ICMP', 'action=drop proto=icmp comment=No ICMP'],
+    // 9999-12-31T23:59:59Z, the last second a Python datetime holds.
+    ['action=drop expire=253402300799', 'action=drop expire=253402300799'],
   ])('normalises %s', (input, output) => {
     expect(formatApiRule(parseApiRule(input))).toBe(output);
   });
@@ -37,8 +39,19 @@ describe('firewall rules', () => {
     ['action=accept dsthost=a dst4=1.2.3.4', "Option 'dsthost' already set"],
     ['proto=tcp', 'action is required'],
     ['action=accept comment=bad!', 'strange characters comment'],
+    ['action=accept expire=253402300800', 'expiration time out of range'],
+    ['action=accept expire=100000000000000000000000', 'expiration time out of range'],
   ])('refuses %s', (input, message) => {
     expect(() => parseApiRule(input)).toThrow(new QubesValueError(message));
+  });
+
+  it('loads a rule stored with an expire beyond year 9999 as expiring at its end', () => {
+    for (const stored of ['99999999999999999', '1e+21']) {
+      const xml =
+        '<firewall version="2"><rules><rule><properties><property name="action">accept</property>' +
+        `<property name="expire">${stored}</property></properties></rule></rules></firewall>`;
+      expect(parseFirewall(xml).map(formatApiRule)).toEqual(['action=accept expire=253402300799']);
+    }
   });
 
   it('round-trips firewall.xml version 2 and drops expired rules', () => {

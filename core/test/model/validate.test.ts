@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { ProtocolError, QubesValueError, pyRepr } from '../../src/model/errors.js';
-import { validateName, validateNumber } from '../../src/model/validate.js';
+import { isXmlText, validateName, validateNumber } from '../../src/model/validate.js';
 
 describe('names, numbers, reprs', () => {
   it.each([
@@ -33,5 +33,23 @@ describe('names, numbers, reprs', () => {
     expect(pyRepr('work')).toBe("'work'");
     expect(pyRepr("it's")).toBe('"it\'s"');
     expect(pyRepr('a\nb\\')).toBe("'a\\nb\\\\'");
+  });
+
+  it('tells what XML 1.0 can hold', () => {
+    for (const ok of ['', 'a\tb\nc\rd', '\x7f', '\u00e9\ud83d\ude00', '\ufffd'])
+      expect(isXmlText(ok), JSON.stringify(ok)).toBe(true);
+    for (const bad of [
+      '\x00',
+      '\x08',
+      '\x0b',
+      '\x0c',
+      '\x0e',
+      '\x1f',
+      '\ufffe',
+      '\uffff',
+      'a\ud800',
+      '\udc00b',
+    ])
+      expect(isXmlText(bad), JSON.stringify(bad)).toBe(false);
   });
 });

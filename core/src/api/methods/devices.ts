@@ -10,6 +10,7 @@ import {
   QubesVMNotRunningError,
 } from '../../model/errors.js';
 import type { CallContext } from '../call-context.js';
+import { requireReferable } from '../references.js';
 import { assignmentLine, parseAssignment, parseDeviceArg } from '../device-serialization.js';
 
 /**
@@ -71,6 +72,7 @@ function deviceClass(devclass: DeviceClass) {
       const device = parseDeviceArg(ctx.app, ctx.arg);
       const parsed = parseAssignment(ctx.payload, device, devclass, ctx.app);
       localOnly(ctx);
+      requireReferable(ctx, device.backend, 'device backend');
       const assignment = { ...device, deviceId: parsed.deviceId };
       ctx.dest.devices.checkNotAssigned(devclass, assignment);
       // Upstream raises a plain ValueError here, which closes the connection without a reply.
@@ -90,6 +92,7 @@ function deviceClass(devclass: DeviceClass) {
       const device = parseDeviceArg(ctx.app, ctx.arg);
       const parsed = parseAssignment(ctx.payload, device, devclass, ctx.app);
       localOnly(ctx);
+      requireReferable(ctx, device.backend, 'device backend');
       if (ctx.dest.powerState === 'Halted') {
         throw new QubesVMNotRunningError('VM not running, cannot attach device, do you mean `assign`?');
       }

@@ -26,6 +26,9 @@ export const pool = {
     ctx.services.storage.registry.listPoolVolumes(poolName(ctx)),
 
   add: async (ctx: CallContext): Promise<undefined> => {
+    // Controls that do not end a line would reach qubes.xml inside a parameter, where XML cannot hold them.
+    if (/[\x00-\x08\x0e-\x1b\x1f]/.test(ctx.payload.toString('latin1')))
+      throw new ProtocolError('Pool parameters contain control characters');
     await ctx.services.storage.registry.addPool(ctx.arg, ctx.payload);
     return undefined;
   },

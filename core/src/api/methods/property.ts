@@ -2,7 +2,9 @@ import { QubesValueError } from '../../model/errors.js';
 import type { PropertyDef, PropertyHolder, PropertyStore, PropValue } from '../../model/property.js';
 import { NoValue, wireString } from '../../model/property.js';
 import { isAscii, isPythonPrintable, validateName } from '../../model/validate.js';
+import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
+import { requireReferable } from '../references.js';
 
 /**
  * admin.property.* and admin.vm.property.*: generic over the property
@@ -76,8 +78,9 @@ function makeHandlers(storeOf: (ctx: CallContext) => Store) {
     set: (ctx: CallContext): undefined => {
       const store = storeOf(ctx);
       const def = store.def(ctx.arg);
-      const value = sanitize(def, ctx.payload);
-      store.set(def.name, store.parse(def.name, value));
+      const value = store.parse(def.name, sanitize(def, ctx.payload));
+      if (def.type === 'vm') requireReferable(ctx, value as Vm | null, def.name);
+      store.set(def.name, value);
       return undefined;
     },
 

@@ -2,9 +2,15 @@ import { PermissionDenied } from '../../model/errors.js';
 import { validateTag } from '../../model/tags.js';
 import type { CallContext } from '../call-context.js';
 
-/** created-by-* tags record who created a VM; only dom0 may change them (upstream's AdminExtension). */
+/**
+ * created-by-* and disp-created-by-* tags record who created a VM, and policy
+ * grants on them; only dom0 may change them (upstream's AdminExtension guards
+ * created-by-*; the disp- form is given the same guard with the same refusal).
+ */
+const CREATOR_TAG = /^(disp-)?created-by-/;
+
 function checkAllowed(ctx: CallContext): void {
-  if (ctx.arg.startsWith('created-by-') && !ctx.src.isAdminVm) {
+  if (CREATOR_TAG.test(ctx.arg) && !ctx.src.isAdminVm) {
     throw new PermissionDenied('changing this tag is prohibited by qubes.ext.admin.AdminExtension');
   }
 }

@@ -18,6 +18,7 @@ import { VM_CLASS_NAMES, VM_CLASSES } from '../../model/vm-classes.js';
 import type { VmClassName } from '../../model/vm-classes.js';
 import { isAscii, validateName } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
+import { requireReferable } from '../references.js';
 
 /** dom0 and remote domains are always reported running: nothing here powers them. */
 function listState(vm: Vm): string {
@@ -84,6 +85,7 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   if (ctx.arg !== '') {
     const t = ctx.app.domains.byName(ctx.arg);
     if (!t) throw new QubesVMNotFoundError(ctx.arg);
+    requireReferable(ctx, t, 'template');
     return t;
   }
   const fallback = ctx.app.props.tryGet(
