@@ -2,7 +2,6 @@ import { chmod, unlink } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
-import type { Readable } from 'node:stream';
 
 import { inject, injectable } from 'tsyringe';
 
@@ -192,7 +191,7 @@ export class AdminServer {
     socket: Socket,
     req: Request,
     closed: Promise<void>,
-    payload?: Readable,
+    payload?: PassThrough,
   ): Promise<void> {
     if (this.dispatcher.isStreaming(req.method)) this.streams.add(socket);
     const sink = {
@@ -213,6 +212,11 @@ export class AdminServer {
       closed,
     };
     const outcome = await this.dispatcher.dispatch(req, sink, payload);
+    if (payload) {
+      // A refused or failed import leaves data in flight: discard it, so the client can finish sending and read the answer.
+      socket.unpipe(payload);
+      socket.resume();
+    }
     switch (outcome.kind) {
       case 'ok':
         this.reply(socket, req, okResponse(outcome.body));
