@@ -192,6 +192,10 @@ export class ImageVolume implements Volume {
     });
   }
 
+  recover(): Promise<void> {
+    return this.lock.run(() => this.removeIncompleteImages());
+  }
+
   /** Wins over an import in progress, as upstream's: that import's end then fails. */
   remove(): Promise<void> {
     return this.lock.run(async () => {
