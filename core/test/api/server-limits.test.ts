@@ -26,6 +26,17 @@ afterEach(async () => {
   await d.stop();
 });
 
+/** Resolves once a log line containing `needle` was written. */
+function logged(needle: string): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (logs.some((l) => l.includes(needle))) resolve();
+      else setImmediate(check);
+    };
+    check();
+  });
+}
+
 /** A second admin socket on the daemon's own dispatcher, with limits small enough for a test. */
 async function limitedServer(limits: ServerLimits): Promise<void> {
   server = new AdminServer(
@@ -100,6 +111,26 @@ describe('admin socket limits', () => {
     expect(reader.received()).toBeGreaterThan((calls + 20) * 2 * VALUE.length);
     reader.sock.destroy();
     await reader.closed;
+  });
+
+  it('drops a client that does not read its reply in time', async () => {
+    await limitedServer({ maxQueuedBytes: LIMIT, maxPending: 16, requestTimeoutMs: 300 });
+    // A reply far larger than what the kernel buffers for a socket: 20 tags of 60 kB.
+    for (let i = 0; i < 20; i++) await d.ok('admin.vm.tag.Set', 'dom0', `${i}-${'t'.repeat(60_000)}`);
+    const dropped = logged('its reply was not read in 300 ms');
+    const sock = connect(path);
+    sock.pause();
+    sock.on('error', () => undefined);
+    sock.end(request('admin.vm.tag.List', 'dom0'));
+    await dropped;
+    // The connection, and the reply it held, are gone once the socket has closed.
+    await new Promise<void>((resolve) => {
+      const check = (): void => (server.load().connections === 0 ? resolve() : void setImmediate(check));
+      check();
+    });
+    sock.destroy();
+    const answer = await rawCall(path, request('admin.vm.tag.List', 'dom0'));
+    expect(answer.length).toBeGreaterThan(20 * 60_000);
   });
 
   it('drops a connection that does not finish its request in time', async () => {
