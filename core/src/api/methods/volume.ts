@@ -1,4 +1,9 @@
-import { PermissionDenied, ProtocolError, QubesVMNotFoundError, QubesVMNotHaltedError } from '../../model/errors.js';
+import {
+  PermissionDenied,
+  ProtocolError,
+  QubesVMNotFoundError,
+  QubesVMNotHaltedError,
+} from '../../model/errors.js';
 import { parseBoolLiteral, validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
 import { importStream, readSizeHeader } from '../../storage/importer.js';
