@@ -5,11 +5,14 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import type { TestDaemon } from '../support/harness.js';
 import { startDaemon } from '../support/harness.js';
 
 let mnt = '';
 /** Why the test cannot run here, if it cannot (not root, no tmpfs). */
 let unavailable: string | undefined;
+/** Stopped again after a failed assertion, so the tmpfs can go. */
+const daemons: TestDaemon[] = [];
 
 beforeAll(async () => {
   mnt = await mkdtemp(join(tmpdir(), 'odyssey-full-'));
@@ -20,6 +23,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
+  for (const d of daemons) await d.stop();
   if (!unavailable) execFileSync('umount', [mnt]);
   await rmdir(mnt);
 });
@@ -53,6 +57,7 @@ describe('a full disk while saving qubes.xml', () => {
       ctx.skip();
     }
     const d = await startDaemon({ stateDir: mnt });
+    daemons.push(d);
     await d.ok('admin.vm.feature.Set', 'dom0', 'before', '1');
     const old = await readFile(join(mnt, 'qubes.xml'));
     const filler = await fill(mnt);
@@ -69,6 +74,7 @@ describe('a full disk while saving qubes.xml', () => {
     await d.stop();
 
     const again = await startDaemon({ stateDir: mnt });
+    daemons.push(again);
     expect(await again.ok('admin.vm.feature.Get', 'dom0', 'before')).toBe('1');
     expect(await again.ok('admin.vm.feature.Get', 'dom0', 'after')).toBe('2');
     await again.stop();
