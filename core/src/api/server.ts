@@ -19,6 +19,8 @@ export interface ServerLimits {
    * does not read them; past it the connection is closed.
    */
   readonly maxQueuedBytes: number;
+  /** The same, summed over every event stream: many slow subscribers cannot add up past it. */
+  readonly maxQueuedBytesTotal: number;
   /** Connections still sending their request; more are closed at once. */
   readonly maxPending: number;
   /**
@@ -30,9 +32,13 @@ export interface ServerLimits {
 
 export const DEFAULT_LIMITS: ServerLimits = {
   maxQueuedBytes: 4 * 1024 * 1024,
+  maxQueuedBytesTotal: 64 * 1024 * 1024,
   maxPending: 256,
   requestTimeoutMs: 30_000,
 };
+
+/** Bytes queued on one event stream from which it counts as behind its reader. */
+const LAGGING = 64 * 1024;
 
 /** What the server holds right now, for limits checks and load reports. */
 export interface ServerLoad {
@@ -199,11 +205,9 @@ export class AdminServer {
         if (socket.destroyed || !socket.writable) return;
         const message = eventMessage(subject, event, args);
         // Events cannot wait for a slow reader: the daemon does not stop for one subscriber.
-        if (socket.writableLength + message.length > this.limits.maxQueuedBytes) {
-          this.log(
-            'warn',
-            `closed ${req.method} of ${req.src}: it left ${socket.writableLength} bytes unread (limit ${this.limits.maxQueuedBytes})`,
-          );
+        const over = this.overQueued(socket, message.length);
+        if (over) {
+          this.log('warn', `closed ${req.method} of ${req.src}: ${over}`);
           socket.destroy();
           return;
         }
@@ -236,6 +240,21 @@ export class AdminServer {
         socket.destroy();
         break;
     }
+  }
+
+  /** Why writing `bytes` more to an event stream would pass a limit, if it would. */
+  private overQueued(socket: Socket, bytes: number): string | undefined {
+    const own = socket.writableLength;
+    const { maxQueuedBytes, maxQueuedBytesTotal } = this.limits;
+    if (own + bytes > maxQueuedBytes) return `it left ${own} bytes unread (limit ${maxQueuedBytes})`;
+    // Summing costs a walk over the streams: only a stream that is already behind pays it.
+    if (own < LAGGING) return undefined;
+    let total = bytes;
+    for (const s of this.streams) total += s.writableLength;
+    if (total > maxQueuedBytesTotal) {
+      return `event streams together left ${total - bytes} bytes unread (limit ${maxQueuedBytesTotal})`;
+    }
+    return undefined;
   }
 
   /**

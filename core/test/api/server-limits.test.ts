@@ -81,7 +81,12 @@ const VALUE = 'x'.repeat(30_000);
 
 describe('admin socket limits', () => {
   it('closes an admin.Events subscriber that stops reading, and only that one', async () => {
-    await limitedServer({ maxQueuedBytes: LIMIT, maxPending: 16, requestTimeoutMs: 60_000 });
+    await limitedServer({
+      maxQueuedBytes: LIMIT,
+      maxQueuedBytesTotal: 16 * LIMIT,
+      maxPending: 16,
+      requestTimeoutMs: 60_000,
+    });
     const stuck = await subscribe();
     stuck.sock.pause();
     const reader = await subscribe();
@@ -113,8 +118,35 @@ describe('admin socket limits', () => {
     await reader.closed;
   });
 
+  it('closes slow subscribers once their queues together pass the total limit', async () => {
+    const total = LIMIT + LIMIT / 2;
+    await limitedServer({
+      maxQueuedBytes: LIMIT,
+      maxQueuedBytesTotal: total,
+      maxPending: 16,
+      requestTimeoutMs: 60_000,
+    });
+    const stuck = await Promise.all([1, 2, 3, 4].map(() => subscribe()));
+    for (const s of stuck) s.sock.pause();
+    const closedLines = () => logs.filter((l) => l.includes('closed admin.Events of dom0'));
+    let maxQueued = 0;
+    for (let calls = 0; closedLines().length < 4 && calls < 500; calls++) {
+      await d.ok('admin.vm.feature.Set', 'dom0', `f${calls}`, VALUE);
+      maxQueued = Math.max(maxQueued, server.load().queuedBytes);
+    }
+    expect(closedLines()).toHaveLength(4);
+    expect(closedLines().filter((l) => l.includes('event streams together left'))).not.toHaveLength(0);
+    expect(maxQueued).toBeLessThanOrEqual(total);
+    for (const s of stuck) s.sock.destroy();
+  });
+
   it('drops a client that does not read its reply in time', async () => {
-    await limitedServer({ maxQueuedBytes: LIMIT, maxPending: 16, requestTimeoutMs: 300 });
+    await limitedServer({
+      maxQueuedBytes: LIMIT,
+      maxQueuedBytesTotal: 16 * LIMIT,
+      maxPending: 16,
+      requestTimeoutMs: 300,
+    });
     // A reply far larger than what the kernel buffers for a socket: 20 tags of 60 kB.
     for (let i = 0; i < 20; i++) await d.ok('admin.vm.tag.Set', 'dom0', `${i}-${'t'.repeat(60_000)}`);
     const dropped = logged('its reply was not read in 300 ms');
@@ -134,7 +166,12 @@ describe('admin socket limits', () => {
   });
 
   it('drops a connection that does not finish its request in time', async () => {
-    await limitedServer({ maxQueuedBytes: LIMIT, maxPending: 16, requestTimeoutMs: 200 });
+    await limitedServer({
+      maxQueuedBytes: LIMIT,
+      maxQueuedBytesTotal: 16 * LIMIT,
+      maxPending: 16,
+      requestTimeoutMs: 200,
+    });
     const half = partial('admin.vm.List dom0 na');
     const noEof = partial('admin.vm.List dom0 name dom0\0');
     expect((await half.closed).length).toBe(0);
@@ -147,7 +184,12 @@ describe('admin socket limits', () => {
   });
 
   it('refuses connections past the pending limit, and takes them again once one finishes', async () => {
-    await limitedServer({ maxQueuedBytes: LIMIT, maxPending: 3, requestTimeoutMs: 60_000 });
+    await limitedServer({
+      maxQueuedBytes: LIMIT,
+      maxQueuedBytesTotal: 16 * LIMIT,
+      maxPending: 3,
+      requestTimeoutMs: 60_000,
+    });
     const pending = [1, 2, 3].map(() => partial('admin.vm.List dom0'));
     await Promise.all(pending.map((p) => p.connected));
     expect((await rawCall(path, request('admin.vm.List', 'dom0'))).length).toBe(0);
