@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDaemon } from '../support/harness.js';
 import { startDaemon } from '../support/harness.js';
 
+const MiB = 1024 * 1024;
 let mnt = '';
 /** Why the test cannot run here, if it cannot (not root, no tmpfs). */
 let unavailable: string | undefined;
@@ -78,5 +80,36 @@ describe('a full disk while saving qubes.xml', () => {
     expect(await again.ok('admin.vm.feature.Get', 'dom0', 'before')).toBe('1');
     expect(await again.ok('admin.vm.feature.Get', 'dom0', 'after')).toBe('2');
     await again.stop();
+  });
+
+  it('fails an import cleanly: the volume keeps its data, no import file stays', async (ctx) => {
+    if (unavailable) {
+      console.warn(`skipped: ${unavailable}`);
+      ctx.skip();
+    }
+    const d = await startDaemon({ stateDir: mnt });
+    daemons.push(d);
+    await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red');
+    const old = randomBytes(65536);
+    const withSize = (data: Buffer) => Buffer.concat([Buffer.from(`${data.length}\n`), data]);
+    await d.ok('admin.vm.volume.ImportWithSize', 'sa', 'private', withSize(old));
+    const xml = await readFile(join(mnt, 'qubes.xml'));
+    const filler = await fill(mnt);
+
+    const reply = (
+      await d.call('admin.vm.volume.ImportWithSize', 'sa', 'private', withSize(randomBytes(MiB)))
+    ).toString('latin1');
+    expect(reply).toMatch(/^2\0QubesException\0\0Data import failed: .*ENOSPC/);
+    const dir = join(mnt, 'appvms', 'sa');
+    expect((await readFile(join(dir, 'private.img'))).equals(old)).toBe(true);
+    expect((await readdir(dir)).filter((n) => n.includes('import') || n.includes('~'))).toEqual([]);
+    expect((await readFile(join(mnt, 'qubes.xml'))).equals(xml)).toBe(true);
+    expect(await d.ok('admin.vm.volume.Info', 'sa', 'private')).toContain('size=65536\n');
+
+    await rm(filler);
+    const next = randomBytes(MiB);
+    await d.ok('admin.vm.volume.ImportWithSize', 'sa', 'private', withSize(next));
+    expect((await readFile(join(dir, 'private.img'))).equals(next)).toBe(true);
+    await d.stop();
   });
 });
