@@ -34,15 +34,27 @@ function withSize(data: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${data.length}\n`), data]);
 }
 
-/** Resolves once `needle` appeared in admin.Events of `vm`. */
-function eventSeen(vm: string, needle: string): Promise<void> {
-  return new Promise((resolve) => {
+/**
+ * Subscribes to admin.Events of `vm`; resolves once the subscription is live,
+ * with a function that waits for `needle` in the stream.
+ */
+function subscribeEvents(vm: string): Promise<(needle: string) => Promise<void>> {
+  return new Promise((ready) => {
     let seen = '';
+    const waiters: [string, () => void][] = [];
     events = connect(d.socket);
     events.on('connect', () => events?.end(request('admin.Events', vm)));
     events.on('data', (c: Buffer) => {
       seen += c.toString('latin1');
-      if (seen.includes(needle)) resolve();
+      for (const [needle, resolve] of waiters) if (seen.includes(needle)) resolve();
+      if (seen.includes('connection-established\0'))
+        ready(
+          (needle) =>
+            new Promise((resolve) => {
+              if (seen.includes(needle)) resolve();
+              else waiters.push([needle, resolve]);
+            }),
+        );
     });
   });
 }
@@ -53,7 +65,7 @@ function eventSeen(vm: string, needle: string): Promise<void> {
  * the rest and returns the reply.
  */
 async function heldImport(data: Buffer): Promise<() => Promise<string>> {
-  const announced = eventSeen('work', 'domain-volume-import-begin\0');
+  const announced = (await subscribeEvents('work'))('domain-volume-import-begin\0');
   const sock = connect(d.socket);
   const chunks: Buffer[] = [];
   sock.on('data', (c: Buffer) => chunks.push(c));
