@@ -2,7 +2,6 @@ import { chmod, unlink } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
-import type { Readable } from 'node:stream';
 
 import { inject, injectable } from 'tsyringe';
 
@@ -13,6 +12,42 @@ import { adminCallLine, fromDom0 } from './call-log.js';
 import type { Dispatcher } from './dispatcher.js';
 import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from '@odyssey/wire';
 import type { Request } from '@odyssey/wire';
+
+/** What one client may cost the daemon, whatever it does (README "Limits"). */
+export interface ServerLimits {
+  /**
+   * Bytes of events (admin.Events, admin.vm.Stats) queued for a client that
+   * does not read them; past it the connection is closed.
+   */
+  readonly maxQueuedBytes: number;
+  /** The same, summed over every event stream: many slow subscribers cannot add up past it. */
+  readonly maxQueuedBytesTotal: number;
+  /** Connections still sending their request; more are closed at once. */
+  readonly maxPending: number;
+  /**
+   * Time to send the request (a streamed import: its header), and again to
+   * take the whole reply once it is written.
+   */
+  readonly requestTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxQueuedBytes: 4 * 1024 * 1024,
+  maxQueuedBytesTotal: 64 * 1024 * 1024,
+  maxPending: 256,
+  requestTimeoutMs: 30_000,
+};
+
+/** Bytes queued on one event stream from which it counts as behind its reader. */
+const LAGGING = 64 * 1024;
+
+/** What the server holds right now, for limits checks and load reports. */
+export interface ServerLoad {
+  readonly connections: number;
+  readonly pending: number;
+  /** Bytes written to connections that their clients have not taken yet. */
+  readonly queuedBytes: number;
+}
 
 /** Whether something answers on a UNIX socket path (a stale socket file refuses). */
 function socketAlive(path: string): Promise<boolean> {
@@ -29,7 +64,8 @@ function socketAlive(path: string): Promise<boolean> {
 /**
  * The admin socket: one request per connection, read to EOF (64 KiB cap),
  * answered once (or streamed), then closed. Every connection is independent,
- * so a bad client never affects the others.
+ * so a bad client never affects the others: each is bounded in time until its
+ * request is in, and in the bytes it leaves unread (ServerLimits).
  */
 @injectable()
 export class AdminServer {
@@ -38,11 +74,19 @@ export class AdminServer {
   private readonly inflight = new Set<Promise<void>>();
   /** Connections carrying an event stream: they only end when the client goes, or we close them. */
   private readonly streams = new Set<Socket>();
+  private pending = 0;
 
   constructor(
     @inject(API_TOKENS.Dispatcher) private readonly dispatcher: Dispatcher,
     @inject(TOKENS.Log) private readonly log: Log,
+    private readonly limits: ServerLimits = DEFAULT_LIMITS,
   ) {}
+
+  load(): ServerLoad {
+    let queuedBytes = 0;
+    for (const s of this.connections) queuedBytes += s.writableLength;
+    return { connections: this.connections.size, pending: this.pending, queuedBytes };
+  }
 
   async listen(path: string): Promise<void> {
     if (await socketAlive(path)) throw new Error(`socket ${path} is in use by a running daemon`);
@@ -71,7 +115,29 @@ export class AdminServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.pending >= this.limits.maxPending) {
+      this.log('warn', `refused a connection: ${this.pending} requests are still being sent`);
+      socket.destroy();
+      return;
+    }
+    this.pending++;
     this.connections.add(socket);
+    const deadline = setTimeout(() => {
+      this.log(
+        'warn',
+        `closed a connection that sent no whole request in ${this.limits.requestTimeoutMs} ms`,
+      );
+      received();
+      socket.destroy();
+    }, this.limits.requestTimeoutMs);
+    let requestIn = false;
+    /** The request is complete (or the connection gone): it no longer counts as pending. */
+    const received = () => {
+      if (requestIn) return;
+      requestIn = true;
+      this.pending--;
+      clearTimeout(deadline);
+    };
     const chunks: Buffer[] = [];
     let size = 0;
     let headerSeen = false;
@@ -79,6 +145,7 @@ export class AdminServer {
     let closedResolve: () => void = () => undefined;
     const closed = new Promise<void>((r) => (closedResolve = r));
     socket.on('close', () => {
+      received();
       this.connections.delete(socket);
       this.streams.delete(socket);
       closedResolve();
@@ -95,6 +162,7 @@ export class AdminServer {
           const req = parseRequest(all.subarray(0, nul + 1));
           // Volume imports carry any amount of data: the payload goes to the handler as a stream.
           if (req && this.dispatcher.streamsPayload(req.method)) {
+            received();
             handedOver = true;
             socket.off('data', onData);
             const payload = new PassThrough();
@@ -110,6 +178,7 @@ export class AdminServer {
     socket.on('data', onData);
     socket.on('end', () => {
       if (socket.destroyed || handedOver) return;
+      received();
       const req = parseRequest(Buffer.concat(chunks));
       if (!req) {
         this.log('warn', 'framing error');
@@ -129,12 +198,21 @@ export class AdminServer {
     socket: Socket,
     req: Request,
     closed: Promise<void>,
-    payload?: Readable,
+    payload?: PassThrough,
   ): Promise<void> {
     if (this.dispatcher.isStreaming(req.method)) this.streams.add(socket);
     const sink = {
       send: (subject: string, event: string, args: readonly (readonly [string, string])[]) => {
-        if (!socket.destroyed && socket.writable) socket.write(eventMessage(subject, event, args));
+        if (socket.destroyed || !socket.writable) return;
+        const message = eventMessage(subject, event, args);
+        // Events cannot wait for a slow reader: the daemon does not stop for one subscriber.
+        const over = this.overQueued(socket, message.length);
+        if (over) {
+          this.log('warn', `closed ${req.method} of ${req.src}: ${over}`);
+          socket.destroy();
+          return;
+        }
+        socket.write(message);
       },
       closed,
     };
@@ -149,13 +227,18 @@ export class AdminServer {
     if (outcome.kind === 'ok') logCall('ok');
     else if (outcome.kind === 'exception') logCall(outcome.type);
     else if (outcome.kind === 'abort') logCall('error');
+    if (payload) {
+      // A refused or failed import leaves data in flight: discard it, so the client can finish sending and read the answer.
+      socket.unpipe(payload);
+      socket.resume();
+    }
     switch (outcome.kind) {
       case 'ok':
-        socket.end(okResponse(outcome.body));
+        this.reply(socket, req, okResponse(outcome.body));
         break;
       case 'exception':
         this.log('debug', `${req.method} ${req.dest}: ${outcome.type}: ${outcome.message}`);
-        socket.end(exceptionResponse(outcome.type, outcome.message));
+        this.reply(socket, req, exceptionResponse(outcome.type, outcome.message));
         break;
       case 'streamed':
         socket.end();
@@ -168,5 +251,37 @@ export class AdminServer {
         socket.destroy();
         break;
     }
+  }
+
+  /** Why writing `bytes` more to an event stream would pass a limit, if it would. */
+  private overQueued(socket: Socket, bytes: number): string | undefined {
+    const own = socket.writableLength;
+    const { maxQueuedBytes, maxQueuedBytesTotal } = this.limits;
+    if (own + bytes > maxQueuedBytes) return `it left ${own} bytes unread (limit ${maxQueuedBytes})`;
+    // Summing costs a walk over the streams: only a stream that is already behind pays it.
+    if (own < LAGGING) return undefined;
+    let total = bytes;
+    for (const s of this.streams) total += s.writableLength;
+    if (total > maxQueuedBytesTotal) {
+      return `event streams together left ${total - bytes} bytes unread (limit ${maxQueuedBytesTotal})`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Writes the whole answer and closes; a client that does not take it in
+   * time is dropped, so an unread reply is held only that long.
+   */
+  private reply(socket: Socket, req: Request, answer: Buffer): void {
+    if (socket.destroyed) return;
+    const deadline = setTimeout(() => {
+      this.log(
+        'warn',
+        `closed ${req.method} of ${req.src}: its reply was not read in ${this.limits.requestTimeoutMs} ms`,
+      );
+      socket.destroy();
+    }, this.limits.requestTimeoutMs);
+    socket.once('close', () => clearTimeout(deadline));
+    socket.end(answer);
   }
 }

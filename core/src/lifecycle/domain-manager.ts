@@ -97,6 +97,8 @@ export class DomainManager implements Lifecycle {
         if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
         const reason = e instanceof Error ? e.message : String(e);
         this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
+        // Upstream re-raises its own exceptions (a storage refusal stays a StoragePoolException).
+        if (e instanceof QubesException) throw e;
         throw new QubesException(`Start failed: ${reason}`);
       }
       const rt = await vmm.state(vm.name).catch(() => null);

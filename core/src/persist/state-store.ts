@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 
 import type { Saver } from './saver.js';
 import type { App } from '../model/app.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { removeStaleTemps, writeFileAtomic } from './atomic-file.js';
 import { QubesXmlWriter, loadQubesXml } from './qubes-xml.js';
 import type { StorageSource, StorageState } from './qubes-xml.js';
 import type { Vm } from '../model/vm.js';
@@ -28,6 +28,8 @@ export class StateStore implements Saver {
 
   /** Reads the file into the (empty) app; false if there is no file yet. */
   async load(warn: (msg: string) => void): Promise<StorageState | null> {
+    // A daemon killed while saving leaves its temp file; the file itself is whole (old or new).
+    await removeStaleTemps(this.path);
     let xml: string;
     try {
       xml = await readFile(this.path, 'utf8');

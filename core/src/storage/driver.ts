@@ -89,6 +89,11 @@ export interface Volume {
   isRunning(): boolean;
 
   create(): Promise<void>;
+  /**
+   * Drops what an import or copy cut short by the daemon's death left behind;
+   * a call on the volume made after it starts runs after it.
+   */
+  recover(): Promise<void>;
   remove(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;

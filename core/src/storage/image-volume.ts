@@ -52,6 +52,12 @@ export class ImageVolume implements Volume {
   private revisionsKept: number;
   private explicitEphemeral: boolean | undefined;
   private configuredSize: number;
+  /**
+   * From an import's first call to its end: taken synchronously, so one
+   * announced import (domain-volume-import-begin) already refuses a second.
+   */
+  private importing = false;
+  /** The size the import in progress commits; set once its file exists. */
   private importSize: number | undefined;
   private running = false;
   readonly saveOnStop: boolean;
@@ -186,10 +192,17 @@ export class ImageVolume implements Volume {
     });
   }
 
+  recover(): Promise<void> {
+    return this.lock.run(() => this.removeIncompleteImages());
+  }
+
+  /** Wins over an import in progress, as upstream's: that import's end then fails. */
   remove(): Promise<void> {
     return this.lock.run(async () => {
       this.pool.forgetVolume(this);
       this.running = false;
+      this.importing = false;
+      this.importSize = undefined;
       await this.removeAllImages();
       await removeEmptyDir(path.dirname(this.base));
     });
@@ -197,8 +210,7 @@ export class ImageVolume implements Volume {
 
   start(): Promise<void> {
     return this.lock.run(async () => {
-      if (this.importSize !== undefined)
-        throw new StoragePoolException(`Cannot start: ${this.vid} is being imported`);
+      this.refuseDuringImport();
       await this.removeIncompleteImages();
       if (this.snapshotsDisabled) {
         await this.pruneRevisions(0);
@@ -295,6 +307,7 @@ export class ImageVolume implements Volume {
     return this.lock.run(async () => {
       if (await this.isDirty())
         throw new StoragePoolException(`Cannot revert: ${this.vid} is not cleanly stopped`);
+      this.refuseDuringImport();
       const rev = (await this.revisions()).find((r) => r.id === revisionId);
       if (rev === undefined) throw new StoragePoolException(`No such revision of ${this.vid}: ${revisionId}`);
       await this.addRevision();
@@ -303,29 +316,42 @@ export class ImageVolume implements Volume {
   }
 
   importBegin(size?: number): Promise<{ path: string; size: number }> {
+    try {
+      this.refuseDuringImport();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.importing = true;
     return this.lock.run(async () => {
-      if (!this.saveOnStop)
-        throw new StoragePoolException(`Cannot import data: ${this.vid} is not save_on_stop`);
-      if (this.running || (await this.isDirty())) {
-        throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
+      try {
+        if (!this.saveOnStop)
+          throw new StoragePoolException(`Cannot import data: ${this.vid} is not save_on_stop`);
+        if (this.running || (await this.isDirty())) {
+          throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
+        }
+        await this.removeIncompleteImages();
+        const target = size ?? (await this.size());
+        await createSparseFile(this.pathImport, target);
+        this.importSize = target;
+        return { path: this.pathImport, size: target };
+      } catch (err) {
+        this.importing = false;
+        throw err;
       }
-      await this.removeIncompleteImages();
-      const target = size ?? (await this.size());
-      await createSparseFile(this.pathImport, target);
-      this.importSize = target;
-      return { path: this.pathImport, size: target };
     });
   }
 
   importEnd(success: boolean): Promise<void> {
     return this.lock.run(async () => {
       const size = this.importSize;
+      this.importing = false;
       this.importSize = undefined;
       if (!success) {
-        await removeIfExists(this.pathImport);
+        if (size !== undefined) await removeIfExists(this.pathImport);
         return;
       }
-      if (size === undefined) throw new StoragePoolException(`No import in progress for ${this.vid}`);
+      if (size === undefined)
+        throw new StoragePoolException(`No import operation in progress on ${this.vid}`);
       try {
         await this.commit(this.pathImport);
       } catch (err) {
@@ -343,6 +369,7 @@ export class ImageVolume implements Volume {
       if (this.running || (await this.isDirty())) {
         throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
       }
+      this.refuseDuringImport();
       await this.removeIncompleteImages();
       try {
         await copyImage(srcPath, this.pathImport);
@@ -415,6 +442,11 @@ export class ImageVolume implements Volume {
 
   private revisionPath(rev: Revision): string {
     return `${this.pathClean}.${rev.id}@${rev.timestamp}Z`;
+  }
+
+  /** Upstream's (lvm driver) refusal of anything else touching the data while an import runs. */
+  private refuseDuringImport(): void {
+    if (this.importing) throw new StoragePoolException(`Import operation in progress on ${this.vid}`);
   }
 
   private async requireImage(p: string): Promise<void> {

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
-import { ProtocolError, StoragePoolException } from '../model/errors.js';
+import { ProtocolError, QubesException, StoragePoolException } from '../model/errors.js';
 import type { Volume } from './driver.js';
 
 /** Zero detection granularity: big enough for cheap compares, small enough to keep holes useful. */
@@ -168,7 +168,9 @@ export async function importStream(volume: Volume, source: ByteSource, size?: nu
     await writeSparse(target.path, source, target.size);
   } catch (err) {
     await volume.importEnd(false);
-    throw err;
+    // An I/O error (a full disk) answers as upstream's import script reports its failure.
+    if (err instanceof QubesException) throw err;
+    throw new QubesException(`Data import failed: ${err instanceof Error ? err.message : String(err)}`);
   }
   await volume.importEnd(true);
 }

@@ -67,11 +67,18 @@ export class VmStorage implements PoolDirectory {
     return this.volumes.get(vm) ?? new Map();
   }
 
+  /**
+   * The volumes of a VM read from qubes.xml at start. What an earlier daemon
+   * left half-done (an import's file) is removed in the background: each
+   * volume's own lock puts any call on it after that. A failure there only
+   * leaves the files to the next import or start, which remove them too.
+   */
   load(vm: Vm, attrs: readonly Readonly<Record<string, string>>[]): void {
     const map = new Map<string, Volume>();
     for (const a of attrs) {
       const v = this.registry.initVolume(this.owner(vm), volumeConfigFromXml(a));
       map.set(v.name, v);
+      v.recover().catch(() => undefined);
     }
     this.volumes.set(vm, map);
   }

@@ -145,7 +145,7 @@ describe('volume import', { timeout: 120_000 }, () => {
     await v.stop();
     // ...and a start while an import is under way.
     await v.importBegin();
-    await expect(v.start()).rejects.toThrow(/being imported/);
+    await expect(v.start()).rejects.toThrow(/Import operation in progress/);
     await v.importEnd(false);
     await v.start();
     await v.stop();

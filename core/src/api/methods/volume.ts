@@ -1,4 +1,9 @@
-import { PermissionDenied, ProtocolError, QubesVMNotHaltedError } from '../../model/errors.js';
+import {
+  PermissionDenied,
+  ProtocolError,
+  QubesVMNotFoundError,
+  QubesVMNotHaltedError,
+} from '../../model/errors.js';
 import { parseBoolLiteral, validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
 import { importStream, readSizeHeader } from '../../storage/importer.js';
@@ -121,6 +126,10 @@ export const volume = {
         source = header.data;
       }
       const declared = String(size ?? (await v.size()));
+      // Reading the header waited on the client: the qube may have been started or removed meanwhile.
+      // From here to the volume's import mark nothing waits, so a later Start or Remove sees the import.
+      if (ctx.app.domains.byName(ctx.dest.name) !== ctx.dest) throw new QubesVMNotFoundError(ctx.dest.name);
+      requireHalted(ctx);
       return announcedImport(ctx, declared, () => importStream(v, source, size));
     },
 };

@@ -85,6 +85,9 @@ export class KernelVolume implements Volume {
 
   async create(): Promise<void> {}
 
+  /** Nothing of a kernel volume is ever half-written by the daemon. */
+  async recover(): Promise<void> {}
+
   async remove(): Promise<void> {}
 
   /** Starting a VM with a missing kernel must fail before the VMM sees it. */
