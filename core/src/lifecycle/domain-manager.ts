@@ -16,7 +16,6 @@ import {
   QubesVMNotPausedError,
   QubesVMNotRunningError,
   QubesVMNotStartedError,
-  QubesVMNotSuspendedError,
 } from '../model/errors.js';
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
@@ -96,9 +95,9 @@ export class DomainManager implements Lifecycle {
     if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
     if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
     if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+    this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
     if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
     const vmm = this.vmm(vm, 'shut down');
-    this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
     const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
     const done = vmm
       .shutdown(vm.name, { force: options.force, timeoutMs })
@@ -146,8 +145,9 @@ export class DomainManager implements Lifecycle {
     this.setState(vm, 'Suspended', 'domain-paused');
   }
 
+  /** Wakes a suspended domain; anything else is an unpause, with its state check (upstream's resume). */
   async resume(vm: Vm): Promise<void> {
-    if (vm.powerState !== 'Suspended') throw QubesVMNotSuspendedError.forVm(vm.name);
+    if (vm.powerState !== 'Suspended') return this.unpause(vm);
     await this.call(vm, 'resume', (vmm) => vmm.resume(vm.name));
     this.setState(vm, 'Running', 'domain-resumed');
   }
