@@ -278,4 +278,11 @@ describe('9. messages', () => {
       exc('QubesValueError', "VM name cannot be 'none' nor 'default'"),
     );
   });
+
+  it('reports an unknown template before an unknown pool', async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.CreateInPool.AppVM', 'dom0', 'nosuch', 'name=x label=red pool=nopool')).toBe(
+      exc('QubesVMNotFoundError', "No such domain: 'nosuch'"),
+    );
+  });
 });

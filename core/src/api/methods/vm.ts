@@ -88,8 +88,7 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   if (!VM_CLASSES[klass].hasTemplate) return null;
   let template: Vm | null;
   if (ctx.arg !== '') {
-    template = ctx.app.domains.byName(ctx.arg) ?? null;
-    if (!template) throw new QubesVMNotFoundError(ctx.arg);
+    template = ctx.app.domains.get(ctx.arg);
   } else {
     template = (ctx.app.props.tryGet(klass === 'DispVM' ? 'default_dispvm' : 'default_template') ??
       null) as Vm | null;
@@ -111,6 +110,8 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
   const opts = parseCreatePayload(ctx, allowPool);
   const name = opts.name as string;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
+  // Upstream's order: an unknown template is reported before an unknown pool.
+  if (ctx.arg !== '' && !ctx.app.domains.byName(ctx.arg)) throw new QubesVMNotFoundError(ctx.arg);
   for (const pool of [opts.pool, ...opts.pools.values()]) {
     if (pool !== undefined && !ctx.app.pools.has(pool))
       throw new QubesException(`No such storage pool: ${pool}`);
