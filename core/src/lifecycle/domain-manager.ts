@@ -123,6 +123,11 @@ export class DomainManager implements Lifecycle {
   }
 
   async pause(vm: Vm): Promise<void> {
+    // Upstream only asks whether the hypervisor has the domain active; pausing a paused one changes nothing.
+    if (vm.powerState === 'Paused' && DomainManager.managed(vm)) {
+      this.app.events.fire(vm, 'domain-pre-paused');
+      return;
+    }
     if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
       throw QubesVMNotRunningError.forVm(vm.name);
     this.app.events.fire(vm, 'domain-pre-paused');

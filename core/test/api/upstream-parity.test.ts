@@ -91,10 +91,11 @@ describe('4. lifecycle calls in the wrong state', () => {
     );
   });
 
-  it('Resume of a paused qube unpauses it', async () => {
+  it('Resume of a paused qube unpauses it; pausing it again is accepted', async () => {
     d = await appendixA();
     await d.ok('admin.vm.Start', 'work');
     await d.ok('admin.vm.Pause', 'work');
+    expect(await text('admin.vm.Pause', 'work')).toBe('0\0');
     expect(await text('admin.vm.Resume', 'work')).toBe('0\0');
     expect(await d.ok('admin.vm.List', 'work')).toMatch(/^work class=AppVM state=Running /);
   });
