@@ -28,13 +28,26 @@ export type Outcome =
   /** Not a Qubes error: upstream closes without a reply. */
   | { readonly kind: 'abort'; readonly error: unknown };
 
-const UUID_REF = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*$/;
+/**
+ * Upstream's pattern, matched at the start only: past the fourth dash any
+ * characters pass it, and uuid.UUID() then takes upper-case hex there too.
+ */
+const UUID_REF = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*/;
 
-/** qubes.api.decode_vm: a name, or `uuid:<uuid>`. */
+/** What uuid.UUID() accepts after the prefix check: 32 hex digits once the dashes are gone. */
+function canonicalUuid(text: string): string {
+  const hex = text.replaceAll('-', '');
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error('badly formed hexadecimal UUID string');
+  const h = hex.toLowerCase();
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** qubes.api.decode_vm: a name, or `uuid:<uuid>`; non-ASCII fails the decode before anything else. */
 function decodeVm(app: App, ref: string): Vm {
+  if (/[^\x00-\x7f]/.test(ref)) throw new ProtocolError('request header contains non-ASCII characters');
   if (ref.startsWith('uuid:')) {
-    if (!UUID_REF.test(ref) || ref.length !== 41) throw new QubesVMInvalidUUIDError(ref.slice(5));
-    const vm = app.domains.byUuid(ref.slice(5));
+    if (ref.length !== 41 || !UUID_REF.test(ref)) throw new QubesVMInvalidUUIDError(ref.slice(5));
+    const vm = app.domains.byUuid(canonicalUuid(ref.slice(5)));
     if (!vm) throw new QubesVMNotFoundError(ref);
     return vm;
   }
@@ -83,11 +96,12 @@ export class Dispatcher {
     stream: EventSink,
     payloadStream?: Readable,
   ): { spec: MethodSpec; ctx: CallContext } {
-    if (/[^\x00-\x7f]/.test(req.method + req.arg + req.src + req.dest)) {
-      throw new ProtocolError('request header contains non-ASCII characters');
-    }
+    // Upstream decodes source and destination (looking them up) before the argument and method.
     const src = decodeVm(this.app, req.src);
     const dest = decodeVm(this.app, req.dest);
+    if (/[^\x00-\x7f]/.test(req.method + req.arg)) {
+      throw new ProtocolError('request header contains non-ASCII characters');
+    }
     const spec = this.methods.get(req.method);
     if (!spec) throw new ProtocolError(`no such method: ${pyRepr(req.method)}`);
     if (spec.wantsPayload === true && req.payload.length === 0) throw new ProtocolError('expected payload');

@@ -16,7 +16,6 @@ import {
   QubesVMNotPausedError,
   QubesVMNotRunningError,
   QubesVMNotStartedError,
-  QubesVMNotSuspendedError,
 } from '../model/errors.js';
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
@@ -113,9 +112,9 @@ export class DomainManager implements Lifecycle {
       if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
       if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
       if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+      this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
       if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
       const vmm = this.vmm(vm, 'shut down');
-      this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
       const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
       const done = vmm
         .shutdown(vm.name, { force: options.force, timeoutMs })
@@ -145,6 +144,11 @@ export class DomainManager implements Lifecycle {
 
   async pause(vm: Vm): Promise<void> {
     return this.logged('pause', vm, async () => {
+      // Upstream only asks whether the hypervisor has the domain active; pausing a paused one changes nothing.
+      if (vm.powerState === 'Paused' && DomainManager.managed(vm)) {
+        this.app.events.fire(vm, 'domain-pre-paused');
+        return;
+      }
       if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
         throw QubesVMNotRunningError.forVm(vm.name);
       this.app.events.fire(vm, 'domain-pre-paused');
@@ -172,9 +176,10 @@ export class DomainManager implements Lifecycle {
     });
   }
 
+  /** Wakes a suspended domain; anything else is an unpause, with its state check (upstream's resume). */
   async resume(vm: Vm): Promise<void> {
     return this.logged('resume', vm, async () => {
-      if (vm.powerState !== 'Suspended') throw QubesVMNotSuspendedError.forVm(vm.name);
+      if (vm.powerState !== 'Suspended') return this.unpause(vm);
       await this.call(vm, 'resume', (vmm) => vmm.resume(vm.name));
       this.setState(vm, 'Running', 'domain-resumed');
     });

@@ -86,9 +86,18 @@ export class QubesLabelNotFoundError extends QubesException {
     return new QubesLabelNotFoundError(`Label does not exist: ${label}`);
   }
 }
-export class DeviceNotAssigned extends QubesException {}
-export class DeviceNotFound extends QubesException {}
-export class DeviceAlreadyAssigned extends QubesException {}
+/**
+ * Upstream's KeyError-derived exceptions that keep KeyError's __str__: the
+ * message goes out as Python's repr of it, quotes included (empty without one).
+ */
+class KeyErrorLike extends QubesException {
+  constructor(message?: string) {
+    super(message === undefined ? '' : pyRepr(message));
+  }
+}
+export class DeviceNotAssigned extends KeyErrorLike {}
+export class DeviceNotFound extends KeyErrorLike {}
+export class DeviceAlreadyAssigned extends KeyErrorLike {}
 export class QubesUnrecognizedDeviceAssignmentMode extends ProtocolError {}
 /** Never on the wire: parsing an assignment turns it into a ProtocolError, as upstream does. */
 export class UnexpectedDeviceProperty extends QubesException {}

@@ -1,9 +1,12 @@
 import {
+  pyRepr,
+  QubesValueError,
   QubesInvalidLabelError,
   QubesInvalidLabelValueError,
   QubesLabelInUseError,
   QubesLabelNotFoundError,
 } from './errors.js';
+import { parsePythonInt } from './validate.js';
 
 /** A label: a name and a colour, numbered from 1; 1-8 are the defaults that cannot be removed. */
 export class Label {
@@ -80,17 +83,33 @@ export class LabelRegistry {
     return [...this.byIndex.values()].sort((a, b) => a.index - b.index);
   }
 
-  /** Lookup as upstream's get_label: by name, by index number, or by `label-<n>` id. */
+  /** Upstream's app.get_label: a name, else an index as Python's int() reads it (` 3`, `+3`, `0_3`). */
   find(ref: string): Label | undefined {
     for (const l of this.byIndex.values()) if (l.name === ref) return l;
-    const m = /^(?:label-)?([0-9]+)$/.exec(ref);
-    if (m) return this.byIndex.get(Number(m[1]));
-    return undefined;
+    const index = parsePythonInt(ref);
+    return index === undefined ? undefined : this.byIndex.get(index);
   }
 
-  get(ref: string): Label {
+  /** Like find, throwing QubesLabelNotFoundError: what admin.label.* look labels up with. */
+  lookup(ref: string): Label {
     const l = this.find(ref);
     if (!l) throw QubesLabelNotFoundError.forLabel(ref);
+    return l;
+  }
+
+  /**
+   * The label property's setter (values from Set and qubes.xml): `label-<n>`
+   * names index n, anything else is looked up as find does.
+   */
+  get(ref: string): Label {
+    const m = /^label-(.*)$/s.exec(ref);
+    if (!m) return this.lookup(ref);
+    const digits = m[1] ?? '';
+    const index = parsePythonInt(digits);
+    if (index === undefined)
+      throw new QubesValueError(`invalid literal for int() with base 10: ${pyRepr(digits)}`);
+    const l = this.byIndex.get(index);
+    if (!l) throw QubesLabelNotFoundError.forLabel(String(index));
     return l;
   }
 

@@ -18,8 +18,9 @@ function defaultFn<H, T extends PropValue>(
   return typeof d === 'function' ? (d as (h: H) => PropValue) : () => d;
 }
 
+/** qubes.property.bool: the literal exactly as given, no surrounding whitespace. */
 export function parseBool(raw: string): boolean {
-  const b = parseBoolLiteral(raw.trim());
+  const b = parseBoolLiteral(raw);
   if (b === undefined) throw new QubesValueError(`Invalid literal for boolean property: ${pyRepr(raw)}`);
   return b;
 }
@@ -97,12 +98,24 @@ export function nonNegative(prop: string) {
   };
 }
 
+/** ipaddress.IPv4Address(str): dotted quad without leading zeros; str() gives it back unchanged. */
 export function parseIPv4(raw: string): string {
   if (!isIPv4(raw)) throw new QubesValueError('Failed to parse property value as IPv4Address');
   return raw;
 }
 
+/**
+ * ipaddress.IPv6Address(str), as str() gives it back: the address compressed
+ * and lower-case (RFC 5952, which the URL parser applies), and a zone id
+ * (`%eth0`) kept verbatim; the zone may hold anything but another `%`.
+ */
 export function parseIPv6(raw: string): string {
-  if (!isIPv6(raw)) throw new QubesValueError('Failed to parse property value as IPv6Address');
-  return raw;
+  const pct = raw.indexOf('%');
+  const addr = pct === -1 ? raw : raw.slice(0, pct);
+  const zone = pct === -1 ? undefined : raw.slice(pct + 1);
+  if (!isIPv6(addr) || zone === '' || zone?.includes('%')) {
+    throw new QubesValueError('Failed to parse property value as IPv6Address');
+  }
+  const canonical = new URL(`http://[${addr}]/`).hostname.slice(1, -1);
+  return zone === undefined ? canonical : `${canonical}%${zone}`;
 }

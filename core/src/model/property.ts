@@ -171,17 +171,16 @@ export class PropertyStore<H extends PropertyHolder> {
     this.holder.events.fire(subject, `property-set:${name}`, args);
   }
 
+  /**
+   * Back to the default. A computed or fixed property has nothing stored, so
+   * upstream's delete is a no-op there that still announces the reset.
+   */
   reset(name: string): void {
     const d = this.def(name);
-    if (d.readOnly) {
-      throw new QubesPropertyValueError(
-        `property '${name}' on ${this.holder.instanceDescription} cannot be reset`,
-      );
-    }
     if (d.writeOnce && this.values.has(name)) {
       throw new QubesPropertyValueError(`property '${name}' is write-once and cannot be reset`);
     }
-    d.preReset?.(this.holder);
+    if (!d.readOnly) d.preReset?.(this.holder);
     const old = this.tryGet(name);
     const args: [string, string][] = [['name', name]];
     if (old !== undefined) args.push(['oldvalue', eventString(old)]);
@@ -189,7 +188,7 @@ export class PropertyStore<H extends PropertyHolder> {
     this.holder.events.fire(subject, `property-pre-reset:${name}`, args);
     this.holder.events.fire(subject, `property-pre-del:${name}`, args);
     this.values.delete(name);
-    d.afterChange?.(this.holder, old);
+    if (!d.readOnly) d.afterChange?.(this.holder, old);
     this.holder.events.fire(subject, `property-reset:${name}`, args);
     this.holder.events.fire(subject, `property-del:${name}`, args);
   }

@@ -9,8 +9,8 @@ export function validateName(name: string, ErrorClass: new (msg: string) => Erro
     throw new ErrorClass('VM name cannot start with hyphen, underscore, dot or numbers');
   }
   if (!NAME_RE.test(name)) throw new ErrorClass('VM name contains illegal characters');
-  if (name === 'Domain-0') throw new ErrorClass('VM name cannot be Domain-0');
-  if (name === 'none' || name === 'default') throw new ErrorClass(`VM name cannot be '${name}'`);
+  if (name === 'Domain-0') throw new ErrorClass("VM name cannot be 'Domain-0'");
+  if (name === 'none' || name === 'default') throw new ErrorClass("VM name cannot be 'none' nor 'default'");
   if (name.endsWith('-dm')) throw new ErrorClass('VM name cannot end with -dm');
 }
 

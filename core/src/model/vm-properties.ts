@@ -8,6 +8,7 @@ import {
   QubesVMNotHaltedError,
   QubesVMNotStartedError,
 } from './errors.js';
+import { normaliseDeniedList } from './denied-interfaces.js';
 import { featureTrue } from './features.js';
 import type { PropertyDef, PropValue } from './property.js';
 import {
@@ -61,12 +62,54 @@ const hasIpv6 = (vm: Vm) => featureTrue(vm.featureWithNetvm('ipv6'));
 /** PCI passthrough changes several defaults (upstream checks for any PCI assignment). */
 const hasPci = (vm: Vm) => vm.devices.list('pci').length > 0;
 
-/** Balloon up to ten times `memory` for Linux (4000 MiB otherwise), within half the host's memory. */
-const maxmemDefault = fromTemplate('maxmem', (vm) => {
+/**
+ * Upstream's is_memory_balancing_possible: not with PCI devices, and an HVM
+ * qube only when its tools announce qrexec and, if they announce services at
+ * all, the meminfo-writer among them (the sign of a balloon driver).
+ */
+function memoryBalancingPossible(vm: Vm): boolean {
+  if (hasPci(vm)) return false;
+  if (vm.props.get('virt_mode') !== 'hvm') return true;
+  const names = new Set<string>();
+  for (let v: Vm | null = vm; v; v = v.template) for (const f of v.features.names()) names.add(f);
+  const announcesServices = [...names].some((f) => f.startsWith('supported-service.'));
+  if (!featureTrue(vm.featureWithTemplate('qrexec'))) return false;
+  return !announcesServices || featureTrue(vm.featureWithTemplate('supported-service.meminfo-writer'));
+}
+
+/**
+ * No balancing: 0. Else the template's value, or ten times `memory` for Linux
+ * (the qube's own `os` feature; 4000 MiB otherwise) within half the host's memory.
+ */
+function maxmemDefault(vm: Vm): PropValue {
+  if (!memoryBalancingPossible(vm)) return 0;
+  const t = vm.template;
+  if (t && t.props.has('maxmem')) return t.props.get('maxmem');
   const memory = vm.props.get('memory') as number;
-  const wanted = vm.featureWithTemplate('os') === 'Linux' ? memory * 10 : 4000;
+  const wanted = vm.features.get('os') === 'Linux' ? memory * 10 : 4000;
   return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
-});
+}
+
+/**
+ * Upstream's _default_bootmode: the qube's own `boot-mode.active` when some
+ * kernelopts exist for it, else the first `appvm_default_bootmode` up the
+ * template chain that has kernelopts; `default` ends the search at once.
+ */
+function defaultBootmode(vm: Vm): PropValue {
+  const active = vm.features.get('boot-mode.active');
+  if (active !== undefined) {
+    if (active === 'default') return 'default';
+    if (vm.featureWithTemplate(`boot-mode.kernelopts.${active}`) !== undefined) return active;
+  }
+  for (let subject: Vm | null = vm; subject?.template; subject = subject.template) {
+    const t: Vm = subject.template;
+    if (!t.props.has('appvm_default_bootmode')) continue;
+    const mode = String(t.props.get('appvm_default_bootmode'));
+    if (mode === 'default') return 'default';
+    if (subject.featureWithTemplate(`boot-mode.kernelopts.${mode}`) !== undefined) return mode;
+  }
+  return 'default';
+}
 
 const virtModeFromTemplate = fromTemplate('virt_mode', () => 'pvh');
 
@@ -123,6 +166,8 @@ export const P = {
     const label = vm.label.name;
     if (vm.klass === 'AdminVM') return 'adminvm-black';
     if (vm.klass === 'TemplateVM') return `templatevm-${label}`;
+    // A disposable template (an AppVM only: upstream's StandaloneVM keeps its own icon) looks like a template.
+    if (vm.klass === 'AppVM' && vm.bool('template_for_dispvms')) return `templatevm-${label}`;
     if (featureTrue(vm.features.get('servicevm'))) return `servicevm-${label}`;
     if (vm.klass === 'DispVM') return `dispvm-${label}`;
     if (vm.klass === 'StandaloneVM') return `standalonevm-${label}`;
@@ -152,14 +197,7 @@ export const P = {
     'Device interface codes (7 characters each) that may not be attached.',
     '',
     {
-      validate: (_vm, v) => {
-        const s = v === null ? '' : String(v);
-        if (!/^([bump*][0-9a-f*]{6})*$/.test(s)) {
-          throw new QubesPropertyValueError('Invalid list of denied device interfaces');
-        }
-        const codes = [...new Set(s.match(/.{7}/g) ?? [])].sort();
-        return codes.join('');
-      },
+      validate: (_vm, v) => normaliseDeniedList(v === null ? '' : String(v)),
     },
   ),
   dns: computed<Vm>('dns', 'str', 'DNS servers the domain uses.', (vm) =>
@@ -193,7 +231,7 @@ export const P = {
       return ipForVm(vm);
     },
     {
-      parse: (_vm, raw) => (raw === '' ? null : parseIPv4(raw)),
+      parse: (_vm, raw) => parseIPv4(raw),
       afterChange: (vm) => {
         announce(vm, 'visible_ip');
         if (vm.bool('provides_network')) {
@@ -210,7 +248,7 @@ export const P = {
       if (!vm.isNetworked || !hasIpv6(vm)) return null;
       return ip6ForVm(vm);
     },
-    { parse: (_vm, raw) => (raw === '' ? null : parseIPv6(raw)) },
+    { parse: (_vm, raw) => parseIPv6(raw) },
   ),
   kernel: strProp<Vm>(
     'kernel',
@@ -262,8 +300,7 @@ export const P = {
   maxmem: intProp<Vm>(
     'maxmem',
     'Maximum memory (MiB) the domain may balloon up to; 0 disables balancing.',
-    // Ballooning is impossible with PCI passthrough.
-    (vm) => (hasPci(vm) ? 0 : maxmemDefault(vm)),
+    maxmemDefault,
     {
       validate: nonNegative('maxmem'),
       preSet: (vm) => halted(vm, 'Cannot change maxmem of a running qube'),
@@ -424,18 +461,9 @@ export const P = {
       return s;
     },
   }),
-  bootmode: strProp<Vm>(
-    'bootmode',
-    'Boot mode (selects extra kernel options).',
-    (vm) => {
-      const active = vm.featureWithTemplate('boot-mode.active');
-      if (active && vm.featureWithTemplate(`boot-mode.kernelopts.${active}`) !== undefined) return active;
-      const t = vm.template;
-      if (t && t.props.has('appvm_default_bootmode')) return t.props.get('appvm_default_bootmode');
-      return 'default';
-    },
-    { stage: 4 },
-  ),
+  bootmode: strProp<Vm>('bootmode', 'Boot mode (selects extra kernel options).', defaultBootmode, {
+    stage: 4,
+  }),
   appvm_default_bootmode: strProp<Vm>(
     'appvm_default_bootmode',
     'Boot mode qubes based on this template use by default.',

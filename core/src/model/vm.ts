@@ -92,8 +92,9 @@ export class Vm implements PropertyHolder {
     return join(this.app.stateDir, this.klass === 'TemplateVM' ? 'vm-templates' : 'appvms', this.name);
   }
 
+  /** getattr(vm, prop, False): a property this class lacks reads as false. */
   bool(prop: string): boolean {
-    return this.props.tryGet(prop) === true;
+    return this.props.has(prop) && this.props.tryGet(prop) === true;
   }
 
   /** A feature from this VM, else from its template chain (upstream's check_with_template). */

@@ -27,6 +27,14 @@ export interface ImagePool extends Pool {
   readonly maxRevisionsToKeep: number | undefined;
   /** What `admin.vm.volume.Info` shows as `path=` for this driver. */
   infoPath(volume: ImageVolume): string;
+  /**
+   * Whether data brought in from outside (Import, Clear, CloneTo) keeps the
+   * replaced data as a revision: file-reflink does, upstream's file driver
+   * only makes a revision when a running VM's changes are committed.
+   */
+  readonly revisionOnImport: boolean;
+  /** The driver's refusals of a resize, with its messages; shrinking is allowed as upstream allows it. */
+  checkResize(volume: ImageVolume): void;
   forgetVolume(volume: Volume): void;
 }
 
@@ -262,19 +270,7 @@ export class ImageVolume implements Volume {
 
   resize(size: number): Promise<void> {
     return this.lock.run(async () => {
-      if (!this.rw) throw new StoragePoolException(`Cannot resize: ${this.vid} is read-only`);
-      if (this.snapOnStart) {
-        throw new StoragePoolException(
-          `Cannot resize volume based on a template: ${this.vid} - resize the template instead`,
-        );
-      }
-      const current = await this.size();
-      if (size === current) return;
-      if (size < current) {
-        throw new StoragePoolException(
-          `For your own safety, shrinking of ${this.vid} is disabled (${size} < ${current})`,
-        );
-      }
+      this.pool.checkResize(this);
       if (await exists(this.pathDirty)) {
         await resizeFile(this.pathDirty, size);
       } else if (this.saveOnStop) {
@@ -353,7 +349,7 @@ export class ImageVolume implements Volume {
       if (size === undefined)
         throw new StoragePoolException(`No import operation in progress on ${this.vid}`);
       try {
-        await this.commit(this.pathImport);
+        await this.commit(this.pathImport, this.pool.revisionOnImport);
       } catch (err) {
         await removeIfExists(this.pathImport);
         throw err;
@@ -373,7 +369,7 @@ export class ImageVolume implements Volume {
       await this.removeIncompleteImages();
       try {
         await copyImage(srcPath, this.pathImport);
-        await this.commit(this.pathImport);
+        await this.commit(this.pathImport, this.pool.revisionOnImport);
       } catch (err) {
         await removeIfExists(this.pathImport);
         throw err;
@@ -407,9 +403,9 @@ export class ImageVolume implements Volume {
     };
   }
 
-  /** Makes `from` the clean image, keeping the old clean image as the newest revision. */
-  private async commit(from: string): Promise<void> {
-    await this.addRevision();
+  /** Makes `from` the clean image, keeping the old clean image as the newest revision if asked to. */
+  private async commit(from: string, keepRevision = true): Promise<void> {
+    if (keepRevision) await this.addRevision();
     await this.pruneRevisions(this.revisionsKept);
     await fsyncPath(from);
     await renameDurable(from, this.pathClean);

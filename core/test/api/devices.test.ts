@@ -53,7 +53,7 @@ describe('assignments', () => {
     expect(await call('admin.vm.device.block.Assigned', 'work')).toBe('0\0');
 
     expect(await call('admin.vm.device.pci.Assign', 'work', 'dom0+00_14.0', ASSIGN_PAYLOAD)).toBe(
-      exc('DeviceAlreadyAssigned', 'pci device dom0:00_14.0:* already assigned to work'),
+      exc('DeviceAlreadyAssigned', "'pci device dom0:00_14.0:* already assigned to work'"),
     );
 
     expect(await call('admin.vm.device.pci.Set.assignment', 'work', 'dom0+00_14.0', 'ask-to-attach')).toBe(
@@ -71,7 +71,7 @@ describe('assignments', () => {
 
     expect(await call('admin.vm.device.pci.Unassign', 'work', 'dom0+00_14.0')).toBe('0\0');
     expect(await call('admin.vm.device.pci.Unassign', 'work', 'dom0+00_14.0')).toBe(
-      exc('DeviceNotAssigned', 'pci device dom0:00_14.0:* not assigned to work'),
+      exc('DeviceNotAssigned', "'pci device dom0:00_14.0:* not assigned to work'"),
     );
     expect(await call('admin.vm.device.pci.Assigned', 'work')).toBe(`0\0${second}`);
   });
@@ -177,7 +177,7 @@ describe('live devices', () => {
       ),
     );
     expect(await call('admin.vm.device.pci.Detach', 'work', 'dom0+00_14.0')).toBe(
-      exc('DeviceNotAssigned', 'pci device 00_14.0 not attached to work'),
+      exc('DeviceNotAssigned', "'pci device 00_14.0 not attached to work'"),
     );
     await d.ok('admin.vm.Kill', 'work');
   });

@@ -108,6 +108,8 @@ describe('lifecycle through the Vmm', () => {
       'domain-start',
       'domain-pre-paused',
       'domain-paused',
+      // Upstream announces the shutdown before refusing it for the paused domain.
+      'domain-pre-shutdown',
       'domain-pre-unpaused',
       'domain-unpaused',
       'domain-shutdown',

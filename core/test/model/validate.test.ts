@@ -9,8 +9,8 @@ describe('names, numbers, reprs', () => {
     ['_x', 'VM name cannot start with hyphen, underscore, dot or numbers'],
     ['9x', 'VM name cannot start with hyphen, underscore, dot or numbers'],
     ['a b', 'VM name contains illegal characters'],
-    ['Domain-0', 'VM name cannot be Domain-0'],
-    ['none', "VM name cannot be 'none'"],
+    ['Domain-0', "VM name cannot be 'Domain-0'"],
+    ['none', "VM name cannot be 'none' nor 'default'"],
     ['x-dm', 'VM name cannot end with -dm'],
   ])('refuses the name %s', (name, message) => {
     expect(() => validateName(name)).toThrow(new QubesValueError(message));

@@ -211,9 +211,7 @@ await importStream(v, slow());
     expect(await sha256File(img())).toBe(before);
     // The next daemon cleans the leftover up and can import again.
     await importStream(v, bytesOf(Buffer.alloc(256 * MiB, 1)));
-    expect((await fs.readdir(path.dirname(img()))).sort()).toEqual([
-      'private.img',
-      expect.stringMatching(/^private\.img\.1@/),
-    ]);
+    // Upstream's file driver keeps no revision of imported data, only of a VM's committed changes.
+    expect((await fs.readdir(path.dirname(img()))).sort()).toEqual(['private.img']);
   });
 });

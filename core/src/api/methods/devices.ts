@@ -55,7 +55,7 @@ function deviceClass(devclass: DeviceClass) {
       if (ctx.dest.klass === 'RemoteVM') return '';
       let list = ctx.dest.devices.list(devclass);
       if (filter) list = list.filter((a) => a.backend.name === filter.backend && a.portId === filter.port);
-      if (filter && list.length > 1) throw new DeviceNotFound('');
+      if (filter && list.length > 1) throw new DeviceNotFound();
       return list
         .map((a) => assignmentLine(devclass, a, ctx.dest))
         .sort(byText)

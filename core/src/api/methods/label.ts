@@ -1,6 +1,13 @@
 import { ProtocolError, QubesLabelInUseError } from '../../model/errors.js';
-import { MAX_DEFAULT_LABEL } from '../../model/labels.js';
+import type { Label } from '../../model/labels.js';
+import { MAX_DEFAULT_LABEL, validateLabelName } from '../../model/labels.js';
 import type { CallContext } from '../call-context.js';
+
+/** The argument checked as a label name, then looked up as upstream's get_label does. */
+function labelOf(ctx: CallContext): Label {
+  validateLabelName(ctx.arg, false);
+  return ctx.app.labels.lookup(ctx.arg);
+}
 
 export const label = {
   list: (ctx: CallContext): string =>
@@ -8,14 +15,14 @@ export const label = {
       .list()
       .map((l) => `${l.name}\n`)
       .join(''),
-  get: (ctx: CallContext): string => ctx.app.labels.get(ctx.arg).color,
-  index: (ctx: CallContext): string => String(ctx.app.labels.get(ctx.arg).index),
+  get: (ctx: CallContext): string => labelOf(ctx).color,
+  index: (ctx: CallContext): string => String(labelOf(ctx).index),
   create: (ctx: CallContext): undefined => {
     ctx.app.labels.create(ctx.arg, ctx.payload);
     return undefined;
   },
   remove: (ctx: CallContext): undefined => {
-    const l = ctx.app.labels.get(ctx.arg);
+    const l = labelOf(ctx);
     if (l.index <= MAX_DEFAULT_LABEL) throw new ProtocolError('Can only remove custom labels');
     if (ctx.app.domains.list().some((vm) => vm.label === l)) throw QubesLabelInUseError.forLabel(l.name);
     ctx.app.labels.remove(l);

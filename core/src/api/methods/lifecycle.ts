@@ -1,7 +1,7 @@
 import { ProtocolError } from '../../model/errors.js';
 import type { CallContext } from '../call-context.js';
 
-const SHUTDOWN_ARGS = new Set(['', 'force', 'wait', 'force+wait', 'wait+force']);
+const SHUTDOWN_FLAGS = ['force', 'wait'];
 
 export const lifecycle = {
   start: async (ctx: CallContext): Promise<undefined> => {
@@ -9,8 +9,11 @@ export const lifecycle = {
     return undefined;
   },
   shutdown: async (ctx: CallContext): Promise<undefined> => {
-    if (!SHUTDOWN_ARGS.has(ctx.arg)) throw new ProtocolError('Argument must match: force, wait');
-    const flags = ctx.arg.split('+');
+    // Any '+'-joined list of the flags, repeats included, as upstream splits it.
+    const flags = ctx.arg === '' ? [] : ctx.arg.split('+');
+    if (!flags.every((f) => SHUTDOWN_FLAGS.includes(f))) {
+      throw new ProtocolError(`Argument must match: ${SHUTDOWN_FLAGS.join(', ')}`);
+    }
     await ctx.services.lifecycle.shutdown(ctx.dest, {
       force: flags.includes('force'),
       wait: flags.includes('wait'),

@@ -70,7 +70,7 @@ function makeHandlers(storeOf: (ctx: CallContext) => Store) {
         if (e instanceof NoValue) return '';
         throw e;
       }
-      return value === null ? '' : `type=${def.type} ${wireString(value)}`;
+      return `type=${def.type} ${wireString(value)}`;
     },
 
     help: (ctx: CallContext): string => storeOf(ctx).def(ctx.arg).help,

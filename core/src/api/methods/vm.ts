@@ -12,6 +12,9 @@ import {
 } from '../../model/errors.js';
 import type { Label } from '../../model/labels.js';
 import { validateLabelName } from '../../model/labels.js';
+import { inheritFromDispvmTemplate } from '../../model/dispvm-inherit.js';
+import { featureTrue } from '../../model/features.js';
+import { DEFAULT_FIREWALL } from '../../model/firewall.js';
 import { syncGuiAudioTags } from '../../model/gui-audio-tags.js';
 import type { Vm } from '../../model/vm.js';
 import { VM_CLASS_NAMES, VM_CLASSES } from '../../model/vm-classes.js';
@@ -55,6 +58,7 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
       opts.name = value;
     } else if (key === 'label') {
       validateLabelName(value, true);
+      // get_label: a name or an index, not the `label-<n>` form the property setter takes.
       const label = ctx.app.labels.find(value);
       if (label) opts.label = label;
     } else if (key === 'pool' && allowPool) {
@@ -80,19 +84,25 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
   return opts;
 }
 
+/** The template named by the argument, else the default one; upstream's add_new_vm and DispVM constructor checks. */
 function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   if (!VM_CLASSES[klass].hasTemplate) return null;
+  let template: Vm | null;
   if (ctx.arg !== '') {
-    const t = ctx.app.domains.byName(ctx.arg);
-    if (!t) throw new QubesVMNotFoundError(ctx.arg);
-    requireReferable(ctx, t, 'template');
-    return t;
+    template = ctx.app.domains.get(ctx.arg);
+    requireReferable(ctx, template, 'template');
+  } else {
+    template = (ctx.app.props.tryGet(klass === 'DispVM' ? 'default_dispvm' : 'default_template') ??
+      null) as Vm | null;
+    if (!template)
+      throw new QubesValueError('Template for the qube not specified, nor default template set.');
   }
-  const fallback = ctx.app.props.tryGet(
-    klass === 'DispVM' ? 'default_dispvm' : 'default_template',
-  ) as Vm | null;
-  if (!fallback) throw new QubesValueError('Template for the qube not specified, nor default template set.');
-  return fallback;
+  if (klass === 'DispVM' && !template.bool('template_for_dispvms')) {
+    throw new QubesValueError(
+      `template for disposable (${template.name}) needs to be an AppVM with template_for_dispvms=True`,
+    );
+  }
+  return template;
 }
 
 async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
@@ -102,6 +112,8 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
   const opts = parseCreatePayload(ctx, allowPool);
   const name = opts.name as string;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
+  // Upstream's order: an unknown template is reported before an unknown pool.
+  if (ctx.arg !== '' && !ctx.app.domains.byName(ctx.arg)) throw new QubesVMNotFoundError(ctx.arg);
   for (const pool of [opts.pool, ...opts.pools.values()]) {
     if (pool !== undefined && !ctx.app.pools.has(pool))
       throw new QubesException(`No such storage pool: ${pool}`);
@@ -116,6 +128,7 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
     ctx.app.domains.delete(vm);
     throw e;
   }
+  if (klass === 'DispVM' && template) inheritFromDispvmTemplate(vm, template);
   syncGuiAudioTags(vm, true);
   ctx.app.announceNewVm(vm);
   vm.tags.add(`created-by-${ctx.src.name}`);
@@ -136,7 +149,27 @@ async function createOnDisk(
     ctx.app.domains.delete(vm);
     throw e;
   }
+  // Inherited firewall rules are kept in the qube's own file like any other.
+  if (vm.firewall !== DEFAULT_FIREWALL) await ctx.services.vmFiles.saveFirewall(vm, vm.firewall);
   ctx.app.events.fire(vm, 'domain-create-on-disk');
+}
+
+/**
+ * The preload request: upstream's domain-preload-dispvm-start handler first
+ * checks that the template's tools announce the services a preloaded
+ * disposable is waited for with.
+ */
+const PRELOAD_SERVICES = ['qubes.WaitForRunningSystem', 'qubes.WaitForSession'];
+
+function checkPreloadSupported(base: Vm): void {
+  const missing = PRELOAD_SERVICES.filter(
+    (service) => !featureTrue(base.featureWithTemplate(`supported-rpc.${service}`)),
+  );
+  if (missing.length > 0) {
+    throw new QubesValueError(
+      `Qube does not support the RPC(s) '${missing.join(', ')}' but tried to preload, check if template is outdated`,
+    );
+  }
 }
 
 function freeDispid(ctx: CallContext): number {
@@ -177,18 +210,24 @@ export const vm = {
     const base = ctx.dest.isAdminVm
       ? (ctx.src.props.tryGet('default_dispvm') as Vm | null | undefined)
       : ctx.dest;
-    if (!base) throw new QubesException('No default disposable template set for the caller');
-    if (!base.bool('template_for_dispvms')) {
+    if (ctx.arg === 'preload') {
+      if (!base) throw new QubesException('No default disposable template set for the caller');
+      // Only a disposable template (AppVM, StandaloneVM) handles the preload event; others ignore it.
+      if (base.props.has('template_for_dispvms')) checkPreloadSupported(base);
+      return undefined;
+    }
+    // getattr(None, 'template_for_dispvms', False) refuses a missing default the same way.
+    if (!base?.bool('template_for_dispvms')) {
       throw new QubesException(
         'Refusing to create disposable out of app qube which has template_for_dispvms=False',
       );
     }
-    if (ctx.arg === 'preload') return undefined;
     const dispid = freeDispid(ctx);
     const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, label: base.label });
     disp.props.init('dispid', dispid);
     disp.props.initChecked('template', base);
     disp.props.init('auto_cleanup', true);
+    inheritFromDispvmTemplate(disp, base);
     syncGuiAudioTags(disp, true);
     ctx.app.announceNewVm(disp);
     disp.tags.add(`created-by-${ctx.src.name}`);

@@ -68,6 +68,8 @@ export abstract class DirPool implements ImagePool {
   }
 
   abstract infoPath(volume: ImageVolume): string;
+  abstract readonly revisionOnImport: boolean;
+  abstract checkResize(volume: ImageVolume): void;
 
   async setup(): Promise<void> {
     await ensureDir(this.dirPath);

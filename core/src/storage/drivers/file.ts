@@ -1,3 +1,4 @@
+import { StoragePoolException } from '../../model/errors.js';
 import type { PoolDriver } from '../driver.js';
 import type { ImageVolume } from '../image-volume.js';
 import { DirPool } from './dir-pool.js';
@@ -15,9 +16,19 @@ export class FilePool extends DirPool {
     super(name, params, FILE_DRIVER, 1);
   }
 
+  readonly revisionOnImport = false;
+
   /** Upstream reports the origin image, and a snapshot's source image, as the volume path. */
   infoPath(volume: ImageVolume): string {
     return volume.pathSourceClean ?? volume.pathClean;
+  }
+
+  checkResize(volume: ImageVolume): void {
+    if (!volume.rw) throw new StoragePoolException(`Can not resize readonly volume ${volume.vid}`);
+    if (volume.snapOnStart) {
+      // Upstream's text, missing space included.
+      throw new StoragePoolException('Cannot resize volume based on a template - resizethe template instead');
+    }
   }
 }
 

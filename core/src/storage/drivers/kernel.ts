@@ -59,8 +59,9 @@ export class KernelVolume implements Volume {
     if (value) throw new QubesValueError('LinuxModules supports only revisions_to_keep=0');
   }
 
-  setEphemeral(value: boolean): void {
-    if (value) throw new QubesValueError('LinuxModules does not support setting ephemeral value');
+  /** Upstream refuses any value here, False included. */
+  setEphemeral(): void {
+    throw new QubesValueError('LinuxModules does not support setting ephemeral value');
   }
 
   async size(): Promise<number> {

@@ -16,6 +16,13 @@ export class ReflinkPool extends DirPool {
     this.setupCheck = parseBool(params['setup_check'] ?? 'True');
   }
 
+  readonly revisionOnImport = true;
+
+  /** Only read-only volumes are refused; upstream grows and shrinks anything else. */
+  checkResize(volume: ImageVolume): void {
+    if (!volume.rw) throw new StoragePoolException(`Cannot resize: ${volume.vid} is read-only`);
+  }
+
   /** The VM always sees the dirty image; upstream reports that path. */
   infoPath(volume: ImageVolume): string {
     return volume.pathDirty;
