@@ -33,7 +33,7 @@ done
 
 # 2. Production dependencies, resolved from the lockfile; workspaces become links into the tree.
 # Install scripts are not run: koffi's binary comes in its per-platform package.
-(cd "$lib" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error)
+(cd "$lib" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >&2)
 rm -f "$lib/package-lock.json"
 rm -rf "$lib/node_modules/.bin" "$lib/node_modules/.package-lock.json"
 # koffi's C++ sources and headers are only for building it; of its binaries, glibc x64's is the one

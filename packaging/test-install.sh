@@ -2,7 +2,8 @@
 # Installs the built package into a clean Debian 12 chroot and runs it there, as an administrator
 # would: apt resolves its Depends from Debian's archive (nothing else is a source), the installed
 # odysseyd serves on the process backend, and `qvm ls` and `qvm-ls` must list dom0. Then the daemon
-# is stopped (SIGTERM, exit 0) and the package purged (commands gone, the state dir kept).
+# is stopped (SIGTERM, exit 0), the installed conformance suite runs on the process backend (on
+# Debian's nodejs 18), and the package is purged (commands gone, the state dir kept).
 #
 #   packaging/test-install.sh [DEB]     (default dist/odyssey_<version>_amd64.deb; run as root)
 #
@@ -114,6 +115,11 @@ status=0; wait "$daemon" || status=$?
 [ "$status" = 0 ] || { cat /tmp/odysseyd.log; fail "odysseyd exited $status on SIGTERM"; }
 [ -f /var/lib/qubes/qubes.xml ] || fail "odysseyd saved no qubes.xml"
 say "odysseyd stopped by SIGTERM"
+
+# The whole Admin API suite on Debian's nodejs (the package's Depends, not the Node 20 we build with).
+odyssey-conformance --backend process --report /tmp/conformance >/tmp/conformance.log 2>&1 ||
+  { cat /tmp/conformance.log; fail "odyssey-conformance --backend process"; }
+say "installed odyssey-conformance on the process backend: $(tail -n 1 /tmp/conformance.log)"
 
 apt-get purge -y -qq odyssey >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get purge"; }
 [ ! -e /usr/bin/qvm ] && [ ! -e /usr/lib/odyssey ] && [ ! -e /etc/odyssey ] || fail "purge left files behind"
