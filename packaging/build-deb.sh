@@ -3,7 +3,8 @@
 # `npm run package:deb` does both). Layout: the workspaces' dist/ JavaScript and package.json files
 # and their production node_modules (npm ci --omit=dev) under /usr/lib/odyssey, links named for each
 # command under /usr/lib/odyssey/bin, and /usr/bin wrappers that run them on /usr/bin/node.
-# Needs dpkg-deb, help2man and gzip; prints the .deb's path.
+# Needs dpkg-deb, dpkg-shlibdeps (dpkg-dev), help2man, cpio and gzip (scripts/setup.sh installs
+# them); prints the .deb's path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/packaging
