@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian 12 with Node 20, as root: the Debian
 # packages (libvirt, QEMU, guest kernel, filesystem tools for the reflink tests) and the npm
-# workspaces, then builds. Safe to run again: apt and npm skip what is there.
+# workspaces, then builds, packages (packaging/build-deb.sh) and installs the odyssey package,
+# which puts odysseyd, qvm and upstream's qvm-* names on PATH. Safe to run again: apt and npm
+# skip what is there, and the package is reinstalled from the fresh build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,9 @@ APT_PACKAGES=(
   # backups: the scrypt tool checks our encrypted files; upstream's restore (scripts/
   # upstream-backup-check.sh) runs it and needs PyYAML and lxml
   scrypt python3-yaml python3-lxml
+  # the Debian package (packaging/): dpkg-shlibdeps, man pages, lintian, and the clean Debian 12
+  # chroot its install test makes
+  dpkg-dev help2man lintian mmdebstrap
 )
 
 missing=()
@@ -38,3 +43,8 @@ fi
 
 npm ci --no-audit --no-fund --loglevel=error
 npm run build
+
+# The commands on PATH come from the package, as an administrator gets them; --reinstall because a
+# rebuild keeps the version. Its Depends (Debian's nodejs >= 18.19) are met by the Node 20 here.
+deb=$(bash packaging/build-deb.sh)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "$deb" >/dev/null

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 
 import { runCli } from './run.js';
 
@@ -18,5 +19,6 @@ const version = packageVersion();
 process.exitCode = await runCli(
   process.argv.slice(2),
   { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env },
-  version === undefined ? {} : { version },
+  // Installed, upstream's names (qvm-ls, qubes-prefs, ...) are links to this file: the name run is the subcommand.
+  { invokedAs: basename(process.argv[1] ?? 'qvm'), ...(version === undefined ? {} : { version }) },
 );

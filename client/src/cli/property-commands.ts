@@ -20,7 +20,9 @@ export function withPropertyOptions(command: Command): Command {
   return command
     .option('-D, --default', 'reset the property to its default value')
     .option('--get-default', 'print the value the property would have after a reset')
-    .option('--hide-default', 'do not show properties that are set to their default value');
+    .option('--hide-default', 'do not show properties that are set to their default value')
+    .option('-g, --get', 'ignored, as upstream does (for older scripts)')
+    .option('-s, --set', 'ignored, as upstream does (for older scripts)');
 }
 
 /** List, show, set or reset properties of one holder, with qvm-prefs' behaviour and output. */

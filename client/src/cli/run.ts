@@ -18,10 +18,30 @@ import { registerStorage } from './commands/storage.js';
 import { registerTags } from './commands/tags.js';
 import type { GlobalOptions } from './context.js';
 import { ExitStatus, UsageError, type CliIo } from './io.js';
+import { subcommandFor } from './upstream-names.js';
 
 const USAGE_STATUS = 2;
 
-function buildProgram(io: CliIo, version: string | undefined): Command {
+/**
+ * Usage lines name the command as it was invoked: `qvm-ls [options] [vm...]` rather than
+ * `qvm ls ...` when run as qvm-ls (upstream's tools show their own name).
+ */
+function usageNaming(invokedAs: string, subcommand: string | undefined): (cmd: Command) => string {
+  return (cmd) => {
+    const names: string[] = [];
+    for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+    const shown =
+      subcommand !== undefined && names[1] === subcommand ? [invokedAs, ...names.slice(2)] : names;
+    return `${shown.join(' ')} ${cmd.usage()}`;
+  };
+}
+
+function buildProgram(
+  io: CliIo,
+  invokedAs: string,
+  subcommand: string | undefined,
+  version: string | undefined,
+): Command {
   const program = new Command('qvm')
     .description('Qubes Admin API command-line client')
     .option('--socket <path>', 'qubesd socket (default: $ODYSSEY_SOCKET or /var/run/qubesd.sock)')
@@ -30,6 +50,13 @@ function buildProgram(io: CliIo, version: string | undefined): Command {
       'call through qrexec-client-vm (from inside a qube; $ODYSSEY_QREXEC_CLIENT overrides it)',
     )
     .option('--json', 'machine-readable output (errors as {"error":{type,message}} on stderr)')
+    .option('-v, --verbose', 'accepted for compatibility with upstream tools')
+    .option('-q, --quiet', 'accepted for compatibility with upstream tools')
+    .configureHelp({
+      commandUsage: usageNaming(invokedAs, subcommand),
+      // Run under an upstream name, the subcommand's help is the whole help: show --socket etc. there.
+      showGlobalOptions: subcommand !== undefined,
+    })
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({
@@ -59,15 +86,23 @@ function buildProgram(io: CliIo, version: string | undefined): Command {
 /**
  * Runs one `qvm` invocation and returns its exit status: 0 success, 1 a Qubes error (its message on
  * stderr), 2 a usage error; some commands use others for "partly" (check: 3, create: 2).
+ * `invokedAs` is the name the command was run as: one of upstream's names (`qvm-prefs`,
+ * `qubes-prefs`, ...) runs that subcommand; any other name is `qvm` itself.
  */
 export async function runCli(
   argv: readonly string[],
   io: CliIo,
-  options: { readonly version?: string } = {},
+  options: { readonly version?: string; readonly invokedAs?: string } = {},
 ): Promise<number> {
-  const program = buildProgram(io, options.version);
+  const invokedAs = options.invokedAs ?? 'qvm';
+  const subcommand = subcommandFor(invokedAs);
+  const program = buildProgram(io, invokedAs, subcommand, options.version);
+  if (subcommand !== undefined && !program.commands.some((c) => c.name() === subcommand)) {
+    io.stderr.write(`${invokedAs}: not supported yet (qvm has no '${subcommand}' command)\n`);
+    return USAGE_STATUS;
+  }
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(subcommand === undefined ? argv : [subcommand, ...argv], { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof ExitStatus) return err.code;

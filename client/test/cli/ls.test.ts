@@ -79,4 +79,26 @@ describe('qvm ls', () => {
       },
     ]);
   });
+
+  it("takes upstream's --class, --all/--exclude, --sort and --reverse", async () => {
+    expect((await run(['ls', '--raw-list', '--class', 'AppVM', 'TemplateVM'])).stdout).toBe(
+      'debian-12\nnewvm\nsys-net\nwork\n',
+    );
+    expect((await run(['ls', '--raw-list', '--all', '--exclude', 'work', '--exclude', 'dom0'])).stdout).toBe(
+      'debian-12\nnewvm\nsys-net\n',
+    );
+    expect((await run(['ls', '-O', 'name,label', '--sort', 'label', '--reverse'])).stdout).toBe(
+      'NAME       LABEL\n' +
+        'sys-net    red\n' +
+        'newvm      green\n' +
+        'work       blue\n' +
+        'debian-12  black\n' +
+        'dom0       black\n',
+    );
+    expect(await run(['ls', '--exclude', 'work'])).toMatchObject({
+      code: 2,
+      stderr: 'error: --exclude can only be used with --all\n',
+      requests: [],
+    });
+  });
 });

@@ -126,3 +126,41 @@ describe('qvm check', () => {
     expect(await run(['check', '--paused', 'sys-net'])).toMatchObject({ code: 1 });
   });
 });
+
+describe("upstream's qube selection: --all and --exclude", () => {
+  it('acts on every qube but dom0, in name order, less the excluded ones', async () => {
+    expect((await run(['pause', '--all'])).requests).toEqual([
+      LIST,
+      'admin.vm.Pause+ dom0 name debian-12\0',
+      'admin.vm.Pause+ dom0 name newvm\0',
+      'admin.vm.Pause+ dom0 name sys-net\0',
+      'admin.vm.Pause+ dom0 name work\0',
+    ]);
+    expect((await run(['shutdown', '--all', '--exclude', 'sys-net', '--exclude', 'work'])).requests).toEqual([
+      LIST,
+      'admin.vm.Shutdown+ dom0 name debian-12\0',
+      'admin.vm.Shutdown+ dom0 name newvm\0',
+    ]);
+  });
+
+  it('refuses --exclude without --all, --all with names, and neither', async () => {
+    for (const [args, message] of [
+      [['kill', '--exclude', 'work', 'sys-net'], '--exclude can only be used with --all'],
+      [['start', '--all', 'work'], '--all cannot be used with qube names'],
+      [['unpause'], 'a qube name or --all is required'],
+    ] as const) {
+      expect(await run([...args])).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: `error: ${message}\n`,
+        requests: [],
+      });
+    }
+  });
+
+  it("takes qvm-shutdown's deprecated --timeout as --wait", async () => {
+    expect((await run(['shutdown', '--timeout', '60', 'sys-net'])).requests[1]).toBe(
+      'admin.vm.Shutdown+wait dom0 name sys-net\0',
+    );
+  });
+});

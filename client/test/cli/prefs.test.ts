@@ -54,6 +54,14 @@ describe('qvm prefs', () => {
     expect(await run(['prefs', 'work', 'netvm'])).toMatchObject({ code: 0, stdout: '' });
   });
 
+  it("ignores upstream's --get/-g and --set/-s, as qvm-prefs does", async () => {
+    const plain = await run(['prefs', 'work', 'memory']);
+    expect(await run(['prefs', '--get', 'work', 'memory'])).toEqual(plain);
+    expect(await run(['prefs', '-g', 'work', 'memory'])).toEqual(plain);
+    const set = await run(['prefs', 'work', 'memory', '800']);
+    expect(await run(['prefs', '-s', 'work', 'memory', '800'])).toEqual(set);
+  });
+
   it('sets, resets, and maps "none" to an empty VM value', async () => {
     expect((await run(['prefs', 'work', 'memory', '800'])).requests).toEqual([
       LIST,

@@ -13,6 +13,8 @@ export interface QvmOptions {
   env?: Record<string, string>;
   /** Pretend stderr is a terminal (`isTTY`, 80 columns), as progress output requires. */
   stderrTty?: boolean;
+  /** The name the command is run as (default `qvm`), e.g. `qvm-prefs`. */
+  invokedAs?: string;
 }
 
 /** Runs `qvm --socket <target> ...args` in-process and captures what it prints. */
@@ -23,14 +25,18 @@ export async function runQvm(
 ): Promise<QvmResult> {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(['--socket', target.socketPath, ...args], {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: {
-      write: (text: string) => (stderr += text),
-      ...(options.stderrTty ? { isTTY: true, columns: 80 } : {}),
+  const code = await runCli(
+    ['--socket', target.socketPath, ...args],
+    {
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: {
+        write: (text: string) => (stderr += text),
+        ...(options.stderrTty ? { isTTY: true, columns: 80 } : {}),
+      },
+      stdin: Readable.from([options.stdin ?? '']),
+      env: options.env ?? {},
     },
-    stdin: Readable.from([options.stdin ?? '']),
-    env: options.env ?? {},
-  });
+    options.invokedAs === undefined ? {} : { invokedAs: options.invokedAs },
+  );
   return { code, stdout, stderr };
 }

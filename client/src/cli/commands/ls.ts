@@ -4,7 +4,7 @@ import type { VmInfo } from '../../api/vm-api.js';
 import type { PropertyValue, TypedValue } from '../../properties.js';
 import { typedValue } from '../../properties.js';
 import { action, type CliContext } from '../context.js';
-import type { CliIo } from '../io.js';
+import { UsageError, type CliIo } from '../io.js';
 import { formatTable } from '../table.js';
 
 const DEFAULT_COLUMNS = ['NAME', 'STATE', 'CLASS', 'LABEL', 'TEMPLATE', 'NETVM'];
@@ -23,6 +23,15 @@ interface LsOptions {
   running?: boolean;
   paused?: boolean;
   halted?: boolean;
+  all?: boolean;
+  exclude: string[];
+  class?: string[];
+  sort?: string;
+  reverse?: boolean;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 export function registerLs(program: Command, io: CliIo): void {
@@ -36,6 +45,11 @@ export function registerLs(program: Command, io: CliIo): void {
     .option('--running', 'show running qubes')
     .option('--paused', 'show paused qubes')
     .option('--halted', 'show halted qubes')
+    .option('--all', 'every qube, dom0 included (the default without names)')
+    .option('--exclude <vm>', 'with --all, leave this qube out (repeatable)', collect, [])
+    .option('--class <class...>', 'only qubes of these classes')
+    .option('--sort <column>', 'sort the table on this column rather than NAME')
+    .option('--reverse', 'sort in reverse order')
     .action(action(io, (ctx, command) => list(ctx, command.processedArgs[0] as string[], command.opts())));
 }
 
@@ -46,10 +60,15 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
     : options.fields
       ? options.fields.split(',').map((c) => c.trim().toUpperCase().replaceAll('_', '-'))
       : DEFAULT_COLUMNS;
+  if (options.exclude.length > 0 && !options.all)
+    throw new UsageError('--exclude can only be used with --all');
+  if (options.all && names.length > 0) throw new UsageError('--all cannot be used with qube names');
   const selected = names.length > 0 ? await ctx.requireVms(names) : await ctx.listVms();
   const wanted = POWER_FILTERS.filter((state) => options[state]);
   const vms = selected
     .filter((vm) => wanted.length === 0 || (wanted as readonly string[]).includes(vm.state.toLowerCase()))
+    .filter((vm) => !options.exclude.includes(vm.name))
+    .filter((vm) => options.class === undefined || options.class.includes(vm.klass))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   const propertyNames = columns.filter((c) => !(c in LIST_COLUMNS)).map(propertyOf);
@@ -80,8 +99,19 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
     ctx.print(cells.map((row) => `${row.join('|')}\n`).join(''));
     return 0;
   }
+  // Like upstream, only the table is sorted on another column, and only on one it shows.
+  const sortIndex = columns.indexOf((options.sort ?? 'NAME').toUpperCase());
+  const direction = options.reverse ? -1 : 1;
+  if (sortIndex >= 0) cells.sort((a, b) => direction * compareCells(a[sortIndex] ?? '', b[sortIndex] ?? ''));
   ctx.print(formatTable([columns, ...cells]));
   return 0;
+}
+
+/** Numbers (memory, vcpus, ...) compare as numbers, anything else as text; the sort is stable. */
+function compareCells(a: string, b: string): number {
+  const [x, y] = [Number(a), Number(b)];
+  if (a !== '' && b !== '' && Number.isFinite(x) && Number.isFinite(y)) return x - y;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function propertyOf(column: string): string {
