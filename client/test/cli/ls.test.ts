@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startTarget, type QubesdTarget } from '../helpers/fake-qubesd.js';
-import { runQvm } from '../helpers/run-qvm.js';
+import { runQvmRecorded } from '../helpers/run-qvm.js';
 import { SYSTEM } from '../fixtures/system.js';
 
 let target: QubesdTarget;
@@ -10,11 +10,7 @@ beforeAll(async () => {
 });
 afterAll(() => target.close());
 
-async function run(args: string[]) {
-  const before = target.requests.length;
-  const result = await runQvm(target, args);
-  return { ...result, requests: target.requestStrings().slice(before) };
-}
+const run = (args: string[]) => runQvmRecorded(target, args);
 
 describe('qvm ls', () => {
   it('prints the qvm-ls default table from List + one GetAll per qube, in name order', async () => {

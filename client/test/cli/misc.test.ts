@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startTarget, type QubesdTarget } from '../helpers/fake-qubesd.js';
-import { runQvm, type QvmOptions } from '../helpers/run-qvm.js';
+import { runQvm, runQvmRecorded, type QvmOptions } from '../helpers/run-qvm.js';
 import { SYSTEM } from '../fixtures/system.js';
 import { event, req } from '../fixtures/wire.js';
 
@@ -22,11 +22,7 @@ beforeAll(async () => {
 });
 afterAll(() => target.close());
 
-async function run(args: string[], options?: QvmOptions) {
-  const before = target.requests.length;
-  const result = await runQvm(target, args, options);
-  return { ...result, requests: target.requestStrings().slice(before) };
-}
+const run = (args: string[], options?: QvmOptions) => runQvmRecorded(target, args, options);
 
 describe('qvm labels', () => {
   it('lists labels with their colours', async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { UPSTREAM_NAMES } from '../../src/cli/upstream-names.js';
 import { startTarget, type QubesdTarget } from '../helpers/fake-qubesd.js';
-import { runQvm, type QvmOptions } from '../helpers/run-qvm.js';
+import { runQvmRecorded, type QvmOptions } from '../helpers/run-qvm.js';
 import { SYSTEM } from '../fixtures/system.js';
 
 let target: QubesdTarget;
@@ -11,11 +11,7 @@ beforeAll(async () => {
 });
 afterAll(() => target.close());
 
-async function run(args: string[], options?: QvmOptions) {
-  const before = target.requests.length;
-  const result = await runQvm(target, args, options);
-  return { ...result, requests: target.requestStrings().slice(before) };
-}
+const run = (args: string[], options?: QvmOptions) => runQvmRecorded(target, args, options);
 
 describe("upstream's command names", () => {
   it.each([

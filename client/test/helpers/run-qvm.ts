@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 
 import { runCli } from '../../src/cli/run.js';
+import type { QubesdTarget } from './fake-qubesd.js';
 
 export interface QvmResult {
   code: number;
@@ -39,4 +40,15 @@ export async function runQvm(
     options.invokedAs === undefined ? {} : { invokedAs: options.invokedAs },
   );
   return { code, stdout, stderr };
+}
+
+/** runQvm against the fake qubesd, with exactly the requests this run made to it. */
+export async function runQvmRecorded(
+  target: QubesdTarget,
+  args: string[],
+  options?: QvmOptions,
+): Promise<QvmResult & { requests: string[] }> {
+  const before = target.requests.length;
+  const result = await runQvm(target, args, options);
+  return { ...result, requests: target.requestStrings().slice(before) };
 }
