@@ -1,51 +1,17 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 
-import { decide, loadPolicy, summaryLine, type SystemInfo, type SystemInfoDomain } from '@odyssey/qrexec';
+import { decide, loadPolicy, summaryLine } from '@odyssey/qrexec';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+// The policy engine's own test fixtures: a management qube and the qubes it manages, a scratch tree.
+import { A } from '../../../qrexec/test/policy/fixtures.js';
+import { TempTree } from '../../../qrexec/test/policy/tmp.js';
 import {
   ADMIN_POLICY_FILE,
   generateAdminPolicy,
   writeAdminPolicy,
   type PolicyMethod,
 } from '../../src/api/admin-policy.js';
-
-const vm = (over: Partial<SystemInfoDomain> & { uuid: string }): SystemInfoDomain => ({
-  tags: [],
-  type: 'AppVM',
-  default_dispvm: 'default-dvm',
-  template_for_dispvms: false,
-  power_state: 'Halted',
-  ...over,
-});
-
-/** A management qube and the qubes it manages. */
-const A: SystemInfo = {
-  domains: {
-    dom0: vm({ type: 'AdminVM', power_state: 'Running', uuid: '00000000-0000-0000-0000-000000000000' }),
-    mgmtvm: vm({ power_state: 'Running', uuid: '5a2d4d5e-3f8c-4b57-9a43-0c1d3e0e0001' }),
-    work: vm({ tags: ['created-by-mgmtvm'], uuid: '5a2d4d5e-3f8c-4b57-9a43-0c1d3e0e0002' }),
-    personal: vm({ uuid: '5a2d4d5e-3f8c-4b57-9a43-0c1d3e0e0003' }),
-    'default-dvm': vm({ template_for_dispvms: true, uuid: '5a2d4d5e-3f8c-4b57-9a43-0c1d3e0e0004' }),
-  },
-};
-
-/** A scratch directory. */
-class TempTree {
-  readonly root = mkdtempSync(path.join(tmpdir(), 'odyssey-policy-'));
-  path(rel: string): string {
-    return path.join(this.root, rel);
-  }
-  mkdir(rel: string): string {
-    mkdirSync(this.path(rel), { recursive: true });
-    return this.path(rel);
-  }
-  remove(): void {
-    rmSync(this.root, { recursive: true, force: true });
-  }
-}
 
 const m = (name: string, scope: 'local' | 'global', flags: string, noPolicy = false): PolicyMethod => ({
   name,
