@@ -46,9 +46,3 @@ export const EXCEPTION_TYPES = [
 ] as const;
 
 export type ExceptionType = (typeof EXCEPTION_TYPES)[number];
-
-const known: ReadonlySet<string> = new Set(EXCEPTION_TYPES);
-
-export function isExceptionType(name: string): name is ExceptionType {
-  return known.has(name);
-}

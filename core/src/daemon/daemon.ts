@@ -235,13 +235,13 @@ export class Daemon {
   private async connectBackend(): Promise<void> {
     const { log } = this.options;
     try {
-      const loaded = this.created;
-      await loaded.vmm.open();
+      const { vmm: opened, vchan } = this.created;
+      await opened.open();
       if (this.stopping) {
-        await loaded.vmm.close();
+        await opened.close();
         return;
       }
-      const vmm = loaded.vchan ? withQrexecStart(loaded.vmm, this.qrexec(loaded.vchan)) : loaded.vmm;
+      const vmm = vchan ? withQrexecStart(opened, this.qrexec(vchan)) : opened;
       this.backend.connected(vmm);
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
