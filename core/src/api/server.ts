@@ -10,8 +10,14 @@ import { TOKENS } from '../tokens.js';
 import { API_TOKENS } from './tokens.js';
 import { adminCallLine, fromDom0 } from './call-log.js';
 import type { Dispatcher } from './dispatcher.js';
-import { eventMessage, exceptionResponse, MAX_REQUEST_BYTES, okResponse, parseRequest } from '@odyssey/wire';
-import type { Request } from '@odyssey/wire';
+import {
+  eventMessage,
+  exceptionResponse,
+  MAX_REQUEST_BYTES,
+  okResponse,
+  parseRequest,
+  type Request,
+} from '@odyssey/wire';
 
 /** What one client may cost the daemon, whatever it does (README "Limits"). */
 export interface ServerLimits {
@@ -217,10 +223,9 @@ export class AdminServer {
       closed,
     };
     // Calls from domains reached the socket through qrexec, whose policy allowed them (it logs what it denies).
-    const call = { source: req.src, method: req.method, dest: req.dest, arg: req.arg };
     const logCall = fromDom0(req.src)
       ? () => undefined
-      : (result: string) => this.log('info', adminCallLine(call, 'allow', `result=${result}`));
+      : (result: string) => this.log('info', adminCallLine(req, 'allow', `result=${result}`));
     // An event stream lasts as long as its client: it is logged as it begins.
     if (this.dispatcher.isStreaming(req.method)) logCall('stream');
     const outcome = await this.dispatcher.dispatch(req, sink, payload);

@@ -1,9 +1,6 @@
 import { systemInfo } from '../api/methods/internal.js';
 import type { App } from '../model/app.js';
-import type { Outcome } from '@odyssey/qrexec';
-import type { CallInit } from '@odyssey/qrexec';
-import type { PolicyStore } from '@odyssey/qrexec';
-import type { SystemInfo } from '@odyssey/qrexec';
+import type { CallInit, Outcome, PolicyStore, SystemInfo } from '@odyssey/qrexec';
 
 /**
  * The daemon's qrexec policy over its own domains: what the admin API's

@@ -4,9 +4,13 @@ import { Writable } from 'node:stream';
 
 import { Command } from 'commander';
 
-import { vmServiceCommand, withArgument } from '@odyssey/qrexec';
-import { QREXEC_EXIT_PROBLEM } from '@odyssey/qrexec';
-import { callLocalSocket, localSocketName } from '@odyssey/qrexec';
+import {
+  callLocalSocket,
+  localSocketName,
+  QREXEC_EXIT_PROBLEM,
+  vmServiceCommand,
+  withArgument,
+} from '@odyssey/qrexec';
 
 /**
  * dom0's `qrexec-client -d VM USER:QUBESRPC SERVICE+ARG dom0` (or `qvm-run --pass-io`)

@@ -5,9 +5,16 @@ import type { Log } from '../log.js';
 import type { VchanTransport } from '@odyssey/hal';
 import type { App } from '../model/app.js';
 import type { Vm } from '../model/vm.js';
-import { QrexecDaemon } from '@odyssey/qrexec';
-import { closeLocalSocket, listenLocalSocket, localSocketName } from '@odyssey/qrexec';
-import { parsePolicyResponse, type QrexecPolicyRequest, type QrexecPolicyResolution } from '@odyssey/qrexec';
+import {
+  closeLocalSocket,
+  listenLocalSocket,
+  localSocketName,
+  parsePolicyResponse,
+  QrexecDaemon,
+  splitServiceName,
+  type QrexecPolicyRequest,
+  type QrexecPolicyResolution,
+} from '@odyssey/qrexec';
 import type { AppPolicy } from './app-policy.js';
 
 export interface QrexecHostOptions {
@@ -203,12 +210,10 @@ export class QrexecHost {
 
   /** An admin call the policy allows is logged by the admin socket with its result; a refused one only here. */
   private refusalLine(request: QrexecPolicyRequest, reason: string): string {
-    const plus = request.serviceAndArg.indexOf('+');
-    const service = plus < 0 ? request.serviceAndArg : request.serviceAndArg.slice(0, plus);
+    const [service, plusArg] = splitServiceName(request.serviceAndArg);
     if (!service.startsWith('admin.')) return `qrexec policy: ${reason}`;
-    const arg = plus < 0 ? '' : request.serviceAndArg.slice(plus + 1);
     return adminCallLine(
-      { source: request.source, method: service, dest: request.target, arg },
+      { src: request.source, method: service, dest: request.target, arg: plusArg.slice(1) },
       'deny',
       `reason=${reason}`,
     );

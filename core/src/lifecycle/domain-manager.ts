@@ -1,9 +1,14 @@
 import { inject, injectable } from 'tsyringe';
 
 import type { Saver } from '../persist/saver.js';
-import type { VmmCapabilities } from '@odyssey/hal';
-import type { DomainStats, PowerState, Vmm, VmmEvent } from '@odyssey/hal';
-import { VmmError } from '@odyssey/hal';
+import {
+  type DomainStats,
+  type PowerState,
+  type Vmm,
+  type VmmCapabilities,
+  VmmError,
+  type VmmEvent,
+} from '@odyssey/hal';
 import type { Lifecycle, VmFiles } from './ports.js';
 import { TOKENS } from '../tokens.js';
 import type { App } from '../model/app.js';

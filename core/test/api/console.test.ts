@@ -3,8 +3,7 @@ import { join, resolve } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import type { VmmCapabilities } from '@odyssey/hal';
-import { supported } from '@odyssey/hal';
+import { supported, type VmmCapabilities } from '@odyssey/hal';
 import { METHODS } from '../../src/api/method-table.js';
 import { prepareAdminServices } from '../../src/daemon/qrexec-services.js';
 import type { TestDaemon } from '../support/harness.js';

@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { adminCallLine } from '../../src/api/call-log.js';
 import { stderrLog } from '../../src/daemon/log.js';
 import { rawCall, request } from '../support/harness.js';
 import type { SpawnedDaemon } from '../support/spawn.js';
@@ -77,5 +78,19 @@ describe('odysseyd logs', () => {
     ) as { version: string };
     const { stdout } = await run(process.execPath, [ODYSSEYD, '--version']);
     expect(stdout).toBe(`${version}\n`);
+  });
+});
+
+describe('the admin call log line', () => {
+  it("keeps a caller's control characters on its one line, as \\xNN", () => {
+    const line = adminCallLine(
+      { src: 'work', method: 'admin.vm.feature.Get', dest: 'work', arg: 'x\n<3>odysseyd: error: forged\r' },
+      'allow',
+      'result=ok',
+    );
+    expect(line).toBe(
+      'admin call: source=work method=admin.vm.feature.Get dest=work arg=x\\x0a<3>odysseyd: error: forged\\x0d policy=allow result=ok',
+    );
+    expect(line).not.toMatch(/[\n\r]/);
   });
 });

@@ -1,13 +1,16 @@
-import type {
-  DomainRuntime,
-  DomainSpec,
-  DomainStats,
-  ShutdownOptions,
-  Vmm,
-  VmmCapabilities,
-  VmmEvent,
+import {
+  type DomainRuntime,
+  type DomainSpec,
+  type DomainStats,
+  EventHub,
+  type ShutdownOptions,
+  supported,
+  unsupported,
+  type Vmm,
+  type VmmCapabilities,
+  VmmError,
+  type VmmEvent,
 } from '@odyssey/hal';
-import { EventHub, VmmError, supported, unsupported } from '@odyssey/hal';
 
 interface Dom {
   spec: DomainSpec;

@@ -1,5 +1,4 @@
-import type { VchanListenOptions, VchanTransport } from '@odyssey/hal';
-import { VchanError } from '@odyssey/hal';
+import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 
 import { SocketVchan } from '../socket-vchan.js';
 import { connectOnce } from '../unix-socket.js';
