@@ -13,8 +13,8 @@ import { PassThrough, Readable } from 'node:stream';
 import { ROOT, call, percentile, progress } from './lib.js';
 
 const { METHODS } = await import(join(ROOT, 'core/dist/api/method-table.js'));
-const { generateAdminPolicy } = await import(join(ROOT, 'core/dist/policy/admin-policy.js'));
-const { decide, parsePolicyText } = await import(join(ROOT, 'core/dist/policy/index.js'));
+const { generateAdminPolicy } = await import(join(ROOT, 'core/dist/api/admin-policy.js'));
+const { decide, parsePolicyText } = await import(join(ROOT, 'qrexec/dist/index.js'));
 const { createAgentTransport, runClientVm } = await import(join(ROOT, 'agent/dist/index.js'));
 
 const RULES = 10_000;
@@ -136,7 +136,7 @@ async function startDomainWorld() {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-bench-policy-'));
   const socket = join(dir, 'qubesd.sock');
   const policyDir = join(dir, 'policy.d');
-  await run([join(ROOT, 'core/dist/policy/cli-main.js'), 'generate-admin', policyDir], process.env);
+  await run([join(ROOT, 'core/dist/daemon/policy-cli-main.js'), 'generate-admin', policyDir], process.env);
   await appendFile(join(policyDir, 'include/admin-local-ro'), 'bench-vm @anyvm allow target=dom0\n');
   const args = ['--backend', 'process', '--state-dir', join(dir, 'state'), '--socket', socket];
   const proc = spawn(

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
-const POLICY_TOOL = repo('core/dist/policy/cli-main.js');
+const POLICY_TOOL = repo('core/dist/daemon/policy-cli-main.js');
 const QVM = repo('client/dist/cli/main.js');
 const QREXEC_CLIENT_VM = repo('agent/dist/client-vm-main.js');
 const BUILT = [ODYSSEYD, POLICY_TOOL, QVM, QREXEC_CLIENT_VM, repo('backends/process/dist/index.js')];
