@@ -8,8 +8,11 @@
 #   packaging/test-install.sh [DEB]     (default dist/odyssey_<version>_amd64.deb; run as root)
 #
 # The base system (mmdebstrap, minbase) is cached as a tarball named for its inputs in
-# $ODYSSEY_CHROOT_CACHE (default /var/cache/odyssey/chroot), downloaded .debs beside it. The chroot
-# runs in its own mount and PID namespaces: its mounts and processes end with it.
+# $ODYSSEY_CHROOT_CACHE (default /var/cache/odyssey/chroot), downloaded .debs and apt's lists beside
+# it. The chroot runs in its own mount and PID namespaces: its mounts and processes end with it.
+# Debian's archive is probed first: when it cannot be reached the test runs from the cached lists
+# and .debs, or is skipped with the reason when there are none. No step can hang: apt gives up on
+# a silent server, and the whole chroot run is bounded by $ODYSSEY_INSTALL_TIMEOUT (default 600 s).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -36,6 +39,7 @@ step() { # prints how long the previous step took
 
 # 1. The base system, built once per set of inputs.
 cache=${ODYSSEY_CHROOT_CACHE:-/var/cache/odyssey/chroot}
+limit=${ODYSSEY_INSTALL_TIMEOUT:-600}
 suite=bookworm
 mirrors=(
   "deb http://deb.debian.org/debian $suite main"
@@ -44,10 +48,21 @@ mirrors=(
 )
 key=$(printf '%s\n' minbase "$suite" "${mirrors[@]}" "$(mmdebstrap --version)" | sha256sum | cut -c1-16)
 tarball=$cache/$suite-minbase-$key.tar
-mkdir -p "$cache/archives/partial"
+mkdir -p "$cache/archives/partial" "$cache/lists/partial"
+# A TCP connect to the archive says whether apt can fetch at all; apt itself can wait minutes.
+if timeout 15 bash -c 'exec 3<>/dev/tcp/deb.debian.org/80' 2>/dev/null; then
+  online=yes
+else
+  online=no
+  if [ ! -f "$tarball" ] || ! ls "$cache"/lists/*_Packages >/dev/null 2>&1; then
+    echo "test-install: skipped: deb.debian.org:80 cannot be reached and $cache holds no base system and apt lists from an earlier run"
+    exit 0
+  fi
+  echo "test-install: deb.debian.org:80 cannot be reached: installing from the apt lists and .debs cached in $cache"
+fi
 if [ ! -f "$tarball" ]; then
   # mmdebstrap picks the output format from the name: the partial file must end in .tar too.
-  mmdebstrap --quiet --variant=minbase "$suite" "$cache/.partial-$key.tar" "${mirrors[@]}"
+  timeout "$limit" mmdebstrap --quiet --variant=minbase "$suite" "$cache/.partial-$key.tar" "${mirrors[@]}"
   mv "$cache/.partial-$key.tar" "$tarball"
   step "base system built ($(basename "$tarball"))"
 else
@@ -70,11 +85,17 @@ say() { echo "@@ $*"; }
 fail() { echo "test-install: FAIL: $*" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 
-apt-get update -qq
-say "apt lists fetched"
+# apt waits at most 20 s for a silent server and tries twice.
+apt_net="-o Acquire::http::Timeout=20 -o Acquire::Retries=1"
+if [ "$ONLINE" = yes ]; then
+  apt-get update -qq $apt_net
+  say "apt lists fetched"
+else
+  say "apt lists taken from the cache (offline)"
+fi
 # Recommends (libvirt, QEMU) are for the kvm backend; this test runs the process backend.
 # A throwaway chroot needs no fsync after each unpacked file.
-apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io /tmp/odyssey.deb >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get install"; }
+apt-get install -y -qq $apt_net --no-install-recommends -o Dpkg::Options::=--force-unsafe-io /tmp/odyssey.deb >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get install"; }
 say "package installed with apt ($(dpkg-query -W -f '${Version}' nodejs) nodejs)"
 
 for cmd in odysseyd qvm odyssey-policy odyssey-qrexec-client odyssey-conformance qvm-ls qubes-prefs qvm-prefs; do
@@ -127,16 +148,18 @@ apt-get purge -y -qq odyssey >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt
 say "package purged, state dir kept"
 INSIDE
 
-if ! unshare --mount --pid --fork --mount-proc="$chroot_dir/proc" \
-  sh -c 'mount --bind /dev "$1/dev" && mount --bind "$2" "$1/var/cache/apt/archives" && exec chroot "$1" /bin/sh /tmp/inside.sh' \
-  sh "$chroot_dir" "$cache/archives" |
+# timeout signals unshare, whose PID namespace ends every process of the chroot with it.
+if ! ONLINE=$online timeout --kill-after=10 "$limit" unshare --mount --pid --fork --kill-child --mount-proc="$chroot_dir/proc" \
+  sh -c 'mount --bind /dev "$1/dev" && mount --bind "$2/archives" "$1/var/cache/apt/archives" &&
+    mount --bind "$2/lists" "$1/var/lib/apt/lists" && exec chroot "$1" /bin/sh /tmp/inside.sh' \
+  sh "$chroot_dir" "$cache" |
   while IFS= read -r line; do
     case $line in
       '@@ '*) step "${line#@@ }" ;;
       *) echo "  $line" ;;
     esac
   done; then
-  echo "test-install: FAILED" >&2
+  echo "test-install: FAILED (a step failed, or the run passed its limit of $limit s)" >&2
   exit 1
 fi
 awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "test-install: passed in %.1f s\n", b - a }'
