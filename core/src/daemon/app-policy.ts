@@ -1,6 +1,21 @@
 import { systemInfo } from '../api/methods/internal.js';
 import type { App } from '../model/app.js';
-import type { CallInit, Outcome, PolicyStore, SystemInfo } from '@odyssey/qrexec';
+import type { Log } from '../log.js';
+import type { CallInit, LoadResult, Outcome, PolicyStore, SystemInfo } from '@odyssey/qrexec';
+
+/**
+ * What the policy store's loads tell the administrator: every failed load
+ * (from then on every qrexec call and every non-dom0 admin call is denied),
+ * and the load that ends such a period.
+ */
+export function policyLoadLog(log: Log): (result: LoadResult) => void {
+  let failing = false;
+  return (result) => {
+    if (result.error) log('error', `qrexec policy not loaded, denying every call: ${result.error.message}`);
+    else if (failing) log('info', 'qrexec policy loaded again');
+    failing = result.error !== null;
+  };
+}
 
 /**
  * The daemon's qrexec policy over its own domains: what the admin API's

@@ -28,7 +28,7 @@ import { PolicyStore } from '@odyssey/qrexec';
 import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
-import { AppPolicy } from './app-policy.js';
+import { AppPolicy, policyLoadLog } from './app-policy.js';
 import { QrexecHost } from './qrexec-host.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
@@ -165,7 +165,11 @@ export class Daemon {
       c.registerSingleton(API_TOKENS.Lifecycle, DomainManager);
       c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
       const policyStore = options.policyDirs
-        ? new PolicyStore({ dirs: [...options.policyDirs], legacyDir: options.legacyPolicyDir })
+        ? new PolicyStore({
+            dirs: [...options.policyDirs],
+            legacyDir: options.legacyPolicyDir,
+            onReload: policyLoadLog(log),
+          })
         : null;
       const policy = policyStore ? new AppPolicy(policyStore, app) : null;
       c.register(API_TOKENS.Access, {

@@ -19,7 +19,13 @@ const processIo: CliIo = {
   err: (text) => process.stderr.write(text),
 };
 
-/** Exit status for bad usage or unreadable inputs; decisions, deny included, exit 0. */
+/**
+ * Exit statuses: 0 the call is allowed; 1 it is not (deny, a policy that
+ * failed to load, or ask, which nobody answers here), as upstream's
+ * `qrexec-policy-exec --just-evaluate`; 2 bad usage or unreadable inputs.
+ */
+const EXIT_ALLOWED = 0;
+const EXIT_NOT_ALLOWED = 1;
 const EXIT_USAGE = 2;
 
 class UsageError extends Error {}
@@ -125,6 +131,7 @@ export async function main(
   io: CliIo = processIo,
   extend?: PolicyCliExtension,
 ): Promise<number> {
+  let status = EXIT_ALLOWED;
   const program = buildProgram(
     io,
     async (call, options) => {
@@ -133,14 +140,17 @@ export async function main(
         ? await readSystemInfo(options.systemInfo)
         : await daemonSystemInfo(options.daemonSocket);
       const state = loadPolicy({ dirs: options.policyDir, legacyDir: options.legacyDir });
+      if (state.error)
+        io.err(`odyssey-policy: policy not loaded, every call is denied: ${state.error.message}\n`);
       const outcome = decide(state, call, systemInfo);
       io.out([summaryLine(outcome), ...detailLines(outcome)].join('\n') + '\n');
+      if (outcome.decision.result !== 'allow') status = EXIT_NOT_ALLOWED;
     },
     extend,
   );
   try {
     await program.parseAsync([...argv]);
-    return 0;
+    return status;
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version are not errors.

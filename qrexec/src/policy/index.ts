@@ -37,7 +37,15 @@ export {
   type Rule,
   type RuleAction,
 } from './rule.js';
-export { memoryPolicyFiles, nodePolicyFiles, type DirEntry, type PolicyFiles } from './files.js';
+export {
+  PolicyFileNotText,
+  PolicyFileTooLarge,
+  memoryPolicyFiles,
+  nodePolicyFiles,
+  type DirEntry,
+  type PolicyFiles,
+} from './files.js';
+export { POLICY_LIMITS } from './budget.js';
 export {
   PolicyParser,
   legacyCompatFiles,

@@ -7,6 +7,7 @@ import {
 } from './errors.js';
 import { outcomeOf, type Outcome } from './evaluate.js';
 import { nodePolicyFiles, type PolicyFiles } from './files.js';
+import { LoadBudget } from './budget.js';
 import { splitServiceName } from './parser.js';
 import type { RequestBase } from './request.js';
 import { denyDecision, type PolicyDecision } from './resolution.js';
@@ -169,26 +170,20 @@ export class LegacyPolicy {
   static load(dir: string, call: string, files: PolicyFiles = nodePolicyFiles): LegacyPolicy {
     const [service] = splitServiceName(call);
     const candidates = [files.resolve(dir, call), files.resolve(dir, service)];
-    const file = candidates.find((f) => files.readFile(f) !== undefined);
+    const budget = new LoadBudget(files);
+    const file = candidates.find((f) => budget.read(f, { file: f, line: null }) !== undefined);
     if (file === undefined) throw new PolicyNotFound(call);
     const rules: LegacyRule[] = [];
-    const loading: string[] = [];
-    const load = (path: string, from: PolicyLocation | null): void => {
-      const text = files.readFile(path);
-      if (text === undefined)
-        throw new PolicySyntaxError(from ?? { file: path, line: null }, `not a file: ${path}`);
-      if (loading.includes(path))
-        throw new PolicySyntaxError(from ?? { file: path, line: null }, `include loop: ${path}`);
-      loading.push(path);
-      text.split(/\r\n|\r|\n/).forEach((raw, i) => {
-        const where = { file: path, line: i + 1 };
-        const line = raw.trim().replaceAll('$', '@');
-        if (line.length === 0 || line.startsWith('#')) return;
-        if (line.startsWith('@include:')) load(files.resolve(dir, line.slice('@include:'.length)), where);
-        else rules.push(parseLegacyRule(line, where));
-      });
-      loading.pop();
-    };
+    const load = (path: string, from: PolicyLocation | null): void =>
+      budget.withFile(path, from, (text) =>
+        text.split(/\r\n|\r|\n/).forEach((raw, i) => {
+          const where = { file: path, line: i + 1 };
+          const line = raw.trim().replaceAll('$', '@');
+          if (line.length === 0 || line.startsWith('#')) return;
+          if (line.startsWith('@include:')) load(files.resolve(dir, line.slice('@include:'.length)), where);
+          else rules.push(parseLegacyRule(line, where));
+        }),
+      );
     load(file, null);
     return new LegacyPolicy(call, rules);
   }
@@ -279,6 +274,6 @@ export function decideLegacy(
     return outcomeOf(LegacyPolicy.load(dir, call.call, files).evaluate(call.source, call.target, systemInfo));
   } catch (err) {
     if (err instanceof AccessDenied) return outcomeOf(denyDecision(err));
-    throw err;
+    return outcomeOf(denyDecision(new AccessDenied(`failed to load policy: ${(err as Error).message}`)));
   }
 }

@@ -21,9 +21,10 @@ export type LoadResult = PolicyState & {
 };
 
 /**
- * Loads the policy directories. Never throws for policy problems: a syntax
- * error, a bad file name or an unreadable file is returned as `error`, and a
- * caller must then deny every call.
+ * Loads the policy directories. Never throws: a syntax error, a bad file
+ * name, an unreadable, missing, too large or not UTF-8 file, an include loop,
+ * includes nested too deep or a load over its budget (POLICY_LIMITS) is
+ * returned as `error`, and a caller must then deny every call.
  */
 export function loadPolicy(options: LoadOptions = {}): LoadResult {
   const files = options.files ?? nodePolicyFiles;
@@ -37,12 +38,14 @@ export function loadPolicy(options: LoadOptions = {}): LoadResult {
   }
 }
 
+/**
+ * Policy problems arrive as AccessDenied with their file and line; anything
+ * else is a fault of ours, and still only denies: a load runs in a file
+ * watcher's callback, where an exception would take the daemon down.
+ */
 function asAccessDenied(err: unknown): AccessDenied {
   if (err instanceof AccessDenied) return err;
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string')
-    return new AccessDenied(`failed to load ${e.path ?? 'policy'} file: ${e.message}`);
-  throw err;
+  return new AccessDenied(`failed to load policy: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 export interface TextPolicyOptions {

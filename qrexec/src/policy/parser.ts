@@ -1,4 +1,5 @@
 import { AccessDenied, PolicySyntaxError, type PolicyLocation } from './errors.js';
+import { LoadBudget, readError } from './budget.js';
 import type { DirEntry, PolicyFiles } from './files.js';
 import {
   parseRuleLine,
@@ -88,9 +89,11 @@ export class PolicyParser {
   readonly rules: Rule[] = [];
   readonly filesSeen = new Set<string>();
   readonly dirsSeen = new Set<string>();
-  private readonly loading: string[] = [];
+  private readonly budget: LoadBudget;
 
-  constructor(private readonly opts: ParserOptions) {}
+  constructor(private readonly opts: ParserOptions) {
+    this.budget = new LoadBudget(opts.files);
+  }
 
   /** The merged runtime + system directories: first directory wins per basename, then sorted by basename. */
   loadDirs(dirs: readonly string[]): void {
@@ -116,8 +119,8 @@ export class PolicyParser {
    * nested includes.
    */
   loadFile(file: string, base: string, from: PolicyLocation | null): void {
-    const text = this.read(file, from);
-    this.withFile(file, from, () => this.parseText(text, file, base));
+    this.filesSeen.add(file);
+    this.budget.withFile(file, from, (text) => this.parseText(text, file, base));
   }
 
   parseText(text: string, file: string, base: string): void {
@@ -190,8 +193,8 @@ export class PolicyParser {
   ): void {
     const checked = validateServiceAndArgument(service, argument, where);
     const file = this.opts.files.resolve(base, path);
-    const text = this.read(file, where);
-    this.withFile(file, where, () =>
+    this.filesSeen.add(file);
+    this.budget.withFile(file, where, (text) =>
       this.parseServiceText(checked.service ?? '*', checked.argument ?? '*', text, file, base),
     );
   }
@@ -214,27 +217,12 @@ export class PolicyParser {
     }
   }
 
-  private read(file: string, from: PolicyLocation | null): string {
-    this.filesSeen.add(file);
-    const text = this.opts.files.readFile(file);
-    if (text === undefined) throw new PolicySyntaxError(from ?? { file, line: null }, `not a file: ${file}`);
-    return text;
-  }
-
   private list(dir: string): DirEntry[] | undefined {
     this.dirsSeen.add(dir);
-    return this.opts.files.listDir(dir);
-  }
-
-  // Upstream recurses until the interpreter gives up; we name the loop instead.
-  private withFile(file: string, from: PolicyLocation | null, body: () => void): void {
-    if (this.loading.includes(file))
-      throw new PolicySyntaxError(from ?? { file, line: null }, `include loop: ${file}`);
-    this.loading.push(file);
     try {
-      body();
-    } finally {
-      this.loading.pop();
+      return this.opts.files.listDir(dir);
+    } catch (err) {
+      throw readError({ file: dir, line: null }, dir, err);
     }
   }
 }

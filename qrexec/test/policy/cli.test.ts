@@ -37,22 +37,30 @@ function setup(policy: string, info: unknown = T): { dir: string; info: string }
 
 describe('odyssey-policy eval', () => {
   it.each([
-    ['* * test-vm1 test-vm2 allow', 'test-vm1', 'test-vm2', 'test.Service+argument', 'allow target=test-vm2'],
-    ['* * test-vm1 test-vm2 allow', 'test-vm2', 'test-vm1', 'test.Service', 'deny no matching rule found'],
+    [
+      '* * test-vm1 test-vm2 allow',
+      'test-vm1',
+      'test-vm2',
+      'test.Service+argument',
+      'allow target=test-vm2',
+      0,
+    ],
+    ['* * test-vm1 test-vm2 allow', 'test-vm2', 'test-vm1', 'test.Service', 'deny no matching rule found', 1],
     [
       '* * @tag:tag1 test-vm3 ask default_target=test-vm3',
       'test-vm1',
       'test-vm3',
       'svc',
       'ask default_target=test-vm3',
+      1,
     ],
-    ['* * @tag:tag1 test-vm3 ask', 'test-vm1', 'test-vm3', 'svc', 'ask'],
-    ['* * test-vm1 @default allow target=test-vm2', 'test-vm1', '', 'svc', 'allow target=test-vm2'],
-    ['* * @anyvm @dispvm allow', 'test-vm3', '@dispvm', 'svc', 'allow target=@dispvm:default-dvm'],
-  ])('%s: %s -> %s %s', async (policy, source, target, call, first) => {
+    ['* * @tag:tag1 test-vm3 ask', 'test-vm1', 'test-vm3', 'svc', 'ask', 1],
+    ['* * test-vm1 @default allow target=test-vm2', 'test-vm1', '', 'svc', 'allow target=test-vm2', 0],
+    ['* * @anyvm @dispvm allow', 'test-vm3', '@dispvm', 'svc', 'allow target=@dispvm:default-dvm', 0],
+  ])('%s: %s -> %s %s', async (policy, source, target, call, first, code) => {
     const { dir, info } = setup(policy);
     const r = await cli('eval', '--policy-dir', dir, '--system-info', info, source, target, call);
-    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r).toMatchObject({ code, err: '' });
     expect(r.out.split('\n')[0]).toBe(first);
   });
 
@@ -86,13 +94,28 @@ describe('odyssey-policy eval', () => {
     );
   });
 
-  it('a broken policy is a decision (deny), not a usage error', async () => {
+  it('a broken policy is a decision (deny, exit 1), not a usage error', async () => {
     const { dir, info } = setup('# x\n* * test-vm1 test-vm2 allow extra\n');
     const r = await cli('eval', '--policy-dir', dir, '--system-info', info, 'test-vm1', 'test-vm2', 'svc');
-    expect(r.code).toBe(0);
-    expect(r.out).toBe(
-      `deny ${dir}/30-test.policy:2: invalid action parameter syntax: 'extra'\nresult=deny\n`,
-    );
+    const reason = `${dir}/30-test.policy:2: invalid action parameter syntax: 'extra'`;
+    expect(r).toEqual({
+      code: 1,
+      out: `deny ${reason}\nresult=deny\n`,
+      err: `odyssey-policy: policy not loaded, every call is denied: ${reason}\n`,
+    });
+  });
+
+  it('an include chain too deep to load denies with its file and line, without a stack trace', async () => {
+    const { dir, info } = setup('!include chain/0\n* * test-vm1 test-vm2 allow\n');
+    for (let i = 0; i < 2000; i++) tree.write(`policy.d/chain/${i}`, `!include chain/${i + 1}\n`);
+    tree.write('policy.d/chain/2000', '');
+    const r = await cli('eval', '--policy-dir', dir, '--system-info', info, 'test-vm1', 'test-vm2', 'svc');
+    const reason = `${dir}/chain/30:1: includes nested over 32 deep at ${dir}/chain/31`;
+    expect(r).toEqual({
+      code: 1,
+      out: `deny ${reason}\nresult=deny\n`,
+      err: `odyssey-policy: policy not loaded, every call is denied: ${reason}\n`,
+    });
   });
 
   it('merges several --policy-dir, the first one winning', async () => {
