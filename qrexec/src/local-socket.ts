@@ -22,6 +22,27 @@ import { exchangeHello } from './handshake.js';
 /** The version of the local client protocol (upstream's QREXEC_CLIENT_PROTOCOL_VERSION). */
 export const QREXEC_CLIENT_PROTOCOL_VERSION = 3;
 
+/**
+ * What the clients of one domain's socket can make odysseyd hold. Data moves
+ * with backpressure: a side that stops reading makes the other side wait, so
+ * each direction holds at most its stream buffer plus one chunk in each
+ * stream and socket buffer; a call itself may last as long as its service.
+ */
+export interface LocalSocketLimits {
+  /** Connections at once, calls in progress included; more are closed at once. */
+  readonly maxConnections: number;
+  /** Time from connecting to a complete request (HELLO and MSG_EXEC_CMDLINE). */
+  readonly requestTimeoutMs: number;
+  /** Bytes each of a call's stdin, stdout and stderr buffers before its writer waits. */
+  readonly streamBufferBytes: number;
+}
+
+export const LOCAL_SOCKET_LIMITS: LocalSocketLimits = {
+  maxConnections: 64,
+  requestTimeoutMs: 30_000,
+  streamBufferBytes: 64 * 1024,
+};
+
 export interface LocalCallStreams {
   readonly stdin: Readable;
   readonly stdout: Writable;
@@ -36,17 +57,27 @@ export function localSocketName(domain: string): string {
   return `qrexec.${domain}`;
 }
 
-/** Listens on `path` (mode 0600) and runs each client's command with `run`. */
+/** Listens on `path` (mode 0600) and runs each client's command with `run`, within `limits`. */
 export async function listenLocalSocket(
   path: string,
   run: LocalCommandRunner,
   log?: (message: string) => void,
+  limits: Partial<LocalSocketLimits> = {},
 ): Promise<Server> {
+  const limit: LocalSocketLimits = { ...LOCAL_SOCKET_LIMITS, ...limits };
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await rm(path, { force: true });
+  let connections = 0;
   const server = createServer((socket) => {
     socket.on('error', () => undefined);
-    serveLocalClient(socket, run).catch((error: unknown) => {
+    if (connections >= limit.maxConnections) {
+      log?.(`local client refused: ${connections} connections already`);
+      socket.destroy();
+      return;
+    }
+    connections++;
+    socket.once('close', () => connections--);
+    serveLocalClient(socket, run, limit).catch((error: unknown) => {
       log?.(`local client: ${(error as Error).message}`);
       socket.destroy();
     });
@@ -76,17 +107,46 @@ export function closeLocalSocket(server: Server): void {
   server.close();
 }
 
-async function serveLocalClient(socket: Socket, run: LocalCommandRunner): Promise<void> {
-  const reader = new MessageReader(socket);
-  const version = await exchangeHello(socket, reader, QREXEC_CLIENT_PROTOCOL_VERSION);
-  const request = await reader.expect();
-  if (request.type !== MsgType.EXEC_CMDLINE) {
-    throw new QrexecProtocolError(`unsupported request 0x${request.type.toString(16)}`);
+/** HELLO both ways and the MSG_EXEC_CMDLINE, within the request deadline; returns the command line. */
+async function readRequest(
+  socket: Socket,
+  reader: MessageReader,
+  timeoutMs: number,
+): Promise<{ version: number; cmdline: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new QrexecProtocolError(`no request within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
+  const request = (async () => {
+    const version = await exchangeHello(socket, reader, QREXEC_CLIENT_PROTOCOL_VERSION);
+    const message = await reader.expect();
+    if (message.type !== MsgType.EXEC_CMDLINE) {
+      throw new QrexecProtocolError(`unsupported request 0x${message.type.toString(16)}`);
+    }
+    return { version, cmdline: execCmdline(decodeExecParams(message.payload).tail) };
+  })();
+  try {
+    return await Promise.race([request, deadline]);
+  } finally {
+    clearTimeout(timer);
+    request.catch(() => undefined);
   }
-  const cmdline = execCmdline(decodeExecParams(request.payload).tail);
-  const stdin = new PassThrough();
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
+}
+
+async function serveLocalClient(
+  socket: Socket,
+  run: LocalCommandRunner,
+  limit: LocalSocketLimits,
+): Promise<void> {
+  const reader = new MessageReader(socket);
+  const { version, cmdline } = await readRequest(socket, reader, limit.requestTimeoutMs);
+  const highWaterMark = limit.streamBufferBytes;
+  const stdin = new PassThrough({ highWaterMark });
+  const stdout = new PassThrough({ highWaterMark });
+  const stderr = new PassThrough({ highWaterMark });
   const exitCode = run(cmdline, { stdin, stdout, stderr }).then(
     (code) => code,
     (error: unknown) => {
