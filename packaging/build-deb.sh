@@ -56,7 +56,7 @@ find "$lib" -type f -exec chmod 0644 {} +
 find "$lib" -type f -exec awk 'FNR == 1 { if (/^#!/) print FILENAME; nextfile }' {} + | xargs -r -d '\n' chmod 0755
 
 # 3. Commands: our own, each a workspace `bin`, and upstream's names, all links to qvm's entry.
-own=(odysseyd qvm odyssey-policy odyssey-qrexec-client odyssey-conformance)
+own=(odysseyd qvm odyssey-policy odyssey-qrexec-client odyssey-policy-agent odyssey-conformance)
 declare -A entry
 for ws in "${workspaces[@]}"; do
   while IFS='=' read -r name file; do

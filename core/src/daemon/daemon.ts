@@ -24,7 +24,7 @@ import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
 import { VmStorage } from '../storage/vm-storage.js';
-import { PolicyStore } from '@odyssey/qrexec';
+import { PolicyStore, policyAgentSocket } from '@odyssey/qrexec';
 import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
@@ -230,6 +230,7 @@ export class Daemon {
       policy: this.policy,
       serviceDirs: [Daemon.qrexecServiceDir(this.options)],
       socketDir: join(this.options.stateDir, 'run'),
+      policyAgentSocket: policyAgentSocket(this.options.stateDir),
       startDomain: (name) => this.lifecycle.start(this.app.domains.get(name)),
       log: this.options.log,
     });

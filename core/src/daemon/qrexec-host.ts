@@ -11,6 +11,7 @@ import {
   localSocketName,
   parsePolicyResponse,
   QrexecDaemon,
+  settleAsk,
   splitServiceName,
   type QrexecPolicyRequest,
   type QrexecPolicyResolution,
@@ -35,6 +36,8 @@ export interface QrexecHostOptions {
    * 0600) for dom0 callers such as odyssey-qrexec-client; none without it.
    */
   readonly socketDir?: string;
+  /** Where odyssey-policy-agent answers `ask` decisions; without it, or with no agent there, they are denied. */
+  readonly policyAgentSocket?: string;
 }
 
 interface Connection {
@@ -191,18 +194,20 @@ export class QrexecHost {
     let resolution: QrexecPolicyResolution = { result: 'deny' };
     let reason = 'no policy is loaded';
     if (policy) {
-      const outcome = policy.evaluate({
+      const evaluated = policy.evaluate({
         source: request.source,
         target: request.target,
         call: request.serviceAndArg,
         requestedSource: request.requestedSource ?? null,
       });
-      // `ask` needs someone to answer it; with no one to ask, the call is refused.
+      const outcome = await settleAsk(evaluated, this.options.policyAgentSocket);
       resolution = parsePolicyResponse(outcome.response ?? 'result=deny');
-      reason =
-        outcome.decision.result === 'deny'
-          ? outcome.decision.reason
-          : `${outcome.decision.result}, no one to ask`;
+      if (outcome.decision.result === 'deny') reason = outcome.decision.reason;
+      else if (evaluated.decision.result === 'ask' && outcome.decision.result === 'allow')
+        this.options.log(
+          'info',
+          `qrexec policy: ${request.source} -> ${request.target} ${request.serviceAndArg}: the user allowed target ${outcome.decision.target}`,
+        );
     }
     if (resolution.result === 'deny') this.options.log('info', this.refusalLine(request, reason));
     return resolution;

@@ -76,6 +76,26 @@ export {
 export { Policy, decide, outcomeOf, type Outcome, type PolicyState } from './evaluate.js';
 export { LegacyPolicy, decideLegacy, parseLegacyRule, type LegacyRule } from './legacy.js';
 export { PolicyStore, type PolicyStoreOptions } from './store.js';
+export {
+  AgentUnavailable,
+  DEFAULT_POLICY_AGENT_SOCKET,
+  POLICY_ASK_HEADER,
+  POLICY_ASK_SERVICE,
+  askRequestOf,
+  callPolicyAgent,
+  policyAgentSocket,
+  settleAsk,
+  type AskRequest,
+} from './ask.js';
+export {
+  POLICY_AGENT_LIMITS,
+  PolicyAgent,
+  describeQuestion,
+  interpretAnswer,
+  parseAskRequest,
+  type PolicyAgentLimits,
+  type PolicyAgentOptions,
+} from './agent.js';
 export { DaemonCallError, QUBESD_INTERNAL_SOCKET, callDaemon, fetchSystemInfo } from './daemon-client.js';
 export {
   main as policyCliMain,
