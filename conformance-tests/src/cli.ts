@@ -1,22 +1,30 @@
 #!/usr/bin/env node
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { CATEGORIES, runChecks, type Category, type CheckResult } from './check.js';
+import { chooseCategories } from './categories.js';
+import { CATEGORIES, runChecks, type CheckResult } from './check.js';
 import { selectChecks } from './checks/index.js';
 import { guestsFor } from './guests.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
 import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
 import { writeReport, type BackendReport } from './report.js';
+import { renderJUnit } from './junit.js';
 import { installXenGuestKernel } from './xen-setup.js';
+
+/** Exit codes (README): no check failed; a check failed; bad usage; the suite could not run. */
+const EXIT = { passed: 0, failed: 1, usage: 2, notRun: 3 } as const;
 
 const program = new Command('odyssey-conformance')
   .description('runs the Odyssey conformance suite against odysseyd on one backend')
   .requiredOption('--backend <name>', 'backend package name (kvm, process, ...) or module path')
   .option('--report <dir>', 'where report.json and report.md go (merged with a report already there)', '.')
-  .option('--only <categories>', `comma-separated subset of ${CATEGORIES.join(',')}`)
+  .option('--only <categories...>', `categories to run, comma-separated or repeated: ${CATEGORIES.join(',')}`)
+  .option('--skip <categories...>', 'categories not to run')
+  .option('--junit <file>', 'also write the report (every backend in it) as JUnit XML to FILE')
   .addOption(
     new Option('--libvirtd <which>', 'libvirtd for libvirt backends: the system one, or a private one')
       .choices(['system', 'private'])
@@ -33,20 +41,26 @@ const program = new Command('odyssey-conformance')
     '--nested',
     'run the suite inside a nested Xen dom0 (Xen under QEMU/TCG, scripts/xen-nested.sh); --backend xen only',
   )
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.passed : EXIT.usage))
   .parse();
 
 const opts = program.opts<{
   backend: string;
   report: string;
-  only?: string;
+  only?: string[];
+  skip?: string[];
+  junit?: string;
   libvirtd: string;
   virtMode?: string;
   daemonLog?: string;
   nested?: boolean;
 }>();
-const only = opts.only?.split(',').map((c) => c.trim()) as Category[] | undefined;
-const unknown = only?.filter((c) => !(CATEGORIES as readonly string[]).includes(c)) ?? [];
-if (unknown.length > 0) program.error(`unknown categories: ${unknown.join(', ')}`);
+let only: ReturnType<typeof chooseCategories>;
+try {
+  only = chooseCategories(opts.only, opts.skip);
+} catch (err) {
+  program.error((err as Error).message);
+}
 if (opts.nested && opts.backend !== 'xen')
   program.error(`--nested boots a Xen dom0, so it runs only --backend xen (not ${opts.backend})`);
 if (opts.nested && opts.libvirtd === 'private')
@@ -108,22 +122,28 @@ async function runInNestedDom0(): Promise<Outcome> {
   cleanups.push(async () => abort.abort());
   return runNested({
     backend: opts.backend,
-    ...(opts.only ? { only: opts.only } : {}),
+    ...(only ? { only: only.join(',') } : {}),
     virtMode: opts.virtMode ?? NESTED_VIRT_MODE,
     logDir: join(opts.report, 'xen-nested'),
     signal: abort.signal,
   });
 }
 
-let outcome: Outcome;
+let outcome: Outcome | undefined;
 try {
   outcome = await (opts.nested ? runInNestedDom0() : runHere());
+} catch (err) {
+  console.error(
+    `odyssey-conformance: the suite could not run: ${err instanceof Error ? err.message : String(err)}`,
+  );
 } finally {
   await cleanUp();
 }
+if (!outcome) process.exit(EXIT.notRun);
 
 const results = outcome.checks;
-await writeReport(opts.report, { backend: opts.backend, ...outcome });
+const report = await writeReport(opts.report, { backend: opts.backend, ...outcome });
+if (opts.junit) await writeFile(opts.junit, renderJUnit(report));
 const count = (status: CheckResult['status']) => results.filter((r) => r.status === status).length;
 console.log(`${count('pass')} passed, ${count('fail')} failed, ${count('unsupported')} unsupported`);
-process.exitCode = count('fail') > 0 ? 1 : 0;
+process.exitCode = count('fail') > 0 ? EXIT.failed : EXIT.passed;

@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { CheckResult } from './check.js';
+import { renderHtml } from './html-report.js';
 
 export interface BackendReport {
   backend: string;
@@ -92,5 +93,6 @@ export async function writeReport(dir: string, result: BackendReport): Promise<R
   report.backends = [...report.backends.filter((b) => b.backend !== result.backend), result];
   await writeFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(join(dir, 'report.md'), renderMarkdown(report));
+  await writeFile(join(dir, 'report.html'), renderHtml(report));
   return report;
 }

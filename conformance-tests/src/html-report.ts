@@ -1,0 +1,84 @@
+import type { CheckResult } from './check.js';
+import { metricNames, metricUnit, renderMetricsChart } from './metrics-chart.js';
+import type { Report } from './report.js';
+import { escapeMarkup as esc } from './xml-text.js';
+
+/*
+ * report.html: one self-contained page (no scripts, no network): the totals,
+ * the metrics with their chart as an image (an SVG data URI), the matrix of
+ * checks × backends coloured by outcome, and the reason of every check that
+ * did not pass.
+ */
+
+const STYLE = `body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+td.pass{background:#d9f2d9}td.fail{background:#f8c9c9;font-weight:bold}td.unsupported{background:#e6e6e6;color:#555}
+td.none{color:#999}`;
+
+const count = (checks: readonly CheckResult[], status: CheckResult['status']): number =>
+  checks.filter((c) => c.status === status).length;
+
+function row(cells: readonly string[], header = false): string {
+  const tag = header ? 'th' : 'td';
+  return `<tr>${cells.map((c) => (c.startsWith('<t') ? c : `<${tag}>${c}</${tag}>`)).join('')}</tr>`;
+}
+
+export function renderHtml(report: Report): string {
+  const names = report.backends.map((b) => esc(b.backend));
+  const ids: string[] = [];
+  for (const b of report.backends) for (const c of b.checks) if (!ids.includes(c.id)) ids.push(c.id);
+  const chart = Buffer.from(renderMetricsChart(report)).toString('base64');
+  const totals = (['pass', 'fail', 'unsupported'] as const).map((status) =>
+    row([
+      status === 'pass' ? 'passed' : status === 'fail' ? 'failed' : status,
+      ...report.backends.map((b) => String(count(b.checks, status))),
+    ]),
+  );
+  const metrics = metricNames(report).map((m) =>
+    row([
+      esc(m),
+      ...report.backends.map((b) => (b.metrics[m] === undefined ? '-' : `${b.metrics[m]} ${metricUnit(m)}`)),
+    ]),
+  );
+  const matrix = ids.map((id) =>
+    row([
+      esc(id),
+      ...report.backends.map((b) => {
+        const c = b.checks.find((x) => x.id === id);
+        return c
+          ? `<td class="${c.status}" title="${esc(c.reason)}">${c.status}</td>`
+          : '<td class="none">-</td>';
+      }),
+    ]),
+  );
+  const reasons = report.backends.flatMap((b) =>
+    b.checks
+      .filter((c) => c.status !== 'pass')
+      .map((c) => `<li>${esc(b.backend)} <code>${esc(c.id)}</code> (${c.status}): ${esc(c.reason)}</li>`),
+  );
+  return [
+    '<!DOCTYPE html>',
+    '<html lang="en"><head><meta charset="utf-8"><title>Odyssey conformance report</title>',
+    `<style>${STYLE}</style></head><body>`,
+    '<h1>Odyssey conformance report</h1>',
+    '<table>',
+    row(['', ...names], true),
+    ...totals,
+    '</table>',
+    '<h2>Metrics</h2>',
+    '<table>',
+    row(['metric', ...names], true),
+    ...metrics,
+    '</table>',
+    `<img alt="metrics across backends" src="data:image/svg+xml;base64,${chart}">`,
+    '<h2>Checks</h2>',
+    '<table>',
+    row(['check', ...names], true),
+    ...matrix,
+    '</table>',
+    '<h2>Reasons</h2>',
+    reasons.length === 0 ? '<p>every check passed</p>' : `<ul>\n${reasons.join('\n')}\n</ul>`,
+    '</body></html>',
+    '',
+  ].join('\n');
+}
