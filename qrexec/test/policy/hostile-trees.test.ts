@@ -105,6 +105,19 @@ function referenceRules(etc: string): Rule[] {
             throw new ReferenceFault((err as Error).message);
           }
           oldFile(checked.service ?? '*', checked.argument ?? '*', path.resolve(etc, target));
+        } else if (f[0] === '!include-dir' && f.length === 2) {
+          const dir = path.resolve(etc, f[1] ?? '');
+          let names: string[];
+          try {
+            names = readdirSync(dir);
+          } catch {
+            throw new ReferenceFault(`not a directory ${dir}`);
+          }
+          const policies = names.filter(
+            (n) => n.endsWith('.policy') && !n.startsWith('.') && statSync(path.join(dir, n)).isFile(),
+          );
+          if (policies.some((n) => !/^[0-9a-z_.-]+$/.test(n))) throw new ReferenceFault('invalid filename');
+          for (const n of policies.sort()) newFile(path.join(dir, n));
         } else if (f[0] === '!compat-4.0' && f.length === 1) {
           // The legacy directory of these trees does not exist: nothing to add.
         } else if (line.startsWith('!')) throw new ReferenceFault(`directive ${f[0] ?? ''}`);
@@ -167,18 +180,20 @@ const treeShape = fc.record({
   top: fc.integer({ min: 1, max: 3 }),
   inc: fc.integer({ min: 0, max: 3 }),
   old: fc.integer({ min: 0, max: 3 }),
-  slots: fc.array(fc.array(slot, { maxLength: 6 }), { minLength: 9, maxLength: 9 }),
+  dir: fc.integer({ min: 0, max: 2 }),
+  slots: fc.array(fc.array(slot, { maxLength: 6 }), { minLength: 11, maxLength: 11 }),
   news: fc.array(newRule, { minLength: 60, maxLength: 60 }),
   olds: fc.array(oldRule, { minLength: 60, maxLength: 60 }),
 });
 
 type Shape = typeof treeShape extends fc.Arbitrary<infer S> ? S : never;
 
-function buildTree({ top, inc, old, slots, news, olds }: Shape): TreeFile[] {
+function buildTree({ top, inc, old, dir, slots, news, olds }: Shape): TreeFile[] {
   const files: TreeFile[] = [
     ...Array.from({ length: top }, (_, i) => ({ rel: `${10 + i}-p.policy`, old: false })),
     ...Array.from({ length: inc }, (_, i) => ({ rel: `inc/i${i}`, old: false })),
     ...Array.from({ length: old }, (_, i) => ({ rel: `old/o${i}`, old: true })),
+    ...Array.from({ length: dir }, (_, i) => ({ rel: `dir/d${i}.policy`, old: false })),
   ].map((f) => ({ ...f, content: Buffer.alloc(0) }));
   let ruleIndex = 0;
   files.forEach((file, i) => {
@@ -188,7 +203,9 @@ function buildTree({ top, inc, old, slots, news, olds }: Shape): TreeFile[] {
       const target = later.length > 0 && s.kind === 'include' ? later[s.n % later.length] : undefined;
       if (!target) return file.old ? (olds[ruleIndex++ % 60] ?? '') : (news[ruleIndex++ % 60] ?? '');
       if (file.old) return `$include:${target.rel}`;
-      return target.old ? `!include-service svc * ${target.rel}` : `!include ${target.rel}`;
+      if (target.old) return `!include-service svc * ${target.rel}`;
+      // A top-level file takes the directory whole; the directory's files include each other by name.
+      return target.rel.startsWith('dir/') && i < top ? '!include-dir dir' : `!include ${target.rel}`;
     });
     file.content = Buffer.from(text.join('\n') + '\n');
   });
