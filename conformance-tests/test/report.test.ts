@@ -15,6 +15,7 @@ it('merges backends into one matrix and replaces an earlier run of the same back
   const check = (id: string, status: 'pass' | 'fail' | 'unsupported', reason = '') => ({
     id,
     category: 'lifecycle' as const,
+    section: 'backend' as const,
     status,
     reason,
   });
