@@ -221,7 +221,8 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
         // A guest booted to stop by itself may be gone before start() returns: only events() tells.
         await vmm.define(await ctx.guest.spec(name, selfStop.by === 'boot' ? how : 'run'));
         await vmm.start(name);
-        if (selfStop.by === 'act') await selfStop.act(name, (await vmm.state(name)).xid, how);
+        if (selfStop.by === 'act')
+          await selfStop.act(name, await expectState(vmm, name, 'Running', 'start()'), how);
         const stopped = await events.next(
           (ev) => ev.type === 'stopped' && ev.name === name,
           `stopped for ${name}, which ${how === 'crash' ? 'crashed' : 'powered off'} by itself`,
