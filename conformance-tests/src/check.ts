@@ -18,8 +18,8 @@ export const sectionOf = (category: Category): Section =>
   CORE_CATEGORIES.includes(category) ? 'core' : 'backend';
 
 /**
- * `warn`: the check passed although the backend declared it unsupported (its declaration is
- * wrong, but nothing it promised failed).
+ * `warn`: nothing the backend promised failed, but it said something untrue of itself: it
+ * declared unsupported what works, or reported a guest's crash as a clean shutdown.
  */
 export type Status = 'pass' | 'fail' | 'unsupported' | 'warn';
 

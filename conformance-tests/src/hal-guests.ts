@@ -28,9 +28,17 @@ export interface HalGuest {
     | { readonly by: 'none'; readonly why: Unsupported };
 }
 
+/** One uuid per domain name for the whole run, as a qube keeps its uuid across starts. */
+const uuids = new Map<string, string>();
+const uuidOf = (name: string): string => {
+  const known = uuids.get(name) ?? randomUUID();
+  uuids.set(name, known);
+  return known;
+};
+
 const baseSpec = (name: string, virtMode: VirtMode): DomainSpec => ({
   name,
-  uuid: randomUUID(),
+  uuid: uuidOf(name),
   memoryMiB: 400,
   maxMemoryMiB: 0,
   vcpus: 1,
