@@ -17,7 +17,8 @@ import { HAL_DOMAIN, type HalContext } from './hal-context.js';
 
 /** How long the guest's agent may take to listen after start() (a TCG guest boots in tens of seconds). */
 const AGENT_TIMEOUT_MS = 150_000;
-const PAYLOAD = 8 << 20;
+// Well past any ring (and socket buffer) size, small enough for a nested TCG guest.
+const PAYLOAD = 2 << 20;
 
 /** dom0's control vchan to the agent of HAL_DOMAIN, kept by the first check for the others. */
 let control: { vchan: Vchan; reader: MessageReader; xid: number } | undefined;
