@@ -3,16 +3,20 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { Command, Option } from 'commander';
+import type { GuestImageKind } from '@odyssey/hal';
 
+import { openBackendUnderTest, type BackendUnderTest } from './backend-under-test.js';
 import { chooseCategories } from './categories.js';
 import { CATEGORIES, runChecks, type CheckResult } from './check.js';
+import { cleanUpHal } from './checks/hal.js';
 import { selectChecks } from './checks/index.js';
 import { guestsFor } from './guests.js';
+import { halGuestFor } from './hal-guests.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
 import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
-import { writeReport, type BackendReport } from './report.js';
 import { renderJUnit } from './junit.js';
+import { declaredOf, writeReport, type BackendReport } from './report.js';
 import { installXenGuestKernel } from './xen-setup.js';
 
 /** Exit codes (README): no check failed; a check failed; bad usage; the suite could not run. */
@@ -20,7 +24,10 @@ const EXIT = { passed: 0, failed: 1, usage: 2, notRun: 3 } as const;
 
 const program = new Command('odyssey-conformance')
   .description('runs the Odyssey conformance suite against odysseyd on one backend')
-  .requiredOption('--backend <name>', 'backend package name (kvm, process, ...) or module path')
+  .requiredOption(
+    '--backend <name>',
+    'backend: kvm (= @odyssey/backend-kvm), a package name, a package directory or a module file',
+  )
   .option('--report <dir>', 'where report.json and report.md go (merged with a report already there)', '.')
   .option('--only <categories...>', `categories to run, comma-separated or repeated: ${CATEGORIES.join(',')}`)
   .option('--skip <categories...>', 'categories not to run')
@@ -66,10 +73,10 @@ if (opts.nested && opts.backend !== 'xen')
 if (opts.nested && opts.libvirtd === 'private')
   program.error("--nested uses dom0's own libvirtd; --libvirtd private does not apply");
 
-/** Guest kernels the backends' domains boot, installed before odysseyd starts. */
-const PREPARE: Record<string, (stateDir: string) => Promise<void>> = {
-  kvm: installGuestKernel,
-  xen: installXenGuestKernel,
+/** Guest kernels for the image kinds a backend declares, installed before odysseyd starts. */
+const PREPARE: Partial<Record<GuestImageKind, (stateDir: string) => Promise<void>>> = {
+  'odyssey-linux-kvm': installGuestKernel,
+  'odyssey-linux-xen': installXenGuestKernel,
 };
 
 // Progress is for people watching; CI logs get the summary line only.
@@ -83,41 +90,78 @@ const cleanUp = async () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const)
   process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
-type Outcome = Omit<BackendReport, 'backend'>;
+const show = (r: CheckResult) => {
+  if (progress)
+    process.stdout.write(`${r.status.padEnd(11)} ${r.id}${r.status === 'pass' ? '' : `: ${r.reason}`}\n`);
+};
 
-/** The suite against an odysseyd started here. */
-async function runHere(): Promise<Outcome> {
+/**
+ * The backend as the suite holds it; one that cannot be loaded or opened ends the run here, with
+ * the loader's message and exit code 3 (could not run), before anything is reported.
+ */
+async function openUnderTest(env: NodeJS.ProcessEnv): Promise<BackendUnderTest> {
+  // The in-process backend reads its settings (a private libvirtd's socket) as odysseyd does.
+  Object.assign(process.env, env);
+  try {
+    return await openBackendUnderTest(opts.backend, (level, message) => {
+      if (level === 'error' || progress) console.error(`backend ${level}: ${message}`);
+    });
+  } catch (e) {
+    console.error(
+      `odyssey-conformance: the suite could not run: ${e instanceof Error ? e.message : String(e)}`,
+    );
+    await cleanUp();
+    process.exit(EXIT.notRun);
+  }
+}
+
+/** The suite here: hal checks on the suite's own instance, then the daemon's checks over its socket. */
+async function runHere(): Promise<BackendReport> {
   const libvirtd = opts.libvirtd === 'private' ? await startPrivateLibvirtd() : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
-  const prepare = PREPARE[opts.backend];
-  const daemon = await startDaemon({
-    backend: opts.backend,
-    ...(libvirtd ? { env: libvirtd.env } : {}),
-    ...(prepare ? { prepare } : {}),
-    ...(opts.daemonLog ? { logFile: opts.daemonLog } : {}),
-  });
-  cleanups.push(daemon.stop);
+  const underTest = await openUnderTest(libvirtd?.env ?? {});
+  cleanups.push(() => underTest.close());
+  const caps = underTest.capabilities;
+  const selection = selectChecks(only);
   const metrics: Record<string, number> = {};
-  const ctx = {
-    backend: opts.backend,
-    socket: daemon.socket,
-    client: daemon.client,
-    guests: guestsFor(opts.backend, daemon.stateDir, daemon.client),
-    metrics,
-    ...(opts.virtMode ? { virtMode: opts.virtMode } : {}),
-  };
-  const checks = await runChecks(selectChecks(only), ctx, (r) => {
-    if (progress)
-      process.stdout.write(`${r.status.padEnd(11)} ${r.id}${r.status === 'pass' ? '' : `: ${r.reason}`}\n`);
-  });
-  return { checks, metrics };
+  const checks: CheckResult[] = [];
+  if (selection.hal.length > 0) {
+    cleanups.push(() => cleanUpHal(underTest.current.vmm));
+    const halContext = {
+      backend: underTest,
+      guest: halGuestFor(caps, underTest.runtimeDir, opts.virtMode),
+      metrics,
+    };
+    checks.push(...(await runChecks(selection.hal, halContext, caps, show)));
+    await cleanUpHal(underTest.current.vmm);
+  }
+  if (selection.daemon.length > 0) {
+    const prepare = caps.guestImages.map((kind) => PREPARE[kind]).find((p) => p !== undefined);
+    const daemon = await startDaemon({
+      backend: opts.backend,
+      ...(libvirtd ? { env: libvirtd.env } : {}),
+      ...(prepare ? { prepare } : {}),
+      ...(opts.daemonLog ? { logFile: opts.daemonLog } : {}),
+    });
+    cleanups.push(daemon.stop);
+    const ctx = {
+      backend: underTest,
+      socket: daemon.socket,
+      client: daemon.client,
+      guests: guestsFor(caps, underTest.current.vchan !== undefined, daemon.stateDir, daemon.client),
+      metrics,
+      ...(opts.virtMode ? { virtMode: opts.virtMode } : {}),
+    };
+    checks.push(...(await runChecks(selection.daemon, ctx, caps, show)));
+  }
+  return { backend: caps.name, declared: declaredOf(opts.backend, caps), checks, metrics };
 }
 
 /** Xen under QEMU/TCG has no hardware virtualisation to offer: PV is all it starts. */
 const NESTED_VIRT_MODE = 'pv';
 
-/** The suite inside a nested dom0 (it prints its own progress there). */
-async function runInNestedDom0(): Promise<Outcome> {
+/** The suite inside a nested dom0 (it prints its own progress there, and loads the backend there). */
+async function runInNestedDom0(): Promise<BackendReport> {
   const abort = new AbortController();
   cleanups.push(async () => abort.abort());
   return runNested({
@@ -129,7 +173,7 @@ async function runInNestedDom0(): Promise<Outcome> {
   });
 }
 
-let outcome: Outcome | undefined;
+let outcome: BackendReport | undefined;
 try {
   outcome = await (opts.nested ? runInNestedDom0() : runHere());
 } catch (err) {
@@ -142,8 +186,11 @@ try {
 if (!outcome) process.exit(EXIT.notRun);
 
 const results = outcome.checks;
-const report = await writeReport(opts.report, { backend: opts.backend, ...outcome });
+const report = await writeReport(opts.report, outcome);
 if (opts.junit) await writeFile(opts.junit, renderJUnit(report));
 const count = (status: CheckResult['status']) => results.filter((r) => r.status === status).length;
-console.log(`${count('pass')} passed, ${count('fail')} failed, ${count('unsupported')} unsupported`);
+const warned = count('warn') > 0 ? `, ${count('warn')} warnings` : '';
+console.log(
+  `${count('pass')} passed, ${count('fail')} failed, ${count('unsupported')} unsupported${warned} (${outcome.backend})`,
+);
 process.exitCode = count('fail') > 0 ? EXIT.failed : EXIT.passed;

@@ -2,6 +2,9 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { AdminClient } from '@odyssey/client';
+import type { VmmCapabilities } from '@odyssey/hal';
+
+import { Unsupported } from './check.js';
 
 import { QREXEC_CLIENT, QREXEC_CLIENT_VM, QVM } from './programs.js';
 import { cleanEnv, run, type Finished } from './spawn.js';
@@ -132,9 +135,32 @@ export function imageGuests(stateDir: string): Guests {
   };
 }
 
-/** The backends whose domains the suite knows how to enter; others get `unsupported` guest checks. */
-export function guestsFor(backend: string, stateDir: string, client: AdminClient): Guests | undefined {
-  if (backend === 'process') return processGuests(stateDir, client);
-  if (backend === 'kvm' || backend === 'xen') return imageGuests(stateDir);
-  return undefined;
+/**
+ * How the suite enters the domains of a backend: chosen by the guest kind the backend declares it
+ * boots, never by its name. Without a vchan transport the daemon runs no qrexec, so nothing inside
+ * a domain can be reached whatever it boots.
+ */
+export function guestsFor(
+  caps: VmmCapabilities,
+  hasVchan: boolean,
+  stateDir: string,
+  client: AdminClient,
+): Guests | Unsupported {
+  if (!hasVchan)
+    return new Unsupported(
+      'declared',
+      'createBackend returned no VchanTransport, so the daemon runs no qrexec',
+    );
+  if (caps.guestImages.includes('agent-process')) return processGuests(stateDir, client);
+  if (caps.guestImages.some((kind) => kind === 'odyssey-linux-kvm' || kind === 'odyssey-linux-xen'))
+    return imageGuests(stateDir);
+  if (caps.guestImages.length === 0)
+    return new Unsupported(
+      'declared',
+      'the backend declares no guest image kind it boots (guestImages is empty)',
+    );
+  return new Unsupported(
+    'suite',
+    `the suite boots none of the guest kinds declared: ${caps.guestImages.join(', ')}`,
+  );
 }

@@ -13,6 +13,7 @@ import { escapeMarkup as esc } from './xml-text.js';
 const STYLE = `body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 td.pass{background:#d9f2d9}td.fail{background:#f8c9c9;font-weight:bold}td.unsupported{background:#e6e6e6;color:#555}
+td.warn{background:#fbeec1}
 td.none{color:#999}`;
 
 const count = (checks: readonly CheckResult[], status: CheckResult['status']): number =>
@@ -28,12 +29,13 @@ export function renderHtml(report: Report): string {
   const ids: string[] = [];
   for (const b of report.backends) for (const c of b.checks) if (!ids.includes(c.id)) ids.push(c.id);
   const chart = Buffer.from(renderMetricsChart(report)).toString('base64');
-  const totals = (['pass', 'fail', 'unsupported'] as const).map((status) =>
-    row([
-      status === 'pass' ? 'passed' : status === 'fail' ? 'failed' : status,
-      ...report.backends.map((b) => String(count(b.checks, status))),
-    ]),
-  );
+  const label = { pass: 'passed', fail: 'failed', unsupported: 'unsupported', warn: 'warnings' } as const;
+  const totals = [
+    row(['isolation', ...report.backends.map((b) => esc(b.declared?.isolation ?? '-'))]),
+    ...(['pass', 'fail', 'unsupported', 'warn'] as const).map((status) =>
+      row([label[status], ...report.backends.map((b) => String(count(b.checks, status)))]),
+    ),
+  ];
   const metrics = metricNames(report).map((m) =>
     row([
       esc(m),

@@ -6,7 +6,8 @@ import { escapeMarkup } from './xml-text.js';
  * The report as JUnit XML for CI systems: a testsuite per backend, a testcase
  * per check (classname BACKEND.CATEGORY, name the check id), `failure` for a
  * failed check and `skipped` for an unsupported one, both with the reason as
- * report.json has it; the backend's metrics are the suite's properties.
+ * report.json has it, and a warned check a passed one whose system-out says the
+ * warning; the backend's metrics are the suite's properties.
  */
 
 const count = (checks: readonly CheckResult[], status: CheckResult['status']): number =>
@@ -22,6 +23,8 @@ function testcase(backend: string, check: CheckResult): string {
       return `    <testcase ${attrs}>\n      <failure message="${reason}" type="fail">${reason}</failure>\n    </testcase>`;
     case 'unsupported':
       return `    <testcase ${attrs}>\n      <skipped message="${reason}"/>\n    </testcase>`;
+    case 'warn':
+      return `    <testcase ${attrs}>\n      <system-out>warning: ${reason}</system-out>\n    </testcase>`;
   }
 }
 

@@ -123,7 +123,8 @@ export async function runNested(options: NestedOptions): Promise<BackendReport> 
         `the nested run wrote no report (exit ${result['exit'] ?? 'unknown'}); dom0's console: ${consoleLog}`,
       );
     }
-    const backend = report.backends.find((b) => b.backend === options.backend);
+    // The inner run's only column, named by the backend's declaration.
+    const [backend] = report.backends;
     if (!backend) throw new Error(`the nested run's report has no ${options.backend} results`);
     Object.assign(backend.metrics, await benchMetrics(join(out, BENCH_RESULT)));
     for (const key of TIMINGS) {

@@ -1,11 +1,28 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import type { VmmCapabilities } from '@odyssey/hal';
+
 import type { CheckResult } from './check.js';
 import { renderHtml } from './html-report.js';
+import { renderMarkdown } from './report-markdown.js';
+
+/** What the backend said of itself: the report's column header and its capability rows. */
+export interface Declared {
+  /** The `--backend` argument it was loaded from. */
+  readonly module: string;
+  readonly isolation: VmmCapabilities['isolation'];
+  readonly guestImages: readonly string[];
+  readonly virtModes: readonly string[];
+  /** Each capability: `supported`, or the backend's reason it is not. */
+  readonly capabilities: Readonly<Record<string, string>>;
+}
 
 export interface BackendReport {
+  /** capabilities().name: one column per backend name. */
   backend: string;
+  /** Absent in reports written before the suite read declarations. */
+  declared?: Declared;
   checks: CheckResult[];
   metrics: Record<string, number>;
 }
@@ -13,6 +30,30 @@ export interface BackendReport {
 export interface Report {
   backends: BackendReport[];
 }
+
+/** The declaration as the report keeps it. */
+export function declaredOf(module: string, caps: VmmCapabilities): Declared {
+  const capabilities: Record<string, string> = {};
+  for (const [key, value] of Object.entries(caps))
+    if (typeof value === 'object' && value !== null && 'supported' in value)
+      capabilities[key] = value.supported ? 'supported' : `unsupported: ${value.reason}`;
+  return {
+    module,
+    isolation: caps.isolation,
+    guestImages: caps.guestImages,
+    virtModes: caps.virtModes,
+    capabilities,
+  };
+}
+
+/**
+ * Files written from the merged report besides report.json, each by its own module. A new
+ * output is one more entry here.
+ */
+export const REPORT_WRITERS: readonly { file: string; render: (report: Report) => string }[] = [
+  { file: 'report.md', render: renderMarkdown },
+  { file: 'report.html', render: renderHtml },
+];
 
 /** Reads DIR/report.json if another run left one, so backends accumulate into one matrix. */
 async function previous(dir: string): Promise<Report> {
@@ -24,75 +65,12 @@ async function previous(dir: string): Promise<Report> {
   }
 }
 
-const MARK = { pass: 'pass', fail: '**FAIL**', unsupported: 'unsupported' } as const;
-
-export function renderMarkdown(report: Report): string {
-  const names = report.backends.map((b) => b.backend);
-  const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const ids: string[] = [];
-  for (const b of report.backends) for (const c of b.checks) if (!ids.includes(c.id)) ids.push(c.id);
-  const metric = (key: string, unit: string) =>
-    row([
-      key,
-      ...report.backends.map((b) => (b.metrics[key] === undefined ? '-' : `${b.metrics[key]} ${unit}`)),
-    ]);
-  const tally = (status: CheckResult['status']) =>
-    report.backends.map((b) => String(b.checks.filter((c) => c.status === status).length));
-  const lines = [
-    '# Odyssey conformance report',
-    '',
-    row(['', ...names]),
-    row(['---', ...names.map(() => '---')]),
-    row(['passed', ...tally('pass')]),
-    row(['failed', ...tally('fail')]),
-    row(['unsupported', ...tally('unsupported')]),
-    metric('start_to_qrexec_ready_ms', 'ms'),
-    metric('vchan_dom0_to_vm_mb_per_s', 'MB/s'),
-    metric('vchan_mb_per_s', 'MB/s'),
-    metric('vchan_vm_to_admin_mb_per_s', 'MB/s'),
-    metric('dispvm_round_trip_ms', 'ms'),
-    // bench/vchan-xen.js in the nested run: the raw transport against the socket one in the same dom0.
-    metric('xen_vchan_mb_per_s', 'MB/s'),
-    metric('socket_vchan_mb_per_s', 'MB/s'),
-    metric('xen_to_socket_ratio', '×'),
-    metric('nested_total_s', 's'),
-    '',
-    '## Checks',
-    '',
-    row(['check', ...names]),
-    row(['---', ...names.map(() => '---')]),
-    ...ids.map((id) =>
-      row([
-        id,
-        ...report.backends.map((b) => {
-          const c = b.checks.find((x) => x.id === id);
-          return c ? MARK[c.status] : '-';
-        }),
-      ]),
-    ),
-    '',
-    '## Reasons',
-    '',
-    ...report.backends.flatMap((b) =>
-      b.checks
-        .filter((c) => c.status !== 'pass')
-        .map(
-          (c) =>
-            `- ${b.backend} ${c.id} (${c.status}): ${c.reason.replace(/\s+/g, ' ').replace(/\|/g, '\\|')}`,
-        ),
-    ),
-    '',
-  ];
-  return lines.join('\n');
-}
-
 /** Merges this backend's results into DIR's report (replacing an earlier run of the same backend). */
 export async function writeReport(dir: string, result: BackendReport): Promise<Report> {
   await mkdir(dir, { recursive: true });
   const report = await previous(dir);
   report.backends = [...report.backends.filter((b) => b.backend !== result.backend), result];
   await writeFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(join(dir, 'report.md'), renderMarkdown(report));
-  await writeFile(join(dir, 'report.html'), renderHtml(report));
+  for (const writer of REPORT_WRITERS) await writeFile(join(dir, writer.file), writer.render(report));
   return report;
 }

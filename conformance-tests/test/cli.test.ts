@@ -25,9 +25,9 @@ it('runs every category on the process backend and writes report.json and report
   const run = spawnSync(process.execPath, [CLI, '--backend', 'process', '--report', dir], {
     encoding: 'utf8',
     env: { ...process.env, CI: '1' },
-    timeout: 60_000,
+    timeout: 150_000,
   });
-  expect(run.stdout).toMatch(/^\d+ passed, \d+ failed, \d+ unsupported\n$/);
+  expect(run.stdout).toMatch(/^\d+ passed, \d+ failed, \d+ unsupported \(process\)\n$/);
   const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as {
     backends: {
       backend: string;
@@ -38,7 +38,15 @@ it('runs every category on the process backend and writes report.json and report
   expect(report.backends.map((b) => b.backend)).toEqual(['process']);
   const [proc] = report.backends;
   const categories = new Set(proc?.checks.map((c) => c.category));
-  expect([...categories].sort()).toEqual(['api', 'dispvm', 'lifecycle', 'management', 'qrexec', 'vchan']);
+  expect([...categories].sort()).toEqual([
+    'api',
+    'dispvm',
+    'hal',
+    'lifecycle',
+    'management',
+    'qrexec',
+    'vchan',
+  ]);
   expect(proc?.checks.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.reason}`)).toEqual([]);
   expect(proc?.checks.filter((c) => c.category === 'api').length).toBeGreaterThanOrEqual(40);
   expect(proc?.metrics['start_to_qrexec_ready_ms']).toBeGreaterThan(0);
@@ -57,9 +65,11 @@ it('runs every category on the process backend and writes report.json and report
   const md = await readFile(join(dir, 'report.md'), 'utf8');
   expect(md).toContain('| check | process |');
   expect(md).toContain('| lifecycle.start | pass |');
+  expect(md).toContain('| isolation | process |');
+  expect(md).toContain('| hal.guest-crash | pass |');
   expect(md).toMatch(/\| start_to_qrexec_ready_ms \| \d+ ms \|/);
   expect(md).toMatch(/\| vchan_mb_per_s \| [\d.]+ MB\/s \|/);
-});
+}, 180_000);
 
 it('runs only the categories asked for, plus the lifecycle steps that give them running guests', async () => {
   const only = await mkdtemp(join(tmpdir(), 'odyssey-conformance-only-'));

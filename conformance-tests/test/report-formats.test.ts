@@ -39,6 +39,7 @@ const REPORT: Report = {
       checks: [
         check('lifecycle.start', 'pass'),
         check('api.bad<&>', 'fail', 'expected "0\\0", got <EXCEPTION> & \x01'),
+        check('lifecycle.crash', 'warn', 'a crash came as stopped: shutdown'),
       ],
       metrics: { start_to_qrexec_ready_ms: 4000 },
     },
@@ -59,7 +60,7 @@ describe('JUnit', () => {
     expect(renderJUnit(REPORT)).toBe(
       [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        '<testsuites name="odyssey-conformance" tests="4" failures="1" errors="0" skipped="1">',
+        '<testsuites name="odyssey-conformance" tests="5" failures="1" errors="0" skipped="1">',
         '  <testsuite name="process" tests="2" failures="0" errors="0" skipped="1">',
         '    <properties>',
         '      <property name="start_to_qrexec_ready_ms" value="90"/>',
@@ -70,13 +71,16 @@ describe('JUnit', () => {
         '      <skipped message="no API call crashes a guest"/>',
         '    </testcase>',
         '  </testsuite>',
-        '  <testsuite name="kvm" tests="2" failures="1" errors="0" skipped="0">',
+        '  <testsuite name="kvm" tests="3" failures="1" errors="0" skipped="0">',
         '    <properties>',
         '      <property name="start_to_qrexec_ready_ms" value="4000"/>',
         '    </properties>',
         '    <testcase classname="kvm.lifecycle" name="lifecycle.start"/>',
         '    <testcase classname="kvm.api" name="api.bad&lt;&amp;&gt;">',
         '      <failure message="expected &quot;0\\0&quot;, got &lt;EXCEPTION&gt; &amp; \\x01" type="fail">expected &quot;0\\0&quot;, got &lt;EXCEPTION&gt; &amp; \\x01</failure>',
+        '    </testcase>',
+        '    <testcase classname="kvm.lifecycle" name="lifecycle.crash">',
+        '      <system-out>warning: a crash came as stopped: shutdown</system-out>',
         '    </testcase>',
         '  </testsuite>',
         '</testsuites>',
@@ -98,10 +102,11 @@ describe('report.html', () => {
     expect(html).toContain('<tr><th></th><th>process</th><th>kvm</th></tr>');
     expect(html).toContain('<tr><td>passed</td><td>1</td><td>1</td></tr>');
     expect(html).toContain('<tr><td>failed</td><td>0</td><td>1</td></tr>');
+    expect(html).toContain('<tr><td>warnings</td><td>0</td><td>1</td></tr>');
     expect(html).toContain('<tr><td>start_to_qrexec_ready_ms</td><td>90 ms</td><td>4000 ms</td></tr>');
     expect(html).toContain('<tr><td>vchan_mb_per_s</td><td>150.5 MB/s</td><td>-</td></tr>');
     expect(html).toContain(
-      '<tr><td>lifecycle.crash</td><td class="unsupported" title="no API call crashes a guest">unsupported</td><td class="none">-</td></tr>',
+      '<tr><td>lifecycle.crash</td><td class="unsupported" title="no API call crashes a guest">unsupported</td><td class="warn" title="a crash came as stopped: shutdown">warn</td></tr>',
     );
     expect(html).toContain(
       '<td class="fail" title="expected &quot;0\\0&quot;, got &lt;EXCEPTION&gt; &amp; \\x01">fail</td>',
@@ -144,6 +149,7 @@ describe('--only / --skip', () => {
     expect(chooseCategories(['api,qrexec', 'vchan'], undefined)).toEqual(['api', 'qrexec', 'vchan']);
     expect(chooseCategories(undefined, ['vchan', 'dispvm'])).toEqual([
       'api',
+      'hal',
       'lifecycle',
       'qrexec',
       'management',

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 
-import { writeReport } from '../src/report.js';
+import { supported, unsupported, type VmmCapabilities } from '@odyssey/hal';
+
+import { declaredOf, writeReport } from '../src/report.js';
 
 let dir = '';
 afterEach(async () => {
@@ -15,6 +17,7 @@ it('merges backends into one matrix and replaces an earlier run of the same back
   const check = (id: string, status: 'pass' | 'fail' | 'unsupported', reason = '') => ({
     id,
     category: 'lifecycle' as const,
+    section: 'backend' as const,
     status,
     reason,
   });
@@ -41,4 +44,45 @@ it('merges backends into one matrix and replaces an earlier run of the same back
   expect(md).toContain('| vchan_mb_per_s | 150.5 MB/s | - |');
   expect(md).toContain('- process lifecycle.crash (unsupported): no way');
   expect(md).not.toContain('old');
+});
+
+it('shows the declaration, the isolation class, and the core section apart from the backend one', async () => {
+  dir = await mkdtemp(join(tmpdir(), 'odyssey-report-'));
+  const caps: VmmCapabilities = {
+    name: 'mine',
+    isolation: 'hosted-vm',
+    guestImages: ['odyssey-linux-kvm'],
+    virtModes: ['hvm'],
+    pause: supported,
+    suspend: unsupported('no disk to save to'),
+    stats: supported,
+    blockDevices: unsupported('none'),
+    pciDevices: unsupported('none'),
+    usbDevices: unsupported('none'),
+    vmToVmVchan: supported,
+  };
+  await writeReport(dir, {
+    backend: 'mine',
+    declared: declaredOf('./my-backend.js', caps),
+    checks: [
+      { id: 'api.list', category: 'api', section: 'core', status: 'pass', reason: '' },
+      { id: 'hal.start', category: 'hal', section: 'backend', status: 'fail', reason: 'state() said Halted' },
+      { id: 'hal.pause', category: 'hal', section: 'backend', status: 'warn', reason: 'declared but' },
+    ],
+    metrics: {},
+  });
+  const md = await readFile(join(dir, 'report.md'), 'utf8');
+  expect(md).toContain('| isolation | hosted-vm |');
+  expect(md).toContain('| guest images | odyssey-linux-kvm |');
+  expect(md).toContain('| loaded from | ./my-backend.js |');
+  expect(md).toContain('| suspend | unsupported: no disk to save to |');
+  expect(md).toContain('| backend: fail | 1 |');
+  expect(md).toContain('| backend: warn | 1 |');
+  expect(md).toContain('| core: pass | 1 |');
+  const core = md.slice(md.indexOf('## Core'), md.indexOf('## Reasons'));
+  const backend = md.slice(md.indexOf('## What the backend earned'), md.indexOf('## Core'));
+  expect(core).toContain('| api.list | pass |');
+  expect(core).not.toContain('hal.start');
+  expect(backend).toContain('| hal.start | **FAIL** |');
+  expect(md).toContain('- mine hal.start (fail): state() said Halted');
 });

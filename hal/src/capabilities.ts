@@ -1,7 +1,7 @@
 /**
- * What a backend can do. The conformance suite reports a check as
- * "unsupported" (with `reason`) instead of failing when the backend declares it
- * cannot do the thing, so declare honestly.
+ * What a backend can do. The conformance suite reads this before it runs anything: a check of
+ * a capability declared unsupported is reported "unsupported (declared: reason)" and not
+ * attempted, a declared one that fails is a failure, so declare honestly.
  */
 export interface Unsupported {
   readonly supported: false;
@@ -12,9 +12,40 @@ export interface Supported {
 }
 export type Capability = Supported | Unsupported;
 
+/**
+ * How far a domain is kept from dom0 and from the other domains, weakest first; the report
+ * shows it beside the results so a packager weighs both.
+ */
+export type IsolationClass =
+  /** Domains are host processes: one kernel, file system and network with dom0 and each other. */
+  | 'process'
+  /** Domains are containers: one host kernel, separated by namespaces and cgroups. */
+  | 'container'
+  /** Domains are VMs of a hypervisor inside dom0's kernel (KVM, VirtualBox): dom0's kernel is trusted. */
+  | 'hosted-vm'
+  /** Domains are VMs of a hypervisor below dom0 (Xen): dom0 is itself a guest of it. */
+  | 'bare-metal-vm';
+
+/**
+ * A kind of guest a backend boots, so that a suite (or core) knows what to hand it. The
+ * `odyssey-linux-*` kinds are `scripts/build-guest-image.sh --flavour kvm|xen`: a kernel and an
+ * initramfs booted directly (DomainSpec.kernel), busybox and the qrexec agent inside, which
+ * listens on vchan port 512 once up.
+ */
+export type GuestImageKind =
+  /** The domain is an `odyssey-qrexec-agent` process; DomainSpec.kernel and volumes are not used. */
+  | 'agent-process'
+  /** The project's Linux image, agent vchan over virtio-serial. */
+  | 'odyssey-linux-kvm'
+  /** The project's Linux image as a Xen domU, agent vchan over libxenvchan. */
+  | 'odyssey-linux-xen';
+
 export interface VmmCapabilities {
   /** Backend name as shown in reports, e.g. "kvm". */
   readonly name: string;
+  readonly isolation: IsolationClass;
+  /** The guest kinds this backend boots; empty when it runs nothing the suite can make (guest checks are then unsupported). */
+  readonly guestImages: readonly GuestImageKind[];
   /** Virtualisation modes this backend can start. */
   readonly virtModes: readonly ('pv' | 'pvh' | 'hvm')[];
   readonly pause: Capability;
@@ -28,6 +59,11 @@ export interface VmmCapabilities {
   /** Serial console ptys (Vmm.consolePath); absent means unsupported. */
   readonly console?: Capability;
 }
+
+/** The members of VmmCapabilities that say whether the backend can do one thing. */
+export type CapabilityName = {
+  [K in keyof VmmCapabilities]-?: NonNullable<VmmCapabilities[K]> extends Capability ? K : never;
+}[keyof VmmCapabilities];
 
 export const supported: Supported = { supported: true };
 export function unsupported(reason: string): Unsupported {

@@ -10,8 +10,8 @@ export class BackendLoadError extends Error {
 }
 
 /**
- * What `--backend` names, as an import specifier: `kvm` → `@odyssey/backend-kvm`; a package
- * name as given; a path (starting with `.` or `/`) to a module file, or to a package directory,
+ * What `--backend` names, as an import specifier: `kvm` → `@odyssey/backend-kvm` when that is
+ * installed, any other bare name as the package it names; a scoped package name as given; a path (starting with `.` or `/`) to a module file, or to a package directory,
  * whose package.json says which module is its entry point.
  */
 export async function backendModule(name: string): Promise<string> {
@@ -22,7 +22,14 @@ export async function backendModule(name: string): Promise<string> {
     return pathToFileURL(st.isDirectory() ? await packageEntry(path) : path).href;
   }
   if (name.includes('/') || name.startsWith('@')) return name;
-  return `@odyssey/backend-${name}`;
+  const ours = `@odyssey/backend-${name}`;
+  try {
+    import.meta.resolve(ours);
+    return ours;
+  } catch {
+    // Not one of ours: an unscoped package of that name.
+    return name;
+  }
 }
 
 async function packageEntry(dir: string): Promise<string> {

@@ -38,6 +38,13 @@ describe('backend loader', () => {
     expect(await backendModule('@vendor/backend-x')).toBe('@vendor/backend-x');
   });
 
+  it('imports a bare name that is not one of ours as the package it names', async () => {
+    expect(await backendModule('commander')).toBe('commander');
+    await expect(loadBackend('commander', context)).rejects.toThrow(
+      'backend package commander does not export createBackend',
+    );
+  });
+
   it('loads a module file and a package directory through its exports', async () => {
     for (const name of [join(dir, 'file.mjs'), join(dir, 'pkg')]) {
       const backend = await loadBackend(name, context);

@@ -21,6 +21,8 @@ const undefinedNames: string[] = [];
 const flavour: LibvirtFlavour = {
   capabilities: () => ({
     name: 'test',
+    isolation: 'hosted-vm',
+    guestImages: [],
     virtModes: ['hvm'],
     pause: supported,
     suspend: supported,

@@ -19,6 +19,8 @@ export interface KvmFlavourOptions extends BackendContext {
 
 const CAPABILITIES: VmmCapabilities = {
   name: 'kvm',
+  isolation: 'hosted-vm',
+  guestImages: ['odyssey-linux-kvm'],
   // pv and pvh are Xen modes; every KVM guest is a (direct kernel boot) HVM guest.
   virtModes: ['hvm'],
   pause: supported,

@@ -11,6 +11,8 @@ export const NO_SUSPEND =
  */
 export const PROCESS_CAPABILITIES: VmmCapabilities = {
   name: 'process',
+  isolation: 'process',
+  guestImages: ['agent-process'],
   // No guest kernel is booted, so no virtualisation mode is started; virt_mode is accepted and ignored.
   virtModes: [],
   pause: supported,

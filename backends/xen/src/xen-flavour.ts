@@ -65,6 +65,9 @@ export class XenFlavour implements LibvirtFlavour {
     const modes = this.virtModes();
     return {
       name: 'xen',
+      isolation: 'bare-metal-vm',
+      // PV is what every Xen host starts, the nested one included; the image is a PV-capable domU.
+      guestImages: ['odyssey-linux-xen'],
       virtModes: VIRT_MODES.filter((mode) => modes[mode].supported),
       pause: supported,
       // Suspend is libvirt's managed save: memory goes to disk, the domain stops, resume restores it.

@@ -1,12 +1,8 @@
 import { Unsupported, type CheckContext } from '../check.js';
 import type { Guests } from '../guests.js';
 
-/** The backend's guests, or `unsupported` for a backend whose domains the suite cannot enter. */
+/** The backend's guests, or the reason (declared or the suite's) why the check cannot enter them. */
 export function guestsOf(ctx: CheckContext): Guests {
-  if (!ctx.guests)
-    throw new Unsupported(
-      `running programs inside ${ctx.backend} guests is not supported: the suite enters only process ` +
-        'and kvm domains',
-    );
+  if (ctx.guests instanceof Unsupported) throw ctx.guests;
   return ctx.guests;
 }

@@ -196,6 +196,12 @@ export class DomainManager implements Lifecycle {
     const vmm = this.backend.current;
     if (vm.powerState === 'Halted' || !vmm) return halted;
     const rt = await vmm.state(vm.name);
+    // The hypervisor is the truth: a domain it no longer runs (stopped by another tool, its event
+    // lost) is halted here too, announced as any stop is. Transient is a start still under way.
+    if (rt.state === 'Halted' && vm.powerState !== 'Transient') {
+      await this.markHalted(vm, 'unknown');
+      return { ...halted, powerState: vm.powerState };
+    }
     return {
       memKb: rt.memoryKb,
       memStaticMaxKb: rt.memoryMaxKb,

@@ -137,6 +137,20 @@ describe('lifecycle through the Vmm', () => {
     await eventually(async () => (await state('work')) === 'state=Halted');
   });
 
+  it('believes the backend: a domain stopped with no event is Halted in CurrentState, with domain-shutdown', async () => {
+    await withVms();
+    await d.ok('admin.vm.Start', 'work');
+    const events = eventsOf(d.socket);
+    await events.until('connection-established');
+    const dom = d.vmm.domains.get('work');
+    if (!dom) throw new Error('work is not defined in the fake Vmm');
+    dom.state = 'Halted';
+    expect(await d.ok('admin.vm.CurrentState', 'work')).toContain('power_state=Halted');
+    await events.until('domain-shutdown');
+    events.close();
+    expect(await state('work')).toBe('state=Halted');
+  });
+
   it('shuts down with wait and starts the netvm first', async () => {
     await withVms();
     await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=net label=red');

@@ -34,6 +34,8 @@ export class FakeVmm implements Vmm {
   capabilities(): VmmCapabilities {
     return {
       name: 'fake',
+      isolation: 'process',
+      guestImages: [],
       virtModes: ['pvh', 'hvm'],
       pause: supported,
       suspend: supported,

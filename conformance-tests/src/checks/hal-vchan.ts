@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto';
+
+import type { Vchan, VchanTransport } from '@odyssey/hal';
+
+import { expectEqual, fail, Unsupported, type Check } from '../check.js';
+import {
+  CONTROL_PORT,
+  execCmdline,
+  hello,
+  MAX_CHUNK,
+  MessageReader,
+  MSG,
+  encode,
+  writeAll,
+} from '../qrexec-wire.js';
+import { HAL_DOMAIN, type HalContext } from './hal-context.js';
+
+/** How long the guest's agent may take to listen after start() (a TCG guest boots in tens of seconds). */
+const AGENT_TIMEOUT_MS = 150_000;
+// Well past any ring (and socket buffer) size, small enough for a nested TCG guest.
+const PAYLOAD = 2 << 20;
+
+/** dom0's control vchan to the agent of HAL_DOMAIN, kept by the first check for the others. */
+let control: { vchan: Vchan; reader: MessageReader; xid: number } | undefined;
+/** Data ports dom0 hands out, one per exec. */
+let nextPort = 600;
+
+async function transportOf(ctx: HalContext): Promise<{ transport: VchanTransport; xid: number }> {
+  const transport = ctx.backend.current.vchan;
+  if (!transport) throw new Unsupported('declared', 'createBackend returned no VchanTransport');
+  if (ctx.guest.kind === 'none')
+    throw new Unsupported(
+      'declared',
+      'the backend declares no guest image kind, so no guest runs an agent to talk to',
+    );
+  const rt = await ctx.backend.current.vmm.state(HAL_DOMAIN);
+  if (rt.state !== 'Running') fail(`${HAL_DOMAIN} is not running (state() says ${rt.state}, xid ${rt.xid})`);
+  return { transport, xid: rt.xid };
+}
+
+/** The control vchan, connecting and exchanging HELLO first if no earlier check did. */
+async function controlOf(ctx: HalContext): Promise<NonNullable<typeof control>> {
+  const { transport, xid } = await transportOf(ctx);
+  if (control?.xid === xid) return control;
+  const vchan = await transport.connect(String(xid), CONTROL_PORT, { timeoutMs: AGENT_TIMEOUT_MS });
+  const reader = new MessageReader(vchan);
+  const first = await reader.next();
+  expectEqual(first.type, MSG.HELLO, `first message of the agent on vchan ${xid}:${CONTROL_PORT}`);
+  if (first.payload.length !== 4 || first.payload.readUInt32LE(0) < 2)
+    fail(`the agent's HELLO carries no protocol version >= 2: ${first.payload.toString('hex')}`);
+  vchan.write(hello());
+  control = { vchan, reader, xid };
+  return control;
+}
+
+/** Asks the agent to run `command` and accepts its connection back to dom0: the guest → dom0 direction. */
+async function exec(ctx: HalContext, command: string): Promise<{ vchan: Vchan; reader: MessageReader }> {
+  const { vchan: controlVchan, xid } = await controlOf(ctx);
+  const { transport } = await transportOf(ctx);
+  const port = nextPort++;
+  const listening = transport.listen(String(xid), port);
+  controlVchan.write(execCmdline(port, `user:${command}`));
+  const data = await listening;
+  const reader = new MessageReader(data);
+  await reader.expect(MSG.HELLO, `the agent's HELLO on data vchan ${xid}:${port}`);
+  data.write(hello());
+  return { vchan: data, reader };
+}
+
+/** Reads STDOUT until its EOF, then the exit code. */
+async function drain(reader: MessageReader): Promise<{ stdout: Buffer; code: number }> {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const m = await reader.next();
+    if (m.type === MSG.DATA_STDOUT && m.payload.length > 0) parts.push(m.payload);
+    if (m.type === MSG.DATA_EXIT_CODE)
+      return { stdout: Buffer.concat(parts), code: m.payload.readInt32LE(0) };
+  }
+}
+
+const vchanCheck = (id: string, run: (ctx: HalContext) => Promise<void>): Check<HalContext> => ({
+  id: `hal.vchan-${id}`,
+  category: 'hal',
+  run,
+});
+
+export const halVchanChecks: readonly Check<HalContext>[] = [
+  // dom0 → guest: dom0 connects to the agent's listening port, and the agent speaks first.
+  vchanCheck('connect-to-guest', async (ctx) => {
+    await controlOf(ctx);
+  }),
+  // guest → dom0, both ways over it: ordering, backpressure (dom0 writes faster than cat echoes, so
+  // write() must report a full ring and nothing may be lost), and EOF (an empty STDIN ends `cat`,
+  // which ends STDOUT and exits 0).
+  vchanCheck('ordered-backpressure-eof', async (ctx) => {
+    const { vchan, reader } = await exec(ctx, 'cat');
+    const data = randomBytes(PAYLOAD);
+    let full = false;
+    let offset = 0;
+    const writing = (async () => {
+      while (offset < data.length) {
+        const chunk = data.subarray(offset, offset + MAX_CHUNK);
+        offset += chunk.length;
+        if (await writeAll(vchan, encode(MSG.DATA_STDIN, chunk))) full = true;
+      }
+      await writeAll(vchan, encode(MSG.DATA_STDIN));
+    })();
+    const out = await drain(reader);
+    await writing;
+    if (!full) fail(`write() never reported a full ring while ${PAYLOAD} bytes went through`);
+    expectEqual(out.code, 0, 'exit code of cat after STDIN EOF');
+    expectEqual(out.stdout.length, data.length, 'bytes back from cat');
+    if (!out.stdout.equals(data)) fail('bytes back from cat differ from the bytes sent (order or content)');
+  }),
+  // dom0 drops a data vchan while the guest still writes into it: the guest's agent and the
+  // transport must survive, so the next exec works.
+  vchanCheck('close-while-peer-writes', async (ctx) => {
+    const { vchan, reader } = await exec(ctx, 'cat /dev/zero');
+    while (reader.received < 1 << 20) await reader.next();
+    vchan.destroy();
+    const again = await exec(ctx, 'echo still-here');
+    expectEqual(
+      (await drain(again.reader)).stdout.toString(),
+      'still-here\n',
+      'exec after the dropped vchan',
+    );
+    const rt = await ctx.backend.current.vmm.state(HAL_DOMAIN);
+    expectEqual(rt.state, 'Running', `state() of ${HAL_DOMAIN} after the dropped vchan`);
+  }),
+];
+
+/** Closes the control vchan, before the domain it leads to stops. */
+export function closeHalVchans(): void {
+  control?.vchan.destroy();
+  control = undefined;
+}

@@ -1,0 +1,266 @@
+import { VmmError, type Backend, type CapabilityName, type Vmm, type VmmCapabilities } from '@odyssey/hal';
+
+import { expectEqual, fail, Warning, type Check } from '../check.js';
+import { watchVmm } from '../vmm-events.js';
+import { HAL_DOMAIN, type HalContext } from './hal-context.js';
+import { closeHalVchans } from './hal-vchan.js';
+
+/** Domains that stop on their own (a fresh one each, so the first's state cannot mask it). */
+const SELF_STOPPING = { 'power-off': 'conf-hal-poweroff', crash: 'conf-hal-crash' } as const;
+
+const hal = (
+  id: string,
+  run: (ctx: HalContext) => Promise<void>,
+  needs?: readonly CapabilityName[],
+): Check<HalContext> => ({ id: `hal.${id}`, category: 'hal', run, ...(needs ? { needs } : {}) });
+
+const vmmOf = (ctx: HalContext): Vmm => ctx.backend.current.vmm;
+
+/** The domain must run before an operation on it is judged; fails at once, naming what state() says. */
+async function requireRunning(vmm: Vmm, before: string) {
+  const rt = await vmm.state(HAL_DOMAIN);
+  if (rt.state !== 'Running') fail(`${HAL_DOMAIN} is not running before ${before}: state() says ${rt.state}`);
+  return rt;
+}
+
+async function expectState(vmm: Vmm, name: string, expected: string, after: string): Promise<number> {
+  const rt = await vmm.state(name);
+  expectEqual(rt.state, expected, `state() of ${name} after ${after}`);
+  return rt.xid;
+}
+
+/** Defines and starts `name`, and checks start() is true: state() Running with an xid, events() `started`. */
+async function startDomain(ctx: HalContext, name: string, behaviour: 'run' | 'power-off' | 'crash') {
+  const vmm = vmmOf(ctx);
+  const events = watchVmm(vmm);
+  try {
+    await vmm.define(await ctx.guest.spec(name, behaviour));
+    await vmm.start(name);
+    if (behaviour === 'run') await expectState(vmm, name, 'Running', 'start()');
+    await events.next((ev) => ev.type === 'started' && ev.name === name, `started for ${name}`);
+  } finally {
+    events.stop();
+  }
+}
+
+/** Runs `action`, checks the state it leads to, and waits for the event it must cause. */
+async function expectEvent(
+  vmm: Vmm,
+  action: () => Promise<unknown>,
+  state: { name: string; is: string; after: string },
+  matches: (ev: { type: string; name: string; reason?: string }) => boolean,
+  what: string,
+): Promise<void> {
+  const events = watchVmm(vmm);
+  try {
+    await action();
+    // What state() says fails at once; only then is the event waited for.
+    await expectState(vmm, state.name, state.is, state.after);
+    await events.next(matches, what);
+  } finally {
+    events.stop();
+  }
+}
+
+const LIFECYCLE_OPS = ['pause', 'suspend'] as const;
+
+/** stats()' CPU time of `name`; fails when stats() does not list it. */
+async function cpuTimeOf(vmm: Vmm, name: string): Promise<number> {
+  const entry = (await vmm.stats()).find((s) => s.name === name);
+  if (!entry) fail(`stats() does not list the running domain ${name}`);
+  return entry.cpuTimeNs;
+}
+
+/** CPU time of HAL_DOMAIN right after it started; the vchan checks in between give it work. */
+let cpuAtStart: number | undefined;
+
+/** Polls stats() until `name`'s CPU time has grown past `first`; fails when it never does. */
+async function cpuTimeGrows(vmm: Vmm, name: string, first: number): Promise<void> {
+  const sample = () => cpuTimeOf(vmm, name);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const now = await sample();
+    if (now > first) return;
+    if (Date.now() > deadline) fail(`stats() CPU time of ${name} stayed at ${first} ns for 60 s`);
+  }
+}
+
+export const halStartCheck: Check<HalContext> = hal('start', async (ctx) => {
+  await startDomain(ctx, HAL_DOMAIN, 'run');
+  const xid = await expectState(vmmOf(ctx), HAL_DOMAIN, 'Running', 'start()');
+  if (xid <= 0) fail(`state() of a running domain must carry its hypervisor id (> 0), got xid ${xid}`);
+  cpuAtStart = ctx.backend.capabilities.stats.supported ? await cpuTimeOf(vmmOf(ctx), HAL_DOMAIN) : undefined;
+});
+
+/** The checks after start (and after the vchan checks, which run on the started domain). */
+export const halLifecycleChecks: readonly Check<HalContext>[] = [
+  hal(
+    'stats',
+    async (ctx) => {
+      const vmm = vmmOf(ctx);
+      await requireRunning(vmm, 'stats()');
+      await cpuTimeGrows(vmm, HAL_DOMAIN, cpuAtStart ?? (await cpuTimeOf(vmm, HAL_DOMAIN)));
+    },
+    ['stats'],
+  ),
+  hal(
+    'pause-unpause',
+    async (ctx) => {
+      const vmm = vmmOf(ctx);
+      const is = (type: string) => (ev: { type: string; name: string }) =>
+        ev.type === type && ev.name === HAL_DOMAIN;
+      await requireRunning(vmm, 'pause()');
+      const at = (state: string, after: string) => ({ name: HAL_DOMAIN, is: state, after });
+      await expectEvent(vmm, () => vmm.pause(HAL_DOMAIN), at('Paused', 'pause()'), is('paused'), 'paused');
+      await expectEvent(
+        vmm,
+        () => vmm.unpause(HAL_DOMAIN),
+        at('Running', 'unpause()'),
+        is('unpaused'),
+        'unpaused',
+      );
+    },
+    ['pause'],
+  ),
+  hal(
+    'suspend-resume',
+    async (ctx) => {
+      const vmm = vmmOf(ctx);
+      const is = (type: string) => (ev: { type: string; name: string }) =>
+        ev.type === type && ev.name === HAL_DOMAIN;
+      await requireRunning(vmm, 'suspend()');
+      const at = (state: string, after: string) => ({ name: HAL_DOMAIN, is: state, after });
+      await expectEvent(
+        vmm,
+        () => vmm.suspend(HAL_DOMAIN),
+        at('Suspended', 'suspend()'),
+        is('suspended'),
+        'suspended',
+      );
+      await expectEvent(
+        vmm,
+        () => vmm.resume(HAL_DOMAIN),
+        at('Running', 'resume()'),
+        is('resumed'),
+        'resumed',
+      );
+    },
+    ['suspend'],
+  ),
+  // What the backend declares it cannot do must be refused as such; doing it anyway is a warning.
+  hal('declared-unsupported-refused', async (ctx) => {
+    const vmm = vmmOf(ctx);
+    const caps: VmmCapabilities = ctx.backend.capabilities;
+    const worked: string[] = [];
+    for (const op of LIFECYCLE_OPS) {
+      if (caps[op].supported) continue;
+      try {
+        await vmm[op](HAL_DOMAIN);
+      } catch (e) {
+        if (e instanceof VmmError && e.code === 'unsupported') continue;
+        fail(
+          `${op}() is declared unsupported, so it must reject with VmmError code 'unsupported'; got ${String(e)}`,
+        );
+      }
+      worked.push(op);
+      // Undo it, so the checks after this one find the domain running.
+      await (op === 'pause' ? vmm.unpause(HAL_DOMAIN) : vmm.resume(HAL_DOMAIN));
+    }
+    if (worked.length > 0) throw new Warning(`declared unsupported but worked: ${worked.join(', ')}`);
+  }),
+  // A restarted daemon opens a fresh instance: the running domain must still be there, same xid.
+  hal('close-reopen', async (ctx) => {
+    const before = await requireRunning(vmmOf(ctx), 'close()');
+    closeHalVchans();
+    const reopened: Backend = await ctx.backend.reload();
+    const after = await reopened.vmm.state(HAL_DOMAIN);
+    expectEqual(
+      { state: after.state, xid: after.xid },
+      { state: before.state, xid: before.xid },
+      `state() of ${HAL_DOMAIN} from a fresh instance after close() and open()`,
+    );
+    if (
+      ctx.backend.capabilities.stats.supported &&
+      !(await reopened.vmm.stats()).some((s) => s.name === HAL_DOMAIN)
+    )
+      fail(`stats() of the fresh instance does not list ${HAL_DOMAIN}`);
+  }),
+  hal('shutdown', async (ctx) => {
+    const vmm = vmmOf(ctx);
+    await requireRunning(vmm, 'shutdown()');
+    closeHalVchans();
+    await expectEvent(
+      vmm,
+      () => vmm.shutdown(HAL_DOMAIN, { force: false, timeoutMs: 120_000 }),
+      { name: HAL_DOMAIN, is: 'Halted', after: 'shutdown()' },
+      (ev) => ev.type === 'stopped' && ev.name === HAL_DOMAIN && ev.reason === 'shutdown',
+      'stopped (reason shutdown)',
+    );
+    expectEqual((await vmm.state(HAL_DOMAIN)).xid, -1, `xid of ${HAL_DOMAIN} once halted`);
+  }),
+  hal('kill', async (ctx) => {
+    await startDomain(ctx, HAL_DOMAIN, 'run');
+    const vmm = vmmOf(ctx);
+    await expectEvent(
+      vmm,
+      () => vmm.kill(HAL_DOMAIN),
+      { name: HAL_DOMAIN, is: 'Halted', after: 'kill()' },
+      (ev) => ev.type === 'stopped' && ev.name === HAL_DOMAIN && ev.reason === 'destroyed',
+      'stopped (reason destroyed)',
+    );
+  }),
+  ...(['power-off', 'crash'] as const).map((how) =>
+    hal(`guest-${how}`, async (ctx) => {
+      const name = SELF_STOPPING[how];
+      const vmm = vmmOf(ctx);
+      const events = watchVmm(vmm);
+      try {
+        const { selfStop } = ctx.guest;
+        if (selfStop.by === 'none') throw selfStop.why;
+        // A guest booted to stop by itself may be gone before start() returns: only events() tells.
+        await vmm.define(await ctx.guest.spec(name, selfStop.by === 'boot' ? how : 'run'));
+        await vmm.start(name);
+        if (selfStop.by === 'act')
+          await selfStop.act(name, await expectState(vmm, name, 'Running', 'start()'), how);
+        const stopped = await events.next(
+          (ev) => ev.type === 'stopped' && ev.name === name,
+          `stopped for ${name}, which ${how === 'crash' ? 'crashed' : 'powered off'} by itself`,
+        );
+        if (how === 'power-off' && stopped.type === 'stopped' && stopped.reason !== 'shutdown')
+          fail(`a guest that powered off is stopped with reason shutdown, got ${stopped.reason}`);
+        await expectState(vmm, name, 'Halted', `the guest's own ${how}`);
+        // Seen and halted is what the daemon needs; a crash told as a clean stop misleads its users.
+        if (how === 'crash' && stopped.type === 'stopped' && stopped.reason === 'shutdown')
+          throw new Warning('a guest that crashed (its kernel panicked) was reported as stopped: shutdown');
+      } finally {
+        events.stop();
+        await vmm.undefine(name).catch(() => undefined);
+      }
+    }),
+  ),
+  hal('undefine', async (ctx) => {
+    const vmm = vmmOf(ctx);
+    await vmm.undefine(HAL_DOMAIN);
+    try {
+      await vmm.start(HAL_DOMAIN);
+    } catch (e) {
+      if (e instanceof VmmError && e.code === 'no-such-domain') return;
+      fail(
+        `start() of an undefined domain must reject with VmmError code 'no-such-domain'; got ${String(e)}`,
+      );
+    }
+    await vmm.kill(HAL_DOMAIN).catch(() => undefined);
+    fail('start() of an undefined domain succeeded');
+  }),
+];
+
+/** Leaves nothing of the hal checks behind, whatever failed half-way. */
+export async function cleanUpHal(vmm: Vmm): Promise<void> {
+  closeHalVchans();
+  for (const name of [HAL_DOMAIN, ...Object.values(SELF_STOPPING)]) {
+    if ((await vmm.state(name).catch(() => null))?.state !== 'Halted')
+      await vmm.kill(name).catch(() => undefined);
+    await vmm.undefine(name).catch(() => undefined);
+  }
+}

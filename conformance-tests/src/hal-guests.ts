@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { DomainSpec, GuestImageKind, VirtMode, VmmCapabilities } from '@odyssey/hal';
+
+import { Unsupported } from './check.js';
+import { script } from './repo-scripts.js';
+
+/** What the guest does once booted. */
+export type GuestBehaviour = 'run' | 'power-off' | 'crash';
+
+/**
+ * A guest for the hal category: the DomainSpec of a guest of the kind the backend declares, and
+ * how to make one stop on its own (through no Vmm call), so its stop is seen only in events().
+ */
+export interface HalGuest {
+  readonly kind: GuestImageKind | 'none';
+  /** The spec of domain `name`; `behaviour` is how that boot ends (where the kind cannot, `run`). */
+  spec(name: string, behaviour: GuestBehaviour): Promise<DomainSpec>;
+  /**
+   * How a guest of this kind stops by itself: `boot` (its spec's behaviour does it), `act` (the
+   * suite makes the running domain `name`, hypervisor id `xid`, do it), or why it cannot.
+   */
+  readonly selfStop:
+    | { readonly by: 'boot' }
+    | { readonly by: 'act'; act(name: string, xid: number, how: 'power-off' | 'crash'): Promise<void> }
+    | { readonly by: 'none'; readonly why: Unsupported };
+}
+
+/** One uuid per domain name for the whole run, as a qube keeps its uuid across starts. */
+const uuids = new Map<string, string>();
+const uuidOf = (name: string): string => {
+  const known = uuids.get(name) ?? randomUUID();
+  uuids.set(name, known);
+  return known;
+};
+
+const baseSpec = (name: string, virtMode: VirtMode): DomainSpec => ({
+  name,
+  uuid: uuidOf(name),
+  memoryMiB: 400,
+  maxMemoryMiB: 0,
+  vcpus: 1,
+  virtMode,
+  volumes: [],
+  debug: false,
+});
+
+/** The argv of every process, to find a process domain's agent from outside its backend. */
+async function findAgent(runtimeDir: string, xid: number): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = await readFile(join('/proc', entry, 'cmdline'), 'utf8').then(
+      (s) => s.split('\0'),
+      () => [] as string[],
+    );
+    const at = argv.indexOf('--domain-id');
+    if (at >= 0 && argv[at + 1] === String(xid) && argv.some((a) => a.startsWith(runtimeDir)))
+      return Number(entry);
+  }
+  return undefined;
+}
+
+/**
+ * `agent-process`: the domain is an agent process under the backend's runtime dir, found by its
+ * `--domain-id`; SIGTERM is its poweroff (it exits 0), SIGKILL a crash, sent by the suite and
+ * not by the backend.
+ */
+function agentProcessGuest(runtimeDir: string, virtMode: VirtMode): HalGuest {
+  return {
+    kind: 'agent-process',
+    spec: async (name) => baseSpec(name, virtMode),
+    selfStop: {
+      by: 'act',
+      act: async (name, xid, how) => {
+        const pid = await findAgent(runtimeDir, xid);
+        if (pid === undefined) throw new Error(`no agent process with --domain-id ${xid} for ${name}`);
+        process.kill(pid, how === 'power-off' ? 'SIGTERM' : 'SIGKILL');
+      },
+    },
+  };
+}
+
+/**
+ * The project's Linux image (scripts/build-guest-image.sh): its initramfs has busybox, so the
+ * kernel command line picks how a boot ends. `rdinit=/bin/poweroff -- -f` powers off at once;
+ * `rdinit=/bin/true` exits, and init exiting is a kernel panic. The console and panic parameters
+ * are given first so the backend appends nothing after `--` (the init's arguments).
+ */
+function linuxImageGuest(kind: 'odyssey-linux-kvm' | 'odyssey-linux-xen', virtMode: VirtMode): HalGuest {
+  const flavour = kind === 'odyssey-linux-kvm' ? 'kvm' : 'xen';
+  // kvm: a panic reboots, and the domain's on_reboot ends it; Xen reports the crash itself.
+  const base = flavour === 'kvm' ? 'console=ttyS0 panic=-1' : 'console=hvc0';
+  const ends: Record<GuestBehaviour, string> = {
+    run: base,
+    'power-off': `${base} rdinit=/bin/poweroff -- -f`,
+    crash: `${base} rdinit=/bin/true`,
+  };
+  let image: Promise<{ kernel: string; initramfs: string }> | undefined;
+  const build = async () => {
+    const prebuilt = flavour === 'xen' ? process.env['ODYSSEY_XEN_GUEST_IMAGE'] : undefined;
+    if (prebuilt) return { kernel: join(prebuilt, 'vmlinuz'), initramfs: join(prebuilt, 'initramfs') };
+    const out = await script('build-guest-image.sh', [
+      '--flavour',
+      flavour,
+      '--cache-dir',
+      process.env['ODYSSEY_GUEST_CACHE'] ?? '/var/cache/odyssey/guest',
+    ]);
+    if (!out['kernel'] || !out['initramfs']) throw new Error('build-guest-image.sh named no kernel');
+    return { kernel: out['kernel'], initramfs: out['initramfs'] };
+  };
+  return {
+    kind,
+    spec: async (name, behaviour) => {
+      image ??= build();
+      const { kernel, initramfs } = await image;
+      return { ...baseSpec(name, virtMode), kernel: { kernel, initramfs, cmdline: ends[behaviour] } };
+    },
+    selfStop: { by: 'boot' },
+  };
+}
+
+/** A backend that boots nothing the suite knows: the hal lifecycle runs on specs without a guest. */
+function noGuest(virtMode: VirtMode): HalGuest {
+  return {
+    kind: 'none',
+    spec: async (name) => baseSpec(name, virtMode),
+    selfStop: {
+      by: 'none',
+      why: new Unsupported(
+        'declared',
+        'the backend declares no guest image kind, so no guest can stop itself',
+      ),
+    },
+  };
+}
+
+/** The guest for the first kind the backend declares that the suite can make. */
+export function halGuestFor(caps: VmmCapabilities, runtimeDir: string, virtMode?: string): HalGuest {
+  const mode = (virtMode as VirtMode | undefined) ?? caps.virtModes[0] ?? 'pvh';
+  for (const kind of caps.guestImages) {
+    if (kind === 'agent-process') return agentProcessGuest(runtimeDir, mode);
+    if (kind === 'odyssey-linux-kvm' || kind === 'odyssey-linux-xen') return linuxImageGuest(kind, mode);
+  }
+  return noGuest(mode);
+}

@@ -1,0 +1,100 @@
+/**
+ * The suite must tell a working backend from a broken one: fixture backends loaded as module
+ * files through --backend, as a backend author's own package would be. Needs
+ * `npx tsc -b conformance-tests backends/process` first.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, expect, it } from 'vitest';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
+
+interface Result {
+  id: string;
+  status: string;
+  reason: string;
+}
+
+let dir = '';
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error('build first: npx tsc -b conformance-tests backends/process');
+});
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function runSuite(backend: string, only: string) {
+  dir = await mkdtemp(join(tmpdir(), 'odyssey-negative-'));
+  const run = spawnSync(process.execPath, [CLI, '--backend', backend, '--report', dir, '--only', only], {
+    encoding: 'utf8',
+    env: { ...process.env, CI: '1' },
+    timeout: 120_000,
+  });
+  const reportFile = join(dir, 'report.json');
+  const report = existsSync(reportFile)
+    ? (JSON.parse(await readFile(reportFile, 'utf8')) as {
+        backends: { backend: string; declared: { module: string }; checks: Result[] }[];
+      })
+    : undefined;
+  const checks = Object.fromEntries((report?.backends[0]?.checks ?? []).map((c) => [c.id, c]));
+  return { run, report, checks };
+}
+
+it('fails a backend that does nothing, naming what is wrong', async () => {
+  const { run, report, checks } = await runSuite(fixture('do-nothing-backend.mjs'), 'hal');
+  expect(run.status).toBe(1);
+  expect(report?.backends[0]?.backend).toBe('do-nothing');
+  expect(checks['hal.start']).toMatchObject({
+    status: 'fail',
+    reason: 'state() of conf-hal after start(): expected "Running", got "Halted"',
+  });
+  expect(checks['hal.stats']?.reason).toContain('conf-hal is not running before stats()');
+  expect(checks['hal.vchan-connect-to-guest']?.reason).toContain('conf-hal is not running');
+  expect(checks['hal.guest-crash']?.reason).toContain('state() of conf-hal-crash after start()');
+  expect(checks['hal.undefine']).toMatchObject({
+    status: 'fail',
+    reason: 'start() of an undefined domain succeeded',
+  });
+  const lifecycle = Object.values(checks).filter((c) => c.id !== 'hal.declared-unsupported-refused');
+  expect(lifecycle.filter((c) => c.status !== 'fail').map((c) => c.id)).toEqual([]);
+});
+
+it('passes the hal lifecycle of a bookkeeping backend, and takes its word for what it cannot do', async () => {
+  const { run, report, checks } = await runSuite(fixture('bookkeeping-backend.mjs'), 'hal,qrexec');
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(report?.backends[0]?.declared.module).toBe(fixture('bookkeeping-backend.mjs'));
+  for (const id of ['start', 'stats', 'pause-unpause', 'close-reopen', 'shutdown', 'kill', 'undefine'])
+    expect(checks[`hal.${id}`], id).toMatchObject({ status: 'pass' });
+  expect(checks['hal.suspend-resume']).toMatchObject({
+    status: 'unsupported',
+    reason: 'declared: suspend: books cannot be saved to disk',
+  });
+  expect(checks['hal.guest-crash']?.reason).toMatch(/^declared: the backend declares no guest image kind/);
+  expect(checks['hal.vchan-connect-to-guest']?.reason).toBe(
+    'declared: createBackend returned no VchanTransport',
+  );
+  const qrexec = Object.values(checks).filter((c) => c.id.startsWith('qrexec.'));
+  expect(qrexec.length).toBeGreaterThan(0);
+  for (const c of qrexec)
+    expect(c).toMatchObject({
+      status: 'unsupported',
+      reason: 'declared: createBackend returned no VchanTransport, so the daemon runs no qrexec',
+    });
+});
+
+it("stops at once, with the loader's message, on a backend that cannot be loaded or opened", async () => {
+  const unopenable = await runSuite(fixture('fails-to-open.mjs'), 'api');
+  expect(unopenable.run.status).toBe(3);
+  expect(unopenable.run.stderr).toContain('open() failed: no hypervisor answers at /nonexistent/socket');
+  expect(unopenable.report).toBeUndefined();
+  const missing = await runSuite(fixture('no-such-backend.mjs'), 'api');
+  expect(missing.run.status).toBe(3);
+  expect(missing.run.stderr).toContain('no-such-backend.mjs: no such file or directory');
+  expect(missing.report).toBeUndefined();
+});
