@@ -29,6 +29,7 @@ import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import { AppPolicy } from './app-policy.js';
+import { DisposableCalls } from './disposable-calls.js';
 import { QrexecHost } from './qrexec-host.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
@@ -227,6 +228,7 @@ export class Daemon {
       serviceDirs: [Daemon.qrexecServiceDir(this.options)],
       socketDir: join(this.options.stateDir, 'run'),
       startDomain: (name) => this.lifecycle.start(this.app.domains.get(name)),
+      disposables: new DisposableCalls(this.container.resolve(API_TOKENS.Dispatcher), this.options.log),
       log: this.options.log,
     });
     return this.qrexecHost;
