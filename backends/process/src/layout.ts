@@ -30,6 +30,14 @@ export class ProcessLayout {
     return join(this.domainDir(name), 'qubes-rpc');
   }
 
+  /**
+   * Services every domain has after its own (upstream's /etc/qubes-rpc of the template they share):
+   * process domains share one host, so one directory serves them all, disposables included.
+   */
+  get sharedServiceDir(): string {
+    return join(this.runtimeDir, 'qubes-rpc');
+  }
+
   consoleLog(name: string): string {
     return join(this.domainDir(name), 'console.log');
   }

@@ -32,6 +32,17 @@ type StopReason = Extract<VmmEvent, { type: 'stopped' }>['reason'];
 
 const READY_POLL_MS = 20;
 
+/**
+ * Upstream's qubes.VMShell (core-agent-linux): a shell reading its commands from the call's stdin,
+ * which is how qvm-run sends a command and then the command's own input. bash, because it reads a
+ * pipe a byte at a time and so leaves the input after the command line to the command (dash reads
+ * ahead). Written once, so a host may replace it.
+ */
+const VM_SHELL = {
+  name: 'qubes.VMShell',
+  script: '#!/bin/sh\ncommand -v bash >/dev/null && exec bash\nexec /bin/sh\n',
+};
+
 /** The agent program next to @odyssey/agent's entry point, resolved as the daemon resolves packages. */
 export function defaultAgentMain(): string {
   return join(dirname(fileURLToPath(import.meta.resolve('@odyssey/agent'))), 'agent-main.js');
@@ -65,6 +76,13 @@ export class ProcessVmm implements Vmm {
   async open(): Promise<void> {
     await mkdir(this.layout.vchanDir, { recursive: true });
     await mkdir(this.layout.domainsDir, { recursive: true });
+    await mkdir(this.layout.sharedServiceDir, { recursive: true });
+    await writeFile(join(this.layout.sharedServiceDir, VM_SHELL.name), VM_SHELL.script, {
+      mode: 0o755,
+      flag: 'wx',
+    }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
     for (const name of await readdir(this.layout.domainsDir)) {
       const record = await readRecord(this.layout.record(name));
       if (!record) continue;
@@ -125,6 +143,7 @@ export class ProcessVmm implements Vmm {
             this.layout.agentSocket(name),
             '--service-dir',
             this.layout.serviceDir(name),
+            this.layout.sharedServiceDir,
           ],
           // What qrexec-client-vm and the services in the domain need to find their agent.
           env: {
