@@ -13,6 +13,7 @@ import { registerNotes } from './commands/notes.js';
 import { registerPower } from './commands/power.js';
 import { registerPrefs } from './commands/prefs.js';
 import { registerRemove } from './commands/remove.js';
+import { registerRun } from './commands/run.js';
 import { registerService } from './commands/service.js';
 import { registerStorage } from './commands/storage.js';
 import { registerTags } from './commands/tags.js';
@@ -80,6 +81,7 @@ function buildProgram(
   registerNotes(program, io);
   registerEvents(program, io);
   registerStorage(program, io);
+  registerRun(program, io);
   return program;
 }
 
