@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 
 import { QubesError } from '../errors.js';
 import { registerCheck } from './commands/check.js';
+import { registerConsole } from './commands/console.js';
 import { registerCreate } from './commands/create.js';
 import { registerEvents } from './commands/events.js';
 import { registerFeatures } from './commands/features.js';
@@ -82,6 +83,7 @@ function buildProgram(
   registerEvents(program, io);
   registerStorage(program, io);
   registerRun(program, io);
+  registerConsole(program, io);
   return program;
 }
 
