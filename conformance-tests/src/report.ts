@@ -50,6 +50,10 @@ export function renderMarkdown(report: Report): string {
     metric('vchan_mb_per_s', 'MB/s'),
     metric('vchan_vm_to_admin_mb_per_s', 'MB/s'),
     metric('dispvm_round_trip_ms', 'ms'),
+    // checks/qvm-run.ts: a qrexec call to @dispvm against one to a running qube, from the same qube.
+    metric('dispvm_call_ms', 'ms'),
+    metric('running_qube_call_ms', 'ms'),
+    metric('dispvm_call_ratio', '×'),
     // bench/vchan-xen.js in the nested run: the raw transport against the socket one in the same dom0.
     metric('xen_vchan_mb_per_s', 'MB/s'),
     metric('socket_vchan_mb_per_s', 'MB/s'),

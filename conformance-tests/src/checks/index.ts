@@ -5,6 +5,7 @@ import { dispvmChecks } from './dispvm.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
 import { qrexecChecks } from './qrexec.js';
+import { qvmRunChecks } from './qvm-run.js';
 import { vchanChecks } from './vchan.js';
 
 /** Every check in run order: later categories use the qubes lifecycle creates and starts. */
@@ -16,6 +17,7 @@ export const ALL_CHECKS: readonly Check[] = [
   ...managementChecks,
   ...vchanChecks,
   ...dispvmChecks,
+  ...qvmRunChecks,
 ];
 
 /**
