@@ -238,6 +238,24 @@ describe('qvm run', () => {
     );
   });
 
+  it('--all runs in every running qube but the excluded ones, and never with --pass-io', async () => {
+    const marks = join(root, 'all');
+    await mkdir(marks);
+    // A process domain's working directory is named after it.
+    const command = `touch '${marks}'/"$(basename "$PWD")"`;
+    expect(await text(['run', '-q', '--all', command])).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect((await readdir(marks)).sort()).toEqual(['idle', 'work']);
+    await rm(marks, { recursive: true });
+    await mkdir(marks);
+    expect((await text(['run', '-q', '--all', '--exclude', 'idle', command])).code).toBe(0);
+    expect(await readdir(marks)).toEqual(['work']);
+    expect(await text(['run', '--all', '-p', 'true'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'error: --pass-io cannot be used when more than 1 qube is chosen\n',
+    });
+  });
+
   it('refuses an unknown qube before calling anything', async () => {
     expect(await text(['run', 'nosuchvm', 'true'])).toEqual({
       code: 2,
@@ -285,6 +303,23 @@ describe('qrexec calls to @dispvm', () => {
     expect((await inDomain('work', '@dispvm:other', 'test.Echo', 'x')).code).toBe(126);
     expect(daemonLog.match(/disposable \S+ created/g)?.length ?? 0).toBe(before);
     expect(await disposablesInXml()).toEqual([]);
+  });
+
+  it('are refused when the disposable cannot start, which is then removed', async () => {
+    // The disposable inherits the feature, and so refuses to start.
+    expect((await text(['features', 'dvm', 'prohibit-start', 'testing'])).code).toBe(0);
+    try {
+      expect(await inDomain('work', '@dispvm', 'test.Echo', 'x')).toEqual({
+        code: 126,
+        stdout: Buffer.alloc(0),
+        stderr: 'Request refused\n',
+      });
+    } finally {
+      await text(['features', '--unset', 'dvm', 'prohibit-start']);
+    }
+    expect(daemonLog).toMatch(/Qube start is prohibited/);
+    expect(await disposablesInXml()).toEqual([]);
+    expect((await names()).filter((name) => name.startsWith('disp'))).toEqual([]);
   });
 
   it('end with their caller: a caller that dies takes the disposable with it', async () => {
