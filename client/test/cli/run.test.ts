@@ -256,11 +256,16 @@ describe('qvm run', () => {
     });
   });
 
-  it('refuses an unknown qube before calling anything', async () => {
+  it('refuses an unknown qube, and dom0, before calling anything', async () => {
     expect(await text(['run', 'nosuchvm', 'true'])).toEqual({
       code: 2,
       stdout: '',
       stderr: "error: no such domain: 'nosuchvm'\n",
+    });
+    expect(await text(['run', 'dom0', 'true'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'error: dom0 is this host: run the command directly\n',
     });
   });
 

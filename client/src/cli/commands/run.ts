@@ -192,7 +192,10 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
     if (options.exclude.length > 0) throw new UsageError('--exclude can only be used with --all');
     const [vm, ...rest] = words;
     if (vm === undefined) throw new UsageError('a qube name, --all or --dispvm is required');
-    await ctx.requireVm(vm);
+    if ((await ctx.requireVm(vm)).klass === 'AdminVM') {
+      // Upstream runs it locally with sudo; dom0 has no qrexec agent here to run it.
+      throw new UsageError(`${vm} is this host: run the command directly`);
+    }
     targets = [{ kind: 'vm', name: vm }];
     commandWords = rest;
   }
