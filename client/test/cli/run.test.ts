@@ -129,6 +129,7 @@ beforeAll(async () => {
       'test.Echo * work @dispvm:dvm allow',
       'test.Echo * @anyvm @anyvm deny',
       'test.Hold * work @dispvm allow',
+      'qubes.VMShell * work @dispvm allow',
       '',
     ].join('\n'),
   );
@@ -325,6 +326,30 @@ describe('qrexec calls to @dispvm', () => {
     expect(daemonLog).toMatch(/Qube start is prohibited/);
     expect(await disposablesInXml()).toEqual([]);
     expect((await names()).filter((name) => name.startsWith('disp'))).toEqual([]);
+  });
+
+  it("are what qvm --qrexec run --dispvm makes from inside a qube, with the command's output and status", async () => {
+    const xid = await xidOf('work');
+    const clientVm = join(root, 'qrexec-client-vm');
+    await writeFile(clientVm, `#!/bin/sh\nexec '${process.execPath}' '${QREXEC_CLIENT_VM}' "$@"\n`, {
+      mode: 0o755,
+    });
+    const reply = await run(
+      [QVM, '--qrexec', 'run', '--pass-io', '--dispvm', '--', 'basename "$PWD"; cat; exit 6'],
+      {
+        ...baseEnv(),
+        VCHAN_DOMAIN: xid,
+        VCHAN_SOCKET_DIR: join(stateDir, 'run', 'vchan'),
+        QREXEC_AGENT_SOCKET: join(stateDir, 'run', 'process', 'work', 'qrexec-agent.sock'),
+        ODYSSEY_QREXEC_CLIENT: clientVm,
+      },
+      'from work\n',
+    );
+    expect(reply.code).toBe(6);
+    expect(reply.stdout.toString()).toMatch(/^disp\d+\nfrom work\n$/);
+    const disposable = reply.stdout.toString().split('\n')[0] as string;
+    await waitFor(async () => !(await names()).includes(disposable));
+    expect(await disposablesInXml()).toEqual([]);
   });
 
   it('end with their caller: a caller that dies takes the disposable with it', async () => {
