@@ -42,6 +42,15 @@ export class ProcessLayout {
     return join(this.domainDir(name), 'console.log');
   }
 
+  /** The domain's serial console: a link to the pty's slave, and the pid of the socat holding its master. */
+  consolePty(name: string): string {
+    return join(this.domainDir(name), 'console.pty');
+  }
+
+  consolePid(name: string): string {
+    return join(this.domainDir(name), 'console.pid');
+  }
+
   /** What a later daemon needs to find the running domain again. */
   record(name: string): string {
     return join(this.domainDir(name), 'domain.json');

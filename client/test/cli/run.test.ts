@@ -3,7 +3,7 @@
  * domains are agent processes with upstream's qubes.VMShell), qvm and odyssey-qrexec-client as
  * processes, qrexec-client-vm inside a domain, a policy directory of real files.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -19,6 +19,9 @@ const QREXEC_CLIENT = repo('core/dist/daemon/qrexec-client-main.js');
 const QREXEC_CLIENT_VM = repo('agent/dist/client-vm-main.js');
 const QVM = repo('client/dist/cli/main.js');
 const BUILT = [ODYSSEYD, QREXEC_CLIENT, QREXEC_CLIENT_VM, QVM, repo('backends/process/dist/index.js')];
+/** The process backend's consoles are ptys socat holds. */
+const SOCAT = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
+if (!SOCAT) console.log('qvm console on the process backend skipped: socat is not installed');
 
 interface Finished {
   readonly code: number | null;
@@ -370,5 +373,36 @@ describe('qrexec calls to @dispvm', () => {
     await waitFor(async () => !(await names()).includes(disposable as string));
     expect(await disposablesInXml()).toEqual([]);
     expect(await backendDomains()).toEqual([]);
+  });
+});
+
+describe.skipIf(!SOCAT)('qvm console on the process backend', () => {
+  it('shows what the domain prints on its console, detaches at Ctrl-], and ends with the domain', async () => {
+    expect((await text(['start', 'other'])).code).toBe(0);
+    const env = { ...baseEnv() };
+    const attach = () => spawn(process.execPath, [QVM, '--socket', socket, 'console', 'other'], { env });
+    let console1 = attach();
+    let seen = '';
+    console1.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+    let banner = '';
+    console1.stderr.on('data', (chunk: Buffer) => (banner += chunk.toString()));
+    await waitFor(() => banner.includes('Escape character is ^]'));
+    expect(banner).toMatch(/^Connected to the console of other \(\/dev\/pts\/\d+\)\n/);
+    // A process domain's console is what it writes to console.log in its directory (its cwd).
+    expect(
+      (await text(['run', 'other', 'echo "console line from $(basename "$PWD")" >> console.log'])).code,
+    ).toBe(0);
+    await waitFor(() => seen.includes('console line from other\n'));
+    const detached = new Promise((resolve) => console1.once('exit', resolve));
+    console1.stdin.write('\x1d');
+    expect(await detached).toBe(0);
+    console1 = attach();
+    banner = '';
+    console1.stderr.on('data', (chunk: Buffer) => (banner += chunk.toString()));
+    await waitFor(() => banner.includes('Escape character is ^]'));
+    const ended = new Promise((resolve) => console1.once('exit', resolve));
+    expect((await text(['kill', 'other'])).code).toBe(0);
+    expect(await ended).toBe(0);
+    expect(await readdir(join(stateDir, 'run', 'process', 'other'))).not.toContain('console.pty');
   });
 });
