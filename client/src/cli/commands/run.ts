@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 
 import type { Command } from 'commander';
@@ -137,7 +138,8 @@ function callService(
     child.once('error', (err) => reject(new Error(`cannot run ${program}: ${err.message}`)));
     child.once('close', (code, signal) => {
       if (passIo) stdin.unpipe(input);
-      resolve(code ?? (signal ? 128 : 1));
+      // A client killed by a signal: 128 + its number, as a shell reports it.
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
     });
   });
 }
@@ -253,11 +255,11 @@ export function registerRun(program: Command, io: CliIo): void {
     .option('-n, --no-autostart', 'do not start or unpause the qube; a halted one is skipped (status 1)')
     .option(
       '-p, --pass-io',
-      "pass stdin, stdout and stderr to and from the command; the exit code is the command's",
+      "pass stdin, stdout and stderr to and from the command (the exit status is the command's either way)",
     )
     .option(
       '--dispvm [template]',
-      'run in a new disposable of TEMPLATE (default: default_dispvm), removed afterwards',
+      'run in a new disposable of TEMPLATE, removed afterwards: --dispvm=TEMPLATE, or --dispvm -- COMMAND for default_dispvm',
     )
     .option('--all', 'run in every running qube')
     .option('--exclude <vm>', 'with --all, leave this qube out (repeatable)', collect, [])
