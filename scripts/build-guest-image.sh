@@ -160,9 +160,21 @@ EOS
     ln -s odyssey-shutdown "$R/sbin/poweroff"
     echo 'mount -t xenfs xenfs /proc/xen' >"$R/etc/platform-init"
   fi
-  # The one qrexec service every qube has: a shell reading its commands from the caller.
+  # The one qrexec service every qube has: a shell reading its commands from the caller. busybox sh
+  # reads a pipe ahead, which would swallow the input qvm-run sends after its `COMMAND; exit` line:
+  # `read` takes the lines byte by byte up to that one (or EOF), and the rest is left to the command.
   mkdir -p "$R/etc/qubes-rpc"
-  printf '#!/bin/sh\nexec /bin/sh\n' >"$R/etc/qubes-rpc/qubes.VMShell"
+  cat >"$R/etc/qubes-rpc/qubes.VMShell" <<'EOS'
+#!/bin/sh
+script=
+while :; do
+  IFS= read -r line || { script="$script$line"; break; }
+  script="$script$line
+"
+  case $line in *'; exit') break ;; esac
+done
+exec /bin/sh -c "$script"
+EOS
   chmod +x "$R/etc/qubes-rpc/qubes.VMShell"
   cat >"$R/init" <<'EOS'
 #!/bin/sh

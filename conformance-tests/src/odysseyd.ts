@@ -43,6 +43,9 @@ async function writePolicy(policyDir: string): Promise<void> {
       `test.Echo * ${mgmt} @anyvm allow`,
       `test.Sink * ${mgmt} ${peer} allow`,
       `test.Sink * ${mgmt} @adminvm allow target=dom0`,
+      // qvm-run.ts: a shell in a running qube and in a disposable made for the call.
+      `qubes.VMShell * ${mgmt} ${peer} allow`,
+      `qubes.VMShell * ${mgmt} @dispvm:${QUBES.dvmTemplate} allow`,
       '',
     ].join('\n'),
   );

@@ -1,4 +1,5 @@
 import { sectionOf, type CheckResult, type Section, type Status } from './check.js';
+import { metricNames, metricUnit } from './metrics-chart.js';
 import type { Report } from './report.js';
 
 const MARK: Record<Status, string> = {
@@ -11,19 +12,6 @@ const MARK: Record<Status, string> = {
 const SECTIONS: readonly { section: Section; title: string }[] = [
   { section: 'backend', title: 'What the backend earned' },
   { section: 'core', title: 'Core (never reaches the backend)' },
-];
-
-const METRICS: readonly [string, string][] = [
-  ['start_to_qrexec_ready_ms', 'ms'],
-  ['vchan_dom0_to_vm_mb_per_s', 'MB/s'],
-  ['vchan_mb_per_s', 'MB/s'],
-  ['vchan_vm_to_admin_mb_per_s', 'MB/s'],
-  ['dispvm_round_trip_ms', 'ms'],
-  // bench/vchan-xen.js in the nested run: the raw transport against the socket one in the same dom0.
-  ['xen_vchan_mb_per_s', 'MB/s'],
-  ['socket_vchan_mb_per_s', 'MB/s'],
-  ['xen_to_socket_ratio', '×'],
-  ['nested_total_s', 's'],
 ];
 
 const cell = (text: string) => text.replace(/\s+/g, ' ').replace(/\|/g, '\\|');
@@ -69,8 +57,12 @@ export function renderMarkdown(report: Report): string {
     row(['guest images', ...declared((d) => d.guestImages.join(', ') || 'none')]),
     ...(['pass', 'fail', 'warn', 'unsupported'] as const).map((s) => tally('backend', s)),
     ...(['pass', 'fail'] as const).map((s) => tally('core', s)),
-    ...METRICS.map(([key, unit]) =>
-      row([key, ...backends.map((b) => (b.metrics[key] === undefined ? '-' : `${b.metrics[key]} ${unit}`))]),
+    // Every metric a backend reported, in the order first reported, the unit read off its name.
+    ...metricNames(report).map((key) =>
+      row([
+        key,
+        ...backends.map((b) => (b.metrics[key] === undefined ? '-' : `${b.metrics[key]} ${metricUnit(key)}`)),
+      ]),
     ),
     '',
     '## Declared capabilities',

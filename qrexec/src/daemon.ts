@@ -10,6 +10,7 @@ import {
 import { vmServiceCommand, withArgument } from './command.js';
 import { MsgType, QREXEC_PROTOCOL_VERSION, VCHAN_BASE_PORT } from './constants.js';
 import { callOverDataChannel, serveDataChannel, serviceFromDirs } from './data-channel.js';
+import { disposableTemplateOf, type DisposableFactory } from './disposables.js';
 import { QrexecProtocolError } from './errors.js';
 import { MessageReader, writeMessage } from './framing.js';
 import { exchangeHello } from './handshake.js';
@@ -36,11 +37,18 @@ export interface QrexecDaemonOptions {
   readonly peers?: (name: string) => QrexecDaemon | undefined;
   /** Starts a halted target when the policy allows autostart; resolves once its daemon is reachable through peers. */
   readonly startDomain?: (name: string) => Promise<void>;
+  /** Makes the disposables of `@dispvm:TEMPLATE` targets; without it such calls are refused. */
+  readonly disposables?: DisposableFactory;
   /** Replaces `DEFAULT` as the user of commands sent to this domain. */
   readonly defaultUser?: string;
   /** How long to wait for the agent's control vchan (default 60 s). */
   readonly connectTimeoutMs?: number;
   readonly log?: (message: string) => void;
+}
+
+/** Where a peer's service runs, and when it is over (its agent reported the data vchan closed, or it is gone). */
+export interface PeerExec extends ExecParams {
+  readonly ended: Promise<void>;
 }
 
 export interface ServiceCallResult {
@@ -68,6 +76,8 @@ export class QrexecDaemon {
   #closed: Promise<void> | undefined;
   /** Aborted when the control vchan ends, so that data vchans still waiting for the agent give up. */
   readonly #agentGone = new AbortController();
+  /** Peer calls into this domain still running, by `domain:port` of the data vchan: resolving ends them. */
+  readonly #running = new Map<string, () => void>();
 
   constructor(options: QrexecDaemonOptions) {
     this.#options = options;
@@ -105,7 +115,10 @@ export class QrexecDaemon {
         this.#log(`closing control vchan: ${(error as Error).message}`);
         control.destroy();
       })
-      .finally(() => this.#agentGone.abort());
+      .finally(() => {
+        this.#agentGone.abort();
+        for (const key of [...this.#running.keys()]) this.#ended(key);
+      });
   }
 
   async close(): Promise<void> {
@@ -168,13 +181,28 @@ export class QrexecDaemon {
    * Another domain's daemon asks this one to start `command` for a VM-to-VM
    * call from `sourceId`. Returns where the caller's agent must listen.
    */
-  async execForPeer(sourceId: number, command: string): Promise<ExecParams> {
+  async execForPeer(sourceId: number, command: string): Promise<PeerExec> {
     const port = this.#allocate(sourceId);
-    await this.#send(
-      MsgType.EXEC_CMDLINE,
-      this.#execPayload({ connectDomain: sourceId, connectPort: port }, command),
-    );
-    return { connectDomain: this.domain.id, connectPort: port };
+    const key = `${sourceId}:${port}`;
+    const ended = new Promise<void>((resolve) => {
+      if (this.#agentGone.signal.aborted) resolve();
+      this.#running.set(key, resolve);
+    });
+    try {
+      await this.#send(
+        MsgType.EXEC_CMDLINE,
+        this.#execPayload({ connectDomain: sourceId, connectPort: port }, command),
+      );
+    } catch (error) {
+      this.#ended(key);
+      throw error;
+    }
+    return { connectDomain: this.domain.id, connectPort: port, ended };
+  }
+
+  #ended(key: string): void {
+    this.#running.get(key)?.();
+    this.#running.delete(key);
   }
 
   async #serve(control: Vchan, reader: MessageReader): Promise<void> {
@@ -185,6 +213,7 @@ export class QrexecDaemon {
       if (message.type === MsgType.CONNECTION_TERMINATED) {
         const { connectDomain, connectPort } = decodeExecParams(message.payload);
         this.#ports.release(connectPort, connectDomain);
+        this.#ended(`${connectDomain}:${connectPort}`);
         continue;
       }
       const parsed = parseTrigger(message.type, message.payload);
@@ -223,12 +252,57 @@ export class QrexecDaemon {
         requestedTarget: resolution.requestedTarget,
       });
     }
+    const command = vmServiceCommand(resolution.user, serviceAndArg, source);
+    const template = disposableTemplateOf(resolution.target);
+    if (template !== undefined) {
+      if (!this.#options.disposables) return refuse(`target ${resolution.target}: no disposables here`);
+      return this.#callDisposable(this.#options.disposables, template, command, request.requestId);
+    }
     if (resolution.target.startsWith('@')) return refuse(`target ${resolution.target} is not supported`);
     const peer = await this.#reachPeer(resolution.target, resolution.autostart);
     if (!peer) return refuse(`target ${resolution.target} is not running`);
-    const command = vmServiceCommand(resolution.user, serviceAndArg, source);
     const params = await peer.execForPeer(this.domain.id, command);
     await this.#send(MsgType.SERVICE_CONNECT, encodeServiceConnect(params, request.requestId));
+  }
+
+  /**
+   * A call to a new disposable: created and started for it, and destroyed once
+   * the service is over or the caller's domain is gone, whichever comes first.
+   * A failure before the caller was answered refuses the call (by #serve).
+   */
+  async #callDisposable(
+    disposables: DisposableFactory,
+    template: string,
+    command: string,
+    requestId: string,
+  ): Promise<void> {
+    const name = await disposables.create(template, this.domain.name);
+    const destroy = (): Promise<void> =>
+      disposables
+        .destroy(name)
+        .catch((error: unknown) => this.#log(`cannot destroy ${name}: ${(error as Error).message}`));
+    let exec: PeerExec;
+    try {
+      const peer = this.#options.peers?.(name);
+      if (!peer) throw new Error(`disposable ${name} has no qrexec connection`);
+      exec = await peer.execForPeer(this.domain.id, command);
+      await this.#send(MsgType.SERVICE_CONNECT, encodeServiceConnect(exec, requestId));
+    } catch (error) {
+      await destroy();
+      throw error;
+    }
+    const signal = this.#agentGone.signal;
+    let callerGone = (): void => undefined;
+    const over = new Promise<void>((resolve) => {
+      callerGone = resolve;
+      if (signal.aborted) resolve();
+      signal.addEventListener('abort', callerGone, { once: true });
+      void exec.ended.then(resolve);
+    });
+    void over.then(() => {
+      signal.removeEventListener('abort', callerGone);
+      return destroy();
+    });
   }
 
   async #reachPeer(name: string, autostart: boolean): Promise<QrexecDaemon | undefined> {

@@ -59,6 +59,11 @@ export interface ServiceSideStreams {
   /** null for services without stderr (sockets): its EOF is sent at once. */
   readonly stderr: Readable | null;
   readonly exitCode: Promise<number>;
+  /**
+   * Ends the service because its caller is gone (the data vchan closed before EXIT_CODE), as a
+   * terminal hangup ends a shell; its output streams end with it. Without it the service runs on.
+   */
+  readonly hangup?: () => void;
 }
 
 /** Runs the service end of the data phase until EXIT_CODE is sent. */
@@ -71,16 +76,25 @@ export async function runServiceSide(
   const limit = maxChunkPayload(version);
   const stdin = streams.stdin;
   stdin?.on('error', () => undefined);
+  let exitSent = false;
+  // Read on past STDIN's EOF: the channel closing before EXIT_CODE went out means the caller is gone.
   const receiving = (async () => {
+    let input = true;
     for (;;) {
       const message = await reader.next();
-      if (!message || (message.type === MsgType.DATA_STDIN && message.payload.length === 0)) break;
-      if (message.type !== MsgType.DATA_STDIN) {
+      if (!message) break;
+      if (message.type !== MsgType.DATA_STDIN || !input) {
         throw new QrexecProtocolError(`unexpected message 0x${message.type.toString(16)} from the caller`);
       }
-      if (stdin) await writeTo(stdin, message.payload);
+      if (message.payload.length === 0) {
+        input = false;
+        stdin?.end();
+      } else if (stdin) {
+        await writeTo(stdin, message.payload);
+      }
     }
-    stdin?.end();
+    if (input) stdin?.end();
+    if (!exitSent) streams.hangup?.();
   })();
   // A caller that breaks the protocol loses the call: the service's input and the channel close.
   receiving.catch(() => {
@@ -91,7 +105,9 @@ export async function runServiceSide(
     sendStream(channel, MsgType.DATA_STDERR, streams.stderr, limit),
     sendStream(channel, MsgType.DATA_STDOUT, streams.stdout, limit),
   ]);
-  await writeMessage(channel, MsgType.DATA_EXIT_CODE, encodeExitCode(await streams.exitCode));
+  const code = await streams.exitCode;
+  exitSent = true;
+  await writeMessage(channel, MsgType.DATA_EXIT_CODE, encodeExitCode(code));
 }
 
 /** Sends EXIT_CODE alone: the service could not be found or started. */

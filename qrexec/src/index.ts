@@ -4,6 +4,7 @@ export * from './constants.js';
 export * from './daemon.js';
 export * from './data-channel.js';
 export * from './data-phase.js';
+export * from './disposables.js';
 export * from './errors.js';
 export * from './framing.js';
 export * from './handshake.js';

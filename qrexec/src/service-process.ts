@@ -93,7 +93,13 @@ export function spawnProcess(
           done(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0)),
         ),
       );
-      resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exitCode });
+      // A child of the service may hold its output open: hanging up closes our ends too.
+      const hangup = (): void => {
+        child.kill('SIGHUP');
+        child.stdout.destroy();
+        child.stderr.destroy();
+      };
+      resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exitCode, hangup });
     });
   });
 }

@@ -30,8 +30,25 @@ export class ProcessLayout {
     return join(this.domainDir(name), 'qubes-rpc');
   }
 
+  /**
+   * Services every domain has after its own (upstream's /etc/qubes-rpc of the template they share):
+   * process domains share one host, so one directory serves them all, disposables included.
+   */
+  get sharedServiceDir(): string {
+    return join(this.runtimeDir, 'qubes-rpc');
+  }
+
   consoleLog(name: string): string {
     return join(this.domainDir(name), 'console.log');
+  }
+
+  /** The domain's serial console: a link to the pty's slave, and the pid of the socat holding its master. */
+  consolePty(name: string): string {
+    return join(this.domainDir(name), 'console.pty');
+  }
+
+  consolePid(name: string): string {
+    return join(this.domainDir(name), 'console.pid');
   }
 
   /** What a later daemon needs to find the running domain again. */

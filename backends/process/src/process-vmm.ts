@@ -1,11 +1,13 @@
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   EventHub,
   VmmError,
+  supported,
+  unsupported,
   type BackendContext,
   type DomainRuntime,
   type DomainSpec,
@@ -17,6 +19,7 @@ import {
   type VmmEvent,
 } from '@odyssey/hal';
 import { NO_SUSPEND, PROCESS_CAPABILITIES } from './capabilities.js';
+import { closeConsolePty, consolePtysAvailable, openConsolePty, type ConsoleFiles } from './console-pty.js';
 import { DomainProcess, type DomainExit, type DomainRecord } from './domain-process.js';
 import { ProcessLayout } from './layout.js';
 import { sampleProcess } from './proc.js';
@@ -31,6 +34,17 @@ export interface ProcessVmmOptions extends BackendContext {
 type StopReason = Extract<VmmEvent, { type: 'stopped' }>['reason'];
 
 const READY_POLL_MS = 20;
+
+/**
+ * Upstream's qubes.VMShell (core-agent-linux): a shell reading its commands from the call's stdin,
+ * which is how qvm-run sends a command and then the command's own input. bash, because it reads a
+ * pipe a byte at a time and so leaves the input after the command line to the command (dash reads
+ * ahead). Written once, so a host may replace it.
+ */
+const VM_SHELL = {
+  name: 'qubes.VMShell',
+  script: '#!/bin/sh\ncommand -v bash >/dev/null && exec bash\nexec /bin/sh\n',
+};
 
 /** The agent program next to @odyssey/agent's entry point, resolved as the daemon resolves packages. */
 export function defaultAgentMain(): string {
@@ -52,19 +66,53 @@ export class ProcessVmm implements Vmm {
   private readonly hub = new EventHub();
   private nextXid = 1;
 
+  /** Consoles need socat to hold their ptys; probed once. */
+  private readonly consoles = consolePtysAvailable();
+
   constructor(private readonly options: ProcessVmmOptions) {
     this.layout = new ProcessLayout(options.runtimeDir);
     this.agentMain = options.agentMain ?? defaultAgentMain();
   }
 
   capabilities(): VmmCapabilities {
-    return PROCESS_CAPABILITIES;
+    return {
+      ...PROCESS_CAPABILITIES,
+      console: this.consoles
+        ? supported
+        : unsupported('socat, which holds the console ptys, is not installed'),
+    };
+  }
+
+  /** The slave of the pty that carries what the domain prints (its console log, as it grows). */
+  async consolePath(name: string): Promise<string> {
+    this.runningDomain(name);
+    if (!this.consoles) throw new VmmError('unsupported', `${name} has no console: socat is not installed`);
+    try {
+      return await realpath(this.layout.consolePty(name));
+    } catch (error) {
+      throw new VmmError('failed', `the console pty of ${name} is gone: ${(error as Error).message}`);
+    }
+  }
+
+  private consoleFiles(name: string): ConsoleFiles {
+    return {
+      log: this.layout.consoleLog(name),
+      link: this.layout.consolePty(name),
+      pidFile: this.layout.consolePid(name),
+    };
   }
 
   /** Prepares the directories and adopts the domains a previous daemon left running. */
   async open(): Promise<void> {
     await mkdir(this.layout.vchanDir, { recursive: true });
     await mkdir(this.layout.domainsDir, { recursive: true });
+    await mkdir(this.layout.sharedServiceDir, { recursive: true });
+    await writeFile(join(this.layout.sharedServiceDir, VM_SHELL.name), VM_SHELL.script, {
+      mode: 0o755,
+      flag: 'wx',
+    }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
     for (const name of await readdir(this.layout.domainsDir)) {
       const record = await readRecord(this.layout.record(name));
       if (!record) continue;
@@ -125,6 +173,7 @@ export class ProcessVmm implements Vmm {
             this.layout.agentSocket(name),
             '--service-dir',
             this.layout.serviceDir(name),
+            this.layout.sharedServiceDir,
           ],
           // What qrexec-client-vm and the services in the domain need to find their agent.
           env: {
@@ -146,6 +195,11 @@ export class ProcessVmm implements Vmm {
     await writeFile(this.layout.record(name), JSON.stringify(domain.record));
     this.track(name, domain);
     await this.waitReady(name, domain);
+    if (this.consoles) {
+      await openConsolePty(this.consoleFiles(name), domain.pid).catch((error: unknown) =>
+        this.options.log('warn', `no console for ${name}: ${(error as Error).message}`),
+      );
+    }
     this.hub.publish({ type: 'started', name });
   }
 
@@ -255,8 +309,9 @@ export class ProcessVmm implements Vmm {
     this.hub.publish({ type: 'stopped', name, reason });
   }
 
-  /** Removes what a stopped domain leaves behind: its record, agent socket and vchan sockets. */
+  /** Removes what a stopped domain leaves behind: its console, record, agent socket and vchan sockets. */
   private async forget(record: DomainRecord): Promise<void> {
+    await closeConsolePty(this.consoleFiles(record.name));
     await rm(this.layout.record(record.name), { force: true });
     await rm(this.layout.agentSocket(record.name), { force: true });
     const xid = String(record.xid);

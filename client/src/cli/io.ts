@@ -1,7 +1,8 @@
 /** Where the CLI reads and writes; process streams in production, buffers in tests. */
 export interface CliIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
+  /** Text from most commands; bytes where a command passes a service's output through (run --pass-io). */
+  stdout: { write(data: string | Uint8Array): unknown };
+  stderr: { write(data: string | Uint8Array): unknown };
   stdin: NodeJS.ReadableStream;
   env: Readonly<Record<string, string | undefined>>;
 }

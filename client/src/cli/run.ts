@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 
 import { QubesError } from '../errors.js';
 import { registerCheck } from './commands/check.js';
+import { registerConsole } from './commands/console.js';
 import { registerCreate } from './commands/create.js';
 import { registerEvents } from './commands/events.js';
 import { registerFeatures } from './commands/features.js';
@@ -13,6 +14,7 @@ import { registerNotes } from './commands/notes.js';
 import { registerPower } from './commands/power.js';
 import { registerPrefs } from './commands/prefs.js';
 import { registerRemove } from './commands/remove.js';
+import { registerRun } from './commands/run.js';
 import { registerService } from './commands/service.js';
 import { registerStorage } from './commands/storage.js';
 import { registerTags } from './commands/tags.js';
@@ -80,6 +82,8 @@ function buildProgram(
   registerNotes(program, io);
   registerEvents(program, io);
   registerStorage(program, io);
+  registerRun(program, io);
+  registerConsole(program, io);
   return program;
 }
 

@@ -29,6 +29,7 @@ import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
+import { DisposableCalls } from './disposable-calls.js';
 import { QrexecHost } from './qrexec-host.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
@@ -232,6 +233,7 @@ export class Daemon {
       socketDir: join(this.options.stateDir, 'run'),
       policyAgentSocket: policyAgentSocket(this.options.stateDir),
       startDomain: (name) => this.lifecycle.start(this.app.domains.get(name)),
+      disposables: new DisposableCalls(this.container.resolve(API_TOKENS.Dispatcher), this.options.log),
       log: this.options.log,
     });
     return this.qrexecHost;

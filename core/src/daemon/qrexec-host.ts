@@ -12,6 +12,7 @@ import {
   parsePolicyResponse,
   QrexecDaemon,
   settleAsk,
+  type DisposableFactory,
   splitServiceName,
   type QrexecPolicyRequest,
   type QrexecPolicyResolution,
@@ -28,6 +29,8 @@ export interface QrexecHostOptions {
   readonly serviceDirs: readonly string[];
   /** Starts a halted domain a call may autostart; resolves once its qrexec is connected. */
   readonly startDomain: (name: string) => Promise<void>;
+  /** Makes the disposables of calls the policy sends to `@dispvm:TEMPLATE`; refused without it. */
+  readonly disposables?: DisposableFactory;
   readonly log: Log;
   /** How long to wait for a domain's agent; default: the domain's qrexec_timeout property. */
   readonly connectTimeoutMs?: number;
@@ -82,6 +85,7 @@ export class QrexecHost {
       serviceDirs: this.options.serviceDirs,
       peers: (peer) => this.peer(peer),
       startDomain: this.options.startDomain,
+      ...(this.options.disposables ? { disposables: this.options.disposables } : {}),
       defaultUser: this.defaultUser(name),
       connectTimeoutMs: this.options.connectTimeoutMs ?? this.qrexecTimeoutMs(name),
       log: (message) => this.options.log('info', message),

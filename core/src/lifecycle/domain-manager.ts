@@ -347,6 +347,10 @@ export class DomainManager implements Lifecycle {
     if (vm.klass === 'DispVM' && vm.bool('auto_cleanup') && this.app.domains.byName(vm.name) === vm) {
       try {
         this.app.removeVm(vm);
+        // The backend forgets it too: disposables come and go by the thousand.
+        await this.backend.current
+          ?.undefine(vm.name)
+          .catch((e: unknown) => this.log('warn', `backend kept disposable ${vm.name}: ${String(e)}`));
         await this.storage.remove(vm);
         await this.vmFiles.removeVmDir(vm);
         await this.saver.save();

@@ -1,0 +1,273 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import type { Readable } from 'node:stream';
+
+import type { Command } from 'commander';
+
+import { isRunning } from '../../api/vm-api.js';
+import { QubesError, QubesVMNotHaltedError } from '../../errors.js';
+import { DEFAULT_QREXEC_CLIENT } from '../../qrexec-transport.js';
+import { action, type CliContext, type GlobalOptions } from '../context.js';
+import { UsageError, type CliIo } from '../io.js';
+import { shellCommand } from './shell-words.js';
+
+/** dom0's qrexec client (upstream: qrexec-client -d VM USER:QUBESRPC SERVICE dom0). */
+export const DOM0_QREXEC_CLIENT = 'odyssey-qrexec-client';
+
+interface RunOptions {
+  user?: string;
+  /** false with --no-autostart; commander leaves it unset otherwise, since --autostart is defined too. */
+  autostart?: boolean;
+  passIo?: boolean;
+  dispvm?: string | true;
+  all?: boolean;
+  exclude: string[];
+  service?: boolean;
+  shell: boolean;
+}
+
+/** Where the command runs: a named qube, or a disposable made for it. */
+type Target =
+  { readonly kind: 'vm'; readonly name: string } | { readonly kind: 'dispvm'; readonly template?: string };
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** How far upstream's `-v`/`-q` and --pass-io leave the "Running ... on ..." lines (QubesArgumentParser's verbosity). */
+function verbosity(command: Command, passIo: boolean): number {
+  const { verbose, quiet } = command.optsWithGlobals<{ verbose?: boolean; quiet?: boolean }>();
+  return 1 + (verbose ? 1 : 0) - (quiet ? 1 : 0) - (passIo ? 1 : 0);
+}
+
+/**
+ * The service and the bytes it reads first: a shell command goes to qubes.VMShell on its stdin, ended
+ * by `; exit` (upstream's prepare_input_for_vmshell); --service calls COMMAND itself.
+ */
+function serviceCall(options: RunOptions, words: readonly string[]): { service: string; prefix: string } {
+  const [cmd = '', ...args] = words;
+  if (options.service) {
+    if (args.length > 0) throw new UsageError('--service takes no command arguments');
+    return { service: cmd, prefix: '' };
+  }
+  const line = args.length > 0 || !options.shell ? shellCommand(words) : cmd;
+  return { service: 'qubes.VMShell', prefix: `${line.replace(/\n+$/, '')}; exit\n` };
+}
+
+/** The qubes --all means: running, not paused, not internal, not dom0, less --exclude (upstream's filter). */
+async function runningQubes(ctx: CliContext, exclude: readonly string[]): Promise<string[]> {
+  const candidates = (await ctx.listVms()).filter(
+    (vm) => vm.klass !== 'AdminVM' && vm.state === 'Running' && !exclude.includes(vm.name),
+  );
+  const names: string[] = [];
+  for (const vm of candidates) {
+    const internal = await ctx.client.features.find(vm.name, 'internal');
+    if (!internal) names.push(vm.name);
+  }
+  return names.sort();
+}
+
+/**
+ * Makes sure the qube can take the call: started unless --no-autostart (then a halted qube is
+ * skipped with status 1), unpaused likewise. Returns false to skip it.
+ */
+async function ready(ctx: CliContext, vm: string, options: RunOptions, verbose: number): Promise<boolean> {
+  const { powerState } = await ctx.client.vms.currentState(vm);
+  if (options.autostart === false) {
+    if (!isRunning(powerState)) {
+      if (verbose > 0) ctx.printError(`Qube '${vm}' not started`);
+      return false;
+    }
+    if (powerState === 'Paused') {
+      if (verbose > 0) ctx.printError(`Qube '${vm}' is paused`);
+      return false;
+    }
+    return true;
+  }
+  if (powerState === 'Paused') {
+    await ctx.client.vms.unpause(vm);
+    return true;
+  }
+  try {
+    await ctx.client.vms.start(vm);
+  } catch (err) {
+    if (!(err instanceof QubesVMNotHaltedError)) throw err;
+  }
+  return true;
+}
+
+/**
+ * Runs the service in `target` through the qrexec client: dom0's odyssey-qrexec-client on odysseyd's
+ * local socket of the qube, or (with --qrexec, inside a qube) qrexec-client-vm, which also takes
+ * `@dispvm[:TEMPLATE]` targets. Resolves with the service's exit code.
+ */
+function callService(
+  ctx: CliContext,
+  global: GlobalOptions,
+  target: string,
+  user: string | undefined,
+  call: { service: string; prefix: string },
+  passIo: boolean,
+): Promise<number> {
+  const env = ctx.io.env;
+  const [program, args] = global.qrexec
+    ? [env.ODYSSEY_QREXEC_CLIENT || DEFAULT_QREXEC_CLIENT, [target, call.service]]
+    : [
+        env.ODYSSEY_DOM0_QREXEC_CLIENT || DOM0_QREXEC_CLIENT,
+        [
+          ...(env.ODYSSEY_QREXEC_SOCKET_DIR ? ['--socket-dir', env.ODYSSEY_QREXEC_SOCKET_DIR] : []),
+          ...(user === undefined ? [] : ['-u', user]),
+          target,
+          call.service,
+        ],
+      ];
+  const output = passIo ? 'pipe' : 'ignore';
+  const child = spawn(program, args, { stdio: ['pipe', output, output] });
+  const stdin = ctx.io.stdin as Readable;
+  // stdio[0] is 'pipe', so there is a stdin: the check only tells the compiler.
+  const input = child.stdin;
+  if (!input) throw new Error(`${program}: no stdin pipe`);
+  child.stdout?.on('data', (chunk: Buffer) => ctx.io.stdout.write(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => ctx.io.stderr.write(chunk));
+  // The service may exit before it read its input; its exit code says how it went.
+  input.on('error', () => undefined);
+  if (call.prefix !== '') input.write(call.prefix);
+  if (passIo) stdin.pipe(input);
+  else input.end();
+  return new Promise<number>((resolve, reject) => {
+    child.once('error', (err) => reject(new Error(`cannot run ${program}: ${err.message}`)));
+    child.once('close', (code, signal) => {
+      if (passIo) stdin.unpipe(input);
+      // A client killed by a signal: 128 + its number, as a shell reports it.
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
+  });
+}
+
+/** Kills the disposable made for this run (its auto_cleanup removes it), as upstream's DispVM cleanup does. */
+async function destroyDisposable(ctx: CliContext, name: string): Promise<void> {
+  try {
+    await ctx.client.vms.kill(name);
+  } catch (err) {
+    // Not running any more (it stopped by itself and auto_cleanup removed it): nothing left to do.
+    if (!(err instanceof QubesError)) throw err;
+  }
+}
+
+/**
+ * A signal that would end qvm ends the run instead: the disposable goes, then qvm exits with
+ * 128 + the signal's number, as the shell reports a signalled process.
+ */
+function onSignals(cleanup: () => Promise<void>): () => void {
+  const signals = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
+  const handlers = Object.entries(signals).map(([name, number]) => {
+    const handler = (): void => {
+      void cleanup().finally(() => process.exit(128 + number));
+    };
+    process.once(name, handler);
+    return [name, handler] as const;
+  });
+  return () => {
+    for (const [name, handler] of handlers) process.off(name, handler);
+  };
+}
+
+async function runCommand(ctx: CliContext, command: Command): Promise<number> {
+  const options = command.opts<RunOptions>();
+  const global = command.optsWithGlobals<GlobalOptions>();
+  const words = command.args;
+  const passIo = options.passIo ?? false;
+  if (global.qrexec && options.user !== undefined) {
+    throw new UsageError('--user is available only from dom0');
+  }
+  let targets: Target[];
+  let commandWords: string[];
+  if (options.dispvm !== undefined) {
+    if (options.all) throw new UsageError('--dispvm cannot be used with --all');
+    if (options.exclude.length > 0) throw new UsageError('Cannot use --exclude with --dispvm');
+    targets = [{ kind: 'dispvm', ...(options.dispvm === true ? {} : { template: options.dispvm }) }];
+    commandWords = words;
+  } else if (options.all) {
+    targets = (await runningQubes(ctx, options.exclude)).map((name) => ({ kind: 'vm', name }));
+    commandWords = words;
+  } else {
+    if (options.exclude.length > 0) throw new UsageError('--exclude can only be used with --all');
+    const [vm, ...rest] = words;
+    if (vm === undefined) throw new UsageError('a qube name, --all or --dispvm is required');
+    if ((await ctx.requireVm(vm)).klass === 'AdminVM') {
+      // Upstream runs it locally with sudo; dom0 has no qrexec agent here to run it.
+      throw new UsageError(`${vm} is this host: run the command directly`);
+    }
+    targets = [{ kind: 'vm', name: vm }];
+    commandWords = rest;
+  }
+  if (commandWords.length === 0) throw new UsageError('missing COMMAND');
+  if (passIo && targets.length > 1) {
+    throw new UsageError('--pass-io cannot be used when more than 1 qube is chosen');
+  }
+  const call = serviceCall(options, commandWords);
+  const verbose = verbosity(command, passIo);
+  let code = 0;
+  for (const target of targets) {
+    if (target.kind === 'dispvm' && global.qrexec) {
+      // From a qube, the daemon makes the disposable for the call and removes it afterwards.
+      const name = target.template === undefined ? '@dispvm' : `@dispvm:${target.template}`;
+      code = Math.max(code, await callService(ctx, global, name, options.user, call, passIo));
+      continue;
+    }
+    if (target.kind === 'dispvm') {
+      const name = await ctx.client.vms.createDisposable(target.template ?? 'dom0');
+      const cleanup = () => destroyDisposable(ctx, name);
+      const release = onSignals(cleanup);
+      try {
+        if (verbose > 0) ctx.printError(`Running '${commandWords.join(' ')}' on ${name}`);
+        await ctx.client.vms.start(name);
+        code = Math.max(code, await callService(ctx, global, name, options.user, call, passIo));
+      } finally {
+        release();
+        await cleanup();
+      }
+      continue;
+    }
+    if (!(await ready(ctx, target.name, options, verbose))) {
+      code = Math.max(code, 1);
+      continue;
+    }
+    if (verbose > 0) ctx.printError(`Running '${commandWords.join(' ')}' on ${target.name}`);
+    const status = await callService(ctx, global, target.name, options.user, call, passIo);
+    if (status !== 0 && verbose > 0) ctx.printError(`${target.name}: command failed with code: ${status}`);
+    code = Math.max(code, status);
+  }
+  if (passIo) (ctx.io.stdin as Readable).destroy();
+  return code;
+}
+
+export function registerRun(program: Command, io: CliIo): void {
+  program
+    .command('run')
+    .description(
+      'run a command in a qube (like qvm-run): VM COMMAND [ARG...], or --dispvm[=TEMPLATE] / --all COMMAND [ARG...]',
+    )
+    .usage('[options] [VMNAME] COMMAND [ARG...]')
+    .argument('<args...>')
+    .option('-u, --user <user>', "run the command as USER (default: the qube's default_user; dom0 only)")
+    .option('-a, --autostart', 'start the qube if it is not running (the default)')
+    .option('-n, --no-autostart', 'do not start or unpause the qube; a halted one is skipped (status 1)')
+    .option(
+      '-p, --pass-io',
+      "pass stdin, stdout and stderr to and from the command (the exit status is the command's either way)",
+    )
+    .option(
+      '--dispvm [template]',
+      'run in a new disposable of TEMPLATE, removed afterwards: --dispvm=TEMPLATE, or --dispvm -- COMMAND for default_dispvm',
+    )
+    .option('--all', 'run in every running qube')
+    .option('--exclude <vm>', 'with --all, leave this qube out (repeatable)', collect, [])
+    .option('--service', 'COMMAND names a qrexec service to call instead of a shell command')
+    .option('--no-shell', 'run COMMAND as one program with ARGs, quoted for the shell')
+    .option('--gui', 'accepted for compatibility (no GUI here)')
+    .option('--no-gui', 'accepted for compatibility')
+    // Options after COMMAND belong to the command: `qvm run work ls -l`.
+    .allowUnknownOption()
+    .action(action(io, runCommand));
+}
