@@ -22,14 +22,17 @@ export async function backendModule(name: string): Promise<string> {
     return pathToFileURL(st.isDirectory() ? await packageEntry(path) : path).href;
   }
   if (name.includes('/') || name.startsWith('@')) return name;
-  const ours = `@odyssey/backend-${name}`;
-  try {
-    import.meta.resolve(ours);
-    return ours;
-  } catch {
-    // Not one of ours: an unscoped package of that name.
-    return name;
+  // One of ours first, then an unscoped package of that name.
+  const candidates = [`@odyssey/backend-${name}`, name];
+  for (const candidate of candidates) {
+    try {
+      import.meta.resolve(candidate);
+      return candidate;
+    } catch {
+      // not installed: the next candidate
+    }
   }
+  throw new BackendLoadError(`cannot load backend package ${candidates.join(' or ')}: neither is installed`);
 }
 
 async function packageEntry(dir: string): Promise<string> {

@@ -330,6 +330,13 @@ export class DomainManager implements Lifecycle {
     return done;
   }
 
+  async forget(vm: Vm): Promise<void> {
+    await this.backend.current?.undefine(vm.name).catch((e: unknown) => {
+      if (!(e instanceof VmmError && e.code === 'no-such-domain'))
+        this.log('warn', `the backend kept the domain of removed ${vm.name}: ${String(e)}`);
+    });
+  }
+
   private async halt(vm: Vm, reason: string): Promise<void> {
     vm.powerState = 'Halted';
     vm.xid = -1;
@@ -347,10 +354,7 @@ export class DomainManager implements Lifecycle {
     if (vm.klass === 'DispVM' && vm.bool('auto_cleanup') && this.app.domains.byName(vm.name) === vm) {
       try {
         this.app.removeVm(vm);
-        // The backend forgets it too: disposables come and go by the thousand.
-        await this.backend.current
-          ?.undefine(vm.name)
-          .catch((e: unknown) => this.log('warn', `backend kept disposable ${vm.name}: ${String(e)}`));
+        await this.forget(vm);
         await this.storage.remove(vm);
         await this.vmFiles.removeVmDir(vm);
         await this.saver.save();

@@ -18,6 +18,11 @@ export interface Lifecycle {
   stats(): Promise<readonly DomainStats[]>;
   /** The pty of a running VM's serial console. */
   console(vm: Vm): Promise<string>;
+  /**
+   * The backend forgets a removed VM's domain, as upstream's Remove undefines it in libvirt; one
+   * the backend never defined is nothing to forget, and a backend that is not connected keeps it.
+   */
+  forget(vm: Vm): Promise<void>;
   /** What the connected backend can do; null while none is connected. */
   capabilities(): VmmCapabilities | null;
 }

@@ -193,6 +193,20 @@ describe('lifecycle through the Vmm', () => {
     );
   });
 
+  it('Remove undefines the domain in the backend; a qube never started is nothing to forget', async () => {
+    const vmm = new FakeVmm();
+    await withVms(vmm);
+    await d.ok('admin.vm.Start', 'work');
+    await d.ok('admin.vm.Kill', 'work');
+    expect(vmm.domains.has('work')).toBe(true);
+    await d.ok('admin.vm.Remove', 'work');
+    expect(vmm.domains.has('work')).toBe(false);
+    expect(vmm.calls).toContain('undefine work');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=never label=blue');
+    await d.ok('admin.vm.Remove', 'never');
+    expect(d.logs.filter((l) => l.includes('kept the domain'))).toEqual([]);
+  });
+
   it('streams vm-stats for running VMs', async () => {
     await withVms();
     await d.ok('admin.property.Set', 'dom0', 'stats_interval', '1');

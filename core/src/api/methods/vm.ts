@@ -244,6 +244,7 @@ export const vm = {
     }
     if (target.powerState !== 'Halted') throw QubesVMNotHaltedError.forVm(target.name);
     ctx.app.removeVm(target);
+    await ctx.services.lifecycle.forget(target);
     await ctx.services.storage.remove(target);
     await ctx.services.vmFiles.removeVmDir(target);
     return undefined;
