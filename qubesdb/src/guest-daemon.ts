@@ -11,7 +11,7 @@ export interface GuestQubesDbOptions {
   readonly transport: VchanTransport;
   /** The domain's database; a fresh one by default. */
   readonly db?: QubesDb;
-  /** How long one connection attempt waits for dom0's vchan (default 10 s); it is retried until stop(). */
+  /** How long one connection attempt waits for dom0's vchan (default 1 s, which bounds stop()); retried until stop(). */
   readonly connectTimeoutMs?: number;
   readonly log?: (message: string) => void;
 }
@@ -55,15 +55,17 @@ export class GuestQubesDb {
 
   async #run(): Promise<void> {
     const signal = this.#stopping.signal;
+    let unreachable = false;
     while (!signal.aborted) {
       try {
         const vchan = await this.#options.transport.connect(DOM0, QUBESDB_VCHAN_PORT, {
-          timeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+          timeoutMs: this.#options.connectTimeoutMs ?? 1000,
         });
         if (signal.aborted) {
           vchan.destroy();
           break;
         }
+        unreachable = false;
         this.#synced = false;
         const connection = new QdbConnection(vchan, (message) => this.#handle(message, connection));
         this.#connection = connection;
@@ -72,7 +74,9 @@ export class GuestQubesDb {
         this.#connection = undefined;
         if (error) this.#log(`vchan to dom0 closed: ${error.message}`);
       } catch (error) {
-        this.#log(`cannot reach dom0: ${(error as Error).message}`);
+        // Said once: a domain may wait long for dom0 (or run where dom0 serves no QubesDB).
+        if (!unreachable && !signal.aborted) this.#log(`cannot reach dom0 yet: ${(error as Error).message}`);
+        unreachable = true;
       }
       await sleep(RETRY_DELAY_MS, undefined, { signal }).catch(() => undefined);
     }

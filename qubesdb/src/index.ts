@@ -9,6 +9,7 @@ export {
   LocalQubesDbServer,
   serveLocalClient,
   MAX_WATCHES_PER_CLIENT,
+  type LocalListenOptions,
   type LocalServerOptions,
 } from './local-server.js';
 export { isDirPath, isKeyPath, isValidPath, isValidValue } from './path.js';

@@ -1,4 +1,5 @@
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { QdbMessage } from './codec.js';
 import { QdbConnection } from './connection.js';
@@ -12,6 +13,17 @@ export const MAX_WATCHES_PER_CLIENT = 256;
 export interface LocalServerOptions {
   /** Refuse writes and removals (upstream's read-only socket). */
   readonly readOnly?: boolean;
+}
+
+export interface LocalListenOptions extends LocalServerOptions {
+  /** The socket's mode; 0666 by default, as upstream's read-write socket. */
+  readonly mode?: number;
+  /**
+   * Clients wait for this before their requests are answered: a domain's
+   * daemon answers only once it has dom0's database, as upstream's daemon
+   * opens its socket only after the first sync.
+   */
+  readonly ready?: Promise<void>;
 }
 
 /**
@@ -86,22 +98,28 @@ export class LocalQubesDbServer {
   private constructor(
     readonly path: string,
     db: QubesDb,
-    options: LocalServerOptions,
+    options: LocalListenOptions,
   ) {
-    this.#server = createServer((socket) => {
+    const ready = options.ready ?? Promise.resolve();
+    this.#server = createServer({ pauseOnConnect: true }, (socket) => {
       this.#clients.add(socket);
       socket.on('close', () => this.#clients.delete(socket));
       socket.on('error', () => socket.destroy());
-      serveLocalClient(socket, db, options);
+      void ready.then(() => {
+        if (socket.destroyed) return;
+        serveLocalClient(socket, db, options);
+        socket.resume();
+      });
     });
   }
 
-  /** Listens on `path` (replacing a stale socket) with `mode`, 0666 by default as upstream's read-write socket. */
+  /** Listens on `path`, replacing a stale socket and creating its directory. */
   static async listen(
     path: string,
     db: QubesDb,
-    options: LocalServerOptions & { readonly mode?: number } = {},
+    options: LocalListenOptions = {},
   ): Promise<LocalQubesDbServer> {
+    await mkdir(dirname(path), { recursive: true });
     await rm(path, { force: true });
     const local = new LocalQubesDbServer(path, db, options);
     await new Promise<void>((resolve, reject) => {
