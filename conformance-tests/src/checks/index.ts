@@ -5,6 +5,7 @@ import { dispvmChecks } from './dispvm.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
 import { qrexecChecks } from './qrexec.js';
+import { qubesdbChecks } from './qubesdb.js';
 import { vchanChecks } from './vchan.js';
 
 /** Every check in run order: later categories use the qubes lifecycle creates and starts. */
@@ -15,6 +16,7 @@ export const ALL_CHECKS: readonly Check[] = [
   ...qrexecChecks,
   ...managementChecks,
   ...vchanChecks,
+  ...qubesdbChecks,
   ...dispvmChecks,
 ];
 
