@@ -118,6 +118,30 @@ describe('QubesDbHost', () => {
     expect(await text('/qubes-timezone')).toBeUndefined();
   });
 
+  it('writes the network keys only while the domain has a netvm', async () => {
+    expect(await client.read('/qubes-ip')).toBeUndefined();
+    const net = app.addVm('AppVM', { name: 'net', label: app.labels.get('red') });
+    net.props.set('provides_network', true);
+    await client.watch('/qubes-ip');
+    work.props.set('netvm', net);
+    expect(await client.watchEvent()).toBe('/qubes-ip');
+    const ip = work.props.get('visible_ip') as string;
+    expect(
+      Object.fromEntries((await client.multiread('/qubes-')).map(([k, v]) => [k, v.toString()])),
+    ).toMatchObject({
+      '/qubes-ip': ip,
+      '/qubes-netmask': '255.255.255.255',
+      '/qubes-gateway': net.props.get('visible_ip'),
+      '/qubes-primary-dns': '10.139.1.1',
+      '/qubes-secondary-dns': '10.139.1.2',
+      '/qubes-mac': work.props.get('mac'),
+    });
+    work.props.set('netvm', null);
+    expect(await client.watchEvent()).toBe('/qubes-ip');
+    expect(await client.read('/qubes-ip')).toBeUndefined();
+    expect(await client.list('/qubes-gateway')).toEqual([]);
+  });
+
   it("keeps the domain's own keys, and serves dom0's socket for the domain", async () => {
     await client.write('/qubes-iptables-error', 'from the guest');
     const dom0 = await QubesDbClient.connect(host.socketPath('work'));
