@@ -5,6 +5,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
+import fc from 'fast-check';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SocketVchanTransport } from '@odyssey/vchan';
@@ -130,5 +131,46 @@ describe('dom0 and the domain', () => {
     expect(bytes.subarray(0, 1 + 14).toString('latin1')).toBe('\x0b/qubes-vm-type');
     expect(bytes.subarray(bytes.length - HEADER_SIZE)).toEqual(encodeMessage(QdbMsg.RespMultiread, ''));
     again.destroy();
+  });
+
+  it('survives hostile bytes from a domain: each connection ends or goes on, and the next one is served', async () => {
+    await guest.stop();
+    const message = fc
+      .record({
+        type: fc.integer({ min: 0, max: 15 }),
+        path: fc.constantFrom('', '/name', '/x', '/qubes-service/', '/a-b.c:d@e'),
+        data: fc.constantFrom('', 'v', 'x'.repeat(100)),
+      })
+      .map(({ type, path, data }) => {
+        const frame = encodeMessage(QdbMsg.RespOk, path, data);
+        frame[0] = type;
+        return frame;
+      });
+    const bytes = fc.array(
+      fc.oneof(
+        message,
+        fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+      ),
+      {
+        maxLength: 6,
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(bytes, async (parts) => {
+        const hostile = await guestTransport().connect('0', QUBESDB_VCHAN_PORT);
+        hostile.on('error', () => undefined);
+        hostile.resume();
+        hostile.end(Buffer.concat(parts));
+        await new Promise((resolve) => hostile.on('close', resolve));
+        expect(dom0Db.size).toBeLessThan(4096);
+      }),
+      { numRuns: 25 },
+    );
+    // dom0 still serves the domain's next daemon, with its own keys intact.
+    const next = new GuestQubesDb({ transport: guestTransport() });
+    next.start();
+    await next.ready;
+    expect(next.db.read('/qubes-vm-type')?.toString()).toBe('AppVM');
+    await next.stop();
   });
 });
