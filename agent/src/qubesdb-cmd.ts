@@ -218,7 +218,13 @@ export async function runQubesDbCmd(
       case 'rm': {
         let failed = 0;
         for (const path of args) {
-          if (!(await client.rm(path).catch(() => false))) {
+          // libqubesdb counts a path that was not there as removed, and so do its commands.
+          if (
+            !(await client.rm(path).then(
+              () => true,
+              () => false,
+            ))
+          ) {
             warn(`Failed to remove ${path}`);
             failed = 1;
           }
@@ -329,7 +335,14 @@ async function read(
       warn(`Failed to read ${path}`);
       if (value === undefined) missing = true;
     }
-    if (options.removeAfter && !(await client.rm(path).catch(() => false))) failed = 1;
+    if (
+      options.removeAfter &&
+      !(await client.rm(path).then(
+        () => true,
+        () => false,
+      ))
+    )
+      failed = 1;
   }
   return failed === 0 && missing ? 2 : failed;
 }
