@@ -1,9 +1,9 @@
 import type { VchanTransport } from '@odyssey/hal';
-import { GuestQubesDb, LocalQubesDbServer, QUBESDB_LOCAL_SOCKET } from '@odyssey/qubesdb';
+import { GuestQubesDb, LocalQubesDbServer, QUBESDB_LOCAL_SOCKET, readOnlySocketPath } from '@odyssey/qubesdb';
 
 export interface DomainQubesDbOptions {
   readonly transport: VchanTransport;
-  /** Where the domain's programs reach it; default /var/run/qubes/qubesdb.sock. */
+  /** Where the domain's programs reach it; default /var/run/qubes/qubesdb.sock (and qubesdb.ro.sock read-only). */
   readonly socketPath?: string;
   readonly log?: (message: string) => void;
 }
@@ -16,18 +16,23 @@ export interface DomainQubesDbOptions {
  */
 export class DomainQubesDb {
   readonly #guest: GuestQubesDb;
-  readonly #local: LocalQubesDbServer;
+  readonly #local: readonly LocalQubesDbServer[];
 
-  private constructor(guest: GuestQubesDb, local: LocalQubesDbServer) {
+  private constructor(guest: GuestQubesDb, local: readonly LocalQubesDbServer[]) {
     this.#guest = guest;
     this.#local = local;
   }
 
   static async start(options: DomainQubesDbOptions): Promise<DomainQubesDb> {
     const guest = new GuestQubesDb({ transport: options.transport, log: options.log });
-    const local = await LocalQubesDbServer.listen(options.socketPath ?? QUBESDB_LOCAL_SOCKET, guest.db, {
-      ready: guest.ready,
-    });
+    const path = options.socketPath ?? QUBESDB_LOCAL_SOCKET;
+    const local = [
+      await LocalQubesDbServer.listen(path, guest.db, { ready: guest.ready }),
+      await LocalQubesDbServer.listen(readOnlySocketPath(path), guest.db, {
+        ready: guest.ready,
+        readOnly: true,
+      }),
+    ];
     guest.start();
     return new DomainQubesDb(guest, local);
   }
@@ -38,7 +43,7 @@ export class DomainQubesDb {
   }
 
   async stop(): Promise<void> {
-    await this.#local.close();
+    await Promise.all(this.#local.map((server) => server.close()));
     await this.#guest.stop();
   }
 }

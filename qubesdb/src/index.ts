@@ -25,5 +25,6 @@ export {
   QUBESDB_DOM0_SOCKET_DIR,
   QUBESDB_LOCAL_SOCKET,
   QUBESDB_VCHAN_PORT,
+  readOnlySocketPath,
 } from './protocol.js';
 export { Dom0QubesDbServer, type Dom0QubesDbServerOptions } from './dom0-server.js';

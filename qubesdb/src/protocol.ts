@@ -47,6 +47,11 @@ export const QUBESDB_VCHAN_PORT = 111;
 
 /** Where a domain's QubesDB daemon serves its local clients (upstream's QDB_DAEMON_LOCAL_RW_PATH). */
 export const QUBESDB_LOCAL_SOCKET = '/var/run/qubes/qubesdb.sock';
+/** The read-only socket beside a read-write one (upstream: qubesdb.ro.sock, qubesdb.<name>.ro.sock). */
+export function readOnlySocketPath(path: string): string {
+  return path.replace(/(\.sock)?$/, '.ro.sock');
+}
+
 /** The directory of dom0's per-domain sockets `qubesdb.<name>.sock` (QDB_DAEMON_PATH_RW_PATTERN). */
 export const QUBESDB_DOM0_SOCKET_DIR = '/var/run/qubes';
 

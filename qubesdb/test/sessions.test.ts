@@ -20,6 +20,7 @@ import {
   QUBESDB_VCHAN_PORT,
   QubesDb,
   QubesDbClient,
+  readOnlySocketPath,
 } from '../src/index.js';
 
 let dir: string;
@@ -100,6 +101,21 @@ describe('dom0 and the domain', () => {
     await expect(client.write('/dir/', 'x')).rejects.toThrow(/cannot write/);
     await expect(client.write('relative', 'x')).rejects.toThrow(/cannot write/);
     expect((await client.read('/name'))?.toString()).toBe('work');
+  });
+
+  it('refuses changes on a read-only socket', async () => {
+    const ro = await LocalQubesDbServer.listen(readOnlySocketPath(local.path), guest.db, { readOnly: true });
+    expect(ro.path).toBe(join(dir, 'qubesdb.ro.sock'));
+    const reader = await QubesDbClient.connect(ro.path);
+    try {
+      expect((await reader.read('/name'))?.toString()).toBe('work');
+      await expect(reader.write('/x', '1')).rejects.toThrow(/cannot write/);
+      await expect(reader.rm('/name')).rejects.toThrow(/cannot remove/);
+      expect(guest.db.read('/name')?.toString()).toBe('work');
+    } finally {
+      reader.close();
+      await ro.close();
+    }
   });
 
   it('drops a local client that sends a malformed header', async () => {

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VchanTransport } from '@odyssey/hal';
-import { dom0SocketName, Dom0QubesDbServer, LocalQubesDbServer, QubesDb } from '@odyssey/qubesdb';
+import {
+  dom0SocketName,
+  Dom0QubesDbServer,
+  LocalQubesDbServer,
+  QubesDb,
+  readOnlySocketPath,
+} from '@odyssey/qubesdb';
 import { qubesDbEntries } from '../lifecycle/qubesdb-entries.js';
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
@@ -13,7 +19,7 @@ export interface QubesDbHostOptions {
   readonly app: App;
   /** dom0's end of the backend's vchans. */
   readonly transport: VchanTransport;
-  /** Where each served domain gets its dom0 socket `qubesdb.<name>.sock` (mode 0600); none without it. */
+  /** Where each served domain gets its dom0 sockets `qubesdb.<name>.sock` and `.ro.sock` (mode 0600); none without it. */
   readonly socketDir?: string;
   /** dom0's time zone for /qubes-timezone; default: read from /etc/localtime as upstream does. */
   readonly timezone?: string | null;
@@ -26,7 +32,7 @@ interface Served {
   readonly server: Dom0QubesDbServer;
   /** What dom0 last wrote from the model: a later computation is compared with it. */
   entries: Map<string, string>;
-  readonly local: Promise<LocalQubesDbServer | undefined>;
+  readonly local: Promise<readonly LocalQubesDbServer[]>;
 }
 
 /** Upstream's get_timezone: the zone /etc/localtime links to. */
@@ -160,13 +166,21 @@ export class QubesDbHost {
     }
   }
 
-  #openLocal(name: string, db: QubesDb): Promise<LocalQubesDbServer | undefined> {
+  async #openLocal(name: string, db: QubesDb): Promise<readonly LocalQubesDbServer[]> {
     const path = this.socketPath(name);
-    if (path === undefined) return Promise.resolve(undefined);
-    return LocalQubesDbServer.listen(path, db, { mode: 0o600 }).catch((error: unknown) => {
+    if (path === undefined) return [];
+    const opened: LocalQubesDbServer[] = [];
+    try {
+      opened.push(await LocalQubesDbServer.listen(path, db, { mode: 0o600 }));
+      opened.push(
+        await LocalQubesDbServer.listen(readOnlySocketPath(path), db, { mode: 0o600, readOnly: true }),
+      );
+      return opened;
+    } catch (error) {
       this.#options.log('warn', `qubesdb: cannot serve ${path}: ${String(error)}`);
-      return undefined;
-    });
+      await Promise.all(opened.map((server) => server.close()));
+      return [];
+    }
   }
 
   #drop(name: string, served: Served): void {
@@ -179,6 +193,6 @@ export class QubesDbHost {
 
   static async #stop(served: Served): Promise<void> {
     await served.server.stop();
-    await (await served.local)?.close();
+    await Promise.all((await served.local).map((server) => server.close()));
   }
 }

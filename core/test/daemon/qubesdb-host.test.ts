@@ -156,6 +156,13 @@ describe('QubesDbHost', () => {
       dom0.close();
     }
     expect((await stat(host.socketPath('work') ?? '')).mode & 0o777).toBe(0o600);
+    const ro = await QubesDbClient.connect(join(dir, 'qubesdb.work.ro.sock'));
+    try {
+      expect((await ro.read('/name'))?.toString()).toBe('work');
+      await expect(ro.write('/name', 'x')).rejects.toThrow(/cannot write/);
+    } finally {
+      ro.close();
+    }
   });
 
   it('lets go of a domain that stopped', async () => {
