@@ -3,6 +3,7 @@ const OURS = [
   '^hal/',
   '^wire/',
   '^qrexec/',
+  '^qubesdb/',
   '^core/',
   '^vchan/',
   '^libvirt/',
@@ -43,11 +44,18 @@ module.exports = {
       to: { path: except('^qrexec/', '^hal/') },
     },
     {
+      name: 'qubesdb-imports-only-hal',
+      comment: 'QubesDB is its own small protocol, as upstream keeps it (qubes-core-qubesdb)',
+      severity: 'error',
+      from: { path: '^qubesdb/' },
+      to: { path: except('^qubesdb/', '^hal/') },
+    },
+    {
       name: 'core-imports-hal-qrexec-wire',
       comment: 'core reaches hypervisors only through the HAL: no backend, transport or libvirt client',
       severity: 'error',
       from: { path: '^core/' },
-      to: { path: except('^core/', '^hal/', '^qrexec/', '^wire/') },
+      to: { path: except('^core/', '^hal/', '^qrexec/', '^qubesdb/', '^wire/') },
     },
     {
       name: 'core-layers-point-one-way',
@@ -113,10 +121,11 @@ module.exports = {
     },
     {
       name: 'agent-imports-hal-qrexec-vchan',
-      comment: 'the guest agent carries the qrexec protocol and the vchan transports, nothing of the daemon',
+      comment:
+        'the guest agent carries the qrexec and QubesDB protocols and the vchan transports, nothing of the daemon',
       severity: 'error',
       from: { path: '^agent/src/' },
-      to: { path: except('^agent/', '^hal/', '^qrexec/', '^vchan/') },
+      to: { path: except('^agent/', '^hal/', '^qrexec/', '^qubesdb/', '^vchan/') },
     },
     {
       name: 'client-is-standalone',

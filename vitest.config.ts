@@ -10,6 +10,7 @@ export default defineConfig({
       { find: /^@odyssey\/hal$/, replacement: `${src('hal')}index.ts` },
       { find: /^@odyssey\/wire$/, replacement: `${src('wire')}index.ts` },
       { find: /^@odyssey\/qrexec$/, replacement: `${src('qrexec')}index.ts` },
+      { find: /^@odyssey\/qubesdb$/, replacement: `${src('qubesdb')}index.ts` },
       { find: /^@odyssey\/core$/, replacement: `${src('core')}index.ts` },
       { find: /^@odyssey\/vchan$/, replacement: `${src('vchan')}index.ts` },
       { find: /^@odyssey\/libvirt$/, replacement: `${src('libvirt')}index.ts` },

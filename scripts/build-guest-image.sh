@@ -78,12 +78,14 @@ bundle() { # ENTRY OUT
     --alias:@odyssey/vchan="$ROOT/vchan/src" \
     --alias:@odyssey/agent="$ROOT/agent/src" \
     --alias:@odyssey/client="$ROOT/client/src" \
+    --alias:@odyssey/qubesdb="$ROOT/qubesdb/src" \
     --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" \
     --outfile="$2"
 }
 bundle "$AGENT" "$WORK/agent.mjs"
 bundle "$ROOT/agent/src/client-vm-main.ts" "$WORK/qrexec-client-vm.mjs"
 bundle "$ROOT/client/src/cli/main.ts" "$WORK/qvm.mjs"
+bundle "$ROOT/agent/src/qubesdb-cmd-main.ts" "$WORK/qubesdb-cmd.mjs"
 BUNDLE_HASH="$(cat "$WORK"/*.mjs | sha256sum | cut -c1-64)"
 SCRIPT_HASH="$(sha256sum "$0" | cut -c1-64)"
 KEY="$(printf '%s\n' "$FLAVOUR" "$KV" "$NODE_VERSION" "$BUNDLE_HASH" "$SCRIPT_HASH" | sha256sum | cut -c1-16)"
@@ -116,6 +118,11 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/initramfs" ] || [ ! -s "$OUT/vmlinuz" ]; the
     >"$R/usr/bin/qrexec-client-vm"
   printf '#!/bin/sh\nexec node /opt/odyssey/qvm.mjs "$@"\n' >"$R/usr/bin/qvm"
   chmod +x "$R/usr/bin/qrexec-client-vm" "$R/usr/bin/qvm"
+  # upstream's QubesDB commands, each the one program told its command (it talks to the agent's socket).
+  for cmd in read write rm multiread list watch; do
+    printf '#!/bin/sh\nexec node /opt/odyssey/qubesdb-cmd.mjs -c %s "$@"\n' "$cmd" >"$R/usr/bin/qubesdb-$cmd"
+    chmod +x "$R/usr/bin/qubesdb-$cmd"
+  done
   if [ "$FLAVOUR" = kvm ]; then
     # Modules in load order (nested-virtualization.md §4): virtio transport, then the console/serial
     # ports; ACPI button + evdev let busybox acpid see the power button (clean ACPI shutdown).

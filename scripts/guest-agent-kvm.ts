@@ -4,7 +4,7 @@
 // Kernel command line options:
 //   odyssey.vchan_echo=PORT   also serve a vchan echo server on PORT (diagnostics, throughput tests)
 import { readFileSync } from 'node:fs';
-import { QrexecAgent } from '../agent/src/index.js';
+import { DomainQubesDb, QrexecAgent } from '../agent/src/index.js';
 import { KvmGuestTransport } from '../vchan/src/kvm/index.js';
 import { serveVchanProxy } from '../vchan/src/proxy/index.js';
 
@@ -32,6 +32,8 @@ if (echoPort) {
 // The virtio-serial port is the agent's alone: qrexec-client-vm opens its vchans through this socket.
 await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
 
+// The domain's QubesDB daemon (upstream's qubes-db.service): /run/qubes/qubesdb.sock for qubesdb-read.
+await DomainQubesDb.start({ transport, log });
 const agent = new QrexecAgent({ transport, log });
 await agent.start();
 process.stdout.write('ODYSSEY-QREXEC-READY\n');

@@ -11,7 +11,7 @@
 // libxentoolcore.so.1 and libxentoollog.so.1, and /dev/xen (evtchn, gntalloc, gntdev, xenbus).
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { QrexecAgent } from '../agent/src/index.js';
+import { DomainQubesDb, QrexecAgent } from '../agent/src/index.js';
 import { serveVchanProxy } from '../vchan/src/proxy/index.js';
 import { XenVchanTransport } from '../vchan/src/xen/index.js';
 
@@ -46,6 +46,8 @@ if (echoPort) {
 // for KVM and Xen: it opens its vchans through the agent, over this socket.
 await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
 
+// The domain's QubesDB daemon (upstream's qubes-db.service): /run/qubes/qubesdb.sock for qubesdb-read.
+await DomainQubesDb.start({ transport, log });
 const agent = new QrexecAgent({ transport, log });
 await agent.start();
 process.stdout.write('ODYSSEY-QREXEC-READY\n');

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_SERVICE_DIRS } from '@odyssey/qrexec';
+import { QUBESDB_LOCAL_SOCKET } from '@odyssey/qubesdb';
 import { QrexecAgent } from './agent.js';
+import { DomainQubesDb } from './qubesdb-daemon.js';
 import { createAgentTransport } from './transport.js';
 
 const program = new Command()
@@ -11,6 +13,11 @@ const program = new Command()
   .option('--vchan-dir <dir>', 'directory of the vchan sockets (default $VCHAN_SOCKET_DIR or /var/run/vchan)')
   .option('--agent-socket <path>', 'socket qrexec-client-vm connects to', QREXEC_AGENT_TRIGGER_PATH)
   .option('--service-dir <dir...>', 'service directories, searched in order', [...QREXEC_SERVICE_DIRS])
+  .option(
+    '--qubesdb-socket <path>',
+    "socket of the domain's QubesDB (default $QUBESDB_SOCKET or /var/run/qubes/qubesdb.sock)",
+    process.env['QUBESDB_SOCKET'] || QUBESDB_LOCAL_SOCKET,
+  )
   .parse();
 
 const options = program.opts<{
@@ -18,18 +25,23 @@ const options = program.opts<{
   vchanDir?: string;
   agentSocket: string;
   serviceDir: string[];
+  qubesdbSocket: string;
 }>();
 const domainId = options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN');
 
+const transport = createAgentTransport({ domainId, vchanDir: options.vchanDir });
+const log = (message: string): void => void process.stderr.write(`qrexec-agent: ${message}\n`);
+// The domain's QubesDB daemon, which upstream runs beside the agent (qubes-db.service).
+const qubesdb = await DomainQubesDb.start({ transport, socketPath: options.qubesdbSocket, log });
 const agent = new QrexecAgent({
-  transport: createAgentTransport({ domainId, vchanDir: options.vchanDir }),
+  transport,
   serviceDirs: options.serviceDir,
   triggerPath: options.agentSocket,
-  log: (message) => process.stderr.write(`qrexec-agent: ${message}\n`),
+  log,
 });
 await agent.start();
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
-    agent.stop().then(() => process.exit(0));
+    Promise.all([agent.stop(), qubesdb.stop()]).then(() => process.exit(0));
   });
 }

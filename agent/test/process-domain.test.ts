@@ -72,6 +72,8 @@ async function startProcessDomain(
       trigger,
       '--service-dir',
       serviceDir,
+      '--qubesdb-socket',
+      `${world.root}/${name}-qubesdb.sock`,
     ],
     { stdio: 'inherit' },
   );

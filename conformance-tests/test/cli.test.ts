@@ -80,7 +80,7 @@ it('runs only the categories asked for, plus the lifecycle steps that give them 
       {
         encoding: 'utf8',
         env: { ...process.env, CI: '1' },
-        timeout: 30_000,
+        timeout: 150_000,
       },
     );
     expect(run.status).toBe(0);
@@ -96,11 +96,13 @@ it('runs only the categories asked for, plus the lifecycle steps that give them 
       'dispvm.qrexec-call',
       'dispvm.kill-removes',
       'dispvm.round-trip',
+      'dispvm.qrexec-call-leaves-nothing',
+      'dispvm.qrexec-call-denied',
     ]);
   } finally {
     await rm(only, { recursive: true, force: true });
   }
-});
+}, 180_000);
 
 it('refuses an unknown category', () => {
   const run = spawnSync(process.execPath, [CLI, '--backend', 'process', '--only', 'nonsense'], {

@@ -22,6 +22,11 @@ const PLANTED: readonly { file: string; text: string; rule: string }[] = [
     rule: 'qrexec-imports-only-hal',
   },
   {
+    file: 'qubesdb/src/planted-qrexec.ts',
+    text: "export * from '@odyssey/qrexec';\n",
+    rule: 'qubesdb-imports-only-hal',
+  },
+  {
     file: 'core/src/planted-transport.ts',
     text: "export * from '@odyssey/vchan';\n",
     rule: 'core-imports-hal-qrexec-wire',

@@ -25,6 +25,11 @@ export class ProcessLayout {
     return join(this.domainDir(name), 'qrexec-agent.sock');
   }
 
+  /** The domain's QubesDB socket, where qubesdb-read finds it (upstream's /var/run/qubes/qubesdb.sock). */
+  qubesdbSocket(name: string): string {
+    return join(this.domainDir(name), 'qubesdb.sock');
+  }
+
   /** The domain's qrexec services (upstream's /etc/qubes-rpc in the VM); kept across restarts. */
   serviceDir(name: string): string {
     return join(this.domainDir(name), 'qubes-rpc');

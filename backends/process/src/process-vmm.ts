@@ -174,6 +174,8 @@ export class ProcessVmm implements Vmm {
             '--service-dir',
             this.layout.serviceDir(name),
             this.layout.sharedServiceDir,
+            '--qubesdb-socket',
+            this.layout.qubesdbSocket(name),
           ],
           // What qrexec-client-vm and the services in the domain need to find their agent.
           env: {
@@ -181,6 +183,7 @@ export class ProcessVmm implements Vmm {
             VCHAN_DOMAIN: String(xid),
             VCHAN_SOCKET_DIR: this.layout.vchanDir,
             QREXEC_AGENT_SOCKET: this.layout.agentSocket(name),
+            QUBESDB_SOCKET: this.layout.qubesdbSocket(name),
           },
           cwd: dir,
           console: consoleFd,

@@ -8,6 +8,7 @@ import { halVchanChecks } from './hal-vchan.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
 import { qrexecChecks } from './qrexec.js';
+import { qubesdbChecks } from './qubesdb.js';
 import { qvmRunChecks } from './qvm-run.js';
 import { vchanChecks } from './vchan.js';
 
@@ -22,6 +23,7 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...qrexecChecks,
   ...managementChecks,
   ...vchanChecks,
+  ...qubesdbChecks,
   ...dispvmChecks,
   ...qvmRunChecks,
 ];

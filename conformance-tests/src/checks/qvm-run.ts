@@ -126,10 +126,6 @@ export const qvmRunChecks: readonly Check[] = [
       ctx.metrics['dispvm_call_ms'] = Math.round(dispvmMs);
       ctx.metrics['running_qube_call_ms'] = Math.round(plainMs);
       ctx.metrics['dispvm_call_ratio'] = Math.round((dispvmMs / plainMs) * 10) / 10;
-      console.log(
-        `@dispvm call ${Math.round(dispvmMs)} ms vs a call to running ${QUBES.peer} ${Math.round(plainMs)} ms: ` +
-          `${(dispvmMs / plainMs).toFixed(1)}x`,
-      );
     },
   },
   {

@@ -31,6 +31,8 @@ import { PolicyAccess } from './access.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
 import { DisposableCalls } from './disposable-calls.js';
 import { QrexecHost } from './qrexec-host.js';
+import { QubesDbHost } from './qubesdb-host.js';
+import { withQubesDbStart } from './qubesdb-vmm.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices } from './qrexec-services.js';
@@ -91,6 +93,8 @@ export class Daemon {
   private reconnectTimer: NodeJS.Timeout | null = null;
   /** Runs once the backend brought a vchan transport; null while there is none. */
   private qrexecHost: QrexecHost | null = null;
+  /** dom0's QubesDB of each running domain, on the same transport. */
+  private qubesdbHost: QubesDbHost | null = null;
 
   private constructor(
     readonly app: App,
@@ -239,6 +243,16 @@ export class Daemon {
     return this.qrexecHost;
   }
 
+  private qubesdb(transport: VchanTransport): QubesDbHost {
+    this.qubesdbHost ??= new QubesDbHost({
+      app: this.app,
+      transport,
+      socketDir: join(this.options.stateDir, 'run'),
+      log: this.options.log,
+    });
+    return this.qubesdbHost;
+  }
+
   private async connectBackend(): Promise<void> {
     const { log } = this.options;
     try {
@@ -248,7 +262,9 @@ export class Daemon {
         await opened.close();
         return;
       }
-      const vmm = vchan ? withQrexecStart(opened, this.qrexec(vchan)) : opened;
+      const vmm = vchan
+        ? withQrexecStart(withQubesDbStart(opened, this.qubesdb(vchan)), this.qrexec(vchan))
+        : opened;
       this.backend.connected(vmm);
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
@@ -287,6 +303,7 @@ export class Daemon {
     // A backup can run for hours; the servers below wait for calls in progress.
     (this.container.resolve(API_TOKENS.Backups) as BackupService).cancelAll();
     await this.qrexecHost?.close();
+    await this.qubesdbHost?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.policyStore?.close();
     await this.store.save();

@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { VchanTransport } from '@odyssey/hal';
+import {
+  dom0SocketName,
+  Dom0QubesDbServer,
+  LocalQubesDbServer,
+  QubesDb,
+  readOnlySocketPath,
+} from '@odyssey/qubesdb';
+import { qubesDbEntries } from '../lifecycle/qubesdb-entries.js';
+import type { Log } from '../log.js';
+import type { App } from '../model/app.js';
+import type { QubesEvent } from '../model/events.js';
+import type { Vm } from '../model/vm.js';
+
+export interface QubesDbHostOptions {
+  readonly app: App;
+  /** dom0's end of the backend's vchans. */
+  readonly transport: VchanTransport;
+  /** Where each served domain gets its dom0 sockets `qubesdb.<name>.sock` and `.ro.sock` (mode 0600); none without it. */
+  readonly socketDir?: string;
+  /** dom0's time zone for /qubes-timezone; default: read from /etc/localtime as upstream does. */
+  readonly timezone?: string | null;
+  readonly log: Log;
+}
+
+interface Served {
+  readonly xid: number;
+  readonly db: QubesDb;
+  readonly server: Dom0QubesDbServer;
+  /** What dom0 last wrote from the model: a later computation is compared with it. */
+  entries: Map<string, string>;
+  readonly local: Promise<readonly LocalQubesDbServer[]>;
+}
+
+/** Upstream's get_timezone: the zone /etc/localtime links to. */
+function hostTimezone(): string | null {
+  try {
+    return readlinkSync('/etc/localtime').split('zoneinfo/')[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * dom0's QubesDB: a database per running domain, served on the domain's
+ * QubesDB vchan (and on a dom0 socket, as upstream's per-domain daemons),
+ * filled at start with the entries qubes-core-admin writes and kept in step
+ * with the model: after every change of a property or feature anywhere, the
+ * entries are computed again and what differs is written or removed, so
+ * the domain's watchers hear of it.
+ */
+export class QubesDbHost {
+  readonly #options: QubesDbHostOptions;
+  readonly #served = new Map<string, Served>();
+  readonly #timezone: string | null;
+  readonly #unsubscribe: () => void;
+  /** Domains whose previous run is still being let go of: the next run's socket waits for it. */
+  readonly #stopping = new Map<string, Promise<void>>();
+
+  constructor(options: QubesDbHostOptions) {
+    this.#options = options;
+    this.#timezone = options.timezone === undefined ? hostTimezone() : options.timezone;
+    this.#unsubscribe = options.app.events.subscribe((event) => this.#onEvent(event));
+    for (const vm of options.app.domains.list()) this.#follow(vm);
+  }
+
+  /** Serves domain `name` running as `xid` (replacing an earlier run's database); idempotent. */
+  serve(name: string, xid: number): void {
+    const current = this.#served.get(name);
+    if (current?.xid === xid) return;
+    if (current) this.#drop(name, current);
+    const previous = this.#stopping.get(name) ?? Promise.resolve();
+    const vm = this.#options.app.domains.byName(name);
+    if (!vm) return;
+    const db = new QubesDb();
+    const entries = this.#compute(vm);
+    for (const [key, value] of entries) this.#write(db, key, value);
+    this.#write(db, '/qubes-random-seed', randomBytes(64).toString('base64'));
+    const server = new Dom0QubesDbServer({
+      transport: this.#options.transport,
+      domain: String(xid),
+      db,
+      log: (message) => this.#options.log('info', message),
+    });
+    this.#served.set(name, {
+      xid,
+      db,
+      server,
+      entries,
+      local: previous.then(() => this.#openLocal(name, db)),
+    });
+  }
+
+  /** The database of a served domain. */
+  database(name: string): QubesDb | undefined {
+    return this.#served.get(name)?.db;
+  }
+
+  /** The dom0 socket of a domain's database, when the host serves them. */
+  socketPath(name: string): string | undefined {
+    const dir = this.#options.socketDir;
+    return dir === undefined ? undefined : join(dir, dom0SocketName(name));
+  }
+
+  async close(): Promise<void> {
+    this.#unsubscribe();
+    const all = [...this.#served.entries()];
+    this.#served.clear();
+    await Promise.all([...all.map(([, served]) => QubesDbHost.#stop(served)), ...this.#stopping.values()]);
+  }
+
+  #onEvent(event: QubesEvent): void {
+    if (event.name.includes('-pre-')) return;
+    if (event.name === 'property-reset:xid' && event.subject) this.#follow(event.subject);
+    if (event.name === 'domain-start-failed' && event.subject) {
+      const failed = this.#served.get(event.subject.name);
+      if (failed) this.#drop(event.subject.name, failed);
+    }
+    for (const [name, served] of this.#served) {
+      const vm = this.#options.app.domains.byName(name);
+      if (vm) this.#refresh(vm, served, event);
+    }
+  }
+
+  #follow(vm: Vm): void {
+    if (vm.isAdminVm) return;
+    const current = this.#served.get(vm.name);
+    if (vm.xid < 0) {
+      if (current) this.#drop(vm.name, current);
+    } else {
+      this.serve(vm.name, vm.xid);
+    }
+  }
+
+  /**
+   * Writes what changed and removes what is gone. A service feature that is
+   * set is written even when its value stays, as upstream's handler writes
+   * it on every set (and watchers hear of every set).
+   */
+  #refresh(vm: Vm, served: Served, event: QubesEvent): void {
+    const next = this.#compute(vm);
+    const forced =
+      event.subject === vm && event.name.startsWith('domain-feature-set:service.')
+        ? `/qubes-service/${event.name.slice('domain-feature-set:service.'.length)}`
+        : undefined;
+    for (const [key, value] of next) {
+      if (served.entries.get(key) !== value || key === forced) this.#write(served.db, key, value);
+    }
+    for (const key of served.entries.keys()) if (!next.has(key)) served.db.rm(key);
+    served.entries = next;
+  }
+
+  #compute(vm: Vm): Map<string, string> {
+    return qubesDbEntries(vm, { timezone: this.#timezone });
+  }
+
+  /** A value the protocol cannot carry (a feature with a bad name) is left out, as upstream's write fails. */
+  #write(db: QubesDb, key: string, value: string): void {
+    try {
+      db.write(key, value);
+    } catch (error) {
+      this.#options.log('warn', `qubesdb: not writing ${key}: ${(error as Error).message}`);
+    }
+  }
+
+  async #openLocal(name: string, db: QubesDb): Promise<readonly LocalQubesDbServer[]> {
+    const path = this.socketPath(name);
+    if (path === undefined) return [];
+    const opened: LocalQubesDbServer[] = [];
+    try {
+      opened.push(await LocalQubesDbServer.listen(path, db, { mode: 0o600 }));
+      opened.push(
+        await LocalQubesDbServer.listen(readOnlySocketPath(path), db, { mode: 0o600, readOnly: true }),
+      );
+      return opened;
+    } catch (error) {
+      this.#options.log('warn', `qubesdb: cannot serve ${path}: ${String(error)}`);
+      await Promise.all(opened.map((server) => server.close()));
+      return [];
+    }
+  }
+
+  #drop(name: string, served: Served): void {
+    this.#served.delete(name);
+    const stopped = QubesDbHost.#stop(served).finally(() => {
+      if (this.#stopping.get(name) === stopped) this.#stopping.delete(name);
+    });
+    this.#stopping.set(name, stopped);
+  }
+
+  static async #stop(served: Served): Promise<void> {
+    await served.server.stop();
+    await Promise.all((await served.local).map((server) => server.close()));
+  }
+}
