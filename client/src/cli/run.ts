@@ -16,6 +16,7 @@ import { registerRemove } from './commands/remove.js';
 import { registerService } from './commands/service.js';
 import { registerStorage } from './commands/storage.js';
 import { registerTags } from './commands/tags.js';
+import { registerTemplate } from './commands/template.js';
 import type { GlobalOptions } from './context.js';
 import { ExitStatus, UsageError, type CliIo } from './io.js';
 import { subcommandFor } from './upstream-names.js';
@@ -80,6 +81,7 @@ function buildProgram(
   registerNotes(program, io);
   registerEvents(program, io);
   registerStorage(program, io);
+  registerTemplate(program, io);
   return program;
 }
 
