@@ -81,13 +81,14 @@ agent_files() {
       LC_ALL=C sort | sed "s|^|$p/|"
   done
 }
+# Contents and relative paths only: a checkout and the installed package with the same files share builds.
 inputs_hash() {
   {
     printf '%s\n' "$NAME" "$SUITE" "$MIRROR" "$PACKAGES"
-    sha256sum "$0"
+    sha256sum <"${BASH_SOURCE[0]}"
     (cd "$OVERLAY" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     (cd "$AGENT_ROOT" && agent_files | xargs sha256sum)
-    sha256sum "$COMMANDER/package.json"
+    sha256sum <"$COMMANDER/package.json"
   } | sha256sum | cut -c1-16
 }
 KEY="$(inputs_hash)"
@@ -157,6 +158,8 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   chmod -R a+rX "$WORK/out"
   rm -rf "$OUT"
   mv "$WORK/out" "$OUT"
+  # Builds of older inputs are never used again: only the newest stays (a root image is ~1 GiB on disk).
+  find "$CACHE/$NAME" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name '.build.*' -exec rm -rf {} +
 else
   progress "cached build $OUT is up to date"
 fi
