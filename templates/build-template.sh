@@ -14,6 +14,7 @@
 #                        `npx tsc -b` or /usr/lib/odyssey)
 #   --mirror URL         Debian mirror (default $ODYSSEY_DEBIAN_MIRROR or http://deb.debian.org/debian)
 #   --force              rebuild even when the cache holds a build of the same inputs
+#   --cached-only        build nothing: print the cached build of the same inputs, or fail
 #
 # A build is kept under a key of its inputs (this script, the template's files, the agent's dist,
 # the package list, the mirror); a second run with the same inputs only prints the cached paths.
@@ -27,6 +28,7 @@ CACHE="${ODYSSEY_TEMPLATE_CACHE:-/var/cache/odyssey/templates}"
 AGENT_ROOT="$(cd "$HERE/.." && pwd)"
 MIRROR="${ODYSSEY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 FORCE=0
+CACHED_ONLY=0
 NAME=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,7 +36,8 @@ while [ $# -gt 0 ]; do
     --agent-root) AGENT_ROOT="$2"; shift 2 ;;
     --mirror) MIRROR="$2"; shift 2 ;;
     --force) FORCE=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --cached-only) CACHED_ONLY=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "build-template: unknown option $1" >&2; exit 2 ;;
     *) NAME="$1"; shift ;;
   esac
@@ -94,6 +97,9 @@ inputs_hash() {
 KEY="$(inputs_hash)"
 OUT="$CACHE/$NAME/$KEY"
 
+if [ "$CACHED_ONLY" = 1 ] && [ ! -s "$OUT/root.img" ]; then
+  die "no cached build of $NAME for these inputs (key $KEY) in $CACHE"
+fi
 if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   mkdir -p "$CACHE/$NAME" "$CACHE/debs"
   WORK="$(mktemp -d "$CACHE/$NAME/.build.XXXXXX")"
