@@ -2,7 +2,7 @@ import { QubesError, type AdminClient } from '@odyssey/client';
 
 import type { Guests } from './guests.js';
 
-export const CATEGORIES = ['api', 'lifecycle', 'qrexec', 'management', 'vchan', 'dispvm'] as const;
+export const CATEGORIES = ['api', 'lifecycle', 'qrexec', 'management', 'vchan', 'dispvm', 'guest'] as const;
 export type Category = (typeof CATEGORIES)[number];
 
 export type Status = 'pass' | 'fail' | 'unsupported';

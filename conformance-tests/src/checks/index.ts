@@ -2,6 +2,7 @@ import type { Category, Check } from '../check.js';
 import { apiByteChecks } from './api-bytes.js';
 import { apiFlowChecks } from './api-flows.js';
 import { dispvmChecks } from './dispvm.js';
+import { guestTemplateChecks } from './guest-template.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
 import { qrexecChecks } from './qrexec.js';
@@ -16,6 +17,7 @@ export const ALL_CHECKS: readonly Check[] = [
   ...managementChecks,
   ...vchanChecks,
   ...dispvmChecks,
+  ...guestTemplateChecks,
 ];
 
 /**
