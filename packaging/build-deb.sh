@@ -34,6 +34,7 @@ done
 # `qvm template install` runs the template builder found beside client/ (client/src/cli/template-builder.ts);
 # it copies the agent's dist and commander from this same tree into the template.
 cp -a templates "$lib/templates"
+rm -f "$lib/templates/README.md"
 
 # 2. Production dependencies, resolved from the lockfile; workspaces become links into the tree.
 # Install scripts are not run: koffi's binary comes in its per-platform package.
