@@ -104,6 +104,8 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   mkdir -p "$CACHE/$NAME" "$CACHE/debs"
   WORK="$(mktemp -d "$CACHE/$NAME/.build.XXXXXX")"
   trap 'rm -rf "$WORK"' EXIT
+  # A build stopped by a signal leaves no half-made tree in the cache either.
+  trap 'exit 130' INT TERM HUP
   TREE="$WORK/tree"
   progress "building $NAME ($SUITE from $MIRROR, key $KEY)"
   # mmdebstrap draws its own progress bars on a terminal.
