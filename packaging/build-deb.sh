@@ -31,6 +31,10 @@ for ws in "${workspaces[@]}"; do
   cp "$ws/package.json" "$lib/$ws/"
   (cd "$ws" && find dist -type f -name '*.js' -print0 | cpio --quiet -0 -pdm "$lib/$ws")
 done
+# `qvm template install` runs the template builder found beside client/ (client/src/cli/template-builder.ts);
+# it copies the agent's dist and commander from this same tree into the template.
+cp -a templates "$lib/templates"
+rm -f "$lib/templates/README.md"
 
 # 2. Production dependencies, resolved from the lockfile; workspaces become links into the tree.
 # Install scripts are not run: koffi's binary comes in its per-platform package.

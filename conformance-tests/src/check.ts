@@ -4,7 +4,16 @@ import type { CapabilityName, VmmCapabilities } from '@odyssey/hal';
 import type { BackendUnderTest } from './backend-under-test.js';
 import type { Guests } from './guests.js';
 
-export const CATEGORIES = ['api', 'hal', 'lifecycle', 'qrexec', 'management', 'vchan', 'dispvm'] as const;
+export const CATEGORIES = [
+  'api',
+  'hal',
+  'lifecycle',
+  'qrexec',
+  'management',
+  'vchan',
+  'dispvm',
+  'guest',
+] as const;
 export type Category = (typeof CATEGORIES)[number];
 
 /**

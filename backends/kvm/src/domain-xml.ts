@@ -42,13 +42,22 @@ function disk(volume: VolumeSpec): XmlNode {
 /** The guest's console, and a panic that ends the domain (on_reboot destroy) instead of hanging it. */
 const KERNEL_DEFAULTS = { console: 'ttyS0', panic: '-1' };
 
+/**
+ * The kernel's root device: the root volume's disk, as upstream's libvirt template names it for
+ * its guests; an initramfs with its own /init (the busybox image) ignores it.
+ */
+function rootDefault(spec: DomainSpec): Record<string, string> {
+  const root = spec.volumes.find((v) => v.role === 'root' && v.format !== 'dir');
+  return root ? { root: `/dev/${DISK_TARGET.root}` } : {};
+}
+
 /** libvirt domain XML for a spec (every value escaped by the builder). */
 export function domainXml({ spec, type, consoleLog, vchanSocket }: DomainXmlInput): string {
   const os: XmlNode = { type: textNode({ arch: 'x86_64', machine: 'pc' }, 'hvm') };
   if (spec.kernel) {
     os['kernel'] = spec.kernel.kernel;
     if (spec.kernel.initramfs) os['initrd'] = spec.kernel.initramfs;
-    os['cmdline'] = withKernelDefaults(spec.kernel.cmdline, KERNEL_DEFAULTS);
+    os['cmdline'] = withKernelDefaults(spec.kernel.cmdline, { ...KERNEL_DEFAULTS, ...rootDefault(spec) });
   } else {
     os['boot'] = attrs({ dev: 'hd' });
   }

@@ -65,7 +65,7 @@ describe('domainXml', () => {
     expect(d.type).toBe('qemu');
     expect(d.os.kernel).toBe(spec.kernel?.kernel);
     expect(d.os.initrd).toBe('/k/initramfs');
-    expect(d.os.cmdline).toBe('quiet console=ttyS0 panic=-1');
+    expect(d.os.cmdline).toBe('quiet console=ttyS0 panic=-1 root=/dev/vda');
     expect(d.features).toHaveProperty('acpi');
     expect(d.on_poweroff).toBe('destroy');
     expect(d.devices.serial.source.path).toBe(files.consoleLog);
@@ -84,7 +84,18 @@ describe('domainXml', () => {
         ...files,
       }),
     );
-    expect(d.os.cmdline).toBe('console=hvc0 panic=-1');
+    expect(d.os.cmdline).toBe('console=hvc0 panic=-1 root=/dev/vda');
+  });
+
+  it('names the root disk as root= unless kernelopts does, and none without a root disk', () => {
+    const cmdline = (over: Partial<DomainSpec>) =>
+      parse(domainXml({ spec: { ...spec, ...over }, type: 'qemu', ...files })).os.cmdline as string;
+    expect(cmdline({ kernel: { kernel: '/k', cmdline: 'root=/dev/vdb ro' } })).toBe(
+      'root=/dev/vdb ro console=ttyS0 panic=-1',
+    );
+    expect(cmdline({ volumes: spec.volumes.filter((v) => v.role !== 'root') })).toBe(
+      'quiet console=ttyS0 panic=-1',
+    );
   });
 
   it('maps volumes to virtio disks in Qubes order, with format and read-only flag, skipping kernel dirs', () => {
@@ -121,7 +132,7 @@ describe('domainXml', () => {
     expect(xml).not.toContain('<evil/>');
     const d = parse(xml);
     expect(d.name).toBe(hostile);
-    expect(d.os.cmdline).toBe(`x='1' & <y> console=ttyS0 panic=-1`);
+    expect(d.os.cmdline).toBe(`x='1' & <y> console=ttyS0 panic=-1 root=/dev/vda`);
     expect(d.devices.serial.source.path).toBe(`/tmp/${hostile}`);
   });
 });

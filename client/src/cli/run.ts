@@ -18,6 +18,7 @@ import { registerRun } from './commands/run.js';
 import { registerService } from './commands/service.js';
 import { registerStorage } from './commands/storage.js';
 import { registerTags } from './commands/tags.js';
+import { registerTemplate } from './commands/template.js';
 import type { GlobalOptions } from './context.js';
 import { ExitStatus, UsageError, type CliIo } from './io.js';
 import { subcommandFor } from './upstream-names.js';
@@ -84,6 +85,7 @@ function buildProgram(
   registerStorage(program, io);
   registerRun(program, io);
   registerConsole(program, io);
+  registerTemplate(program, io);
   return program;
 }
 

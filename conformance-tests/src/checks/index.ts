@@ -5,6 +5,7 @@ import { dispvmChecks } from './dispvm.js';
 import { halLifecycleChecks, halStartCheck } from './hal.js';
 import type { HalContext } from './hal-context.js';
 import { halVchanChecks } from './hal-vchan.js';
+import { guestTemplateChecks } from './guest-template.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
 import { qrexecChecks } from './qrexec.js';
@@ -26,6 +27,7 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...qubesdbChecks,
   ...dispvmChecks,
   ...qvmRunChecks,
+  ...guestTemplateChecks,
 ];
 
 /**

@@ -1,0 +1,90 @@
+import { expectEqual, fail, Unsupported, type Check, type CheckContext } from '../check.js';
+import { cachedTemplateBuild, installDebianTemplate } from '../debian-template.js';
+import { guestsOf } from './guest.js';
+
+/** The suite's qube of the Debian template. */
+const DEBIAN_QUBE = 'conf-debian';
+const MEMORY_MIB = 512;
+const VCPUS = 2;
+
+const guest = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+  id: `guest.${id}`,
+  category: 'guest',
+  run,
+});
+
+/** Why the template checks cannot run, once the install check decided; undefined once it is in place. */
+let missing: string | undefined = 'guest.template-install did not run';
+
+function requireTemplate(): void {
+  if (missing !== undefined) throw new Unsupported('suite', missing);
+}
+
+/** A shell script run in the Debian qube through qubes.VMShell; its stdout, or a failure with its stderr. */
+async function shell(ctx: CheckContext, script: string): Promise<string> {
+  const done = await guestsOf(ctx).dom0Call(DEBIAN_QUBE, 'qubes.VMShell', `${script}\nexit $?\n`);
+  if (done.code !== 0) fail(`${script}: exit ${done.code}: ${done.stderr}`);
+  return done.stdout;
+}
+
+/**
+ * A qube of the Debian 12 template (templates/, `qvm template install`), as a user runs one: its
+ * distribution, its resources as configured, /home on its private volume across a restart, and its
+ * root reverting to the template's at each start. The template is installed from the builder's cache
+ * (the test suite's template test fills it): a cold build takes longer than a check may.
+ */
+export const guestTemplateChecks: readonly Check[] = [
+  guest('template-install', async (ctx) => {
+    const kinds = ctx.backend.capabilities.guestImages;
+    if (!kinds.includes('odyssey-linux-kvm')) {
+      missing =
+        'the Debian template is built for odyssey-linux-kvm guests only (virtio disks, the KVM vchan); ' +
+        `this backend boots ${kinds.join(', ') || 'no guest images'}`;
+      throw new Unsupported('suite', missing);
+    }
+    const cached = await cachedTemplateBuild();
+    if (cached !== undefined) {
+      missing = cached;
+      throw new Unsupported('suite', missing);
+    }
+    await installDebianTemplate(ctx.socket);
+    await ctx.client.vms.create({ klass: 'AppVM', name: DEBIAN_QUBE, label: 'red', template: 'debian-12' });
+    const props = ctx.client.vmProperties(DEBIAN_QUBE);
+    await props.set('memory', String(MEMORY_MIB));
+    await props.set('maxmem', '0');
+    await props.set('vcpus', String(VCPUS));
+    missing = undefined;
+  }),
+  guest('os-release', async (ctx) => {
+    requireTemplate();
+    await ctx.client.vms.start(DEBIAN_QUBE);
+    const osRelease = await shell(ctx, 'cat /etc/os-release');
+    if (!/^ID=debian$/m.test(osRelease) || !/^VERSION_ID="12"$/m.test(osRelease))
+      fail(`/etc/os-release is not Debian 12's: ${osRelease}`);
+  }),
+  guest('vcpus-memory', async (ctx) => {
+    requireTemplate();
+    expectEqual((await shell(ctx, 'nproc')).trim(), String(VCPUS), 'nproc in the guest');
+    const kib = Number(/MemTotal:\s+(\d+) kB/.exec(await shell(ctx, 'cat /proc/meminfo'))?.[1]);
+    // The kernel keeps some of the RAM for itself.
+    if (!(kib <= MEMORY_MIB * 1024 && kib > (MEMORY_MIB - 128) * 1024))
+      fail(`MemTotal ${kib} kB for memory=${MEMORY_MIB} MiB`);
+  }),
+  guest('home-persists-root-reverts', async (ctx) => {
+    requireTemplate();
+    await shell(ctx, 'echo kept >/home/user/conformance && echo dropped >/etc/conformance && sync');
+    await ctx.client.vms.shutdown(DEBIAN_QUBE, { wait: true });
+    await ctx.client.vms.start(DEBIAN_QUBE);
+    expectEqual(
+      await shell(ctx, 'cat /home/user/conformance'),
+      'kept\n',
+      '/home/user/conformance after a restart',
+    );
+    expectEqual(
+      await shell(ctx, 'test -e /etc/conformance && echo present || echo absent'),
+      'absent\n',
+      'a change to / after a restart',
+    );
+    await ctx.client.vms.kill(DEBIAN_QUBE);
+  }),
+];
