@@ -61,8 +61,8 @@ touch "$UP_BASE/vm-kernels/6.6.1/vmlinuz"
 "$PYTHON" "$HERE/dist_info.py" "$UPSTREAM_CORE_ADMIN" "$WORK/py" ||
   upstream_client_fail "could not read the entry points of $UPSTREAM_CORE_ADMIN/setup.py"
 # admin.pool.ListDrivers imports upstream's LVM driver, which runs `sudo lvm lvs` at import: an
-# lvm that knows no volume group, and a sudo that just runs the command.
-printf '#!/bin/sh\nexit 0\n' >"$WORK/bin/lvm"
+# lvm that reports no volume (its JSON report form), and a sudo that just runs the command.
+printf '#!/bin/sh\necho '"'"'{"report":[{"lv":[]}]}'"'"'\n' >"$WORK/bin/lvm"
 printf '#!/bin/sh\nexec "$@"\n' >"$WORK/bin/sudo"
 chmod +x "$WORK/bin/lvm" "$WORK/bin/sudo"
 

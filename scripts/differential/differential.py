@@ -49,8 +49,10 @@ EXCLUDED = {
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DISP_RE = re.compile(r"\bdisp\d+\b")
 TIME_RE = re.compile(r"\b1\d{9}(\.\d+)?\b")
-# Properties whose value differs by construction (counters, clocks).
+# Properties whose value differs by construction (counters, clocks), and global ones read from
+# the host (its memory and CPUs).
 VOLATILE_PROPS = {"qid", "xid", "start_time", "uuid", "stubdom_xid", "backup_timestamp"}
+HOST_PROPS = {"maxmem", "no_cpus"}
 
 
 class Daemon:
@@ -114,14 +116,20 @@ def normalise(daemon, request, parsed):
     text = DISP_RE.sub("disp<N>", text)
     text = TIME_RE.sub("<time>", text)
     method, _, arg, _ = request
+    masked = VOLATILE_PROPS | (HOST_PROPS if method.startswith("admin.property.") else set())
     if kind == "ok" and ".property." in method:
-        if method.endswith((".Get", ".GetDefault")) and arg in VOLATILE_PROPS:
+        if method.endswith((".Get", ".GetDefault")) and arg in masked:
             text = re.sub(r"\S+$", "<n>", text)
         elif method.endswith(".GetAll"):
             text = "\n".join(
-                re.sub(r"\S+$", "<n>", line) if line.split(" ", 1)[0] in VOLATILE_PROPS else line
+                re.sub(r"\S+$", "<n>", line) if line.split(" ", 1)[0] in masked else line
                 for line in text.split("\n")
             )
+    if kind == "ok" and method in ("admin.pool.Info", "admin.pool.UsageDetails"):
+        # The scratch directories' file system: its size and usage are the host's.
+        text = re.sub(r"^((?:size|usage)[^=]*)=\d+$", r"\1=<n>", text, flags=re.M)
+    if kind == "ok" and method.endswith("volume.CloneFrom"):
+        text = "<token>" if re.fullmatch(r"[A-Za-z0-9]{32}", text) else text
     return kind, etype, text
 
 
