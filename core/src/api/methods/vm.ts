@@ -77,6 +77,7 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
     }
   }
   if (!opts.name) throw new ProtocolError('Creation requested without key: name');
+  // An unknown label leaves the key unset, as upstream's lookup does.
   if (!opts.label) throw new ProtocolError('Creation requested without key: label');
   if (opts.pool && opts.pools.size > 0) {
     throw new ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
@@ -105,19 +106,33 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   return template;
 }
 
-async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
-  if (ctx.arg !== '' && !VM_CLASSES[klass].hasTemplate) {
+/** Upstream's _vm_create checks, in its order: payload, existing name, unknown template, unknown pool. */
+function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool: boolean): CreateOptions {
+  if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].hasTemplate)) {
     throw new ProtocolError(`${klass} cannot be based on template`);
   }
   const opts = parseCreatePayload(ctx, allowPool);
   const name = opts.name as string;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
-  // Upstream's order: an unknown template is reported before an unknown pool.
   if (ctx.arg !== '' && !ctx.app.domains.byName(ctx.arg)) throw new QubesVMNotFoundError(ctx.arg);
   for (const pool of [opts.pool, ...opts.pools.values()]) {
     if (pool !== undefined && !ctx.app.pools.has(pool))
-      throw new QubesException(`No such storage pool: ${pool}`);
+      throw new QubesException(`Unknown storage pool ${pool}`);
   }
+  return opts;
+}
+
+/** admin.vm.Create.AdminVM: checked like any creation, then refused (there is one dom0). */
+function refuseAdminVm(allowPool: boolean) {
+  return (ctx: CallContext): undefined => {
+    checkCreate(ctx, 'AdminVM', allowPool);
+    throw new ProtocolError('AdminVM cannot be created');
+  };
+}
+
+async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
+  const opts = checkCreate(ctx, klass, allowPool);
+  const name = opts.name as string;
   const template = templateFor(ctx, klass);
   const dispid = klass === 'DispVM' ? freeDispid(ctx) : null;
   const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
@@ -198,6 +213,7 @@ export const vm = {
   },
 
   create: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, false),
+  refuseAdminVm,
   createInPool: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, true),
 
   createDisposable: async (ctx: CallContext): Promise<string | undefined> => {
