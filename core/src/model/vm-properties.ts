@@ -163,8 +163,9 @@ export const P = {
   } satisfies Def,
   klass: computed<Vm>('klass', 'str', 'Domain class name.', (vm) => vm.klass),
   icon: computed<Vm>('icon', 'str', 'Freedesktop icon name of the domain.', (vm) => {
-    const label = vm.label.name;
+    // dom0's icon does not depend on its label, which a Reset can leave unset.
     if (vm.klass === 'AdminVM') return 'adminvm-black';
+    const label = vm.label.name;
     if (vm.klass === 'TemplateVM') return `templatevm-${label}`;
     // A disposable template (an AppVM only: upstream's StandaloneVM keeps its own icon) looks like a template.
     if (vm.klass === 'AppVM' && vm.bool('template_for_dispvms')) return `templatevm-${label}`;

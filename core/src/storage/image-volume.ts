@@ -321,7 +321,7 @@ export class ImageVolume implements Volume {
     return this.lock.run(async () => {
       try {
         if (!this.saveOnStop)
-          throw new StoragePoolException(`Cannot import data: ${this.vid} is not save_on_stop`);
+          throw new StoragePoolException(`Can not import into save_on_stop=False volume ${this.vid}`);
         if (this.running || (await this.isDirty())) {
           throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
         }

@@ -48,3 +48,50 @@ describe('admin.vm.Create.*', () => {
     expect(await text('admin.vm.List', 'dom0')).not.toContain('\nx class=');
   });
 });
+
+describe('argument and payload checks', () => {
+  it("writes number names as Python's capitalize() and takes the same boolean payloads everywhere", async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.volume.Resize', 'work', 'private', 'abc')).toBe(
+      exc('ProtocolError', 'Volume size contains non ASCII digits'),
+    );
+    expect(await text('admin.pool.Set.revisions_to_keep', 'dom0', 'varlibqubes', 'x')).toBe(
+      exc('ProtocolError', 'Revisions to keep contains non ASCII digits'),
+    );
+    expect(await text('admin.pool.Set.ephemeral_volatile', 'dom0', 'varlibqubes', 'x')).toBe(
+      exc('ProtocolError', 'Payload is not boolean ASCII'),
+    );
+    expect(await text('admin.vm.volume.Clear', 'work', 'root')).toBe(
+      exc('StoragePoolException', 'Can not import into save_on_stop=False volume appvms/work/root'),
+    );
+  });
+});
+
+describe('RemoteVM', () => {
+  it('refuses start, suspend, shutdown and kill as its class does upstream', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.Create.RemoteVM', 'dom0', '', 'name=far label=red');
+    expect(await text('admin.vm.Start', 'far')).toBe(
+      exc('QubesVMNotHaltedError', 'Cannot start a RemoteVM.'),
+    );
+    expect(await text('admin.vm.Suspend', 'far')).toBe(exc('QubesVMError', 'Cannot suspend a RemoteVM.'));
+    // Upstream's handler passes flags its RemoteVM.shutdown() does not take (an empty reply); ours is typed.
+    expect(await text('admin.vm.Shutdown', 'far', 'force')).toBe(
+      exc('QubesVMError', 'Cannot shutdown a RemoteVM.'),
+    );
+    expect(await text('admin.vm.Kill', 'far')).toBe(exc('QubesVMError', 'Cannot kill a RemoteVM.'));
+  });
+});
+
+describe('dom0', () => {
+  it('keeps its icon when its label is reset', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.property.Reset', 'dom0', 'label');
+    expect(await text('admin.vm.property.Get', 'dom0', 'icon')).toBe(
+      '0\0default=True type=str adminvm-black',
+    );
+    expect(await text('admin.vm.property.GetAll', 'dom0')).toContain(
+      '\nicon default=True type=str adminvm-black\n',
+    );
+  });
+});
