@@ -15,6 +15,7 @@
 #   DIFF_SEED             generator seed (default 1); the same seed sends the same requests.
 #   DIFF_COUNT            number of generated requests (default 3000).
 #   DIFF_JSON             also write the report as JSON to this file.
+#   DIFF_LOG              write every request and both normalised replies to this file (JSON lines).
 #   PYTHON                interpreter with Debian's python3-lxml python3-libvirt python3-jinja2
 #                         python3-yaml python3-docutils python3-pyinotify (default /usr/bin/python3).
 #   UPSTREAM_CHECK_KEEP=1 keep the temp dir (both daemons' logs and state).
@@ -87,4 +88,5 @@ args=(--upstream "$UP_SOCK" --upstream-base "$UP_BASE" --ours "$SOCK" --ours-bas
   --upstream-methods "$WORK/upstream-methods.json" --our-methods "$WORK/our-methods.json"
   --seed "${DIFF_SEED:-1}" --count "${DIFF_COUNT:-3000}")
 [[ -n "${DIFF_JSON:-}" ]] && args+=(--json "$DIFF_JSON")
+[[ -n "${DIFF_LOG:-}" ]] && args+=(--log "$DIFF_LOG")
 "$PYTHON" "$HERE/differential.py" "${args[@]}"

@@ -1,7 +1,7 @@
 """Differential run: the same Admin API requests, in lock step, to upstream's handler and odysseyd.
 
 Usage: python3 differential.py --upstream SOCK --upstream-base DIR --ours SOCK --ours-base DIR
-                               --upstream-methods FILE --our-methods FILE [--seed N] [--count N] [--json OUT]
+                               --upstream-methods FILE --our-methods FILE [--seed N] [--count N] [--json OUT] [--log OUT]
 
 Both daemons start from their own fresh state and receive the same set-up calls (SETUP), then the
 generated requests (generate.py). Each reply is normalised (uuids, qids, scratch paths, disposable
@@ -168,6 +168,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--json")
+    ap.add_argument("--log", help="write every request and both normalised replies here, one JSON line each")
     opts = ap.parse_args()
 
     up = Daemon("upstream", opts.upstream, opts.upstream_base)
@@ -189,6 +190,7 @@ def main():
     mismatches = collections.defaultdict(list)
     deviated = collections.Counter()
     per_method = collections.Counter()
+    log = open(opts.log, "w", encoding="utf-8") if opts.log else None
     for request in generate.generate(opts.seed, opts.count, sorted(methods), EXCLUDED):
         replies = [parse(daemon.call(request)) for daemon in (up, ours)]
         if request[0].startswith(("admin.vm.Create", "admin.vm.Remove")) and "ok" in (replies[0][0], replies[1][0]):
@@ -197,6 +199,8 @@ def main():
         compared += 1
         a = normalise(up, request, replies[0])
         b = normalise(ours, request, replies[1])
+        if log:
+            log.write(json.dumps({"request": request, "upstream": a, "ours": b}) + "\n")
         if a == b:
             continue
         known = deviations.match(request, a, b, upstream_methods)
@@ -206,6 +210,8 @@ def main():
         mismatches[(family(request[0]), classify(a, b))].append((request, a, b))
         per_method[request[0]] += 1
 
+    if log:
+        log.close()
     report(compared, mismatches, deviated, per_method, opts)
     if opts.json:
         with open(opts.json, "w", encoding="utf-8") as f:

@@ -146,11 +146,11 @@ export const APP_PROPERTIES: readonly Def[] = [
   ),
   stage3(intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60)),
   stage3(intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60)),
+  // No default (GetDefault answers an empty body), unlike default_netvm whose default is None.
   vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {
     stage: 3,
     allowNone: true,
     vmClass: TEMPLATE_VM,
-    default: () => null,
   }),
   vmProp<App>('management_dispvm', 'Disposable template for management tasks.', self, {
     stage: 3,

@@ -33,6 +33,11 @@ export interface ImagePool extends Pool {
    * only makes a revision when a running VM's changes are committed.
    */
   readonly revisionOnImport: boolean;
+  /**
+   * Every volume needs a size to be created, even one nothing is written to at creation (a
+   * kernel or volatile volume): upstream's file driver checks this for all of them.
+   */
+  readonly everyVolumeSized: boolean;
   /** The driver's refusals of a resize, with its messages; shrinking is allowed as upstream allows it. */
   checkResize(volume: ImageVolume): void;
   forgetVolume(volume: Volume): void;
@@ -191,10 +196,11 @@ export class ImageVolume implements Volume {
 
   create(): Promise<void> {
     return this.lock.run(async () => {
+      const written = this.saveOnStop && !this.snapOnStart;
+      if ((written || this.pool.everyVolumeSized) && !(this.configuredSize > 0))
+        throw new StoragePoolException(`Volume size must be > 0: ${this.vid}`);
       await this.removeAllImages();
-      if (this.saveOnStop && !this.snapOnStart) {
-        if (!(this.configuredSize > 0))
-          throw new StoragePoolException(`Volume size must be > 0: ${this.vid}`);
+      if (written) {
         await createSparseFile(this.pathClean, this.configuredSize);
       }
     });

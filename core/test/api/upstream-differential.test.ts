@@ -95,3 +95,28 @@ describe('dom0', () => {
     );
   });
 });
+
+describe('GetDefault of a property without a default', () => {
+  it('answers an empty body, as for a property whose default is None it answers the type', async () => {
+    d = await appendixA();
+    expect(await text('admin.property.GetDefault', 'dom0', 'default_template')).toBe('0\0');
+    expect(await text('admin.property.GetDefault', 'dom0', 'default_kernel')).toBe('0\0');
+    expect(await text('admin.property.GetDefault', 'dom0', 'default_netvm')).toBe('0\0type=vm ');
+    for (const p of ['label', 'name', 'qid', 'uuid', 'template'])
+      expect([p, await text('admin.vm.property.GetDefault', 'work', p)]).toEqual([p, '0\0']);
+    expect(await text('admin.vm.property.GetDefault', 'dom0', 'label')).toBe('0\0');
+    expect(await text('admin.vm.property.GetDefault', 'dom0', 'name')).toBe('0\0type=str dom0');
+  });
+});
+
+describe('creation in a file pool', () => {
+  it('refuses a volume without a size (a kernel volume there) and removes the half-made qube', async () => {
+    d = await appendixA();
+    await d.ok('admin.property.Set', 'dom0', 'default_pool_kernel', 'varlibqubes');
+    const reply = await text('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=alone label=red');
+    expect(reply).toBe(exc('StoragePoolException', 'Volume size must be > 0: 6.6.1'));
+    expect(await text('admin.vm.List', 'alone')).toBe(exc('QubesVMNotFoundError', "No such domain: 'alone'"));
+    await d.ok('admin.property.Set', 'dom0', 'default_pool_kernel', 'linux-kernel');
+    await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=alone label=red');
+  });
+});

@@ -17,6 +17,7 @@ export class ReflinkPool extends DirPool {
   }
 
   readonly revisionOnImport = true;
+  readonly everyVolumeSized = false;
 
   /** Only read-only volumes are refused; upstream grows and shrinks anything else. */
   checkResize(volume: ImageVolume): void {
