@@ -120,3 +120,38 @@ describe('creation in a file pool', () => {
     await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=alone label=red');
   });
 });
+
+describe('preload features', () => {
+  it('validates preload-dispvm-max and -delay on a disposable template, and the global one on dom0', async () => {
+    d = await appendixA();
+    const set = (vm: string, f: string, v: string) => text('admin.vm.feature.Set', vm, f, v);
+    expect(await set('dvm1', 'preload-dispvm-max', '1')).toBe(
+      exc('QubesValueError', 'Qube does not support qrexec'),
+    );
+    await d.ok('admin.vm.feature.Set', 'debian-12', 'qrexec', '1');
+    expect(await set('dvm1', 'preload-dispvm-max', '1')).toBe(
+      exc(
+        'QubesValueError',
+        "Qube does not support the RPC(s) 'qubes.WaitForRunningSystem, qubes.WaitForSession'",
+      ),
+    );
+    await d.ok('admin.vm.feature.Set', 'debian-12', 'supported-rpc.qubes.WaitForRunningSystem', '1');
+    await d.ok('admin.vm.feature.Set', 'debian-12', 'supported-rpc.qubes.WaitForSession', '1');
+    expect(await set('dvm1', 'preload-dispvm-max', 'x')).toBe(
+      exc('QubesValueError', 'Invalid preload-dispvm-max value: not a digit'),
+    );
+    expect(await set('dvm1', 'preload-dispvm-max', '')).toBe('0\0');
+    expect(await set('dvm1', 'preload-dispvm-delay', 'soon')).toBe(
+      exc('QubesValueError', 'Invalid preload-dispvm-delay value: not an integer or float'),
+    );
+    expect(await set('dvm1', 'preload-dispvm-delay', ' 1.5e1 ')).toBe('0\0');
+    // dom0's value is checked by the default disposable template, when there is one.
+    expect(await set('dom0', 'preload-dispvm-max', 'x')).toBe('0\0');
+    await d.ok('admin.property.Set', 'dom0', 'default_dispvm', 'dvm1');
+    expect(await set('dom0', 'preload-dispvm-max', 'y')).toBe(
+      exc('QubesValueError', 'Invalid preload-dispvm-max value: not a digit'),
+    );
+    // A template is no disposable template: nothing to check there.
+    expect(await set('debian-12', 'preload-dispvm-max', 'x')).toBe('0\0');
+  });
+});

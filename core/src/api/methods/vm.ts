@@ -13,7 +13,7 @@ import {
 import type { Label } from '../../model/labels.js';
 import { validateLabelName } from '../../model/labels.js';
 import { inheritFromDispvmTemplate } from '../../model/dispvm-inherit.js';
-import { featureTrue } from '../../model/features.js';
+import { missingPreloadServices } from '../../model/preload-features.js';
 import { DEFAULT_FIREWALL } from '../../model/firewall.js';
 import { syncGuiAudioTags } from '../../model/gui-audio-tags.js';
 import type { Vm } from '../../model/vm.js';
@@ -174,12 +174,8 @@ async function createOnDisk(
  * checks that the template's tools announce the services a preloaded
  * disposable is waited for with.
  */
-const PRELOAD_SERVICES = ['qubes.WaitForRunningSystem', 'qubes.WaitForSession'];
-
 function checkPreloadSupported(base: Vm): void {
-  const missing = PRELOAD_SERVICES.filter(
-    (service) => !featureTrue(base.featureWithTemplate(`supported-rpc.${service}`)),
-  );
+  const missing = missingPreloadServices(base);
   if (missing.length > 0) {
     throw new QubesValueError(
       `Qube does not support the RPC(s) '${missing.join(', ')}' but tried to preload, check if template is outdated`,
