@@ -67,7 +67,7 @@ printf '#!/bin/sh\necho '"'"'{"report":[{"lv":[]}]}'"'"'\n' >"$WORK/bin/lvm"
 printf '#!/bin/sh\nexec "$@"\n' >"$WORK/bin/sudo"
 chmod +x "$WORK/bin/lvm" "$WORK/bin/sudo"
 
-(cd "$WORK" && PATH="$WORK/bin:$PATH" PYTHONPATH="$WORK/py:$UPSTREAM_CORE_ADMIN:$UPSTREAM_CORE_QREXEC" \
+(cd "$WORK" && PATH="$WORK/bin:$PATH" PYTHONPATH="$WORK/py:$UPSTREAM_CORE_ADMIN:$UPSTREAM_CORE_QREXEC:$HERE/stubs" \
   exec "$PYTHON" "$HERE/upstream_server.py" "$UP_BASE" "$UP_SOCK" "$WORK/upstream-methods.json") \
   >"$WORK/upstream.log" 2>&1 &
 UP_PID=$!

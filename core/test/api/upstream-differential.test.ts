@@ -36,7 +36,7 @@ describe('admin.vm.Create.*', () => {
       exc('ProtocolError', 'AdminVM cannot be based on template'),
     );
     expect(await text('admin.vm.Create.AdminVM', 'dom0', '', 'name=x label=red')).toBe(
-      exc('ProtocolError', 'AdminVM cannot be created'),
+      exc('QubesPropertyValueError', "property 'qid' on AdminVM instance cannot be set"),
     );
   });
 
@@ -153,5 +153,32 @@ describe('preload features', () => {
     );
     // A template is no disposable template: nothing to check there.
     expect(await set('debian-12', 'preload-dispvm-max', 'x')).toBe('0\0');
+  });
+});
+
+describe('CreateInPool', () => {
+  it("refuses to move a snapshot volume away from its origin's pool in upstream's words", async () => {
+    d = await appendixA();
+    await d.ok('admin.pool.Add', 'dom0', 'file', `name=other\ndir_path=${d.stateDir}/other\n`);
+    expect(await text('admin.vm.CreateInPool.AppVM', 'dom0', '', 'name=x label=red pool:root=other')).toBe(
+      exc(
+        'QubesException',
+        'Snapshot volume root must be in the same pool as its origin (root volume of template),' +
+          'cannot move to pool other ',
+      ),
+    );
+  });
+});
+
+describe('device attach', () => {
+  it('checks the denied interfaces (which need a known device) before the state', async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.device.pci.Attach', 'work', 'dom0+00_1f.0')).toBe(
+      exc('QubesVMNotRunningError', 'VM not running, cannot attach device, do you mean `assign`?'),
+    );
+    await d.ok('admin.vm.device.denied.Add', 'work', '', 'u******');
+    expect(await text('admin.vm.device.pci.Attach', 'work', 'dom0+00_1f.0')).toBe(
+      exc('PermissionDenied', 'Could not load interfaces to verify against denied list'),
+    );
   });
 });

@@ -4,6 +4,7 @@ import {
   PermissionDenied,
   ProtocolError,
   QubesException,
+  QubesPropertyValueError,
   QubesValueError,
   QubesVMAlreadyExistsError,
   QubesVMInUseError,
@@ -126,7 +127,8 @@ function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool
 function refuseAdminVm(allowPool: boolean) {
   return (ctx: CallContext): undefined => {
     checkCreate(ctx, 'AdminVM', allowPool);
-    throw new ProtocolError('AdminVM cannot be created');
+    // Upstream's add_new_vm fails here: a new AdminVM would need qid 0, which cannot be set.
+    throw new QubesPropertyValueError("property 'qid' on AdminVM instance cannot be set");
   };
 }
 
