@@ -48,10 +48,11 @@ EXCLUDED = {
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DISP_RE = re.compile(r"\bdisp\d+\b")
-TIME_RE = re.compile(r"\b1\d{9}(\.\d+)?\b")
+# Revision names and timestamps in a volume's snapshot list.
+TIME_RE = re.compile(r"\b1\d{9}(\.\d+)?")
 # Properties whose value differs by construction (counters, clocks), and global ones read from
 # the host (its memory and CPUs).
-VOLATILE_PROPS = {"qid", "xid", "start_time", "uuid", "stubdom_xid", "backup_timestamp"}
+VOLATILE_PROPS = {"qid", "xid", "start_time", "uuid", "stubdom_xid", "backup_timestamp", "dispid"}
 HOST_PROPS = {"maxmem", "no_cpus"}
 
 
@@ -61,6 +62,7 @@ class Daemon:
         self.sock = sock
         self.base = base
         self.uuids = {}
+        self.classes = {}
 
     def raw(self, method, dest, arg, payload):
         header = f"{method}+{arg} dom0 name {dest}\0".encode("utf-8")
@@ -88,11 +90,15 @@ class Daemon:
     def refresh_uuids(self):
         reply = self.raw("admin.vm.List", "dom0", "", "")
         self.uuids = {}
+        self.classes = {}
         for line in reply[2:].decode("utf-8", "replace").splitlines():
             name = line.split(" ", 1)[0]
             found = UUID_RE.search(line)
             if found:
                 self.uuids[name] = found.group(0).lower()
+            klass = re.search(r" class=(\w+)", line)
+            if klass:
+                self.classes[name] = klass.group(1)
 
 
 def parse(reply):
@@ -114,7 +120,8 @@ def normalise(daemon, request, parsed):
     text = UUID_RE.sub(lambda m: "<uuid:" + names.get(m.group(0).lower(), "?") + ">", text)
     text = text.replace(daemon.base, "<base>")
     text = DISP_RE.sub("disp<N>", text)
-    text = TIME_RE.sub("<time>", text)
+    if request[0].endswith("ListSnapshots"):
+        text = TIME_RE.sub("<time>", text)
     method, _, arg, _ = request
     masked = VOLATILE_PROPS | (HOST_PROPS if method.startswith("admin.property.") else set())
     if kind == "ok" and ".property." in method:
@@ -127,7 +134,7 @@ def normalise(daemon, request, parsed):
             )
     if kind == "ok" and method in ("admin.pool.Info", "admin.pool.UsageDetails"):
         # The scratch directories' file system: its size and usage are the host's.
-        text = re.sub(r"^((?:size|usage)[^=]*)=\d+$", r"\1=<n>", text, flags=re.M)
+        text = re.sub(r"^(\w*(?:size|usage)\w*)=\d+$", r"\1=<n>", text, flags=re.M)
     if kind == "ok" and method.endswith("volume.CloneFrom"):
         text = "<token>" if re.fullmatch(r"[A-Za-z0-9]{32}", text) else text
     return kind, etype, text
@@ -203,7 +210,7 @@ def main():
             log.write(json.dumps({"request": request, "upstream": a, "ours": b}) + "\n")
         if a == b:
             continue
-        known = deviations.match(request, a, b, upstream_methods)
+        known = deviations.match(request, a, b, upstream_methods, up.classes)
         if known:
             deviated[known] += 1
             continue

@@ -76,3 +76,15 @@ export function isXmlText(s: string): boolean {
     s,
   );
 }
+
+/** Python's uuid.UUID(text): optional urn:/uuid: prefixes and braces, dashes anywhere, 32 hex digits. */
+export function parseUuid(raw: string): string {
+  const hex = raw
+    .replace('urn:', '')
+    .replace('uuid:', '')
+    .replace(/^\{+|\}+$/g, '')
+    .replaceAll('-', '');
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new QubesValueError('Failed to parse property value as UUID');
+  const h = hex.toLowerCase();
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}

@@ -16,11 +16,13 @@ import {
   computed,
   intProp,
   nonNegative,
+  parseBool,
   parseIPv4,
   parseIPv6,
   positive,
   strProp,
 } from './property-types.js';
+import { parseUuid } from './validate.js';
 import type { Vm } from './vm.js';
 import { TEMPLATE_VM, requireDispvmTemplate, vmProp } from './vm-ref.js';
 
@@ -144,7 +146,11 @@ function halted(vm: Vm, message: string): void {
 }
 
 export const P = {
-  uuid: strProp<Vm>('uuid', 'UUID of the domain.', undefined, { writeOnce: true }),
+  // Parsed (as upstream's uuid.UUID type does) before the write-once refusal.
+  uuid: strProp<Vm>('uuid', 'UUID of the domain.', undefined, {
+    writeOnce: true,
+    parse: (_vm, raw) => parseUuid(raw),
+  }),
   name: strProp<Vm>('name', 'User-visible name of the domain.', undefined, { writeOnce: true }),
   qid: intProp<Vm>('qid', 'Internal, persistent identifier of the domain, 0..10000.', undefined, {
     writeOnce: true,
@@ -355,12 +361,16 @@ export const P = {
   }),
   stubdom_uuid: computed<Vm>('stubdom_uuid', 'str', 'UUID of the stub domain, if any.', () => ''),
   stubdom_xid: computed<Vm>('stubdom_xid', 'int', 'Domain id of the stub domain, -1 if none.', () => -1),
-  updateable: computed<Vm>(
-    'updateable',
-    'bool',
-    'Whether changes to the root volume persist.',
-    (vm) => vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
-  ),
+  updateable: {
+    ...computed<Vm>(
+      'updateable',
+      'bool',
+      'Whether changes to the root volume persist.',
+      (vm) => vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
+    ),
+    // Upstream's is a typed property whose setter refuses: the value is parsed before the refusal.
+    parse: (_vm, raw) => parseBool(raw),
+  } satisfies Def,
   vcpus: intProp<Vm>(
     'vcpus',
     'Number of virtual CPUs.',

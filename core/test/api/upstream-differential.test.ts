@@ -182,3 +182,21 @@ describe('device attach', () => {
     );
   });
 });
+
+describe('property.Set of a property that cannot be set', () => {
+  it('parses the value by the property type first', async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.property.Set', 'work', 'uuid', 'nosuch')).toBe(
+      exc('QubesValueError', 'Failed to parse property value as UUID'),
+    );
+    expect(
+      await text('admin.vm.property.Set', 'work', 'uuid', '{00000000-0000-0000-0000-00000000ABCD}'),
+    ).toBe(exc('QubesPropertyValueError', "property 'uuid' is write-once and already set"));
+    expect(await text('admin.vm.property.Set', 'work', 'updateable', '')).toBe(
+      exc('QubesValueError', "Invalid literal for boolean property: ''"),
+    );
+    expect(await text('admin.vm.property.Set', 'work', 'updateable', 'True')).toBe(
+      exc('QubesPropertyValueError', "property 'updateable' on AppVM instance cannot be set"),
+    );
+  });
+});
