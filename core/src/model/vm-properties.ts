@@ -462,6 +462,7 @@ export const P = {
       allowNone: true,
       default: (vm) => (vm.klass === 'TemplateVM' ? null : vm.app.props.get('default_netvm')),
       validate: (vm, target) => checkNetvm(vm, target),
+      preReset: (vm) => checkNetvmReset(vm),
     },
   ),
   kernelopts: strProp<Vm>('kernelopts', 'Kernel command line additions.', defaultKernelopts, {
@@ -524,13 +525,26 @@ export const P = {
   }),
 } as const;
 
-function checkNetvm(vm: Vm, target: Vm | null): void {
+/** Upstream's netvm setter: the target provides network and is not downstream of the qube. */
+function checkNetvmTarget(vm: Vm, target: Vm | null): void {
   if (target === null) return;
   if (!target.bool('provides_network'))
     throw new QubesValueError(`The ${target.name} qube does not provide network`);
   for (let n: Vm | null = target; n; n = n.netvm) {
     if (n === vm) throw new QubesValueError('Loops in network are unsupported');
   }
+}
+
+/** A Reset checks the default it falls back to as a Set would (upstream's pre-reset handler). */
+function checkNetvmReset(vm: Vm): void {
+  const target = vm.props.getDefault('netvm') as Vm | null;
+  checkNetvmTarget(vm, target);
+  if (target !== vm.props.tryGet('netvm')) checkNetvm(vm, target);
+}
+
+function checkNetvm(vm: Vm, target: Vm | null): void {
+  if (target === null) return;
+  checkNetvmTarget(vm, target);
   if (vm.powerState !== 'Halted' && target.powerState === 'Halted') {
     throw new QubesVMNotStartedError(`Cannot dynamically attach to stopped qube ${target.name}`);
   }

@@ -200,3 +200,25 @@ describe('property.Set of a property that cannot be set', () => {
     );
   });
 });
+
+describe('netvm Reset', () => {
+  it('checks the default netvm it falls back to', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.property.Set', 'work', 'netvm', '');
+    await d.ok('admin.vm.property.Set', 'newvm', 'netvm', '');
+    await d.ok('admin.vm.property.Set', 'dvm1', 'netvm', '');
+    await d.ok('admin.vm.property.Set', 'sys-net', 'provides_network', 'False');
+    expect(await text('admin.vm.property.Reset', 'work', 'netvm')).toBe(
+      exc('QubesValueError', 'The sys-net qube does not provide network'),
+    );
+    expect(await text('admin.vm.property.Get', 'work', 'netvm')).toBe('0\0default=False type=vm ');
+  });
+});
+
+describe('device attach to dom0', () => {
+  it('is not refused as to a halted qube', async () => {
+    d = await appendixA();
+    const reply = await text('admin.vm.device.block.Attach', 'dom0', 'sys-net+xvdi');
+    expect(reply.startsWith('2\0ProtocolError\0\0Cannot attach unknown block device')).toBe(true);
+  });
+});
