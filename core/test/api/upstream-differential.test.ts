@@ -222,3 +222,22 @@ describe('device attach to dom0', () => {
     expect(reply.startsWith('2\0ProtocolError\0\0Cannot attach unknown block device')).toBe(true);
   });
 });
+
+describe('default_netvm', () => {
+  it('refuses a qube that follows the default netvm itself, a template included', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.property.Set', 'debian-12', 'provides_network', 'True');
+    expect(await text('admin.property.Set', 'dom0', 'default_netvm', 'debian-12')).toBe(
+      exc('QubesPropertyValueError', "Network loop on 'debian-12'"),
+    );
+    await d.ok('admin.vm.property.Set', 'debian-12', 'netvm', '');
+    await d.ok('admin.property.Set', 'dom0', 'default_netvm', 'debian-12');
+  });
+
+  it('refuses a VM-valued property with non-ASCII bytes without a message, as VMProperty does', async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.property.Set', 'work', 'guivm', 'caf\u00e9')).toBe(
+      exc('QubesValueError', ''),
+    );
+  });
+});
