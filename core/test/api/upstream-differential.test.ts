@@ -241,3 +241,14 @@ describe('default_netvm', () => {
     );
   });
 });
+
+describe('firewall.Set', () => {
+  it('refuses non-ASCII rules as a protocol error and splits lines as Python does', async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.firewall.Set', 'work', '', 'action=accept comment=caf\u00e9\n')).toBe(
+      exc('ProtocolError', 'Rules contains non-ASCII characters'),
+    );
+    await d.ok('admin.vm.firewall.Set', 'work', '', 'action=accept proto=tcp\r\naction=drop\r');
+    expect(await text('admin.vm.firewall.Get', 'work')).toBe('0\0action=accept proto=tcp\naction=drop\n');
+  });
+});
