@@ -38,6 +38,8 @@ export interface ImagePool extends Pool {
    * kernel or volatile volume): upstream's file driver checks this for all of them.
    */
   readonly everyVolumeSized: boolean;
+  /** A snapshot volume's size is its origin's current size (upstream's file driver). */
+  readonly sizeOfInfoPath: boolean;
   /** The driver's refusals of a resize, with its messages; shrinking is allowed as upstream allows it. */
   checkResize(volume: ImageVolume): void;
   forgetVolume(volume: Volume): void;
@@ -158,6 +160,12 @@ export class ImageVolume implements Volume {
   }
 
   async size(): Promise<number> {
+    // Upstream's file driver reports the size of the image it names as the path: for a
+    // snapshot volume, its origin's, which follows a resize of the template's volume.
+    if (this.pool.sizeOfInfoPath && this.snapOnStart) {
+      const s = await fileSize(this.pool.infoPath(this));
+      if (s !== undefined) return s;
+    }
     for (const p of [this.pathDirty, this.pathClean]) {
       const s = await fileSize(p);
       if (s !== undefined) return s;

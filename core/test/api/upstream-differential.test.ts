@@ -252,3 +252,11 @@ describe('firewall.Set', () => {
     expect(await text('admin.vm.firewall.Get', 'work')).toBe('0\0action=accept proto=tcp\naction=drop\n');
   });
 });
+
+describe('volume size in a file pool', () => {
+  it("reports a snapshot volume's size as its origin's current size", async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.volume.Resize', 'debian-12', 'root', '21474836480');
+    expect(await text('admin.vm.volume.Info', 'work', 'root')).toContain('\nsize=21474836480\n');
+  });
+});
