@@ -16,7 +16,6 @@ import {
   computed,
   intProp,
   nonNegative,
-  parseBool,
   parseIPv4,
   parseIPv6,
   positive,
@@ -361,16 +360,12 @@ export const P = {
   }),
   stubdom_uuid: computed<Vm>('stubdom_uuid', 'str', 'UUID of the stub domain, if any.', () => ''),
   stubdom_xid: computed<Vm>('stubdom_xid', 'int', 'Domain id of the stub domain, -1 if none.', () => -1),
-  updateable: {
-    ...computed<Vm>(
-      'updateable',
-      'bool',
-      'Whether changes to the root volume persist.',
-      (vm) => vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
-    ),
-    // Upstream's is a typed property whose setter refuses: the value is parsed before the refusal.
-    parse: (_vm, raw) => parseBool(raw),
-  } satisfies Def,
+  updateable: computed<Vm>(
+    'updateable',
+    'bool',
+    'Whether changes to the root volume persist.',
+    (vm) => vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
+  ),
   vcpus: intProp<Vm>(
     'vcpus',
     'Number of virtual CPUs.',

@@ -195,6 +195,9 @@ describe('property.Set of a property that cannot be set', () => {
     expect(await text('admin.vm.property.Set', 'work', 'updateable', '')).toBe(
       exc('QubesValueError', "Invalid literal for boolean property: ''"),
     );
+    expect(await text('admin.vm.property.Set', 'work', 'xid', 'a b')).toBe(
+      exc('QubesValueError', 'Failed to parse property value as int'),
+    );
     expect(await text('admin.vm.property.Set', 'work', 'updateable', 'True')).toBe(
       exc('QubesPropertyValueError', "property 'updateable' on AppVM instance cannot be set"),
     );
@@ -258,5 +261,15 @@ describe('volume size in a file pool', () => {
     d = await appendixA();
     await d.ok('admin.vm.volume.Resize', 'debian-12', 'root', '21474836480');
     expect(await text('admin.vm.volume.Info', 'work', 'root')).toContain('\nsize=21474836480\n');
+  });
+});
+
+describe('CreateDisposable', () => {
+  it('works from a disposable template whose label was reset', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.property.Reset', 'dvm1', 'label');
+    const name = await d.ok('admin.vm.CreateDisposable', 'dvm1');
+    expect(name).toMatch(/^disp\d+$/);
+    expect(await text('admin.vm.List', name)).toContain(`${name} class=DispVM state=Halted`);
   });
 });

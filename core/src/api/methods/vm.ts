@@ -237,7 +237,8 @@ export const vm = {
       );
     }
     const dispid = freeDispid(ctx);
-    const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, label: base.label });
+    const label = base.props.tryGet('label') as Label | undefined;
+    const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
     disp.props.init('dispid', dispid);
     disp.props.initChecked('template', base);
     disp.props.init('auto_cleanup', true);
