@@ -205,7 +205,9 @@ export class ImageVolume implements Volume {
   create(): Promise<void> {
     return this.lock.run(async () => {
       const written = this.saveOnStop && !this.snapOnStart;
-      if ((written || this.pool.everyVolumeSized) && !(this.configuredSize > 0))
+      // A snapshot's size is its origin's where the driver reports it so (upstream's file driver).
+      const size = this.pool.sizeOfInfoPath && this.snapOnStart ? await this.size() : this.configuredSize;
+      if ((written || this.pool.everyVolumeSized) && !(size > 0))
         throw new StoragePoolException(`Volume size must be > 0: ${this.vid}`);
       await this.removeAllImages();
       if (written) {

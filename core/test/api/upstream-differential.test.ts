@@ -261,6 +261,11 @@ describe('volume size in a file pool', () => {
     d = await appendixA();
     await d.ok('admin.vm.volume.Resize', 'debian-12', 'root', '21474836480');
     expect(await text('admin.vm.volume.Info', 'work', 'root')).toContain('\nsize=21474836480\n');
+    // An origin of size 0 cannot be snapshot there (upstream's file driver checks every volume's size).
+    await d.ok('admin.vm.volume.Resize', 'debian-12', 'root', '0');
+    expect(await text('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=x label=red')).toBe(
+      exc('StoragePoolException', 'Volume size must be > 0: appvms/x/root'),
+    );
   });
 });
 
