@@ -22,6 +22,11 @@
 #
 # Exit status: 0 when every difference is a deviation documented in the README, 1 when others
 # remain, 2 when the set-up failed.
+#
+# The generator and comparer (scripts/differential/*.py) are Python, standard library only: the
+# upstream side must run under Debian's python3 anyway, the harness then needs no build step and
+# stays out of the TypeScript project (npm test, tsc, eslint never see it), and it reaches
+# odysseyd only over its socket, like any client.
 set -uo pipefail
 
 UPSTREAM_CHECK_NAME=upstream-differential
@@ -33,6 +38,8 @@ fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/upstream-client.sh" || exit 2
 HERE="$ROOT/scripts/differential"
 PYTHON=${PYTHON:-/usr/bin/python3}
+# No __pycache__ in the checkout (ours) nor in the upstream sources.
+export PYTHONDONTWRITEBYTECODE=1
 [[ -f "$UPSTREAM_CORE_ADMIN/qubes/api/admin.py" ]] ||
   upstream_client_fail "UPSTREAM_CORE_ADMIN=$UPSTREAM_CORE_ADMIN has no qubes/api/admin.py"
 [[ -d "$UPSTREAM_CORE_QREXEC/qrexec" ]] ||
