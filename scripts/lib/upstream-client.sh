@@ -17,7 +17,7 @@
 #                               started after this talks to $SOCK. Each PY argument is one more
 #                               Python line run in sitecustomize after the redirection.
 #   upstream_client_start_odysseyd [ARG...]
-#                               Starts odysseyd (no hypervisor: --backend absent) on $SOCK with
+#                               Starts odysseyd (hypervisor unreachable) on $SOCK with
 #                               state in $STATE, ARGs added after --state-dir; log in
 #                               $WORK/daemon.log. Returns 1 if the socket did not appear within
 #                               10 s, so that the script says so in its own words.
@@ -109,10 +109,12 @@ upstream_client_start_odysseyd() {
   # A kernel directory so that default_kernel / kernel validation ("Kernel 'x' not installed") passes.
   mkdir -p "$STATE/vm-kernels/6.6.1"
   touch "$STATE/vm-kernels/6.6.1/vmlinuz"
-  # Deliberately a backend that does not exist (@odyssey/backend-absent): configuration calls
-  # must work without a hypervisor, and lifecycle calls must then fail with a clean
-  # QubesException rather than a traceback. A real backend would make results depend on the host.
-  node "$MAIN_JS" --socket "$SOCK" --state-dir "$STATE" "$@" --backend absent --log-level debug \
+  # Deliberately a hypervisor that cannot be reached (a libvirt socket nobody serves; a backend
+  # package that does not exist stops the daemon): configuration calls must work without a
+  # hypervisor, and lifecycle calls must then fail with a clean QubesException rather than a
+  # traceback. A reachable hypervisor would make results depend on the host.
+  node "$MAIN_JS" --socket "$SOCK" --state-dir "$STATE" "$@" --backend kvm \
+    --libvirt-uri "qemu:///system?socket=$WORK/no-libvirtd.sock" --log-level debug \
     >"$WORK/daemon.log" 2>&1 &
   DAEMON_PID=$!
   for _ in $(seq 1 100); do

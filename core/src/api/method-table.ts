@@ -1,4 +1,3 @@
-import { ProtocolError } from '../model/errors.js';
 import { DEVICE_CLASSES } from '../model/devices.js';
 import type { VmClassName } from '../model/vm-classes.js';
 import type { MethodHandler, MethodSpec, Scope } from './method.js';
@@ -59,20 +58,21 @@ function m(
 
 const CREATABLE: readonly VmClassName[] = ['AppVM', 'TemplateVM', 'StandaloneVM', 'DispVM', 'RemoteVM'];
 
-const refuseAdminVm: MethodHandler = () => {
-  throw new ProtocolError('AdminVM cannot be created');
-};
-
 export const METHODS: readonly MethodSpec[] = [
   m('admin.vmclass.List', 'global', 'r', 'dom0', 'none', 'none', vm.classList),
   m('admin.vm.List', 'global', 'r', 'any', 'none', 'none', vm.list),
   m('admin.vm.CurrentState', 'local', 'r', 'any', 'none', 'none', vm.currentState),
-  ...CREATABLE.map((c) => m(`admin.vm.Create.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.create(c))),
+  // Payload optional as upstream declares it: an empty one fails the handler's own parsing, after the template check.
+  ...CREATABLE.map((c) => m(`admin.vm.Create.${c}`, 'global', 'w', 'dom0', 'opt', 'opt', vm.create(c))),
   ...CREATABLE.map((c) =>
-    m(`admin.vm.CreateInPool.${c}`, 'global', 'w', 'dom0', 'opt', 'req', vm.createInPool(c)),
+    m(`admin.vm.CreateInPool.${c}`, 'global', 'w', 'dom0', 'opt', 'opt', vm.createInPool(c)),
   ),
-  m('admin.vm.Create.AdminVM', 'global', 'w', 'dom0', 'opt', 'req', refuseAdminVm, { noPolicy: true }),
-  m('admin.vm.CreateInPool.AdminVM', 'global', 'w', 'dom0', 'opt', 'req', refuseAdminVm, { noPolicy: true }),
+  m('admin.vm.Create.AdminVM', 'global', 'w', 'dom0', 'opt', 'opt', vm.refuseAdminVm(false), {
+    noPolicy: true,
+  }),
+  m('admin.vm.CreateInPool.AdminVM', 'global', 'w', 'dom0', 'opt', 'opt', vm.refuseAdminVm(true), {
+    noPolicy: true,
+  }),
   m('admin.vm.CreateDisposable', 'global', 'w', 'any', 'opt', 'opt', vm.createDisposable),
   m('admin.vm.Remove', 'global', 'w', 'any', 'none', 'none', vm.remove),
 

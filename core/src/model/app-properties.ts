@@ -28,22 +28,33 @@ function defaultPool(app: App): string | null {
 }
 
 /** A VM would reach itself through the default netvm if `candidate` became the default. */
+/**
+ * Upstream's default_netvm setter: refused when the candidate is a qube that follows the default
+ * netvm itself (templates included), or is downstream of one (in get_vms_connected_to).
+ */
 function checkDefaultNetvmLoop(app: App, candidate: Vm | null): void {
   if (!candidate) return;
-  const netvmOf = (vm: Vm): Vm | null => {
-    if (!vm.props.has('netvm')) return null;
-    if (vm.props.isDefault('netvm')) return vm.klass === 'TemplateVM' ? null : candidate;
-    return vm.netvm;
-  };
   for (const vm of app.domains.list()) {
-    if (!vm.props.has('netvm') || !vm.props.isDefault('netvm') || vm.klass === 'TemplateVM') continue;
-    const seen = new Set<Vm>();
-    for (let n = netvmOf(vm); n; n = netvmOf(n)) {
-      if (n === vm) throw new QubesPropertyValueError(`Network loop on '${vm.name}'`);
-      if (seen.has(n)) break;
-      seen.add(n);
+    if (!vm.props.has('netvm') || !vm.props.isDefault('netvm')) continue;
+    if (candidate === vm || downstreamOf(app, vm).has(candidate)) {
+      throw new QubesPropertyValueError(`Network loop on '${vm.name}'`);
     }
   }
+}
+
+/** Every qube whose network goes through NETVM, directly or through others. */
+function downstreamOf(app: App, netvm: Vm): Set<Vm> {
+  const found = new Set<Vm>();
+  const todo = [netvm];
+  for (let cur = todo.pop(); cur; cur = todo.pop()) {
+    for (const vm of app.domains.list()) {
+      if (vm.props.has('netvm') && vm.netvm === cur && !found.has(vm)) {
+        found.add(vm);
+        todo.push(vm);
+      }
+    }
+  }
+  return found;
 }
 
 /** VMs whose `prop` follows the global default, templates included (as upstream iterates them). */
@@ -146,11 +157,11 @@ export const APP_PROPERTIES: readonly Def[] = [
   ),
   stage3(intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60)),
   stage3(intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60)),
+  // No default (GetDefault answers an empty body), unlike default_netvm whose default is None.
   vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {
     stage: 3,
     allowNone: true,
     vmClass: TEMPLATE_VM,
-    default: () => null,
   }),
   vmProp<App>('management_dispvm', 'Disposable template for management tasks.', self, {
     stage: 3,

@@ -31,7 +31,8 @@ export interface PoolDirectory {
 
 export interface NewVm {
   readonly name: string;
-  readonly label: Label;
+  /** Absent for a disposable of a template whose label was reset: upstream's has none either. */
+  readonly label?: Label;
   readonly qid?: number;
   readonly uuid?: string;
 }
@@ -96,7 +97,7 @@ export class App implements PropertyHolder {
     vm.props.init('name', spec.name);
     vm.props.init('qid', spec.qid ?? this.domains.nextQid());
     vm.props.init('uuid', spec.uuid ?? randomUUID());
-    vm.props.init('label', spec.label);
+    if (spec.label) vm.props.init('label', spec.label);
     this.domains.add(vm);
     return vm;
   }

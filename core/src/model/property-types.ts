@@ -81,7 +81,15 @@ export function computed<H extends PropertyHolder>(
   help: string,
   fn: (holder: H) => PropValue,
 ): PropertyDef<H> {
-  return { name, type, stage: 2, help, default: fn, readOnly: true };
+  // Upstream's stateless properties are typed by their return annotation: a Set parses the value
+  // by that type before the setter refuses it, so a malformed value is reported as such.
+  const parse =
+    type === 'int'
+      ? (_h: H, raw: string) => parseInt10(raw)
+      : type === 'bool'
+        ? (_h: H, raw: string) => parseBool(raw)
+        : undefined;
+  return { name, type, stage: 2, help, default: fn, readOnly: true, ...(parse ? { parse } : {}) };
 }
 
 export function positive(prop: string) {

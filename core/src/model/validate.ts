@@ -25,16 +25,26 @@ export function parseBoolLiteral(value: string): boolean | undefined {
   return undefined;
 }
 
+/** The boolean payload of the Set.rw / Set.ephemeral / Set.ephemeral_volatile calls: an ASCII bool literal. */
+export function parseBoolPayload(payload: Buffer): boolean {
+  const text = payload.toString('latin1');
+  const b = parseBoolLiteral(text);
+  if (b === undefined || /[^\x00-\x7f]/.test(text)) throw new ProtocolError('Payload is not boolean ASCII');
+  return b;
+}
+
 /**
  * AbstractQubesAPI.validate_number: numbers in arguments and payloads are plain
- * ASCII digits, at most 19 of them, without leading zeros.
+ * ASCII digits, at most 19 of them, without leading zeros. Messages start with the
+ * name as Python's str.capitalize() writes it (first letter upper, the rest lower).
  */
 export function validateNumber(untrusted: string, what: string, allowNegative = false): number {
   let s = untrusted;
   if (allowNegative && s.startsWith('-')) s = s.slice(1);
-  if (!/^[0-9]+$/.test(s)) throw new ProtocolError(`${what} contains non ASCII digits`);
-  if (s.length > 19) throw new ProtocolError(`${what} is bigger than 19 decimal digits`);
-  if (s.length > 1 && s.startsWith('0')) throw new ProtocolError(`${what} contains spurious leading zeros`);
+  const name = what.charAt(0).toUpperCase() + what.slice(1).toLowerCase();
+  if (!/^[0-9]+$/.test(s)) throw new ProtocolError(`${name} contains non ASCII digits`);
+  if (s.length > 19) throw new ProtocolError(`${name} is bigger than 19 decimal digits`);
+  if (s.length > 1 && s.startsWith('0')) throw new ProtocolError(`${name} contains spurious leading zeros`);
   return Number(untrusted);
 }
 
@@ -65,4 +75,16 @@ export function isXmlText(s: string): boolean {
   return !/[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(
     s,
   );
+}
+
+/** Python's uuid.UUID(text): optional urn:/uuid: prefixes and braces, dashes anywhere, 32 hex digits. */
+export function parseUuid(raw: string): string {
+  const hex = raw
+    .replace('urn:', '')
+    .replace('uuid:', '')
+    .replace(/^\{+|\}+$/g, '')
+    .replaceAll('-', '');
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new QubesValueError('Failed to parse property value as UUID');
+  const h = hex.toLowerCase();
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }

@@ -21,6 +21,7 @@ import {
   positive,
   strProp,
 } from './property-types.js';
+import { parseUuid } from './validate.js';
 import type { Vm } from './vm.js';
 import { TEMPLATE_VM, requireDispvmTemplate, vmProp } from './vm-ref.js';
 
@@ -144,7 +145,11 @@ function halted(vm: Vm, message: string): void {
 }
 
 export const P = {
-  uuid: strProp<Vm>('uuid', 'UUID of the domain.', undefined, { writeOnce: true }),
+  // Parsed (as upstream's uuid.UUID type does) before the write-once refusal.
+  uuid: strProp<Vm>('uuid', 'UUID of the domain.', undefined, {
+    writeOnce: true,
+    parse: (_vm, raw) => parseUuid(raw),
+  }),
   name: strProp<Vm>('name', 'User-visible name of the domain.', undefined, { writeOnce: true }),
   qid: intProp<Vm>('qid', 'Internal, persistent identifier of the domain, 0..10000.', undefined, {
     writeOnce: true,
@@ -163,8 +168,9 @@ export const P = {
   } satisfies Def,
   klass: computed<Vm>('klass', 'str', 'Domain class name.', (vm) => vm.klass),
   icon: computed<Vm>('icon', 'str', 'Freedesktop icon name of the domain.', (vm) => {
-    const label = vm.label.name;
+    // dom0's icon does not depend on its label, which a Reset can leave unset.
     if (vm.klass === 'AdminVM') return 'adminvm-black';
+    const label = vm.label.name;
     if (vm.klass === 'TemplateVM') return `templatevm-${label}`;
     // A disposable template (an AppVM only: upstream's StandaloneVM keeps its own icon) looks like a template.
     if (vm.klass === 'AppVM' && vm.bool('template_for_dispvms')) return `templatevm-${label}`;
@@ -451,6 +457,7 @@ export const P = {
       allowNone: true,
       default: (vm) => (vm.klass === 'TemplateVM' ? null : vm.app.props.get('default_netvm')),
       validate: (vm, target) => checkNetvm(vm, target),
+      preReset: (vm) => checkNetvmReset(vm),
     },
   ),
   kernelopts: strProp<Vm>('kernelopts', 'Kernel command line additions.', defaultKernelopts, {
@@ -513,13 +520,26 @@ export const P = {
   }),
 } as const;
 
-function checkNetvm(vm: Vm, target: Vm | null): void {
+/** Upstream's netvm setter: the target provides network and is not downstream of the qube. */
+function checkNetvmTarget(vm: Vm, target: Vm | null): void {
   if (target === null) return;
   if (!target.bool('provides_network'))
     throw new QubesValueError(`The ${target.name} qube does not provide network`);
   for (let n: Vm | null = target; n; n = n.netvm) {
     if (n === vm) throw new QubesValueError('Loops in network are unsupported');
   }
+}
+
+/** A Reset checks the default it falls back to as a Set would (upstream's pre-reset handler). */
+function checkNetvmReset(vm: Vm): void {
+  const target = vm.props.getDefault('netvm') as Vm | null;
+  checkNetvmTarget(vm, target);
+  if (target !== vm.props.tryGet('netvm')) checkNetvm(vm, target);
+}
+
+function checkNetvm(vm: Vm, target: Vm | null): void {
+  if (target === null) return;
+  checkNetvmTarget(vm, target);
   if (vm.powerState !== 'Halted' && target.powerState === 'Halted') {
     throw new QubesVMNotStartedError(`Cannot dynamically attach to stopped qube ${target.name}`);
   }

@@ -33,6 +33,13 @@ export interface ImagePool extends Pool {
    * only makes a revision when a running VM's changes are committed.
    */
   readonly revisionOnImport: boolean;
+  /**
+   * Every volume needs a size to be created, even one nothing is written to at creation (a
+   * kernel or volatile volume): upstream's file driver checks this for all of them.
+   */
+  readonly everyVolumeSized: boolean;
+  /** A snapshot volume's size is its origin's current size (upstream's file driver). */
+  readonly sizeOfInfoPath: boolean;
   /** The driver's refusals of a resize, with its messages; shrinking is allowed as upstream allows it. */
   checkResize(volume: ImageVolume): void;
   forgetVolume(volume: Volume): void;
@@ -153,6 +160,12 @@ export class ImageVolume implements Volume {
   }
 
   async size(): Promise<number> {
+    // Upstream's file driver reports the size of the image it names as the path: for a
+    // snapshot volume, its origin's, which follows a resize of the template's volume.
+    if (this.pool.sizeOfInfoPath && this.snapOnStart) {
+      const s = await fileSize(this.pool.infoPath(this));
+      if (s !== undefined) return s;
+    }
     for (const p of [this.pathDirty, this.pathClean]) {
       const s = await fileSize(p);
       if (s !== undefined) return s;
@@ -191,10 +204,13 @@ export class ImageVolume implements Volume {
 
   create(): Promise<void> {
     return this.lock.run(async () => {
+      const written = this.saveOnStop && !this.snapOnStart;
+      // A snapshot's size is its origin's where the driver reports it so (upstream's file driver).
+      const size = this.pool.sizeOfInfoPath && this.snapOnStart ? await this.size() : this.configuredSize;
+      if ((written || this.pool.everyVolumeSized) && !(size > 0))
+        throw new StoragePoolException(`Volume size must be > 0: ${this.vid}`);
       await this.removeAllImages();
-      if (this.saveOnStop && !this.snapOnStart) {
-        if (!(this.configuredSize > 0))
-          throw new StoragePoolException(`Volume size must be > 0: ${this.vid}`);
+      if (written) {
         await createSparseFile(this.pathClean, this.configuredSize);
       }
     });
@@ -321,7 +337,7 @@ export class ImageVolume implements Volume {
     return this.lock.run(async () => {
       try {
         if (!this.saveOnStop)
-          throw new StoragePoolException(`Cannot import data: ${this.vid} is not save_on_stop`);
+          throw new StoragePoolException(`Can not import into save_on_stop=False volume ${this.vid}`);
         if (this.running || (await this.isDirty())) {
           throw new StoragePoolException(`Cannot import data: ${this.vid} is in use`);
         }

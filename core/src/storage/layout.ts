@@ -137,9 +137,10 @@ export function defaultVolumeLayout(req: LayoutRequest): VolumeConfig[] {
       d.pool = req.pool;
     } else if (requested !== undefined) {
       if (d.snapOnStart) {
+        // Upstream's text, its missing space after the comma and its trailing space included.
         throw new QubesException(
           `Snapshot volume ${d.name} must be in the same pool as its origin ` +
-            `(${d.name} volume of template), cannot move to pool ${requested}`,
+            `(${d.name} volume of template),cannot move to pool ${requested} `,
         );
       }
       d.pool = requested;

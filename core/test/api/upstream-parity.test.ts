@@ -20,6 +20,13 @@ describe('1. a disposable inherits from its disposable template', () => {
     await d.ok('admin.vm.property.Set', 'dvm1', 'memory', '600');
     await d.ok('admin.vm.firewall.Set', 'dvm1', '', 'action=accept dsthost=10.1.2.3\naction=drop\n');
     await d.ok('admin.vm.feature.Set', 'dvm1', 'gui-default-secure-copy-sequence', 'Ctrl-Shift-c');
+    // Upstream accepts preload-dispvm-max only from a template whose tools announce qrexec and the preload RPCs.
+    for (const f of [
+      'qrexec',
+      'supported-rpc.qubes.WaitForRunningSystem',
+      'supported-rpc.qubes.WaitForSession',
+    ])
+      await d.ok('admin.vm.feature.Set', 'debian-12', f, '1');
     await d.ok('admin.vm.feature.Set', 'dvm1', 'preload-dispvm-max', '0');
     await d.ok('admin.vm.tag.Set', 'dvm1', 'work-docs');
     const rules = await text('admin.vm.firewall.Get', 'dvm1');

@@ -22,9 +22,9 @@ describe('names, numbers, reprs', () => {
   });
 
   it.each([
-    ['12a', 'x contains non ASCII digits'],
-    ['1'.repeat(20), 'x is bigger than 19 decimal digits'],
-    ['007', 'x contains spurious leading zeros'],
+    ['12a', 'X contains non ASCII digits'],
+    ['1'.repeat(20), 'X is bigger than 19 decimal digits'],
+    ['007', 'X contains spurious leading zeros'],
   ])('refuses the number %s', (n, message) => {
     expect(() => validateNumber(n, 'x')).toThrow(new ProtocolError(message));
   });

@@ -157,7 +157,7 @@ describe('volume import', { timeout: 120_000 }, () => {
       saveOnStop: false,
       snapOnStart: false,
     });
-    await expect(vol.importBegin()).rejects.toThrow(/not save_on_stop/);
+    await expect(vol.importBegin()).rejects.toThrow(/save_on_stop=False volume/);
   });
 
   it('writeSparse leaves holes for zero blocks', async () => {

@@ -4,6 +4,7 @@ import { DEVICE_CLASSES, deviceString, isAssignmentMode } from '../../model/devi
 import {
   DeviceNotAssigned,
   DeviceNotFound,
+  PermissionDenied,
   ProtocolError,
   QubesException,
   QubesUnrecognizedDeviceAssignmentMode,
@@ -93,7 +94,13 @@ function deviceClass(devclass: DeviceClass) {
       const parsed = parseAssignment(ctx.payload, device, devclass, ctx.app);
       localOnly(ctx);
       requireReferable(ctx, device.backend, 'device backend');
-      if (ctx.dest.powerState === 'Halted') {
+      // Upstream's admin extension, before the state check: a manual attach to a qube with denied
+      // interfaces needs the device's interfaces, and odysseyd discovers no device to read them from.
+      if (parsed.mode === 'manual' && ctx.dest.props.tryGet('devices_denied')) {
+        throw new PermissionDenied('Could not load interfaces to verify against denied list');
+      }
+      // dom0 and a RemoteVM are never halted, as upstream's is_halted() says.
+      if (ctx.dest.powerState === 'Halted' && ctx.dest.klass !== 'AdminVM' && ctx.dest.klass !== 'RemoteVM') {
         throw new QubesVMNotRunningError('VM not running, cannot attach device, do you mean `assign`?');
       }
       const wanted: DeviceRef = { ...device, deviceId: parsed.deviceId };

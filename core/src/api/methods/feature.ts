@@ -1,5 +1,6 @@
 import { PermissionDenied } from '../../model/errors.js';
 import { validateFeature } from '../../model/features.js';
+import { checkPreloadFeature } from '../../model/preload-features.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import { QubesFeatureNotFoundError } from '../../model/errors.js';
@@ -38,6 +39,7 @@ export const feature = {
   set: (ctx: CallContext): undefined => {
     const value = validateFeature(ctx.arg, ctx.payload);
     checkAllowed(ctx.arg);
+    checkPreloadFeature(ctx.dest, ctx.arg, value);
     ctx.dest.features.set(ctx.arg, value);
     return undefined;
   },

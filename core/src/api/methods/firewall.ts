@@ -1,4 +1,4 @@
-import { QubesValueError } from '../../model/errors.js';
+import { ProtocolError } from '../../model/errors.js';
 import { formatApiRule, isExpired, parseApiRule } from '../../model/firewall.js';
 import { isAscii } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
@@ -12,8 +12,9 @@ export const firewall = {
 
   /** Replaces the whole list; nothing changes unless every line parses. */
   set: async (ctx: CallContext): Promise<undefined> => {
-    if (!isAscii(ctx.payload)) throw new QubesValueError('Firewall rules must be ASCII');
-    const lines = ctx.payload.toString('ascii').split('\n');
+    if (!isAscii(ctx.payload)) throw new ProtocolError('Rules contains non-ASCII characters');
+    // Python's str.splitlines(): CR, vertical tab, form feed and the file/group/record separators end lines too.
+    const lines = ctx.payload.toString('ascii').split(/\r\n|[\n\r\x0b\x0c\x1c-\x1e]/);
     if (lines.at(-1) === '') lines.pop();
     const rules = lines.map(parseApiRule);
     await ctx.services.vmFiles.saveFirewall(ctx.dest, rules);

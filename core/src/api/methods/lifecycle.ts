@@ -1,10 +1,18 @@
-import { ProtocolError } from '../../model/errors.js';
+import { ProtocolError, QubesVMError, QubesVMNotHaltedError } from '../../model/errors.js';
 import type { CallContext } from '../call-context.js';
 
 const SHUTDOWN_FLAGS = ['force', 'wait'];
 
+/** A RemoteVM runs elsewhere: upstream's class refuses these actions outright, in these words. */
+function refuseRemote(ctx: CallContext, action: 'start' | 'suspend' | 'shutdown' | 'kill'): void {
+  if (ctx.dest.klass !== 'RemoteVM') return;
+  const message = `Cannot ${action} a RemoteVM.`;
+  throw action === 'start' ? new QubesVMNotHaltedError(message) : new QubesVMError(message);
+}
+
 export const lifecycle = {
   start: async (ctx: CallContext): Promise<undefined> => {
+    refuseRemote(ctx, 'start');
     await ctx.services.lifecycle.start(ctx.dest);
     return undefined;
   },
@@ -14,6 +22,7 @@ export const lifecycle = {
     if (!flags.every((f) => SHUTDOWN_FLAGS.includes(f))) {
       throw new ProtocolError(`Argument must match: ${SHUTDOWN_FLAGS.join(', ')}`);
     }
+    refuseRemote(ctx, 'shutdown');
     await ctx.services.lifecycle.shutdown(ctx.dest, {
       force: flags.includes('force'),
       wait: flags.includes('wait'),
@@ -29,6 +38,7 @@ export const lifecycle = {
     return undefined;
   },
   suspend: async (ctx: CallContext): Promise<undefined> => {
+    refuseRemote(ctx, 'suspend');
     await ctx.services.lifecycle.suspend(ctx.dest);
     return undefined;
   },
@@ -37,6 +47,7 @@ export const lifecycle = {
     return undefined;
   },
   kill: async (ctx: CallContext): Promise<undefined> => {
+    refuseRemote(ctx, 'kill');
     await ctx.services.lifecycle.kill(ctx.dest);
     return undefined;
   },

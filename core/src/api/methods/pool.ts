@@ -1,5 +1,5 @@
 import { PermissionDenied, ProtocolError } from '../../model/errors.js';
-import { parseBoolLiteral, validateNumber } from '../../model/validate.js';
+import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
 
 /** enforce_arg over the pools. */
@@ -43,7 +43,7 @@ export const pool = {
 
   setRevisionsToKeep: (ctx: CallContext): undefined => {
     const name = poolName(ctx);
-    const value = validateNumber(ctx.payload.toString('latin1'), 'revisions_to_keep', true);
+    const value = validateNumber(ctx.payload.toString('latin1'), 'revisions to keep', true);
     if (value < -1) throw new ProtocolError("Value can't be lower than -1");
     ctx.services.storage.registry.setPoolRevisionsToKeep(name, value);
     return undefined;
@@ -51,8 +51,7 @@ export const pool = {
 
   setEphemeralVolatile: (ctx: CallContext): undefined => {
     const name = poolName(ctx);
-    const value = parseBoolLiteral(ctx.payload.toString('latin1'));
-    if (value === undefined) throw new ProtocolError('Invalid value');
+    const value = parseBoolPayload(ctx.payload);
     ctx.services.storage.registry.setPoolEphemeralVolatile(name, value);
     return undefined;
   },

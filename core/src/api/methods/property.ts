@@ -33,7 +33,9 @@ function escapeLine(s: string): string {
 
 /** qubes.property.sanitize: the checks every Set payload passes before the property's own setter. */
 function sanitize(def: PropertyDef, payload: Buffer): string {
-  if (!isAscii(payload)) throw new QubesValueError('Non-ASCII bytes in property value');
+  // Upstream's VMProperty.sanitize raises its error without a message.
+  if (!isAscii(payload))
+    throw new QubesValueError(def.type === 'vm' ? '' : 'Non-ASCII bytes in property value');
   const value = payload.toString('ascii');
   if (def.type === 'vm') {
     if (value !== '') validateName(value);

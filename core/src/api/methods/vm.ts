@@ -4,6 +4,7 @@ import {
   PermissionDenied,
   ProtocolError,
   QubesException,
+  QubesPropertyValueError,
   QubesValueError,
   QubesVMAlreadyExistsError,
   QubesVMInUseError,
@@ -13,7 +14,7 @@ import {
 import type { Label } from '../../model/labels.js';
 import { validateLabelName } from '../../model/labels.js';
 import { inheritFromDispvmTemplate } from '../../model/dispvm-inherit.js';
-import { featureTrue } from '../../model/features.js';
+import { missingPreloadServices } from '../../model/preload-features.js';
 import { DEFAULT_FIREWALL } from '../../model/firewall.js';
 import { syncGuiAudioTags } from '../../model/gui-audio-tags.js';
 import type { Vm } from '../../model/vm.js';
@@ -77,6 +78,7 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
     }
   }
   if (!opts.name) throw new ProtocolError('Creation requested without key: name');
+  // An unknown label leaves the key unset, as upstream's lookup does.
   if (!opts.label) throw new ProtocolError('Creation requested without key: label');
   if (opts.pool && opts.pools.size > 0) {
     throw new ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
@@ -105,19 +107,34 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   return template;
 }
 
-async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
-  if (ctx.arg !== '' && !VM_CLASSES[klass].hasTemplate) {
+/** Upstream's _vm_create checks, in its order: payload, existing name, unknown template, unknown pool. */
+function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool: boolean): CreateOptions {
+  if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].hasTemplate)) {
     throw new ProtocolError(`${klass} cannot be based on template`);
   }
   const opts = parseCreatePayload(ctx, allowPool);
   const name = opts.name as string;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
-  // Upstream's order: an unknown template is reported before an unknown pool.
   if (ctx.arg !== '' && !ctx.app.domains.byName(ctx.arg)) throw new QubesVMNotFoundError(ctx.arg);
   for (const pool of [opts.pool, ...opts.pools.values()]) {
     if (pool !== undefined && !ctx.app.pools.has(pool))
-      throw new QubesException(`No such storage pool: ${pool}`);
+      throw new QubesException(`Unknown storage pool ${pool}`);
   }
+  return opts;
+}
+
+/** admin.vm.Create.AdminVM: checked like any creation, then refused (there is one dom0). */
+function refuseAdminVm(allowPool: boolean) {
+  return (ctx: CallContext): undefined => {
+    checkCreate(ctx, 'AdminVM', allowPool);
+    // Upstream's add_new_vm fails here: a new AdminVM would need qid 0, which cannot be set.
+    throw new QubesPropertyValueError("property 'qid' on AdminVM instance cannot be set");
+  };
+}
+
+async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
+  const opts = checkCreate(ctx, klass, allowPool);
+  const name = opts.name as string;
   const template = templateFor(ctx, klass);
   const dispid = klass === 'DispVM' ? freeDispid(ctx) : null;
   const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
@@ -159,12 +176,8 @@ async function createOnDisk(
  * checks that the template's tools announce the services a preloaded
  * disposable is waited for with.
  */
-const PRELOAD_SERVICES = ['qubes.WaitForRunningSystem', 'qubes.WaitForSession'];
-
 function checkPreloadSupported(base: Vm): void {
-  const missing = PRELOAD_SERVICES.filter(
-    (service) => !featureTrue(base.featureWithTemplate(`supported-rpc.${service}`)),
-  );
+  const missing = missingPreloadServices(base);
   if (missing.length > 0) {
     throw new QubesValueError(
       `Qube does not support the RPC(s) '${missing.join(', ')}' but tried to preload, check if template is outdated`,
@@ -198,6 +211,7 @@ export const vm = {
   },
 
   create: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, false),
+  refuseAdminVm,
   createInPool: (klass: VmClassName) => (ctx: CallContext) => createVm(ctx, klass, true),
 
   createDisposable: async (ctx: CallContext): Promise<string | undefined> => {
@@ -223,7 +237,8 @@ export const vm = {
       );
     }
     const dispid = freeDispid(ctx);
-    const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, label: base.label });
+    const label = base.props.tryGet('label') as Label | undefined;
+    const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
     disp.props.init('dispid', dispid);
     disp.props.initChecked('template', base);
     disp.props.init('auto_cleanup', true);

@@ -4,7 +4,7 @@ import {
   QubesVMNotFoundError,
   QubesVMNotHaltedError,
 } from '../../model/errors.js';
-import { parseBoolLiteral, validateNumber } from '../../model/validate.js';
+import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
 import { importStream, readSizeHeader } from '../../storage/importer.js';
 import type { CallContext } from '../call-context.js';
@@ -14,14 +14,6 @@ function volumeOf(ctx: CallContext): Volume {
   const v = ctx.services.storage.of(ctx.dest).get(ctx.arg);
   if (!v) throw new PermissionDenied(`Argument not in '${ctx.dest.name} volumes'`);
   return v;
-}
-
-function boolPayload(ctx: CallContext): boolean {
-  const b = parseBoolLiteral(ctx.payload.toString('latin1'));
-  if (b === undefined || /[^\x00-\x7f]/.test(ctx.payload.toString('latin1'))) {
-    throw new ProtocolError('Payload is not boolean ASCII');
-  }
-  return b;
 }
 
 /** Runs a data import between upstream's domain-volume-import-begin/end events. */
@@ -96,14 +88,14 @@ export const volume = {
 
   setRw: (ctx: CallContext): undefined => {
     const v = volumeOf(ctx);
-    const rw = boolPayload(ctx);
+    const rw = parseBoolPayload(ctx.payload);
     requireHalted(ctx);
     v.setRw(rw);
     return undefined;
   },
 
   setEphemeral: (ctx: CallContext): undefined => {
-    volumeOf(ctx).setEphemeral(boolPayload(ctx));
+    volumeOf(ctx).setEphemeral(parseBoolPayload(ctx.payload));
     return undefined;
   },
 

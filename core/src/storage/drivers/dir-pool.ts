@@ -69,6 +69,8 @@ export abstract class DirPool implements ImagePool {
 
   abstract infoPath(volume: ImageVolume): string;
   abstract readonly revisionOnImport: boolean;
+  abstract readonly everyVolumeSized: boolean;
+  abstract readonly sizeOfInfoPath: boolean;
   abstract checkResize(volume: ImageVolume): void;
 
   async setup(): Promise<void> {

@@ -17,6 +17,8 @@ export class FilePool extends DirPool {
   }
 
   readonly revisionOnImport = false;
+  readonly everyVolumeSized = true;
+  readonly sizeOfInfoPath = true;
 
   /** Upstream reports the origin image, and a snapshot's source image, as the volume path. */
   infoPath(volume: ImageVolume): string {

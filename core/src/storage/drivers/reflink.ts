@@ -17,6 +17,8 @@ export class ReflinkPool extends DirPool {
   }
 
   readonly revisionOnImport = true;
+  readonly everyVolumeSized = false;
+  readonly sizeOfInfoPath = false;
 
   /** Only read-only volumes are refused; upstream grows and shrinks anything else. */
   checkResize(volume: ImageVolume): void {
