@@ -153,6 +153,7 @@ describe('--only / --skip', () => {
       'lifecycle',
       'qrexec',
       'management',
+      'guest',
     ]);
     expect(chooseCategories(['api', 'qrexec'], ['qrexec'])).toEqual(['api']);
   });
