@@ -64,7 +64,10 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   async afterOpen(): Promise<void> {
-    await mkdir(this.files.domainsDir(), { recursive: true, mode: 0o755 });
+    // libvirt_lxc mounts the vchan dirs as the container's root, which must traverse down to them.
+    await mkdir(this.files.domainsDir(), { recursive: true });
+    await chmod(this.files.runtimeDir, 0o755);
+    await chmod(this.files.domainsDir(), 0o755);
   }
 
   async domainXml(spec: DomainSpec): Promise<string> {
