@@ -9,6 +9,7 @@ import { CATEGORIES, runChecks, type CheckResult } from './check.js';
 import { selectChecks } from './checks/index.js';
 import { guestsFor } from './guests.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
+import { LXC_LIBVIRTD_ENV, lxcDaemonEnv } from './lxc-setup.js';
 import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
 import { writeReport, type BackendReport } from './report.js';
@@ -72,6 +73,11 @@ const PREPARE: Record<string, (stateDir: string) => Promise<void>> = {
   xen: installXenGuestKernel,
 };
 
+/** odysseyd's own environment per backend, made before it starts. */
+const DAEMON_ENV: Record<string, () => Promise<NodeJS.ProcessEnv>> = { lxc: lxcDaemonEnv };
+/** Options of the private libvirtd per backend (scripts/libvirtd-test.sh). */
+const LIBVIRTD_ENV: Record<string, NodeJS.ProcessEnv> = { lxc: LXC_LIBVIRTD_ENV };
+
 // Progress is for people watching; CI logs get the summary line only.
 const progress = process.stdout.isTTY && !process.env['CI'];
 // What to undo, newest first; an interrupted run must not leave guests, odysseyd or libvirtd behind.
@@ -87,12 +93,14 @@ type Outcome = Omit<BackendReport, 'backend'>;
 
 /** The suite against an odysseyd started here. */
 async function runHere(): Promise<Outcome> {
-  const libvirtd = opts.libvirtd === 'private' ? await startPrivateLibvirtd() : undefined;
+  const libvirtd =
+    opts.libvirtd === 'private' ? await startPrivateLibvirtd(LIBVIRTD_ENV[opts.backend]) : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
   const prepare = PREPARE[opts.backend];
+  const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
   const daemon = await startDaemon({
     backend: opts.backend,
-    ...(libvirtd ? { env: libvirtd.env } : {}),
+    env: { ...backendEnv, ...libvirtd?.env },
     ...(prepare ? { prepare } : {}),
     ...(opts.daemonLog ? { logFile: opts.daemonLog } : {}),
   });

@@ -132,9 +132,25 @@ export function imageGuests(stateDir: string): Guests {
   };
 }
 
+/**
+ * Containers of the lxc backend run the guest image's programs (backends/lxc/scripts/build-rootfs.sh),
+ * so dom0 enters them as it enters image guests. A container cannot panic a kernel: its crash is its
+ * qrexec agent (the service's parent) killed by a signal nobody asked for, which ends its init.
+ */
+export function lxcGuests(stateDir: string): Guests {
+  const guests = imageGuests(stateDir);
+  return {
+    ...guests,
+    crash: async (vm) => {
+      await guests.dom0Call(vm, 'qubes.VMShell', 'kill -KILL "$PPID"\n');
+    },
+  };
+}
+
 /** The backends whose domains the suite knows how to enter; others get `unsupported` guest checks. */
 export function guestsFor(backend: string, stateDir: string, client: AdminClient): Guests | undefined {
   if (backend === 'process') return processGuests(stateDir, client);
+  if (backend === 'lxc') return lxcGuests(stateDir);
   if (backend === 'kvm' || backend === 'xen') return imageGuests(stateDir);
   return undefined;
 }

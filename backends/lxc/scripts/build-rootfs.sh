@@ -42,18 +42,36 @@ if [ ! -x "$OUT/root/sbin/odyssey-lxc-init" ]; then
   # Mount points for what the domain XML binds or mounts.
   # libvirt_lxc pivots the root through .oldroot, which the container's root could not create.
   mkdir -p "$R/run" "$R/tmp" "$R/rw" "$R/var/run/odyssey-vchan" "$R/.oldroot"
-  # The container's init: libvirt gives it the domain name (vchan label) as its argument.
-  # The agent is not pid 1: a shell stays pid 1 and reaps what the agent's services leave.
+  # The root is read-only and shared: the qrexec services live on the domain's /run, seeded from
+  # the image's, so dom0 can install more (as it does in a VM's /etc/qubes-rpc).
+  mv "$R/etc/qubes-rpc" "$R/opt/odyssey/qubes-rpc"
+  ln -s /run/qubes-rpc "$R/etc/qubes-rpc"
+  # The domain's programs reach vchans as the agent does: the socket transport in the vchan dir.
+  rm -f "$R/usr/bin/qrexec-client-vm"
+  printf '#!/bin/sh\n. /run/qubes/domain-env\nexec node /opt/odyssey/qrexec-client-vm.mjs "$@"\n' \
+    >"$R/usr/bin/qrexec-client-vm"
+  chmod 755 "$R/usr/bin/qrexec-client-vm"
+  # The container's init: libvirt gives it the domain name (its vchan label) as its argument.
+  # The agent is not pid 1: a shell stays pid 1, reaps what the agent's services leave, and ends
+  # with the agent's status (SIGTERM from libvirt's shutdown is passed on to the agent).
   cat >"$R/sbin/odyssey-lxc-init" <<'EOS'
 #!/bin/sh
 export PATH=/bin:/sbin:/usr/bin HOME=/root
 mkdir -p /run/qubes /tmp
-hostname "$1"
-node /opt/odyssey/agent-socket.mjs --domain-id "$1" --vchan-dir /var/run/odyssey-vchan \
-  --agent-socket /run/qubes/qrexec-agent --service-dir /etc/qubes-rpc &
+cp -r /opt/odyssey/qubes-rpc /run/qubes-rpc
+printf 'export VCHAN_DOMAIN=%s VCHAN_SOCKET_DIR=/var/run/odyssey-vchan QREXEC_AGENT_SOCKET=/run/qubes/qrexec-agent\n' \
+  "$1" >/run/qubes/domain-env
+. /run/qubes/domain-env
+node /opt/odyssey/agent-socket.mjs --domain-id "$1" --vchan-dir "$VCHAN_SOCKET_DIR" \
+  --agent-socket "$QREXEC_AGENT_SOCKET" --service-dir /etc/qubes-rpc &
 agent=$!
 trap 'kill -TERM $agent' TERM
-while kill -0 $agent 2>/dev/null; do wait; done
+status=0
+while kill -0 $agent 2>/dev/null; do
+  wait $agent
+  status=$?
+done
+exit $status
 EOS
   chmod 755 "$R/sbin/odyssey-lxc-init"
   chmod -R a+rX "$R"

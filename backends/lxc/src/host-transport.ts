@@ -1,5 +1,6 @@
 import type { Vchan, VchanListenOptions, VchanTransport } from '@odyssey/hal';
-import { SocketVchanTransport } from '@odyssey/vchan';
+import { chmod } from 'node:fs/promises';
+import { SocketVchanTransport, vchanSocketPath } from '@odyssey/vchan';
 
 export interface LxcHostTransportOptions {
   /** The domain's name, given how vchan names it (libvirt id or name). */
@@ -19,9 +20,16 @@ export class LxcHostTransport implements VchanTransport {
 
   constructor(private readonly options: LxcHostTransportOptions) {}
 
+  /**
+   * Connecting to a UNIX socket takes write permission on it, and the domain is not root on the
+   * host: dom0's server sockets are opened to all (0666) in a directory only the domain and dom0
+   * can enter. The domain's connect retries while the mode is still the umask's.
+   */
   async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<Vchan> {
     const { transport, label } = await this.#in(remoteDomain);
-    return transport.listen(label, port, options);
+    const bound = await transport.bind(label, port, options);
+    await chmod(vchanSocketPath(transport.dir, '0', label, port), 0o666);
+    return bound.connected;
   }
 
   async connect(remoteDomain: string, port: number, options?: { timeoutMs?: number }): Promise<Vchan> {

@@ -1,4 +1,5 @@
 import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import {
   VmmError,
   supported,
@@ -64,10 +65,8 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   async afterOpen(): Promise<void> {
-    // libvirt_lxc mounts the vchan dirs as the container's root, which must traverse down to them.
     await mkdir(this.files.domainsDir(), { recursive: true });
-    await chmod(this.files.runtimeDir, 0o755);
-    await chmod(this.files.domainsDir(), 0o755);
+    await this.letContainersTraverse(this.files.domainsDir());
   }
 
   async domainXml(spec: DomainSpec): Promise<string> {
@@ -80,7 +79,8 @@ export class LxcFlavour implements LibvirtFlavour {
       );
     }
     if (rootDir) await stat(rootDir);
-    await mkdir(this.files.domainDir(spec.name), { recursive: true, mode: 0o755 });
+    await mkdir(this.files.domainDir(spec.name), { recursive: true });
+    await chmod(this.files.domainDir(spec.name), 0o711);
     const uidBase = await uidBaseFor(this.files, spec.name);
     const vchanDir = this.files.vchanDir(spec.name);
     await mkdir(vchanDir, { recursive: true });
@@ -88,6 +88,24 @@ export class LxcFlavour implements LibvirtFlavour {
     await chown(vchanDir, uidBase, uidBase);
     await chmod(vchanDir, 0o700);
     return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase });
+  }
+
+  /**
+   * libvirt_lxc checks and mounts a domain's vchan dir with the credentials of the container's
+   * root, an unprivileged host uid: every directory above it must let others search it (x, not
+   * r: nothing in them becomes listable). odysseyd's state dir is 0770, so this widens it to 0771,
+   * and says so.
+   */
+  private async letContainersTraverse(dir: string): Promise<void> {
+    for (let d = dir; d !== dirname(d); d = dirname(d)) {
+      const { mode } = await stat(d);
+      if ((mode & 0o001) !== 0) continue;
+      await chmod(d, (mode & 0o7777) | 0o001);
+      this.options.log(
+        'info',
+        `lxc: made ${d} searchable by others (o+x) so containers reach their vchan dirs`,
+      );
+    }
   }
 
   async afterUndefine(name: string): Promise<void> {
