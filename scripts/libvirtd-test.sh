@@ -11,6 +11,10 @@
 # it holds the sockets (unix_sock_dir), the pid files and the logs, so processes outside the
 # namespace reach the daemon at DIR/libvirt-sock and can stop it by pid.
 # Needs root and: libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system qemu-system-x86.
+# LIBVIRTD_TEST_LXC=1 also readies the namespace for libvirt's LXC driver (libvirt-daemon-driver-lxc):
+# libvirt 9.0's libvirt_lxc fails on the host's hybrid cgroup layout while the empty cgroup2 mount
+# /sys/fs/cgroup/unified is there (reference/nested-virtualization.md §3), so it is unmounted in the
+# daemons' namespace only; the host keeps it.
 set -euo pipefail
 
 PRIVATE_DIRS=(/run/libvirt /etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt)
@@ -110,6 +114,10 @@ in_namespace() {
   mkdir -p "$QEMU_CACHE" /var/cache/libvirt/qemu
   mount --bind "$QEMU_CACHE" /var/cache/libvirt/qemu
   private_kvm_node
+  if [ "${LIBVIRTD_TEST_LXC:-}" = 1 ] && mountpoint -q /sys/fs/cgroup/unified; then
+    umount /sys/fs/cgroup/unified
+    echo "libvirtd-test: LXC: unmounted /sys/fs/cgroup/unified in libvirtd's private mount namespace" >&2
+  fi
   virtlogd -d -f "$dir/virtlogd.conf" -p "$dir/virtlogd.pid"
   libvirtd -d -f "$dir/libvirtd.conf" -p "$dir/libvirtd.pid"
 }
@@ -159,7 +167,7 @@ case "$cmd" in
     fi
     write_config "$dir"
     rm -f "$dir/libvirtd.pid" "$dir/virtlogd.pid"
-    unshare -m --propagation private bash -c "$(declare -p PRIVATE_DIRS QEMU_CACHE); $(declare -f private_kvm_node in_namespace); in_namespace '$dir'"
+    unshare -m --propagation private bash -c "$(declare -p PRIVATE_DIRS QEMU_CACHE); LIBVIRTD_TEST_LXC='${LIBVIRTD_TEST_LXC:-}'; $(declare -f private_kvm_node in_namespace); in_namespace '$dir'"
     wait_socket "$dir" "$(pid_of "$dir" libvirtd || true)"
     report "$dir"
     ;;

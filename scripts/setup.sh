@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   # real libvirt + QEMU for @odyssey/libvirt and the KVM backend (TCG here)
-  libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-daemon-system libvirt-clients
   qemu-system-x86 qemu-utils libxml2-utils
   # guest images: a Debian kernel plus a busybox initramfs (scripts/build-guest-image.sh)
   linux-image-cloud-amd64 busybox-static cpio lz4

@@ -13,6 +13,7 @@ import { selectChecks } from './checks/index.js';
 import { guestsFor } from './guests.js';
 import { halGuestFor } from './hal-guests.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
+import { LXC_LIBVIRTD_ENV, lxcDaemonEnv } from './lxc-setup.js';
 import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
 import { renderJUnit } from './junit.js';
@@ -79,6 +80,14 @@ const PREPARE: Partial<Record<GuestImageKind, (stateDir: string) => Promise<void
   'odyssey-linux-xen': installXenGuestKernel,
 };
 
+/**
+ * The environment a backend's host needs before it is loaded (a private libvirtd's options,
+ * odysseyd's environment): set-up by the --backend name, as a packager's service does; which
+ * checks run is still decided by the loaded backend's declaration.
+ */
+const DAEMON_ENV: Record<string, () => Promise<NodeJS.ProcessEnv>> = { lxc: lxcDaemonEnv };
+const LIBVIRTD_ENV: Record<string, NodeJS.ProcessEnv> = { lxc: LXC_LIBVIRTD_ENV };
+
 // Progress is for people watching; CI logs get the summary line only.
 const progress = process.stdout.isTTY && !process.env['CI'];
 // What to undo, newest first; an interrupted run must not leave guests, odysseyd or libvirtd behind.
@@ -117,7 +126,8 @@ async function openUnderTest(env: NodeJS.ProcessEnv): Promise<BackendUnderTest> 
 
 /** The suite here: hal checks on the suite's own instance, then the daemon's checks over its socket. */
 async function runHere(): Promise<BackendReport> {
-  const libvirtd = opts.libvirtd === 'private' ? await startPrivateLibvirtd() : undefined;
+  const libvirtd =
+    opts.libvirtd === 'private' ? await startPrivateLibvirtd(LIBVIRTD_ENV[opts.backend]) : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
   const underTest = await openUnderTest(libvirtd?.env ?? {});
   cleanups.push(() => underTest.close());
@@ -137,9 +147,10 @@ async function runHere(): Promise<BackendReport> {
   }
   if (selection.daemon.length > 0) {
     const prepare = caps.guestImages.map((kind) => PREPARE[kind]).find((p) => p !== undefined);
+    const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
     const daemon = await startDaemon({
       backend: opts.backend,
-      ...(libvirtd ? { env: libvirtd.env } : {}),
+      env: { ...backendEnv, ...libvirtd?.env },
       ...(prepare ? { prepare } : {}),
       ...(opts.daemonLog ? { logFile: opts.daemonLog } : {}),
     });

@@ -136,6 +136,21 @@ export function imageGuests(stateDir: string): Guests {
 }
 
 /**
+ * Containers of the lxc backend run the guest image's programs (backends/lxc/scripts/build-rootfs.sh),
+ * so dom0 enters them as it enters image guests. A container cannot panic a kernel: its crash is its
+ * qrexec agent (the service's parent) killed by a signal nobody asked for, which ends its init.
+ */
+export function lxcGuests(stateDir: string): Guests {
+  const guests = imageGuests(stateDir);
+  return {
+    ...guests,
+    crash: async (vm) => {
+      await guests.dom0Call(vm, 'qubes.VMShell', 'kill -KILL "$PPID"\n');
+    },
+  };
+}
+
+/**
  * How the suite enters the domains of a backend: chosen by the guest kind the backend declares it
  * boots, never by its name. Without a vchan transport the daemon runs no qrexec, so nothing inside
  * a domain can be reached whatever it boots.
@@ -152,6 +167,7 @@ export function guestsFor(
       'createBackend returned no VchanTransport, so the daemon runs no qrexec',
     );
   if (caps.guestImages.includes('agent-process')) return processGuests(stateDir, client);
+  if (caps.guestImages.includes('odyssey-rootfs-lxc')) return lxcGuests(stateDir);
   if (caps.guestImages.some((kind) => kind === 'odyssey-linux-kvm' || kind === 'odyssey-linux-xen'))
     return imageGuests(stateDir);
   if (caps.guestImages.length === 0)

@@ -4,10 +4,15 @@ import { join } from 'node:path';
 
 import { script } from './repo-scripts.js';
 
-/** A private libvirtd (scripts/libvirtd-test.sh), for CI hosts whose system libvirtd is not ours to use. */
-export async function startPrivateLibvirtd(): Promise<{ env: NodeJS.ProcessEnv; stop: () => Promise<void> }> {
+/**
+ * A private libvirtd (scripts/libvirtd-test.sh), for CI hosts whose system libvirtd is not ours to
+ * use; `scriptEnv` is the script's own options (LIBVIRTD_TEST_LXC).
+ */
+export async function startPrivateLibvirtd(
+  scriptEnv: NodeJS.ProcessEnv = {},
+): Promise<{ env: NodeJS.ProcessEnv; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-conformance-libvirtd-'));
-  const started = await script('libvirtd-test.sh', ['start', dir]);
+  const started = await script('libvirtd-test.sh', ['start', dir], scriptEnv);
   const socket = started['socket'];
   if (!socket) throw new Error('libvirtd-test.sh did not name its socket');
   return {

@@ -13,9 +13,13 @@ export function keyValues(stdout: string): Record<string, string> {
   );
 }
 
-/** Runs scripts/NAME to its end and returns its `key=value` output; fails with its stderr. */
-export async function script(name: string, args: string[]): Promise<Record<string, string>> {
-  const done = await run(join(SCRIPTS, name), args, cleanEnv());
+/** Runs scripts/NAME (extra environment `env`) to its end and returns its `key=value` output; fails with its stderr. */
+export async function script(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<Record<string, string>> {
+  const done = await run(join(SCRIPTS, name), args, { ...cleanEnv(), ...env });
   if (done.code !== 0) throw new Error(`${name} ${args.join(' ')} failed: ${done.stderr}`);
   return keyValues(done.stdout);
 }

@@ -38,7 +38,12 @@ export type GuestImageKind =
   /** The project's Linux image, agent vchan over virtio-serial. */
   | 'odyssey-linux-kvm'
   /** The project's Linux image as a Xen domU, agent vchan over libxenvchan. */
-  | 'odyssey-linux-xen';
+  | 'odyssey-linux-xen'
+  /**
+   * The programs of the project's Linux image as a container's root file system
+   * (backends/lxc/scripts/build-rootfs.sh): no kernel of its own, agent vchan over UNIX sockets.
+   */
+  | 'odyssey-rootfs-lxc';
 
 export interface VmmCapabilities {
   /** Backend name as shown in reports, e.g. "kvm". */

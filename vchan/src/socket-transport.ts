@@ -28,7 +28,8 @@ export interface BoundSocketVchan {
 }
 
 const DEFAULT_RING = 64 * 1024;
-const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
+/** EACCES: a server in another user's domain (lxc) opens its socket's mode just after binding it. */
+const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'EACCES']);
 
 /** vchan over AF_UNIX stream sockets, for process domains and tests (reference §3.4). */
 export class SocketVchanTransport implements VchanTransport {

@@ -1,3 +1,4 @@
+import type { CapabilityName } from '@odyssey/hal';
 import { parseVmList } from '@odyssey/client';
 
 import { expectEqual, fail, type Check, type CheckContext } from '../check.js';
@@ -6,10 +7,15 @@ import { QUBES } from '../qubes.js';
 import { ECHO_SERVICE } from '../services.js';
 import { guestsOf } from './guest.js';
 
-const dispvm = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+const dispvm = (
+  id: string,
+  run: (ctx: CheckContext) => Promise<void>,
+  needs?: readonly CapabilityName[],
+): Check => ({
   id: `dispvm.${id}`,
   category: 'dispvm',
   run,
+  ...(needs ? { needs } : {}),
 });
 
 /** The disposable the create check made, for the checks after it. */
@@ -39,16 +45,20 @@ export const dispvmChecks: readonly Check[] = [
       'test.Echo in the disposable from dom0',
     );
   }),
-  dispvm('qrexec-call', async (ctx) => {
-    const guests = guestsOf(ctx);
-    await guests.installService(disposable, 'test.Echo', ECHO_SERVICE);
-    const reply = await guests.qrexecClientVm(QUBES.mgmt, disposable, 'test.Echo', 'ping');
-    expectEqual(
-      reply,
-      { code: 0, stdout: `${QUBES.mgmt} says: ping`, stderr: '' },
-      'test.Echo in the disposable',
-    );
-  }),
+  dispvm(
+    'qrexec-call',
+    async (ctx) => {
+      const guests = guestsOf(ctx);
+      await guests.installService(disposable, 'test.Echo', ECHO_SERVICE);
+      const reply = await guests.qrexecClientVm(QUBES.mgmt, disposable, 'test.Echo', 'ping');
+      expectEqual(
+        reply,
+        { code: 0, stdout: `${QUBES.mgmt} says: ping`, stderr: '' },
+        'test.Echo in the disposable',
+      );
+    },
+    ['vmToVmVchan'],
+  ),
   dispvm('kill-removes', async ({ client }) => {
     const removed = await watchEvents(
       client,

@@ -1,12 +1,18 @@
+import type { CapabilityName } from '@odyssey/hal';
 import { expectEqual, type Check, type CheckContext } from '../check.js';
 import { QUBES } from '../qubes.js';
 import { ECHO_SERVICE, EXIT_SERVICE } from '../services.js';
 import { guestsOf } from './guest.js';
 
-const qrexec = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+const qrexec = (
+  id: string,
+  run: (ctx: CheckContext) => Promise<void>,
+  needs?: readonly CapabilityName[],
+): Check => ({
   id: `qrexec.${id}`,
   category: 'qrexec',
   run,
+  ...(needs ? { needs } : {}),
 });
 
 export const qrexecChecks: readonly Check[] = [
@@ -25,16 +31,20 @@ export const qrexecChecks: readonly Check[] = [
       codes.push((await guests.dom0Call(QUBES.peer, service)).code);
     expectEqual(codes, [3, 0, 127], 'exit codes of test.Exit+3, test.Exit+0, test.Missing');
   }),
-  qrexec('vm-to-vm-allowed', async (ctx) => {
-    const guests = guestsOf(ctx);
-    await guests.installService(QUBES.peer, 'test.Echo', ECHO_SERVICE);
-    const reply = await guests.qrexecClientVm(QUBES.mgmt, QUBES.peer, 'test.Echo', 'hello\0bytes');
-    expectEqual(
-      reply,
-      { code: 0, stdout: `${QUBES.mgmt} says: hello\0bytes`, stderr: '' },
-      'test.Echo reply',
-    );
-  }),
+  qrexec(
+    'vm-to-vm-allowed',
+    async (ctx) => {
+      const guests = guestsOf(ctx);
+      await guests.installService(QUBES.peer, 'test.Echo', ECHO_SERVICE);
+      const reply = await guests.qrexecClientVm(QUBES.mgmt, QUBES.peer, 'test.Echo', 'hello\0bytes');
+      expectEqual(
+        reply,
+        { code: 0, stdout: `${QUBES.mgmt} says: hello\0bytes`, stderr: '' },
+        'test.Echo reply',
+      );
+    },
+    ['vmToVmVchan'],
+  ),
   qrexec('vm-to-vm-refused', async (ctx) => {
     const guests = guestsOf(ctx);
     await guests.installService(QUBES.mgmt, 'test.Echo', ECHO_SERVICE);

@@ -91,6 +91,7 @@ export const qvmRunChecks: readonly Check[] = [
   {
     id: 'dispvm.qrexec-call-leaves-nothing',
     category: 'dispvm',
+    needs: ['vmToVmVchan'],
     run: async (ctx) => {
       const guests = guestsOf(ctx);
       const { client } = ctx;

@@ -49,6 +49,7 @@ export const vchanChecks: readonly Check[] = [
   {
     id: 'vchan.vm-to-vm-throughput',
     category: 'vchan',
+    needs: ['vmToVmVchan'],
     run: async (ctx) => {
       await guestsOf(ctx).installService(QUBES.peer, 'test.Sink', SINK_SERVICE);
       ctx.metrics['vchan_mb_per_s'] = await sinkThroughput(ctx, QUBES.peer);

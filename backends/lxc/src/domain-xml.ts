@@ -1,0 +1,70 @@
+import type { DomainSpec } from '@odyssey/hal';
+import { END_ON_ANY_STOP, attrs, buildDomainXml, identityAndSize, type XmlNode } from '@odyssey/libvirt-hal';
+import { GUEST_VCHAN_DIR } from './runtime-files.js';
+import { UID_RANGE } from './uid-ranges.js';
+
+/** The container's init in the root tree of scripts/build-rootfs.sh; its argument is the domain's vchan label. */
+export const INIT = '/sbin/odyssey-lxc-init';
+
+export interface DomainXmlInput {
+  readonly spec: DomainSpec;
+  /** The root tree, mounted read-only: every domain of a template shares it. */
+  readonly rootDir: string;
+  /** Host directory bind-mounted at GUEST_VCHAN_DIR. */
+  readonly vchanDir: string;
+  /** First host uid (and gid) the domain's user namespace maps its uid 0 to. */
+  readonly uidBase: number;
+}
+
+/** CPU bandwidth period (µs); a domain gets `vcpus` periods of CPU time per period. */
+const CPU_PERIOD_US = 100_000;
+const TMP_KIB = 64 * 1024;
+const RUN_KIB = 16 * 1024;
+
+function mount(source: string, target: string, readOnly: boolean): XmlNode {
+  return {
+    ...attrs({ type: 'mount', accessmode: 'passthrough' }),
+    source: attrs({ dir: source }),
+    target: attrs({ dir: target }),
+    ...(readOnly ? { readonly: '' } : {}),
+  };
+}
+
+function ram(target: string, kib: number): XmlNode {
+  return {
+    ...attrs({ type: 'ram' }),
+    source: attrs({ usage: kib, units: 'KiB' }),
+    target: attrs({ dir: target }),
+  };
+}
+
+/**
+ * libvirt LXC domain XML: a user namespace onto the domain's own host uid range (<idmap>), libvirt's
+ * pid/mount/ipc/uts namespaces and, with <privnet/> and no interface, a network namespace holding
+ * only loopback; memory and CPU bandwidth limits in its cgroup; every capability dropped; the root
+ * tree read-only with tmpfs /tmp and /run; of dom0's files only the domain's vchan directory.
+ * A private volume that is a directory is mounted at /rw.
+ */
+export function domainXml({ spec, rootDir, vchanDir, uidBase }: DomainXmlInput): string {
+  const root = spec.volumes.find((v) => v.role === 'root' && v.format === 'dir');
+  const priv = spec.volumes.find((v) => v.role === 'private' && v.format === 'dir');
+  const filesystems = [
+    mount(root?.path ?? rootDir, '/', true),
+    ram('/tmp', TMP_KIB),
+    ram('/run', RUN_KIB),
+    mount(vchanDir, GUEST_VCHAN_DIR, false),
+    ...(priv ? [mount(priv.path, '/rw', priv.readOnly)] : []),
+  ];
+  const range = attrs({ start: 0, target: uidBase, count: UID_RANGE });
+  const domain: XmlNode = {
+    ...attrs({ type: 'lxc' }),
+    ...identityAndSize(spec),
+    cputune: { period: String(CPU_PERIOD_US), quota: String(CPU_PERIOD_US * spec.vcpus) },
+    os: { type: 'exe', init: INIT, initarg: spec.name },
+    idmap: { uid: range, gid: range },
+    features: { privnet: '', capabilities: attrs({ policy: 'deny' }) },
+    ...END_ON_ANY_STOP,
+    devices: { filesystem: filesystems, console: attrs({ type: 'pty' }) },
+  };
+  return buildDomainXml(domain);
+}

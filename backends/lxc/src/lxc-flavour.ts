@@ -1,0 +1,116 @@
+import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import {
+  VmmError,
+  supported,
+  unsupported,
+  type BackendContext,
+  type DomainSpec,
+  type VmmCapabilities,
+} from '@odyssey/hal';
+import { ShutdownFlags } from '@odyssey/libvirt';
+import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
+import { domainXml } from './domain-xml.js';
+import { RuntimeFiles } from './runtime-files.js';
+import { uidBaseFor } from './uid-ranges.js';
+
+export interface LxcFlavourOptions extends BackendContext {
+  /** Root tree of domains without a root volume that is a directory. */
+  readonly rootDir?: string;
+}
+
+export const LXC_CAPABILITIES: VmmCapabilities = {
+  name: 'lxc',
+  isolation: 'container',
+  guestImages: ['odyssey-rootfs-lxc'],
+  // No guest kernel: a container runs on the host's kernel in no virtualisation mode.
+  virtModes: [],
+  // libvirt freezes the container's cgroup.
+  pause: supported,
+  suspend: unsupported("libvirt's LXC driver cannot save a container's memory to disk"),
+  stats: supported,
+  blockDevices: unsupported('block device attach/detach is not implemented by the lxc backend'),
+  pciDevices: unsupported('a container shares the host kernel: it cannot be given PCI devices'),
+  usbDevices: unsupported('USB passthrough is not implemented by the lxc backend'),
+  // Each domain sees only its own vchan directory, and dom0 relays nothing between them.
+  vmToVmVchan: unsupported(
+    "a domain reaches only its own vchan directory and dom0 relays no domain's vchans",
+  ),
+};
+
+const FLAGS: DriverFlags = {
+  // SIGTERM to the container's init, which stops the agent and ends.
+  shutdown: ShutdownFlags.SIGNAL,
+  undefine: 0,
+  forceBoot: false,
+};
+
+/**
+ * libvirt's LXC driver as Odyssey uses it: one container per domain in its own user namespace,
+ * its vchan directory the only host path it sees besides the read-only root tree.
+ */
+export class LxcFlavour implements LibvirtFlavour {
+  readonly files: RuntimeFiles;
+  readonly flags = FLAGS;
+
+  constructor(private readonly options: LxcFlavourOptions) {
+    this.files = new RuntimeFiles(options.runtimeDir);
+  }
+
+  capabilities(): VmmCapabilities {
+    return LXC_CAPABILITIES;
+  }
+
+  nameProblem(name: string): string | undefined {
+    if (/^[A-Za-z0-9_.+-]+$/.test(name) && name !== '.' && name !== '..') return undefined;
+    return 'it names a directory of the runtime dir';
+  }
+
+  async afterOpen(): Promise<void> {
+    await mkdir(this.files.domainsDir(), { recursive: true });
+    await this.letContainersTraverse(this.files.domainsDir());
+  }
+
+  async domainXml(spec: DomainSpec): Promise<string> {
+    const rootDir = this.options.rootDir;
+    const hasRoot = spec.volumes.some((v) => v.role === 'root' && v.format === 'dir');
+    if (!hasRoot && !rootDir) {
+      throw new VmmError(
+        'unsupported',
+        `${spec.name} has no root directory and no ODYSSEY_LXC_ROOTFS is set (backends/lxc/scripts/build-rootfs.sh)`,
+      );
+    }
+    if (rootDir) await stat(rootDir);
+    await mkdir(this.files.domainDir(spec.name), { recursive: true });
+    await chmod(this.files.domainDir(spec.name), 0o711);
+    const uidBase = await uidBaseFor(this.files, spec.name);
+    const vchanDir = this.files.vchanDir(spec.name);
+    await mkdir(vchanDir, { recursive: true });
+    // The domain's root owns it; dom0 gets in as root. No other uid, so no other domain, does.
+    await chown(vchanDir, uidBase, uidBase);
+    await chmod(vchanDir, 0o700);
+    return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase });
+  }
+
+  /**
+   * libvirt_lxc checks and mounts a domain's vchan dir with the credentials of the container's
+   * root, an unprivileged host uid: every directory above it must let others search it (x, not
+   * r: nothing in them becomes listable). odysseyd's state dir is 0770, so this widens it to 0771,
+   * and says so.
+   */
+  private async letContainersTraverse(dir: string): Promise<void> {
+    for (let d = dir; d !== dirname(d); d = dirname(d)) {
+      const { mode } = await stat(d);
+      if ((mode & 0o001) !== 0) continue;
+      await chmod(d, (mode & 0o7777) | 0o001);
+      this.options.log(
+        'info',
+        `lxc: made ${d} searchable by others (o+x) so containers reach their vchan dirs`,
+      );
+    }
+  }
+
+  async afterUndefine(name: string): Promise<void> {
+    await rm(this.files.domainDir(name), { recursive: true, force: true });
+  }
+}

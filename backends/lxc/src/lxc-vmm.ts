@@ -1,0 +1,16 @@
+import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
+import { LxcFlavour, type LxcFlavourOptions } from './lxc-flavour.js';
+import type { RuntimeFiles } from './runtime-files.js';
+
+export interface LxcVmmOptions extends LibvirtConnectionOptions, LxcFlavourOptions {}
+
+/** The HAL over libvirt's LXC driver: `LibvirtVmm` with the LXC flavour, plus where each domain's vchans live. */
+export class LxcVmm extends LibvirtVmm {
+  readonly files: RuntimeFiles;
+
+  constructor(options: LxcVmmOptions) {
+    const lxc = new LxcFlavour(options);
+    super(lxc, options);
+    this.files = lxc.files;
+  }
+}

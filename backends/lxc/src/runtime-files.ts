@@ -1,0 +1,30 @@
+import { join } from 'node:path';
+
+/** Where a container finds its vchan directory: the bind mount's target inside the domain. */
+export const GUEST_VCHAN_DIR = '/var/run/odyssey-vchan';
+
+/** Where a domain's files live under the backend's runtime dir. */
+export class RuntimeFiles {
+  constructor(readonly runtimeDir: string) {}
+
+  domainsDir(): string {
+    return join(this.runtimeDir, 'lxc');
+  }
+
+  domainDir(name: string): string {
+    return join(this.domainsDir(), name);
+  }
+
+  /**
+   * The domain's vchan sockets, bind-mounted at GUEST_VCHAN_DIR: owned by the domain's root uid
+   * on the host, mode 0700, so only that domain and dom0 (root) get in.
+   */
+  vchanDir(name: string): string {
+    return join(this.domainDir(name), 'vchan');
+  }
+
+  /** The first host uid of the domain's range, kept while the domain is defined. */
+  uidBaseFile(name: string): string {
+    return join(this.domainDir(name), 'uid-base');
+  }
+}

@@ -1,0 +1,85 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { XMLParser } from 'fast-xml-parser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DomainSpec } from '@odyssey/hal';
+import { INIT, domainXml } from '../src/domain-xml.js';
+import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
+import { onPath } from '../../../libvirt/test/daemon.js';
+
+const run = promisify(execFile);
+const parse = (xml: string): Record<string, unknown> =>
+  new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(xml) as Record<string, unknown>;
+
+const spec: DomainSpec = {
+  name: 'work',
+  uuid: '6f1c5c8e-0000-4000-8000-000000000001',
+  memoryMiB: 300,
+  maxMemoryMiB: 500,
+  vcpus: 2,
+  virtMode: 'hvm',
+  volumes: [
+    { name: 'private', role: 'private', path: '/var/lib/qubes/work/private', format: 'dir', readOnly: false },
+  ],
+  debug: false,
+};
+const xml = domainXml({
+  spec,
+  rootDir: '/srv/root',
+  vchanDir: '/run/o/lxc/work/vchan',
+  uidBase: 1_000_065_536,
+});
+
+describe('lxc domain XML', () => {
+  const domain = parse(xml)['domain'] as Record<string, Record<string, unknown>>;
+
+  it('maps the whole domain to its own host uid and gid range', () => {
+    expect(domain['idmap']).toEqual({
+      uid: { start: '0', target: '1000065536', count: '65536' },
+      gid: { start: '0', target: '1000065536', count: '65536' },
+    });
+  });
+
+  it('runs our init with the domain name, drops every capability, has a private network namespace', () => {
+    expect(domain['os']).toEqual({ type: 'exe', init: INIT, initarg: 'work' });
+    expect(domain['features']).toEqual({ privnet: '', capabilities: { policy: 'deny' } });
+    expect(domain['devices']?.['interface']).toBeUndefined();
+  });
+
+  it('limits memory to maxmem and CPU time to vcpus', () => {
+    expect(domain['memory']).toEqual({ unit: 'MiB', '#text': 500 });
+    expect(domain['cputune']).toEqual({ period: 100000, quota: 200000 });
+  });
+
+  it('mounts the root read-only, tmpfs /tmp and /run, the vchan dir and /rw, nothing else of the host', () => {
+    const fs = domain['devices']?.['filesystem'] as Record<string, Record<string, string>>[];
+    expect(fs.map((f) => [f['type'], f['source'], f['target']?.['dir'], 'readonly' in f])).toEqual([
+      ['mount', { dir: '/srv/root' }, '/', true],
+      ['ram', { usage: '65536', units: 'KiB' }, '/tmp', false],
+      ['ram', { usage: '16384', units: 'KiB' }, '/run', false],
+      ['mount', { dir: '/run/o/lxc/work/vchan' }, GUEST_VCHAN_DIR, false],
+      ['mount', { dir: '/var/lib/qubes/work/private' }, '/rw', false],
+    ]);
+  });
+
+  describe('against libvirt schema', () => {
+    const skip = onPath('virt-xml-validate') ? undefined : 'virt-xml-validate missing (libvirt-clients)';
+    if (skip) console.warn(`[lxc domain XML] schema check SKIPPED: ${skip}`);
+    let dir = '';
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'lxc-xml-'));
+    });
+    afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+    it.skipIf(skip)('validates as a domain', async () => {
+      const file = join(dir, 'domain.xml');
+      await writeFile(file, xml);
+      // It exits non-zero on an invalid document and says "validates" (on stderr) on a valid one.
+      const { stdout, stderr } = await run('virt-xml-validate', [file, 'domain']);
+      expect(`${stdout}${stderr}`).toContain('validates');
+    });
+  });
+});

@@ -1,0 +1,181 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DomainSpec, Vchan } from '@odyssey/hal';
+import { LxcHostTransport } from '../src/host-transport.js';
+import { LxcVmm } from '../src/lxc-vmm.js';
+import { FIRST_UID } from '../src/uid-ranges.js';
+import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../libvirt/test/daemon.js';
+
+const run = promisify(execFile);
+const BUILD_ROOTFS = fileURLToPath(new URL('../scripts/build-rootfs.sh', import.meta.url));
+const LXC_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_lxc.so';
+/** qrexec's MSG_HELLO, the first message either end of the control vchan (port 512) sends. */
+const MSG_HELLO = 0x300;
+const CONTROL_PORT = 512;
+
+function whyNoContainers(): string | undefined {
+  const noDaemon = whyNoDaemon(['lz4', 'cpio', 'setpriv']);
+  if (noDaemon) return noDaemon;
+  if (!existsSync(LXC_DRIVER)) return `no ${LXC_DRIVER}: apt-get install libvirt-daemon-driver-lxc`;
+  if (!existsSync('/proc/self/ns/user')) return 'the kernel has no user namespaces';
+  return undefined;
+}
+const skip = whyNoContainers();
+if (skip) console.warn(`[lxc backend tests] SKIPPED: ${skip}`);
+
+const spec = (name: string, n: number): DomainSpec => ({
+  name,
+  uuid: `7a0c0de0-0000-4000-8000-00000000000${n}`,
+  memoryMiB: 128,
+  maxMemoryMiB: 0,
+  vcpus: 1,
+  virtMode: 'hvm',
+  volumes: [],
+  debug: false,
+});
+
+/** The host pid of the domain's qrexec agent (the container's init's child). */
+async function agentPid(name: string): Promise<number> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = argv.split('\0');
+    if (args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name)
+      return Number(entry);
+  }
+  throw new Error(`no agent process for ${name}`);
+}
+
+async function statusField(pid: number, field: string): Promise<string> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return new RegExp(`^${field}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
+}
+
+/** Host pids whose pid namespace is `pid`'s. */
+async function pidsInNamespaceOf(pid: number): Promise<number[]> {
+  const ns = await readlink(`/proc/${pid}/ns/pid`);
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if ((await readlink(`/proc/${entry}/ns/pid`).catch(() => '')) === ns) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+function firstBytes(vchan: Vchan, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      got = Buffer.concat([got, chunk]);
+      if (got.length < n) return;
+      vchan.off('data', onData);
+      resolve(got.subarray(0, n));
+    };
+    vchan.on('data', onData);
+    vchan.once('error', reject);
+    vchan.once('close', () => reject(new Error(`vchan closed after ${got.length} bytes`)));
+  });
+}
+
+describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
+  let daemon: TestDaemon;
+  let runtimeDir = '';
+  let vmm: LxcVmm;
+  let transport: LxcHostTransport;
+
+  beforeAll(async () => {
+    const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
+    const rootDir = /^rootfs=(.*)$/m.exec(stdout)?.[1];
+    if (!rootDir) throw new Error(`build-rootfs.sh named no root: ${stdout}`);
+    process.env['LIBVIRTD_TEST_LXC'] = '1';
+    daemon = await startDaemon();
+    runtimeDir = await mkdtemp(join(tmpdir(), 'lxc-backend-'));
+    vmm = new LxcVmm({
+      uri: 'lxc:///system',
+      socketPath: daemon.socket,
+      runtimeDir,
+      rootDir,
+      log: () => undefined,
+    });
+    await vmm.open();
+    transport = new LxcHostTransport({
+      nameOf: (d) => vmm.nameOf(d),
+      vchanDir: (name) => vmm.files.vchanDir(name),
+    });
+    for (const [i, name] of ['lxa', 'lxb'].entries()) {
+      await vmm.define(spec(name, i + 1));
+      await vmm.start(name);
+    }
+  }, 300_000);
+
+  afterAll(async () => {
+    for (const name of ['lxa', 'lxb']) {
+      await vmm?.kill(name).catch(() => undefined);
+      await vmm?.undefine(name).catch(() => undefined);
+    }
+    await vmm?.close();
+    await daemon?.stop();
+    if (runtimeDir) await rm(runtimeDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('runs the domain: Running with a libvirt id', async () => {
+    const state = await vmm.state('lxa');
+    expect(state.state).toBe('Running');
+    expect(state.xid).toBeGreaterThan(0);
+  });
+
+  it("reaches the domain's qrexec agent over vchan by its id: the agent says MSG_HELLO", async () => {
+    const { xid } = await vmm.state('lxa');
+    const vchan = await transport.connect(String(xid), CONTROL_PORT, { timeoutMs: 30_000 });
+    try {
+      const header = await firstBytes(vchan, 8);
+      expect(header.readUInt32LE(0)).toBe(MSG_HELLO);
+    } finally {
+      vchan.destroy();
+    }
+  }, 60_000);
+
+  it("runs the domain's processes as its own unprivileged host uid, with no capabilities", async () => {
+    const base = Number(await readFile(vmm.files.uidBaseFile('lxa'), 'utf8'));
+    const other = Number(await readFile(vmm.files.uidBaseFile('lxb'), 'utf8'));
+    expect(base).toBeGreaterThanOrEqual(FIRST_UID);
+    expect(other).not.toBe(base);
+    const pid = await agentPid('lxa');
+    expect((await statusField(pid, 'Uid')).split(/\s+/)).toEqual(Array(4).fill(String(base)));
+    expect((await statusField(pid, 'Gid')).split(/\s+/)).toEqual(Array(4).fill(String(base)));
+    expect(await statusField(pid, 'CapEff')).toBe('0000000000000000');
+  });
+
+  it('sees only its own processes', async () => {
+    const pid = await agentPid('lxa');
+    // The container's own /proc, as its processes see it.
+    const seen = (await readdir(`/proc/${pid}/root/proc`)).filter((e) => /^\d+$/.test(e));
+    const own = await pidsInNamespaceOf(pid);
+    expect(seen.length).toBe(own.length);
+    expect(seen).toContain('1');
+    expect(own.length).toBeLessThan(10);
+  });
+
+  it("cannot open another domain's vchan directory: it is not mounted, and its uid is refused", async () => {
+    const a = await agentPid('lxa');
+    const base = (await readFile(vmm.files.uidBaseFile('lxa'), 'utf8')).trim();
+    expect(existsSync(`/proc/${a}/root${vmm.files.vchanDir('lxb')}`)).toBe(false);
+    const as = ['--reuid', base, '--regid', base, '--clear-groups', 'ls'];
+    await expect(run('setpriv', [...as, vmm.files.vchanDir('lxb')])).rejects.toThrow(/Permission denied/);
+    // The same uid lists its own directory, so the refusal above is about the other domain's.
+    await expect(run('setpriv', [...as, vmm.files.vchanDir('lxa')])).resolves.toHaveProperty('stderr', '');
+  });
+
+  it('shuts one domain down (SIGTERM to its init) and kills the other', async () => {
+    await vmm.shutdown('lxa', { force: false, timeoutMs: 30_000 });
+    expect((await vmm.state('lxa')).state).toBe('Halted');
+    await vmm.kill('lxb');
+    expect((await vmm.state('lxb')).state).toBe('Halted');
+  }, 60_000);
+});
