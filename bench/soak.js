@@ -2,8 +2,9 @@
 // Admin API calls (List, property and feature Get/Set, GetAll, CurrentState),
 // admin.Events subscribers that read everything, and start/stop cycles of
 // process-backend domains. Every interval (a minute) prints odysseyd's RSS and
-// open fds (medians of per-second samples), the calls/s and latency percentiles of that interval; at the end,
-// the ratio of the last intervals' RSS and fds to the first ones'. Not a CI test.
+// open fds (medians of per-second samples), the calls/s and the latency
+// percentiles of that interval; at the end, the ratio of the last intervals'
+// RSS and fds to the first ones'. Not a CI test.
 // Usage: node bench/soak.js [--minutes 30] [--clients 64] [--subscribers 8]
 //        [--domains 4] [--interval-seconds 60]
 import { readdirSync, readFileSync } from 'node:fs';
