@@ -32,12 +32,22 @@ export function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-export async function startOdysseyd() {
+/** `args` go after the defaults (e.g. `--backend process`). */
+export async function startOdysseyd(args = []) {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-bench-'));
   const socket = join(dir, 'qubesd.sock');
   const proc = spawn(
     process.execPath,
-    [join(ROOT, 'core/dist/daemon/main.js'), '--socket', socket, '--state-dir', dir, '--log-level', 'error'],
+    [
+      join(ROOT, 'core/dist/daemon/main.js'),
+      '--socket',
+      socket,
+      '--state-dir',
+      dir,
+      '--log-level',
+      'error',
+      ...args,
+    ],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
     },

@@ -1,11 +1,11 @@
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import type { App } from '../model/app.js';
 import { QubesException } from '../model/errors.js';
 import type { Vm } from '../model/vm.js';
 import { BackupArchive } from './archive.js';
+import { createWorkDir, partialPath } from './leftovers.js';
 import type { VmToBackup } from './plan.js';
 import type { ScryptParams } from './scrypt-file.js';
 
@@ -21,6 +21,8 @@ export interface BackupRun {
   readonly compression: false | string;
   /** A directory (the archive is named qubes-<time> in it) or the archive's path. */
   readonly destinationPath: string;
+  /** Where the job's work dir goes (the daemon's is in its state dir, cleaned at start-up). */
+  readonly workRoot: string;
   readonly xml: BackupXmlSource;
   readonly scrypt: ScryptParams;
   readonly chunkSize: number;
@@ -95,9 +97,11 @@ export async function runBackup(run: BackupRun): Promise<string> {
   const backupId = `${localStamp(now, '')}-${process.pid}`;
   const qubesXml = backupQubesXml(run.xml, run.plan);
   const target = await archivePath(run.destinationPath, now);
-  const workDir = await mkdtemp(join(tmpdir(), 'odyssey-backup-'));
+  const partial = partialPath(target);
+  const workDir = await createWorkDir(run.workRoot, partial);
   try {
-    const out = await open(target, 'w', 0o600);
+    const out = await open(partial, 'w', 0o600);
+    let complete = false;
     try {
       const archive = new BackupArchive(out, {
         passphrase: run.passphrase,
@@ -126,9 +130,14 @@ export async function runBackup(run: BackupRun): Promise<string> {
         if (total > 0) run.onProgress((100 * done) / total);
       }
       await archive.finish();
+      // Only a complete archive, on disk, takes the name a restore looks for.
+      await out.sync();
+      complete = true;
     } finally {
       await out.close();
+      if (!complete) await unlink(partial).catch(() => undefined);
     }
+    await rename(partial, target);
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+
 import type { Saver } from '../persist/saver.js';
 import type { Backups } from './backups.js';
 import type { App } from '../model/app.js';
@@ -31,6 +33,8 @@ export interface BackupServiceOptions {
   readonly chunkSize?: number;
   /** Least time between two backup-progress events; upstream: 1 s. */
   readonly progressIntervalMs?: number;
+  /** Where jobs keep their work files; default: the OS temp dir. */
+  readonly workRoot?: string;
 }
 
 /**
@@ -75,6 +79,7 @@ export class BackupService implements Backups {
         passphrase,
         compression: profile.compression,
         destinationPath: profile.destinationPath,
+        workRoot: this.opts.workRoot ?? tmpdir(),
         xml: this.opts.xml,
         scrypt: this.opts.scrypt ?? DEFAULT_SCRYPT,
         chunkSize: this.opts.chunkSize ?? CHUNK_SIZE,

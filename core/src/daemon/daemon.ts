@@ -11,6 +11,7 @@ import { Dispatcher } from '../api/dispatcher.js';
 import { INTERNAL_METHODS } from '../api/internal-method-table.js';
 import { METHODS } from '../api/method-table.js';
 import { AdminServer } from '../api/server.js';
+import { removeBackupLeftovers } from '../backup/leftovers.js';
 import { BackupService } from '../backup/service.js';
 import type { Log } from '../log.js';
 import type { ApiServices } from '../api/services.js';
@@ -158,6 +159,9 @@ export class Daemon {
       c.register(TOKENS.Saver, { useValue: store });
       c.register(TOKENS.Storage, { useValue: storage });
       c.register(API_TOKENS.Methods, { useValue: METHODS });
+      // A backup killed with the daemon leaves its work files and partial archive behind.
+      const backupWork = join(stateDir, 'backup-work');
+      await removeBackupLeftovers(backupWork);
       c.register(API_TOKENS.Backups, {
         useValue: new BackupService({
           app,
@@ -165,6 +169,7 @@ export class Daemon {
           xml: store.writer,
           saver: store,
           profileDir: options.backupProfileDir ?? join(stateDir, 'backup-profiles'),
+          workRoot: backupWork,
         }),
       });
       c.registerSingleton(API_TOKENS.Lifecycle, DomainManager);
