@@ -125,9 +125,11 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/initramfs" ] || [ ! -s "$OUT/vmlinuz" ]; the
   done
   if [ "$FLAVOUR" = kvm ]; then
     # Modules in load order (nested-virtualization.md §4): virtio transport, then the console/serial
-    # ports; ACPI button + evdev let busybox acpid see the power button (clean ACPI shutdown).
+    # ports; ACPI button + evdev let busybox acpid see the power button (clean ACPI shutdown);
+    # pvpanic(-mmio, which also drives the ISA port) tells the host of a kernel panic (a crash).
     MODULES="virtio/virtio_ring virtio/virtio virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev
-      virtio/virtio_pci char/virtio_console block/virtio_blk acpi/button input/evdev"
+      virtio/virtio_pci char/virtio_console block/virtio_blk acpi/button input/evdev
+      misc/pvpanic/pvpanic misc/pvpanic/pvpanic-mmio"
   else
     # libxenvchan's devices (event channels, grant alloc/map), xenfs for libxenstore's
     # /proc/xen/xenbus, blkfront for the PV disks. The console (hvc0) is built in.
@@ -167,6 +169,15 @@ EOS
     ln -s odyssey-shutdown "$R/sbin/poweroff"
     echo 'mount -t xenfs xenfs /proc/xen' >"$R/etc/platform-init"
   fi
+  # A guest that crashes as it boots (rdinit=/sbin/odyssey-crash): init exiting is a kernel panic,
+  # and with the modules loaded first, kvm's pvpanic driver is there to report it.
+  cat >"$R/sbin/odyssey-crash" <<'EOS'
+#!/bin/sh
+for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m.ko" 2>/dev/null; done
+echo "odyssey-guest: crashing on purpose (init exits)" >/dev/console
+exit 1
+EOS
+  chmod +x "$R/sbin/odyssey-crash"
   # The one qrexec service every qube has: a shell reading its commands from the caller. busybox sh
   # reads a pipe ahead, which would swallow the input qvm-run sends after its `COMMAND; exit` line:
   # `read` takes the lines byte by byte up to that one (or EOF), and the rest is left to the command.

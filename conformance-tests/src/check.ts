@@ -38,6 +38,8 @@ export interface CheckResult {
   section: Section;
   status: Status;
   reason: string;
+  /** Wall time the check took: what a category costs in CI, and where a slow backend spends it. */
+  durationMs: number;
 }
 
 /** What every daemon-level check gets: the daemon's socket, a client on it, a way into guests, and the metrics to fill. */
@@ -112,16 +114,31 @@ function declaredUnsupported(check: Check<never>, caps: VmmCapabilities): Unsupp
 
 /** Runs one check into its result: an error is a failure unless it is an Unsupported or a Warning. */
 export async function runCheck<C>(check: Check<C>, ctx: C, caps: VmmCapabilities): Promise<CheckResult> {
-  const base = { id: check.id, category: check.category, section: sectionOf(check.category) };
+  const started = performance.now();
+  const outcome = await checkOutcome(check, ctx, caps);
+  return {
+    id: check.id,
+    category: check.category,
+    section: sectionOf(check.category),
+    ...outcome,
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+async function checkOutcome<C>(
+  check: Check<C>,
+  ctx: C,
+  caps: VmmCapabilities,
+): Promise<Pick<CheckResult, 'status' | 'reason'>> {
   const declared = declaredUnsupported(check as Check<never>, caps);
-  if (declared) return { ...base, status: 'unsupported', reason: declared.message };
+  if (declared) return { status: 'unsupported', reason: declared.message };
   try {
     await withTimeout(check.run(ctx), CHECK_TIMEOUT_MS, check.id);
-    return { ...base, status: 'pass', reason: '' };
+    return { status: 'pass', reason: '' };
   } catch (err) {
-    if (err instanceof Unsupported) return { ...base, status: 'unsupported', reason: err.message };
-    if (err instanceof Warning) return { ...base, status: 'warn', reason: err.message };
-    return { ...base, status: 'fail', reason: err instanceof Error ? err.message : String(err) };
+    if (err instanceof Unsupported) return { status: 'unsupported', reason: err.message };
+    if (err instanceof Warning) return { status: 'warn', reason: err.message };
+    return { status: 'fail', reason: err instanceof Error ? err.message : String(err) };
   }
 }
 

@@ -101,7 +101,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
 
 const show = (r: CheckResult) => {
   if (progress)
-    process.stdout.write(`${r.status.padEnd(11)} ${r.id}${r.status === 'pass' ? '' : `: ${r.reason}`}\n`);
+    process.stdout.write(
+      `${r.status.padEnd(11)} ${r.id} (${(r.durationMs / 1000).toFixed(1)} s)${r.status === 'pass' ? '' : `: ${r.reason}`}\n`,
+    );
 };
 
 /**

@@ -85,17 +85,19 @@ function agentProcessGuest(runtimeDir: string, virtMode: VirtMode): HalGuest {
 /**
  * The project's Linux image (scripts/build-guest-image.sh): its initramfs has busybox, so the
  * kernel command line picks how a boot ends. `rdinit=/bin/poweroff -- -f` powers off at once;
- * `rdinit=/bin/true` exits, and init exiting is a kernel panic. The console and panic parameters
- * are given first so the backend appends nothing after `--` (the init's arguments).
+ * an init that exits is a kernel panic: on Xen `/bin/true` (the hypervisor sees the panic), on kvm
+ * the image's `/sbin/odyssey-crash`, which first loads the pvpanic driver that tells QEMU. The
+ * console and panic parameters are given first so the backend appends nothing after `--` (the
+ * init's arguments).
  */
 function linuxImageGuest(kind: 'odyssey-linux-kvm' | 'odyssey-linux-xen', virtMode: VirtMode): HalGuest {
   const flavour = kind === 'odyssey-linux-kvm' ? 'kvm' : 'xen';
-  // kvm: a panic reboots, and the domain's on_reboot ends it; Xen reports the crash itself.
+  // kvm: pvpanic reports the panic; panic=-1 still ends a domain without it (as a reboot).
   const base = flavour === 'kvm' ? 'console=ttyS0 panic=-1' : 'console=hvc0';
   const ends: Record<GuestBehaviour, string> = {
     run: base,
     'power-off': `${base} rdinit=/bin/poweroff -- -f`,
-    crash: `${base} rdinit=/bin/true`,
+    crash: `${base} rdinit=${flavour === 'kvm' ? '/sbin/odyssey-crash' : '/bin/true'}`,
   };
   let image: Promise<{ kernel: string; initramfs: string }> | undefined;
   const build = async () => {

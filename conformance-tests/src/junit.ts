@@ -4,7 +4,7 @@ import { escapeMarkup } from './xml-text.js';
 
 /*
  * The report as JUnit XML for CI systems: a testsuite per backend, a testcase
- * per check (classname BACKEND.CATEGORY, name the check id), `failure` for a
+ * per check (classname BACKEND.CATEGORY, name the check id, time its seconds), `failure` for a
  * failed check and `skipped` for an unsupported one, both with the reason as
  * report.json has it, and a warned check a passed one whose system-out says the
  * warning; the backend's metrics are the suite's properties.
@@ -14,7 +14,7 @@ const count = (checks: readonly CheckResult[], status: CheckResult['status']): n
   checks.filter((c) => c.status === status).length;
 
 function testcase(backend: string, check: CheckResult): string {
-  const attrs = `classname="${escapeMarkup(`${backend}.${check.category}`)}" name="${escapeMarkup(check.id)}"`;
+  const attrs = `classname="${escapeMarkup(`${backend}.${check.category}`)}" name="${escapeMarkup(check.id)}" time="${(check.durationMs / 1000).toFixed(3)}"`;
   const reason = escapeMarkup(check.reason);
   switch (check.status) {
     case 'pass':

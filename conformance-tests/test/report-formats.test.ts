@@ -17,11 +17,13 @@ afterEach(async () => {
   dir = '';
 });
 
-const check = (id: string, status: CheckResult['status'], reason = ''): CheckResult => ({
+const check = (id: string, status: CheckResult['status'], reason = '', durationMs = 1250): CheckResult => ({
   id,
   category: id.startsWith('api') ? 'api' : 'lifecycle',
+  section: id.startsWith('api') ? 'core' : 'backend',
   status,
   reason,
+  durationMs,
 });
 
 const REPORT: Report = {
@@ -39,7 +41,7 @@ const REPORT: Report = {
       checks: [
         check('lifecycle.start', 'pass'),
         check('api.bad<&>', 'fail', 'expected "0\\0", got <EXCEPTION> & \x01'),
-        check('lifecycle.crash', 'warn', 'a crash came as stopped: shutdown'),
+        check('lifecycle.crash', 'warn', 'a crash came as stopped: shutdown', 61_007),
       ],
       metrics: { start_to_qrexec_ready_ms: 4000 },
     },
@@ -56,7 +58,7 @@ async function xmllint(text: string): Promise<string | null> {
 }
 
 describe('JUnit', () => {
-  it('has a testsuite per backend and a testcase per check, failures and skips with their reasons', async () => {
+  it('has a testsuite per backend and a testcase per check with its seconds, failures and skips with their reasons', async () => {
     expect(renderJUnit(REPORT)).toBe(
       [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -66,8 +68,8 @@ describe('JUnit', () => {
         '      <property name="start_to_qrexec_ready_ms" value="90"/>',
         '      <property name="vchan_mb_per_s" value="150.5"/>',
         '    </properties>',
-        '    <testcase classname="process.lifecycle" name="lifecycle.start"/>',
-        '    <testcase classname="process.lifecycle" name="lifecycle.crash">',
+        '    <testcase classname="process.lifecycle" name="lifecycle.start" time="1.250"/>',
+        '    <testcase classname="process.lifecycle" name="lifecycle.crash" time="1.250">',
         '      <skipped message="no API call crashes a guest"/>',
         '    </testcase>',
         '  </testsuite>',
@@ -75,11 +77,11 @@ describe('JUnit', () => {
         '    <properties>',
         '      <property name="start_to_qrexec_ready_ms" value="4000"/>',
         '    </properties>',
-        '    <testcase classname="kvm.lifecycle" name="lifecycle.start"/>',
-        '    <testcase classname="kvm.api" name="api.bad&lt;&amp;&gt;">',
+        '    <testcase classname="kvm.lifecycle" name="lifecycle.start" time="1.250"/>',
+        '    <testcase classname="kvm.api" name="api.bad&lt;&amp;&gt;" time="1.250">',
         '      <failure message="expected &quot;0\\0&quot;, got &lt;EXCEPTION&gt; &amp; \\x01" type="fail">expected &quot;0\\0&quot;, got &lt;EXCEPTION&gt; &amp; \\x01</failure>',
         '    </testcase>',
-        '    <testcase classname="kvm.lifecycle" name="lifecycle.crash">',
+        '    <testcase classname="kvm.lifecycle" name="lifecycle.crash" time="61.007">',
         '      <system-out>warning: a crash came as stopped: shutdown</system-out>',
         '    </testcase>',
         '  </testsuite>',

@@ -65,9 +65,23 @@ it('shows the declaration, the isolation class, and the core section apart from 
     backend: 'mine',
     declared: declaredOf('./my-backend.js', caps),
     checks: [
-      { id: 'api.list', category: 'api', section: 'core', status: 'pass', reason: '' },
-      { id: 'hal.start', category: 'hal', section: 'backend', status: 'fail', reason: 'state() said Halted' },
-      { id: 'hal.pause', category: 'hal', section: 'backend', status: 'warn', reason: 'declared but' },
+      { id: 'api.list', category: 'api', section: 'core', status: 'pass', reason: '', durationMs: 10 },
+      {
+        id: 'hal.start',
+        category: 'hal',
+        section: 'backend',
+        status: 'fail',
+        reason: 'state() said Halted',
+        durationMs: 10,
+      },
+      {
+        id: 'hal.pause',
+        category: 'hal',
+        section: 'backend',
+        status: 'warn',
+        reason: 'declared but',
+        durationMs: 10,
+      },
     ],
     metrics: {},
   });

@@ -39,7 +39,10 @@ function disk(volume: VolumeSpec): XmlNode {
   };
 }
 
-/** The guest's console, and a panic that ends the domain (on_reboot destroy) instead of hanging it. */
+/**
+ * The guest's console, and a panic that still ends the domain (its reboot meets on_reboot destroy)
+ * when the guest kernel has no pvpanic driver loaded to report it as a crash.
+ */
 const KERNEL_DEFAULTS = { console: 'ttyS0', panic: '-1' };
 
 /**
@@ -82,6 +85,10 @@ export function domainXml({ spec, type, consoleLog, vchanSocket }: DomainXmlInpu
         source: attrs({ mode: 'bind', path: vchanSocket }),
         target: attrs({ type: 'virtio', name: VCHAN_PORT_NAME }),
       },
+      // pvpanic at the ISA port QEMU's ACPI table names (QEMU0001): a guest kernel panic pauses the
+      // domain with GUEST_PANICKED, and libvirt applies on_crash (destroy), stopping it as crashed
+      // rather than as the clean shutdown the panic's reboot would look like.
+      panic: attrs({ model: 'isa' }),
       memballoon: attrs({ model: balloons(spec) ? 'virtio' : 'none' }),
     },
   };

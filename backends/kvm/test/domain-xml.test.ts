@@ -68,6 +68,9 @@ describe('domainXml', () => {
     expect(d.os.cmdline).toBe('quiet console=ttyS0 panic=-1 root=/dev/vda');
     expect(d.features).toHaveProperty('acpi');
     expect(d.on_poweroff).toBe('destroy');
+    // A kernel panic reaches libvirt through pvpanic and ends the domain as crashed.
+    expect(d.devices.panic).toEqual({ model: 'isa' });
+    expect(d.on_crash).toBe('destroy');
     expect(d.devices.serial.source.path).toBe(files.consoleLog);
     expect(d.devices.channel).toMatchObject({
       type: 'unix',

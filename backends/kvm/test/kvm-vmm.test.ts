@@ -315,6 +315,31 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
     expect((await vmm.state(VM)).state).toBe('Halted');
   }, 90_000);
 
+  it('reports a guest kernel panic as stopped: crashed (pvpanic and on_crash destroy), not as a shutdown', async () => {
+    const name = `${VM}-panic`;
+    // The image's crash init loads the pvpanic driver, then exits: init exiting is a kernel panic.
+    const cmdline = 'console=ttyS0 panic=-1 rdinit=/sbin/odyssey-crash';
+    await vmm.define({
+      ...spec(name),
+      kernel: { kernel: image.kernel, initramfs: image.initramfs, cmdline },
+    });
+    try {
+      events.length = 0;
+      await vmm.start(name);
+      const stopped = await waitEvent(
+        (e) => e.type === 'stopped' && e.name === name,
+        `stopped for ${name} after its kernel panicked`,
+        BOOT_MS,
+      );
+      expect(await consoleHas(name, 'Kernel panic')).toBe(true);
+      expect(stopped).toMatchObject({ reason: 'crashed' });
+      expect((await vmm.state(name)).state).toBe('Halted');
+    } finally {
+      await vmm.kill(name).catch(() => undefined);
+      await vmm.undefine(name);
+    }
+  }, 90_000);
+
   it('compares start latency with a bare `virsh start` of the same image', async () => {
     const xml = join(work, 'bare.xml');
     const consoleLog = join(work, 'bare.console');
