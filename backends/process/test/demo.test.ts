@@ -7,11 +7,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { killLeftoverDomains } from './support/leftover-domains.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
@@ -152,20 +154,6 @@ async function startDaemon(policyDir: string, legacyDir: string): Promise<void> 
   expect(daemonLog).toContain('backend process connected');
 }
 
-/** Kills domains the test leaves behind (they outlive the daemon by design), by their recorded pid. */
-async function killLeftoverDomains(): Promise<void> {
-  const domains = join(stateDir, 'run', 'process');
-  for (const name of await readdir(domains).catch(() => [])) {
-    const record = await readFile(join(domains, name, 'domain.json'), 'utf8').catch(() => undefined);
-    if (!record) continue;
-    try {
-      process.kill(-(JSON.parse(record) as { pid: number }).pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-}
-
 beforeAll(async () => {
   const missing = BUILT.filter((file) => !existsSync(file));
   if (missing.length > 0)
@@ -193,7 +181,8 @@ afterAll(async () => {
     daemon.kill('SIGTERM');
     await exited;
   }
-  await killLeftoverDomains();
+  // Domains outlive the daemon by design.
+  await killLeftoverDomains(stateDir);
   await rm(root, { recursive: true, force: true });
 });
 

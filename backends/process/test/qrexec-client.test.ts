@@ -7,11 +7,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { killLeftoverDomains } from './support/leftover-domains.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
@@ -108,16 +110,7 @@ afterAll(async () => {
     daemon.kill('SIGTERM');
     await exited;
   }
-  const domains = join(stateDir, 'run', 'process');
-  for (const name of await readdir(domains).catch(() => [])) {
-    const record = await readFile(join(domains, name, 'domain.json'), 'utf8').catch(() => undefined);
-    if (!record) continue;
-    try {
-      process.kill(-(JSON.parse(record) as { pid: number }).pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
+  await killLeftoverDomains(stateDir);
   await rm(root, { recursive: true, force: true });
 });
 
