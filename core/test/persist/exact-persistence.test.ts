@@ -228,7 +228,12 @@ describe('exact persistence', () => {
       vmProps: fc.array(asciiValue, { minLength: 1, maxLength: names.vm.length }),
       globalProps: fc.array(asciiValue, { minLength: 1, maxLength: 3 }),
       features: fc.array(asciiValue, { maxLength: 4 }),
-      comments: fc.array(asciiValue, { maxLength: 3 }),
+      // A line boundary of Python's splitlines() ends a rule where upstream ends it (a trailing CR
+      // before the newline is one boundary with it), so a comment cannot carry one.
+      comments: fc.array(
+        asciiValue.filter((c) => !/[\r\x0b\x0c\x1c-\x1e]/.test(c)),
+        { maxLength: 3 },
+      ),
       poolPaths: fc.array(asciiValue, { maxLength: 2 }),
       notes: noteValue,
       tags: fc.array(fc.stringMatching(/^[A-Za-z0-9_-]{1,8}$/), { maxLength: 3 }),
