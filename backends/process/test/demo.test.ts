@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { cleanEnv, runNode, type Finished } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
@@ -26,25 +27,6 @@ const REFUSED = 'Service call error: Request refused\n';
 const TAG_REFUSED = 'changing this tag is prohibited by qubes.ext.admin.AdminExtension\n';
 const RENAME_REFUSED = "property 'name' is write-once and already set\n";
 
-interface Finished {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(args: readonly string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: 'pipe' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
-}
-
 let root: string;
 let stateDir: string;
 let socket: string;
@@ -53,14 +35,15 @@ let daemonLog = '';
 const ok = (stdout: string): Finished => ({ code: 0, stdout, stderr: '' });
 
 /** `qvm` in dom0, on the admin socket. */
-const dom0 = (...args: string[]): Promise<Finished> => run([QVM, '--socket', socket, ...args], baseEnv());
+const dom0 = (...args: string[]): Promise<Finished> =>
+  runNode([QVM, '--socket', socket, ...args], cleanEnv());
 
 /** What a process domain's programs see: its domain id, the vchan directory and its agent's socket. */
 async function domainEnv(vm: string): Promise<NodeJS.ProcessEnv> {
   const xid = (await dom0('prefs', vm, 'xid')).stdout.trim();
   const runtime = join(stateDir, 'run');
   return {
-    ...baseEnv(),
+    ...cleanEnv(),
     VCHAN_DOMAIN: xid,
     VCHAN_SOCKET_DIR: join(runtime, 'vchan'),
     QREXEC_AGENT_SOCKET: join(runtime, 'process', vm, 'qrexec-agent.sock'),
@@ -70,24 +53,19 @@ async function domainEnv(vm: string): Promise<NodeJS.ProcessEnv> {
 
 /** `qvm --qrexec` inside a domain. */
 async function inVm(vm: string, ...args: string[]): Promise<Finished> {
-  return run([QVM, '--qrexec', ...args], await domainEnv(vm));
+  return runNode([QVM, '--qrexec', ...args], await domainEnv(vm));
 }
 
 /** `qrexec-client-vm TARGET SERVICE` inside a domain. */
 async function clientVm(vm: string, target: string, service: string, stdin = ''): Promise<Finished> {
-  return run([QREXEC_CLIENT_VM, target, service], await domainEnv(vm), stdin);
+  return runNode([QREXEC_CLIENT_VM, target, service], await domainEnv(vm), stdin);
 }
 
 /** The test's environment without anything that would point a program at another daemon or domain. */
-function baseEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(ODYSSEY_|VCHAN_|QREXEC_)/.test(key)),
-  );
-}
 
 /** The generated default policy, plus the announcement's grants as upstream's R4.1 syntax writes them. */
 async function writePolicy(policyDir: string, legacyDir: string): Promise<void> {
-  expect((await run([POLICY_TOOL, 'generate-admin', policyDir], baseEnv())).code).toBe(0);
+  expect((await runNode([POLICY_TOOL, 'generate-admin', policyDir], cleanEnv())).code).toBe(0);
   const include = (name: string, lines: string[]) =>
     appendFile(join(policyDir, 'include', name), `${lines.join('\n')}\n`);
   await include('admin-local-rwx', ['test-mgmt @tag:created-by-test-mgmt allow target=dom0']);
@@ -138,7 +116,7 @@ async function startDaemon(policyDir: string, legacyDir: string): Promise<void> 
       '--legacy-policy-dir',
       legacyDir,
     ],
-    { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
   // Waits for the daemon's own line (or its exit), however long a loaded machine takes.

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { cleanEnv, runNode, type Finished } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
@@ -20,31 +21,6 @@ const QVM = repo('client/dist/cli/main.js');
 const QREXEC_CLIENT_VM = repo('agent/dist/client-vm-main.js');
 const POLICY_AGENT = repo('qrexec/dist/policy/agent-main.js');
 const BUILT = [ODYSSEYD, QVM, QREXEC_CLIENT_VM, POLICY_AGENT, repo('backends/process/dist/index.js')];
-
-interface Finished {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(args: readonly string[], env: NodeJS.ProcessEnv): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: 'pipe' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end();
-  });
-}
-
-function baseEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(ODYSSEY_|VCHAN_|QREXEC_)/.test(key)),
-  );
-}
 
 let root: string;
 let stateDir: string;
@@ -54,13 +30,14 @@ let daemonLog = '';
 let agent: ChildProcessWithoutNullStreams | undefined;
 let agentOutput = '';
 
-const dom0 = (...args: string[]): Promise<Finished> => run([QVM, '--socket', socket, ...args], baseEnv());
+const dom0 = (...args: string[]): Promise<Finished> =>
+  runNode([QVM, '--socket', socket, ...args], cleanEnv());
 
 async function callFromWork(service: string): Promise<Finished> {
   const xid = (await dom0('prefs', 'work', 'xid')).stdout.trim();
   const runtime = join(stateDir, 'run');
-  return run([QREXEC_CLIENT_VM, 'dom0', service], {
-    ...baseEnv(),
+  return runNode([QREXEC_CLIENT_VM, 'dom0', service], {
+    ...cleanEnv(),
     VCHAN_DOMAIN: xid,
     VCHAN_SOCKET_DIR: join(runtime, 'vchan'),
     QREXEC_AGENT_SOCKET: join(runtime, 'process', 'work', 'qrexec-agent.sock'),
@@ -80,7 +57,7 @@ async function until(
 async function startAgent(): Promise<void> {
   agentOutput = '';
   agent = spawn(process.execPath, [POLICY_AGENT, '--socket', join(stateDir, 'run', 'policy-agent.sock')], {
-    env: baseEnv(),
+    env: cleanEnv(),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   agent.stdout.on('data', (chunk: Buffer) => (agentOutput += chunk.toString()));
@@ -118,7 +95,7 @@ beforeAll(async () => {
       ...['--config', '/dev/null', '--backend', 'process', '--state-dir', stateDir, '--socket', socket],
       ...['--policy-dir', policyDir, '--legacy-policy-dir', join(root, 'legacy')],
     ],
-    { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const stderr = daemon.stderr;
   if (!stderr) throw new Error('no daemon stderr');

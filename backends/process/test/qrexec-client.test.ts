@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { cleanEnv } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
@@ -29,7 +30,7 @@ interface Finished {
 
 function run(args: readonly string[], stdin: string | Buffer = ''): Promise<Finished> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env: baseEnv(), stdio: 'pipe' });
+    const child = spawn(process.execPath, args, { env: cleanEnv(), stdio: 'pipe' });
     const stdout: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
@@ -39,12 +40,6 @@ function run(args: readonly string[], stdin: string | Buffer = ''): Promise<Fini
     child.stdin.on('error', () => undefined);
     child.stdin.end(stdin);
   });
-}
-
-function baseEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(ODYSSEY_|VCHAN_|QREXEC_)/.test(key)),
-  );
 }
 
 let root: string;
@@ -84,7 +79,7 @@ beforeAll(async () => {
       ...['--config', '/dev/null', '--backend', 'process', '--state-dir', stateDir, '--socket', socket],
       ...['--policy-dir', policyDir, '--legacy-policy-dir', join(root, 'legacy')],
     ],
-    { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
   await waitFor(() => daemonLog.includes('backend process connected') || daemon.exitCode !== null);

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { cleanEnv } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const ODYSSEYD = repo('core/dist/daemon/main.js');
@@ -27,7 +28,7 @@ interface Finished {
   readonly stderr: string;
 }
 
-function run(args: readonly string[], env: NodeJS.ProcessEnv = baseEnv()): Promise<Finished> {
+function run(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -37,12 +38,6 @@ function run(args: readonly string[], env: NodeJS.ProcessEnv = baseEnv()): Promi
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-function baseEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(ODYSSEY_|VCHAN_|QREXEC_|QUBESDB_)/.test(key)),
-  );
 }
 
 let root: string;
@@ -81,7 +76,7 @@ beforeAll(async () => {
       ...['--config', '/dev/null', '--backend', 'process', '--state-dir', stateDir, '--socket', socket],
       ...['--policy-dir', policyDir, '--legacy-policy-dir', join(root, 'legacy')],
     ],
-    { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
   await waitFor(() => daemonLog.includes('backend process connected') || daemon.exitCode !== null);
@@ -149,7 +144,7 @@ describe('QubesDB in a process domain', () => {
 
   it("dom0 reads the domain's database with qubesdb-read -d", async () => {
     const reply = await run([join(bin, 'qubesdb-read'), '-d', 'work', '-f', '/qubes-vm-type'], {
-      ...baseEnv(),
+      ...cleanEnv(),
       QUBESDB_SOCKET_DIR: join(stateDir, 'run'),
     });
     expect(reply).toEqual({ code: 0, stdout: '/qubes-vm-type = AppVM\n', stderr: '' });
