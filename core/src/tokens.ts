@@ -1,7 +1,7 @@
 import type { InjectionToken } from 'tsyringe';
 
 import type { Backend } from './lifecycle/backend.js';
-import type { VmFiles } from './lifecycle/ports.js';
+import type { AfterStart, VmFiles } from './lifecycle/ports.js';
 import type { Log } from './log.js';
 import type { App } from './model/app.js';
 import type { Saver } from './persist/saver.js';
@@ -18,4 +18,6 @@ export const TOKENS = {
   VmFiles: Symbol('VmFiles') as InjectionToken<VmFiles>,
   Saver: Symbol('Saver') as InjectionToken<Saver>,
   Storage: Symbol('VmStorage') as InjectionToken<VmStorage>,
+  /** Registered once per step, in the order the steps run. */
+  AfterStart: Symbol('AfterStart') as InjectionToken<AfterStart>,
 };

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 
-import { container as rootContainer } from 'tsyringe';
+import { container as rootContainer, instanceCachingFactory } from 'tsyringe';
 import type { DependencyContainer } from 'tsyringe';
 
 import { Dispatcher } from '../api/dispatcher.js';
@@ -29,15 +29,14 @@ import { PolicyStore, policyAgentSocket } from '@odyssey/qrexec';
 import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
+import { AwaitQrexec, HOST_TOKENS, ServeQubesDb } from './after-start.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
 import { DisposableCalls } from './disposable-calls.js';
 import { QrexecHost } from './qrexec-host.js';
 import { QubesDbHost } from './qubesdb-host.js';
-import { withQubesDbStart } from './qubesdb-vmm.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices } from './qrexec-services.js';
-import { withQrexecStart } from './qrexec-vmm.js';
 import { VmDirFiles } from './vm-files.js';
 
 export interface DaemonOptions {
@@ -92,10 +91,6 @@ function logDisposables(app: App, log: Log): void {
 export class Daemon {
   private stopping = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  /** Runs once the backend brought a vchan transport; null while there is none. */
-  private qrexecHost: QrexecHost | null = null;
-  /** dom0's QubesDB of each running domain, on the same transport. */
-  private qubesdbHost: QubesDbHost | null = null;
 
   private constructor(
     readonly app: App,
@@ -108,6 +103,8 @@ export class Daemon {
     private readonly unlock: () => void,
     private readonly options: DaemonOptions,
     private readonly created: CreatedBackend,
+    /** dom0's qrexec daemons and QubesDB, on the backend's vchan transport; null without one. */
+    private readonly hosts: { readonly qrexec: QrexecHost; readonly qubesdb: QubesDbHost } | null,
   ) {}
 
   get lifecycle(): DomainManager {
@@ -172,8 +169,6 @@ export class Daemon {
           workRoot: backupWork,
         }),
       });
-      c.registerSingleton(API_TOKENS.Lifecycle, DomainManager);
-      c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
       const policyStore = options.policyDirs
         ? new PolicyStore({
             dirs: [...options.policyDirs],
@@ -182,6 +177,9 @@ export class Daemon {
           })
         : null;
       const policy = policyStore ? new AppPolicy(policyStore, app) : null;
+      if (created.vchan) Daemon.registerHosts(c, created.vchan, policy, options);
+      c.registerSingleton(API_TOKENS.Lifecycle, DomainManager);
+      c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
       c.register(API_TOKENS.Access, {
         useValue: new PolicyAccess(policy, options.strictManagement ?? false),
       });
@@ -218,6 +216,9 @@ export class Daemon {
         unlock,
         options,
         created,
+        created.vchan
+          ? { qrexec: c.resolve(HOST_TOKENS.Qrexec), qubesdb: c.resolve(HOST_TOKENS.QubesDb) }
+          : null,
       );
       void daemon.connectBackend();
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
@@ -232,44 +233,58 @@ export class Daemon {
     return options.qrexecServiceDir ?? join(options.stateDir, 'qrexec-services');
   }
 
-  /** The qrexec daemons of dom0, started with the first transport a backend brings. */
-  private qrexec(transport: VchanTransport): QrexecHost {
-    this.qrexecHost ??= new QrexecHost({
-      app: this.app,
-      transport,
-      policy: this.policy,
-      serviceDirs: [Daemon.qrexecServiceDir(this.options)],
-      socketDir: join(this.options.stateDir, 'run'),
-      policyAgentSocket: policyAgentSocket(this.options.stateDir),
-      startDomain: (name) => this.lifecycle.start(this.app.domains.get(name)),
-      disposables: new DisposableCalls(this.container.resolve(API_TOKENS.Dispatcher), this.options.log),
-      log: this.options.log,
+  /**
+   * dom0's QubesDB and qrexec daemons on the backend's vchan transport, and the steps that make a
+   * running domain started: its QubesDB served first (its daemon reads it while booting), then its
+   * qrexec agent awaited. What a qrexec call asks of the daemon (start a domain, make a
+   * disposable) is resolved when asked, as the lifecycle itself is built with these steps.
+   */
+  private static registerHosts(
+    c: DependencyContainer,
+    transport: VchanTransport,
+    policy: AppPolicy | null,
+    options: DaemonOptions,
+  ): void {
+    const socketDir = join(options.stateDir, 'run');
+    c.register(HOST_TOKENS.QubesDb, {
+      useFactory: instanceCachingFactory(
+        (r) => new QubesDbHost({ app: r.resolve(TOKENS.App), transport, socketDir, log: options.log }),
+      ),
     });
-    return this.qrexecHost;
-  }
-
-  private qubesdb(transport: VchanTransport): QubesDbHost {
-    this.qubesdbHost ??= new QubesDbHost({
-      app: this.app,
-      transport,
-      socketDir: join(this.options.stateDir, 'run'),
-      log: this.options.log,
+    c.register(HOST_TOKENS.Qrexec, {
+      useFactory: instanceCachingFactory((r) => {
+        const app = r.resolve(TOKENS.App);
+        const disposables = (): DisposableCalls =>
+          new DisposableCalls(r.resolve(API_TOKENS.Dispatcher), options.log);
+        return new QrexecHost({
+          app,
+          transport,
+          policy,
+          serviceDirs: [Daemon.qrexecServiceDir(options)],
+          socketDir,
+          policyAgentSocket: policyAgentSocket(options.stateDir),
+          startDomain: (name) => r.resolve(API_TOKENS.Lifecycle).start(app.domains.get(name)),
+          disposables: {
+            create: (template, source) => disposables().create(template, source),
+            destroy: (name) => disposables().destroy(name),
+          },
+          log: options.log,
+        });
+      }),
     });
-    return this.qubesdbHost;
+    c.register(TOKENS.AfterStart, { useClass: ServeQubesDb });
+    c.register(TOKENS.AfterStart, { useClass: AwaitQrexec });
   }
 
   private async connectBackend(): Promise<void> {
     const { log } = this.options;
     try {
-      const { vmm: opened, vchan } = this.created;
-      await opened.open();
+      const { vmm } = this.created;
+      await vmm.open();
       if (this.stopping) {
-        await opened.close();
+        await vmm.close();
         return;
       }
-      const vmm = vchan
-        ? withQrexecStart(withQubesDbStart(opened, this.qubesdb(vchan)), this.qrexec(vchan))
-        : opened;
       this.backend.connected(vmm);
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
@@ -307,8 +322,8 @@ export class Daemon {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     // A backup can run for hours; the servers below wait for calls in progress.
     (this.container.resolve(API_TOKENS.Backups) as BackupService).cancelAll();
-    await this.qrexecHost?.close();
-    await this.qubesdbHost?.close();
+    await this.hosts?.qrexec.close();
+    await this.hosts?.qubesdb.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.policyStore?.close();
     await this.store.save();

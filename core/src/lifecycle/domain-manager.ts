@@ -1,4 +1,4 @@
-import { inject, injectable } from 'tsyringe';
+import { inject, injectable, injectAll } from 'tsyringe';
 
 import type { Saver } from '../persist/saver.js';
 import {
@@ -9,7 +9,7 @@ import {
   VmmError,
   type VmmEvent,
 } from '@odyssey/hal';
-import type { Lifecycle, VmFiles } from './ports.js';
+import type { AfterStart, Lifecycle, VmFiles } from './ports.js';
 import { TOKENS } from '../tokens.js';
 import type { App } from '../model/app.js';
 import { deviceString } from '../model/devices.js';
@@ -48,6 +48,7 @@ export class DomainManager implements Lifecycle {
     @inject(TOKENS.VmFiles) private readonly vmFiles: VmFiles,
     @inject(TOKENS.Saver) private readonly saver: Saver,
     @inject(TOKENS.Storage) private readonly storage: VmStorage,
+    @injectAll(TOKENS.AfterStart, { isOptional: true }) private readonly afterStart: readonly AfterStart[],
   ) {}
 
   private vmm(vm: Vm, action: string): Vmm {
@@ -96,6 +97,7 @@ export class DomainManager implements Lifecycle {
         disksReady = true;
         await vmm.define(buildDomainSpec(vm, disks));
         await vmm.start(vm.name);
+        await this.runAfterStart(vm, vmm);
       } catch (e) {
         vm.powerState = 'Halted';
         if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
@@ -110,6 +112,18 @@ export class DomainManager implements Lifecycle {
       this.app.events.fire(vm, 'domain-spawn', [['start_guid', 'True']]);
       this.app.events.fire(vm, 'domain-start', [['start_guid', 'True']]);
     });
+  }
+
+  /** The steps that make a running domain started (its QubesDB, its qrexec agent), in order; a failed one kills it. */
+  private async runAfterStart(vm: Vm, vmm: Vmm): Promise<void> {
+    if (this.afterStart.length === 0) return;
+    const { xid } = await vmm.state(vm.name);
+    try {
+      for (const step of this.afterStart) await step.afterStart({ name: vm.name, xid });
+    } catch (e) {
+      await vmm.kill(vm.name).catch(() => undefined);
+      throw e;
+    }
   }
 
   async shutdown(vm: Vm, options: { force: boolean; wait: boolean }): Promise<void> {

@@ -35,3 +35,12 @@ export interface VmFiles {
   /** Removes the VM's directory with everything in it. */
   removeVmDir(vm: Vm): Promise<void>;
 }
+
+/**
+ * A step of starting a domain, run once the hypervisor runs it and before its start returns
+ * (upstream: QubesDB filled, then the qrexec agent awaited). Steps run in the order they were
+ * registered; one that fails fails the start, and the domain is killed.
+ */
+export interface AfterStart {
+  afterStart(domain: { readonly name: string; readonly xid: number }): Promise<void>;
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Daemon } from '../../src/daemon/daemon.js';
-import type { Vmm } from '@odyssey/hal';
+import type { VchanTransport, Vmm } from '@odyssey/hal';
 import { FakeVmm } from './fake-vmm.js';
 
 /** Sends raw bytes to a UNIX socket, half-closes, and returns everything the server sent back. */
@@ -47,7 +47,7 @@ export interface TestDaemon {
 }
 
 export async function startDaemon(
-  options: { stateDir?: string; vmm?: Vmm | string } = {},
+  options: { stateDir?: string; vmm?: Vmm | string; vchan?: VchanTransport } = {},
 ): Promise<TestDaemon> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-state-')));
   const socket = join(stateDir, 'qubesd.sock');
@@ -57,6 +57,7 @@ export async function startDaemon(
     socketPath: socket,
     stateDir,
     backend: vmm,
+    ...(options.vchan ? { vchan: options.vchan } : {}),
     log: (level, message) => logs.push(`${level}: ${message}`),
     host: { memoryMiB: 16384, cpus: 4 },
     reconnectMs: 50,
