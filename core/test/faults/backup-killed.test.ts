@@ -2,49 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { headerFields, parseTar } from '../backup/fixture.js';
 import { rawCall, request } from '../support/harness.js';
-import type { SpawnedDaemon } from '../support/spawn.js';
+import { call, NO_HYPERVISOR_ENV, restart, spawnedDaemons, until } from '../support/killed-daemon.js';
 import { spawnDaemon } from '../support/spawn.js';
 
 const MiB = 1024 * 1024;
-/** The hypervisor stays unreachable: a backup does not need it. */
-const ENV = { ...process.env, ODYSSEY_LIBVIRT_SOCKET: '/nonexistent/libvirt-sock' };
-
-const started: SpawnedDaemon[] = [];
-afterEach(async () => {
-  for (const d of started.splice(0)) {
-    if (d.proc.exitCode === null) d.proc.kill('SIGKILL');
-    await d.exited;
-  }
-});
-
-async function call(d: SpawnedDaemon, method: string, dest: string, arg = '', payload: Buffer | string = '') {
-  return (await rawCall(d.socket, request(method, dest, arg, payload))).toString('latin1');
-}
-
-/** Polls until `cond` holds; the bound only keeps a broken daemon from hanging the test. */
-async function until(cond: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('condition never held');
-}
-
-/** Starts odysseyd again on a state dir whose daemon was killed, once its lock is seen as stale. */
-async function restart(stateDir: string): Promise<SpawnedDaemon> {
-  for (;;) {
-    try {
-      return await spawnDaemon([], stateDir, ENV);
-    } catch (e) {
-      if (!/in use by another odysseyd/.test((e as Error).message)) throw e;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-}
+const started = spawnedDaemons();
 
 const list = async (dir: string): Promise<string[]> => readdir(dir).catch(() => []);
 
@@ -53,7 +19,7 @@ describe('odysseyd killed (SIGKILL)', () => {
     'during a backup: restarts with qubes.xml intact, no partial archive or work file, and backs up again',
     { timeout: 120_000 },
     async () => {
-      const d = await spawnDaemon([], undefined, ENV);
+      const d = await spawnDaemon([], undefined, NO_HYPERVISOR_ENV);
       started.push(d);
       const out = join(d.stateDir, 'out');
       const work = join(d.stateDir, 'backup-work');

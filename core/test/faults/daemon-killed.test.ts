@@ -3,60 +3,23 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { rawCall, request } from '../support/harness.js';
-import type { SpawnedDaemon } from '../support/spawn.js';
+import { call, NO_HYPERVISOR_ENV, restart, spawnedDaemons, until } from '../support/killed-daemon.js';
 import { spawnDaemon } from '../support/spawn.js';
 
 const MiB = 1024 * 1024;
-/** The hypervisor stays unreachable: storage calls do not need it. */
-const ENV = { ...process.env, ODYSSEY_LIBVIRT_SOCKET: '/nonexistent/libvirt-sock' };
-
-const started: SpawnedDaemon[] = [];
-afterEach(async () => {
-  for (const d of started.splice(0)) {
-    if (d.proc.exitCode === null) d.proc.kill('SIGKILL');
-    await d.exited;
-  }
-});
-
-async function call(d: SpawnedDaemon, method: string, dest: string, arg = '', payload: Buffer | string = '') {
-  return (await rawCall(d.socket, request(method, dest, arg, payload))).toString('latin1');
-}
+const started = spawnedDaemons();
 
 const withSize = (data: Buffer): Buffer => Buffer.concat([Buffer.from(`${data.length}\n`), data]);
-
-/** Polls until `cond` holds; the bound only keeps a broken daemon from hanging the test. */
-async function until(cond: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('condition never held');
-}
-
-/**
- * Starts odysseyd on a state dir whose daemon was killed: the state dir lock of
- * the dead one may still look held for a while, until it is seen as stale.
- */
-async function restart(stateDir: string): Promise<SpawnedDaemon> {
-  for (;;) {
-    try {
-      return await spawnDaemon([], stateDir, ENV);
-    } catch (e) {
-      if (!/in use by another odysseyd/.test((e as Error).message)) throw e;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-}
 
 describe('odysseyd killed (SIGKILL)', () => {
   it(
     'during an import: restarts with the old data as the volume and the import file gone',
     { timeout: 60_000 },
     async () => {
-      const d = await spawnDaemon([], undefined, ENV);
+      const d = await spawnDaemon([], undefined, NO_HYPERVISOR_ENV);
       started.push(d);
       const dir = join(d.stateDir, 'appvms', 'sa');
       try {
@@ -104,7 +67,7 @@ describe('odysseyd killed (SIGKILL)', () => {
     'during saves: restarts with every acknowledged change and no temp file',
     { timeout: 60_000 },
     async () => {
-      const d = await spawnDaemon([], undefined, ENV);
+      const d = await spawnDaemon([], undefined, NO_HYPERVISOR_ENV);
       started.push(d);
       try {
         const acked: number[] = [];
