@@ -102,6 +102,28 @@ export class QubesUnrecognizedDeviceAssignmentMode extends ProtocolError {}
 /** Never on the wire: parsing an assignment turns it into a ProtocolError, as upstream does. */
 export class UnexpectedDeviceProperty extends QubesException {}
 export class StoragePoolException extends QubesException {}
+/**
+ * Upstream raises these as plain KeyError subclasses, not QubesException, so
+ * the daemon answers them with an empty response (they are not wire exceptions).
+ */
+export class QubesVolumeRevisionNotFoundError extends Error {
+  constructor(revision: string) {
+    super(`Revision not found: ${revision}`);
+    this.name = 'QubesVolumeRevisionNotFoundError';
+  }
+}
+export class QubesPoolNotFoundError extends Error {
+  constructor(pool: string) {
+    super(`Pool does not exist: ${pool}`);
+    this.name = 'QubesPoolNotFoundError';
+  }
+}
+export class QubesVolumeNotFoundError extends Error {
+  constructor(vid: string) {
+    super(`Volume does not exist: ${vid}`);
+    this.name = 'QubesVolumeNotFoundError';
+  }
+}
 export class QubesVolumeCopyTokenNotFoundError extends ProtocolError {
   constructor() {
     // Upstream sends the KeyError repr, quotes included.

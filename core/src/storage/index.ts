@@ -4,7 +4,6 @@ export { DirPool } from './drivers/dir-pool.js';
 export { FILE_DRIVER, fileDriver, FilePool } from './drivers/file.js';
 export { KERNEL_DRIVER, kernelDriver, KernelVolume, LinuxKernelPool } from './drivers/kernel.js';
 export { REFLINK_DRIVER, reflinkDriver, ReflinkPool } from './drivers/reflink.js';
-export * from './errors.js';
 export { copyImage, type CopyMethod, reflinkSupported } from './fsutil.js';
 export { ImageVolume } from './image-volume.js';
 export * from './importer.js';

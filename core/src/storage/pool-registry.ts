@@ -7,6 +7,9 @@ import {
   pyRepr,
   QubesException,
   QubesPoolInUseError,
+  QubesPoolNotFoundError,
+  QubesVolumeNotFoundError,
+  QubesVolumeRevisionNotFoundError,
   StoragePoolException,
 } from '../model/errors.js';
 import { CloneTokens } from './clone-tokens.js';
@@ -14,11 +17,6 @@ import type { Pool, PoolDriver, Volume, VolumeConfig, VolumeOwner } from './driv
 import { fileDriver, FILE_DRIVER } from './drivers/file.js';
 import { kernelDriver, KERNEL_DRIVER } from './drivers/kernel.js';
 import { reflinkDriver, REFLINK_DRIVER } from './drivers/reflink.js';
-import {
-  QubesPoolNotFoundError,
-  QubesVolumeNotFoundError,
-  QubesVolumeRevisionNotFoundError,
-} from './errors.js';
 import { reflinkSupported } from './fsutil.js';
 import { pyBool } from './params.js';
 
