@@ -1,5 +1,6 @@
 import type { InjectionToken } from 'tsyringe';
 
+import type { Clock } from './clock.js';
 import type { Backend } from './lifecycle/backend.js';
 import type { AfterStart, VmFiles } from './lifecycle/ports.js';
 import type { Log } from './log.js';
@@ -13,6 +14,9 @@ import type { VmStorage } from './storage/vm-storage.js';
  */
 export const TOKENS = {
   App: Symbol('App') as InjectionToken<App>,
+  /** The state dir: qubes.xml, per-VM dirs, pools, sockets. */
+  StateDir: Symbol('StateDir') as InjectionToken<string>,
+  Clock: Symbol('Clock') as InjectionToken<Clock>,
   Log: Symbol('Log') as InjectionToken<Log>,
   Backend: Symbol('Backend') as InjectionToken<Backend>,
   VmFiles: Symbol('VmFiles') as InjectionToken<VmFiles>,

@@ -5,7 +5,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 import { container as rootContainer, instanceCachingFactory } from 'tsyringe';
-import type { DependencyContainer } from 'tsyringe';
+import type { DependencyContainer, InjectionToken } from 'tsyringe';
 
 import { Dispatcher } from '../api/dispatcher.js';
 import { INTERNAL_METHODS } from '../api/internal-method-table.js';
@@ -28,6 +28,8 @@ import { VmStorage } from '../storage/vm-storage.js';
 import { PolicyStore, policyAgentSocket } from '@odyssey/qrexec';
 import { API_TOKENS } from '../api/tokens.js';
 import { TOKENS } from '../tokens.js';
+import { SystemClock } from '../clock.js';
+import { DAEMON_TOKENS } from './daemon-tokens.js';
 import { PolicyAccess } from './access.js';
 import { AwaitQrexec, HOST_TOKENS, ServeQubesDb } from './after-start.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
@@ -46,9 +48,13 @@ export interface DaemonOptions {
   /** qrexec policy directories (policy.d); without them callers other than dom0 are not filtered. */
   readonly policyDirs?: readonly string[];
   readonly legacyPolicyDir?: string;
-  readonly stateDir: string;
-  /** A backend package name or path (see @odyssey/hal's loadBackend), or a Vmm instance (tests). */
-  readonly backend: string | Vmm;
+  /** Unless the container registers TOKENS.StateDir. */
+  readonly stateDir?: string;
+  /**
+   * A backend package name or path (see @odyssey/hal's loadBackend), or a Vmm instance; unless the
+   * container registers DAEMON_TOKENS.Backend.
+   */
+  readonly backend?: string | Vmm;
   /** With a Vmm instance: its dom0 vchan transport, to run qrexec (a package brings its own). */
   readonly vchan?: VchanTransport;
   /**
@@ -70,7 +76,11 @@ export interface DaemonOptions {
   /** How often to retry an unreachable hypervisor, ms. */
   readonly reconnectMs?: number;
   readonly host?: HostInfo;
+  /** Where the daemon's container is made, as a child: what it registers replaces the defaults (tests). */
+  readonly container?: DependencyContainer;
 }
+
+type SettledOptions = DaemonOptions & { readonly stateDir: string };
 
 /** Disposables are made by an API handler; the log learns of each from the app's own event. */
 function logDisposables(app: App, log: Log): void {
@@ -99,34 +109,40 @@ export class Daemon {
     readonly container: DependencyContainer,
     private readonly servers: readonly AdminServer[],
     private readonly policyStore: PolicyStore | null,
-    private readonly policy: AppPolicy | null,
     private readonly unlock: () => void,
-    private readonly options: DaemonOptions,
+    private readonly options: SettledOptions,
     private readonly created: CreatedBackend,
     /** dom0's qrexec daemons and QubesDB, on the backend's vchan transport; null without one. */
     private readonly hosts: { readonly qrexec: QrexecHost; readonly qubesdb: QubesDbHost } | null,
   ) {}
 
   get lifecycle(): DomainManager {
-    return this.container.resolve(API_TOKENS.Lifecycle) as DomainManager;
+    return this.container.resolve(DomainManager);
   }
 
-  static async start(options: DaemonOptions): Promise<Daemon> {
-    const { stateDir, log } = options;
+  /**
+   * Starts the daemon. What `options.container` registers (TOKENS.StateDir, TOKENS.Clock,
+   * DAEMON_TOKENS.Backend, ...) is used instead of what the options or the defaults give.
+   */
+  static async start(daemonOptions: DaemonOptions): Promise<Daemon> {
+    const c = (daemonOptions.container ?? rootContainer).createChildContainer();
+    const given = <T>(token: InjectionToken<T>): T | undefined =>
+      c.isRegistered(token, true) ? c.resolve(token) : undefined;
+    const stateDir = given(TOKENS.StateDir) ?? daemonOptions.stateDir;
+    if (stateDir === undefined)
+      throw new Error('no state dir: give options.stateDir or register TOKENS.StateDir');
+    const options: SettledOptions = { ...daemonOptions, stateDir };
+    const { log } = options;
     await mkdir(stateDir, { recursive: true, mode: 0o770 });
     const unlock = lockStateDir(stateDir);
     try {
-      const host = options.host ?? {
-        memoryMiB: Math.floor(totalmem() / 1048576),
-        cpus: availableParallelism(),
-      };
-      const registry = new PoolRegistry();
-      const storage = new VmStorage(registry, stateDir);
-      const app = new App(stateDir, host, storage);
-      const store = new StateStore(join(stateDir, 'qubes.xml'), app, {
-        pools: () => registry.poolNames().map((n) => registry.poolXml(n)),
-        volumes: (vm) => storage.xml(vm),
-      });
+      // A backend that cannot be loaded or created is a configuration error: refuse to start.
+      const created = given(DAEMON_TOKENS.Backend) ?? (await Daemon.createBackend(options));
+      Daemon.register(c, options, created);
+      const registry = c.resolve(PoolRegistry);
+      const storage = c.resolve(TOKENS.Storage);
+      const app = c.resolve(TOKENS.App);
+      const store = c.resolve(StateStore);
       const loaded = await store.load((msg) => log('warn', msg));
       for (const attrs of loaded?.pools ?? []) registry.loadPool(attrs);
       if (registry.poolNames().length === 0) await registry.initDefaultPools(stateDir);
@@ -138,37 +154,10 @@ export class Daemon {
         await store.save();
       }
       logDisposables(app, log);
-      const vmFiles = new VmDirFiles();
+      const vmFiles = c.resolve(VmDirFiles);
       for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
-
-      // A backend that cannot be loaded or created is a configuration error: refuse to start.
-      const created: CreatedBackend =
-        typeof options.backend === 'string'
-          ? await loadBackend(options.backend, { runtimeDir: join(stateDir, 'run'), log })
-          : { vmm: options.backend, ...(options.vchan ? { vchan: options.vchan } : {}) };
-      const backendName = created.vmm.capabilities().name;
-      const backend = new Backend(backendName);
-      const c = rootContainer.createChildContainer();
-      c.register(TOKENS.App, { useValue: app });
-      c.register(TOKENS.Log, { useValue: log });
-      c.register(TOKENS.Backend, { useValue: backend });
-      c.register(TOKENS.VmFiles, { useValue: vmFiles });
-      c.register(TOKENS.Saver, { useValue: store });
-      c.register(TOKENS.Storage, { useValue: storage });
-      c.register(API_TOKENS.Methods, { useValue: METHODS });
       // A backup killed with the daemon leaves its work files and partial archive behind.
-      const backupWork = join(stateDir, 'backup-work');
-      await removeBackupLeftovers(backupWork);
-      c.register(API_TOKENS.Backups, {
-        useValue: new BackupService({
-          app,
-          storage,
-          xml: store.writer,
-          saver: store,
-          profileDir: options.backupProfileDir ?? join(stateDir, 'backup-profiles'),
-          workRoot: backupWork,
-        }),
-      });
+      await removeBackupLeftovers(join(stateDir, 'backup-work'));
       const policyStore = options.policyDirs
         ? new PolicyStore({
             dirs: [...options.policyDirs],
@@ -177,21 +166,10 @@ export class Daemon {
           })
         : null;
       const policy = policyStore ? new AppPolicy(policyStore, app) : null;
-      if (created.vchan) Daemon.registerHosts(c, created.vchan, policy, options);
-      c.registerSingleton(API_TOKENS.Lifecycle, DomainManager);
-      c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
       c.register(API_TOKENS.Access, {
-        useValue: new PolicyAccess(policy, options.strictManagement ?? false),
+        useFactory: instanceCachingFactory(() => new PolicyAccess(policy, options.strictManagement ?? false)),
       });
-      c.register(API_TOKENS.Services, {
-        useFactory: (r): ApiServices => ({
-          lifecycle: r.resolve(API_TOKENS.Lifecycle),
-          vmFiles: r.resolve(TOKENS.VmFiles),
-          access: r.resolve(API_TOKENS.Access),
-          storage: r.resolve(TOKENS.Storage),
-          backups: r.resolve(API_TOKENS.Backups),
-        }),
-      });
+      if (created.vchan) Daemon.registerHosts(c, created.vchan, policy, options);
       await prepareAdminServices(Daemon.qrexecServiceDir(options), options.socketPath, METHODS);
       const server = c.resolve(AdminServer);
       await server.listen(options.socketPath);
@@ -208,11 +186,10 @@ export class Daemon {
       const daemon = new Daemon(
         app,
         store,
-        backend,
+        c.resolve(TOKENS.Backend),
         c,
         servers,
         policyStore,
-        policy,
         unlock,
         options,
         created,
@@ -221,7 +198,7 @@ export class Daemon {
           : null,
       );
       void daemon.connectBackend();
-      log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
+      log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${daemon.backend.name})`);
       return daemon;
     } catch (e) {
       unlock();
@@ -229,7 +206,87 @@ export class Daemon {
     }
   }
 
-  private static qrexecServiceDir(options: DaemonOptions): string {
+  private static async createBackend(options: SettledOptions): Promise<CreatedBackend> {
+    const { backend } = options;
+    if (backend === undefined)
+      throw new Error('no backend: give options.backend or register DAEMON_TOKENS.Backend');
+    if (typeof backend !== 'string')
+      return { vmm: backend, ...(options.vchan ? { vchan: options.vchan } : {}) };
+    return loadBackend(backend, { runtimeDir: join(options.stateDir, 'run'), log: options.log });
+  }
+
+  /** The daemon's parts, each built by the container when first resolved; what is given already stays. */
+  private static register(c: DependencyContainer, options: SettledOptions, created: CreatedBackend): void {
+    const { stateDir } = options;
+    const unlessGiven = <T>(token: InjectionToken<T>, register: () => void): void => {
+      if (!c.isRegistered(token, true)) register();
+    };
+    unlessGiven(TOKENS.StateDir, () => c.register(TOKENS.StateDir, { useValue: stateDir }));
+    unlessGiven(TOKENS.Clock, () => c.registerSingleton(TOKENS.Clock, SystemClock));
+    unlessGiven(TOKENS.Log, () => c.register(TOKENS.Log, { useValue: options.log }));
+    unlessGiven(DAEMON_TOKENS.Host, () =>
+      c.register(DAEMON_TOKENS.Host, {
+        useValue: options.host ?? {
+          memoryMiB: Math.floor(totalmem() / 1048576),
+          cpus: availableParallelism(),
+        },
+      }),
+    );
+    c.registerSingleton(PoolRegistry);
+    c.register(TOKENS.Storage, {
+      useFactory: instanceCachingFactory((r) => new VmStorage(r.resolve(PoolRegistry), stateDir)),
+    });
+    c.register(TOKENS.App, {
+      useFactory: instanceCachingFactory(
+        (r) => new App(stateDir, r.resolve(DAEMON_TOKENS.Host), r.resolve(TOKENS.Storage)),
+      ),
+    });
+    c.register(StateStore, {
+      useFactory: instanceCachingFactory((r) => {
+        const registry = r.resolve(PoolRegistry);
+        const storage = r.resolve(TOKENS.Storage);
+        return new StateStore(join(stateDir, 'qubes.xml'), r.resolve(TOKENS.App), {
+          pools: () => registry.poolNames().map((n) => registry.poolXml(n)),
+          volumes: (vm) => storage.xml(vm),
+        });
+      }),
+    });
+    c.register(TOKENS.Saver, { useToken: StateStore });
+    c.registerSingleton(VmDirFiles);
+    c.register(TOKENS.VmFiles, { useToken: VmDirFiles });
+    c.register(TOKENS.Backend, {
+      useFactory: instanceCachingFactory(() => new Backend(created.vmm.capabilities().name)),
+    });
+    c.register(API_TOKENS.Methods, { useValue: METHODS });
+    c.register(BackupService, {
+      useFactory: instanceCachingFactory((r) => {
+        const store = r.resolve(StateStore);
+        return new BackupService({
+          app: r.resolve(TOKENS.App),
+          storage: r.resolve(TOKENS.Storage),
+          xml: store.writer,
+          saver: store,
+          profileDir: options.backupProfileDir ?? join(stateDir, 'backup-profiles'),
+          workRoot: join(stateDir, 'backup-work'),
+        });
+      }),
+    });
+    c.register(API_TOKENS.Backups, { useToken: BackupService });
+    c.registerSingleton(DomainManager);
+    c.register(API_TOKENS.Lifecycle, { useToken: DomainManager });
+    c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
+    c.register(API_TOKENS.Services, {
+      useFactory: (r): ApiServices => ({
+        lifecycle: r.resolve(API_TOKENS.Lifecycle),
+        vmFiles: r.resolve(TOKENS.VmFiles),
+        access: r.resolve(API_TOKENS.Access),
+        storage: r.resolve(TOKENS.Storage),
+        backups: r.resolve(API_TOKENS.Backups),
+      }),
+    });
+  }
+
+  private static qrexecServiceDir(options: SettledOptions): string {
     return options.qrexecServiceDir ?? join(options.stateDir, 'qrexec-services');
   }
 
@@ -243,7 +300,7 @@ export class Daemon {
     c: DependencyContainer,
     transport: VchanTransport,
     policy: AppPolicy | null,
-    options: DaemonOptions,
+    options: SettledOptions,
   ): void {
     const socketDir = join(options.stateDir, 'run');
     c.register(HOST_TOKENS.QubesDb, {
@@ -321,7 +378,7 @@ export class Daemon {
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     // A backup can run for hours; the servers below wait for calls in progress.
-    (this.container.resolve(API_TOKENS.Backups) as BackupService).cancelAll();
+    this.container.resolve(BackupService).cancelAll();
     await this.hosts?.qrexec.close();
     await this.hosts?.qubesdb.close();
     await Promise.all(this.servers.map((s) => s.close()));

@@ -27,6 +27,7 @@ import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../log.js';
+import type { Clock } from '../clock.js';
 
 /** States in which upstream's is_running() holds: the hypervisor has the domain active. */
 const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
@@ -48,6 +49,7 @@ export class DomainManager implements Lifecycle {
     @inject(TOKENS.VmFiles) private readonly vmFiles: VmFiles,
     @inject(TOKENS.Saver) private readonly saver: Saver,
     @inject(TOKENS.Storage) private readonly storage: VmStorage,
+    @inject(TOKENS.Clock) private readonly clock: Clock,
     @injectAll(TOKENS.AfterStart, { isOptional: true }) private readonly afterStart: readonly AfterStart[],
   ) {}
 
@@ -326,7 +328,7 @@ export class DomainManager implements Lifecycle {
   private markRunning(vm: Vm, xid: number, state: PowerState = 'Running'): void {
     vm.powerState = state;
     vm.xid = xid;
-    vm.startTime = Date.now() / 1000;
+    vm.startTime = this.clock.now() / 1000;
     this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
     this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
   }

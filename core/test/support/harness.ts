@@ -1,9 +1,16 @@
+import 'reflect-metadata';
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { container } from 'tsyringe';
+
+import type { Clock } from '../../src/clock.js';
 import { Daemon } from '../../src/daemon/daemon.js';
+import { DAEMON_TOKENS } from '../../src/daemon/daemon-tokens.js';
+import { TOKENS } from '../../src/tokens.js';
 import type { VchanTransport, Vmm } from '@odyssey/hal';
 import { FakeVmm } from './fake-vmm.js';
 
@@ -46,18 +53,29 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a daemon in this process with its state dir and Vmm (and vchan transport, clock when
+ * given) registered in its container, in place of the ones it would make.
+ */
 export async function startDaemon(
-  options: { stateDir?: string; vmm?: Vmm | string; vchan?: VchanTransport } = {},
+  options: { stateDir?: string; vmm?: Vmm | string; vchan?: VchanTransport; clock?: Clock } = {},
 ): Promise<TestDaemon> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-state-')));
   const socket = join(stateDir, 'qubesd.sock');
   const vmm = options.vmm ?? new FakeVmm();
   const logs: string[] = [];
+  const given = container.createChildContainer();
+  given.register(TOKENS.StateDir, { useValue: stateDir });
+  if (typeof vmm !== 'string') {
+    given.register(DAEMON_TOKENS.Backend, {
+      useValue: { vmm, ...(options.vchan ? { vchan: options.vchan } : {}) },
+    });
+  }
+  if (options.clock) given.register(TOKENS.Clock, { useValue: options.clock });
   const daemon = await Daemon.start({
     socketPath: socket,
-    stateDir,
-    backend: vmm,
-    ...(options.vchan ? { vchan: options.vchan } : {}),
+    container: given,
+    ...(typeof vmm === 'string' ? { backend: vmm } : {}),
     log: (level, message) => logs.push(`${level}: ${message}`),
     host: { memoryMiB: 16384, cpus: 4 },
     reconnectMs: 50,
