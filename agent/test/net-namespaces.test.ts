@@ -80,6 +80,7 @@ const children: ChildProcess[] = [];
 const servers: LocalQubesDbServer[] = [];
 const logs: Record<string, string> = {};
 let netvmDb: QubesDb;
+const dbs = new Map<string, QubesDb>();
 
 function nsExec(ns: string, args: string[]): { ok: boolean; out: string } {
   return sh(['ip', 'netns', 'exec', ns, ...args]);
@@ -131,6 +132,7 @@ async function qubesDb(name: string, entries: Record<string, string>): Promise<s
   const server = await LocalQubesDbServer.listen(join(dir, `${name}.sock`), db);
   servers.push(server);
   if (name === 'vm') netvmDb = db;
+  dbs.set(name, db);
   return server.path;
 }
 
@@ -345,6 +347,17 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
     expect(run.status).toBe(0);
     console.log(
       `net-namespaces: 10 clients x 1000 rules (${text.split('\n').length} lines) applied by nft in ${ms.toFixed(0)} ms`,
+    );
+  });
+
+  it("configures a client's NIC again when core writes new addresses (a netvm change)", async () => {
+    dbs.get('c1')?.write('/qubes-ip', '10.137.0.7');
+    await until('the new address', () =>
+      nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out.includes('inet 10.137.0.7/32'),
+    );
+    expect(nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out).not.toContain(C1);
+    expect(nsExec(NS.c1, ['ip', 'route', 'show', 'default']).out).toContain(
+      `default via ${GATEWAY} dev eth0 onlink`,
     );
   });
 });

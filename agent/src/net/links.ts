@@ -34,6 +34,8 @@ export async function configureFrontend(
   frontend: Frontend,
   resolvConf: string,
 ): Promise<void> {
+  // Again after a netvm change: the old address and its routes go with the flush.
+  await run('ip', ['-4', 'address', 'flush', 'dev', ifname]);
   await run('ip', ['address', 'replace', `${frontend.ip}/32`, 'dev', ifname]);
   await run('ip', ['link', 'set', 'dev', ifname, 'group', '1', 'up']);
   await run('ip', ['route', 'replace', 'to', 'unicast', frontend.gateway, 'dev', ifname, 'scope', 'link']);

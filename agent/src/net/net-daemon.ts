@@ -9,6 +9,9 @@ import { parseClientRules, type NetRule } from './firewall-rules.js';
 import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
 import { renderRuleset, type ClientLink } from './nft-ruleset.js';
 
+/** The qube's own addressing in QubesDB (upstream's setup-ip reads these). */
+const FRONTEND_KEYS = ['/qubes-ip', '/qubes-gateway', '/qubes-primary-dns', '/qubes-secondary-dns'];
+
 export interface NetDaemonOptions {
   readonly qdb: QubesDbClient;
   /** The resolv.conf this qube writes (a client) and forwards DNS to (a netvm); default /etc/resolv.conf. */
@@ -71,8 +74,12 @@ export class NetDaemon {
         if (path.split('/').length === 3) await this.#loadFirewall(path.split('/')[2] ?? '');
       }
       this.#watchResolvConf();
-      void this.#watchQubesDb();
     }
+    if (this.#ownMac !== undefined) {
+      // core may write a new netvm's addresses after the NIC reappears: configure it again when they change.
+      for (const path of FRONTEND_KEYS) await qdb.watch(path);
+    }
+    if (this.isNetvm || this.#ownMac !== undefined) void this.#watchQubesDb();
     this.#stops.push(follow('ip', ['-o', 'monitor', 'link'], () => this.#enqueue(() => this.#scanLinks())));
     await this.#enqueue(() => this.#scanLinks());
   }
@@ -111,6 +118,11 @@ export class NetDaemon {
       changed = (await this.#configure(link)) || changed;
     }
     if (changed) await this.#apply();
+  }
+
+  async #reconfigureFrontend(): Promise<void> {
+    const own = (await listLinks()).find((link) => link.mac === this.#ownMac);
+    if (own) await this.#configure(own);
   }
 
   /** Sets a new NIC up by what its MAC says; true when the netvm's ruleset must change. */
@@ -152,7 +164,9 @@ export class NetDaemon {
     for (;;) {
       const path = await qdb.watchEvent();
       if (path === null) return;
-      if (path === '/connected-ips') {
+      if (FRONTEND_KEYS.includes(path)) {
+        void this.#enqueue(() => this.#reconfigureFrontend());
+      } else if (path === '/connected-ips') {
         void this.#enqueue(async () => {
           this.#connectedIps = ((await qdb.read(path))?.toString() ?? '').split(' ').filter(Boolean);
           await this.#apply();
