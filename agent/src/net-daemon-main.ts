@@ -27,7 +27,7 @@ const socket = options.qubesdb ?? (process.env['QUBESDB_SOCKET'] || QUBESDB_LOCA
 let qdb: QubesDbClient | undefined;
 for (let attempt = 0; !qdb; attempt++) {
   qdb = await QubesDbClient.connect(socket).catch((error: unknown) => {
-    if (attempt % 50 === 0) log(`waiting for QubesDB at ${socket}: ${String(error)}`);
+    if (attempt % 300 === 0) log(`waiting for QubesDB at ${socket}: ${String(error)}`);
     return undefined;
   });
   if (!qdb) await new Promise((resolve) => setTimeout(resolve, 200));
