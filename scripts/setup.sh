@@ -25,7 +25,7 @@ APT_PACKAGES=(
   # chroot its install test makes
   dpkg-dev help2man lintian mmdebstrap
   # the guest network daemon's test with packets across network namespaces (agent/test/net-namespaces.test.ts)
-  nftables
+  nftables conntrack
 )
 
 missing=()

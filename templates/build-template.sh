@@ -74,9 +74,9 @@ COMMANDER="$AGENT_ROOT/node_modules/commander"
 
 # Debian's packages: systemd as init (dbus for logind, which powers off on the ACPI button the
 # KVM backend presses), nodejs for the agent, the cloud kernel with initramfs-tools, e2fsprogs and
-# util-linux for the private volume and swap; iproute2, nftables and the ISC DHCP client (its script
+# util-linux for the private volume and swap; iproute2, nftables, conntrack and the ISC DHCP client (its script
 # writes resolv.conf) for odyssey-network. No Recommends (mmdebstrap's default).
-PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less,iproute2,nftables,isc-dhcp-client
+PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less,iproute2,nftables,conntrack,isc-dhcp-client
 
 agent_files() {
   local p

@@ -64,11 +64,26 @@ const SERVERS = `
 import net from 'node:net';
 import dgram from 'node:dgram';
 for (const host of ['10.0.2.2', '10.0.2.4']) for (const port of [8000, 8001]) {
-  net.createServer((s) => s.end(host + ':' + port + ' from ' + s.remoteAddress)).listen(port, host);
+  net.createServer((s) => s.on('error', () => undefined).end(host + ':' + port + ' from ' + s.remoteAddress)).listen(port, host);
 }
+for (const host of ['10.0.2.2', '10.0.2.4']) net.createServer((s) => s.on('error', () => undefined).pipe(s)).listen(8002, host);
 const u = dgram.createSocket('udp4');
 u.on('message', (m, r) => u.send('dns-server saw ' + r.address, r.port, r.address));
 u.bind(53, '10.0.2.3', () => process.stdout.write('LISTENING\\n'));
+`;
+/** A connection held open: each line on stdin is sent, and the probe prints `ECHO line` or `TIMEOUT line`. */
+const HOLD = `
+import net from 'node:net';
+import readline from 'node:readline';
+const [host, port] = process.argv.slice(2);
+const s = net.connect({ host, port: Number(port) }, () => process.stdout.write('CONNECTED\\n'));
+s.on('error', () => undefined);
+let waiting;
+s.on('data', (d) => { if (waiting) { process.stdout.write('ECHO ' + d + '\\n'); clearTimeout(waiting); waiting = undefined; } });
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  s.write(line);
+  waiting = setTimeout(() => { process.stdout.write('TIMEOUT ' + line + '\\n'); waiting = undefined; }, 1500);
+});
 `;
 const CLIENT_SERVER = `
 import net from 'node:net';
@@ -136,17 +151,11 @@ async function qubesDb(name: string, entries: Record<string, string>): Promise<s
   return server.path;
 }
 
+/** A veth pair made with its final names and MACs, so the daemons never see a NIC that changes identity. */
 function link(nsA: string, ifA: string, macA: string, nsB: string, ifB: string, macB: string): void {
-  for (const args of [
-    ['ip', 'link', 'add', `${tag}a`, 'type', 'veth', 'peer', 'name', `${tag}b`],
-    ['ip', 'link', 'set', `${tag}a`, 'netns', nsA],
-    ['ip', 'link', 'set', `${tag}b`, 'netns', nsB],
-    ['ip', '-n', nsA, 'link', 'set', `${tag}a`, 'name', ifA, 'address', macA],
-    ['ip', '-n', nsB, 'link', 'set', `${tag}b`, 'name', ifB, 'address', macB],
-  ]) {
-    const result = sh(args);
-    if (!result.ok) throw new Error(`${args.join(' ')}: ${result.out}`);
-  }
+  const args = ['ip', 'link', 'add', 'name', ifA, 'address', macA, 'netns', nsA, 'type', 'veth'];
+  const result = sh([...args, 'peer', 'name', ifB, 'address', macB, 'netns', nsB]);
+  if (!result.ok) throw new Error(`veth ${nsA}/${ifA} - ${nsB}/${ifB}: ${result.out}`);
 }
 
 describe.skipIf(skipReason !== undefined)('the network daemon in network namespaces', () => {
@@ -155,6 +164,7 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
     await writeFile(join(dir, 'probe.mjs'), PROBE);
     await writeFile(join(dir, 'servers.mjs'), SERVERS);
     await writeFile(join(dir, 'client-server.mjs'), CLIENT_SERVER);
+    await writeFile(join(dir, 'hold.mjs'), HOLD);
     for (const ns of Object.values(NS)) sh(['ip', 'netns', 'add', ns]);
     for (const ns of Object.values(NS)) sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     // The uplink: QEMU user networking's addresses (10.0.2.15 for the guest, .2 the host, .3 DNS).
@@ -287,6 +297,29 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
     expect(probe(NS.c1, 'udp', '10.139.1.1', '53')).toBe('OK dns-server saw 10.0.2.15');
     expect(probe(NS.c1, 'udp', '10.139.1.2', '53')).toBe('OK dns-server saw 10.0.2.15');
     expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('EHOSTUNREACH');
+  });
+
+  it('ends an open connection that new rules refuse, and keeps one they still allow', async () => {
+    await setRules(C1, { policy: 'accept' });
+    const holds = ['10.0.2.2', '10.0.2.4'].map((host) => {
+      const child = spawn('ip', ['netns', 'exec', NS.c1, 'node', join(dir, 'hold.mjs'), host, '8002'], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      return { child, output: () => out };
+    });
+    const say = async (line: string): Promise<string[]> => {
+      for (const hold of holds) hold.child.stdin?.write(`${line}\n`);
+      await until(`answers to ${line}`, () => holds.every((h) => h.output().includes(` ${line}\n`)));
+      return holds.map((h) => /(ECHO|TIMEOUT) (\S+)\n$/.exec(h.output())?.[1] ?? h.output());
+    };
+    await until('both connections', () => holds.every((h) => h.output().includes('CONNECTED')));
+    expect(await say('before')).toEqual(['ECHO', 'ECHO']);
+    await setRules(C1, { policy: 'drop', '0000': 'action=accept dst4=10.0.2.4/32' });
+    expect(await say('after')).toEqual(['TIMEOUT', 'ECHO']);
+    for (const hold of holds) hold.child.kill();
   });
 
   it("drops a packet whose source is not the client's address", async () => {

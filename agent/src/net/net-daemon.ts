@@ -5,6 +5,7 @@ import { basename, dirname } from 'node:path';
 import type { QubesDbClient } from '@odyssey/qubesdb';
 import { clientIpOfMac, resolvConfNameservers, vifName } from './addressing.js';
 import { follow, run } from './commands.js';
+import { isBlocked, parseConntrackList } from './conntrack.js';
 import { parseClientRules, type NetRule } from './firewall-rules.js';
 import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
 import { renderRuleset, type ClientLink } from './nft-ruleset.js';
@@ -177,6 +178,7 @@ export class NetDaemon {
         void this.#enqueue(async () => {
           await this.#loadFirewall(ip);
           await this.#apply();
+          await this.#dropBlockedConnections(ip);
           await this.#countHandled(ip);
         });
       }
@@ -210,6 +212,25 @@ export class NetDaemon {
     } catch (error) {
       this.#options.log(`Failed to parse rules for ${ip} (${(error as Error).message}), blocking traffic`);
       this.#firewalls.set(ip, null);
+    }
+  }
+
+  /**
+   * Connections the client opened while older rules allowed them are ended
+   * when the new rules would refuse them, as upstream's daemon does with
+   * conntrack; without conntrack-tools they outlive the change.
+   */
+  async #dropBlockedConnections(ip: string): Promise<void> {
+    if (!this.#firewalls.has(ip)) return;
+    const rules = this.#firewalls.get(ip) ?? null;
+    const listed = await run('conntrack', ['-L', '--family', 'ipv4', '--src', ip]).catch((error: unknown) => {
+      this.#options.log(`existing connections of ${ip} are kept: ${String(error)}`);
+      return '';
+    });
+    for (const connection of parseConntrackList(listed)) {
+      if (!isBlocked(rules, connection, this.#resolved, this.#nameservers)) continue;
+      const args = ['-D', '--src', ip, '--dst', connection.dst, '--proto', connection.proto];
+      await run('conntrack', [...args, '--dport', String(connection.dport)]).catch(() => undefined);
     }
   }
 
