@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalQubesDbServer, QubesDb } from '@odyssey/qubesdb';
@@ -181,6 +181,11 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
       sh(args);
     await startIn(NS.up, ['node', join(dir, 'servers.mjs')], 'LISTENING', 'servers');
     await writeFile(join(dir, 'vm-resolv.conf'), 'nameserver 10.0.2.3\n');
+    // The netvm's own name lookups (dsthost): `ip netns exec` puts /etc/netns/NS/hosts over /etc/hosts.
+    await mkdir(`/etc/netns/${NS.vm}`, { recursive: true });
+    await writeFile(`/etc/netns/${NS.vm}/hosts`, '10.0.2.4 server.odyssey.test\n');
+    // Only that file: a name missing there fails at once, and no lookup goes to the host's resolvers.
+    await writeFile(`/etc/netns/${NS.vm}/nsswitch.conf`, 'hosts: files\n');
     const vmSocket = await qubesDb('vm', {
       '/name': 'sys-net',
       '/qubes-netvm-gateway': GATEWAY,
@@ -248,6 +253,7 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
   afterAll(async () => {
     for (const child of children) child.kill();
     for (const ns of Object.values(NS)) sh(['ip', 'netns', 'del', ns]);
+    await rm(`/etc/netns/${NS.vm}`, { recursive: true, force: true });
     await Promise.all(servers.map((server) => server.close()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -290,6 +296,20 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
     expect(probe(NS.c1, 'tcp', '10.0.2.4', '8000')).toBe('OK 10.0.2.4:8000 from 10.0.2.15');
     expect(probe(NS.c1, 'tcp', '10.0.2.4', '8001')).toBe('EHOSTUNREACH');
     expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('EHOSTUNREACH');
+  });
+
+  it('resolves a dsthost name in the netvm and lets exactly its address through', async () => {
+    await setRules(C1, { policy: 'drop', '0000': 'action=accept dsthost=server.odyssey.test' });
+    expect(probe(NS.c1, 'tcp', '10.0.2.4', '8000')).toBe('OK 10.0.2.4:8000 from 10.0.2.15');
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('EHOSTUNREACH');
+  });
+
+  it("blocks a client whose name does not resolve, and ignores an IPv6 client's rules", async () => {
+    await setRules(C1, { policy: 'accept', '0000': 'action=drop dsthost=nowhere.odyssey.test' });
+    expect(probe(NS.c1, 'tcp', '10.0.2.4', '8000')).toBe('EHOSTUNREACH');
+    await setRules('fd09:24ef:4179::a89:5', { policy: 'drop', '0000': 'action=accept dst6=fd00::/8' });
+    await setRules(C1, { policy: 'accept' });
+    expect(probe(NS.c1, 'tcp', '10.0.2.4', '8000')).toBe('OK 10.0.2.4:8000 from 10.0.2.15');
   });
 
   it("forwards DNS sent to 10.139.1.1 to the netvm's resolver, allowed by specialtarget=dns", async () => {
@@ -385,8 +405,16 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
 
   it("configures a client's NIC again when core writes new addresses (a netvm change)", async () => {
     dbs.get('c1')?.write('/qubes-ip', '10.137.0.7');
-    await until('the new address', () =>
-      nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out.includes('inet 10.137.0.7/32'),
+    // The daemon sets the address, then the routes: wait for the default route too.
+    await until(
+      'the new address and the default route',
+      () =>
+        nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out.includes(
+          'inet 10.137.0.7/32',
+        ) &&
+        nsExec(NS.c1, ['ip', 'route', 'show', 'default']).out.includes(
+          `default via ${GATEWAY} dev eth0 onlink`,
+        ),
     );
     expect(nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out).not.toContain(C1);
     expect(nsExec(NS.c1, ['ip', 'route', 'show', 'default']).out).toContain(

@@ -1,6 +1,7 @@
 import { watch as watchFs } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { lookup } from 'node:dns/promises';
+import { isIPv4 } from 'node:net';
 import { basename, dirname } from 'node:path';
 import type { QubesDbClient } from '@odyssey/qubesdb';
 import { clientIpOfMac, resolvConfNameservers, vifName } from './addressing.js';
@@ -187,6 +188,11 @@ export class NetDaemon {
 
   /** Reads one client's rules and resolves its names; unreadable rules block it (upstream's handle_addr). */
   async #loadFirewall(ip: string): Promise<void> {
+    if (!isIPv4(ip)) {
+      // IPv6 is not forwarded at all (the netvm leaves IPv6 forwarding off), so there is nothing to filter.
+      this.#options.log(`rules for ${ip} ignored: IPv6 clients are not forwarded`);
+      return;
+    }
     const qdb = this.#options.qdb;
     const prefix = `/qubes-firewall/${ip}/`;
     const entries = new Map(
@@ -253,6 +259,8 @@ export class NetDaemon {
         const next = await this.#readNameservers();
         if (next.join(' ') === this.#nameservers.join(' ')) return;
         this.#nameservers = next;
+        // Names that did not resolve before (sys-net before its DHCP lease) may now: every client's rules again.
+        for (const ip of [...this.#firewalls.keys()]) await this.#loadFirewall(ip);
         await this.#apply();
       });
     });
