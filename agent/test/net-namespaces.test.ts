@@ -137,8 +137,13 @@ async function setRules(ip: string, rules: Record<string, string>): Promise<void
   const before = handled();
   netvmDb.rm(`${marker}/`);
   for (const [key, value] of Object.entries(rules)) netvmDb.write(`${marker}/${key}`, value);
+  const started = performance.now();
   netvmDb.write(marker, '');
   await until(`the rules of ${ip} applied`, () => handled() > before);
+  const ms = (performance.now() - started).toFixed(0);
+  console.log(
+    `net-namespaces: ${Object.keys(rules).length} entries for ${ip}: marker to handled in ${ms} ms`,
+  );
 }
 
 async function qubesDb(name: string, entries: Record<string, string>): Promise<string> {
