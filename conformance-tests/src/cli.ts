@@ -131,7 +131,9 @@ async function runHere(): Promise<BackendReport> {
   const libvirtd =
     opts.libvirtd === 'private' ? await startPrivateLibvirtd(LIBVIRTD_ENV[opts.backend]) : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
-  const underTest = await openUnderTest(libvirtd?.env ?? {});
+  // The suite's own instance gets the environment odysseyd gets (lxc: the domains' root tree).
+  const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
+  const underTest = await openUnderTest({ ...backendEnv, ...libvirtd?.env });
   cleanups.push(() => underTest.close());
   const caps = underTest.capabilities;
   const selection = selectChecks(only);
@@ -149,7 +151,6 @@ async function runHere(): Promise<BackendReport> {
   }
   if (selection.daemon.length > 0) {
     const prepare = caps.guestImages.map((kind) => PREPARE[kind]).find((p) => p !== undefined);
-    const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
     const daemon = await startDaemon({
       backend: opts.backend,
       env: { ...backendEnv, ...libvirtd?.env },
