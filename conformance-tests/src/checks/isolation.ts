@@ -38,15 +38,13 @@ const isolation = (id: string, run: (ctx: CheckContext) => Promise<void>): Check
   run,
 });
 
-const PROCESS_CLASS = 'a domain is a dom0 process, with dom0’s uid, file system, process table and sockets';
-
-/** The declared class, or the reason (derived from it) that this separation is not offered. */
-function classOf(
-  ctx: CheckContext,
-  notOffered: Partial<Record<IsolationClass, string>> = {},
-): IsolationClass {
+/**
+ * The declared class, or, when this check's separation is not what that class offers, the
+ * reason (the class's, as each check words it) it is not attempted.
+ */
+function classOf(ctx: CheckContext, notOffered: Partial<Record<IsolationClass, string>>): IsolationClass {
   const declared = ctx.backend.capabilities.isolation;
-  const why = declared === 'process' ? PROCESS_CLASS : notOffered[declared];
+  const why = notOffered[declared];
   if (why !== undefined) throw new Unsupported('declared', `isolation class ${declared}: ${why}`);
   return declared;
 }
@@ -211,6 +209,7 @@ async function within<T>(what: string, work: Promise<T>): Promise<{ value: T; ms
 export const isolationChecks: readonly Check[] = [
   isolation('unprivileged-host-uid', async (ctx) => {
     const declared = classOf(ctx, {
+      process: "a domain is a dom0 process, run as dom0's own uid",
       'bare-metal-vm':
         'a domain runs on its own kernel under the hypervisor, not as a dom0 process: no dom0 uid runs it',
     });
@@ -247,7 +246,7 @@ export const isolationChecks: readonly Check[] = [
   }),
 
   isolation('sees-only-own-processes', async (ctx) => {
-    classOf(ctx);
+    classOf(ctx, { process: "a domain is a dom0 process and sees dom0's whole process table" });
     const guests = guestsOf(ctx);
     const dom0Id = newId('dom0');
     const dom0Marker = spawn('sh', ['-c', 'sleep 300; :', dom0Id], { stdio: 'ignore', env: cleanEnv() });
@@ -265,7 +264,7 @@ export const isolationChecks: readonly Check[] = [
   }),
 
   isolation('no-dom0-or-other-domain-files', async (ctx) => {
-    classOf(ctx);
+    classOf(ctx, { process: "a domain is a dom0 process with dom0's uid and file system" });
     const guests = guestsOf(ctx);
     const state = await stateDir(ctx);
     const otherVolumes = await pathsNaming(join(state, 'appvms'), QUBES.mgmt, 'file');
@@ -284,7 +283,7 @@ export const isolationChecks: readonly Check[] = [
   }),
 
   isolation('no-other-domain-vchan', async (ctx) => {
-    classOf(ctx);
+    classOf(ctx, { process: "every domain's vchan sockets are in one dom0 directory open to all of them" });
     const guests = guestsOf(ctx);
     // dom0's ends of conf-mgmt's vchans and agent socket: what a domain would connect to to reach it.
     const sockets = await pathsNaming(join(await stateDir(ctx), 'run'), QUBES.mgmt, 'socket');
@@ -300,7 +299,7 @@ export const isolationChecks: readonly Check[] = [
   }),
 
   isolation('memory-limit', async (ctx) => {
-    classOf(ctx);
+    classOf(ctx, { process: 'a domain is a dom0 process with no memory limit of its own' });
     const guests = guestsOf(ctx);
     await startIsolated(ctx);
     const memory = await intValue(ctx, ISOLATED, 'memory');
@@ -315,7 +314,7 @@ export const isolationChecks: readonly Check[] = [
   }),
 
   isolation('fork-bomb-contained', async (ctx) => {
-    classOf(ctx);
+    classOf(ctx, { process: 'a domain is a dom0 process with no process or CPU limit of its own' });
     const guests = guestsOf(ctx);
     await startIsolated(ctx);
     await inDomain(guests, QUBES.mgmt, 'echo ready');
