@@ -34,9 +34,10 @@ function disk(volume: VolumeSpec, index: number): XmlNode {
 /**
  * libvirt's vbox domain XML: memory (VirtualBox has no balloon libvirt drives, so `memory` is all
  * the guest gets), vcpus, the volumes' image files as SATA disks booted from the first, and the
- * vchan serial port in host-pipe mode, which the vbox driver turns into a server pipe
- * (HostPipe, server on). libvirt's vbox driver cannot boot a kernel directly, so a spec that
- * names one is refused rather than silently booted from disk.
+ * vchan serial port in host-pipe mode. libvirt's vbox driver sets the mode but not VirtualBox's
+ * server flag, so VirtualBox connects to the pipe as a client: dom0 listens there (PipeMeeting).
+ * The driver cannot boot a kernel directly, so a spec that names one is refused rather than
+ * silently booted from disk.
  */
 export function domainXml({ spec, vchanPipe }: DomainXmlInput): string {
   if (spec.kernel)

@@ -5,6 +5,7 @@ import { VirtualBoxVmm } from './virtualbox-vmm.js';
 
 export { VCHAN_SERIAL_PORT, domainXml, type DomainXmlInput } from './domain-xml.js';
 export { optionsFromEnv } from './options.js';
+export { PipeMeeting } from './pipe-meeting.js';
 export { RuntimeFiles } from './runtime-files.js';
 export { GUEST_SERIAL_DEVICE, openSerialGuestTransport } from './serial-guest.js';
 export {
@@ -22,6 +23,6 @@ export { VirtualBoxVmm, type VirtualBoxVmmOptions } from './virtualbox-vmm.js';
  */
 export const createBackend: CreateBackend = (context) => {
   const vmm = new VirtualBoxVmm({ ...context, ...optionsFromEnv() });
-  const vchan = new KvmHostTransport({ channelSocket: (domain) => vmm.vchanPipe(domain) });
+  const vchan = new KvmHostTransport({ channelSocket: (domain) => vmm.vchanSocket(domain) });
   return { vmm, vchan };
 };

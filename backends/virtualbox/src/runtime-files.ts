@@ -13,10 +13,15 @@ export class RuntimeFiles {
   }
 
   /**
-   * The host end of the domain's vchan serial port: VirtualBox's host pipe, which on Linux is a
-   * UNIX socket VirtualBox binds (server mode) and dom0 connects to.
+   * VirtualBox's end of the domain's vchan serial port: its host pipe, a UNIX socket on Linux.
+   * libvirt leaves the port in client mode, so dom0 listens here and VirtualBox connects.
    */
   vchanPipe(name: string): string {
     return join(this.domainDir(name), 'vchan.pipe');
+  }
+
+  /** Where dom0's vchan transport dials the domain's channel while VirtualBox is connected (PipeMeeting). */
+  vchanSocket(name: string): string {
+    return join(this.domainDir(name), 'vchan.sock');
   }
 }

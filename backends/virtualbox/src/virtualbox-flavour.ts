@@ -8,6 +8,7 @@ import {
 } from '@odyssey/hal';
 import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml } from './domain-xml.js';
+import { PipeMeeting } from './pipe-meeting.js';
 import { RuntimeFiles } from './runtime-files.js';
 
 export type VirtualBoxFlavourOptions = BackendContext;
@@ -42,6 +43,7 @@ const FLAGS: DriverFlags = {
 export class VirtualBoxFlavour implements LibvirtFlavour {
   readonly files: RuntimeFiles;
   readonly flags = FLAGS;
+  readonly #pipes = new Map<string, PipeMeeting>();
 
   constructor(options: VirtualBoxFlavourOptions) {
     this.files = new RuntimeFiles(options.runtimeDir);
@@ -57,11 +59,20 @@ export class VirtualBoxFlavour implements LibvirtFlavour {
   }
 
   async domainXml(spec: DomainSpec): Promise<string> {
+    const xml = domainXml({ spec, vchanPipe: this.files.vchanPipe(spec.name) });
     await mkdir(this.files.domainDir(spec.name), { recursive: true, mode: 0o700 });
-    return domainXml({ spec, vchanPipe: this.files.vchanPipe(spec.name) });
+    // Listening before the VM can power on: VirtualBox connects to the pipe once, at power-on.
+    if (!this.#pipes.has(spec.name))
+      this.#pipes.set(
+        spec.name,
+        await PipeMeeting.open(this.files.vchanPipe(spec.name), this.files.vchanSocket(spec.name)),
+      );
+    return xml;
   }
 
   async afterUndefine(name: string): Promise<void> {
+    await this.#pipes.get(name)?.close();
+    this.#pipes.delete(name);
     await rm(this.files.domainDir(name), { recursive: true, force: true });
   }
 }

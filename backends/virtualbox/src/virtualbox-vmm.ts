@@ -14,8 +14,8 @@ export class VirtualBoxVmm extends LibvirtVmm {
     this.files = flavour.files;
   }
 
-  /** The host pipe carrying the vchans of `remoteDomain`, named as vchan names domains (id or name). */
-  async vchanPipe(remoteDomain: string): Promise<string> {
-    return this.files.vchanPipe(await this.nameOf(remoteDomain));
+  /** The socket dom0 dials for the vchans of `remoteDomain`, named as vchan names domains (id or name). */
+  async vchanSocket(remoteDomain: string): Promise<string> {
+    return this.files.vchanSocket(await this.nameOf(remoteDomain));
   }
 }

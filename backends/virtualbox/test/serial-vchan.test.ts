@@ -1,8 +1,9 @@
 /**
  * vchan over a serial port in host-pipe mode, without VirtualBox: a pseudo-terminal stands in for
- * the guest's UART and a UNIX socket for VirtualBox's host pipe (server mode), bridged byte for
- * byte as VirtualBox bridges them. dom0's end is the KVM host transport dialling the pipe, the
- * guest's is the KVM guest transport on the tty made raw: the same multiplexed framing as KVM.
+ * the guest's UART, bridged byte for byte to a connection to the domain's pipe, as VirtualBox in
+ * client mode (what libvirt leaves it in) bridges them. dom0 listens at the pipe (PipeMeeting) and
+ * its end is the KVM host transport dialling the socket the meeting opens; the guest's is the KVM
+ * guest transport on the tty made raw: the same multiplexed framing as KVM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,19 +14,18 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Vchan } from '@odyssey/hal';
 import { KvmHostTransport, type KvmGuestTransport } from '@odyssey/vchan';
+import { PipeMeeting } from '../src/pipe-meeting.js';
 import { openSerialGuestTransport } from '../src/serial-guest.js';
 import { onPath } from '../../../libvirt/test/daemon.js';
 
-/** The stand-in for VirtualBox: a pty (the guest's UART) bridged to a UNIX socket it listens on (the host pipe). */
+/** The stand-in for VirtualBox: a pty (the guest's UART) bridged to a connection to the host pipe. */
 const BRIDGE = `
-import os, pty, select, socket, sys, tty
+import os, select, socket, sys, tty
 master, slave = os.openpty()
 tty.setraw(master)
-server = socket.socket(socket.AF_UNIX)
-server.bind(sys.argv[1])
-server.listen(1)
+conn = socket.socket(socket.AF_UNIX)
+conn.connect(sys.argv[1])
 print(os.ttyname(slave), flush=True)
-conn, _ = server.accept()
 try:
     while True:
         ready, _, _ = select.select([master, conn], [], [])
@@ -47,18 +47,20 @@ if (skip) console.warn(`[virtualbox serial vchan] SKIPPED: ${skip} missing`);
 let dir = '';
 let bridge: ChildProcess | undefined;
 let host: KvmHostTransport | undefined;
+let meeting: PipeMeeting | undefined;
 let guest: KvmGuestTransport | undefined;
 
 beforeAll(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'vbox-serial-'));
+  meeting = await PipeMeeting.open(join(dir, 'vchan.pipe'), join(dir, 'vchan.sock'));
   bridge = spawn('python3', ['-c', BRIDGE, join(dir, 'vchan.pipe')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: bridge.stdout as NodeJS.ReadableStream });
   const ttyPath = await new Promise<string>((resolve) => lines.once('line', resolve));
   guest = await openSerialGuestTransport(ttyPath);
-  host = new KvmHostTransport({ channelSocket: () => join(dir, 'vchan.pipe') });
+  host = new KvmHostTransport({ channelSocket: () => join(dir, 'vchan.sock') });
 });
 
 afterAll(async () => {
@@ -66,6 +68,7 @@ afterAll(async () => {
   const closing = guest?.close();
   bridge?.kill();
   await closing;
+  await meeting?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
