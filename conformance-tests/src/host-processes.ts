@@ -7,6 +7,8 @@ export interface HostProcess {
   readonly argv: readonly string[];
   /** Real, effective, saved and file-system uid, as /proc/PID/status lists them. */
   readonly uids: readonly number[];
+  /** Resident memory (VmRSS), 0 for a kernel thread. */
+  readonly rssKiB: number;
   /** The pid namespace it is in (the /proc/PID/ns/pid link), undefined once it is gone. */
   readonly pidNamespace: string | undefined;
 }
@@ -31,6 +33,7 @@ export async function hostProcesses(): Promise<HostProcess[]> {
           .split(/\s+/)
           .filter((u) => u !== '')
           .map(Number),
+        rssKiB: Number(/^VmRSS:\s*(\d+)/m.exec(status)?.[1] ?? 0),
         pidNamespace,
       });
     } catch {

@@ -62,12 +62,11 @@ const newId = (who: string): string => `odyssey-isolation-${who}-${randomBytes(4
 
 /**
  * Looks for processes whose argv holds one of `ids` inside a domain: prints `seen N` for the Nth.
- * The script names no id literally: the domain's shell may hold it in its own argv.
+ * The script names no id literally: the domain's shell may hold it in its own argv. `-q` keeps a
+ * match a match when another process ends mid-scan (grep exits 2 on the vanished file otherwise).
  */
 const seenScript = (ids: readonly string[]): string =>
-  ids
-    .map((id, n) => `grep -l '${grepPattern(id)}' /proc/[0-9]*/cmdline >/dev/null 2>&1 && echo 'seen ${n}'`)
-    .join('\n');
+  ids.map((id, n) => `grep -qs '${grepPattern(id)}' /proc/[0-9]*/cmdline && echo 'seen ${n}'`).join('\n');
 
 interface Marker {
   readonly id: string;
@@ -114,13 +113,16 @@ async function withMarkers<T>(
   }
 }
 
-/** Every uid the processes in `vm`'s pid namespace run as, found through the marker in it. */
-function domainUids(vm: string, marker: Marker, processes: readonly HostProcess[]): Set<number> {
+/** The processes in `vm`'s pid namespace, found through the marker in it. */
+function domainProcesses(vm: string, marker: Marker, processes: readonly HostProcess[]): HostProcess[] {
   const marked = processes.find((p) => p.argv.includes(marker.id));
   if (!marked) return fail(`dom0's /proc lists no process of ${vm} (marker ${marker.id})`);
-  const members = processes.filter((p) => p.pidNamespace === marked.pidNamespace);
-  return new Set(members.flatMap((p) => p.uids));
+  return processes.filter((p) => p.pidNamespace === marked.pidNamespace);
 }
+
+const uidsOf = (processes: readonly HostProcess[]): Set<number> => new Set(processes.flatMap((p) => p.uids));
+const rssMiB = (processes: readonly HostProcess[]): number =>
+  Math.round(processes.reduce((sum, p) => sum + p.rssKiB, 0) / 1024);
 
 const intValue = async (ctx: CheckContext, vm: string, property: string): Promise<number> =>
   Number((await ctx.client.call('admin.vm.property.Get', vm, property)).toString().split(' ').pop());
@@ -216,23 +218,35 @@ export const isolationChecks: readonly Check[] = [
     const own = process.getuid?.() ?? 0;
     const privileged = (uids: Set<number>) => [...uids].filter((u) => u === 0 || u === own);
     if (declared === 'hosted-vm') {
-      // The guest's own processes are its kernel's; on the host, the domain is its VMM process.
+      // The guest's own processes are its kernel's; on the host, the domain is its VMM process:
+      // named by libvirt's `-name guest=NAME`, and opening this daemon's volumes (another run's
+      // guest of the same name does not).
+      const state = await stateDir(ctx);
       const processes = await hostProcesses();
       for (const vm of [QUBES.peer, QUBES.mgmt]) {
-        const vmm = processes.filter((p) =>
-          p.argv.some((a) => a === `guest=${vm}` || a.startsWith(`guest=${vm},`)),
+        const vmm = processes.filter(
+          (p) =>
+            p.argv.some((a) => a === `guest=${vm}` || a.startsWith(`guest=${vm},`)) &&
+            p.argv.some((a) => a.includes(state)),
         );
-        if (vmm.length === 0) fail(`no host process is named guest=${vm} (libvirt's -name for the VMM)`);
-        const bad = privileged(new Set(vmm.flatMap((p) => p.uids)));
+        if (vmm.length === 0)
+          fail(`no host process is named guest=${vm} (libvirt's -name for the VMM) with volumes in ${state}`);
+        const bad = privileged(uidsOf(vmm));
         if (bad.length > 0)
           fail(`the VMM process of ${vm} (pid ${vmm[0]?.pid}) runs as host uid ${bad.join(', ')}`);
+        // What an idle domain costs the host: its VMM process, guest memory it touched included.
+        if (vm === QUBES.mgmt) ctx.metrics['idle_domain_rss_mib'] = rssMiB(vmm);
       }
       return;
     }
     await withMarkers(guestsOf(ctx), [QUBES.peer, QUBES.mgmt], async ([peer, mgmt]) => {
       const processes = await hostProcesses();
-      const peerUids = domainUids(QUBES.peer, peer as Marker, processes);
-      const mgmtUids = domainUids(QUBES.mgmt, mgmt as Marker, processes);
+      const mgmtProcesses = domainProcesses(QUBES.mgmt, mgmt as Marker, processes);
+      const peerUids = uidsOf(domainProcesses(QUBES.peer, peer as Marker, processes));
+      const mgmtUids = uidsOf(mgmtProcesses);
+      // What an idle domain costs the host: every process in its pid namespace (the backend's own
+      // host-side helpers, such as libvirt_lxc, are outside it and not counted).
+      ctx.metrics['idle_domain_rss_mib'] = rssMiB(mgmtProcesses);
       for (const [vm, uids] of [
         [QUBES.peer, peerUids],
         [QUBES.mgmt, mgmtUids],
