@@ -21,6 +21,31 @@ export interface BackendUnderTest {
   close(): Promise<void>;
 }
 
+/**
+ * A backend that loaded but whose open() failed (its hypervisor is not there): unlike one that
+ * does not load, it has said what it is, so the run can be reported as not run, with the reason.
+ */
+export class BackendOpenError extends BackendLoadError {
+  constructor(
+    message: string,
+    /** The backend's declaration, when capabilities() gives a whole one. */
+    readonly capabilities: VmmCapabilities | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** capabilities() of a backend that may be broken: only a declaration with a name and a class counts. */
+function declarationOf(backend: Backend): VmmCapabilities | undefined {
+  try {
+    const caps = backend.vmm.capabilities();
+    return typeof caps.name === 'string' && typeof caps.isolation === 'string' ? caps : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Loads and opens the backend; a failure is a BackendLoadError carrying the loader's or open()'s message. */
 export async function openBackendUnderTest(
   spec: string,
@@ -32,8 +57,9 @@ export async function openBackendUnderTest(
     try {
       await backend.vmm.open();
     } catch (e) {
-      throw new BackendLoadError(
+      throw new BackendOpenError(
         `backend ${spec}: open() failed: ${e instanceof Error ? e.message : String(e)}`,
+        declarationOf(backend),
         { cause: e },
       );
     }

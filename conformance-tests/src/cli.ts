@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import type { GuestImageKind } from '@odyssey/hal';
 
-import { openBackendUnderTest, type BackendUnderTest } from './backend-under-test.js';
+import { BackendOpenError, openBackendUnderTest, type BackendUnderTest } from './backend-under-test.js';
 import { chooseCategories } from './categories.js';
 import { CATEGORIES, runChecks, type CheckResult } from './check.js';
 import { cleanUpHal } from './checks/hal.js';
@@ -118,10 +118,22 @@ async function openUnderTest(env: NodeJS.ProcessEnv): Promise<BackendUnderTest> 
       if (level === 'error' || progress) console.error(`backend ${level}: ${message}`);
     });
   } catch (e) {
-    console.error(
-      `odyssey-conformance: the suite could not run: ${e instanceof Error ? e.message : String(e)}`,
-    );
+    const reason = e instanceof Error ? e.message : String(e);
+    console.error(`odyssey-conformance: the suite could not run: ${reason}`);
     await cleanUp();
+    // A backend that said what it is goes into the matrix as not run, with the reason.
+    if (e instanceof BackendOpenError && e.capabilities) {
+      const caps = e.capabilities;
+      const report = await writeReport(opts.report, {
+        backend: caps.name,
+        declared: declaredOf(opts.backend, caps),
+        checks: [],
+        metrics: {},
+        notRun: reason,
+      });
+      if (opts.junit) await writeFile(opts.junit, renderJUnit(report));
+      console.log(`not run (${caps.name}): ${reason}`);
+    }
     process.exit(EXIT.notRun);
   }
 }
@@ -131,7 +143,9 @@ async function runHere(): Promise<BackendReport> {
   const libvirtd =
     opts.libvirtd === 'private' ? await startPrivateLibvirtd(LIBVIRTD_ENV[opts.backend]) : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
-  const underTest = await openUnderTest(libvirtd?.env ?? {});
+  // The suite's own instance gets the environment odysseyd gets (lxc: the domains' root tree).
+  const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
+  const underTest = await openUnderTest({ ...backendEnv, ...libvirtd?.env });
   cleanups.push(() => underTest.close());
   const caps = underTest.capabilities;
   const selection = selectChecks(only);
@@ -149,7 +163,6 @@ async function runHere(): Promise<BackendReport> {
   }
   if (selection.daemon.length > 0) {
     const prepare = caps.guestImages.map((kind) => PREPARE[kind]).find((p) => p !== undefined);
-    const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
     const daemon = await startDaemon({
       backend: opts.backend,
       env: { ...backendEnv, ...libvirtd?.env },

@@ -13,7 +13,7 @@ import { escapeMarkup as esc } from './xml-text.js';
 const STYLE = `body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 td.pass{background:#d9f2d9}td.fail{background:#f8c9c9;font-weight:bold}td.unsupported{background:#e6e6e6;color:#555}
-td.warn{background:#fbeec1}
+td.warn{background:#fbeec1}td.notrun{background:#f8c9c9}
 td.none{color:#999}`;
 
 const count = (checks: readonly CheckResult[], status: CheckResult['status']): number =>
@@ -31,9 +31,23 @@ export function renderHtml(report: Report): string {
   const chart = Buffer.from(renderMetricsChart(report)).toString('base64');
   const label = { pass: 'passed', fail: 'failed', unsupported: 'unsupported', warn: 'warnings' } as const;
   const totals = [
+    // A backend that could not be opened is a column too: not run, and why, never blank.
+    ...(report.backends.some((b) => b.notRun !== undefined)
+      ? [
+          row([
+            'run',
+            ...report.backends.map((b) =>
+              b.notRun === undefined ? 'ran' : `<td class="notrun" title="${esc(b.notRun)}">not run</td>`,
+            ),
+          ]),
+        ]
+      : []),
     row(['isolation', ...report.backends.map((b) => esc(b.declared?.isolation ?? '-'))]),
     ...(['pass', 'fail', 'unsupported', 'warn'] as const).map((status) =>
-      row([label[status], ...report.backends.map((b) => String(count(b.checks, status)))]),
+      row([
+        label[status],
+        ...report.backends.map((b) => (b.notRun !== undefined ? '-' : String(count(b.checks, status)))),
+      ]),
     ),
   ];
   const metrics = metricNames(report).map((m) =>
@@ -53,11 +67,15 @@ export function renderHtml(report: Report): string {
       }),
     ]),
   );
-  const reasons = report.backends.flatMap((b) =>
+  const notRun = report.backends.flatMap((b) =>
+    b.notRun === undefined ? [] : [`<li>${esc(b.backend)} not run: ${esc(b.notRun)}</li>`],
+  );
+  const checkReasons = report.backends.flatMap((b) =>
     b.checks
       .filter((c) => c.status !== 'pass')
       .map((c) => `<li>${esc(b.backend)} <code>${esc(c.id)}</code> (${c.status}): ${esc(c.reason)}</li>`),
   );
+  const reasons = [...notRun, ...checkReasons];
   return [
     '<!DOCTYPE html>',
     '<html lang="en"><head><meta charset="utf-8"><title>Odyssey conformance report</title>',

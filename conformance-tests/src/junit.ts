@@ -28,9 +28,23 @@ function testcase(backend: string, check: CheckResult): string {
   }
 }
 
+/** A backend that could not be opened: one skipped test case that says why, so CI shows it was not run. */
+function notRunSuite(backend: string, reason: string): string {
+  const name = escapeMarkup(backend);
+  return [
+    `  <testsuite name="${name}" tests="1" failures="0" errors="0" skipped="1">`,
+    `    <testcase classname="${name}" name="not-run" time="0">`,
+    `      <skipped message="${escapeMarkup(`not run: ${reason}`)}"/>`,
+    '    </testcase>',
+    '  </testsuite>',
+  ].join('\n');
+}
+
 export function renderJUnit(report: Report): string {
   const all = report.backends.flatMap((b) => b.checks);
+  const notRun = report.backends.filter((b) => b.notRun !== undefined).length;
   const suites = report.backends.map((b) => {
+    if (b.notRun !== undefined) return notRunSuite(b.backend, b.notRun);
     const metrics = Object.entries(b.metrics);
     const properties =
       metrics.length === 0
@@ -51,7 +65,7 @@ export function renderJUnit(report: Report): string {
   });
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="odyssey-conformance" tests="${all.length}" failures="${count(all, 'fail')}" errors="0" skipped="${count(all, 'unsupported')}">`,
+    `<testsuites name="odyssey-conformance" tests="${all.length + notRun}" failures="${count(all, 'fail')}" errors="0" skipped="${count(all, 'unsupported') + notRun}">`,
     ...suites,
     '</testsuites>',
     '',

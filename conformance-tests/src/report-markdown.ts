@@ -26,7 +26,9 @@ export function renderMarkdown(report: Report): string {
     row([
       `${section}: ${status}`,
       ...backends.map((b) =>
-        String(b.checks.filter((c) => sectionOf(c.category) === section && c.status === status).length),
+        b.notRun !== undefined
+          ? '-'
+          : String(b.checks.filter((c) => sectionOf(c.category) === section && c.status === status).length),
       ),
     ]);
   const capabilityNames: string[] = [];
@@ -53,6 +55,10 @@ export function renderMarkdown(report: Report): string {
     '# Odyssey conformance report',
     '',
     ...header(''),
+    // A backend that could not be opened is a column too: not run, and why, never blank.
+    ...(backends.some((b) => b.notRun !== undefined)
+      ? [row(['run', ...backends.map((b) => (b.notRun === undefined ? 'ran' : '**NOT RUN**'))])]
+      : []),
     row(['isolation', ...declared((d) => d.isolation)]),
     row(['guest images', ...declared((d) => d.guestImages.join(', ') || 'none')]),
     ...(['pass', 'fail', 'warn', 'unsupported'] as const).map((s) => tally('backend', s)),
@@ -81,6 +87,7 @@ export function renderMarkdown(report: Report): string {
     '',
     '## Reasons',
     '',
+    ...backends.flatMap((b) => (b.notRun === undefined ? [] : [`- ${b.backend} not run: ${cell(b.notRun)}`])),
     ...backends.flatMap((b) =>
       b.checks
         .filter((c) => c.status !== 'pass')

@@ -25,6 +25,11 @@ export interface BackendReport {
   declared?: Declared;
   checks: CheckResult[];
   metrics: Record<string, number>;
+  /**
+   * Why nothing was run: the backend loaded and declared itself, but could not be opened (its
+   * hypervisor is not there). Absent when the suite ran.
+   */
+  notRun?: string;
 }
 
 export interface Report {

@@ -43,6 +43,7 @@ it('runs every category on the process backend and writes report.json and report
     'dispvm',
     'guest',
     'hal',
+    'isolation',
     'lifecycle',
     'management',
     'qrexec',

@@ -6,6 +6,7 @@ import { halLifecycleChecks, halStartCheck } from './hal.js';
 import type { HalContext } from './hal-context.js';
 import { halVchanChecks } from './hal-vchan.js';
 import { guestTemplateChecks } from './guest-template.js';
+import { isolationChecks } from './isolation.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
 import { qrexecChecks } from './qrexec.js';
@@ -28,6 +29,8 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...dispvmChecks,
   ...qvmRunChecks,
   ...guestTemplateChecks,
+  // Last: its fork bomb leaves conf-peer killed.
+  ...isolationChecks,
 ];
 
 /**

@@ -1,0 +1,356 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import type { IsolationClass } from '@odyssey/hal';
+
+import { expectEqual, fail, Unsupported, type Check, type CheckContext } from '../check.js';
+import type { Guests } from '../guests.js';
+import { hostProcesses, type HostProcess } from '../host-processes.js';
+import { QUBES } from '../qubes.js';
+import { cleanEnv, run } from '../spawn.js';
+import { guestsOf } from './guest.js';
+
+/*
+ * How far a domain is kept from dom0 and from the other domains, probed from both sides: conf-peer
+ * is the domain under test, conf-mgmt the other domain, the suite itself dom0. What a check can
+ * mean depends on the isolation class the backend declares:
+ *
+ * - process: a domain is a dom0 process with dom0's uid, files, process table and sockets; none of
+ *   these separations is offered, and every check says so (unsupported, declared by the class).
+ * - container: a domain's processes are host processes in namespaces of their own; dom0 finds
+ *   them by a marker in their argv and reads their uids and pid namespace from its own /proc.
+ * - hosted-vm: a domain's processes run on its own kernel and no dom0 /proc lists them; what runs
+ *   on the host is the VMM's process (QEMU, found by libvirt's `-name guest=NAME`), whose uid is
+ *   the "host uid". The in-domain probes (process table, files, sockets, memory, fork bomb) run as
+ *   they do in a container: a VM passes the visibility ones by construction, and the checks show it.
+ * - bare-metal-vm: as hosted-vm, but no dom0 process runs the domain at all (the hypervisor
+ *   does), so only the uid check has nothing to look at.
+ */
+
+const category = 'isolation';
+
+const isolation = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+  id: `isolation.${id}`,
+  category,
+  run,
+});
+
+/**
+ * The declared class, or, when this check's separation is not what that class offers, the
+ * reason (the class's, as each check words it) it is not attempted.
+ */
+function classOf(ctx: CheckContext, notOffered: Partial<Record<IsolationClass, string>>): IsolationClass {
+  const declared = ctx.backend.capabilities.isolation;
+  const why = notOffered[declared];
+  if (why !== undefined) throw new Unsupported('declared', `isolation class ${declared}: ${why}`);
+  return declared;
+}
+
+/** Runs `script` in `vm`'s shell (qubes.VMShell) and returns what it printed; a failed shell fails the check. */
+async function inDomain(guests: Guests, vm: string, script: string): Promise<string> {
+  const done = await guests.dom0Call(vm, 'qubes.VMShell', `${script}\nexit 0\n`);
+  if (done.code !== 0) fail(`qubes.VMShell in ${vm} exited ${done.code}: ${done.stderr}`);
+  return done.stdout;
+}
+
+/** A regular expression for `id` that does not match the grep looking for it (its own argv holds the pattern). */
+const grepPattern = (id: string): string => `[${id.slice(0, 1)}]${id.slice(1)}`;
+const newId = (who: string): string => `odyssey-isolation-${who}-${randomBytes(4).toString('hex')}`;
+
+/**
+ * Looks for processes whose argv holds one of `ids` inside a domain: prints `seen N` for the Nth.
+ * The script names no id literally: the domain's shell may hold it in its own argv. `-q` keeps a
+ * match a match when another process ends mid-scan (grep exits 2 on the vanished file otherwise).
+ */
+const seenScript = (ids: readonly string[]): string =>
+  ids.map((id, n) => `grep -qs '${grepPattern(id)}' /proc/[0-9]*/cmdline && echo 'seen ${n}'`).join('\n');
+
+interface Marker {
+  readonly id: string;
+  stop(): Promise<void>;
+}
+
+const MARKER_POLLS = 100;
+
+/**
+ * A long-running shell inside `vm` whose argv carries a unique id, for finding the domain's
+ * processes from outside; it is there (seen by the domain itself) when this resolves, and ends
+ * when `stop` is called.
+ */
+async function startMarker(guests: Guests, vm: string): Promise<Marker> {
+  const id = newId(vm);
+  const running = guests.dom0Call(
+    vm,
+    'qubes.VMShell',
+    `sh -c 'while [ ! -e /tmp/${id}.stop ]; do sleep 1; done' ${id}\nexit 0\n`,
+  );
+  const stop = async (): Promise<void> => {
+    await guests.dom0Call(vm, 'qubes.VMShell', `touch /tmp/${id}.stop\nexit 0\n`);
+    await running;
+  };
+  for (let i = 0; i < MARKER_POLLS; i++) {
+    if ((await inDomain(guests, vm, seenScript([id]))).includes('seen 0')) return { id, stop };
+    await sleep(100);
+  }
+  await stop();
+  return fail(`the marker process ${id} never showed in ${vm}'s own /proc`);
+}
+
+async function withMarkers<T>(
+  guests: Guests,
+  vms: readonly string[],
+  body: (markers: readonly Marker[]) => Promise<T>,
+): Promise<T> {
+  const markers: Marker[] = [];
+  try {
+    for (const vm of vms) markers.push(await startMarker(guests, vm));
+    return await body(markers);
+  } finally {
+    for (const marker of markers) await marker.stop();
+  }
+}
+
+/** The processes in `vm`'s pid namespace, found through the marker in it. */
+function domainProcesses(vm: string, marker: Marker, processes: readonly HostProcess[]): HostProcess[] {
+  const marked = processes.find((p) => p.argv.includes(marker.id));
+  if (!marked) return fail(`dom0's /proc lists no process of ${vm} (marker ${marker.id})`);
+  return processes.filter((p) => p.pidNamespace === marked.pidNamespace);
+}
+
+const uidsOf = (processes: readonly HostProcess[]): Set<number> => new Set(processes.flatMap((p) => p.uids));
+const rssMiB = (processes: readonly HostProcess[]): number =>
+  Math.round(processes.reduce((sum, p) => sum + p.rssKiB, 0) / 1024);
+
+const intValue = async (ctx: CheckContext, vm: string, property: string): Promise<number> =>
+  Number((await ctx.client.call('admin.vm.property.Get', vm, property)).toString().split(' ').pop());
+
+/** The directory odysseyd keeps its state in: the file pool whose dir_path holds qubes.xml. */
+async function stateDir(ctx: CheckContext): Promise<string> {
+  const pools = (await ctx.client.call('admin.pool.List', 'dom0')).toString().split('\n').filter(Boolean);
+  for (const pool of pools) {
+    const info = (await ctx.client.call('admin.pool.Info', 'dom0', pool)).toString();
+    const dir = /^dir_path=(.*)$/m.exec(info)?.[1];
+    if (dir && (await lstat(join(dir, 'qubes.xml')).catch(() => undefined))) return dir;
+  }
+  return fail('no pool of odysseyd has a dir_path holding qubes.xml');
+}
+
+/** Files (and sockets) under `dir` whose path names `vm`, depth-first, at most `limit` of them. */
+async function pathsNaming(dir: string, vm: string, kind: 'file' | 'socket', limit = 20): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const entry of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      if (found.length >= limit) return;
+      const path = join(d, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (path.includes(vm) && (kind === 'socket' ? entry.isSocket() : entry.isFile())) found.push(path);
+    }
+  };
+  await walk(dir);
+  return found;
+}
+
+/** A node program run in the domain: tries to connect to each UNIX socket path, prints each it reached. */
+const CONNECT_PROBE =
+  'const net=require(`node:net`);let left=process.argv.length-1;const done=()=>{if(--left===0)process.exit(0)};' +
+  'for(const p of process.argv.slice(1)){const s=net.connect(p);s.setTimeout(3000,()=>{s.destroy();done()});' +
+  's.on(`connect`,()=>{console.log(`connected ${p}`);s.destroy();done()});s.on(`error`,()=>done())}';
+
+const shellWord = (word: string): string => `'${word.replaceAll("'", `'\\''`)}'`;
+
+/** Allocates and touches `$1` MiB in 16 MiB pieces, then says how much: node is in every guest image. */
+const ALLOCATE =
+  'const want=Number(process.argv[1]);const kept=[];let mib=0;' +
+  'while(mib<want){kept.push(Buffer.alloc(16*1048576,1));mib+=16}console.log(`allocated ${mib}`)';
+const allocateScript = (mib: number): string =>
+  // The allocator asks to be the OOM killer's first choice, so a limit takes it and not the agent.
+  `echo 1000 >/proc/self/oom_score_adj 2>/dev/null\nnode -e ${shellWord(ALLOCATE)} ${mib}\necho "exit $?"`;
+
+/**
+ * The qube the memory and fork-bomb checks load: `memory` without balancing (maxmem 0), so its
+ * limit is `memory` on every backend, and the qubes other checks use stay as they were.
+ */
+const ISOLATED = 'conf-isolated';
+
+/** Creates ISOLATED the first time, and starts it when it is not running. */
+async function startIsolated(ctx: CheckContext): Promise<void> {
+  const listed = (await ctx.client.call('admin.vm.List', 'dom0')).toString();
+  if (!listed.split('\n').some((line) => line.startsWith(`${ISOLATED} `))) {
+    await ctx.client.call('admin.vm.Create.AppVM', 'dom0', QUBES.template, `name=${ISOLATED} label=red`);
+    await ctx.client.call('admin.vm.property.Set', ISOLATED, 'maxmem', '0');
+  }
+  if ((await ctx.client.vms.currentState(ISOLATED)).powerState !== 'Running')
+    await ctx.client.vms.start(ISOLATED);
+}
+
+/** How long a probe of dom0 or of the other domain may take while the fork bomb runs. */
+const RESPONSIVE_MS = 60_000;
+/** How long the bomb runs before the probes. */
+const BOMB_RAMP_MS = 5_000;
+
+async function within<T>(what: string, work: Promise<T>): Promise<{ value: T; ms: number }> {
+  const begin = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not answer within ${RESPONSIVE_MS} ms`)),
+      RESPONSIVE_MS,
+    );
+  });
+  try {
+    const value = await Promise.race([work, late]);
+    return { value, ms: Math.round(performance.now() - begin) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const isolationChecks: readonly Check[] = [
+  isolation('unprivileged-host-uid', async (ctx) => {
+    const declared = classOf(ctx, {
+      process: "a domain is a dom0 process, run as dom0's own uid",
+      'bare-metal-vm':
+        'a domain runs on its own kernel under the hypervisor, not as a dom0 process: no dom0 uid runs it',
+    });
+    const own = process.getuid?.() ?? 0;
+    const privileged = (uids: Set<number>) => [...uids].filter((u) => u === 0 || u === own);
+    if (declared === 'hosted-vm') {
+      // The guest's own processes are its kernel's; on the host, the domain is its VMM process:
+      // named by libvirt's `-name guest=NAME`, and opening this daemon's volumes (another run's
+      // guest of the same name does not).
+      const state = await stateDir(ctx);
+      const processes = await hostProcesses();
+      for (const vm of [QUBES.peer, QUBES.mgmt]) {
+        const vmm = processes.filter(
+          (p) =>
+            p.argv.some((a) => a === `guest=${vm}` || a.startsWith(`guest=${vm},`)) &&
+            p.argv.some((a) => a.includes(state)),
+        );
+        if (vmm.length === 0)
+          fail(`no host process is named guest=${vm} (libvirt's -name for the VMM) with volumes in ${state}`);
+        const bad = privileged(uidsOf(vmm));
+        if (bad.length > 0)
+          fail(`the VMM process of ${vm} (pid ${vmm[0]?.pid}) runs as host uid ${bad.join(', ')}`);
+        // What an idle domain costs the host: its VMM process, guest memory it touched included.
+        if (vm === QUBES.mgmt) ctx.metrics['idle_domain_rss_mib'] = rssMiB(vmm);
+      }
+      return;
+    }
+    await withMarkers(guestsOf(ctx), [QUBES.peer, QUBES.mgmt], async ([peer, mgmt]) => {
+      const processes = await hostProcesses();
+      const mgmtProcesses = domainProcesses(QUBES.mgmt, mgmt as Marker, processes);
+      const peerUids = uidsOf(domainProcesses(QUBES.peer, peer as Marker, processes));
+      const mgmtUids = uidsOf(mgmtProcesses);
+      // What an idle domain costs the host: every process in its pid namespace (the backend's own
+      // host-side helpers, such as libvirt_lxc, are outside it and not counted).
+      ctx.metrics['idle_domain_rss_mib'] = rssMiB(mgmtProcesses);
+      for (const [vm, uids] of [
+        [QUBES.peer, peerUids],
+        [QUBES.mgmt, mgmtUids],
+      ] as const) {
+        const bad = privileged(uids);
+        if (bad.length > 0) fail(`processes of ${vm} run as host uid ${bad.join(', ')} (dom0's own or root)`);
+      }
+      const shared = [...peerUids].filter((u) => mgmtUids.has(u));
+      if (shared.length > 0) fail(`${QUBES.peer} and ${QUBES.mgmt} share host uids ${shared.join(', ')}`);
+    });
+  }),
+
+  isolation('sees-only-own-processes', async (ctx) => {
+    classOf(ctx, { process: "a domain is a dom0 process and sees dom0's whole process table" });
+    const guests = guestsOf(ctx);
+    const dom0Id = newId('dom0');
+    const dom0Marker = spawn('sh', ['-c', 'sleep 300; :', dom0Id], { stdio: 'ignore', env: cleanEnv() });
+    try {
+      await withMarkers(guests, [QUBES.peer, QUBES.mgmt], async ([peer, mgmt]) => {
+        const ids = [(peer as Marker).id, (mgmt as Marker).id, dom0Id];
+        const seen = (await inDomain(guests, QUBES.peer, seenScript(ids))).trim().split('\n').filter(Boolean);
+        // Its own marker is the control: the probe does find processes it may see.
+        const whose = seen.map((line) => [QUBES.peer, QUBES.mgmt, 'dom0'][Number(line.split(' ')[1])]);
+        expectEqual(whose, [QUBES.peer], `whose marker processes ${QUBES.peer} sees in its /proc`);
+      });
+    } finally {
+      dom0Marker.kill('SIGKILL');
+    }
+  }),
+
+  isolation('no-dom0-or-other-domain-files', async (ctx) => {
+    classOf(ctx, { process: "a domain is a dom0 process with dom0's uid and file system" });
+    const guests = guestsOf(ctx);
+    const state = await stateDir(ctx);
+    const otherVolumes = await pathsNaming(join(state, 'appvms'), QUBES.mgmt, 'file');
+    if (otherVolumes.length === 0) fail(`dom0 finds no file of ${QUBES.mgmt} under ${state}/appvms to try`);
+    const secret = newId('secret');
+    await inDomain(guests, QUBES.mgmt, `echo ${secret} >/tmp/${secret}`);
+    const mine = await inDomain(guests, QUBES.mgmt, `cat /tmp/${secret}`);
+    expectEqual(mine.trim(), secret, `${QUBES.mgmt} reading its own /tmp/${secret}`);
+    const targets = [join(state, 'qubes.xml'), ...otherVolumes, `/tmp/${secret}`];
+    const probe = [
+      `ls ${shellWord(state)} >/dev/null 2>&1 && echo 'listed ${state}'`,
+      ...targets.map((t) => `head -c 1 ${shellWord(t)} >/dev/null 2>&1 && echo 'read ${t}'`),
+    ].join('\n');
+    const reached = (await inDomain(guests, QUBES.peer, probe)).trim();
+    expectEqual(reached, '', `what ${QUBES.peer} read of dom0's state dir and ${QUBES.mgmt}'s files`);
+  }),
+
+  isolation('no-other-domain-vchan', async (ctx) => {
+    classOf(ctx, { process: "every domain's vchan sockets are in one dom0 directory open to all of them" });
+    const guests = guestsOf(ctx);
+    // dom0's ends of conf-mgmt's vchans and agent socket: what a domain would connect to to reach it.
+    const sockets = await pathsNaming(join(await stateDir(ctx), 'run'), QUBES.mgmt, 'socket');
+    if (sockets.length === 0) fail(`dom0 finds no socket of ${QUBES.mgmt} under its state dir to try`);
+    const connected = await inDomain(
+      guests,
+      QUBES.peer,
+      `node -e ${shellWord(CONNECT_PROBE)} ${sockets.map(shellWord).join(' ')}\n` +
+        // And nothing in its own file system is a socket of the other domain.
+        `find / \\( -path /proc -o -path /sys \\) -prune -o -type s -name '*${QUBES.mgmt}*' -print 2>/dev/null`,
+    );
+    expectEqual(connected.trim(), '', `sockets of ${QUBES.mgmt} that ${QUBES.peer} reached`);
+  }),
+
+  isolation('memory-limit', async (ctx) => {
+    classOf(ctx, { process: 'a domain is a dom0 process with no memory limit of its own' });
+    const guests = guestsOf(ctx);
+    await startIsolated(ctx);
+    const memory = await intValue(ctx, ISOLATED, 'memory');
+    const small = await inDomain(guests, ISOLATED, allocateScript(64));
+    expectEqual(small.trim(), 'allocated 64\nexit 0', `allocating 64 MiB in ${ISOLATED} (the control)`);
+    const over = memory + 256;
+    const large = (await inDomain(guests, ISOLATED, allocateScript(over))).trim();
+    if (large.includes('allocated'))
+      fail(`${ISOLATED} allocated ${over} MiB, over its memory of ${memory} MiB`);
+    if (!/^exit [1-9]\d*$/m.test(large))
+      fail(`the allocator of ${over} MiB in ${ISOLATED} ended so: ${large}`);
+  }),
+
+  isolation('fork-bomb-contained', async (ctx) => {
+    classOf(ctx, { process: 'a domain is a dom0 process with no process or CPU limit of its own' });
+    const guests = guestsOf(ctx);
+    await startIsolated(ctx);
+    await inDomain(guests, QUBES.mgmt, 'echo ready');
+    // The call never ends by itself: the bomb's shell is its service, gone with the domain.
+    const bomb = guests.dom0Call(ISOLATED, 'qubes.VMShell', 'b() { b | b & }\nb\n').catch(() => undefined);
+    await sleep(BOMB_RAMP_MS);
+    const host = await within(
+      'dom0 (a new process and admin.vm.List)',
+      Promise.all([run('/bin/true', [], cleanEnv()), ctx.client.call('admin.vm.List', 'dom0')]),
+    );
+    expectEqual(host.value[0].code, 0, 'exit code of /bin/true in dom0 during the fork bomb');
+    const other = await within(`${QUBES.mgmt}'s qrexec`, inDomain(guests, QUBES.mgmt, 'echo alive'));
+    expectEqual(other.value.trim(), 'alive', `${QUBES.mgmt}'s answer during the fork bomb`);
+    ctx.metrics['forkbomb_dom0_response_ms'] = host.ms;
+    ctx.metrics['forkbomb_other_domain_response_ms'] = other.ms;
+    await within(`admin.vm.Kill of ${ISOLATED}`, ctx.client.vms.kill(ISOLATED));
+    await bomb;
+    expectEqual((await ctx.client.vms.currentState(ISOLATED)).powerState, 'Halted', `${ISOLATED} after Kill`);
+    expectEqual(
+      (await ctx.client.vms.currentState(QUBES.mgmt)).powerState,
+      'Running',
+      `${QUBES.mgmt} after the bomb`,
+    );
+  }),
+];
