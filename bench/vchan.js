@@ -27,6 +27,7 @@ const { values } = parseArgs({
     bytes: { type: 'string', default: String(1 << 30) },
     'write-size': { type: 'string', default: String(1 << 20) },
     rounds: { type: 'string', default: '3' },
+    only: { type: 'string' },
     sink: { type: 'string' },
     dir: { type: 'string' },
   },
@@ -130,7 +131,7 @@ if (values.sink) {
   await serveSink(values.sink, values.dir);
 } else {
   const result = {};
-  for (const kind of ['socket', 'kvm']) {
+  for (const kind of values.only ? values.only.split(',') : ['socket', 'kvm']) {
     // The reference right before each transport, so a busy neighbour skews both alike.
     const reference = await best('raw');
     const mbPerSecond = await best(kind);

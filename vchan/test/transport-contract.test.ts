@@ -11,6 +11,7 @@ import { FakeXen } from './xen-fake.js';
 vchanContract('socket (two transports over AF_UNIX)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vchan-contract-'));
   return {
+    ring: 64 * 1024,
     listener: new SocketVchanTransport({ localDomain: '3', dir }),
     clientDomain: '0',
     dialer: new SocketVchanTransport({ localDomain: '0', dir }),
@@ -35,6 +36,7 @@ vchanContract('KVM (guest and host mux ends in one process)', async () => {
   await new Promise<void>((resolve) => port.listen(join(dir, 'vm.sock'), resolve));
   const host = new KvmHostTransport({ channelSocket: (d) => join(dir, `${d}.sock`), retryIntervalMs: 5 });
   return {
+    ring: 64 * 1024,
     listener: new KvmGuestTransport(mux, { retryIntervalMs: 5 }),
     clientDomain: '0',
     dialer: host,
@@ -55,6 +57,7 @@ vchanContract(
     const transport = (domid: number): XenVchanTransport =>
       new XenVchanTransport({ ...xen.domain(domid), evtchnDevice: '/dev/null', retryIntervalMs: 5 });
     return {
+      ring: 64 * 1024,
       listener: transport(3),
       clientDomain: '0',
       dialer: transport(0),
