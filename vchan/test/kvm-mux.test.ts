@@ -107,20 +107,6 @@ async function writeWithBackpressure(stream: Writable, data: Buffer, chunkSize: 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('KVM vchan (mux over one channel), host and guest ends', () => {
-  it('moves bytes both ways, with the guest as server', async () => {
-    const { server, client } = await pair();
-    expect(server.state()).toBe('connected');
-    expect(client.state()).toBe('connected');
-    expect(client.remoteDomain).toBe('vm');
-    expect(server.port).toBe(512);
-    client.write(Buffer.from('hello from dom0'));
-    const [fromClient] = (await once(server, 'data')) as [Buffer];
-    expect(fromClient.toString()).toBe('hello from dom0');
-    server.write(Buffer.from('hello from the guest'));
-    const [fromServer] = (await once(client, 'data')) as [Buffer];
-    expect(fromServer.toString()).toBe('hello from the guest');
-  });
-
   it('moves bytes with the host as server (qrexec data vchans go both ways)', async () => {
     const [server, client] = await Promise.all([host.listen('vm', 600), guest.connect('0', 600)]);
     open.push(server, client);
@@ -144,20 +130,6 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     expect(data.toString()).toBe('queued before the client came');
   });
 
-  it('lets a client connect before the server exists', async () => {
-    const connecting = host.connect('vm', 514);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const server = await guest.listen('0', 514);
-    const client = await connecting;
-    open.push(server, client);
-    expect(client.state()).toBe('connected');
-  });
-
-  it('accepts a single client per server', async () => {
-    await pair(515);
-    await expect(host.connect('vm', 515, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
-  });
-
   it('fails with a VchanError when no server appears in time, or the channel does not exist', async () => {
     const started = Date.now();
     await expect(host.connect('vm', 700, { timeoutMs: 150 })).rejects.toThrow(
@@ -165,43 +137,6 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     );
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
     await expect(host.connect('absent', 700, { timeoutMs: 100 })).rejects.toBeInstanceOf(VchanError);
-  });
-
-  it('transfers 64 MiB intact in each direction, and says how fast', async () => {
-    const { server, client } = await pair();
-    const data = randomBytes(64 * 1024 * 1024);
-    const t0 = process.hrtime.bigint();
-    const [received] = await Promise.all([readAll(server), writeWithBackpressure(client, data, 65536)]);
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    console.log(`[kvm vchan] 64 MiB over the mux (UNIX socket link): ${(64 / seconds).toFixed(0)} MB/s`);
-    expect(received.length).toBe(data.length);
-    expect(sha(received)).toBe(sha(data));
-    const back = await pair(516);
-    const [returned] = await Promise.all([
-      readAll(back.client),
-      writeWithBackpressure(back.server, data, 65536),
-    ]);
-    expect(sha(returned)).toBe(sha(data));
-  });
-
-  it('bounds buffering by the ring size and reports it through bufferSpace and dataReady', async () => {
-    const { server, client } = await pair();
-    expect(client.bufferSpace()).toBe(64 * 1024);
-    server.pause();
-    let accepted = 0;
-    const chunk = Buffer.alloc(4096, 1);
-    while (client.write(chunk)) {
-      accepted += chunk.length;
-      if (accepted > 64 * 1024 * 1024) throw new Error('no backpressure');
-    }
-    // The ring fills as the mux delivers, which a loaded machine only delays.
-    while (server.dataReady() < 64 * 1024) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(client.bufferSpace()).toBe(0);
-    expect(server.dataReady()).toBe(64 * 1024);
-    const drained = once(client, 'drain');
-    server.resume();
-    await drained;
-    expect(client.bufferSpace()).toBeGreaterThan(0);
   });
 
   it('serves a reader that waits for whole messages, even ones bigger than the ring', async () => {
@@ -247,28 +182,6 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
     ]);
     expect(sha(received)).toBe(sha(data));
     expect(stalled.client.bufferSpace()).toBe(0);
-  });
-
-  it('delivers data sent before close, then EOF and the disconnected state', async () => {
-    const { server, client } = await pair();
-    server.write(Buffer.from('last words'));
-    server.end();
-    const received = await readAll(client);
-    expect(received.toString()).toBe('last words');
-    expect(client.state()).toBe('disconnected');
-    server.resume();
-    await once(server, 'close');
-    expect(server.state()).toBe('disconnected');
-    expect(client.bufferSpace()).toBe(0);
-  });
-
-  it('reports disconnected when the peer is destroyed', async () => {
-    const { server, client } = await pair();
-    client.resume();
-    const ended = once(client, 'end');
-    server.destroy();
-    await ended;
-    expect(client.state()).toBe('disconnected');
   });
 
   it('rejects the pending server when it is closed before a client came, and refuses clients after', async () => {
