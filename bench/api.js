@@ -11,6 +11,7 @@
 //   BENCH_CALLS    calls per level and server (default 4000)
 //   BENCH_NODE_ARGS extra node options for odysseyd, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ const LEVELS = [1, 8, 64];
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 const UPSTREAM = process.env.UPSTREAM_CORE_ADMIN && process.env.UPSTREAM_CORE_QREXEC;
 const run = promisify(execFile);
+/** USER_HZ of /proc/<pid>/stat: 100 on every Linux architecture we run on. */
+const CLOCK_TICKS = 100;
 
 /** Resolves with the child once `ready` is true, or rejects when it exits first. */
 async function waitReady(proc, ready, what) {
@@ -104,7 +107,14 @@ function mixFor(socket, vms) {
   ];
 }
 
-async function measure(mix, clients) {
+/** CPU time (user + system, ms) a process has used: a figure the neighbours' load moves far less than wall time. */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
+async function measure(mix, clients, pid) {
+  const cpu0 = cpuMs(pid);
   const latencies = Object.fromEntries(mix.map(([n]) => [n, []]));
   let issued = 0;
   const start = process.hrtime.bigint();
@@ -129,6 +139,7 @@ async function measure(mix, clients) {
   return {
     clients,
     callsPerSecond: Math.round(CALLS / seconds),
+    serverCpuMsPerCall: (cpuMs(pid) - cpu0) / CALLS,
     p50ms: percentile(all, 50),
     p99ms: percentile(all, 99),
     perMethod,
@@ -191,13 +202,13 @@ try {
   }
 
   const servers = [
-    ['ceiling', mixFor(ceiling.socket, VMS)],
-    ['odysseyd', mixFor(ours.socket, VMS)],
-    ...(upstream ? [['upstream', mixFor(upstream.socket, VMS)]] : []),
+    ['ceiling', mixFor(ceiling.socket, VMS), ceiling.proc.pid],
+    ['odysseyd', mixFor(ours.socket, VMS), ours.proc.pid],
+    ...(upstream ? [['upstream', mixFor(upstream.socket, VMS), upstream.proc.pid]] : []),
   ];
   for (const clients of LEVELS) {
     const level = { clients };
-    for (const [name, mix] of servers) level[name] = await measure(mix, clients);
+    for (const [name, mix, pid] of servers) level[name] = await measure(mix, clients, pid);
     out.levels.push(level);
   }
   if (upstream) {
@@ -232,22 +243,24 @@ try {
 }
 
 const f = (n, w = 8) => n.toFixed(2).padStart(w);
-const ratio = (a, b) => (b ? (a / b).toFixed(2) : '-').padStart(6);
+const ratio = (a, b) => (a && b ? (a / b).toFixed(2) : '-').padStart(6);
 console.log(`admin API, ${VMS} qubes, ${CALLS} calls per level and server, one connection per call`);
 console.log(
   'mix: admin.vm.List, admin.vm.property.GetAll, admin.vm.property.Get, admin.vm.feature.Set (durable)',
 );
-console.log('clients  server      calls/s   p50 ms   p99 ms   ours/upstream  ours/ceiling');
+console.log(
+  'clients  server      calls/s   p50 ms   p99 ms  server CPU ms/call   ours/upstream  ours/ceiling',
+);
 for (const l of out.levels) {
   for (const name of ['ceiling', 'odysseyd', 'upstream']) {
     const r = l[name];
     if (!r) continue;
     const extra =
       name === 'odysseyd'
-        ? `   ${ratio(r.callsPerSecond, l.upstream?.callsPerSecond)}x        ${ratio(r.callsPerSecond, l.ceiling.callsPerSecond)}`
+        ? `   ${ratio(r.callsPerSecond, l.upstream?.callsPerSecond)}x        ${ratio(r.callsPerSecond, l.ceiling.callsPerSecond)}   (upstream CPU/ours: ${ratio(l.upstream?.serverCpuMsPerCall, r.serverCpuMsPerCall)}x)`
         : '';
     console.log(
-      `${String(l.clients).padStart(7)}  ${name.padEnd(10)} ${String(r.callsPerSecond).padStart(8)} ${f(r.p50ms)} ${f(r.p99ms)}${extra}`,
+      `${String(l.clients).padStart(7)}  ${name.padEnd(10)} ${String(r.callsPerSecond).padStart(8)} ${f(r.p50ms)} ${f(r.p99ms)} ${f(r.serverCpuMsPerCall, 19)}${extra}`,
     );
   }
 }

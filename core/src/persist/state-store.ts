@@ -2,8 +2,7 @@ import { readFile } from 'node:fs/promises';
 
 import type { Saver } from './saver.js';
 import type { App } from '../model/app.js';
-import { removeStaleTemps } from './atomic-file.js';
-import { writeFileAtomicOffThread } from './commit-thread.js';
+import { removeStaleTemps, writeFileAtomic } from './atomic-file.js';
 import { QubesXmlWriter, loadQubesXml } from './qubes-xml.js';
 import type { StorageSource, StorageState } from './qubes-xml.js';
 import type { Vm } from '../model/vm.js';
@@ -56,7 +55,7 @@ export class StateStore implements Saver {
 
   private write(): Promise<void> {
     const xml = this.writer.serialize();
-    const run = writeFileAtomicOffThread(this.path, xml).finally(() => {
+    const run = writeFileAtomic(this.path, xml).finally(() => {
       if (this.inFlight === run) this.inFlight = null;
     });
     this.inFlight = run;
