@@ -15,12 +15,6 @@ const LIST_COLUMNS: Readonly<Record<string, (vm: VmInfo) => string>> = {
   CLASS: (vm) => vm.klass,
 };
 const POWER_FILTERS = ['running', 'paused', 'halted'] as const;
-/**
- * GetAll calls kept in flight at once: upstream's qvm-ls waits for each before the next, so a
- * thousand qubes cost a thousand round trips end to end; a few in flight hide that latency
- * without flooding the daemon's pending-request limit.
- */
-const GETALL_IN_FLIGHT = 16;
 
 interface LsOptions {
   rawList?: boolean;
@@ -78,19 +72,21 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   const propertyNames = columns.filter((c) => !(c in LIST_COLUMNS)).map(propertyOf);
-  const properties = await inParallel(vms, GETALL_IN_FLIGHT, (vm) =>
-    propertyNames.length > 0
-      ? ctx.client.vmProperties(vm.name).getAllOrEach(async () => propertyNames)
-      : Promise.resolve(new Map<string, PropertyValue>()),
-  );
-  const rows: TypedValue[][] = vms.map((vm, i) =>
-    columns.map((column) => {
-      const fromList = LIST_COLUMNS[column];
-      if (fromList) return fromList(vm);
-      const prop = properties[i]?.get(propertyOf(column));
-      return prop ? typedValue(prop) : undefined;
-    }),
-  );
+  const rows: TypedValue[][] = [];
+  for (const vm of vms) {
+    const props: Map<string, PropertyValue> =
+      propertyNames.length > 0
+        ? await ctx.client.vmProperties(vm.name).getAllOrEach(async () => propertyNames)
+        : new Map();
+    rows.push(
+      columns.map((column) => {
+        const fromList = LIST_COLUMNS[column];
+        if (fromList) return fromList(vm);
+        const prop = props.get(propertyOf(column));
+        return prop ? typedValue(prop) : undefined;
+      }),
+    );
+  }
 
   if (ctx.json) {
     ctx.printJson(
@@ -109,24 +105,6 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
   if (sortIndex >= 0) cells.sort((a, b) => direction * compareCells(a[sortIndex] ?? '', b[sortIndex] ?? ''));
   ctx.print(formatTable([columns, ...cells]));
   return 0;
-}
-
-/** `fn` over `items` with at most `limit` calls pending; results in the items' order, the first failure rejects. */
-async function inParallel<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** Numbers (memory, vcpus, ...) compare as numbers, anything else as text; the sort is stable. */
