@@ -1,110 +1,284 @@
-// bench:api — admin socket throughput and latency with 1000 VMs, at 1, 8 and 64
-// concurrent clients, for a mix of vm.List, vm.property.GetAll, vm.property.Set
-// and vm.feature.Set; plus the wall time of `qvm ls`. Prints a table and
-// writes bench/results/api.json.
-import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+// bench:api — admin socket throughput and latency, side by side in one run: a trivial server that
+// answers at once (the protocol's ceiling on this machine), odysseyd, and upstream's real qubesd
+// handler when UPSTREAM_CORE_ADMIN and UPSTREAM_CORE_QREXEC are set. The mix is admin.vm.List,
+// admin.vm.property.GetAll, admin.vm.property.Get and admin.vm.feature.Set (durable: acknowledged
+// only once on disk), one connection per call, at 1, 8 and 64 clients. Then, with BENCH_LS_VMS
+// qubes: `qvm ls` (ours) and upstream's qvm-ls (UPSTREAM_CLIENT set) against both daemons, and
+// odysseyd's RSS. Prints ratios (ours/upstream, ours/ceiling) and writes bench/results/api.json.
+//
+//   BENCH_VMS      qubes during the mix (default 10; the issue's reference figures)
+//   BENCH_LS_VMS   qubes for qvm ls and RSS (default 1000)
+//   BENCH_CALLS    calls per level and server (default 4000)
+//   BENCH_NODE_ARGS extra node options for odysseyd, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { ROOT, call, percentile, progress, startOdysseyd } from './lib.js';
 
-const VMS = Number(process.env.BENCH_VMS ?? 1000);
+const VMS = Number(process.env.BENCH_VMS ?? 10);
+const LS_VMS = Number(process.env.BENCH_LS_VMS ?? 1000);
 const CALLS = Number(process.env.BENCH_CALLS ?? 4000);
 const LEVELS = [1, 8, 64];
+const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+const UPSTREAM = process.env.UPSTREAM_CORE_ADMIN && process.env.UPSTREAM_CORE_QREXEC;
+const run = promisify(execFile);
+/** USER_HZ of /proc/<pid>/stat: 100 on every Linux architecture we run on. */
+const CLOCK_TICKS = 100;
 
-const d = await startOdysseyd();
-try {
-  const p = progress('creating VMs');
-  await call(d.socket, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
-  for (let i = 0; i < VMS; i++) {
-    await call(d.socket, 'admin.vm.Create.AppVM', 'dom0', 'tpl', `name=vm${i} label=red`);
-    p.update(i + 1, VMS);
+/** Resolves with the child once `ready` is true, or rejects when it exits first. */
+async function waitReady(proc, ready, what) {
+  let exited = false;
+  proc.once('exit', () => (exited = true));
+  for (let i = 0; i < 1200; i++) {
+    if (exited) throw new Error(`${what} exited before it answered`);
+    if (await ready().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not answer`);
+}
+
+async function stop(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await gone;
+}
+
+/** The ceiling: a Node server that reads each request to EOF and answers `0\0` at once. */
+async function startCeiling(dir) {
+  const socket = join(dir, 'ceiling.sock');
+  const src = `require('net').createServer({allowHalfOpen:true},(s)=>{s.on('data',()=>{});s.on('end',()=>s.end(Buffer.from([0x30,0])));s.on('error',()=>{})}).listen(${JSON.stringify(socket)})`;
+  const proc = spawn(process.execPath, ['-e', src], { stdio: 'inherit' });
+  await waitReady(proc, () => call(socket, 'x', 'dom0').then(() => true), 'the ceiling server');
+  return { proc, socket };
+}
+
+/** Upstream's QubesAdminAPI (unmodified, from the checkouts) with `tpl` and vm0..vm<n-1>. */
+async function startUpstream(n) {
+  const dir = await mkdtemp(join(tmpdir(), 'odyssey-bench-upstream-'));
+  const py = join(dir, 'py');
+  const bin = join(dir, 'bin');
+  await mkdir(bin, { recursive: true });
+  await run(PYTHON, [join(ROOT, 'scripts/differential/dist_info.py'), process.env.UPSTREAM_CORE_ADMIN, py]);
+  // admin.pool.ListDrivers imports upstream's LVM driver, which runs `sudo lvm lvs` at import.
+  await writeFile(join(bin, 'lvm'), `#!/bin/sh\necho '{"report":[{"lv":[]}]}'\n`, { mode: 0o755 });
+  await writeFile(join(bin, 'sudo'), '#!/bin/sh\nexec "$@"\n', { mode: 0o755 });
+  const socket = join(dir, 'qubesd.sock');
+  const proc = spawn(PYTHON, [join(ROOT, 'bench/upstream-server.py'), join(dir, 'base'), socket, String(n)], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: {
+      ...process.env,
+      PYTHONDONTWRITEBYTECODE: '1',
+      PATH: `${bin}:${process.env.PATH}`,
+      PYTHONPATH: [
+        py,
+        process.env.UPSTREAM_CORE_ADMIN,
+        process.env.UPSTREAM_CORE_QREXEC,
+        join(ROOT, 'scripts/differential/stubs'),
+      ].join(':'),
+    },
+  });
+  await waitReady(proc, () => call(socket, 'admin.vm.List', 'dom0').then(() => true), "upstream's handler");
+  return { proc, socket, dir };
+}
+
+async function populate(socket, from, to) {
+  const p = progress(`creating qubes ${from}..${to - 1}`);
+  if (from === 0) await call(socket, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
+  for (let i = from; i < to; i++) {
+    await call(socket, 'admin.vm.Create.AppVM', 'dom0', 'tpl', `name=vm${i} label=red`);
+    p.update(i + 1, to);
   }
   p.end();
+}
 
-  const vm = () => `vm${Math.floor(Math.random() * VMS)}`;
-  const mix = [
-    ['vm.List', () => call(d.socket, 'admin.vm.List', 'dom0')],
-    ['vm.property.GetAll', () => call(d.socket, 'admin.vm.property.GetAll', vm())],
-    [
-      'vm.property.Set',
-      () =>
-        call(
-          d.socket,
-          'admin.vm.property.Set',
-          vm(),
-          'memory',
-          String(300 + Math.floor(Math.random() * 500)),
-        ),
-    ],
-    ['vm.feature.Set', () => call(d.socket, 'admin.vm.feature.Set', vm(), 'bench', String(Math.random()))],
+function mixFor(socket, vms) {
+  const vm = () => `vm${Math.floor(Math.random() * vms)}`;
+  return [
+    ['vm.List', () => call(socket, 'admin.vm.List', 'dom0')],
+    ['vm.property.GetAll', () => call(socket, 'admin.vm.property.GetAll', vm())],
+    ['vm.property.Get', () => call(socket, 'admin.vm.property.Get', vm(), 'memory')],
+    ['vm.feature.Set', () => call(socket, 'admin.vm.feature.Set', vm(), 'bench', String(Math.random()))],
   ];
+}
 
-  const results = [];
-  for (const clients of LEVELS) {
-    const latencies = Object.fromEntries(mix.map(([n]) => [n, []]));
-    let issued = 0;
-    const start = process.hrtime.bigint();
-    const worker = async () => {
-      while (issued < CALLS) {
-        const [name, fn] = mix[issued++ % mix.length];
-        const t0 = process.hrtime.bigint();
-        await fn();
-        latencies[name].push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
-    };
-    await Promise.all(Array.from({ length: clients }, worker));
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const all = Object.values(latencies)
-      .flat()
-      .sort((a, b) => a - b);
-    const row = {
-      clients,
-      calls: CALLS,
-      callsPerSecond: Math.round(CALLS / seconds),
-      p50ms: percentile(all, 50),
-      p99ms: percentile(all, 99),
-      perMethod: {},
-    };
-    for (const [name, l] of Object.entries(latencies)) {
-      l.sort((a, b) => a - b);
-      row.perMethod[name] = { p50ms: percentile(l, 50), p99ms: percentile(l, 99) };
+/** CPU time (user + system, ms) a process has used: a figure the neighbours' load moves far less than wall time. */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
+async function measure(mix, clients, pid) {
+  const cpu0 = cpuMs(pid);
+  const latencies = Object.fromEntries(mix.map(([n]) => [n, []]));
+  let issued = 0;
+  const start = process.hrtime.bigint();
+  const worker = async () => {
+    while (issued < CALLS) {
+      const [name, fn] = mix[issued++ % mix.length];
+      const t0 = process.hrtime.bigint();
+      await fn();
+      latencies[name].push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
-    results.push(row);
+  };
+  await Promise.all(Array.from({ length: clients }, worker));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const all = Object.values(latencies)
+    .flat()
+    .sort((a, b) => a - b);
+  const perMethod = {};
+  for (const [name, l] of Object.entries(latencies)) {
+    l.sort((a, b) => a - b);
+    perMethod[name] = { p50ms: percentile(l, 50), p99ms: percentile(l, 99) };
   }
+  return {
+    clients,
+    callsPerSecond: Math.round(CALLS / seconds),
+    serverCpuMsPerCall: (cpuMs(pid) - cpu0) / CALLS,
+    p50ms: percentile(all, 50),
+    p99ms: percentile(all, 99),
+    perMethod,
+  };
+}
 
-  let qvmLs = null;
-  const qvm = join(ROOT, 'client/dist/cli/main.js');
+async function timed(what, cmd, args, env) {
   try {
     const t0 = process.hrtime.bigint();
-    const { stdout } = await promisify(execFile)(process.execPath, [qvm, '--socket', d.socket, 'ls'], {
-      maxBuffer: 64 << 20,
-    });
-    qvmLs = { seconds: Number(process.hrtime.bigint() - t0) / 1e9, lines: stdout.trim().split('\n').length };
+    const { stdout } = await run(cmd, args, { maxBuffer: 64 << 20, env: { ...process.env, ...env } });
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, lines: stdout.trim().split('\n').length };
   } catch (e) {
-    qvmLs = { error: String(e.message ?? e).split('\n')[0] };
+    return { error: `${what}: ${String(e.message ?? e).split('\n')[0]}` };
+  }
+}
+
+/** A sitecustomize that aims upstream's unmodified qubesadmin at a socket named in the environment. */
+async function aimUpstreamClient(dir) {
+  const py = join(dir, 'client-py');
+  await mkdir(join(py, 'qubesadmin-4.4.0.dist-info'), { recursive: true });
+  await writeFile(
+    join(py, 'sitecustomize.py'),
+    [
+      'import os',
+      '_sock = os.environ.get("ODYSSEY_QUBESD_SOCKET")',
+      'if _sock:',
+      '    import qubesadmin, qubesadmin.app, qubesadmin.config',
+      '    qubesadmin.config.QUBESD_SOCKET = _sock',
+      '    qubesadmin.Qubes = qubesadmin.app.QubesLocal',
+      '',
+    ].join('\n'),
+  );
+  await writeFile(
+    join(py, 'qubesadmin-4.4.0.dist-info/METADATA'),
+    'Metadata-Version: 2.1\nName: qubesadmin\nVersion: 4.4.0\nSummary: bench\nAuthor-email: x@example.invalid\nLicense: LGPL\n',
+  );
+  return (socket) => ({ PYTHONPATH: `${py}:${process.env.UPSTREAM_CLIENT}`, ODYSSEY_QUBESD_SOCKET: socket });
+}
+
+async function rssOf(pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rssMB: kb('VmRSS') / 1024, peakMB: kb('VmHWM') / 1024 };
+}
+
+const scratch = await mkdtemp(join(tmpdir(), 'odyssey-bench-'));
+const started = [];
+const out = { node: process.version, vms: VMS, lsVms: LS_VMS, calls: CALLS, levels: [] };
+try {
+  const ceiling = await startCeiling(scratch);
+  started.push(ceiling.proc);
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const ours = await startOdysseyd(['--config', '/dev/null', '--backend', 'process'], nodeArgs);
+  started.push(ours.proc);
+  await populate(ours.socket, 0, VMS);
+  let upstream = null;
+  if (UPSTREAM) {
+    upstream = await startUpstream(VMS);
+    started.push(upstream.proc);
   }
 
-  const fmt = (n) => n.toFixed(2).padStart(8);
-  console.log(`admin API with ${VMS} VMs, ${CALLS} calls per level (mix: ${mix.map(([n]) => n).join(', ')})`);
-  console.log('clients   calls/s    p50 ms    p99 ms');
-  for (const r of results)
-    console.log(
-      `${String(r.clients).padStart(7)} ${String(r.callsPerSecond).padStart(9)} ${fmt(r.p50ms)}  ${fmt(r.p99ms)}`,
-    );
-  console.log(
-    qvmLs.seconds !== undefined
-      ? `qvm ls: ${qvmLs.seconds.toFixed(2)} s for ${qvmLs.lines} lines`
-      : `qvm ls: ${qvmLs.error}`,
-  );
+  const servers = [
+    ['ceiling', mixFor(ceiling.socket, VMS), ceiling.proc.pid],
+    ['odysseyd', mixFor(ours.socket, VMS), ours.proc.pid],
+    ...(upstream ? [['upstream', mixFor(upstream.socket, VMS), upstream.proc.pid]] : []),
+  ];
+  for (const clients of LEVELS) {
+    const level = { clients };
+    for (const [name, mix, pid] of servers) level[name] = await measure(mix, clients, pid);
+    out.levels.push(level);
+  }
+  if (upstream) {
+    await stop(upstream.proc);
+    await rm(upstream.dir, { recursive: true, force: true });
+  }
 
-  await mkdir(join(ROOT, 'bench/results'), { recursive: true });
-  const out = join(ROOT, 'bench/results/api.json');
-  await writeFile(out, JSON.stringify({ vms: VMS, node: process.version, results, qvmLs }, null, 2));
-  console.log(`wrote ${out}`);
+  // qvm ls and memory with LS_VMS qubes.
+  await populate(ours.socket, VMS, LS_VMS);
+  const qvm = join(ROOT, 'client/dist/cli/main.js');
+  out.qvmLs = { ours: await timed('qvm ls', process.execPath, [qvm, '--socket', ours.socket, 'ls']) };
+  out.rss = await rssOf(ours.proc.pid);
+  if (process.env.UPSTREAM_CLIENT) {
+    const env = await aimUpstreamClient(scratch);
+    const qvmLs = (socket) => timed('qvm-ls', PYTHON, ['-m', 'qubesadmin.tools.qvm_ls'], env(socket));
+    out.qvmLs.upstreamToolOnOurs = await qvmLs(ours.socket);
+    if (UPSTREAM) {
+      const up = await startUpstream(LS_VMS);
+      started.push(up.proc);
+      out.qvmLs.upstreamToolOnUpstream = await qvmLs(up.socket);
+      out.qvmLs.oursOnUpstream = await timed('qvm ls', process.execPath, [qvm, '--socket', up.socket, 'ls']);
+      await stop(up.proc);
+      await rm(up.dir, { recursive: true, force: true });
+    }
+  }
+  out.rssAfterLs = await rssOf(ours.proc.pid);
+  await stop(ours.proc);
+  await rm(ours.dir, { recursive: true, force: true });
 } finally {
-  d.proc.kill('SIGTERM');
-  await new Promise((r) => d.proc.on('exit', r));
-  await rm(d.dir, { recursive: true, force: true });
+  for (const p of started) await stop(p);
+  await rm(scratch, { recursive: true, force: true });
 }
+
+const f = (n, w = 8) => n.toFixed(2).padStart(w);
+const ratio = (a, b) => (a && b ? (a / b).toFixed(2) : '-').padStart(6);
+console.log(`admin API, ${VMS} qubes, ${CALLS} calls per level and server, one connection per call`);
+console.log(
+  'mix: admin.vm.List, admin.vm.property.GetAll, admin.vm.property.Get, admin.vm.feature.Set (durable)',
+);
+console.log(
+  'clients  server      calls/s   p50 ms   p99 ms  server CPU ms/call   ours/upstream  ours/ceiling',
+);
+for (const l of out.levels) {
+  for (const name of ['ceiling', 'odysseyd', 'upstream']) {
+    const r = l[name];
+    if (!r) continue;
+    const extra =
+      name === 'odysseyd'
+        ? `   ${ratio(r.callsPerSecond, l.upstream?.callsPerSecond)}x        ${ratio(r.callsPerSecond, l.ceiling.callsPerSecond)}   (upstream CPU/ours: ${ratio(l.upstream?.serverCpuMsPerCall, r.serverCpuMsPerCall)}x)`
+        : '';
+    console.log(
+      `${String(l.clients).padStart(7)}  ${name.padEnd(10)} ${String(r.callsPerSecond).padStart(8)} ${f(r.p50ms)} ${f(r.p99ms)} ${f(r.serverCpuMsPerCall, 19)}${extra}`,
+    );
+  }
+}
+const ls = (r) => (r === undefined ? 'not run' : (r.error ?? `${r.seconds.toFixed(2)} s, ${r.lines} lines`));
+console.log(`with ${LS_VMS} qubes (+ tpl, dom0):`);
+console.log(`  qvm ls (ours) on odysseyd:          ${ls(out.qvmLs.ours)}`);
+console.log(`  upstream qvm-ls on odysseyd:        ${ls(out.qvmLs.upstreamToolOnOurs)}`);
+console.log(`  upstream qvm-ls on upstream:        ${ls(out.qvmLs.upstreamToolOnUpstream)}`);
+console.log(`  qvm ls (ours) on upstream:          ${ls(out.qvmLs.oursOnUpstream)}`);
+const up = out.qvmLs.upstreamToolOnUpstream;
+if (up?.seconds && out.qvmLs.ours.seconds)
+  console.log(
+    `  upstream qvm-ls on upstream / ours on odysseyd: ${(up.seconds / out.qvmLs.ours.seconds).toFixed(1)}x`,
+  );
+console.log(
+  `  odysseyd RSS: ${out.rss.rssMB.toFixed(1)} MB after creating them, ${out.rssAfterLs.rssMB.toFixed(1)} MB after the listings (peak ${out.rssAfterLs.peakMB.toFixed(1)} MB)`,
+);
+await mkdir(join(ROOT, 'bench/results'), { recursive: true });
+const file = join(ROOT, 'bench/results/api.json');
+await writeFile(file, JSON.stringify(out, null, 2));
+console.log(`wrote ${file}`);

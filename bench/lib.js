@@ -32,13 +32,14 @@ export function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** `args` go after the defaults (e.g. `--backend process`). */
-export async function startOdysseyd(args = []) {
+/** `args` go after the defaults (e.g. `--backend process`); `nodeArgs` before the script (e.g. `--cpu-prof`). */
+export async function startOdysseyd(args = [], nodeArgs = []) {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-bench-'));
   const socket = join(dir, 'qubesd.sock');
   const proc = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       join(ROOT, 'core/dist/daemon/main.js'),
       '--socket',
       socket,
