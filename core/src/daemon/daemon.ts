@@ -31,6 +31,7 @@ import { TOKENS } from '../tokens.js';
 import { PolicyAccess } from './access.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
 import { DisposableCalls } from './disposable-calls.js';
+import { PreloadPool } from '../lifecycle/preload-pool.js';
 import { QrexecHost } from './qrexec-host.js';
 import { QubesDbHost } from './qubesdb-host.js';
 import { withQubesDbStart } from './qubesdb-vmm.js';
@@ -108,6 +109,7 @@ export class Daemon {
     private readonly unlock: () => void,
     private readonly options: DaemonOptions,
     private readonly created: CreatedBackend,
+    private readonly preload: PreloadPool,
   ) {}
 
   get lifecycle(): DomainManager {
@@ -185,8 +187,17 @@ export class Daemon {
       c.register(API_TOKENS.Access, {
         useValue: new PolicyAccess(policy, options.strictManagement ?? false),
       });
+      const preload = new PreloadPool({
+        app,
+        storage,
+        vmFiles,
+        saver: store,
+        log,
+        lifecycle: c.resolve(API_TOKENS.Lifecycle),
+      });
       c.register(API_TOKENS.Services, {
         useFactory: (r): ApiServices => ({
+          preload,
           lifecycle: r.resolve(API_TOKENS.Lifecycle),
           vmFiles: r.resolve(TOKENS.VmFiles),
           access: r.resolve(API_TOKENS.Access),
@@ -218,6 +229,7 @@ export class Daemon {
         unlock,
         options,
         created,
+        preload,
       );
       void daemon.connectBackend();
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${backendName})`);
@@ -274,6 +286,8 @@ export class Daemon {
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
       void this.followEvents(vmm);
+      // Preloads need running domains' states, so they start once the backend answers.
+      await this.preload.start();
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.backend.unavailable(reason);
@@ -307,6 +321,7 @@ export class Daemon {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     // A backup can run for hours; the servers below wait for calls in progress.
     (this.container.resolve(API_TOKENS.Backups) as BackupService).cancelAll();
+    await this.preload.stop();
     await this.qrexecHost?.close();
     await this.qubesdbHost?.close();
     await Promise.all(this.servers.map((s) => s.close()));
