@@ -23,6 +23,7 @@ export function metricUnit(name: string): string {
   if (name.endsWith('_ms')) return 'ms';
   if (name.endsWith('_s')) return 's';
   if (name.endsWith('_ratio')) return '×';
+  if (name.endsWith('_mib')) return 'MiB';
   return '';
 }
 
