@@ -130,7 +130,7 @@ export class PreloadPool {
     await Promise.all(discard.map((vm) => this.discard(vm)));
     await this.deps.saver.save();
     for (const template of templates) {
-      if (this.maxFor(template) > 0) this.schedule(template, 'autostart was requested', 0, false);
+      if (this.maxFor(template) > 0) this.schedule(template, 'autostart was requested', 0);
     }
   }
 
@@ -212,7 +212,7 @@ export class PreloadPool {
       ['dispvm', disp.name],
       ['delay', pyFloat(delay)],
     ]);
-    this.schedule(template, null, Math.abs(delay), false);
+    this.schedule(template, null, Math.abs(delay));
   }
 
   private delayOf(template: Vm): number {
@@ -224,15 +224,16 @@ export class PreloadPool {
     if (PreloadPool.listOf(template).length >= this.maxFor(template)) return;
     const delay = this.delayOf(template);
     if (delay < 0 && PreloadPool.listOf(template).length > 0) return;
-    this.schedule(template, 'there is a gap', Math.max(5, delay), true);
+    // Python's max(5, delay) keeps the int 5 unless the delay is larger.
+    this.schedule(template, 'there is a gap', Math.max(5, delay), delay > 5 ? pyFloat(delay) : '5');
   }
 
   /** Fires domain-preload-dispvm-start (when `reason` is given) and fills after `delaySec`. */
-  private schedule(template: Vm, reason: string | null, delaySec: number, withDelayArg: boolean): void {
+  private schedule(template: Vm, reason: string | null, delaySec: number, delayArg?: string): void {
     if (this.closed) return;
     if (reason !== null) {
       const args: [string, string][] = [['reason', reason]];
-      if (withDelayArg) args.push(['delay', pyFloat(delaySec)]);
+      if (delayArg !== undefined) args.push(['delay', delayArg]);
       this.deps.app.events.fire(template, 'domain-preload-dispvm-start', args);
     }
     const run = (): void => {
@@ -383,12 +384,12 @@ export class PreloadPool {
     const what = deleted ? 'was deleted' : `was set to ${pyRepr(arg('value') ?? '')}`;
     if (vm.isAdminVm) {
       const target = this.deps.app.props.tryGet('default_dispvm') as Vm | null | undefined;
-      if (target) this.schedule(target, `global feature ${what}`, 0, false);
+      if (target) this.schedule(target, `global feature ${what}`, 0);
       return;
     }
     if (!PreloadPool.isDvmTemplate(vm) || !vm.bool('template_for_dispvms')) return;
     if (this.isGlobal(vm) && this.deps.app.adminVm.features.has(MAX)) return;
     if (deleted) this.removeExcess(vm, 0, 'local feature was deleted');
-    else this.schedule(vm, `local feature ${what}`, 0, false);
+    else this.schedule(vm, `local feature ${what}`, 0);
   }
 }

@@ -142,7 +142,9 @@ describe('preloaded disposables', () => {
     await eventually(() => !t.daemon.app.domains.byName(name ?? ''));
     expect(await pool(t)).toEqual([]);
     // No preload ready: a fresh disposable, halted, and the gap is filled behind it.
+    const events = recorded(t);
     const fresh = await t.ok('admin.vm.CreateDisposable', 'work');
+    expect(events.map(show)).toEqual(['work domain-preload-dispvm-start reason=there is a gap delay=5']);
     expect(await listLine(t, fresh)).toEqual([fresh, 'class=DispVM', 'state=Halted']);
     await t.ok('admin.vm.CreateDisposable', 'work', 'preload');
     expect(await full(t, 1)).not.toContain(fresh);
