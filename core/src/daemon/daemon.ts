@@ -286,8 +286,11 @@ export class Daemon {
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
       void this.followEvents(vmm);
-      // Preloads need running domains' states, so they start once the backend answers.
-      await this.preload.start();
+      // Preloads need running domains' states, so they start once the backend answers; a failure
+      // there leaves the backend connected.
+      void this.preload
+        .start()
+        .catch((e: unknown) => log('warn', `preloaded disposables not restored: ${String(e)}`));
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.backend.unavailable(reason);
