@@ -105,7 +105,7 @@ beforeAll(async () => {
   await ok('create', '--label', 'red', '--template', 'tpl', 'work');
   await ok('prefs', 'work', 'template_for_dispvms', 'True');
   await ok('features', 'work', 'preload-dispvm-delay', '0');
-}, 30_000);
+}, 120_000);
 
 afterAll(async () => {
   if (!root) return;
@@ -128,7 +128,7 @@ describe('preloaded disposables on the process backend', () => {
     expect(await feature(first, 'internal')).toBe('1');
     // admin.vm.List shows it, as upstream: GUI tools hide it by the internal feature.
     expect(await listed(first)).toBe(true);
-  }, 30_000);
+  }, 60_000);
 
   it('qvm run --dispvm runs in the preloaded qube, which is gone afterwards, and the pool refills', async () => {
     const r = await qvm('run', '--dispvm=work', '--pass-io', 'echo shell-ran');
@@ -138,7 +138,7 @@ describe('preloaded disposables on the process backend', () => {
     const next = await onePreloaded();
     expect(next).not.toBe(first);
     expect(await processState(next)).toBe('T');
-  }, 30_000);
+  }, 60_000);
 
   it('a preload killed from outside leaves the pool and qubes.xml', async () => {
     const [victim = ''] = await pool();
@@ -147,5 +147,5 @@ describe('preloaded disposables on the process backend', () => {
     await waitFor(async () => !(await listed(victim)));
     expect(await pool()).not.toContain(victim);
     expect(await readFile(join(stateDir, 'qubes.xml'), 'utf8')).not.toContain(`name="${victim}"`);
-  }, 30_000);
+  }, 60_000);
 });
