@@ -118,6 +118,22 @@ describe('preloaded disposables', () => {
     );
   });
 
+  it('a preload unpaused by a client counts as used: it leaves the pool, which refills', async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '1');
+    const [name = ''] = await full(t, 1);
+    const events = recorded(t);
+    await t.ok('admin.vm.Unpause', name);
+    await eventually(() => events.some((e) => e.name === 'domain-preload-dispvm-used'));
+    expect(await feature(t, name, 'internal')).toBeNull();
+    expect(await feature(t, name, 'preload-dispvm-in-progress')).toBe('');
+    expect(await t.ok('admin.vm.property.Get', name, 'is_preload')).toBe('default=True type=bool False');
+    expect(events.map(show)).toContain(`work domain-preload-dispvm-used dispvm=${name} delay=0.0`);
+    const refilled = await full(t, 1);
+    expect(refilled).not.toContain(name);
+    expect(await listLine(t, name)).toEqual([name, 'class=DispVM', 'state=Running']);
+  });
+
   it('lowering the maximum kills the excess; deleting it empties the pool', async () => {
     const t = await withTemplate();
     await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '3');
