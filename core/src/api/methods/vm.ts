@@ -11,8 +11,8 @@ import {
 } from '../../model/errors.js';
 import type { Label } from '../../model/labels.js';
 import { validateLabelName } from '../../model/labels.js';
-import { missingPreloadServices } from '../../model/preload-features.js';
 import { inheritFromDispvmTemplate } from '../../model/dispvm-inherit.js';
+import { missingPreloadServices } from '../../model/preload-features.js';
 import { DEFAULT_FIREWALL } from '../../model/firewall.js';
 import { syncGuiAudioTags } from '../../model/gui-audio-tags.js';
 import type { Vm } from '../../model/vm.js';
