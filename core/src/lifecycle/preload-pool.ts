@@ -251,11 +251,16 @@ export class PreloadPool {
 
   private queueFill(template: Vm, strict: boolean): Promise<void> {
     const previous = this.fills.get(template) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.fill(template, strict));
-    const tracked = next.finally(() => {
-      if (this.fills.get(template) === tracked) this.fills.delete(template);
+    const next = previous.then(() => this.fill(template, strict));
+    // What the queue keeps never rejects: only the caller of this fill hears of its failure.
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.fills.set(template, settled);
+    void settled.then(() => {
+      if (this.fills.get(template) === settled) this.fills.delete(template);
     });
-    this.fills.set(template, tracked);
     return next;
   }
 

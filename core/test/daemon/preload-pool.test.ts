@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { VmmError } from '@odyssey/hal';
+
 import type { QubesEvent } from '../../src/model/events.js';
 import { FakeVmm } from '../support/fake-vmm.js';
 import type { TestDaemon } from '../support/harness.js';
@@ -176,6 +178,23 @@ describe('preloaded disposables', () => {
     const names = await pool(t);
     expect(names).toHaveLength(2);
     for (const n of names) expect(await feature(t, n, 'preload-dispvm-completed')).toBe('1');
+  });
+
+  it('a preload whose start fails fails CreateDisposable+preload, is removed, and the daemon carries on', async () => {
+    /** A hypervisor on which no disposable starts, as a guest whose agent never connects. */
+    class NoDisposableStarts extends FakeVmm {
+      override async start(name: string): Promise<void> {
+        if (name.startsWith('disp')) throw new VmmError('invalid-state', `${name} did not boot`);
+        return super.start(name);
+      }
+    }
+    const t = await withTemplate({ vmm: new NoDisposableStarts() });
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '1');
+    const reply = (await t.call('admin.vm.CreateDisposable', 'work', 'preload')).toString('latin1');
+    expect(reply).toMatch(/^2\0QubesException\0\0Start failed: disp\d+ did not boot\0$/);
+    expect(await pool(t)).toEqual([]);
+    expect(t.daemon.app.domains.list().filter((vm) => vm.klass === 'DispVM')).toEqual([]);
+    expect(await t.ok('admin.vm.List', 'work')).toMatch(/^work class=AppVM state=Halted/);
   });
 
   it('a restart keeps completed preloads that still run and drops those that stopped meanwhile', async () => {
