@@ -25,4 +25,14 @@ export interface ApiServices {
   readonly access: AccessControl;
   readonly storage: VmStorage;
   readonly backups: Backups;
+  /** Preloaded disposables; absent where nothing preloads (CreateDisposable then always makes a new one). */
+  readonly preload?: DisposablePreload;
+}
+
+/** The preload pool as CreateDisposable uses it (lifecycle/preload-pool.ts). */
+export interface DisposablePreload {
+  /** A preloaded disposable of `template`, unpaused and marked used; null when none is ready. */
+  take(template: Vm): Promise<Vm | null>;
+  /** Fills the template's pool and resolves once it is full. */
+  refill(template: Vm, reason: string): Promise<void>;
 }

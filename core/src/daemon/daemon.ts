@@ -34,6 +34,7 @@ import { PolicyAccess } from './access.js';
 import { AwaitQrexec, HOST_TOKENS, ServeQubesDb } from './after-start.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
 import { DisposableCalls } from './disposable-calls.js';
+import { PreloadPool } from '../lifecycle/preload-pool.js';
 import { QrexecHost } from './qrexec-host.js';
 import { QubesDbHost } from './qubesdb-host.js';
 import { applySocketAccess } from './socket-access.js';
@@ -114,6 +115,7 @@ export class Daemon {
     private readonly created: CreatedBackend,
     /** dom0's qrexec daemons and QubesDB, on the backend's vchan transport; null without one. */
     private readonly hosts: { readonly qrexec: QrexecHost; readonly qubesdb: QubesDbHost } | null,
+    private readonly preload: PreloadPool,
   ) {}
 
   get lifecycle(): DomainManager {
@@ -196,6 +198,7 @@ export class Daemon {
         created.vchan
           ? { qrexec: c.resolve(HOST_TOKENS.Qrexec), qubesdb: c.resolve(HOST_TOKENS.QubesDb) }
           : null,
+        c.resolve(PreloadPool),
       );
       void daemon.connectBackend();
       log('info', `serving ${options.socketPath} (state ${stateDir}, backend ${daemon.backend.name})`);
@@ -275,8 +278,22 @@ export class Daemon {
     c.registerSingleton(DomainManager);
     c.register(API_TOKENS.Lifecycle, { useToken: DomainManager });
     c.registerSingleton(API_TOKENS.Dispatcher, Dispatcher);
+    c.register(PreloadPool, {
+      useFactory: instanceCachingFactory(
+        (r) =>
+          new PreloadPool({
+            app: r.resolve(TOKENS.App),
+            storage: r.resolve(TOKENS.Storage),
+            vmFiles: r.resolve(TOKENS.VmFiles),
+            saver: r.resolve(TOKENS.Saver),
+            log: options.log,
+            lifecycle: r.resolve(API_TOKENS.Lifecycle),
+          }),
+      ),
+    });
     c.register(API_TOKENS.Services, {
       useFactory: (r): ApiServices => ({
+        preload: r.resolve(PreloadPool),
         lifecycle: r.resolve(API_TOKENS.Lifecycle),
         vmFiles: r.resolve(TOKENS.VmFiles),
         access: r.resolve(API_TOKENS.Access),
@@ -346,6 +363,11 @@ export class Daemon {
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
       void this.followEvents(vmm);
+      // Preloads need running domains' states, so they start once the backend answers; a failure
+      // there leaves the backend connected.
+      void this.preload
+        .start()
+        .catch((e: unknown) => log('warn', `preloaded disposables not restored: ${String(e)}`));
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.backend.unavailable(reason);
@@ -379,6 +401,7 @@ export class Daemon {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     // A backup can run for hours; the servers below wait for calls in progress.
     this.container.resolve(BackupService).cancelAll();
+    await this.preload.stop();
     await this.hosts?.qrexec.close();
     await this.hosts?.qubesdb.close();
     await Promise.all(this.servers.map((s) => s.close()));

@@ -508,8 +508,14 @@ export const P = {
   dispid: intProp<Vm>('dispid', 'Number of the disposable, used in its name and address.', undefined, {
     writeOnce: true,
   }),
-  is_preload: computed<Vm>('is_preload', 'bool', 'Whether this disposable is preloaded.', (vm) =>
-    featureTrue(vm.features.get('preload-dispvm-in-progress')),
+  // Upstream: named in its template's preload-dispvm, or requested and not yet used (in progress again).
+  is_preload: computed<Vm>(
+    'is_preload',
+    'bool',
+    'Whether this disposable is preloaded.',
+    (vm) =>
+      featureTrue(vm.features.get('preload-dispvm-in-progress')) ||
+      (vm.template?.features.get('preload-dispvm') ?? '').split(' ').includes(vm.name),
   ),
 
   remote_name: strProp<Vm>('remote_name', 'Name of the domain on the remote host.', null),

@@ -1,5 +1,3 @@
-import { randomInt } from 'node:crypto';
-
 import {
   PermissionDenied,
   ProtocolError,
@@ -23,6 +21,7 @@ import type { VmClassName } from '../../model/vm-classes.js';
 import { isAscii, validateName } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
 import { requireReferable } from '../references.js';
+import { freeDispid, newDisposable } from '../../lifecycle/new-disposable.js';
 
 /** dom0 and remote domains are always reported running: nothing here powers them. */
 function listState(vm: Vm): string {
@@ -136,7 +135,7 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
   const opts = checkCreate(ctx, klass, allowPool);
   const name = opts.name as string;
   const template = templateFor(ctx, klass);
-  const dispid = klass === 'DispVM' ? freeDispid(ctx) : null;
+  const dispid = klass === 'DispVM' ? freeDispid(ctx.app) : null;
   const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
   try {
     if (dispid !== null) vm.props.init('dispid', dispid);
@@ -185,19 +184,6 @@ function checkPreloadSupported(base: Vm): void {
   }
 }
 
-function freeDispid(ctx: CallContext): number {
-  const used = new Set(
-    ctx.app.domains
-      .list()
-      .filter((d) => d.klass === 'DispVM')
-      .map((d) => d.props.tryGet('dispid')),
-  );
-  for (;;) {
-    const id = randomInt(1, 10000);
-    if (!used.has(id) && !ctx.app.domains.byName(`disp${id}`)) return id;
-  }
-}
-
 export const vm = {
   classList: (): string => VM_CLASS_NAMES.map((c) => `${c}\n`).join(''),
 
@@ -227,7 +213,10 @@ export const vm = {
     if (ctx.arg === 'preload') {
       if (!base) throw new QubesException('No default disposable template set for the caller');
       // Only a disposable template (AppVM, StandaloneVM) handles the preload event; others ignore it.
-      if (base.props.has('template_for_dispvms')) checkPreloadSupported(base);
+      if (base.props.has('template_for_dispvms')) {
+        checkPreloadSupported(base);
+        await ctx.services.preload?.refill(base, 'autostart was requested');
+      }
       return undefined;
     }
     // getattr(None, 'template_for_dispvms', False) refuses a missing default the same way.
@@ -236,18 +225,11 @@ export const vm = {
         'Refusing to create disposable out of app qube which has template_for_dispvms=False',
       );
     }
-    const dispid = freeDispid(ctx);
-    const label = base.props.tryGet('label') as Label | undefined;
-    const disp = ctx.app.addVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
-    disp.props.init('dispid', dispid);
-    disp.props.initChecked('template', base);
-    disp.props.init('auto_cleanup', true);
-    inheritFromDispvmTemplate(disp, base);
-    syncGuiAudioTags(disp, true);
-    ctx.app.announceNewVm(disp);
+    const { storage, vmFiles, preload } = ctx.services;
+    const disp =
+      (await preload?.take(base)) ?? (await newDisposable({ app: ctx.app, storage, vmFiles }, base));
     disp.tags.add(`created-by-${ctx.src.name}`);
     disp.tags.add(`disp-created-by-${ctx.src.name}`);
-    await createOnDisk(ctx, disp);
     return payload === 'uuid' ? `uuid:${disp.uuid}` : disp.name;
   },
 

@@ -1,0 +1,400 @@
+import type { Log } from '../log.js';
+import { QubesException } from '../model/errors.js';
+import type { QubesEvent } from '../model/events.js';
+import { featureTrue } from '../model/features.js';
+import { missingPreloadServices } from '../model/preload-features.js';
+import type { Vm } from '../model/vm.js';
+import type { Saver } from '../persist/saver.js';
+import { type DisposableDeps, newDisposable } from './new-disposable.js';
+import type { Lifecycle } from './ports.js';
+
+const LIST = 'preload-dispvm';
+const MAX = 'preload-dispvm-max';
+const IN_PROGRESS = 'preload-dispvm-in-progress';
+const COMPLETED = 'preload-dispvm-completed';
+/** Upstream's default preload-dispvm-delay, in seconds. */
+const DEFAULT_DELAY = 3;
+
+export interface PreloadDeps extends DisposableDeps {
+  readonly lifecycle: Pick<Lifecycle, 'start' | 'pause' | 'unpause' | 'kill' | 'forget'>;
+  readonly saver: Saver;
+  readonly log: Log;
+}
+
+/** Python's str() of a float: a whole number keeps its ".0". */
+function pyFloat(n: number): string {
+  return Number.isInteger(n) ? n.toFixed(1) : String(n);
+}
+
+/** Python's repr() of a feature value (a str). */
+function pyRepr(s: string): string {
+  return s.includes("'") && !s.includes('"') ? `"${s}"` : `'${s.replaceAll("'", "\\'")}'`;
+}
+
+/**
+ * Preloaded disposables as upstream 4.3 keeps them (qubes/vm/dispvm.py and
+ * DVMTemplateMixin): a disposable template with `preload-dispvm-max` (or the
+ * default disposable template, with dom0's global one) keeps that many
+ * disposables created, started and paused ahead, named in its `preload-dispvm`
+ * feature and hidden from GUI tools by `internal`. CreateDisposable and
+ * `@dispvm` calls take the first one (unpaused, then an ordinary disposable)
+ * and the gap is refilled in the background after `preload-dispvm-delay`.
+ * What a preload went through survives a daemon restart in the qube's
+ * features; which one is requested right now (upstream's preload_requested) is
+ * runtime state, lost on restart as upstream loses it.
+ */
+export class PreloadPool {
+  /** Taken but not yet used: such a qube is no longer in its template's list, and is still not paused. */
+  private readonly requested = new Set<Vm>();
+  /** Preloads still starting: true once started (and paused unless requested), false if the start failed. */
+  private readonly completions = new Map<Vm, Promise<boolean>>();
+  /** Each template's fills run one after another, so two never count the same gap. */
+  private readonly fills = new Map<Vm, Promise<void>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Removals under way, waited for at stop so none is cut off halfway. */
+  private readonly discards = new Set<Promise<void>>();
+  private readonly unsubscribe: () => void;
+  private closed = false;
+
+  constructor(private readonly deps: PreloadDeps) {
+    this.unsubscribe = deps.app.events.subscribe((event) => this.onEvent(event));
+  }
+
+  /** Upstream's get_feat_preload_max: dom0's feature, when set, rules the default disposable template. */
+  maxFor(template: Vm): number {
+    const dom0 = this.deps.app.adminVm.features;
+    const value = this.isGlobal(template) && dom0.has(MAX) ? dom0.get(MAX) : template.features.get(MAX);
+    return Number.parseInt(value || '0', 10);
+  }
+
+  private isGlobal(template: Vm): boolean {
+    return this.deps.app.props.tryGet('default_dispvm') === template;
+  }
+
+  private static listOf(template: Vm): string[] {
+    const value = template.features.get(LIST);
+    return value ? value.split(' ') : [];
+  }
+
+  private static setList(template: Vm, names: readonly string[]): void {
+    template.features.set(LIST, names.join(' '));
+  }
+
+  /** Upstream's remove_preload_from_list. */
+  private removeFromList(template: Vm, names: readonly string[], reason: string): void {
+    const old = PreloadPool.listOf(template);
+    const kept = old.filter((n) => !names.includes(n));
+    if (kept.length === old.length) return;
+    this.deps.log(
+      'info',
+      `${template.name}: removing ${names.join(', ')} from the preloaded list because ${reason}`,
+    );
+    PreloadPool.setList(template, kept);
+  }
+
+  private static isDvmTemplate(vm: Vm): boolean {
+    return vm.props.has('template_for_dispvms') && vm.klass !== 'DispVM';
+  }
+
+  /**
+   * Cleans what an earlier run left (upstream's DVMTemplateMixin domain-load
+   * handler: names of absent qubes, preloads that never completed or were
+   * requested but not used), then fills every template's pool.
+   */
+  async start(): Promise<void> {
+    const { app } = this.deps;
+    const templates = app.domains
+      .list()
+      .filter((t) => PreloadPool.isDvmTemplate(t) && t.bool('template_for_dispvms'));
+    const discard: Vm[] = [];
+    for (const template of templates) {
+      const absent = PreloadPool.listOf(template).filter((n) => !app.domains.byName(n));
+      if (absent.length > 0) this.removeFromList(template, absent, 'they are absent');
+      // A completed preload that is not running was stopped while no daemon watched it.
+      const interrupted = app.domains
+        .list()
+        .filter(
+          (d) =>
+            d.klass === 'DispVM' &&
+            d.template === template &&
+            ((d.powerState === 'Halted' && featureTrue(d.features.get(COMPLETED))) ||
+              featureTrue(d.features.get(IN_PROGRESS))),
+        );
+      this.removeFromList(
+        template,
+        interrupted.map((d) => d.name),
+        'their progress was interrupted',
+      );
+      discard.push(...interrupted);
+    }
+    await Promise.all(discard.map((vm) => this.discard(vm)));
+    await this.deps.saver.save();
+    for (const template of templates) {
+      if (this.maxFor(template) > 0) this.schedule(template, 'autostart was requested', 0);
+    }
+  }
+
+  /** Stops refilling and waits for the preloads under way, so none is left half started. */
+  async stop(): Promise<void> {
+    this.closed = true;
+    this.unsubscribe();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    await Promise.allSettled([...this.fills.values()]);
+    await Promise.allSettled([...this.discards]);
+  }
+
+  /**
+   * admin.vm.CreateDisposable with the argument `preload`: fires
+   * domain-preload-dispvm-start and returns once the pool is full, as
+   * upstream's handler awaits the preloads it starts.
+   */
+  async refill(template: Vm, reason: string): Promise<void> {
+    this.deps.app.events.fire(template, 'domain-preload-dispvm-start', [['reason', reason]]);
+    await this.queueFill(template, true);
+  }
+
+  /**
+   * Takes a preloaded disposable of `template` for a caller (upstream's
+   * request_preload and get_preload), unpaused and marked used; null when
+   * there is none ready, and the caller makes a fresh one.
+   */
+  async take(template: Vm): Promise<Vm | null> {
+    this.fillGap(template);
+    const name = PreloadPool.listOf(template).find((n) => this.deps.app.domains.byName(n));
+    if (name === undefined) return null;
+    const disp = this.deps.app.domains.get(name);
+    this.deps.log('info', `${name}: preloaded disposable requested`);
+    disp.features.set(IN_PROGRESS, '1');
+    this.removeFromList(template, [name], 'qube was requested');
+    this.requested.add(disp);
+    if (!featureTrue(disp.features.get(COMPLETED)) && !(await this.completion(disp))) {
+      this.requested.delete(disp);
+      this.deps.log('warn', `${name}: preloading did not complete, falling back to a new disposable`);
+      return null;
+    }
+    if (disp.powerState === 'Paused') await this.deps.lifecycle.unpause(disp);
+    await this.use(disp, template);
+    return disp;
+  }
+
+  /** Waits for a preload still starting, at most 1.2 × its qrexec_timeout as upstream; false if it failed. */
+  private async completion(disp: Vm): Promise<boolean> {
+    const pending = this.completions.get(disp);
+    if (!pending) return false;
+    const seconds = Math.trunc(Number(disp.props.tryGet('qrexec_timeout') ?? 60) * 1.2);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>(
+      (resolve) => (timer = setTimeout(() => resolve(false), seconds * 1000)),
+    );
+    const done = await Promise.race([pending, timeout]);
+    clearTimeout(timer);
+    if (!done) void pending.then(() => this.discard(disp));
+    return done;
+  }
+
+  /** Upstream's use_preload: the qube becomes an ordinary disposable, and the gap is refilled. */
+  private async use(disp: Vm, template: Vm): Promise<void> {
+    const wasRequested = this.requested.delete(disp);
+    if (!featureTrue(template.features.get('internal')) && disp.features.has('internal'))
+      disp.features.remove('internal');
+    if (wasRequested) {
+      if (disp.features.has(IN_PROGRESS)) disp.features.remove(IN_PROGRESS);
+    } else {
+      this.deps.log('warn', `${disp.name}: preloaded qube used before it was requested`);
+      this.removeFromList(template, [disp.name], 'qube was used without being requested');
+      disp.features.set(IN_PROGRESS, '');
+    }
+    await this.deps.saver.save();
+    const delay = this.delayOf(template);
+    if (delay < 0 && PreloadPool.listOf(template).length > 0) return;
+    this.deps.app.events.fire(template, 'domain-preload-dispvm-used', [
+      ['dispvm', disp.name],
+      ['delay', pyFloat(delay)],
+    ]);
+    this.schedule(template, null, Math.abs(delay));
+  }
+
+  private delayOf(template: Vm): number {
+    return Number.parseFloat(template.featureWithAdminVm('preload-dispvm-delay') || String(DEFAULT_DELAY));
+  }
+
+  /** Upstream's fill_preload_gap, run on every request: a refill after at least 5 s. */
+  private fillGap(template: Vm): void {
+    if (PreloadPool.listOf(template).length >= this.maxFor(template)) return;
+    const delay = this.delayOf(template);
+    if (delay < 0 && PreloadPool.listOf(template).length > 0) return;
+    // Python's max(5, delay) keeps the int 5 unless the delay is larger.
+    this.schedule(template, 'there is a gap', Math.max(5, delay), delay > 5 ? pyFloat(delay) : '5');
+  }
+
+  /** Fires domain-preload-dispvm-start (when `reason` is given) and fills after `delaySec`. */
+  private schedule(template: Vm, reason: string | null, delaySec: number, delayArg?: string): void {
+    if (this.closed) return;
+    if (reason !== null) {
+      const args: [string, string][] = [['reason', reason]];
+      if (delayArg !== undefined) args.push(['delay', delayArg]);
+      this.deps.app.events.fire(template, 'domain-preload-dispvm-start', args);
+    }
+    const run = (): void => {
+      void this.queueFill(template, false).catch((e: unknown) =>
+        this.deps.log('warn', `${template.name}: preloading failed: ${String(e)}`),
+      );
+    };
+    if (delaySec === 0) return run();
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      run();
+    }, delaySec * 1000);
+    this.timers.add(timer);
+  }
+
+  private queueFill(template: Vm, strict: boolean): Promise<void> {
+    const previous = this.fills.get(template) ?? Promise.resolve();
+    const next = previous.then(() => this.fill(template, strict));
+    // What the queue keeps never rejects: only the caller of this fill hears of its failure.
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.fills.set(template, settled);
+    void settled.then(() => {
+      if (this.fills.get(template) === settled) this.fills.delete(template);
+    });
+    return next;
+  }
+
+  /**
+   * Upstream's domain-preload-dispvm-* handler: drops the excess over the
+   * maximum, then preloads the vacancies together. `strict` (an API call)
+   * lets a failed preload fail the call; in the background it is logged.
+   */
+  private async fill(template: Vm, strict: boolean): Promise<void> {
+    if (this.closed || !this.deps.app.domains.byName(template.name)) return;
+    const missing = missingPreloadServices(template);
+    if (missing.length > 0) {
+      throw new QubesException(
+        `Qube does not support the RPC(s) '${missing.join(', ')}' but tried to preload, check if template is outdated`,
+      );
+    }
+    const max = this.maxFor(template);
+    this.removeExcess(template, max, 'there may be absent qubes');
+    const want = max - PreloadPool.listOf(template).length;
+    if (want <= 0) return;
+    if (!template.bool('template_for_dispvms')) {
+      throw new QubesException(
+        'Refusing to create disposable out of app qube which has template_for_dispvms=False',
+      );
+    }
+    this.deps.log('info', `${template.name}: preloading ${want} qube(s)`);
+    const results = await Promise.allSettled(Array.from({ length: want }, () => this.preloadOne(template)));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (strict && failed) throw failed.reason;
+  }
+
+  /** Upstream's remove_preload_excess: the newest beyond the maximum go, and are killed. */
+  private removeExcess(template: Vm, max: number, reason: string): void {
+    const names = PreloadPool.listOf(template);
+    const excess = names.slice(max);
+    if (excess.length === 0) return;
+    this.removeFromList(template, excess, reason);
+    for (const name of excess) {
+      const vm = this.deps.app.domains.byName(name);
+      if (vm) void this.discard(vm);
+    }
+  }
+
+  /** One preload: created and marked, started (its qrexec agent connected), paused unless already requested. */
+  private async preloadOne(template: Vm): Promise<void> {
+    let settle: (ok: boolean) => void = () => undefined;
+    const completion = new Promise<boolean>((resolve) => (settle = resolve));
+    const disp = await newDisposable(this.deps, template, (d) => {
+      d.features.set(IN_PROGRESS, '1');
+      PreloadPool.setList(template, [...PreloadPool.listOf(template), d.name]);
+      d.features.set('internal', '1');
+      this.completions.set(d, completion);
+    });
+    try {
+      await this.deps.saver.save();
+      await this.deps.lifecycle.start(disp);
+      if (!this.requested.has(disp)) await this.deps.lifecycle.pause(disp);
+      disp.features.set(COMPLETED, '1');
+      if (!this.requested.has(disp)) {
+        disp.features.set(IN_PROGRESS, '');
+        await this.deps.saver.save();
+      }
+      this.deps.log('info', `${disp.name}: preloading completed`);
+      settle(true);
+    } catch (e) {
+      this.removeFromList(template, [disp.name], 'its preloading failed');
+      await this.discard(disp);
+      settle(false);
+      throw e;
+    } finally {
+      this.completions.delete(disp);
+    }
+  }
+
+  /** Upstream's cleanup(force=True): killed, and removed even if it never ran. */
+  private discard(disp: Vm): Promise<void> {
+    const done = this.removeDisposable(disp).finally(() => this.discards.delete(done));
+    this.discards.add(done);
+    return done;
+  }
+
+  private async removeDisposable(disp: Vm): Promise<void> {
+    const { app, lifecycle, storage, vmFiles, saver, log } = this.deps;
+    try {
+      if (disp.powerState !== 'Halted') await lifecycle.kill(disp);
+      if (app.domains.byName(disp.name) !== disp) return;
+      app.removeVm(disp);
+      await lifecycle.forget(disp);
+      await storage.remove(disp);
+      await vmFiles.removeVmDir(disp);
+      await saver.save();
+    } catch (e) {
+      log('warn', `could not remove preloaded disposable ${disp.name}: ${String(e)}`);
+    }
+  }
+
+  private onEvent(event: QubesEvent): void {
+    const vm = event.subject;
+    if (!vm || this.closed) return;
+    const template = vm.klass === 'DispVM' ? vm.template : null;
+    switch (event.name) {
+      case 'domain-unpaused':
+        // A preload unpaused by anyone but take() counts as used, as upstream's domain-unpaused handler.
+        if (template && !this.requested.has(vm) && PreloadPool.listOf(template).includes(vm.name)) {
+          void this.use(vm, template).catch((e: unknown) => this.deps.log('warn', String(e)));
+        }
+        return;
+      case 'domain-shutdown':
+        // A preload that stopped (crashed, killed) leaves the list; the next request fills the gap.
+        if (template) {
+          this.requested.delete(vm);
+          this.removeFromList(template, [vm.name], 'automatic cleanup was called');
+        }
+        return;
+      case `domain-feature-set:${MAX}`:
+      case `domain-feature-delete:${MAX}`:
+        this.onMaxChanged(vm, event);
+        return;
+    }
+  }
+
+  private onMaxChanged(vm: Vm, event: QubesEvent): void {
+    const arg = (key: string) => event.args.find(([k]) => k === key)?.[1];
+    const deleted = event.name.startsWith('domain-feature-delete:');
+    if (!deleted && arg('value') === arg('oldvalue')) return;
+    const what = deleted ? 'was deleted' : `was set to ${pyRepr(arg('value') ?? '')}`;
+    if (vm.isAdminVm) {
+      const target = this.deps.app.props.tryGet('default_dispvm') as Vm | null | undefined;
+      if (target) this.schedule(target, `global feature ${what}`, 0);
+      return;
+    }
+    if (!PreloadPool.isDvmTemplate(vm) || !vm.bool('template_for_dispvms')) return;
+    if (this.isGlobal(vm) && this.deps.app.adminVm.features.has(MAX)) return;
+    if (deleted) this.removeExcess(vm, 0, 'local feature was deleted');
+    else this.schedule(vm, `local feature ${what}`, 0);
+  }
+}
