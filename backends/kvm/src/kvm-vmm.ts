@@ -1,6 +1,9 @@
-import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
+import { VmmError, backendMac, type NetworkLink } from '@odyssey/hal';
+import { DeviceModifyFlags, XmlFlags, type Domain } from '@odyssey/libvirt';
+import { LibvirtVmm, attrs, buildDeviceXml, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import type { DomainType } from './domain-xml.js';
 import { KvmFlavour, type KvmFlavourOptions } from './kvm-flavour.js';
+import { backendInterface, frontendInterface, udpInterfaces, type LinkPorts } from './network-xml.js';
 import type { RuntimeFiles } from './runtime-files.js';
 
 export interface KvmVmmOptions extends LibvirtConnectionOptions, KvmFlavourOptions {}
@@ -29,4 +32,62 @@ export class KvmVmm extends LibvirtVmm {
   async vchanSocket(remoteDomain: string): Promise<string> {
     return this.files.vchanSocket(await this.nameOf(remoteDomain));
   }
+
+  /**
+   * The client's NIC is read back from its live XML (its ports are the link's truth, also after a
+   * daemon restart); a client running without one gets it hot-plugged. The netvm then gets its
+   * side with the same ports, replacing a stale one for the same client.
+   */
+  async attachLink(link: NetworkLink): Promise<void> {
+    const what = `attach the link of ${link.frontendDomain} to ${link.backendDomain}`;
+    const frontend = await this.running(link.frontendDomain, what);
+    const backend = await this.running(link.backendDomain, what);
+    const mac = link.mac.toLowerCase();
+    let ports = (await this.liveUdp(frontend, what)).find((nic) => nic.mac === mac)?.ports;
+    if (ports) {
+      this.kvm.linkPorts.claim(link.frontendDomain, ports);
+    } else {
+      ports = await this.kvm.linkPorts.allocate(link.frontendDomain);
+      await this.hotplug(frontend, buildDeviceXml('interface', frontendInterface(link, ports)), what);
+    }
+    const theirs = (await this.liveUdp(backend, what)).find((nic) => nic.mac === backendMac(link.ip));
+    if (theirs && samePeer(theirs.ports, ports)) return;
+    if (theirs) await this.unplug(backend, backendMac(link.ip), what);
+    await this.hotplug(backend, buildDeviceXml('interface', backendInterface(link, ports)), what);
+  }
+
+  async detachLink(link: NetworkLink): Promise<void> {
+    const what = `detach the link of ${link.frontendDomain} from ${link.backendDomain}`;
+    const backend = await this.lookupOrUndefined(link.backendDomain);
+    if (!backend || !(await this.isActive(backend))) return;
+    const mac = backendMac(link.ip);
+    if (!(await this.liveUdp(backend, what)).some((nic) => nic.mac === mac)) return;
+    await this.unplug(backend, mac, what);
+  }
+
+  private async running(name: string, what: string): Promise<Domain> {
+    const dom = await this.lookup(name);
+    if (!(await this.isActive(dom))) throw new VmmError('invalid-state', `${what}: ${name} is not running`);
+    return dom;
+  }
+
+  private async liveUdp(dom: Domain, what: string) {
+    const xml = await this.call(what, () => this.libvirt.domains.getXMLDesc(dom, XmlFlags.SECURE));
+    return udpInterfaces(xml);
+  }
+
+  private async hotplug(dom: Domain, xml: string, what: string): Promise<void> {
+    await this.call(what, () => this.libvirt.domains.attachDevice(dom, xml, DeviceModifyFlags.LIVE));
+  }
+
+  /** libvirt finds the interface by its MAC; the guest is asked to release the PCI device. */
+  private async unplug(dom: Domain, mac: string, what: string): Promise<void> {
+    const xml = buildDeviceXml('interface', { ...attrs({ type: 'udp' }), mac: attrs({ address: mac }) });
+    await this.call(what, () => this.libvirt.domains.detachDevice(dom, xml, DeviceModifyFlags.LIVE));
+  }
+}
+
+/** Whether a netvm's interface is the peer of a client's ports (its own ports are the client's, swapped). */
+function samePeer(netvmSide: LinkPorts, client: LinkPorts): boolean {
+  return netvmSide.frontend === client.backend && netvmSide.backend === client.frontend;
 }

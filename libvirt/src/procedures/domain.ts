@@ -73,6 +73,8 @@ export const ShutdownFlags = {
 } as const;
 /** virDomainXMLFlags. */
 export const XmlFlags = { SECURE: 1, INACTIVE: 2, UPDATE_CPU: 4, MIGRATABLE: 8 } as const;
+/** virDomainDeviceModifyFlags: whether a device change applies to the running domain, its definition, or both. */
+export const DeviceModifyFlags = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
 /** virNodeSuspendTarget. */
 export const SuspendTarget = { MEM: 0, DISK: 1, HYBRID: 2 } as const;
 
@@ -239,6 +241,16 @@ export class DomainApi {
     );
   }
 
+  /** Adds the device `xml` describes (hot-plug with DeviceModifyFlags.LIVE). */
+  attachDevice(dom: Domain, xml: string, flags = 0): Promise<void> {
+    return this.domXml(Proc.DOMAIN_ATTACH_DEVICE_FLAGS, dom, xml, flags);
+  }
+
+  /** Removes the device `xml` identifies; for a live PCI device the guest is asked to release it. */
+  detachDevice(dom: Domain, xml: string, flags = 0): Promise<void> {
+    return this.domXml(Proc.DOMAIN_DETACH_DEVICE_FLAGS, dom, xml, flags);
+  }
+
   /** All domains matching `flags` (0: every domain, running or not). */
   listAll(flags = 0): Promise<Domain[]> {
     return call(
@@ -272,6 +284,14 @@ export class DomainApi {
       );
     const { nparams } = await totals(0);
     return (await totals(Math.min(nparams, LIST_MAX))).params;
+  }
+
+  private domXml(procedure: number, dom: Domain, xml: string, flags: number): Promise<void> {
+    return call(this.rpc, procedure, (w) => {
+      writeDomain(w, dom);
+      w.string(xml);
+      w.uint(flags);
+    });
   }
 
   private domFlags(procedure: number, dom: Domain, flags: number): Promise<void> {
