@@ -87,10 +87,10 @@ export interface Vmm {
    */
   attachLink?(link: NetworkLink): Promise<void>;
   /**
-   * Takes the backend side of a link out of its (running) backend domain: the netvm no longer
-   * carries the client. The frontend's interface may stay, carrying nothing, until the frontend
-   * stops or is attached again. A link that is not attached, or a backend domain that is not
-   * running, is nothing to do.
+   * Takes a link out, as upstream detaches a qube's vif: the backend side out of the netvm when it
+   * runs, and the frontend's interface out of the client when it runs (the guest sees it go, and a
+   * new one appear with the next attachLink). What is not attached, or runs in no domain, is
+   * nothing to do.
    */
   detachLink?(link: NetworkLink): Promise<void>;
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { VmmError, backendMac, type NetworkLink } from '@odyssey/hal';
 import { DeviceModifyFlags, XmlFlags, type Domain } from '@odyssey/libvirt';
 import { LibvirtVmm, attrs, buildDeviceXml, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
@@ -5,6 +6,10 @@ import type { DomainType } from './domain-xml.js';
 import { KvmFlavour, type KvmFlavourOptions } from './kvm-flavour.js';
 import { backendInterface, frontendInterface, udpInterfaces, type LinkPorts } from './network-xml.js';
 import type { RuntimeFiles } from './runtime-files.js';
+
+/** How long a guest may take to release an unplugged NIC (ACPI hotplug; slow under TCG). */
+const UNPLUG_TIMEOUT_MS = 60_000;
+const UNPLUG_POLL_MS = 250;
 
 export interface KvmVmmOptions extends LibvirtConnectionOptions, KvmFlavourOptions {}
 
@@ -47,6 +52,7 @@ export class KvmVmm extends LibvirtVmm {
     if (ports) {
       this.kvm.linkPorts.claim(link.frontendDomain, ports);
     } else {
+      // A client running without its NIC (moved from no netvm, or its netvm restarted) gets a new one.
       ports = await this.kvm.linkPorts.allocate(link.frontendDomain);
       await this.hotplug(frontend, buildDeviceXml('interface', frontendInterface(link, ports)), what);
     }
@@ -56,13 +62,21 @@ export class KvmVmm extends LibvirtVmm {
     await this.hotplug(backend, buildDeviceXml('interface', backendInterface(link, ports)), what);
   }
 
+  /**
+   * Both sides out, as upstream detaches a qube's vif: the netvm's, and the client's NIC when the
+   * client runs (it sees its interface go, and a new one come with the next attach).
+   */
   async detachLink(link: NetworkLink): Promise<void> {
     const what = `detach the link of ${link.frontendDomain} from ${link.backendDomain}`;
-    const backend = await this.lookupOrUndefined(link.backendDomain);
-    if (!backend || !(await this.isActive(backend))) return;
-    const mac = backendMac(link.ip);
-    if (!(await this.liveUdp(backend, what)).some((nic) => nic.mac === mac)) return;
-    await this.unplug(backend, mac, what);
+    await this.unplugIfPresent(link.backendDomain, backendMac(link.ip), what);
+    await this.unplugIfPresent(link.frontendDomain, link.mac.toLowerCase(), what);
+  }
+
+  private async unplugIfPresent(name: string, mac: string, what: string): Promise<void> {
+    const dom = await this.lookupOrUndefined(name);
+    if (!dom || !(await this.isActive(dom))) return;
+    if (!(await this.liveUdp(dom, what)).some((nic) => nic.mac === mac)) return;
+    await this.unplug(dom, mac, what);
   }
 
   private async running(name: string, what: string): Promise<Domain> {
@@ -80,10 +94,24 @@ export class KvmVmm extends LibvirtVmm {
     await this.call(what, () => this.libvirt.domains.attachDevice(dom, xml, DeviceModifyFlags.LIVE));
   }
 
-  /** libvirt finds the interface by its MAC; the guest is asked to release the PCI device. */
+  /**
+   * libvirt finds the interface by its MAC and asks the guest to release the PCI device, returning
+   * after a few seconds even if the guest has not yet; a NIC plugged again with the same MAC before
+   * the old one is gone would make that MAC name two devices, so this waits until it is gone.
+   */
   private async unplug(dom: Domain, mac: string, what: string): Promise<void> {
     const xml = buildDeviceXml('interface', { ...attrs({ type: 'udp' }), mac: attrs({ address: mac }) });
     await this.call(what, () => this.libvirt.domains.detachDevice(dom, xml, DeviceModifyFlags.LIVE));
+    const deadline = Date.now() + UNPLUG_TIMEOUT_MS;
+    while ((await this.liveUdp(dom, what)).some((nic) => nic.mac === mac)) {
+      if (Date.now() > deadline) {
+        throw new VmmError(
+          'timeout',
+          `${what}: ${dom.name} did not release interface ${mac} within ${UNPLUG_TIMEOUT_MS} ms`,
+        );
+      }
+      await sleep(UNPLUG_POLL_MS);
+    }
   }
 }
 
