@@ -13,6 +13,7 @@ export const CATEGORIES = [
   'vchan',
   'dispvm',
   'guest',
+  'network',
 ] as const;
 export type Category = (typeof CATEGORIES)[number];
 

@@ -8,6 +8,7 @@ import { halVchanChecks } from './hal-vchan.js';
 import { guestTemplateChecks } from './guest-template.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
+import { networkChecks } from './network.js';
 import { qrexecChecks } from './qrexec.js';
 import { qubesdbChecks } from './qubesdb.js';
 import { qvmRunChecks } from './qvm-run.js';
@@ -28,6 +29,7 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...dispvmChecks,
   ...qvmRunChecks,
   ...guestTemplateChecks,
+  ...networkChecks,
 ];
 
 /**
@@ -52,7 +54,8 @@ export interface Selection {
  */
 export function selectChecks(only: readonly Category[] | undefined): Selection {
   if (!only) return { hal: [...HAL_CHECKS], daemon: [...DAEMON_CHECKS] };
-  const needsGuests = only.some((c) => c !== 'api' && c !== 'lifecycle' && c !== 'hal');
+  // The network category boots its own qubes of the Debian template, not lifecycle's.
+  const needsGuests = only.some((c) => c !== 'api' && c !== 'lifecycle' && c !== 'hal' && c !== 'network');
   const setup = new Set(['lifecycle.create-qubes', 'lifecycle.start-guests']);
   return {
     hal: only.includes('hal') ? [...HAL_CHECKS] : [],
