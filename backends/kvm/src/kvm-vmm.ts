@@ -4,12 +4,11 @@ import { DeviceModifyFlags, XmlFlags, type Domain } from '@odyssey/libvirt';
 import { LibvirtVmm, attrs, buildDeviceXml, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import type { DomainType } from './domain-xml.js';
 import { KvmFlavour, type KvmFlavourOptions } from './kvm-flavour.js';
-import { backendInterface, frontendInterface, udpInterfaces, type LinkPorts } from './network-xml.js';
+import { udpInterfaces, type LinkPorts } from './network-xml.js';
+import { LinkMonitor } from './link-monitor.js';
 import type { RuntimeFiles } from './runtime-files.js';
 
-/** How long a guest may take to release an unplugged NIC (ACPI hotplug; slow under TCG). */
-const UNPLUG_TIMEOUT_MS = 60_000;
-const UNPLUG_POLL_MS = 250;
+import { UNPLUG_POLL_MS, UNPLUG_TIMEOUT_MS } from './link-monitor.js';
 
 export interface KvmVmmOptions extends LibvirtConnectionOptions, KvmFlavourOptions {}
 
@@ -17,12 +16,14 @@ export interface KvmVmmOptions extends LibvirtConnectionOptions, KvmFlavourOptio
 export class KvmVmm extends LibvirtVmm {
   readonly files: RuntimeFiles;
   private readonly kvm: KvmFlavour;
+  private readonly monitor: LinkMonitor;
 
   constructor(options: KvmVmmOptions) {
     const kvm = new KvmFlavour(options);
     super(kvm, options);
     this.kvm = kvm;
     this.files = kvm.files;
+    this.monitor = new LinkMonitor((dom, command) => this.libvirt.domains.qemuMonitorCommand(dom, command));
   }
 
   /** The domain type domains are defined with, once the probe has decided. */
@@ -39,9 +40,9 @@ export class KvmVmm extends LibvirtVmm {
   }
 
   /**
-   * The client's NIC is read back from its live XML (its ports are the link's truth, also after a
-   * daemon restart); a client running without one gets it hot-plugged. The netvm then gets its
-   * side with the same ports, replacing a stale one for the same client.
+   * The client's NIC comes from its domain XML (libvirt's, read back from the live XML) or from an
+   * earlier hot-plug here; a client running without one gets one. The netvm then gets its side
+   * with the same ports, replacing a stale one for the same client.
    */
   async attachLink(link: NetworkLink): Promise<void> {
     const what = `attach the link of ${link.frontendDomain} to ${link.backendDomain}`;
@@ -49,17 +50,18 @@ export class KvmVmm extends LibvirtVmm {
     const backend = await this.running(link.backendDomain, what);
     const mac = link.mac.toLowerCase();
     let ports = (await this.liveUdp(frontend, what)).find((nic) => nic.mac === mac)?.ports;
+    ports ??= await this.monitor.plugged(frontend, mac, what);
     if (ports) {
       this.kvm.linkPorts.claim(link.frontendDomain, ports);
     } else {
       // A client running without its NIC (moved from no netvm, or its netvm restarted) gets a new one.
       ports = await this.kvm.linkPorts.allocate(link.frontendDomain);
-      await this.hotplug(frontend, buildDeviceXml('interface', frontendInterface(link, ports)), what);
+      await this.monitor.plug(frontend, mac, ports.frontend, ports.backend, what);
     }
-    const theirs = (await this.liveUdp(backend, what)).find((nic) => nic.mac === backendMac(link.ip));
-    if (theirs && samePeer(theirs.ports, ports)) return;
-    if (theirs) await this.unplug(backend, backendMac(link.ip), what);
-    await this.hotplug(backend, buildDeviceXml('interface', backendInterface(link, ports)), what);
+    const theirs = await this.monitor.plugged(backend, backendMac(link.ip), what);
+    if (theirs && samePeer(theirs, ports)) return;
+    if (theirs) await this.monitor.unplug(backend, backendMac(link.ip), what);
+    await this.monitor.plug(backend, backendMac(link.ip), ports.backend, ports.frontend, what);
   }
 
   /**
@@ -68,15 +70,22 @@ export class KvmVmm extends LibvirtVmm {
    */
   async detachLink(link: NetworkLink): Promise<void> {
     const what = `detach the link of ${link.frontendDomain} from ${link.backendDomain}`;
-    await this.unplugIfPresent(link.backendDomain, backendMac(link.ip), what);
-    await this.unplugIfPresent(link.frontendDomain, link.mac.toLowerCase(), what);
+    const backend = await this.activeOrUndefined(link.backendDomain);
+    if (backend && (await this.monitor.plugged(backend, backendMac(link.ip), what)))
+      await this.monitor.unplug(backend, backendMac(link.ip), what);
+    const frontend = await this.activeOrUndefined(link.frontendDomain);
+    if (!frontend) return;
+    const mac = link.mac.toLowerCase();
+    if ((await this.liveUdp(frontend, what)).some((nic) => nic.mac === mac)) {
+      await this.unplugDefined(frontend, mac, what);
+    } else if (await this.monitor.plugged(frontend, mac, what)) {
+      await this.monitor.unplug(frontend, mac, what);
+    }
   }
 
-  private async unplugIfPresent(name: string, mac: string, what: string): Promise<void> {
+  private async activeOrUndefined(name: string): Promise<Domain | undefined> {
     const dom = await this.lookupOrUndefined(name);
-    if (!dom || !(await this.isActive(dom))) return;
-    if (!(await this.liveUdp(dom, what)).some((nic) => nic.mac === mac)) return;
-    await this.unplug(dom, mac, what);
+    return dom && (await this.isActive(dom)) ? dom : undefined;
   }
 
   private async running(name: string, what: string): Promise<Domain> {
@@ -90,16 +99,12 @@ export class KvmVmm extends LibvirtVmm {
     return udpInterfaces(xml);
   }
 
-  private async hotplug(dom: Domain, xml: string, what: string): Promise<void> {
-    await this.call(what, () => this.libvirt.domains.attachDevice(dom, xml, DeviceModifyFlags.LIVE));
-  }
-
   /**
-   * libvirt finds the interface by its MAC and asks the guest to release the PCI device, returning
-   * after a few seconds even if the guest has not yet; a NIC plugged again with the same MAC before
-   * the old one is gone would make that MAC name two devices, so this waits until it is gone.
+   * Unplugs a NIC of the domain XML: libvirt finds it by its MAC and asks the guest to release it,
+   * returning after a few seconds even if the guest has not yet; a NIC plugged again with the same
+   * MAC before the old one is gone would meet it, so this waits until it is gone.
    */
-  private async unplug(dom: Domain, mac: string, what: string): Promise<void> {
+  private async unplugDefined(dom: Domain, mac: string, what: string): Promise<void> {
     const xml = buildDeviceXml('interface', { ...attrs({ type: 'udp' }), mac: attrs({ address: mac }) });
     await this.call(what, () => this.libvirt.domains.detachDevice(dom, xml, DeviceModifyFlags.LIVE));
     const deadline = Date.now() + UNPLUG_TIMEOUT_MS;

@@ -1,5 +1,5 @@
 import { XMLParser } from 'fast-xml-parser';
-import { backendMac, type NetworkLink } from '@odyssey/hal';
+import type { NetworkLink } from '@odyssey/hal';
 import { attrs, type XmlNode } from '@odyssey/libvirt-hal';
 
 /** Every link's UDP sockets are on the host's loopback: QEMU talks to QEMU, nothing else hears. */
@@ -29,11 +29,6 @@ function udpInterface(mac: string, local: number, remote: number): XmlNode {
 /** The client's interface: its own MAC (QubesDB /qubes-mac). */
 export function frontendInterface(link: NetworkLink, ports: LinkPorts): XmlNode {
   return udpInterface(link.mac.toLowerCase(), ports.frontend, ports.backend);
-}
-
-/** The netvm's interface for one client: a MAC that encodes the client's IPv4 address. */
-export function backendInterface(link: NetworkLink, ports: LinkPorts): XmlNode {
-  return udpInterface(backendMac(link.ip), ports.backend, ports.frontend);
 }
 
 /**

@@ -11,6 +11,9 @@ import {
 import { readTypedParams, type TypedParamValue } from './typed-params.js';
 import { call, type RpcSource } from './rpc.js';
 
+/** QEMU_PROC_DOMAIN_MONITOR_COMMAND of libvirt's QEMU program. */
+const QEMU_PROC_DOMAIN_MONITOR_COMMAND = 1;
+
 /** virDomainState. */
 export const DomainState = {
   NOSTATE: 0,
@@ -249,6 +252,24 @@ export class DomainApi {
   /** Removes the device `xml` identifies; for a live PCI device the guest is asked to release it. */
   detachDevice(dom: Domain, xml: string, flags = 0): Promise<void> {
     return this.domXml(Proc.DOMAIN_DETACH_DEVICE_FLAGS, dom, xml, flags);
+  }
+
+  /**
+   * Sends `command` to the domain's QEMU monitor (QMP JSON; flags 1: HMP text) and returns its
+   * answer: virDomainQemuMonitorCommand, for what libvirt itself cannot do. libvirt marks the
+   * domain tainted.
+   */
+  async qemuMonitorCommand(dom: Domain, command: string, flags = 0): Promise<string> {
+    // async: a missing connection (rpc() throws) rejects like any other failure.
+    return this.rpc().callQemu(
+      QEMU_PROC_DOMAIN_MONITOR_COMMAND,
+      (w) => {
+        writeDomain(w, dom);
+        w.string(command);
+        w.uint(flags);
+      },
+      readString,
+    );
   }
 
   /** All domains matching `flags` (0: every domain, running or not). */
