@@ -24,6 +24,8 @@ APT_PACKAGES=(
   # the Debian package (packaging/): dpkg-shlibdeps, man pages, lintian, and the clean Debian 12
   # chroot its install test makes
   dpkg-dev help2man lintian mmdebstrap
+  # the guest network daemon's test with packets across network namespaces (agent/test/net-namespaces.test.ts)
+  nftables
 )
 
 missing=()

@@ -74,8 +74,9 @@ COMMANDER="$AGENT_ROOT/node_modules/commander"
 
 # Debian's packages: systemd as init (dbus for logind, which powers off on the ACPI button the
 # KVM backend presses), nodejs for the agent, the cloud kernel with initramfs-tools, e2fsprogs and
-# util-linux for the private volume and swap. No Recommends (mmdebstrap's default).
-PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less
+# util-linux for the private volume and swap; iproute2, nftables and the ISC DHCP client (its script
+# writes resolv.conf) for odyssey-network. No Recommends (mmdebstrap's default).
+PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less,iproute2,nftables,isc-dhcp-client
 
 agent_files() {
   local p
@@ -143,7 +144,7 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   chmod 0755 "$TREE"/etc/qubes-rpc/* "$TREE/usr/lib/odyssey/mount-private" "$TREE/usr/bin/qrexec-client-vm"
   chroot "$TREE" useradd --create-home --shell /bin/bash --uid 1000 --user-group user
   chroot "$TREE" systemctl enable --quiet odyssey-qrexec-agent.service odyssey-mount-private.service \
-    odyssey-swap.service
+    odyssey-swap.service odyssey-network.service
   # Timers that would only slow a qube's boot and its disposable copies.
   chroot "$TREE" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer

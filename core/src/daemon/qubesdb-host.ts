@@ -9,7 +9,7 @@ import {
   QubesDb,
   readOnlySocketPath,
 } from '@odyssey/qubesdb';
-import { qubesDbEntries } from '../lifecycle/qubesdb-entries.js';
+import { qubesDbEntries, runningClients } from '../lifecycle/qubesdb-entries.js';
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
 import type { QubesEvent } from '../model/events.js';
@@ -59,6 +59,8 @@ export class QubesDbHost {
   readonly #unsubscribe: () => void;
   /** Domains whose previous run is still being let go of: the next run's socket waits for it. */
   readonly #stopping = new Map<string, Promise<void>>();
+  /** The timer that announces the next expiry of a published firewall rule. */
+  #expiry: { readonly at: number; readonly timer: NodeJS.Timeout } | undefined;
 
   constructor(options: QubesDbHostOptions) {
     this.#options = options;
@@ -92,6 +94,7 @@ export class QubesDbHost {
       entries,
       local: previous.then(() => this.#openLocal(name, db)),
     });
+    this.#scheduleExpiry();
   }
 
   /** The database of a served domain. */
@@ -107,6 +110,8 @@ export class QubesDbHost {
 
   async close(): Promise<void> {
     this.#unsubscribe();
+    if (this.#expiry) clearTimeout(this.#expiry.timer);
+    this.#expiry = undefined;
     const all = [...this.#served.entries()];
     this.#served.clear();
     await Promise.all([...all.map(([, served]) => QubesDbHost.#stop(served)), ...this.#stopping.values()]);
@@ -123,6 +128,7 @@ export class QubesDbHost {
       const vm = this.#options.app.domains.byName(name);
       if (vm) this.#refresh(vm, served, event);
     }
+    this.#scheduleExpiry();
   }
 
   #follow(vm: Vm): void {
@@ -147,10 +153,88 @@ export class QubesDbHost {
         ? `/qubes-service/${event.name.slice('domain-feature-set:service.'.length)}`
         : undefined;
     for (const [key, value] of next) {
+      if (isFirewallKey(key)) continue;
       if (served.entries.get(key) !== value || key === forced) this.#write(served.db, key, value);
     }
-    for (const key of served.entries.keys()) if (!next.has(key)) served.db.rm(key);
+    for (const key of served.entries.keys()) if (!isFirewallKey(key) && !next.has(key)) served.db.rm(key);
+    this.#refreshFirewall(served, next, firewallChangedClient(vm, event));
     served.entries = next;
+  }
+
+  /**
+   * A client's firewall is replaced as upstream's reload_firewall_for_vm
+   * does: its rules removed, the new ones written, then its marker
+   * /qubes-firewall/<ip>, on which the netvm's daemon reloads. That happens
+   * when anything in it changed, and on every firewall-changed of the client
+   * (Set, Reload, expiry), even when nothing did. A client that stopped
+   * loses its entries (upstream leaves them behind).
+   */
+  #refreshFirewall(served: Served, next: Map<string, string>, changedClient: Vm | undefined): void {
+    const forcedMarkers = new Set(
+      changedClient
+        ? ['ip', 'ip6'].map((name) => `/qubes-firewall/${String(changedClient.props.tryGet(name))}`)
+        : [],
+    );
+    const before = firewallDirs(served.entries);
+    const after = firewallDirs(next);
+    for (const [marker, rules] of after) {
+      const old = before.get(marker);
+      if (!forcedMarkers.has(marker) && old !== undefined && sameEntries(old, rules)) continue;
+      served.db.rm(`${marker}/`);
+      for (const [key, value] of rules) this.#write(served.db, key, value);
+      this.#write(served.db, marker, '');
+    }
+    for (const marker of before.keys()) {
+      if (after.has(marker)) continue;
+      served.db.rm(`${marker}/`);
+      served.db.rm(marker);
+    }
+  }
+
+  /**
+   * Upstream's Firewall sets a timer for its nearest expiry and fires
+   * firewall-changed then, so the netvm drops the rule; this host keeps one
+   * timer for the nearest expiry among the clients of the netvms it serves.
+   */
+  #scheduleExpiry(): void {
+    const now = Date.now() / 1000;
+    let nearest = Infinity;
+    for (const client of this.#publishedClients()) {
+      for (const rule of client.firewall) {
+        if (rule.expire !== undefined && rule.expire + 1 >= now) nearest = Math.min(nearest, rule.expire);
+      }
+    }
+    if (this.#expiry?.at === nearest) return;
+    if (this.#expiry) clearTimeout(this.#expiry.timer);
+    this.#expiry = undefined;
+    if (nearest === Infinity) return;
+    // A rule is expired once its second has passed (isExpired); timers longer than setTimeout's limit wake early and set again.
+    const delay = Math.min((nearest - now) * 1000 + 1000, MAX_TIMER_MS);
+    const timer = setTimeout(() => {
+      this.#expiry = undefined;
+      const at = Date.now() / 1000;
+      for (const client of this.#publishedClients()) {
+        if (
+          client.firewall.some(
+            (rule) => rule.expire !== undefined && rule.expire === nearest && rule.expire < at,
+          )
+        ) {
+          this.#options.app.events.fire(client, 'firewall-changed');
+        }
+      }
+      this.#scheduleExpiry();
+    }, delay);
+    timer.unref();
+    this.#expiry = { at: nearest, timer };
+  }
+
+  #publishedClients(): Vm[] {
+    const clients: Vm[] = [];
+    for (const name of this.#served.keys()) {
+      const vm = this.#options.app.domains.byName(name);
+      if (vm?.bool('provides_network')) clients.push(...runningClients(vm));
+    }
+    return clients;
   }
 
   #compute(vm: Vm): Map<string, string> {
@@ -195,4 +279,33 @@ export class QubesDbHost {
     await served.server.stop();
     await Promise.all((await served.local).map((server) => server.close()));
   }
+}
+
+/** setTimeout's longest delay (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const isFirewallKey = (key: string): boolean => key.startsWith('/qubes-firewall/');
+
+/** The client whose firewall-changed this event is, when `netvm` is its netvm. */
+function firewallChangedClient(netvm: Vm, event: QubesEvent): Vm | undefined {
+  const subject = event.subject;
+  return event.name === 'firewall-changed' && subject?.netvm === netvm ? subject : undefined;
+}
+
+/** Each /qubes-firewall/<ip> marker with the entries under it. */
+function firewallDirs(entries: Map<string, string>): Map<string, [string, string][]> {
+  const dirs = new Map<string, [string, string][]>();
+  for (const key of entries.keys()) {
+    if (isFirewallKey(key) && key.split('/').length === 3) dirs.set(key, []);
+  }
+  for (const [key, value] of entries) {
+    if (!isFirewallKey(key)) continue;
+    const marker = key.split('/').slice(0, 3).join('/');
+    if (key !== marker) dirs.get(marker)?.push([key, value]);
+  }
+  return dirs;
+}
+
+function sameEntries(a: readonly [string, string][], b: readonly [string, string][]): boolean {
+  return a.length === b.length && a.every(([key, value], i) => b[i]?.[0] === key && b[i]?.[1] === value);
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isExpired, type FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
 
 /** Longest service name upstream exports to /qubes-service/ (longer ones are refused or skipped). */
@@ -20,6 +21,8 @@ const pyFlag = (value: string | undefined | boolean): '1' | '0' => (pyBool(value
 export interface QubesDbEntryContext {
   /** dom0's time zone name (upstream reads /etc/localtime), or null when it has none. */
   readonly timezone: string | null;
+  /** Unix time (s) that decides which firewall rules have expired; default now. */
+  readonly now?: number;
 }
 
 /**
@@ -56,6 +59,7 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
     if (str('gateway6')) put('/qubes-netvm-gateway6', str('gateway6'));
     put('/qubes-netvm-netmask', '255.255.255.255');
     dns.slice(0, 2).forEach((addr, i) => put(`/qubes-netvm-${dnsNames[i]}-dns`, addr));
+    for (const [key, value] of netvmClientEntries(vm, context.now ?? Date.now() / 1000)) put(key, value);
   }
   if (vm.netvm) {
     put('/qubes-mac', str('mac'));
@@ -129,4 +133,91 @@ function vmType(vm: Vm, providesNetwork: boolean): string {
   if (vm.klass === 'TemplateVM') return 'TemplateVM';
   if (providesNetwork) return vm.netvm ? 'ProxyVM' : 'NetVM';
   return 'AppVM';
+}
+
+/** Upstream's connected_vms of a netvm that are running or starting (a starting client's rules come first). */
+export function runningClients(netvm: Vm): Vm[] {
+  return netvm.app.domains.list().filter((vm) => vm.netvm === netvm && vm.powerState !== 'Halted');
+}
+
+/**
+ * What upstream's netvm mixin writes into a netvm's QubesDB for its clients
+ * (reload_connected_ips, set_mapped_ip_info_for_vm, reload_firewall_for_vm):
+ * the anti-spoofing address lists, each running client's visible address,
+ * and its firewall under /qubes-firewall/<ip>/ with the empty
+ * /qubes-firewall/<ip> marker last, which is what the netvm's daemon acts on.
+ */
+function netvmClientEntries(netvm: Vm, now: number): [string, string][] {
+  const clients = runningClients(netvm);
+  const prop = (vm: Vm, name: string): string => {
+    const value = vm.props.has(name) ? vm.props.tryGet(name) : undefined;
+    return value === null || value === undefined ? '' : String(value);
+  };
+  const entries: [string, string][] = [
+    [
+      '/connected-ips',
+      clients
+        .map((vm) => prop(vm, 'visible_ip'))
+        .filter(Boolean)
+        .join(' '),
+    ],
+    [
+      '/connected-ips6',
+      clients
+        .map((vm) => prop(vm, 'visible_ip6'))
+        .filter(Boolean)
+        .join(' '),
+    ],
+  ];
+  for (const vm of clients) {
+    const ip = prop(vm, 'ip');
+    if (!ip) continue;
+    const visibleIp = prop(vm, 'visible_ip');
+    const visibleGateway = prop(vm, 'visible_gateway');
+    if (visibleIp) entries.push([`/mapped-ip/${ip}/visible-ip`, visibleIp]);
+    if (visibleGateway) entries.push([`/mapped-ip/${ip}/visible-gateway`, visibleGateway]);
+  }
+  for (const vm of clients) {
+    for (const family of [4, 6] as const) {
+      const ip = prop(vm, family === 4 ? 'ip' : 'ip6');
+      if (!ip) continue;
+      const base = `/qubes-firewall/${ip}`;
+      for (const [key, value] of firewallQdbEntries(vm.firewall, family, now))
+        entries.push([`${base}/${key}`, value]);
+      entries.push([base, '']);
+    }
+  }
+  return entries;
+}
+
+/**
+ * Firewall.qdb_entries(addr_family): the policy (always drop after the
+ * rules), then each rule that has not expired and is not for the other
+ * address family, keyed by its position in the whole list (so numbers may
+ * skip), in upstream's QubesDB form (options by their order, ports always a
+ * range, no expire or comment).
+ */
+export function firewallQdbEntries(
+  rules: readonly FirewallRule[],
+  family: 4 | 6,
+  now: number,
+): [string, string][] {
+  const entries: [string, string][] = [['policy', 'drop']];
+  const otherFamily = family === 4 ? 'dst6' : 'dst4';
+  rules.forEach((rule, index) => {
+    if (isExpired(rule, now) || rule.dsthost?.type === otherFamily) return;
+    entries.push([String(index).padStart(4, '0'), qdbRule(rule)]);
+  });
+  return entries;
+}
+
+/** Rule.rule: options sorted by upstream's (order, name): action; dsthost, proto, specialtarget; dstports, icmptype. */
+function qdbRule(rule: FirewallRule): string {
+  const parts = [`action=${rule.action}`];
+  if (rule.dsthost) parts.push(`${rule.dsthost.type}=${rule.dsthost.value}`);
+  if (rule.proto) parts.push(`proto=${rule.proto}`);
+  if (rule.specialtarget) parts.push(`specialtarget=${rule.specialtarget}`);
+  if (rule.dstports) parts.push(`dstports=${rule.dstports[0]}-${rule.dstports[1]}`);
+  if (rule.icmptype !== undefined) parts.push(`icmptype=${rule.icmptype}`);
+  return parts.join(' ');
 }

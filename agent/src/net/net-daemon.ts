@@ -1,0 +1,255 @@
+import { watch as watchFs } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { lookup } from 'node:dns/promises';
+import { basename, dirname } from 'node:path';
+import type { QubesDbClient } from '@odyssey/qubesdb';
+import { clientIpOfMac, resolvConfNameservers, vifName } from './addressing.js';
+import { follow, run } from './commands.js';
+import { parseClientRules, type NetRule } from './firewall-rules.js';
+import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
+import { renderRuleset, type ClientLink } from './nft-ruleset.js';
+
+/** The qube's own addressing in QubesDB (upstream's setup-ip reads these). */
+const FRONTEND_KEYS = ['/qubes-ip', '/qubes-gateway', '/qubes-primary-dns', '/qubes-secondary-dns'];
+
+export interface NetDaemonOptions {
+  readonly qdb: QubesDbClient;
+  /** The resolv.conf this qube writes (a client) and forwards DNS to (a netvm); default /etc/resolv.conf. */
+  readonly resolvConf?: string;
+  /** The DHCP client command for an uplink named by its argument. */
+  readonly dhcpClient: (ifname: string) => string[];
+  readonly log: (message: string) => void;
+}
+
+/**
+ * The guest's networking (upstream: setup-ip, vif-route-qubes,
+ * qubes-setup-dnat-to-ns and qubes-firewall in one daemon): configures each
+ * NIC from QubesDB as it appears (own frontend, client vif, or uplink), and
+ * in a netvm keeps the nftables ruleset in step with its clients, their
+ * firewall in QubesDB and its own resolvers.
+ */
+export class NetDaemon {
+  readonly #options: NetDaemonOptions;
+  readonly #resolvConf: string;
+  /** ifindex-free identity of configured NICs: by MAC, as a rename keeps it. */
+  readonly #configured = new Map<string, string>();
+  readonly #links = new Map<string, ClientLink>();
+  readonly #firewalls = new Map<string, readonly NetRule[] | null>();
+  readonly #resolved = new Map<string, readonly string[]>();
+  #connectedIps: string[] = [];
+  #nameservers: string[] = [];
+  #qubesDns: string[] = [];
+  #ownMac: string | undefined;
+  #gateway: string | undefined;
+  /** One change at a time, in order: links, firewall and resolver updates all end in one ruleset. */
+  #queue: Promise<void> = Promise.resolve();
+  readonly #stops: (() => void)[] = [];
+  /** How long the last ruleset took nft to apply, ms (reported in the log). */
+  lastApplyMs = 0;
+
+  constructor(options: NetDaemonOptions) {
+    this.#options = options;
+    this.#resolvConf = options.resolvConf ?? '/etc/resolv.conf';
+  }
+
+  get isNetvm(): boolean {
+    return this.#gateway !== undefined;
+  }
+
+  async start(): Promise<void> {
+    const qdb = this.#options.qdb;
+    const read = async (path: string): Promise<string | undefined> => (await qdb.read(path))?.toString();
+    this.#ownMac = (await read('/qubes-mac'))?.toLowerCase();
+    this.#gateway = await read('/qubes-netvm-gateway');
+    if (this.isNetvm) {
+      this.#qubesDns = (
+        await Promise.all(['/qubes-netvm-primary-dns', '/qubes-netvm-secondary-dns'].map(read))
+      ).filter((v): v is string => v !== undefined && v !== '');
+      await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+      this.#nameservers = await this.#readNameservers();
+      await qdb.watch('/qubes-firewall/');
+      await qdb.watch('/connected-ips');
+      this.#connectedIps = ((await read('/connected-ips')) ?? '').split(' ').filter(Boolean);
+      for (const path of await qdb.list('/qubes-firewall/')) {
+        if (path.split('/').length === 3) await this.#loadFirewall(path.split('/')[2] ?? '');
+      }
+      this.#watchResolvConf();
+    }
+    if (this.#ownMac !== undefined) {
+      // core may write a new netvm's addresses after the NIC reappears: configure it again when they change.
+      for (const path of FRONTEND_KEYS) await qdb.watch(path);
+    }
+    if (this.isNetvm || this.#ownMac !== undefined) void this.#watchQubesDb();
+    this.#stops.push(follow('ip', ['-o', 'monitor', 'link'], () => this.#enqueue(() => this.#scanLinks())));
+    await this.#enqueue(() => this.#scanLinks());
+  }
+
+  /** Waits for everything queued so far (tests: a change is applied once this resolves). */
+  settled(): Promise<void> {
+    return this.#enqueue(() => Promise.resolve());
+  }
+
+  stop(): void {
+    for (const stop of this.#stops.splice(0)) stop();
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(task).catch((error: unknown) => this.#options.log(String(error)));
+    this.#queue = next;
+    return next;
+  }
+
+  async #scanLinks(): Promise<void> {
+    const present = await listLinks();
+    const macs = new Set(present.map((link) => link.mac));
+    let changed = false;
+    for (const [mac, ip] of [...this.#links.entries()]) {
+      if (!macs.has(mac)) {
+        this.#links.delete(mac);
+        this.#configured.delete(mac);
+        this.#options.log(`client ${ip.ip} is gone (${ip.ifname})`);
+        changed = true;
+      }
+    }
+    for (const mac of [...this.#configured.keys()]) if (!macs.has(mac)) this.#configured.delete(mac);
+    for (const link of present) {
+      if (this.#configured.has(link.mac)) continue;
+      this.#configured.set(link.mac, link.ifname);
+      changed = (await this.#configure(link)) || changed;
+    }
+    if (changed) await this.#apply();
+  }
+
+  async #reconfigureFrontend(): Promise<void> {
+    const own = (await listLinks()).find((link) => link.mac === this.#ownMac);
+    if (own) await this.#configure(own);
+  }
+
+  /** Sets a new NIC up by what its MAC says; true when the netvm's ruleset must change. */
+  async #configure(link: Link): Promise<boolean> {
+    const qdb = this.#options.qdb;
+    const read = async (path: string): Promise<string> => (await qdb.read(path))?.toString() ?? '';
+    if (link.mac === this.#ownMac) {
+      const frontend = {
+        ip: await read('/qubes-ip'),
+        gateway: await read('/qubes-gateway'),
+        dns: [await read('/qubes-primary-dns'), await read('/qubes-secondary-dns')].filter(Boolean),
+      };
+      await configureFrontend(link.ifname, frontend, this.#resolvConf);
+      this.#options.log(`${link.ifname}: ${frontend.ip} via ${frontend.gateway}`);
+      return false;
+    }
+    const clientIp = clientIpOfMac(link.mac);
+    if (clientIp !== undefined) {
+      if (this.#gateway === undefined) {
+        this.#options.log(
+          `${link.ifname}: a client NIC (${clientIp}) in a qube that provides no network: left down`,
+        );
+        return false;
+      }
+      const vif = vifName(clientIp);
+      await configureVif(link.ifname, vif, clientIp, this.#gateway);
+      this.#links.set(link.mac, { ifname: vif, ip: clientIp });
+      this.#configured.set(link.mac, vif);
+      this.#options.log(`${vif}: client ${clientIp}`);
+      return true;
+    }
+    await configureUplink(link.ifname, this.#options.dhcpClient);
+    this.#options.log(`${link.ifname}: uplink, DHCP`);
+    return false;
+  }
+
+  async #watchQubesDb(): Promise<void> {
+    const qdb = this.#options.qdb;
+    for (;;) {
+      const path = await qdb.watchEvent();
+      if (path === null) return;
+      if (FRONTEND_KEYS.includes(path)) {
+        void this.#enqueue(() => this.#reconfigureFrontend());
+      } else if (path === '/connected-ips') {
+        void this.#enqueue(async () => {
+          this.#connectedIps = ((await qdb.read(path))?.toString() ?? '').split(' ').filter(Boolean);
+          await this.#apply();
+        });
+      } else if (path.startsWith('/qubes-firewall/') && path.split('/').length === 3) {
+        // Only the marker: core writes it after the client's rules, as upstream's daemon expects.
+        const ip = path.split('/')[2] ?? '';
+        void this.#enqueue(async () => {
+          await this.#loadFirewall(ip);
+          await this.#apply();
+          await this.#countHandled(ip);
+        });
+      }
+    }
+  }
+
+  /** Reads one client's rules and resolves its names; unreadable rules block it (upstream's handle_addr). */
+  async #loadFirewall(ip: string): Promise<void> {
+    const qdb = this.#options.qdb;
+    const prefix = `/qubes-firewall/${ip}/`;
+    const entries = new Map(
+      (await qdb.multiread(prefix)).map(([key, value]) => [key.slice(prefix.length), value.toString()]),
+    );
+    if (entries.size === 0 && (await qdb.read(`/qubes-firewall/${ip}`)) === undefined) {
+      this.#firewalls.delete(ip);
+      return;
+    }
+    try {
+      const rules = parseClientRules(entries);
+      for (const rule of rules) {
+        if (rule.dsthost === undefined) continue;
+        const addresses = await lookup(rule.dsthost, { family: 4, all: true }).catch(() => []);
+        this.#resolved.set(
+          rule.dsthost,
+          addresses.map((a) => a.address),
+        );
+        if (addresses.length === 0)
+          this.#options.log(`Failed to resolve ${rule.dsthost} for ${ip}: blocking its traffic`);
+      }
+      this.#firewalls.set(ip, rules);
+    } catch (error) {
+      this.#options.log(`Failed to parse rules for ${ip} (${(error as Error).message}), blocking traffic`);
+      this.#firewalls.set(ip, null);
+    }
+  }
+
+  /** Upstream's update_handled: a count under /qubes-firewall-handled/<ip> that applications (and tests) watch. */
+  async #countHandled(ip: string): Promise<void> {
+    const path = `/qubes-firewall-handled/${ip}`;
+    const count = Number((await this.#options.qdb.read(path))?.toString() ?? '0');
+    await this.#options.qdb.write(path, String((Number.isInteger(count) ? count : 0) + 1));
+  }
+
+  async #readNameservers(): Promise<string[]> {
+    return resolvConfNameservers(await readFile(this.#resolvConf, 'utf8').catch(() => ''));
+  }
+
+  /** DNS forwarding follows the netvm's own resolvers (upstream re-runs dnat-to-ns when they change). */
+  #watchResolvConf(): void {
+    const watcher = watchFs(dirname(this.#resolvConf), (_event, name) => {
+      if (name !== basename(this.#resolvConf)) return;
+      void this.#enqueue(async () => {
+        const next = await this.#readNameservers();
+        if (next.join(' ') === this.#nameservers.join(' ')) return;
+        this.#nameservers = next;
+        await this.#apply();
+      });
+    });
+    this.#stops.push(() => watcher.close());
+  }
+
+  async #apply(): Promise<void> {
+    if (!this.isNetvm) return;
+    const text = renderRuleset({
+      links: [...this.#links.values()],
+      connectedIps: this.#connectedIps,
+      firewalls: this.#firewalls,
+      resolved: this.#resolved,
+      nameservers: this.#nameservers,
+      qubesDns: this.#qubesDns,
+    });
+    const started = performance.now();
+    await run('nft', ['-f', '-'], text);
+    this.lastApplyMs = performance.now() - started;
+  }
+}

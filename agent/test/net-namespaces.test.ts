@@ -1,0 +1,363 @@
+/**
+ * The guest network daemon on real interfaces: network namespaces stand in
+ * for qubes, veth pairs for their links (MACs as the backends give them),
+ * a real QubesDB daemon socket per qube. One namespace is the netvm
+ * (sys-net-like, its uplink a veth to a namespace with a TCP server and a
+ * DNS-port server), two are its clients, each running the daemon too.
+ * Every assertion is about packets: what reaches a server and what comes
+ * back. Nothing leaves the host: the namespaces have no other links.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalQubesDbServer, QubesDb } from '@odyssey/qubesdb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { macOfClientIp, vifName } from '../src/net/addressing.js';
+import { renderRuleset } from '../src/net/nft-ruleset.js';
+import { parseClientRules } from '../src/net/firewall-rules.js';
+
+const DAEMON = new URL('../dist/net-daemon-main.js', import.meta.url).pathname;
+const tag = `ody${process.pid % 100000}`;
+const NS = { vm: `${tag}-vm`, up: `${tag}-up`, c1: `${tag}-c1`, c2: `${tag}-c2` };
+const GATEWAY = '10.137.0.1';
+const C1 = '10.137.0.5';
+const C2 = '10.137.0.6';
+
+function sh(args: string[]): { ok: boolean; out: string } {
+  const run = spawnSync(args[0] ?? '', args.slice(1), { encoding: 'utf8' });
+  return { ok: run.status === 0, out: `${run.stdout}${run.stderr}` };
+}
+
+function unavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
+  if (!sh(['nft', '--version']).ok) return 'needs nft (nftables)';
+  if (!sh(['ip', 'netns', 'list']).ok) return 'needs ip netns (iproute2)';
+  if (!existsSync(DAEMON)) return `needs the built daemon ${DAEMON} (npx tsc -b)`;
+  return undefined;
+}
+const skipReason = unavailable();
+if (skipReason) console.log(`net-namespaces: skipped: ${skipReason}`);
+
+/** Client probes, run inside a namespace: a TCP exchange or a UDP datagram, printing what came back or the error code. */
+const PROBE = `
+import net from 'node:net';
+import dgram from 'node:dgram';
+const [kind, host, port, local] = process.argv.slice(2);
+const done = (text) => { process.stdout.write(text); process.exit(0); };
+setTimeout(() => done('TIMEOUT'), 1500);
+if (kind === 'tcp') {
+  const s = net.connect({ host, port: Number(port), localAddress: local });
+  let got = '';
+  s.on('data', (d) => (got += d));
+  s.on('end', () => done('OK ' + got));
+  s.on('error', (e) => done(e.code ?? String(e)));
+} else {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m) => done('OK ' + m));
+  s.send('ping', Number(port), host);
+}
+`;
+/** The servers of the uplink side: TCP answers with the address it listens on and the peer it saw; UDP likewise. */
+const SERVERS = `
+import net from 'node:net';
+import dgram from 'node:dgram';
+for (const host of ['10.0.2.2', '10.0.2.4']) for (const port of [8000, 8001]) {
+  net.createServer((s) => s.end(host + ':' + port + ' from ' + s.remoteAddress)).listen(port, host);
+}
+const u = dgram.createSocket('udp4');
+u.on('message', (m, r) => u.send('dns-server saw ' + r.address, r.port, r.address));
+u.bind(53, '10.0.2.3', () => process.stdout.write('LISTENING\\n'));
+`;
+const CLIENT_SERVER = `
+import net from 'node:net';
+net.createServer((s) => s.end('client2')).listen(8000, '${C2}', () => process.stdout.write('LISTENING\\n'));
+`;
+
+let dir: string;
+const children: ChildProcess[] = [];
+const servers: LocalQubesDbServer[] = [];
+const logs: Record<string, string> = {};
+let netvmDb: QubesDb;
+const dbs = new Map<string, QubesDb>();
+
+function nsExec(ns: string, args: string[]): { ok: boolean; out: string } {
+  return sh(['ip', 'netns', 'exec', ns, ...args]);
+}
+
+/** Starts a long-running program in a namespace and waits for the line it prints when ready. */
+function startIn(ns: string, args: string[], ready: string, name: string): Promise<void> {
+  const child = spawn('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  logs[name] = '';
+  child.stderr.on('data', (d: Buffer) => (logs[name] += d.toString()));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(ready)) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}): ${logs[name]}`)));
+  });
+}
+
+function probe(ns: string, ...args: string[]): string {
+  return nsExec(ns, ['node', join(dir, 'probe.mjs'), ...args]).out.trim();
+}
+
+/** Polls (no deadline of its own: the test's timeout is the limit) until `check` holds. */
+async function until(what: string, check: () => boolean): Promise<void> {
+  while (!check()) {
+    if (children.some((c) => c.exitCode !== null))
+      throw new Error(`a daemon died waiting for ${what}: ${JSON.stringify(logs)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Publishes a client's rules the way core does (rules, then the marker), and waits for the daemon's handled count. */
+async function setRules(ip: string, rules: Record<string, string>): Promise<void> {
+  const marker = `/qubes-firewall/${ip}`;
+  const handled = (): number => Number(netvmDb.read(`/qubes-firewall-handled/${ip}`)?.toString() ?? '0');
+  const before = handled();
+  netvmDb.rm(`${marker}/`);
+  for (const [key, value] of Object.entries(rules)) netvmDb.write(`${marker}/${key}`, value);
+  netvmDb.write(marker, '');
+  await until(`the rules of ${ip} applied`, () => handled() > before);
+}
+
+async function qubesDb(name: string, entries: Record<string, string>): Promise<string> {
+  const db = new QubesDb();
+  for (const [key, value] of Object.entries(entries)) db.write(key, value);
+  const server = await LocalQubesDbServer.listen(join(dir, `${name}.sock`), db);
+  servers.push(server);
+  if (name === 'vm') netvmDb = db;
+  dbs.set(name, db);
+  return server.path;
+}
+
+function link(nsA: string, ifA: string, macA: string, nsB: string, ifB: string, macB: string): void {
+  for (const args of [
+    ['ip', 'link', 'add', `${tag}a`, 'type', 'veth', 'peer', 'name', `${tag}b`],
+    ['ip', 'link', 'set', `${tag}a`, 'netns', nsA],
+    ['ip', 'link', 'set', `${tag}b`, 'netns', nsB],
+    ['ip', '-n', nsA, 'link', 'set', `${tag}a`, 'name', ifA, 'address', macA],
+    ['ip', '-n', nsB, 'link', 'set', `${tag}b`, 'name', ifB, 'address', macB],
+  ]) {
+    const result = sh(args);
+    if (!result.ok) throw new Error(`${args.join(' ')}: ${result.out}`);
+  }
+}
+
+describe.skipIf(skipReason !== undefined)('the network daemon in network namespaces', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'odyssey-net-'));
+    await writeFile(join(dir, 'probe.mjs'), PROBE);
+    await writeFile(join(dir, 'servers.mjs'), SERVERS);
+    await writeFile(join(dir, 'client-server.mjs'), CLIENT_SERVER);
+    for (const ns of Object.values(NS)) sh(['ip', 'netns', 'add', ns]);
+    for (const ns of Object.values(NS)) sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    // The uplink: QEMU user networking's addresses (10.0.2.15 for the guest, .2 the host, .3 DNS).
+    link(NS.vm, 'eth0', '52:54:00:12:34:56', NS.up, 'up0', '52:54:00:ff:ff:01');
+    for (const args of [
+      ['ip', '-n', NS.up, 'address', 'add', '10.0.2.2/24', 'dev', 'up0'],
+      ['ip', '-n', NS.up, 'address', 'add', '10.0.2.3/24', 'dev', 'up0'],
+      ['ip', '-n', NS.up, 'address', 'add', '10.0.2.4/24', 'dev', 'up0'],
+      ['ip', '-n', NS.up, 'link', 'set', 'up0', 'up'],
+      ['ip', '-n', NS.vm, 'address', 'add', '10.0.2.15/24', 'dev', 'eth0'],
+      ['ip', '-n', NS.vm, 'link', 'set', 'eth0', 'up'],
+      ['ip', '-n', NS.vm, 'route', 'add', 'default', 'via', '10.0.2.2'],
+    ])
+      sh(args);
+    await startIn(NS.up, ['node', join(dir, 'servers.mjs')], 'LISTENING', 'servers');
+    await writeFile(join(dir, 'vm-resolv.conf'), 'nameserver 10.0.2.3\n');
+    const vmSocket = await qubesDb('vm', {
+      '/name': 'sys-net',
+      '/qubes-netvm-gateway': GATEWAY,
+      '/qubes-netvm-netmask': '255.255.255.255',
+      '/qubes-netvm-primary-dns': '10.139.1.1',
+      '/qubes-netvm-secondary-dns': '10.139.1.2',
+      '/connected-ips': `${C1} ${C2}`,
+    });
+    // The uplink is set up above: its DHCP client is `true`.
+    const t0 = performance.now();
+    await startIn(
+      NS.vm,
+      [
+        'node',
+        DAEMON,
+        '--qubesdb',
+        vmSocket,
+        '--resolv-conf',
+        join(dir, 'vm-resolv.conf'),
+        '--dhcp-client',
+        'true',
+      ],
+      'ODYSSEY-NETWORK-READY',
+      'netvm',
+    );
+    console.log(`net-namespaces: netvm daemon ready in ${(performance.now() - t0).toFixed(0)} ms`);
+    for (const [ns, ip, n] of [
+      [NS.c1, C1, 1],
+      [NS.c2, C2, 2],
+    ] as const) {
+      const mac = `00:16:3e:5e:6c:0${n}`;
+      link(ns, 'eth0', mac, NS.vm, `hot${n}`, macOfClientIp(ip));
+      await writeFile(join(dir, `c${n}-resolv.conf`), '');
+      const socket = await qubesDb(`c${n}`, {
+        '/qubes-mac': mac,
+        '/qubes-ip': ip,
+        '/qubes-netmask': '255.255.255.255',
+        '/qubes-gateway': GATEWAY,
+        '/qubes-primary-dns': '10.139.1.1',
+        '/qubes-secondary-dns': '10.139.1.2',
+      });
+      await startIn(
+        ns,
+        [
+          'node',
+          DAEMON,
+          '--qubesdb',
+          socket,
+          '--resolv-conf',
+          join(dir, `c${n}-resolv.conf`),
+          '--dhcp-client',
+          'true',
+        ],
+        'ODYSSEY-NETWORK-READY',
+        `c${n}`,
+      );
+    }
+    await startIn(NS.c2, ['node', join(dir, 'client-server.mjs')], 'LISTENING', 'client-server');
+    await until('both client NICs in the netvm', () => {
+      const set = nsExec(NS.vm, ['nft', 'list', 'set', 'ip', 'qubes', 'allowed']).out;
+      return set.includes(vifName(C1)) && set.includes(vifName(C2));
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const child of children) child.kill();
+    for (const ns of Object.values(NS)) sh(['ip', 'netns', 'del', ns]);
+    await Promise.all(servers.map((server) => server.close()));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("configures a client's NIC from its QubesDB: address, default route via the gateway, resolv.conf", async () => {
+    expect(nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out).toContain(
+      `inet ${C1}/32`,
+    );
+    expect(nsExec(NS.c1, ['ip', 'route', 'show', 'default']).out).toContain(
+      `default via ${GATEWAY} dev eth0 onlink`,
+    );
+    expect(await readFile(join(dir, 'c1-resolv.conf'), 'utf8')).toBe(
+      'nameserver 10.139.1.1\nnameserver 10.139.1.2\n',
+    );
+    const vif = nsExec(NS.vm, ['ip', '-o', 'address', 'show', 'dev', vifName(C1)]).out;
+    expect(vif).toContain(`inet ${GATEWAY}/32`);
+    expect(nsExec(NS.vm, ['ip', 'route', 'show', C1]).out).toContain(`dev ${vifName(C1)}`);
+  });
+
+  it('blocks a client that has no rules yet', () => {
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('TIMEOUT');
+  });
+
+  it('lets a client reach the uplink side through NAT once its rules allow it', async () => {
+    await setRules(C1, { policy: 'drop', '0000': 'action=accept' });
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('OK 10.0.2.2:8000 from 10.0.2.15');
+  });
+
+  it('a drop rule for the address blocks it (admin-prohibited), and the rest still passes', async () => {
+    await setRules(C1, { policy: 'drop', '0000': 'action=drop dst4=10.0.2.2/32', '0001': 'action=accept' });
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('EHOSTUNREACH');
+    expect(probe(NS.c1, 'tcp', '10.0.2.4', '8000')).toBe('OK 10.0.2.4:8000 from 10.0.2.15');
+  });
+
+  it('an accept for one host and port lets exactly that through', async () => {
+    await setRules(C1, {
+      policy: 'drop',
+      '0000': 'action=accept dst4=10.0.2.4/32 proto=tcp dstports=8000-8000',
+    });
+    expect(probe(NS.c1, 'tcp', '10.0.2.4', '8000')).toBe('OK 10.0.2.4:8000 from 10.0.2.15');
+    expect(probe(NS.c1, 'tcp', '10.0.2.4', '8001')).toBe('EHOSTUNREACH');
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('EHOSTUNREACH');
+  });
+
+  it("forwards DNS sent to 10.139.1.1 to the netvm's resolver, allowed by specialtarget=dns", async () => {
+    await setRules(C1, { policy: 'drop', '0000': 'action=accept specialtarget=dns' });
+    expect(probe(NS.c1, 'udp', '10.139.1.1', '53')).toBe('OK dns-server saw 10.0.2.15');
+    expect(probe(NS.c1, 'udp', '10.139.1.2', '53')).toBe('OK dns-server saw 10.0.2.15');
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000')).toBe('EHOSTUNREACH');
+  });
+
+  it("drops a packet whose source is not the client's address", async () => {
+    await setRules(C1, { policy: 'accept' });
+    sh(['ip', '-n', NS.c1, 'address', 'add', '10.137.0.9/32', 'dev', 'eth0']);
+    const counter = (): number =>
+      Number(
+        /counter packets (\d+)/.exec(
+          nsExec(NS.vm, ['nft', 'list', 'chain', 'ip', 'qubes', 'antispoof']).out,
+        )?.[1] ?? -1,
+      );
+    const before = counter();
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000', '10.137.0.9')).toBe('TIMEOUT');
+    expect(counter()).toBeGreaterThan(before);
+    expect(probe(NS.c1, 'tcp', '10.0.2.2', '8000', C1)).toBe('OK 10.0.2.2:8000 from 10.0.2.15');
+  });
+
+  it('does not let one client reach another, even when its rules accept everything', async () => {
+    await setRules(C1, { policy: 'accept' });
+    expect(probe(NS.c1, 'tcp', C2, '8000')).toBe('TIMEOUT');
+    expect(nsExec(NS.c2, ['node', join(dir, 'probe.mjs'), 'tcp', C2, '8000']).out).toBe('OK client2');
+  });
+
+  it('forgets a client NIC that goes away', async () => {
+    sh(['ip', '-n', NS.c2, 'link', 'del', 'eth0']);
+    await until('the client NIC to leave the anti-spoofing set', () => {
+      const set = nsExec(NS.vm, ['nft', 'list', 'set', 'ip', 'qubes', 'allowed']).out;
+      return !set.includes(vifName(C2)) && set.includes(vifName(C1));
+    });
+  });
+
+  it('applies a large ruleset in one nft transaction (measured)', () => {
+    const rules: Record<string, string> = { policy: 'drop' };
+    for (let i = 0; i < 1000; i++)
+      rules[String(i).padStart(4, '0')] =
+        `action=accept dst4=10.${i >> 8}.${i & 255}.0/24 proto=tcp dstports=${1000 + i}-${1000 + i}`;
+    const firewalls = new Map(
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => [
+        `10.137.1.${n}`,
+        parseClientRules(new Map(Object.entries(rules))),
+      ]),
+    );
+    const text = renderRuleset({
+      links: [],
+      connectedIps: [...firewalls.keys()],
+      firewalls,
+      resolved: new Map(),
+      nameservers: ['10.0.2.3'],
+      qubesDns: ['10.139.1.1', '10.139.1.2'],
+    });
+    const started = performance.now();
+    const run = spawnSync('ip', ['netns', 'exec', NS.up, 'nft', '-f', '-'], {
+      input: text,
+      encoding: 'utf8',
+    });
+    const ms = performance.now() - started;
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    console.log(
+      `net-namespaces: 10 clients x 1000 rules (${text.split('\n').length} lines) applied by nft in ${ms.toFixed(0)} ms`,
+    );
+  });
+
+  it("configures a client's NIC again when core writes new addresses (a netvm change)", async () => {
+    dbs.get('c1')?.write('/qubes-ip', '10.137.0.7');
+    await until('the new address', () =>
+      nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out.includes('inet 10.137.0.7/32'),
+    );
+    expect(nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'eth0']).out).not.toContain(C1);
+    expect(nsExec(NS.c1, ['ip', 'route', 'show', 'default']).out).toContain(
+      `default via ${GATEWAY} dev eth0 onlink`,
+    );
+  });
+});
