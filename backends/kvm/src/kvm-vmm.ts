@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmmError, backendMac, type NetworkLink } from '@odyssey/hal';
 import { DeviceModifyFlags, XmlFlags, type Domain } from '@odyssey/libvirt';
-import { LibvirtVmm, attrs, buildDeviceXml, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
+import { LibvirtVmm, buildDeviceXml, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import type { DomainType } from './domain-xml.js';
 import { KvmFlavour, type KvmFlavourOptions } from './kvm-flavour.js';
-import { udpInterfaces, type LinkPorts } from './network-xml.js';
+import { frontendInterface, udpInterfaces, type LinkPorts } from './network-xml.js';
 import { LinkMonitor } from './link-monitor.js';
 import type { RuntimeFiles } from './runtime-files.js';
 
@@ -76,8 +76,9 @@ export class KvmVmm extends LibvirtVmm {
     const frontend = await this.activeOrUndefined(link.frontendDomain);
     if (!frontend) return;
     const mac = link.mac.toLowerCase();
-    if ((await this.liveUdp(frontend, what)).some((nic) => nic.mac === mac)) {
-      await this.unplugDefined(frontend, mac, what);
+    const defined = (await this.liveUdp(frontend, what)).find((nic) => nic.mac === mac);
+    if (defined) {
+      await this.unplugDefined(frontend, link, defined.ports, what);
     } else if (await this.monitor.plugged(frontend, mac, what)) {
       await this.monitor.unplug(frontend, mac, what);
     }
@@ -104,8 +105,10 @@ export class KvmVmm extends LibvirtVmm {
    * returning after a few seconds even if the guest has not yet; a NIC plugged again with the same
    * MAC before the old one is gone would meet it, so this waits until it is gone.
    */
-  private async unplugDefined(dom: Domain, mac: string, what: string): Promise<void> {
-    const xml = buildDeviceXml('interface', { ...attrs({ type: 'udp' }), mac: attrs({ address: mac }) });
+  private async unplugDefined(dom: Domain, link: NetworkLink, ports: LinkPorts, what: string): Promise<void> {
+    const mac = link.mac.toLowerCase();
+    // libvirt parses the whole element before it looks the device up by MAC.
+    const xml = buildDeviceXml('interface', frontendInterface(link, ports));
     await this.call(what, () => this.libvirt.domains.detachDevice(dom, xml, DeviceModifyFlags.LIVE));
     const deadline = Date.now() + UNPLUG_TIMEOUT_MS;
     while ((await this.liveUdp(dom, what)).some((nic) => nic.mac === mac)) {

@@ -9,7 +9,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendMac, type DomainSpec, type NetworkLink } from '@odyssey/hal';
+import { backendMac, type DomainSpec, type NetworkLink, type Vchan } from '@odyssey/hal';
 import { Libvirt } from '@odyssey/libvirt';
 import { KvmHostTransport } from '../../../vchan/src/kvm/index.js';
 import {
@@ -60,33 +60,40 @@ function spec(name: string, network?: DomainSpec['network']): DomainSpec {
   };
 }
 
+/** dom0's control vchan to each guest's agent: one per guest, kept, as dom0's qrexec daemon keeps it. */
+const controls = new Map<string, { vchan: Vchan; reader: MessageReader }>();
+
+async function controlOf(domain: string): Promise<Vchan> {
+  const known = controls.get(domain);
+  if (known) return known.vchan;
+  const vchan = await transport.connect(domain, CONTROL_PORT, { timeoutMs: 90_000 });
+  const reader = new MessageReader(vchan);
+  await reader.expect(MSG.HELLO, `the agent's HELLO in ${domain}`);
+  vchan.write(hello());
+  controls.set(domain, { vchan, reader });
+  return vchan;
+}
+
 /** Runs `command` (busybox sh) in `domain` through its qrexec agent; its stdout and exit code. */
 async function sh(domain: string, command: string): Promise<{ stdout: string; code: number }> {
-  const control = await transport.connect(domain, CONTROL_PORT, { timeoutMs: 90_000 });
-  try {
-    const controlReader = new MessageReader(control);
-    await controlReader.expect(MSG.HELLO, `the agent's HELLO in ${domain}`);
-    control.write(hello());
-    const port = nextPort++;
-    const id = String((await vmm.state(domain)).xid);
-    const listening = transport.listen(id, port);
-    control.write(execCmdline(port, `root:${command}`));
-    const data = await listening;
-    const reader = new MessageReader(data);
-    await reader.expect(MSG.HELLO, `HELLO on the data vchan of ${domain}`);
-    data.write(hello());
-    data.write(encode(MSG.DATA_STDIN));
-    const out: Buffer[] = [];
-    for (;;) {
-      const m = await reader.next();
-      if (m.type === MSG.DATA_STDOUT) out.push(m.payload);
-      if (m.type === MSG.DATA_EXIT_CODE) {
-        data.end();
-        return { stdout: Buffer.concat(out).toString(), code: m.payload.readInt32LE(0) };
-      }
+  const control = await controlOf(domain);
+  const port = nextPort++;
+  // By name, as the control vchan: the transport has one channel per guest, keyed by how it is named.
+  const listening = transport.listen(domain, port);
+  control.write(execCmdline(port, `user:${command}`));
+  const data = await listening;
+  const reader = new MessageReader(data);
+  await reader.expect(MSG.HELLO, `HELLO on the data vchan of ${domain}`);
+  data.write(hello());
+  data.write(encode(MSG.DATA_STDIN));
+  const out: Buffer[] = [];
+  for (;;) {
+    const m = await reader.next();
+    if (m.type === MSG.DATA_STDOUT) out.push(m.payload);
+    if (m.type === MSG.DATA_EXIT_CODE) {
+      data.end();
+      return { stdout: Buffer.concat(out).toString(), code: m.payload.readInt32LE(0) };
     }
-  } finally {
-    control.end();
   }
 }
 
@@ -122,6 +129,7 @@ describe.skipIf(skip)('KVM network links between two TCG guests', () => {
   }, 300_000);
 
   afterAll(async () => {
+    for (const { vchan } of controls.values()) vchan.destroy();
     transport?.close();
     for (const name of [CLIENT, NETVM]) await vmm?.kill(name).catch(() => undefined);
     await vmm?.close();
