@@ -280,7 +280,7 @@ export const networkChecks: readonly Check[] = [
     }
     try {
       // sys-net's resolver is the host's loopback, where the suite's server answers.
-      await bash(ctx, SYS_NET, `echo 'nameserver ${HOST}' >/etc/resolv.conf`);
+      await bash(ctx, SYS_NET, `echo 'nameserver ${HOST}' | sudo tee /etc/resolv.conf >/dev/null`);
       const deadline = performance.now() + SETTLE_MS;
       let answer = '';
       while (!answer.includes(DNS_ADDRESS)) {
@@ -310,11 +310,11 @@ export const networkChecks: readonly Check[] = [
       [
         `dev=$(ip -o route get ${HOST} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')`,
         `via=$(ip -o route get ${HOST} | sed -n 's/.* via \\([^ ]*\\).*/\\1/p')`,
-        `ip addr add ${SPOOFED}/32 dev "$dev"`,
-        `ip route add ${HOST}/32 via "$via" dev "$dev" src ${SPOOFED}`,
+        `sudo ip addr add ${SPOOFED}/32 dev "$dev"`,
+        `sudo ip route add ${HOST}/32 via "$via" dev "$dev" src ${SPOOFED}`,
         `timeout 8 bash -c 'exec 3<>/dev/tcp/${HOST}/${probe.port} && head -c ${PROBE_TOKEN.length} <&3' 2>/dev/null`,
         `echo "exit=$?"`,
-        `ip route del ${HOST}/32; ip addr del ${SPOOFED}/32 dev "$dev"`,
+        `sudo ip route del ${HOST}/32; sudo ip addr del ${SPOOFED}/32 dev "$dev"`,
       ].join('\n'),
     );
     if (out.includes(PROBE_TOKEN.trim())) fail(`a connection from spoofed ${SPOOFED} got through: ${out}`);
