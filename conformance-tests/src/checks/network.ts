@@ -155,6 +155,8 @@ export const networkChecks: readonly Check[] = [
       await props(ctx, name).set('memory', '400');
       await props(ctx, name).set('maxmem', '0');
       await props(ctx, name).set('vcpus', '1');
+      // A Debian qube under TCG on a busy host can take minutes before its agent answers.
+      await props(ctx, name).set('qrexec_timeout', '600');
     }
     for (const name of [SYS_NET, SYS_FIREWALL]) await props(ctx, name).set('provides_network', 'True');
     await props(ctx, SYS_NET).set('netvm', '');
@@ -164,9 +166,13 @@ export const networkChecks: readonly Check[] = [
     servers = { probe: await startProbeServer(), other: await startProbeServer() };
     missing = undefined;
   }),
+  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
+  net('start-sys-net', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(SYS_NET);
+  }),
   net('uplink', async (ctx) => {
     const { probe } = ready();
-    await ctx.client.vms.start(SYS_NET);
     await until(
       ctx,
       SYS_NET,
@@ -176,9 +182,13 @@ export const networkChecks: readonly Check[] = [
       `${SYS_NET} does not reach the host's server through its uplink`,
     );
   }),
+  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
+  net('start-sys-firewall', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(SYS_FIREWALL);
+  }),
   net('through-one-netvm', async (ctx) => {
     const { probe } = ready();
-    await ctx.client.vms.start(SYS_FIREWALL);
     await until(
       ctx,
       SYS_FIREWALL,
@@ -188,9 +198,13 @@ export const networkChecks: readonly Check[] = [
       `${SYS_FIREWALL} does not reach the host through ${SYS_NET}`,
     );
   }),
+  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
+  net('start-app', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(APP);
+  }),
   net('through-two-netvms', async (ctx) => {
     const { probe } = ready();
-    await ctx.client.vms.start(APP);
     await until(
       ctx,
       APP,
@@ -328,9 +342,12 @@ export const networkChecks: readonly Check[] = [
       `${APP} does not reach the host again with its own address`,
     );
   }),
-  net('clients-isolated', async (ctx) => {
+  net('start-app2', async (ctx) => {
     ready();
     await ctx.client.vms.start(APP2);
+  }),
+  net('clients-isolated', async (ctx) => {
+    ready();
     const peer = await ipOf(ctx, APP2);
     await bash(
       ctx,
