@@ -109,7 +109,8 @@ async function throughput(ctx: CheckContext, vm: string, server: ProbeServer): P
   await bash(
     ctx,
     vm,
-    `head -c ${PAYLOAD_MIB * 1024 * 1024} /dev/zero | timeout 120 bash -c 'cat >/dev/tcp/${HOST}/${server.port}'`,
+    // The greeting is read first: a socket closed with unread data sends RST, and bytes still in flight are lost.
+    `timeout 120 bash -c 'exec 3<>/dev/tcp/${HOST}/${server.port} && head -c ${PROBE_TOKEN.length} <&3 >/dev/null && head -c ${PAYLOAD_MIB * 1024 * 1024} /dev/zero >&3'`,
   );
   const deadline = performance.now() + 10_000;
   while (server.connections.length === before && performance.now() < deadline) await sleep(50);
