@@ -126,10 +126,11 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/initramfs" ] || [ ! -s "$OUT/vmlinuz" ]; the
   if [ "$FLAVOUR" = kvm ]; then
     # Modules in load order (nested-virtualization.md §4): virtio transport, then the console/serial
     # ports; ACPI button + evdev let busybox acpid see the power button (clean ACPI shutdown);
-    # pvpanic(-mmio, which also drives the ISA port) tells the host of a kernel panic (a crash).
+    # pvpanic(-mmio, which also drives the ISA port) tells the host of a kernel panic (a crash);
+    # virtio_net (with failover, which lives outside drivers/) for the KVM backend's network links.
     MODULES="virtio/virtio_ring virtio/virtio virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev
       virtio/virtio_pci char/virtio_console block/virtio_blk acpi/button input/evdev
-      misc/pvpanic/pvpanic misc/pvpanic/pvpanic-mmio"
+      misc/pvpanic/pvpanic misc/pvpanic/pvpanic-mmio ../net/core/failover net/net_failover net/virtio_net"
   else
     # libxenvchan's devices (event channels, grant alloc/map), xenfs for libxenstore's
     # /proc/xen/xenbus, blkfront for the PV disks. The console (hvc0) is built in.

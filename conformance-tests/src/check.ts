@@ -13,6 +13,7 @@ export const CATEGORIES = [
   'vchan',
   'dispvm',
   'guest',
+  'network',
   'isolation',
 ] as const;
 export type Category = (typeof CATEGORIES)[number];

@@ -46,9 +46,21 @@ it('runs every category on the process backend and writes report.json and report
     'isolation',
     'lifecycle',
     'management',
+    'network',
     'qrexec',
     'vchan',
   ]);
+  // A backend that gives no qube a network interface says so, and the network checks are not attempted.
+  const network = proc?.checks.filter((c) => c.category === 'network') ?? [];
+  expect(network.length).toBeGreaterThan(5);
+  for (const check of network) {
+    expect(check).toMatchObject({
+      status: 'unsupported',
+      reason: expect.stringContaining(
+        "declared: network: process domains share the host's network stack",
+      ) as unknown,
+    });
+  }
   // The Debian template's guest checks are the KVM backend's: here they say why they do not run.
   expect(proc?.checks.find((c) => c.id === 'guest.template-install')).toMatchObject({
     status: 'unsupported',

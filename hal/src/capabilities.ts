@@ -63,6 +63,11 @@ export interface VmmCapabilities {
   readonly vmToVmVchan: Capability;
   /** Serial console ptys (Vmm.consolePath); absent means unsupported. */
   readonly console?: Capability;
+  /**
+   * Network links between qubes and an uplink for a netvm without netvm (DomainSpec.network,
+   * Vmm.attachLink/detachLink); absent means unsupported.
+   */
+  readonly network?: Capability;
 }
 
 /** The members of VmmCapabilities that say whether the backend can do one thing. */

@@ -24,11 +24,41 @@ export interface KernelSpec {
   readonly cmdline: string;
 }
 
-export interface NetworkSpec {
+/**
+ * One network link: the frontend domain's interface and the backend (netvm) domain that serves
+ * it. The frontend side has the qube's own MAC (QubesDB /qubes-mac); the backend side is the
+ * interface the netvm sees for this client, whose MAC encodes the client's IPv4 address (see
+ * `backendMac`), so the netvm's guest knows which client an interface carries.
+ */
+export interface NetworkLink {
+  /** The client domain (the qube whose `netvm` is `backendDomain`). */
+  readonly frontendDomain: string;
+  /** The netvm that forwards the client's traffic. */
+  readonly backendDomain: string;
+  /** The client's MAC, `mac` property, lower case `xx:xx:xx:xx:xx:xx`. */
   readonly mac: string;
-  readonly ip?: string;
-  /** Name of the domain that provides the network, if any. */
-  readonly backendDomain?: string;
+  /** The client's IPv4 address, `ip` property (dotted quad). */
+  readonly ip: string;
+}
+
+/**
+ * The network a domain is given at start. `link` is its frontend interface (absent without a
+ * netvm); `uplink` asks for an interface to the outside world, given to a qube that provides
+ * network and has no netvm (sys-net). The backend side of a link is never in the netvm's own
+ * spec: core attaches it to the running netvm (Vmm.attachLink) once both domains run.
+ */
+export interface NetworkSpec {
+  readonly link?: NetworkLink;
+  readonly uplink: boolean;
+}
+
+/** The MAC of a link's backend side: `fe:00:` then the four bytes of the client's IPv4 address. */
+export function backendMac(ip: string): string {
+  const bytes = ip.split('.').map(Number);
+  if (bytes.length !== 4 || bytes.some((b) => !Number.isInteger(b) || b < 0 || b > 255)) {
+    throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  }
+  return ['fe', '00', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
 export interface DomainSpec {

@@ -1,6 +1,6 @@
 import type { VchanTransport } from './vchan.js';
 import type { VmmCapabilities } from './capabilities.js';
-import type { DomainSpec } from './domain-spec.js';
+import type { DomainSpec, NetworkLink } from './domain-spec.js';
 
 /** Power states as Qubes names them (admin.vm.List, admin.vm.CurrentState). */
 export type PowerState =
@@ -79,6 +79,20 @@ export interface Vmm {
    * Optional: a backend that has it also declares the `console` capability.
    */
   consolePath?(name: string): Promise<string>;
+  /**
+   * Connects a running frontend domain to its running backend domain: adds whichever side of the
+   * link is missing (the backend side to the netvm; the frontend interface too when the frontend
+   * runs without one, as after a live change from no netvm). Doing it twice changes nothing.
+   * Optional: a backend that has it also declares the `network` capability, and has detachLink.
+   */
+  attachLink?(link: NetworkLink): Promise<void>;
+  /**
+   * Takes a link out, as upstream detaches a qube's vif: the backend side out of the netvm when it
+   * runs, and the frontend's interface out of the client when it runs (the guest sees it go, and a
+   * new one appear with the next attachLink). What is not attached, or runs in no domain, is
+   * nothing to do.
+   */
+  detachLink?(link: NetworkLink): Promise<void>;
 }
 
 /** What the daemon gives a backend when it creates it. */

@@ -9,6 +9,7 @@ export {
   END_ON_ANY_STOP,
   attrs,
   balloons,
+  buildDeviceXml,
   buildDomainXml,
   identityAndSize,
   textNode,

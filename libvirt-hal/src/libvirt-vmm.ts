@@ -59,7 +59,8 @@ const STOP_EVENT_GRACE_MS = 15_000;
  * daemon's so changes during it are still reported.
  */
 export class LibvirtVmm implements Vmm {
-  private readonly libvirt: Libvirt;
+  /** The connection, for a subclass that offers calls beyond the HAL's common ones. */
+  protected readonly libvirt: Libvirt;
   private readonly reconnector: Reconnector;
   private readonly hub = new EventHub();
   private readonly cpu = new CpuSampler();
@@ -322,7 +323,7 @@ export class LibvirtVmm implements Vmm {
     }
   }
 
-  private async isActive(dom: Domain): Promise<boolean> {
+  protected async isActive(dom: Domain): Promise<boolean> {
     try {
       const { state } = await this.libvirt.domains.getState(dom);
       return state !== DomainState.SHUTOFF;
@@ -332,11 +333,11 @@ export class LibvirtVmm implements Vmm {
     }
   }
 
-  private async lookup(name: string): Promise<Domain> {
+  protected async lookup(name: string): Promise<Domain> {
     return this.call(`lookup ${name}`, () => this.libvirt.domains.lookupByName(name));
   }
 
-  private async lookupOrUndefined(name: string): Promise<Domain | undefined> {
+  protected async lookupOrUndefined(name: string): Promise<Domain | undefined> {
     try {
       return await this.libvirt.domains.lookupByName(name);
     } catch (error) {
@@ -345,7 +346,7 @@ export class LibvirtVmm implements Vmm {
     }
   }
 
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  protected async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (error) {

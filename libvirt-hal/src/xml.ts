@@ -31,6 +31,11 @@ export function buildDomainXml(domain: XmlNode): string {
   return builder.build({ domain }) as string;
 }
 
+/** The XML of one device element (`<interface>`, `<disk>`, ...) as hot-plug calls take it. */
+export function buildDeviceXml(element: string, device: XmlNode): string {
+  return builder.build({ [element]: device }) as string;
+}
+
 /** Whether the domain may balloon: only when maxmem exceeds its memory at start. */
 export function balloons(spec: DomainSpec): boolean {
   return spec.maxMemoryMiB > spec.memoryMiB;

@@ -118,6 +118,11 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
     return this.dispatch(procedure, encode, decode ?? (noRet as Decoder<T>)).reply;
   }
 
+  /** Calls a procedure of libvirt's QEMU program (its numbers are that program's own). */
+  callQemu<T = void>(procedure: number, encode?: Encoder, decode?: Decoder<T>): Promise<T> {
+    return this.dispatch(procedure, encode, decode ?? (noRet as Decoder<T>), undefined, Program.QEMU).reply;
+  }
+
   /**
    * Calls a procedure that opens a stream. The sink receives every packet for the returned
    * serial after the reply, until it is released with `endStream`.
@@ -131,6 +136,7 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
     encode: Encoder | undefined,
     decode: Decoder<T>,
     sink?: StreamSink,
+    program: number = Program.REMOTE,
   ): { serial: number; reply: Promise<T> } {
     if (this.closed) return { serial: 0, reply: Promise.reject(this.closedError()) };
     let payload: Buffer | undefined;
@@ -150,7 +156,7 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
     // The stream's first packets may arrive in the same read as the reply, so the sink has to
     // be in place before the call goes out.
     if (sink) this.streams.set(serial, sink);
-    this.write(this.header(procedure, PacketType.CALL, serial, PacketStatus.OK), payload);
+    this.write({ ...this.header(procedure, PacketType.CALL, serial, PacketStatus.OK), program }, payload);
     return { serial, reply };
   }
 
@@ -288,6 +294,14 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
   private route({ header, payload }: Packet): void {
     if (header.program === Program.KEEPALIVE) {
       if (header.procedure === KeepaliveProcedure.PING) this.sendKeepalive(KeepaliveProcedure.PONG);
+      return;
+    }
+    if (header.program === Program.QEMU && header.type === PacketType.REPLY) {
+      const call = this.pending.get(header.serial);
+      if (call) {
+        this.pending.delete(header.serial);
+        this.settle(call, header, payload);
+      }
       return;
     }
     if (header.program !== Program.REMOTE) return;

@@ -44,6 +44,7 @@ export {
 } from './procedures/connect.js';
 export {
   CreateFlags,
+  DeviceModifyFlags,
   DefineFlags,
   DestroyFlags,
   DomainApi,

@@ -3,6 +3,8 @@ import { XdrError } from './xdr.js';
 /** Program numbers: every packet names the RPC program its procedure belongs to. */
 export const Program = {
   REMOTE: 0x20008086,
+  /** libvirt's QEMU-specific program (qemu_protocol.x): monitor passthrough. */
+  QEMU: 0x20008087,
   KEEPALIVE: 0x6b656570,
 } as const;
 

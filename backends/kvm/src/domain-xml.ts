@@ -9,6 +9,7 @@ import {
   withKernelDefaults,
   type XmlNode,
 } from '@odyssey/libvirt-hal';
+import { frontendInterface, uplinkInterface, type LinkPorts } from './network-xml.js';
 import { VCHAN_PORT_NAME } from './runtime-files.js';
 
 /** libvirt's domain type: `kvm` for hardware acceleration, `qemu` for TCG. */
@@ -19,6 +20,8 @@ export interface DomainXmlInput {
   readonly type: DomainType;
   readonly consoleLog: string;
   readonly vchanSocket: string;
+  /** The UDP ports of the frontend link; needed when the spec has one. */
+  readonly linkPorts?: LinkPorts;
 }
 
 /** Qubes' disk order (xvda root, xvdb private, xvdc volatile, xvdd modules) kept on virtio. */
@@ -54,8 +57,20 @@ function rootDefault(spec: DomainSpec): Record<string, string> {
   return root ? { root: `/dev/${DISK_TARGET.root}` } : {};
 }
 
+/** The domain's own interfaces: its link to its netvm, its uplink; the netvm side of links is hot-plugged. */
+function interfaces(spec: DomainSpec, linkPorts: LinkPorts | undefined): XmlNode[] {
+  const nics: XmlNode[] = [];
+  const link = spec.network?.link;
+  if (link) {
+    if (!linkPorts) throw new Error(`${spec.name} has a network link but no ports were given for it`);
+    nics.push(frontendInterface(link, linkPorts));
+  }
+  if (spec.network?.uplink) nics.push(uplinkInterface());
+  return nics;
+}
+
 /** libvirt domain XML for a spec (every value escaped by the builder). */
-export function domainXml({ spec, type, consoleLog, vchanSocket }: DomainXmlInput): string {
+export function domainXml({ spec, type, consoleLog, vchanSocket, linkPorts }: DomainXmlInput): string {
   const os: XmlNode = { type: textNode({ arch: 'x86_64', machine: 'pc' }, 'hvm') };
   if (spec.kernel) {
     os['kernel'] = spec.kernel.kernel;
@@ -65,6 +80,7 @@ export function domainXml({ spec, type, consoleLog, vchanSocket }: DomainXmlInpu
     os['boot'] = attrs({ dev: 'hd' });
   }
   const disks = spec.volumes.filter((v) => v.format !== 'dir').map(disk);
+  const nics = interfaces(spec, linkPorts);
   const domain: XmlNode = {
     ...attrs({ type }),
     ...identityAndSize(spec),
@@ -75,6 +91,7 @@ export function domainXml({ spec, type, consoleLog, vchanSocket }: DomainXmlInpu
     ...END_ON_ANY_STOP,
     devices: {
       ...(disks.length > 0 ? { disk: disks } : {}),
+      ...(nics.length > 0 ? { interface: nics } : {}),
       serial: {
         ...attrs({ type: 'file' }),
         source: attrs({ path: consoleLog, append: 'off' }),

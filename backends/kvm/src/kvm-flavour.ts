@@ -10,6 +10,7 @@ import { ShutdownFlags, UndefineFlags, type Libvirt } from '@odyssey/libvirt';
 import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { probeAccel, type AccelVerdict } from './accel-probe.js';
 import { domainXml, type DomainType } from './domain-xml.js';
+import { LinkPortPool } from './link-ports.js';
 import { RuntimeFiles } from './runtime-files.js';
 
 export interface KvmFlavourOptions extends BackendContext {
@@ -32,6 +33,8 @@ const CAPABILITIES: VmmCapabilities = {
   usbDevices: unsupported('USB passthrough is not implemented by the KVM backend'),
   // A guest's one virtio-serial channel ends in the admin domain, which relays guest-to-guest vchans.
   vmToVmVchan: supported,
+  // Links are virtio NIC pairs joined by QEMU UDP sockets on loopback; the uplink is QEMU user-mode networking.
+  network: supported,
 };
 
 const FLAGS: DriverFlags = {
@@ -49,6 +52,7 @@ const FLAGS: DriverFlags = {
 export class KvmFlavour implements LibvirtFlavour {
   readonly files: RuntimeFiles;
   readonly flags = FLAGS;
+  readonly linkPorts = new LinkPortPool();
   private accel: AccelVerdict | undefined;
 
   constructor(private readonly options: KvmFlavourOptions) {
@@ -81,7 +85,12 @@ export class KvmFlavour implements LibvirtFlavour {
     await mkdir(dir, { recursive: true });
     await chmod(dir, 0o755);
     await chmod(this.files.domainsDir(), 0o755);
+    const link = spec.network?.link;
+    // A fresh pair each define: the ports of the domain's previous run may be taken by now.
+    const linkPorts = link ? await this.linkPorts.allocate(spec.name) : undefined;
+    if (!link) this.linkPorts.release(spec.name);
     return domainXml({
+      ...(linkPorts ? { linkPorts } : {}),
       spec,
       type,
       consoleLog: this.files.consoleLog(spec.name),
@@ -90,6 +99,7 @@ export class KvmFlavour implements LibvirtFlavour {
   }
 
   async afterUndefine(name: string): Promise<void> {
+    this.linkPorts.release(name);
     await rm(this.files.domainDir(name), { recursive: true, force: true });
   }
 

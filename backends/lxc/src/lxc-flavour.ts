@@ -36,6 +36,9 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
   vmToVmVchan: unsupported(
     "a domain reaches only its own vchan directory and dom0 relays no domain's vchans",
   ),
+  network: unsupported(
+    'network links (veth pairs between containers) and an uplink are not implemented by the lxc backend',
+  ),
 };
 
 const FLAGS: DriverFlags = {

@@ -23,4 +23,7 @@ export const PROCESS_CAPABILITIES: VmmCapabilities = {
   usbDevices: unsupported('process domains cannot be given USB devices'),
   // Every domain reaches the shared vchan socket directory, as Xen guests reach each other's grants.
   vmToVmVchan: supported,
+  network: unsupported(
+    "process domains share the host's network stack: there is no interface to give a qube or to route through a netvm",
+  ),
 };

@@ -78,6 +78,9 @@ export class XenFlavour implements LibvirtFlavour {
       usbDevices: unsupported('USB passthrough is not implemented by the Xen backend'),
       // libxenvchan connects two domUs directly over grant tables; the guest agent speaks it.
       vmToVmVchan: supported,
+      network: unsupported(
+        'network links (a vif whose backend is the netvm) and the uplink are not implemented by the Xen backend',
+      ),
     };
   }
 

@@ -9,6 +9,7 @@ import { guestTemplateChecks } from './guest-template.js';
 import { isolationChecks } from './isolation.js';
 import { lifecycleChecks } from './lifecycle.js';
 import { managementChecks } from './management.js';
+import { networkChecks } from './network.js';
 import { qrexecChecks } from './qrexec.js';
 import { qubesdbChecks } from './qubesdb.js';
 import { qvmRunChecks } from './qvm-run.js';
@@ -29,6 +30,7 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...dispvmChecks,
   ...qvmRunChecks,
   ...guestTemplateChecks,
+  ...networkChecks,
   // Last: its fork bomb leaves conf-peer killed.
   ...isolationChecks,
 ];
@@ -55,7 +57,8 @@ export interface Selection {
  */
 export function selectChecks(only: readonly Category[] | undefined): Selection {
   if (!only) return { hal: [...HAL_CHECKS], daemon: [...DAEMON_CHECKS] };
-  const needsGuests = only.some((c) => c !== 'api' && c !== 'lifecycle' && c !== 'hal');
+  // The network category boots its own qubes of the Debian template, not lifecycle's.
+  const needsGuests = only.some((c) => c !== 'api' && c !== 'lifecycle' && c !== 'hal' && c !== 'network');
   const setup = new Set(['lifecycle.create-qubes', 'lifecycle.start-guests']);
   return {
     hal: only.includes('hal') ? [...HAL_CHECKS] : [],

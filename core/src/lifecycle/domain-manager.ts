@@ -25,6 +25,7 @@ import {
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
+import { NetworkLinks } from './network-links.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../log.js';
 import type { Clock } from '../clock.js';
@@ -41,6 +42,7 @@ const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended
 @injectable()
 export class DomainManager implements Lifecycle {
   private readonly halting = new Map<Vm, Promise<void>>();
+  readonly network: NetworkLinks;
 
   constructor(
     @inject(TOKENS.App) private readonly app: App,
@@ -51,7 +53,9 @@ export class DomainManager implements Lifecycle {
     @inject(TOKENS.Storage) private readonly storage: VmStorage,
     @inject(TOKENS.Clock) private readonly clock: Clock,
     @injectAll(TOKENS.AfterStart, { isOptional: true }) private readonly afterStart: readonly AfterStart[],
-  ) {}
+  ) {
+    this.network = new NetworkLinks(app, () => backend.current ?? undefined, log);
+  }
 
   private vmm(vm: Vm, action: string): Vmm {
     const vmm = this.backend.current;
@@ -111,6 +115,7 @@ export class DomainManager implements Lifecycle {
       }
       const rt = await vmm.state(vm.name).catch(() => null);
       this.markRunning(vm, rt?.xid ?? -1);
+      await this.network.started(vm);
       this.app.events.fire(vm, 'domain-spawn', [['start_guid', 'True']]);
       this.app.events.fire(vm, 'domain-start', [['start_guid', 'True']]);
     });
@@ -360,6 +365,7 @@ export class DomainManager implements Lifecycle {
     this.app.events.fire(vm, 'domain-shutdown', [['reason', reason]]);
     this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
     this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
+    await this.network.stopped(vm);
     try {
       await this.storage.stop(vm);
     } catch (e) {

@@ -1,11 +1,13 @@
 import type { DomainSpec, VirtMode } from '@odyssey/hal';
 import type { Vm } from '../model/vm.js';
 import type { StartedVolumes } from '../storage/vm-storage.js';
+import { linkOf } from './network-links.js';
 
 /** Derives what a backend needs to run the VM from its properties and its started volumes. */
 export function buildDomainSpec(vm: Vm, disks: StartedVolumes): DomainSpec {
-  const netvm = vm.netvm;
-  const ip = vm.props.tryGet('ip');
+  const link = linkOf(vm);
+  // A qube that provides network and has none of its own is the edge (sys-net): it gets the uplink.
+  const uplink = vm.bool('provides_network') && vm.netvm === null;
   return {
     name: vm.name,
     uuid: vm.uuid,
@@ -17,13 +19,7 @@ export function buildDomainSpec(vm: Vm, disks: StartedVolumes): DomainSpec {
       ? { ...disks.kernel, cmdline: String(vm.props.tryGet('kernelopts') ?? '') }
       : undefined,
     volumes: disks.volumes,
-    network: netvm
-      ? {
-          mac: String(vm.props.get('mac')),
-          ip: typeof ip === 'string' ? ip : undefined,
-          backendDomain: netvm.name,
-        }
-      : undefined,
+    network: link || uplink ? { ...(link ? { link } : {}), uplink } : undefined,
     debug: vm.bool('debug'),
   };
 }

@@ -157,8 +157,15 @@ describe('lifecycle through the Vmm', () => {
     await d.ok('admin.vm.property.Set', 'net', 'provides_network', 'True');
     await d.ok('admin.vm.property.Set', 'work', 'netvm', 'net');
     await d.ok('admin.vm.Start', 'work');
-    expect(d.vmm.calls).toEqual(['define net', 'start net', 'define work', 'start work']);
-    expect(d.vmm.domains.get('work')?.spec.network?.backendDomain).toBe('net');
+    expect(d.vmm.calls).toEqual([
+      'define net',
+      'start net',
+      'define work',
+      'start work',
+      'attachLink work>net 10.137.0.2 00:16:3e:5e:6c:00',
+    ]);
+    expect(d.vmm.domains.get('work')?.spec.network?.link?.backendDomain).toBe('net');
+    expect(d.vmm.domains.get('net')?.spec.network).toEqual({ uplink: true });
     await d.ok('admin.vm.Shutdown', 'work', 'wait');
     expect(await state('work')).toBe('state=Halted');
     expect(await state('net')).toBe('state=Running');

@@ -3,6 +3,7 @@ import {
   type DomainSpec,
   type DomainStats,
   EventHub,
+  type NetworkLink,
   type ShutdownOptions,
   supported,
   unsupported,
@@ -44,6 +45,7 @@ export class FakeVmm implements Vmm {
       pciDevices: unsupported('test double'),
       usbDevices: unsupported('test double'),
       vmToVmVchan: unsupported('test double'),
+      network: supported,
     };
   }
 
@@ -152,6 +154,22 @@ export class FakeVmm implements Vmm {
         cpuUsagePercent: 7,
         onlineVcpus: d.spec.vcpus,
       }));
+  }
+
+  /** The links whose backend side is attached, `frontend>backend`. */
+  readonly links = new Set<string>();
+
+  async attachLink(link: NetworkLink): Promise<void> {
+    this.calls.push(`attachLink ${link.frontendDomain}>${link.backendDomain} ${link.ip} ${link.mac}`);
+    for (const name of [link.frontendDomain, link.backendDomain]) {
+      if (this.dom(name).state === 'Halted') throw new VmmError('invalid-state', `${name} is not running`);
+    }
+    this.links.add(`${link.frontendDomain}>${link.backendDomain}`);
+  }
+
+  async detachLink(link: NetworkLink): Promise<void> {
+    this.calls.push(`detachLink ${link.frontendDomain}>${link.backendDomain}`);
+    this.links.delete(`${link.frontendDomain}>${link.backendDomain}`);
   }
 
   events(): AsyncIterable<VmmEvent> {

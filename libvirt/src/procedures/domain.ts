@@ -11,6 +11,9 @@ import {
 import { readTypedParams, type TypedParamValue } from './typed-params.js';
 import { call, type RpcSource } from './rpc.js';
 
+/** QEMU_PROC_DOMAIN_MONITOR_COMMAND of libvirt's QEMU program. */
+const QEMU_PROC_DOMAIN_MONITOR_COMMAND = 1;
+
 /** virDomainState. */
 export const DomainState = {
   NOSTATE: 0,
@@ -73,6 +76,8 @@ export const ShutdownFlags = {
 } as const;
 /** virDomainXMLFlags. */
 export const XmlFlags = { SECURE: 1, INACTIVE: 2, UPDATE_CPU: 4, MIGRATABLE: 8 } as const;
+/** virDomainDeviceModifyFlags: whether a device change applies to the running domain, its definition, or both. */
+export const DeviceModifyFlags = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
 /** virNodeSuspendTarget. */
 export const SuspendTarget = { MEM: 0, DISK: 1, HYBRID: 2 } as const;
 
@@ -239,6 +244,34 @@ export class DomainApi {
     );
   }
 
+  /** Adds the device `xml` describes (hot-plug with DeviceModifyFlags.LIVE). */
+  attachDevice(dom: Domain, xml: string, flags = 0): Promise<void> {
+    return this.domXml(Proc.DOMAIN_ATTACH_DEVICE_FLAGS, dom, xml, flags);
+  }
+
+  /** Removes the device `xml` identifies; for a live PCI device the guest is asked to release it. */
+  detachDevice(dom: Domain, xml: string, flags = 0): Promise<void> {
+    return this.domXml(Proc.DOMAIN_DETACH_DEVICE_FLAGS, dom, xml, flags);
+  }
+
+  /**
+   * Sends `command` to the domain's QEMU monitor (QMP JSON; flags 1: HMP text) and returns its
+   * answer: virDomainQemuMonitorCommand, for what libvirt itself cannot do. libvirt marks the
+   * domain tainted.
+   */
+  async qemuMonitorCommand(dom: Domain, command: string, flags = 0): Promise<string> {
+    // async: a missing connection (rpc() throws) rejects like any other failure.
+    return this.rpc().callQemu(
+      QEMU_PROC_DOMAIN_MONITOR_COMMAND,
+      (w) => {
+        writeDomain(w, dom);
+        w.string(command);
+        w.uint(flags);
+      },
+      readString,
+    );
+  }
+
   /** All domains matching `flags` (0: every domain, running or not). */
   listAll(flags = 0): Promise<Domain[]> {
     return call(
@@ -272,6 +305,14 @@ export class DomainApi {
       );
     const { nparams } = await totals(0);
     return (await totals(Math.min(nparams, LIST_MAX))).params;
+  }
+
+  private domXml(procedure: number, dom: Domain, xml: string, flags: number): Promise<void> {
+    return call(this.rpc, procedure, (w) => {
+      writeDomain(w, dom);
+      w.string(xml);
+      w.uint(flags);
+    });
   }
 
   private domFlags(procedure: number, dom: Domain, flags: number): Promise<void> {

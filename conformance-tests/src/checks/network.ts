@@ -1,0 +1,406 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { QubesError } from '@odyssey/client';
+
+import { expectEqual, fail, Unsupported, type Check, type CheckContext } from '../check.js';
+import { cachedTemplateBuild, installDebianTemplate } from '../debian-template.js';
+import {
+  PROBE_TOKEN,
+  startDnsServer,
+  startProbeServer,
+  type DnsServer,
+  type ProbeServer,
+} from '../host-servers.js';
+import { guestsOf } from './guest.js';
+
+/*
+ * Networking through service qubes, on the Debian template: sys-net (provides network, no netvm:
+ * the backend's uplink) → sys-firewall → an AppVM, as Qubes ships them. The suite's servers listen
+ * on the host's 127.0.0.1, which sys-net's user-mode uplink shows as 10.0.2.2; no check sends
+ * traffic anywhere else. One chain is booted for all checks (a Debian qube takes 20–60 s to boot
+ * under TCG), and each check leaves it as the next one expects.
+ */
+
+const SYS_NET = 'conf-sys-net';
+const SYS_FIREWALL = 'conf-sys-firewall';
+const APP = 'conf-net-app';
+const APP2 = 'conf-net-app2';
+const QUBES = [SYS_NET, SYS_FIREWALL, APP, APP2] as const;
+/** The host's loopback as the uplink shows it. */
+const HOST = '10.0.2.2';
+const DNS_NAME = 'conformance.odyssey.test';
+/** Documentation address (TEST-NET-1): what the suite's DNS server answers, never contacted. */
+const DNS_ADDRESS = '192.0.2.53';
+/** The address a spoofing client claims: in the clients' range, but not its own. */
+const SPOOFED = '10.137.0.250';
+const PEER_PORT = 7777;
+const PAYLOAD_MIB = 8;
+const CONNECTS = 10;
+/** How long a change (a firewall rule, a new link) may take to show in the guests. */
+const SETTLE_MS = 90_000;
+
+const net = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+  id: `network.${id}`,
+  category: 'network',
+  needs: ['network'],
+  run,
+});
+
+interface Servers {
+  readonly probe: ProbeServer;
+  /** A second server, for a rule that lets one port through and not another. */
+  readonly other: ProbeServer;
+}
+let servers: Servers | undefined;
+let missing: string | undefined = 'network.setup did not run';
+
+function ready(): Servers {
+  if (missing !== undefined || !servers) throw new Unsupported('suite', missing ?? 'no servers');
+  return servers;
+}
+
+/** A script run by bash in `vm` through qubes.VMShell; its stdout, or a failure with its stderr. */
+async function bash(ctx: CheckContext, vm: string, script: string): Promise<string> {
+  const done = await guestsOf(ctx).dom0Call(
+    vm,
+    'qubes.VMShell',
+    `bash <<'ODYSSEY_NET_EOF'\n${script}\nODYSSEY_NET_EOF\nexit $?\n`,
+  );
+  if (done.code !== 0) fail(`in ${vm}: ${script}: exit ${done.code}: ${done.stderr}`);
+  return done.stdout;
+}
+
+/** Whether `vm` gets the probe server's greeting from `host:port` within a few seconds. */
+async function reaches(ctx: CheckContext, vm: string, host: string, port: number): Promise<boolean> {
+  const out = await bash(
+    ctx,
+    vm,
+    `timeout 8 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -c ${PROBE_TOKEN.length} <&3' 2>/dev/null; true`,
+  );
+  return out === PROBE_TOKEN;
+}
+
+/** Asks until `vm` reaching `host:port` is `want`; fails with `what` when it never is. */
+async function until(
+  ctx: CheckContext,
+  vm: string,
+  host: string,
+  port: number,
+  want: boolean,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + SETTLE_MS;
+  while ((await reaches(ctx, vm, host, port)) !== want) {
+    if (performance.now() > deadline)
+      fail(`${what} (still ${want ? 'unreachable' : 'reachable'} after ${SETTLE_MS / 1000} s)`);
+    await sleep(2000);
+  }
+}
+
+const props = (ctx: CheckContext, vm: string) => ctx.client.vmProperties(vm);
+
+async function ipOf(ctx: CheckContext, vm: string): Promise<string> {
+  return String((await props(ctx, vm).get('ip')).value);
+}
+
+/** Throughput of `PAYLOAD_MIB` sent from `vm` to the probe server, MB/s as the server counted it. */
+async function throughput(ctx: CheckContext, vm: string, server: ProbeServer): Promise<number> {
+  const before = server.connections.length;
+  await bash(
+    ctx,
+    vm,
+    // The greeting is read first: a socket closed with unread data sends RST, and bytes still in flight are lost.
+    `timeout 120 bash -c 'exec 3<>/dev/tcp/${HOST}/${server.port} && head -c ${PROBE_TOKEN.length} <&3 >/dev/null && head -c ${PAYLOAD_MIB * 1024 * 1024} /dev/zero >&3'`,
+  );
+  const deadline = performance.now() + 10_000;
+  while (server.connections.length === before && performance.now() < deadline) await sleep(50);
+  const conn = server.connections[server.connections.length - 1];
+  if (!conn || server.connections.length === before) fail(`the server saw no connection from ${vm}`);
+  expectEqual(conn.bytes, PAYLOAD_MIB * 1024 * 1024, `bytes the server received from ${vm}`);
+  return Math.round((conn.bytes / 1e6 / (conn.ms / 1000)) * 100) / 100;
+}
+
+/** Mean time for `vm` to open (and close) a TCP connection to the probe server, ms, measured in the guest. */
+async function connectMs(ctx: CheckContext, vm: string, server: ProbeServer): Promise<number> {
+  const out = await bash(
+    ctx,
+    vm,
+    `s=$(date +%s%N); for i in $(seq ${CONNECTS}); do exec 3<>/dev/tcp/${HOST}/${server.port} || exit 1; exec 3>&-; done; e=$(date +%s%N); echo $(( (e - s) / ${CONNECTS} / 1000 ))`,
+  );
+  const us = Number(out.trim());
+  if (!Number.isFinite(us) || out.trim() === '') fail(`connect timing from ${vm}: ${JSON.stringify(out)}`);
+  return Math.round(us / 10) / 100;
+}
+
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+
+export const networkChecks: readonly Check[] = [
+  net('setup', async (ctx) => {
+    const kinds = ctx.backend.capabilities.guestImages;
+    if (!kinds.includes('odyssey-linux-kvm')) {
+      missing = `the Debian template is built for odyssey-linux-kvm guests only; this backend boots ${kinds.join(', ') || 'none'}`;
+      throw new Unsupported('suite', missing);
+    }
+    const names = new Set((await ctx.client.vms.list()).map((vm) => vm.name));
+    if (!names.has('debian-12')) {
+      const cached = await cachedTemplateBuild();
+      if (cached !== undefined) {
+        missing = cached;
+        throw new Unsupported('suite', missing);
+      }
+      await installDebianTemplate(ctx.socket);
+    }
+    for (const name of QUBES) {
+      if (!names.has(name))
+        await ctx.client.vms.create({ klass: 'AppVM', name, label: 'red', template: 'debian-12' });
+      await props(ctx, name).set('memory', '400');
+      await props(ctx, name).set('maxmem', '0');
+      await props(ctx, name).set('vcpus', '1');
+      // A Debian qube under TCG on a busy host can take minutes before its agent answers.
+      await props(ctx, name).set('qrexec_timeout', '600');
+    }
+    for (const name of [SYS_NET, SYS_FIREWALL]) await props(ctx, name).set('provides_network', 'True');
+    await props(ctx, SYS_NET).set('netvm', '');
+    await props(ctx, SYS_FIREWALL).set('netvm', SYS_NET);
+    await props(ctx, APP).set('netvm', SYS_FIREWALL);
+    await props(ctx, APP2).set('netvm', SYS_FIREWALL);
+    servers = { probe: await startProbeServer(), other: await startProbeServer() };
+    missing = undefined;
+  }),
+  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
+  net('start-sys-net', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(SYS_NET);
+  }),
+  net('uplink', async (ctx) => {
+    const { probe } = ready();
+    await until(
+      ctx,
+      SYS_NET,
+      HOST,
+      probe.port,
+      true,
+      `${SYS_NET} does not reach the host's server through its uplink`,
+    );
+  }),
+  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
+  net('start-sys-firewall', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(SYS_FIREWALL);
+  }),
+  net('through-one-netvm', async (ctx) => {
+    const { probe } = ready();
+    await until(
+      ctx,
+      SYS_FIREWALL,
+      HOST,
+      probe.port,
+      true,
+      `${SYS_FIREWALL} does not reach the host through ${SYS_NET}`,
+    );
+  }),
+  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
+  net('start-app', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(APP);
+  }),
+  net('through-two-netvms', async (ctx) => {
+    const { probe } = ready();
+    await until(
+      ctx,
+      APP,
+      HOST,
+      probe.port,
+      true,
+      `${APP} does not reach the host through ${SYS_FIREWALL} and ${SYS_NET}`,
+    );
+  }),
+  net('netvm-in-use-not-shut-down', async (ctx) => {
+    ready();
+    try {
+      await ctx.client.vms.shutdown(SYS_FIREWALL, { wait: true });
+    } catch (err) {
+      if (!(err instanceof QubesError)) throw err;
+      expectEqual(err.type, 'QubesVMInUseError', 'the error shutting down a netvm with a running client');
+      expectEqual(err.message, `There are other VMs connected to this VM: ${APP}`, 'its message');
+      return;
+    }
+    fail(`${SYS_FIREWALL} was shut down while ${APP} ran behind it`);
+  }),
+  net('throughput-and-latency', async (ctx) => {
+    const { probe } = ready();
+    const direct = await throughput(ctx, SYS_NET, probe);
+    const one = await throughput(ctx, SYS_FIREWALL, probe);
+    const two = await throughput(ctx, APP, probe);
+    const directMs = await connectMs(ctx, SYS_NET, probe);
+    const oneMs = await connectMs(ctx, SYS_FIREWALL, probe);
+    const twoMs = await connectMs(ctx, APP, probe);
+    Object.assign(ctx.metrics, {
+      network_mb_per_s: two,
+      network_connect_ms: twoMs,
+      network_direct_mb_per_s: direct,
+      network_one_netvm_mb_per_s: one,
+      network_direct_connect_ms: directMs,
+      network_one_netvm_connect_ms: oneMs,
+      network_one_netvm_vs_direct_throughput_ratio: ratio(one, direct),
+      network_two_netvms_vs_direct_throughput_ratio: ratio(two, direct),
+      network_one_netvm_vs_direct_latency_ratio: ratio(oneMs, directMs),
+      network_two_netvms_vs_direct_latency_ratio: ratio(twoMs, directMs),
+    });
+  }),
+  net('firewall-drop', async (ctx) => {
+    const { probe } = ready();
+    await ctx.client.firewall.set(APP, [`action=drop dsthost=${HOST}`, 'action=accept']);
+    await until(ctx, APP, HOST, probe.port, false, `a drop rule for ${HOST} does not block ${APP}`);
+    // Enforced in the netvm for this qube only: the netvm itself still reaches the host.
+    if (!(await reaches(ctx, SYS_FIREWALL, HOST, probe.port)))
+      fail(`${APP}'s rule blocked ${SYS_FIREWALL} too`);
+  }),
+  net('firewall-accept-exactly', async (ctx) => {
+    const { probe, other } = ready();
+    await ctx.client.firewall.set(APP, [
+      `action=accept dsthost=${HOST} proto=tcp dstports=${probe.port}-${probe.port}`,
+      'action=drop',
+    ]);
+    await until(
+      ctx,
+      APP,
+      HOST,
+      probe.port,
+      true,
+      `an accept rule for ${HOST}:${probe.port} does not let ${APP} through`,
+    );
+    if (await reaches(ctx, APP, HOST, other.port))
+      fail(`${APP} reaches port ${other.port}, which no rule accepts`);
+    await ctx.client.firewall.set(APP, ['action=accept']);
+    await until(
+      ctx,
+      APP,
+      HOST,
+      other.port,
+      true,
+      `${APP} does not reach port ${other.port} once every rule is gone`,
+    );
+  }),
+  net('dns', async (ctx) => {
+    ready();
+    let dns: DnsServer;
+    try {
+      dns = await startDnsServer(DNS_NAME, DNS_ADDRESS);
+    } catch (err) {
+      throw new Unsupported(
+        'suite',
+        `the suite's DNS server cannot listen on 127.0.0.1:53: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    try {
+      // sys-net's resolver is the host's loopback, where the suite's server answers.
+      await bash(ctx, SYS_NET, `echo 'nameserver ${HOST}' | sudo tee /etc/resolv.conf >/dev/null`);
+      const deadline = performance.now() + SETTLE_MS;
+      let answer = '';
+      while (!answer.includes(DNS_ADDRESS)) {
+        if (performance.now() > deadline)
+          fail(
+            `${APP} did not resolve ${DNS_NAME} through 10.139.1.1 (last: ${JSON.stringify(answer)}; the server saw ${JSON.stringify(dns.queries)})`,
+          );
+        answer = await bash(
+          ctx,
+          APP,
+          `grep -q '^nameserver 10.139.1.1' /etc/resolv.conf || { echo "resolv.conf: $(cat /etc/resolv.conf)"; exit 0; }; timeout 10 getent ahostsv4 ${DNS_NAME}; true`,
+        );
+        if (!answer.includes(DNS_ADDRESS)) await sleep(2000);
+      }
+      if (!dns.queries.some((q) => q.endsWith(DNS_NAME)))
+        fail(`the answer did not come from the suite's server: ${answer}`);
+    } finally {
+      await dns.close();
+    }
+  }),
+  net('spoofed-source-dropped', async (ctx) => {
+    const { probe } = ready();
+    const before = probe.accepted();
+    const out = await bash(
+      ctx,
+      APP,
+      [
+        `dev=$(ip -o route get ${HOST} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')`,
+        `via=$(ip -o route get ${HOST} | sed -n 's/.* via \\([^ ]*\\).*/\\1/p')`,
+        `sudo ip addr add ${SPOOFED}/32 dev "$dev"`,
+        `sudo ip route add ${HOST}/32 via "$via" dev "$dev" src ${SPOOFED}`,
+        `timeout 8 bash -c 'exec 3<>/dev/tcp/${HOST}/${probe.port} && head -c ${PROBE_TOKEN.length} <&3' 2>/dev/null`,
+        `echo "exit=$?"`,
+        `sudo ip route del ${HOST}/32; sudo ip addr del ${SPOOFED}/32 dev "$dev"`,
+      ].join('\n'),
+    );
+    if (out.includes(PROBE_TOKEN.trim())) fail(`a connection from spoofed ${SPOOFED} got through: ${out}`);
+    expectEqual(probe.accepted(), before, 'connections the server accepted from the spoofed address');
+    await until(
+      ctx,
+      APP,
+      HOST,
+      probe.port,
+      true,
+      `${APP} does not reach the host again with its own address`,
+    );
+  }),
+  net('start-app2', async (ctx) => {
+    ready();
+    await ctx.client.vms.start(APP2);
+  }),
+  net('clients-isolated', async (ctx) => {
+    ready();
+    const peer = await ipOf(ctx, APP2);
+    await bash(
+      ctx,
+      APP2,
+      `setsid node -e "require('net').createServer((s) => s.end(${JSON.stringify(PROBE_TOKEN)})).listen(${PEER_PORT})" </dev/null >/dev/null 2>&1 &`,
+    );
+    // The listener is up: APP2 reaches it at its own address.
+    await until(
+      ctx,
+      APP2,
+      peer,
+      PEER_PORT,
+      true,
+      `${APP2}'s own listener on ${peer}:${PEER_PORT} does not answer`,
+    );
+    if (await reaches(ctx, APP, peer, PEER_PORT))
+      fail(`${APP} reaches ${APP2} (${peer}) behind the same netvm`);
+  }),
+  net('netvm-none', async (ctx) => {
+    const { probe } = ready();
+    await props(ctx, APP).set('netvm', '');
+    await until(ctx, APP, HOST, probe.port, false, `${APP} still reaches the host with netvm set to none`);
+  }),
+  net('netvm-changed-live', async (ctx) => {
+    const { probe } = ready();
+    await props(ctx, APP).set('netvm', SYS_NET);
+    await until(
+      ctx,
+      APP,
+      HOST,
+      probe.port,
+      true,
+      `${APP} does not reach the host once moved to ${SYS_NET} while running`,
+    );
+    await props(ctx, APP).set('netvm', SYS_FIREWALL);
+    await until(
+      ctx,
+      APP,
+      HOST,
+      probe.port,
+      true,
+      `${APP} does not reach the host once moved back to ${SYS_FIREWALL}`,
+    );
+  }),
+  net('teardown', async (ctx) => {
+    if (missing !== undefined) throw new Unsupported('suite', missing);
+    for (const name of [APP2, APP, SYS_FIREWALL, SYS_NET]) {
+      const state = await ctx.client.vms.currentState(name);
+      if (state.powerState !== 'Halted') await ctx.client.vms.kill(name);
+    }
+    await servers?.probe.close();
+    await servers?.other.close();
+    servers = undefined;
+  }),
+];
