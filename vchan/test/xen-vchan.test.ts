@@ -119,6 +119,27 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     expect(String(await failed)).toMatch(/vchan 0:512: closed/);
   });
 
+  // The Xen hal check close-while-peer-writes: dom0 drops a data vchan while the guest's agent
+  // waits for ring space. Failing that write destroys the stream at once, and libxenvchan_close ran
+  // there, before the pass that reported it read data_ready from the freed ctrl (the guest's agent
+  // died of it, so the next exec never came back).
+  it('frees nothing before the pass that saw the peer close with a write waiting is done', async () => {
+    const { server, client } = await pair();
+    server.on('error', () => undefined);
+    const closed = new Promise((resolve) => server.once('close', resolve));
+    const failed = new Promise<Error | null | undefined>((resolve) =>
+      server.write(randomBytes(256 * 1024), resolve),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(server.writableLength).toBeGreaterThan(0);
+    client.destroy();
+    expect(String(await failed)).toMatch(/vchan 0:512: peer closed/);
+    await closed;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(xen.violations).toEqual([]);
+    expect(xen.ends.every((end) => end.freed && end.watchClosed)).toBe(true);
+  });
+
   it('defers libxenvchan_close until the wait in flight returns, and wakes it', async () => {
     const { server, client } = await pair();
     await new Promise((resolve) => setTimeout(resolve, 10));

@@ -36,6 +36,12 @@ export class XenVchan extends Duplex implements Vchan {
   /** A watch.next() is in flight: the ctrl must stay allocated until it settles. */
   #waiting = false;
   #closing = false;
+  /**
+   * A service pass is running. Stream callbacks it triggers (a failed write's callback, a push)
+   * may destroy the stream synchronously; the close then waits for the pass to end, which still
+   * reads the ctrl.
+   */
+  #inPass = false;
   #connected: boolean;
   #ended = false;
   /** The reader wants more (the last push was accepted). */
@@ -126,13 +132,14 @@ export class XenVchan extends Duplex implements Vchan {
 
   /**
    * Closes the channel (the stream may still hold bytes for its reader): at once,
-   * or, while a wait is in flight, once the woken wait has returned.
+   * or, while a wait is in flight, once the woken wait has returned, or, inside a
+   * service pass, once that pass is done.
    */
   #shutdown(): void {
     if (this.#closing) return;
     this.#closing = true;
     if (this.#waiting) this.#watch.wake();
-    else this.#release();
+    else if (!this.#inPass) this.#release();
   }
 
   /** Services the rings once, soon: stream callbacks may run inside push() and must not re-enter. */
@@ -145,10 +152,21 @@ export class XenVchan extends Duplex implements Vchan {
     });
   }
 
-  /** One pass after a wake: state, reads, writes, then wait for the next notification. */
+  /** One pass after a wake; a close asked for during it runs once it returns. */
   #service(): void {
     const ctrl = this.#ctrl;
     if (!ctrl || this.#closing) return;
+    this.#inPass = true;
+    try {
+      this.#pass(ctrl);
+    } finally {
+      this.#inPass = false;
+      if (this.#closing && !this.#waiting) this.#release();
+    }
+  }
+
+  /** State, reads, writes, then wait for the next notification; stops once the stream closes. */
+  #pass(ctrl: VchanCtrl): void {
     const open = this.#binding.isOpen(ctrl);
     // A client that came and went before this pass still connected: its bytes are in the ring.
     if (!this.#connected && open !== 2) {
@@ -157,11 +175,11 @@ export class XenVchan extends Duplex implements Vchan {
       this.#onConnect = undefined;
       onConnect?.();
     }
-    if (!this.#drain(ctrl) || !this.#flush(ctrl)) return;
+    if (!this.#drain(ctrl) || this.#closing || !this.#flush(ctrl) || this.#closing) return;
     if (open === 0) {
       // The peer closed. Its last bytes stay readable; the channel ends once they are read.
       this.#failPending('peer closed');
-      if (this.#binding.dataReady(ctrl) <= 0) {
+      if (!this.#closing && this.#binding.dataReady(ctrl) <= 0) {
         this.#end();
         this.#shutdown();
       }
@@ -172,7 +190,7 @@ export class XenVchan extends Duplex implements Vchan {
 
   /** Moves ring bytes into the stream while the reader takes them; false if the vchan failed. */
   #drain(ctrl: VchanCtrl): boolean {
-    while (this.#wantRead && !this.#ended) {
+    while (this.#wantRead && !this.#ended && !this.#closing) {
       const ready = this.#binding.dataReady(ctrl);
       if (ready <= 0) return true;
       const buffer = Buffer.allocUnsafe(Math.min(ready, READ_CHUNK));
