@@ -58,20 +58,10 @@ async function writeAll(stream: Writable, data: Buffer, end = true): Promise<voi
   if (end) stream.end();
 }
 
-/** Contract cases a transport is known to fail, each with the defect's description. */
-export interface KnownDefects {
-  readonly closeWhileWriting?: string;
-}
-
 /**
- * The libvchan semantics every VchanTransport owes its callers (qrexec reference §3). A case
- * named in `defects` is skipped with its reason printed, so the defect stays visible.
+ * The libvchan semantics every VchanTransport owes its callers (qrexec reference §3).
  */
-export function vchanContract(
-  name: string,
-  setup: () => Promise<ContractFixture>,
-  defects: KnownDefects = {},
-): void {
+export function vchanContract(name: string, setup: () => Promise<ContractFixture>): void {
   describe(`VchanTransport contract: ${name}`, () => {
     let f: ContractFixture;
     const open: Vchan[] = [];
@@ -210,40 +200,35 @@ export function vchanContract(
     });
 
     for (const closer of ['server', 'client'] as const) {
-      if (defects.closeWhileWriting)
-        console.warn(`[vchan contract] ${name}: skipping close-while-writing: ${defects.closeWhileWriting}`);
-      it.skipIf(defects.closeWhileWriting !== undefined)(
-        `stops a writer busy on the other end when the ${closer} closes`,
-        async () => {
-          const ends = await pair();
-          const [closing, writing] =
-            closer === 'server' ? [ends.server, ends.client] : [ends.client, ends.server];
-          closing.resume();
-          writing.on('error', () => undefined);
-          writing.resume();
-          const closed = new Promise((resolve) => writing.once('close', resolve));
-          const chunk = Buffer.alloc(RING, 7);
-          let written = 0;
-          const writer = (async () => {
-            while (writing.writable && writing.state() === 'connected') {
-              const drained = new Promise((resolve) => writing.once('drain', resolve));
-              if (!writing.write(chunk)) await Promise.race([drained, closed]);
-              written += chunk.length;
-            }
-          })();
-          while (written < 4 * RING) await tick();
-          closing.destroy();
-          await writer;
-          expect(writing.state()).toBe('disconnected');
-          writing.destroy();
-          await closed;
-          const failed = await new Promise<Error | null | undefined>((resolve) => {
-            if (writing.writable) writing.write(Buffer.from('x'), resolve);
-            else resolve(new Error('not writable'));
-          });
-          expect(failed).toBeInstanceOf(Error);
-        },
-      );
+      it(`stops a writer busy on the other end when the ${closer} closes`, async () => {
+        const ends = await pair();
+        const [closing, writing] =
+          closer === 'server' ? [ends.server, ends.client] : [ends.client, ends.server];
+        closing.resume();
+        writing.on('error', () => undefined);
+        writing.resume();
+        const closed = new Promise((resolve) => writing.once('close', resolve));
+        const chunk = Buffer.alloc(RING, 7);
+        let written = 0;
+        const writer = (async () => {
+          while (writing.writable && writing.state() === 'connected') {
+            const drained = new Promise((resolve) => writing.once('drain', resolve));
+            if (!writing.write(chunk)) await Promise.race([drained, closed]);
+            written += chunk.length;
+          }
+        })();
+        while (written < 4 * RING) await tick();
+        closing.destroy();
+        await writer;
+        expect(writing.state()).toBe('disconnected');
+        writing.destroy();
+        await closed;
+        const failed = await new Promise<Error | null | undefined>((resolve) => {
+          if (writing.writable) writing.write(Buffer.from('x'), resolve);
+          else resolve(new Error('not writable'));
+        });
+        expect(failed).toBeInstanceOf(Error);
+      });
     }
 
     it('rejects a listen with a VchanError when its signal aborts before a client came', async () => {
