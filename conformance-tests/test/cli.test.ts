@@ -115,6 +115,9 @@ it('runs only the categories asked for, plus the lifecycle steps that give them 
       'dispvm.qrexec-call',
       'dispvm.kill-removes',
       'dispvm.round-trip',
+      'dispvm.preload-round-trip',
+      'dispvm.preload-qrexec-call',
+      'dispvm.preload-max-removed-empties-pool',
       'dispvm.qrexec-call-leaves-nothing',
       'dispvm.qrexec-call-denied',
     ]);
