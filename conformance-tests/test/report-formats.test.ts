@@ -156,6 +156,7 @@ describe('--only / --skip', () => {
       'qrexec',
       'management',
       'guest',
+      'network',
       'isolation',
     ]);
     expect(chooseCategories(['api', 'qrexec'], ['qrexec'])).toEqual(['api']);
