@@ -107,9 +107,13 @@ export class PreloadPool {
       .list()
       .filter((t) => PreloadPool.isDvmTemplate(t) && t.bool('template_for_dispvms'));
     const discard: Vm[] = [];
+    let listsChanged = false;
     for (const template of templates) {
       const absent = PreloadPool.listOf(template).filter((n) => !app.domains.byName(n));
-      if (absent.length > 0) this.removeFromList(template, absent, 'they are absent');
+      if (absent.length > 0) {
+        this.removeFromList(template, absent, 'they are absent');
+        listsChanged = true;
+      }
       // A completed preload that is not running was stopped while no daemon watched it.
       const interrupted = app.domains
         .list()
@@ -128,7 +132,8 @@ export class PreloadPool {
       discard.push(...interrupted);
     }
     await Promise.all(discard.map((vm) => this.discard(vm)));
-    await this.deps.saver.save();
+    // Only a change is saved: a daemon start with nothing to restore leaves qubes.xml alone.
+    if (listsChanged || discard.length > 0) await this.deps.saver.save();
     for (const template of templates) {
       if (this.maxFor(template) > 0) this.schedule(template, 'autostart was requested', 0);
     }
