@@ -87,7 +87,11 @@ if (values['socket-echo']) {
       stdio: 'inherit',
     });
     try {
-      const vchan = await new SocketVchanTransport({ localDomain: '0', dir }).connect('1', PORT);
+      // The echo is a fresh node process: in a nested dom0 under TCG it takes longer to listen than
+      // the transport's default connect timeout.
+      const vchan = await new SocketVchanTransport({ localDomain: '0', dir }).connect('1', PORT, {
+        timeoutMs: 180_000,
+      });
       return await measure(vchan);
     } finally {
       echo.kill();
