@@ -41,3 +41,12 @@ export interface DriverFlags {
    */
   readonly forceBoot: boolean;
 }
+
+/**
+ * The nameProblem of a flavour that keeps a directory per domain under its runtime dir: the name
+ * becomes a path component, so it may not be `.`, `..` or hold anything but [A-Za-z0-9_.+-].
+ */
+export function runtimeDirNameProblem(name: string): string | undefined {
+  if (/^[A-Za-z0-9_.+-]+$/.test(name) && name !== '.' && name !== '..') return undefined;
+  return 'it names a directory of the runtime dir';
+}

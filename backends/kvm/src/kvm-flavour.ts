@@ -7,7 +7,7 @@ import {
   type VmmCapabilities,
 } from '@odyssey/hal';
 import { ShutdownFlags, UndefineFlags, type Libvirt } from '@odyssey/libvirt';
-import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
+import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { probeAccel, type AccelVerdict } from './accel-probe.js';
 import { domainXml, type DomainType } from './domain-xml.js';
 import { LinkPortPool } from './link-ports.js';
@@ -69,8 +69,7 @@ export class KvmFlavour implements LibvirtFlavour {
   }
 
   nameProblem(name: string): string | undefined {
-    if (/^[A-Za-z0-9_.+-]+$/.test(name) && name !== '.' && name !== '..') return undefined;
-    return 'it names a directory of the runtime dir';
+    return runtimeDirNameProblem(name);
   }
 
   async afterOpen(): Promise<void> {

@@ -9,7 +9,7 @@ import {
   type VmmCapabilities,
 } from '@odyssey/hal';
 import { ShutdownFlags } from '@odyssey/libvirt';
-import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
+import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml } from './domain-xml.js';
 import { RuntimeFiles } from './runtime-files.js';
 import { uidBaseFor } from './uid-ranges.js';
@@ -65,8 +65,7 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   nameProblem(name: string): string | undefined {
-    if (/^[A-Za-z0-9_.+-]+$/.test(name) && name !== '.' && name !== '..') return undefined;
-    return 'it names a directory of the runtime dir';
+    return runtimeDirNameProblem(name);
   }
 
   async afterOpen(): Promise<void> {

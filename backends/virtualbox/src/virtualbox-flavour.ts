@@ -6,7 +6,7 @@ import {
   type DomainSpec,
   type VmmCapabilities,
 } from '@odyssey/hal';
-import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
+import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml } from './domain-xml.js';
 import { PipeMeeting } from './pipe-meeting.js';
 import { RuntimeFiles } from './runtime-files.js';
@@ -54,8 +54,7 @@ export class VirtualBoxFlavour implements LibvirtFlavour {
   }
 
   nameProblem(name: string): string | undefined {
-    if (/^[A-Za-z0-9_.+-]+$/.test(name) && name !== '.' && name !== '..') return undefined;
-    return 'it names a directory of the runtime dir';
+    return runtimeDirNameProblem(name);
   }
 
   async domainXml(spec: DomainSpec): Promise<string> {
