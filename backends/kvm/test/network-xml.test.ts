@@ -1,18 +1,11 @@
-import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { backendMac, type DomainSpec, type NetworkLink } from '@odyssey/hal';
 import { buildDeviceXml } from '@odyssey/libvirt-hal';
 import { domainXml } from '../src/domain-xml.js';
 import { LinkPortPool } from '../src/link-ports.js';
 import { frontendInterface, udpInterfaces } from '../src/network-xml.js';
-import { onPath } from './helpers.js';
-
-const run = promisify(execFile);
+import { domainSchemaSkip, validateDomainXml } from '../../../libvirt/test/domain-schema.js';
 
 const link: NetworkLink = {
   frontendDomain: 'work',
@@ -35,19 +28,8 @@ const base: DomainSpec = {
 };
 const files = { type: 'qemu' as const, consoleLog: '/run/o/console.log', vchanSocket: '/run/o/vchan.sock' };
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kvm-net-xml-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
 async function validate(xml: string): Promise<void> {
-  const file = join(dir, 'domain.xml');
-  await writeFile(file, xml);
-  const { stdout, stderr } = await run('virt-xml-validate', [file, 'domain']);
-  expect(stdout + stderr).toMatch(/validates/);
+  expect(await validateDomainXml(xml)).toMatch(/validates/);
 }
 
 describe('network links in domain XML', () => {
@@ -83,20 +65,17 @@ describe('network links in domain XML', () => {
     );
   });
 
-  it.skipIf(!onPath('virt-xml-validate') || !onPath('xmllint'))(
-    'produces domain and device XML that virt-xml-validate accepts',
-    async () => {
-      await validate(
-        domainXml({ spec: { ...base, network: { link, uplink: true } }, linkPorts: ports, ...files }),
-      );
-      // The device alone, as a hot-plug call would take it, checked inside a domain (libvirt's schema has no root for it).
-      const alone = domainXml({ spec: base, ...files }).replace(
-        '</devices>',
-        `${buildDeviceXml('interface', frontendInterface(link, ports))}</devices>`,
-      );
-      await validate(alone);
-    },
-  );
+  it.skipIf(domainSchemaSkip)('produces domain and device XML that virt-xml-validate accepts', async () => {
+    await validate(
+      domainXml({ spec: { ...base, network: { link, uplink: true } }, linkPorts: ports, ...files }),
+    );
+    // The device alone, as a hot-plug call would take it, checked inside a domain (libvirt's schema has no root for it).
+    const alone = domainXml({ spec: base, ...files }).replace(
+      '</devices>',
+      `${buildDeviceXml('interface', frontendInterface(link, ports))}</devices>`,
+    );
+    await validate(alone);
+  });
 });
 
 describe('LinkPortPool', () => {
