@@ -68,7 +68,8 @@ async function startUpstream(n) {
   await writeFile(join(bin, 'lvm'), `#!/bin/sh\necho '{"report":[{"lv":[]}]}'\n`, { mode: 0o755 });
   await writeFile(join(bin, 'sudo'), '#!/bin/sh\nexec "$@"\n', { mode: 0o755 });
   const socket = join(dir, 'qubesd.sock');
-  const proc = spawn(PYTHON, [join(ROOT, 'bench/upstream-server.py'), join(dir, 'base'), socket, String(n)], {
+  const server = join(ROOT, 'scripts/differential/upstream_server.py');
+  const proc = spawn(PYTHON, [server, join(dir, 'base'), socket, '--appvms', String(n)], {
     cwd: dir,
     stdio: ['ignore', 'ignore', 'inherit'],
     env: {

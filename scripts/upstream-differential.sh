@@ -75,7 +75,7 @@ printf '#!/bin/sh\nexec "$@"\n' >"$WORK/bin/sudo"
 chmod +x "$WORK/bin/lvm" "$WORK/bin/sudo"
 
 (cd "$WORK" && PATH="$WORK/bin:$PATH" PYTHONPATH="$WORK/py:$UPSTREAM_CORE_ADMIN:$UPSTREAM_CORE_QREXEC:$HERE/stubs" \
-  exec "$PYTHON" "$HERE/upstream_server.py" "$UP_BASE" "$UP_SOCK" "$WORK/upstream-methods.json") \
+  exec "$PYTHON" "$HERE/upstream_server.py" "$UP_BASE" "$UP_SOCK" --methods-json "$WORK/upstream-methods.json") \
   >"$WORK/upstream.log" 2>&1 &
 UP_PID=$!
 for _ in $(seq 1 200); do

@@ -3,21 +3,31 @@
 Our own launcher, following admin-api-reference §8.1: no Xen, no libvirt, no root. It imports the
 upstream sources from PYTHONPATH (a local checkout that is never copied into this repository),
 points every path at a scratch directory, and stands a Mock in for the libvirt connection exactly as
-upstream's own API tests do, so that every qube reports itself halted.
+upstream's own API tests do, so that every qube reports itself halted. The differential test
+(scripts/upstream-differential.sh) and the API benchmark (bench/api.js) both serve upstream with it.
 
-Usage: python3 upstream_server.py BASE_DIR SOCKET METHODS_JSON
-  BASE_DIR      scratch directory (qubes.xml, pools, kernels)
-  SOCKET        the Admin API socket to create
-  METHODS_JSON  written with the names of every method upstream serves (for the generator)
+Usage: python3 upstream_server.py BASE_DIR SOCKET [--methods-json FILE] [--appvms N]
+  BASE_DIR        scratch directory (qubes.xml, pools, kernels)
+  SOCKET          the Admin API socket to create
+  --methods-json  written with the names of every method upstream serves (for the generator)
+  --appvms N      also a TemplateVM `tpl` and AppVMs vm0..vm<N-1> on it, with kernel 6.6.1 the
+                  default; added in process and saved once, because N admin.vm.Create calls would
+                  rewrite qubes.xml N times
 """
 
+import argparse
 import asyncio
 import json
 import os
-import sys
 import unittest.mock
 
-base_dir, sock_path, methods_path = sys.argv[1:4]
+parser = argparse.ArgumentParser()
+parser.add_argument("base_dir")
+parser.add_argument("socket")
+parser.add_argument("--methods-json")
+parser.add_argument("--appvms", type=int)
+args = parser.parse_args()
+base_dir = args.base_dir
 
 import libvirt  # noqa: E402
 
@@ -26,6 +36,8 @@ import qubes.api  # noqa: E402
 import qubes.api.admin  # noqa: E402
 import qubes.app  # noqa: E402
 import qubes.config  # noqa: E402
+import qubes.vm.appvm  # noqa: E402
+import qubes.vm.templatevm  # noqa: E402
 
 # Every path below the scratch directory, as upstream's AdminAPITestCase does (kernels too: both
 # daemons find the same installed kernel there, so upstream's kernel check runs unchanged).
@@ -52,12 +64,21 @@ app.vmm.configure_mock(
 )
 app.load_initial_values()
 loop.run_until_complete(app.setup_pools())
+if args.appvms is not None:
+    kernel_dir = os.path.join(base_dir, "vm-kernels", "6.6.1")
+    os.makedirs(kernel_dir, exist_ok=True)
+    open(os.path.join(kernel_dir, "vmlinuz"), "a").close()
+    app.default_kernel = "6.6.1"
+    tpl = app.add_new_vm(qubes.vm.templatevm.TemplateVM, name="tpl", label="black")
+    for i in range(args.appvms):
+        app.add_new_vm(qubes.vm.appvm.AppVM, name=f"vm{i}", label="red", template=tpl)
 app.save()
 
-with open(methods_path, "w", encoding="utf-8") as out:
-    json.dump(sorted({name for _, name, _ in qubes.api.admin.QubesAdminAPI.list_methods()}), out)
+if args.methods_json:
+    with open(args.methods_json, "w", encoding="utf-8") as out:
+        json.dump(sorted({name for _, name, _ in qubes.api.admin.QubesAdminAPI.list_methods()}), out)
 
-qubes.api.admin.QubesAdminAPI.SOCKNAME = sock_path
-servers = loop.run_until_complete(qubes.api.create_servers(qubes.api.admin.QubesAdminAPI, app=app))
+qubes.api.admin.QubesAdminAPI.SOCKNAME = args.socket
+loop.run_until_complete(qubes.api.create_servers(qubes.api.admin.QubesAdminAPI, app=app))
 print("upstream qubesd ready", flush=True)
 loop.run_forever()
