@@ -8,11 +8,12 @@ import {
   type DomainSpec,
   type VmmCapabilities,
 } from '@odyssey/hal';
-import { ShutdownFlags } from '@odyssey/libvirt';
+import { ShutdownFlags, type Libvirt } from '@odyssey/libvirt';
 import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml } from './domain-xml.js';
 import { RuntimeFiles } from './runtime-files.js';
 import { uidBaseFor } from './uid-ranges.js';
+import { VchanRelay } from './vchan-relay.js';
 
 export interface LxcFlavourOptions extends BackendContext {
   /** Root tree of domains without a root volume that is a directory. */
@@ -32,10 +33,8 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
   blockDevices: unsupported('block device attach/detach is not implemented by the lxc backend'),
   pciDevices: unsupported('a container shares the host kernel: it cannot be given PCI devices'),
   usbDevices: unsupported('USB passthrough is not implemented by the lxc backend'),
-  // Each domain sees only its own vchan directory, and dom0 relays nothing between them.
-  vmToVmVchan: unsupported(
-    "a domain reaches only its own vchan directory and dom0 relays no domain's vchans",
-  ),
+  // Each domain sees only its own vchan directory; dom0 joins a server's socket to its peer's (vchan-relay.ts).
+  vmToVmVchan: supported,
   network: unsupported(
     'network links (veth pairs between containers) and an uplink are not implemented by the lxc backend',
   ),
@@ -55,9 +54,20 @@ const FLAGS: DriverFlags = {
 export class LxcFlavour implements LibvirtFlavour {
   readonly files: RuntimeFiles;
   readonly flags = FLAGS;
+  #libvirt: Libvirt | undefined;
+  readonly #relay: VchanRelay;
 
   constructor(private readonly options: LxcFlavourOptions) {
     this.files = new RuntimeFiles(options.runtimeDir);
+    this.#relay = new VchanRelay({
+      files: this.files,
+      idOf: async (name) => {
+        const dom = await this.#libvirt?.domains.lookupByName(name).catch(() => undefined);
+        return dom && dom.id > 0 ? dom.id : undefined;
+      },
+      nameOf: async (id) => (await this.#libvirt?.domains.lookupById(id).catch(() => undefined))?.name,
+      log: options.log,
+    });
   }
 
   capabilities(): VmmCapabilities {
@@ -68,9 +78,16 @@ export class LxcFlavour implements LibvirtFlavour {
     return runtimeDirNameProblem(name);
   }
 
-  async afterOpen(): Promise<void> {
+  async afterOpen(libvirt: Libvirt): Promise<void> {
+    this.#libvirt = libvirt;
     await mkdir(this.files.domainsDir(), { recursive: true });
     await this.letContainersTraverse(this.files.domainsDir());
+    await this.#relay.watchExisting();
+  }
+
+  /** Stops relaying domain-to-domain vchans (joined pairs are closed). */
+  close(): void {
+    this.#relay.close();
   }
 
   async domainXml(spec: DomainSpec): Promise<string> {
@@ -91,6 +108,7 @@ export class LxcFlavour implements LibvirtFlavour {
     // The domain's root owns it; dom0 gets in as root. No other uid, so no other domain, does.
     await chown(vchanDir, uidBase, uidBase);
     await chmod(vchanDir, 0o700);
+    await this.#relay.watch(spec.name);
     return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase });
   }
 
@@ -113,6 +131,7 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   async afterUndefine(name: string): Promise<void> {
+    this.#relay.forget(name);
     await rm(this.files.domainDir(name), { recursive: true, force: true });
   }
 }

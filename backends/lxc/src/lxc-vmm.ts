@@ -7,10 +7,17 @@ export interface LxcVmmOptions extends LibvirtConnectionOptions, LxcFlavourOptio
 /** The HAL over libvirt's LXC driver: `LibvirtVmm` with the LXC flavour, plus where each domain's vchans live. */
 export class LxcVmm extends LibvirtVmm {
   readonly files: RuntimeFiles;
+  readonly #lxc: LxcFlavour;
 
   constructor(options: LxcVmmOptions) {
     const lxc = new LxcFlavour(options);
     super(lxc, options);
     this.files = lxc.files;
+    this.#lxc = lxc;
+  }
+
+  override async close(): Promise<void> {
+    this.#lxc.close();
+    await super.close();
   }
 }
