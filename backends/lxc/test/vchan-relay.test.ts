@@ -91,6 +91,7 @@ describe('lxc vchan relay (real sockets in per-domain dirs)', () => {
     expect((await firstBytes(client, 4)).toString()).toBe('pong');
     // Closing one end closes the other.
     const closed = once(client, 'close');
+    client.resume();
     server.destroy();
     await closed;
     expect(client.state()).toBe('disconnected');
