@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainSpec, Vchan } from '@odyssey/hal';
 import { LxcHostTransport } from '../src/host-transport.js';
 import { LxcVmm } from '../src/lxc-vmm.js';
+import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { FIRST_UID } from '../src/uid-ranges.js';
 import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../libvirt/test/daemon.js';
 
@@ -20,7 +22,7 @@ const MSG_HELLO = 0x300;
 const CONTROL_PORT = 512;
 
 function whyNoContainers(): string | undefined {
-  const noDaemon = whyNoDaemon(['lz4', 'cpio', 'setpriv']);
+  const noDaemon = whyNoDaemon(['lz4', 'cpio', 'setpriv', 'nsenter']);
   if (noDaemon) return noDaemon;
   if (!existsSync(LXC_DRIVER)) return `no ${LXC_DRIVER}: apt-get install libvirt-daemon-driver-lxc`;
   if (!existsSync('/proc/self/ns/user')) return 'the kernel has no user namespaces';
@@ -81,6 +83,62 @@ function firstBytes(vchan: Vchan, n: number): Promise<Buffer> {
     vchan.once('error', reject);
     vchan.once('close', () => reject(new Error(`vchan closed after ${got.length} bytes`)));
   });
+}
+
+const MIB = 1024 * 1024;
+/** A MiB of (i * step) & 255, in the container's node and here. */
+const PATTERN = `const pattern = (step) => Buffer.from(Array.from({ length: ${MIB} }, (_, i) => (i * step) & 255));`;
+/**
+ * In one container: serves one client on the socket argv[1] names (a vchan server of the socket
+ * transport), reads a MiB, answers with its own MiB and closes; prints what it read and 'closed'.
+ */
+const SERVER_SCRIPT = `${PATTERN}
+const net = require('node:net'), crypto = require('node:crypto');
+const server = net.createServer((s) => {
+  server.close();
+  const chunks = [];
+  let n = 0;
+  s.on('data', (c) => {
+    chunks.push(c);
+    n += c.length;
+    if (n < ${MIB}) return;
+    console.log('read', n, crypto.createHash('sha256').update(Buffer.concat(chunks)).digest('hex'));
+    s.end(pattern(7));
+  });
+  s.on('close', () => console.log('closed'));
+});
+server.listen(process.argv[1]);`;
+/** In the other: connects (retrying until the relay's stand-in is there), sends a MiB, reads to EOF. */
+const CLIENT_SCRIPT = `${PATTERN}
+const net = require('node:net'), crypto = require('node:crypto');
+const attempt = () => {
+  const s = net.createConnection(process.argv[1]);
+  s.once('error', () => setTimeout(attempt, 20));
+  s.once('connect', () => {
+    s.removeAllListeners('error');
+    const chunks = [];
+    s.on('data', (c) => chunks.push(c));
+    s.on('end', () => {
+      const all = Buffer.concat(chunks);
+      console.log('read', all.length, crypto.createHash('sha256').update(all).digest('hex'), 'then EOF');
+    });
+    s.write(pattern(13));
+  });
+};
+attempt();`;
+
+async function patternSha(step: number): Promise<string> {
+  const bytes = Buffer.from(Array.from({ length: MIB }, (_, i) => (i * step) & 255));
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Runs node with `script` in the domain's namespaces and root, as its root user; resolves with stdout. */
+async function inContainer(name: string, script: string, arg: string): Promise<string> {
+  const pid = await agentPid(name);
+  const { stdout } = await run('nsenter', ['-t', String(pid), '-a', '-r', '-w', 'node', '-e', script, arg], {
+    timeout: 90_000,
+  });
+  return stdout;
 }
 
 describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
@@ -171,6 +229,17 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     // The same uid lists its own directory, so the refusal above is about the other domain's.
     await expect(run('setpriv', [...as, vmm.files.vchanDir('lxa')])).resolves.toHaveProperty('stderr', '');
   });
+
+  it("joins a vchan between two containers through dom0's relay: bytes both ways, EOF, close", async () => {
+    const [a, b] = [(await vmm.state('lxa')).xid, (await vmm.state('lxb')).xid];
+    // lxa serves lxb (named by id, as qrexec names peers) on port 700; lxb connects in its own dir.
+    const server = inContainer('lxa', SERVER_SCRIPT, `${GUEST_VCHAN_DIR}/vchan.lxa.${b}.700.sock`);
+    const client = inContainer('lxb', CLIENT_SCRIPT, `${GUEST_VCHAN_DIR}/vchan.${a}.lxb.700.sock`);
+    const [served, got] = await Promise.all([server, client]);
+    // Each side hashed what it read; each sent 1 MiB of (i * 7) & 255 (server) or (i * 13) & 255.
+    expect(served.trim().split('\n')).toEqual([`read ${MIB} ${await patternSha(13)}`, 'closed']);
+    expect(got.trim()).toBe(`read ${MIB} ${await patternSha(7)} then EOF`);
+  }, 120_000);
 
   it('shuts one domain down (SIGTERM to its init) and kills the other', async () => {
     await vmm.shutdown('lxa', { force: false, timeoutMs: 30_000 });
