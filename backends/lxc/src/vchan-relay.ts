@@ -60,9 +60,14 @@ export class VchanRelay {
   async watch(name: string): Promise<void> {
     if (this.#closed || this.#watchers.has(name)) return;
     const dir = this.options.files.vchanDir(name);
-    const watcher = watch(dir, (_event, file) => {
-      if (file) this.#seen(name, file.toString());
-    });
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(dir, (_event, file) => {
+        if (file) this.#seen(name, file.toString());
+      });
+    } catch {
+      return; // not a domain's dir (no vchan dir in it)
+    }
     watcher.on('error', () => this.forget(name));
     this.#watchers.set(name, watcher);
     for (const file of await readdir(dir).catch(() => [])) this.#seen(name, file);
