@@ -41,7 +41,7 @@ if [ ! -x "$OUT/root/sbin/odyssey-lxc-init" ]; then
   cp "$WORK/agent-socket.mjs" "$R/opt/odyssey/"
   # Mount points for what the domain XML binds or mounts.
   # libvirt_lxc pivots the root through .oldroot, which the container's root could not create.
-  mkdir -p "$R/run" "$R/tmp" "$R/rw" "$R/var/run/odyssey-vchan" "$R/.oldroot"
+  mkdir -p "$R/run" "$R/tmp" "$R/rw" "$R/home" "$R/var/run/odyssey-vchan" "$R/.oldroot"
   # The root is read-only and shared: the qrexec services live on the domain's /run, seeded from
   # the image's, so dom0 can install more (as it does in a VM's /etc/qubes-rpc).
   mv "$R/etc/qubes-rpc" "$R/opt/odyssey/qubes-rpc"

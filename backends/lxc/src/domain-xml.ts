@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { DomainSpec } from '@odyssey/hal';
 import { END_ON_ANY_STOP, attrs, buildDomainXml, identityAndSize, type XmlNode } from '@odyssey/libvirt-hal';
 import { GUEST_VCHAN_DIR } from './runtime-files.js';
@@ -14,6 +15,11 @@ export interface DomainXmlInput {
   readonly vchanDir: string;
   /** First host uid (and gid) the domain's user namespace maps its uid 0 to. */
   readonly uidBase: number;
+}
+
+/** Where /home lives in a private volume that is a directory: /rw/home inside the domain. */
+export function privateHome(privatePath: string): string {
+  return join(privatePath, 'home');
 }
 
 /** CPU bandwidth period (µs); a domain gets `vcpus` periods of CPU time per period. */
@@ -43,7 +49,8 @@ function ram(target: string, kib: number): XmlNode {
  * pid/mount/ipc/uts namespaces and, with <privnet/> and no interface, a network namespace holding
  * only loopback; memory and CPU bandwidth limits in its cgroup; every capability dropped; the root
  * tree read-only with tmpfs /tmp and /run; of dom0's files only the domain's vchan directory.
- * A private volume that is a directory is mounted at /rw.
+ * A private volume that is a directory is mounted at /rw, and its home/ at /home (as Qubes binds
+ * /rw/home there), so what a user keeps in /home persists with the volume.
  */
 export function domainXml({ spec, rootDir, vchanDir, uidBase }: DomainXmlInput): string {
   const root = spec.volumes.find((v) => v.role === 'root' && v.format === 'dir');
@@ -53,7 +60,9 @@ export function domainXml({ spec, rootDir, vchanDir, uidBase }: DomainXmlInput):
     ram('/tmp', TMP_KIB),
     ram('/run', RUN_KIB),
     mount(vchanDir, GUEST_VCHAN_DIR, false),
-    ...(priv ? [mount(priv.path, '/rw', priv.readOnly)] : []),
+    ...(priv
+      ? [mount(priv.path, '/rw', priv.readOnly), mount(privateHome(priv.path), '/home', priv.readOnly)]
+      : []),
   ];
   const range = attrs({ start: 0, target: uidBase, count: UID_RANGE });
   const domain: XmlNode = {

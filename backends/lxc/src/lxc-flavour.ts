@@ -10,7 +10,7 @@ import {
 } from '@odyssey/hal';
 import { ShutdownFlags, type Libvirt } from '@odyssey/libvirt';
 import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
-import { domainXml } from './domain-xml.js';
+import { domainXml, privateHome } from './domain-xml.js';
 import { RuntimeFiles } from './runtime-files.js';
 import { uidBaseFor } from './uid-ranges.js';
 import { VchanRelay } from './vchan-relay.js';
@@ -109,7 +109,20 @@ export class LxcFlavour implements LibvirtFlavour {
     await chown(vchanDir, uidBase, uidBase);
     await chmod(vchanDir, 0o700);
     await this.#relay.watch(spec.name);
+    await this.ownPrivate(spec, uidBase);
     return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase });
+  }
+
+  /**
+   * A private volume that is a directory is the domain's own: its top and its home/ (created when
+   * missing, bound at /home) belong to the domain's root, so they are writable inside. What is
+   * below keeps its owners.
+   */
+  private async ownPrivate(spec: DomainSpec, uidBase: number): Promise<void> {
+    const priv = spec.volumes.find((v) => v.role === 'private' && v.format === 'dir');
+    if (!priv || priv.readOnly) return;
+    await mkdir(privateHome(priv.path), { recursive: true });
+    for (const dir of [priv.path, privateHome(priv.path)]) await chown(dir, uidBase, uidBase);
   }
 
   /**

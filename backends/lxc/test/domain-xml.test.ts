@@ -48,7 +48,7 @@ describe('lxc domain XML', () => {
     expect(domain['cputune']).toEqual({ period: 100000, quota: 200000 });
   });
 
-  it('mounts the root read-only, tmpfs /tmp and /run, the vchan dir and /rw, nothing else of the host', () => {
+  it('mounts the root read-only, tmpfs /tmp and /run, the vchan dir, /rw and /home from /rw/home, nothing else of the host', () => {
     const fs = domain['devices']?.['filesystem'] as Record<string, Record<string, string>>[];
     expect(fs.map((f) => [f['type'], f['source'], f['target']?.['dir'], 'readonly' in f])).toEqual([
       ['mount', { dir: '/srv/root' }, '/', true],
@@ -56,6 +56,7 @@ describe('lxc domain XML', () => {
       ['ram', { usage: '16384', units: 'KiB' }, '/run', false],
       ['mount', { dir: '/run/o/lxc/work/vchan' }, GUEST_VCHAN_DIR, false],
       ['mount', { dir: '/var/lib/qubes/work/private' }, '/rw', false],
+      ['mount', { dir: '/var/lib/qubes/work/private/home' }, '/home', false],
     ]);
   });
 

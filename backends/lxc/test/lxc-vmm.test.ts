@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,14 +31,16 @@ function whyNoContainers(): string | undefined {
 const skip = whyNoContainers();
 if (skip) console.warn(`[lxc backend tests] SKIPPED: ${skip}`);
 
-const spec = (name: string, n: number): DomainSpec => ({
+const spec = (name: string, n: number, privateDir?: string): DomainSpec => ({
   name,
   uuid: `7a0c0de0-0000-4000-8000-00000000000${n}`,
   memoryMiB: 128,
   maxMemoryMiB: 0,
   vcpus: 1,
   virtMode: 'hvm',
-  volumes: [],
+  volumes: privateDir
+    ? [{ name: 'private', role: 'private', path: privateDir, format: 'dir', readOnly: false }]
+    : [],
   debug: false,
 });
 
@@ -141,11 +143,26 @@ async function inContainer(name: string, script: string, arg: string): Promise<s
   return stdout;
 }
 
+/** Runs a shell command line in the domain, as its root user; resolves with stdout. */
+async function inContainerSh(name: string, command: string): Promise<string> {
+  // Just after a start the init may not have started the agent yet.
+  let pid = await agentPid(name).catch(() => 0);
+  while (!pid) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    pid = await agentPid(name).catch(() => 0);
+  }
+  const { stdout } = await run('nsenter', ['-t', String(pid), '-a', '-r', '-w', '/bin/sh', '-c', command], {
+    timeout: 60_000,
+  });
+  return stdout;
+}
+
 describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
   let daemon: TestDaemon;
   let runtimeDir = '';
   let vmm: LxcVmm;
   let transport: LxcHostTransport;
+  let privateDir = '';
 
   beforeAll(async () => {
     const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
@@ -166,8 +183,10 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
       nameOf: (d) => vmm.nameOf(d),
       vchanDir: (name) => vmm.files.vchanDir(name),
     });
+    privateDir = join(runtimeDir, 'lxa-private');
+    await mkdir(privateDir);
     for (const [i, name] of ['lxa', 'lxb'].entries()) {
-      await vmm.define(spec(name, i + 1));
+      await vmm.define(spec(name, i + 1, name === 'lxa' ? privateDir : undefined));
       await vmm.start(name);
     }
   }, 300_000);
@@ -239,6 +258,18 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     // Each side hashed what it read; each sent 1 MiB of (i * 7) & 255 (server) or (i * 13) & 255.
     expect(served.trim().split('\n')).toEqual([`read ${MIB} ${await patternSha(13)}`, 'closed']);
     expect(got.trim()).toBe(`read ${MIB} ${await patternSha(7)} then EOF`);
+  }, 120_000);
+
+  it('binds /home from the private volume (/rw/home), writable by the domain and kept across a restart', async () => {
+    const wrote = await inContainerSh(
+      'lxa',
+      'echo kept >/home/note && cat /rw/home/note && grep -c " /home " /proc/self/mountinfo',
+    );
+    expect(wrote.split('\n')).toEqual(['kept', '1', '']);
+    expect(await readFile(join(privateDir, 'home', 'note'), 'utf8')).toBe('kept\n');
+    await vmm.kill('lxa');
+    await vmm.start('lxa');
+    expect(await inContainerSh('lxa', 'cat /home/note')).toBe('kept\n');
   }, 120_000);
 
   it('shuts one domain down (SIGTERM to its init) and kills the other', async () => {
