@@ -18,6 +18,8 @@ export const VIRTUALBOX_CAPABILITIES: VmmCapabilities = {
   isolation: 'hosted-vm',
   // The project's guests are a kernel and an initramfs booted directly; VirtualBox boots disks.
   guestImages: [],
+  // A VM runs in its own VirtualBox process, which closing libvirt's connection does not end.
+  domainsOnClose: 'survive',
   virtModes: ['hvm'],
   // VirtualBox pauses a running VM (libvirt's suspend/resume).
   pause: supported,
