@@ -155,7 +155,7 @@ async function runHere(): Promise<BackendReport> {
     cleanups.push(() => cleanUpHal(underTest.current.vmm));
     const halContext = {
       backend: underTest,
-      guest: halGuestFor(caps, underTest.runtimeDir, opts.virtMode),
+      guest: halGuestFor(caps, underTest.runtimeDir, () => underTest.current.vchan, opts.virtMode),
       metrics,
     };
     checks.push(...(await runChecks(selection.hal, halContext, caps, show)));

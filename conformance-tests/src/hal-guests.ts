@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { DomainSpec, GuestImageKind, VirtMode, VmmCapabilities } from '@odyssey/hal';
+import type { DomainSpec, GuestImageKind, VchanTransport, VirtMode, VmmCapabilities } from '@odyssey/hal';
 
 import { Unsupported } from './check.js';
+import { agentRunUntilGone } from './hal-agent.js';
 import { script } from './repo-scripts.js';
 
 /** What the guest does once booted. */
@@ -15,7 +16,8 @@ export type GuestBehaviour = 'run' | 'power-off' | 'crash';
  * how to make one stop on its own (through no Vmm call), so its stop is seen only in events().
  */
 export interface HalGuest {
-  readonly kind: GuestImageKind | 'none';
+  /** The kind booted, or why no guest of a kind the suite makes runs (specs are then bare, no agent inside). */
+  readonly kind: GuestImageKind | Unsupported;
   /** The spec of domain `name`; `behaviour` is how that boot ends (where the kind cannot, `run`). */
   spec(name: string, behaviour: GuestBehaviour): Promise<DomainSpec>;
   /**
@@ -23,8 +25,13 @@ export interface HalGuest {
    * suite makes the running domain `name`, hypervisor id `xid`, do it), or why it cannot.
    */
   readonly selfStop:
-    | { readonly by: 'boot' }
-    | { readonly by: 'act'; act(name: string, xid: number, how: 'power-off' | 'crash'): Promise<void> }
+    | { readonly by: 'boot'; readonly crash: string }
+    | {
+        readonly by: 'act';
+        /** What the crash is, for the report. */
+        readonly crash: string;
+        act(name: string, xid: number, how: 'power-off' | 'crash'): Promise<void>;
+      }
     | { readonly by: 'none'; readonly why: Unsupported };
 }
 
@@ -73,6 +80,7 @@ function agentProcessGuest(runtimeDir: string, virtMode: VirtMode): HalGuest {
     spec: async (name) => baseSpec(name, virtMode),
     selfStop: {
       by: 'act',
+      crash: 'its process was killed by SIGKILL',
       act: async (name, xid, how) => {
         const pid = await findAgent(runtimeDir, xid);
         if (pid === undefined) throw new Error(`no agent process with --domain-id ${xid} for ${name}`);
@@ -119,31 +127,82 @@ function linuxImageGuest(kind: 'odyssey-linux-kvm' | 'odyssey-linux-xen', virtMo
       const { kernel, initramfs } = await image;
       return { ...baseSpec(name, virtMode), kernel: { kernel, initramfs, cmdline: ends[behaviour] } };
     },
-    selfStop: { by: 'boot' },
+    selfStop: { by: 'boot', crash: 'its kernel panicked' },
   };
 }
 
-/** A backend that boots nothing the suite knows: the hal lifecycle runs on specs without a guest. */
-function noGuest(virtMode: VirtMode): HalGuest {
+/** The data port the suite's stop command runs on; the self-stopping domains run nothing else. */
+const SELF_STOP_PORT = 700;
+
+/**
+ * `odyssey-rootfs-lxc`: a container on the root tree the lxc backend is configured with
+ * (ODYSSEY_LXC_ROOTFS, built by backends/lxc/scripts/build-rootfs.sh; the suite's own instance
+ * gets it as odysseyd does), so the spec names no kernel and no volume. Its init is fixed, so a
+ * boot cannot be told how to end: the suite asks the container's agent over its control vchan, as
+ * dom0 asks any agent. Power-off is SIGTERM to the init (pid 1), which passes it to the agent and
+ * ends with its status 0; a crash is SIGKILL to the agent (the command's parent) by nobody the
+ * backend knows of, which ends the init with status 137.
+ */
+function rootfsLxcGuest(virtMode: VirtMode, vchan: () => VchanTransport | undefined): HalGuest {
   return {
-    kind: 'none',
+    kind: 'odyssey-rootfs-lxc',
     spec: async (name) => baseSpec(name, virtMode),
-    selfStop: {
-      by: 'none',
-      why: new Unsupported(
-        'declared',
-        'the backend declares no guest image kind, so no guest can stop itself',
-      ),
-    },
+    selfStop: vchan()
+      ? {
+          by: 'act',
+          crash: 'its agent was killed by SIGKILL, ending its init',
+          act: async (name, xid, how) => {
+            const transport = vchan();
+            if (!transport) throw new Error(`the backend's VchanTransport is gone: cannot reach ${name}`);
+            const command = how === 'power-off' ? 'kill -TERM 1' : 'kill -KILL "$PPID"';
+            await agentRunUntilGone(transport, xid, SELF_STOP_PORT, command);
+          },
+        }
+      : {
+          by: 'none',
+          why: new Unsupported(
+            'declared',
+            'createBackend returned no VchanTransport, so no container can be asked to stop itself',
+          ),
+        },
   };
 }
 
-/** The guest for the first kind the backend declares that the suite can make. */
-export function halGuestFor(caps: VmmCapabilities, runtimeDir: string, virtMode?: string): HalGuest {
+/** A backend that boots nothing the suite makes: the hal lifecycle runs on specs without a guest. */
+function noGuest(virtMode: VirtMode, why: Unsupported): HalGuest {
+  return {
+    kind: why,
+    spec: async (name) => baseSpec(name, virtMode),
+    selfStop: { by: 'none', why },
+  };
+}
+
+/**
+ * The guest for the first kind the backend declares that the suite can make; `vchan` is the
+ * current instance's transport (a reopened backend has a new one).
+ */
+export function halGuestFor(
+  caps: VmmCapabilities,
+  runtimeDir: string,
+  vchan: () => VchanTransport | undefined,
+  virtMode?: string,
+): HalGuest {
   const mode = (virtMode as VirtMode | undefined) ?? caps.virtModes[0] ?? 'pvh';
   for (const kind of caps.guestImages) {
     if (kind === 'agent-process') return agentProcessGuest(runtimeDir, mode);
     if (kind === 'odyssey-linux-kvm' || kind === 'odyssey-linux-xen') return linuxImageGuest(kind, mode);
+    if (kind === 'odyssey-rootfs-lxc') return rootfsLxcGuest(mode, vchan);
   }
-  return noGuest(mode);
+  if (caps.guestImages.length === 0)
+    return noGuest(
+      mode,
+      new Unsupported('declared', 'the backend declares no guest image kind, so no guest runs inside'),
+    );
+  return noGuest(
+    mode,
+    new Unsupported(
+      'suite',
+      `the suite makes no hal guest of the kinds declared: ${caps.guestImages.join(', ')}`,
+    ),
+  );
 }

@@ -76,6 +76,7 @@ export function renderMarkdown(report: Report): string {
     ...header('capability'),
     row(['loaded from', ...declared((d) => d.module)]),
     row(['virt modes', ...declared((d) => d.virtModes.join(', ') || 'none')]),
+    row(['domains on close()', ...declared((d) => d.domainsOnClose ?? 'not declared')]),
     ...capabilityNames.map((key) => row([key, ...declared((d) => d.capabilities[key] ?? 'not declared')])),
     ...SECTIONS.flatMap(({ section, title }) => [
       '',

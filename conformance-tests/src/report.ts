@@ -14,6 +14,8 @@ export interface Declared {
   readonly isolation: VmmCapabilities['isolation'];
   readonly guestImages: readonly string[];
   readonly virtModes: readonly string[];
+  /** What close() means for running domains (VmmCapabilities.domainsOnClose); absent: not declared. */
+  readonly domainsOnClose?: string;
   /** Each capability: `supported`, or the backend's reason it is not. */
   readonly capabilities: Readonly<Record<string, string>>;
 }
@@ -47,6 +49,8 @@ export function declaredOf(module: string, caps: VmmCapabilities): Declared {
     isolation: caps.isolation,
     guestImages: caps.guestImages,
     virtModes: caps.virtModes,
+    // A backend written in JavaScript may leave it out; the report says so rather than guess.
+    ...(typeof caps.domainsOnClose === 'string' ? { domainsOnClose: caps.domainsOnClose } : {}),
     capabilities,
   };
 }

@@ -20,16 +20,17 @@ interface Result {
   reason: string;
 }
 
-let dir = '';
+const dirs: string[] = [];
 beforeAll(() => {
   if (!existsSync(CLI)) throw new Error('build first: npx tsc -b conformance-tests backends/process');
 });
 afterEach(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
 async function runSuite(backend: string, only: string) {
-  dir = await mkdtemp(join(tmpdir(), 'odyssey-negative-'));
+  const dir = await mkdtemp(join(tmpdir(), 'odyssey-negative-'));
+  dirs.push(dir);
   const run = spawnSync(process.execPath, [CLI, '--backend', backend, '--report', dir, '--only', only], {
     encoding: 'utf8',
     env: { ...process.env, CI: '1' },
@@ -38,7 +39,11 @@ async function runSuite(backend: string, only: string) {
   const reportFile = join(dir, 'report.json');
   const report = existsSync(reportFile)
     ? (JSON.parse(await readFile(reportFile, 'utf8')) as {
-        backends: { backend: string; declared: { module: string }; checks: Result[] }[];
+        backends: {
+          backend: string;
+          declared: { module: string; domainsOnClose?: string };
+          checks: Result[];
+        }[];
       })
     : undefined;
   const checks = Object.fromEntries((report?.backends[0]?.checks ?? []).map((c) => [c.id, c]));
@@ -90,6 +95,35 @@ it('passes the hal lifecycle of a bookkeeping backend, and takes its word for wh
           ? 'declared: vmToVmVchan: a bookkeeping backend runs no guest'
           : 'declared: createBackend returned no VchanTransport, so the daemon runs no qrexec',
     });
+});
+
+it('fails close-reopen of a backend whose domains do not do on close() what it declares', async () => {
+  const lost = await runSuite(fixture('loses-domains-on-close.mjs'), 'hal');
+  expect(lost.run.status).toBe(1);
+  expect(lost.checks['hal.close-reopen']).toMatchObject({
+    status: 'fail',
+    reason:
+      "domainsOnClose is 'survive': state() of conf-hal from a fresh instance after close() and open(): " +
+      'expected {"state":"Running","xid":1}, got {"state":"Halted","xid":-1}',
+  });
+  const kept = await runSuite(fixture('claims-stop-on-close.mjs'), 'hal');
+  expect(kept.run.status).toBe(1);
+  expect(kept.checks['hal.close-reopen']).toMatchObject({
+    status: 'fail',
+    reason:
+      "domainsOnClose is 'stop': state() of conf-hal from a fresh instance after close() and open(): " +
+      'expected {"state":"Halted","xid":-1}, got {"state":"Running","xid":1}',
+  });
+});
+
+it('passes close-reopen of a backend that declares its domains stop on close() and stops them', async () => {
+  const { run, report, checks } = await runSuite(fixture('stops-domains-on-close.mjs'), 'hal');
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(report?.backends[0]?.declared.domainsOnClose).toBe('stop');
+  // The domain close() stopped is started again, so the checks after it find it running.
+  for (const id of ['close-reopen', 'shutdown', 'kill', 'undefine'])
+    expect(checks[`hal.${id}`], id).toMatchObject({ status: 'pass' });
 });
 
 it("stops at once, with the loader's message, on a backend that cannot be loaded or opened", async () => {

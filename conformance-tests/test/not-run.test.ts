@@ -75,6 +75,7 @@ const caps = (name: string): VmmCapabilities => ({
   name,
   isolation: 'hosted-vm',
   guestImages: [],
+  domainsOnClose: 'survive',
   virtModes: ['hvm'],
   pause: supported,
   suspend: unsupported('no'),

@@ -52,6 +52,7 @@ it('shows the declaration, the isolation class, and the core section apart from 
     name: 'mine',
     isolation: 'hosted-vm',
     guestImages: ['odyssey-linux-kvm'],
+    domainsOnClose: 'stop',
     virtModes: ['hvm'],
     pause: supported,
     suspend: unsupported('no disk to save to'),
@@ -90,6 +91,7 @@ it('shows the declaration, the isolation class, and the core section apart from 
   expect(md).toContain('| guest images | odyssey-linux-kvm |');
   expect(md).toContain('| loaded from | ./my-backend.js |');
   expect(md).toContain('| suspend | unsupported: no disk to save to |');
+  expect(md).toContain('| domains on close() | stop |');
   expect(md).toContain('| backend: fail | 1 |');
   expect(md).toContain('| backend: warn | 1 |');
   expect(md).toContain('| core: pass | 1 |');

@@ -45,12 +45,27 @@ export type GuestImageKind =
    */
   | 'odyssey-rootfs-lxc';
 
+/**
+ * What `Vmm.close()` does to the domains running at that moment (the daemon closes its Vmm when it
+ * stops, and a restarted daemon opens a fresh one):
+ * - `survive`: they keep running. A fresh instance (`createBackend` with the same `runtimeDir`, then
+ *   `open()`) reports each Running with the same xid in `state()` and `stats()`, its vchans answer
+ *   as before, and its `events()` reports what happens to them from then on; the closed instance's
+ *   `events()` ends without a `stopped` for them.
+ * - `stop`: `close()` stops them (they cannot outlive the backend, e.g. they live in its process).
+ *   The closed instance's `events()` yields `stopped` for each before it ends, and a fresh
+ *   instance's `state()` says Halted.
+ */
+export type DomainsOnClose = 'survive' | 'stop';
+
 export interface VmmCapabilities {
   /** Backend name as shown in reports, e.g. "kvm". */
   readonly name: string;
   readonly isolation: IsolationClass;
   /** The guest kinds this backend boots; empty when it runs nothing the suite can make (guest checks are then unsupported). */
   readonly guestImages: readonly GuestImageKind[];
+  /** What close() means for running domains; the suite checks the one declared. */
+  readonly domainsOnClose: DomainsOnClose;
   /** Virtualisation modes this backend can start. */
   readonly virtModes: readonly ('pv' | 'pvh' | 'hvm')[];
   readonly pause: Capability;

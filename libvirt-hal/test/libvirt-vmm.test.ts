@@ -23,6 +23,7 @@ const flavour: LibvirtFlavour = {
     name: 'test',
     isolation: 'hosted-vm',
     guestImages: [],
+    domainsOnClose: 'survive',
     virtModes: ['hvm'],
     pause: supported,
     suspend: supported,

@@ -22,6 +22,8 @@ const CAPABILITIES: VmmCapabilities = {
   name: 'kvm',
   isolation: 'hosted-vm',
   guestImages: ['odyssey-linux-kvm'],
+  // A QEMU process belongs to libvirtd, not to our connection: it runs on when odysseyd closes.
+  domainsOnClose: 'survive',
   // pv and pvh are Xen modes; every KVM guest is a (direct kernel boot) HVM guest.
   virtModes: ['hvm'],
   pause: supported,

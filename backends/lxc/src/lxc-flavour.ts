@@ -24,6 +24,8 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
   name: 'lxc',
   isolation: 'container',
   guestImages: ['odyssey-rootfs-lxc'],
+  // Each container has its own libvirt_lxc controller under libvirtd: closing our connection leaves it.
+  domainsOnClose: 'survive',
   // No guest kernel: a container runs on the host's kernel in no virtualisation mode.
   virtModes: [],
   // libvirt freezes the container's cgroup.

@@ -13,6 +13,9 @@ export const PROCESS_CAPABILITIES: VmmCapabilities = {
   name: 'process',
   isolation: 'process',
   guestImages: ['agent-process'],
+  // Spawned detached (own session, unref'd) with a record in the runtime dir: the process outlives
+  // close() and the daemon's own exit, and a fresh instance's open() adopts it, same pid and xid.
+  domainsOnClose: 'survive',
   // No guest kernel is booted, so no virtualisation mode is started; virt_mode is accepted and ignored.
   virtModes: [],
   pause: supported,

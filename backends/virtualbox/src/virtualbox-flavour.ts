@@ -18,6 +18,9 @@ export const VIRTUALBOX_CAPABILITIES: VmmCapabilities = {
   isolation: 'hosted-vm',
   // The project's guests are a kernel and an initramfs booted directly; VirtualBox boots disks.
   guestImages: [],
+  // A VM runs in its own VirtualBox process, which closing libvirt's connection does not end (its
+  // vchan pipe is another matter: VirtualBox connects to it once, at power-on; README).
+  domainsOnClose: 'survive',
   virtModes: ['hvm'],
   // VirtualBox pauses a running VM (libvirt's suspend/resume).
   pause: supported,

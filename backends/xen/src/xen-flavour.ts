@@ -68,6 +68,8 @@ export class XenFlavour implements LibvirtFlavour {
       isolation: 'bare-metal-vm',
       // PV is what every Xen host starts, the nested one included; the image is a PV-capable domU.
       guestImages: ['odyssey-linux-xen'],
+      // A domU belongs to the hypervisor: closing the libvirt connection leaves it running.
+      domainsOnClose: 'survive',
       virtModes: VIRT_MODES.filter((mode) => modes[mode].supported),
       pause: supported,
       // Suspend is libvirt's managed save: memory goes to disk, the domain stops, resume restores it.

@@ -1,38 +1,24 @@
 import { randomBytes } from 'node:crypto';
 
-import type { Vchan, VchanTransport } from '@odyssey/hal';
+import type { VchanTransport } from '@odyssey/hal';
 
 import { expectEqual, fail, Unsupported, type Check } from '../check.js';
-import {
-  CONTROL_PORT,
-  execCmdline,
-  hello,
-  MAX_CHUNK,
-  MessageReader,
-  MSG,
-  encode,
-  writeAll,
-} from '../qrexec-wire.js';
+import { agentExec, connectAgent, type AgentVchan } from '../hal-agent.js';
+import { MAX_CHUNK, MessageReader, MSG, encode, writeAll } from '../qrexec-wire.js';
 import { HAL_DOMAIN, type HalContext } from './hal-context.js';
 
-/** How long the guest's agent may take to listen after start() (a TCG guest boots in tens of seconds). */
-const AGENT_TIMEOUT_MS = 150_000;
 // Well past any ring (and socket buffer) size, small enough for a nested TCG guest.
 const PAYLOAD = 2 << 20;
 
 /** dom0's control vchan to the agent of HAL_DOMAIN, kept by the first check for the others. */
-let control: { vchan: Vchan; reader: MessageReader; xid: number } | undefined;
+let control: (AgentVchan & { xid: number }) | undefined;
 /** Data ports dom0 hands out, one per exec. */
 let nextPort = 600;
 
 async function transportOf(ctx: HalContext): Promise<{ transport: VchanTransport; xid: number }> {
   const transport = ctx.backend.current.vchan;
   if (!transport) throw new Unsupported('declared', 'createBackend returned no VchanTransport');
-  if (ctx.guest.kind === 'none')
-    throw new Unsupported(
-      'declared',
-      'the backend declares no guest image kind, so no guest runs an agent to talk to',
-    );
+  if (ctx.guest.kind instanceof Unsupported) throw ctx.guest.kind;
   const rt = await ctx.backend.current.vmm.state(HAL_DOMAIN);
   if (rt.state !== 'Running') fail(`${HAL_DOMAIN} is not running (state() says ${rt.state}, xid ${rt.xid})`);
   return { transport, xid: rt.xid };
@@ -42,29 +28,15 @@ async function transportOf(ctx: HalContext): Promise<{ transport: VchanTransport
 async function controlOf(ctx: HalContext): Promise<NonNullable<typeof control>> {
   const { transport, xid } = await transportOf(ctx);
   if (control?.xid === xid) return control;
-  const vchan = await transport.connect(String(xid), CONTROL_PORT, { timeoutMs: AGENT_TIMEOUT_MS });
-  const reader = new MessageReader(vchan);
-  const first = await reader.next();
-  expectEqual(first.type, MSG.HELLO, `first message of the agent on vchan ${xid}:${CONTROL_PORT}`);
-  if (first.payload.length !== 4 || first.payload.readUInt32LE(0) < 2)
-    fail(`the agent's HELLO carries no protocol version >= 2: ${first.payload.toString('hex')}`);
-  vchan.write(hello());
-  control = { vchan, reader, xid };
+  control = { ...(await connectAgent(transport, xid)), xid };
   return control;
 }
 
 /** Asks the agent to run `command` and accepts its connection back to dom0: the guest → dom0 direction. */
-async function exec(ctx: HalContext, command: string): Promise<{ vchan: Vchan; reader: MessageReader }> {
-  const { vchan: controlVchan, xid } = await controlOf(ctx);
+async function exec(ctx: HalContext, command: string): Promise<AgentVchan> {
+  const { vchan, xid } = await controlOf(ctx);
   const { transport } = await transportOf(ctx);
-  const port = nextPort++;
-  const listening = transport.listen(String(xid), port);
-  controlVchan.write(execCmdline(port, `user:${command}`));
-  const data = await listening;
-  const reader = new MessageReader(data);
-  await reader.expect(MSG.HELLO, `the agent's HELLO on data vchan ${xid}:${port}`);
-  data.write(hello());
-  return { vchan: data, reader };
+  return agentExec(transport, xid, vchan, nextPort++, command);
 }
 
 /** Reads STDOUT until its EOF, then the exit code. */
@@ -133,4 +105,15 @@ export const halVchanChecks: readonly Check<HalContext>[] = [
 export function closeHalVchans(): void {
   control?.vchan.destroy();
   control = undefined;
+}
+
+/**
+ * Whether the running HAL_DOMAIN's agent answers on a fresh control vchan (a HELLO), through the
+ * current instance; false when there is nothing inside to answer (no guest kind, no transport).
+ */
+export async function halAgentAnswers(ctx: HalContext): Promise<boolean> {
+  if (!ctx.backend.current.vchan || ctx.guest.kind instanceof Unsupported) return false;
+  closeHalVchans();
+  await controlOf(ctx);
+  return true;
 }

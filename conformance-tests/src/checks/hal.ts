@@ -3,7 +3,7 @@ import { VmmError, type Backend, type CapabilityName, type Vmm, type VmmCapabili
 import { expectEqual, fail, Warning, type Check } from '../check.js';
 import { watchVmm } from '../vmm-events.js';
 import { HAL_DOMAIN, type HalContext } from './hal-context.js';
-import { closeHalVchans } from './hal-vchan.js';
+import { closeHalVchans, halAgentAnswers } from './hal-vchan.js';
 
 /** Domains that stop on their own (a fresh one each, so the first's state cannot mask it). */
 const SELF_STOPPING = { 'power-off': 'conf-hal-poweroff', crash: 'conf-hal-crash' } as const;
@@ -169,22 +169,54 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
     }
     if (worked.length > 0) throw new Warning(`declared unsupported but worked: ${worked.join(', ')}`);
   }),
-  // A restarted daemon opens a fresh instance: the running domain must still be there, same xid.
+  // A restarted daemon opens a fresh instance: what it finds of a running domain is what the
+  // backend declares close() does to it, and both answers are checked as they are declared.
   hal('close-reopen', async (ctx) => {
+    const declared: unknown = ctx.backend.capabilities.domainsOnClose;
+    if (declared !== 'survive' && declared !== 'stop')
+      fail(
+        `capabilities().domainsOnClose must say what close() does to running domains, 'survive' or 'stop'; got ${JSON.stringify(declared)}`,
+      );
     const before = await requireRunning(vmmOf(ctx), 'close()');
     closeHalVchans();
-    const reopened: Backend = await ctx.backend.reload();
-    const after = await reopened.vmm.state(HAL_DOMAIN);
-    expectEqual(
-      { state: after.state, xid: after.xid },
-      { state: before.state, xid: before.xid },
-      `state() of ${HAL_DOMAIN} from a fresh instance after close() and open()`,
-    );
-    if (
-      ctx.backend.capabilities.stats.supported &&
-      !(await reopened.vmm.stats()).some((s) => s.name === HAL_DOMAIN)
-    )
-      fail(`stats() of the fresh instance does not list ${HAL_DOMAIN}`);
+    const closing = watchVmm(vmmOf(ctx));
+    try {
+      const reopened: Backend = await ctx.backend.reload();
+      const after = await reopened.vmm.state(HAL_DOMAIN);
+      const is = `domainsOnClose is '${declared}'`;
+      expectEqual(
+        { state: after.state, xid: after.xid },
+        declared === 'survive' ? { state: before.state, xid: before.xid } : { state: 'Halted', xid: -1 },
+        `${is}: state() of ${HAL_DOMAIN} from a fresh instance after close() and open()`,
+      );
+      if (ctx.backend.capabilities.stats.supported) {
+        const listed = (await reopened.vmm.stats()).some((s) => s.name === HAL_DOMAIN);
+        if (listed !== (declared === 'survive'))
+          fail(
+            `${is}, yet stats() of the fresh instance ${listed ? 'lists' : 'does not list'} ${HAL_DOMAIN}`,
+          );
+      }
+      const told = (await closing.rest('close()')).find(
+        (ev) => ev.type === 'stopped' && ev.name === HAL_DOMAIN,
+      );
+      if (declared === 'survive') {
+        if (told) fail(`${is}, yet events() of the closed instance said ${HAL_DOMAIN} stopped`);
+        await halAgentAnswers(ctx).catch((e: unknown) =>
+          fail(
+            `${is}: the agent of ${HAL_DOMAIN} does not answer through the fresh instance's vchan: ${e instanceof Error ? e.message : String(e)}`,
+          ),
+        );
+        return;
+      }
+      if (!told)
+        fail(
+          `${is}: events() of the closed instance ended without stopped for ${HAL_DOMAIN}, which close() stopped`,
+        );
+      // The checks after this one stop a running domain: it starts again, through the fresh instance.
+      await startDomain(ctx, HAL_DOMAIN, 'run');
+    } finally {
+      closing.stop();
+    }
   }),
   hal('shutdown', async (ctx) => {
     const vmm = vmmOf(ctx);
@@ -232,7 +264,7 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
         await expectState(vmm, name, 'Halted', `the guest's own ${how}`);
         // Seen and halted is what the daemon needs; a crash told as a clean stop misleads its users.
         if (how === 'crash' && stopped.type === 'stopped' && stopped.reason === 'shutdown')
-          throw new Warning('a guest that crashed (its kernel panicked) was reported as stopped: shutdown');
+          throw new Warning(`a guest that crashed (${selfStop.crash}) was reported as stopped: shutdown`);
       } finally {
         events.stop();
         await vmm.undefine(name).catch(() => undefined);

@@ -37,6 +37,7 @@ export class FakeVmm implements Vmm {
       name: 'fake',
       isolation: 'process',
       guestImages: [],
+      domainsOnClose: 'survive',
       virtModes: ['pvh', 'hvm'],
       pause: supported,
       suspend: supported,
