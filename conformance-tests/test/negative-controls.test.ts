@@ -65,8 +65,14 @@ it('fails a backend that does nothing, naming what is wrong', async () => {
     status: 'fail',
     reason: 'start() of an undefined domain succeeded',
   });
-  const lifecycle = Object.values(checks).filter((c) => c.id !== 'hal.declared-unsupported-refused');
-  expect(lifecycle.filter((c) => c.status !== 'fail').map((c) => c.id)).toEqual([]);
+  expect(checks['hal.declared-unsupported-refused']?.reason).toContain(
+    'conf-hal is not running before trying what is declared unsupported',
+  );
+  expect(
+    Object.values(checks)
+      .filter((c) => c.status !== 'fail')
+      .map((c) => c.id),
+  ).toEqual([]);
 });
 
 it('passes the hal lifecycle of a bookkeeping backend, and takes its word for what it cannot do', async () => {
@@ -74,7 +80,16 @@ it('passes the hal lifecycle of a bookkeeping backend, and takes its word for wh
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
   expect(report?.backends[0]?.declared.module).toBe(fixture('bookkeeping-backend.mjs'));
-  for (const id of ['start', 'stats', 'pause-unpause', 'close-reopen', 'shutdown', 'kill', 'undefine'])
+  for (const id of [
+    'start',
+    'stats',
+    'pause-unpause',
+    'declared-unsupported-refused',
+    'close-reopen',
+    'shutdown',
+    'kill',
+    'undefine',
+  ])
     expect(checks[`hal.${id}`], id).toMatchObject({ status: 'pass' });
   expect(checks['hal.suspend-resume']).toMatchObject({
     status: 'unsupported',
@@ -95,6 +110,26 @@ it('passes the hal lifecycle of a bookkeeping backend, and takes its word for wh
           ? 'declared: vmToVmVchan: a bookkeeping backend runs no guest'
           : 'declared: createBackend returned no VchanTransport, so the daemon runs no qrexec',
     });
+});
+
+it('warns of a backend that declares stats unsupported but answers stats()', async () => {
+  const { run, checks } = await runSuite(fixture('declares-stats-unsupported.mjs'), 'hal');
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(checks['hal.stats']).toMatchObject({
+    status: 'unsupported',
+    reason: 'declared: stats: books keep no CPU time',
+  });
+  // suspend is declared unsupported too, and refused: only stats is named.
+  expect(checks['hal.declared-unsupported-refused']).toMatchObject({
+    status: 'warn',
+    reason:
+      'declared unsupported but worked: stats; not tried: ' +
+      'network (attachLink() needs a second running domain as the netvm); ' +
+      'vmToVmVchan (a vchan between two guests needs a second running domain); ' +
+      'blockDevices (the HAL has no Vmm method for it); pciDevices (the HAL has no Vmm method for it); ' +
+      'usbDevices (the HAL has no Vmm method for it)',
+  });
 });
 
 it('fails close-reopen of a backend whose domains do not do on close() what it declares', async () => {
