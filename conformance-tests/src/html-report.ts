@@ -1,13 +1,13 @@
 import type { CheckResult } from './check.js';
 import { metricNames, metricUnit, renderMetricsChart } from './metrics-chart.js';
-import type { Report } from './report.js';
+import type { Declared, Report } from './report.js';
 import { escapeMarkup as esc } from './xml-text.js';
 
 /*
  * report.html: one self-contained page (no scripts, no network): the totals,
- * the metrics with their chart as an image (an SVG data URI), the matrix of
- * checks × backends coloured by outcome, and the reason of every check that
- * did not pass.
+ * the metrics with their chart as an image (an SVG data URI), what each backend
+ * declared of itself, the matrix of checks × backends coloured by outcome, and
+ * the reason of every check that did not pass.
  */
 
 const STYLE = `body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}
@@ -22,6 +22,30 @@ const count = (checks: readonly CheckResult[], status: CheckResult['status']): n
 function row(cells: readonly string[], header = false): string {
   const tag = header ? 'th' : 'td';
   return `<tr>${cells.map((c) => (c.startsWith('<t') ? c : `<${tag}>${c}</${tag}>`)).join('')}</tr>`;
+}
+
+/** What each backend declared (the markdown report's table too): a capability's reason in full. */
+function declaredRows(report: Report): string[] {
+  const backends = report.backends;
+  const capabilityNames: string[] = [];
+  for (const b of backends)
+    for (const key of Object.keys(b.declared?.capabilities ?? {}))
+      if (!capabilityNames.includes(key)) capabilityNames.push(key);
+  const declared = (pick: (d: Declared) => string) =>
+    backends.map((b) => (b.declared ? esc(pick(b.declared)) : '-'));
+  const capability = (key: string) =>
+    backends.map((b) => {
+      const value = b.declared?.capabilities[key];
+      if (value === undefined) return b.declared ? 'not declared' : '-';
+      return `<td class="${value === 'supported' ? 'pass' : 'unsupported'}">${esc(value)}</td>`;
+    });
+  return [
+    row(['loaded from', ...declared((d) => d.module)]),
+    row(['guest images', ...declared((d) => d.guestImages.join(', ') || 'none')]),
+    row(['virt modes', ...declared((d) => d.virtModes.join(', ') || 'none')]),
+    row(['domains on close()', ...declared((d) => d.domainsOnClose ?? 'not declared')]),
+    ...capabilityNames.map((key) => row([esc(key), ...capability(key)])),
+  ];
 }
 
 export function renderHtml(report: Report): string {
@@ -91,6 +115,11 @@ export function renderHtml(report: Report): string {
     ...metrics,
     '</table>',
     `<img alt="metrics across backends" src="data:image/svg+xml;base64,${chart}">`,
+    '<h2>Declared capabilities</h2>',
+    '<table>',
+    row(['capability', ...names], true),
+    ...declaredRows(report),
+    '</table>',
     '<h2>Checks</h2>',
     '<table>',
     row(['check', ...names], true),

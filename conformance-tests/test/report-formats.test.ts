@@ -38,6 +38,14 @@ const REPORT: Report = {
     },
     {
       backend: 'kvm',
+      declared: {
+        module: 'kvm',
+        isolation: 'hosted-vm',
+        guestImages: ['odyssey-linux-kvm'],
+        virtModes: ['hvm'],
+        domainsOnClose: 'survive',
+        capabilities: { pause: 'supported', pciDevices: 'unsupported: no <passthrough> & no IOMMU' },
+      },
       checks: [
         check('lifecycle.start', 'pass'),
         check('api.bad<&>', 'fail', 'expected "0\\0", got <EXCEPTION> & \x01'),
@@ -118,6 +126,25 @@ describe('report.html', () => {
     const uri =
       /<img alt="metrics across backends" src="data:image\/svg\+xml;base64,([A-Za-z0-9+/=]+)">/.exec(html);
     expect(Buffer.from(uri?.[1] ?? '', 'base64').toString()).toBe(renderMetricsChart(REPORT));
+  });
+
+  it('lists what each backend declared: isolation, guest images, domains on close() and every capability', () => {
+    const html = renderHtml(REPORT);
+    expect(html).toContain('<tr><td>isolation</td><td>-</td><td>hosted-vm</td></tr>');
+    expect(html).toContain(
+      [
+        '<h2>Declared capabilities</h2>',
+        '<table>',
+        '<tr><th>capability</th><th>process</th><th>kvm</th></tr>',
+        '<tr><td>loaded from</td><td>-</td><td>kvm</td></tr>',
+        '<tr><td>guest images</td><td>-</td><td>odyssey-linux-kvm</td></tr>',
+        '<tr><td>virt modes</td><td>-</td><td>hvm</td></tr>',
+        '<tr><td>domains on close()</td><td>-</td><td>survive</td></tr>',
+        '<tr><td>pause</td><td>-</td><td class="pass">supported</td></tr>',
+        '<tr><td>pciDevices</td><td>-</td><td class="unsupported">unsupported: no &lt;passthrough&gt; &amp; no IOMMU</td></tr>',
+        '</table>',
+      ].join('\n'),
+    );
   });
 
   it('the chart draws a bar per backend and metric, scaled to the largest, with values and units', async ({
