@@ -12,8 +12,8 @@ import { cleanUpHal } from './checks/hal.js';
 import { selectChecks } from './checks/index.js';
 import { guestsFor } from './guests.js';
 import { halGuestFor } from './hal-guests.js';
+import { hostSetupOf } from './host-setup.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
-import { LXC_LIBVIRTD_ENV, lxcDaemonEnv } from './lxc-setup.js';
 import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
 import { renderJUnit } from './junit.js';
@@ -47,7 +47,7 @@ const program = new Command('odyssey-conformance')
   .option('--daemon-log <file>', "append odysseyd's stderr to FILE")
   .option(
     '--nested',
-    'run the suite inside a nested Xen dom0 (Xen under QEMU/TCG, scripts/xen-nested.sh); --backend xen only',
+    'run the suite inside a nested Xen dom0 (Xen under QEMU/TCG, scripts/xen-nested.sh); a backend that declares it (xen)',
   )
   .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.passed : EXIT.usage))
   .parse();
@@ -69,8 +69,14 @@ try {
 } catch (err) {
   program.error((err as Error).message);
 }
-if (opts.nested && opts.backend !== 'xen')
-  program.error(`--nested boots a Xen dom0, so it runs only --backend xen (not ${opts.backend})`);
+// What the backend's host needs, as its package declares it (hal/README.md), whatever it is called.
+const hostSetup = await hostSetupOf(opts.backend).catch((e: unknown) =>
+  program.error(`backend ${opts.backend}: ${e instanceof Error ? e.message : String(e)}`),
+);
+if (opts.nested && !hostSetup.nestedXen)
+  program.error(
+    `--nested boots a Xen dom0, so it runs only a backend whose package declares odyssey.conformance.nested "xen" (not ${opts.backend})`,
+  );
 if (opts.nested && opts.libvirtd === 'private')
   program.error("--nested uses dom0's own libvirtd; --libvirtd private does not apply");
 
@@ -79,14 +85,6 @@ const PREPARE: Partial<Record<GuestImageKind, (stateDir: string) => Promise<void
   'odyssey-linux-kvm': installGuestKernel,
   'odyssey-linux-xen': installXenGuestKernel,
 };
-
-/**
- * The environment a backend's host needs before it is loaded (a private libvirtd's options,
- * odysseyd's environment): set-up by the --backend name, as a packager's service does; which
- * checks run is still decided by the loaded backend's declaration.
- */
-const DAEMON_ENV: Record<string, () => Promise<NodeJS.ProcessEnv>> = { lxc: lxcDaemonEnv };
-const LIBVIRTD_ENV: Record<string, NodeJS.ProcessEnv> = { lxc: LXC_LIBVIRTD_ENV };
 
 // Progress is for people watching; CI logs get the summary line only.
 const progress = process.stdout.isTTY && !process.env['CI'];
@@ -141,10 +139,10 @@ async function openUnderTest(env: NodeJS.ProcessEnv): Promise<BackendUnderTest> 
 /** The suite here: hal checks on the suite's own instance, then the daemon's checks over its socket. */
 async function runHere(): Promise<BackendReport> {
   const libvirtd =
-    opts.libvirtd === 'private' ? await startPrivateLibvirtd(LIBVIRTD_ENV[opts.backend]) : undefined;
+    opts.libvirtd === 'private' ? await startPrivateLibvirtd(hostSetup.libvirtdEnv) : undefined;
   if (libvirtd) cleanups.push(libvirtd.stop);
   // The suite's own instance gets the environment odysseyd gets (lxc: the domains' root tree).
-  const backendEnv = (await DAEMON_ENV[opts.backend]?.()) ?? {};
+  const backendEnv = await hostSetup.daemonEnv();
   const underTest = await openUnderTest({ ...backendEnv, ...libvirtd?.env });
   cleanups.push(() => underTest.close());
   const caps = underTest.capabilities;

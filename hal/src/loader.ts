@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import type { Backend, BackendContext, CreateBackend } from './vmm.js';
 
@@ -33,6 +33,28 @@ export async function backendModule(name: string): Promise<string> {
     }
   }
   throw new BackendLoadError(`cannot load backend package ${candidates.join(' or ')}: neither is installed`);
+}
+
+/**
+ * The directory of the package `--backend` names, where its package.json is (and what it declares
+ * besides its entry point); undefined for a lone module file, which has no package of its own.
+ */
+export async function backendPackageDir(name: string): Promise<string | undefined> {
+  const spec = await backendModule(name);
+  if (name.startsWith('.') || isAbsolute(name)) {
+    const path = resolve(name);
+    return (await stat(path)).isDirectory() ? path : undefined;
+  }
+  // A bare name: up from its resolved entry point to the package.json that names it.
+  for (
+    let dir = dirname(fileURLToPath(import.meta.resolve(spec)));
+    dir !== dirname(dir);
+    dir = dirname(dir)
+  ) {
+    const pkg = await readFile(join(dir, 'package.json'), 'utf8').catch(() => undefined);
+    if (pkg !== undefined && (JSON.parse(pkg) as { name?: unknown }).name === spec) return dir;
+  }
+  return undefined;
 }
 
 async function packageEntry(dir: string): Promise<string> {
