@@ -8,6 +8,7 @@ import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
 import { importStream, readSizeHeader } from '../../storage/importer.js';
 import type { CallContext } from '../call-context.js';
+import { linesBody, revisionName, volumeInfoBody } from './storage-wire.js';
 
 /** enforce_arg over the destination's volumes. */
 function volumeOf(ctx: CallContext): Volume {
@@ -46,14 +47,15 @@ export const volume = {
   list: (ctx: CallContext): string =>
     [...ctx.services.storage.of(ctx.dest).keys()].map((n) => `${n}\n`).join(''),
 
-  info: (ctx: CallContext): Promise<string> => ctx.services.storage.registry.volumeInfo(volumeOf(ctx)),
+  info: async (ctx: CallContext): Promise<string> =>
+    volumeInfoBody(await ctx.services.storage.registry.volumeInfo(volumeOf(ctx))),
 
-  listSnapshots: (ctx: CallContext): Promise<string> =>
-    ctx.services.storage.registry.listSnapshots(volumeOf(ctx)),
+  listSnapshots: async (ctx: CallContext): Promise<string> =>
+    linesBody(await ctx.services.storage.registry.snapshotIds(volumeOf(ctx))),
 
   revert: async (ctx: CallContext): Promise<undefined> => {
     const v = volumeOf(ctx);
-    await ctx.services.storage.registry.revert(v, ctx.payload.toString('latin1').trim());
+    await ctx.services.storage.registry.revert(v, revisionName(ctx.payload.toString('latin1').trim()));
     return undefined;
   },
 
