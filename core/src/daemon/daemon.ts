@@ -87,7 +87,7 @@ type SettledOptions = DaemonOptions & { readonly stateDir: string };
 function logDisposables(app: App, log: Log): void {
   app.events.subscribe((event) => {
     if (event.name !== 'domain-add') return;
-    const vm = app.domains.byName(event.args.find(([key]) => key === 'vm')?.[1] ?? '');
+    const vm = app.domains.byName(event.args.vm);
     if (vm?.klass !== 'DispVM') return;
     const template = vm.props.tryGet('template') as Vm | null | undefined;
     log('info', `disposable ${vm.name} created (template ${template?.name ?? 'none'})`);

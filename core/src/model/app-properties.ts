@@ -70,10 +70,15 @@ function fanOut(
   event: 'property-set' | 'property-reset',
   old: PropValue | undefined,
 ): void {
-  const args: [string, string][] = [['name', prop]];
-  if (event === 'property-set') args.push(['newvalue', eventString(app.props.tryGet(global) ?? null)]);
-  args.push(['oldvalue', eventString(old ?? null)]);
-  for (const vm of following(app, prop)) vm.events.fire(vm, `${event}:${prop}`, args);
+  const oldvalue = eventString(old ?? null);
+  for (const vm of following(app, prop)) {
+    if (event === 'property-set') {
+      const newvalue = eventString(app.props.tryGet(global) ?? null);
+      vm.events.fire(vm, `property-set:${prop}`, { name: prop, newvalue, oldvalue });
+    } else {
+      vm.events.fire(vm, `property-reset:${prop}`, { name: prop, oldvalue });
+    }
+  }
 }
 
 export const APP_PROPERTIES: readonly Def[] = [
@@ -125,11 +130,7 @@ export const APP_PROPERTIES: readonly Def[] = [
     default: () => null,
     validate: (app, v) => checkDefaultNetvmLoop(app, v),
     preSet: (app, value, old) => {
-      const args: [string, string][] = [
-        ['name', 'netvm'],
-        ['newvalue', eventString(value)],
-        ['oldvalue', eventString(old ?? null)],
-      ];
+      const args = { name: 'netvm', newvalue: eventString(value), oldvalue: eventString(old ?? null) };
       for (const vm of following(app, 'netvm')) vm.events.fire(vm, 'property-pre-set:netvm', args);
     },
     afterChange: (app, old) => fanOut(app, 'default_netvm', 'netvm', 'property-reset', old),

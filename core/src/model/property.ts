@@ -1,5 +1,5 @@
 import { QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError } from './errors.js';
-import type { EventBus } from './events.js';
+import type { EventBus, EventMap } from './events.js';
 import type { Label } from './labels.js';
 import { isXmlText } from './validate.js';
 import type { Vm } from './vm.js';
@@ -164,11 +164,8 @@ export class PropertyStore<H extends PropertyHolder> {
     const value = d.validate ? d.validate(this.holder, input) : input;
     const old = this.tryGet(name);
     d.preSet?.(this.holder, value, old);
-    const args: [string, string][] = [
-      ['name', name],
-      ['newvalue', eventString(value)],
-    ];
-    if (old !== undefined) args.push(['oldvalue', eventString(old)]);
+    const args: EventMap[`property-set:${string}`] = { name, newvalue: eventString(value) };
+    if (old !== undefined) args.oldvalue = eventString(old);
     const subject = this.holder.eventSubject;
     this.holder.events.fire(subject, `property-pre-set:${name}`, args);
     this.values.set(name, value);
@@ -187,8 +184,8 @@ export class PropertyStore<H extends PropertyHolder> {
     }
     if (!d.readOnly) d.preReset?.(this.holder);
     const old = this.tryGet(name);
-    const args: [string, string][] = [['name', name]];
-    if (old !== undefined) args.push(['oldvalue', eventString(old)]);
+    const args: EventMap[`property-reset:${string}`] = { name };
+    if (old !== undefined) args.oldvalue = eventString(old);
     const subject = this.holder.eventSubject;
     this.holder.events.fire(subject, `property-pre-reset:${name}`, args);
     this.holder.events.fire(subject, `property-pre-del:${name}`, args);

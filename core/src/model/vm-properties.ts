@@ -137,7 +137,7 @@ function defaultKernelopts(vm: Vm): PropValue {
 
 /** Tells event subscribers that computed properties changed with another one (upstream fires property-reset). */
 export function announce(vm: Vm, ...props: string[]): void {
-  for (const p of props) vm.events.fire(vm, `property-reset:${p}`, [['name', p]]);
+  for (const p of props) vm.events.fire(vm, `property-reset:${p}`, { name: p });
 }
 
 function halted(vm: Vm, message: string): void {

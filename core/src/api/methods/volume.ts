@@ -19,23 +19,14 @@ function volumeOf(ctx: CallContext): Volume {
 
 /** Runs a data import between upstream's domain-volume-import-begin/end events. */
 async function announcedImport(ctx: CallContext, size: string, run: () => Promise<void>): Promise<undefined> {
-  ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
-    ['volume', ctx.arg],
-    ['size', size],
-  ]);
+  ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', { volume: ctx.arg, size: size });
   try {
     await run();
   } catch (e) {
-    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-      ['volume', ctx.arg],
-      ['success', 'False'],
-    ]);
+    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', { volume: ctx.arg, success: 'False' });
     throw e;
   }
-  ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-    ['volume', ctx.arg],
-    ['success', 'True'],
-  ]);
+  ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', { volume: ctx.arg, success: 'True' });
   return undefined;
 }
 
@@ -66,7 +57,7 @@ export const volume = {
     if (/[^\x00-\x7f]/.test(ctx.payload.toString('latin1')))
       throw new ProtocolError('Token contains non-ASCII characters');
     await ctx.services.storage.registry.cloneTo(v, ctx.payload.toString('ascii').trim());
-    ctx.app.events.fire(ctx.dest, 'domain-import-volume', [['name', ctx.arg]]);
+    ctx.app.events.fire(ctx.dest, 'domain-import-volume', { name: ctx.arg });
     return undefined;
   },
 
