@@ -78,8 +78,27 @@ export function wireString(value: PropValue | undefined): string {
   return eventString(value);
 }
 
+/**
+ * A holder's properties seen without the holder's type: what the generic Admin API
+ * handlers and qubes.xml need (a PropertyStore of any holder is one).
+ */
+export interface Properties {
+  readonly defs: readonly PropertyDef<never>[];
+  def(name: string): PropertyDef<never>;
+  has(name: string): boolean;
+  isDefault(name: string): boolean;
+  get(name: string): PropValue;
+  tryGet(name: string): PropValue | undefined;
+  getDefault(name: string): PropValue;
+  explicit(): ReadonlyMap<string, PropValue>;
+  init(name: string, value: PropValue): void;
+  parse(name: string, raw: string): PropValue;
+  set(name: string, input: PropValue): void;
+  reset(name: string): void;
+}
+
 /** The explicitly set values of one holder, and the generic property operations over its definitions. */
-export class PropertyStore<H extends PropertyHolder> {
+export class PropertyStore<H extends PropertyHolder> implements Properties {
   private readonly values = new Map<string, PropValue>();
   private readonly byName: ReadonlyMap<string, PropertyDef<H>>;
 
