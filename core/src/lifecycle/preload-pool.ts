@@ -7,6 +7,7 @@ import type { Vm } from '../model/vm.js';
 import type { Saver } from '../persist/saver.js';
 import { type DisposableDeps, newDisposable } from './new-disposable.js';
 import type { Lifecycle } from './ports.js';
+import { AP } from '../model/app-properties.js';
 
 const LIST = 'preload-dispvm';
 const MAX = 'preload-dispvm-max';
@@ -394,7 +395,7 @@ export class PreloadPool {
     if (!deleted && set.value === set.oldvalue) return;
     const what = deleted ? 'was deleted' : `was set to ${pyRepr(set.value)}`;
     if (vm.isAdminVm) {
-      const target = this.deps.app.props.tryGet('default_dispvm') as Vm | null | undefined;
+      const target = this.deps.app.props.tryGet(AP.default_dispvm);
       if (target) this.schedule(target, `global feature ${what}`, 0);
       return;
     }
