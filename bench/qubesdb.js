@@ -26,7 +26,7 @@ const host = new QubesDbHost({
   log: () => undefined,
 });
 work.xid = 3;
-app.events.fire(work, 'property-reset:xid', [['name', 'xid']]);
+app.events.fire(work, 'property-reset:xid', { name: 'xid' });
 
 const begin = performance.now();
 const guest = new GuestQubesDb({ transport: new SocketVchanTransport({ localDomain: '3', dir }) });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { MethodSpec } from '../api/method.js';
 
 /** What the generator needs of a method declaration. */
-export type PolicyMethod = Pick<MethodSpec, 'name' | 'scope' | 'read' | 'write' | 'execute' | 'noPolicy'>;
+export type PolicyMethod = Pick<MethodSpec, 'name' | 'scope' | 'access' | 'noPolicy'>;
 
 export interface PolicyFile {
   /** Relative to the policy directory. */
@@ -65,7 +65,7 @@ function includeFileText(kind: 'local' | 'global', rwx: boolean): string {
 
 /** The include a method belongs to: scope, and rwx when it writes or executes. */
 export function adminIncludeFor(method: PolicyMethod): string {
-  return `include/admin-${method.scope}-${method.write || method.execute ? 'rwx' : 'ro'}`;
+  return `include/admin-${method.scope}-${method.access === 'r' ? 'ro' : 'rwx'}`;
 }
 
 /**

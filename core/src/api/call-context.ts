@@ -1,9 +1,12 @@
 import type { Readable } from 'node:stream';
 
 import type { App } from '../model/app.js';
-import type { EventArgs, QubesEvent } from '../model/events.js';
+import type { QubesEvent } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
 import type { ApiServices } from './services.js';
+
+/** Event arguments in the order they go on the wire, values already str()-ed. */
+export type EventArgs = readonly (readonly [string, string])[];
 
 /** Where a streaming method (admin.Events, admin.vm.Stats) writes its messages. */
 export interface EventSink {

@@ -82,7 +82,7 @@ export class Dispatcher {
       const { spec, ctx } = this.check(req, stream, payloadStream);
       const body = await spec.handler(ctx);
       if (spec.streaming) return { kind: 'streamed' };
-      if (spec.write && !spec.noSave) await this.saver.save(ctx.dest);
+      if (spec.access === 'w' && !spec.noSave) await this.saver.save(ctx.dest);
       return { kind: 'ok', body };
     } catch (e) {
       if (e instanceof QubesException) return { kind: 'exception', type: e.name, message: e.message };
@@ -104,13 +104,13 @@ export class Dispatcher {
     }
     const spec = this.methods.get(req.method);
     if (!spec) throw new ProtocolError(`no such method: ${pyRepr(req.method)}`);
-    if (spec.wantsPayload === true && req.payload.length === 0) throw new ProtocolError('expected payload');
-    if (spec.wantsPayload === false && req.payload.length > 0) throw new ProtocolError('unexpected payload');
-    if (spec.wantsArg === true && req.arg === '') throw new ProtocolError('expected an argument');
-    if (spec.wantsArg === false && req.arg !== '') throw new ProtocolError('unexpected argument');
-    if (spec.destAdminvm === true && !dest.isAdminVm)
+    if (spec.payload === 'required' && req.payload.length === 0) throw new ProtocolError('expected payload');
+    if (spec.payload === 'none' && req.payload.length > 0) throw new ProtocolError('unexpected payload');
+    if (spec.arg === 'required' && req.arg === '') throw new ProtocolError('expected an argument');
+    if (spec.arg === 'none' && req.arg !== '') throw new ProtocolError('unexpected argument');
+    if (spec.dest === 'dom0' && !dest.isAdminVm)
       throw new ProtocolError('expected destination to be AdminVM');
-    if (spec.destAdminvm === false && dest.isAdminVm) {
+    if (spec.dest === 'vm' && dest.isAdminVm) {
       throw new ProtocolError('expected destination to not be AdminVM');
     }
     const ctx = {

@@ -4,22 +4,30 @@ import type { CallContext } from './call-context.js';
 export type Scope = 'global' | 'local';
 
 /**
+ * What a method does: reads only, writes (qubes.xml is saved after it), executes
+ * (acts on a running domain, nothing to save), or both reads and executes.
+ * Anything but 'r' puts the method in the policy's rwx include.
+ */
+export type Access = 'r' | 'w' | 'x' | 'rx';
+
+/** Which destination a method accepts: dom0 only, any qube but dom0, or any. */
+export type Dest = 'dom0' | 'vm' | 'any';
+
+/** Whether the call's argument (or payload) must be non-empty, must be empty, or may be either. */
+export type Want = 'required' | 'none' | 'optional';
+
+/**
  * One Admin API method. The method table (./method-table.ts) is a list of these
  * and is the single source of truth for dispatch, argument checks and the
  * generated default qrexec policy.
- *
- * destAdminvm: true = destination must be dom0, false = must not be, null = any.
- * wantsArg / wantsPayload: true = required non-empty, false = must be empty, null = optional.
  */
 export interface MethodSpec {
   readonly name: string;
   readonly scope: Scope;
-  readonly read: boolean;
-  readonly write: boolean;
-  readonly execute: boolean;
-  readonly destAdminvm: boolean | null;
-  readonly wantsArg: boolean | null;
-  readonly wantsPayload: boolean | null;
+  readonly access: Access;
+  readonly dest: Dest;
+  readonly arg: Want;
+  readonly payload: Want;
   /** Kept out of the generated policy (as upstream does for Create.AdminVM). */
   readonly noPolicy?: boolean;
   /** Answers with EVENT messages until the client goes, never with OK. */

@@ -87,10 +87,7 @@ export class BackupService implements Backups {
         onProgress: (percent) => {
           if (Date.now() - lastProgress < interval) return;
           lastProgress = Date.now();
-          app.events.fire(null, 'backup-progress', [
-            ['backup_profile', profileId],
-            ['progress', pyFloat(percent)],
-          ]);
+          app.events.fire(null, 'backup-progress', { backup_profile: profileId, progress: pyFloat(percent) });
         },
       });
     } catch (e) {

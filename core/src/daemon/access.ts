@@ -34,7 +34,7 @@ export class PolicyAccess implements AccessControl {
 
   eventVisible(ctx: CallContext, event: QubesEvent): boolean {
     if (ctx.src.isAdminVm || !this.policy) return true;
-    const target = event.subject?.name ?? event.args.find(([k]) => k === 'vm')?.[1] ?? '@adminvm';
+    const target = event.subject?.name ?? ('vm' in event.args ? event.args.vm : undefined) ?? '@adminvm';
     return this.policy.allows('admin.Events', `+${event.name.replaceAll(':', '_')}`, ctx.src.name, target);
   }
 }

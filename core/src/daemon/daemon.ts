@@ -20,7 +20,6 @@ import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
 import type { HostInfo } from '../model/app.js';
-import type { Vm } from '../model/vm.js';
 import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
@@ -41,6 +40,7 @@ import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices } from './qrexec-services.js';
 import { VmDirFiles } from './vm-files.js';
+import { P } from '../model/vm-properties.js';
 
 export interface DaemonOptions {
   readonly socketPath: string;
@@ -87,9 +87,9 @@ type SettledOptions = DaemonOptions & { readonly stateDir: string };
 function logDisposables(app: App, log: Log): void {
   app.events.subscribe((event) => {
     if (event.name !== 'domain-add') return;
-    const vm = app.domains.byName(event.args.find(([key]) => key === 'vm')?.[1] ?? '');
+    const vm = app.domains.byName(event.args.vm);
     if (vm?.klass !== 'DispVM') return;
-    const template = vm.props.tryGet('template') as Vm | null | undefined;
+    const template = vm.props.tryGet(P.appTemplate);
     log('info', `disposable ${vm.name} created (template ${template?.name ?? 'none'})`);
   });
 }

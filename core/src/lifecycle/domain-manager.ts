@@ -93,7 +93,7 @@ export class DomainManager implements Lifecycle {
       const vmm = this.vmm(vm, 'start');
       const netvm = vm.netvm;
       if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
-      this.app.events.fire(vm, 'domain-pre-start', [['start_guid', 'True']]);
+      this.app.events.fire(vm, 'domain-pre-start', { start_guid: 'True' });
       DomainManager.checkRequiredDevices(vm);
       // Transient until started: the backend's own 'started' event must not announce it a second time.
       vm.powerState = 'Transient';
@@ -108,7 +108,7 @@ export class DomainManager implements Lifecycle {
         vm.powerState = 'Halted';
         if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
         const reason = e instanceof Error ? e.message : String(e);
-        this.app.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
+        this.app.events.fire(vm, 'domain-start-failed', { reason: reason });
         // Upstream re-raises its own exceptions (a storage refusal stays a StoragePoolException).
         if (e instanceof QubesException) throw e;
         throw new QubesException(`Start failed: ${reason}`);
@@ -116,8 +116,8 @@ export class DomainManager implements Lifecycle {
       const rt = await vmm.state(vm.name).catch(() => null);
       this.markRunning(vm, rt?.xid ?? -1);
       await this.network.started(vm);
-      this.app.events.fire(vm, 'domain-spawn', [['start_guid', 'True']]);
-      this.app.events.fire(vm, 'domain-start', [['start_guid', 'True']]);
+      this.app.events.fire(vm, 'domain-spawn', { start_guid: 'True' });
+      this.app.events.fire(vm, 'domain-start', { start_guid: 'True' });
     });
   }
 
@@ -138,7 +138,7 @@ export class DomainManager implements Lifecycle {
       if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
       if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
       if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
-      this.app.events.fire(vm, 'domain-pre-shutdown', [['force', options.force ? 'True' : 'False']]);
+      this.app.events.fire(vm, 'domain-pre-shutdown', { force: options.force ? 'True' : 'False' });
       if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
       const vmm = this.vmm(vm, 'shut down');
       const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
@@ -147,7 +147,7 @@ export class DomainManager implements Lifecycle {
         .then(() => this.markHalted(vm, 'shutdown'))
         .catch((e: unknown) => {
           const reason = e instanceof Error ? e.message : String(e);
-          this.app.events.fire(vm, 'domain-shutdown-failed', [['reason', reason]]);
+          this.app.events.fire(vm, 'domain-shutdown-failed', { reason: reason });
           throw new QubesVMError(`Shutdown of ${vm.name} failed: ${reason}`);
         });
       if (options.wait) {
@@ -266,7 +266,7 @@ export class DomainManager implements Lifecycle {
       const required = vm.devices.list(devclass).find((a) => a.mode === 'required');
       if (!required) continue;
       const reason = `${devclass.charAt(0).toUpperCase()}${devclass.slice(1).toLowerCase()} device ${deviceString(required)} not available`;
-      vm.events.fire(vm, 'domain-start-failed', [['reason', reason]]);
+      vm.events.fire(vm, 'domain-start-failed', { reason: reason });
       throw new QubesException(reason);
     }
   }
@@ -291,7 +291,7 @@ export class DomainManager implements Lifecycle {
         if (vm.powerState === 'Halted') {
           const rt = await this.backend.current?.state(vm.name).catch(() => null);
           this.markRunning(vm, rt?.xid ?? -1);
-          this.app.events.fire(vm, 'domain-start', [['start_guid', 'False']]);
+          this.app.events.fire(vm, 'domain-start', { start_guid: 'False' });
         }
         break;
       case 'stopped':
@@ -325,7 +325,11 @@ export class DomainManager implements Lifecycle {
     }
   }
 
-  private setState(vm: Vm, state: PowerState, event: string): void {
+  private setState(
+    vm: Vm,
+    state: PowerState,
+    event: 'domain-paused' | 'domain-unpaused' | 'domain-resumed',
+  ): void {
     vm.powerState = state;
     this.app.events.fire(vm, event);
   }
@@ -334,8 +338,8 @@ export class DomainManager implements Lifecycle {
     vm.powerState = state;
     vm.xid = xid;
     vm.startTime = this.clock.now() / 1000;
-    this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
-    this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
+    this.app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
+    this.app.events.fire(vm, 'property-reset:start_time', { name: 'start_time' });
   }
 
   /**
@@ -362,9 +366,9 @@ export class DomainManager implements Lifecycle {
     vm.powerState = 'Halted';
     vm.xid = -1;
     vm.startTime = null;
-    this.app.events.fire(vm, 'domain-shutdown', [['reason', reason]]);
-    this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
-    this.app.events.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);
+    this.app.events.fire(vm, 'domain-shutdown', { reason: reason });
+    this.app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
+    this.app.events.fire(vm, 'property-reset:start_time', { name: 'start_time' });
     await this.network.stopped(vm);
     try {
       await this.storage.stop(vm);

@@ -1,7 +1,7 @@
 import type { NetworkLink, PowerState, Vmm } from '@odyssey/hal';
 import type { App } from '../model/app.js';
 import { QubesVMInUseError, QubesVMNotStartedError } from '../model/errors.js';
-import type { QubesEvent } from '../model/events.js';
+import type { EventOf } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
 import type { Log } from '../log.js';
 
@@ -40,8 +40,8 @@ export class NetworkLinks {
     private readonly log: Log,
   ) {
     app.events.onPre('domain-pre-shutdown', (e) => this.refuseShutdownInUse(e));
-    app.events.onPre('property-pre-set:netvm', (e) => this.beforeNetvmChange(e, true));
-    app.events.onPre('property-pre-reset:netvm', (e) => this.beforeNetvmChange(e, false));
+    app.events.onPre('property-pre-set:netvm', (e) => this.beforeNetvmChange(e));
+    app.events.onPre('property-pre-reset:netvm', (e) => this.beforeNetvmChange(e));
     app.events.subscribe((e) => {
       if (e.name === 'property-set:netvm' || e.name === 'property-reset:netvm') this.afterNetvmChange(e);
     });
@@ -76,10 +76,10 @@ export class NetworkLinks {
   }
 
   /** Upstream's on_domain_pre_shutdown of a netvm. */
-  private refuseShutdownInUse(e: QubesEvent): void {
+  private refuseShutdownInUse(e: EventOf<'domain-pre-shutdown'>): void {
     const vm = e.subject;
     if (!vm || !vm.bool('provides_network')) return;
-    if (e.args.some(([k, v]) => k === 'force' && v === 'True')) return;
+    if (e.args.force === 'True') return;
     const users = connectedVms(this.app, vm).filter((c) => running(c) && !c.bool('is_preload'));
     if (users.length === 0) return;
     throw new QubesVMInUseError(
@@ -91,11 +91,11 @@ export class NetworkLinks {
    * Upstream's property-pre-set:netvm: a running qube cannot be moved to a stopped netvm; the
    * link it has now is noted, to take out once the change is made.
    */
-  private beforeNetvmChange(e: QubesEvent, set: boolean): void {
+  private beforeNetvmChange(e: EventOf<'property-pre-set:netvm' | 'property-pre-reset:netvm'>): void {
     const vm = e.subject;
     if (!vm || !running(vm)) return;
-    if (set) {
-      const name = e.args.find(([k]) => k === 'newvalue')?.[1];
+    if ('newvalue' in e.args) {
+      const name = e.args.newvalue;
       const target = name ? this.app.domains.byName(name) : undefined;
       if (target && !ACTIVE.has(target.powerState)) {
         throw new QubesVMNotStartedError(`Cannot dynamically attach to stopped qube ${target.name}`);
@@ -105,7 +105,7 @@ export class NetworkLinks {
   }
 
   /** Upstream's property-set:netvm: the old netvm's side out, the new one's in, net-domain-connect. */
-  private afterNetvmChange(e: QubesEvent): void {
+  private afterNetvmChange(e: EventOf<`property-set:${string}` | `property-reset:${string}`>): void {
     const vm = e.subject;
     if (!vm || !this.before.has(vm)) return;
     const old = this.before.get(vm);
@@ -115,7 +115,7 @@ export class NetworkLinks {
     if (old?.backendDomain === next?.backendDomain && old?.ip === next?.ip) return;
     if (old) this.enqueue(() => this.detach(old));
     if (next) this.enqueue(() => this.attach(next));
-    if (netvm && running(vm)) this.app.events.fire(netvm, 'net-domain-connect', [['vm', vm.name]]);
+    if (netvm && running(vm)) this.app.events.fire(netvm, 'net-domain-connect', { vm: vm.name });
   }
 
   private async attach(link: NetworkLink): Promise<void> {

@@ -4,10 +4,10 @@ import type { App } from '../model/app.js';
 import { inheritFromDispvmTemplate } from '../model/dispvm-inherit.js';
 import { DEFAULT_FIREWALL } from '../model/firewall.js';
 import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
-import type { Label } from '../model/labels.js';
 import type { Vm } from '../model/vm.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { VmFiles } from './ports.js';
+import { P } from '../model/vm-properties.js';
 
 /** What making a disposable needs: the app it joins, its disks and its per-VM files. */
 export interface DisposableDeps {
@@ -44,7 +44,7 @@ export async function newDisposable(
 ): Promise<Vm> {
   const { app } = deps;
   const dispid = freeDispid(app);
-  const label = base.props.tryGet('label') as Label | undefined;
+  const label = base.props.tryGet(P.label);
   const disp = app.addVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
   disp.props.init('dispid', dispid);
   disp.props.initChecked('template', base);

@@ -1,12 +1,13 @@
 import type { Log } from '../log.js';
 import { QubesException } from '../model/errors.js';
-import type { QubesEvent } from '../model/events.js';
+import type { EventMap, QubesEvent } from '../model/events.js';
 import { featureTrue } from '../model/features.js';
 import { missingPreloadServices } from '../model/preload-features.js';
 import type { Vm } from '../model/vm.js';
 import type { Saver } from '../persist/saver.js';
 import { type DisposableDeps, newDisposable } from './new-disposable.js';
 import type { Lifecycle } from './ports.js';
+import { AP } from '../model/app-properties.js';
 
 const LIST = 'preload-dispvm';
 const MAX = 'preload-dispvm-max';
@@ -155,7 +156,7 @@ export class PreloadPool {
    * upstream's handler awaits the preloads it starts.
    */
   async refill(template: Vm, reason: string): Promise<void> {
-    this.deps.app.events.fire(template, 'domain-preload-dispvm-start', [['reason', reason]]);
+    this.deps.app.events.fire(template, 'domain-preload-dispvm-start', { reason: reason });
     await this.queueFill(template, true);
   }
 
@@ -213,10 +214,10 @@ export class PreloadPool {
     await this.deps.saver.save();
     const delay = this.delayOf(template);
     if (delay < 0 && PreloadPool.listOf(template).length > 0) return;
-    this.deps.app.events.fire(template, 'domain-preload-dispvm-used', [
-      ['dispvm', disp.name],
-      ['delay', pyFloat(delay)],
-    ]);
+    this.deps.app.events.fire(template, 'domain-preload-dispvm-used', {
+      dispvm: disp.name,
+      delay: pyFloat(delay),
+    });
     this.schedule(template, null, Math.abs(delay));
   }
 
@@ -237,8 +238,8 @@ export class PreloadPool {
   private schedule(template: Vm, reason: string | null, delaySec: number, delayArg?: string): void {
     if (this.closed) return;
     if (reason !== null) {
-      const args: [string, string][] = [['reason', reason]];
-      if (delayArg !== undefined) args.push(['delay', delayArg]);
+      const args: EventMap['domain-preload-dispvm-start'] = { reason };
+      if (delayArg !== undefined) args.delay = delayArg;
       this.deps.app.events.fire(template, 'domain-preload-dispvm-start', args);
     }
     const run = (): void => {
@@ -381,19 +382,20 @@ export class PreloadPool {
         }
         return;
       case `domain-feature-set:${MAX}`:
+        this.onMaxChanged(vm, event.args);
+        return;
       case `domain-feature-delete:${MAX}`:
-        this.onMaxChanged(vm, event);
+        this.onMaxChanged(vm, undefined);
         return;
     }
   }
 
-  private onMaxChanged(vm: Vm, event: QubesEvent): void {
-    const arg = (key: string) => event.args.find(([k]) => k === key)?.[1];
-    const deleted = event.name.startsWith('domain-feature-delete:');
-    if (!deleted && arg('value') === arg('oldvalue')) return;
-    const what = deleted ? 'was deleted' : `was set to ${pyRepr(arg('value') ?? '')}`;
+  private onMaxChanged(vm: Vm, set: EventMap[`domain-feature-set:${string}`] | undefined): void {
+    const deleted = set === undefined;
+    if (!deleted && set.value === set.oldvalue) return;
+    const what = deleted ? 'was deleted' : `was set to ${pyRepr(set.value)}`;
     if (vm.isAdminVm) {
-      const target = this.deps.app.props.tryGet('default_dispvm') as Vm | null | undefined;
+      const target = this.deps.app.props.tryGet(AP.default_dispvm);
       if (target) this.schedule(target, `global feature ${what}`, 0);
       return;
     }

@@ -11,9 +11,13 @@ type Def = PropertyDef<App>;
 const self = (app: App) => app;
 const stage3 = <T extends Def>(d: T): T => ({ ...d, stage: 3 });
 
-function poolProp(name: string, help: string, dflt: (app: App) => string | null): Def {
+function poolProp(
+  name: string,
+  help: string,
+  dflt: (app: App) => string | null,
+): PropertyDef<App, string | null> {
   return stage3(
-    strProp<App>(name, help, dflt, {
+    strProp<App, null>(name, help, dflt, {
       validate: (app, v) => {
         if (typeof v !== 'string' || !app.pools.has(v))
           throw new QubesPropertyValueError('No such storage pool');
@@ -70,15 +74,20 @@ function fanOut(
   event: 'property-set' | 'property-reset',
   old: PropValue | undefined,
 ): void {
-  const args: [string, string][] = [['name', prop]];
-  if (event === 'property-set') args.push(['newvalue', eventString(app.props.tryGet(global) ?? null)]);
-  args.push(['oldvalue', eventString(old ?? null)]);
-  for (const vm of following(app, prop)) vm.events.fire(vm, `${event}:${prop}`, args);
+  const oldvalue = eventString(old ?? null);
+  for (const vm of following(app, prop)) {
+    if (event === 'property-set') {
+      const newvalue = eventString(app.props.tryGet(global) ?? null);
+      vm.events.fire(vm, `property-set:${prop}`, { name: prop, newvalue, oldvalue });
+    } else {
+      vm.events.fire(vm, `property-reset:${prop}`, { name: prop, oldvalue });
+    }
+  }
 }
 
-export const APP_PROPERTIES: readonly Def[] = [
-  stage3(boolProp<App>('check_updates_vm', 'Check for updates inside qubes.', true)),
-  vmProp<App>('clockvm', 'Domain that keeps the time for the others.', self, {
+export const AP = {
+  check_updates_vm: stage3(boolProp<App>('check_updates_vm', 'Check for updates inside qubes.', true)),
+  clockvm: vmProp<App>('clockvm', 'Domain that keeps the time for the others.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
@@ -90,26 +99,26 @@ export const APP_PROPERTIES: readonly Def[] = [
       newVm?.features.set('service.clocksync', '1');
     },
   }),
-  vmProp<App>('default_audiovm', 'Default audio domain for new qubes.', self, {
+  default_audiovm: vmProp<App>('default_audiovm', 'Default audio domain for new qubes.', self, {
     stage: 3,
     allowNone: true,
     default: (app) => app.adminVm,
     afterChange: (app, old) => fanOut(app, 'default_audiovm', 'audiovm', 'property-set', old),
   }),
-  vmProp<App>('default_dispvm', 'Default disposable template.', self, {
+  default_dispvm: vmProp<App>('default_dispvm', 'Default disposable template.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
     validate: (_app, v) => requireDispvmTemplate('system', 'default_dispvm', v),
     afterChange: (app, old) => fanOut(app, 'default_dispvm', 'default_dispvm', 'property-reset', old),
   }),
-  vmProp<App>('default_guivm', 'Default GUI domain for new qubes.', self, {
+  default_guivm: vmProp<App>('default_guivm', 'Default GUI domain for new qubes.', self, {
     stage: 3,
     allowNone: true,
     default: (app) => app.adminVm,
     afterChange: (app, old) => fanOut(app, 'default_guivm', 'guivm', 'property-set', old),
   }),
-  stage3(
+  default_kernel: stage3(
     strProp<App>('default_kernel', 'Kernel used by qubes that do not choose one.', undefined, {
       validate: (app, v) => {
         const k = v === null ? '' : String(v);
@@ -119,62 +128,63 @@ export const APP_PROPERTIES: readonly Def[] = [
       },
     }),
   ),
-  vmProp<App>('default_netvm', 'Network domain of qubes that do not choose one.', self, {
+  default_netvm: vmProp<App>('default_netvm', 'Network domain of qubes that do not choose one.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
     validate: (app, v) => checkDefaultNetvmLoop(app, v),
     preSet: (app, value, old) => {
-      const args: [string, string][] = [
-        ['name', 'netvm'],
-        ['newvalue', eventString(value)],
-        ['oldvalue', eventString(old ?? null)],
-      ];
+      const args = { name: 'netvm', newvalue: eventString(value), oldvalue: eventString(old ?? null) };
       for (const vm of following(app, 'netvm')) vm.events.fire(vm, 'property-pre-set:netvm', args);
     },
     afterChange: (app, old) => fanOut(app, 'default_netvm', 'netvm', 'property-reset', old),
   }),
-  poolProp('default_pool', 'Storage pool for new volumes.', defaultPool),
-  poolProp(
+  default_pool: poolProp('default_pool', 'Storage pool for new volumes.', defaultPool),
+  default_pool_kernel: poolProp(
     'default_pool_kernel',
     'Storage pool for kernel volumes.',
-    (app) => app.props.get('default_pool') as string,
+    (app): string | null => app.props.get(AP.default_pool),
   ),
-  poolProp(
+  default_pool_private: poolProp(
     'default_pool_private',
     'Storage pool for private volumes.',
-    (app) => app.props.get('default_pool') as string,
+    (app): string | null => app.props.get(AP.default_pool),
   ),
-  poolProp(
-    'default_pool_root',
-    'Storage pool for root volumes.',
-    (app) => app.props.get('default_pool') as string,
+  default_pool_root: poolProp('default_pool_root', 'Storage pool for root volumes.', (app): string | null =>
+    app.props.get(AP.default_pool),
   ),
-  poolProp(
+  default_pool_volatile: poolProp(
     'default_pool_volatile',
     'Storage pool for volatile volumes.',
-    (app) => app.props.get('default_pool') as string,
+    (app): string | null => app.props.get(AP.default_pool),
   ),
-  stage3(intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60)),
-  stage3(intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60)),
+  default_qrexec_timeout: stage3(
+    intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60),
+  ),
+  default_shutdown_timeout: stage3(
+    intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60),
+  ),
   // No default (GetDefault answers an empty body), unlike default_netvm whose default is None.
-  vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {
+  default_template: vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {
     stage: 3,
     allowNone: true,
     vmClass: TEMPLATE_VM,
   }),
-  vmProp<App>('management_dispvm', 'Disposable template for management tasks.', self, {
+  management_dispvm: vmProp<App>('management_dispvm', 'Disposable template for management tasks.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
     validate: (_app, v) => requireDispvmTemplate('system', 'management_dispvm', v),
   }),
-  stage3(computed<App>('maxmem', 'int', 'Host memory in MiB.', (app) => app.host.memoryMiB)),
-  stage3(computed<App>('no_cpus', 'int', 'Number of host CPUs.', (app) => app.host.cpus)),
-  stage3(intProp<App>('stats_interval', 'Seconds between vm-stats events.', 3)),
-  vmProp<App>('updatevm', 'Domain that downloads updates for dom0.', self, {
+  maxmem: stage3(computed<App, number>('maxmem', 'int', 'Host memory in MiB.', (app) => app.host.memoryMiB)),
+  no_cpus: stage3(computed<App, number>('no_cpus', 'int', 'Number of host CPUs.', (app) => app.host.cpus)),
+  stats_interval: stage3(intProp<App>('stats_interval', 'Seconds between vm-stats events.', 3)),
+  updatevm: vmProp<App>('updatevm', 'Domain that downloads updates for dom0.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
   }),
-];
+};
+
+/** The global properties, in declaration order (the store sorts them for List). */
+export const APP_PROPERTIES: readonly Def[] = Object.values(AP);

@@ -103,7 +103,7 @@ export class App implements PropertyHolder {
   }
 
   announceNewVm(vm: Vm): void {
-    this.events.fire(null, 'domain-add', [['vm', vm.name]]);
+    this.events.fire(null, 'domain-add', { vm: vm.name });
   }
 
   /** Why a domain cannot be removed, or null: other domains or global settings still point at it. */
@@ -132,8 +132,8 @@ export class App implements PropertyHolder {
     if (ports.length > 0) {
       throw new QubesVMInUseError(`VM has devices assigned to other VMs: ${ports.join(', ')}`);
     }
-    this.events.fire(null, 'domain-pre-delete', [['vm', vm.name]]);
+    this.events.fire(null, 'domain-pre-delete', { vm: vm.name });
     this.domains.delete(vm);
-    this.events.fire(null, 'domain-delete', [['vm', vm.name]]);
+    this.events.fire(null, 'domain-delete', { vm: vm.name });
   }
 }

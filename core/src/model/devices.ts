@@ -1,4 +1,5 @@
 import { DeviceAlreadyAssigned, DeviceNotAssigned, QubesValueError, pyRepr } from './errors.js';
+import type { EventMap } from './events.js';
 import type { Vm } from './vm.js';
 
 /**
@@ -99,7 +100,7 @@ export class DeviceAssignments {
       devclass,
       this.list(devclass).filter((a) => !sameDevice(a, device)),
     );
-    this.vm.events.fire(this.vm, `device-unassign:${devclass}`, [['device', deviceString(device)]]);
+    this.vm.events.fire(this.vm, `device-unassign:${devclass}`, { device: deviceString(device) });
   }
 
   /** A new mode for an assignment, keeping its options. */
@@ -112,14 +113,14 @@ export class DeviceAssignments {
       devclass,
       this.list(devclass).map((a) => (a === current ? { ...a, mode } : a)),
     );
-    this.vm.events.fire(this.vm, `device-assignment-changed:${devclass}`, [['device', deviceString(device)]]);
+    this.vm.events.fire(this.vm, `device-assignment-changed:${devclass}`, { device: deviceString(device) });
   }
 
-  private deviceArgs(device: DeviceRef, options: DeviceAssignment['options']) {
-    return [
-      ['device', deviceString(device)],
-      ['options', optionsRepr(options)],
-    ] as const;
+  private deviceArgs(
+    device: DeviceRef,
+    options: DeviceAssignment['options'],
+  ): EventMap[`device-assign:${string}`] {
+    return { device: deviceString(device), options: optionsRepr(options) };
   }
 }
 

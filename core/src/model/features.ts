@@ -1,6 +1,6 @@
 import { ProtocolError, QubesFeatureNotFoundError, QubesValueError } from './errors.js';
 import { isXmlText } from './validate.js';
-import type { EventBus } from './events.js';
+import type { EventBus, EventMap } from './events.js';
 import type { Vm } from './vm.js';
 
 const FEATURE_NAME_RE = /^[A-Za-z0-9_.-]+$/;
@@ -56,11 +56,8 @@ export class Features {
     if (!isXmlText(value) || !isXmlText(name))
       throw new QubesValueError(`${name} value contains illegal characters`);
     const old = this.values.get(name);
-    const args: [string, string][] = [
-      ['feature', name],
-      ['value', value],
-    ];
-    if (old !== undefined) args.push(['oldvalue', old]);
+    const args: EventMap[`domain-feature-set:${string}`] = { feature: name, value };
+    if (old !== undefined) args.oldvalue = old;
     this.events.fire(this.vm, `domain-feature-pre-set:${name}`, args);
     this.values.set(name, value);
     this.events.fire(this.vm, `domain-feature-set:${name}`, args);
@@ -68,9 +65,9 @@ export class Features {
 
   remove(name: string): void {
     if (!this.values.has(name)) throw QubesFeatureNotFoundError.forVm(this.vm.name, name);
-    this.events.fire(this.vm, `domain-feature-pre-delete:${name}`, [['feature', name]]);
+    this.events.fire(this.vm, `domain-feature-pre-delete:${name}`, { feature: name });
     this.values.delete(name);
-    this.events.fire(this.vm, `domain-feature-delete:${name}`, [['feature', name]]);
+    this.events.fire(this.vm, `domain-feature-delete:${name}`, { feature: name });
   }
 }
 

@@ -1,5 +1,6 @@
 import { QubesValueError } from './errors.js';
 import { featureTrue } from './features.js';
+import { AP } from './app-properties.js';
 import type { Vm } from './vm.js';
 
 /** The services a preloaded disposable is waited for with; its template's tools must announce them. */
@@ -40,7 +41,7 @@ export function checkPreloadFeature(vm: Vm, name: string, value: string): void {
   const old = vm.features.get(name);
   if (name === 'preload-dispvm-max') {
     if (vm.klass === 'AdminVM') {
-      const target = vm.app.props.tryGet('default_dispvm') as Vm | null | undefined;
+      const target = vm.app.props.tryGet(AP.default_dispvm);
       if (value !== old && target) checkPreloadMax(target, value);
     } else if (DVM_TEMPLATE_CLASSES.has(vm.klass)) {
       checkPreloadMax(vm, value);

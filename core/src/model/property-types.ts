@@ -8,14 +8,17 @@ import { parseBoolLiteral, parsePythonInt } from './validate.js';
  * Constructors for the common property shapes, so that each property below is
  * one declaration: name, type, default, checks, help.
  */
-type Extra<H extends PropertyHolder> = Partial<Omit<PropertyDef<H>, 'name' | 'type' | 'help'>>;
-type DefaultOf<H, T> = T | ((holder: H) => PropValue);
+type Extra<H extends PropertyHolder, T extends PropValue> = Partial<
+  Omit<PropertyDef<H, T>, 'name' | 'type' | 'help'>
+>;
+/** A fixed default, or a function of the holder. */
+export type DefaultOf<H, T> = T | ((holder: H) => T);
 
-function defaultFn<H, T extends PropValue>(
+function defaultFn<H, T extends string | number | boolean | null>(
   d: DefaultOf<H, T> | undefined,
-): ((h: H) => PropValue) | undefined {
+): ((h: H) => T) | undefined {
   if (d === undefined) return undefined;
-  return typeof d === 'function' ? (d as (h: H) => PropValue) : () => d;
+  return typeof d === 'function' ? d : () => d;
 }
 
 /** qubes.property.bool: the literal exactly as given, no surrounding whitespace. */
@@ -31,21 +34,23 @@ export function parseInt10(raw: string): number {
   return n;
 }
 
-export function strProp<H extends PropertyHolder>(
+/** N = null for a property whose value may be None (a default of null, a None from its setter). */
+export function strProp<H extends PropertyHolder, N extends null = never>(
   name: string,
   help: string,
-  dflt?: DefaultOf<H, string | null>,
-  extra: Extra<H> = {},
-): PropertyDef<H> {
+  dflt?: DefaultOf<H, string | N>,
+  extra: Extra<H, string | N> = {},
+): PropertyDef<H, string | N> {
   return { name, type: 'str', stage: 2, help, default: defaultFn(dflt), ...extra };
 }
 
-export function intProp<H extends PropertyHolder>(
+/** N = null for a property whose value may be None. */
+export function intProp<H extends PropertyHolder, N extends null = never>(
   name: string,
   help: string,
-  dflt?: DefaultOf<H, number | null>,
-  extra: Extra<H> = {},
-): PropertyDef<H> {
+  dflt?: DefaultOf<H, number | N>,
+  extra: Extra<H, number | N> = {},
+): PropertyDef<H, number | N> {
   return {
     name,
     type: 'int',
@@ -61,8 +66,8 @@ export function boolProp<H extends PropertyHolder>(
   name: string,
   help: string,
   dflt: DefaultOf<H, boolean>,
-  extra: Extra<H> = {},
-): PropertyDef<H> {
+  extra: Extra<H, boolean> = {},
+): PropertyDef<H, boolean> {
   return {
     name,
     type: 'bool',
@@ -75,32 +80,31 @@ export function boolProp<H extends PropertyHolder>(
 }
 
 /** A computed property: never set, never saved, always reported as default. */
-export function computed<H extends PropertyHolder>(
-  name: string,
-  type: 'str' | 'int' | 'bool',
-  help: string,
-  fn: (holder: H) => PropValue,
-): PropertyDef<H> {
+export function computed<
+  H extends PropertyHolder,
+  T extends string | number | boolean | null = string | number | boolean | null,
+>(name: string, type: 'str' | 'int' | 'bool', help: string, fn: (holder: H) => T): PropertyDef<H, T> {
   // Upstream's stateless properties are typed by their return annotation: a Set parses the value
   // by that type before the setter refuses it, so a malformed value is reported as such.
+  // The parsed value only decides the error: Set refuses a computed property before storing anything.
   const parse =
     type === 'int'
-      ? (_h: H, raw: string) => parseInt10(raw)
+      ? (_h: H, raw: string) => parseInt10(raw) as T
       : type === 'bool'
-        ? (_h: H, raw: string) => parseBool(raw)
+        ? (_h: H, raw: string) => parseBool(raw) as T
         : undefined;
   return { name, type, stage: 2, help, default: fn, readOnly: true, ...(parse ? { parse } : {}) };
 }
 
 export function positive(prop: string) {
-  return (_h: unknown, v: PropValue): PropValue => {
+  return (_h: unknown, v: PropValue): number => {
     if (typeof v !== 'number' || v <= 0) throw new QubesPropertyValueError(`${prop} must be positive`);
     return v;
   };
 }
 
 export function nonNegative(prop: string) {
-  return (_h: unknown, v: PropValue): PropValue => {
+  return (_h: unknown, v: PropValue): number => {
     if (typeof v !== 'number' || v < 0) throw new QubesPropertyValueError(`${prop} must be positive or zero`);
     return v;
   };

@@ -1,5 +1,5 @@
 import { QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError } from './errors.js';
-import type { EventBus } from './events.js';
+import type { EventBus, EventMap } from './events.js';
 import type { Label } from './labels.js';
 import { isXmlText } from './validate.js';
 import type { Vm } from './vm.js';
@@ -38,18 +38,18 @@ export interface PropertyHolder {
  * One property, declared once: type, default, validation, stage, help. The API's
  * List/Get/GetAll/GetDefault/Help/Reset/Set and qubes.xml are generic over these.
  */
-export interface PropertyDef<H extends PropertyHolder = PropertyHolder> {
+export interface PropertyDef<H extends PropertyHolder = PropertyHolder, T extends PropValue = PropValue> {
   readonly name: string;
   readonly type: ApiType;
   /** 2 = basic, 3 = global, 4 = cross-references; List order is (stage, name). */
   readonly stage: 2 | 3 | 4;
   readonly help: string;
   /** Value when not set explicitly; throw NoValue for "no value". Omitted = no default. */
-  readonly default?: (holder: H) => PropValue;
+  readonly default?: (holder: H) => T;
   /** Turns a sanitised wire/XML string into a typed value (before validate). */
-  readonly parse?: (holder: H, raw: string) => PropValue;
+  readonly parse?: (holder: H, raw: string) => T;
   /** Setter checks, run on every set: return the value to store, or throw. */
-  readonly validate?: (holder: H, value: PropValue) => PropValue;
+  readonly validate?: (holder: H, value: PropValue) => T;
   /** Runs after validation and before the pre-set event: side effects that may refuse (e.g. running-state checks). */
   readonly preSet?: (holder: H, value: PropValue, old: PropValue | undefined) => void;
   /** Runs before a reset; throw to refuse it. */
@@ -78,8 +78,27 @@ export function wireString(value: PropValue | undefined): string {
   return eventString(value);
 }
 
+/**
+ * A holder's properties seen without the holder's type: what the generic Admin API
+ * handlers and qubes.xml need (a PropertyStore of any holder is one).
+ */
+export interface Properties {
+  readonly defs: readonly PropertyDef<never>[];
+  def(name: string): PropertyDef<never>;
+  has(name: string): boolean;
+  isDefault(name: string): boolean;
+  get(name: string): PropValue;
+  tryGet(name: string): PropValue | undefined;
+  getDefault(name: string): PropValue;
+  explicit(): ReadonlyMap<string, PropValue>;
+  init(name: string, value: PropValue): void;
+  parse(name: string, raw: string): PropValue;
+  set(name: string, input: PropValue): void;
+  reset(name: string): void;
+}
+
 /** The explicitly set values of one holder, and the generic property operations over its definitions. */
-export class PropertyStore<H extends PropertyHolder> {
+export class PropertyStore<H extends PropertyHolder> implements Properties {
   private readonly values = new Map<string, PropValue>();
   private readonly byName: ReadonlyMap<string, PropertyDef<H>>;
 
@@ -105,24 +124,37 @@ export class PropertyStore<H extends PropertyHolder> {
     return !this.values.has(name);
   }
 
-  /** The value, explicit or default; throws NoValue when there is none. */
-  get(name: string): PropValue {
-    if (this.values.has(name)) return this.values.get(name) as PropValue;
+  /**
+   * The value, explicit or default; throws NoValue when there is none. Given a
+   * declaration rather than a name, the value has the declaration's type: values
+   * reach the store through its parse or validate, or through init from a loader
+   * or constructor that parsed them the same way; the default has that type too.
+   */
+  get<T extends PropValue>(prop: PropertyDef<H, T>): T;
+  get(name: string): PropValue;
+  get(prop: string | PropertyDef<H>): PropValue {
+    const name = typeof prop === 'string' ? prop : prop.name;
+    const value = this.values.get(name);
+    if (value !== undefined || this.values.has(name)) return value ?? null;
     return this.getDefault(name);
   }
 
   /** Like get, but undefined instead of NoValue. */
-  tryGet(name: string): PropValue | undefined {
+  tryGet<T extends PropValue>(prop: PropertyDef<H, T>): T | undefined;
+  tryGet(name: string): PropValue | undefined;
+  tryGet(prop: string | PropertyDef<H>): PropValue | undefined {
     try {
-      return this.get(name);
+      return this.get(typeof prop === 'string' ? prop : prop.name);
     } catch (e) {
       if (e instanceof NoValue) return undefined;
       throw e;
     }
   }
 
-  getDefault(name: string): PropValue {
-    const d = this.def(name);
+  getDefault<T extends PropValue>(prop: PropertyDef<H, T>): T;
+  getDefault(name: string): PropValue;
+  getDefault(prop: string | PropertyDef<H>): PropValue {
+    const d = this.def(typeof prop === 'string' ? prop : prop.name);
     if (!d.default) throw new NoValue();
     return d.default(this.holder);
   }
@@ -164,11 +196,8 @@ export class PropertyStore<H extends PropertyHolder> {
     const value = d.validate ? d.validate(this.holder, input) : input;
     const old = this.tryGet(name);
     d.preSet?.(this.holder, value, old);
-    const args: [string, string][] = [
-      ['name', name],
-      ['newvalue', eventString(value)],
-    ];
-    if (old !== undefined) args.push(['oldvalue', eventString(old)]);
+    const args: EventMap[`property-set:${string}`] = { name, newvalue: eventString(value) };
+    if (old !== undefined) args.oldvalue = eventString(old);
     const subject = this.holder.eventSubject;
     this.holder.events.fire(subject, `property-pre-set:${name}`, args);
     this.values.set(name, value);
@@ -187,8 +216,8 @@ export class PropertyStore<H extends PropertyHolder> {
     }
     if (!d.readOnly) d.preReset?.(this.holder);
     const old = this.tryGet(name);
-    const args: [string, string][] = [['name', name]];
-    if (old !== undefined) args.push(['oldvalue', eventString(old)]);
+    const args: EventMap[`property-reset:${string}`] = { name };
+    if (old !== undefined) args.oldvalue = eventString(old);
     const subject = this.holder.eventSubject;
     this.holder.events.fire(subject, `property-pre-reset:${name}`, args);
     this.holder.events.fire(subject, `property-pre-del:${name}`, args);

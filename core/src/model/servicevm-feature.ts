@@ -10,7 +10,7 @@ function syncServiceVmFeature(vm: Vm): void {
   if (vm.bool('provides_network')) vm.features.set('servicevm', '1');
   else if (vm.features.has('servicevm')) vm.features.remove('servicevm');
   else return;
-  vm.events.fire(vm, 'property-reset:icon', [['name', 'icon']]);
+  vm.events.fire(vm, 'property-reset:icon', { name: 'icon' });
 }
 
 export function installServiceVmFeature(app: App): void {

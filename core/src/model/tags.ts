@@ -36,12 +36,12 @@ export class Tags {
   add(tag: string): void {
     if (this.values.has(tag)) return;
     this.values.add(tag);
-    this.events.fire(this.vm, `domain-tag-add:${tag}`, [['tag', tag]]);
+    this.events.fire(this.vm, `domain-tag-add:${tag}`, { tag: tag });
   }
 
   remove(tag: string): void {
     if (!this.values.has(tag)) throw QubesTagNotFoundError.forVm(this.vm.name, tag);
     this.values.delete(tag);
-    this.events.fire(this.vm, `domain-tag-delete:${tag}`, [['tag', tag]]);
+    this.events.fire(this.vm, `domain-tag-delete:${tag}`, { tag: tag });
   }
 }

@@ -1,6 +1,7 @@
 import type { PropertyDef } from './property.js';
 import { sortDefs } from './property.js';
 import type { Vm } from './vm.js';
+import { AP } from './app-properties.js';
 import { P } from './vm-properties.js';
 
 export type VmClassName = 'AdminVM' | 'AppVM' | 'TemplateVM' | 'StandaloneVM' | 'DispVM' | 'RemoteVM';
@@ -87,7 +88,7 @@ const ADMIN_VM_QID: PropertyDef<Vm> = { ...P.qid, default: () => 0, readOnly: tr
 const ADMIN_VM_KEYBOARD: PropertyDef<Vm> = { ...P.keyboard_layout, default: () => 'us++' };
 const ADMIN_VM_DISPVM: PropertyDef<Vm> = {
   ...P.default_dispvm,
-  default: (vm) => vm.app.props.get('default_dispvm'),
+  default: (vm) => vm.app.props.get(AP.default_dispvm),
 };
 
 export const VM_CLASSES: Record<VmClassName, VmClassInfo> = {

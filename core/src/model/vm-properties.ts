@@ -22,6 +22,7 @@ import {
   strProp,
 } from './property-types.js';
 import { parseUuid } from './validate.js';
+import { AP } from './app-properties.js';
 import type { Vm } from './vm.js';
 import { TEMPLATE_VM, requireDispvmTemplate, vmProp } from './vm-ref.js';
 
@@ -29,14 +30,22 @@ import { TEMPLATE_VM, requireDispvmTemplate, vmProp } from './vm-ref.js';
  * Every VM property, declared once. Which class has which is in vm-classes.ts.
  * Defaults, checks and messages follow upstream (admin-api-reference §3.3).
  */
-type Def = PropertyDef<Vm>;
+type Def<T extends PropValue = PropValue> = PropertyDef<Vm, T>;
 const appOf = (vm: Vm) => vm.app;
 
-/** Template-inherited default: the template's value, else the fallback. */
-function fromTemplate(prop: string, fallback: (vm: Vm) => PropValue): (vm: Vm) => PropValue {
+/**
+ * Template-inherited default: the template's value, else the fallback. The
+ * declaration comes through a function because P is still being built when the
+ * defaults inside it are made.
+ */
+function fromTemplate<T extends PropValue>(
+  prop: () => PropertyDef<Vm, T>,
+  fallback: (vm: Vm) => T,
+): (vm: Vm) => T {
   return (vm) => {
     const t = vm.template;
-    return t && t.props.has(prop) ? t.props.get(prop) : fallback(vm);
+    const def = prop();
+    return t && t.props.has(def.name) ? t.props.get(def) : fallback(vm);
   };
 }
 
@@ -47,14 +56,12 @@ function vmidToIpv4(prefix: string, vmid: number): string {
 }
 
 function ipForVm(vm: Vm): string {
-  return vm.klass === 'DispVM'
-    ? vmidToIpv4('10.138', vm.props.get('dispid') as number)
-    : vmidToIpv4('10.137', vm.qid);
+  return vm.klass === 'DispVM' ? vmidToIpv4('10.138', vm.props.get(P.dispid)) : vmidToIpv4('10.137', vm.qid);
 }
 
 function ip6ForVm(vm: Vm): string {
   return vm.klass === 'DispVM'
-    ? `fd09:24ef:4179::a8a:${(vm.props.get('dispid') as number).toString(16)}`
+    ? `fd09:24ef:4179::a8a:${vm.props.get(P.dispid).toString(16)}`
     : `fd09:24ef:4179::a89:${vm.qid.toString(16)}`;
 }
 
@@ -82,11 +89,11 @@ function memoryBalancingPossible(vm: Vm): boolean {
  * No balancing: 0. Else the template's value, or ten times `memory` for Linux
  * (the qube's own `os` feature; 4000 MiB otherwise) within half the host's memory.
  */
-function maxmemDefault(vm: Vm): PropValue {
+function maxmemDefault(vm: Vm): number {
   if (!memoryBalancingPossible(vm)) return 0;
   const t = vm.template;
-  if (t && t.props.has('maxmem')) return t.props.get('maxmem');
-  const memory = vm.props.get('memory') as number;
+  if (t && t.props.has('maxmem')) return t.props.get(P.maxmem);
+  const memory = vm.props.get(P.memory);
   const wanted = vm.features.get('os') === 'Linux' ? memory * 10 : 4000;
   return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
 }
@@ -96,7 +103,7 @@ function maxmemDefault(vm: Vm): PropValue {
  * kernelopts exist for it, else the first `appvm_default_bootmode` up the
  * template chain that has kernelopts; `default` ends the search at once.
  */
-function defaultBootmode(vm: Vm): PropValue {
+function defaultBootmode(vm: Vm): string {
   const active = vm.features.get('boot-mode.active');
   if (active !== undefined) {
     if (active === 'default') return 'default';
@@ -105,24 +112,27 @@ function defaultBootmode(vm: Vm): PropValue {
   for (let subject: Vm | null = vm; subject?.template; subject = subject.template) {
     const t: Vm = subject.template;
     if (!t.props.has('appvm_default_bootmode')) continue;
-    const mode = String(t.props.get('appvm_default_bootmode'));
+    const mode = t.props.get(P.appvm_default_bootmode);
     if (mode === 'default') return 'default';
     if (subject.featureWithTemplate(`boot-mode.kernelopts.${mode}`) !== undefined) return mode;
   }
   return 'default';
 }
 
-const virtModeFromTemplate = fromTemplate('virt_mode', () => 'pvh');
+const virtModeFromTemplate = fromTemplate(
+  (): Def<string> => P.virt_mode,
+  () => 'pvh',
+);
 
 /**
  * Upstream's order: without PCI devices the template's value, else the
  * kernel's default-kernelopts-nopci.txt, else swiotlb=2048; with PCI devices
  * the kernel's default-kernelopts-pci.txt, else nothing.
  */
-function defaultKernelopts(vm: Vm): PropValue {
+function defaultKernelopts(vm: Vm): string {
   const pci = hasPci(vm);
   const t = vm.template;
-  if (!pci && t && t.props.has('kernelopts')) return t.props.get('kernelopts');
+  if (!pci && t && t.props.has('kernelopts')) return t.props.get(P.kernelopts);
   const kernel = vm.props.tryGet('kernel');
   if (typeof kernel === 'string' && kernel !== '') {
     const file = join(
@@ -137,7 +147,7 @@ function defaultKernelopts(vm: Vm): PropValue {
 
 /** Tells event subscribers that computed properties changed with another one (upstream fires property-reset). */
 export function announce(vm: Vm, ...props: string[]): void {
-  for (const p of props) vm.events.fire(vm, `property-reset:${p}`, [['name', p]]);
+  for (const p of props) vm.events.fire(vm, `property-reset:${p}`, { name: p });
 }
 
 function halted(vm: Vm, message: string): void {
@@ -166,8 +176,8 @@ export const P = {
     parse: (vm, raw) => vm.app.labels.get(raw),
     afterChange: (vm) => announce(vm, 'icon'),
   } satisfies Def,
-  klass: computed<Vm>('klass', 'str', 'Domain class name.', (vm) => vm.klass),
-  icon: computed<Vm>('icon', 'str', 'Freedesktop icon name of the domain.', (vm) => {
+  klass: computed<Vm, string | null>('klass', 'str', 'Domain class name.', (vm) => vm.klass),
+  icon: computed<Vm, string | null>('icon', 'str', 'Freedesktop icon name of the domain.', (vm) => {
     // dom0's icon does not depend on its label, which a Reset can leave unset.
     if (vm.klass === 'AdminVM') return 'adminvm-black';
     const label = vm.label.name;
@@ -182,19 +192,27 @@ export const P = {
   }),
 
   autostart: boolProp<Vm>('autostart', 'Start the domain when the daemon starts.', false),
-  backup_timestamp: intProp<Vm>('backup_timestamp', 'Time of the last backup (Unix time), or empty.', null),
+  backup_timestamp: intProp<Vm, null>(
+    'backup_timestamp',
+    'Time of the last backup (Unix time), or empty.',
+    null,
+  ),
   debug: boolProp<Vm>('debug', 'Run the domain in debug mode (verbose boot, console kept).', false),
   default_user: strProp<Vm>(
     'default_user',
     'User that services in the domain run as by default.',
-    fromTemplate('default_user', () => 'user'),
+    fromTemplate(
+      (): Def<string> => P.default_user,
+      () => 'user',
+    ),
     {
       validate: (_vm, v) => {
         const allowed = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.';
-        if (![...String(v)].every((c) => allowed.includes(c))) {
+        const s = String(v);
+        if (![...s].every((c) => allowed.includes(c))) {
           throw new QubesPropertyValueError(`Username can contain only those characters: ${allowed}`);
         }
-        return v;
+        return s;
       },
     },
   ),
@@ -206,14 +224,20 @@ export const P = {
       validate: (_vm, v) => normaliseDeniedList(v === null ? '' : String(v)),
     },
   ),
-  dns: computed<Vm>('dns', 'str', 'DNS servers the domain uses.', (vm) =>
+  dns: computed<Vm, string | null>('dns', 'str', 'DNS servers the domain uses.', (vm) =>
     vm.isNetworked ? '10.139.1.1 10.139.1.2' : null,
   ),
-  gateway: computed<Vm>('gateway', 'str', 'Gateway for domains that use this one as netvm.', (vm) =>
-    vm.bool('provides_network') ? vm.props.get('visible_ip') : null,
+  gateway: computed<Vm, string | null>(
+    'gateway',
+    'str',
+    'Gateway for domains that use this one as netvm.',
+    (vm): string | null => (vm.bool('provides_network') ? vm.props.get(P.visible_ip) : null),
   ),
-  gateway6: computed<Vm>('gateway6', 'str', 'IPv6 gateway for domains that use this one as netvm.', (vm) =>
-    hasIpv6(vm) && vm.bool('provides_network') ? vm.props.get('visible_ip6') : null,
+  gateway6: computed<Vm, string | null>(
+    'gateway6',
+    'str',
+    'IPv6 gateway for domains that use this one as netvm.',
+    (vm): string | null => (hasIpv6(vm) && vm.bool('provides_network') ? vm.props.get(P.visible_ip6) : null),
   ),
   include_in_backups: boolProp<Vm>(
     'include_in_backups',
@@ -229,7 +253,7 @@ export const P = {
     'Installed by a package: the API refuses to remove it.',
     false,
   ),
-  ip: strProp<Vm>(
+  ip: strProp<Vm, null>(
     'ip',
     'IPv4 address of the domain.',
     (vm) => {
@@ -247,7 +271,7 @@ export const P = {
       },
     },
   ),
-  ip6: strProp<Vm>(
+  ip6: strProp<Vm, null>(
     'ip6',
     'IPv6 address of the domain.',
     (vm) => {
@@ -259,7 +283,10 @@ export const P = {
   kernel: strProp<Vm>(
     'kernel',
     'Kernel used by the domain (a directory of the kernels pool); empty for none.',
-    fromTemplate('kernel', (vm) => vm.app.props.get('default_kernel')),
+    fromTemplate(
+      (): Def<string> => P.kernel,
+      (vm) => vm.app.props.get(AP.default_kernel),
+    ),
     {
       validate: (vm, v) => {
         const k = v === null ? '' : String(v);
@@ -272,9 +299,9 @@ export const P = {
   keyboard_layout: strProp<Vm>(
     'keyboard_layout',
     'Keyboard layout as layout+variant+options.',
-    (vm) => {
-      const gui = vm.props.has('guivm') ? (vm.props.tryGet('guivm') as Vm | null | undefined) : null;
-      if (gui && gui !== vm && gui.props.has('keyboard_layout')) return gui.props.get('keyboard_layout');
+    (vm): string => {
+      const gui = vm.props.has('guivm') ? vm.props.tryGet(P.guivm) : null;
+      if (gui && gui !== vm && gui.props.has('keyboard_layout')) return gui.props.get(P.keyboard_layout);
       return 'us++';
     },
     {
@@ -315,7 +342,10 @@ export const P = {
   memory: intProp<Vm>(
     'memory',
     'Memory (MiB) given to the domain at start.',
-    fromTemplate('memory', () => 400),
+    fromTemplate(
+      (): Def<number> => P.memory,
+      () => 400,
+    ),
     {
       validate: positive('memory'),
     },
@@ -336,7 +366,10 @@ export const P = {
   qrexec_timeout: intProp<Vm>(
     'qrexec_timeout',
     'Seconds to wait for the qrexec agent after start.',
-    fromTemplate('qrexec_timeout', (vm) => vm.app.props.get('default_qrexec_timeout')),
+    fromTemplate(
+      (): Def<number> => P.qrexec_timeout,
+      (vm) => vm.app.props.get(AP.default_qrexec_timeout),
+    ),
     {
       validate: positive('qrexec_timeout'),
     },
@@ -344,23 +377,36 @@ export const P = {
   shutdown_timeout: intProp<Vm>(
     'shutdown_timeout',
     'Seconds to wait for a clean shutdown.',
-    fromTemplate('shutdown_timeout', (vm) => vm.app.props.get('default_shutdown_timeout')),
+    fromTemplate(
+      (): Def<number> => P.shutdown_timeout,
+      (vm) => vm.app.props.get(AP.default_shutdown_timeout),
+    ),
     {
       validate: positive('shutdown_timeout'),
     },
   ),
-  start_time: computed<Vm>(
+  start_time: computed<Vm, string | null>(
     'start_time',
     'str',
     'Time the domain was started (Unix time), empty when halted.',
     (vm) => (vm.startTime === null ? null : String(vm.startTime)),
   ),
-  stubdom_mem: intProp<Vm>('stubdom_mem', 'Memory (MiB) of the device-model stub domain.', null, {
+  stubdom_mem: intProp<Vm, null>('stubdom_mem', 'Memory (MiB) of the device-model stub domain.', null, {
     validate: positive('stubdom_mem'),
   }),
-  stubdom_uuid: computed<Vm>('stubdom_uuid', 'str', 'UUID of the stub domain, if any.', () => ''),
-  stubdom_xid: computed<Vm>('stubdom_xid', 'int', 'Domain id of the stub domain, -1 if none.', () => -1),
-  updateable: computed<Vm>(
+  stubdom_uuid: computed<Vm, string | null>(
+    'stubdom_uuid',
+    'str',
+    'UUID of the stub domain, if any.',
+    () => '',
+  ),
+  stubdom_xid: computed<Vm, number>(
+    'stubdom_xid',
+    'int',
+    'Domain id of the stub domain, -1 if none.',
+    () => -1,
+  ),
+  updateable: computed<Vm, boolean>(
     'updateable',
     'bool',
     'Whether changes to the root volume persist.',
@@ -369,7 +415,10 @@ export const P = {
   vcpus: intProp<Vm>(
     'vcpus',
     'Number of virtual CPUs.',
-    fromTemplate('vcpus', () => 2),
+    fromTemplate(
+      (): Def<number> => P.vcpus,
+      () => 2,
+    ),
     { validate: positive('vcpus') },
   ),
   virt_mode: strProp<Vm>(
@@ -389,45 +438,58 @@ export const P = {
       },
     },
   ),
-  visible_gateway: computed<Vm>('visible_gateway', 'str', 'Default gateway as the domain sees it.', (vm) => {
-    const fake = vm.featureWithTemplate('net.fake-gateway');
-    if (fake) return fake;
-    const n = vm.netvm;
-    return n ? n.props.get('gateway') : null;
-  }),
-  visible_gateway6: computed<Vm>(
+  visible_gateway: computed<Vm, string | null>(
+    'visible_gateway',
+    'str',
+    'Default gateway as the domain sees it.',
+    (vm): string | null => {
+      const fake = vm.featureWithTemplate('net.fake-gateway');
+      if (fake) return fake;
+      const n = vm.netvm;
+      return n ? n.props.get(P.gateway) : null;
+    },
+  ),
+  visible_gateway6: computed<Vm, string | null>(
     'visible_gateway6',
     'str',
     'Default IPv6 gateway as the domain sees it.',
-    (vm) => {
+    (vm): string | null => {
       const n = vm.netvm;
-      return hasIpv6(vm) && n ? n.props.get('gateway6') : null;
+      return hasIpv6(vm) && n ? n.props.get(P.gateway6) : null;
     },
   ),
-  visible_ip: computed<Vm>(
+  visible_ip: computed<Vm, string | null>(
     'visible_ip',
     'str',
     'IPv4 address as the domain sees it.',
-    (vm) => vm.featureWithTemplate('net.fake-ip') || vm.props.get('ip'),
+    (vm): string | null => vm.featureWithTemplate('net.fake-ip') || vm.props.get(P.ip),
   ),
-  visible_ip6: computed<Vm>('visible_ip6', 'str', 'IPv6 address as the domain sees it.', (vm) =>
-    vm.props.get('ip6'),
+  visible_ip6: computed<Vm, string | null>(
+    'visible_ip6',
+    'str',
+    'IPv6 address as the domain sees it.',
+    (vm): string | null => vm.props.get(P.ip6),
   ),
-  visible_netmask: computed<Vm>('visible_netmask', 'str', 'Netmask as the domain sees it.', (vm) => {
-    const fake = vm.featureWithTemplate('net.fake-netmask');
-    if (fake) return fake;
-    const n = vm.netvm;
-    return n && n.isNetworked ? '255.255.255.255' : null;
-  }),
-  xid: computed<Vm>('xid', 'int', 'Hypervisor domain id, -1 when not running.', (vm) => vm.xid),
+  visible_netmask: computed<Vm, string | null>(
+    'visible_netmask',
+    'str',
+    'Netmask as the domain sees it.',
+    (vm) => {
+      const fake = vm.featureWithTemplate('net.fake-netmask');
+      if (fake) return fake;
+      const n = vm.netvm;
+      return n && n.isNetworked ? '255.255.255.255' : null;
+    },
+  ),
+  xid: computed<Vm, number>('xid', 'int', 'Hypervisor domain id, -1 when not running.', (vm) => vm.xid),
 
   audiovm: vmProp<Vm>('audiovm', 'Domain that provides audio to this one; empty for none.', appOf, {
     allowNone: true,
-    default: (vm) => vm.app.props.get('default_audiovm'),
+    default: (vm) => vm.app.props.get(AP.default_audiovm),
   }),
   guivm: vmProp<Vm>('guivm', 'Domain that provides the GUI to this one; empty for none.', appOf, {
     allowNone: true,
-    default: (vm) => vm.app.props.get('default_guivm'),
+    default: (vm) => vm.app.props.get(AP.default_guivm),
   }),
   default_dispvm: vmProp<Vm>(
     'default_dispvm',
@@ -435,7 +497,7 @@ export const P = {
     appOf,
     {
       allowNone: true,
-      default: (vm) => (vm.klass === 'DispVM' ? vm.template : vm.app.props.get('default_dispvm')),
+      default: (vm) => (vm.klass === 'DispVM' ? vm.template : vm.app.props.get(AP.default_dispvm)),
       validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'default_dispvm', v),
     },
   ),
@@ -445,7 +507,10 @@ export const P = {
     appOf,
     {
       allowNone: true,
-      default: fromTemplate('management_dispvm', (vm) => vm.app.props.get('management_dispvm')),
+      default: fromTemplate(
+        (): Def<Vm | null> => P.management_dispvm,
+        (vm) => vm.app.props.get(AP.management_dispvm),
+      ),
       validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'management_dispvm', v),
     },
   ),
@@ -455,7 +520,7 @@ export const P = {
     appOf,
     {
       allowNone: true,
-      default: (vm) => (vm.klass === 'TemplateVM' ? null : vm.app.props.get('default_netvm')),
+      default: (vm) => (vm.klass === 'TemplateVM' ? null : vm.app.props.get(AP.default_netvm)),
       validate: (vm, target) => checkNetvm(vm, target),
       preReset: (vm) => checkNetvmReset(vm),
     },
@@ -509,7 +574,7 @@ export const P = {
     writeOnce: true,
   }),
   // Upstream: named in its template's preload-dispvm, or requested and not yet used (in progress again).
-  is_preload: computed<Vm>(
+  is_preload: computed<Vm, boolean>(
     'is_preload',
     'bool',
     'Whether this disposable is preloaded.',
@@ -518,8 +583,12 @@ export const P = {
       (vm.template?.features.get('preload-dispvm') ?? '').split(' ').includes(vm.name),
   ),
 
-  remote_name: strProp<Vm>('remote_name', 'Name of the domain on the remote host.', null),
-  transport_rpc: strProp<Vm>('transport_rpc', 'qrexec service that carries calls to the remote host.', null),
+  remote_name: strProp<Vm, null>('remote_name', 'Name of the domain on the remote host.', null),
+  transport_rpc: strProp<Vm, null>(
+    'transport_rpc',
+    'qrexec service that carries calls to the remote host.',
+    null,
+  ),
   relayvm: vmProp<Vm>('relayvm', 'Domain that relays qrexec calls to the remote host.', appOf, {
     allowNone: true,
     default: () => null,
@@ -538,7 +607,7 @@ function checkNetvmTarget(vm: Vm, target: Vm | null): void {
 
 /** A Reset checks the default it falls back to as a Set would (upstream's pre-reset handler). */
 function checkNetvmReset(vm: Vm): void {
-  const target = vm.props.getDefault('netvm') as Vm | null;
+  const target = vm.props.getDefault(P.netvm);
   checkNetvmTarget(vm, target);
   if (target !== vm.props.tryGet('netvm')) checkNetvm(vm, target);
 }
@@ -574,7 +643,7 @@ function checkNotDispvmTemplateInUse(vm: Vm): void {
 }
 
 function refuseTemplateReset(vm: Vm): never {
-  const dflt = vm.app.props.tryGet('default_template') as Vm | null | undefined;
+  const dflt = vm.app.props.tryGet(AP.default_template);
   if (dflt) {
     throw new QubesValueError(
       `Cannot unset template. You can set it to the current default (${dflt.name}) instead`,

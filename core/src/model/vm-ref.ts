@@ -8,7 +8,7 @@ export interface VmRefOptions<H extends PropertyHolder> {
   readonly allowNone?: boolean;
   /** Upstream's vmclass: the classes the target must belong to, and the name used in the refusal. */
   readonly vmClass?: { readonly name: string; readonly accepts: (vm: Vm) => boolean };
-  readonly default?: (holder: H) => PropValue;
+  readonly default?: (holder: H) => Vm | null;
   readonly validate?: (holder: H, value: Vm | null) => void;
   readonly preSet?: PropertyDef<H>['preSet'];
   readonly preReset?: PropertyDef<H>['preReset'];
@@ -25,7 +25,7 @@ export function vmProp<H extends PropertyHolder>(
   help: string,
   appOf: (holder: H) => App,
   options: VmRefOptions<H> = {},
-): PropertyDef<H> {
+): PropertyDef<H, Vm | null> {
   const vmClass = options.vmClass ?? LOCAL_VM;
   return {
     name,

@@ -12,6 +12,7 @@ import { PropertyStore } from './property.js';
 import type { PropertyHolder } from './property.js';
 import { Tags } from './tags.js';
 import { VM_CLASSES } from './vm-classes.js';
+import { P } from './vm-properties.js';
 import type { VmClassName } from './vm-classes.js';
 
 /**
@@ -57,19 +58,19 @@ export class Vm implements PropertyHolder {
   }
 
   get name(): string {
-    return this.props.get('name') as string;
+    return this.props.get(P.name);
   }
 
   get qid(): number {
-    return this.props.get('qid') as number;
+    return this.props.get(P.qid);
   }
 
   get uuid(): string {
-    return this.props.get('uuid') as string;
+    return this.props.get(P.uuid);
   }
 
   get label(): Label {
-    return this.props.get('label') as Label;
+    return this.props.get(P.label);
   }
 
   get isAdminVm(): boolean {
@@ -79,12 +80,12 @@ export class Vm implements PropertyHolder {
   /** The VM this one is based on (AppVM, DispVM), or null. */
   get template(): Vm | null {
     if (!VM_CLASSES[this.klass].hasTemplate) return null;
-    return (this.props.tryGet('template') as Vm | null | undefined) ?? null;
+    return this.props.tryGet(P.appTemplate) ?? null;
   }
 
   get netvm(): Vm | null {
     if (!this.props.has('netvm')) return null;
-    return (this.props.tryGet('netvm') as Vm | null | undefined) ?? null;
+    return this.props.tryGet(P.netvm) ?? null;
   }
 
   /** Per-VM directory, as upstream lays them out under the state dir. */

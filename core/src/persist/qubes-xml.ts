@@ -4,7 +4,7 @@ import type { App } from '../model/app.js';
 import type { DeviceAssignment } from '../model/devices.js';
 import { isAssignmentMode } from '../model/devices.js';
 import { Label, LabelRegistry } from '../model/labels.js';
-import type { PropertyStore, PropertyHolder, PropValue } from '../model/property.js';
+import type { Properties, PropValue } from '../model/property.js';
 import { wireString } from '../model/property.js';
 import type { Vm } from '../model/vm.js';
 import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
@@ -34,7 +34,7 @@ export interface StorageSource {
 type Node = Record<string, unknown>;
 const ATTR = '@_';
 
-function propertiesOf(store: PropertyStore<PropertyHolder>): XmlElement[] {
+function propertiesOf(store: Properties): XmlElement[] {
   const explicit = store.explicit();
   return store.defs
     .filter((d) => explicit.has(d.name) && !d.readOnly)
@@ -56,7 +56,7 @@ function domainNode(
   features: Iterable<readonly [string, string]>,
 ): XmlElement {
   const children = [
-    xmlEl('properties', {}, propertiesOf(vm.props as unknown as PropertyStore<PropertyHolder>)),
+    xmlEl('properties', {}, propertiesOf(vm.props)),
     xmlEl(
       'features',
       {},
@@ -138,7 +138,7 @@ export class QubesXmlWriter {
         {},
         this.storage.pools().map((p) => xmlEl('pool', p)),
       ),
-      xmlEl('properties', {}, propertiesOf(this.app.props as unknown as PropertyStore<PropertyHolder>)),
+      xmlEl('properties', {}, propertiesOf(this.app.props)),
     ].map((e) => renderXml(e, 1));
     const domains = this.app.domains.list().map(domainXml);
     const body = domains.length > 0 ? `  <domains>\n${domains.join('')}  </domains>\n` : '  <domains/>\n';
@@ -218,7 +218,7 @@ function propertyText(app: App, p: XEl): string {
 
 function loadProperties(
   app: App,
-  store: PropertyStore<PropertyHolder>,
+  store: Properties,
   props: XEl | undefined,
   stage: (s: 2 | 3 | 4) => boolean,
   warn: (msg: string) => void,
@@ -330,7 +330,7 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
   }
   if (!app.domains.byName('dom0')) app.createAdminVm(app.labels.get('black'));
 
-  const store = (h: Vm | App) => h.props as unknown as PropertyStore<PropertyHolder>;
+  const store = (h: Vm | App): Properties => h.props;
   for (const [vm, d] of stubs) loadProperties(app, store(vm), child(d, 'properties'), (s) => s <= 2, warn);
   loadProperties(app, store(app), child(root, 'properties'), () => true, warn);
 

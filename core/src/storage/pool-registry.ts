@@ -2,8 +2,6 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
-  PermissionDenied,
-  ProtocolError,
   pyRepr,
   QubesException,
   QubesPoolInUseError,
@@ -18,42 +16,12 @@ import { fileDriver, FILE_DRIVER } from './drivers/file.js';
 import { kernelDriver, KERNEL_DRIVER } from './drivers/kernel.js';
 import { reflinkDriver, REFLINK_DRIVER } from './drivers/reflink.js';
 import { reflinkSupported } from './fsutil.js';
-import { pyBool } from './params.js';
 
 /** In upstream's entry-point order, which is what `admin.pool.ListDrivers` prints. */
 export const BUILTIN_DRIVERS: readonly PoolDriver[] = [fileDriver, reflinkDriver, kernelDriver];
 
 export const DEFAULT_POOL = 'varlibqubes';
 export const DEFAULT_KERNEL_POOL = 'linux-kernel';
-
-const SAFE_NAME = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.';
-const SAFE_REVISION = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.';
-/** Python's str.splitlines() boundaries within ASCII (\r\n counts once). */
-const LINE_BREAKS = new Set([0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e]);
-
-function splitLines(text: string): string[] {
-  const out: string[] = [];
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    if (!LINE_BREAKS.has(text.charCodeAt(i))) continue;
-    out.push(text.slice(start, i));
-    if (text[i] === '\r' && text[i + 1] === '\n') i++;
-    start = i + 1;
-  }
-  if (start < text.length) out.push(text.slice(start));
-  return out;
-}
-
-function lines(body: Iterable<string>): string {
-  let out = '';
-  for (const l of body) out += `${l}\n`;
-  return out;
-}
-
-function onlyFrom(s: string, allowed: string): boolean {
-  for (const c of s) if (!allowed.includes(c)) return false;
-  return true;
-}
 
 async function realDir(p: string): Promise<string> {
   try {
@@ -63,6 +31,34 @@ async function realDir(p: string): Promise<string> {
   }
 }
 
+/** What `admin.pool.Info` reports: the pool's config, and its size, usage and container when known. */
+export interface PoolInfo {
+  config: Record<string, string>;
+  size?: number;
+  usage?: number;
+  /** The name of the first other pool whose directory holds this one's. */
+  includedIn?: string;
+}
+
+/** What `admin.vm.volume.Info` reports about a volume. */
+export interface VolumeInfo {
+  pool: string;
+  vid: string;
+  size: number;
+  usage: number;
+  rw: boolean;
+  source: string | undefined;
+  path: string | undefined;
+  saveOnStop: boolean;
+  snapOnStart: boolean;
+  revisionsToKeep: number;
+  ephemeral: boolean;
+  isOutdated: boolean;
+}
+
+/** Runs where upstream fires admin-permission for a new pool: after validation, before the name clash check. */
+export type PoolAuthorizer = (name: string, params: Readonly<Record<string, string>>) => void | Promise<void>;
+
 export interface PoolRegistryOptions {
   drivers?: readonly PoolDriver[];
   cloneTokenTtlMs?: number;
@@ -71,9 +67,9 @@ export interface PoolRegistryOptions {
 
 /**
  * Everything the Admin API needs from storage: pools by name, drivers, the
- * volumes VMs own, and the exact response bodies of the admin.pool.* and
- * admin.vm.volume.* read methods. Argument enforcement that depends on VMs
- * (volume names, halted state, admin-permission events) stays in the API layer.
+ * volumes VMs own, and typed answers for the admin.pool.* and admin.vm.volume.*
+ * read methods. Payload parsing, wire bodies and argument enforcement that
+ * depends on VMs (volume names, halted state) stay in the API layer.
  */
 export class PoolRegistry {
   private readonly drivers: Map<string, PoolDriver>;
@@ -95,9 +91,9 @@ export class PoolRegistry {
     return [...this.drivers.keys()];
   }
 
-  /** `admin.pool.ListDrivers` body. */
-  listDrivers(): string {
-    return lines([...this.drivers.values()].map((d) => [d.name, ...d.params.map((p) => p.name)].join(' ')));
+  /** The drivers with their parameters, in registration order (upstream's entry-point order). */
+  driverList(): PoolDriver[] {
+    return [...this.drivers.values()];
   }
 
   // ---- pools ----
@@ -152,37 +148,22 @@ export class PoolRegistry {
     }
   }
 
-  /** `admin.pool.List` body. */
-  listPools(): string {
-    return lines(this.pools.keys());
-  }
-
-  /** `admin.pool.Info` body: sorted config, then size, usage and included_in when known. */
-  async poolInfo(name: string): Promise<string> {
+  /** `admin.pool.Info`: the config, then size, usage and containing pool when known. */
+  async poolInfo(name: string): Promise<PoolInfo> {
     const pool = this.getPool(name);
-    const config = pool.config();
-    let body = lines(
-      Object.keys(config)
-        .sort()
-        .map((k) => `${k}=${config[k]}`),
-    );
+    const info: PoolInfo = { config: pool.config() };
     const size = await pool.size();
-    if (size !== undefined) body += `size=${size}\n`;
+    if (size !== undefined) info.size = size;
     const usage = await pool.usage();
-    if (usage !== undefined) body += `usage=${usage}\n`;
+    if (usage !== undefined) info.usage = usage;
     const container = await this.includedIn(pool);
-    if (container !== undefined) body += `included_in=${container.name}\n`;
-    return body;
+    if (container !== undefined) info.includedIn = container.name;
+    return info;
   }
 
-  /** `admin.pool.UsageDetails` body. */
-  async usageDetails(name: string): Promise<string> {
-    const details = await this.getPool(name).usageDetails();
-    return lines(
-      Object.keys(details)
-        .sort()
-        .map((k) => `${k}=${details[k]}`),
-    );
+  /** `admin.pool.UsageDetails`. */
+  async usageDetails(name: string): Promise<Record<string, number>> {
+    return this.getPool(name).usageDetails();
   }
 
   /** The first other pool whose directory contains this pool's directory. */
@@ -199,33 +180,15 @@ export class PoolRegistry {
   }
 
   /**
-   * `admin.pool.Add+<driver>` with its raw payload. `authorize` runs where
+   * `admin.pool.Add` once the API parsed the payload. `authorize` runs where
    * upstream fires admin-permission: after validation, before the name clash check.
    */
   async addPool(
     driver: string,
-    payload: Uint8Array | string,
-    authorize?: (name: string, params: Readonly<Record<string, string>>) => void | Promise<void>,
+    name: string,
+    params: Readonly<Record<string, string>>,
+    authorize?: PoolAuthorizer,
   ): Promise<Pool> {
-    if (!this.drivers.has(driver)) throw new PermissionDenied("Argument not in 'available drivers'");
-    const bytes = typeof payload === 'string' ? Buffer.from(payload, 'latin1') : Buffer.from(payload);
-    if (bytes.some((b) => b > 0x7f)) throw new ProtocolError('Pool parameters contains non-ASCII characters');
-    const text = bytes.toString('latin1');
-    const rows = splitLines(text);
-    if (!rows.every((l) => l.includes('=')))
-      throw new ProtocolError('Options must be separated by equal sign');
-    const pairs = rows.map((l): [string, string] => {
-      const i = l.indexOf('=');
-      return [l.slice(0, i), l.slice(i + 1)];
-    });
-    if (new Set(pairs.map(([k]) => k)).size !== pairs.length)
-      throw new ProtocolError('Options must be unique');
-    const params = Object.fromEntries(pairs);
-    const name = params['name'];
-    if (name === undefined) throw new ProtocolError('Pool configuration must contain key: name');
-    delete params['name'];
-    if (!name || !onlyFrom(name, SAFE_NAME))
-      throw new ProtocolError(`Pool name must be in safe set: ${SAFE_NAME}`);
     this.checkParams(driver, params);
     await authorize?.(name, params);
     if (this.pools.has(name)) throw new QubesPoolInUseError(`Storage pool is in use: ${pyRepr(name)}`);
@@ -259,9 +222,8 @@ export class PoolRegistry {
     this.cloneTokens.revokeWhere((v) => v.pool === pool);
   }
 
-  /** `admin.pool.Set.revisions_to_keep` (payload already parsed as a number). */
+  /** `admin.pool.Set.revisions_to_keep` (payload already parsed and checked by the API). */
   setPoolRevisionsToKeep(name: string, value: number): void {
-    if (value < -1) throw new ProtocolError("Value can't be lower than -1");
     this.getPool(name).setRevisionsToKeep(value);
   }
 
@@ -270,9 +232,9 @@ export class PoolRegistry {
     this.getPool(name).setEphemeralVolatile(value);
   }
 
-  /** `admin.pool.volume.List` body. */
-  async listPoolVolumes(name: string): Promise<string> {
-    return lines((await this.getPool(name).listVolumes()).map((v) => v.vid));
+  /** `admin.pool.volume.List`: the pool's volume ids. */
+  async poolVolumeIds(name: string): Promise<string[]> {
+    return (await this.getPool(name).listVolumes()).map((v) => v.vid);
   }
 
   // ---- volumes ----
@@ -291,40 +253,34 @@ export class PoolRegistry {
     this.cloneTokens.revokeWhere((v) => v === volume);
   }
 
-  /** `admin.vm.volume.Info` body. */
-  async volumeInfo(volume: Volume): Promise<string> {
-    const fields: [string, string][] = [
-      ['pool', volume.pool.name],
-      ['vid', volume.vid],
-      ['size', String(await volume.size())],
-      ['usage', String(await volume.usage())],
-      ['rw', pyBool(volume.rw)],
-      ['source', volume.source ?? ''],
-      ['path', volume.path ?? ''],
-      ['save_on_stop', pyBool(volume.saveOnStop)],
-      ['snap_on_start', pyBool(volume.snapOnStart)],
-      ['revisions_to_keep', String(volume.revisionsToKeep)],
-      ['ephemeral', pyBool(volume.ephemeral)],
-      ['is_outdated', pyBool(await volume.isOutdated())],
-    ];
-    return lines(fields.map(([k, v]) => `${k}=${v}`));
+  /** `admin.vm.volume.Info`, read in upstream's order (size, usage, then is_outdated). */
+  async volumeInfo(volume: Volume): Promise<VolumeInfo> {
+    return {
+      pool: volume.pool.name,
+      vid: volume.vid,
+      size: await volume.size(),
+      usage: await volume.usage(),
+      rw: volume.rw,
+      source: volume.source,
+      path: volume.path,
+      saveOnStop: volume.saveOnStop,
+      snapOnStart: volume.snapOnStart,
+      revisionsToKeep: volume.revisionsToKeep,
+      ephemeral: volume.ephemeral,
+      isOutdated: await volume.isOutdated(),
+    };
   }
 
-  /** `admin.vm.volume.ListSnapshots` body: revision ids, oldest first. */
-  async listSnapshots(volume: Volume): Promise<string> {
+  /** `admin.vm.volume.ListSnapshots`: revision ids, oldest first. */
+  async snapshotIds(volume: Volume): Promise<string[]> {
     const revs = await volume.revisions();
-    return lines(
-      [...revs]
-        .sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0))
-        .map((r) => r.id),
-    );
+    return [...revs]
+      .sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0))
+      .map((r) => r.id);
   }
 
-  /** `admin.vm.volume.Revert` (payload already stripped). */
+  /** `admin.vm.volume.Revert` (revision name already checked by the API). */
   async revert(volume: Volume, revision: string): Promise<void> {
-    if (!onlyFrom(revision, SAFE_REVISION)) {
-      throw new ProtocolError(`Revision name must be in safe set: ${SAFE_REVISION}`);
-    }
     if (!(await volume.revisions()).some((r) => r.id === revision)) {
       throw new QubesVolumeRevisionNotFoundError(revision);
     }
@@ -447,7 +403,7 @@ export class PoolRegistry {
     const d = this.driver(driver, '');
     const known = new Set(d.params.map((p) => p.name));
     if (Object.keys(params).some((k) => !known.has(k)))
-      throw new ProtocolError('Unexpected driver options found');
+      throw new QubesException('Unexpected driver options found');
     const missing = d.params.filter((p) => p.required && !(p.name in params)).map((p) => p.name);
     if (missing.length > 0) throw new QubesException(`missing required driver options: ${missing.join(' ')}`);
   }

@@ -12,13 +12,12 @@ import {
   writeAdminPolicy,
   type PolicyMethod,
 } from '../../src/api/admin-policy.js';
+import type { Access, Scope } from '../../src/api/method.js';
 
-const m = (name: string, scope: 'local' | 'global', flags: string, noPolicy = false): PolicyMethod => ({
+const m = (name: string, scope: Scope, access: Access, noPolicy = false): PolicyMethod => ({
   name,
   scope,
-  read: flags.includes('r'),
-  write: flags.includes('w'),
-  execute: flags.includes('x'),
+  access,
   noPolicy,
 });
 

@@ -261,12 +261,13 @@ describe('backup archive (format 4)', () => {
     const unsubscribe = d.daemon.app.events.subscribe((e) => events.push(e));
     await backupService(d).execute('p');
     unsubscribe();
-    const progress = events.filter((e) => e.name === 'backup-progress');
+    const progress = events.flatMap((e) => (e.name === 'backup-progress' ? [e] : []));
     expect(progress.length).toBeGreaterThan(1);
-    expect(progress.every((e) => e.subject === null && e.args[0]?.join('=') === 'backup_profile=p')).toBe(
-      true,
-    );
-    const values = progress.map((e) => e.args[1]?.[1] as string);
+    expect(
+      progress.every((e) => e.subject === null && Object.keys(e.args).join() === 'backup_profile,progress'),
+    ).toBe(true);
+    expect(progress.every((e) => e.args.backup_profile === 'p')).toBe(true);
+    const values = progress.map((e) => e.args.progress);
     expect(values.every((v) => /^\d+(\.\d+)?$/.test(v) && v.includes('.'))).toBe(true);
     expect(values.at(-1)).toBe('100.0');
   });

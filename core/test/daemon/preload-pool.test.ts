@@ -49,7 +49,9 @@ function recorded(t: TestDaemon): QubesEvent[] {
 }
 
 const show = (e: QubesEvent) =>
-  `${e.subject?.name} ${e.name} ${e.args.map(([k, v]) => `${k}=${v}`).join(' ')}`;
+  `${e.subject?.name} ${e.name} ${Object.entries(e.args)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ')}`;
 
 async function feature(t: TestDaemon, vm: string, name: string): Promise<string | null> {
   const r = (await t.call('admin.vm.feature.Get', vm, name)).toString('latin1');

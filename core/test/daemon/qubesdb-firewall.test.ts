@@ -26,7 +26,7 @@ const noPools = { has: () => false, names: () => [], defaultPoolName: () => unde
 function markRunning(vm: Vm, xid: number): void {
   vm.xid = xid;
   vm.powerState = 'Running';
-  app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
+  app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
 }
 
 function db(): QubesDb {

@@ -25,7 +25,7 @@ const noPools = { has: () => false, names: () => [], defaultPoolName: () => unde
 
 function markRunning(vm: Vm, xid: number): void {
   vm.xid = xid;
-  app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
+  app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
 }
 
 beforeEach(async () => {

@@ -9,7 +9,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { QubesValueError } from '../../src/model/errors.js';
-import type { PropertyHolder, PropertyStore } from '../../src/model/property.js';
+import type { Properties } from '../../src/model/property.js';
 import type { TestDaemon } from '../support/harness.js';
 import { startDaemon } from '../support/harness.js';
 
@@ -61,8 +61,8 @@ const noteValue = fc
   .array(fc.oneof(fc.constantFrom(...TRICKY), fc.string({ unit: 'binary', maxLength: 3 })), { maxLength: 8 })
   .map((parts) => parts.join(''));
 
-type Store = PropertyStore<PropertyHolder>;
-const storeOf = (h: { props: unknown }): Store => h.props as Store;
+type Store = Properties;
+const storeOf = (h: { props: Properties }): Store => h.props;
 
 /** The str-typed properties the API lets dom0 set, on an AppVM and on the app. */
 function settableStrings(t: TestDaemon): { vm: string[]; global: string[] } {

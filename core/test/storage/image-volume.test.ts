@@ -77,10 +77,20 @@ describe('image volumes (file driver)', { timeout: 120_000 }, () => {
     expect(await allocated(img)).toBeLessThan(64 * 1024);
     expect(await v.size()).toBe(2 * GiB);
     expect(await v.usage()).toBeLessThan(64 * 1024);
-    expect(await reg.volumeInfo(v)).toBe(
-      'pool=p\nvid=appvms/vm1/private\nsize=2147483648\nusage=0\nrw=True\nsource=\n' +
-        `path=${img}\nsave_on_stop=True\nsnap_on_start=False\nrevisions_to_keep=1\nephemeral=False\nis_outdated=False\n`,
-    );
+    expect(await reg.volumeInfo(v)).toEqual({
+      pool: 'p',
+      vid: 'appvms/vm1/private',
+      size: 2 * GiB,
+      usage: 0,
+      rw: true,
+      source: undefined,
+      path: img,
+      saveOnStop: true,
+      snapOnStart: false,
+      revisionsToKeep: 1,
+      ephemeral: false,
+      isOutdated: false,
+    });
   });
 
   it('grows and shrinks as upstream does (no safety check since 4.3), keeping the data', async () => {
@@ -154,7 +164,7 @@ describe('image volumes (file driver)', { timeout: 120_000 }, () => {
     await tplRoot.start();
     await tplRoot.stop();
     expect(await appRoot.isOutdated()).toBe(true);
-    expect(await reg.volumeInfo(appRoot)).toMatch(/\nis_outdated=True\n$/);
+    expect((await reg.volumeInfo(appRoot)).isOutdated).toBe(true);
     await appRoot.stop();
   });
 
@@ -185,7 +195,7 @@ describe('image volumes (file driver)', { timeout: 120_000 }, () => {
     await writeAt(dirty, 0, Buffer.from('v2'));
     await tplRoot.stop();
     expect((await tplRoot.revisions()).map((r) => r.id)).toEqual(['2']);
-    expect(await reg.listSnapshots(tplRoot)).toBe('2\n');
+    expect(await reg.snapshotIds(tplRoot)).toEqual(['2']);
   });
 
   it('reverts to a revision, keeping the current data as a new one', async () => {
@@ -200,7 +210,6 @@ describe('image volumes (file driver)', { timeout: 120_000 }, () => {
     expect((await readAt(clean, 0, 2)).equals(Buffer.alloc(2))).toBe(true);
     expect((await tplRoot.revisions()).map((r) => r.id)).toEqual(['2']);
     await expect(reg.revert(tplRoot, '7')).rejects.toThrow(/Revision not found/);
-    await expect(reg.revert(tplRoot, 'a/b')).rejects.toThrow(/safe set/);
     await tplRoot.start();
     await expect(tplRoot.revert('2')).rejects.toThrow(/not cleanly stopped/);
     await tplRoot.stop();
@@ -286,11 +295,10 @@ describe('image volumes (file driver)', { timeout: 120_000 }, () => {
     expect(() => reg.setPoolRevisionsToKeep('p', 2)).toThrow(StoragePoolException);
     expect(() => reg.setPoolRevisionsToKeep('p', 2)).toThrow(/maximum 1/);
     expect(pool.revisionsToKeep).toBe(1);
-    expect(() => reg.setPoolRevisionsToKeep('p', -2)).toThrow(/lower than -1/);
     reg.setPoolRevisionsToKeep('p', 0);
     expect(pool.config()['revisions_to_keep']).toBe('0');
     await expect(
-      reg.addPool('file', 'name=q\ndir_path=/tmp/x\nrevisions_to_keep=5\n'),
+      reg.addPool('file', 'q', { dir_path: '/tmp/x', revisions_to_keep: '5' }),
     ).rejects.toBeInstanceOf(StoragePoolException);
     const v = reg.initVolume(owner('vm1'), {
       name: 'private',
@@ -398,6 +406,6 @@ describe('image volumes (file driver)', { timeout: 120_000 }, () => {
     await reg.removeVolumes([...vols, tplRoot]);
     expect(await fs.readdir(path.join(dir, 'appvms'))).toEqual([]);
     expect(await fs.readdir(path.join(dir, 'vm-templates'))).toEqual([]);
-    expect(await reg.listPoolVolumes('p')).toBe('');
+    expect(await reg.poolVolumeIds('p')).toEqual([]);
   });
 });

@@ -53,7 +53,7 @@ describe('file-reflink on a real reflink filesystem (XFS on a loop device)', { t
     if (!mount) return ctx.skip(skipReason);
     const reg = new PoolRegistry();
     const dir = path.join(mount.dir, 'pool');
-    await reg.addPool('file-reflink', `name=r\ndir_path=${dir}\nrevisions_to_keep=2\n`);
+    await reg.addPool('file-reflink', 'r', { dir_path: dir, revisions_to_keep: '2' });
     const tpl = reg.initVolume(owner('tpl', 'vm-templates'), {
       name: 'root',
       pool: 'r',
@@ -118,16 +118,16 @@ describe('file-reflink on a filesystem without reflinks', () => {
     try {
       const reg = new PoolRegistry();
       const dir = path.join(shm, 'pool');
-      const add = reg.addPool('file-reflink', `name=r\ndir_path=${dir}\n`);
+      const add = reg.addPool('file-reflink', 'r', { dir_path: dir });
       await expect(add).rejects.toBeInstanceOf(StoragePoolException);
-      await expect(reg.addPool('file-reflink', `name=r\ndir_path=${dir}\n`)).rejects.toThrow(
+      await expect(reg.addPool('file-reflink', 'r', { dir_path: dir })).rejects.toThrow(
         /cannot make reflink copies.*setup_check=False/,
       );
       expect(reg.hasPool('r')).toBe(false);
       // The directory the failed setup created is gone again.
       await expect(fs.stat(dir)).rejects.toThrow();
       // Opting out of the check works, with copies.
-      await reg.addPool('file-reflink', `name=r\ndir_path=${dir}\nsetup_check=False\n`);
+      await reg.addPool('file-reflink', 'r', { dir_path: dir, setup_check: 'False' });
       expect(reg.poolXml('r')['driver']).toBe('file-reflink');
     } finally {
       await fs.rm(shm, { recursive: true, force: true });

@@ -12,6 +12,13 @@ function isInternal(name: string): boolean {
   );
 }
 
+/** The arguments as the wire orders them (the object's key order); an absent optional one is left out. */
+function wireArgs(args: Readonly<Record<string, string | undefined>>): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [key, value] of Object.entries(args)) if (value !== undefined) out.push([key, value]);
+  return out;
+}
+
 function wanted(ctx: CallContext, event: QubesEvent): boolean {
   if (isInternal(event.name)) return false;
   if (!ctx.dest.isAdminVm && event.subject !== ctx.dest) return false;
@@ -22,7 +29,7 @@ export const events = {
   /** Streams events until the client disconnects. */
   events: async (ctx: CallContext): Promise<undefined> => {
     const unsubscribe = ctx.app.events.subscribe((event) => {
-      if (wanted(ctx, event)) ctx.stream.send(event.subject?.name ?? '', event.name, event.args);
+      if (wanted(ctx, event)) ctx.stream.send(event.subject?.name ?? '', event.name, wireArgs(event.args));
     });
     ctx.stream.send('', 'connection-established', []);
     try {

@@ -1,6 +1,7 @@
 import type { App } from '../../model/app.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
+import { P } from '../../model/vm-properties.js';
 
 const nameOrNull = (v: unknown): string | null =>
   v && typeof v === 'object' && 'name' in v ? (v as Vm).name : null;
@@ -23,9 +24,7 @@ export function systemInfo(app: App) {
       label: vm.label.color,
       guivm: has('guivm') ? nameOrNull(vm.props.tryGet('guivm')) : null,
       relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet('relayvm')) : null,
-      transport_rpc: has('transport_rpc')
-        ? ((vm.props.tryGet('transport_rpc') as string | null) ?? null)
-        : null,
+      transport_rpc: has('transport_rpc') ? (vm.props.tryGet(P.transport_rpc) ?? null) : null,
       power_state: vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState,
       uuid: vm.uuid,
     };

@@ -3,6 +3,7 @@ import { validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
 import { importStream } from '../../storage/importer.js';
 import type { CallContext } from '../call-context.js';
+import { linesBody, revisionName, volumeInfoBody } from './storage-wire.js';
 
 /**
  * The 2017 draft's admin.pool.volume.* calls, which name a volume by pool (the
@@ -27,10 +28,10 @@ function byVid(ctx: CallContext, vid: string): Volume {
 }
 
 export const poolVolume = {
-  info: (ctx: CallContext): Promise<string> =>
-    ctx.services.storage.registry.volumeInfo(byVid(ctx, words(ctx, 1)[0] as string)),
-  listSnapshots: (ctx: CallContext): Promise<string> =>
-    ctx.services.storage.registry.listSnapshots(byVid(ctx, words(ctx, 1)[0] as string)),
+  info: async (ctx: CallContext): Promise<string> =>
+    volumeInfoBody(await ctx.services.storage.registry.volumeInfo(byVid(ctx, words(ctx, 1)[0] as string))),
+  listSnapshots: async (ctx: CallContext): Promise<string> =>
+    linesBody(await ctx.services.storage.registry.snapshotIds(byVid(ctx, words(ctx, 1)[0] as string))),
   setRevisionsToKeep: (ctx: CallContext): undefined => {
     const [vid = '', value = ''] = words(ctx, 2);
     byVid(ctx, vid).setRevisionsToKeep(validateNumber(value, 'revisions to keep', true));
@@ -38,7 +39,7 @@ export const poolVolume = {
   },
   revert: async (ctx: CallContext): Promise<undefined> => {
     const [vid = '', revision = ''] = words(ctx, 2);
-    await ctx.services.storage.registry.revert(byVid(ctx, vid), revision);
+    await ctx.services.storage.registry.revert(byVid(ctx, vid), revisionName(revision));
     return undefined;
   },
   resize: async (ctx: CallContext): Promise<undefined> => {

@@ -1,6 +1,13 @@
 import { PermissionDenied, ProtocolError } from '../../model/errors.js';
 import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
+import {
+  addPoolFromPayload,
+  driversBody,
+  linesBody,
+  poolInfoBody,
+  usageDetailsBody,
+} from './storage-wire.js';
 
 /** enforce_arg over the pools. */
 function poolName(ctx: CallContext): string {
@@ -17,19 +24,20 @@ const DEFAULT_POOL_PROPS = [
 ];
 
 export const pool = {
-  list: (ctx: CallContext): string => ctx.services.storage.registry.listPools(),
-  listDrivers: (ctx: CallContext): string => ctx.services.storage.registry.listDrivers(),
-  info: (ctx: CallContext): Promise<string> => ctx.services.storage.registry.poolInfo(poolName(ctx)),
-  usageDetails: (ctx: CallContext): Promise<string> =>
-    ctx.services.storage.registry.usageDetails(poolName(ctx)),
-  volumeList: (ctx: CallContext): Promise<string> =>
-    ctx.services.storage.registry.listPoolVolumes(poolName(ctx)),
+  list: (ctx: CallContext): string => linesBody(ctx.services.storage.registry.poolNames()),
+  listDrivers: (ctx: CallContext): string => driversBody(ctx.services.storage.registry.driverList()),
+  info: async (ctx: CallContext): Promise<string> =>
+    poolInfoBody(await ctx.services.storage.registry.poolInfo(poolName(ctx))),
+  usageDetails: async (ctx: CallContext): Promise<string> =>
+    usageDetailsBody(await ctx.services.storage.registry.usageDetails(poolName(ctx))),
+  volumeList: async (ctx: CallContext): Promise<string> =>
+    linesBody(await ctx.services.storage.registry.poolVolumeIds(poolName(ctx))),
 
   add: async (ctx: CallContext): Promise<undefined> => {
     // Controls that do not end a line would reach qubes.xml inside a parameter, where XML cannot hold them.
     if (/[\x00-\x08\x0e-\x1b\x1f]/.test(ctx.payload.toString('latin1')))
       throw new ProtocolError('Pool parameters contain control characters');
-    await ctx.services.storage.registry.addPool(ctx.arg, ctx.payload);
+    await addPoolFromPayload(ctx.services.storage.registry, ctx.arg, ctx.payload);
     return undefined;
   },
 

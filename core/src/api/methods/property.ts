@@ -1,5 +1,5 @@
 import { QubesValueError } from '../../model/errors.js';
-import type { PropertyDef, PropertyHolder, PropertyStore, PropValue } from '../../model/property.js';
+import type { Properties, PropertyDef, PropValue } from '../../model/property.js';
 import { NoValue, wireString } from '../../model/property.js';
 import { isAscii, isPythonPrintable, validateName } from '../../model/validate.js';
 import type { Vm } from '../../model/vm.js';
@@ -10,13 +10,13 @@ import { requireReferable } from '../references.js';
  * admin.property.* and admin.vm.property.*: generic over the property
  * declarations, so no property has a handler of its own.
  */
-type Store = PropertyStore<PropertyHolder>;
+type Store = Properties;
 
-const vmStore = (ctx: CallContext): Store => ctx.dest.props as unknown as Store;
-const appStore = (ctx: CallContext): Store => ctx.app.props as unknown as Store;
+const vmStore = (ctx: CallContext): Store => ctx.dest.props;
+const appStore = (ctx: CallContext): Store => ctx.app.props;
 
 /** `default=<bool> type=<T> <value>`, the body of Get and each GetAll line. */
-function describe(store: Store, def: PropertyDef): string {
+function describe(store: Store, def: PropertyDef<never>): string {
   let value: PropValue | undefined;
   try {
     value = store.get(def.name);
@@ -32,7 +32,7 @@ function escapeLine(s: string): string {
 }
 
 /** qubes.property.sanitize: the checks every Set payload passes before the property's own setter. */
-function sanitize(def: PropertyDef, payload: Buffer): string {
+function sanitize(def: PropertyDef<never>, payload: Buffer): string {
   // Upstream's VMProperty.sanitize raises its error without a message.
   if (!isAscii(payload))
     throw new QubesValueError(def.type === 'vm' ? '' : 'Non-ASCII bytes in property value');

@@ -22,6 +22,7 @@ import { isAscii, validateName } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
 import { requireReferable } from '../references.js';
 import { freeDispid, newDisposable } from '../../lifecycle/new-disposable.js';
+import { P } from '../../model/vm-properties.js';
 
 /** dom0 and remote domains are always reported running: nothing here powers them. */
 function listState(vm: Vm): string {
@@ -207,9 +208,7 @@ export const vm = {
     if (payload !== '' && payload !== 'uuid') {
       throw new ProtocolError("Invalid payload, expected empty string or 'uuid'");
     }
-    const base = ctx.dest.isAdminVm
-      ? (ctx.src.props.tryGet('default_dispvm') as Vm | null | undefined)
-      : ctx.dest;
+    const base = ctx.dest.isAdminVm ? ctx.src.props.tryGet(P.default_dispvm) : ctx.dest;
     if (ctx.arg === 'preload') {
       if (!base) throw new QubesException('No default disposable template set for the caller');
       // Only a disposable template (AppVM, StandaloneVM) handles the preload event; others ignore it.

@@ -8,6 +8,7 @@ import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
 import { importStream, readSizeHeader } from '../../storage/importer.js';
 import type { CallContext } from '../call-context.js';
+import { linesBody, revisionName, volumeInfoBody } from './storage-wire.js';
 
 /** enforce_arg over the destination's volumes. */
 function volumeOf(ctx: CallContext): Volume {
@@ -18,23 +19,14 @@ function volumeOf(ctx: CallContext): Volume {
 
 /** Runs a data import between upstream's domain-volume-import-begin/end events. */
 async function announcedImport(ctx: CallContext, size: string, run: () => Promise<void>): Promise<undefined> {
-  ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', [
-    ['volume', ctx.arg],
-    ['size', size],
-  ]);
+  ctx.app.events.fire(ctx.dest, 'domain-volume-import-begin', { volume: ctx.arg, size: size });
   try {
     await run();
   } catch (e) {
-    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-      ['volume', ctx.arg],
-      ['success', 'False'],
-    ]);
+    ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', { volume: ctx.arg, success: 'False' });
     throw e;
   }
-  ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', [
-    ['volume', ctx.arg],
-    ['success', 'True'],
-  ]);
+  ctx.app.events.fire(ctx.dest, 'domain-volume-import-end', { volume: ctx.arg, success: 'True' });
   return undefined;
 }
 
@@ -46,14 +38,15 @@ export const volume = {
   list: (ctx: CallContext): string =>
     [...ctx.services.storage.of(ctx.dest).keys()].map((n) => `${n}\n`).join(''),
 
-  info: (ctx: CallContext): Promise<string> => ctx.services.storage.registry.volumeInfo(volumeOf(ctx)),
+  info: async (ctx: CallContext): Promise<string> =>
+    volumeInfoBody(await ctx.services.storage.registry.volumeInfo(volumeOf(ctx))),
 
-  listSnapshots: (ctx: CallContext): Promise<string> =>
-    ctx.services.storage.registry.listSnapshots(volumeOf(ctx)),
+  listSnapshots: async (ctx: CallContext): Promise<string> =>
+    linesBody(await ctx.services.storage.registry.snapshotIds(volumeOf(ctx))),
 
   revert: async (ctx: CallContext): Promise<undefined> => {
     const v = volumeOf(ctx);
-    await ctx.services.storage.registry.revert(v, ctx.payload.toString('latin1').trim());
+    await ctx.services.storage.registry.revert(v, revisionName(ctx.payload.toString('latin1').trim()));
     return undefined;
   },
 
@@ -64,7 +57,7 @@ export const volume = {
     if (/[^\x00-\x7f]/.test(ctx.payload.toString('latin1')))
       throw new ProtocolError('Token contains non-ASCII characters');
     await ctx.services.storage.registry.cloneTo(v, ctx.payload.toString('ascii').trim());
-    ctx.app.events.fire(ctx.dest, 'domain-import-volume', [['name', ctx.arg]]);
+    ctx.app.events.fire(ctx.dest, 'domain-import-volume', { name: ctx.arg });
     return undefined;
   },
 
