@@ -46,8 +46,9 @@ function exec(argv: readonly string[]): Promise<Output> {
   return new Promise((resolve, reject) => {
     const child = spawn(full[0] as string, full.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      // lvm's messages are matched and relayed; keep them in one language.
-      env: { ...process.env, LC_ALL: 'C.UTF-8' },
+      // lvm's messages are relayed as errors: one language, and no warning about descriptors
+      // the daemon holds open (sockets, logs) that lvm inherits.
+      env: { ...process.env, LC_ALL: 'C.UTF-8', LVM_SUPPRESS_FD_WARNINGS: '1' },
     });
     let stdout = '';
     let stderr = '';
