@@ -4,12 +4,13 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 
+import { lvmEnv } from '../../src/storage/drivers/lvm-commands.js';
 import { MiB, tempDir } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
 function run(cmd: string, args: string[]): Promise<{ stdout: string }> {
-  return execFileAsync(cmd, args, { env: { ...process.env, LVM_SUPPRESS_FD_WARNINGS: '1' } });
+  return execFileAsync(cmd, args, { env: lvmEnv() });
 }
 
 export interface ThinPoolFixture {

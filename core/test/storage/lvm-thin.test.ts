@@ -103,7 +103,6 @@ describe('lvm_thin naming and lvm command lines (no LVM needed)', () => {
       '--setactivationskip=n',
       '--activate=y',
       '--snapshot',
-      '--type=thin',
       '--name=vm-a-root-snap',
       '--',
       'vg/vm-t-root',
@@ -131,12 +130,12 @@ beforeAll(async () => {
     console.warn(`skipping lvm_thin pool tests: ${f}`);
   } else fixture = f;
   scratch = await tempDir('odyssey-lvm-scratch-');
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
   await fixture?.cleanup();
   await fs.rm(scratch, { recursive: true, force: true });
-}, 120_000);
+}, 600_000);
 
 async function headHash(dev: string, bytes: number): Promise<string> {
   const fh = await fs.open(dev, 'r');
@@ -165,7 +164,7 @@ function cfg(name: string, over: Partial<VolumeConfig>): VolumeConfig {
   return { name, pool: 'lvm', rw: true, saveOnStop: false, snapOnStart: false, size: SIZE, ...over };
 }
 
-describe('lvm_thin on a real thin pool (loop device)', { timeout: 300_000 }, () => {
+describe('lvm_thin on a real thin pool (loop device)', { timeout: 1_200_000 }, () => {
   it('creates, snapshots, commits with revisions, reverts, imports, clones, resizes and removes', async (ctx) => {
     if (!fixture) return ctx.skip(skipReason);
     const { vg, thinPool } = fixture;

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 import { StoragePoolException } from '../../model/errors.js';
 
@@ -28,6 +29,9 @@ export type LvmAction =
   | { readonly op: 'resize'; readonly lv: string; readonly size: number }
   | { readonly op: 'activate'; readonly lv: string };
 
+/** udevd's control socket: present while udev runs and creates device nodes. */
+const UDEV_CONTROL = '/run/udev/control';
+
 const LVS_FIELDS =
   'vg_name,pool_lv,name,lv_size,data_percent,lv_attr,origin,lv_metadata_size,metadata_percent';
 
@@ -40,15 +44,24 @@ interface Output {
   stderr: string;
 }
 
+/**
+ * The environment lvm runs in: messages in one language (they are relayed as errors), no
+ * warning about descriptors the daemon holds open, and, where no udev runs (containers, minimal
+ * hosts), lvm making the /dev nodes itself instead of waiting for udev to make them.
+ */
+export function lvmEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C.UTF-8', LVM_SUPPRESS_FD_WARNINGS: '1' };
+  if (!existsSync(UDEV_CONTROL)) env['DM_DISABLE_UDEV'] = '1';
+  return env;
+}
+
 function exec(argv: readonly string[]): Promise<Output> {
   // Not root: lvm needs it, and upstream goes through sudo the same way.
   const full = process.getuid?.() === 0 ? ['lvm', ...argv] : ['sudo', '-n', 'lvm', ...argv];
   return new Promise((resolve, reject) => {
     const child = spawn(full[0] as string, full.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      // lvm's messages are relayed as errors: one language, and no warning about descriptors
-      // the daemon holds open (sockets, logs) that lvm inherits.
-      env: { ...process.env, LC_ALL: 'C.UTF-8', LVM_SUPPRESS_FD_WARNINGS: '1' },
+      env: lvmEnv(),
     });
     let stdout = '';
     let stderr = '';
@@ -80,8 +93,9 @@ export function lvmArgv(action: LvmAction): string[] {
         'lvcreate',
         '--setactivationskip=n',
         '--activate=y',
+        // Upstream adds --type=thin, which Debian 12's lvm 2.03.16 refuses next to --snapshot;
+        // a snapshot without a size of a thin origin is a thin snapshot anyway.
         '--snapshot',
-        '--type=thin',
         `--name=${action.to.slice(action.to.indexOf('/') + 1)}`,
         '--',
         action.from,
