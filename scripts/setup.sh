@@ -16,6 +16,8 @@ APT_PACKAGES=(
   libvirt-daemon-driver-vbox
   # guest images: a Debian kernel plus a busybox initramfs (scripts/build-guest-image.sh)
   linux-image-cloud-amd64 busybox-static cpio lz4
+  # the lvm_thin pool driver (its tests make a thin pool on a loop device where device-mapper exists)
+  lvm2 thin-provisioning-tools
   # reflink-capable filesystems for the file-reflink pool tests
   btrfs-progs xfsprogs
   # nested Xen (backends/xen, vchan over libxenvchan): the hypervisor, its tools and libxenvchan,

@@ -137,8 +137,9 @@ class SparseFileWriter extends Writable {
     await this.flush();
     await this.writing;
     const fh = this.fh as fs.FileHandle;
-    // Skipped zero blocks at the end must still count: the size is the declared one.
-    await fh.truncate(this.expected);
+    // Skipped zero blocks at the end must still count: the size is the declared one. A block
+    // device (an LVM volume) has its size already and reads zeros where nothing was written.
+    if ((await fh.stat()).isFile()) await fh.truncate(this.expected);
     await fh.datasync();
   }
 }

@@ -12,13 +12,24 @@ import {
 } from '../model/errors.js';
 import { CloneTokens } from './clone-tokens.js';
 import type { Pool, PoolDriver, Volume, VolumeConfig, VolumeOwner } from './driver.js';
+import { createCallbackDriver } from './drivers/callback.js';
 import { fileDriver, FILE_DRIVER } from './drivers/file.js';
 import { kernelDriver, KERNEL_DRIVER } from './drivers/kernel.js';
+import { lvmThinDriver } from './drivers/lvm-thin.js';
 import { reflinkDriver, REFLINK_DRIVER } from './drivers/reflink.js';
 import { reflinkSupported } from './fsutil.js';
 
-/** In upstream's entry-point order, which is what `admin.pool.ListDrivers` prints. */
-export const BUILTIN_DRIVERS: readonly PoolDriver[] = [fileDriver, reflinkDriver, kernelDriver];
+/**
+ * In upstream's entry-point order, which is what `admin.pool.ListDrivers` prints. Upstream's
+ * zfs driver is left out: Debian's main archive has no ZFS to run it on.
+ */
+export const BUILTIN_DRIVERS: readonly PoolDriver[] = [
+  fileDriver,
+  reflinkDriver,
+  kernelDriver,
+  lvmThinDriver,
+  createCallbackDriver({ backends: () => BUILTIN_DRIVERS }),
+];
 
 export const DEFAULT_POOL = 'varlibqubes';
 export const DEFAULT_KERNEL_POOL = 'linux-kernel';

@@ -38,7 +38,9 @@ describe('storage bodies on the wire', () => {
     expect(driversBody(reg.driverList())).toBe(
       'file revisions_to_keep dir_path ephemeral_volatile\n' +
         'file-reflink revisions_to_keep dir_path setup_check ephemeral_volatile\n' +
-        'linux-kernel dir_path\n',
+        'linux-kernel dir_path\n' +
+        'lvm_thin revisions_to_keep volume_group thin_pool ephemeral_volatile\n' +
+        'callback conf_id\n',
     );
   });
 

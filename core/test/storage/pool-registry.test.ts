@@ -26,6 +26,8 @@ describe('PoolRegistry', () => {
       ['file', 'revisions_to_keep', 'dir_path', 'ephemeral_volatile'],
       ['file-reflink', 'revisions_to_keep', 'dir_path', 'setup_check', 'ephemeral_volatile'],
       ['linux-kernel', 'dir_path'],
+      ['lvm_thin', 'revisions_to_keep', 'volume_group', 'thin_pool', 'ephemeral_volatile'],
+      ['callback', 'conf_id'],
     ]);
   });
 
