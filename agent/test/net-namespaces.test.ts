@@ -426,4 +426,38 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
       `default via ${GATEWAY} dev eth0 onlink`,
     );
   });
+
+  // A hot-plugged NIC comes up as ethN and udev renames it while the daemon sets it up; the same
+  // rename made by hand after the daemon is done leaves it down under a name it never saw.
+  it('sets a NIC up again under the name udev gave it after the daemon began (a hot-plug)', async () => {
+    const ip = dbs.get('c1')?.read('/qubes-ip')?.toString() ?? '';
+    for (const args of [
+      ['link', 'set', 'dev', 'eth0', 'down'],
+      ['link', 'set', 'dev', 'eth0', 'name', 'ens9'],
+    ])
+      expect(sh(['ip', '-n', NS.c1, ...args]).out).toBe('');
+    await until(
+      'the renamed NIC up with its address and default route',
+      () =>
+        nsExec(NS.c1, ['ip', '-4', '-o', 'address', 'show', 'dev', 'ens9', 'up']).out.includes(
+          `inet ${ip}/32`,
+        ) && nsExec(NS.c1, ['ip', 'route', 'show', 'default']).out.includes(`via ${GATEWAY} dev ens9`),
+    );
+  });
+
+  it("names a client NIC renamed behind the daemon's back as a vif again", async () => {
+    const vif = vifName(C1);
+    for (const args of [
+      ['link', 'set', 'dev', vif, 'down'],
+      ['link', 'set', 'dev', vif, 'name', 'ens10'],
+    ])
+      expect(sh(['ip', '-n', NS.vm, ...args]).out).toBe('');
+    await until(
+      `${vif} back, up, with the gateway address and the route to its client`,
+      () =>
+        nsExec(NS.vm, ['ip', '-4', '-o', 'address', 'show', 'dev', vif, 'up']).out.includes(
+          `inet ${GATEWAY}/32`,
+        ) && nsExec(NS.vm, ['ip', 'route', 'show', C1]).out.includes(`dev ${vif}`),
+    );
+  });
 });

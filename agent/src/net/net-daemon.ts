@@ -33,7 +33,12 @@ export interface NetDaemonOptions {
 export class NetDaemon {
   readonly #options: NetDaemonOptions;
   readonly #resolvConf: string;
-  /** ifindex-free identity of configured NICs: by MAC, as a rename keeps it. */
+  /**
+   * The NICs set up (or tried), by MAC (a rename keeps it), with the name they were left under. A
+   * NIC listed under another name was renamed behind the daemon's back (udev names a hot-plugged
+   * NIC while the daemon configures it, and a NIC that is down stays renamable), and is set up
+   * again under its new one.
+   */
   readonly #configured = new Map<string, string>();
   readonly #links = new Map<string, ClientLink>();
   readonly #firewalls = new Map<string, readonly NetRule[] | null>();
@@ -115,9 +120,15 @@ export class NetDaemon {
     }
     for (const mac of [...this.#configured.keys()]) if (!macs.has(mac)) this.#configured.delete(mac);
     for (const link of present) {
-      if (this.#configured.has(link.mac)) continue;
+      if (this.#configured.get(link.mac) === link.ifname) continue;
       this.#configured.set(link.mac, link.ifname);
-      changed = (await this.#configure(link)) || changed;
+      try {
+        changed = (await this.#configure(link)) || changed;
+      } catch (error) {
+        // Most often udev renamed the NIC mid-way: the rename is a link event, and the new name is
+        // tried again. The name tried stays noted, so a NIC that fails for good is not retried forever.
+        this.#options.log(`${link.ifname}: not configured: ${String(error)}`);
+      }
     }
     if (changed) await this.#apply();
   }

@@ -12,6 +12,13 @@ import {
   type ProbeServer,
 } from '../host-servers.js';
 import { guestsOf } from './guest.js';
+import {
+  connectScript,
+  DIAGNOSE_SCRIPT,
+  listenerScript,
+  reachScript,
+  sendScript,
+} from './network-scripts.js';
 
 /*
  * Networking through service qubes, on the Debian template: sys-net (provides network, no netvm:
@@ -38,6 +45,13 @@ const PAYLOAD_MIB = 8;
 const CONNECTS = 10;
 /** How long a change (a firewall rule, a new link) may take to show in the guests. */
 const SETTLE_MS = 90_000;
+
+/** The chain, booted in order: each qube's start, then a check that it reaches the host through its netvms. */
+const CHAIN = [
+  { vm: SYS_NET, start: 'start-sys-net', reach: 'uplink', via: [] },
+  { vm: SYS_FIREWALL, start: 'start-sys-firewall', reach: 'through-one-netvm', via: [SYS_NET] },
+  { vm: APP, start: 'start-app', reach: 'through-two-netvms', via: [SYS_FIREWALL, SYS_NET] },
+] as const;
 
 const net = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
   id: `network.${id}`,
@@ -72,15 +86,22 @@ async function bash(ctx: CheckContext, vm: string, script: string): Promise<stri
 
 /** Whether `vm` gets the probe server's greeting from `host:port` within a few seconds. */
 async function reaches(ctx: CheckContext, vm: string, host: string, port: number): Promise<boolean> {
-  const out = await bash(
-    ctx,
-    vm,
-    `timeout 8 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -c ${PROBE_TOKEN.length} <&3' 2>/dev/null; true`,
-  );
-  return out === PROBE_TOKEN;
+  return (await bash(ctx, vm, reachScript(host, port))) === PROBE_TOKEN;
 }
 
-/** Asks until `vm` reaching `host:port` is `want`; fails with `what` when it never is. */
+/** `vm`'s links, addresses, routes and network daemon log, for a failure's reason. */
+async function diagnose(ctx: CheckContext, vm: string): Promise<string> {
+  try {
+    return (await bash(ctx, vm, DIAGNOSE_SCRIPT)).trim();
+  } catch (err) {
+    return `(no diagnosis: ${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
+/**
+ * Asks until `vm` reaching `host:port` is `want`; fails with `what` when it never is, and with the
+ * networking of `vm` and of the qubes in `inspect` (its netvms), so that a failure says where it stopped.
+ */
 async function until(
   ctx: CheckContext,
   vm: string,
@@ -88,11 +109,17 @@ async function until(
   port: number,
   want: boolean,
   what: string,
+  inspect: readonly string[] = [],
 ): Promise<void> {
   const deadline = performance.now() + SETTLE_MS;
   while ((await reaches(ctx, vm, host, port)) !== want) {
-    if (performance.now() > deadline)
-      fail(`${what} (still ${want ? 'unreachable' : 'reachable'} after ${SETTLE_MS / 1000} s)`);
+    if (performance.now() > deadline) {
+      const seen: string[] = [];
+      for (const name of [vm, ...inspect]) seen.push(`[${name}]\n${await diagnose(ctx, name)}`);
+      fail(
+        `${what} (still ${want ? 'unreachable' : 'reachable'} after ${SETTLE_MS / 1000} s)\n${seen.join('\n')}`,
+      );
+    }
     await sleep(2000);
   }
 }
@@ -106,12 +133,7 @@ async function ipOf(ctx: CheckContext, vm: string): Promise<string> {
 /** Throughput of `PAYLOAD_MIB` sent from `vm` to the probe server, MB/s as the server counted it. */
 async function throughput(ctx: CheckContext, vm: string, server: ProbeServer): Promise<number> {
   const before = server.connections.length;
-  await bash(
-    ctx,
-    vm,
-    // The greeting is read first: a socket closed with unread data sends RST, and bytes still in flight are lost.
-    `timeout 120 bash -c 'exec 3<>/dev/tcp/${HOST}/${server.port} && head -c ${PROBE_TOKEN.length} <&3 >/dev/null && head -c ${PAYLOAD_MIB * 1024 * 1024} /dev/zero >&3'`,
-  );
+  await bash(ctx, vm, sendScript(HOST, server.port, PAYLOAD_MIB * 1024 * 1024));
   const deadline = performance.now() + 10_000;
   while (server.connections.length === before && performance.now() < deadline) await sleep(50);
   const conn = server.connections[server.connections.length - 1];
@@ -122,11 +144,7 @@ async function throughput(ctx: CheckContext, vm: string, server: ProbeServer): P
 
 /** Mean time for `vm` to open (and close) a TCP connection to the probe server, ms, measured in the guest. */
 async function connectMs(ctx: CheckContext, vm: string, server: ProbeServer): Promise<number> {
-  const out = await bash(
-    ctx,
-    vm,
-    `s=$(date +%s%N); for i in $(seq ${CONNECTS}); do exec 3<>/dev/tcp/${HOST}/${server.port} || exit 1; exec 3>&-; done; e=$(date +%s%N); echo $(( (e - s) / ${CONNECTS} / 1000 ))`,
-  );
+  const out = await bash(ctx, vm, connectScript(HOST, server.port, CONNECTS));
   const us = Number(out.trim());
   if (!Number.isFinite(us) || out.trim() === '') fail(`connect timing from ${vm}: ${JSON.stringify(out)}`);
   return Math.round(us / 10) / 100;
@@ -168,53 +186,17 @@ export const networkChecks: readonly Check[] = [
     missing = undefined;
   }),
   // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
-  net('start-sys-net', async (ctx) => {
-    ready();
-    await ctx.client.vms.start(SYS_NET);
-  }),
-  net('uplink', async (ctx) => {
-    const { probe } = ready();
-    await until(
-      ctx,
-      SYS_NET,
-      HOST,
-      probe.port,
-      true,
-      `${SYS_NET} does not reach the host's server through its uplink`,
-    );
-  }),
-  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
-  net('start-sys-firewall', async (ctx) => {
-    ready();
-    await ctx.client.vms.start(SYS_FIREWALL);
-  }),
-  net('through-one-netvm', async (ctx) => {
-    const { probe } = ready();
-    await until(
-      ctx,
-      SYS_FIREWALL,
-      HOST,
-      probe.port,
-      true,
-      `${SYS_FIREWALL} does not reach the host through ${SYS_NET}`,
-    );
-  }),
-  // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
-  net('start-app', async (ctx) => {
-    ready();
-    await ctx.client.vms.start(APP);
-  }),
-  net('through-two-netvms', async (ctx) => {
-    const { probe } = ready();
-    await until(
-      ctx,
-      APP,
-      HOST,
-      probe.port,
-      true,
-      `${APP} does not reach the host through ${SYS_FIREWALL} and ${SYS_NET}`,
-    );
-  }),
+  ...CHAIN.flatMap(({ vm, start, reach, via }) => [
+    net(start, async (ctx) => {
+      ready();
+      await ctx.client.vms.start(vm);
+    }),
+    net(reach, async (ctx) => {
+      const { probe } = ready();
+      const what = `${vm} does not reach the host's server through ${via.join(' and ') || 'its uplink'}`;
+      await until(ctx, vm, HOST, probe.port, true, what, via);
+    }),
+  ]),
   net('netvm-in-use-not-shut-down', async (ctx) => {
     ready();
     try {
@@ -350,11 +332,7 @@ export const networkChecks: readonly Check[] = [
   net('clients-isolated', async (ctx) => {
     ready();
     const peer = await ipOf(ctx, APP2);
-    await bash(
-      ctx,
-      APP2,
-      `setsid node -e "require('net').createServer((s) => s.end(${JSON.stringify(PROBE_TOKEN)})).listen(${PEER_PORT})" </dev/null >/dev/null 2>&1 &`,
-    );
+    await bash(ctx, APP2, listenerScript(PEER_PORT));
     // The listener is up: APP2 reaches it at its own address.
     await until(
       ctx,
@@ -382,6 +360,7 @@ export const networkChecks: readonly Check[] = [
       probe.port,
       true,
       `${APP} does not reach the host once moved to ${SYS_NET} while running`,
+      [SYS_NET],
     );
     await props(ctx, APP).set('netvm', SYS_FIREWALL);
     await until(
@@ -391,6 +370,7 @@ export const networkChecks: readonly Check[] = [
       probe.port,
       true,
       `${APP} does not reach the host once moved back to ${SYS_FIREWALL}`,
+      [SYS_FIREWALL, SYS_NET],
     );
   }),
   net('teardown', async (ctx) => {
