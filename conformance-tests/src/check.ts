@@ -63,6 +63,8 @@ export interface Check<C = CheckContext> {
   readonly category: Category;
   /** Capabilities the check exercises: one declared unsupported and the check is not attempted. */
   readonly needs?: readonly CapabilityName[];
+  /** Longer than the suite's default limit, for a check whose work is a whole boot (a qube's start). */
+  readonly timeoutMs?: number;
   run(ctx: C): Promise<void>;
 }
 
@@ -135,7 +137,7 @@ async function checkOutcome<C>(
   const declared = declaredUnsupported(check as Check<never>, caps);
   if (declared) return { status: 'unsupported', reason: declared.message };
   try {
-    await withTimeout(check.run(ctx), CHECK_TIMEOUT_MS, check.id);
+    await withTimeout(check.run(ctx), check.timeoutMs ?? CHECK_TIMEOUT_MS, check.id);
     return { status: 'pass', reason: '' };
   } catch (err) {
     if (err instanceof Unsupported) return { status: 'unsupported', reason: err.message };

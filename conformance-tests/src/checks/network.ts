@@ -53,12 +53,19 @@ const CHAIN = [
   { vm: APP, start: 'start-app', reach: 'through-two-netvms', via: [SYS_FIREWALL, SYS_NET] },
 ] as const;
 
-const net = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+const net = (id: string, run: (ctx: CheckContext) => Promise<void>, timeoutMs?: number): Check => ({
   id: `network.${id}`,
   category: 'network',
   needs: ['network'],
+  ...(timeoutMs === undefined ? {} : { timeoutMs }),
   run,
 });
+
+/**
+ * A qube's start: as long as its qrexec_timeout lets it take. Two Debian qubes booting under TCG on
+ * a loaded 2-core machine took over the suite's default 180 s, and every later check then failed.
+ */
+const START_MS = 600_000;
 
 interface Servers {
   readonly probe: ProbeServer;
@@ -187,10 +194,14 @@ export const networkChecks: readonly Check[] = [
   }),
   // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
   ...CHAIN.flatMap(({ vm, start, reach, via }) => [
-    net(start, async (ctx) => {
-      ready();
-      await ctx.client.vms.start(vm);
-    }),
+    net(
+      start,
+      async (ctx) => {
+        ready();
+        await ctx.client.vms.start(vm);
+      },
+      START_MS,
+    ),
     net(reach, async (ctx) => {
       const { probe } = ready();
       const what = `${vm} does not reach the host's server through ${via.join(' and ') || 'its uplink'}`;
@@ -325,10 +336,14 @@ export const networkChecks: readonly Check[] = [
       `${APP} does not reach the host again with its own address`,
     );
   }),
-  net('start-app2', async (ctx) => {
-    ready();
-    await ctx.client.vms.start(APP2);
-  }),
+  net(
+    'start-app2',
+    async (ctx) => {
+      ready();
+      await ctx.client.vms.start(APP2);
+    },
+    START_MS,
+  ),
   net('clients-isolated', async (ctx) => {
     ready();
     const peer = await ipOf(ctx, APP2);
