@@ -142,6 +142,9 @@ async function libvirtState(name: string): Promise<string> {
 const ok = async (method: string, dest: string, arg = '', payload = ''): Promise<void> =>
   expect(await call(d, method, dest, arg, payload)).toBe('0\0');
 
+const xidOf = async (name: string): Promise<string | undefined> =>
+  (await call(d, 'admin.vm.property.Get', name, 'xid')).split(' ').pop();
+
 async function powerState(name: string): Promise<string> {
   const reply = await call(d, 'admin.vm.CurrentState', name);
   return /power_state=(\w+)/.exec(reply)?.[1] ?? reply;
@@ -167,9 +170,7 @@ async function expectConsistent(name: string): Promise<'Running' | 'Halted'> {
   const files = await vmFiles(name);
   if (truth === 'running') {
     expect(state).toBe('Running');
-    expect((await call(d, 'admin.vm.property.Get', name, 'xid')).split(' ').pop()).toBe(
-      await virsh('domid', name),
-    );
+    expect(await xidOf(name)).toBe(await virsh('domid', name));
     expect(listed).toContain(' state=Running');
     expect(pid).toBeDefined();
     expect(files.sort()).toEqual(expect.arrayContaining(['private-dirty.img', 'root-dirty.img']));
@@ -260,6 +261,8 @@ describe.skipIf(skip)('hypervisor parts killed (kvm backend, QEMU/TCG guests, pr
     { timeout: 1_800_000 },
     async ({ reached, hang }, ctx) => {
       if (noBoot) ctx.skip();
+      // Each case starts from a halted qube, whatever an earlier one left.
+      if ((await powerState(VM)) !== 'Halted') await ok('admin.vm.Kill', VM);
       // The daemon's own wait for the agent, which a stopped guest never meets.
       if (hang) await ok('admin.vm.property.Set', VM, 'qrexec_timeout', '15');
       const qubesXml = await readFile(join(stateDir, 'qubes.xml'));
@@ -292,6 +295,9 @@ describe.skipIf(skip)('hypervisor parts killed (kvm backend, QEMU/TCG guests, pr
       if (reply !== '0\0') await until(async () => d.stderr().includes(released));
       // The daemon that lived through the outage agrees with libvirt once it has reconnected.
       await until(async () => (await call(d, 'admin.vm.CurrentState', VM)).startsWith('0\0'));
+      // A start that ended while libvirtd was away had no id to read: the daemon asks again once it can.
+      if ((await libvirtState(VM)) === 'running')
+        await until(async () => (await xidOf(VM)) === (await virsh('domid', VM)));
       const seen = await expectConsistent(VM);
       console.log(
         `[hypervisor-killed] after libvirtd's restart: ${seen}, libvirt: ${await libvirtState(VM)}`,
