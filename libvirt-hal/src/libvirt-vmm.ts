@@ -162,12 +162,16 @@ export class LibvirtVmm implements Vmm {
     const dom = await this.lookupOrUndefined(name);
     if (!dom || !(await this.isActive(dom))) return;
     const stopped = this.waitStopped(dom, options.timeoutMs);
+    // A request libvirt fails is a failed shutdown only if the domain is still up at the deadline:
+    // a QEMU killed while libvirt asked it to power off fails the request, yet the domain is down.
+    let refused: unknown;
     try {
       await this.libvirt.domains.shutdown(dom, this.flavour.flags.shutdown);
     } catch (error) {
-      if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw toVmmError(error, `shutdown ${name}`);
+      if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) refused = error;
     }
     if (await stopped) return;
+    if (refused !== undefined) throw toVmmError(refused, `shutdown ${name}`);
     if (!options.force) {
       throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
     }

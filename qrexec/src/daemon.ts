@@ -96,15 +96,56 @@ export class QrexecDaemon {
     return this.#closed;
   }
 
-  /** Connects to the agent and exchanges HELLO; the domain's requests are served from then on. */
+  /**
+   * Connects to the agent and exchanges HELLO; the domain's requests are served from then on. The
+   * connect timeout bounds all of it: a guest whose channel answers but whose agent never says HELLO
+   * (a hung guest) fails like one that never connected, instead of holding its start forever.
+   */
   async start(): Promise<void> {
-    const control = await this.#options.transport.connect(String(this.domain.id), VCHAN_BASE_PORT, {
-      timeoutMs: this.#options.connectTimeoutMs ?? 60_000,
+    const timeoutMs = this.#options.connectTimeoutMs ?? 60_000;
+    let expired = false;
+    let control: Vchan | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        expired = true;
+        control?.destroy();
+        reject(
+          new QrexecProtocolError(`no HELLO from the agent of ${this.domain.name} within ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
     });
+    const handshake = this.#handshake(
+      timeoutMs,
+      () => expired,
+      (c) => (control = c),
+    );
+    try {
+      await Promise.race([handshake, deadline]);
+    } finally {
+      clearTimeout(timer);
+      handshake.catch(() => undefined);
+    }
+  }
+
+  async #handshake(
+    timeoutMs: number,
+    expired: () => boolean,
+    opened: (control: Vchan) => void,
+  ): Promise<void> {
+    const control = await this.#options.transport.connect(String(this.domain.id), VCHAN_BASE_PORT, {
+      timeoutMs,
+    });
+    if (expired()) {
+      control.destroy();
+      throw new QrexecProtocolError('the control vchan connected after the connect timeout');
+    }
+    opened(control);
     control.on('error', (error: Error) => this.#log(`control vchan: ${error.message}`));
     const reader = new MessageReader(control);
     try {
       this.#version = await exchangeHello(control, reader, QREXEC_PROTOCOL_VERSION);
+      if (expired()) throw new QrexecProtocolError('HELLO came after the connect timeout');
     } catch (error) {
       control.destroy();
       throw error;

@@ -30,6 +30,9 @@ import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../log.js';
 import type { Clock } from '../clock.js';
 
+/** How long the daemon waits before asking an unreachable hypervisor again (its id, a failed start's end). */
+const RETRY_MS = 1000;
+
 /** States in which upstream's is_running() holds: the hypervisor has the domain active. */
 const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
 
@@ -106,7 +109,7 @@ export class DomainManager implements Lifecycle {
         await this.runAfterStart(vm, vmm);
       } catch (e) {
         vm.powerState = 'Halted';
-        if (disksReady) await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
+        if (disksReady) await this.releaseFailedStart(vm, vmm);
         const reason = e instanceof Error ? e.message : String(e);
         this.app.events.fire(vm, 'domain-start-failed', { reason: reason });
         // Upstream re-raises its own exceptions (a storage refusal stays a StoragePoolException).
@@ -115,10 +118,67 @@ export class DomainManager implements Lifecycle {
       }
       const rt = await vmm.state(vm.name).catch(() => null);
       this.markRunning(vm, rt?.xid ?? -1);
+      if (!rt) this.learnXid(vm, vmm);
       await this.network.started(vm);
       this.app.events.fire(vm, 'domain-spawn', { start_guid: 'True' });
       this.app.events.fire(vm, 'domain-start', { start_guid: 'True' });
     });
+  }
+
+  /**
+   * A domain that came up while the hypervisor stopped answering (libvirtd restarting) runs with an
+   * id nobody could read then: it is asked again until the hypervisor answers, or the domain is gone.
+   */
+  private learnXid(vm: Vm, vmm: Vmm): void {
+    const retry = setTimeout(() => {
+      if (vm.powerState === 'Halted' || vm.xid !== -1 || this.backend.current !== vmm) return;
+      vmm
+        .state(vm.name)
+        .then(
+          async (rt) => {
+            if (vm.powerState === 'Halted' || vm.xid !== -1) return;
+            if (rt.state === 'Halted') return this.markHalted(vm, 'unknown');
+            vm.xid = rt.xid;
+            this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
+          },
+          () => this.learnXid(vm, vmm),
+        )
+        .catch((e: unknown) => this.log('warn', `${vm.name}: ${String(e)}`));
+    }, RETRY_MS);
+    retry.unref();
+  }
+
+  /**
+   * The volumes of a failed start are released once its domain is down. While the hypervisor does
+   * not answer (libvirtd restarting) the domain may still run on them: it is killed, and they are
+   * released, when the hypervisor answers again.
+   */
+  private async releaseFailedStart(vm: Vm, vmm: Vmm, deferred = false): Promise<void> {
+    if (!(await this.isDown(vm, vmm))) {
+      this.log(
+        'warn',
+        `${vm.name}: its failed start may still run; it is killed once ${this.backend.name} answers`,
+      );
+      const retry = setTimeout(() => {
+        if (vm.powerState === 'Halted') void this.releaseFailedStart(vm, vmm, true);
+      }, RETRY_MS);
+      retry.unref();
+      return;
+    }
+    await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
+    if (deferred) this.log('info', `${vm.name}: the domain of its failed start is down; volumes released`);
+  }
+
+  /** Kills what a failed start may have left running; false while the hypervisor cannot say. */
+  private async isDown(vm: Vm, vmm: Vmm): Promise<boolean> {
+    try {
+      await vmm.kill(vm.name);
+      return true;
+    } catch (e) {
+      if (e instanceof VmmError && e.code === 'unavailable') return false;
+      const rt = await vmm.state(vm.name).catch(() => null);
+      return rt?.state === 'Halted';
+    }
   }
 
   /** The steps that make a running domain started (its QubesDB, its qrexec agent), in order; a failed one kills it. */
