@@ -139,7 +139,7 @@ export class DomainManager implements Lifecycle {
             if (vm.powerState === 'Halted' || vm.xid !== -1) return;
             if (rt.state === 'Halted') return this.markHalted(vm, 'unknown');
             vm.xid = rt.xid;
-            this.app.events.fire(vm, 'property-reset:xid', [['name', 'xid']]);
+            this.app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
           },
           () => this.learnXid(vm, vmm),
         )
