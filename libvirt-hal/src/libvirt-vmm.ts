@@ -262,7 +262,8 @@ export class LibvirtVmm implements Vmm {
   async consolePath(name: string): Promise<string> {
     const what = `reach the console of ${name}`;
     const dom = await this.lookup(name);
-    if (!(await this.isActive(dom))) throw new VmmError('invalid-state', `${what}: the domain is not running`);
+    if (!(await this.isActive(dom)))
+      throw new VmmError('invalid-state', `${what}: the domain is not running`);
     const xml = await this.call(what, () => this.libvirt.domains.getXMLDesc(dom, 0));
     const path = consolePtyPath(xml);
     if (!path) throw new VmmError('unsupported', `${what}: its domain XML has no console on a pty`);
