@@ -72,7 +72,10 @@ export const guestTemplateChecks: readonly Check[] = [
   }),
   guest('home-persists-root-reverts', async (ctx) => {
     requireTemplate();
-    await shell(ctx, 'echo kept >/home/user/conformance && echo dropped >/etc/conformance && sync');
+    await shell(
+      ctx,
+      "echo kept >/home/user/conformance && sudo sh -c 'echo dropped >/etc/conformance' && sync",
+    );
     await ctx.client.vms.shutdown(DEBIAN_QUBE, { wait: true });
     await ctx.client.vms.start(DEBIAN_QUBE);
     expectEqual(
