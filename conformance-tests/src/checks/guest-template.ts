@@ -1,6 +1,7 @@
 import { expectEqual, fail, Unsupported, type Check, type CheckContext } from '../check.js';
 import { cachedTemplateBuild, installDebianTemplate } from '../debian-template.js';
 import { guestsOf } from './guest.js';
+import { dom0Qvm } from './qvm-run.js';
 
 /** The suite's qube of the Debian template. */
 const DEBIAN_QUBE = 'conf-debian';
@@ -69,6 +70,33 @@ export const guestTemplateChecks: readonly Check[] = [
     // The kernel keeps some of the RAM for itself.
     if (!(kib <= MEMORY_MIB * 1024 && kib > (MEMORY_MIB - 128) * 1024))
       fail(`MemTotal ${kib} kB for memory=${MEMORY_MIB} MiB`);
+  }),
+  guest('qvm-run-user', async (ctx) => {
+    requireTemplate();
+    const whoami = async (...user: string[]) =>
+      dom0Qvm(ctx, ['run', '--pass-io', ...user, DEBIAN_QUBE, 'id', '-un']);
+    expectEqual(await whoami(), { code: 0, stdout: 'user\n', stderr: '' }, 'qvm run without -u: id -un');
+    expectEqual(
+      await whoami('-u', 'root'),
+      { code: 0, stdout: 'root\n', stderr: '' },
+      'qvm run -u root: id -un',
+    );
+  }),
+  guest('qvm-run-vmexec', async (ctx) => {
+    requireTemplate();
+    expectEqual(
+      await ctx.client.features.checkWithTemplate(DEBIAN_QUBE, 'vmexec'),
+      '1',
+      `the vmexec feature of ${DEBIAN_QUBE}'s template`,
+    );
+    const words = ['printf', '%s|', 'a b', "it's", '$HOME', '-\u017c', ''];
+    // The output comes back as latin1, one character per byte.
+    const expected = Buffer.from("a b|it's|$HOME|-\u017c||", 'utf8');
+    expectEqual(
+      await dom0Qvm(ctx, ['run', '--pass-io', '--no-shell', DEBIAN_QUBE, ...words]),
+      { code: 0, stdout: expected.toString('latin1'), stderr: '' },
+      `qvm run --no-shell ${DEBIAN_QUBE} ${words.join(' ')} (qubes.VMExec)`,
+    );
   }),
   guest('home-persists-root-reverts', async (ctx) => {
     requireTemplate();
