@@ -54,6 +54,8 @@ export const guestTemplateChecks: readonly Check[] = [
     await props.set('memory', String(MEMORY_MIB));
     await props.set('maxmem', '0');
     await props.set('vcpus', String(VCPUS));
+    // systemd and node under TCG on shared cores take longer than the default minute (as network.ts's qubes).
+    await props.set('qrexec_timeout', '600');
     missing = undefined;
   }),
   guest('os-release', async (ctx) => {
