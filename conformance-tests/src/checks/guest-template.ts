@@ -75,13 +75,14 @@ export const guestTemplateChecks: readonly Check[] = [
   }),
   guest('qvm-run-user', async (ctx) => {
     requireTemplate();
+    // whoami, not `id -un`: qvm's option parser takes a -un after the command for its own -u.
     const whoami = async (...user: string[]) =>
-      dom0Qvm(ctx, ['run', '--pass-io', ...user, DEBIAN_QUBE, 'id', '-un']);
-    expectEqual(await whoami(), { code: 0, stdout: 'user\n', stderr: '' }, 'qvm run without -u: id -un');
+      dom0Qvm(ctx, ['run', '--pass-io', ...user, DEBIAN_QUBE, 'whoami']);
+    expectEqual(await whoami(), { code: 0, stdout: 'user\n', stderr: '' }, 'qvm run without -u: whoami');
     expectEqual(
       await whoami('-u', 'root'),
       { code: 0, stdout: 'root\n', stderr: '' },
-      'qvm run -u root: id -un',
+      'qvm run -u root: whoami',
     );
   }),
   guest('qvm-run-vmexec', async (ctx) => {
