@@ -40,6 +40,9 @@ const agent = new QrexecAgent({
   log,
 });
 await agent.start();
+// The line every guest image prints on its console once dom0 can reach its agent: the end of its
+// boot, which `qvm console` shows (a process domain's stdout is its console).
+process.stdout.write('ODYSSEY-QREXEC-READY\n');
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     Promise.all([agent.stop(), qubesdb.stop()]).then(() => process.exit(0));

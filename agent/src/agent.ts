@@ -25,6 +25,11 @@ export interface QrexecAgentOptions {
   /** Where qrexec-client-vm connects; default /var/run/qubes/qrexec-agent. */
   readonly triggerPath?: string;
   readonly log?: (message: string) => void;
+  /**
+   * Run each call as the user dom0 names in it (runuser; the agent runs as root), as upstream's
+   * agent does; off, every call runs as the agent's own user.
+   */
+  readonly switchUsers?: boolean;
 }
 
 /** dom0 is domain 0 for every agent. */
@@ -44,6 +49,7 @@ export class QrexecAgent {
   readonly #serviceDirs: readonly string[];
   readonly #triggerPath: string;
   readonly #log: (message: string) => void;
+  readonly #switchUsers: boolean;
   /** qrexec-client-vm connections waiting for dom0's answer, by request id. */
   readonly #pending = new Map<string, Socket>();
   #control: Vchan | undefined;
@@ -56,6 +62,7 @@ export class QrexecAgent {
     this.#serviceDirs = options.serviceDirs ?? QREXEC_SERVICE_DIRS;
     this.#triggerPath = options.triggerPath ?? QREXEC_AGENT_TRIGGER_PATH;
     this.#log = options.log ?? (() => undefined);
+    this.#switchUsers = options.switchUsers ?? false;
   }
 
   /** Opens the trigger socket, then serves dom0 in the background until stop(). */
@@ -126,7 +133,11 @@ export class QrexecAgent {
   }
 
   #exec(payload: Buffer, justExec: boolean): void {
-    runExecRequest({ transport: this.#transport, serviceDirs: this.#serviceDirs }, payload, justExec)
+    runExecRequest(
+      { transport: this.#transport, serviceDirs: this.#serviceDirs, switchUsers: this.#switchUsers },
+      payload,
+      justExec,
+    )
       .then((params) => this.#terminated(params))
       .catch((error: unknown) => {
         this.#log(`exec request failed: ${(error as Error).message}`);

@@ -9,6 +9,7 @@ import {
   type ServiceStarter,
 } from '@odyssey/qrexec';
 import type { VchanTransport } from '@odyssey/hal';
+import { runAsCommand } from './run-as.js';
 
 /** The agent's side of a data vchan waits this long for the caller, as upstream's agent does. */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
@@ -16,6 +17,8 @@ const DATA_CONNECT_TIMEOUT_MS = 120_000;
 export interface ExecRequestContext {
   readonly transport: VchanTransport;
   readonly serviceDirs: readonly string[];
+  /** Whether calls run as the user dom0 names in them (see run-as.ts). */
+  readonly switchUsers: boolean;
 }
 
 /**
@@ -31,10 +34,16 @@ export async function runExecRequest(
   const { connectDomain, connectPort, tail } = decodeExecParams(payload);
   const params = { connectDomain, connectPort };
   const command = parseVmCommand(execCmdline(tail));
+  const runAs = runAsCommand(command.user, context.switchUsers, process.getuid?.() ?? -1);
+  const shell = [...runAs, '/bin/sh', '-c'];
   const starter: ServiceStarter =
     command.kind === 'service'
-      ? serviceFromDirs(context.serviceDirs, { serviceAndArg: command.serviceAndArg, source: command.source })
-      : () => spawnProcess('/bin/sh', ['-c', command.command], process.env);
+      ? serviceFromDirs(
+          context.serviceDirs,
+          { serviceAndArg: command.serviceAndArg, source: command.source },
+          runAs,
+        )
+      : () => spawnProcess(shell[0] ?? '/bin/sh', [...shell.slice(1), command.command], process.env);
   const channel = await context.transport.connect(String(connectDomain), connectPort, {
     timeoutMs: DATA_CONNECT_TIMEOUT_MS,
   });

@@ -3,6 +3,9 @@
 // systemd service): the agent on the KVM vchan transport, owning the guest's one virtio-serial
 // port. Prints ODYSSEY-QREXEC-READY on stdout once dom0 can reach it.
 //
+// --switch-user: run each call as the user dom0 names (the Debian template; the busybox image has
+// root only).
+//
 // Kernel command line options:
 //   odyssey.vchan_echo=PORT   also serve a vchan echo server on PORT (diagnostics, throughput tests)
 import { readFileSync } from 'node:fs';
@@ -36,6 +39,6 @@ await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
 
 // The domain's QubesDB daemon (upstream's qubes-db.service): /run/qubes/qubesdb.sock for qubesdb-read.
 await DomainQubesDb.start({ transport, log });
-const agent = new QrexecAgent({ transport, log });
+const agent = new QrexecAgent({ transport, log, switchUsers: process.argv.includes('--switch-user') });
 await agent.start();
 process.stdout.write('ODYSSEY-QREXEC-READY\n');

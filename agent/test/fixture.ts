@@ -43,7 +43,7 @@ export class QrexecWorld {
     return world;
   }
 
-  async addDomain(name: string, id: number): Promise<TestDomain> {
+  async addDomain(name: string, id: number, options: { switchUsers?: boolean } = {}): Promise<TestDomain> {
     const serviceDir = join(this.root, `${name}-rpc`);
     await mkdir(serviceDir, { recursive: true });
     const triggerPath = join(this.root, `${name}-agent.sock`);
@@ -51,6 +51,7 @@ export class QrexecWorld {
       transport: new SocketVchanTransport({ localDomain: String(id), dir: this.vchanDir }),
       serviceDirs: [serviceDir],
       triggerPath,
+      ...options,
     });
     await agent.start();
     const daemon = new QrexecDaemon({

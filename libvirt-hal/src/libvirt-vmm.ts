@@ -27,6 +27,7 @@ import {
 } from '@odyssey/libvirt';
 import { CpuSampler } from './cpu-sampler.js';
 import { isNoDomain, toVmmError } from './errors.js';
+import { consolePtyPath } from './console-pty.js';
 import type { LibvirtFlavour } from './flavour.js';
 import { toPowerState, toVmmEvent } from './lifecycle-events.js';
 import type { LibvirtConnectionOptions } from './options.js';
@@ -256,6 +257,21 @@ export class LibvirtVmm implements Vmm {
     }
     this.cpu.retain(live);
     return stats;
+  }
+
+  /**
+   * The pty of a running domain's console, read from its live XML (a flavour declares the `console`
+   * capability when its domain XML puts a console on a pty).
+   */
+  async consolePath(name: string): Promise<string> {
+    const what = `reach the console of ${name}`;
+    const dom = await this.lookup(name);
+    if (!(await this.isActive(dom)))
+      throw new VmmError('invalid-state', `${what}: the domain is not running`);
+    const xml = await this.call(what, () => this.libvirt.domains.getXMLDesc(dom, 0));
+    const path = consolePtyPath(xml);
+    if (!path) throw new VmmError('unsupported', `${what}: its domain XML has no console on a pty`);
+    return path;
   }
 
   /** The name of a domain named as vchan names it: by libvirt id (decimal) or by name. */

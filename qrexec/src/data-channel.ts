@@ -25,11 +25,15 @@ export async function serveDataChannel(channel: Duplex, start: ServiceStarter): 
 }
 
 /** A starter that looks the service up in `dirs` and runs it: 127 when missing, 125 when it will not start. */
-export function serviceFromDirs(dirs: readonly string[], call: ServiceInvocation): ServiceStarter {
+export function serviceFromDirs(
+  dirs: readonly string[],
+  call: ServiceInvocation,
+  runAs: readonly string[] = [],
+): ServiceStarter {
   return async () => {
     const entry = await findService(dirs, call.serviceAndArg);
     if (!entry) return QREXEC_EXIT_SERVICE_NOT_FOUND;
-    return startService(entry, call).catch(() => QREXEC_EXIT_PROBLEM);
+    return startService(entry, call, runAs).catch(() => QREXEC_EXIT_PROBLEM);
   };
 }
 

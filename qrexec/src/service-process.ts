@@ -51,9 +51,17 @@ export function serviceEnvironment(base: NodeJS.ProcessEnv, call: ServiceInvocat
 /**
  * Starts a found service. Resolves once it runs (socket connected, process
  * spawned); rejects when it cannot be started, which callers report as exit 125.
+ * `runAs` is a command that runs an executable service as the caller's user (`runuser -u USER --`);
+ * a socket service is its listener's, whoever that runs as.
  */
-export function startService(entry: ServiceEntry, call: ServiceInvocation): Promise<ServiceSideStreams> {
-  return entry.kind === 'socket' ? connectSocketService(entry.path, call) : spawnExecutable(entry.path, call);
+export function startService(
+  entry: ServiceEntry,
+  call: ServiceInvocation,
+  runAs: readonly string[] = [],
+): Promise<ServiceSideStreams> {
+  return entry.kind === 'socket'
+    ? connectSocketService(entry.path, call)
+    : spawnExecutable(entry.path, call, runAs);
 }
 
 function connectSocketService(path: string, call: ServiceInvocation): Promise<ServiceSideStreams> {
@@ -71,9 +79,14 @@ function connectSocketService(path: string, call: ServiceInvocation): Promise<Se
   });
 }
 
-function spawnExecutable(path: string, call: ServiceInvocation): Promise<ServiceSideStreams> {
+function spawnExecutable(
+  path: string,
+  call: ServiceInvocation,
+  runAs: readonly string[],
+): Promise<ServiceSideStreams> {
   const { argument } = splitServiceAndArg(call.serviceAndArg);
-  return spawnProcess(path, argument ? [argument] : [], serviceEnvironment(process.env, call));
+  const [file = path, ...args] = [...runAs, path, ...(argument ? [argument] : [])];
+  return spawnProcess(file, args, serviceEnvironment(process.env, call));
 }
 
 /** Runs a program with piped stdio as the service end of a call. */

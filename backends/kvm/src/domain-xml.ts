@@ -92,11 +92,14 @@ export function domainXml({ spec, type, consoleLog, vchanSocket, linkPorts }: Do
     devices: {
       ...(disks.length > 0 ? { disk: disks } : {}),
       ...(nics.length > 0 ? { interface: nics } : {}),
+      // ttyS0 on a pty for admin.vm.Console, everything it prints also kept in the console log
+      // (QEMU writes the log whether or not anyone has the pty open).
       serial: {
-        ...attrs({ type: 'file' }),
-        source: attrs({ path: consoleLog, append: 'off' }),
+        ...attrs({ type: 'pty' }),
+        log: attrs({ file: consoleLog, append: 'off' }),
         target: attrs({ port: 0 }),
       },
+      console: { ...attrs({ type: 'pty' }), target: attrs({ type: 'serial', port: 0 }) },
       channel: {
         ...attrs({ type: 'unix' }),
         source: attrs({ mode: 'bind', path: vchanSocket }),

@@ -37,6 +37,8 @@ const CAPABILITIES: VmmCapabilities = {
   vmToVmVchan: supported,
   // Links are virtio NIC pairs joined by QEMU UDP sockets on loopback; the uplink is QEMU user-mode networking.
   network: supported,
+  // ttyS0 on a pty, found in the live domain XML.
+  console: supported,
 };
 
 const FLAGS: DriverFlags = {

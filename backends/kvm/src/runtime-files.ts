@@ -20,7 +20,7 @@ export class RuntimeFiles {
     return join(this.domainsDir(), name);
   }
 
-  /** The guest's serial console (ttyS0), written by QEMU, truncated at each start. */
+  /** Everything the guest's serial console (ttyS0) printed, logged by QEMU, truncated at each start. */
   consoleLog(name: string): string {
     return join(this.domainDir(name), 'console.log');
   }

@@ -49,7 +49,9 @@ describe('domainXml', () => {
     // A kernel panic reaches libvirt through pvpanic and ends the domain as crashed.
     expect(d.devices.panic).toEqual({ model: 'isa' });
     expect(d.on_crash).toBe('destroy');
-    expect(d.devices.serial.source.path).toBe(files.consoleLog);
+    // ttyS0 on a pty for admin.vm.Console, logged to the console log too.
+    expect(d.devices.serial).toMatchObject({ type: 'pty', log: { file: files.consoleLog, append: 'off' } });
+    expect(d.devices.console).toEqual({ type: 'pty', target: { type: 'serial', port: '0' } });
     expect(d.devices.channel).toMatchObject({
       type: 'unix',
       source: { mode: 'bind', path: files.vchanSocket },
@@ -114,6 +116,6 @@ describe('domainXml', () => {
     const d = parse(xml);
     expect(d.name).toBe(hostile);
     expect(d.os.cmdline).toBe(`x='1' & <y> console=ttyS0 panic=-1 root=/dev/vda`);
-    expect(d.devices.serial.source.path).toBe(`/tmp/${hostile}`);
+    expect(d.devices.serial.log.file).toBe(`/tmp/${hostile}`);
   });
 });

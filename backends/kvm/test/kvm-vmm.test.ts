@@ -1,8 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import { access, chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ReadStream } from 'node:tty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainSpec, VmmEvent } from '@odyssey/hal';
 import { KvmHostTransport } from '../../../vchan/src/kvm/index.js';
@@ -188,6 +189,25 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
     expect(state.memoryKb).toBe(512 * 1024);
     await waitEvent((e) => e.type === 'started' && e.name === VM, 'started');
     expect(await vmm.vchanSocket(String(state.xid))).toBe(vmm.files.vchanSocket(VM));
+  }, 90_000);
+
+  it('puts ttyS0 on a pty consolePath names, which carries the boot, and still logs it to the console log', async () => {
+    await vmm.kill(VM);
+    await expect(vmm.consolePath(VM)).rejects.toMatchObject({ code: 'invalid-state' });
+    expect(vmm.capabilities().console?.supported).toBe(true);
+    await vmm.start(VM);
+    const path = await vmm.consolePath(VM);
+    expect(path).toMatch(/^\/dev\/pts\/\d+$/);
+    const pty = new ReadStream(openSync(path, constants.O_RDONLY | constants.O_NOCTTY));
+    pty.setRawMode(true);
+    let seen = '';
+    pty.on('data', (chunk: Buffer) => (seen += chunk.toString('latin1')));
+    try {
+      await until(() => (seen.includes(MARKER) ? true : undefined), BOOT_MS, `${MARKER} on ${path}`);
+    } finally {
+      pty.destroy();
+    }
+    expect(await consoleHas(VM, MARKER)).toBe(true);
   }, 90_000);
 
   it('reports stats: cpu time grows, usage is a percentage', async () => {

@@ -83,6 +83,8 @@ export class XenFlavour implements LibvirtFlavour {
       network: unsupported(
         'network links (a vif whose backend is the netvm) and the uplink are not implemented by the Xen backend',
       ),
+      // Every mode's domain XML puts its console on a pty, found in the live domain XML.
+      console: supported,
     };
   }
 

@@ -218,6 +218,40 @@ describe('qvm run', () => {
     });
   });
 
+  it("with the vmexec feature sends the words in qubes.VMExec's argument, which the template's service decodes", async () => {
+    // The Debian template's own service, run by this node.
+    const script = await readFile(repo('templates/debian-12/rootfs/etc/qubes-rpc/qubes.VMExec'), 'utf8');
+    await installService('qubes.VMExec', script.replace(/^#!.*\n/, `#!${process.execPath}\n`));
+    expect((await text(['features', 'tpl', 'vmexec', '1'])).code).toBe(0);
+    await rm(join(root, 'qrexec-client.args'), { force: true });
+    try {
+      expect(
+        await text(['run', '-p', '--no-shell', 'work', 'printf', '%s|', 'a b', "it's", '$HOME', '-ż']),
+      ).toEqual({
+        code: 0,
+        stdout: "a b|it's|$HOME|-ż|",
+        stderr: '',
+      });
+      // One word with --no-shell is a program too, not a shell command line.
+      expect(await text(['run', '-p', '--no-shell', 'work', 'echo hi'])).toMatchObject({
+        code: 127,
+        stdout: '',
+      });
+      expect(await text(['run', '-p', 'work', 'echo hi'])).toEqual({ code: 0, stdout: 'hi\n', stderr: '' });
+      const socketDir = join(stateDir, 'run');
+      expect(await readFile(join(root, 'qrexec-client.args'), 'utf8')).toBe(
+        [
+          `--socket-dir ${socketDir} work qubes.VMExec+printf+-25s-7C+a-20b+it-27s+-24HOME+---C5-BC`,
+          `--socket-dir ${socketDir} work qubes.VMExec+echo-20hi`,
+          `--socket-dir ${socketDir} work qubes.VMShell`,
+          '',
+        ].join('\n'),
+      );
+    } finally {
+      await text(['features', '--unset', 'tpl', 'vmexec']);
+    }
+  });
+
   it('with --no-autostart leaves a halted qube halted and exits 1', async () => {
     expect(await text(['run', '--no-autostart', 'idle', 'true'])).toEqual({
       code: 1,

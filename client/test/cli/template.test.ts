@@ -78,6 +78,7 @@ describe('qvm template', () => {
     expect((await d.client.vmProperties('debian-12').get('kernel')).value).toBe(`${KV}-debian-12`);
     expect(await d.client.features.get('debian-12', 'template-name')).toBe('debian-12');
     expect(await d.client.features.get('debian-12', 'template-release')).toBe('0123456789abcdef');
+    expect(await d.client.features.get('debian-12', 'vmexec')).toBe('1');
   });
 
   it('skips an installed template without building again', async () => {

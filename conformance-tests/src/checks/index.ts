@@ -5,6 +5,7 @@ import { dispvmChecks } from './dispvm.js';
 import { halLifecycleChecks, halStartCheck } from './hal.js';
 import type { HalContext } from './hal-context.js';
 import { halVchanChecks } from './hal-vchan.js';
+import { guestConsoleChecks } from './guest-console.js';
 import { guestTemplateChecks } from './guest-template.js';
 import { isolationChecks } from './isolation.js';
 import { lifecycleChecks } from './lifecycle.js';
@@ -29,6 +30,7 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...qubesdbChecks,
   ...dispvmChecks,
   ...qvmRunChecks,
+  ...guestConsoleChecks,
   ...guestTemplateChecks,
   ...networkChecks,
   // Last: its fork bomb leaves conf-peer killed.

@@ -18,7 +18,7 @@ import { guestsOf } from './guest.js';
  */
 
 /** dom0's `qvm` with odyssey-qrexec-client on odysseyd's local sockets (`<state dir>/run`, odysseyd.ts's layout). */
-async function dom0Qvm(
+export async function dom0Qvm(
   ctx: CheckContext,
   args: readonly string[],
   stdin: string | Buffer = '',
@@ -89,6 +89,19 @@ export const qvmRunChecks: readonly Check[] = [
         Buffer.from(input, 'latin1'),
       );
       expectEqual(reply, { code: 0, stdout: input, stderr: ' [0]\n' }, 'qvm run --pass-io cat');
+    },
+  },
+  {
+    id: 'qrexec.qvm-run-no-shell',
+    category: 'qrexec',
+    run: async (ctx) => {
+      guestsOf(ctx);
+      // The words reach the program as they are: qubes.VMExec where the qube has it, else shell-quoted.
+      expectEqual(
+        await dom0Qvm(ctx, ['run', '--pass-io', '--no-shell', QUBES.peer, 'printf', '%s', 'a b']),
+        { code: 0, stdout: 'a b', stderr: '' },
+        `qvm run --no-shell ${QUBES.peer} printf %s 'a b'`,
+      );
     },
   },
   {

@@ -10,6 +10,7 @@ import { DEFAULT_QREXEC_CLIENT } from '../../qrexec-transport.js';
 import { action, type CliContext, type GlobalOptions } from '../context.js';
 import { UsageError, type CliIo } from '../io.js';
 import { shellCommand } from './shell-words.js';
+import { encodeForVmExec, featureEnabled } from './vmexec.js';
 
 /** dom0's qrexec client (upstream: qrexec-client -d VM USER:QUBESRPC SERVICE dom0). */
 export const DOM0_QREXEC_CLIENT = 'odyssey-qrexec-client';
@@ -40,18 +41,43 @@ function verbosity(command: Command, passIo: boolean): number {
   return 1 + (verbose ? 1 : 0) - (quiet ? 1 : 0) - (passIo ? 1 : 0);
 }
 
+/** Whether COMMAND and its ARGs go to a program as they are (upstream's use_exec): with ARGs, or --no-shell. */
+function execWords(options: RunOptions, words: readonly string[]): boolean {
+  return !options.service && (words.length > 1 || !options.shell);
+}
+
 /**
- * The service and the bytes it reads first: a shell command goes to qubes.VMShell on its stdin, ended
- * by `; exit` (upstream's prepare_input_for_vmshell); --service calls COMMAND itself.
+ * The service and the bytes it reads first: --service calls COMMAND itself; words for a program go
+ * in qubes.VMExec's argument when the qube's agent has it (its `vmexec` feature, as upstream's
+ * qvm-run decides); otherwise a shell command goes to qubes.VMShell on its stdin, ended by `; exit`
+ * (upstream's prepare_input_for_vmshell), the words quoted for the shell.
  */
-function serviceCall(options: RunOptions, words: readonly string[]): { service: string; prefix: string } {
+function serviceCall(
+  options: RunOptions,
+  words: readonly string[],
+  vmexec: boolean,
+): { service: string; prefix: string } {
   const [cmd = '', ...args] = words;
   if (options.service) {
     if (args.length > 0) throw new UsageError('--service takes no command arguments');
     return { service: cmd, prefix: '' };
   }
-  const line = args.length > 0 || !options.shell ? shellCommand(words) : cmd;
+  const exec = execWords(options, words);
+  if (exec && vmexec) return { service: `qubes.VMExec+${encodeForVmExec(words)}`, prefix: '' };
+  const line = exec ? shellCommand(words) : cmd;
   return { service: 'qubes.VMShell', prefix: `${line.replace(/\n+$/, '')}; exit\n` };
+}
+
+/** The call for `vm`: qubes.VMExec needs the qube (or its template) to have the `vmexec` feature. */
+async function serviceCallFor(
+  ctx: CliContext,
+  vm: string,
+  options: RunOptions,
+  words: readonly string[],
+): Promise<{ service: string; prefix: string }> {
+  const vmexec =
+    execWords(options, words) && featureEnabled(await ctx.client.features.checkWithTemplate(vm, 'vmexec'));
+  return serviceCall(options, words, vmexec);
 }
 
 /** The qubes --all means: running, not paused, not internal, not dom0, less --exclude (upstream's filter). */
@@ -205,13 +231,16 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
   if (passIo && targets.length > 1) {
     throw new UsageError('--pass-io cannot be used when more than 1 qube is chosen');
   }
-  const call = serviceCall(options, commandWords);
+  // Validates the words before anything starts; each qube then gets its own call.
+  serviceCall(options, commandWords, false);
   const verbose = verbosity(command, passIo);
   let code = 0;
   for (const target of targets) {
     if (target.kind === 'dispvm' && global.qrexec) {
       // From a qube, the daemon makes the disposable for the call and removes it afterwards.
       const name = target.template === undefined ? '@dispvm' : `@dispvm:${target.template}`;
+      // The disposable does not exist yet, so nothing says whether it has qubes.VMExec.
+      const call = serviceCall(options, commandWords, false);
       code = Math.max(code, await callService(ctx, global, name, options.user, call, passIo));
       continue;
     }
@@ -222,6 +251,7 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
       try {
         if (verbose > 0) ctx.printError(`Running '${commandWords.join(' ')}' on ${name}`);
         await ctx.client.vms.start(name);
+        const call = await serviceCallFor(ctx, name, options, commandWords);
         code = Math.max(code, await callService(ctx, global, name, options.user, call, passIo));
       } finally {
         release();
@@ -234,6 +264,7 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
       continue;
     }
     if (verbose > 0) ctx.printError(`Running '${commandWords.join(' ')}' on ${target.name}`);
+    const call = await serviceCallFor(ctx, target.name, options, commandWords);
     const status = await callService(ctx, global, target.name, options.user, call, passIo);
     if (status !== 0 && verbose > 0) ctx.printError(`${target.name}: command failed with code: ${status}`);
     code = Math.max(code, status);
@@ -264,7 +295,10 @@ export function registerRun(program: Command, io: CliIo): void {
     .option('--all', 'run in every running qube')
     .option('--exclude <vm>', 'with --all, leave this qube out (repeatable)', collect, [])
     .option('--service', 'COMMAND names a qrexec service to call instead of a shell command')
-    .option('--no-shell', 'run COMMAND as one program with ARGs, quoted for the shell')
+    .option(
+      '--no-shell',
+      'run COMMAND as a program, not a shell command (qubes.VMExec where the qube has it, else quoted for the shell)',
+    )
     .option('--gui', 'accepted for compatibility (no GUI here)')
     .option('--no-gui', 'accepted for compatibility')
     // Options after COMMAND belong to the command: `qvm run work ls -l`.

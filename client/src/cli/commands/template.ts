@@ -118,6 +118,9 @@ async function installTemplate(ctx: CliContext, command: Command): Promise<numbe
         [FEATURE.buildtime, featureDate((await stat(built.root)).mtime)],
         [FEATURE.installtime, featureDate(new Date())],
         [FEATURE.summary, origin?.summary ?? name],
+        // What upstream's template agent requests after its installation (qubes.PostInstall): its
+        // qubes.VMExec, which qvm run then uses for a program and its arguments.
+        ['vmexec', '1'],
       ];
       for (const [feature, value] of features) await ctx.client.features.set(name, feature, value);
       const kernel = await installKernel(ctx, name, built);
