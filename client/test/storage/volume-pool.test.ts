@@ -423,9 +423,11 @@ describe('qvm pool', () => {
   it('lists drivers and usage details', async () => {
     expect((await qvm(['pool', 'drivers'])).stdout).toBe(
       'DRIVER        OPTIONS\n' +
+        'callback      conf_id\n' +
         'file          revisions_to_keep, dir_path, ephemeral_volatile\n' +
         'file-reflink  revisions_to_keep, dir_path, setup_check, ephemeral_volatile\n' +
-        'linux-kernel  dir_path\n',
+        'linux-kernel  dir_path\n' +
+        'lvm_thin      revisions_to_keep, volume_group, thin_pool, ephemeral_volatile\n',
     );
     expect((await qvm(['pool', 'usage', 'varlibqubes'])).stdout).toMatch(
       /^data_size {3}\d+\ndata_usage {2}\d+\n$/,
