@@ -13,7 +13,7 @@
 #   --memory MIB       QEMU's memory (default 4096); what dom0 does not get is left for domUs
 #   --dom0-memory MIB  dom0's memory (default 1536)
 #   --cpus N           virtual CPUs (default 1; TCG gains nothing from more on a busy host)
-#   --timeout SECONDS  kill QEMU after this long (default 1800)
+#   --timeout SECONDS  kill QEMU after this long (default 2700: the whole nested conformance run took 1716 s on 4 December 2026)
 #   --log FILE         where the serial console goes (default: a new file under /tmp)
 #   --cache-dir DIR    dom0 image cache (build-dom0.sh --cache-dir)
 #
@@ -30,7 +30,7 @@ ENVS=()
 MEMORY=4096
 DOM0_MEMORY=1536
 CPUS=1
-TIMEOUT=1800
+TIMEOUT=2700
 LOG=""
 BUILD_ARGS=()
 while [ $# -gt 0 ]; do
