@@ -3,6 +3,7 @@ import * as path from 'node:path';
 
 import { pyRepr, QubesValueError, StoragePoolException } from '../model/errors.js';
 import type { BlockDevice, Pool, Revision, Volume, VolumeConfig } from './driver.js';
+import { checkSnapSource } from './volume-config.js';
 import {
   allocatedBytes,
   copyImage,
@@ -85,12 +86,7 @@ export class ImageVolume implements Volume {
     readonly vid: string,
     config: VolumeConfig,
   ) {
-    if (config.snapOnStart && config.source === undefined) {
-      throw new StoragePoolException(`snap_on_start specified on ${pyRepr(name)} but no volume source set`);
-    }
-    if (!config.snapOnStart && config.source !== undefined) {
-      throw new StoragePoolException(`source specified on ${pyRepr(name)} but no snap_on_start set`);
-    }
+    checkSnapSource(name, config);
     this.saveOnStop = config.saveOnStop;
     this.snapOnStart = config.snapOnStart;
     this.source = config.source;

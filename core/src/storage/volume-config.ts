@@ -1,4 +1,4 @@
-import { QubesValueError } from '../model/errors.js';
+import { pyRepr, QubesValueError, StoragePoolException } from '../model/errors.js';
 import type { VolumeConfig } from './driver.js';
 import { parseBool, parseIntStrict, pyBool } from './params.js';
 
@@ -50,4 +50,14 @@ export function volumeConfigFromXml(attrs: Readonly<Record<string, string>>): Vo
     ...(size !== undefined ? { size: parseIntStrict(size, 'size') } : {}),
     ...(source ? { source } : {}),
   };
+}
+
+/** Upstream's Volume constructor rule, for every driver: a snapshot needs a source, and a source means a snapshot. */
+export function checkSnapSource(name: string, config: VolumeConfig): void {
+  if (config.snapOnStart && config.source === undefined) {
+    throw new StoragePoolException(`snap_on_start specified on ${pyRepr(name)} but no volume source set`);
+  }
+  if (!config.snapOnStart && config.source !== undefined) {
+    throw new StoragePoolException(`source specified on ${pyRepr(name)} but no snap_on_start set`);
+  }
 }

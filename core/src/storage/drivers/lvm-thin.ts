@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 
-import { pyRepr, QubesValueError, StoragePoolException } from '../../model/errors.js';
+import { QubesValueError, StoragePoolException } from '../../model/errors.js';
 import type {
   BlockDevice,
   Pool,
@@ -14,6 +14,7 @@ import { isoDate } from '../fsutil.js';
 import { writeSparse } from '../importer.js';
 import { Mutex } from '../lock.js';
 import { parseBool, parseIntStrict, pyBool } from '../params.js';
+import { checkSnapSource } from '../volume-config.js';
 import { requireParam } from './dir-pool.js';
 import { listLvs, type LvTable, mapperPath, runLvm } from './lvm-commands.js';
 
@@ -210,12 +211,7 @@ export class ThinVolume implements Volume {
     readonly vid: string,
     config: VolumeConfig,
   ) {
-    if (config.snapOnStart && config.source === undefined) {
-      throw new StoragePoolException(`snap_on_start specified on ${pyRepr(name)} but no volume source set`);
-    }
-    if (!config.snapOnStart && config.source !== undefined) {
-      throw new StoragePoolException(`source specified on ${pyRepr(name)} but no snap_on_start set`);
-    }
+    checkSnapSource(name, config);
     this.saveOnStop = config.saveOnStop;
     this.snapOnStart = config.snapOnStart;
     this.source = config.source;
