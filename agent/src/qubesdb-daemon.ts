@@ -37,6 +37,11 @@ export class DomainQubesDb {
     return new DomainQubesDb(guest, local);
   }
 
+  /** A key's value as text, if dom0's database has it. */
+  read(path: string): string | undefined {
+    return this.#guest.db.read(path)?.toString('utf8');
+  }
+
   /** Resolves once dom0's database has arrived. */
   get ready(): Promise<void> {
     return this.#guest.ready;

@@ -141,6 +141,8 @@ describe.skipIf(skip !== undefined)('Debian 12 template on KVM', () => {
       expect(osRelease).toMatch(/^ID=debian$/m);
       expect(osRelease).toMatch(/^VERSION_ID="12"$/m);
       expect((await shell('nproc')).trim()).toBe(String(VCPUS));
+      // The host is named after the qube (QubesDB /name) and resolves locally, as upstream's.
+      expect(await shell('hostname; getent hosts "$(hostname)" | cut -d" " -f1')).toBe(`${VM}\n127.0.1.1\n`);
       const memTotalKiB = Number(/MemTotal:\s+(\d+) kB/.exec(await shell('cat /proc/meminfo'))?.[1]);
       // The kernel keeps some memory for itself: MemTotal is what is left of the guest's RAM.
       expect(memTotalKiB).toBeLessThanOrEqual(MEMORY_MIB * 1024);

@@ -65,6 +65,15 @@ export const guestTemplateChecks: readonly Check[] = [
     if (!/^ID=debian$/m.test(osRelease) || !/^VERSION_ID="12"$/m.test(osRelease))
       fail(`/etc/os-release is not Debian 12's: ${osRelease}`);
   }),
+  guest('hostname', async (ctx) => {
+    requireTemplate();
+    // As upstream's qubes-early-vm-config: the qube's name, resolved locally (Debian's 127.0.1.1).
+    expectEqual(
+      await shell(ctx, 'printf \'%s %s\\n\' "$(hostname)" "$(getent hosts "$(hostname)" | cut -d" " -f1)"'),
+      `${DEBIAN_QUBE} 127.0.1.1\n`,
+      'hostname, and the address it resolves to',
+    );
+  }),
   guest('vcpus-memory', async (ctx) => {
     requireTemplate();
     expectEqual((await shell(ctx, 'nproc')).trim(), String(VCPUS), 'nproc in the guest');
