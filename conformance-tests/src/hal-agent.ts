@@ -47,6 +47,17 @@ export async function agentExec(
   return { vchan, reader };
 }
 
+/** Reads an exec's STDOUT until its EOF, then its exit code. */
+export async function drainExec(reader: MessageReader): Promise<{ stdout: Buffer; code: number }> {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const m = await reader.next();
+    if (m.type === MSG.DATA_STDOUT && m.payload.length > 0) parts.push(m.payload);
+    if (m.type === MSG.DATA_EXIT_CODE)
+      return { stdout: Buffer.concat(parts), code: m.payload.readInt32LE(0) };
+  }
+}
+
 /**
  * Runs `command` in the running domain `xid` through its agent, for a command that may end the
  * agent itself: resolves on the command's exit code, or when the vchan ends before it.

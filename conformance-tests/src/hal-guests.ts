@@ -6,6 +6,7 @@ import type { DomainSpec, GuestImageKind, VchanTransport, VirtMode, VmmCapabilit
 
 import { Unsupported } from './check.js';
 import { agentRunUntilGone } from './hal-agent.js';
+import { QREXEC_CLIENT_VM } from './programs.js';
 import { script } from './repo-scripts.js';
 
 /** What the guest does once booted. */
@@ -18,6 +19,11 @@ export type GuestBehaviour = 'run' | 'power-off' | 'crash';
 export interface HalGuest {
   /** The kind booted, or why no guest of a kind the suite makes runs (specs are then bare, no agent inside). */
   readonly kind: GuestImageKind | Unsupported;
+  /**
+   * The shell command that runs qrexec-client-vm inside a running guest of this kind, so a domain
+   * makes a call of its own (absent when no guest of a kind the suite makes runs).
+   */
+  readonly clientVm?: string;
   /** The spec of domain `name`; `behaviour` is how that boot ends (where the kind cannot, `run`). */
   spec(name: string, behaviour: GuestBehaviour): Promise<DomainSpec>;
   /**
@@ -77,6 +83,9 @@ async function findAgent(runtimeDir: string, xid: number): Promise<number | unde
 function agentProcessGuest(runtimeDir: string, virtMode: VirtMode): HalGuest {
   return {
     kind: 'agent-process',
+    // A process domain runs the host's programs, with its agent's environment (the process
+    // backend's README): the suite's own build of the program is what it has.
+    clientVm: [process.execPath, QREXEC_CLIENT_VM].map((w) => `'${w.replaceAll("'", `'\\''`)}'`).join(' '),
     spec: async (name) => baseSpec(name, virtMode),
     selfStop: {
       by: 'act',
@@ -122,6 +131,7 @@ function linuxImageGuest(kind: 'odyssey-linux-kvm' | 'odyssey-linux-xen', virtMo
   };
   return {
     kind,
+    clientVm: 'qrexec-client-vm',
     spec: async (name, behaviour) => {
       image ??= build();
       const { kernel, initramfs } = await image;
@@ -146,6 +156,7 @@ const SELF_STOP_PORT = 700;
 function rootfsLxcGuest(virtMode: VirtMode, vchan: () => VchanTransport | undefined): HalGuest {
   return {
     kind: 'odyssey-rootfs-lxc',
+    clientVm: 'qrexec-client-vm',
     spec: async (name) => baseSpec(name, virtMode),
     selfStop: vchan()
       ? {

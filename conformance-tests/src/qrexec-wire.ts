@@ -11,6 +11,9 @@ export const MSG = {
   DATA_STDERR: 0x192,
   DATA_EXIT_CODE: 0x193,
   EXEC_CMDLINE: 0x200,
+  SERVICE_CONNECT: 0x202,
+  TRIGGER_SERVICE3: 0x212,
+  TRIGGER_SERVICE4: 0x213,
   HELLO: 0x300,
 } as const;
 
@@ -38,12 +41,43 @@ export const hello = (): Buffer => {
   return encode(MSG.HELLO, version);
 };
 
-/** MSG_EXEC_CMDLINE: the agent connects back to dom0's `port` and runs `user:command` there. */
-export function execCmdline(port: number, command: string): Buffer {
+/** struct exec_params: the domain and port of the data vchan a message sets up. */
+function execParams(domain: number, port: number): Buffer {
   const params = Buffer.alloc(8);
-  params.writeUInt32LE(0, 0);
+  params.writeUInt32LE(domain, 0);
   params.writeUInt32LE(port, 4);
-  return encode(MSG.EXEC_CMDLINE, Buffer.concat([params, Buffer.from(`${command}\0`)]));
+  return params;
+}
+
+/**
+ * MSG_EXEC_CMDLINE: the agent connects to `port` of `domain` (dom0 unless told otherwise) and
+ * runs `user:command` there.
+ */
+export function execCmdline(port: number, command: string, domain = 0): Buffer {
+  return encode(MSG.EXEC_CMDLINE, Buffer.concat([execParams(domain, port), Buffer.from(`${command}\0`)]));
+}
+
+/** Size of struct service_params, the request id (ident) of a service call. */
+const IDENT_SIZE = 32;
+
+/**
+ * The request id of a MSG_TRIGGER_SERVICE3 (after the 64-byte target) or MSG_TRIGGER_SERVICE4
+ * (after the 64-byte source and target) an agent sent for a call its domain made; undefined for
+ * any other message, or one too short to carry it.
+ */
+export function triggerRequestId(message: Message): Buffer | undefined {
+  const at =
+    message.type === MSG.TRIGGER_SERVICE3 ? 64 : message.type === MSG.TRIGGER_SERVICE4 ? 128 : undefined;
+  if (at === undefined || message.payload.length < at + IDENT_SIZE) return undefined;
+  return message.payload.subarray(at, at + IDENT_SIZE);
+}
+
+/**
+ * MSG_SERVICE_CONNECT: dom0's answer to the call `requestId`: its caller is the vchan server of
+ * the call's data, for `domain` on `port`.
+ */
+export function serviceConnect(domain: number, port: number, requestId: Buffer): Buffer {
+  return encode(MSG.SERVICE_CONNECT, Buffer.concat([execParams(domain, port), requestId]));
 }
 
 /** The messages arriving on one vchan, in order; `next()` fails once the vchan ended first. */

@@ -28,10 +28,17 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
-async function runSuite(backend: string, only: string) {
+const NO_DEVICE_METHODS =
+  'blockDevices (the HAL has no Vmm method for it); pciDevices (the HAL has no Vmm method for it); ' +
+  'usbDevices (the HAL has no Vmm method for it)';
+
+/** Runs the suite's CLI on `backend`, under the command `wrapper` when given one. */
+async function runSuite(backend: string, only: string, wrapper: readonly string[] = []) {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-negative-'));
   dirs.push(dir);
-  const run = spawnSync(process.execPath, [CLI, '--backend', backend, '--report', dir, '--only', only], {
+  const argv = [process.execPath, CLI, '--backend', backend, '--report', dir, '--only', only];
+  const [program = process.execPath, ...args] = [...wrapper, ...argv];
+  const run = spawnSync(program, args, {
     encoding: 'utf8',
     env: { ...process.env, CI: '1' },
     timeout: 120_000,
@@ -120,17 +127,69 @@ it('warns of a backend that declares stats unsupported but answers stats()', asy
     status: 'unsupported',
     reason: 'declared: stats: books keep no CPU time',
   });
-  // suspend is declared unsupported too, and refused: only stats is named.
+  // suspend is declared unsupported too, and refused, as is network (there is no attachLink): only
+  // stats is named.
   expect(checks['hal.declared-unsupported-refused']).toMatchObject({
     status: 'warn',
     reason:
       'declared unsupported but worked: stats; not tried: ' +
-      'network (attachLink() needs a second running domain as the netvm); ' +
-      'vmToVmVchan (a vchan between two guests needs a second running domain); ' +
-      'blockDevices (the HAL has no Vmm method for it); pciDevices (the HAL has no Vmm method for it); ' +
-      'usbDevices (the HAL has no Vmm method for it)',
+      'vmToVmVchan (a vchan between two guests needs their agents: createBackend returned no VchanTransport); ' +
+      NO_DEVICE_METHODS,
   });
 });
+
+it('warns of a backend whose domains reach each other over vchan though it declares vmToVmVchan unsupported', async () => {
+  const { run, report, checks } = await runSuite(fixture('hides-vm-to-vm-vchan.mjs'), 'hal');
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(report?.backends[0]?.backend).toBe('process-hiding-vm-to-vm');
+  expect(checks['hal.declared-unsupported-refused']).toMatchObject({
+    status: 'warn',
+    reason: `declared unsupported but worked: vmToVmVchan; not tried: ${NO_DEVICE_METHODS}`,
+  });
+});
+
+it('takes the word of a backend declaring network unsupported whose attachLink() resolves and attaches nothing', async () => {
+  const { run, checks } = await runSuite(fixture('attaches-nothing.mjs'), 'hal');
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(checks['hal.declared-unsupported-refused']).toMatchObject({ status: 'pass', reason: '' });
+});
+
+/**
+ * The lying network fixture gives its links host interfaces (a veth pair), so it runs in network
+ * and mount namespaces of its own, with /sys mounted again to show that namespace's interfaces.
+ */
+const NETNS = ['--net', '--mount', '--', 'sh', '-c', 'mount -t sysfs sysfs /sys && exec "$0" "$@"'];
+const netns = spawnSync(
+  'unshare',
+  [...NETNS, 'ip', 'link', 'add', 'name', 'probe0', 'type', 'veth', 'peer', 'name', 'probe1'],
+  {
+    encoding: 'utf8',
+  },
+);
+const noNetns =
+  netns.status === 0
+    ? undefined
+    : `unshare --net --mount with a veth pair: ${netns.error?.message ?? netns.stderr}`;
+if (noNetns) console.warn(`[negative controls] network lie SKIPPED: ${noNetns}`);
+
+it.skipIf(noNetns !== undefined)(
+  'warns of a backend that attaches network links its guests see though it declares network unsupported',
+  async () => {
+    const { run, report, checks } = await runSuite(fixture('hides-network.mjs'), 'hal', [
+      'unshare',
+      ...NETNS,
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(report?.backends[0]?.backend).toBe('process-hiding-network');
+    expect(checks['hal.declared-unsupported-refused']).toMatchObject({
+      status: 'warn',
+      reason: `declared unsupported but worked: network; not tried: ${NO_DEVICE_METHODS}`,
+    });
+  },
+);
 
 it('fails close-reopen of a backend whose domains do not do on close() what it declares', async () => {
   const lost = await runSuite(fixture('loses-domains-on-close.mjs'), 'hal');

@@ -37,6 +37,9 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
   usbDevices: unsupported('USB passthrough is not implemented by the lxc backend'),
   // Each domain sees only its own vchan directory; dom0 joins a server's socket to its peer's (vchan-relay.ts).
   vmToVmVchan: supported,
+  // The domain XML gives each container a pty console (its init's stdout and stderr), which
+  // LibvirtVmm.consolePath reads back from the live XML.
+  console: supported,
   network: unsupported(
     'network links (veth pairs between containers) and an uplink are not implemented by the lxc backend',
   ),

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { VchanTransport } from '@odyssey/hal';
 
 import { expectEqual, fail, Unsupported, type Check } from '../check.js';
-import { agentExec, connectAgent, type AgentVchan } from '../hal-agent.js';
-import { MAX_CHUNK, MessageReader, MSG, encode, writeAll } from '../qrexec-wire.js';
+import { agentExec, connectAgent, drainExec, type AgentVchan } from '../hal-agent.js';
+import { MAX_CHUNK, MSG, encode, writeAll } from '../qrexec-wire.js';
 import { HAL_DOMAIN, type HalContext } from './hal-context.js';
 
 // Well past any ring (and socket buffer) size, small enough for a nested TCG guest.
@@ -39,17 +39,6 @@ async function exec(ctx: HalContext, command: string): Promise<AgentVchan> {
   return agentExec(transport, xid, vchan, nextPort++, command);
 }
 
-/** Reads STDOUT until its EOF, then the exit code. */
-async function drain(reader: MessageReader): Promise<{ stdout: Buffer; code: number }> {
-  const parts: Buffer[] = [];
-  for (;;) {
-    const m = await reader.next();
-    if (m.type === MSG.DATA_STDOUT && m.payload.length > 0) parts.push(m.payload);
-    if (m.type === MSG.DATA_EXIT_CODE)
-      return { stdout: Buffer.concat(parts), code: m.payload.readInt32LE(0) };
-  }
-}
-
 const vchanCheck = (id: string, run: (ctx: HalContext) => Promise<void>): Check<HalContext> => ({
   id: `hal.vchan-${id}`,
   category: 'hal',
@@ -77,7 +66,7 @@ export const halVchanChecks: readonly Check<HalContext>[] = [
       }
       await writeAll(vchan, encode(MSG.DATA_STDIN));
     })();
-    const out = await drain(reader);
+    const out = await drainExec(reader);
     await writing;
     if (!full) fail(`write() never reported a full ring while ${PAYLOAD} bytes went through`);
     expectEqual(out.code, 0, 'exit code of cat after STDIN EOF');
@@ -92,7 +81,7 @@ export const halVchanChecks: readonly Check<HalContext>[] = [
     vchan.destroy();
     const again = await exec(ctx, 'echo still-here');
     expectEqual(
-      (await drain(again.reader)).stdout.toString(),
+      (await drainExec(again.reader)).stdout.toString(),
       'still-here\n',
       'exec after the dropped vchan',
     );

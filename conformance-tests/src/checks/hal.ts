@@ -3,7 +3,7 @@ import { VmmError, type Backend, type CapabilityName, type Vmm, type VmmCapabili
 import { expectEqual, fail, Warning, type Check } from '../check.js';
 import { watchVmm } from '../vmm-events.js';
 import { HAL_DOMAIN, type HalContext } from './hal-context.js';
-import { DECLARED_UNSUPPORTED_ATTEMPTS } from './hal-declared-unsupported.js';
+import { DECLARED_UNSUPPORTED_ATTEMPTS, PROBE_PEER, ProbeTarget } from './hal-declared-unsupported.js';
 import { closeHalVchans } from './hal-vchan.js';
 
 /** Domains that stop on their own (a fresh one each, so the first's state cannot mask it). */
@@ -149,16 +149,23 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
   ),
   // What the backend declares it cannot do must be refused as such; doing it anyway is a warning.
   hal('declared-unsupported-refused', async (ctx) => {
-    const vmm = vmmOf(ctx);
     const caps: VmmCapabilities = ctx.backend.capabilities;
-    await requireRunning(vmm, 'trying what is declared unsupported');
+    await requireRunning(vmmOf(ctx), 'trying what is declared unsupported');
+    // The probes talk to the agent themselves; it serves one control vchan at a time.
+    closeHalVchans();
+    const target = new ProbeTarget(ctx);
     const worked: string[] = [];
     const untried: string[] = [];
-    for (const name of Object.keys(DECLARED_UNSUPPORTED_ATTEMPTS) as CapabilityName[]) {
-      if (caps[name]?.supported === true) continue;
-      const attempt = DECLARED_UNSUPPORTED_ATTEMPTS[name];
-      if ('untried' in attempt) untried.push(`${name} (${attempt.untried})`);
-      else if (await attempt.tried(vmm)) worked.push(name);
+    try {
+      for (const name of Object.keys(DECLARED_UNSUPPORTED_ATTEMPTS) as CapabilityName[]) {
+        if (caps[name]?.supported === true) continue;
+        const attempt = DECLARED_UNSUPPORTED_ATTEMPTS[name];
+        const outcome = 'untried' in attempt ? attempt.untried : await attempt.tried(target);
+        if (typeof outcome === 'string') untried.push(`${name} (${outcome})`);
+        else if (outcome) worked.push(name);
+      }
+    } finally {
+      await target.end();
     }
     if (worked.length > 0)
       throw new Warning(
@@ -282,7 +289,7 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
 /** Leaves nothing of the hal checks behind, whatever failed half-way. */
 export async function cleanUpHal(vmm: Vmm): Promise<void> {
   closeHalVchans();
-  for (const name of [HAL_DOMAIN, ...Object.values(SELF_STOPPING)]) {
+  for (const name of [HAL_DOMAIN, PROBE_PEER, ...Object.values(SELF_STOPPING)]) {
     if ((await vmm.state(name).catch(() => null))?.state !== 'Halted')
       await vmm.kill(name).catch(() => undefined);
     await vmm.undefine(name).catch(() => undefined);
