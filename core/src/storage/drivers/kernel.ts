@@ -13,7 +13,7 @@ import type {
   VolumeOwner,
 } from '../driver.js';
 import { errno, exists } from '../fsutil.js';
-import { requireParam } from './dir-pool.js';
+import { requireParam } from '../params.js';
 
 export const KERNEL_DRIVER = 'linux-kernel';
 
