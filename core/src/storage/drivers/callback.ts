@@ -310,6 +310,10 @@ export class CallbackVolume implements Volume {
   isRunning(): boolean {
     return this.impl.isRunning();
   }
+  /** Like isDirty: storage that pre_sinit has not made usable yet is not looked at. */
+  async hasStartLeftovers(): Promise<boolean> {
+    return this.pool.uninitialized ? false : this.impl.hasStartLeftovers();
+  }
   revisions(): Promise<Revision[]> {
     return this.impl.revisions();
   }

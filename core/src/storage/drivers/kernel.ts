@@ -98,6 +98,11 @@ export class KernelVolume implements Volume {
 
   async stop(): Promise<void> {}
 
+  /** A kernel volume is read in place: a start leaves nothing. */
+  async hasStartLeftovers(): Promise<boolean> {
+    return false;
+  }
+
   async verify(): Promise<void> {
     const files = this.kernelPaths();
     if (files !== undefined && !(await exists(files.vmlinuz))) {

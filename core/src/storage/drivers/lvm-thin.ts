@@ -292,6 +292,12 @@ export class ThinVolume implements Volume {
     return this.running;
   }
 
+  /** A start makes the `-snap` LV (or, for a volatile volume, the LV itself), and stop() removes it. */
+  async hasStartLeftovers(): Promise<boolean> {
+    const table = await this.pool.refresh();
+    return this.saveOnStop || this.snapOnStart ? table.has(this.vidSnap) : table.has(this.vid);
+  }
+
   /** The snapshot was taken from an LV that is no longer the source's current data. */
   async isOutdated(): Promise<boolean> {
     if (!this.snapOnStart || this.source === undefined) return false;
