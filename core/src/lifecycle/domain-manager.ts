@@ -331,14 +331,28 @@ export class DomainManager implements Lifecycle {
     }
   }
 
-  /** Reconciles the cached states with what the hypervisor reports, e.g. after (re)connecting. */
+  /**
+   * Reconciles the cached states with what the hypervisor reports, e.g. after (re)connecting. A
+   * VM the daemon has as halted and the hypervisor does not run may have stopped while no daemon
+   * watched (odysseyd died while it ran): its volumes are finished as its stop would have.
+   */
   async syncStates(vmm: Vmm): Promise<void> {
     for (const vm of this.app.domains.list()) {
       if (!DomainManager.managed(vm)) continue;
       const rt = await vmm.state(vm.name).catch(() => null);
       if (!rt) continue;
-      if (rt.state === 'Halted' && vm.powerState !== 'Halted') await this.markHalted(vm, 'unknown');
-      else if (rt.state !== 'Halted' && vm.powerState === 'Halted') this.markRunning(vm, rt.xid, rt.state);
+      if (rt.state === 'Halted' && vm.powerState === 'Halted') await this.finishUnwatchedStop(vm);
+      else if (rt.state === 'Halted') await this.markHalted(vm, 'unknown');
+      else if (vm.powerState === 'Halted') this.markRunning(vm, rt.xid, rt.state);
+    }
+  }
+
+  private async finishUnwatchedStop(vm: Vm): Promise<void> {
+    try {
+      if (await this.storage.stopLeftovers(vm))
+        this.log('info', `${vm.name} stopped while no daemon watched: its volumes are finished`);
+    } catch (e) {
+      this.log('error', `could not finish the volumes of ${vm.name}: ${String(e)}`);
     }
   }
 

@@ -87,6 +87,11 @@ export interface Volume {
   isOutdated(): Promise<boolean>;
   /** True between `start()` and `stop()`. */
   isRunning(): boolean;
+  /**
+   * Whether what a start makes (the image or LV the VM writes) is still on disk: its VM stopped
+   * while no daemon watched it, and `stop()` has yet to commit or discard it.
+   */
+  hasStartLeftovers(): Promise<boolean>;
 
   create(): Promise<void>;
   /**

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { StoragePoolException } from '../model/errors.js';
+import { runChecked } from '../run-command.js';
 
 /** st_blocks is always counted in 512-byte units, whatever the filesystem's block size. */
 const ST_BLOCK_SIZE = 512;
@@ -136,26 +136,16 @@ async function tryReflink(src: string, dst: string): Promise<boolean> {
   }
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new StoragePoolException(`${cmd} failed (${signal ?? code}): ${stderr.trim()}`));
-    });
-  });
-}
-
 /**
  * A sparse copy: cp finds the holes with SEEK_DATA/SEEK_HOLE instead of reading
  * gigabytes of zeros, which Node cannot do on its own.
  */
 async function sparseCopy(src: string, dst: string): Promise<void> {
-  await run('cp', ['--sparse=always', '--reflink=never', '--', src, dst]);
+  try {
+    await runChecked('cp', ['--sparse=always', '--reflink=never', '--', src, dst]);
+  } catch (e) {
+    throw new StoragePoolException(e instanceof Error ? e.message : String(e));
+  }
 }
 
 export interface CopyOptions {

@@ -185,6 +185,11 @@ export class ImageVolume implements Volume {
     return this.running;
   }
 
+  /** Every kind of volume writes its dirty image while started, and stop() commits or removes it. */
+  async hasStartLeftovers(): Promise<boolean> {
+    return exists(this.pathDirty);
+  }
+
   /** A snapshot is outdated once the source's clean image is a different inode than the one it was taken from. */
   async isOutdated(): Promise<boolean> {
     const src = this.pathSourceClean;

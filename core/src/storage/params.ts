@@ -1,4 +1,4 @@
-import { QubesValueError } from '../model/errors.js';
+import { QubesValueError, StoragePoolException } from '../model/errors.js';
 
 const TRUE_LITERALS = new Set(['1', 'yes', 'true', 'on']);
 const FALSE_LITERALS = new Set(['0', 'no', 'false', 'off']);
@@ -21,4 +21,27 @@ export function parseIntStrict(value: string | number, what: string): number {
 /** How upstream writes a Python bool into qubes.xml and API bodies. */
 export function pyBool(value: boolean): string {
   return value ? 'True' : 'False';
+}
+
+/** A parameter a pool driver cannot do without (dir_path, volume_group, ...). */
+export function requireParam(params: Readonly<Record<string, string>>, key: string, driver: string): string {
+  const v = params[key];
+  if (v === undefined || v === '') throw new StoragePoolException(`${driver} pool requires ${key}`);
+  return v;
+}
+
+/** Upstream's Pool.revisions_to_keep setter: -1 (keep all) or more. */
+export function checkRevisionsToKeep(value: number): void {
+  if (!Number.isInteger(value) || value < -1) throw new QubesValueError("Value can't be lower than -1");
+}
+
+/** The two parameters every revision-keeping pool (file, file-reflink, lvm_thin) takes, checked once. */
+export function revisionPoolParams(params: Readonly<Record<string, string>>): {
+  ephemeralVolatile: boolean;
+  revisionsToKeep: number;
+} {
+  const ephemeralVolatile = parseBool(params['ephemeral_volatile'] ?? 'False');
+  const revisionsToKeep = parseIntStrict(params['revisions_to_keep'] ?? '1', 'revisions_to_keep');
+  checkRevisionsToKeep(revisionsToKeep);
+  return { ephemeralVolatile, revisionsToKeep };
 }

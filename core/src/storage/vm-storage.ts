@@ -151,4 +151,16 @@ export class VmStorage implements PoolDirectory {
   async stop(vm: Vm): Promise<void> {
     await this.registry.stopVolumes(this.of(vm).values());
   }
+
+  /**
+   * Finishes, as a stop does, the volumes a start of a halted VM left on disk (it stopped while
+   * no daemon watched it). Says whether there were any.
+   */
+  async stopLeftovers(vm: Vm): Promise<boolean> {
+    const left: Volume[] = [];
+    for (const v of this.of(vm).values()) if (!v.isRunning() && (await v.hasStartLeftovers())) left.push(v);
+    if (left.length === 0) return false;
+    await this.registry.stopVolumes(left);
+    return true;
+  }
 }

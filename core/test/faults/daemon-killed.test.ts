@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -13,6 +13,41 @@ const MiB = 1024 * 1024;
 const started = spawnedDaemons();
 
 const withSize = (data: Buffer): Buffer => Buffer.concat([Buffer.from(`${data.length}\n`), data]);
+
+/** The pid of a process-backend domain, from the record its daemon keeps for a later one. */
+const domainPid = async (stateDir: string, vm: string): Promise<number> =>
+  (JSON.parse(await readFile(join(stateDir, 'run', 'process', vm, 'domain.json'), 'utf8')) as { pid: number })
+    .pid;
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
+}
+
+/** The first bytes of a (sparse, 2 GiB) disk image. */
+async function readHead(image: string, length: number): Promise<Buffer> {
+  const fh = await open(image, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    await fh.read(buf, 0, length, 0);
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes `data` where the running VM's private disk is, as its guest would. */
+async function guestWrites(image: string, data: Buffer): Promise<void> {
+  const fh = await open(image, 'r+');
+  try {
+    await fh.write(data, 0, data.length, 0);
+  } finally {
+    await fh.close();
+  }
+}
 
 describe('odysseyd killed (SIGKILL)', () => {
   it(
@@ -54,6 +89,64 @@ describe('odysseyd killed (SIGKILL)', () => {
         );
         expect((await readFile(join(dir, 'private.img'))).equals(next)).toBe(true);
       } finally {
+        for (const s of started.splice(0)) {
+          if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
+          await s.exited;
+        }
+        await rm(d.stateDir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it(
+    'while qubes run: one that stops meanwhile has its volumes finished at restart, one still running keeps them',
+    { timeout: 60_000 },
+    async () => {
+      const d = await spawnDaemon([], undefined, NO_HYPERVISOR_ENV);
+      started.push(d);
+      const dir = (vm: string) => join(d.stateDir, 'appvms', vm);
+      try {
+        expect(await call(d, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black')).toBe('0\0');
+        for (const vm of ['gone', 'stays']) {
+          expect(await call(d, 'admin.vm.Create.AppVM', 'dom0', 'tpl', `name=${vm} label=red`)).toBe('0\0');
+          expect(await call(d, 'admin.vm.Start', vm)).toBe('0\0');
+        }
+        const whileRunning = [
+          'private-dirty.img',
+          'private.img',
+          'root-dirty.img',
+          'root.img',
+          'volatile-dirty.img',
+        ];
+        expect((await readdir(dir('gone'))).sort()).toEqual(whileRunning);
+        const written = randomBytes(4096);
+        await guestWrites(join(dir('gone'), 'private-dirty.img'), written);
+
+        d.proc.kill('SIGKILL');
+        await d.exited;
+        // The qube stops while no daemon runs (its whole process group: the domain and its agent).
+        killGroup(await domainPid(d.stateDir, 'gone'));
+
+        const again = await restart(d.stateDir);
+        started.push(again);
+        await again.logged('gone stopped while no daemon watched: its volumes are finished');
+        expect((await call(again, 'admin.vm.List', 'gone')).split(' ')[2]).toBe('state=Halted');
+        // As a stop: the private data committed with the replaced image kept as a revision, the
+        // root snapshot and the volatile image discarded.
+        const left = (await readdir(dir('gone'))).sort();
+        expect(left.filter((n) => !/^private\.img\.\d+@/.test(n))).toEqual(['private.img']);
+        expect(left).toHaveLength(2);
+        expect((await readHead(join(dir('gone'), 'private.img'), written.length)).equals(written)).toBe(true);
+        // The qube still running was adopted: the image it writes is still its own.
+        expect((await call(again, 'admin.vm.List', 'stays')).split(' ')[2]).toBe('state=Running');
+        expect((await readdir(dir('stays'))).sort()).toEqual(whileRunning);
+        expect(await call(again, 'admin.vm.Kill', 'stays')).toBe('0\0');
+      } finally {
+        // A failure above may leave the adopted qube running; it is not the daemon's child.
+        for (const vm of ['gone', 'stays']) {
+          const pid = await domainPid(d.stateDir, vm).catch(() => undefined);
+          if (pid !== undefined) killGroup(pid);
+        }
         for (const s of started.splice(0)) {
           if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
           await s.exited;

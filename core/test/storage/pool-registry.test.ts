@@ -3,8 +3,15 @@ import * as path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { PermissionDenied, QubesPoolInUseError, StoragePoolException } from '../../src/model/errors.js';
+import {
+  PermissionDenied,
+  QubesPoolInUseError,
+  QubesValueError,
+  StoragePoolException,
+} from '../../src/model/errors.js';
+import { fileDriver } from '../../src/storage/drivers/file.js';
 import { KernelVolume } from '../../src/storage/drivers/kernel.js';
+import { lvmThinDriver } from '../../src/storage/drivers/lvm-thin.js';
 import { PoolRegistry } from '../../src/storage/pool-registry.js';
 import { GiB, MiB, owner, tempDir } from './helpers.js';
 
@@ -122,6 +129,32 @@ describe('PoolRegistry', () => {
     await reg.removePool('extra');
     expect(reg.poolNames()).toEqual(['varlibqubes', 'linux-kernel']);
     expect(() => reg.getPool('extra')).toThrow(/Unknown storage pool extra/);
+  });
+
+  it('file and lvm_thin pools check revisions_to_keep and ephemeral_volatile with one rule', () => {
+    // Constructing an lvm_thin pool runs no lvm command, so this needs no device-mapper.
+    const pools = [
+      { driver: fileDriver, own: { dir_path: dir } },
+      { driver: lvmThinDriver, own: { volume_group: 'vg', thin_pool: 'pool' } },
+    ];
+    for (const { driver, own } of pools) {
+      const bad = (params: Record<string, string>) => () => driver.create('p', { ...own, ...params });
+      expect(bad({ revisions_to_keep: '-2' })).toThrow(new QubesValueError("Value can't be lower than -1"));
+      expect(bad({ revisions_to_keep: '1.5' })).toThrow(
+        new QubesValueError("Invalid value for revisions_to_keep: '1.5'"),
+      );
+      expect(bad({ ephemeral_volatile: 'maybe' })).toThrow(
+        new QubesValueError("Invalid literal for boolean property: 'maybe'"),
+      );
+      const pool = driver.create('p', { ...own, revisions_to_keep: '-1', ephemeral_volatile: 'yes' });
+      expect([pool.revisionsToKeep, pool.ephemeralVolatile]).toEqual([-1, true]);
+      expect(() => pool.setRevisionsToKeep(-3)).toThrow(new QubesValueError("Value can't be lower than -1"));
+      expect(pool.revisionsToKeep).toBe(-1);
+    }
+    expect(() => fileDriver.create('p', {})).toThrow(new StoragePoolException('file pool requires dir_path'));
+    expect(() => lvmThinDriver.create('p', { volume_group: 'vg' })).toThrow(
+      new StoragePoolException('lvm_thin pool requires thin_pool'),
+    );
   });
 
   it('sets pool revisions_to_keep and ephemeral_volatile', async () => {

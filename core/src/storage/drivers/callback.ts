@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 import { StoragePoolException } from '../../model/errors.js';
+import { describeFailure, runCommand } from '../../run-command.js';
 import type {
   BlockDevice,
   Pool,
@@ -60,26 +60,17 @@ function paramString(v: Json): string {
   return JSON.stringify(v);
 }
 
-function runHook(command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/bash', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (stdout += d));
-    child.stderr.on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve(stdout);
-      else
-        reject(
-          new StoragePoolException(
-            `Command '${command}' returned non-zero exit status ${String(signal ?? code)}: ${stderr.trim()}`,
-          ),
-        );
-    });
+/**
+ * Runs a hook through bash as upstream does; its stdout is kept for signal_back (its first MiB:
+ * a hook that prints without end must not fill the daemon's memory), a failure carries the hook's
+ * exit status and the end of its stderr.
+ */
+async function runHook(command: string): Promise<string> {
+  const result = await runCommand('/bin/bash', ['-c', command]).catch((e: unknown) => {
+    throw new StoragePoolException(e instanceof Error ? e.message : String(e));
   });
+  if (result.code !== 0) throw new StoragePoolException(describeFailure(result, `Command '${command}'`));
+  return result.stdout;
 }
 
 /**
@@ -318,6 +309,10 @@ export class CallbackVolume implements Volume {
   }
   isRunning(): boolean {
     return this.impl.isRunning();
+  }
+  /** Like isDirty: storage that pre_sinit has not made usable yet is not looked at. */
+  async hasStartLeftovers(): Promise<boolean> {
+    return this.pool.uninitialized ? false : this.impl.hasStartLeftovers();
   }
   revisions(): Promise<Revision[]> {
     return this.impl.revisions();

@@ -1,20 +1,14 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { QubesValueError, StoragePoolException } from '../../model/errors.js';
+import { StoragePoolException } from '../../model/errors.js';
 import type { Volume, VolumeConfig, VolumeOwner } from '../driver.js';
 import { ensureDir, errno } from '../fsutil.js';
 import { ImageVolume, type ImagePool } from '../image-volume.js';
-import { parseBool, parseIntStrict, pyBool } from '../params.js';
+import { checkRevisionsToKeep, pyBool, requireParam, revisionPoolParams } from '../params.js';
 
 /** Subdirectories upstream's file pools create for VM images. */
 const VM_DIRS = ['appvms', 'vm-templates'];
-
-export function requireParam(params: Readonly<Record<string, string>>, key: string, driver: string): string {
-  const v = params[key];
-  if (v === undefined || v === '') throw new StoragePoolException(`${driver} pool requires ${key}`);
-  return v;
-}
 
 /** What the file and file-reflink pools share: a directory of image files. */
 export abstract class DirPool implements ImagePool {
@@ -30,8 +24,9 @@ export abstract class DirPool implements ImagePool {
     readonly maxRevisionsToKeep: number | undefined,
   ) {
     this.dirPath = path.resolve(requireParam(params, 'dir_path', driver));
-    this.ephemeral = parseBool(params['ephemeral_volatile'] ?? 'False');
-    this.setRevisionsToKeep(parseIntStrict(params['revisions_to_keep'] ?? '1', 'revisions_to_keep'));
+    const common = revisionPoolParams(params);
+    this.ephemeral = common.ephemeralVolatile;
+    this.setRevisionsToKeep(common.revisionsToKeep);
   }
 
   get revisionsToKeep(): number {
@@ -43,7 +38,7 @@ export abstract class DirPool implements ImagePool {
   }
 
   setRevisionsToKeep(value: number): void {
-    if (!Number.isInteger(value) || value < -1) throw new QubesValueError("Value can't be lower than -1");
+    checkRevisionsToKeep(value);
     const max = this.maxRevisionsToKeep;
     if (max !== undefined && value > max) {
       throw new StoragePoolException(

@@ -13,7 +13,7 @@ import type {
   VolumeOwner,
 } from '../driver.js';
 import { errno, exists } from '../fsutil.js';
-import { requireParam } from './dir-pool.js';
+import { requireParam } from '../params.js';
 
 export const KERNEL_DRIVER = 'linux-kernel';
 
@@ -97,6 +97,11 @@ export class KernelVolume implements Volume {
   }
 
   async stop(): Promise<void> {}
+
+  /** A kernel volume is read in place: a start leaves nothing. */
+  async hasStartLeftovers(): Promise<boolean> {
+    return false;
+  }
 
   async verify(): Promise<void> {
     const files = this.kernelPaths();

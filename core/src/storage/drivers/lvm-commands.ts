@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 import { StoragePoolException } from '../../model/errors.js';
+import { describeFailure, runCommand, type RunResult } from '../../run-command.js';
 
 /** One row of `lvs`: sizes in bytes, as upstream's lvm driver keeps them in its size cache. */
 export interface LvInfo {
@@ -38,11 +38,11 @@ const LVS_FIELDS =
 /** lvm warns on every thin volume larger than its pool's free space; thin pools over-provision on purpose. */
 const OVERPROVISION_WARNING = 'exceeds the size of thin pool';
 
-interface Output {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+/**
+ * What `lvs` may print: a few hundred bytes a volume, so thousands of volumes fit; a larger report
+ * is refused rather than parsed cut short.
+ */
+const LVS_OUTPUT_LIMIT = 64 * 1024 * 1024;
 
 /**
  * The environment lvm runs in: messages in one language (they are relayed as errors), no
@@ -55,23 +55,17 @@ export function lvmEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-function exec(argv: readonly string[]): Promise<Output> {
+async function exec(argv: readonly string[], stdoutLimit?: number): Promise<RunResult> {
   // Not root: lvm needs it, and upstream goes through sudo the same way.
   const full = process.getuid?.() === 0 ? ['lvm', ...argv] : ['sudo', '-n', 'lvm', ...argv];
-  return new Promise((resolve, reject) => {
-    const child = spawn(full[0] as string, full.slice(1), {
-      stdio: ['ignore', 'pipe', 'pipe'],
+  try {
+    return await runCommand(full[0] as string, full.slice(1), {
       env: lvmEnv(),
+      ...(stdoutLimit !== undefined ? { stdoutLimit } : {}),
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (stdout += d));
-    child.stderr.on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  } catch (e) {
+    throw new StoragePoolException(e instanceof Error ? e.message : String(e));
+  }
 }
 
 /** The lvm command line of an action (upstream's options, so LVs look the same to its tools). */
@@ -122,7 +116,7 @@ export async function runLvm(action: LvmAction): Promise<void> {
     .split('\n')
     .filter((l) => l.trim() !== '' && !l.includes(OVERPROVISION_WARNING))
     .join('\n');
-  throw new StoragePoolException(err || `lvm ${action.op} failed with exit code ${String(out.code)}`);
+  throw new StoragePoolException(err || describeFailure(out));
 }
 
 function bytes(field: string | undefined): number | undefined {
@@ -173,18 +167,13 @@ export function parseLvs(json: string): Map<string, LvInfo> {
 
 /** Every LV of every volume group (upstream's cache has them all, and so may a pool's list). */
 export async function listLvs(): Promise<LvTable> {
-  const out = await exec([
-    'lvs',
-    '--quiet',
-    '--quiet',
-    '--noheadings',
-    '-o',
-    LVS_FIELDS,
-    '--units',
-    'b',
-    '--reportformat=json',
-  ]);
-  if (out.code !== 0) throw new StoragePoolException(out.stderr.trim() || 'lvs failed');
+  const out = await exec(
+    ['lvs', '--quiet', '--quiet', '--noheadings', '-o', LVS_FIELDS, '--units', 'b', '--reportformat=json'],
+    LVS_OUTPUT_LIMIT,
+  );
+  if (out.code !== 0) throw new StoragePoolException(out.stderr.trim() || describeFailure(out));
+  if (out.stdoutTruncated)
+    throw new StoragePoolException(`${out.command} printed more than ${LVS_OUTPUT_LIMIT} bytes`);
   return parseLvs(out.stdout);
 }
 

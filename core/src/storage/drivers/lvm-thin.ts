@@ -13,9 +13,8 @@ import type {
 import { isoDate } from '../fsutil.js';
 import { writeSparse } from '../importer.js';
 import { Mutex } from '../lock.js';
-import { parseBool, parseIntStrict, pyBool } from '../params.js';
+import { checkRevisionsToKeep, pyBool, requireParam, revisionPoolParams } from '../params.js';
 import { checkSnapSource } from '../volume-config.js';
-import { requireParam } from './dir-pool.js';
 import { listLvs, type LvTable, mapperPath, runLvm } from './lvm-commands.js';
 
 export const LVM_THIN_DRIVER = 'lvm_thin';
@@ -71,9 +70,9 @@ export class ThinPool implements Pool {
   ) {
     this.volumeGroup = requireParam(params, 'volume_group', LVM_THIN_DRIVER);
     this.thinPool = requireParam(params, 'thin_pool', LVM_THIN_DRIVER);
-    this.ephemeral = parseBool(params['ephemeral_volatile'] ?? 'False');
-    this.revisions = 1;
-    this.setRevisionsToKeep(parseIntStrict(params['revisions_to_keep'] ?? '1', 'revisions_to_keep'));
+    const common = revisionPoolParams(params);
+    this.ephemeral = common.ephemeralVolatile;
+    this.revisions = common.revisionsToKeep;
   }
 
   /** `<vg>/<thin pool>`, the LV every volume of this pool is created in. */
@@ -100,7 +99,7 @@ export class ThinPool implements Pool {
   }
 
   setRevisionsToKeep(value: number): void {
-    if (!Number.isInteger(value) || value < -1) throw new QubesValueError("Value can't be lower than -1");
+    checkRevisionsToKeep(value);
     this.revisions = value;
   }
 
@@ -291,6 +290,12 @@ export class ThinVolume implements Volume {
 
   isRunning(): boolean {
     return this.running;
+  }
+
+  /** A start makes the `-snap` LV (or, for a volatile volume, the LV itself), and stop() removes it. */
+  async hasStartLeftovers(): Promise<boolean> {
+    const table = await this.pool.refresh();
+    return this.saveOnStop || this.snapOnStart ? table.has(this.vidSnap) : table.has(this.vid);
   }
 
   /** The snapshot was taken from an LV that is no longer the source's current data. */
