@@ -47,7 +47,7 @@ function execWords(options: Pick<RunOptions, 'service' | 'shell'>, words: readon
 }
 
 /** What the qube (or its template) announces that the call depends on. */
-export interface GuestServices {
+interface GuestServices {
   /** The `vmexec` feature: its agent has qubes.VMExec. */
   readonly vmexec: boolean;
   /**
@@ -59,7 +59,7 @@ export interface GuestServices {
 }
 
 /** A call as the qrexec client makes it: service (with argument), the user, the bytes sent first. */
-export interface ServiceCall {
+interface ServiceCall {
   readonly service: string;
   /** The user to run it as; undefined leaves it to the daemon (the qube's default_user). */
   readonly user: string | undefined;
@@ -73,7 +73,7 @@ export interface ServiceCall {
  * qubes.VMShell (qubes.VMRootShell for `-u root`, likewise) on its stdin, ended by `; exit`
  * (upstream's prepare_input_for_vmshell), program words quoted for the shell.
  */
-export function serviceCall(
+function serviceCall(
   options: Pick<RunOptions, 'service' | 'shell' | 'user'>,
   words: readonly string[],
   guest: GuestServices,
@@ -111,7 +111,7 @@ async function guestServices(
   options: RunOptions,
   words: readonly string[],
 ): Promise<GuestServices> {
-  if (options.service) return { vmexec: false, rootExec: false };
+  if (options.service) return NO_GUEST_SERVICES;
   const feature = async (name: string): Promise<boolean> =>
     featureEnabled(await ctx.client.features.checkWithTemplate(vm, name));
   const vmexec = execWords(options, words) && (await feature('vmexec'));
