@@ -54,12 +54,18 @@ afterAll(async () => {
 /** Runs `qvm run ARGS` and returns its status with the call the qrexec client received. */
 async function call(
   args: string[],
+  invokedAs = 'qvm',
 ): Promise<{ code: number; stderr: string; argv: string[]; stdin: string }> {
   await rm(join(dir, 'args'), { force: true });
   await writeFile(join(dir, 'stdin'), '');
-  const { code, stderr } = await runQvm(qubesd, ['-q', 'run', ...args], {
-    env: { ODYSSEY_DOM0_QREXEC_CLIENT: join(dir, 'qrexec-client') },
-  });
+  const { code, stderr } = await runQvm(
+    qubesd,
+    invokedAs === 'qvm' ? ['-q', 'run', ...args] : ['-q', ...args],
+    {
+      env: { ODYSSEY_DOM0_QREXEC_CLIENT: join(dir, 'qrexec-client') },
+      invokedAs,
+    },
+  );
   const argv = (await readFile(join(dir, 'args'), 'utf8').catch(() => '')).split('\n').slice(0, -1);
   return { code, stderr, argv, stdin: await readFile(join(dir, 'stdin'), 'latin1') };
 }
@@ -70,6 +76,15 @@ describe('qvm run reads its options before VMNAME only, as upstream qvm-run does
       code: 0,
       stderr: '',
       argv: ['vm', 'qubes.VMShell'],
+      stdin: 'ls -un; exit\n',
+    });
+  });
+
+  it('reads the same as qvm-run, its options before VMNAME', async () => {
+    expect(await call(['-u', 'root', 'vm', 'ls', '-un'], 'qvm-run')).toEqual({
+      code: 0,
+      stderr: '',
+      argv: ['-u', 'root', 'vm', 'qubes.VMShell'],
       stdin: 'ls -un; exit\n',
     });
   });
