@@ -162,6 +162,10 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   cp "$VMLINUZ" "$WORK/out/vmlinuz"
   cp "$TREE/boot/initrd.img-$KV" "$WORK/out/initramfs"
   echo "$KV" >"$WORK/out/kernel_version"
+  # The services the template has, which it announces as upstream's agent does after its install
+  # (qubes.PostInstall: supported-rpc.SERVICE for each executable in /etc/qubes-rpc).
+  (cd "$TREE/etc/qubes-rpc" && for srv in *; do if [ -f "$srv" ] && [ -x "$srv" ]; then echo "${srv%%+*}"; fi; done) |
+    LC_ALL=C sort -u | paste -sd, >"$WORK/out/rpc_services"
 
   # The root image: its tree plus room to update packages, at least 2 GiB; made without a loop mount.
   used_mib=$(du -sm "$TREE" | cut -f1)
@@ -183,5 +187,6 @@ fi
 echo "key=$KEY"
 echo "root=$OUT/root.img"
 echo "vmlinuz=$OUT/vmlinuz"
+echo "rpc_services=$(cat "$OUT/rpc_services")"
 echo "initramfs=$OUT/initramfs"
 echo "kernel_version=$(cat "$OUT/kernel_version")"

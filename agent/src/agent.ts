@@ -16,6 +16,7 @@ import {
 } from '@odyssey/qrexec';
 import type { Vchan, VchanListenOptions, VchanTransport } from '@odyssey/hal';
 import { runExecRequest } from './exec-request.js';
+import { RPC_CONFIG_DIRS } from './rpc-config.js';
 import { listenForTriggers, type TriggerFromClient } from './trigger-socket.js';
 
 export interface QrexecAgentOptions {
@@ -30,6 +31,8 @@ export interface QrexecAgentOptions {
    * agent does; off, every call runs as the agent's own user.
    */
   readonly switchUsers?: boolean;
+  /** Where services' configurations are (force-user), searched in order; default upstream's three. */
+  readonly rpcConfigDirs?: readonly string[];
 }
 
 /** dom0 is domain 0 for every agent. */
@@ -50,6 +53,7 @@ export class QrexecAgent {
   readonly #triggerPath: string;
   readonly #log: (message: string) => void;
   readonly #switchUsers: boolean;
+  readonly #rpcConfigDirs: readonly string[];
   /** qrexec-client-vm connections waiting for dom0's answer, by request id. */
   readonly #pending = new Map<string, Socket>();
   #control: Vchan | undefined;
@@ -63,6 +67,7 @@ export class QrexecAgent {
     this.#triggerPath = options.triggerPath ?? QREXEC_AGENT_TRIGGER_PATH;
     this.#log = options.log ?? (() => undefined);
     this.#switchUsers = options.switchUsers ?? false;
+    this.#rpcConfigDirs = options.rpcConfigDirs ?? RPC_CONFIG_DIRS;
   }
 
   /** Opens the trigger socket, then serves dom0 in the background until stop(). */
@@ -134,7 +139,13 @@ export class QrexecAgent {
 
   #exec(payload: Buffer, justExec: boolean): void {
     runExecRequest(
-      { transport: this.#transport, serviceDirs: this.#serviceDirs, switchUsers: this.#switchUsers },
+      {
+        transport: this.#transport,
+        serviceDirs: this.#serviceDirs,
+        switchUsers: this.#switchUsers,
+        rpcConfigDirs: this.#rpcConfigDirs,
+        log: this.#log,
+      },
       payload,
       justExec,
     )

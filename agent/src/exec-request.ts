@@ -1,4 +1,5 @@
 import {
+  QREXEC_EXIT_PROBLEM,
   decodeExecParams,
   execCmdline,
   parseVmCommand,
@@ -9,6 +10,7 @@ import {
   type ServiceStarter,
 } from '@odyssey/qrexec';
 import type { VchanTransport } from '@odyssey/hal';
+import { RpcConfigError, forcedUser } from './rpc-config.js';
 import { runAsCommand } from './run-as.js';
 
 /** The agent's side of a data vchan waits this long for the caller, as upstream's agent does. */
@@ -19,6 +21,9 @@ export interface ExecRequestContext {
   readonly serviceDirs: readonly string[];
   /** Whether calls run as the user dom0 names in them (see run-as.ts). */
   readonly switchUsers: boolean;
+  /** Where services' configurations are (see rpc-config.ts). */
+  readonly rpcConfigDirs: readonly string[];
+  readonly log: (message: string) => void;
 }
 
 /**
@@ -34,15 +39,23 @@ export async function runExecRequest(
   const { connectDomain, connectPort, tail } = decodeExecParams(payload);
   const params = { connectDomain, connectPort };
   const command = parseVmCommand(execCmdline(tail));
-  const runAs = runAsCommand(command.user, context.switchUsers, process.getuid?.() ?? -1);
-  const shell = [...runAs, '/bin/sh', '-c'];
+  const runAs = (user: string): readonly string[] =>
+    runAsCommand(user, context.switchUsers, process.getuid?.() ?? -1);
+  const shell = [...runAs(command.user), '/bin/sh', '-c'];
   const starter: ServiceStarter =
     command.kind === 'service'
-      ? serviceFromDirs(
-          context.serviceDirs,
-          { serviceAndArg: command.serviceAndArg, source: command.source },
-          runAs,
-        )
+      ? async () => {
+          // The service's own configuration may force its user (qubes.VMRootShell: root).
+          const forced = await forcedUser(context.rpcConfigDirs, command.serviceAndArg).catch(
+            (err: unknown) => (err instanceof RpcConfigError ? err : Promise.reject(err)),
+          );
+          if (forced instanceof RpcConfigError) {
+            context.log(`${command.serviceAndArg}: ${forced.message}`);
+            return QREXEC_EXIT_PROBLEM;
+          }
+          const call = { serviceAndArg: command.serviceAndArg, source: command.source };
+          return serviceFromDirs(context.serviceDirs, call, runAs(forced ?? command.user))();
+        }
       : () => spawnProcess(shell[0] ?? '/bin/sh', [...shell.slice(1), command.command], process.env);
   const channel = await context.transport.connect(String(connectDomain), connectPort, {
     timeoutMs: DATA_CONNECT_TIMEOUT_MS,

@@ -43,7 +43,11 @@ export class QrexecWorld {
     return world;
   }
 
-  async addDomain(name: string, id: number, options: { switchUsers?: boolean } = {}): Promise<TestDomain> {
+  async addDomain(
+    name: string,
+    id: number,
+    options: { switchUsers?: boolean; rpcConfigDirs?: readonly string[] } = {},
+  ): Promise<TestDomain> {
     const serviceDir = join(this.root, `${name}-rpc`);
     await mkdir(serviceDir, { recursive: true });
     const triggerPath = join(this.root, `${name}-agent.sock`);

@@ -3,7 +3,8 @@
  * real runuser, real processes. Needs root and runuser; the user is `nobody`, which every Linux has.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runAsCommand } from '../src/run-as.js';
 import { QrexecWorld } from './fixture.js';
@@ -28,7 +29,8 @@ describe.skipIf(!canSwitch)('an agent that switches users', () => {
     world = await QrexecWorld.create();
     // runuser's user must reach the service scripts.
     await chmod(world.root, 0o755);
-    await world.addDomain('work', 3, { switchUsers: true });
+    await mkdir(join(world.root, 'rpc-config'));
+    await world.addDomain('work', 3, { switchUsers: true, rpcConfigDirs: [join(world.root, 'rpc-config')] });
     await world.addDomain('plain', 5);
     for (const vm of ['work', 'plain']) {
       const dir = world.domain(vm).serviceDir;
@@ -49,6 +51,14 @@ describe.skipIf(!canSwitch)('an agent that switches users', () => {
   it('runs a call as the named user, root included', async () => {
     expect(await who('work', 'nobody')).toEqual({ stdout: 'nobody\n', exitCode: 0 });
     expect(await who('work', 'root')).toEqual({ stdout: 'root\n', exitCode: 0 });
+  });
+
+  it("runs a service as the user its configuration forces, whoever dom0 names (upstream's qubes.VMRootShell)", async () => {
+    await writeFile(join(world.root, 'rpc-config', 'test.Who'), "force-user='root'\n");
+    expect(await who('work', 'nobody')).toEqual({ stdout: 'root\n', exitCode: 0 });
+    // A configuration upstream refuses fails the call, rather than running it as dom0's user.
+    await writeFile(join(world.root, 'rpc-config', 'test.Who'), 'force-user=root\n');
+    expect(await who('work', 'nobody')).toEqual({ stdout: '', exitCode: 125 });
   });
 
   it('without switching runs every call as the agent', async () => {

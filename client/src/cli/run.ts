@@ -14,7 +14,7 @@ import { registerNotes } from './commands/notes.js';
 import { registerPower } from './commands/power.js';
 import { registerPrefs } from './commands/prefs.js';
 import { registerRemove } from './commands/remove.js';
-import { registerRun } from './commands/run.js';
+import { endRunOptions, registerRun } from './commands/run.js';
 import { registerService } from './commands/service.js';
 import { registerStorage } from './commands/storage.js';
 import { registerTags } from './commands/tags.js';
@@ -108,7 +108,8 @@ export async function runCli(
     return USAGE_STATUS;
   }
   try {
-    await program.parseAsync(subcommand === undefined ? argv : [subcommand, ...argv], { from: 'user' });
+    const words = endRunOptions(program, subcommand === undefined ? argv : [subcommand, ...argv]);
+    await program.parseAsync(words, { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof ExitStatus) return err.code;

@@ -14,6 +14,8 @@ export interface BuiltTemplate {
   readonly vmlinuz: string;
   readonly initramfs: string;
   readonly kernelVersion: string;
+  /** The qrexec services in the template's /etc/qubes-rpc, which it announces (supported-rpc.*). */
+  readonly rpcServices: readonly string[];
 }
 
 /** Templates the builder knows how to make. */
@@ -85,5 +87,17 @@ export async function buildTemplate(options: BuildOptions): Promise<BuiltTemplat
     vmlinuz: get('vmlinuz'),
     initramfs: get('initramfs'),
     kernelVersion: get('kernel_version'),
+    rpcServices: get('rpc_services')
+      .split(',')
+      .map((service) => {
+        // Each becomes a feature's name: only the characters a qrexec service name has.
+        if (!/^[A-Za-z0-9._-]+$/.test(service)) {
+          throw new QubesError(
+            `template builder printed a bad service name: ${JSON.stringify(service)}`,
+            'QubesException',
+          );
+        }
+        return service;
+      }),
   };
 }

@@ -276,6 +276,36 @@ describe('qvm run', () => {
     );
   });
 
+  it("-u root calls the template's qubes.VMRootShell with no user where the template announces it", async () => {
+    // The Debian template's own service (process domains do not switch users: its rpc-config
+    // forcing root is the agent's, tested in agent/test/run-as.test.ts).
+    await installService(
+      'qubes.VMRootShell',
+      await readFile(repo('templates/debian-12/rootfs/etc/qubes-rpc/qubes.VMRootShell'), 'utf8'),
+    );
+    expect((await text(['features', 'tpl', 'supported-rpc.qubes.VMRootExec', '1'])).code).toBe(0);
+    await rm(join(root, 'qrexec-client.args'), { force: true });
+    try {
+      expect(await text(['run', '-p', '-u', 'root', 'work', 'echo', '-v', 'as root'])).toEqual({
+        code: 0,
+        stdout: '-v as root\n',
+        stderr: '',
+      });
+      expect(await text(['run', '-p', '-u', 'root', 'work', 'echo as root'])).toEqual({
+        code: 0,
+        stdout: 'as root\n',
+        stderr: '',
+      });
+      const socketDir = join(stateDir, 'run');
+      expect(await readFile(join(root, 'qrexec-client.args'), 'utf8')).toBe(
+        // Words for a program with no vmexec: qubes.VMShell as root, as upstream.
+        `--socket-dir ${socketDir} -u root work qubes.VMShell\n--socket-dir ${socketDir} work qubes.VMRootShell\n`,
+      );
+    } finally {
+      await text(['features', '--unset', 'tpl', 'supported-rpc.qubes.VMRootExec']);
+    }
+  });
+
   it('--all runs in every running qube but the excluded ones, and never with --pass-io', async () => {
     const marks = join(root, 'all');
     await mkdir(marks);

@@ -35,6 +35,7 @@ beforeAll(async () => {
       `echo vmlinuz=${join(work, 'vmlinuz')}`,
       `echo initramfs=${join(work, 'initramfs')}`,
       `echo kernel_version=${KV}`,
+      'echo rpc_services=qubes.VMExec,qubes.VMRootShell',
       '',
     ].join('\n'),
   );
@@ -79,6 +80,8 @@ describe('qvm template', () => {
     expect(await d.client.features.get('debian-12', 'template-name')).toBe('debian-12');
     expect(await d.client.features.get('debian-12', 'template-release')).toBe('0123456789abcdef');
     expect(await d.client.features.get('debian-12', 'vmexec')).toBe('1');
+    expect(await d.client.features.get('debian-12', 'supported-rpc.qubes.VMExec')).toBe('1');
+    expect(await d.client.features.get('debian-12', 'supported-rpc.qubes.VMRootShell')).toBe('1');
   });
 
   it('skips an installed template without building again', async () => {

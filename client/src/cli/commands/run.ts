@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 
 import { isRunning } from '../../api/vm-api.js';
 import { QubesError, QubesVMNotHaltedError } from '../../errors.js';
@@ -42,42 +42,81 @@ function verbosity(command: Command, passIo: boolean): number {
 }
 
 /** Whether COMMAND and its ARGs go to a program as they are (upstream's use_exec): with ARGs, or --no-shell. */
-function execWords(options: RunOptions, words: readonly string[]): boolean {
+function execWords(options: Pick<RunOptions, 'service' | 'shell'>, words: readonly string[]): boolean {
   return !options.service && (words.length > 1 || !options.shell);
 }
 
-/**
- * The service and the bytes it reads first: --service calls COMMAND itself; words for a program go
- * in qubes.VMExec's argument when the qube's agent has it (its `vmexec` feature, as upstream's
- * qvm-run decides); otherwise a shell command goes to qubes.VMShell on its stdin, ended by `; exit`
- * (upstream's prepare_input_for_vmshell), the words quoted for the shell.
- */
-function serviceCall(
-  options: RunOptions,
-  words: readonly string[],
-  vmexec: boolean,
-): { service: string; prefix: string } {
-  const [cmd = '', ...args] = words;
-  if (options.service) {
-    if (args.length > 0) throw new UsageError('--service takes no command arguments');
-    return { service: cmd, prefix: '' };
-  }
-  const exec = execWords(options, words);
-  if (exec && vmexec) return { service: `qubes.VMExec+${encodeForVmExec(words)}`, prefix: '' };
-  const line = exec ? shellCommand(words) : cmd;
-  return { service: 'qubes.VMShell', prefix: `${line.replace(/\n+$/, '')}; exit\n` };
+/** What the qube (or its template) announces that the call depends on. */
+interface GuestServices {
+  /** The `vmexec` feature: its agent has qubes.VMExec. */
+  readonly vmexec: boolean;
+  /**
+   * The `supported-rpc.qubes.VMRootExec` feature: its agent has qubes.VMRootExec and
+   * qubes.VMRootShell, both forced to run as root (upstream checks VMRootExec for both, since the
+   * two came with the same force-user=root configuration).
+   */
+  readonly rootExec: boolean;
 }
 
-/** The call for `vm`: qubes.VMExec needs the qube (or its template) to have the `vmexec` feature. */
-async function serviceCallFor(
+/** A call as the qrexec client makes it: service (with argument), the user, the bytes sent first. */
+interface ServiceCall {
+  readonly service: string;
+  /** The user to run it as; undefined leaves it to the daemon (the qube's default_user). */
+  readonly user: string | undefined;
+  readonly prefix: string;
+}
+
+/**
+ * The call upstream's qvm-run makes: --service calls COMMAND itself; words for a program go in
+ * qubes.VMExec's argument when the qube's agent has it, in qubes.VMRootExec's (with no user: the
+ * service forces root) for `-u root` where the agent announces it; otherwise a shell command goes to
+ * qubes.VMShell (qubes.VMRootShell for `-u root`, likewise) on its stdin, ended by `; exit`
+ * (upstream's prepare_input_for_vmshell), program words quoted for the shell.
+ */
+function serviceCall(
+  options: Pick<RunOptions, 'service' | 'shell' | 'user'>,
+  words: readonly string[],
+  guest: GuestServices,
+): ServiceCall {
+  const [cmd = '', ...args] = words;
+  const user = options.user;
+  if (options.service) {
+    if (!options.shell) throw new UsageError('--no-shell does not apply to --service');
+    if (args.length > 0) throw new UsageError('--service takes no command arguments');
+    return { service: cmd, user, prefix: '' };
+  }
+  const root = user === 'root' && guest.rootExec;
+  const exec = execWords(options, words);
+  if (exec && guest.vmexec) {
+    const service = root ? 'qubes.VMRootExec' : 'qubes.VMExec';
+    return { service: `${service}+${encodeForVmExec(words)}`, user: root ? undefined : user, prefix: '' };
+  }
+  const line = exec ? shellCommand(words) : cmd;
+  // Without qubes.VMExec the agent is older than qubes.VMRootShell too: upstream then keeps VMShell.
+  const rootShell = root && !exec;
+  return {
+    service: rootShell ? 'qubes.VMRootShell' : 'qubes.VMShell',
+    user: rootShell ? undefined : user,
+    prefix: `${line.replace(/\n+$/, '')}; exit\n`,
+  };
+}
+
+/** A qube nothing is known of (a disposable made by the daemon for a call from inside a qube). */
+const NO_GUEST_SERVICES: GuestServices = { vmexec: false, rootExec: false };
+
+/** Whether a feature is on for `vm` or its template, for what the call depends on. */
+async function guestServices(
   ctx: CliContext,
   vm: string,
   options: RunOptions,
   words: readonly string[],
-): Promise<{ service: string; prefix: string }> {
-  const vmexec =
-    execWords(options, words) && featureEnabled(await ctx.client.features.checkWithTemplate(vm, 'vmexec'));
-  return serviceCall(options, words, vmexec);
+): Promise<GuestServices> {
+  if (options.service) return NO_GUEST_SERVICES;
+  const feature = async (name: string): Promise<boolean> =>
+    featureEnabled(await ctx.client.features.checkWithTemplate(vm, name));
+  const vmexec = execWords(options, words) && (await feature('vmexec'));
+  const rootExec = options.user === 'root' && (await feature('supported-rpc.qubes.VMRootExec'));
+  return { vmexec, rootExec };
 }
 
 /** The qubes --all means: running, not paused, not internal, not dom0, less --exclude (upstream's filter). */
@@ -131,8 +170,7 @@ function callService(
   ctx: CliContext,
   global: GlobalOptions,
   target: string,
-  user: string | undefined,
-  call: { service: string; prefix: string },
+  call: ServiceCall,
   passIo: boolean,
 ): Promise<number> {
   const env = ctx.io.env;
@@ -142,7 +180,7 @@ function callService(
         env.ODYSSEY_DOM0_QREXEC_CLIENT || DOM0_QREXEC_CLIENT,
         [
           ...(env.ODYSSEY_QREXEC_SOCKET_DIR ? ['--socket-dir', env.ODYSSEY_QREXEC_SOCKET_DIR] : []),
-          ...(user === undefined ? [] : ['-u', user]),
+          ...(call.user === undefined ? [] : ['-u', call.user]),
           target,
           call.service,
         ],
@@ -198,6 +236,22 @@ function onSignals(cleanup: () => Promise<void>): () => void {
   };
 }
 
+/**
+ * COMMAND and its ARGs after VMNAME, as upstream's argparse reads them: one `--` there is skipped
+ * (`qvm run vm -- -x` runs `-x`); any other word starting with `-` is an option put after VMNAME,
+ * which upstream refuses too (qvm's options go before VMNAME, the command's after COMMAND).
+ */
+function commandAfterVmName(vm: string, rest: readonly string[]): string[] {
+  const [first, ...more] = rest;
+  if (first === '--') return more;
+  if (first !== undefined && first.startsWith('-') && first !== '-') {
+    throw new UsageError(
+      `option '${first}' after ${vm}: put it before the qube's name, or '--' before COMMAND`,
+    );
+  }
+  return [...rest];
+}
+
 async function runCommand(ctx: CliContext, command: Command): Promise<number> {
   const options = command.opts<RunOptions>();
   const global = command.optsWithGlobals<GlobalOptions>();
@@ -220,19 +274,19 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
     if (options.exclude.length > 0) throw new UsageError('--exclude can only be used with --all');
     const [vm, ...rest] = words;
     if (vm === undefined) throw new UsageError('a qube name, --all or --dispvm is required');
+    commandWords = commandAfterVmName(vm, rest);
     if ((await ctx.requireVm(vm)).klass === 'AdminVM') {
       // Upstream runs it locally with sudo; dom0 has no qrexec agent here to run it.
       throw new UsageError(`${vm} is this host: run the command directly`);
     }
     targets = [{ kind: 'vm', name: vm }];
-    commandWords = rest;
   }
   if (commandWords.length === 0) throw new UsageError('missing COMMAND');
   if (passIo && targets.length > 1) {
     throw new UsageError('--pass-io cannot be used when more than 1 qube is chosen');
   }
   // Validates the words before anything starts; each qube then gets its own call.
-  serviceCall(options, commandWords, false);
+  serviceCall(options, commandWords, NO_GUEST_SERVICES);
   const verbose = verbosity(command, passIo);
   let code = 0;
   for (const target of targets) {
@@ -240,8 +294,8 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
       // From a qube, the daemon makes the disposable for the call and removes it afterwards.
       const name = target.template === undefined ? '@dispvm' : `@dispvm:${target.template}`;
       // The disposable does not exist yet, so nothing says whether it has qubes.VMExec.
-      const call = serviceCall(options, commandWords, false);
-      code = Math.max(code, await callService(ctx, global, name, options.user, call, passIo));
+      const call = serviceCall(options, commandWords, NO_GUEST_SERVICES);
+      code = Math.max(code, await callService(ctx, global, name, call, passIo));
       continue;
     }
     if (target.kind === 'dispvm') {
@@ -251,8 +305,9 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
       try {
         if (verbose > 0) ctx.printError(`Running '${commandWords.join(' ')}' on ${name}`);
         await ctx.client.vms.start(name);
-        const call = await serviceCallFor(ctx, name, options, commandWords);
-        code = Math.max(code, await callService(ctx, global, name, options.user, call, passIo));
+        const guest = await guestServices(ctx, name, options, commandWords);
+        const call = serviceCall(options, commandWords, guest);
+        code = Math.max(code, await callService(ctx, global, name, call, passIo));
       } finally {
         release();
         await cleanup();
@@ -264,13 +319,62 @@ async function runCommand(ctx: CliContext, command: Command): Promise<number> {
       continue;
     }
     if (verbose > 0) ctx.printError(`Running '${commandWords.join(' ')}' on ${target.name}`);
-    const call = await serviceCallFor(ctx, target.name, options, commandWords);
-    const status = await callService(ctx, global, target.name, options.user, call, passIo);
+    const guest = await guestServices(ctx, target.name, options, commandWords);
+    const call = serviceCall(options, commandWords, guest);
+    const status = await callService(ctx, global, target.name, call, passIo);
     if (status !== 0 && verbose > 0) ctx.printError(`${target.name}: command failed with code: ${status}`);
     code = Math.max(code, status);
   }
   if (passIo) (ctx.io.stdin as Readable).destroy();
   return code;
+}
+
+/** How many words after `arg` (an option word) commander takes as its value, given `options`. */
+function valueWords(arg: string, next: string | undefined, options: readonly Option[]): number {
+  const takesNext = (option: Option | undefined): number =>
+    option?.required || (option?.optional && next !== undefined && !(next.length > 1 && next.startsWith('-')))
+      ? 1
+      : 0;
+  if (arg.startsWith('--')) {
+    // --opt=value carries its value.
+    return arg.includes('=') ? 0 : takesNext(options.find((o) => o.long === arg));
+  }
+  // A group of short options (-pu USER): the first one taking a value ends it, the rest of the
+  // word being the value if there is any.
+  for (let i = 1; i < arg.length; i++) {
+    const option = options.find((o) => o.short === `-${arg[i] ?? ''}`);
+    if (option === undefined) return 0;
+    if (option.required || option.optional) return i === arg.length - 1 ? takesNext(option) : 0;
+  }
+  return 0;
+}
+
+/**
+ * Upstream's qvm-run (argparse: COMMAND, then ARGs as a REMAINDER) reads its options only before
+ * the first positional word; from there on every word is VMNAME, COMMAND or the command's
+ * (`qvm run vm ls -un`). Commander takes options from anywhere, the program's too
+ * (`qvm run vm grep -v x` would be qvm's -v), so this puts a `--` where qvm's options end. Any
+ * other command line is returned as it is.
+ */
+export function endRunOptions(program: Command, argv: readonly string[]): string[] {
+  const run = program.commands.find((c) => c.name() === 'run');
+  let options: readonly Option[] = program.options;
+  let inRun = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--') break;
+    if (arg.startsWith('-') && arg !== '-') {
+      i += valueWords(arg, argv[i + 1], options);
+    } else if (inRun) {
+      return [...argv.slice(0, i), '--', ...argv.slice(i)];
+    } else if (run !== undefined && arg === 'run') {
+      inRun = true;
+      options = [...program.options, ...run.options];
+    } else {
+      break;
+    }
+  }
+  return [...argv];
 }
 
 export function registerRun(program: Command, io: CliIo): void {
@@ -301,7 +405,9 @@ export function registerRun(program: Command, io: CliIo): void {
     )
     .option('--gui', 'accepted for compatibility (no GUI here)')
     .option('--no-gui', 'accepted for compatibility')
-    // Options after COMMAND belong to the command: `qvm run work ls -l`.
-    .allowUnknownOption()
+    // Upstream's other spellings of the same options.
+    .addOption(new Option('--auto').hideHelp())
+    .addOption(new Option('--no-auto').hideHelp().implies({ autostart: false }))
+    .addOption(new Option('--nogui').hideHelp())
     .action(action(io, runCommand));
 }

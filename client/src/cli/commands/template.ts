@@ -119,8 +119,10 @@ async function installTemplate(ctx: CliContext, command: Command): Promise<numbe
         [FEATURE.installtime, featureDate(new Date())],
         [FEATURE.summary, origin?.summary ?? name],
         // What upstream's template agent requests after its installation (qubes.PostInstall): its
-        // qubes.VMExec, which qvm run then uses for a program and its arguments.
+        // qubes.VMExec, which qvm run then uses for a program and its arguments, and each service
+        // it has (qvm run -u root uses qubes.VMRootShell/VMRootExec where announced).
         ['vmexec', '1'],
+        ...built.rpcServices.map((service): [string, string] => [`supported-rpc.${service}`, '1']),
       ];
       for (const [feature, value] of features) await ctx.client.features.set(name, feature, value);
       const kernel = await installKernel(ctx, name, built);
