@@ -84,14 +84,20 @@ export const guestTemplateChecks: readonly Check[] = [
   }),
   guest('qvm-run-user', async (ctx) => {
     requireTemplate();
-    // whoami, not `id -un`: qvm's option parser takes a -un after the command for its own -u.
+    // `-un` after the command is the command's, as with upstream's qvm-run.
     const whoami = async (...user: string[]) =>
-      dom0Qvm(ctx, ['run', '--pass-io', ...user, DEBIAN_QUBE, 'whoami']);
-    expectEqual(await whoami(), { code: 0, stdout: 'user\n', stderr: '' }, 'qvm run without -u: whoami');
+      dom0Qvm(ctx, ['run', '--pass-io', ...user, DEBIAN_QUBE, 'id', '-un']);
+    expectEqual(await whoami(), { code: 0, stdout: 'user\n', stderr: '' }, 'qvm run without -u: id -un');
+    // Through qubes.VMRootExec, which the template announces (supported-rpc), as upstream's tool chooses.
     expectEqual(
       await whoami('-u', 'root'),
       { code: 0, stdout: 'root\n', stderr: '' },
-      'qvm run -u root: whoami',
+      'qvm run -u root: id -un',
+    );
+    expectEqual(
+      await dom0Qvm(ctx, ['run', '--pass-io', '-u', 'root', DEBIAN_QUBE, 'id -un']),
+      { code: 0, stdout: 'root\n', stderr: '' },
+      "qvm run -u root 'id -un' (qubes.VMRootShell)",
     );
   }),
   guest('qvm-run-vmexec', async (ctx) => {
