@@ -1,6 +1,6 @@
 import type { App } from './app.js';
 import { QubesPropertyValueError } from './errors.js';
-import type { PropertyDef, PropertyHolder, PropValue } from './property.js';
+import type { Decl, PropertyDef, PropertyHolder, PropValue } from './property.js';
 import type { Vm } from './vm.js';
 
 export interface VmRefOptions<H extends PropertyHolder> {
@@ -21,13 +21,12 @@ export const TEMPLATE_VM = { name: 'TemplateVM', accepts: (vm: Vm) => vm.klass =
 
 /** A property whose value is another domain (upstream's VMProperty); '' on the wire means None. */
 export function vmProp<H extends PropertyHolder>(
-  name: string,
   help: string,
   appOf: (holder: H) => App,
   options: VmRefOptions<H> = {},
-): PropertyDef<H, Vm | null> {
+): Decl<H, Vm | null> {
   const vmClass = options.vmClass ?? LOCAL_VM;
-  return {
+  return (name) => ({
     name,
     type: 'vm',
     stage: options.stage ?? 4,
@@ -62,7 +61,7 @@ export function vmProp<H extends PropertyHolder>(
     preSet: options.preSet,
     preReset: options.preReset,
     afterChange: options.afterChange,
-  };
+  });
 }
 
 /** The template_for_dispvms check shared by default_dispvm and management_dispvm. */

@@ -88,7 +88,7 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
 
 /** The template named by the argument, else the default one; upstream's add_new_vm and DispVM constructor checks. */
 function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
-  if (!VM_CLASSES[klass].hasTemplate) return null;
+  if (!VM_CLASSES[klass].template) return null;
   let template: Vm | null;
   if (ctx.arg !== '') {
     template = ctx.app.domains.get(ctx.arg);
@@ -109,7 +109,7 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
 
 /** Upstream's _vm_create checks, in its order: payload, existing name, unknown template, unknown pool. */
 function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool: boolean): CreateOptions {
-  if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].hasTemplate)) {
+  if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].template)) {
     throw new ProtocolError(`${klass} cannot be based on template`);
   }
   const opts = parseCreatePayload(ctx, allowPool);
