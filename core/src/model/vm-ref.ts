@@ -40,7 +40,8 @@ export function vmProp<H extends PropertyHolder>(
       return vm;
     },
     validate: (holder, value) => {
-      if (value === null) {
+      const vm = asVm(value);
+      if (vm === null) {
         if (!options.allowNone) {
           throw new QubesPropertyValueError(
             `Invalid value None for property '${name}' of ${holder.holderName}`,
@@ -49,7 +50,6 @@ export function vmProp<H extends PropertyHolder>(
         options.validate?.(holder, null);
         return null;
       }
-      const vm = value as Vm;
       if (!vmClass.accepts(vm)) {
         throw new QubesPropertyValueError(
           `wrong VM class: domains['${vm.name}'] is of type ${vm.klass} and not ${vmClass.name}`,
