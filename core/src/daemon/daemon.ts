@@ -40,7 +40,6 @@ import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices } from './qrexec-services.js';
 import { VmDirFiles } from './vm-files.js';
-import { P } from '../model/vm-properties.js';
 
 export interface DaemonOptions {
   readonly socketPath: string;
@@ -89,8 +88,7 @@ function logDisposables(app: App, log: Log): void {
     if (event.name !== 'domain-add') return;
     const vm = app.domains.byName(event.args.vm);
     if (vm?.klass !== 'DispVM') return;
-    const template = vm.props.tryGet(P.appTemplate);
-    log('info', `disposable ${vm.name} created (template ${template?.name ?? 'none'})`);
+    log('info', `disposable ${vm.name} created (template ${vm.template?.name ?? 'none'})`);
   });
 }
 

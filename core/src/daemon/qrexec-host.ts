@@ -18,6 +18,7 @@ import {
   type QrexecPolicyResolution,
 } from '@odyssey/qrexec';
 import type { AppPolicy } from './app-policy.js';
+import { P } from '../model/vm-properties.js';
 
 export interface QrexecHostOptions {
   readonly app: App;
@@ -184,13 +185,13 @@ export class QrexecHost {
   }
 
   private qrexecTimeoutMs(name: string): number {
-    const seconds = this.options.app.domains.byName(name)?.props.tryGet('qrexec_timeout');
-    return (typeof seconds === 'number' ? seconds : 60) * 1000;
+    const seconds = this.options.app.domains.byName(name)?.props.tryGet(P.qrexec_timeout);
+    return (seconds ?? 60) * 1000;
   }
 
   private defaultUser(name: string): string | undefined {
-    const user = this.options.app.domains.byName(name)?.props.tryGet('default_user');
-    return typeof user === 'string' && user !== '' ? user : undefined;
+    const user = this.options.app.domains.byName(name)?.props.tryGet(P.default_user);
+    return user ? user : undefined;
   }
 
   private async decide(request: QrexecPolicyRequest): Promise<QrexecPolicyResolution> {

@@ -29,6 +29,7 @@ import { NetworkLinks } from './network-links.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../log.js';
 import type { Clock } from '../clock.js';
+import { P } from '../model/vm-properties.js';
 
 /** How long the daemon waits before asking an unreachable hypervisor again (its id, a failed start's end). */
 const RETRY_MS = 1000;
@@ -201,7 +202,7 @@ export class DomainManager implements Lifecycle {
       this.app.events.fire(vm, 'domain-pre-shutdown', { force: options.force ? 'True' : 'False' });
       if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
       const vmm = this.vmm(vm, 'shut down');
-      const timeoutMs = Number(vm.props.get('shutdown_timeout')) * 1000;
+      const timeoutMs = vm.props.get(P.shutdown_timeout) * 1000;
       const done = vmm
         .shutdown(vm.name, { force: options.force, timeoutMs })
         .then(() => this.markHalted(vm, 'shutdown'))

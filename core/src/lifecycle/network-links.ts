@@ -4,6 +4,7 @@ import { QubesVMInUseError, QubesVMNotStartedError } from '../model/errors.js';
 import type { EventOf } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
 import type { Log } from '../log.js';
+import { P } from '../model/vm-properties.js';
 
 /** States in which upstream's is_running() holds. */
 const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
@@ -12,9 +13,9 @@ const running = (vm: Vm | null): vm is Vm => vm !== null && ACTIVE.has(vm.powerS
 
 /** The link between a qube and `netvm` (its own netvm unless given), or none when it has no address. */
 export function linkOf(vm: Vm, netvm: Vm | null = vm.netvm): NetworkLink | undefined {
-  const ip = vm.props.tryGet('ip');
-  if (!netvm || typeof ip !== 'string' || ip === '') return undefined;
-  return { frontendDomain: vm.name, backendDomain: netvm.name, mac: String(vm.props.get('mac')), ip };
+  const ip = vm.props.tryGet(P.ip);
+  if (!netvm || !ip) return undefined;
+  return { frontendDomain: vm.name, backendDomain: netvm.name, mac: vm.props.get(P.mac), ip };
 }
 
 /** The qubes whose netvm is `netvm` (upstream's connected_vms). */

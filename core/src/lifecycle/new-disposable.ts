@@ -7,7 +7,7 @@ import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
 import type { Vm } from '../model/vm.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { VmFiles } from './ports.js';
-import { P } from '../model/vm-properties.js';
+import { P, VM_PROPS } from '../model/vm-properties.js';
 
 /** What making a disposable needs: the app it joins, its disks and its per-VM files. */
 export interface DisposableDeps {
@@ -22,7 +22,7 @@ export function freeDispid(app: App): number {
     app.domains
       .list()
       .filter((d) => d.klass === 'DispVM')
-      .map((d) => d.props.tryGet('dispid')),
+      .map((d) => d.props.tryGet(VM_PROPS.DispVM.dispid)),
   );
   for (;;) {
     const id = randomInt(1, 10000);

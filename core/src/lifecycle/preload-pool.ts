@@ -8,6 +8,7 @@ import type { Saver } from '../persist/saver.js';
 import { type DisposableDeps, newDisposable } from './new-disposable.js';
 import type { Lifecycle } from './ports.js';
 import { AP } from '../model/app-properties.js';
+import { P } from '../model/vm-properties.js';
 
 const LIST = 'preload-dispvm';
 const MAX = 'preload-dispvm-max';
@@ -69,7 +70,7 @@ export class PreloadPool {
   }
 
   private isGlobal(template: Vm): boolean {
-    return this.deps.app.props.tryGet('default_dispvm') === template;
+    return this.deps.app.props.tryGet(AP.default_dispvm) === template;
   }
 
   private static listOf(template: Vm): string[] {
@@ -188,7 +189,7 @@ export class PreloadPool {
   private async completion(disp: Vm): Promise<boolean> {
     const pending = this.completions.get(disp);
     if (!pending) return false;
-    const seconds = Math.trunc(Number(disp.props.tryGet('qrexec_timeout') ?? 60) * 1.2);
+    const seconds = Math.trunc((disp.props.tryGet(P.qrexec_timeout) ?? 60) * 1.2);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>(
       (resolve) => (timer = setTimeout(() => resolve(false), seconds * 1000)),

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
+import { P } from '../model/vm-properties.js';
 
 /** Longest service name upstream exports to /qubes-service/ (longer ones are refused or skipped). */
 const MAX_SERVICE_NAME = 48;
@@ -123,8 +124,8 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
 
 /** get_default_user: a boot mode may name its own default user. */
 function defaultUser(vm: Vm): string {
-  const user = String(vm.props.tryGet('default_user') ?? 'user');
-  const bootmode = vm.props.has('bootmode') ? String(vm.props.tryGet('bootmode') ?? 'default') : 'default';
+  const user = vm.props.tryGet(P.default_user) ?? 'user';
+  const bootmode = vm.props.has('bootmode') ? (vm.props.tryGet(P.bootmode) ?? 'default') : 'default';
   if (bootmode === 'default') return user;
   return vm.featureWithTemplate(`boot-mode.default-user.${bootmode}`) ?? user;
 }

@@ -1,7 +1,7 @@
 import type { App } from './app.js';
 import { QubesPropertyValueError } from './errors.js';
-import type { PropertyDef, PropValue } from './property.js';
-import { eventString } from './property.js';
+import type { Decl, PropertyDef, PropValue } from './property.js';
+import { declare, eventString, override } from './property.js';
 import { intProp, boolProp, strProp, computed } from './property-types.js';
 import type { Vm } from './vm.js';
 import { TEMPLATE_VM, asVm, requireDispvmTemplate, vmProp } from './vm-ref.js';
@@ -9,15 +9,11 @@ import { TEMPLATE_VM, asVm, requireDispvmTemplate, vmProp } from './vm-ref.js';
 /** Global (app) properties, all load stage 3 (admin-api-reference §3.5). */
 type Def = PropertyDef<App>;
 const self = (app: App) => app;
-const stage3 = <T extends Def>(d: T): T => ({ ...d, stage: 3 });
+const stage3 = <T extends PropValue>(d: Decl<App, T>): Decl<App, T> => override(d, { stage: 3 });
 
-function poolProp(
-  name: string,
-  help: string,
-  dflt: (app: App) => string | null,
-): PropertyDef<App, string | null> {
+function poolProp(help: string, dflt: (app: App) => string | null): Decl<App, string | null> {
   return stage3(
-    strProp<App, null>(name, help, dflt, {
+    strProp<App, null>(help, dflt, {
       validate: (app, v) => {
         if (typeof v !== 'string' || !app.pools.has(v))
           throw new QubesPropertyValueError('No such storage pool');
@@ -85,9 +81,9 @@ function fanOut(
   }
 }
 
-export const AP = {
-  check_updates_vm: stage3(boolProp<App>('check_updates_vm', 'Check for updates inside qubes.', true)),
-  clockvm: vmProp<App>('clockvm', 'Domain that keeps the time for the others.', self, {
+export const AP = declare({
+  check_updates_vm: stage3(boolProp<App>('Check for updates inside qubes.', true)),
+  clockvm: vmProp<App>('Domain that keeps the time for the others.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
@@ -99,27 +95,27 @@ export const AP = {
       newVm?.features.set('service.clocksync', '1');
     },
   }),
-  default_audiovm: vmProp<App>('default_audiovm', 'Default audio domain for new qubes.', self, {
+  default_audiovm: vmProp<App>('Default audio domain for new qubes.', self, {
     stage: 3,
     allowNone: true,
     default: (app) => app.adminVm,
     afterChange: (app, old) => fanOut(app, 'default_audiovm', 'audiovm', 'property-set', old),
   }),
-  default_dispvm: vmProp<App>('default_dispvm', 'Default disposable template.', self, {
+  default_dispvm: vmProp<App>('Default disposable template.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
     validate: (_app, v) => requireDispvmTemplate('system', 'default_dispvm', v),
     afterChange: (app, old) => fanOut(app, 'default_dispvm', 'default_dispvm', 'property-reset', old),
   }),
-  default_guivm: vmProp<App>('default_guivm', 'Default GUI domain for new qubes.', self, {
+  default_guivm: vmProp<App>('Default GUI domain for new qubes.', self, {
     stage: 3,
     allowNone: true,
     default: (app) => app.adminVm,
     afterChange: (app, old) => fanOut(app, 'default_guivm', 'guivm', 'property-set', old),
   }),
   default_kernel: stage3(
-    strProp<App>('default_kernel', 'Kernel used by qubes that do not choose one.', undefined, {
+    strProp<App>('Kernel used by qubes that do not choose one.', undefined, {
       validate: (app, v) => {
         const k = v === null ? '' : String(v);
         if (k.includes('/')) throw new QubesPropertyValueError("Kernel name cannot contain '/'");
@@ -128,7 +124,7 @@ export const AP = {
       },
     }),
   ),
-  default_netvm: vmProp<App>('default_netvm', 'Network domain of qubes that do not choose one.', self, {
+  default_netvm: vmProp<App>('Network domain of qubes that do not choose one.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
@@ -139,52 +135,42 @@ export const AP = {
     },
     afterChange: (app, old) => fanOut(app, 'default_netvm', 'netvm', 'property-reset', old),
   }),
-  default_pool: poolProp('default_pool', 'Storage pool for new volumes.', defaultPool),
-  default_pool_kernel: poolProp(
-    'default_pool_kernel',
-    'Storage pool for kernel volumes.',
-    (app): string | null => app.props.get(AP.default_pool),
-  ),
-  default_pool_private: poolProp(
-    'default_pool_private',
-    'Storage pool for private volumes.',
-    (app): string | null => app.props.get(AP.default_pool),
-  ),
-  default_pool_root: poolProp('default_pool_root', 'Storage pool for root volumes.', (app): string | null =>
+  default_pool: poolProp('Storage pool for new volumes.', defaultPool),
+  default_pool_kernel: poolProp('Storage pool for kernel volumes.', (app): string | null =>
     app.props.get(AP.default_pool),
   ),
-  default_pool_volatile: poolProp(
-    'default_pool_volatile',
-    'Storage pool for volatile volumes.',
-    (app): string | null => app.props.get(AP.default_pool),
+  default_pool_private: poolProp('Storage pool for private volumes.', (app): string | null =>
+    app.props.get(AP.default_pool),
   ),
-  default_qrexec_timeout: stage3(
-    intProp<App>('default_qrexec_timeout', 'Default seconds to wait for qrexec after start.', 60),
+  default_pool_root: poolProp('Storage pool for root volumes.', (app): string | null =>
+    app.props.get(AP.default_pool),
   ),
-  default_shutdown_timeout: stage3(
-    intProp<App>('default_shutdown_timeout', 'Default seconds to wait for a clean shutdown.', 60),
+  default_pool_volatile: poolProp('Storage pool for volatile volumes.', (app): string | null =>
+    app.props.get(AP.default_pool),
   ),
+  default_qrexec_timeout: stage3(intProp<App>('Default seconds to wait for qrexec after start.', 60)),
+  default_shutdown_timeout: stage3(intProp<App>('Default seconds to wait for a clean shutdown.', 60)),
   // No default (GetDefault answers an empty body), unlike default_netvm whose default is None.
-  default_template: vmProp<App>('default_template', 'Template of new qubes that do not choose one.', self, {
+  default_template: vmProp<App>('Template of new qubes that do not choose one.', self, {
     stage: 3,
     allowNone: true,
     vmClass: TEMPLATE_VM,
   }),
-  management_dispvm: vmProp<App>('management_dispvm', 'Disposable template for management tasks.', self, {
+  management_dispvm: vmProp<App>('Disposable template for management tasks.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
     validate: (_app, v) => requireDispvmTemplate('system', 'management_dispvm', v),
   }),
-  maxmem: stage3(computed<App, number>('maxmem', 'int', 'Host memory in MiB.', (app) => app.host.memoryMiB)),
-  no_cpus: stage3(computed<App, number>('no_cpus', 'int', 'Number of host CPUs.', (app) => app.host.cpus)),
-  stats_interval: stage3(intProp<App>('stats_interval', 'Seconds between vm-stats events.', 3)),
-  updatevm: vmProp<App>('updatevm', 'Domain that downloads updates for dom0.', self, {
+  maxmem: stage3(computed<App, number>('int', 'Host memory in MiB.', (app) => app.host.memoryMiB)),
+  no_cpus: stage3(computed<App, number>('int', 'Number of host CPUs.', (app) => app.host.cpus)),
+  stats_interval: stage3(intProp<App>('Seconds between vm-stats events.', 3)),
+  updatevm: vmProp<App>('Domain that downloads updates for dom0.', self, {
     stage: 3,
     allowNone: true,
     default: () => null,
   }),
-};
+});
 
 /** The global properties, in declaration order (the store sorts them for List). */
 export const APP_PROPERTIES: readonly Def[] = Object.values(AP);

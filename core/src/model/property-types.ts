@@ -1,12 +1,12 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 import { QubesPropertyValueError, QubesValueError, pyRepr } from './errors.js';
-import type { PropertyDef, PropertyHolder, PropValue } from './property.js';
+import type { Decl, PropertyDef, PropertyHolder, PropValue } from './property.js';
 import { parseBoolLiteral, parsePythonInt } from './validate.js';
 
 /**
- * Constructors for the common property shapes, so that each property below is
- * one declaration: name, type, default, checks, help.
+ * Constructors for the common property shapes, so that each property is one
+ * declaration: type, default, checks, help; its name is the key it is declared under.
  */
 type Extra<H extends PropertyHolder, T extends PropValue> = Partial<
   Omit<PropertyDef<H, T>, 'name' | 'type' | 'help'>
@@ -36,22 +36,20 @@ export function parseInt10(raw: string): number {
 
 /** N = null for a property whose value may be None (a default of null, a None from its setter). */
 export function strProp<H extends PropertyHolder, N extends null = never>(
-  name: string,
   help: string,
   dflt?: DefaultOf<H, string | N>,
   extra: Extra<H, string | N> = {},
-): PropertyDef<H, string | N> {
-  return { name, type: 'str', stage: 2, help, default: defaultFn(dflt), ...extra };
+): Decl<H, string | N> {
+  return (name) => ({ name, type: 'str', stage: 2, help, default: defaultFn(dflt), ...extra });
 }
 
 /** N = null for a property whose value may be None. */
 export function intProp<H extends PropertyHolder, N extends null = never>(
-  name: string,
   help: string,
   dflt?: DefaultOf<H, number | N>,
   extra: Extra<H, number | N> = {},
-): PropertyDef<H, number | N> {
-  return {
+): Decl<H, number | N> {
+  return (name) => ({
     name,
     type: 'int',
     stage: 2,
@@ -59,16 +57,15 @@ export function intProp<H extends PropertyHolder, N extends null = never>(
     default: defaultFn(dflt),
     parse: (_h, raw) => parseInt10(raw),
     ...extra,
-  };
+  });
 }
 
 export function boolProp<H extends PropertyHolder>(
-  name: string,
   help: string,
   dflt: DefaultOf<H, boolean>,
   extra: Extra<H, boolean> = {},
-): PropertyDef<H, boolean> {
-  return {
+): Decl<H, boolean> {
+  return (name) => ({
     name,
     type: 'bool',
     stage: 2,
@@ -76,14 +73,14 @@ export function boolProp<H extends PropertyHolder>(
     default: defaultFn(dflt),
     parse: (_h, raw) => parseBool(raw),
     ...extra,
-  };
+  });
 }
 
 /** A computed property: never set, never saved, always reported as default. */
 export function computed<
   H extends PropertyHolder,
   T extends string | number | boolean | null = string | number | boolean | null,
->(name: string, type: 'str' | 'int' | 'bool', help: string, fn: (holder: H) => T): PropertyDef<H, T> {
+>(type: 'str' | 'int' | 'bool', help: string, fn: (holder: H) => T): Decl<H, T> {
   // Upstream's stateless properties are typed by their return annotation: a Set parses the value
   // by that type before the setter refuses it, so a malformed value is reported as such.
   // The parsed value only decides the error: Set refuses a computed property before storing anything.
@@ -93,7 +90,7 @@ export function computed<
       : type === 'bool'
         ? (_h: H, raw: string) => parseBool(raw) as T
         : undefined;
-  return { name, type, stage: 2, help, default: fn, readOnly: true, ...(parse ? { parse } : {}) };
+  return (name) => ({ name, type, stage: 2, help, default: fn, readOnly: true, ...(parse ? { parse } : {}) });
 }
 
 export function positive(prop: string) {

@@ -64,6 +64,35 @@ export interface PropertyDef<H extends PropertyHolder = PropertyHolder, T extend
   readonly allowNone?: boolean;
 }
 
+/**
+ * A property declared without its name: `declare` gives it the key it is listed
+ * under, so a property's name and its key cannot disagree.
+ */
+export type Decl<H extends PropertyHolder, T extends PropValue = PropValue> = (
+  name: string,
+) => PropertyDef<H, T>;
+
+/** The properties of one holder class, keyed by name, each with its value type. */
+export type Defs<M extends Record<string, Decl<never>>> = {
+  readonly [K in keyof M]: ReturnType<M[K]>;
+};
+
+/** Names each declaration of a table by its key. */
+export function declare<M extends Record<string, Decl<never>>>(decls: M): Defs<M> {
+  const defs: Record<string, PropertyDef<never>> = {};
+  for (const [name, decl] of Object.entries(decls)) defs[name] = decl(name);
+  // Each key got the definition its own declaration made, which is what Defs<M> says.
+  return defs as Defs<M>;
+}
+
+/** The same declaration with some fields replaced (a class that changes a shared property). */
+export function override<H extends PropertyHolder, T extends PropValue>(
+  decl: Decl<H, T>,
+  fields: Partial<Omit<PropertyDef<H, T>, 'name'>>,
+): Decl<H, T> {
+  return (name) => ({ ...decl(name), ...fields });
+}
+
 /** str() of a value as upstream puts it in events (None, True/False, names). */
 export function eventString(value: PropValue): string {
   if (value === null) return 'None';

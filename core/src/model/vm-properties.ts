@@ -10,7 +10,9 @@ import {
 } from './errors.js';
 import { normaliseDeniedList } from './denied-interfaces.js';
 import { featureTrue } from './features.js';
-import type { PropertyDef, PropValue } from './property.js';
+import type { Label } from './labels.js';
+import type { Decl, PropertyDef, PropValue } from './property.js';
+import { declare, override } from './property.js';
 import {
   boolProp,
   computed,
@@ -27,7 +29,7 @@ import type { Vm } from './vm.js';
 import { TEMPLATE_VM, requireDispvmTemplate, vmProp } from './vm-ref.js';
 
 /**
- * Every VM property, declared once. Which class has which is in vm-classes.ts.
+ * Every VM property, declared once, and each class's table of them (VM_PROPS).
  * Defaults, checks and messages follow upstream (admin-api-reference §3.3).
  */
 type Def<T extends PropValue = PropValue> = PropertyDef<Vm, T>;
@@ -56,12 +58,14 @@ function vmidToIpv4(prefix: string, vmid: number): string {
 }
 
 function ipForVm(vm: Vm): string {
-  return vm.klass === 'DispVM' ? vmidToIpv4('10.138', vm.props.get(P.dispid)) : vmidToIpv4('10.137', vm.qid);
+  return vm.klass === 'DispVM'
+    ? vmidToIpv4('10.138', vm.props.get(VM_PROPS.DispVM.dispid))
+    : vmidToIpv4('10.137', vm.qid);
 }
 
 function ip6ForVm(vm: Vm): string {
   return vm.klass === 'DispVM'
-    ? `fd09:24ef:4179::a8a:${vm.props.get(P.dispid).toString(16)}`
+    ? `fd09:24ef:4179::a8a:${vm.props.get(VM_PROPS.DispVM.dispid).toString(16)}`
     : `fd09:24ef:4179::a89:${vm.qid.toString(16)}`;
 }
 
@@ -112,7 +116,7 @@ function defaultBootmode(vm: Vm): string {
   for (let subject: Vm | null = vm; subject?.template; subject = subject.template) {
     const t: Vm = subject.template;
     if (!t.props.has('appvm_default_bootmode')) continue;
-    const mode = t.props.get(P.appvm_default_bootmode);
+    const mode = t.props.get(VM_PROPS.TemplateVM.appvm_default_bootmode);
     if (mode === 'default') return 'default';
     if (subject.featureWithTemplate(`boot-mode.kernelopts.${mode}`) !== undefined) return mode;
   }
@@ -154,30 +158,31 @@ function halted(vm: Vm, message: string): void {
   if (vm.powerState !== 'Halted') throw new QubesVMNotHaltedError(message);
 }
 
-export const P = {
+/** The properties of every class, RemoteVM included: identity, label, class and icon. */
+const BASE = {
   // Parsed (as upstream's uuid.UUID type does) before the write-once refusal.
-  uuid: strProp<Vm>('uuid', 'UUID of the domain.', undefined, {
+  uuid: strProp<Vm>('UUID of the domain.', undefined, {
     writeOnce: true,
     parse: (_vm, raw) => parseUuid(raw),
   }),
-  name: strProp<Vm>('name', 'User-visible name of the domain.', undefined, { writeOnce: true }),
-  qid: intProp<Vm>('qid', 'Internal, persistent identifier of the domain, 0..10000.', undefined, {
+  name: strProp<Vm>('User-visible name of the domain.', undefined, { writeOnce: true }),
+  qid: intProp<Vm>('Internal, persistent identifier of the domain, 0..10000.', undefined, {
     writeOnce: true,
     validate: (_vm, v) => {
       if (typeof v !== 'number' || v < 0 || v > 10000) throw new QubesPropertyValueError('qid out of range');
       return v;
     },
   }),
-  label: {
-    name: 'label',
+  label: (name: string): Def<Label> => ({
+    name,
     type: 'label',
     stage: 2,
     help: 'Colourful label assigned to the domain.',
     parse: (vm, raw) => vm.app.labels.get(raw),
     afterChange: (vm) => announce(vm, 'icon'),
-  } satisfies Def,
-  klass: computed<Vm, string | null>('klass', 'str', 'Domain class name.', (vm) => vm.klass),
-  icon: computed<Vm, string | null>('icon', 'str', 'Freedesktop icon name of the domain.', (vm) => {
+  }),
+  klass: computed<Vm, string | null>('str', 'Domain class name.', (vm) => vm.klass),
+  icon: computed<Vm, string | null>('str', 'Freedesktop icon name of the domain.', (vm) => {
     // dom0's icon does not depend on its label, which a Reset can leave unset.
     if (vm.klass === 'AdminVM') return 'adminvm-black';
     const label = vm.label.name;
@@ -190,16 +195,15 @@ export const P = {
     if (vm.klass === 'RemoteVM') return `remotevm-${label}`;
     return `appvm-${label}`;
   }),
+};
 
-  autostart: boolProp<Vm>('autostart', 'Start the domain when the daemon starts.', false),
-  backup_timestamp: intProp<Vm, null>(
-    'backup_timestamp',
-    'Time of the last backup (Unix time), or empty.',
-    null,
-  ),
-  debug: boolProp<Vm>('debug', 'Run the domain in debug mode (verbose boot, console kept).', false),
+/** The properties of every local qube class (upstream's QubesVM): TemplateVM, AppVM, StandaloneVM, DispVM. */
+const QUBES_VM = {
+  ...BASE,
+  autostart: boolProp<Vm>('Start the domain when the daemon starts.', false),
+  backup_timestamp: intProp<Vm, null>('Time of the last backup (Unix time), or empty.', null),
+  debug: boolProp<Vm>('Run the domain in debug mode (verbose boot, console kept).', false),
   default_user: strProp<Vm>(
-    'default_user',
     'User that services in the domain run as by default.',
     fromTemplate(
       (): Def<string> => P.default_user,
@@ -216,45 +220,29 @@ export const P = {
       },
     },
   ),
-  devices_denied: strProp<Vm>(
-    'devices_denied',
-    'Device interface codes (7 characters each) that may not be attached.',
-    '',
-    {
-      validate: (_vm, v) => normaliseDeniedList(v === null ? '' : String(v)),
-    },
-  ),
-  dns: computed<Vm, string | null>('dns', 'str', 'DNS servers the domain uses.', (vm) =>
+  devices_denied: strProp<Vm>('Device interface codes (7 characters each) that may not be attached.', '', {
+    validate: (_vm, v) => normaliseDeniedList(v === null ? '' : String(v)),
+  }),
+  dns: computed<Vm, string | null>('str', 'DNS servers the domain uses.', (vm) =>
     vm.isNetworked ? '10.139.1.1 10.139.1.2' : null,
   ),
   gateway: computed<Vm, string | null>(
-    'gateway',
     'str',
     'Gateway for domains that use this one as netvm.',
     (vm): string | null => (vm.bool('provides_network') ? vm.props.get(P.visible_ip) : null),
   ),
   gateway6: computed<Vm, string | null>(
-    'gateway6',
     'str',
     'IPv6 gateway for domains that use this one as netvm.',
     (vm): string | null => (hasIpv6(vm) && vm.bool('provides_network') ? vm.props.get(P.visible_ip6) : null),
   ),
-  include_in_backups: boolProp<Vm>(
-    'include_in_backups',
-    'Include the domain in backups by default.',
-    (vm) => {
-      if (vm.klass === 'DispVM') return !vm.bool('auto_cleanup');
-      if (vm.klass === 'RemoteVM') return false;
-      return true;
-    },
-  ),
-  installed_by_rpm: boolProp<Vm>(
-    'installed_by_rpm',
-    'Installed by a package: the API refuses to remove it.',
-    false,
-  ),
+  include_in_backups: boolProp<Vm>('Include the domain in backups by default.', (vm) => {
+    if (vm.klass === 'DispVM') return !vm.bool('auto_cleanup');
+    if (vm.klass === 'RemoteVM') return false;
+    return true;
+  }),
+  installed_by_rpm: boolProp<Vm>('Installed by a package: the API refuses to remove it.', false),
   ip: strProp<Vm, null>(
-    'ip',
     'IPv4 address of the domain.',
     (vm) => {
       if (!vm.isNetworked) return null;
@@ -272,7 +260,6 @@ export const P = {
     },
   ),
   ip6: strProp<Vm, null>(
-    'ip6',
     'IPv6 address of the domain.',
     (vm) => {
       if (!vm.isNetworked || !hasIpv6(vm)) return null;
@@ -281,7 +268,6 @@ export const P = {
     { parse: (_vm, raw) => parseIPv6(raw) },
   ),
   kernel: strProp<Vm>(
-    'kernel',
     'Kernel used by the domain (a directory of the kernels pool); empty for none.',
     fromTemplate(
       (): Def<string> => P.kernel,
@@ -297,7 +283,6 @@ export const P = {
     },
   ),
   keyboard_layout: strProp<Vm>(
-    'keyboard_layout',
     'Keyboard layout as layout+variant+options.',
     (vm): string => {
       const gui = vm.props.has('guivm') ? vm.props.tryGet(P.guivm) : null;
@@ -322,7 +307,7 @@ export const P = {
       },
     },
   ),
-  mac: strProp<Vm>('mac', "MAC address of the domain's network interface.", '00:16:3e:5e:6c:00', {
+  mac: strProp<Vm>("MAC address of the domain's network interface.", '00:16:3e:5e:6c:00', {
     validate: (_vm, v) => {
       const s = String(v).toLowerCase();
       if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(s))
@@ -331,7 +316,6 @@ export const P = {
     },
   }),
   maxmem: intProp<Vm>(
-    'maxmem',
     'Maximum memory (MiB) the domain may balloon up to; 0 disables balancing.',
     maxmemDefault,
     {
@@ -340,7 +324,6 @@ export const P = {
     },
   ),
   memory: intProp<Vm>(
-    'memory',
     'Memory (MiB) given to the domain at start.',
     fromTemplate(
       (): Def<number> => P.memory,
@@ -350,21 +333,15 @@ export const P = {
       validate: positive('memory'),
     },
   ),
-  provides_network: boolProp<Vm>(
-    'provides_network',
-    'Whether other domains may use this one as netvm.',
-    false,
-    {
-      preSet: (vm, v) => {
-        if (v === false && vm.app.domains.list().some((d) => d !== vm && d.netvm === vm)) {
-          throw new QubesValueError("The qube is still used by other qubes, change theirs 'netvm' first");
-        }
-      },
-      afterChange: (vm) => announce(vm, 'gateway', 'gateway6'),
+  provides_network: boolProp<Vm>('Whether other domains may use this one as netvm.', false, {
+    preSet: (vm, v) => {
+      if (v === false && vm.app.domains.list().some((d) => d !== vm && d.netvm === vm)) {
+        throw new QubesValueError("The qube is still used by other qubes, change theirs 'netvm' first");
+      }
     },
-  ),
+    afterChange: (vm) => announce(vm, 'gateway', 'gateway6'),
+  }),
   qrexec_timeout: intProp<Vm>(
-    'qrexec_timeout',
     'Seconds to wait for the qrexec agent after start.',
     fromTemplate(
       (): Def<number> => P.qrexec_timeout,
@@ -375,7 +352,6 @@ export const P = {
     },
   ),
   shutdown_timeout: intProp<Vm>(
-    'shutdown_timeout',
     'Seconds to wait for a clean shutdown.',
     fromTemplate(
       (): Def<number> => P.shutdown_timeout,
@@ -386,34 +362,21 @@ export const P = {
     },
   ),
   start_time: computed<Vm, string | null>(
-    'start_time',
     'str',
     'Time the domain was started (Unix time), empty when halted.',
     (vm) => (vm.startTime === null ? null : String(vm.startTime)),
   ),
-  stubdom_mem: intProp<Vm, null>('stubdom_mem', 'Memory (MiB) of the device-model stub domain.', null, {
+  stubdom_mem: intProp<Vm, null>('Memory (MiB) of the device-model stub domain.', null, {
     validate: positive('stubdom_mem'),
   }),
-  stubdom_uuid: computed<Vm, string | null>(
-    'stubdom_uuid',
-    'str',
-    'UUID of the stub domain, if any.',
-    () => '',
-  ),
-  stubdom_xid: computed<Vm, number>(
-    'stubdom_xid',
-    'int',
-    'Domain id of the stub domain, -1 if none.',
-    () => -1,
-  ),
+  stubdom_uuid: computed<Vm, string | null>('str', 'UUID of the stub domain, if any.', () => ''),
+  stubdom_xid: computed<Vm, number>('int', 'Domain id of the stub domain, -1 if none.', () => -1),
   updateable: computed<Vm, boolean>(
-    'updateable',
     'bool',
     'Whether changes to the root volume persist.',
     (vm) => vm.klass === 'TemplateVM' || vm.klass === 'StandaloneVM' || vm.klass === 'AdminVM',
   ),
   vcpus: intProp<Vm>(
-    'vcpus',
     'Number of virtual CPUs.',
     fromTemplate(
       (): Def<number> => P.vcpus,
@@ -422,7 +385,6 @@ export const P = {
     { validate: positive('vcpus') },
   ),
   virt_mode: strProp<Vm>(
-    'virt_mode',
     'Virtualisation mode: hvm, pv or pvh.',
     (vm) => (hasPci(vm) ? 'hvm' : virtModeFromTemplate(vm)),
     {
@@ -439,7 +401,6 @@ export const P = {
     },
   ),
   visible_gateway: computed<Vm, string | null>(
-    'visible_gateway',
     'str',
     'Default gateway as the domain sees it.',
     (vm): string | null => {
@@ -450,7 +411,6 @@ export const P = {
     },
   ),
   visible_gateway6: computed<Vm, string | null>(
-    'visible_gateway6',
     'str',
     'Default IPv6 gateway as the domain sees it.',
     (vm): string | null => {
@@ -459,40 +419,32 @@ export const P = {
     },
   ),
   visible_ip: computed<Vm, string | null>(
-    'visible_ip',
     'str',
     'IPv4 address as the domain sees it.',
     (vm): string | null => vm.featureWithTemplate('net.fake-ip') || vm.props.get(P.ip),
   ),
   visible_ip6: computed<Vm, string | null>(
-    'visible_ip6',
     'str',
     'IPv6 address as the domain sees it.',
     (vm): string | null => vm.props.get(P.ip6),
   ),
-  visible_netmask: computed<Vm, string | null>(
-    'visible_netmask',
-    'str',
-    'Netmask as the domain sees it.',
-    (vm) => {
-      const fake = vm.featureWithTemplate('net.fake-netmask');
-      if (fake) return fake;
-      const n = vm.netvm;
-      return n && n.isNetworked ? '255.255.255.255' : null;
-    },
-  ),
-  xid: computed<Vm, number>('xid', 'int', 'Hypervisor domain id, -1 when not running.', (vm) => vm.xid),
+  visible_netmask: computed<Vm, string | null>('str', 'Netmask as the domain sees it.', (vm) => {
+    const fake = vm.featureWithTemplate('net.fake-netmask');
+    if (fake) return fake;
+    const n = vm.netvm;
+    return n && n.isNetworked ? '255.255.255.255' : null;
+  }),
+  xid: computed<Vm, number>('int', 'Hypervisor domain id, -1 when not running.', (vm) => vm.xid),
 
-  audiovm: vmProp<Vm>('audiovm', 'Domain that provides audio to this one; empty for none.', appOf, {
+  audiovm: vmProp<Vm>('Domain that provides audio to this one; empty for none.', appOf, {
     allowNone: true,
     default: (vm) => vm.app.props.get(AP.default_audiovm),
   }),
-  guivm: vmProp<Vm>('guivm', 'Domain that provides the GUI to this one; empty for none.', appOf, {
+  guivm: vmProp<Vm>('Domain that provides the GUI to this one; empty for none.', appOf, {
     allowNone: true,
     default: (vm) => vm.app.props.get(AP.default_guivm),
   }),
   default_dispvm: vmProp<Vm>(
-    'default_dispvm',
     'Disposable template for disposables this domain starts; empty for none.',
     appOf,
     {
@@ -501,21 +453,15 @@ export const P = {
       validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'default_dispvm', v),
     },
   ),
-  management_dispvm: vmProp<Vm>(
-    'management_dispvm',
-    'Disposable template for management tasks on this domain.',
-    appOf,
-    {
-      allowNone: true,
-      default: fromTemplate(
-        (): Def<Vm | null> => P.management_dispvm,
-        (vm) => vm.app.props.get(AP.management_dispvm),
-      ),
-      validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'management_dispvm', v),
-    },
-  ),
+  management_dispvm: vmProp<Vm>('Disposable template for management tasks on this domain.', appOf, {
+    allowNone: true,
+    default: fromTemplate(
+      (): Def<Vm | null> => P.management_dispvm,
+      (vm) => vm.app.props.get(AP.management_dispvm),
+    ),
+    validate: (vm, v) => requireDispvmTemplate(`qube '${vm.name}'`, 'management_dispvm', v),
+  }),
   netvm: vmProp<Vm>(
-    'netvm',
     'Domain that provides network to this one. Empty: disconnected. Unset: the default netvm.',
     appOf,
     {
@@ -525,7 +471,7 @@ export const P = {
       preReset: (vm) => checkNetvmReset(vm),
     },
   ),
-  kernelopts: strProp<Vm>('kernelopts', 'Kernel command line additions.', defaultKernelopts, {
+  kernelopts: strProp<Vm>('Kernel command line additions.', defaultKernelopts, {
     stage: 4,
     validate: (_vm, v) => {
       const s = v === null ? '' : String(v);
@@ -533,67 +479,109 @@ export const P = {
       return s;
     },
   }),
-  bootmode: strProp<Vm>('bootmode', 'Boot mode (selects extra kernel options).', defaultBootmode, {
+  bootmode: strProp<Vm>('Boot mode (selects extra kernel options).', defaultBootmode, {
     stage: 4,
   }),
-  appvm_default_bootmode: strProp<Vm>(
-    'appvm_default_bootmode',
-    'Boot mode qubes based on this template use by default.',
-    (vm) => vm.features.get('boot-mode.appvm-default') ?? 'default',
-    { stage: 4 },
-  ),
+};
 
-  template_for_dispvms: boolProp<Vm>(
-    'template_for_dispvms',
-    'Whether disposables may be based on this domain.',
-    false,
-    {
-      preSet: (vm, v) => {
-        if (v === false) checkNotDispvmTemplateInUse(vm);
+/**
+ * The properties of the four local qube classes, with their value types: what the rest
+ * of the daemon reads them through (a store looks a property up by its name, so these
+ * read AdminVM's and RemoteVM's own declarations of the properties those classes share).
+ */
+export const P = declare(QUBES_VM);
+
+const templateForDispvms = boolProp<Vm>('Whether disposables may be based on this domain.', false, {
+  preSet: (vm, v) => {
+    if (v === false) checkNotDispvmTemplateInUse(vm);
+  },
+  preReset: (vm) => checkNotDispvmTemplateInUse(vm),
+  afterChange: (vm) => announce(vm, 'icon'),
+});
+
+/** AppVM's and DispVM's template: changed only while halted, never reset. */
+const templateChanges = {
+  preSet: (vm: Vm) => halted(vm, 'Cannot change template while qube is running'),
+  preReset: (vm: Vm) => refuseTemplateReset(vm),
+};
+
+/** The same declaration, read-only with a fixed value: dom0's identity and memory. */
+const fixed = <T extends PropValue>(decl: Decl<Vm, T>, value: T): Decl<Vm, T> =>
+  override(decl, { default: () => value, readOnly: true });
+
+/**
+ * Each class's properties, each listed once under its name; the store reports them in
+ * (stage, name) order. Upstream's AdminVM is a BaseVM of its own, not a QubesVM.
+ */
+export const VM_PROPS = {
+  AdminVM: declare({
+    uuid: fixed(BASE.uuid, '00000000-0000-0000-0000-000000000000'),
+    name: fixed(BASE.name, 'dom0'),
+    qid: fixed(BASE.qid, 0),
+    label: BASE.label,
+    klass: BASE.klass,
+    icon: BASE.icon,
+    devices_denied: QUBES_VM.devices_denied,
+    include_in_backups: QUBES_VM.include_in_backups,
+    keyboard_layout: override(QUBES_VM.keyboard_layout, { default: () => 'us++' }),
+    // Read-only: a qube's range check and running-state refusal have nothing to guard here.
+    maxmem: override(fixed(QUBES_VM.maxmem, 4096), { validate: undefined, preSet: undefined }),
+    updateable: QUBES_VM.updateable,
+    default_dispvm: override(QUBES_VM.default_dispvm, {
+      default: (vm) => vm.app.props.get(AP.default_dispvm),
+    }),
+  }),
+  TemplateVM: declare({
+    ...QUBES_VM,
+    appvm_default_bootmode: strProp<Vm>(
+      'Boot mode qubes based on this template use by default.',
+      (vm) => vm.features.get('boot-mode.appvm-default') ?? 'default',
+      { stage: 4 },
+    ),
+  }),
+  AppVM: declare({
+    ...QUBES_VM,
+    template_for_dispvms: templateForDispvms,
+    template: vmProp<Vm>('Template this domain is based on.', appOf, {
+      vmClass: TEMPLATE_VM,
+      ...templateChanges,
+    }),
+  }),
+  StandaloneVM: declare({ ...QUBES_VM, template_for_dispvms: templateForDispvms }),
+  DispVM: declare({
+    ...QUBES_VM,
+    auto_cleanup: boolProp<Vm>('Remove the disposable when it shuts down.', false),
+    dispid: intProp<Vm>('Number of the disposable, used in its name and address.', undefined, {
+      writeOnce: true,
+    }),
+    // Upstream: named in its template's preload-dispvm, or requested and not yet used (in progress again).
+    is_preload: computed<Vm, boolean>(
+      'bool',
+      'Whether this disposable is preloaded.',
+      (vm) =>
+        featureTrue(vm.features.get('preload-dispvm-in-progress')) ||
+        (vm.template?.features.get('preload-dispvm') ?? '').split(' ').includes(vm.name),
+    ),
+    template: vmProp<Vm>('Disposable template this disposable is based on.', appOf, {
+      validate: (_vm, t) => {
+        if (t && !t.bool('template_for_dispvms')) {
+          throw new QubesPropertyValueError('template for disposable must have template_for_dispvms=True');
+        }
       },
-      preReset: (vm) => checkNotDispvmTemplateInUse(vm),
-      afterChange: (vm) => announce(vm, 'icon'),
-    },
-  ),
-  appTemplate: vmProp<Vm>('template', 'Template this domain is based on.', appOf, {
-    vmClass: TEMPLATE_VM,
-    preSet: (vm) => halted(vm, 'Cannot change template while qube is running'),
-    preReset: (vm) => refuseTemplateReset(vm),
+      ...templateChanges,
+    }),
   }),
-  dispTemplate: vmProp<Vm>('template', 'Disposable template this disposable is based on.', appOf, {
-    validate: (_vm, t) => {
-      if (t && !t.bool('template_for_dispvms')) {
-        throw new QubesPropertyValueError('template for disposable must have template_for_dispvms=True');
-      }
-    },
-    preSet: (vm) => halted(vm, 'Cannot change template while qube is running'),
-    preReset: (vm) => refuseTemplateReset(vm),
+  RemoteVM: declare({
+    ...BASE,
+    include_in_backups: QUBES_VM.include_in_backups,
+    remote_name: strProp<Vm, null>('Name of the domain on the remote host.', null),
+    transport_rpc: strProp<Vm, null>('qrexec service that carries calls to the remote host.', null),
+    relayvm: vmProp<Vm>('Domain that relays qrexec calls to the remote host.', appOf, {
+      allowNone: true,
+      default: () => null,
+    }),
   }),
-  auto_cleanup: boolProp<Vm>('auto_cleanup', 'Remove the disposable when it shuts down.', false),
-  dispid: intProp<Vm>('dispid', 'Number of the disposable, used in its name and address.', undefined, {
-    writeOnce: true,
-  }),
-  // Upstream: named in its template's preload-dispvm, or requested and not yet used (in progress again).
-  is_preload: computed<Vm, boolean>(
-    'is_preload',
-    'bool',
-    'Whether this disposable is preloaded.',
-    (vm) =>
-      featureTrue(vm.features.get('preload-dispvm-in-progress')) ||
-      (vm.template?.features.get('preload-dispvm') ?? '').split(' ').includes(vm.name),
-  ),
-
-  remote_name: strProp<Vm, null>('remote_name', 'Name of the domain on the remote host.', null),
-  transport_rpc: strProp<Vm, null>(
-    'transport_rpc',
-    'qrexec service that carries calls to the remote host.',
-    null,
-  ),
-  relayvm: vmProp<Vm>('relayvm', 'Domain that relays qrexec calls to the remote host.', appOf, {
-    allowNone: true,
-    default: () => null,
-  }),
-} as const;
+};
 
 /** Upstream's netvm setter: the target provides network and is not downstream of the qube. */
 function checkNetvmTarget(vm: Vm, target: Vm | null): void {

@@ -1,6 +1,6 @@
 import type { App } from './app.js';
 import { QubesPropertyValueError } from './errors.js';
-import type { PropertyDef, PropertyHolder, PropValue } from './property.js';
+import type { Decl, PropertyDef, PropertyHolder, PropValue } from './property.js';
 import type { Vm } from './vm.js';
 
 export interface VmRefOptions<H extends PropertyHolder> {
@@ -21,13 +21,12 @@ export const TEMPLATE_VM = { name: 'TemplateVM', accepts: (vm: Vm) => vm.klass =
 
 /** A property whose value is another domain (upstream's VMProperty); '' on the wire means None. */
 export function vmProp<H extends PropertyHolder>(
-  name: string,
   help: string,
   appOf: (holder: H) => App,
   options: VmRefOptions<H> = {},
-): PropertyDef<H, Vm | null> {
+): Decl<H, Vm | null> {
   const vmClass = options.vmClass ?? LOCAL_VM;
-  return {
+  return (name) => ({
     name,
     type: 'vm',
     stage: options.stage ?? 4,
@@ -41,7 +40,8 @@ export function vmProp<H extends PropertyHolder>(
       return vm;
     },
     validate: (holder, value) => {
-      if (value === null) {
+      const vm = asVm(value);
+      if (vm === null) {
         if (!options.allowNone) {
           throw new QubesPropertyValueError(
             `Invalid value None for property '${name}' of ${holder.holderName}`,
@@ -50,7 +50,6 @@ export function vmProp<H extends PropertyHolder>(
         options.validate?.(holder, null);
         return null;
       }
-      const vm = value as Vm;
       if (!vmClass.accepts(vm)) {
         throw new QubesPropertyValueError(
           `wrong VM class: domains['${vm.name}'] is of type ${vm.klass} and not ${vmClass.name}`,
@@ -62,7 +61,7 @@ export function vmProp<H extends PropertyHolder>(
     preSet: options.preSet,
     preReset: options.preReset,
     afterChange: options.afterChange,
-  };
+  });
 }
 
 /** The template_for_dispvms check shared by default_dispvm and management_dispvm. */

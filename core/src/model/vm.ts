@@ -79,8 +79,8 @@ export class Vm implements PropertyHolder {
 
   /** The VM this one is based on (AppVM, DispVM), or null. */
   get template(): Vm | null {
-    if (!VM_CLASSES[this.klass].hasTemplate) return null;
-    return this.props.tryGet(P.appTemplate) ?? null;
+    const template = VM_CLASSES[this.klass].template;
+    return template ? (this.props.tryGet(template) ?? null) : null;
   }
 
   get netvm(): Vm | null {

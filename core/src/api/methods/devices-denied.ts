@@ -1,6 +1,7 @@
 import { ProtocolError } from '../../model/errors.js';
 import { splitInterfaces } from '../../model/denied-interfaces.js';
 import { isAscii } from '../../model/validate.js';
+import { P } from '../../model/vm-properties.js';
 import type { CallContext } from '../call-context.js';
 
 /**
@@ -9,14 +10,12 @@ import type { CallContext } from '../call-context.js';
  * are valid is the property setter's business, as upstream has it.
  */
 function current(ctx: CallContext): string {
-  return String(ctx.dest.props.get('devices_denied') ?? '');
+  return ctx.dest.props.get(P.devices_denied);
 }
 
-function payloadInterfaces(ctx: CallContext, allowAll: boolean): string[] | 'all' {
+function payloadText(ctx: CallContext): string {
   if (!isAscii(ctx.payload)) throw new ProtocolError('Device interface contains non-ASCII characters');
-  const text = ctx.payload.toString('ascii');
-  if (allowAll && text === 'all') return 'all';
-  return splitInterfaces(text);
+  return ctx.payload.toString('ascii');
 }
 
 function requireUnique(codes: readonly string[]): void {
@@ -29,15 +28,15 @@ export const devicesDenied = {
   list: (ctx: CallContext): string => splitInterfaces(current(ctx)).join('\n'),
   /** Always sets (the setter drops duplicates), so events fire even when nothing changes. */
   add: (ctx: CallContext): undefined => {
-    const added = payloadInterfaces(ctx, false) as string[];
+    const added = splitInterfaces(payloadText(ctx));
     requireUnique(added);
     ctx.dest.props.set('devices_denied', current(ctx) + added.join(''));
     return undefined;
   },
   remove: (ctx: CallContext): undefined => {
     const denied = splitInterfaces(current(ctx));
-    const requested = payloadInterfaces(ctx, true);
-    const removed = requested === 'all' ? denied : requested;
+    const text = payloadText(ctx);
+    const removed = text === 'all' ? denied : splitInterfaces(text);
     requireUnique(removed);
     const kept = denied.filter((c) => !removed.includes(c)).join('');
     if (kept !== current(ctx)) ctx.dest.props.set('devices_denied', kept);

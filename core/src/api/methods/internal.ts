@@ -1,10 +1,9 @@
 import type { App } from '../../model/app.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
-import { P } from '../../model/vm-properties.js';
+import { P, VM_PROPS } from '../../model/vm-properties.js';
 
-const nameOrNull = (v: unknown): string | null =>
-  v && typeof v === 'object' && 'name' in v ? (v as Vm).name : null;
+const nameOrNull = (v: Vm | null | undefined): string | null => v?.name ?? null;
 
 /**
  * What the qrexec policy needs to know of every domain, in the shape of
@@ -19,12 +18,12 @@ export function systemInfo(app: App) {
       tags: vm.tags.list(),
       type: vm.klass,
       template_for_dispvms: has('template_for_dispvms') ? vm.bool('template_for_dispvms') : false,
-      default_dispvm: has('default_dispvm') ? nameOrNull(vm.props.tryGet('default_dispvm')) : null,
-      icon: String(vm.props.tryGet('icon') ?? ''),
+      default_dispvm: has('default_dispvm') ? nameOrNull(vm.props.tryGet(P.default_dispvm)) : null,
+      icon: vm.props.tryGet(P.icon) ?? '',
       label: vm.label.color,
-      guivm: has('guivm') ? nameOrNull(vm.props.tryGet('guivm')) : null,
-      relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet('relayvm')) : null,
-      transport_rpc: has('transport_rpc') ? (vm.props.tryGet(P.transport_rpc) ?? null) : null,
+      guivm: has('guivm') ? nameOrNull(vm.props.tryGet(P.guivm)) : null,
+      relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet(VM_PROPS.RemoteVM.relayvm)) : null,
+      transport_rpc: has('transport_rpc') ? (vm.props.tryGet(VM_PROPS.RemoteVM.transport_rpc) ?? null) : null,
       power_state: vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState,
       uuid: vm.uuid,
     };

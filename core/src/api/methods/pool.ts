@@ -1,3 +1,4 @@
+import { AP } from '../../model/app-properties.js';
 import { PermissionDenied, ProtocolError } from '../../model/errors.js';
 import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
@@ -16,11 +17,11 @@ function poolName(ctx: CallContext): string {
 }
 
 const DEFAULT_POOL_PROPS = [
-  'default_pool',
-  'default_pool_kernel',
-  'default_pool_private',
-  'default_pool_root',
-  'default_pool_volatile',
+  AP.default_pool,
+  AP.default_pool_kernel,
+  AP.default_pool_private,
+  AP.default_pool_root,
+  AP.default_pool_volatile,
 ];
 
 export const pool = {
@@ -43,7 +44,7 @@ export const pool = {
 
   remove: async (ctx: CallContext): Promise<undefined> => {
     const defaults = Object.fromEntries(
-      DEFAULT_POOL_PROPS.map((p) => [p, ctx.app.props.tryGet(p) as string | undefined]),
+      DEFAULT_POOL_PROPS.map((p) => [p.name, ctx.app.props.tryGet(p) ?? undefined]),
     );
     await ctx.services.storage.registry.removePool(poolName(ctx), defaults);
     return undefined;

@@ -2,7 +2,7 @@ import { QubesValueError } from '../../model/errors.js';
 import type { Properties, PropertyDef, PropValue } from '../../model/property.js';
 import { NoValue, wireString } from '../../model/property.js';
 import { isAscii, isPythonPrintable, validateName } from '../../model/validate.js';
-import type { Vm } from '../../model/vm.js';
+import { asVm } from '../../model/vm-ref.js';
 import type { CallContext } from '../call-context.js';
 import { requireReferable } from '../references.js';
 
@@ -81,7 +81,7 @@ function makeHandlers(storeOf: (ctx: CallContext) => Store) {
       const store = storeOf(ctx);
       const def = store.def(ctx.arg);
       const value = store.parse(def.name, sanitize(def, ctx.payload));
-      if (def.type === 'vm') requireReferable(ctx, value as Vm | null, def.name);
+      if (def.type === 'vm') requireReferable(ctx, asVm(value), def.name);
       store.set(def.name, value);
       return undefined;
     },

@@ -23,6 +23,7 @@ import type { CallContext } from '../call-context.js';
 import { requireReferable } from '../references.js';
 import { freeDispid, newDisposable } from '../../lifecycle/new-disposable.js';
 import { P } from '../../model/vm-properties.js';
+import { AP } from '../../model/app-properties.js';
 
 /** dom0 and remote domains are always reported running: nothing here powers them. */
 function listState(vm: Vm): string {
@@ -34,8 +35,8 @@ function listLine(vm: Vm): string {
 }
 
 interface CreateOptions {
-  name?: string;
-  label?: Label;
+  name: string;
+  label: Label;
   pool?: string;
   pools: Map<string, string>;
 }
@@ -45,7 +46,7 @@ const POOL_VOLUMES = ['root', 'private', 'volatile', 'kernel'];
 /** Parses the Create payload the way upstream's _vm_create does, in the same order of checks. */
 function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions {
   if (!isAscii(ctx.payload)) throw new ProtocolError('Parameters contains non-ASCII characters');
-  const opts: CreateOptions = { pools: new Map() };
+  const opts: Partial<CreateOptions> & Pick<CreateOptions, 'pools'> = { pools: new Map() };
   const seen = new Set<string>();
   for (const param of ctx.payload.toString('ascii').split(' ')) {
     const eq = param.indexOf('=');
@@ -83,19 +84,18 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
   if (opts.pool && opts.pools.size > 0) {
     throw new ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
   }
-  return opts;
+  return { ...opts, name: opts.name, label: opts.label };
 }
 
 /** The template named by the argument, else the default one; upstream's add_new_vm and DispVM constructor checks. */
 function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
-  if (!VM_CLASSES[klass].hasTemplate) return null;
+  if (!VM_CLASSES[klass].template) return null;
   let template: Vm | null;
   if (ctx.arg !== '') {
     template = ctx.app.domains.get(ctx.arg);
     requireReferable(ctx, template, 'template');
   } else {
-    template = (ctx.app.props.tryGet(klass === 'DispVM' ? 'default_dispvm' : 'default_template') ??
-      null) as Vm | null;
+    template = ctx.app.props.tryGet(klass === 'DispVM' ? AP.default_dispvm : AP.default_template) ?? null;
     if (!template)
       throw new QubesValueError('Template for the qube not specified, nor default template set.');
   }
@@ -109,11 +109,11 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
 
 /** Upstream's _vm_create checks, in its order: payload, existing name, unknown template, unknown pool. */
 function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool: boolean): CreateOptions {
-  if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].hasTemplate)) {
+  if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].template)) {
     throw new ProtocolError(`${klass} cannot be based on template`);
   }
   const opts = parseCreatePayload(ctx, allowPool);
-  const name = opts.name as string;
+  const name = opts.name;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
   if (ctx.arg !== '' && !ctx.app.domains.byName(ctx.arg)) throw new QubesVMNotFoundError(ctx.arg);
   for (const pool of [opts.pool, ...opts.pools.values()]) {
@@ -134,10 +134,10 @@ function refuseAdminVm(allowPool: boolean) {
 
 async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean): Promise<undefined> {
   const opts = checkCreate(ctx, klass, allowPool);
-  const name = opts.name as string;
+  const name = opts.name;
   const template = templateFor(ctx, klass);
   const dispid = klass === 'DispVM' ? freeDispid(ctx.app) : null;
-  const vm = ctx.app.addVm(klass, { name, label: opts.label as Label });
+  const vm = ctx.app.addVm(klass, { name, label: opts.label });
   try {
     if (dispid !== null) vm.props.init('dispid', dispid);
     if (template) vm.props.initChecked('template', template);
