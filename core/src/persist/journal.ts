@@ -157,7 +157,9 @@ export class Journal {
     record.writeUInt32LE(payload.length, 0);
     checksum(payload).copy(record, 4);
     payload.copy(record, HEADER);
-    await fh.write(record, 0, record.length, this.size);
+    // A nearly full disk can take part of a record: write the rest, or fail on ENOSPC.
+    for (let done = 0; done < record.length;)
+      done += (await fh.write(record, done, record.length - done, this.size + done)).bytesWritten;
     await fh.datasync();
     this.size += record.length;
     this.seq++;
