@@ -32,23 +32,16 @@ export function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** `args` go after the defaults (e.g. `--backend process`); `nodeArgs` before the script (e.g. `--cpu-prof`). */
-export async function startOdysseyd(args = [], nodeArgs = []) {
+/**
+ * `args` go after the defaults (e.g. `--backend process`); `nodeArgs` before the script (e.g. `--cpu-prof`);
+ * `main` is the daemon's entry point (another build's, for an A/B).
+ */
+export async function startOdysseyd(args = [], nodeArgs = [], main = join(ROOT, 'core/dist/daemon/main.js')) {
   const dir = await mkdtemp(join(tmpdir(), 'odyssey-bench-'));
   const socket = join(dir, 'qubesd.sock');
   const proc = spawn(
     process.execPath,
-    [
-      ...nodeArgs,
-      join(ROOT, 'core/dist/daemon/main.js'),
-      '--socket',
-      socket,
-      '--state-dir',
-      dir,
-      '--log-level',
-      'error',
-      ...args,
-    ],
+    [...nodeArgs, main, '--socket', socket, '--state-dir', dir, '--log-level', 'error', ...args],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
     },

@@ -107,8 +107,19 @@ async function waitFor(condition: () => Promise<boolean> | boolean): Promise<voi
 const xidOf = async (vm: string): Promise<string> => (await text(['prefs', vm, 'xid'])).stdout.trim();
 const names = async (): Promise<string[]> =>
   (await text(['ls', '--raw-list'])).stdout.split('\n').filter(Boolean);
+/**
+ * The qubes.xml odysseyd would start from: its journal's last whole record (core's own reader,
+ * from the build the test runs), else qubes.xml, which lags the journal until a checkpoint.
+ */
+async function persistedXml(): Promise<string> {
+  const { replayJournal } = (await import(repo('core/dist/persist/journal.js'))) as {
+    replayJournal(bytes: Buffer): { readonly document: string | null };
+  };
+  const journal = await readFile(join(stateDir, 'qubes.xml.journal')).catch(() => Buffer.alloc(0));
+  return replayJournal(journal).document ?? (await readFile(join(stateDir, 'qubes.xml'), 'utf8'));
+}
 const disposablesInXml = async (): Promise<string[]> =>
-  [...(await readFile(join(stateDir, 'qubes.xml'), 'utf8')).matchAll(/class="DispVM"/g)].map((m) => m[0]);
+  [...(await persistedXml()).matchAll(/class="DispVM"/g)].map((m) => m[0]);
 const backendDomains = async (): Promise<string[]> =>
   (await readdir(join(stateDir, 'run', 'process'))).filter((name) => name.startsWith('disp'));
 

@@ -152,6 +152,8 @@ export class Daemon {
         // What upstream's first init sets explicitly.
         app.props.init('default_pool_kernel', 'linux-kernel');
         await store.save();
+        // qubes.xml exists from the first start on, as upstream's qubesd creates it.
+        await store.flush();
       }
       logDisposables(app, log);
       const vmFiles = c.resolve(VmDirFiles);
@@ -404,7 +406,7 @@ export class Daemon {
     await this.hosts?.qubesdb.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.policyStore?.close();
-    await this.store.save();
+    await this.store.close();
     const vmm = this.backend.current;
     this.backend.unavailable('daemon stopped');
     await vmm?.close().catch(() => undefined);

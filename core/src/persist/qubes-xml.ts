@@ -105,29 +105,46 @@ export class QubesXmlWriter {
   }
 
   serialize(): string {
+    const { head, domains } = this.parts();
+    return qubesDocument(
+      head,
+      domains.map(([, xml]) => xml),
+    );
+  }
+
+  /**
+   * The document in pieces: everything before `<domains>` (labels, pools,
+   * global properties) and each domain's element, in order. The journal
+   * records these, so a record after one change repeats only that domain.
+   */
+  parts(): { readonly head: string; readonly domains: readonly (readonly [Vm, string])[] } {
     const live = new Set(this.app.domains.list());
     for (const vm of this.fragments.keys()) if (!live.has(vm)) this.fragments.delete(vm);
-    return this.document((vm) => {
+    const domains = this.app.domains.list().map((vm) => {
       let xml = this.fragments.get(vm);
       if (xml === undefined) {
         xml = this.domainXml(vm, vm.features.entries());
         this.fragments.set(vm, xml);
       }
-      return xml;
+      return [vm, xml] as const;
     });
+    return { head: this.head(), domains };
   }
 
   /** The document with each domain's features as `features` gives them (a backup's view); not cached. */
   serializeWithFeatures(features: (vm: Vm) => Iterable<readonly [string, string]>): string {
-    return this.document((vm) => this.domainXml(vm, features(vm)));
+    return qubesDocument(
+      this.head(),
+      this.app.domains.list().map((vm) => this.domainXml(vm, features(vm))),
+    );
   }
 
   private domainXml(vm: Vm, features: Iterable<readonly [string, string]>): string {
     return renderXml(domainNode(vm, this.storage.volumes(vm), features), 2);
   }
 
-  private document(domainXml: (vm: Vm) => string): string {
-    const head = [
+  private head(): string {
+    return [
       xmlEl(
         'labels',
         {},
@@ -139,11 +156,16 @@ export class QubesXmlWriter {
         this.storage.pools().map((p) => xmlEl('pool', p)),
       ),
       xmlEl('properties', {}, propertiesOf(this.app.props)),
-    ].map((e) => renderXml(e, 1));
-    const domains = this.app.domains.list().map(domainXml);
-    const body = domains.length > 0 ? `  <domains>\n${domains.join('')}  </domains>\n` : '  <domains/>\n';
-    return `<qubes>\n${head.join('')}${body}</qubes>\n`;
+    ]
+      .map((e) => renderXml(e, 1))
+      .join('');
   }
+}
+
+/** qubes.xml from its head (labels, pools, global properties) and its domains' elements. */
+export function qubesDocument(head: string, domains: readonly string[]): string {
+  const body = domains.length > 0 ? `  <domains>\n${domains.join('')}  </domains>\n` : '  <domains/>\n';
+  return `<qubes>\n${head}${body}</qubes>\n`;
 }
 
 // ---- loading ----------------------------------------------------------------

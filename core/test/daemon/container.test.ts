@@ -30,6 +30,7 @@ describe('the daemon container', () => {
     expect(vmm.domains.get('work')?.state).toBe('Running');
     const startTime = await d.ok('admin.vm.property.Get', 'work', 'start_time');
     expect(startTime.split(' ').at(-1)).toBe('1767323045.5');
+    await d.daemon.store.flush();
     expect(await readFile(join(d.stateDir, 'qubes.xml'), 'utf8')).toContain(
       '<property name="name">work</property>',
     );

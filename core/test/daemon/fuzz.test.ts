@@ -1,11 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { rawCall, request } from '../support/harness.js';
 import type { SpawnedDaemon } from '../support/spawn.js';
 import { cleanUp, spawnDaemon } from '../support/spawn.js';
+import { persistedXml } from '../support/persisted.js';
 
 /** mulberry32: a small seeded PRNG, so that a failing frame can be reproduced from the printed seed. */
 function prng(seed: number): () => number {
@@ -101,8 +99,7 @@ afterAll(() => cleanUp([d]));
 
 describe('fuzzing the admin socket', () => {
   it('survives 10,000 random and mutated frames and changes nothing', async () => {
-    const xmlPath = join(d.stateDir, 'qubes.xml');
-    const before = await readFile(xmlPath);
+    const before = await persistedXml(d.stateDir);
     const seed = Number(process.env.ODYSSEY_FUZZ_SEED ?? 20261124);
     const rnd = prng(seed);
     const frames = Array.from({ length: 10_000 }, (_, i) =>
@@ -127,7 +124,7 @@ describe('fuzzing the admin socket', () => {
     expect(d.proc.exitCode).toBeNull();
     expect(kinds.ok + kinds.exception + kinds.empty).toBe(10_000);
     expect(kinds.exception).toBeGreaterThan(1000);
-    expect((await readFile(xmlPath)).equals(before)).toBe(true);
+    expect(await persistedXml(d.stateDir)).toBe(before);
     const r = await rawCall(d.socket, request('admin.vm.property.Get', 'work', 'label'));
     expect(r.toString('latin1')).toBe('0\0default=False type=label red');
   }, 120_000);

@@ -61,6 +61,8 @@ describe('a full disk while saving qubes.xml', () => {
     const d = await startDaemon({ stateDir: mnt });
     daemons.push(d);
     await d.ok('admin.vm.feature.Set', 'dom0', 'before', '1');
+    // Checkpointed now, so no idle checkpoint is pending while the disk is full.
+    await d.daemon.store.flush();
     const old = await readFile(join(mnt, 'qubes.xml'));
     const filler = await fill(mnt);
 
@@ -93,6 +95,7 @@ describe('a full disk while saving qubes.xml', () => {
     const old = randomBytes(65536);
     const withSize = (data: Buffer) => Buffer.concat([Buffer.from(`${data.length}\n`), data]);
     await d.ok('admin.vm.volume.ImportWithSize', 'sa', 'private', withSize(old));
+    await d.daemon.store.flush();
     const xml = await readFile(join(mnt, 'qubes.xml'));
     const filler = await fill(mnt);
 

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from '../support/harness.js';
 import { call, until } from '../support/killed-daemon.js';
 import { spawnDaemon, type SpawnedDaemon } from '../support/spawn.js';
+import { persistedXml } from '../support/persisted.js';
 
 // Issue 11 item 6: libvirtd killed during a start, QEMU killed during a shutdown, on the kvm backend
 // with QEMU/TCG guests (the busybox guest image), a private libvirtd and odysseyd as its own process.
@@ -265,7 +266,7 @@ describe.skipIf(skip)('hypervisor parts killed (kvm backend, QEMU/TCG guests, pr
       if ((await powerState(VM)) !== 'Halted') await ok('admin.vm.Kill', VM);
       // The daemon's own wait for the agent, which a stopped guest never meets.
       if (hang) await ok('admin.vm.property.Set', VM, 'qrexec_timeout', '15');
-      const qubesXml = await readFile(join(stateDir, 'qubes.xml'));
+      const qubesXml = await persistedXml(stateDir);
       const libvirtd = Number((await readFile(join(libvirtDir, 'libvirtd.pid'), 'utf8')).trim());
       const events = new EventLog(d.socket);
       let reply: string;
@@ -307,7 +308,7 @@ describe.skipIf(skip)('hypervisor parts killed (kvm backend, QEMU/TCG guests, pr
 
       const state = await expectConsistent(VM);
       console.log(`[hypervisor-killed] after the restarts: ${state}, libvirt: ${await libvirtState(VM)}`);
-      expect(await readFile(join(stateDir, 'qubes.xml'))).toEqual(qubesXml);
+      expect(await persistedXml(stateDir)).toBe(qubesXml);
       if (state === 'Running') {
         await ok('admin.vm.Kill', VM);
         expect(await expectConsistent(VM)).toBe('Halted');

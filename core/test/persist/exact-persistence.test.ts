@@ -156,14 +156,17 @@ async function freshDaemon(): Promise<TestDaemon> {
 
 /**
  * Makes one call and returns null when it succeeded, else the exception's
- * type; a refusal must leave qubes.xml as it was.
+ * type; a refusal must leave qubes.xml as it was (both read after a checkpoint,
+ * which writes what the journal holds).
  */
 async function attempt(t: TestDaemon, value: string, call: () => Promise<Buffer>): Promise<string | null> {
   const xmlPath = join(t.stateDir, 'qubes.xml');
+  await t.daemon.store.flush();
   const before = await readFile(xmlPath);
   const reply = await call();
   if (isOk(reply)) return null;
   expect(reply[0], `reply to ${JSON.stringify(value)}`).toBe(0x32);
+  await t.daemon.store.flush();
   expect(await readFile(xmlPath)).toEqual(before);
   return excType(reply);
 }
@@ -247,6 +250,7 @@ describe('exact persistence', () => {
         // A backup's qubes.xml is the same writer's document with the backup's features added;
         // with the live features it is qubes.xml byte for byte, so what holds here holds there.
         const backupView = t.daemon.store.writer.serializeWithFeatures((vm) => vm.features.entries());
+        await t.daemon.store.flush();
         expect(backupView).toBe(await readFile(join(t.stateDir, 'qubes.xml'), 'utf8'));
         await t.daemon.stop();
         d = null;

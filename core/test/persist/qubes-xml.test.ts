@@ -64,6 +64,8 @@ describe('qubes.xml', () => {
     d = await startDaemon();
     await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=green');
     await d.ok('admin.vm.property.Set', 'sa', 'memory', '777');
+    // Saves go to the journal; qubes.xml gets them at a checkpoint.
+    await d.daemon.store.flush();
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     expect(xml).toContain('<label id="label-4" color="0x73d216">green</label>');
     expect(xml).toContain('<pool name="varlibqubes"');
@@ -117,6 +119,7 @@ describe('qubes.xml', () => {
       "mode='required' _no-strict-reset='True'",
     );
     await d.ok('admin.vm.device.block.Assign', 'work', 'sys-net+xvdi+abc', "mode='auto-attach'");
+    await d.daemon.store.flush();
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     expect(xml).toContain(
       '      </tags>\n' +
@@ -146,6 +149,7 @@ describe('qubes.xml', () => {
     expect(await d.ok('admin.vm.property.Get', 'work', 'virt_mode')).toBe('default=True type=str hvm');
     await d.ok('admin.vm.device.pci.Unassign', 'work', 'dom0+00_14.0');
     await d.ok('admin.vm.device.block.Unassign', 'work', 'sys-net+xvdi+abc');
+    await d.daemon.store.flush();
     expect(await readFile(join(stateDir, 'qubes.xml'), 'utf8')).not.toContain('<devices');
   });
 

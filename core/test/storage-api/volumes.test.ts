@@ -49,6 +49,7 @@ describe('volumes through the Admin API', () => {
       exc('PermissionDenied', "Argument not in 'work volumes'"),
     );
     expect(await d.ok('admin.vm.volume.List', 'dom0')).toBe('');
+    await d.daemon.store.flush();
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     expect(xml).toContain(
       '<volume name="private" pool="varlibqubes" vid="appvms/work/private" revisions_to_keep="1" rw="True" save_on_stop="True" snap_on_start="False" size="2147483648"/>',
@@ -64,6 +65,7 @@ describe('volumes through the Admin API', () => {
     await d.ok('admin.vm.volume.Resize', 'work', 'private', '3221225472');
     await d.ok('admin.vm.volume.Set.rw', 'work', 'root', 'False');
     expect(await d.ok('admin.vm.volume.Info', 'work', 'root')).toContain('rw=False\n');
+    await d.daemon.store.flush();
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     expect(xml).toContain(
       'vid="appvms/work/private" revisions_to_keep="1" rw="True" save_on_stop="True" snap_on_start="False" size="3221225472"',

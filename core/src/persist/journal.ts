@@ -1,0 +1,194 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+import type { Vm } from '../model/vm.js';
+import { qubesDocument } from './qubes-xml.js';
+
+/**
+ * The write-ahead journal of qubes.xml: each acknowledged save is one record
+ * appended with one fdatasync, instead of a rewritten qubes.xml with a file
+ * fsync, a rename and a directory fsync. A record holds the document's head
+ * (labels, pools, global properties) and the ordered list of domains, each
+ * with its element only if it differs from the previous record's, so replay
+ * rebuilds exactly the bytes a direct save would have written: removals are
+ * domains missing from the list, everything global is in every record.
+ *
+ * Record: u32 LE payload length, 8 bytes of the payload's SHA-256, payload
+ * (JSON `{s, h, d}`: sequence number, head, `[key, element | null]`). A torn
+ * or corrupt tail fails the length, checksum, shape or sequence check, and
+ * replay stops before it. The sequence number continues across truncations,
+ * so bytes of an older generation behind a shorter record are never taken for
+ * its successor; the first record after a truncation holds every element.
+ */
+const HEADER = 12;
+const SUM = 8;
+/** Bounds a record read back: a length beyond it is a torn or foreign tail. */
+const MAX_RECORD = 256 * 1024 * 1024;
+
+interface Payload {
+  readonly s: number;
+  readonly h: string;
+  readonly d: readonly (readonly [number, string | null])[];
+}
+
+function checksum(payload: Buffer): Buffer {
+  return createHash('sha256').update(payload).digest().subarray(0, SUM);
+}
+
+function isPayload(v: unknown): v is Payload {
+  if (typeof v !== 'object' || v === null) return false;
+  const p = v as Record<string, unknown>;
+  return (
+    Number.isSafeInteger(p.s) &&
+    typeof p.h === 'string' &&
+    Array.isArray(p.d) &&
+    p.d.every(
+      (e: unknown) =>
+        Array.isArray(e) &&
+        e.length === 2 &&
+        Number.isSafeInteger(e[0]) &&
+        (typeof e[1] === 'string' || e[1] === null),
+    )
+  );
+}
+
+/** What replay found: the document of the last whole record, and where the next record goes. */
+export interface Replayed {
+  readonly document: string | null;
+  readonly records: number;
+  readonly nextSeq: number;
+}
+
+/** Reads the whole records of a journal's bytes, stopping at the first torn or inconsistent one. */
+export function replayJournal(bytes: Buffer): Replayed {
+  let pos = 0;
+  let seq: number | null = null;
+  let records = 0;
+  let document: string | null = null;
+  let elements = new Map<number, string>();
+  while (bytes.length - pos >= HEADER) {
+    const len = bytes.readUInt32LE(pos);
+    if (len > MAX_RECORD || len > bytes.length - pos - HEADER) break;
+    const payload = bytes.subarray(pos + HEADER, pos + HEADER + len);
+    if (!checksum(payload).equals(bytes.subarray(pos + 4, pos + HEADER))) break;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(payload.toString('utf8'));
+    } catch {
+      break;
+    }
+    if (!isPayload(parsed) || (seq !== null && parsed.s !== seq + 1)) break;
+    const next = new Map<number, string>();
+    let whole = true;
+    for (const [key, xml] of parsed.d) {
+      const el = xml ?? elements.get(key);
+      if (el === undefined || next.has(key)) {
+        whole = false;
+        break;
+      }
+      next.set(key, el);
+    }
+    if (!whole) break;
+    elements = next;
+    seq = parsed.s;
+    records++;
+    document = qubesDocument(parsed.h, [...next.values()]);
+    pos += HEADER + len;
+  }
+  return { document, records, nextSeq: seq === null ? 0 : seq + 1 };
+}
+
+/** The open journal file; appends are positioned, one at a time (StateStore orders them). */
+export class Journal {
+  private fh: FileHandle | null = null;
+  private size = 0;
+  private seq = 0;
+  private keys = new WeakMap<Vm, number>();
+  private nextKey = 0;
+  /** Each domain's element as the last durable record holds it: a later record repeats only the changed ones. */
+  private recorded = new Map<Vm, string>();
+  /** Records since the last truncation. */
+  records = 0;
+
+  constructor(readonly path: string) {}
+
+  get bytes(): number {
+    return this.size;
+  }
+
+  /** Opens (creating) the journal and replays it; the caller checkpoints a non-null document, then truncates. */
+  async open(): Promise<Replayed> {
+    let bytes: Buffer;
+    let created = false;
+    try {
+      bytes = await readFile(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      bytes = Buffer.alloc(0);
+      created = true;
+    }
+    const replayed = replayJournal(bytes);
+    this.fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o660);
+    this.size = bytes.length;
+    this.seq = replayed.nextSeq;
+    this.records = replayed.records;
+    if (created) {
+      // The file's directory entry must be durable before a record in it is acknowledged.
+      const dh = await open(dirname(this.path), 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    }
+    return replayed;
+  }
+
+  /** Appends the document's state durably; on failure nothing is counted and the next record overwrites the tail. */
+  async append(head: string, domains: readonly (readonly [Vm, string])[]): Promise<void> {
+    const fh = this.fh;
+    if (!fh) throw new Error(`journal ${this.path} is not open`);
+    const d = domains.map(([vm, xml]) => [this.key(vm), this.recorded.get(vm) === xml ? null : xml] as const);
+    const payload = Buffer.from(JSON.stringify({ s: this.seq, h: head, d }), 'utf8');
+    const record = Buffer.allocUnsafe(HEADER + payload.length);
+    record.writeUInt32LE(payload.length, 0);
+    checksum(payload).copy(record, 4);
+    payload.copy(record, HEADER);
+    // A nearly full disk can take part of a record: write the rest, or fail on ENOSPC.
+    for (let done = 0; done < record.length;)
+      done += (await fh.write(record, done, record.length - done, this.size + done)).bytesWritten;
+    await fh.datasync();
+    this.size += record.length;
+    this.seq++;
+    this.records++;
+    this.recorded = new Map(domains);
+  }
+
+  /** Empties the journal once qubes.xml holds its state; the next record holds every element. */
+  async truncate(): Promise<void> {
+    const fh = this.fh;
+    if (!fh) throw new Error(`journal ${this.path} is not open`);
+    await fh.truncate(0);
+    await fh.sync();
+    this.size = 0;
+    this.records = 0;
+    this.recorded = new Map();
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close();
+    this.fh = null;
+  }
+
+  private key(vm: Vm): number {
+    let k = this.keys.get(vm);
+    if (k === undefined) {
+      k = this.nextKey++;
+      this.keys.set(vm, k);
+    }
+    return k;
+  }
+}
