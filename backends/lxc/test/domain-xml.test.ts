@@ -60,6 +60,58 @@ describe('lxc domain XML', () => {
     ]);
   });
 
+  it('mounts image-file volumes from where they are mounted on the host, the root writable unless it is read-only', () => {
+    const images: DomainSpec = {
+      ...spec,
+      volumes: [
+        { name: 'root', role: 'root', path: '/var/lib/qubes/work/root.img', format: 'raw', readOnly: false },
+        {
+          name: 'private',
+          role: 'private',
+          path: '/var/lib/qubes/work/private.img',
+          format: 'raw',
+          readOnly: false,
+        },
+        {
+          name: 'volatile',
+          role: 'volatile',
+          path: '/var/lib/qubes/work/volatile.img',
+          format: 'raw',
+          readOnly: false,
+        },
+      ],
+    };
+    const imageDirs = { root: '/run/o/lxc/work/mnt/root', private: '/run/o/lxc/work/mnt/private' };
+    const input = {
+      spec: images,
+      rootDir: '/srv/root',
+      vchanDir: '/run/o/lxc/work/vchan',
+      uidBase: 1_000_065_536,
+    };
+    const mounts = (x: string) =>
+      (
+        ((parse(x)['domain'] as Record<string, Record<string, unknown>>)['devices']?.['filesystem'] ??
+          []) as Record<string, Record<string, string>>[]
+      )
+        .filter((f) => f['type'] === 'mount')
+        .map((f) => [f['source']?.['dir'], f['target']?.['dir'], 'readonly' in f]);
+    expect(mounts(domainXml({ ...input, imageDirs }))).toEqual([
+      ['/run/o/lxc/work/mnt/root', '/', false],
+      ['/run/o/lxc/work/vchan', GUEST_VCHAN_DIR, false],
+      ['/run/o/lxc/work/mnt/private', '/rw', false],
+      ['/run/o/lxc/work/mnt/private/home', '/home', false],
+    ]);
+    const readOnlyRoot = {
+      ...images,
+      volumes: images.volumes.map((v) => ({ ...v, readOnly: v.role === 'root' })),
+    };
+    expect(mounts(domainXml({ ...input, spec: readOnlyRoot, imageDirs }))[0]).toEqual([
+      '/run/o/lxc/work/mnt/root',
+      '/',
+      true,
+    ]);
+  });
+
   describe('against libvirt schema', () => {
     const skip = domainSchemaSkip;
     if (skip) console.warn(`[lxc domain XML] schema check SKIPPED: ${skip}`);
