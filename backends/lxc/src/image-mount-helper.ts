@@ -5,9 +5,12 @@
  * private one (scripts/libvirtd-test.sh). Its own process because a multithreaded node cannot
  * setns() into a mount namespace.
  *
- *   mount IMAGE TARGET UID_BASE ro|rw home|-   loop-mounts the ext4 IMAGE at TARGET, idmapped so
- *                                              the image's uid/gid k is the host's UID_BASE + k
- *   unmount TARGET                             unmounts everything stacked on TARGET
+ *   mount UID_BASE (IMAGE TARGET ro|rw home|-)...  loop-mounts each ext4 IMAGE at its TARGET,
+ *                                                  idmapped so the image's uid/gid k is the
+ *                                                  host's UID_BASE + k
+ *   unmount TARGET...                              unmounts everything stacked on each TARGET
+ *
+ * One run does all of a domain's volumes: starting node is most of what a run costs.
  *
  * The loop device is made by mount(8) with autoclear: it is detached by the kernel when the last
  * mount of its file system goes (ours here, and the container's copy when the container ends).
@@ -111,15 +114,14 @@ function unmountAll(target: string): void {
   while (isMountPoint(target)) execFileSync('umount', [target]);
 }
 
-async function mountImage(
+function mountImage(
+  api: MountApi,
+  userns: number,
   image: string,
   target: string,
-  uidBase: number,
   readOnly: boolean,
   home: boolean,
-): Promise<void> {
-  const api = mountApi();
-  const userns = await usernsFd(uidBase);
+): void {
   mkdirSync(target, { recursive: true });
   // nodev: the image's device nodes are the domain's to make, never the host's to open.
   execFileSync('mount', ['-t', 'ext4', '-o', `loop,nodev${readOnly ? ',ro' : ''}`, image, target]);
@@ -134,24 +136,40 @@ async function mountImage(
   } catch (error) {
     unmountAll(target);
     throw error;
-  } finally {
-    closeSync(userns);
   }
 }
 
+const FIELDS_PER_IMAGE = 4;
+
 async function main(argv: readonly string[]): Promise<void> {
   const [command, ...args] = argv;
-  if (command === 'mount' && args.length === 5) {
-    const [image = '', target = '', base = '', mode, home] = args;
-    const uidBase = Number(base);
-    if (!Number.isInteger(uidBase) || uidBase <= 0) throw new Error(`bad uid base ${base}`);
-    await mountImage(image, target, uidBase, mode === 'ro', home === 'home');
-  } else if (command === 'unmount' && args.length === 1) {
-    unmountAll(args[0] ?? '');
-  } else {
+  if (command === 'unmount' && args.length > 0) {
+    for (const target of args) unmountAll(target);
+    return;
+  }
+  const [base = '', ...images] = args;
+  const uidBase = Number(base);
+  if (command !== 'mount' || images.length === 0 || images.length % FIELDS_PER_IMAGE !== 0) {
     throw new Error(
-      `usage: mount IMAGE TARGET UID_BASE ro|rw home|- | unmount TARGET (got ${argv.join(' ')})`,
+      `usage: mount UID_BASE (IMAGE TARGET ro|rw home|-)... | unmount TARGET... (got ${argv.join(' ')})`,
     );
+  }
+  if (!Number.isInteger(uidBase) || uidBase <= 0) throw new Error(`bad uid base ${base}`);
+  const api = mountApi();
+  const userns = await usernsFd(uidBase);
+  const done: string[] = [];
+  try {
+    for (let i = 0; i < images.length; i += FIELDS_PER_IMAGE) {
+      const [image = '', target = '', mode, home] = images.slice(i, i + FIELDS_PER_IMAGE);
+      mountImage(api, userns, image, target, mode === 'ro', home === 'home');
+      done.push(target);
+    }
+  } catch (error) {
+    // All or nothing: a domain never starts on some of its volumes.
+    for (const target of done) unmountAll(target);
+    throw error;
+  } finally {
+    closeSync(userns);
   }
 }
 

@@ -73,20 +73,14 @@ export class ImageMounts {
     const images = await this.remembered(name);
     const ns = await this.libvirtdMountNs();
     await this.unmountIn(ns, await this.mountedFor(ns, name));
+    const args: string[] = [];
     for (const image of images) {
       if (!image.readOnly) await this.formatIfBlank(image.path);
       else await this.requireExt4(image.path);
       const target = this.files.imageMountDir(name, image.role);
-      const home = image.role === 'private' ? 'home' : '-';
-      await this.helper(ns, [
-        'mount',
-        image.path,
-        target,
-        String(uidBase),
-        image.readOnly ? 'ro' : 'rw',
-        home,
-      ]);
+      args.push(image.path, target, image.readOnly ? 'ro' : 'rw', image.role === 'private' ? 'home' : '-');
     }
+    if (args.length > 0) await this.helper(ns, ['mount', String(uidBase), ...args]);
   }
 
   /** Whether `name` has image-file volumes to mount. */
@@ -140,10 +134,9 @@ export class ImageMounts {
   }
 
   private async unmountIn(ns: string, points: readonly string[]): Promise<void> {
-    for (const point of points) {
-      await this.helper(ns, ['unmount', point]);
-      this.log('info', `lxc: unmounted ${point}`);
-    }
+    if (points.length === 0) return;
+    await this.helper(ns, ['unmount', ...points]);
+    this.log('info', `lxc: unmounted ${points.join(' ')}`);
   }
 
   private async helper(ns: string, args: readonly string[]): Promise<void> {
