@@ -63,8 +63,8 @@ export function domainXml({ spec, rootDir, vchanDir, uidBase, imageDirs = {} }: 
   const priv = volume('private');
   const filesystems = [
     // A directory root is shared by the template's domains, so read-only; an image root is the
-    // domain's own (storage copies a snapshot root at each start), writable unless the spec says not.
-    root && imageDirs.root ? mount(root.path, '/', root.readOnly) : mount(root?.path ?? rootDir, '/', true),
+    // domain's own (storage copies a snapshot root at each start) and writable (image-mounts.ts).
+    root && imageDirs.root ? mount(root.path, '/', false) : mount(root?.path ?? rootDir, '/', true),
     ram('/tmp', TMP_KIB),
     ram('/run', RUN_KIB),
     mount(vchanDir, GUEST_VCHAN_DIR, false),

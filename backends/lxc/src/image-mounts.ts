@@ -37,6 +37,13 @@ export function imageVolumes(spec: DomainSpec): ImageVolume[] {
         `${spec.name}: ${v.name} is ${v.format}; the lxc backend mounts raw ext4 images only`,
       );
     }
+    if (v.role === 'root' && v.readOnly) {
+      // Probed with the Debian template's root.img: "Failed to create <root>/.oldroot: Read-only file system".
+      throw new VmmError(
+        'unsupported',
+        `${spec.name}: its root image is read-only, and libvirt_lxc must create /.oldroot in a container's root`,
+      );
+    }
     images.push({ role: v.role, path: v.path, readOnly: v.readOnly });
   }
   return images;

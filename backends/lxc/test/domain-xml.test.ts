@@ -2,6 +2,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { DomainSpec } from '@odyssey/hal';
 import { INIT, domainXml } from '../src/domain-xml.js';
+import { imageVolumes } from '../src/image-mounts.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { domainSchemaSkip, validateDomainXml } from '../../../libvirt/test/domain-schema.js';
 
@@ -60,7 +61,7 @@ describe('lxc domain XML', () => {
     ]);
   });
 
-  it('mounts image-file volumes from where they are mounted on the host, the root writable unless it is read-only', () => {
+  it('mounts image-file volumes from where they are mounted on the host, the root writable', () => {
     const images: DomainSpec = {
       ...spec,
       volumes: [
@@ -101,15 +102,6 @@ describe('lxc domain XML', () => {
       ['/run/o/lxc/work/mnt/private', '/rw', false],
       ['/run/o/lxc/work/mnt/private/home', '/home', false],
     ]);
-    const readOnlyRoot = {
-      ...images,
-      volumes: images.volumes.map((v) => ({ ...v, readOnly: v.role === 'root' })),
-    };
-    expect(mounts(domainXml({ ...input, spec: readOnlyRoot, imageDirs }))[0]).toEqual([
-      '/run/o/lxc/work/mnt/root',
-      '/',
-      true,
-    ]);
   });
 
   describe('against libvirt schema', () => {
@@ -118,5 +110,37 @@ describe('lxc domain XML', () => {
     it.skipIf(skip)('validates as a domain', async () => {
       expect(await validateDomainXml(xml)).toContain('validates');
     });
+  });
+});
+
+describe('image-file volumes an lxc domain mounts', () => {
+  const vol = (role: 'root' | 'private' | 'volatile', format: 'raw' | 'qcow2', readOnly = false) => ({
+    name: role,
+    role,
+    path: `/var/lib/qubes/work/${role}.img`,
+    format,
+    readOnly,
+  });
+  const withVolumes = (...volumes: ReturnType<typeof vol>[]): DomainSpec => ({ ...spec, volumes });
+
+  it('takes raw root and private images, leaves volatile out', () => {
+    expect(
+      imageVolumes(withVolumes(vol('root', 'raw'), vol('private', 'raw', true), vol('volatile', 'raw'))),
+    ).toEqual([
+      { role: 'root', path: '/var/lib/qubes/work/root.img', readOnly: false },
+      { role: 'private', path: '/var/lib/qubes/work/private.img', readOnly: true },
+    ]);
+  });
+
+  it('refuses qcow2 and a read-only root image as unsupported, saying why', () => {
+    expect(() => imageVolumes(withVolumes(vol('private', 'qcow2')))).toThrow(
+      expect.objectContaining({
+        code: 'unsupported',
+        message: expect.stringContaining('raw ext4 images only'),
+      }),
+    );
+    expect(() => imageVolumes(withVolumes(vol('root', 'raw', true)))).toThrow(
+      expect.objectContaining({ code: 'unsupported', message: expect.stringContaining('/.oldroot') }),
+    );
   });
 });
