@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { open, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { VmmError, type BackendContext, type DomainSpec } from '@odyssey/hal';
@@ -37,6 +38,12 @@ export function imageVolumes(spec: DomainSpec): ImageVolume[] {
         `${spec.name}: ${v.name} is ${v.format}; the lxc backend mounts raw ext4 images only`,
       );
     }
+    // Handed to mount(8) as an argument: never relative, never something it could take for an option.
+    if (!isAbsolute(v.path))
+      throw new VmmError(
+        'failed',
+        `${spec.name}: ${v.name}'s path ${JSON.stringify(v.path)} is not absolute`,
+      );
     if (v.role === 'root' && v.readOnly) {
       // Probed with the Debian template's root.img: "Failed to create <root>/.oldroot: Read-only file system".
       throw new VmmError(

@@ -132,12 +132,15 @@ describe('image-file volumes an lxc domain mounts', () => {
     ]);
   });
 
-  it('refuses qcow2 and a read-only root image as unsupported, saying why', () => {
+  it('refuses qcow2 and a read-only root image as unsupported, a relative path as failed, saying why', () => {
     expect(() => imageVolumes(withVolumes(vol('private', 'qcow2')))).toThrow(
       expect.objectContaining({
         code: 'unsupported',
         message: expect.stringContaining('raw ext4 images only'),
       }),
+    );
+    expect(() => imageVolumes(withVolumes({ ...vol('private', 'raw'), path: '-oloop' }))).toThrow(
+      expect.objectContaining({ code: 'failed', message: expect.stringContaining('not absolute') }),
     );
     expect(() => imageVolumes(withVolumes(vol('root', 'raw', true)))).toThrow(
       expect.objectContaining({ code: 'unsupported', message: expect.stringContaining('/.oldroot') }),
