@@ -7,7 +7,8 @@
  *
  *   mount UID_BASE (IMAGE TARGET ro|rw home|-)...  loop-mounts each ext4 IMAGE at its TARGET,
  *                                                  idmapped so the image's uid/gid k is the
- *                                                  host's UID_BASE + k
+ *                                                  host's UID_BASE + k; with `tree` for ro|rw,
+ *                                                  IMAGE is a directory bound read-only instead
  *   unmount TARGET...                              unmounts everything stacked on each TARGET
  *
  * One run does all of a domain's volumes: starting node is most of what a run costs.
@@ -114,6 +115,23 @@ function unmountAll(target: string): void {
   while (isMountPoint(target)) execFileSync('umount', [target]);
 }
 
+/**
+ * A root tree shared by domains, bound read-only: the flag is copied to libvirt's bind of it and
+ * locked there, as the container's user namespace is less privileged. libvirt_lxc makes
+ * `/.oldroot` in a root before it pivots, so it is made here while the tree is writable.
+ */
+function bindTree(tree: string, target: string): void {
+  mkdirSync(join(tree, '.oldroot'), { recursive: true });
+  mkdirSync(target, { recursive: true });
+  execFileSync('mount', ['--bind', tree, target]);
+  try {
+    execFileSync('mount', ['-o', 'remount,bind,ro,nodev', target]);
+  } catch (error) {
+    unmountAll(target);
+    throw error;
+  }
+}
+
 function mountImage(
   api: MountApi,
   userns: number,
@@ -161,7 +179,8 @@ async function main(argv: readonly string[]): Promise<void> {
   try {
     for (let i = 0; i < images.length; i += FIELDS_PER_IMAGE) {
       const [image = '', target = '', mode, home] = images.slice(i, i + FIELDS_PER_IMAGE);
-      mountImage(api, userns, image, target, mode === 'ro', home === 'home');
+      if (mode === 'tree') bindTree(image, target);
+      else mountImage(api, userns, image, target, mode === 'ro', home === 'home');
       done.push(target);
     }
   } catch (error) {

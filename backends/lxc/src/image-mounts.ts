@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { open, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,6 +76,8 @@ export class ImageMounts {
     private readonly files: RuntimeFiles,
     private readonly socketPath: string,
     private readonly log: BackendContext['log'],
+    /** The root tree (ODYSSEY_LXC_ROOTFS) bound read-only in place of a root image that holds no file system. */
+    private readonly standInRoot?: string,
   ) {}
 
   /** Remembers at define what `mount` mounts at start. */
@@ -89,10 +92,22 @@ export class ImageMounts {
     await this.unmountIn(ns, await this.mountedFor(ns, name));
     const args: string[] = [];
     for (const image of images) {
-      if (!image.readOnly) await this.formatIfBlank(image.path);
-      else await this.requireExt4(image.path);
       const target = this.files.imageMountDir(name, image.role);
-      args.push(image.path, target, image.readOnly ? 'ro' : 'rw', image.role === 'private' ? 'home' : '-');
+      const home = image.role === 'private' ? 'home' : '-';
+      if (image.role === 'root' && (await this.probe(image.path)).blank) {
+        // A template root nothing was ever installed to (as the conformance suite's): no OS in it.
+        if (!this.standInRoot) {
+          throw new VmmError(
+            'unsupported',
+            `${name}: its root image ${image.path} holds no file system, and no ODYSSEY_LXC_ROOTFS is set to stand in`,
+          );
+        }
+        args.push(this.standInRoot, target, 'tree', home);
+        continue;
+      }
+      if (image.role === 'private' && !image.readOnly) await this.formatIfBlank(image.path);
+      else await this.requireExt4(image.path);
+      args.push(image.path, target, image.readOnly ? 'ro' : 'rw', home);
     }
     if (args.length > 0) await this.helper(ns, ['mount', String(uidBase), ...args]);
   }
@@ -108,8 +123,16 @@ export class ImageMounts {
     await this.unmountIn(ns, await this.mountedFor(ns, name));
   }
 
-  /** The domains that have image mounts in libvirtd's namespace. */
+  /**
+   * The domains that have image mounts in libvirtd's namespace. Only domains that have had image
+   * files are looked for (their images.json stays while their directory does), so a host without
+   * any costs nothing here.
+   */
   async mountedDomains(): Promise<string[]> {
+    const dirs = await readdir(this.files.domainsDir()).catch(() => [] as string[]);
+    const withImages = [];
+    for (const name of dirs) if (await this.hasImages(name)) withImages.push(name);
+    if (withImages.length === 0) return [];
     const ns = await this.libvirtdMountNs();
     const prefix = `${this.files.domainsDir()}/`;
     const names = new Set<string>();
@@ -220,12 +243,24 @@ export class ImageMounts {
       .find((f) => f[7] === this.socketPath && f[3] === LISTENING)?.[6];
     if (!inode) throw new VmmError('unavailable', `no process listens on ${this.socketPath}`);
     const wanted = `socket:[${inode}]`;
-    for (const pid of (await readdir('/proc')).filter((e) => /^\d+$/.test(e))) {
-      const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
-      for (const fd of fds) {
-        if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === wanted)
-          return `/proc/${pid}/ns/mnt`;
+    // One synchronous pass (~40 ms for ~800 fds on this machine) rather than an await per fd.
+    const entries = (dir: string): string[] => {
+      try {
+        return readdirSync(dir);
+      } catch {
+        return [];
       }
+    };
+    const target = (link: string): string => {
+      try {
+        return readlinkSync(link);
+      } catch {
+        return '';
+      }
+    };
+    for (const pid of entries('/proc').filter((e) => /^\d+$/.test(e))) {
+      if (entries(`/proc/${pid}/fd`).some((fd) => target(`/proc/${pid}/fd/${fd}`) === wanted))
+        return `/proc/${pid}/ns/mnt`;
     }
     throw new VmmError('unavailable', `no process holds the socket ${this.socketPath}`);
   }

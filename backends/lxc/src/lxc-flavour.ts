@@ -67,7 +67,7 @@ export class LxcFlavour implements LibvirtFlavour {
 
   constructor(private readonly options: LxcFlavourOptions) {
     this.files = new RuntimeFiles(options.runtimeDir);
-    this.#images = new ImageMounts(this.files, options.libvirtdSocket, options.log);
+    this.#images = new ImageMounts(this.files, options.libvirtdSocket, options.log, options.rootDir);
     this.#relay = new VchanRelay({
       files: this.files,
       idOf: async (name) => {

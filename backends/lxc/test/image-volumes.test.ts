@@ -27,9 +27,9 @@ function whyNoImages(): string | undefined {
 const skip = whyNoImages();
 if (skip) console.warn(`[lxc image volume tests] SKIPPED: ${skip}`);
 
-const spec = (root: string, priv: string): DomainSpec => ({
-  name: 'lximg',
-  uuid: '7a0c0de0-0000-4000-8000-0000000000a1',
+const spec = (root: string, priv: string, name = 'lximg', n = 1): DomainSpec => ({
+  name,
+  uuid: `7a0c0de0-0000-4000-8000-0000000000a${n}`,
   memoryMiB: 128,
   maxMemoryMiB: 0,
   vcpus: 1,
@@ -82,10 +82,19 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
   let dir = '';
   let vmm: LxcVmm;
   let libvirtdPid = 0;
+  let rootTree = '';
+  const newVmm = () =>
+    new LxcVmm({
+      uri: 'lxc:///system',
+      socketPath: daemon.socket,
+      runtimeDir: dir,
+      rootDir: rootTree,
+      log: () => undefined,
+    });
 
   beforeAll(async () => {
     const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
-    const rootTree = /^rootfs=(.*)$/m.exec(stdout)?.[1];
+    rootTree = /^rootfs=(.*)$/m.exec(stdout)?.[1] ?? '';
     if (!rootTree) throw new Error(`build-rootfs.sh named no root: ${stdout}`);
     process.env['LIBVIRTD_TEST_LXC'] = '1';
     daemon = await startDaemon();
@@ -101,12 +110,7 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
     const priv = join(dir, 'private.img');
     await writeFile(priv, '');
     await truncate(priv, 64 * 1024 * 1024);
-    vmm = new LxcVmm({
-      uri: 'lxc:///system',
-      socketPath: daemon.socket,
-      runtimeDir: dir,
-      log: () => undefined,
-    });
+    vmm = newVmm();
     await vmm.open();
     libvirtdPid = Number((await readFile(join(daemon.dir, 'libvirtd.pid'), 'utf8')).trim());
     await vmm.define(spec(root, priv));
@@ -114,8 +118,10 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
   }, 300_000);
 
   afterAll(async () => {
-    await vmm?.kill('lximg').catch(() => undefined);
-    await vmm?.undefine('lximg').catch(() => undefined);
+    for (const name of ['lximg', 'lxblank']) {
+      await vmm?.kill(name).catch(() => undefined);
+      await vmm?.undefine(name).catch(() => undefined);
+    }
     await vmm?.close();
     await daemon?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -179,12 +185,7 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
     // Destroyed behind the backend's back: nobody is there to see it stop.
     await run('virsh', ['-c', `lxc:///system?socket=${daemon.socket}`, 'destroy', 'lximg']);
     expect(await mountsUnder(libvirtdPid, dir)).toHaveLength(2);
-    vmm = new LxcVmm({
-      uri: 'lxc:///system',
-      socketPath: daemon.socket,
-      runtimeDir: dir,
-      log: () => undefined,
-    });
+    vmm = newVmm();
     await vmm.open();
     expect(await mountsUnder(libvirtdPid, dir)).toEqual([]);
     for (let i = 0; i < 100 && (await loopsUnder(dir)).length > 0; i++)
@@ -201,5 +202,25 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
       await new Promise((r) => setTimeout(r, 100));
     expect(await mountsUnder(libvirtdPid, dir)).toEqual([]);
     expect((await vmm.state('lximg')).state).toBe('Halted');
+  }, 90_000);
+
+  it('binds the root tree read-only in place of a root image nothing was installed to', async () => {
+    // As the conformance suite's template: a root.img storage made sparse and nothing wrote.
+    const [root, priv] = [join(dir, 'blank-root.img'), join(dir, 'blank-private.img')];
+    for (const image of [root, priv]) {
+      await writeFile(image, '');
+      await truncate(image, 64 * 1024 * 1024);
+    }
+    await vmm.define(spec(root, priv, 'lxblank', 2));
+    await vmm.start('lxblank');
+    const out = await inContainerSh(
+      'lxblank',
+      'test -x /sbin/odyssey-lxc-init && echo init; touch /x 2>&1 || true; echo p >/rw/p && cat /rw/p',
+    );
+    expect(out).toMatch(/^init\n.*Read-only file system\np\n$/s);
+    // The root image itself was left as it was: still nothing in it.
+    expect((await readFile(root)).subarray(0, 4096).every((b) => b === 0)).toBe(true);
+    await vmm.kill('lxblank');
+    expect(await mountsUnder(libvirtdPid, dir)).toEqual([]);
   }, 90_000);
 });
