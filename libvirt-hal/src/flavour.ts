@@ -25,6 +25,16 @@ export interface LibvirtFlavour {
   /** Prepares the host, or learns what the hypervisor offers, once libvirt is reached (before the first define). */
   afterOpen?(libvirt: Libvirt): Promise<void>;
 
+  /** Readies the host for a start of `name` (after what an earlier run left is cleared). */
+  beforeStart?(name: string): Promise<void>;
+
+  /**
+   * Clears what `beforeStart` readied, once `name` is seen stopped (shutdown, kill, crash, a
+   * failed start, or at open and after a reconnect); may be called again for a domain already
+   * cleared, or late, once the domain runs again, which it must check.
+   */
+  afterStop?(name: string): Promise<void>;
+
   /** Forgets what `domainXml` prepared for a domain that is now undefined. */
   afterUndefine?(name: string): Promise<void>;
 }

@@ -68,6 +68,8 @@ export class LibvirtVmm implements Vmm {
   /** Last power state reported per domain name. */
   private readonly known = new Map<string, PowerState>();
   private readonly stops = new EventEmitter<Record<string, []>>();
+  /** Domains in start(): a late stop event of their last run must not clear what the new one readied. */
+  private readonly starting = new Set<string>();
   private subscription: LifecycleSubscription | undefined;
 
   constructor(
@@ -147,6 +149,19 @@ export class LibvirtVmm implements Vmm {
 
   async start(name: string): Promise<void> {
     const dom = await this.lookup(name);
+    this.starting.add(name);
+    try {
+      await this.call(`start ${name}`, async () => this.flavour.beforeStart?.(name));
+      await this.create(dom, name);
+    } catch (error) {
+      await this.clearAfterStop(name);
+      throw error;
+    } finally {
+      this.starting.delete(name);
+    }
+  }
+
+  private async create(dom: Domain, name: string): Promise<void> {
     // A fresh boot: a suspended domain's saved memory is discarded, as `resume` is the way back to it.
     if (this.flavour.flags.forceBoot) {
       await this.call(`start ${name}`, () => this.libvirt.domains.create(dom, CreateFlags.FORCE_BOOT));
@@ -157,6 +172,16 @@ export class LibvirtVmm implements Vmm {
         await this.libvirt.domains.managedSaveRemove(dom);
       await this.libvirt.domains.create(dom);
     });
+  }
+
+  /** The flavour's afterStop; a failure is logged, as the domain is down whatever it left. */
+  private async clearAfterStop(name: string): Promise<void> {
+    if (!this.flavour.afterStop) return;
+    try {
+      await this.flavour.afterStop(name);
+    } catch (error) {
+      this.options.log('warn', `clearing up after ${name} stopped failed: ${String(error)}`);
+    }
   }
 
   async shutdown(name: string, options: ShutdownOptions): Promise<void> {
@@ -171,7 +196,7 @@ export class LibvirtVmm implements Vmm {
     } catch (error) {
       if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) refused = error;
     }
-    if (await stopped) return;
+    if (await stopped) return this.clearAfterStop(name);
     if (refused !== undefined) throw toVmmError(refused, `shutdown ${name}`);
     if (!options.force) {
       throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
@@ -180,11 +205,13 @@ export class LibvirtVmm implements Vmm {
     await this.libvirt.domains.destroy(dom).catch((error: unknown) => {
       if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw toVmmError(error, `destroy ${name}`);
     });
+    await this.clearAfterStop(name);
   }
 
   async kill(name: string): Promise<void> {
     const dom = await this.lookup(name);
     await this.call(`kill ${name}`, () => this.libvirt.domains.destroy(dom));
+    await this.clearAfterStop(name);
   }
 
   async pause(name: string): Promise<void> {
@@ -297,7 +324,11 @@ export class LibvirtVmm implements Vmm {
     // A stop already taken from polling (its event came late): reporting it again could halt a new start.
     const seen = event.type === 'stopped' && this.known.get(ev.domain.name) === 'Halted';
     this.known.set(ev.domain.name, STATE_AFTER[event.type]);
-    if (event.type === 'stopped' || event.type === 'suspended') this.stops.emit(ev.domain.name);
+    if (event.type === 'stopped' || event.type === 'suspended') {
+      this.stops.emit(ev.domain.name);
+      // A crash has no caller to clear up after it.
+      if (!this.starting.has(ev.domain.name)) void this.clearAfterStop(ev.domain.name);
+    }
     if (!seen) this.hub.publish(event);
   }
 
@@ -313,7 +344,10 @@ export class LibvirtVmm implements Vmm {
       const before = this.known.get(name) ?? 'Halted';
       this.known.set(name, now);
       if (report) for (const event of transition(name, before, now)) this.hub.publish(event);
-      if (now === 'Halted' || now === 'Suspended') this.stops.emit(name);
+      if (now === 'Halted' || now === 'Suspended') {
+        this.stops.emit(name);
+        if (!this.starting.has(name)) await this.clearAfterStop(name);
+      }
     }
   }
 

@@ -15,6 +15,8 @@ export interface DomainXmlInput {
   readonly vchanDir: string;
   /** First host uid (and gid) the domain's user namespace maps its uid 0 to. */
   readonly uidBase: number;
+  /** Where each image-file volume (by role) is mounted, idmapped, on the host while the domain runs. */
+  readonly imageDirs?: Readonly<Partial<Record<'root' | 'private', string>>>;
 }
 
 /** Where /home lives in a private volume that is a directory: /rw/home inside the domain. */
@@ -49,14 +51,20 @@ function ram(target: string, kib: number): XmlNode {
  * pid/mount/ipc/uts namespaces and, with <privnet/> and no interface, a network namespace holding
  * only loopback; memory and CPU bandwidth limits in its cgroup; every capability dropped; the root
  * tree read-only with tmpfs /tmp and /run; of dom0's files only the domain's vchan directory.
- * A private volume that is a directory is mounted at /rw, and its home/ at /home (as Qubes binds
+ * A private volume (a directory, or an image file mounted by ImageMounts) is mounted at /rw, and its home/ at /home (as Qubes binds
  * /rw/home there), so what a user keeps in /home persists with the volume.
  */
-export function domainXml({ spec, rootDir, vchanDir, uidBase }: DomainXmlInput): string {
-  const root = spec.volumes.find((v) => v.role === 'root' && v.format === 'dir');
-  const priv = spec.volumes.find((v) => v.role === 'private' && v.format === 'dir');
+export function domainXml({ spec, rootDir, vchanDir, uidBase, imageDirs = {} }: DomainXmlInput): string {
+  const volume = (role: 'root' | 'private') => {
+    const v = spec.volumes.find((x) => x.role === role && (x.format === 'dir' || imageDirs[role]));
+    return v && { path: v.format === 'dir' ? v.path : (imageDirs[role] ?? ''), readOnly: v.readOnly };
+  };
+  const root = volume('root');
+  const priv = volume('private');
   const filesystems = [
-    mount(root?.path ?? rootDir, '/', true),
+    // A directory root is shared by the template's domains, so read-only; an image root is the
+    // domain's own (storage copies a snapshot root at each start) and writable (image-mounts.ts).
+    root && imageDirs.root ? mount(root.path, '/', false) : mount(root?.path ?? rootDir, '/', true),
     ram('/tmp', TMP_KIB),
     ram('/run', RUN_KIB),
     mount(vchanDir, GUEST_VCHAN_DIR, false),

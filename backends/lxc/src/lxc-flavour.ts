@@ -11,6 +11,7 @@ import {
 import { ShutdownFlags, type Libvirt } from '@odyssey/libvirt';
 import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml, privateHome } from './domain-xml.js';
+import { ImageMounts, imageVolumes } from './image-mounts.js';
 import { RuntimeFiles } from './runtime-files.js';
 import { uidBaseFor } from './uid-ranges.js';
 import { VchanRelay } from './vchan-relay.js';
@@ -18,6 +19,8 @@ import { VchanRelay } from './vchan-relay.js';
 export interface LxcFlavourOptions extends BackendContext {
   /** Root tree of domains without a root volume that is a directory. */
   readonly rootDir?: string;
+  /** libvirtd's socket: image-file volumes are mounted in the mount namespace of the process behind it. */
+  readonly libvirtdSocket: string;
 }
 
 export const LXC_CAPABILITIES: VmmCapabilities = {
@@ -61,9 +64,13 @@ export class LxcFlavour implements LibvirtFlavour {
   readonly flags = FLAGS;
   #libvirt: Libvirt | undefined;
   readonly #relay: VchanRelay;
+  readonly #images: ImageMounts;
+  /** Per domain, the mount or unmount in progress: a start's mounts and a stop's unmounts never interleave. */
+  readonly #imageOps = new Map<string, Promise<void>>();
 
   constructor(private readonly options: LxcFlavourOptions) {
     this.files = new RuntimeFiles(options.runtimeDir);
+    this.#images = new ImageMounts(this.files, options.libvirtdSocket, options.log, options.rootDir);
     this.#relay = new VchanRelay({
       files: this.files,
       idOf: async (name) => {
@@ -88,6 +95,48 @@ export class LxcFlavour implements LibvirtFlavour {
     await mkdir(this.files.domainsDir(), { recursive: true });
     await this.letContainersTraverse(this.files.domainsDir());
     await this.#relay.watchExisting();
+    // Image mounts of domains that stopped while no backend watched (or were undefined meanwhile).
+    // Not finding libvirtd's namespace only matters to domains with image files: their start says so.
+    const mounted = await this.#images.mountedDomains().catch((error: unknown) => {
+      this.options.log('warn', `lxc: cannot look for leftover image mounts: ${String(error)}`);
+      return [];
+    });
+    for (const name of mounted) await this.clearImages(name);
+  }
+
+  async beforeStart(name: string): Promise<void> {
+    if (!(await this.#images.hasImages(name))) return;
+    // Its images are mounted and in use: a second ext4 mount of the same file would corrupt it.
+    if (await this.isRunning(name))
+      throw new VmmError('invalid-state', `start ${name}: the domain is already running`);
+    const uidBase = await uidBaseFor(this.files, name);
+    await this.serialised(name, () => this.#images.mount(name, uidBase));
+  }
+
+  async afterStop(name: string): Promise<void> {
+    if (await this.#images.hasImages(name)) await this.clearImages(name);
+  }
+
+  private async clearImages(name: string): Promise<void> {
+    await this.serialised(name, async () => {
+      // A late report of an earlier run's end: the domain runs again, on these mounts.
+      if (!(await this.isRunning(name))) await this.#images.unmount(name);
+    });
+  }
+
+  private async isRunning(name: string): Promise<boolean> {
+    const dom = await this.#libvirt?.domains.lookupByName(name).catch(() => undefined);
+    return dom !== undefined && dom.id > 0;
+  }
+
+  private serialised(name: string, op: () => Promise<void>): Promise<void> {
+    const next = (this.#imageOps.get(name) ?? Promise.resolve()).catch(() => undefined).then(op);
+    this.#imageOps.set(name, next);
+    const forget = (): void => {
+      if (this.#imageOps.get(name) === next) this.#imageOps.delete(name);
+    };
+    next.then(forget, forget);
+    return next;
   }
 
   /** Stops relaying domain-to-domain vchans (joined pairs are closed). */
@@ -97,7 +146,10 @@ export class LxcFlavour implements LibvirtFlavour {
 
   async domainXml(spec: DomainSpec): Promise<string> {
     const rootDir = this.options.rootDir;
-    const hasRoot = spec.volumes.some((v) => v.role === 'root' && v.format === 'dir');
+    const images = imageVolumes(spec);
+    const hasRoot =
+      spec.volumes.some((v) => v.role === 'root' && v.format === 'dir') ||
+      images.some((v) => v.role === 'root');
     if (!hasRoot && !rootDir) {
       throw new VmmError(
         'unsupported',
@@ -115,7 +167,12 @@ export class LxcFlavour implements LibvirtFlavour {
     await chmod(vchanDir, 0o700);
     await this.#relay.watch(spec.name);
     await this.ownPrivate(spec, uidBase);
-    return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase });
+    await this.#images.remember(spec.name, images);
+    const imageDirs = Object.fromEntries(
+      images.map((v) => [v.role, this.files.imageMountDir(spec.name, v.role)]),
+    );
+    for (const dir of Object.values(imageDirs)) await mkdir(dir, { recursive: true });
+    return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase, imageDirs });
   }
 
   /**
@@ -150,6 +207,7 @@ export class LxcFlavour implements LibvirtFlavour {
 
   async afterUndefine(name: string): Promise<void> {
     this.#relay.forget(name);
+    if (await this.#images.hasImages(name)) await this.serialised(name, () => this.#images.unmount(name));
     await rm(this.files.domainDir(name), { recursive: true, force: true });
   }
 }

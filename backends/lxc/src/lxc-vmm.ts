@@ -1,8 +1,9 @@
+import { resolveSocket } from '@odyssey/libvirt';
 import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import { LxcFlavour, type LxcFlavourOptions } from './lxc-flavour.js';
 import type { RuntimeFiles } from './runtime-files.js';
 
-export interface LxcVmmOptions extends LibvirtConnectionOptions, LxcFlavourOptions {}
+export interface LxcVmmOptions extends LibvirtConnectionOptions, Omit<LxcFlavourOptions, 'libvirtdSocket'> {}
 
 /** The HAL over libvirt's LXC driver: `LibvirtVmm` with the LXC flavour, plus where each domain's vchans live. */
 export class LxcVmm extends LibvirtVmm {
@@ -10,7 +11,10 @@ export class LxcVmm extends LibvirtVmm {
   readonly #lxc: LxcFlavour;
 
   constructor(options: LxcVmmOptions) {
-    const lxc = new LxcFlavour(options);
+    const lxc = new LxcFlavour({
+      ...options,
+      libvirtdSocket: options.socketPath ?? resolveSocket(options.uri).path,
+    });
     super(lxc, options);
     this.files = lxc.files;
     this.#lxc = lxc;

@@ -27,4 +27,14 @@ export class RuntimeFiles {
   uidBaseFile(name: string): string {
     return join(this.domainDir(name), 'uid-base');
   }
+
+  /** The image-file volumes mounted at start (JSON, written at define). */
+  imagesFile(name: string): string {
+    return join(this.domainDir(name), 'images.json');
+  }
+
+  /** Where a domain's image-file volume of `role` is mounted, idmapped, for libvirt_lxc to bind. */
+  imageMountDir(name: string, role: string): string {
+    return join(this.domainDir(name), 'mnt', role);
+  }
 }

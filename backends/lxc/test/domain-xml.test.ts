@@ -2,6 +2,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { DomainSpec } from '@odyssey/hal';
 import { INIT, domainXml } from '../src/domain-xml.js';
+import { imageVolumes } from '../src/image-mounts.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { domainSchemaSkip, validateDomainXml } from '../../../libvirt/test/domain-schema.js';
 
@@ -60,11 +61,89 @@ describe('lxc domain XML', () => {
     ]);
   });
 
+  it('mounts image-file volumes from where they are mounted on the host, the root writable', () => {
+    const images: DomainSpec = {
+      ...spec,
+      volumes: [
+        { name: 'root', role: 'root', path: '/var/lib/qubes/work/root.img', format: 'raw', readOnly: false },
+        {
+          name: 'private',
+          role: 'private',
+          path: '/var/lib/qubes/work/private.img',
+          format: 'raw',
+          readOnly: false,
+        },
+        {
+          name: 'volatile',
+          role: 'volatile',
+          path: '/var/lib/qubes/work/volatile.img',
+          format: 'raw',
+          readOnly: false,
+        },
+      ],
+    };
+    const imageDirs = { root: '/run/o/lxc/work/mnt/root', private: '/run/o/lxc/work/mnt/private' };
+    const input = {
+      spec: images,
+      rootDir: '/srv/root',
+      vchanDir: '/run/o/lxc/work/vchan',
+      uidBase: 1_000_065_536,
+    };
+    const mounts = (x: string) =>
+      (
+        ((parse(x)['domain'] as Record<string, Record<string, unknown>>)['devices']?.['filesystem'] ??
+          []) as Record<string, Record<string, string>>[]
+      )
+        .filter((f) => f['type'] === 'mount')
+        .map((f) => [f['source']?.['dir'], f['target']?.['dir'], 'readonly' in f]);
+    expect(mounts(domainXml({ ...input, imageDirs }))).toEqual([
+      ['/run/o/lxc/work/mnt/root', '/', false],
+      ['/run/o/lxc/work/vchan', GUEST_VCHAN_DIR, false],
+      ['/run/o/lxc/work/mnt/private', '/rw', false],
+      ['/run/o/lxc/work/mnt/private/home', '/home', false],
+    ]);
+  });
+
   describe('against libvirt schema', () => {
     const skip = domainSchemaSkip;
     if (skip) console.warn(`[lxc domain XML] schema check SKIPPED: ${skip}`);
     it.skipIf(skip)('validates as a domain', async () => {
       expect(await validateDomainXml(xml)).toContain('validates');
     });
+  });
+});
+
+describe('image-file volumes an lxc domain mounts', () => {
+  const vol = (role: 'root' | 'private' | 'volatile', format: 'raw' | 'qcow2', readOnly = false) => ({
+    name: role,
+    role,
+    path: `/var/lib/qubes/work/${role}.img`,
+    format,
+    readOnly,
+  });
+  const withVolumes = (...volumes: ReturnType<typeof vol>[]): DomainSpec => ({ ...spec, volumes });
+
+  it('takes raw root and private images, leaves volatile out', () => {
+    expect(
+      imageVolumes(withVolumes(vol('root', 'raw'), vol('private', 'raw', true), vol('volatile', 'raw'))),
+    ).toEqual([
+      { role: 'root', path: '/var/lib/qubes/work/root.img', readOnly: false },
+      { role: 'private', path: '/var/lib/qubes/work/private.img', readOnly: true },
+    ]);
+  });
+
+  it('refuses qcow2 and a read-only root image as unsupported, a relative path as failed, saying why', () => {
+    expect(() => imageVolumes(withVolumes(vol('private', 'qcow2')))).toThrow(
+      expect.objectContaining({
+        code: 'unsupported',
+        message: expect.stringContaining('raw ext4 images only'),
+      }),
+    );
+    expect(() => imageVolumes(withVolumes({ ...vol('private', 'raw'), path: '-oloop' }))).toThrow(
+      expect.objectContaining({ code: 'failed', message: expect.stringContaining('not absolute') }),
+    );
+    expect(() => imageVolumes(withVolumes(vol('root', 'raw', true)))).toThrow(
+      expect.objectContaining({ code: 'unsupported', message: expect.stringContaining('/.oldroot') }),
+    );
   });
 });
