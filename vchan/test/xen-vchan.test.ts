@@ -14,7 +14,7 @@ const open: XenVchan[] = [];
 
 function transport(
   domid: number,
-  extra: { connectTimeoutMs?: number } = {},
+  extra: { connectTimeoutMs?: number; restoreCheckMs?: number } = {},
 ): [XenVchanTransport, FakeBinding] {
   const { binding, xenstore } = xen.domain(domid);
   const options = { binding, xenstore, evtchnDevice: '/dev/null', retryIntervalMs: 5, ...extra };
@@ -169,6 +169,22 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     await expect(bound.connected).rejects.toThrow(/vchan server 0:520 closed before a client connected/);
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(xen.ends.map((end) => end.freed)).toEqual([true]);
+  });
+
+  it('closes the vchans of a domU restored under a new domid, and opens new ones under that domid', async () => {
+    const [guest] = transport(3, { connectTimeoutMs: 1000, restoreCheckMs: 5 });
+    const [server, client] = await Promise.all([guest.listen('0', 530), dom0.connect('3', 530)]);
+    open.push(server, client);
+    const waiting = await guest.bind('0', 531);
+    // What libxl writes for the restored domain, read by the guest under its own home.
+    xen.store.set('/local/domain/3/domid', '9');
+    await once(server, 'close');
+    await expect(waiting.connected).rejects.toThrow(/vchan server 0:531 closed before a client connected/);
+    // dom0 now names the guest 9, and the guest connects as 9.
+    const [back, out] = await Promise.all([dom0.listen('9', 532), guest.connect('0', 532)]);
+    open.push(back, out);
+    out.end(Buffer.from('after restore'));
+    expect((await readAll(back)).toString()).toBe('after restore');
   });
 
   it('times out connecting when no server appears, without opening anything', async () => {

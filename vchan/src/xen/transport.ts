@@ -27,6 +27,8 @@ export interface XenVchanTransportOptions {
   readonly retryIntervalMs?: number;
   /** The device whose absence means this is not a Xen domain; default /dev/xen/evtchn. */
   readonly evtchnDevice?: string;
+  /** How often a domU with open vchans reads its domid to notice it was restored; default 2 s. */
+  readonly restoreCheckMs?: number;
 }
 
 /** A Xen vchan server that is set up but may still wait for its client. */
@@ -37,6 +39,7 @@ export interface BoundXenVchan {
 }
 
 const DEFAULT_RING = 64 * 1024;
+const RESTORE_CHECK_MS = 2000;
 
 /** Domains named by their decimal domid. */
 async function decimalDomid(remoteDomain: string): Promise<number> {
@@ -58,6 +61,10 @@ export class XenVchanTransport implements VchanTransport {
   #binding: Promise<LibxenvchanBinding> | undefined;
   #xenstore: Promise<Xenstore> | undefined;
   #localDomid: Promise<number> | undefined;
+  /** Open vchans of a domU, with the domid it had when each was opened. */
+  readonly #live = new Map<XenVchan, number>();
+  #restoreCheck: NodeJS.Timeout | undefined;
+  #checking = false;
 
   constructor(options: XenVchanTransportOptions = {}) {
     this.#options = options;
@@ -75,12 +82,13 @@ export class XenVchanTransport implements VchanTransport {
   async bind(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<BoundXenVchan> {
     const binding = await this.#ready();
     const peer = await this.#resolve(remoteDomain);
+    const self = await this.#ownDomid();
     const rings = this.#rings(options);
     // Relative: libxenvchan puts it under /local/domain/<own id>, where the client looks.
     const xsPath = `data/vchan/${peer}/${port}`;
     const ctrl = binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing);
     if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
-    const vchan = this.#open(binding, ctrl, remoteDomain, port, rings);
+    const vchan = this.#open(binding, ctrl, remoteDomain, port, rings, self);
     const connected = new Promise<XenVchan>((resolve, reject) => {
       vchan.onConnect(() => {
         // As Qubes' libvchan does: a connected server is no longer offered to other clients.
@@ -114,7 +122,8 @@ export class XenVchanTransport implements VchanTransport {
     }
     const ctrl = binding.clientInit(null, peer, xsPath);
     if (!ctrl) throw initError(binding, `libxenvchan_client_init(${peer}, "${xsPath}")`);
-    return this.#open(binding, ctrl, remoteDomain, port, { readRing: this.#ring, writeRing: this.#ring });
+    const rings = { readRing: this.#ring, writeRing: this.#ring };
+    return this.#open(binding, ctrl, remoteDomain, port, rings, self);
   }
 
   #open(
@@ -123,12 +132,58 @@ export class XenVchanTransport implements VchanTransport {
     remoteDomain: string,
     port: number,
     rings: XenVchanRings,
+    self: number,
   ): XenVchan {
+    let vchan: XenVchan;
     try {
-      return new XenVchan(binding, ctrl, remoteDomain, port, rings);
+      vchan = new XenVchan(binding, ctrl, remoteDomain, port, rings);
     } catch (error) {
       binding.close(ctrl);
       throw error;
+    }
+    this.#track(vchan, self);
+    return vchan;
+  }
+
+  /**
+   * A domU that is saved and restored (libvirt's managed save: suspend, then resume) comes back as
+   * a new domain with a new domid: its event channels and grants died with the old one, and no
+   * notification tells its vchans so. A server would wait forever for a client that can no longer
+   * reach it (its xenstore entries were under the old domain), and a connected vchan would never
+   * see its peer close. So while a domU has vchans open, it reads its domid now and then, and on
+   * a change destroys the vchans opened under the old one: their owners see them close, as when a
+   * peer goes away, and listen or connect again under the new domid. dom0 is never restored, and a
+   * domid the caller fixed cannot change.
+   */
+  #track(vchan: XenVchan, self: number): void {
+    if (self === 0 || this.#options.localDomid !== undefined) return;
+    this.#live.set(vchan, self);
+    vchan.once('close', () => {
+      this.#live.delete(vchan);
+      if (this.#live.size > 0) return;
+      clearInterval(this.#restoreCheck);
+      this.#restoreCheck = undefined;
+    });
+    this.#restoreCheck ??= setInterval(
+      () => void this.#checkRestored(),
+      this.#options.restoreCheckMs ?? RESTORE_CHECK_MS,
+    ).unref();
+  }
+
+  async #checkRestored(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      const now = await this.#readOwnDomid();
+      this.#localDomid = Promise.resolve(now);
+      for (const [vchan, then] of this.#live) {
+        // Destroyed without an error: owners need not listen for 'error' to see a peer go away.
+        if (then !== now) vchan.destroy();
+      }
+    } catch {
+      // xenstore did not answer this time (busy, or in the middle of the restore): next time.
+    } finally {
+      this.#checking = false;
     }
   }
 
