@@ -29,6 +29,8 @@ export interface XenVchanTransportOptions {
   readonly evtchnDevice?: string;
   /** How often a domU with open vchans reads its domid to notice it was restored; default 2 s. */
   readonly restoreCheckMs?: number;
+  /** Told when vchans are closed because this domain was restored. */
+  readonly log?: (message: string) => void;
 }
 
 /** A Xen vchan server that is set up but may still wait for its client. */
@@ -65,6 +67,12 @@ export class XenVchanTransport implements VchanTransport {
   readonly #live = new Map<XenVchan, number>();
   #restoreCheck: NodeJS.Timeout | undefined;
   #checking = false;
+  /**
+   * The newest server on each xenstore path. libxenvchan_close removes its server's path whoever
+   * wrote it last, and a destroyed server closes only once its wait in flight returned: a new
+   * server on the same port (an agent listening again) waits for that, or its entries would go.
+   */
+  readonly #servers = new Map<string, XenVchan>();
 
   constructor(options: XenVchanTransportOptions = {}) {
     this.#options = options;
@@ -82,13 +90,25 @@ export class XenVchanTransport implements VchanTransport {
   async bind(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<BoundXenVchan> {
     const binding = await this.#ready();
     const peer = await this.#resolve(remoteDomain);
-    const self = await this.#ownDomid();
     const rings = this.#rings(options);
     // Relative: libxenvchan puts it under /local/domain/<own id>, where the client looks.
     const xsPath = `data/vchan/${peer}/${port}`;
+    const previous = this.#servers.get(xsPath);
+    if (previous?.state() === 'disconnected') await previous.released;
     const ctrl = binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing);
     if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
+    let self: number;
+    try {
+      self = await this.#ownDomid();
+    } catch (error) {
+      binding.close(ctrl);
+      throw error;
+    }
     const vchan = this.#open(binding, ctrl, remoteDomain, port, rings, self);
+    this.#servers.set(xsPath, vchan);
+    void vchan.released.then(() => {
+      if (this.#servers.get(xsPath) === vchan) this.#servers.delete(xsPath);
+    });
     const connected = new Promise<XenVchan>((resolve, reject) => {
       vchan.onConnect(() => {
         // As Qubes' libvchan does: a connected server is no longer offered to other clients.
@@ -151,8 +171,9 @@ export class XenVchanTransport implements VchanTransport {
    * notification tells its vchans so. A server would wait forever for a client that can no longer
    * reach it (its xenstore entries were under the old domain), and a connected vchan would never
    * see its peer close. So while a domU has vchans open, it reads its domid now and then, and on
-   * a change destroys the vchans opened under the old one: their owners see them close, as when a
-   * peer goes away, and listen or connect again under the new domid. dom0 is never restored, and a
+   * a change abandons the vchans opened under the old one (XenVchan.abandon: closing them would
+   * crash the kernel's evtchn driver): their owners see them close, as when a peer goes away, and
+   * listen or connect again under the new domid. dom0 is never restored, and a
    * domid the caller fixed cannot change.
    */
   #track(vchan: XenVchan, self: number): void {
@@ -176,10 +197,13 @@ export class XenVchanTransport implements VchanTransport {
     try {
       const now = await this.#readOwnDomid();
       this.#localDomid = Promise.resolve(now);
-      for (const [vchan, then] of this.#live) {
-        // Destroyed without an error: owners need not listen for 'error' to see a peer go away.
-        if (then !== now) vchan.destroy();
-      }
+      const dead = [...this.#live].filter(([, then]) => then !== now);
+      if (dead.length === 0) return;
+      this.#options.log?.(
+        `restored as domid ${now}: closing ${dead.map(([v, then]) => `${v.remoteDomain}:${v.port} (opened as ${then})`).join(', ')}`,
+      );
+      // Closed without an error: owners need not listen for 'error' to see a peer go away.
+      for (const [vchan] of dead) vchan.abandon();
     } catch {
       // xenstore did not answer this time (busy, or in the middle of the restore): next time.
     } finally {
