@@ -23,7 +23,7 @@ const log = (message: string): void => void process.stderr.write(`odyssey-guest:
 const cmdline = readFileSync('/proc/cmdline', 'utf8');
 const echoPort = /(?:^|\s)odyssey\.vchan_echo=(\d+)/.exec(cmdline)?.[1];
 
-const transport = new XenVchanTransport();
+const transport = new XenVchanTransport({ log });
 
 if (echoPort) {
   void (async () => {

@@ -101,6 +101,7 @@ export class QrexecAgent {
           return;
         }
         await this.#serveControl(control).finally(() => control.destroy());
+        this.#log('the control vchan to dom0 closed; listening again');
       } catch (error) {
         this.#log(`control vchan ended: ${(error as Error).message}`);
         // Do not spin when listening itself keeps failing (say, an unwritable socket directory).

@@ -154,7 +154,9 @@ class FakeBinding implements LibxenvchanBinding {
   clientInit(_logger: null, _domain: number, xsPath: string): VchanCtrl | null {
     this.initCalls++;
     if (this.failWithErrno) return this.#fail();
-    const server = this.xen.ends.find((end) => end.side === 'server' && end.channel.xsPath === xsPath);
+    const server = this.xen.ends.find(
+      (end) => end.side === 'server' && end.channel.xsPath === xsPath && !end.freed,
+    );
     if (!server || server.freed || server.channel.client) {
       this.#errno = 2;
       return null;
@@ -170,8 +172,11 @@ class FakeBinding implements LibxenvchanBinding {
     const end = this.xen.end(ctrl, 'close');
     if (end.waiting) this.xen.violations.push('libxenvchan_close while a wait is in flight');
     end.freed = true;
-    if (end.side === 'server') end.channel.srvLive = 0;
-    else end.channel.cliLive = 0;
+    if (end.side === 'server') {
+      end.channel.srvLive = 0;
+      // libxenvchan removes the server's xenstore path on close, whoever wrote it last.
+      for (const key of ['ring-ref', 'event-channel']) this.xen.store.delete(`${end.channel.xsPath}/${key}`);
+    } else end.channel.cliLive = 0;
     end.peer?.notify();
   }
 

@@ -14,7 +14,7 @@ const open: XenVchan[] = [];
 
 function transport(
   domid: number,
-  extra: { connectTimeoutMs?: number } = {},
+  extra: { connectTimeoutMs?: number; restoreCheckMs?: number } = {},
 ): [XenVchanTransport, FakeBinding] {
   const { binding, xenstore } = xen.domain(domid);
   const options = { binding, xenstore, evtchnDevice: '/dev/null', retryIntervalMs: 5, ...extra };
@@ -169,6 +169,39 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     await expect(bound.connected).rejects.toThrow(/vchan server 0:520 closed before a client connected/);
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(xen.ends.map((end) => end.freed)).toEqual([true]);
+  });
+
+  it('keeps a new server on a port whose destroyed server closes only after it listened', async () => {
+    const { server } = await pair(560);
+    // Destroyed while its wait is in flight, the old server closes later; its close removes the
+    // port's xenstore path, which must not be the new server's.
+    server.destroy();
+    const again = work.listen('0', 560);
+    const client = await dom0.connect('3', 560);
+    open.push(await again, client);
+    client.end(Buffer.from('second'));
+    expect((await readAll(await again)).toString()).toBe('second');
+  });
+
+  it('closes the vchans of a domU restored under a new domid, and opens new ones under that domid', async () => {
+    const [guest] = transport(3, { connectTimeoutMs: 1000, restoreCheckMs: 5 });
+    const [server, client] = await Promise.all([guest.listen('0', 530), dom0.connect('3', 530)]);
+    open.push(server, client);
+    const waiting = await guest.bind('0', 531);
+    // What libxl writes for the restored domain, read by the guest under its own home.
+    xen.store.set('/local/domain/3/domid', '9');
+    await once(server, 'close');
+    await expect(waiting.connected).rejects.toThrow(/vchan server 0:531 closed before a client connected/);
+    // Abandoned, not closed: closing an event channel that outlived a restore crashes Linux's evtchn.
+    const guestEnds = xen.ends.filter(
+      (end) => end.side === 'server' && /\/(530|531)$/.test(end.channel.xsPath),
+    );
+    expect(guestEnds.map((end) => end.freed)).toEqual([false, false]);
+    // dom0 now names the guest 9, and the guest connects as 9.
+    const [back, out] = await Promise.all([dom0.listen('9', 532), guest.connect('0', 532)]);
+    open.push(back, out);
+    out.end(Buffer.from('after restore'));
+    expect((await readAll(back)).toString()).toBe('after restore');
   });
 
   it('times out connecting when no server appears, without opening anything', async () => {

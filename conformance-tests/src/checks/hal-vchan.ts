@@ -95,3 +95,14 @@ export function closeHalVchans(): void {
   control?.vchan.destroy();
   control = undefined;
 }
+
+/**
+ * Whether the running HAL_DOMAIN's agent answers on a fresh control vchan (a HELLO), through the
+ * current instance; false when there is nothing inside to answer (no guest kind, no transport).
+ */
+export async function halAgentAnswers(ctx: HalContext): Promise<boolean> {
+  if (!ctx.backend.current.vchan || ctx.guest.kind instanceof Unsupported) return false;
+  closeHalVchans();
+  await controlOf(ctx);
+  return true;
+}

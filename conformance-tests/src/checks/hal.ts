@@ -4,7 +4,7 @@ import { expectEqual, fail, Warning, type Check } from '../check.js';
 import { watchVmm } from '../vmm-events.js';
 import { HAL_DOMAIN, type HalContext } from './hal-context.js';
 import { DECLARED_UNSUPPORTED_ATTEMPTS, PROBE_PEER, ProbeTarget } from './hal-declared-unsupported.js';
-import { closeHalVchans } from './hal-vchan.js';
+import { closeHalVchans, halAgentAnswers } from './hal-vchan.js';
 
 /** Domains that stop on their own (a fresh one each, so the first's state cannot mask it). */
 const SELF_STOPPING = { 'power-off': 'conf-hal-poweroff', crash: 'conf-hal-crash' } as const;
@@ -205,6 +205,11 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
       );
       if (declared === 'survive') {
         if (told) fail(`${is}, yet events() of the closed instance said ${HAL_DOMAIN} stopped`);
+        await halAgentAnswers(ctx).catch((e: unknown) =>
+          fail(
+            `${is}: the agent of ${HAL_DOMAIN} does not answer through the fresh instance's vchan: ${e instanceof Error ? e.message : String(e)}`,
+          ),
+        );
         return;
       }
       if (!told)

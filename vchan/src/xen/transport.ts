@@ -27,6 +27,10 @@ export interface XenVchanTransportOptions {
   readonly retryIntervalMs?: number;
   /** The device whose absence means this is not a Xen domain; default /dev/xen/evtchn. */
   readonly evtchnDevice?: string;
+  /** How often a domU with open vchans reads its domid to notice it was restored; default 2 s. */
+  readonly restoreCheckMs?: number;
+  /** Told when vchans are closed because this domain was restored. */
+  readonly log?: (message: string) => void;
 }
 
 /** A Xen vchan server that is set up but may still wait for its client. */
@@ -37,6 +41,7 @@ export interface BoundXenVchan {
 }
 
 const DEFAULT_RING = 64 * 1024;
+const RESTORE_CHECK_MS = 2000;
 
 /** Domains named by their decimal domid. */
 async function decimalDomid(remoteDomain: string): Promise<number> {
@@ -58,6 +63,16 @@ export class XenVchanTransport implements VchanTransport {
   #binding: Promise<LibxenvchanBinding> | undefined;
   #xenstore: Promise<Xenstore> | undefined;
   #localDomid: Promise<number> | undefined;
+  /** Open vchans of a domU, with the domid it had when each was opened. */
+  readonly #live = new Map<XenVchan, number>();
+  #restoreCheck: NodeJS.Timeout | undefined;
+  #checking = false;
+  /**
+   * The newest server on each xenstore path. libxenvchan_close removes its server's path whoever
+   * wrote it last, and a destroyed server closes only once its wait in flight returned: a new
+   * server on the same port (an agent listening again) waits for that, or its entries would go.
+   */
+  readonly #servers = new Map<string, XenVchan>();
 
   constructor(options: XenVchanTransportOptions = {}) {
     this.#options = options;
@@ -78,9 +93,22 @@ export class XenVchanTransport implements VchanTransport {
     const rings = this.#rings(options);
     // Relative: libxenvchan puts it under /local/domain/<own id>, where the client looks.
     const xsPath = `data/vchan/${peer}/${port}`;
+    const previous = this.#servers.get(xsPath);
+    if (previous?.state() === 'disconnected') await previous.released;
     const ctrl = binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing);
     if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
-    const vchan = this.#open(binding, ctrl, remoteDomain, port, rings);
+    let self: number;
+    try {
+      self = await this.#ownDomid();
+    } catch (error) {
+      binding.close(ctrl);
+      throw error;
+    }
+    const vchan = this.#open(binding, ctrl, remoteDomain, port, rings, self);
+    this.#servers.set(xsPath, vchan);
+    void vchan.released.then(() => {
+      if (this.#servers.get(xsPath) === vchan) this.#servers.delete(xsPath);
+    });
     const connected = new Promise<XenVchan>((resolve, reject) => {
       vchan.onConnect(() => {
         // As Qubes' libvchan does: a connected server is no longer offered to other clients.
@@ -114,7 +142,8 @@ export class XenVchanTransport implements VchanTransport {
     }
     const ctrl = binding.clientInit(null, peer, xsPath);
     if (!ctrl) throw initError(binding, `libxenvchan_client_init(${peer}, "${xsPath}")`);
-    return this.#open(binding, ctrl, remoteDomain, port, { readRing: this.#ring, writeRing: this.#ring });
+    const rings = { readRing: this.#ring, writeRing: this.#ring };
+    return this.#open(binding, ctrl, remoteDomain, port, rings, self);
   }
 
   #open(
@@ -123,12 +152,62 @@ export class XenVchanTransport implements VchanTransport {
     remoteDomain: string,
     port: number,
     rings: XenVchanRings,
+    self: number,
   ): XenVchan {
+    let vchan: XenVchan;
     try {
-      return new XenVchan(binding, ctrl, remoteDomain, port, rings);
+      vchan = new XenVchan(binding, ctrl, remoteDomain, port, rings);
     } catch (error) {
       binding.close(ctrl);
       throw error;
+    }
+    this.#track(vchan, self);
+    return vchan;
+  }
+
+  /**
+   * A domU that is saved and restored (libvirt's managed save: suspend, then resume) comes back as
+   * a new domain with a new domid: its event channels and grants died with the old one, and no
+   * notification tells its vchans so. A server would wait forever for a client that can no longer
+   * reach it (its xenstore entries were under the old domain), and a connected vchan would never
+   * see its peer close. So while a domU has vchans open, it reads its domid now and then, and on
+   * a change abandons the vchans opened under the old one (XenVchan.abandon: closing them would
+   * crash the kernel's evtchn driver): their owners see them close, as when a peer goes away, and
+   * listen or connect again under the new domid. dom0 is never restored, and a
+   * domid the caller fixed cannot change.
+   */
+  #track(vchan: XenVchan, self: number): void {
+    if (self === 0 || this.#options.localDomid !== undefined) return;
+    this.#live.set(vchan, self);
+    vchan.once('close', () => {
+      this.#live.delete(vchan);
+      if (this.#live.size > 0) return;
+      clearInterval(this.#restoreCheck);
+      this.#restoreCheck = undefined;
+    });
+    this.#restoreCheck ??= setInterval(
+      () => void this.#checkRestored(),
+      this.#options.restoreCheckMs ?? RESTORE_CHECK_MS,
+    ).unref();
+  }
+
+  async #checkRestored(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      const now = await this.#readOwnDomid();
+      this.#localDomid = Promise.resolve(now);
+      const dead = [...this.#live].filter(([, then]) => then !== now);
+      if (dead.length === 0) return;
+      this.#options.log?.(
+        `restored as domid ${now}: closing ${dead.map(([v, then]) => `${v.remoteDomain}:${v.port} (opened as ${then})`).join(', ')}`,
+      );
+      // Closed without an error: owners need not listen for 'error' to see a peer go away.
+      for (const [vchan] of dead) vchan.abandon();
+    } catch {
+      // xenstore did not answer this time (busy, or in the middle of the restore): next time.
+    } finally {
+      this.#checking = false;
     }
   }
 

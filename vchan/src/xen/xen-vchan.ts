@@ -50,6 +50,10 @@ export class XenVchan extends Duplex implements Vchan {
   #serviceQueued = false;
   #onConnect: (() => void) | undefined;
   #onDestroyWhileWaiting: (() => void) | undefined;
+  #onReleased!: () => void;
+  #abandoned = false;
+  /** Resolves once libxenvchan_close has run: a server's xenstore entries are gone by then. */
+  readonly released = new Promise<void>((resolve) => (this.#onReleased = resolve));
 
   constructor(
     binding: LibxenvchanBinding,
@@ -93,6 +97,18 @@ export class XenVchan extends Duplex implements Vchan {
   onConnect(callback: () => void): void {
     if (this.#connected) callback();
     else this.#onConnect = callback;
+  }
+
+  /**
+   * Destroys the stream without libxenvchan_close, for a domU restored under a new domid: the
+   * restore left the channel's event channel without its kernel binding, and closing it then hits
+   * a BUG_ON in Linux's evtchn driver (6.1: unbinding a user port that has no irq), which kills the
+   * thread closing it. The fd, grants and ctrl are left behind instead (freed when the process
+   * exits); the channel is dead anyway.
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    this.destroy();
   }
 
   /** Runs when the vchan is destroyed before a client connected (the server's cleanup). */
@@ -272,6 +288,7 @@ export class XenVchan extends Duplex implements Vchan {
     if (!ctrl) return;
     this.#ctrl = undefined;
     this.#watch.close();
-    this.#binding.close(ctrl);
+    if (!this.#abandoned) this.#binding.close(ctrl);
+    this.#onReleased();
   }
 }
