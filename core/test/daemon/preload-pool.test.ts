@@ -209,6 +209,8 @@ describe('preloaded disposables', () => {
     await t.stop();
     await vmm.kill(stopped ?? '');
     t = d = await startDaemon({ stateDir, vmm });
+    // The pool as the last run left it lists both until the restored daemon has looked at them.
+    await eventually(async () => !(await pool(t)).includes(stopped ?? ''));
     const refilled = await full(t, 2);
     expect(refilled[0]).toBe(kept);
     expect(refilled).not.toContain(stopped);

@@ -105,7 +105,8 @@ const coreSrc = fileURLToPath(new URL('../../src/', import.meta.url));
  * `outDir`, for child processes that plain `node` must run.
  */
 export async function transpileStorage(outDir: string): Promise<string> {
-  const files = ['model/errors.ts'];
+  // What storage imports from outside its folder.
+  const files = ['model/errors.ts', 'run-command.ts'];
   for (const e of await fs.readdir(path.join(coreSrc, 'storage'), { recursive: true })) {
     if (e.endsWith('.ts')) files.push(path.join('storage', e));
   }
