@@ -2,7 +2,7 @@ import 'reflect-metadata';
 
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { container as rootContainer, instanceCachingFactory } from 'tsyringe';
 import type { DependencyContainer, InjectionToken } from 'tsyringe';
@@ -38,13 +38,19 @@ import { QrexecHost } from './qrexec-host.js';
 import { QubesDbHost } from './qubesdb-host.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
-import { prepareAdminServices } from './qrexec-services.js';
+import { prepareAdminServices, prepareSocketService } from './qrexec-services.js';
+import { featuresRequestMethods } from '../api/methods/features-request.js';
 import { VmDirFiles } from './vm-files.js';
 
 export interface DaemonOptions {
   readonly socketPath: string;
   /** The internal socket (upstream's qubesd.internal.sock): system info for the policy tools. */
   readonly internalSocketPath?: string;
+  /**
+   * The misc socket (upstream's qubesd.misc.sock) for qubes.FeaturesRequest,
+   * served with a vchan transport (default `<state dir>/run/qubesd.misc.sock`).
+   */
+  readonly miscSocketPath?: string;
   /** qrexec policy directories (policy.d); without them callers other than dom0 are not filtered. */
   readonly policyDirs?: readonly string[];
   readonly legacyPolicyDir?: string;
@@ -185,6 +191,7 @@ export class Daemon {
         await internal.listen(options.internalSocketPath);
         servers.push(internal);
       }
+      if (created.vchan) servers.push(await Daemon.serveMisc(c, app, store, options));
       const daemon = new Daemon(
         app,
         store,
@@ -207,6 +214,29 @@ export class Daemon {
       unlock();
       throw e;
     }
+  }
+
+  /**
+   * The misc socket, linked as dom0's qubes.FeaturesRequest service: a
+   * domain's requests are read from dom0's copy of its QubesDB.
+   */
+  private static async serveMisc(
+    c: DependencyContainer,
+    app: App,
+    store: StateStore,
+    options: SettledOptions,
+  ): Promise<AdminServer> {
+    const path = options.miscSocketPath ?? join(options.stateDir, 'run', 'qubesd.misc.sock');
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    const qubesdb = c.resolve(HOST_TOKENS.QubesDb);
+    const methods = featuresRequestMethods((vm) => qubesdb.database(vm.name));
+    const misc = new AdminServer(
+      new Dispatcher(app, c.resolve(API_TOKENS.Services), methods, store),
+      options.log,
+    );
+    await misc.listen(path);
+    await prepareSocketService(Daemon.qrexecServiceDir(options), 'qubes.FeaturesRequest', path);
+    return misc;
   }
 
   private static async createBackend(options: SettledOptions): Promise<CreatedBackend> {
