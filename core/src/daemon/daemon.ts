@@ -46,11 +46,6 @@ export interface DaemonOptions {
   readonly socketPath: string;
   /** The internal socket (upstream's qubesd.internal.sock): system info for the policy tools. */
   readonly internalSocketPath?: string;
-  /**
-   * The misc socket (upstream's qubesd.misc.sock) for qubes.FeaturesRequest,
-   * served with a vchan transport (default `<state dir>/run/qubesd.misc.sock`).
-   */
-  readonly miscSocketPath?: string;
   /** qrexec policy directories (policy.d); without them callers other than dom0 are not filtered. */
   readonly policyDirs?: readonly string[];
   readonly legacyPolicyDir?: string;
@@ -217,8 +212,9 @@ export class Daemon {
   }
 
   /**
-   * The misc socket, linked as dom0's qubes.FeaturesRequest service: a
-   * domain's requests are read from dom0's copy of its QubesDB.
+   * The misc socket (upstream's qubesd.misc.sock, here in the state dir's
+   * runtime dir), linked as dom0's qubes.FeaturesRequest service: a domain's
+   * requests are read from dom0's copy of its QubesDB.
    */
   private static async serveMisc(
     c: DependencyContainer,
@@ -226,7 +222,7 @@ export class Daemon {
     store: StateStore,
     options: SettledOptions,
   ): Promise<AdminServer> {
-    const path = options.miscSocketPath ?? join(options.stateDir, 'run', 'qubesd.misc.sock');
+    const path = join(options.stateDir, 'run', 'qubesd.misc.sock');
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     const qubesdb = c.resolve(HOST_TOKENS.QubesDb);
     const methods = featuresRequestMethods((vm) => qubesdb.database(vm.name));
