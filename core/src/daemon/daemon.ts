@@ -2,7 +2,7 @@ import 'reflect-metadata';
 
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { container as rootContainer, instanceCachingFactory } from 'tsyringe';
 import type { DependencyContainer, InjectionToken } from 'tsyringe';
@@ -38,7 +38,8 @@ import { QrexecHost } from './qrexec-host.js';
 import { QubesDbHost } from './qubesdb-host.js';
 import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
-import { prepareAdminServices } from './qrexec-services.js';
+import { prepareAdminServices, prepareSocketService } from './qrexec-services.js';
+import { featuresRequestMethods } from '../api/methods/features-request.js';
 import { VmDirFiles } from './vm-files.js';
 
 export interface DaemonOptions {
@@ -185,6 +186,7 @@ export class Daemon {
         await internal.listen(options.internalSocketPath);
         servers.push(internal);
       }
+      if (created.vchan) servers.push(await Daemon.serveMisc(c, app, store, options));
       const daemon = new Daemon(
         app,
         store,
@@ -207,6 +209,30 @@ export class Daemon {
       unlock();
       throw e;
     }
+  }
+
+  /**
+   * The misc socket (upstream's qubesd.misc.sock, here in the state dir's
+   * runtime dir), linked as dom0's qubes.FeaturesRequest service: a domain's
+   * requests are read from dom0's copy of its QubesDB.
+   */
+  private static async serveMisc(
+    c: DependencyContainer,
+    app: App,
+    store: StateStore,
+    options: SettledOptions,
+  ): Promise<AdminServer> {
+    const path = join(options.stateDir, 'run', 'qubesd.misc.sock');
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    const qubesdb = c.resolve(HOST_TOKENS.QubesDb);
+    const methods = featuresRequestMethods((vm) => qubesdb.database(vm.name));
+    const misc = new AdminServer(
+      new Dispatcher(app, c.resolve(API_TOKENS.Services), methods, store),
+      options.log,
+    );
+    await misc.listen(path);
+    await prepareSocketService(Daemon.qrexecServiceDir(options), 'qubes.FeaturesRequest', path);
+    return misc;
   }
 
   private static async createBackend(options: SettledOptions): Promise<CreatedBackend> {

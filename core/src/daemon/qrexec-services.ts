@@ -34,6 +34,20 @@ export async function prepareAdminServices(
   }
 }
 
+/**
+ * Links dom0's qrexec service `name` to a socket service (upstream links
+ * /etc/qubes-rpc/qubes.FeaturesRequest to qubesd.misc.sock); a regular file
+ * an administrator put there instead is left alone.
+ */
+export async function prepareSocketService(dir: string, name: string, socketPath: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const path = join(dir, name);
+  const existing = await lstat(path).catch(() => undefined);
+  if (existing && !existing.isSymbolicLink()) return;
+  await rm(path, { force: true });
+  await symlink(resolve(socketPath), path);
+}
+
 async function isSymlink(path: string): Promise<boolean> {
   return (await lstat(path).catch(() => undefined))?.isSymbolicLink() ?? false;
 }

@@ -40,6 +40,10 @@ export interface EventMap {
   'net-domain-connect': { vm: string };
   'firewall-changed': Record<never, never>;
   'backup-progress': { backup_profile: string; progress: string };
+  /** qubes.FeaturesRequest: the domain's requests as Python's str() of a dict, unchecked beyond the safe characters. */
+  'features-request': { untrusted_features: string };
+  /** The domain announced qrexec for the first time: its template setup can finish. */
+  'template-postinstall': Record<never, never>;
   [set: `property-pre-set:${string}`]: { name: string; newvalue: string; oldvalue?: string };
   [set: `property-set:${string}`]: { name: string; newvalue: string; oldvalue?: string };
   [reset: `property-pre-reset:${string}`]: PropertyChange;

@@ -1,0 +1,136 @@
+import { PermissionDenied, QubesVMNotRunningError, pyRepr } from '../../model/errors.js';
+import type { Vm } from '../../model/vm.js';
+import type { CallContext } from '../call-context.js';
+import type { MethodSpec } from '../method.js';
+
+/** Where a domain writes the features it asks for, one key each (upstream's qvm-features-request). */
+export const FEATURES_REQUEST_PREFIX = '/features-request/';
+
+/** What the service reads of a domain's QubesDB: the copy dom0 holds, filled by the domain itself. */
+export interface UntrustedQubesDb {
+  list(prefix: string): string[];
+  read(path: string): Buffer | undefined;
+}
+
+/**
+ * Beyond upstream, which bounds a request only by QubesDB's limits: no
+ * software announces more than this many features, or longer values.
+ */
+export const MAX_REQUESTED_FEATURES = 1024;
+export const MAX_REQUESTED_VALUE = 255;
+
+/** Upstream's safe_set for values; names are held to admin.vm.feature.Set's characters. */
+const SAFE_VALUE = /^[A-Za-z0-9._-]*$/;
+const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
+
+/** Booleans the template's agent announces; the first three only while dom0 has not set them. */
+const SET_ONCE = ['qrexec', 'gui', 'gui-emulated'] as const;
+const FREE_BOOLEANS = ['qubes-firewall', 'vmexec'] as const;
+/** The guest's os-release, as upstream's core features of Qubes 4.2 keep it. */
+const FREE_STRINGS = ['os', 'os-distribution', 'os-version', 'os-eol', 'os-distribution-like'] as const;
+
+/**
+ * Reads and checks the domain's requests: every value ASCII (upstream's
+ * strict decode fails the call without an answer) from upstream's safe set,
+ * every name one a feature can have, within the bounds above (PermissionDenied
+ * otherwise, as upstream's enforce).
+ */
+function untrustedFeatures(db: UntrustedQubesDb): Map<string, string> {
+  const requested = new Map<string, string>();
+  const keys = db.list(FEATURES_REQUEST_PREFIX);
+  if (keys.length > MAX_REQUESTED_FEATURES) throw new PermissionDenied('');
+  for (const key of keys) {
+    const raw = db.read(key);
+    if (raw === undefined) continue;
+    if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${key}`);
+    const value = raw.toString('ascii');
+    const name = key.slice(FEATURES_REQUEST_PREFIX.length);
+    if (!SAFE_NAME.test(name) || !SAFE_VALUE.test(value) || value.length > MAX_REQUESTED_VALUE)
+      throw new PermissionDenied('');
+    requested.set(name, value);
+  }
+  return requested;
+}
+
+/** Python's str() of the dict upstream passes as the event's untrusted_features. */
+function dictRepr(features: ReadonlyMap<string, string>): string {
+  return `{${[...features].map(([name, value]) => `${pyRepr(name)}: ${pyRepr(value)}`).join(', ')}}`;
+}
+
+const TRUE = '1';
+const FALSE = '';
+
+/** upstream's CoreFeatures: only a qube without a template speaks for its own software. */
+function coreFeatures(vm: Vm, requested: ReadonlyMap<string, string>): void {
+  if (vm.template) return;
+  const booleans = new Map<string, string>();
+  for (const name of [...SET_ONCE, ...FREE_BOOLEANS]) {
+    const value = requested.get(name);
+    if (value === '1' || value === '0') booleans.set(name, value === '1' ? TRUE : FALSE);
+  }
+  const qrexecBefore = (vm.features.get('qrexec') ?? '') !== '';
+  for (const name of SET_ONCE) {
+    const value = booleans.get(name);
+    if (value !== undefined && !vm.features.has(name)) vm.features.set(name, value);
+  }
+  for (const name of FREE_BOOLEANS) {
+    const value = booleans.get(name);
+    if (value !== undefined) vm.features.set(name, value);
+  }
+  for (const name of FREE_STRINGS) {
+    const value = requested.get(name);
+    if (value) vm.features.set(name, value);
+  }
+  // The first announcement of qrexec finishes the template's setup, as upstream.
+  if (!qrexecBefore && (vm.features.get('qrexec') ?? '') !== '') vm.events.fire(vm, 'template-postinstall');
+}
+
+/**
+ * upstream's supported-feature/-service/-rpc handlers: the announced set
+ * (value '1' only) replaces the previous one; an empty announcement changes
+ * nothing, so a faulty or manual request cannot clear them all.
+ */
+function supportedSet(vm: Vm, requested: ReadonlyMap<string, string>, prefix: string): void {
+  const wanted = new Set(
+    [...requested].filter(([n, v]) => n.startsWith(prefix) && v === '1').map(([n]) => n),
+  );
+  if (wanted.size === 0) return;
+  const before = vm.features.names().filter((n) => n.startsWith(prefix) && vm.features.get(n) !== '');
+  for (const name of wanted) if (!before.includes(name)) vm.features.set(name, TRUE);
+  for (const name of before) if (!wanted.has(name)) vm.features.remove(name);
+}
+
+/**
+ * qubes.FeaturesRequest of upstream's misc socket: the calling domain's
+ * `/features-request/*` keys, read from dom0's copy of its QubesDB, fire
+ * `features-request` on it and then go through upstream's extensions; what
+ * none of them accepts is ignored.
+ */
+export function featuresRequestMethods(qubesdb: (vm: Vm) => UntrustedQubesDb | undefined): MethodSpec[] {
+  const handler = (ctx: CallContext): undefined => {
+    const vm = ctx.src;
+    const db = qubesdb(vm);
+    if (!db) throw QubesVMNotRunningError.forVm(vm.name);
+    const requested = untrustedFeatures(db);
+    vm.events.fire(vm, 'features-request', { untrusted_features: dictRepr(requested) });
+    coreFeatures(vm, requested);
+    if (!vm.template) {
+      supportedSet(vm, requested, 'supported-feature.');
+      supportedSet(vm, requested, 'supported-service.');
+    }
+    supportedSet(vm, requested, 'supported-rpc.');
+    return undefined;
+  };
+  return [
+    {
+      name: 'qubes.FeaturesRequest',
+      scope: 'global',
+      access: 'w',
+      dest: 'dom0',
+      arg: 'none',
+      payload: 'none',
+      noPolicy: true,
+      handler,
+    },
+  ];
+}

@@ -1,0 +1,184 @@
+/**
+ * qubes.FeaturesRequest on a real daemon: a domain's agent writes
+ * /features-request/* into its QubesDB (the guest daemon forwards them to
+ * dom0's copy over the socket vchan transport), then calls the service, whose
+ * qrexec link reaches the daemon's misc socket with qrexec's header.
+ */
+import 'reflect-metadata';
+
+import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GuestQubesDb } from '@odyssey/qubesdb';
+import { SocketVchanTransport } from '@odyssey/vchan';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Vm } from '../../src/model/vm.js';
+import type { QubesEvent } from '../../src/model/events.js';
+import { HOST_TOKENS } from '../../src/daemon/after-start.js';
+import { MAX_REQUESTED_FEATURES, MAX_REQUESTED_VALUE } from '../../src/api/methods/features-request.js';
+import { exc, rawCall, startDaemon, type TestDaemon } from '../support/harness.js';
+
+let vchanDir: string;
+let d: TestDaemon;
+let guests: GuestQubesDb[];
+let events: QubesEvent[];
+
+beforeEach(async () => {
+  vchanDir = await mkdtemp(join(tmpdir(), 'odyssey-featreq-'));
+  d = await startDaemon({ vchan: new SocketVchanTransport({ localDomain: '0', dir: vchanDir }) });
+  guests = [];
+  await d.ok('admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
+  await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=work label=red');
+  // No qrexec agent answers in these domains: dom0's qrexec gives up on them at once.
+  for (const vm of ['tpl', 'work']) await d.ok('admin.vm.property.Set', vm, 'qrexec_timeout', '1');
+  events = [];
+  d.daemon.app.events.subscribe((event) => events.push(event));
+});
+
+afterEach(async () => {
+  await Promise.all(guests.map((g) => g.stop()));
+  await d.stop();
+  await rm(vchanDir, { recursive: true, force: true });
+});
+
+const misc = (): string => join(d.stateDir, 'run', 'qubesd.misc.sock');
+
+/** What qrexec writes to a socket service for a call from `src` to dom0. */
+const call = (src: string, arg = '', payload = ''): Promise<Buffer> =>
+  rawCall(misc(), `qubes.FeaturesRequest+${arg} ${src} keyword adminvm\0${payload}`);
+
+/** Marks `name` running as `xid` (dom0 serves its QubesDB) and connects its guest daemon. */
+async function running(name: string, xid: number): Promise<GuestQubesDb> {
+  const vm = d.daemon.app.domains.get(name);
+  vm.xid = xid;
+  d.daemon.app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
+  const guest = new GuestQubesDb({
+    transport: new SocketVchanTransport({ localDomain: String(xid), dir: vchanDir }),
+  });
+  guests.push(guest);
+  guest.start();
+  await guest.ready;
+  return guest;
+}
+
+/** Writes the requests in the guest and waits until dom0's copy of its database has them all. */
+async function request(guest: GuestQubesDb, name: string, features: Record<string, string>): Promise<void> {
+  for (const [key, value] of Object.entries(features)) guest.db.write(`/features-request/${key}`, value);
+  await arrived(name, Object.keys(features));
+}
+
+async function arrived(name: string, keys: readonly string[]): Promise<void> {
+  const dom0 = d.daemon.container.resolve(HOST_TOKENS.QubesDb).database(name);
+  if (!dom0) throw new Error(`${name} has no QubesDB`);
+  while (!keys.every((key) => dom0.has(`/features-request/${key}`)))
+    await new Promise((r) => setTimeout(r, 5));
+}
+
+const features = (vm: Vm): Record<string, string> => Object.fromEntries(vm.features.entries());
+
+describe('qubes.FeaturesRequest', () => {
+  it('links the qrexec service to the misc socket', async () => {
+    expect(await readlink(join(d.stateDir, 'qrexec-services', 'qubes.FeaturesRequest'))).toBe(misc());
+  });
+
+  it("applies a template's announcement as upstream's extensions and fires features-request", async () => {
+    const tpl = d.daemon.app.domains.get('tpl');
+    tpl.features.set('gui', '');
+    tpl.features.set('supported-rpc.qubes.Old', '1');
+    const guest = await running('tpl', 5);
+    await request(guest, 'tpl', {
+      qrexec: '1',
+      gui: '1',
+      vmexec: '1',
+      os: 'Linux',
+      'os-distribution': 'debian',
+      'os-version': '12',
+      'supported-rpc.qubes.VMShell': '1',
+      'supported-rpc.qubes.Filecopy': '1',
+      'supported-rpc.qubes.Nope': '0',
+      'supported-service.cups': '1',
+      'ignored-by-all': '1',
+    });
+    events.length = 0;
+    expect((await call('tpl')).toString('latin1')).toBe('0\0');
+    expect(features(tpl)).toEqual({
+      gui: '',
+      qrexec: '1',
+      vmexec: '1',
+      os: 'Linux',
+      'os-distribution': 'debian',
+      'os-version': '12',
+      'supported-rpc.qubes.VMShell': '1',
+      'supported-rpc.qubes.Filecopy': '1',
+      'supported-service.cups': '1',
+    });
+    const names = events.filter((e) => e.subject === tpl).map((e) => e.name);
+    expect(names[0]).toBe('features-request');
+    expect(names).toContain('template-postinstall');
+    expect(names).toContain('domain-feature-delete:supported-rpc.qubes.Old');
+    const fired = events.find((e) => e.name === 'features-request');
+    expect(fired?.args).toEqual({
+      untrusted_features:
+        "{'gui': '1', 'ignored-by-all': '1', 'os': 'Linux', 'os-distribution': 'debian', 'os-version': '12', " +
+        "'qrexec': '1', 'supported-rpc.qubes.Filecopy': '1', 'supported-rpc.qubes.Nope': '0', " +
+        "'supported-rpc.qubes.VMShell': '1', 'supported-service.cups': '1', 'vmexec': '1'}",
+    });
+    // Saved as upstream's app.save(): the features are in qubes.xml.
+    await d.daemon.store.flush();
+    const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
+    expect(xml).toContain('<feature name="supported-rpc.qubes.VMShell">1</feature>');
+  });
+
+  it('takes only supported-rpc from a template-based caller', async () => {
+    const work = d.daemon.app.domains.get('work');
+    const guest = await running('work', 6);
+    await request(guest, 'work', {
+      qrexec: '1',
+      vmexec: '1',
+      'supported-service.x': '1',
+      'supported-rpc.a': '1',
+    });
+    expect((await call('work')).toString('latin1')).toBe('0\0');
+    expect(features(work)).toEqual({ 'supported-rpc.a': '1' });
+  });
+
+  it('refuses hostile values and names before changing anything', async () => {
+    const tpl = d.daemon.app.domains.get('tpl');
+    const guest = await running('tpl', 5);
+    await request(guest, 'tpl', { qrexec: '1', os: 'a b' });
+    expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
+    guest.db.rm('/features-request/os');
+    await request(guest, 'tpl', { 'x:y': '1' });
+    expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
+    guest.db.rm('/features-request/x:y');
+    await request(guest, 'tpl', { os: 'x'.repeat(MAX_REQUESTED_VALUE + 1) });
+    expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
+    guest.db.rm('/features-request/os');
+    const many = Object.fromEntries(
+      Array.from({ length: MAX_REQUESTED_FEATURES + 1 }, (_, i) => [`supported-rpc.s${i}`, '1']),
+    );
+    await request(guest, 'tpl', many);
+    expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
+    expect(features(tpl)).toEqual({});
+    expect(events.some((e) => e.name === 'features-request')).toBe(false);
+  });
+
+  it('closes without an answer on a non-ASCII value, as upstream', async () => {
+    const guest = await running('tpl', 5);
+    guest.db.write('/features-request/os', Buffer.from([0xc3, 0xa9]));
+    await arrived('tpl', ['os']);
+    expect((await call('tpl')).length).toBe(0);
+    expect(features(d.daemon.app.domains.get('tpl'))).toEqual({});
+  });
+
+  it('refuses an argument, a payload, a target other than dom0 and a halted caller', async () => {
+    expect((await call('tpl', 'x')).toString('latin1')).toMatch(/^2\0ProtocolError\0/);
+    expect((await call('tpl', '', 'data')).toString('latin1')).toMatch(/^2\0ProtocolError\0/);
+    const other = await rawCall(misc(), 'qubes.FeaturesRequest+ tpl name work\0');
+    expect(other.toString('latin1')).toMatch(/^2\0ProtocolError\0/);
+    expect((await call('tpl')).toString('latin1')).toBe(
+      exc('QubesVMNotRunningError', "Domain not running (either powered off or paused): 'tpl'"),
+    );
+    expect((await call('nosuch')).toString('latin1')).toMatch(/^2\0QubesVMNotFoundError\0/);
+  });
+});
