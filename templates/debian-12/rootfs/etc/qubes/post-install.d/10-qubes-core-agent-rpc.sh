@@ -1,0 +1,8 @@
+#!/bin/sh
+# supported-rpc.SERVICE for every service this qube answers (upstream's script of this name).
+for srv in /etc/qubes-rpc/*; do
+    if [ -f "$srv" ] && [ -x "$srv" ]; then
+        name="${srv##*/}"
+        qvm-features-request "supported-rpc.${name%%+*}=1"
+    fi
+done
