@@ -46,6 +46,8 @@ async function writePolicy(policyDir: string): Promise<void> {
       // qvm-run.ts: a shell in a running qube and in a disposable made for the call.
       `qubes.VMShell * ${mgmt} ${peer} allow`,
       `qubes.VMShell * ${mgmt} @dispvm:${QUBES.dvmTemplate} allow`,
+      // upstream's 90-default.policy: a template announces its features (guest.template-features).
+      'qubes.FeaturesRequest * @anyvm dom0 allow',
       '',
     ].join('\n'),
   );

@@ -1,17 +1,21 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { expectEqual, fail, Unsupported, type Check, type CheckContext } from '../check.js';
 import { cachedTemplateBuild, installDebianTemplate } from '../debian-template.js';
 import { guestsOf } from './guest.js';
 import { dom0Qvm } from './qvm-run.js';
 
-/** The suite's qube of the Debian template. */
+/** The suite's qube of the Debian template, and the template. */
 const DEBIAN_QUBE = 'conf-debian';
+const TEMPLATE = 'debian-12';
+const ANNOUNCE_WAIT_MS = 180_000;
 const MEMORY_MIB = 512;
 const VCPUS = 2;
 
-const guest = (id: string, run: (ctx: CheckContext) => Promise<void>): Check => ({
+const guest = (id: string, run: (ctx: CheckContext) => Promise<void>, timeoutMs?: number): Check => ({
   id: `guest.${id}`,
   category: 'guest',
   run,
+  ...(timeoutMs === undefined ? {} : { timeoutMs }),
 });
 
 /** Why the template checks cannot run, once the install check decided; undefined once it is in place. */
@@ -22,8 +26,8 @@ function requireTemplate(): void {
 }
 
 /** A shell script run in the Debian qube through qubes.VMShell; its stdout, or a failure with its stderr. */
-async function shell(ctx: CheckContext, script: string): Promise<string> {
-  const done = await guestsOf(ctx).dom0Call(DEBIAN_QUBE, 'qubes.VMShell', `${script}\nexit $?\n`);
+async function shell(ctx: CheckContext, script: string, qube = DEBIAN_QUBE): Promise<string> {
+  const done = await guestsOf(ctx).dom0Call(qube, 'qubes.VMShell', `${script}\nexit $?\n`);
   if (done.code !== 0) fail(`${script}: exit ${done.code}: ${done.stderr}`);
   return done.stdout;
 }
@@ -49,7 +53,7 @@ export const guestTemplateChecks: readonly Check[] = [
       throw new Unsupported('suite', missing);
     }
     await installDebianTemplate(ctx.socket);
-    await ctx.client.vms.create({ klass: 'AppVM', name: DEBIAN_QUBE, label: 'red', template: 'debian-12' });
+    await ctx.client.vms.create({ klass: 'AppVM', name: DEBIAN_QUBE, label: 'red', template: TEMPLATE });
     const props = ctx.client.vmProperties(DEBIAN_QUBE);
     await props.set('memory', String(MEMORY_MIB));
     await props.set('maxmem', '0');
@@ -136,4 +140,38 @@ export const guestTemplateChecks: readonly Check[] = [
     );
     await ctx.client.vms.kill(DEBIAN_QUBE);
   }),
+  guest(
+    'template-features',
+    async (ctx) => {
+      requireTemplate();
+      // The TemplateVM announces what its agent provides at boot (qubes.PostInstall →
+      // qubes.FeaturesRequest), as upstream's template does after its install; `qvm template install`
+      // sets vmexec and supported-rpc.* itself (a qube runs before its template ever booted), not these.
+      const props = ctx.client.vmProperties(TEMPLATE);
+      await props.set('qrexec_timeout', '600');
+      await ctx.client.vms.start(TEMPLATE);
+      const wanted = { 'os-distribution': 'debian', 'os-version': '12', qrexec: '1' };
+      const announced = async () => {
+        const all = new Map(await ctx.client.features.getAll(TEMPLATE));
+        return Object.fromEntries(Object.keys(wanted).map((k) => [k, all.get(k) ?? '']));
+      };
+      let seen = await announced();
+      // systemd runs the announcement after the agent is up; under TCG that can take a minute more.
+      for (let waited = 0; waited < ANNOUNCE_WAIT_MS && JSON.stringify(seen) !== JSON.stringify(wanted);) {
+        await sleep(2000);
+        waited += 2000;
+        seen = await announced();
+      }
+      const why =
+        JSON.stringify(seen) === JSON.stringify(wanted)
+          ? ''
+          : await shell(ctx, 'journalctl -b -u odyssey-post-install --no-pager | tail -n 20', TEMPLATE).catch(
+              String,
+            );
+      await ctx.client.vms.shutdown(TEMPLATE, { wait: true });
+      expectEqual(seen, wanted, `features ${TEMPLATE} announced at boot (its journal: ${why})`);
+      // A boot of systemd under TCG (2-3 min on a loaded host), the announcement, and a shutdown.
+    },
+    600_000,
+  ),
 ];
