@@ -25,6 +25,9 @@ export const dispvmChecks: readonly Check[] = [
   dispvm('create', async ({ client }) => {
     await client.call('admin.vm.Create.AppVM', 'dom0', QUBES.template, `name=${QUBES.dvmTemplate} label=red`);
     await client.vmProperties(QUBES.dvmTemplate).set('template_for_dispvms', 'True');
+    // Its disposables inherit it: a guest booting under TCG (nested Xen most of all) on a loaded host
+    // can take longer than upstream's 60 s to reach its agent (CI's nested run once took longer).
+    await client.vmProperties(QUBES.dvmTemplate).set('qrexec_timeout', '300');
     disposable = await client.vms.createDisposable(QUBES.dvmTemplate);
     const info = parseVmList(await client.call('admin.vm.List', disposable));
     expectEqual(info[0]?.klass, 'DispVM', 'class of the disposable');
