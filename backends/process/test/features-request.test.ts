@@ -5,7 +5,7 @@
  * qubes.FeaturesRequest through the domain's qrexec-client-vm), and dom0
  * applying upstream's rules to what it reads from its copy of that QubesDB.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { startProcessOdysseyd } from './support/odysseyd.js';
 import { cleanEnv, runNode, type Finished } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
@@ -35,7 +36,7 @@ let root: string;
 let stateDir: string;
 let socket: string;
 let daemon: ChildProcess;
-let daemonLog = '';
+let daemonLog: () => string = () => '';
 
 const dom0 = (...args: string[]): Promise<Finished> =>
   runNode([QVM, '--socket', socket, ...args], cleanEnv());
@@ -88,18 +89,7 @@ beforeAll(async () => {
   await mkdir(policyDir, { recursive: true });
   // upstream's 90-default.policy line, and test.Announce for dom0's calls into the qubes.
   await writeFile(join(policyDir, '30-test.policy'), 'qubes.FeaturesRequest * @anyvm dom0 allow\n');
-  daemon = spawn(
-    process.execPath,
-    [
-      ODYSSEYD,
-      ...['--config', '/dev/null', '--backend', 'process', '--state-dir', stateDir, '--socket', socket],
-      ...['--policy-dir', policyDir, '--legacy-policy-dir', join(root, 'legacy')],
-    ],
-    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  await waitFor(() => daemonLog.includes('backend process connected') || daemon.exitCode !== null);
-  expect(daemonLog).toContain('backend process connected');
+  ({ child: daemon, log: daemonLog } = await startProcessOdysseyd({ root, stateDir, socket, policyDir }));
   const ok = { code: 0, stdout: '', stderr: '' };
   expect(await dom0('create', '--class', 'TemplateVM', '--label', 'black', 'tpl')).toEqual(ok);
   expect(await dom0('create', '--label', 'red', '--template', 'tpl', 'work')).toEqual(ok);
@@ -146,7 +136,7 @@ describe('qubes.FeaturesRequest from a domain', () => {
     expect(await features('work')).toMatch(/^supported-rpc\.test\.Announce +1\n$/);
     // dom0 answers PermissionDenied, which qvm-features-request does not read (upstream discards it too).
     await announce('work', 'os=a/b --commit\n');
-    await waitFor(() => daemonLog.includes('PermissionDenied'));
+    await waitFor(() => daemonLog().includes('PermissionDenied'));
     expect(await features('work')).toMatch(/^supported-rpc\.test\.Announce +1\n$/);
   });
 });

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { startProcessOdysseyd } from './support/odysseyd.js';
 import { cleanEnv } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
@@ -46,7 +47,6 @@ let root: string;
 let stateDir: string;
 let socket: string;
 let daemon: ChildProcess;
-let daemonLog = '';
 
 const dom0 = (...args: string[]): Promise<Finished> => run([QVM, '--socket', socket, ...args]);
 const client = (vm: string, service: string, stdin: string | Buffer = ''): Promise<Finished> =>
@@ -72,18 +72,7 @@ beforeAll(async () => {
   socket = join(root, 'qubesd.sock');
   const policyDir = join(root, 'policy.d');
   await mkdir(policyDir, { recursive: true });
-  daemon = spawn(
-    process.execPath,
-    [
-      ODYSSEYD,
-      ...['--config', '/dev/null', '--backend', 'process', '--state-dir', stateDir, '--socket', socket],
-      ...['--policy-dir', policyDir, '--legacy-policy-dir', join(root, 'legacy')],
-    ],
-    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  await waitFor(() => daemonLog.includes('backend process connected') || daemon.exitCode !== null);
-  expect(daemonLog).toContain('backend process connected');
+  ({ child: daemon } = await startProcessOdysseyd({ root, stateDir, socket, policyDir }));
   const ok = { code: 0, stdout: Buffer.alloc(0), stderr: '' };
   expect(await dom0('create', '--class', 'TemplateVM', '--label', 'black', 'tpl')).toEqual(ok);
   expect(await dom0('create', '--label', 'red', '--template', 'tpl', 'work')).toEqual(ok);
