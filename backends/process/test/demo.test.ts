@@ -5,7 +5,7 @@
  * `qvm` CLI run inside test-mon and test-mgmt, reaching dom0 through their
  * own qrexec-client-vm, agent and vchans.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { killLeftoverDomains } from './support/leftover-domains.js';
+import { startProcessOdysseyd } from './support/odysseyd.js';
 import { cleanEnv, runNode, type Finished } from './support/node-run.js';
 
 const repo = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
@@ -31,7 +32,7 @@ let root: string;
 let stateDir: string;
 let socket: string;
 let daemon: ChildProcess;
-let daemonLog = '';
+let daemonLog: () => string = () => '';
 const ok = (stdout: string): Finished => ({ code: 0, stdout, stderr: '' });
 
 /** `qvm` in dom0, on the admin socket. */
@@ -98,38 +99,14 @@ async function writePolicy(policyDir: string, legacyDir: string): Promise<void> 
   await writeFile(join(legacyDir, 'admin.vm.Create.AppVM'), 'test-mgmt $adminvm allow,target=$adminvm\n');
 }
 
-async function startDaemon(policyDir: string, legacyDir: string): Promise<void> {
-  daemon = spawn(
-    process.execPath,
-    [
-      ODYSSEYD,
-      '--config',
-      '/dev/null',
-      '--backend',
-      'process',
-      '--state-dir',
-      stateDir,
-      '--socket',
-      socket,
-      '--policy-dir',
-      policyDir,
-      '--legacy-policy-dir',
-      legacyDir,
-    ],
-    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  daemon.stderr?.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  // Waits for the daemon's own line (or its exit), however long a loaded machine takes.
-  await new Promise<void>((resolve) => {
-    const check = () => {
-      if (!daemonLog.includes('backend process connected')) return;
-      daemon.stderr?.off('data', check);
-      resolve();
-    };
-    daemon.stderr?.on('data', check);
-    daemon.once('close', () => resolve());
-  });
-  expect(daemonLog).toContain('backend process connected');
+async function startDaemon(policyDir: string, legacyPolicyDir: string): Promise<void> {
+  ({ child: daemon, log: daemonLog } = await startProcessOdysseyd({
+    root,
+    stateDir,
+    socket,
+    policyDir,
+    legacyPolicyDir,
+  }));
 }
 
 beforeAll(async () => {
@@ -204,10 +181,10 @@ describe('monitoring VM demo: test-mon', () => {
       stderr: 'Request refused\n',
     });
     // The refusal is in odysseyd's log with who asked what of whom; allowed calls are logged with their result.
-    expect(daemonLog).toMatch(
+    expect(daemonLog()).toMatch(
       /^<6>odysseyd: info: admin call: source=test-mon method=admin\.vm\.property\.Set dest=test-mgmt arg=memory policy=deny reason=.+$/m,
     );
-    expect(daemonLog).toContain(
+    expect(daemonLog()).toContain(
       "admin call: source=test-mon method=admin.vm.List dest=dom0 arg='' policy=allow result=ok\n",
     );
     expect(await inVm('test-mon', 'start', 'debian-12')).toEqual({

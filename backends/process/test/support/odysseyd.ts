@@ -7,8 +7,9 @@ const ODYSSEYD = fileURLToPath(new URL('../../../../core/dist/daemon/main.js', i
 const CONNECTED = 'backend process connected';
 
 export interface ProcessOdysseydPaths {
-  /** The test's scratch directory: odysseyd's legacy policy dir goes under it. */
+  /** The test's scratch directory: odysseyd's legacy policy dir goes under it unless named. */
   readonly root: string;
+  readonly legacyPolicyDir?: string;
   readonly stateDir: string;
   readonly socket: string;
   readonly policyDir: string;
@@ -39,7 +40,12 @@ export async function startProcessOdysseyd(paths: ProcessOdysseydPaths): Promise
         '--socket',
         paths.socket,
       ],
-      ...['--policy-dir', paths.policyDir, '--legacy-policy-dir', join(paths.root, 'legacy')],
+      ...[
+        '--policy-dir',
+        paths.policyDir,
+        '--legacy-policy-dir',
+        paths.legacyPolicyDir ?? join(paths.root, 'legacy'),
+      ],
     ],
     { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
