@@ -40,6 +40,7 @@ import { applySocketAccess } from './socket-access.js';
 import type { SocketAccess } from './socket-access.js';
 import { prepareAdminServices, prepareSocketService } from './qrexec-services.js';
 import { featuresRequestMethods } from '../api/methods/features-request.js';
+import { notifyUpdatesMethods } from '../api/methods/notify-updates.js';
 import { VmDirFiles } from './vm-files.js';
 
 export interface DaemonOptions {
@@ -213,8 +214,9 @@ export class Daemon {
 
   /**
    * The misc socket (upstream's qubesd.misc.sock, here in the state dir's
-   * runtime dir), linked as dom0's qubes.FeaturesRequest service: a domain's
-   * requests are read from dom0's copy of its QubesDB.
+   * runtime dir), linked as dom0's qubes.FeaturesRequest, qubes.NotifyTools
+   * and qubes.NotifyUpdates services: the feature requests are read from
+   * dom0's copy of the caller's QubesDB.
    */
   private static async serveMisc(
     c: DependencyContainer,
@@ -225,13 +227,17 @@ export class Daemon {
     const path = join(options.stateDir, 'run', 'qubesd.misc.sock');
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     const qubesdb = c.resolve(HOST_TOKENS.QubesDb);
-    const methods = featuresRequestMethods((vm) => qubesdb.database(vm.name));
+    const methods = [
+      ...featuresRequestMethods((vm) => qubesdb.database(vm.name)),
+      ...notifyUpdatesMethods(c.resolve(TOKENS.Clock)),
+    ];
     const misc = new AdminServer(
       new Dispatcher(app, c.resolve(API_TOKENS.Services), methods, store),
       options.log,
     );
     await misc.listen(path);
-    await prepareSocketService(Daemon.qrexecServiceDir(options), 'qubes.FeaturesRequest', path);
+    for (const method of methods)
+      await prepareSocketService(Daemon.qrexecServiceDir(options), method.name, path);
     return misc;
   }
 

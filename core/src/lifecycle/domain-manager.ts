@@ -37,6 +37,11 @@ const RETRY_MS = 1000;
 /** States in which upstream's is_running() holds: the hypervisor has the domain active. */
 const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
 
+/** upstream's vm.is_running(). */
+export function isRunning(vm: Vm): boolean {
+  return ACTIVE.has(vm.powerState);
+}
+
 /**
  * Power operations over the Vmm, with upstream's state checks and events. The
  * VM's powerState is the daemon's view: updated by our own operations and by
@@ -301,7 +306,7 @@ export class DomainManager implements Lifecycle {
     if (!DomainManager.managed(vm)) {
       throw new QubesNotImplementedError(`${vm.name} has no console: it is not a domain this daemon runs`);
     }
-    if (!ACTIVE.has(vm.powerState)) throw QubesVMNotRunningError.forVm(vm.name);
+    if (!isRunning(vm)) throw QubesVMNotRunningError.forVm(vm.name);
     const vmm = this.vmm(vm, 'reach the console of');
     const capability = vmm.capabilities().console;
     if (!vmm.consolePath || capability?.supported !== true) {

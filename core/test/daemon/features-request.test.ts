@@ -182,3 +182,74 @@ describe('qubes.FeaturesRequest', () => {
     expect((await call('nosuch')).toString('latin1')).toMatch(/^2\0QubesVMNotFoundError\0/);
   });
 });
+
+/** What qrexec writes for a qubes.NotifyTools call (upstream's legacy service of Qubes Windows Tools). */
+const notifyTools = (src: string, arg = '', payload = ''): Promise<Buffer> =>
+  rawCall(misc(), `qubes.NotifyTools+${arg} ${src} keyword adminvm\0${payload}`);
+
+/** Writes `/qubes-tools/*` in the guest and waits until dom0's copy holds these values. */
+async function tools(
+  guest: GuestQubesDb,
+  name: string,
+  values: Record<string, string | Buffer>,
+): Promise<void> {
+  const dom0 = d.daemon.container.resolve(HOST_TOKENS.QubesDb).database(name);
+  if (!dom0) throw new Error(`${name} has no QubesDB`);
+  const wanted = Object.entries(values).map(
+    ([key, value]) => [`/qubes-tools/${key}`, Buffer.from(value)] as const,
+  );
+  for (const [path, value] of wanted) guest.db.write(path, value);
+  while (!wanted.every(([path, value]) => dom0.read(path)?.equals(value)))
+    await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('qubes.NotifyTools', () => {
+  it('links the qrexec service to the misc socket', async () => {
+    expect(await readlink(join(d.stateDir, 'qrexec-services', 'qubes.NotifyTools'))).toBe(misc());
+  });
+
+  it("reads upstream's five /qubes-tools/ keys and applies them as a feature request", async () => {
+    const tpl = d.daemon.app.domains.get('tpl');
+    const guest = await running('tpl', 5);
+    await tools(guest, 'tpl', {
+      os: 'Windows',
+      'default-user': 'user',
+      gui: '1',
+      'gui-emulated': '',
+      qrexec: '1',
+      'supported-rpc.qubes.VMShell': '1',
+    });
+    events.length = 0;
+    expect((await notifyTools('tpl')).toString('latin1')).toBe('0\0');
+    // Read in upstream's order; an empty value and keys beyond the five are left out.
+    expect(events.find((e) => e.name === 'features-request')?.args).toEqual({
+      untrusted_features: "{'qrexec': '1', 'gui': '1', 'default-user': 'user', 'os': 'Windows'}",
+    });
+    expect(features(tpl)).toEqual({ qrexec: '1', gui: '1', os: 'Windows' });
+    expect(events.map((e) => e.name)).toContain('template-postinstall');
+  });
+
+  it('refuses a value outside its safe set, closes on non-ASCII, and takes no argument or payload', async () => {
+    const tpl = d.daemon.app.domains.get('tpl');
+    const guest = await running('tpl', 5);
+    await tools(guest, 'tpl', { qrexec: '1', os: 'Windows-10' });
+    expect((await notifyTools('tpl')).toString('latin1')).toBe(
+      exc(
+        'ProtocolError',
+        'Value outside safe set: ' + 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789',
+      ),
+    );
+    await tools(guest, 'tpl', { os: Buffer.from([0x57, 0xc3, 0xa9]) });
+    expect((await notifyTools('tpl')).length).toBe(0);
+    await tools(guest, 'tpl', { os: 'x'.repeat(MAX_REQUESTED_VALUE + 1) });
+    expect((await notifyTools('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
+    expect(features(tpl)).toEqual({});
+    expect(events.some((e) => e.name === 'features-request')).toBe(false);
+    expect((await notifyTools('tpl', 'x')).toString('latin1')).toBe(
+      exc('ProtocolError', 'unexpected argument'),
+    );
+    expect((await notifyTools('tpl', '', '1')).toString('latin1')).toBe(
+      exc('ProtocolError', 'unexpected payload'),
+    );
+  });
+});

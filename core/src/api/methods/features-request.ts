@@ -1,4 +1,4 @@
-import { PermissionDenied, QubesVMNotRunningError, pyRepr } from '../../model/errors.js';
+import { PermissionDenied, ProtocolError, QubesVMNotRunningError, pyRepr } from '../../model/errors.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import type { MethodSpec } from '../method.js';
@@ -100,37 +100,68 @@ function supportedSet(vm: Vm, requested: ReadonlyMap<string, string>, prefix: st
   for (const name of before) if (!wanted.has(name)) vm.features.remove(name);
 }
 
+/** What upstream's extensions do with a request, after `features-request` has been fired with it. */
+function applyRequest(vm: Vm, requested: ReadonlyMap<string, string>): void {
+  vm.events.fire(vm, 'features-request', { untrusted_features: dictRepr(requested) });
+  coreFeatures(vm, requested);
+  if (!vm.template) {
+    supportedSet(vm, requested, 'supported-feature.');
+    supportedSet(vm, requested, 'supported-service.');
+  }
+  supportedSet(vm, requested, 'supported-rpc.');
+}
+
+/** Where Qubes Windows Tools write what qubes.NotifyTools reads, and the only keys read there. */
+export const NOTIFY_TOOLS_PREFIX = '/qubes-tools/';
+const NOTIFY_TOOLS_KEYS = ['qrexec', 'gui', 'gui-emulated', 'default-user', 'os'] as const;
+/** upstream's safe_set of qubes.NotifyTools, quoted in its refusal. */
+const TOOLS_SAFE_SET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const TOOLS_SAFE_VALUE = /^[A-Za-z0-9]+$/;
+
 /**
- * qubes.FeaturesRequest of upstream's misc socket: the calling domain's
- * `/features-request/*` keys, read from dom0's copy of its QubesDB, fire
- * `features-request` on it and then go through upstream's extensions; what
- * none of them accepts is ignored.
+ * qubes.NotifyTools' five keys under `/qubes-tools/`: an absent or empty key
+ * is left out; a value must be ASCII (as in untrustedFeatures) and
+ * alphanumeric (ProtocolError, upstream 4.4's enforce), within our bound.
+ */
+function untrustedTools(db: UntrustedQubesDb): Map<string, string> {
+  const requested = new Map<string, string>();
+  for (const name of NOTIFY_TOOLS_KEYS) {
+    const raw = db.read(NOTIFY_TOOLS_PREFIX + name);
+    if (raw === undefined || raw.length === 0) continue;
+    if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${NOTIFY_TOOLS_PREFIX}${name}`);
+    if (raw.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
+    const value = raw.toString('ascii');
+    if (!TOOLS_SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${TOOLS_SAFE_SET}`);
+    requested.set(name, value);
+  }
+  return requested;
+}
+
+/**
+ * The misc socket's feature requests. qubes.FeaturesRequest: the calling
+ * domain's `/features-request/*` keys, read from dom0's copy of its QubesDB,
+ * fire `features-request` on it and then go through upstream's extensions;
+ * what none of them accepts is ignored. qubes.NotifyTools, upstream's legacy
+ * form kept for Qubes Windows Tools: `/qubes-tools/{qrexec,gui,gui-emulated,
+ * default-user,os}` fire the same event and extensions (`default-user` is
+ * ignored by them, as upstream's core features since Qubes 4.0).
  */
 export function featuresRequestMethods(qubesdb: (vm: Vm) => UntrustedQubesDb | undefined): MethodSpec[] {
-  const handler = (ctx: CallContext): undefined => {
-    const vm = ctx.src;
-    const db = qubesdb(vm);
-    if (!db) throw QubesVMNotRunningError.forVm(vm.name);
-    const requested = untrustedFeatures(db);
-    vm.events.fire(vm, 'features-request', { untrusted_features: dictRepr(requested) });
-    coreFeatures(vm, requested);
-    if (!vm.template) {
-      supportedSet(vm, requested, 'supported-feature.');
-      supportedSet(vm, requested, 'supported-service.');
-    }
-    supportedSet(vm, requested, 'supported-rpc.');
-    return undefined;
-  };
-  return [
-    {
-      name: 'qubes.FeaturesRequest',
-      scope: 'global',
-      access: 'w',
-      dest: 'dom0',
-      arg: 'none',
-      payload: 'none',
-      noPolicy: true,
-      handler,
+  const method = (name: string, read: (db: UntrustedQubesDb) => Map<string, string>): MethodSpec => ({
+    name,
+    scope: 'global',
+    access: 'w',
+    dest: 'dom0',
+    arg: 'none',
+    payload: 'none',
+    noPolicy: true,
+    handler: (ctx: CallContext): undefined => {
+      const vm = ctx.src;
+      const db = qubesdb(vm);
+      if (!db) throw QubesVMNotRunningError.forVm(vm.name);
+      applyRequest(vm, read(db));
+      return undefined;
     },
-  ];
+  });
+  return [method('qubes.FeaturesRequest', untrustedFeatures), method('qubes.NotifyTools', untrustedTools)];
 }
