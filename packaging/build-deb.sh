@@ -84,10 +84,13 @@ for name in "${upstream[@]}"; do
   wrapper "$name"
 done
 
-# 4. Configuration, the unit, and the default admin policy (generated from the method table).
+# 4. Configuration, the unit, the default admin policy (generated from the method table) and the
+# default policy for the services dom0 serves to qubes (qubes.FeaturesRequest...), upstream's
+# 90-default.policy; every file under etc/ becomes a conffile below.
 install -D -m 0644 "$here/odysseyd.conf" "$pkg/etc/odyssey/odysseyd.conf"
 install -D -m 0644 "$here/odysseyd.service" "$pkg/usr/lib/systemd/system/odysseyd.service"
 node "$lib/bin/odyssey-policy" generate-admin "$pkg/etc/qubes/policy.d" >/dev/null
+install -m 0644 "$here/policy.d/90-default.policy" "$pkg/etc/qubes/policy.d/90-default.policy"
 find "$pkg/etc/qubes" -type d -exec chmod 0755 {} + && find "$pkg/etc/qubes" -type f -exec chmod 0644 {} +
 
 # 5. Man pages from each command's --help (help2man), odysseyd in section 8.

@@ -104,8 +104,23 @@ for cmd in odysseyd qvm odyssey-policy odyssey-qrexec-client odyssey-conformance
 done
 getent group qubes >/dev/null || fail "postinst made no qubes group"
 [ -d /var/lib/qubes ] || fail "postinst made no /var/lib/qubes"
-dpkg-query -W -f '${Conffiles}\n' odyssey | grep -q ' /etc/qubes/policy.d/90-admin-default.policy ' ||
-  fail "the admin policy is not a conffile"
+for policy in 90-admin-default.policy 90-default.policy; do
+  dpkg-query -W -f '${Conffiles}\n' odyssey | grep -q " /etc/qubes/policy.d/$policy " ||
+    fail "/etc/qubes/policy.d/$policy is not a conffile"
+done
+# The installed policy loads, and lets a Debian template announce its features to dom0 as is.
+cat >/tmp/system-info.json <<'JSON'
+{"domains": {
+  "dom0": {"tags": [], "type": "AdminVM", "power_state": "Running", "uuid": "00000000-0000-0000-0000-000000000000", "template_for_dispvms": false},
+  "debian-12": {"tags": [], "type": "TemplateVM", "power_state": "Running", "uuid": "c9024a97-9b15-46cc-8341-38d75d5d421b", "template_for_dispvms": false}
+}}
+JSON
+odyssey-policy eval --policy-dir /etc/qubes/policy.d --system-info /tmp/system-info.json \
+  debian-12 dom0 qubes.FeaturesRequest >/tmp/policy.out 2>/tmp/policy.err ||
+  { cat /tmp/policy.out /tmp/policy.err; fail "the installed policy does not allow qubes.FeaturesRequest to dom0"; }
+[ "$(head -n 1 /tmp/policy.out)" = "allow target=dom0" ] && [ ! -s /tmp/policy.err ] ||
+  { cat /tmp/policy.out /tmp/policy.err; fail "odyssey-policy eval: unexpected answer"; }
+say "installed policy allows qubes.FeaturesRequest from a template to dom0"
 grep -q '^backend = kvm$' /etc/odyssey/odysseyd.conf || fail "odysseyd.conf lacks backend = kvm"
 
 sock=/run/odyssey-test/qubesd.sock
