@@ -74,6 +74,9 @@ async function arrived(name: string, keys: readonly string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
 }
 
+/** Python's string.ascii_letters + string.digits, which upstream's refusals quote. */
+const ALNUM = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
 const features = (vm: Vm): Record<string, string> => Object.fromEntries(vm.features.entries());
 
 describe('qubes.FeaturesRequest', () => {
@@ -145,8 +148,10 @@ describe('qubes.FeaturesRequest', () => {
   it('refuses hostile values and names before changing anything', async () => {
     const tpl = d.daemon.app.domains.get('tpl');
     const guest = await running('tpl', 5);
-    await request(guest, 'tpl', { qrexec: '1', os: 'a b' });
-    expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
+    await request(guest, 'tpl', { qrexec: '1', os: 'a$b' });
+    expect((await call('tpl')).toString('latin1')).toBe(
+      exc('ProtocolError', `Value outside safe set: ${ALNUM}-.,_= `),
+    );
     guest.db.rm('/features-request/os');
     await request(guest, 'tpl', { 'x:y': '1' });
     expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
@@ -161,6 +166,47 @@ describe('qubes.FeaturesRequest', () => {
     expect((await call('tpl')).toString('latin1')).toBe(exc('PermissionDenied', ''));
     expect(features(tpl)).toEqual({});
     expect(events.some((e) => e.name === 'features-request')).toBe(false);
+  });
+
+  it("takes upstream 4.4's safe set, and only well-formed os-release strings", async () => {
+    const tpl = d.daemon.app.domains.get('tpl');
+    const guest = await running('tpl', 5);
+    await request(guest, 'tpl', {
+      os: 'Plan9',
+      'os-distribution': 'linuxmint',
+      'os-distribution-like': 'ubuntu debian',
+      'os-version': '21.3 virginia',
+      'os-eol': '2027-02-29',
+      'qubes-agent-version': '4.3',
+      'anon-timezone': '1',
+      'x-human-name': 'a=b, c',
+    });
+    expect((await call('tpl')).toString('latin1')).toBe('0\0');
+    expect(features(tpl)).toEqual({
+      'os-distribution': 'linuxmint',
+      'os-distribution-like': 'ubuntu debian',
+      'qubes-agent-version': '4.3',
+      'anon-timezone': '1',
+    });
+    guest.db.write('/features-request/os', 'Linux');
+    guest.db.write('/features-request/os-version', '21.3');
+    guest.db.write('/features-request/os-eol', '2028-02-29');
+    guest.db.write('/features-request/anon-timezone', '0');
+    const dom0 = d.daemon.container.resolve(HOST_TOKENS.QubesDb).database('tpl');
+    while (dom0?.read('/features-request/anon-timezone')?.toString() !== '0')
+      await new Promise((r) => setTimeout(r, 5));
+    expect((await call('tpl')).toString('latin1')).toBe('0\0');
+    expect(features(tpl)).toMatchObject({ os: 'Linux', 'os-version': '21.3', 'os-eol': '2028-02-29' });
+    // anon-timezone cannot be switched off by the qube.
+    expect(features(tpl)['anon-timezone']).toBe('1');
+  });
+
+  it('closes without an answer on a non-ASCII value before any other check, as upstream', async () => {
+    const guest = await running('tpl', 5);
+    guest.db.write('/features-request/a', 'a$b');
+    guest.db.write('/features-request/b', Buffer.from([0xc3, 0xa9]));
+    await arrived('tpl', ['a', 'b']);
+    expect((await call('tpl')).length).toBe(0);
   });
 
   it('closes without an answer on a non-ASCII value, as upstream', async () => {
@@ -234,10 +280,7 @@ describe('qubes.NotifyTools', () => {
     const guest = await running('tpl', 5);
     await tools(guest, 'tpl', { qrexec: '1', os: 'Windows-10' });
     expect((await notifyTools('tpl')).toString('latin1')).toBe(
-      exc(
-        'ProtocolError',
-        'Value outside safe set: ' + 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789',
-      ),
+      exc('ProtocolError', `Value outside safe set: ${ALNUM}`),
     );
     await tools(guest, 'tpl', { os: Buffer.from([0x57, 0xc3, 0xa9]) });
     expect((await notifyTools('tpl')).length).toBe(0);

@@ -19,35 +19,37 @@ export interface UntrustedQubesDb {
 export const MAX_REQUESTED_FEATURES = 1024;
 export const MAX_REQUESTED_VALUE = 255;
 
-/** Upstream's safe_set for values; names are held to admin.vm.feature.Set's characters. */
-const SAFE_VALUE = /^[A-Za-z0-9._-]*$/;
+/** Python's string.ascii_letters + string.digits, as upstream's refusals quote their safe sets. */
+const ALNUM = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+/** Upstream 4.4's safe_set for requested values; names are held to admin.vm.feature.Set's characters. */
+const VALUE_SAFE_SET = `${ALNUM}-.,_= `;
+const SAFE_VALUE = /^[A-Za-z0-9\-.,_= ]*$/;
 const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
 
 /** Booleans the template's agent announces; the first three only while dom0 has not set them. */
 const SET_ONCE = ['qrexec', 'gui', 'gui-emulated'] as const;
 const FREE_BOOLEANS = ['qubes-firewall', 'vmexec'] as const;
-/** The guest's os-release, as upstream's core features of Qubes 4.2 keep it. */
-const FREE_STRINGS = ['os', 'os-distribution', 'os-version', 'os-eol', 'os-distribution-like'] as const;
 
 /**
- * Reads and checks the domain's requests: every value ASCII (upstream's
- * strict decode fails the call without an answer) from upstream's safe set,
- * every name one a feature can have, within the bounds above (PermissionDenied
- * otherwise, as upstream's enforce).
+ * Reads and checks the domain's requests. Every value is decoded first, as
+ * upstream's dict comprehension does: a non-ASCII one fails the call without
+ * an answer (upstream's strict decode) before any other check. Then each value
+ * must be from upstream's safe set (ProtocolError quoting it, upstream 4.4's
+ * enforce); our own bounds and feature-name check refuse with PermissionDenied.
  */
 function untrustedFeatures(db: UntrustedQubesDb): Map<string, string> {
-  const requested = new Map<string, string>();
   const keys = db.list(FEATURES_REQUEST_PREFIX);
   if (keys.length > MAX_REQUESTED_FEATURES) throw new PermissionDenied('');
+  const requested = new Map<string, string>();
   for (const key of keys) {
     const raw = db.read(key);
     if (raw === undefined) continue;
     if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${key}`);
-    const value = raw.toString('ascii');
-    const name = key.slice(FEATURES_REQUEST_PREFIX.length);
-    if (!SAFE_NAME.test(name) || !SAFE_VALUE.test(value) || value.length > MAX_REQUESTED_VALUE)
-      throw new PermissionDenied('');
-    requested.set(name, value);
+    requested.set(key.slice(FEATURES_REQUEST_PREFIX.length), raw.toString('ascii'));
+  }
+  for (const [name, value] of requested) {
+    if (!SAFE_NAME.test(name) || value.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
+    if (!SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${VALUE_SAFE_SET}`);
   }
   return requested;
 }
@@ -60,14 +62,45 @@ function dictRepr(features: ReadonlyMap<string, string>): string {
 const TRUE = '1';
 const FALSE = '';
 
-/** upstream's CoreFeatures: only a qube without a template speaks for its own software. */
+/** os-version: digits, dots and dashes, starting with a digit (upstream's CoreFeatures). */
+const OS_VERSION = /^[0-9][0-9.-]*$/;
+/** qubes-agent-version: upstream's `[0-9]{1,3}\.[0-9]{1,3}`, whole. */
+const AGENT_VERSION = /^[0-9]{1,3}\.[0-9]{1,3}$/;
+
+/** os-eol: a real date written YYYY-MM-DD, as Python's date.fromisoformat takes it. */
+function isIsoDate(value: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  if (!m) return false;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return year >= 1 && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+/**
+ * upstream's CoreFeatures: only a qube without a template speaks for its own
+ * software. The os-release strings first (os-version and os-eol only in their
+ * shapes, others ignored as upstream, which logs them), then the booleans.
+ */
 function coreFeatures(vm: Vm, requested: ReadonlyMap<string, string>): void {
   if (vm.template) return;
+  for (const name of ['os-distribution', 'os-distribution-like'] as const) {
+    const value = requested.get(name);
+    if (value) vm.features.set(name, value);
+  }
+  const version = requested.get('os-version');
+  if (version && OS_VERSION.test(version)) vm.features.set('os-version', version);
+  const eol = requested.get('os-eol');
+  if (eol && isIsoDate(eol)) vm.features.set('os-eol', eol);
   const booleans = new Map<string, string>();
   for (const name of [...SET_ONCE, ...FREE_BOOLEANS]) {
     const value = requested.get(name);
     if (value === '1' || value === '0') booleans.set(name, value === '1' ? TRUE : FALSE);
   }
+  const agentVersion = requested.get('qubes-agent-version');
+  if (agentVersion !== undefined && AGENT_VERSION.test(agentVersion))
+    vm.features.set('qubes-agent-version', agentVersion);
+  // VMs may switch anon-timezone on, never off.
+  if (requested.get('anon-timezone') === '1') vm.features.set('anon-timezone', TRUE);
   const qrexecBefore = (vm.features.get('qrexec') ?? '') !== '';
   for (const name of SET_ONCE) {
     const value = booleans.get(name);
@@ -77,12 +110,17 @@ function coreFeatures(vm: Vm, requested: ReadonlyMap<string, string>): void {
     const value = booleans.get(name);
     if (value !== undefined) vm.features.set(name, value);
   }
-  for (const name of FREE_STRINGS) {
-    const value = requested.get(name);
-    if (value) vm.features.set(name, value);
-  }
   // The first announcement of qrexec finishes the template's setup, as upstream.
   if (!qrexecBefore && (vm.features.get('qrexec') ?? '') !== '') vm.events.fire(vm, 'template-postinstall');
+}
+
+/** upstream's WindowsFeatures sets `os` only to one of these (its Windows defaults are not ours yet). */
+const GUEST_OS = new Set(['Windows', 'Linux']);
+
+function guestOs(vm: Vm, requested: ReadonlyMap<string, string>): void {
+  if (vm.template) return;
+  const os = requested.get('os');
+  if (os !== undefined && GUEST_OS.has(os)) vm.features.set('os', os);
 }
 
 /**
@@ -104,6 +142,7 @@ function supportedSet(vm: Vm, requested: ReadonlyMap<string, string>, prefix: st
 function applyRequest(vm: Vm, requested: ReadonlyMap<string, string>): void {
   vm.events.fire(vm, 'features-request', { untrusted_features: dictRepr(requested) });
   coreFeatures(vm, requested);
+  guestOs(vm, requested);
   if (!vm.template) {
     supportedSet(vm, requested, 'supported-feature.');
     supportedSet(vm, requested, 'supported-service.');
@@ -114,8 +153,6 @@ function applyRequest(vm: Vm, requested: ReadonlyMap<string, string>): void {
 /** Where Qubes Windows Tools write what qubes.NotifyTools reads, and the only keys read there. */
 export const NOTIFY_TOOLS_PREFIX = '/qubes-tools/';
 const NOTIFY_TOOLS_KEYS = ['qrexec', 'gui', 'gui-emulated', 'default-user', 'os'] as const;
-/** upstream's safe_set of qubes.NotifyTools, quoted in its refusal. */
-const TOOLS_SAFE_SET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 const TOOLS_SAFE_VALUE = /^[A-Za-z0-9]+$/;
 
 /**
@@ -131,7 +168,7 @@ function untrustedTools(db: UntrustedQubesDb): Map<string, string> {
     if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${NOTIFY_TOOLS_PREFIX}${name}`);
     if (raw.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
     const value = raw.toString('ascii');
-    if (!TOOLS_SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${TOOLS_SAFE_SET}`);
+    if (!TOOLS_SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${ALNUM}`);
     requested.set(name, value);
   }
   return requested;
