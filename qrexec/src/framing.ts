@@ -80,6 +80,9 @@ export class MessageReader {
   }
 }
 
+/** Payloads up to this size are copied behind their header: one write, one frame on every transport. */
+const COPY_BELOW = 4096;
+
 /** Writes one message; resolves when the stream can take more (backpressure of the vchan ring). */
 export async function writeMessage(
   stream: Writable,
@@ -87,7 +90,19 @@ export async function writeMessage(
   payload: Buffer = Buffer.alloc(0),
 ): Promise<void> {
   if (stream.destroyed || stream.writableEnded) throw new QrexecProtocolError('channel closed');
-  const ok = stream.write(Buffer.concat([encodeHeader(type, payload.length), payload]));
+  const header = encodeHeader(type, payload.length);
+  let ok: boolean;
+  if (payload.length <= COPY_BELOW) {
+    ok = stream.write(Buffer.concat([header, payload]));
+  } else {
+    // A data chunk is not copied: header and payload are queued together (the socket transport
+    // sends them in one writev). Both writes happen in this tick, so concurrent writers (stdout
+    // and stderr) never interleave inside a message.
+    stream.cork();
+    stream.write(header);
+    ok = stream.write(payload);
+    stream.uncork();
+  }
   if (!ok) await waitForDrain(stream);
 }
 

@@ -95,6 +95,30 @@ async function rawMessages(serviceAndArg: string, stdin: Buffer): Promise<Qrexec
   return messages;
 }
 
+describe('writeMessage', () => {
+  it('keeps messages whole and in order when stdout and stderr write at once', async () => {
+    const { left, right } = await pair();
+    const big = randomBytes(65528);
+    const other = randomBytes(30000);
+    const small = Buffer.from('tiny');
+    await Promise.all([
+      writeMessage(left, MsgType.DATA_STDOUT, big),
+      writeMessage(left, MsgType.DATA_STDERR, other),
+      writeMessage(left, MsgType.DATA_STDOUT, small),
+      writeMessage(left, MsgType.DATA_STDOUT),
+    ]);
+    const reader = new MessageReader(right);
+    const got = [await reader.expect(), await reader.expect(), await reader.expect(), await reader.expect()];
+    expect(got.map((m) => m.type)).toEqual([
+      MsgType.DATA_STDOUT,
+      MsgType.DATA_STDERR,
+      MsgType.DATA_STDOUT,
+      MsgType.DATA_STDOUT,
+    ]);
+    expect(got.map((m) => m.payload)).toEqual([big, other, small, Buffer.alloc(0)]);
+  });
+});
+
 describe('HELLO on a data channel', () => {
   it('settles on the lower version of the two ends', async () => {
     const { left, right } = await pair();

@@ -23,7 +23,7 @@ export class SocketVchan extends Duplex implements Vchan {
   /** Bytes of the chunk handed to the socket whose write callback waits for 'drain'. */
   #held = 0;
   /** A write issued before the client connected; flushed on attach. */
-  #early: { chunk: Buffer; callback: (error?: Error | null) => void } | undefined;
+  #early: { chunks: Buffer[]; callback: (error?: Error | null) => void } | undefined;
   #onDestroy: (() => void) | undefined;
 
   constructor(
@@ -77,7 +77,7 @@ export class SocketVchan extends Duplex implements Vchan {
     });
     const early = this.#early;
     this.#early = undefined;
-    if (early) this.#send(early.chunk, early.callback);
+    if (early) this.#send(early.chunks, early.callback);
   }
 
   #peerGone(): void {
@@ -91,21 +91,38 @@ export class SocketVchan extends Duplex implements Vchan {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.#socket) this.#send(chunk, callback);
-    else this.#early = { chunk, callback };
+    if (this.#socket) this.#send([chunk], callback);
+    else this.#early = { chunks: [chunk], callback };
   }
 
-  #send(chunk: Buffer, callback: (error?: Error | null) => void): void {
+  /**
+   * Writes queued together (a qrexec header and its payload, corked by the writer) reach the
+   * socket as one writev(2), so the writer need not copy them into one buffer first.
+   */
+  override _writev(
+    writes: { chunk: Buffer; encoding: BufferEncoding }[],
+    callback: (error?: Error | null) => void,
+  ): void {
+    const chunks = writes.map((write) => write.chunk);
+    if (this.#socket) this.#send(chunks, callback);
+    else this.#early = { chunks, callback };
+  }
+
+  #send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
     const socket = this.#socket as Socket;
     if (this.#state === 'disconnected' || socket.writableEnded) {
       callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
       return;
     }
-    if (socket.write(chunk)) {
+    let ok = true;
+    if (chunks.length > 1) socket.cork();
+    for (const chunk of chunks) ok = socket.write(chunk);
+    if (chunks.length > 1) socket.uncork();
+    if (ok) {
       callback();
       return;
     }
-    this.#held = chunk.length;
+    this.#held = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     const settle = (): void => {
       socket.off('drain', settle);
       socket.off('close', settle);

@@ -14,8 +14,8 @@ import {
   FrameType,
   KvmGuestTransport,
   KvmHostTransport,
+  MuxVchan,
   encodeFrame,
-  type MuxVchan,
 } from '../src/kvm/index.js';
 
 // A guest's virtio-serial port is played by a UNIX socket server standing in for QEMU's
@@ -285,6 +285,25 @@ describe('KVM vchan relay between guests through the host', () => {
 });
 
 describe('frames', () => {
+  it('sends a corked header and payload in one DATA frame, as one write', () => {
+    const sent: [FrameType, number, string][] = [];
+    const vchan = new MuxVchan('vm', 512, { readRing: 65536, writeRing: 65536 });
+    vchan.connect(
+      {
+        send: (type, id, payload) => sent.push([type, id, (payload ?? Buffer.alloc(0)).toString()]),
+        forget: () => undefined,
+      },
+      3,
+      65536,
+    );
+    vchan.cork();
+    vchan.write(Buffer.from('head'));
+    vchan.write(Buffer.from('payload'));
+    vchan.uncork();
+    expect(sent).toEqual([[FrameType.DATA, 3, 'headpayload']]);
+    vchan.destroy();
+  });
+
   it('reassembles frames split at any byte and rejects garbage', () => {
     const frames = Buffer.concat([
       encodeFrame(FrameType.OPEN, 7, Buffer.from([0, 0, 2, 0, 0, 0, 16, 0])),

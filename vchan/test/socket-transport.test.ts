@@ -50,6 +50,52 @@ describe('SocketVchanTransport', () => {
     expect(data.toString()).toBe('queued before the client came');
   });
 
+  it('sends corked writes in order, those queued before the client came included', async () => {
+    const bound = await work.bind('0', 518);
+    open.push(bound.vchan);
+    const pieces = [0, 1, 2, 3, 4, 5].map((n) => Buffer.alloc(1000 + n * 70_000, n + 1));
+    // Three writes wait for the client (the first as the pending write, two queued behind it).
+    for (const piece of pieces.slice(0, 3)) bound.vchan.write(piece);
+    const client = await dom0.connect('3', 518);
+    open.push(client);
+    await bound.connected;
+    bound.vchan.cork();
+    for (const piece of pieces.slice(3)) bound.vchan.write(piece);
+    bound.vchan.uncork();
+    bound.vchan.end();
+    const chunks: Buffer[] = [];
+    for await (const chunk of client) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).equals(Buffer.concat(pieces))).toBe(true);
+  });
+
+  it('bounds corked batches by the ring when the peer does not read', async () => {
+    const server = work.listen('0', 519);
+    const client = await dom0.connect('3', 519);
+    open.push(client, await server);
+    (await server).pause();
+    const header = Buffer.alloc(8, 7);
+    const payload = Buffer.alloc(65528, 9);
+    let batches = 0;
+    // Batches go in while the ring has room; the reader never reads, so the room must run out.
+    while (client.bufferSpace() > 0) {
+      if (batches === 1000) throw new Error('no backpressure');
+      client.cork();
+      client.write(header);
+      const ok = client.write(payload);
+      client.uncork();
+      batches++;
+      if (!ok) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(client.bufferSpace()).toBe(0);
+    const received = (async () => {
+      let length = 0;
+      for await (const chunk of await server) length += (chunk as Buffer).length;
+      return length;
+    })();
+    client.end();
+    expect(await received).toBe(batches * 65536);
+  });
+
   it('rejects the pending server when it is closed before a client came', async () => {
     const bound = await work.bind('0', 516);
     bound.vchan.destroy();

@@ -96,6 +96,17 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     expect(xen.ends.reduce((waits, end) => waits + end.waits, 0)).toBeGreaterThan(100);
   });
 
+  it('writes a corked batch whole and in order, also when it is larger than the ring', async () => {
+    const { server, client } = await pair();
+    const pieces = [Buffer.alloc(8, 1), randomBytes(65528), Buffer.from('next'), randomBytes(100_000)];
+    const received = readAll(server);
+    client.cork();
+    for (const piece of pieces) client.write(piece);
+    client.uncork();
+    client.end();
+    expect((await received).equals(Buffer.concat(pieces))).toBe(true);
+  });
+
   it('lets the reader drain what the peer wrote before it closed, then ends', async () => {
     const { server, client } = await pair();
     client.write(Buffer.from('last words'));

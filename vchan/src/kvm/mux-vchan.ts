@@ -157,12 +157,27 @@ export class MuxVchan extends Duplex implements Vchan {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#write(chunk, callback);
+  }
+
+  #write(chunk: Buffer, callback: (error?: Error | null) => void): void {
     if (this.#state === 'disconnected') {
       callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
       return;
     }
     this.#pending = { chunk, offset: 0, callback };
     this.#pump();
+  }
+
+  /**
+   * A corked batch (a qrexec header and its payload) goes out as one write, so it fills DATA
+   * frames as one piece did before writers stopped copying the two together.
+   */
+  override _writev(
+    writes: { chunk: Buffer; encoding: BufferEncoding }[],
+    callback: (error?: Error | null) => void,
+  ): void {
+    this.#write(Buffer.concat(writes.map((write) => write.chunk)), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {

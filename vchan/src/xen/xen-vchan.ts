@@ -122,12 +122,27 @@ export class XenVchan extends Duplex implements Vchan {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#write(chunk, callback);
+  }
+
+  #write(chunk: Buffer, callback: (error?: Error | null) => void): void {
     if (!this.#ctrl || this.#closing || this.#ended) {
       callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: closed`));
       return;
     }
     this.#pending = { chunk, offset: 0, callback };
     this.#kick();
+  }
+
+  /**
+   * A corked batch (a qrexec header and its payload) goes into the ring as one write, with one
+   * notification of the peer, as it did when writeMessage copied the two together.
+   */
+  override _writev(
+    writes: { chunk: Buffer; encoding: BufferEncoding }[],
+    callback: (error?: Error | null) => void,
+  ): void {
+    this.#write(Buffer.concat(writes.map((write) => write.chunk)), callback);
   }
 
   /** vchan has no half-close: ending the writable side closes the channel, as libvchan_close does. */
