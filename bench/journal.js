@@ -2,8 +2,8 @@
 // test (core/dist) and a baseline build (BENCH_BASE, e.g. the previous commit's core/dist copied to
 // core/dist/base), interleaved round by round so both see the same machine. Per round and daemon:
 // BENCH_CALLS sequential calls, then as many from 8 concurrent closed-loop clients. With
-// BENCH_STRACE=1 each daemon's fsync/fdatasync/rename calls are counted (strace -c) over one extra
-// round of each phase.
+// BENCH_STRACE=1 each daemon's fsync/fdatasync/rename/pwrite64 calls are counted (strace -c) over one
+// extra round of each phase (pwrite64: journal records; an O_DSYNC journal syncs in it).
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -55,7 +55,7 @@ async function straced(pid, run) {
   const out = join(ROOT, 'bench/results', `strace-${pid}.txt`);
   const st = spawn(
     'strace',
-    ['-c', '-f', '-e', 'trace=fsync,fdatasync,rename', '-o', out, '-p', String(pid)],
+    ['-c', '-f', '-e', 'trace=fsync,fdatasync,rename,pwrite64', '-o', out, '-p', String(pid)],
     {
       stdio: 'ignore',
     },
@@ -73,7 +73,12 @@ async function straced(pid, run) {
         .map((l) => l.trim().split(/\s+/))
         .find((f) => f.at(-1) === name)?.[3] ?? 0,
     );
-  return { fsync: count('fsync'), fdatasync: count('fdatasync'), rename: count('rename') };
+  return {
+    fsync: count('fsync'),
+    fdatasync: count('fdatasync'),
+    rename: count('rename'),
+    pwrite64: count('pwrite64'),
+  };
 }
 
 await mkdir(join(ROOT, 'bench/results'), { recursive: true });

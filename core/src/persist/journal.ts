@@ -9,7 +9,7 @@ import { qubesDocument } from './qubes-xml.js';
 
 /**
  * The write-ahead journal of qubes.xml: each acknowledged save is one record
- * appended with one fdatasync, instead of a rewritten qubes.xml with a file
+ * appended with one synchronised write (O_DSYNC), instead of a rewritten qubes.xml with a file
  * fsync, a rename and a directory fsync. A record holds the document's head
  * (labels, pools, global properties) and the ordered list of domains, each
  * with its element only if it differs from the previous record's, so replay
@@ -131,7 +131,9 @@ export class Journal {
       created = true;
     }
     const replayed = replayJournal(bytes);
-    this.fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o660);
+    // O_DSYNC: a write returns once its data is as durable as after an fdatasync, so an append is
+    // one thread-pool round trip instead of two (write, then fdatasync), each followed by an event-loop wake-up.
+    this.fh = await open(this.path, constants.O_RDWR | constants.O_CREAT | constants.O_DSYNC, 0o660);
     this.size = bytes.length;
     this.seq = replayed.nextSeq;
     this.records = replayed.records;
@@ -157,10 +159,10 @@ export class Journal {
     record.writeUInt32LE(payload.length, 0);
     checksum(payload).copy(record, 4);
     payload.copy(record, HEADER);
-    // A nearly full disk can take part of a record: write the rest, or fail on ENOSPC.
+    // A nearly full disk can take part of a record: write the rest, or fail on ENOSPC. Each write is
+    // synchronised (O_DSYNC), so the record is durable when the last one returns.
     for (let done = 0; done < record.length;)
       done += (await fh.write(record, done, record.length - done, this.size + done)).bytesWritten;
-    await fh.datasync();
     this.size += record.length;
     this.seq++;
     this.records++;

@@ -16,7 +16,7 @@ const IDLE_MS = 1000;
 
 /**
  * qubes.xml on disk, written through a journal (journal.ts). A save appends
- * one record and one fdatasync; qubes.xml itself is rewritten atomically as a
+ * one record in one synchronised write; qubes.xml itself is rewritten atomically as a
  * checkpoint (after CHECKPOINT_RECORDS records or CHECKPOINT_BYTES, when idle,
  * and at close), then the journal is truncated. Start-up loads qubes.xml, or
  * the journal's last whole record, which supersedes it, and checkpoints that.
@@ -30,8 +30,11 @@ export class StateStore implements Saver {
   private tail: Promise<void> = Promise.resolve();
   private queued: Promise<void> | null = null;
   private idle: NodeJS.Timeout | null = null;
-  /** The document the journal's last record holds: what the next checkpoint writes. */
-  private journaled: string | null = null;
+  /**
+   * The document the journal's last record holds: what the next checkpoint writes. Built only
+   * then: joining every domain's element on each append would cost as much as the record itself.
+   */
+  private journaled: (() => string) | null = null;
   private readonly journal: Journal;
   readonly writer: QubesXmlWriter;
 
@@ -64,7 +67,8 @@ export class StateStore implements Saver {
     }
     const state = loadQubesXml(this.app, xml, warn);
     if (replayed.document !== null || this.journal.bytes > 0) {
-      this.journaled = replayed.document;
+      const document = replayed.document;
+      this.journaled = document === null ? null : () => document;
       await this.checkpoint();
     }
     return state;
@@ -101,10 +105,11 @@ export class StateStore implements Saver {
   private async append(): Promise<void> {
     const { head, domains } = this.writer.parts();
     await this.journal.append(head, domains);
-    this.journaled = qubesDocument(
-      head,
-      domains.map(([, x]) => x),
-    );
+    this.journaled = () =>
+      qubesDocument(
+        head,
+        domains.map(([, x]) => x),
+      );
     this.clearIdle();
     if (this.journal.records >= CHECKPOINT_RECORDS || this.journal.bytes >= CHECKPOINT_BYTES) {
       // Ordered after the saves already queued, which were asked for before this checkpoint was due.
@@ -121,7 +126,7 @@ export class StateStore implements Saver {
 
   private async checkpoint(): Promise<void> {
     if (this.journal.bytes === 0) return;
-    if (this.journaled !== null) await writeFileAtomic(this.path, this.journaled);
+    if (this.journaled !== null) await writeFileAtomic(this.path, this.journaled());
     await this.journal.truncate();
   }
 
