@@ -45,6 +45,11 @@ function sanitize(def: PropertyDef<never>, payload: Buffer): string {
   return value;
 }
 
+/** The GetAll body: one escaped `<name> <Get body>` line per property, in declaration order. */
+export function getAllBody(store: Store): string {
+  return store.defs.map((d) => `${d.name} ${escapeLine(describe(store, d))}\n`).join('');
+}
+
 function makeHandlers(storeOf: (ctx: CallContext) => Store) {
   return {
     list: (ctx: CallContext): string =>
@@ -57,10 +62,7 @@ function makeHandlers(storeOf: (ctx: CallContext) => Store) {
       return describe(store, store.def(ctx.arg));
     },
 
-    getAll: (ctx: CallContext): string => {
-      const store = storeOf(ctx);
-      return store.defs.map((d) => `${d.name} ${escapeLine(describe(store, d))}\n`).join('');
-    },
+    getAll: (ctx: CallContext): string => getAllBody(storeOf(ctx)),
 
     getDefault: (ctx: CallContext): string => {
       const store = storeOf(ctx);
