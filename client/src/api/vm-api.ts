@@ -6,7 +6,7 @@ import {
   QubesDaemonAccessError,
   QubesDaemonCommunicationError,
 } from '../errors.js';
-import { parseAllProperties, type PropertyValue } from '../properties.js';
+import { parsePropertyLines, type PropertyValue } from '../properties.js';
 
 export type PowerState =
   'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
@@ -72,19 +72,26 @@ export interface VmWithProperties {
 
 /**
  * Parses `admin.odyssey.vm.ListWithProperties`: per qube its `admin.vm.List` line, its
- * `admin.vm.property.GetAll` lines (none when refused), then an empty line.
+ * `admin.vm.property.GetAll` lines (none when refused), then an empty line. With `wanted`, only those
+ * properties are parsed (`qvm ls` shows a few of some sixty).
  */
-export function parseVmListWithProperties(body: Buffer | string): VmWithProperties[] {
+export function parseVmListWithProperties(
+  body: Buffer | string,
+  wanted?: ReadonlySet<string>,
+): VmWithProperties[] {
   const result: VmWithProperties[] = [];
   const all = lines(body);
-  for (let i = 0; i < all.length; i++) {
+  for (let i = 0; i < all.length;) {
     const [vm] = parseVmList(all[i] as string);
-    const end = all.indexOf('', i + 1);
-    if (!vm || end < 0) throw new QubesDaemonCommunicationError('Invalid VM list with properties received');
+    let end = i + 1;
+    while (end < all.length && all[end] !== '') end++;
+    if (!vm || end === all.length) {
+      throw new QubesDaemonCommunicationError('Invalid VM list with properties received');
+    }
     result.push(
-      end === i + 1 ? { vm } : { vm, properties: parseAllProperties(all.slice(i + 1, end).join('\n')) },
+      end === i + 1 ? { vm } : { vm, properties: parsePropertyLines(all.slice(i + 1, end), wanted) },
     );
-    i = end;
+    i = end + 1;
   }
   return result;
 }
@@ -102,9 +109,12 @@ export class VmApi {
    * `list()` and every qube's properties in one call (odysseyd's own method). Undefined where the call is
    * refused (upstream's qubesd has no such method, or the policy does not grant it): ask per qube then.
    */
-  async listWithProperties(): Promise<VmWithProperties[] | undefined> {
+  async listWithProperties(wanted?: ReadonlySet<string>): Promise<VmWithProperties[] | undefined> {
     try {
-      return parseVmListWithProperties(await this.call('admin.odyssey.vm.ListWithProperties', 'dom0'));
+      return parseVmListWithProperties(
+        await this.call('admin.odyssey.vm.ListWithProperties', 'dom0'),
+        wanted,
+      );
     } catch (err) {
       if (
         err instanceof QubesDaemonAccessError ||

@@ -66,7 +66,9 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
   const propertyNames = columns.filter((c) => !(c in LIST_COLUMNS)).map(propertyOf);
   // Listing every qube with properties: one call where the server offers it, instead of one per qube.
   const bulk =
-    names.length === 0 && propertyNames.length > 0 ? await ctx.client.vms.listWithProperties() : undefined;
+    names.length === 0 && propertyNames.length > 0
+      ? await ctx.client.vms.listWithProperties(new Set(propertyNames))
+      : undefined;
   const known = new Map(bulk?.map((entry) => [entry.vm.name, entry.properties]));
   const selected = bulk
     ? bulk.map((entry) => entry.vm)
