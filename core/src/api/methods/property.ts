@@ -26,8 +26,9 @@ function describe(store: Store, def: PropertyDef<never>): string {
   return `default=${store.isDefault(def.name) ? 'True' : 'False'} type=${def.type} ${wireString(value)}`;
 }
 
-/** GetAll escapes so that one property stays on one line. */
+/** GetAll escapes so that one property stays on one line; most values have nothing to escape. */
 function escapeLine(s: string): string {
+  if (!s.includes('\\') && !s.includes('\n')) return s;
   return s.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
 }
 
