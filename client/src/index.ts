@@ -8,6 +8,7 @@ export { EventStreamDecoder, type AdminEvent } from './events.js';
 export {
   parsePropertyValue,
   parseAllProperties,
+  parsePropertyLines,
   parseTypedText,
   typedValue,
   displayValue,

@@ -42,26 +42,40 @@ export function parseTypedText(text: string): { type: PropertyType; value: strin
  * `\\` and `\n`, so splitting on real newlines is safe before unescaping.
  */
 export function parseAllProperties(text: string): Map<string, PropertyValue> {
+  return parsePropertyLines(text.split('\n'));
+}
+
+/**
+ * The lines of a GetAll body, parsed; with `wanted`, only those properties (a name is an identifier, so
+ * its escaped and plain forms are the same and lines of other properties need not be unescaped).
+ */
+export function parsePropertyLines(
+  lines: readonly string[],
+  wanted?: ReadonlySet<string>,
+): Map<string, PropertyValue> {
   const result = new Map<string, PropertyValue>();
-  for (const line of text.split('\n')) {
+  for (const line of lines) {
     if (line === '') continue;
-    const unescaped = unescapeLine(line);
-    const space = unescaped.indexOf(' ');
-    if (space < 0) throw new QubesDaemonCommunicationError(`Invalid property line received: ${line}`);
-    result.set(unescaped.slice(0, space), parsePropertyValue(unescaped.slice(space + 1)));
+    const space = line.indexOf(' ');
+    const name = line.slice(0, space);
+    if (space < 0 || name.includes('\\'))
+      throw new QubesDaemonCommunicationError(`Invalid property line received: ${line}`);
+    if (wanted && !wanted.has(name)) continue;
+    result.set(name, parsePropertyValue(unescapeLine(line.slice(space + 1), line)));
   }
   return result;
 }
 
-function unescapeLine(line: string): string {
+function unescapeLine(text: string, line: string): string {
+  if (!text.includes('\\')) return text;
   let out = '';
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
     if (ch !== '\\') {
       out += ch;
       continue;
     }
-    const next = line[++i];
+    const next = text[++i];
     if (next === 'n') out += '\n';
     else if (next === '\\') out += '\\';
     else throw new QubesDaemonCommunicationError(`Invalid escape sequence in property line: ${line}`);

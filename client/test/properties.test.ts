@@ -4,6 +4,7 @@ import {
   QubesDaemonCommunicationError,
   displayValue,
   parseAllProperties,
+  parsePropertyLines,
   parsePropertyValue,
   parseTypedText,
   typedValue,
@@ -43,6 +44,26 @@ describe('property values', () => {
     );
     expect(all.get('kernelopts')?.value).toBe('opt1\nopt2\\x');
     expect([...all.keys()]).toEqual(['kernelopts', 'name']);
+  });
+
+  it('parses only the wanted lines of a GetAll, still rejecting a malformed line or an escaped name', () => {
+    const lines = [
+      'kernelopts default=False type=str a\\\\b',
+      'name default=True type=str w',
+      'netvm default=True type=vm ',
+    ];
+    const some = parsePropertyLines(lines, new Set(['kernelopts', 'netvm', 'absent']));
+    expect([...some]).toEqual([
+      ['kernelopts', { isDefault: false, type: 'str', value: 'a\\b' }],
+      ['netvm', { isDefault: true, type: 'vm', value: '' }],
+    ]);
+    expect(() => parsePropertyLines([...lines, 'broken'], new Set(['name']))).toThrow(
+      'Invalid property line received: broken',
+    );
+    expect(() => parsePropertyLines(['na\\nme default=True type=str w'])).toThrow(
+      QubesDaemonCommunicationError,
+    );
+    expect(() => parsePropertyLines(['name default=True type=str a\\x'])).toThrow('Invalid escape sequence');
   });
 
   it('keeps server order and empty values of a captured GetAll', () => {

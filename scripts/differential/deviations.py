@@ -44,7 +44,7 @@ def match(request, up, ours, upstream_methods, classes):
     CLASSES maps each qube's name to its class (upstream's admin.vm.List)."""
     method, dest = request[0], request[1]
     if method not in upstream_methods:
-        return "methods only odysseyd serves (the 2017 draft's pool.volume.*, volume.Import)"
+        return "methods only odysseyd serves (the 2017 draft's pool.volume.*, volume.Import, admin.odyssey.*)"
     if up[0] == "empty" and ours[0] == "exc":
         return "typed exception where upstream closes with an empty reply"
     if method.endswith(".Help") and up[0] == ours[0] == "ok":

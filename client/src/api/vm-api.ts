@@ -1,6 +1,12 @@
 import type { Caller } from './caller.js';
 import { lines } from './caller.js';
-import { QubesDaemonCommunicationError } from '../errors.js';
+import {
+  PermissionDenied,
+  ProtocolError,
+  QubesDaemonAccessError,
+  QubesDaemonCommunicationError,
+} from '../errors.js';
+import { parsePropertyLines, type PropertyValue } from '../properties.js';
 
 export type PowerState =
   'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
@@ -58,6 +64,38 @@ export function parseVmList(body: Buffer | string): VmInfo[] {
   });
 }
 
+/** A qube and, unless the policy keeps them from the caller, its properties. */
+export interface VmWithProperties {
+  vm: VmInfo;
+  properties?: Map<string, PropertyValue>;
+}
+
+/**
+ * Parses `admin.odyssey.vm.ListWithProperties`: per qube its `admin.vm.List` line, its
+ * `admin.vm.property.GetAll` lines (none when refused), then an empty line. With `wanted`, only those
+ * properties are parsed (`qvm ls` shows a few of some sixty).
+ */
+export function parseVmListWithProperties(
+  body: Buffer | string,
+  wanted?: ReadonlySet<string>,
+): VmWithProperties[] {
+  const result: VmWithProperties[] = [];
+  const all = lines(body);
+  for (let i = 0; i < all.length;) {
+    const [vm] = parseVmList(all[i] as string);
+    let end = i + 1;
+    while (end < all.length && all[end] !== '') end++;
+    if (!vm || end === all.length) {
+      throw new QubesDaemonCommunicationError('Invalid VM list with properties received');
+    }
+    result.push(
+      end === i + 1 ? { vm } : { vm, properties: parsePropertyLines(all.slice(i + 1, end), wanted) },
+    );
+    i = end + 1;
+  }
+  return result;
+}
+
 /** Lifecycle and inventory of qubes. */
 export class VmApi {
   constructor(private readonly call: Caller) {}
@@ -65,6 +103,27 @@ export class VmApi {
   /** All qubes visible to the caller (dest dom0), or just `dest` when it names a qube. */
   async list(dest = 'dom0'): Promise<VmInfo[]> {
     return parseVmList(await this.call('admin.vm.List', dest));
+  }
+
+  /**
+   * `list()` and every qube's properties in one call (odysseyd's own method). Undefined where the call is
+   * refused (upstream's qubesd has no such method, or the policy does not grant it): ask per qube then.
+   */
+  async listWithProperties(wanted?: ReadonlySet<string>): Promise<VmWithProperties[] | undefined> {
+    try {
+      return parseVmListWithProperties(
+        await this.call('admin.odyssey.vm.ListWithProperties', 'dom0'),
+        wanted,
+      );
+    } catch (err) {
+      if (
+        err instanceof QubesDaemonAccessError ||
+        err instanceof ProtocolError ||
+        err instanceof PermissionDenied
+      )
+        return undefined;
+      throw err;
+    }
   }
 
   async listClasses(): Promise<string[]> {

@@ -44,6 +44,16 @@ export const METHODS: readonly MethodSpec[] = [
     payload: 'none',
     handler: vm.list,
   },
+  // Not upstream's (admin.odyssey.* is our namespace, so no upstream method can take the name): see vm.listWithProperties.
+  {
+    name: 'admin.odyssey.vm.ListWithProperties',
+    scope: 'global',
+    access: 'r',
+    dest: 'dom0',
+    arg: 'none',
+    payload: 'none',
+    handler: vm.listWithProperties,
+  },
   {
     name: 'admin.vm.CurrentState',
     scope: 'local',

@@ -13,6 +13,8 @@ import type { CallContext } from './call-context.js';
 export interface AccessControl {
   /** May the caller see this VM in admin.vm.List? */
   vmVisible(ctx: CallContext, vm: Vm): boolean;
+  /** Would the policy let the caller make this argument-less call with this VM as its target? */
+  mayCall(ctx: CallContext, method: string, vm: Vm): boolean;
   /** May the caller make one of its qubes (or a global default) refer to this VM? */
   mayReference(ctx: CallContext, vm: Vm): boolean;
   /** May the caller receive this event on admin.Events? */

@@ -63,7 +63,18 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
   if (options.exclude.length > 0 && !options.all)
     throw new UsageError('--exclude can only be used with --all');
   if (options.all && names.length > 0) throw new UsageError('--all cannot be used with qube names');
-  const selected = names.length > 0 ? await ctx.requireVms(names) : await ctx.listVms();
+  const propertyNames = columns.filter((c) => !(c in LIST_COLUMNS)).map(propertyOf);
+  // Listing every qube with properties: one call where the server offers it, instead of one per qube.
+  const bulk =
+    names.length === 0 && propertyNames.length > 0
+      ? await ctx.client.vms.listWithProperties(new Set(propertyNames))
+      : undefined;
+  const known = new Map(bulk?.map((entry) => [entry.vm.name, entry.properties]));
+  const selected = bulk
+    ? bulk.map((entry) => entry.vm)
+    : names.length > 0
+      ? await ctx.requireVms(names)
+      : await ctx.listVms();
   const wanted = POWER_FILTERS.filter((state) => options[state]);
   const vms = selected
     .filter((vm) => wanted.length === 0 || (wanted as readonly string[]).includes(vm.state.toLowerCase()))
@@ -71,13 +82,13 @@ async function list(ctx: CliContext, names: string[], options: LsOptions): Promi
     .filter((vm) => options.class === undefined || options.class.includes(vm.klass))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
-  const propertyNames = columns.filter((c) => !(c in LIST_COLUMNS)).map(propertyOf);
   const rows: TypedValue[][] = [];
   for (const vm of vms) {
     const props: Map<string, PropertyValue> =
-      propertyNames.length > 0
-        ? await ctx.client.vmProperties(vm.name).getAllOrEach(async () => propertyNames)
-        : new Map();
+      propertyNames.length === 0
+        ? new Map()
+        : (known.get(vm.name) ??
+          (await ctx.client.vmProperties(vm.name).getAllOrEach(async () => propertyNames)));
     rows.push(
       columns.map((column) => {
         const fromList = LIST_COLUMNS[column];

@@ -26,8 +26,9 @@ function describe(store: Store, def: PropertyDef<never>): string {
   return `default=${store.isDefault(def.name) ? 'True' : 'False'} type=${def.type} ${wireString(value)}`;
 }
 
-/** GetAll escapes so that one property stays on one line. */
+/** GetAll escapes so that one property stays on one line; most values have nothing to escape. */
 function escapeLine(s: string): string {
+  if (!s.includes('\\') && !s.includes('\n')) return s;
   return s.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
 }
 
@@ -45,6 +46,11 @@ function sanitize(def: PropertyDef<never>, payload: Buffer): string {
   return value;
 }
 
+/** The GetAll body: one escaped `<name> <Get body>` line per property, in declaration order. */
+export function getAllBody(store: Store): string {
+  return store.defs.map((d) => `${d.name} ${escapeLine(describe(store, d))}\n`).join('');
+}
+
 function makeHandlers(storeOf: (ctx: CallContext) => Store) {
   return {
     list: (ctx: CallContext): string =>
@@ -57,10 +63,7 @@ function makeHandlers(storeOf: (ctx: CallContext) => Store) {
       return describe(store, store.def(ctx.arg));
     },
 
-    getAll: (ctx: CallContext): string => {
-      const store = storeOf(ctx);
-      return store.defs.map((d) => `${d.name} ${escapeLine(describe(store, d))}\n`).join('');
-    },
+    getAll: (ctx: CallContext): string => getAllBody(storeOf(ctx)),
 
     getDefault: (ctx: CallContext): string => {
       const store = storeOf(ctx);
