@@ -146,7 +146,7 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
     "$TREE/usr/bin/qvm-features-request"
   chroot "$TREE" useradd --create-home --shell /bin/bash --uid 1000 --user-group user
   chroot "$TREE" systemctl enable --quiet odyssey-qrexec-agent.service odyssey-mount-private.service \
-    odyssey-swap.service odyssey-network.service
+    odyssey-swap.service odyssey-network.service odyssey-post-install.service
   # Timers that would only slow a qube's boot and its disposable copies.
   chroot "$TREE" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer
