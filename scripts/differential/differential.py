@@ -205,7 +205,10 @@ def main():
     # A write only odysseyd serves would change one side's state alone; its reads still run.
     excluded = dict(EXCLUDED)
     for name in sorted(methods - upstream_methods):
-        if not name.endswith((".Info", ".ListSnapshots", ".List")):
+        if name.startswith("admin.odyssey."):
+            # Upstream answers it with an error, which the harness reads as one side's state changing.
+            excluded[name] = "only odysseyd serves it: its reply is admin.vm.List's and GetAll's, compared here"
+        elif not name.endswith((".Info", ".ListSnapshots", ".List")):
             excluded[name] = "a write only odysseyd serves (the 2017 draft's): it would change one side alone"
 
     compared = 0
