@@ -157,6 +157,10 @@ export class LxcFlavour implements LibvirtFlavour {
       );
     }
     if (rootDir) await stat(rootDir);
+    if (spec.network?.uplink) {
+      // Links to its clients work; an interface to the outside is what this backend does not give.
+      this.options.log('warn', `lxc: ${spec.name} asks for an uplink; the lxc backend gives none`);
+    }
     await mkdir(this.files.domainDir(spec.name), { recursive: true });
     await chmod(this.files.domainDir(spec.name), 0o711);
     const uidBase = await uidBaseFor(this.files, spec.name);
