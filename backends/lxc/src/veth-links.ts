@@ -47,13 +47,13 @@ export class VethLinks {
     const back = await this.running(link.backendDomain, what);
     const ours = (await links(front, what)).find((l) => l.address === mac);
     const theirs = (await links(back, what)).find((l) => l.ifname === vif);
-    if (ours && theirs && ours.link_index === theirs.ifindex && theirs.link_index === ours.ifindex) {
-      if (theirs.address === vifMac) return;
-    }
+    const peers = ours?.link_index === theirs?.ifindex && theirs?.link_index === ours?.ifindex;
+    if (ours && theirs && peers && theirs.address === vifMac) return;
     // Anything stale (an end left from another netvm, a name taken): deleting one end of a veth
-    // deletes its peer too, wherever it is.
+    // deletes its peer too, wherever it is, so the netvm's is looked for again after.
     if (ours) await ip(front, ['link', 'del', 'dev', ours.ifname], what);
-    if (theirs) await ip(back, ['link', 'del', 'dev', theirs.ifname], what);
+    const stale = (await links(back, what)).find((l) => l.ifname === vif);
+    if (stale) await ip(back, ['link', 'del', 'dev', vif], what);
     const taken = (await links(front, what)).some((l) => l.ifname === FRONTEND_IFNAME);
     if (taken) {
       throw new VmmError(

@@ -138,7 +138,10 @@ describe.skipIf(skip)('lxc network links on a private libvirtd', () => {
   it("attaches: the client's eth0 has its MAC, the netvm's vif has backendMac, no host interface", async () => {
     expect(await interfaces(CLIENT)).toEqual(['lo 00:00:00:00:00:00']);
     await vmm.attachLink(LINK);
-    await vmm.attachLink(LINK); // twice changes nothing
+    const ifindexes = 'cat /sys/class/net/*/ifindex';
+    const before = [await inContainer(CLIENT, ifindexes), await inContainer(NETVM, ifindexes)];
+    await vmm.attachLink(LINK); // twice changes nothing: the same pair, not a new one
+    expect([await inContainer(CLIENT, ifindexes), await inContainer(NETVM, ifindexes)]).toEqual(before);
     expect(await interfaces(CLIENT)).toEqual([`${FRONTEND_IFNAME} ${LINK.mac}`, 'lo 00:00:00:00:00:00']);
     expect(await interfaces(NETVM)).toEqual(['lo 00:00:00:00:00:00', `${VIF} ${VIF_MAC}`]);
     expect(VIF).toBe('vif0a890007');
@@ -160,6 +163,26 @@ describe.skipIf(skip)('lxc network links on a private libvirtd', () => {
     expect(await interfaces(NETVM)).toEqual(['lo 00:00:00:00:00:00']);
     await vmm.detachLink(LINK);
     expect(await hostLeftovers()).toEqual([]);
+  }, 120_000);
+
+  it("replaces a stale interface holding the netvm side's name", async () => {
+    // A veth pair of its own (this kernel has no dummy driver): deleting the stale end takes both.
+    const pid = await agentPid(NETVM);
+    await run(
+      'nsenter',
+      ['-t', String(pid), '-n', 'ip', 'link', 'add', VIF, 'type', 'veth', 'peer', 'stale0'],
+      {
+        timeout: 10_000,
+      },
+    );
+    expect((await interfaces(NETVM)).some((l) => l.startsWith(`${VIF} `) && l !== `${VIF} ${VIF_MAC}`)).toBe(
+      true,
+    );
+    await vmm.attachLink(LINK);
+    expect(await interfaces(CLIENT)).toEqual([`${FRONTEND_IFNAME} ${LINK.mac}`, 'lo 00:00:00:00:00:00']);
+    expect(await interfaces(NETVM)).toEqual(['lo 00:00:00:00:00:00', `${VIF} ${VIF_MAC}`]);
+    await vmm.detachLink(LINK);
+    expect(await interfaces(NETVM)).toEqual(['lo 00:00:00:00:00:00']);
   }, 120_000);
 
   it('refuses to attach to a netvm that does not run (invalid-state)', async () => {
