@@ -49,7 +49,7 @@ function ram(target: string, kib: number): XmlNode {
 /**
  * libvirt LXC domain XML: a user namespace onto the domain's own host uid range (<idmap>), libvirt's
  * pid/mount/ipc/uts namespaces and, with <privnet/> and no interface, a network namespace holding
- * only loopback; memory and CPU bandwidth limits in its cgroup; every capability dropped; the root
+ * only loopback until attachLink puts a veth end in it (veth-links.ts); memory and CPU bandwidth limits in its cgroup; every capability dropped; the root
  * tree read-only with tmpfs /tmp and /run; of dom0's files only the domain's vchan directory.
  * A private volume (a directory, or an image file mounted by ImageMounts) is mounted at /rw, and its home/ at /home (as Qubes binds
  * /rw/home there), so what a user keeps in /home persists with the volume.

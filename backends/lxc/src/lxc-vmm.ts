@@ -1,7 +1,9 @@
+import type { NetworkLink } from '@odyssey/hal';
 import { resolveSocket } from '@odyssey/libvirt';
 import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import { LxcFlavour, type LxcFlavourOptions } from './lxc-flavour.js';
 import type { RuntimeFiles } from './runtime-files.js';
+import { VethLinks, containerInitPid } from './veth-links.js';
 
 export interface LxcVmmOptions extends LibvirtConnectionOptions, Omit<LxcFlavourOptions, 'libvirtdSocket'> {}
 
@@ -9,6 +11,7 @@ export interface LxcVmmOptions extends LibvirtConnectionOptions, Omit<LxcFlavour
 export class LxcVmm extends LibvirtVmm {
   readonly files: RuntimeFiles;
   readonly #lxc: LxcFlavour;
+  readonly #links = new VethLinks((name) => this.initPid(name));
 
   constructor(options: LxcVmmOptions) {
     const lxc = new LxcFlavour({
@@ -18,6 +21,23 @@ export class LxcVmm extends LibvirtVmm {
     super(lxc, options);
     this.files = lxc.files;
     this.#lxc = lxc;
+  }
+
+  /** A veth pair: the client's eth0 with its MAC, the netvm's vif<ip in hex> with backendMac (veth-links.ts). */
+  async attachLink(link: NetworkLink): Promise<void> {
+    await this.#links.attach(link);
+  }
+
+  /** Deletes the pair from whichever of the two containers runs (one end deleted takes the other). */
+  async detachLink(link: NetworkLink): Promise<void> {
+    await this.#links.detach(link);
+  }
+
+  /** The host pid of a running container's init, undefined when the domain does not run (or is not defined). */
+  async initPid(name: string): Promise<number | undefined> {
+    const dom = await this.lookupOrUndefined(name);
+    if (!dom || !(await this.isActive(dom))) return undefined;
+    return dom.id > 0 ? containerInitPid(dom.id) : undefined;
   }
 
   override async close(): Promise<void> {
