@@ -1,25 +1,17 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainSpec } from '@odyssey/hal';
 import { LxcVmm } from '../src/lxc-vmm.js';
-import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../libvirt/test/daemon.js';
+import { LxcRig, agentPid, inContainerSh, run, whyNoContainers } from './support/containers.js';
 
-const run = promisify(execFile);
-const BUILD_ROOTFS = fileURLToPath(new URL('../scripts/build-rootfs.sh', import.meta.url));
 const HELPER = fileURLToPath(new URL('../dist/image-mount-helper.js', import.meta.url));
-const LXC_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_lxc.so';
 
 function whyNoImages(): string | undefined {
-  const noDaemon = whyNoDaemon(['lz4', 'cpio', 'nsenter', 'unshare', 'mkfs.ext4', 'losetup']);
-  if (noDaemon) return noDaemon;
-  if (!existsSync(LXC_DRIVER)) return `no ${LXC_DRIVER}: apt-get install libvirt-daemon-driver-lxc`;
-  if (!existsSync('/proc/self/ns/user')) return 'the kernel has no user namespaces';
+  const noContainers = whyNoContainers(['lz4', 'cpio', 'nsenter', 'unshare', 'mkfs.ext4', 'losetup']);
+  if (noContainers) return noContainers;
   if (!existsSync('/dev/loop-control')) return 'no /dev/loop-control: the kernel has no loop devices';
   if (!existsSync(HELPER)) return `no ${HELPER}: run npx tsc -b first`;
   return undefined;
@@ -41,27 +33,6 @@ const spec = (root: string, priv: string, name = 'lximg', n = 1): DomainSpec => 
   debug: false,
 });
 
-async function agentPid(name: string): Promise<number> {
-  for (let i = 0; i < 600; i++) {
-    for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
-      if (args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name)
-        return Number(entry);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`no agent process for ${name}`);
-}
-
-async function inContainerSh(name: string, command: string): Promise<string> {
-  const pid = await agentPid(name);
-  const { stdout } = await run('nsenter', ['-t', String(pid), '-a', '-r', '-w', '/bin/sh', '-c', command], {
-    timeout: 60_000,
-  });
-  return stdout;
-}
-
 /** Loop devices backed by a file under `dir`, as losetup lists them. */
 async function loopsUnder(dir: string): Promise<string[]> {
   const { stdout } = await run('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']);
@@ -78,54 +49,31 @@ async function mountsUnder(pid: number, dir: string): Promise<string[]> {
 }
 
 describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image files', () => {
-  let daemon: TestDaemon;
+  let rig: LxcRig;
   let dir = '';
   let vmm: LxcVmm;
   let libvirtdPid = 0;
-  let rootTree = '';
-  const newVmm = () =>
-    new LxcVmm({
-      uri: 'lxc:///system',
-      socketPath: daemon.socket,
-      runtimeDir: dir,
-      rootDir: rootTree,
-      log: () => undefined,
-    });
 
   beforeAll(async () => {
-    const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
-    rootTree = /^rootfs=(.*)$/m.exec(stdout)?.[1] ?? '';
-    if (!rootTree) throw new Error(`build-rootfs.sh named no root: ${stdout}`);
-    process.env['LIBVIRTD_TEST_LXC'] = '1';
-    daemon = await startDaemon();
-    dir = await mkdtemp(join(tmpdir(), 'lxc-images-'));
+    rig = await LxcRig.start('lxc-images-');
+    ({ vmm, runtimeDir: dir } = rig);
     // The root image: the container root tree plus a marker, as a template's root.img holds its tree.
     const root = join(dir, 'root.img');
     await writeFile(root, '');
     await truncate(root, 256 * 1024 * 1024);
-    await run('mkfs.ext4', ['-q', '-F', '-d', rootTree, root], { timeout: 120_000 });
+    await run('mkfs.ext4', ['-q', '-F', '-d', rig.rootDir, root], { timeout: 120_000 });
     await writeFile(join(dir, 'marker'), 'from root.img\n');
     await run('debugfs', ['-w', '-R', `write ${join(dir, 'marker')} /etc/odyssey-image-marker`, root]);
     // The private image as core's storage makes it: sparse and never formatted.
     const priv = join(dir, 'private.img');
     await writeFile(priv, '');
     await truncate(priv, 64 * 1024 * 1024);
-    vmm = newVmm();
-    await vmm.open();
-    libvirtdPid = Number((await readFile(join(daemon.dir, 'libvirtd.pid'), 'utf8')).trim());
+    libvirtdPid = Number((await readFile(join(rig.daemon.dir, 'libvirtd.pid'), 'utf8')).trim());
     await vmm.define(spec(root, priv));
     await vmm.start('lximg');
   }, 300_000);
 
-  afterAll(async () => {
-    for (const name of ['lximg', 'lxblank']) {
-      await vmm?.kill(name).catch(() => undefined);
-      await vmm?.undefine(name).catch(() => undefined);
-    }
-    await vmm?.close();
-    await daemon?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => rig?.stop(['lximg', 'lxblank']), 60_000);
 
   it('boots from the root image and reads a file of it inside the container, owned by the domain root', async () => {
     expect((await vmm.state('lximg')).state).toBe('Running');
@@ -183,9 +131,9 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
     expect(await mountsUnder(libvirtdPid, dir)).toHaveLength(2);
     await vmm.close();
     // Destroyed behind the backend's back: nobody is there to see it stop.
-    await run('virsh', ['-c', `lxc:///system?socket=${daemon.socket}`, 'destroy', 'lximg']);
+    await run('virsh', ['-c', `lxc:///system?socket=${rig.daemon.socket}`, 'destroy', 'lximg']);
     expect(await mountsUnder(libvirtdPid, dir)).toHaveLength(2);
-    vmm = newVmm();
+    vmm = rig.vmm = rig.newVmm();
     await vmm.open();
     expect(await mountsUnder(libvirtdPid, dir)).toEqual([]);
     for (let i = 0; i < 100 && (await loopsUnder(dir)).length > 0; i++)

@@ -1,34 +1,20 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainSpec, Vchan } from '@odyssey/hal';
 import { LxcHostTransport } from '../src/host-transport.js';
 import { LxcVmm } from '../src/lxc-vmm.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { FIRST_UID } from '../src/uid-ranges.js';
-import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../libvirt/test/daemon.js';
+import { LxcRig, agentPid, inContainerSh, run, whyNoContainers } from './support/containers.js';
 
-const run = promisify(execFile);
-const BUILD_ROOTFS = fileURLToPath(new URL('../scripts/build-rootfs.sh', import.meta.url));
-const LXC_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_lxc.so';
 /** qrexec's MSG_HELLO, the first message either end of the control vchan (port 512) sends. */
 const MSG_HELLO = 0x300;
 const CONTROL_PORT = 512;
 
-function whyNoContainers(): string | undefined {
-  const noDaemon = whyNoDaemon(['lz4', 'cpio', 'setpriv', 'nsenter']);
-  if (noDaemon) return noDaemon;
-  if (!existsSync(LXC_DRIVER)) return `no ${LXC_DRIVER}: apt-get install libvirt-daemon-driver-lxc`;
-  if (!existsSync('/proc/self/ns/user')) return 'the kernel has no user namespaces';
-  return undefined;
-}
-const skip = whyNoContainers();
+const skip = whyNoContainers(['lz4', 'cpio', 'setpriv', 'nsenter']);
 if (skip) console.warn(`[lxc backend tests] SKIPPED: ${skip}`);
 
 const spec = (name: string, n: number, privateDir?: string): DomainSpec => ({
@@ -43,18 +29,6 @@ const spec = (name: string, n: number, privateDir?: string): DomainSpec => ({
     : [],
   debug: false,
 });
-
-/** The host pid of the domain's qrexec agent (the container's init's child). */
-async function agentPid(name: string): Promise<number> {
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const args = argv.split('\0');
-    if (args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name)
-      return Number(entry);
-  }
-  throw new Error(`no agent process for ${name}`);
-}
 
 async function statusField(pid: number, field: string): Promise<string> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -143,47 +117,20 @@ async function inContainer(name: string, script: string, arg: string): Promise<s
   return stdout;
 }
 
-/** Runs a shell command line in the domain, as its root user; resolves with stdout. */
-async function inContainerSh(name: string, command: string): Promise<string> {
-  // Just after a start the init may not have started the agent yet.
-  let pid = await agentPid(name).catch(() => 0);
-  while (!pid) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    pid = await agentPid(name).catch(() => 0);
-  }
-  const { stdout } = await run('nsenter', ['-t', String(pid), '-a', '-r', '-w', '/bin/sh', '-c', command], {
-    timeout: 60_000,
-  });
-  return stdout;
-}
-
 describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
-  let daemon: TestDaemon;
-  let runtimeDir = '';
+  let rig: LxcRig;
   let vmm: LxcVmm;
   let transport: LxcHostTransport;
   let privateDir = '';
 
   beforeAll(async () => {
-    const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
-    const rootDir = /^rootfs=(.*)$/m.exec(stdout)?.[1];
-    if (!rootDir) throw new Error(`build-rootfs.sh named no root: ${stdout}`);
-    process.env['LIBVIRTD_TEST_LXC'] = '1';
-    daemon = await startDaemon();
-    runtimeDir = await mkdtemp(join(tmpdir(), 'lxc-backend-'));
-    vmm = new LxcVmm({
-      uri: 'lxc:///system',
-      socketPath: daemon.socket,
-      runtimeDir,
-      rootDir,
-      log: () => undefined,
-    });
-    await vmm.open();
+    rig = await LxcRig.start('lxc-backend-');
+    vmm = rig.vmm;
     transport = new LxcHostTransport({
       nameOf: (d) => vmm.nameOf(d),
       vchanDir: (name) => vmm.files.vchanDir(name),
     });
-    privateDir = join(runtimeDir, 'lxa-private');
+    privateDir = join(rig.runtimeDir, 'lxa-private');
     await mkdir(privateDir);
     for (const [i, name] of ['lxa', 'lxb'].entries()) {
       await vmm.define(spec(name, i + 1, name === 'lxa' ? privateDir : undefined));
@@ -191,15 +138,7 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     }
   }, 300_000);
 
-  afterAll(async () => {
-    for (const name of ['lxa', 'lxb']) {
-      await vmm?.kill(name).catch(() => undefined);
-      await vmm?.undefine(name).catch(() => undefined);
-    }
-    await vmm?.close();
-    await daemon?.stop();
-    if (runtimeDir) await rm(runtimeDir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => rig?.stop(['lxa', 'lxb']), 60_000);
 
   it('runs the domain: Running with a libvirt id', async () => {
     const state = await vmm.state('lxa');

@@ -4,31 +4,14 @@
  * network namespaces; packets cross it; detachLink takes both ends out; a container that stops
  * takes the pair with it and leaves no interface on the host.
  */
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendMac, type DomainSpec, type NetworkLink } from '@odyssey/hal';
 import { LxcVmm } from '../src/lxc-vmm.js';
 import { FRONTEND_IFNAME, backendIfname } from '../src/veth-links.js';
-import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../libvirt/test/daemon.js';
+import { LxcRig, agentPid, inContainerSh, run, whyNoContainers } from './support/containers.js';
 
-const run = promisify(execFile);
-const BUILD_ROOTFS = fileURLToPath(new URL('../scripts/build-rootfs.sh', import.meta.url));
-const LXC_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_lxc.so';
-
-function whyNoContainers(): string | undefined {
-  const noDaemon = whyNoDaemon(['lz4', 'cpio', 'setpriv', 'nsenter', 'ip']);
-  if (noDaemon) return noDaemon;
-  if (!existsSync(LXC_DRIVER)) return `no ${LXC_DRIVER}: apt-get install libvirt-daemon-driver-lxc`;
-  if (!existsSync('/proc/self/ns/user')) return 'the kernel has no user namespaces';
-  return undefined;
-}
-const skip = whyNoContainers();
+const skip = whyNoContainers(['lz4', 'cpio', 'setpriv', 'nsenter', 'ip']);
 if (skip) console.warn(`[lxc network link tests] SKIPPED: ${skip}`);
 
 const CLIENT = 'lxnet-client';
@@ -53,33 +36,9 @@ const spec = (name: string, n: number): DomainSpec => ({
   debug: false,
 });
 
-/** The host pid of the domain's qrexec agent, waited for just after a start. */
-async function agentPid(name: string): Promise<number> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
-      if (args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name)
-        return Number(entry);
-    }
-    if (Date.now() > deadline) throw new Error(`no agent process for ${name}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** A shell command line in the container (its namespaces and root, its busybox), as its root. */
-async function inContainer(name: string, command: string): Promise<string> {
-  const pid = await agentPid(name);
-  const { stdout } = await run('nsenter', ['-t', String(pid), '-a', '-r', '-w', '/bin/sh', '-c', command], {
-    timeout: 60_000,
-  });
-  return stdout;
-}
-
 /** `name: mac` of each interface, as the container's own /sys shows them. */
 async function interfaces(name: string): Promise<string[]> {
-  const out = await inContainer(
+  const out = await inContainerSh(
     name,
     'for d in /sys/class/net/*; do echo "${d##*/} $(cat "$d/address")"; done',
   );
@@ -96,40 +55,19 @@ async function hostLeftovers(): Promise<string[]> {
 }
 
 describe.skipIf(skip)('lxc network links on a private libvirtd', () => {
-  let daemon: TestDaemon;
-  let runtimeDir = '';
+  let rig: LxcRig;
   let vmm: LxcVmm;
 
   beforeAll(async () => {
-    const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
-    const rootDir = /^rootfs=(.*)$/m.exec(stdout)?.[1];
-    if (!rootDir) throw new Error(`build-rootfs.sh named no root: ${stdout}`);
-    process.env['LIBVIRTD_TEST_LXC'] = '1';
-    daemon = await startDaemon();
-    runtimeDir = await mkdtemp(join(tmpdir(), 'lxc-net-'));
-    vmm = new LxcVmm({
-      uri: 'lxc:///system',
-      socketPath: daemon.socket,
-      runtimeDir,
-      rootDir,
-      log: () => undefined,
-    });
-    await vmm.open();
+    rig = await LxcRig.start('lxc-net-');
+    vmm = rig.vmm;
     for (const [i, name] of [CLIENT, NETVM].entries()) {
       await vmm.define(spec(name, i + 1));
       await vmm.start(name);
     }
   }, 300_000);
 
-  afterAll(async () => {
-    for (const name of [CLIENT, NETVM]) {
-      await vmm?.kill(name).catch(() => undefined);
-      await vmm?.undefine(name).catch(() => undefined);
-    }
-    await vmm?.close();
-    await daemon?.stop();
-    if (runtimeDir) await rm(runtimeDir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => rig?.stop([CLIENT, NETVM]), 60_000);
 
   it('declares network supported', () => {
     expect(vmm.capabilities().network).toEqual({ supported: true });
@@ -139,9 +77,9 @@ describe.skipIf(skip)('lxc network links on a private libvirtd', () => {
     expect(await interfaces(CLIENT)).toEqual(['lo 00:00:00:00:00:00']);
     await vmm.attachLink(LINK);
     const ifindexes = 'cat /sys/class/net/*/ifindex';
-    const before = [await inContainer(CLIENT, ifindexes), await inContainer(NETVM, ifindexes)];
+    const before = [await inContainerSh(CLIENT, ifindexes), await inContainerSh(NETVM, ifindexes)];
     await vmm.attachLink(LINK); // twice changes nothing: the same pair, not a new one
-    expect([await inContainer(CLIENT, ifindexes), await inContainer(NETVM, ifindexes)]).toEqual(before);
+    expect([await inContainerSh(CLIENT, ifindexes), await inContainerSh(NETVM, ifindexes)]).toEqual(before);
     expect(await interfaces(CLIENT)).toEqual([`${FRONTEND_IFNAME} ${LINK.mac}`, 'lo 00:00:00:00:00:00']);
     expect(await interfaces(NETVM)).toEqual(['lo 00:00:00:00:00:00', `${VIF} ${VIF_MAC}`]);
     expect(VIF).toBe('vif0a890007');
@@ -149,11 +87,11 @@ describe.skipIf(skip)('lxc network links on a private libvirtd', () => {
   }, 120_000);
 
   it('carries packets between the two ends (addresses set by the test)', async () => {
-    await inContainer(NETVM, `ip addr add 10.137.0.1/24 dev ${VIF} && ip link set ${VIF} up`);
-    await inContainer(CLIENT, `ip addr add ${LINK.ip}/24 dev eth0 && ip link set eth0 up`);
-    const out = await inContainer(CLIENT, 'ping -c 2 -W 5 10.137.0.1');
+    await inContainerSh(NETVM, `ip addr add 10.137.0.1/24 dev ${VIF} && ip link set ${VIF} up`);
+    await inContainerSh(CLIENT, `ip addr add ${LINK.ip}/24 dev eth0 && ip link set eth0 up`);
+    const out = await inContainerSh(CLIENT, 'ping -c 2 -W 5 10.137.0.1');
     expect(out).toMatch(/2 packets transmitted, 2 packets received/);
-    const back = await inContainer(NETVM, `ping -c 1 -W 5 ${LINK.ip}`);
+    const back = await inContainerSh(NETVM, `ping -c 1 -W 5 ${LINK.ip}`);
     expect(back).toMatch(/1 packets transmitted, 1 packets received/);
   }, 120_000);
 

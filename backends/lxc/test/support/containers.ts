@@ -1,0 +1,112 @@
+/**
+ * What the lxc tests that run real containers share: the machine probe, the test root tree, the
+ * private libvirtd with the LXC driver, and a look inside a running container.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../../libvirt/test/daemon.js';
+import { LxcVmm } from '../../src/lxc-vmm.js';
+
+export const run = promisify(execFile);
+
+const BUILD_ROOTFS = fileURLToPath(new URL('../../scripts/build-rootfs.sh', import.meta.url));
+const LXC_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_lxc.so';
+
+/** Why containers cannot run here, with `commands` besides the daemon's; undefined when they can. */
+export function whyNoContainers(commands: readonly string[]): string | undefined {
+  const noDaemon = whyNoDaemon([...commands]);
+  if (noDaemon) return noDaemon;
+  if (!existsSync(LXC_DRIVER)) return `no ${LXC_DRIVER}: apt-get install libvirt-daemon-driver-lxc`;
+  if (!existsSync('/proc/self/ns/user')) return 'the kernel has no user namespaces';
+  return undefined;
+}
+
+/** The busybox+node root tree the containers boot (built once, then cached by the script). */
+export async function testRootfs(): Promise<string> {
+  const { stdout } = await run(BUILD_ROOTFS, [], { timeout: 300_000 });
+  const rootDir = /^rootfs=(.*)$/m.exec(stdout)?.[1];
+  if (!rootDir) throw new Error(`build-rootfs.sh named no root: ${stdout}`);
+  return rootDir;
+}
+
+/** A private libvirtd running the LXC driver (scripts/libvirtd-test.sh readies its mount namespace for the driver). */
+export function startLxcDaemon(): Promise<TestDaemon> {
+  process.env['LIBVIRTD_TEST_LXC'] = '1';
+  return startDaemon();
+}
+
+/** The host pid of the domain's qrexec agent (its container init's child); just after a start, waited for. */
+export async function agentPid(name: string): Promise<number> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name)
+        return Number(entry);
+    }
+    if (Date.now() > deadline) throw new Error(`no agent process for ${name}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A shell command line run in the container (its namespaces and root, its busybox), as its root; its stdout. */
+export async function inContainerSh(name: string, command: string): Promise<string> {
+  const pid = await agentPid(name);
+  const { stdout } = await run('nsenter', ['-t', String(pid), '-a', '-r', '-w', '/bin/sh', '-c', command], {
+    timeout: 60_000,
+  });
+  return stdout;
+}
+
+/**
+ * A private libvirtd with the LXC driver and the test root tree, a fresh runtime dir, and the
+ * backend opened on them; `stop` kills and undefines the named domains and removes it all.
+ */
+export class LxcRig {
+  private constructor(
+    readonly daemon: TestDaemon,
+    readonly runtimeDir: string,
+    readonly rootDir: string,
+    public vmm: LxcVmm,
+  ) {}
+
+  static async start(prefix: string): Promise<LxcRig> {
+    const rootDir = await testRootfs();
+    const daemon = await startLxcDaemon();
+    const runtimeDir = await mkdtemp(join(tmpdir(), prefix));
+    const rig = new LxcRig(daemon, runtimeDir, rootDir, newVmm(daemon, runtimeDir, rootDir));
+    await rig.vmm.open();
+    return rig;
+  }
+
+  /** Another backend instance on the same daemon and runtime dir (as after odysseyd restarts). */
+  newVmm(): LxcVmm {
+    return newVmm(this.daemon, this.runtimeDir, this.rootDir);
+  }
+
+  async stop(domains: readonly string[]): Promise<void> {
+    for (const name of domains) {
+      await this.vmm.kill(name).catch(() => undefined);
+      await this.vmm.undefine(name).catch(() => undefined);
+    }
+    await this.vmm.close();
+    await this.daemon.stop();
+    await rm(this.runtimeDir, { recursive: true, force: true });
+  }
+}
+
+function newVmm(daemon: TestDaemon, runtimeDir: string, rootDir: string): LxcVmm {
+  return new LxcVmm({
+    uri: 'lxc:///system',
+    socketPath: daemon.socket,
+    runtimeDir,
+    rootDir,
+    log: () => undefined,
+  });
+}
