@@ -229,7 +229,16 @@ export class DomainManager implements Lifecycle {
       if (vm.isAdminVm) throw new QubesVMError('Cannot kill Dom0 fake domain!');
       if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be killed`);
       if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
-      await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
+      try {
+        await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
+      } catch (e) {
+        // Stopped by itself (a crash) after the check above, its event not yet here: the answer the
+        // check would have given a moment later, and the stop handled now.
+        const rt = await this.backend.current?.state(vm.name).catch(() => undefined);
+        if (rt?.state !== 'Halted') throw e;
+        await this.markHalted(vm, 'unknown');
+        throw QubesVMNotStartedError.forVm(vm.name);
+      }
       await this.markHalted(vm, 'destroyed');
     });
   }

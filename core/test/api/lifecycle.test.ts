@@ -137,6 +137,16 @@ describe('lifecycle through the Vmm', () => {
     await eventually(async () => (await state('work')) === 'state=Halted');
   });
 
+  it("answers Kill of a guest that died before its stop event came as upstream's check would: not started, and Halted", async () => {
+    await withVms();
+    await d.ok('admin.vm.Start', 'work');
+    d.vmm.crashSilently('work');
+    expect((await d.call('admin.vm.Kill', 'work')).toString('latin1')).toBe(
+      exc('QubesVMNotStartedError', "Domain is powered off: 'work'"),
+    );
+    expect(await state('work')).toBe('state=Halted');
+  });
+
   it('believes the backend: a domain stopped with no event is Halted in CurrentState, with domain-shutdown', async () => {
     await withVms();
     await d.ok('admin.vm.Start', 'work');

@@ -96,12 +96,20 @@ export class FakeVmm implements Vmm {
 
   async kill(name: string): Promise<void> {
     this.calls.push(`kill ${name}`);
+    if (this.dom(name).state === 'Halted') throw new VmmError('invalid-state', `${name} is not running`);
     this.stop(name, 'destroyed');
   }
 
   /** A guest that dies on its own. */
   crash(name: string): void {
     this.stop(name, 'crashed');
+  }
+
+  /** A guest that died on its own, its event not delivered yet. */
+  crashSilently(name: string): void {
+    const d = this.dom(name);
+    d.state = 'Halted';
+    d.xid = -1;
   }
 
   private stop(name: string, reason: 'shutdown' | 'destroyed' | 'crashed'): void {
