@@ -61,6 +61,15 @@ export function backendMac(ip: string): string {
   return ['fe', '00', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
+/**
+ * The netvm's interface of a client's link, where a backend names it: `vif` and the client's IPv4
+ * address in hex (11 characters, within IFNAMSIZ), the name the guest's net daemon gives a client
+ * NIC, so its `vif*` rules match.
+ */
+export function backendIfname(ip: string): string {
+  return `vif${backendMac(ip).slice('fe:00:'.length).replaceAll(':', '')}`;
+}
+
 export interface DomainSpec {
   readonly name: string;
   readonly uuid: string;

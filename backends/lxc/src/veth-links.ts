@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { VmmError, backendMac, type NetworkLink } from '@odyssey/hal';
+import { VmmError, backendIfname, backendMac, type NetworkLink } from '@odyssey/hal';
 
 const run = promisify(execFile);
 
@@ -12,15 +12,6 @@ const IP_TIMEOUT_MS = 10_000;
 /** `ip -j link show` of a container: a few interfaces, some hundred bytes each. */
 const IP_MAX_OUTPUT = 1024 * 1024;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
-/**
- * The netvm's side of a client's link: `vif` and the client's IPv4 address in hex, the name the
- * guest's net daemon gives a client NIC (agent/src/net/addressing.ts vifName), so it has nothing to
- * rename and its `vif*` rules match.
- */
-export function backendIfname(ip: string): string {
-  return `vif${backendMac(ip).slice('fe:00:'.length).replaceAll(':', '')}`;
-}
 
 interface IpLink {
   readonly ifindex: number;

@@ -6,9 +6,9 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backendMac, type DomainSpec, type NetworkLink } from '@odyssey/hal';
+import { backendIfname, backendMac, type DomainSpec, type NetworkLink } from '@odyssey/hal';
 import { LxcVmm } from '../src/lxc-vmm.js';
-import { FRONTEND_IFNAME, backendIfname } from '../src/veth-links.js';
+import { FRONTEND_IFNAME } from '../src/veth-links.js';
 import { LxcRig, agentPid, inContainerSh, run, whyNoContainers } from './support/containers.js';
 
 const skip = whyNoContainers(['lz4', 'cpio', 'setpriv', 'nsenter', 'ip']);
