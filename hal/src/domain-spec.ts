@@ -52,12 +52,14 @@ export interface NetworkSpec {
   readonly uplink: boolean;
 }
 
+const DOTTED_QUAD = /^(?:0|[1-9]\d{0,2})(?:\.(?:0|[1-9]\d{0,2})){3}$/;
+
 /** The MAC of a link's backend side: `fe:00:` then the four bytes of the client's IPv4 address. */
 export function backendMac(ip: string): string {
+  // Dotted decimal only: Number() alone would take ' 7', '0x7' or a trailing newline as a byte.
+  if (!DOTTED_QUAD.test(ip)) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
   const bytes = ip.split('.').map(Number);
-  if (bytes.length !== 4 || bytes.some((b) => !Number.isInteger(b) || b < 0 || b > 255)) {
-    throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
-  }
+  if (bytes.some((b) => b > 255)) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
   return ['fe', '00', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 

@@ -9,7 +9,18 @@ describe("a link's names on the netvm's side", () => {
   });
 
   it('refuses what is not an IPv4 address', () => {
-    for (const bad of ['10.137.0', '10.137.0.256', 'fe80::1', ''])
+    for (const bad of [
+      '10.137.0',
+      '10.137.0.256',
+      'fe80::1',
+      '',
+      '10.137.0.7\n',
+      ' 10.137.0.7',
+      '10.137.0. 7',
+      '10.137.0.0x7',
+      '10.137.0.07',
+      '10.137.0.1e0',
+    ])
       expect(() => backendIfname(bad)).toThrow(/not an IPv4 address/);
   });
 });

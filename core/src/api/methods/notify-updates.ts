@@ -58,15 +58,16 @@ export function notifyUpdatesMethods(clock: Clock): MethodSpec[] {
     if (!DIGITS.test(count)) throw new ProtocolError('Update count is not a digit');
     const available = /[1-9]/.test(count);
     const src = ctx.src;
-    let template = src.template;
-    while (template !== null && !template.bool('updateable')) template = template.template;
     if (src.bool('updateable')) {
       recordUpdates(src, available, localDate(clock.now()));
-    } else if (template !== null && !isRunning(template) && available) {
-      for (const volume of ctx.services.storage.of(src).values())
-        if (await volume.isOutdated()) return undefined;
-      recordUpdates(template, available, localDate(clock.now()));
+      return undefined;
     }
+    let template = src.template;
+    while (template !== null && !template.bool('updateable')) template = template.template;
+    if (template === null || isRunning(template) || !available) return undefined;
+    for (const volume of ctx.services.storage.of(src).values())
+      if (await volume.isOutdated()) return undefined;
+    recordUpdates(template, available, localDate(clock.now()));
     return undefined;
   };
   return [
