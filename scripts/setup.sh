@@ -11,6 +11,8 @@ APT_PACKAGES=(
   # real libvirt + QEMU for @odyssey/libvirt and the KVM backend (TCG here)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-daemon-system libvirt-clients
   qemu-system-x86 qemu-utils libxml2-utils
+  # the lxc backend's uplink for a netvm without netvm: user-mode networking, as QEMU's (backends/lxc)
+  slirp4netns
   # libvirt's VirtualBox driver for backends/virtualbox (VirtualBox itself is not in Debian: that
   # backend's conformance run reports "not run" with the reason libvirt gives)
   libvirt-daemon-driver-vbox

@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
+import { access, chmod, chown, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   VmmError,
@@ -13,8 +13,10 @@ import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@o
 import { domainXml, privateHome } from './domain-xml.js';
 import { ImageMounts, imageVolumes } from './image-mounts.js';
 import { RuntimeFiles } from './runtime-files.js';
+import { SlirpUplinks } from './slirp-uplinks.js';
 import { uidBaseFor } from './uid-ranges.js';
 import { VchanRelay } from './vchan-relay.js';
+import { containerInitPid } from './veth-links.js';
 
 export interface LxcFlavourOptions extends BackendContext {
   /** Root tree of domains without a root volume that is a directory. */
@@ -43,8 +45,8 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
   // The domain XML gives each container a pty console (its init's stdout and stderr), which
   // LibvirtVmm.consolePath reads back from the live XML.
   console: supported,
-  // Links are veth pairs between the two containers' network namespaces (veth-links.ts). There is
-  // no uplink: a sys-net here gets no interface to the outside (backends/lxc/README.md).
+  // Links are veth pairs between the two containers' network namespaces (veth-links.ts); a netvm
+  // without netvm gets an uplink from slirp4netns, as QEMU's user-mode network (slirp-uplinks.ts).
   network: supported,
 };
 
@@ -65,11 +67,13 @@ export class LxcFlavour implements LibvirtFlavour {
   #libvirt: Libvirt | undefined;
   readonly #relay: VchanRelay;
   readonly #images: ImageMounts;
+  readonly #uplinks: SlirpUplinks;
   /** Per domain, the mount or unmount in progress: a start's mounts and a stop's unmounts never interleave. */
   readonly #imageOps = new Map<string, Promise<void>>();
 
   constructor(private readonly options: LxcFlavourOptions) {
     this.files = new RuntimeFiles(options.runtimeDir);
+    this.#uplinks = new SlirpUplinks(options.log);
     this.#images = new ImageMounts(this.files, options.libvirtdSocket, options.log, options.rootDir);
     this.#relay = new VchanRelay({
       files: this.files,
@@ -114,7 +118,37 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   async afterStop(name: string): Promise<void> {
+    // A late report of an earlier run's end leaves the uplink of the run now going alone.
+    await this.#uplinks.stop(name, await this.initPid(name));
     if (await this.#images.hasImages(name)) await this.clearImages(name);
+  }
+
+  /**
+   * Gives the running `name` its uplink when it was defined with one (after its start, and at open
+   * for a domain that kept running while no backend served its uplink).
+   */
+  async startUplink(name: string): Promise<void> {
+    if (!(await hasFile(this.files.uplinkFile(name)))) return;
+    const pid = await this.initPid(name);
+    if (pid === undefined)
+      throw new VmmError('invalid-state', `uplink of ${name}: the domain is not running`);
+    await this.#uplinks.start(name, pid);
+  }
+
+  /** The uplinks of every running domain defined with one: those of a backend before this one ended with it. */
+  async startUplinks(): Promise<void> {
+    const names = await readdir(this.files.domainsDir()).catch(() => []);
+    for (const name of names) {
+      if (!(await this.isRunning(name))) continue;
+      await this.startUplink(name).catch((error: unknown) => {
+        this.options.log('warn', `lxc: cannot give ${name} its uplink again: ${String(error)}`);
+      });
+    }
+  }
+
+  private async initPid(name: string): Promise<number | undefined> {
+    const dom = await this.#libvirt?.domains.lookupByName(name).catch(() => undefined);
+    return dom && dom.id > 0 ? containerInitPid(dom.id) : undefined;
   }
 
   private async clearImages(name: string): Promise<void> {
@@ -139,9 +173,13 @@ export class LxcFlavour implements LibvirtFlavour {
     return next;
   }
 
-  /** Stops relaying domain-to-domain vchans (joined pairs are closed). */
-  close(): void {
+  /**
+   * Stops relaying domain-to-domain vchans (joined pairs are closed) and serving uplinks: the
+   * domains run on, their uplinks come back at the next open (startUplinks).
+   */
+  async close(): Promise<void> {
     this.#relay.close();
+    await this.#uplinks.stopAll();
   }
 
   async domainXml(spec: DomainSpec): Promise<string> {
@@ -157,11 +195,11 @@ export class LxcFlavour implements LibvirtFlavour {
       );
     }
     if (rootDir) await stat(rootDir);
-    if (spec.network?.uplink) {
-      // Links to its clients work; an interface to the outside is what this backend does not give.
-      this.options.log('warn', `lxc: ${spec.name} asks for an uplink; the lxc backend gives none`);
-    }
+    // Refused rather than a netvm silently cut off from the outside.
+    if (spec.network?.uplink) await this.#uplinks.probe();
     await mkdir(this.files.domainDir(spec.name), { recursive: true });
+    if (spec.network?.uplink) await writeFile(this.files.uplinkFile(spec.name), '');
+    else await rm(this.files.uplinkFile(spec.name), { force: true });
     await chmod(this.files.domainDir(spec.name), 0o711);
     const uidBase = await uidBaseFor(this.files, spec.name);
     const vchanDir = this.files.vchanDir(spec.name);
@@ -211,7 +249,15 @@ export class LxcFlavour implements LibvirtFlavour {
 
   async afterUndefine(name: string): Promise<void> {
     this.#relay.forget(name);
+    await this.#uplinks.stop(name, await this.initPid(name));
     if (await this.#images.hasImages(name)) await this.serialised(name, () => this.#images.unmount(name));
     await rm(this.files.domainDir(name), { recursive: true, force: true });
   }
+}
+
+async function hasFile(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -23,6 +23,26 @@ export class LxcVmm extends LibvirtVmm {
     this.#lxc = lxc;
   }
 
+  /** Opens, then gives each running domain defined with an uplink its slirp4netns again. */
+  override async open(): Promise<void> {
+    await super.open();
+    await this.#lxc.startUplinks();
+  }
+
+  /**
+   * Starts the container, then its uplink when it has one; a domain whose uplink cannot be served
+   * is killed, so it does not run as a netvm cut off from the outside.
+   */
+  override async start(name: string): Promise<void> {
+    await super.start(name);
+    try {
+      await this.#lxc.startUplink(name);
+    } catch (error) {
+      await this.kill(name).catch(() => undefined);
+      throw error;
+    }
+  }
+
   /** A veth pair: the client's eth0 with its MAC, the netvm's vif<ip in hex> with backendMac (veth-links.ts). */
   async attachLink(link: NetworkLink): Promise<void> {
     await this.#links.attach(link);
@@ -41,7 +61,7 @@ export class LxcVmm extends LibvirtVmm {
   }
 
   override async close(): Promise<void> {
-    this.#lxc.close();
+    await this.#lxc.close();
     await super.close();
   }
 }

@@ -33,6 +33,11 @@ export class RuntimeFiles {
     return join(this.domainDir(name), 'images.json');
   }
 
+  /** Present while the domain is defined with an uplink (written at define): slirp-uplinks.ts serves it. */
+  uplinkFile(name: string): string {
+    return join(this.domainDir(name), 'uplink');
+  }
+
   /** Where a domain's image-file volume of `role` is mounted, idmapped, for libvirt_lxc to bind. */
   imageMountDir(name: string, role: string): string {
     return join(this.domainDir(name), 'mnt', role);
