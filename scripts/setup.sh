@@ -11,6 +11,9 @@ APT_PACKAGES=(
   # real libvirt + QEMU for @odyssey/libvirt and the KVM backend (TCG here)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-daemon-system libvirt-clients
   qemu-system-x86 qemu-utils libxml2-utils
+  # a child subreaper for the libvirtd we start (scripts/libvirtd-test.sh, run-odysseyd.sh): a kill
+  # returns once QEMU is reaped, which a container's or microVM's PID 1 may do seconds late
+  tini
   # libvirt's VirtualBox driver for backends/virtualbox (VirtualBox itself is not in Debian: that
   # backend's conformance run reports "not run" with the reason libvirt gives)
   libvirt-daemon-driver-vbox
