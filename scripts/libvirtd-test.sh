@@ -10,7 +10,7 @@
 # Only DIR (which should live outside those directories, e.g. under /tmp) is shared with the host:
 # it holds the sockets (unix_sock_dir), the pid files and the logs, so processes outside the
 # namespace reach the daemon at DIR/libvirt-sock and can stop it by pid.
-# Needs root and: libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system qemu-system-x86.
+# Needs root and: libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system qemu-system-x86 tini.
 # LIBVIRTD_TEST_LXC=1 also readies the namespace for libvirt's LXC driver (libvirt-daemon-driver-lxc):
 # libvirt 9.0's libvirt_lxc fails on the host's hybrid cgroup layout while the empty cgroup2 mount
 # /sys/fs/cgroup/unified is there (reference/nested-virtualization.md §3), so it is unmounted in the
@@ -97,6 +97,18 @@ private_kvm_node() {
   rmdir "$nodes"
 }
 
+# libvirtd in the foreground under tini as a child subreaper (tini -s), both in the background.
+# libvirt daemonizes QEMU, so QEMU's parent is the nearest subreaper, else PID 1; and a destroy
+# returns only once the QEMU pid is gone, zombie included (libvirt polls kill(pid, 0) every 200 ms).
+# A PID 1 that reaps orphans late (a container's or a microVM's init; this host's reaps every ~2 s)
+# adds that wait to every kill: a preloaded disposable's round trip was 3.4 s, 2 s of it here.
+# tini reaps as each QEMU exits. libvirtd writes its own pid file; stopping it ends tini too.
+start_libvirtd() {
+  local dir="$1"
+  setsid tini -s -- libvirtd -f "$dir/libvirtd.conf" -p "$dir/libvirtd.pid" \
+    </dev/null >>"$dir/libvirtd.stderr" 2>&1 &
+}
+
 # Runs inside the new mount namespace: make the private directories, then start both daemons.
 in_namespace() {
   local dir="$1" stage d name
@@ -119,7 +131,7 @@ in_namespace() {
     echo "libvirtd-test: LXC: unmounted /sys/fs/cgroup/unified in libvirtd's private mount namespace" >&2
   fi
   virtlogd -d -f "$dir/virtlogd.conf" -p "$dir/virtlogd.pid"
-  libvirtd -d -f "$dir/libvirtd.conf" -p "$dir/libvirtd.pid"
+  start_libvirtd "$dir"
 }
 
 start_libvirtd_again() {
@@ -129,7 +141,7 @@ start_libvirtd_again() {
     echo "virtlogd (namespace holder) is not running; use start" >&2
     exit 1
   }
-  nsenter --mount="/proc/$logpid/ns/mnt" libvirtd -d -f "$dir/libvirtd.conf" -p "$dir/libvirtd.pid"
+  nsenter --mount="/proc/$logpid/ns/mnt" bash -c "$(declare -f start_libvirtd); start_libvirtd '$dir'"
 }
 
 report() {
@@ -167,7 +179,7 @@ case "$cmd" in
     fi
     write_config "$dir"
     rm -f "$dir/libvirtd.pid" "$dir/virtlogd.pid"
-    unshare -m --propagation private bash -c "$(declare -p PRIVATE_DIRS QEMU_CACHE); LIBVIRTD_TEST_LXC='${LIBVIRTD_TEST_LXC:-}'; $(declare -f private_kvm_node in_namespace); in_namespace '$dir'"
+    unshare -m --propagation private bash -c "$(declare -p PRIVATE_DIRS QEMU_CACHE); LIBVIRTD_TEST_LXC='${LIBVIRTD_TEST_LXC:-}'; $(declare -f private_kvm_node start_libvirtd in_namespace); in_namespace '$dir'"
     wait_socket "$dir" "$(pid_of "$dir" libvirtd || true)"
     report "$dir"
     ;;

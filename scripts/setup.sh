@@ -13,6 +13,9 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils libxml2-utils
   # the lxc backend's uplink for a netvm without netvm: user-mode networking, as QEMU's (backends/lxc)
   slirp4netns
+  # a child subreaper for the libvirtd we start (scripts/libvirtd-test.sh, run-odysseyd.sh): a kill
+  # returns once QEMU is reaped, which a container's or microVM's PID 1 may do seconds late
+  tini
   # libvirt's VirtualBox driver for backends/virtualbox (VirtualBox itself is not in Debian: that
   # backend's conformance run reports "not run" with the reason libvirt gives)
   libvirt-daemon-driver-vbox

@@ -10,7 +10,7 @@ import {
   QREXEC_EXIT_PROBLEM,
   vmServiceCommand,
   withArgument,
-} from '@odyssey/qrexec';
+} from '@odyssey/qrexec/local-client';
 
 /**
  * dom0's `qrexec-client -d VM USER:QUBESRPC SERVICE+ARG dom0` (or `qvm-run --pass-io`)
