@@ -210,7 +210,11 @@ export class LxcFlavour implements LibvirtFlavour {
       images.map((v) => [v.role, this.files.imageMountDir(spec.name, v.role)]),
     );
     const dirRoot = spec.volumes.find((v) => v.role === 'root' && v.format === 'dir')?.path;
-    const tree = imageDirs['root'] ?? dirRoot ?? this.options.rootDir;
+    const rootImage = imageDirs['root'];
+    // An image root is mounted in libvirtd's namespace only; not found there, it is taken as not mounted.
+    const tree = rootImage
+      ? await this.#images.inLibvirtdNs(rootImage).catch(() => undefined)
+      : (dirRoot ?? this.options.rootDir);
     const systemd = tree !== undefined && (await rootBootsSystemd(tree));
     if (systemd) await writeFile(this.files.systemdFile(spec.name), '');
     else await rm(this.files.systemdFile(spec.name), { force: true });
