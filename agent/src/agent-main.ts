@@ -23,7 +23,7 @@ const program = new Command()
   // The Debian template in a container (backends/lxc): its users, its hostname, and programs that
   // may not open the vchan dir (0700, the domain's root) reaching peers through the agent.
   .option('--switch-user', 'run each call as the user dom0 names (default: as the agent runs)')
-  .option('--vm-name', "name the host after the qube (QubesDB /name) before serving calls")
+  .option('--vm-name', 'name the host after the qube (QubesDB /name) before serving calls')
   .option('--vchan-proxy <path>', "serve this domain's vchans to qrexec-client-vm on this socket")
   .parse();
 

@@ -61,7 +61,7 @@ describe('nameFromQubesDb (--vm-name)', () => {
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
-  it("names the host after QubesDB /name once it is synced", async () => {
+  it('names the host after QubesDB /name once it is synced', async () => {
     const hostsPath = join(dir, 'hosts');
     const db = { ready: Promise.resolve(), read: (p: string) => (p === '/name' ? 'conf-debian' : undefined) };
     await nameFromQubesDb(db, log, { hostsPath, setHostname });
@@ -74,7 +74,10 @@ describe('nameFromQubesDb (--vm-name)', () => {
     const hostsPath = join(dir, 'hosts');
     const never = { ready: new Promise<void>(() => undefined), read: () => 'x' };
     await nameFromQubesDb(never, log, { hostsPath, setHostname, waitMs: 10 });
-    await nameFromQubesDb({ ready: Promise.resolve(), read: () => undefined }, log, { hostsPath, setHostname });
+    await nameFromQubesDb({ ready: Promise.resolve(), read: () => undefined }, log, {
+      hostsPath,
+      setHostname,
+    });
     await nameFromQubesDb({ ready: Promise.resolve(), read: () => 'a b' }, log, { hostsPath, setHostname });
     expect(named).toEqual([]);
     expect(logged).toEqual([

@@ -112,7 +112,7 @@ describe('lxc domain XML', () => {
     systemd: true,
   });
 
-  it("gives a systemd root the 12 capabilities systemd needs, and leaves /home to its init", () => {
+  it('gives a systemd root the 12 capabilities systemd needs, and leaves /home to its init', () => {
     const d = parse(systemdXml)['domain'] as Record<string, Record<string, unknown>>;
     expect(d['os']).toEqual({ type: 'exe', init: INIT, initarg: 'work' });
     expect(d['features']).toEqual({

@@ -33,7 +33,10 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'lxc-init-'));
     await mkdir(join(root, 'usr/lib/odyssey/lxc'), { recursive: true });
-    await writeFile(join(root, 'usr/lib/odyssey/lxc/odyssey-qrexec-agent.service'), await readFile(AGENT_UNIT));
+    await writeFile(
+      join(root, 'usr/lib/odyssey/lxc/odyssey-qrexec-agent.service'),
+      await readFile(AGENT_UNIT),
+    );
     await mkdir(join(root, 'home/user'), { recursive: true });
     await writeFile(join(root, 'home/user/.profile'), 'template\n');
     await mkdir(join(root, 'rw'));
@@ -57,7 +60,10 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
       { mode: 0o755 },
     );
     const prepare = Object.entries(rwHome ?? {})
-      .map(([f, text]) => `mkdir -p "$(dirname "$1/rw/home/${f}")" && printf '%s' '${text}' >"$1/rw/home/${f}" && `)
+      .map(
+        ([f, text]) =>
+          `mkdir -p "$(dirname "$1/rw/home/${f}")" && printf '%s' '${text}' >"$1/rw/home/${f}" && `,
+      )
       .join('');
     const script = rwHome ? `mount -t tmpfs odyssey-rw "$1/rw" && ${prepare}exec sh "$2"` : 'exec sh "$2"';
     try {
@@ -90,12 +96,18 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
       'odyssey-swap.service',
       'systemd-remount-fs.service',
     ]);
-    for (const masked of ['odyssey-mount-private.service', 'odyssey-swap.service', 'systemd-remount-fs.service'])
+    for (const masked of [
+      'odyssey-mount-private.service',
+      'odyssey-swap.service',
+      'systemd-remount-fs.service',
+    ])
       expect(await readlink(join(units, masked))).toBe('/dev/null');
     expect(await readFile(join(units, 'odyssey-qrexec-agent.service'), 'utf8')).toBe(
       await readFile(AGENT_UNIT, 'utf8'),
     );
-    expect(await readFile(join(root, 'run/odyssey/lxc-agent.env'), 'utf8')).toBe('VCHAN_DOMAIN=conf-debian\n');
+    expect(await readFile(join(root, 'run/odyssey/lxc-agent.env'), 'utf8')).toBe(
+      'VCHAN_DOMAIN=conf-debian\n',
+    );
   });
 
   it("seeds a new private home/ from the template's /home and binds it at /home", async () => {

@@ -41,10 +41,9 @@ async function shell(ctx: CheckContext, script: string, qube = DEBIAN_QUBE): Pro
 export const guestTemplateChecks: readonly Check[] = [
   guest('template-install', async (ctx) => {
     const kinds = ctx.backend.capabilities.guestImages;
-    // Its image boots as a KVM guest (virtio disks, the KVM vchan) or as a container's root.
-    if (!kinds.includes('odyssey-linux-kvm') && !kinds.includes('odyssey-rootfs-lxc')) {
+    if (!kinds.includes('odyssey-linux-kvm')) {
       missing =
-        'the Debian template is built for odyssey-linux-kvm guests and odyssey-rootfs-lxc containers only; ' +
+        'the Debian template is built for odyssey-linux-kvm guests only (virtio disks, the KVM vchan); ' +
         `this backend boots ${kinds.join(', ') || 'no guest images'}`;
       throw new Unsupported('suite', missing);
     }
