@@ -323,4 +323,30 @@ describe('frames', () => {
       FrameError,
     );
   });
+
+  it('takes a 64 KiB DATA frame in 4 KiB reads (a guest port) and gives it out whole at its last byte', () => {
+    const payload = randomBytes(65536);
+    const wire = Buffer.concat([
+      encodeFrame(FrameType.DATA, 9, payload),
+      encodeFrame(FrameType.CREDIT, 9, Buffer.from([0, 1, 0, 0])),
+    ]);
+    const decoder = new FrameDecoder();
+    const got: [number, number, number][] = [];
+    for (let off = 0; off < wire.length; off += 4096) {
+      const frames = decoder.push(wire.subarray(off, off + 4096));
+      got.push(...frames.map((f): [number, number, number] => [off, f.type, f.payload.length]));
+      if (frames[0]?.type === FrameType.DATA) expect(frames[0].payload.equals(payload)).toBe(true);
+    }
+    // The frame's last 9 bytes and the CREDIT frame came in the 17th read.
+    expect(got).toEqual([
+      [65536, FrameType.DATA, 65536],
+      [65536, FrameType.CREDIT, 4],
+    ]);
+    // A corrupt header is refused as soon as it is there, whatever its payload would be.
+    const bad = new FrameDecoder();
+    bad.push(encodeFrame(FrameType.DATA, 9, randomBytes(100)).subarray(0, 50));
+    expect(bad.push(Buffer.alloc(59))).toHaveLength(1);
+    expect(() => bad.push(Buffer.from([0, 0, 0, 0, 9, 0, 1, 0]))).not.toThrow();
+    expect(() => bad.push(Buffer.from([0]))).toThrow(FrameError);
+  });
 });

@@ -61,24 +61,35 @@ export function u32(value: number): Buffer {
   return b;
 }
 
-/** Splits a byte stream into frames; keeps partial frames across chunks. */
+/**
+ * Splits a byte stream into frames; keeps partial frames across chunks. A frame arriving in
+ * many small chunks (the guest reads its port 4 KiB at a time) is joined once, when its last
+ * byte is there, not again with every chunk.
+ */
 export class FrameDecoder {
   private pending: Buffer[] = [];
   private pendingLength = 0;
+  /** Bytes the next frame needs before it can be parsed: its header, then header and payload. */
+  private needed = HEADER_SIZE;
 
   push(chunk: Buffer): Frame[] {
     this.pending.push(chunk);
     this.pendingLength += chunk.length;
+    if (this.pendingLength < this.needed) return [];
     const frames: Frame[] = [];
     let buf = this.pending.length === 1 ? chunk : Buffer.concat(this.pending, this.pendingLength);
     let offset = 0;
+    this.needed = HEADER_SIZE;
     while (buf.length - offset >= HEADER_SIZE) {
       const type = buf.readUInt8(offset);
       const length = buf.readUInt32BE(offset + 5);
       if (type < FrameType.HELLO || type > FrameType.CLOSE)
         throw new FrameError(`unknown frame type ${type}`);
       if (length > MAX_PAYLOAD) throw new FrameError(`frame of ${length} bytes exceeds ${MAX_PAYLOAD}`);
-      if (buf.length - offset < HEADER_SIZE + length) break;
+      if (buf.length - offset < HEADER_SIZE + length) {
+        this.needed = HEADER_SIZE + length;
+        break;
+      }
       const id = buf.readUInt32BE(offset + 1);
       const start = offset + HEADER_SIZE;
       frames.push({ type: type as FrameType, id, payload: buf.subarray(start, start + length) });
@@ -93,5 +104,6 @@ export class FrameDecoder {
   reset(): void {
     this.pending = [];
     this.pendingLength = 0;
+    this.needed = HEADER_SIZE;
   }
 }
