@@ -143,7 +143,7 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   chmod 0440 "$TREE/etc/sudoers.d/qubes"
   chmod 0755 "$TREE"/etc/qubes-rpc/* "$TREE/usr/lib/odyssey/mount-private" \
     "$TREE/usr/lib/odyssey/post-install" "$TREE"/etc/qubes/post-install.d/*.sh "$TREE/usr/bin/qrexec-client-vm" \
-    "$TREE/usr/bin/qvm-features-request"
+    "$TREE/usr/bin/qvm-features-request" "$TREE/usr/sbin/odyssey-lxc-init"
   chroot "$TREE" useradd --create-home --shell /bin/bash --uid 1000 --user-group user
   chroot "$TREE" systemctl enable --quiet odyssey-qrexec-agent.service odyssey-mount-private.service \
     odyssey-swap.service odyssey-network.service odyssey-post-install.service

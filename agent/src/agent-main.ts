@@ -2,9 +2,11 @@
 import { Command } from 'commander';
 import { QREXEC_AGENT_TRIGGER_PATH, QREXEC_SERVICE_DIRS } from '@odyssey/qrexec';
 import { QUBESDB_LOCAL_SOCKET } from '@odyssey/qubesdb';
+import { serveVchanProxy } from '@odyssey/vchan';
 import { QrexecAgent } from './agent.js';
 import { DomainQubesDb } from './qubesdb-daemon.js';
 import { createAgentTransport } from './transport.js';
+import { nameFromQubesDb } from './vm-name.js';
 
 const program = new Command()
   .name('odyssey-qrexec-agent')
@@ -18,6 +20,11 @@ const program = new Command()
     "socket of the domain's QubesDB (default $QUBESDB_SOCKET or /var/run/qubes/qubesdb.sock)",
     process.env['QUBESDB_SOCKET'] || QUBESDB_LOCAL_SOCKET,
   )
+  // The Debian template in a container (backends/lxc): its users, its hostname, and programs that
+  // may not open the vchan dir (0700, the domain's root) reaching peers through the agent.
+  .option('--switch-user', 'run each call as the user dom0 names (default: as the agent runs)')
+  .option('--vm-name', "name the host after the qube (QubesDB /name) before serving calls")
+  .option('--vchan-proxy <path>', "serve this domain's vchans to qrexec-client-vm on this socket")
   .parse();
 
 const options = program.opts<{
@@ -26,6 +33,9 @@ const options = program.opts<{
   agentSocket: string;
   serviceDir: string[];
   qubesdbSocket: string;
+  switchUser?: boolean;
+  vmName?: boolean;
+  vchanProxy?: string;
 }>();
 const domainId = options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN');
 
@@ -33,11 +43,14 @@ const transport = createAgentTransport({ domainId, vchanDir: options.vchanDir })
 const log = (message: string): void => void process.stderr.write(`qrexec-agent: ${message}\n`);
 // The domain's QubesDB daemon, which upstream runs beside the agent (qubes-db.service).
 const qubesdb = await DomainQubesDb.start({ transport, socketPath: options.qubesdbSocket, log });
+if (options.vchanProxy) await serveVchanProxy(transport, options.vchanProxy, log);
+if (options.vmName) await nameFromQubesDb(qubesdb, log);
 const agent = new QrexecAgent({
   transport,
   serviceDirs: options.serviceDir,
   triggerPath: options.agentSocket,
   log,
+  switchUsers: options.switchUser === true,
 });
 await agent.start();
 // The line every guest image prints on its console once dom0 can reach its agent: the end of its

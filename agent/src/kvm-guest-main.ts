@@ -11,11 +11,10 @@
 // Kernel command line options:
 //   odyssey.vchan_echo=PORT   also serve a vchan echo server on PORT (diagnostics, throughput tests)
 import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KvmGuestTransport, serveVchanProxy } from '@odyssey/vchan';
 import { QrexecAgent } from './agent.js';
 import { DomainQubesDb } from './qubesdb-daemon.js';
-import { applyVmName } from './vm-name.js';
+import { nameFromQubesDb } from './vm-name.js';
 
 /** Where the guest's qrexec-client-vm points ODYSSEY_VCHAN_PROXY. */
 const VCHAN_PROXY_SOCKET = '/run/qubes/vchan-proxy';
@@ -43,18 +42,7 @@ await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
 
 // The domain's QubesDB daemon (upstream's qubes-db.service): /run/qubes/qubesdb.sock for qubesdb-read.
 const qubesDb = await DomainQubesDb.start({ transport, log });
-if (process.argv.includes('--vm-name')) {
-  // dom0 serves QubesDB from the domain's start, before it waits for this agent; bounded all the same,
-  // so an unreachable dom0 delays the agent, never stops it.
-  const synced = await Promise.race([qubesDb.ready.then(() => true), sleep(30_000, false)]);
-  const name = synced ? qubesDb.read('/name') : undefined;
-  if (name === undefined) log('no QubesDB /name: the hostname stays as it is');
-  else
-    await applyVmName(name).then(
-      (applied) => applied || log(`QubesDB /name is not a qube's name: the hostname stays as it is`),
-      (error: unknown) => log(`cannot name the host ${name}: ${String(error)}`),
-    );
-}
+if (process.argv.includes('--vm-name')) await nameFromQubesDb(qubesDb, log);
 const agent = new QrexecAgent({ transport, log, switchUsers: process.argv.includes('--switch-user') });
 await agent.start();
 process.stdout.write('ODYSSEY-QREXEC-READY\n');

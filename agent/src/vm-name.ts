@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 /** Upstream's rule for a qube's name (qubes.vm.validate_name); anything else from QubesDB is refused. */
@@ -47,4 +48,32 @@ export async function applyVmName(name: string, options: VmNameOptions = {}): Pr
     await rename(`${hostsPath}.odyssey-new`, hostsPath);
   }
   return true;
+}
+
+/** What nameFromQubesDb needs of the domain's QubesDB daemon. */
+export interface NameSource {
+  readonly ready: Promise<void>;
+  read(path: string): string | undefined;
+}
+
+/**
+ * `--vm-name`: the host named after QubesDB `/name` before the agent serves calls. dom0 serves
+ * QubesDB from the domain's start, before it waits for the agent; bounded all the same, so an
+ * unreachable dom0 delays the agent, never stops it. Failures are logged, never thrown.
+ */
+export async function nameFromQubesDb(
+  qubesDb: NameSource,
+  log: (message: string) => void,
+  options: VmNameOptions & { readonly waitMs?: number } = {},
+): Promise<void> {
+  const synced = await Promise.race([qubesDb.ready.then(() => true), sleep(options.waitMs ?? 30_000, false)]);
+  const name = synced ? qubesDb.read('/name') : undefined;
+  if (name === undefined) {
+    log('no QubesDB /name: the hostname stays as it is');
+    return;
+  }
+  await applyVmName(name, options).then(
+    (applied) => applied || log(`QubesDB /name is not a qube's name: the hostname stays as it is`),
+    (error: unknown) => log(`cannot name the host ${name}: ${String(error)}`),
+  );
 }

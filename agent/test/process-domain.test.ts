@@ -56,6 +56,7 @@ afterEach(async () => {
 async function startProcessDomain(
   name: string,
   id: number,
+  extraArgs: readonly string[] = [],
 ): Promise<{ trigger: string; serviceDir: string; daemon: QrexecDaemon }> {
   const trigger = `${world.root}/${name}-agent.sock`;
   const serviceDir = `${world.root}/${name}-rpc`;
@@ -74,6 +75,7 @@ async function startProcessDomain(
       serviceDir,
       '--qubesdb-socket',
       `${world.root}/${name}-qubesdb.sock`,
+      ...extraArgs,
     ],
     { stdio: 'inherit' },
   );
@@ -108,6 +110,19 @@ describe('a process domain running the built agent and qrexec-client-vm', () => 
       stdout: '',
       stderr: 'Request refused\n',
     });
+  });
+
+  it('with --vchan-proxy, lets qrexec-client-vm call through the agent without the vchan dir', async () => {
+    // The Debian template in an lxc container: the vchan dir is the domain root's alone, so a call
+    // made as user opens its vchans through the agent's proxy socket instead.
+    const proxy = `${world.root}/proc-vchan-proxy`;
+    const { trigger } = await startProcessDomain('proc', 9, ['--vchan-proxy', proxy]);
+    const service = await world.addSocketService('test.Echo', (received) => received);
+    world.policy = allowTo('dom0');
+    const client = ['--vchan-proxy', proxy, '--agent-socket', trigger];
+    const result = await run(CLIENT, [...client, 'dom0', 'test.Echo+arg'], 'payload');
+    expect((await service.received).toString()).toBe('test.Echo+arg proc name dom0\0payload');
+    expect(result).toEqual({ code: 0, stdout: 'test.Echo+arg proc name dom0\0payload', stderr: '' });
   });
 
   it('serves dom0 calls into the domain', async () => {

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applyVmName, hostsWithName } from '../src/vm-name.js';
+import { applyVmName, hostsWithName, nameFromQubesDb } from '../src/vm-name.js';
 
 describe('hostsWithName', () => {
   it("replaces Debian's 127.0.1.1 line and keeps every other line", () => {
@@ -45,5 +45,42 @@ describe('applyVmName', () => {
     }
     expect(named).toEqual([]);
     expect(await readFile(hostsPath, 'utf8')).toBe('127.0.0.1\tlocalhost\n');
+  });
+});
+
+describe('nameFromQubesDb (--vm-name)', () => {
+  let dir: string;
+  let named: string[];
+  let logged: string[];
+  const setHostname = async (name: string) => void named.push(name);
+  const log = (m: string) => void logged.push(m);
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vm-name-'));
+    named = [];
+    logged = [];
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it("names the host after QubesDB /name once it is synced", async () => {
+    const hostsPath = join(dir, 'hosts');
+    const db = { ready: Promise.resolve(), read: (p: string) => (p === '/name' ? 'conf-debian' : undefined) };
+    await nameFromQubesDb(db, log, { hostsPath, setHostname });
+    expect(named).toEqual(['conf-debian']);
+    expect(await readFile(hostsPath, 'utf8')).toBe('127.0.0.1\tlocalhost\n127.0.1.1\tconf-debian\n');
+    expect(logged).toEqual([]);
+  });
+
+  it('leaves the host as it is, saying why, when QubesDB never syncs, has no /name or a bad one', async () => {
+    const hostsPath = join(dir, 'hosts');
+    const never = { ready: new Promise<void>(() => undefined), read: () => 'x' };
+    await nameFromQubesDb(never, log, { hostsPath, setHostname, waitMs: 10 });
+    await nameFromQubesDb({ ready: Promise.resolve(), read: () => undefined }, log, { hostsPath, setHostname });
+    await nameFromQubesDb({ ready: Promise.resolve(), read: () => 'a b' }, log, { hostsPath, setHostname });
+    expect(named).toEqual([]);
+    expect(logged).toEqual([
+      'no QubesDB /name: the hostname stays as it is',
+      'no QubesDB /name: the hostname stays as it is',
+      "QubesDB /name is not a qube's name: the hostname stays as it is",
+    ]);
   });
 });

@@ -32,9 +32,15 @@ export function run(
   });
 }
 
-/** The environment without anything that would point a program at another daemon or domain. */
+/**
+ * The environment without anything that would point a program at another daemon or domain.
+ * ODYSSEY_TEMPLATE_CACHE stays: it points the template builder (and `qvm template install`) at
+ * another cache of builds, not at another daemon.
+ */
 export function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(ODYSSEY_|VCHAN_|QREXEC_)/.test(key)),
+    Object.entries(process.env).filter(
+      ([key]) => key === 'ODYSSEY_TEMPLATE_CACHE' || !/^(ODYSSEY_|VCHAN_|QREXEC_)/.test(key),
+    ),
   );
 }

@@ -22,6 +22,12 @@ export interface LibvirtFlavour {
   /** The flags this driver accepts where drivers differ. */
   readonly flags: DriverFlags;
 
+  /**
+   * virDomainShutdownFlags for `name` when they depend on what the domain runs (an LXC container's
+   * init: a signal, or systemd's initctl); `flags.shutdown` otherwise.
+   */
+  shutdownFlags?(name: string): Promise<number>;
+
   /** Prepares the host, or learns what the hypervisor offers, once libvirt is reached (before the first define). */
   afterOpen?(libvirt: Libvirt): Promise<void>;
 

@@ -112,6 +112,15 @@ export class ImageMounts {
     if (args.length > 0) await this.helper(ns, ['mount', String(uidBase), ...args]);
   }
 
+  /**
+   * `path` as libvirtd's mount namespace has it (through /proc/PID/root), where the images are
+   * mounted: odysseyd's own namespace does not see those mounts.
+   */
+  async inLibvirtdNs(path: string): Promise<string> {
+    const ns = await this.libvirtdMountNs();
+    return `${ns.slice(0, -'ns/mnt'.length)}root${path}`;
+  }
+
   /** Whether `name` has image-file volumes to mount. */
   async hasImages(name: string): Promise<boolean> {
     return (await this.remembered(name)).length > 0;

@@ -12,6 +12,7 @@ import { ShutdownFlags, type Libvirt } from '@odyssey/libvirt';
 import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml, privateHome } from './domain-xml.js';
 import { ImageMounts, imageVolumes } from './image-mounts.js';
+import { rootBootsSystemd } from './root-kind.js';
 import { RuntimeFiles } from './runtime-files.js';
 import { SlirpUplinks } from './slirp-uplinks.js';
 import { uidBaseFor } from './uid-ranges.js';
@@ -51,7 +52,8 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
 };
 
 const FLAGS: DriverFlags = {
-  // SIGTERM to the container's init, which stops the agent and ends.
+  // SIGTERM to the container's init, which stops the agent and ends (the busybox root; a systemd
+  // root is shut down through /run/initctl: shutdownFlags).
   shutdown: ShutdownFlags.SIGNAL,
   undefine: 0,
   forceBoot: false,
@@ -70,6 +72,8 @@ export class LxcFlavour implements LibvirtFlavour {
   readonly #uplinks: SlirpUplinks;
   /** Per domain, the mount or unmount in progress: a start's mounts and a stop's unmounts never interleave. */
   readonly #imageOps = new Map<string, Promise<void>>();
+  /** The spec each domain was last defined with: a start redefines it once its root image is mounted. */
+  readonly #specs = new Map<string, DomainSpec>();
 
   constructor(private readonly options: LxcFlavourOptions) {
     this.files = new RuntimeFiles(options.runtimeDir);
@@ -115,6 +119,24 @@ export class LxcFlavour implements LibvirtFlavour {
       throw new VmmError('invalid-state', `start ${name}: the domain is already running`);
     const uidBase = await uidBaseFor(this.files, name);
     await this.serialised(name, () => this.#images.mount(name, uidBase));
+    // What boots in a root image is known only now that it is mounted: the definition follows it.
+    const spec = this.#specs.get(name);
+    if (spec && this.#libvirt && imageVolumes(spec).some((v) => v.role === 'root')) {
+      await this.#libvirt.domains.defineXML(await this.xmlOf(spec, uidBase));
+    }
+  }
+
+  /**
+   * systemd re-executes itself on SIGTERM and stays: it is asked through /run/initctl (0.8–1.7 s
+   * to power off, README). The busybox init has no initctl pipe, and libvirt would report success
+   * there without sending anything, so it keeps SIGNAL.
+   */
+  async shutdownFlags(name: string): Promise<number> {
+    const systemd = await access(this.files.systemdFile(name)).then(
+      () => true,
+      () => false,
+    );
+    return systemd ? ShutdownFlags.INITCTL : ShutdownFlags.SIGNAL;
   }
 
   async afterStop(name: string): Promise<void> {
@@ -210,11 +232,33 @@ export class LxcFlavour implements LibvirtFlavour {
     await this.#relay.watch(spec.name);
     await this.ownPrivate(spec, uidBase);
     await this.#images.remember(spec.name, images);
+    for (const v of images) await mkdir(this.files.imageMountDir(spec.name, v.role), { recursive: true });
+    this.#specs.set(spec.name, spec);
+    return this.xmlOf(spec, uidBase);
+  }
+
+  /**
+   * The XML of `spec` for the root as it is now: a directory root (or the root tree) is probed
+   * as it is; a root image only while mounted (between beforeStart and the stop), so at define it
+   * is taken for the busybox kind and beforeStart redefines it. Records which it is for shutdownFlags.
+   */
+  private async xmlOf(spec: DomainSpec, uidBase: number): Promise<string> {
+    const images = imageVolumes(spec);
     const imageDirs = Object.fromEntries(
       images.map((v) => [v.role, this.files.imageMountDir(spec.name, v.role)]),
     );
-    for (const dir of Object.values(imageDirs)) await mkdir(dir, { recursive: true });
-    return domainXml({ spec, rootDir: rootDir ?? '', vchanDir, uidBase, imageDirs });
+    const dirRoot = spec.volumes.find((v) => v.role === 'root' && v.format === 'dir')?.path;
+    const rootImage = imageDirs['root'];
+    // An image root is mounted in libvirtd's namespace only; not found there, it is taken as not mounted.
+    const tree = rootImage
+      ? await this.#images.inLibvirtdNs(rootImage).catch(() => undefined)
+      : (dirRoot ?? this.options.rootDir);
+    const systemd = tree !== undefined && (await rootBootsSystemd(tree));
+    if (systemd) await writeFile(this.files.systemdFile(spec.name), '');
+    else await rm(this.files.systemdFile(spec.name), { force: true });
+    const rootDir = this.options.rootDir ?? '';
+    const vchanDir = this.files.vchanDir(spec.name);
+    return domainXml({ spec, rootDir, vchanDir, uidBase, imageDirs, systemd });
   }
 
   /**
@@ -250,6 +294,7 @@ export class LxcFlavour implements LibvirtFlavour {
   async afterUndefine(name: string): Promise<void> {
     this.#relay.forget(name);
     await this.#uplinks.stop(name, await this.initPid(name));
+    this.#specs.delete(name);
     if (await this.#images.hasImages(name)) await this.serialised(name, () => this.#images.unmount(name));
     await rm(this.files.domainDir(name), { recursive: true, force: true });
   }

@@ -38,6 +38,11 @@ export class RuntimeFiles {
     return join(this.domainDir(name), 'uplink');
   }
 
+  /** Present while the domain's definition is for a root that boots systemd (shut down through initctl). */
+  systemdFile(name: string): string {
+    return join(this.domainDir(name), 'systemd-root');
+  }
+
   /** Where a domain's image-file volume of `role` is mounted, idmapped, for libvirt_lxc to bind. */
   imageMountDir(name: string, role: string): string {
     return join(this.domainDir(name), 'mnt', role);

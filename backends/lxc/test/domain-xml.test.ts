@@ -1,7 +1,7 @@
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { DomainSpec } from '@odyssey/hal';
-import { INIT, domainXml } from '../src/domain-xml.js';
+import { INIT, SYSTEMD_CAPABILITIES, domainXml } from '../src/domain-xml.js';
 import { imageVolumes } from '../src/image-mounts.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { domainSchemaSkip, validateDomainXml } from '../../../libvirt/test/domain-schema.js';
@@ -104,11 +104,46 @@ describe('lxc domain XML', () => {
     ]);
   });
 
+  const systemdXml = domainXml({
+    spec,
+    rootDir: '/srv/root',
+    vchanDir: '/run/o/lxc/work/vchan',
+    uidBase: 1_000_065_536,
+    systemd: true,
+  });
+
+  it("gives a systemd root the 12 capabilities systemd needs, and leaves /home to its init", () => {
+    const d = parse(systemdXml)['domain'] as Record<string, Record<string, unknown>>;
+    expect(d['os']).toEqual({ type: 'exe', init: INIT, initarg: 'work' });
+    expect(d['features']).toEqual({
+      privnet: '',
+      capabilities: {
+        policy: 'deny',
+        audit_write: { state: 'on' },
+        chown: { state: 'on' },
+        dac_override: { state: 'on' },
+        fowner: { state: 'on' },
+        fsetid: { state: 'on' },
+        kill: { state: 'on' },
+        setgid: { state: 'on' },
+        setpcap: { state: 'on' },
+        setuid: { state: 'on' },
+        sys_admin: { state: 'on' },
+        sys_chroot: { state: 'on' },
+        sys_resource: { state: 'on' },
+      },
+    });
+    expect(SYSTEMD_CAPABILITIES).toHaveLength(12);
+    const fs = d['devices']?.['filesystem'] as Record<string, Record<string, string>>[];
+    expect(fs.map((f) => f['target']?.['dir'])).toEqual(['/', '/tmp', '/run', GUEST_VCHAN_DIR, '/rw']);
+  });
+
   describe('against libvirt schema', () => {
     const skip = domainSchemaSkip;
     if (skip) console.warn(`[lxc domain XML] schema check SKIPPED: ${skip}`);
-    it.skipIf(skip)('validates as a domain', async () => {
+    it.skipIf(skip)('validates as a domain, for both roots', async () => {
       expect(await validateDomainXml(xml)).toContain('validates');
+      expect(await validateDomainXml(systemdXml)).toContain('validates');
     });
   });
 });

@@ -41,9 +41,10 @@ async function shell(ctx: CheckContext, script: string, qube = DEBIAN_QUBE): Pro
 export const guestTemplateChecks: readonly Check[] = [
   guest('template-install', async (ctx) => {
     const kinds = ctx.backend.capabilities.guestImages;
-    if (!kinds.includes('odyssey-linux-kvm')) {
+    // Its image boots as a KVM guest (virtio disks, the KVM vchan) or as a container's root.
+    if (!kinds.includes('odyssey-linux-kvm') && !kinds.includes('odyssey-rootfs-lxc')) {
       missing =
-        'the Debian template is built for odyssey-linux-kvm guests only (virtio disks, the KVM vchan); ' +
+        'the Debian template is built for odyssey-linux-kvm guests and odyssey-rootfs-lxc containers only; ' +
         `this backend boots ${kinds.join(', ') || 'no guest images'}`;
       throw new Unsupported('suite', missing);
     }
