@@ -33,7 +33,10 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'lxc-init-'));
     await mkdir(join(root, 'usr/lib/odyssey/lxc'), { recursive: true });
-    await writeFile(join(root, 'usr/lib/odyssey/lxc/odyssey-qrexec-agent.service'), await readFile(AGENT_UNIT));
+    await writeFile(
+      join(root, 'usr/lib/odyssey/lxc/odyssey-qrexec-agent.service'),
+      await readFile(AGENT_UNIT),
+    );
     await mkdir(join(root, 'home/user'), { recursive: true });
     await writeFile(join(root, 'home/user/.profile'), 'template\n');
     await mkdir(join(root, 'rw'));
@@ -57,7 +60,10 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
       { mode: 0o755 },
     );
     const prepare = Object.entries(rwHome ?? {})
-      .map(([f, text]) => `mkdir -p "$(dirname "$1/rw/home/${f}")" && printf '%s' '${text}' >"$1/rw/home/${f}" && `)
+      .map(
+        ([f, text]) =>
+          `mkdir -p "$(dirname "$1/rw/home/${f}")" && printf '%s' '${text}' >"$1/rw/home/${f}" && `,
+      )
       .join('');
     const script = rwHome ? `mount -t tmpfs odyssey-rw "$1/rw" && ${prepare}exec sh "$2"` : 'exec sh "$2"';
     try {
@@ -90,12 +96,18 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
       'odyssey-swap.service',
       'systemd-remount-fs.service',
     ]);
-    for (const masked of ['odyssey-mount-private.service', 'odyssey-swap.service', 'systemd-remount-fs.service'])
+    for (const masked of [
+      'odyssey-mount-private.service',
+      'odyssey-swap.service',
+      'systemd-remount-fs.service',
+    ])
       expect(await readlink(join(units, masked))).toBe('/dev/null');
     expect(await readFile(join(units, 'odyssey-qrexec-agent.service'), 'utf8')).toBe(
       await readFile(AGENT_UNIT, 'utf8'),
     );
-    expect(await readFile(join(root, 'run/odyssey/lxc-agent.env'), 'utf8')).toBe('VCHAN_DOMAIN=conf-debian\n');
+    expect(await readFile(join(root, 'run/odyssey/lxc-agent.env'), 'utf8')).toBe(
+      'VCHAN_DOMAIN=conf-debian\n',
+    );
   });
 
   it("seeds a new private home/ from the template's /home and binds it at /home", async () => {
@@ -116,6 +128,40 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
     const { code, out } = await boot('work');
     expect(code).toBe(0);
     expect(out).toBe('home/user: .profile \n');
+  });
+
+  /** The name=systemd hierarchy as libvirt leaves it without machined: the domain in its root, which it owns. */
+  async function systemdHierarchy(ownGroup: string): Promise<string> {
+    const cg = join(root, 'sys/fs/cgroup/systemd');
+    await mkdir(join(cg, 'odyssey@work@earlier/init.scope'), { recursive: true });
+    await mkdir(join(cg, 'odyssey@work2@running/init.scope'), { recursive: true });
+    await writeFile(join(cg, 'odyssey@work2@running/init.scope/cgroup.procs'), '1\n');
+    await writeFile(join(cg, 'cgroup.procs'), '');
+    await mkdir(join(root, 'proc/self'), { recursive: true });
+    await writeFile(join(root, 'proc/self/cgroup'), `9:name=systemd:${ownGroup}\n4:memory:/machine/x\n`);
+    return cg;
+  }
+
+  it("moves pid 1 into a group of its own in the name=systemd root it was left in, removing its earlier boots'", async () => {
+    const cg = await systemdHierarchy('/');
+    expect((await boot('work')).code).toBe(0);
+    const groups = (await readdir(cg)).filter((g) => g.startsWith('odyssey@')).sort();
+    // '2' sorts before '@': the other domain's group comes first.
+    expect(groups).toHaveLength(2);
+    expect(groups[0]).toBe('odyssey@work2@running');
+    expect(groups[1]).toMatch(/^odyssey@work@[0-9a-f-]{36}$/);
+    // The init wrote its own pid ($$ of the shell that execs systemd) into its new group.
+    expect(await readFile(join(cg, groups[1] ?? '', 'cgroup.procs'), 'utf8')).toMatch(/^[1-9][0-9]*\n$/);
+  });
+
+  it('leaves the cgroups alone when the domain already has a name=systemd group', async () => {
+    const cg = await systemdHierarchy('/machine.slice/work.scope');
+    expect((await boot('work')).code).toBe(0);
+    expect((await readdir(cg)).sort()).toEqual([
+      'cgroup.procs',
+      'odyssey@work2@running',
+      'odyssey@work@earlier',
+    ]);
   });
 
   it('refuses a domain name that is not one, changing nothing', async () => {
