@@ -45,6 +45,16 @@ export const SYSTEMD_CAPABILITIES = [
   'sys_resource',
 ] as const;
 
+/**
+ * What the Debian template's network daemon (agent/src/net/) needs besides: ip, nft and the proxy_arp
+ * and ip_forward sysctls (net_admin), the DHCP client's raw socket on the uplink (net_raw) and its
+ bind to port 68 (net_bind_service: dhclient exits 'Can't bind to dhcp address' without). The
+ * domain's network namespace is created with its user namespace, so these cover its own interfaces,
+ * routes and nftables tables only, never the host's or another domain's. Every systemd root gets
+ * them: a qube's netvm may be set while it runs, after its capabilities are fixed.
+ */
+export const NETWORK_CAPABILITIES = ['net_admin', 'net_bind_service', 'net_raw'] as const;
+
 /** Where /home lives in a private volume that is a directory: /rw/home inside the domain. */
 export function privateHome(privatePath: string): string {
   return join(privatePath, 'home');
@@ -118,6 +128,7 @@ export function domainXml({
       capabilities: {
         ...attrs({ policy: 'deny' }),
         ...(systemd ? Object.fromEntries(SYSTEMD_CAPABILITIES.map((c) => [c, attrs({ state: 'on' })])) : {}),
+        ...(systemd ? Object.fromEntries(NETWORK_CAPABILITIES.map((c) => [c, attrs({ state: 'on' })])) : {}),
       },
     },
     ...END_ON_ANY_STOP,

@@ -1,7 +1,7 @@
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { DomainSpec } from '@odyssey/hal';
-import { INIT, SYSTEMD_CAPABILITIES, domainXml } from '../src/domain-xml.js';
+import { INIT, NETWORK_CAPABILITIES, SYSTEMD_CAPABILITIES, domainXml } from '../src/domain-xml.js';
 import { imageVolumes } from '../src/image-mounts.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { domainSchemaSkip, validateDomainXml } from '../../../libvirt/test/domain-schema.js';
@@ -112,7 +112,7 @@ describe('lxc domain XML', () => {
     systemd: true,
   });
 
-  it('gives a systemd root the 12 capabilities systemd needs, and leaves /home to its init', () => {
+  it("gives a systemd root the 12 capabilities systemd needs and the network daemon's 3, and leaves /home to its init", () => {
     const d = parse(systemdXml)['domain'] as Record<string, Record<string, unknown>>;
     expect(d['os']).toEqual({ type: 'exe', init: INIT, initarg: 'work' });
     expect(d['features']).toEqual({
@@ -125,6 +125,9 @@ describe('lxc domain XML', () => {
         fowner: { state: 'on' },
         fsetid: { state: 'on' },
         kill: { state: 'on' },
+        net_admin: { state: 'on' },
+        net_bind_service: { state: 'on' },
+        net_raw: { state: 'on' },
         setgid: { state: 'on' },
         setpcap: { state: 'on' },
         setuid: { state: 'on' },
@@ -134,6 +137,7 @@ describe('lxc domain XML', () => {
       },
     });
     expect(SYSTEMD_CAPABILITIES).toHaveLength(12);
+    expect(NETWORK_CAPABILITIES).toEqual(['net_admin', 'net_bind_service', 'net_raw']);
     const fs = d['devices']?.['filesystem'] as Record<string, Record<string, string>>[];
     expect(fs.map((f) => f['target']?.['dir'])).toEqual(['/', '/tmp', '/run', GUEST_VCHAN_DIR, '/rw']);
   });

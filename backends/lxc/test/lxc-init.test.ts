@@ -130,6 +130,40 @@ describe.skipIf(skip)('odyssey-lxc-init', () => {
     expect(out).toBe('home/user: .profile \n');
   });
 
+  /** The name=systemd hierarchy as libvirt leaves it without machined: the domain in its root, which it owns. */
+  async function systemdHierarchy(ownGroup: string): Promise<string> {
+    const cg = join(root, 'sys/fs/cgroup/systemd');
+    await mkdir(join(cg, 'odyssey@work@earlier/init.scope'), { recursive: true });
+    await mkdir(join(cg, 'odyssey@work2@running/init.scope'), { recursive: true });
+    await writeFile(join(cg, 'odyssey@work2@running/init.scope/cgroup.procs'), '1\n');
+    await writeFile(join(cg, 'cgroup.procs'), '');
+    await mkdir(join(root, 'proc/self'), { recursive: true });
+    await writeFile(join(root, 'proc/self/cgroup'), `9:name=systemd:${ownGroup}\n4:memory:/machine/x\n`);
+    return cg;
+  }
+
+  it("moves pid 1 into a group of its own in the name=systemd root it was left in, removing its earlier boots'", async () => {
+    const cg = await systemdHierarchy('/');
+    expect((await boot('work')).code).toBe(0);
+    const groups = (await readdir(cg)).filter((g) => g.startsWith('odyssey@')).sort();
+    // '2' sorts before '@': the other domain's group comes first.
+    expect(groups).toHaveLength(2);
+    expect(groups[0]).toBe('odyssey@work2@running');
+    expect(groups[1]).toMatch(/^odyssey@work@[0-9a-f-]{36}$/);
+    // The init wrote its own pid ($$ of the shell that execs systemd) into its new group.
+    expect(await readFile(join(cg, groups[1] ?? '', 'cgroup.procs'), 'utf8')).toMatch(/^[1-9][0-9]*\n$/);
+  });
+
+  it('leaves the cgroups alone when the domain already has a name=systemd group', async () => {
+    const cg = await systemdHierarchy('/machine.slice/work.scope');
+    expect((await boot('work')).code).toBe(0);
+    expect((await readdir(cg)).sort()).toEqual([
+      'cgroup.procs',
+      'odyssey@work2@running',
+      'odyssey@work@earlier',
+    ]);
+  });
+
   it('refuses a domain name that is not one, changing nothing', async () => {
     for (const bad of ['', '..', 'a/b', 'x y', "a'b"]) {
       const { code, out } = await boot(bad, {});

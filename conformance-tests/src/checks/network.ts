@@ -162,8 +162,9 @@ const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
 export const networkChecks: readonly Check[] = [
   net('setup', async (ctx) => {
     const kinds = ctx.backend.capabilities.guestImages;
-    if (!kinds.includes('odyssey-linux-kvm')) {
-      missing = `the Debian template is built for odyssey-linux-kvm guests only; this backend boots ${kinds.join(', ') || 'none'}`;
+    // Its image boots as a KVM guest or as a container's root (as guest-template.ts's qubes).
+    if (!kinds.includes('odyssey-linux-kvm') && !kinds.includes('odyssey-rootfs-lxc')) {
+      missing = `the Debian template is built for odyssey-linux-kvm guests and odyssey-rootfs-lxc containers only; this backend boots ${kinds.join(', ') || 'none'}`;
       throw new Unsupported('suite', missing);
     }
     const names = new Set((await ctx.client.vms.list()).map((vm) => vm.name));
