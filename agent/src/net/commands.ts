@@ -11,14 +11,25 @@ export function run(file: string, args: readonly string[], input?: string): Prom
   });
 }
 
-/** Lines a long-running tool prints (ip monitor), until it exits. */
-export function follow(file: string, args: readonly string[], onLine: (line: string) => void): () => void {
+/**
+ * Lines a long-running tool prints (ip monitor), until it exits. `started` resolves once the
+ * tool runs (its exec succeeded), `stop` ends it.
+ */
+export function follow(
+  file: string,
+  args: readonly string[],
+  onLine: (line: string) => void,
+): { stop: () => void; started: Promise<void> } {
   const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const started = new Promise<void>((resolve) => {
+    child.once('spawn', resolve);
+    child.once('error', () => resolve());
+  });
   let rest = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     const lines = (rest + chunk).split('\n');
     rest = lines.pop() ?? '';
     for (const line of lines) onLine(line);
   });
-  return () => void child.kill();
+  return { stop: () => void child.kill(), started };
 }

@@ -30,6 +30,9 @@ export interface NetDaemonOptions {
  * in a netvm keeps the nftables ruleset in step with its clients, their
  * firewall in QubesDB and its own resolvers.
  */
+/** When the link scans after start run, ms after the monitor started. */
+const RESCAN_AFTER_START_MS = [1000, 5000];
+
 export class NetDaemon {
   readonly #options: NetDaemonOptions;
   readonly #resolvConf: string;
@@ -87,8 +90,18 @@ export class NetDaemon {
       for (const path of FRONTEND_KEYS) await qdb.watch(path);
     }
     if (this.isNetvm || this.#ownMac !== undefined) void this.#watchQubesDb();
-    this.#stops.push(follow('ip', ['-o', 'monitor', 'link'], () => this.#enqueue(() => this.#scanLinks())));
+    const monitor = follow('ip', ['-o', 'monitor', 'link'], () => this.#enqueue(() => this.#scanLinks()));
+    this.#stops.push(monitor.stop);
+    await monitor.started;
     await this.#enqueue(() => this.#scanLinks());
+    // ip monitor says nothing once it listens: a NIC that appears between the scan above and its
+    // subscription (a backend attaching a link right after the domain started) would wait for some
+    // later link event. Two more scans cover that window.
+    for (const ms of RESCAN_AFTER_START_MS) {
+      const timer = setTimeout(() => void this.#enqueue(() => this.#scanLinks()), ms);
+      timer.unref();
+      this.#stops.push(() => clearTimeout(timer));
+    }
   }
 
   /** Waits for everything queued so far (tests: a change is applied once this resolves). */
