@@ -122,9 +122,12 @@ export class LxcFlavour implements LibvirtFlavour {
       await this.#cgroups.make(name, await uidBaseFor(this.files, name));
   }
 
-  /** After a start: libvirt gave libvirtd's name=systemd cgroup to the container's root; root takes it back. */
-  async afterStart(name: string): Promise<void> {
-    if (await hasFile(this.files.systemdFile(name))) await this.#cgroups.reclaimLibvirtd();
+  /**
+   * After any start: libvirt gave libvirtd's name=systemd cgroup, where every container but a
+   * systemd one stays, to the container's root; root takes it back.
+   */
+  async afterStart(): Promise<void> {
+    await this.#cgroups.reclaimLibvirtd();
   }
 
   private async mountImages(name: string): Promise<void> {

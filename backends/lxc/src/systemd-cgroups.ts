@@ -25,6 +25,8 @@ export class SystemdCgroups {
   /** Makes `name`'s cgroup (again, emptied of what a crash left) owned by `uidBase`, and its files. */
   async make(name: string, uidBase: number): Promise<void> {
     const dir = await this.domainDir(name);
+    // No such hierarchy (a cgroup v2 host): the init finds no cgroup of its own and says so.
+    if (!dir) return;
     await removeTree(dir);
     await mkdir(dir, { recursive: true });
     await chown(dir, uidBase, uidBase);
@@ -33,7 +35,8 @@ export class SystemdCgroups {
 
   /** Removes `name`'s cgroup and what its systemd made below it (all empty once it stopped). */
   async remove(name: string): Promise<void> {
-    await removeTree(await this.domainDir(name));
+    const dir = await this.domainDir(name);
+    if (dir) await removeTree(dir);
   }
 
   /**
@@ -42,18 +45,23 @@ export class SystemdCgroups {
    */
   async reclaimLibvirtd(): Promise<void> {
     const dir = await this.libvirtdDir();
+    if (!dir) return;
     for (const path of [dir, ...(await readdir(dir)).map((e) => join(dir, e))]) {
       const st = await lstat(path);
       if (st.uid !== 0 || st.gid !== 0) await chown(path, 0, 0);
     }
   }
 
-  private async domainDir(name: string): Promise<string> {
-    return join(await this.libvirtdDir(), DOMAIN_CGROUPS, name);
+  private async domainDir(name: string): Promise<string | undefined> {
+    const dir = await this.libvirtdDir();
+    return dir && join(dir, DOMAIN_CGROUPS, name);
   }
 
-  /** libvirtd's `name=systemd` cgroup, through its root (/proc/<pid>/root<mount><placement>). */
-  private async libvirtdDir(): Promise<string> {
+  /**
+   * libvirtd's `name=systemd` cgroup, through its root (/proc/<pid>/root<mount><placement>);
+   * undefined when the host has no such hierarchy.
+   */
+  private async libvirtdDir(): Promise<string | undefined> {
     const proc = await this.libvirtdProc();
     const mountinfo = await readFile(join(proc, 'mountinfo'), 'utf8');
     // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - cgroup SOURCE SUPEROPTS"
