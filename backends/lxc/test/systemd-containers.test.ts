@@ -111,7 +111,8 @@ describe.skipIf(rootImage === undefined)('lxc: the Debian template booting syste
       let state = '';
       for (let i = 0; i < 120; i++) {
         state = await inside(pid, ['systemctl', 'is-system-running']);
-        if (state !== 'initializing') break;
+        // Empty while systemctl cannot reach the manager yet, early in the boot.
+        if (state !== 'initializing' && state !== '') break;
         await new Promise((r) => setTimeout(r, 500));
       }
       const failed = await inside(pid, ['systemctl', '--failed', '--plain', '--no-legend']);
