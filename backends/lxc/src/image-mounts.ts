@@ -121,6 +121,11 @@ export class ImageMounts {
     return `${ns.slice(0, -'ns/mnt'.length)}root${path}`;
   }
 
+  /** `/proc/<pid>` of the libvirtd behind the socket. */
+  async libvirtdProc(): Promise<string> {
+    return (await this.libvirtdMountNs()).slice(0, -'/ns/mnt'.length);
+  }
+
   /** Whether `name` has image-file volumes to mount. */
   async hasImages(name: string): Promise<boolean> {
     return (await this.remembered(name)).length > 0;

@@ -15,6 +15,7 @@ import { ImageMounts, imageVolumes } from './image-mounts.js';
 import { rootBootsSystemd } from './root-kind.js';
 import { RuntimeFiles } from './runtime-files.js';
 import { SlirpUplinks } from './slirp-uplinks.js';
+import { SystemdCgroups } from './systemd-cgroups.js';
 import { uidBaseFor } from './uid-ranges.js';
 import { VchanRelay } from './vchan-relay.js';
 import { containerInitPid } from './veth-links.js';
@@ -70,6 +71,7 @@ export class LxcFlavour implements LibvirtFlavour {
   readonly #relay: VchanRelay;
   readonly #images: ImageMounts;
   readonly #uplinks: SlirpUplinks;
+  readonly #cgroups: SystemdCgroups;
   /** Per domain, the mount or unmount in progress: a start's mounts and a stop's unmounts never interleave. */
   readonly #imageOps = new Map<string, Promise<void>>();
   /** The spec each domain was last defined with: a start redefines it once its root image is mounted. */
@@ -79,6 +81,7 @@ export class LxcFlavour implements LibvirtFlavour {
     this.files = new RuntimeFiles(options.runtimeDir);
     this.#uplinks = new SlirpUplinks(options.log);
     this.#images = new ImageMounts(this.files, options.libvirtdSocket, options.log, options.rootDir);
+    this.#cgroups = new SystemdCgroups(() => this.#images.libvirtdProc());
     this.#relay = new VchanRelay({
       files: this.files,
       idOf: async (name) => {
@@ -113,6 +116,21 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   async beforeStart(name: string): Promise<void> {
+    await this.mountImages(name);
+    // Known once the root is mounted: a systemd root gets its own name=systemd cgroup (systemd-cgroups.ts).
+    if (await hasFile(this.files.systemdFile(name)))
+      await this.#cgroups.make(name, await uidBaseFor(this.files, name));
+  }
+
+  /**
+   * After any start: libvirt gave libvirtd's name=systemd cgroup, where every container but a
+   * systemd one stays, to the container's root; root takes it back.
+   */
+  async afterStart(): Promise<void> {
+    await this.#cgroups.reclaimLibvirtd();
+  }
+
+  private async mountImages(name: string): Promise<void> {
     if (!(await this.#images.hasImages(name))) return;
     // Its images are mounted and in use: a second ext4 mount of the same file would corrupt it.
     if (await this.isRunning(name))
@@ -143,6 +161,8 @@ export class LxcFlavour implements LibvirtFlavour {
     // A late report of an earlier run's end leaves the uplink of the run now going alone.
     await this.#uplinks.stop(name, await this.initPid(name));
     if (await this.#images.hasImages(name)) await this.clearImages(name);
+    if ((await hasFile(this.files.systemdFile(name))) && !(await this.isRunning(name)))
+      await this.#cgroups.remove(name);
   }
 
   /**

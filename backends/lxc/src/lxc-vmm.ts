@@ -36,6 +36,7 @@ export class LxcVmm extends LibvirtVmm {
   override async start(name: string): Promise<void> {
     await super.start(name);
     try {
+      await this.#lxc.afterStart();
       await this.#lxc.startUplink(name);
     } catch (error) {
       await this.kill(name).catch(() => undefined);
