@@ -10,6 +10,8 @@ const TEMPLATE = 'debian-12';
 const ANNOUNCE_WAIT_MS = 180_000;
 const MEMORY_MIB = 512;
 const VCPUS = 2;
+/** The guest image kinds the template's image boots as. */
+const TEMPLATE_GUEST_KINDS = ['odyssey-linux-kvm', 'odyssey-linux-xen', 'odyssey-rootfs-lxc'] as const;
 
 const guest = (id: string, run: (ctx: CheckContext) => Promise<void>, timeoutMs?: number): Check => ({
   id: `guest.${id}`,
@@ -41,10 +43,11 @@ async function shell(ctx: CheckContext, script: string, qube = DEBIAN_QUBE): Pro
 export const guestTemplateChecks: readonly Check[] = [
   guest('template-install', async (ctx) => {
     const kinds = ctx.backend.capabilities.guestImages;
-    // Its image boots as a KVM guest (virtio disks, the KVM vchan) or as a container's root.
-    if (!kinds.includes('odyssey-linux-kvm') && !kinds.includes('odyssey-rootfs-lxc')) {
+    // Its image boots as a KVM guest (virtio disks, the KVM vchan), a Xen domU (xvd* disks,
+    // libxenvchan) or as a container's root.
+    if (!TEMPLATE_GUEST_KINDS.some((kind) => kinds.includes(kind))) {
       missing =
-        'the Debian template is built for odyssey-linux-kvm guests and odyssey-rootfs-lxc containers only; ' +
+        `the Debian template is built for ${TEMPLATE_GUEST_KINDS.join(', ')} only; ` +
         `this backend boots ${kinds.join(', ') || 'no guest images'}`;
       throw new Unsupported('suite', missing);
     }
@@ -54,6 +57,8 @@ export const guestTemplateChecks: readonly Check[] = [
       throw new Unsupported('suite', missing);
     }
     await installDebianTemplate(ctx.socket);
+    // The run's virt mode (--virt-mode: nested Xen has no PVH), which the template's qubes inherit.
+    if (ctx.virtMode) await ctx.client.vmProperties(TEMPLATE).set('virt_mode', ctx.virtMode);
     await ctx.client.vms.create({ klass: 'AppVM', name: DEBIAN_QUBE, label: 'red', template: TEMPLATE });
     const props = ctx.client.vmProperties(DEBIAN_QUBE);
     await props.set('memory', String(MEMORY_MIB));
