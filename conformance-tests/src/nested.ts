@@ -115,8 +115,8 @@ export async function runNested(options: NestedOptions): Promise<BackendReport> 
         '--env',
         `${XEN_GUEST_IMAGE_ENV}=${imageDir}`,
         ...templates,
-        // The guest category's Debian qube lives in dom0's tmpfs /tmp (the template's root, the
-        // qube's copy of it, its private volume: ~1.1 GiB), which gets half of dom0's memory.
+        // The guest category's qubes live in dom0's tmpfs /tmp, 75% of dom0's memory: the template's
+        // root, the qube's copy of it, its private volume, the template's own start copy (~1.6 GiB).
         '--memory',
         String(NESTED_MEMORY_MIB),
         '--dom0-memory',
