@@ -60,23 +60,28 @@ esac
 OVERLAY="$HERE/$NAME/rootfs"
 [ -d "$OVERLAY" ] || die "no $OVERLAY"
 [ "$(id -u)" = 0 ] || die "needs root (mmdebstrap builds the tree as root, mkfs.ext4 keeps its owners)"
-command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
-command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found: apt-get install e2fsprogs"
 
 # The guest runs the agent's own dist on Debian's nodejs; these packages and commander are all it loads.
 AGENT_PACKAGES=(hal qrexec vchan qubesdb agent)
 for p in "${AGENT_PACKAGES[@]}"; do
   [ -f "$AGENT_ROOT/$p/dist/index.js" ] || die "$AGENT_ROOT/$p/dist is missing: run npx tsc -b in $AGENT_ROOT"
 done
-[ -f "$AGENT_ROOT/agent/dist/kvm-guest-main.js" ] || die "$AGENT_ROOT/agent/dist/kvm-guest-main.js is missing"
+for main in kvm-guest-main xen-guest-main; do
+  [ -f "$AGENT_ROOT/agent/dist/$main.js" ] || die "$AGENT_ROOT/agent/dist/$main.js is missing"
+done
 COMMANDER="$AGENT_ROOT/node_modules/commander"
 [ -f "$COMMANDER/package.json" ] || die "no $COMMANDER: run npm ci in $AGENT_ROOT"
+# The Xen vchan transport loads libxenvchan through koffi, whose native module is its own package.
+KOFFI="$AGENT_ROOT/node_modules/koffi"
+KOFFI_NATIVE="$AGENT_ROOT/node_modules/@koromix/koffi-linux-x64"
+[ -f "$KOFFI/package.json" ] && [ -f "$KOFFI_NATIVE/package.json" ] || die "no $KOFFI or $KOFFI_NATIVE: run npm ci in $AGENT_ROOT"
 
 # Debian's packages: systemd as init (dbus for logind, which powers off on the ACPI button the
 # KVM backend presses), nodejs for the agent, the cloud kernel with initramfs-tools, e2fsprogs and
 # util-linux for the private volume and swap; iproute2, nftables, conntrack and the ISC DHCP client (its script
-# writes resolv.conf) for odyssey-network. No Recommends (mmdebstrap's default).
-PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less,iproute2,nftables,conntrack,isc-dhcp-client
+# writes resolv.conf) for odyssey-network; libxenvchan (libxenmisc4.17, with libxenstore) for the
+# agent in a Xen domU. No Recommends (mmdebstrap's default).
+PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less,iproute2,nftables,conntrack,isc-dhcp-client,libxenmisc4.17
 
 agent_files() {
   local p
@@ -92,7 +97,7 @@ inputs_hash() {
     sha256sum <"${BASH_SOURCE[0]}"
     (cd "$OVERLAY" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     (cd "$AGENT_ROOT" && agent_files | xargs sha256sum)
-    sha256sum <"$COMMANDER/package.json"
+    cat "$COMMANDER/package.json" "$KOFFI/package.json" "$KOFFI_NATIVE/package.json" | sha256sum
   } | sha256sum | cut -c1-16
 }
 KEY="$(inputs_hash)"
@@ -102,6 +107,9 @@ if [ "$CACHED_ONLY" = 1 ] && [ ! -s "$OUT/root.img" ]; then
   die "no cached build of $NAME for these inputs (key $KEY) in $CACHE"
 fi
 if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
+  # Only a build needs them: a nested Xen dom0 installs the cached build without either.
+  command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
+  command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found: apt-get install e2fsprogs"
   mkdir -p "$CACHE/$NAME" "$CACHE/debs"
   WORK="$(mktemp -d "$CACHE/$NAME/.build.XXXXXX")"
   trap 'rm -rf "$WORK"' EXIT
@@ -132,6 +140,9 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
       (cd "$AGENT_ROOT/$p" && cpio --quiet -pdm "$dst")
   done
   cp -a "$COMMANDER" "$TREE/opt/odyssey/node_modules/commander"
+  mkdir -p "$TREE/opt/odyssey/node_modules/@koromix"
+  cp -a "$KOFFI" "$TREE/opt/odyssey/node_modules/koffi"
+  cp -a "$KOFFI_NATIVE" "$TREE/opt/odyssey/node_modules/@koromix/koffi-linux-x64"
   cp -a "$OVERLAY/." "$TREE/"
   # upstream's QubesDB commands, each the agent's one program told its command (it talks to the
   # agent's QubesDB daemon at /run/qubes/qubesdb.sock).
@@ -143,7 +154,8 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   chmod 0440 "$TREE/etc/sudoers.d/qubes"
   chmod 0755 "$TREE"/etc/qubes-rpc/* "$TREE/usr/lib/odyssey/mount-private" \
     "$TREE/usr/lib/odyssey/post-install" "$TREE"/etc/qubes/post-install.d/*.sh "$TREE/usr/bin/qrexec-client-vm" \
-    "$TREE/usr/bin/qvm-features-request" "$TREE/usr/sbin/odyssey-lxc-init"
+    "$TREE/usr/bin/qvm-features-request" "$TREE/usr/sbin/odyssey-lxc-init" \
+    "$TREE/usr/lib/systemd/system-generators/odyssey-xen-generator"
   chroot "$TREE" useradd --create-home --shell /bin/bash --uid 1000 --user-group user
   chroot "$TREE" systemctl enable --quiet odyssey-qrexec-agent.service odyssey-mount-private.service \
     odyssey-swap.service odyssey-network.service odyssey-post-install.service

@@ -8,6 +8,9 @@ import { cleanEnv, run } from './spawn.js';
 /** The repository's template builder (`qvm template install` runs the same script). */
 export const TEMPLATE_BUILDER = fileURLToPath(new URL('../../templates/build-template.sh', import.meta.url));
 
+/** The builder's cache when ODYSSEY_TEMPLATE_CACHE is unset (build-template.sh's default). */
+export const DEFAULT_TEMPLATE_CACHE = '/var/cache/odyssey/templates';
+
 const DEBIAN_MIRROR = process.env['ODYSSEY_DEBIAN_MIRROR'] || 'http://deb.debian.org/debian';
 
 function onPath(program: string): boolean {

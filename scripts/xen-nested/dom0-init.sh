@@ -13,7 +13,8 @@ finish() {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs -o mode=1777 tmp /tmp
+# The conformance state dir (qubes' disks) lives here: most of dom0's memory, not tmpfs's default half.
+mount -t tmpfs -o mode=1777,size=75% tmp /tmp
 mount -t tmpfs run /run
 # xenconsoled needs ptys for the guests' consoles.
 mkdir -p /dev/pts /dev/shm /run/xen /run/xen-hotplug /run/libvirt

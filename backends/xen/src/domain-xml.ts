@@ -46,6 +46,16 @@ function disk(volume: VolumeSpec): XmlNode {
   };
 }
 
+/**
+ * The kernel's root device: the root volume's disk (xvda), as the KVM backend names its vda, so a
+ * kernel whose initramfs mounts a root (the Debian template's) finds it; an initramfs with its own
+ * /init (the busybox image) ignores it.
+ */
+function rootDefault(spec: DomainSpec): Record<string, string> {
+  const root = spec.volumes.find((v) => v.role === 'root' && v.format !== 'dir');
+  return root ? { root: `/dev/${DISK_TARGET.root}` } : {};
+}
+
 function directBoot(spec: DomainSpec, console: string): XmlNode {
   if (!spec.kernel) {
     throw new VmmError(
@@ -56,7 +66,7 @@ function directBoot(spec: DomainSpec, console: string): XmlNode {
   return {
     kernel: spec.kernel.kernel,
     ...(spec.kernel.initramfs ? { initrd: spec.kernel.initramfs } : {}),
-    cmdline: withKernelDefaults(spec.kernel.cmdline, { console }),
+    cmdline: withKernelDefaults(spec.kernel.cmdline, { console, ...rootDefault(spec) }),
   };
 }
 

@@ -51,7 +51,7 @@ describe('Xen domainXml', () => {
     expect(d.os.type).toEqual({ arch: 'x86_64', machine: 'xenpv', '#text': 'linux' });
     expect(d.os.kernel).toBe(spec.kernel?.kernel);
     expect(d.os.initrd).toBe('/k/initramfs');
-    expect(d.os.cmdline).toBe('quiet console=hvc0');
+    expect(d.os.cmdline).toBe('quiet console=hvc0 root=/dev/xvda');
     expect(d.devices.console).toEqual({ type: 'pty', target: { type: 'xen', port: '0' } });
     expect(d.devices).not.toHaveProperty('emulator');
     expect(d.on_poweroff).toBe('destroy');
@@ -63,14 +63,14 @@ describe('Xen domainXml', () => {
   it('types a PVH guest as libvirt 9 names it', () => {
     const d = parse(domainXml({ spec: { ...spec, virtMode: 'pvh' } }));
     expect(d.os.type).toEqual({ arch: 'x86_64', machine: 'xenpvh', '#text': 'xenpvh' });
-    expect(d.os.cmdline).toBe('quiet console=hvc0');
+    expect(d.os.cmdline).toBe('quiet console=hvc0 root=/dev/xvda');
   });
 
   it('gives an HVM guest its firmware, device model and serial console', () => {
     const d = parse(domainXml({ spec: { ...spec, virtMode: 'hvm' }, hvm }));
     expect(d.os.type).toEqual({ arch: 'x86_64', machine: 'xenfv', '#text': 'hvm' });
     expect(d.os.loader).toEqual({ type: 'rom', '#text': hvm.hvmloader });
-    expect(d.os.cmdline).toBe('quiet console=ttyS0');
+    expect(d.os.cmdline).toBe('quiet console=ttyS0 root=/dev/xvda');
     expect(d.devices.emulator).toBe(hvm.deviceModel);
     expect(d.devices.serial).toEqual({ type: 'pty', target: { port: '0' } });
     expect(d.features).toHaveProperty('acpi');
@@ -80,7 +80,16 @@ describe('Xen domainXml', () => {
 
   it('keeps a console= the spec chose', () => {
     const d = parse(domainXml({ spec: { ...spec, kernel: { kernel: '/k', cmdline: 'console=tty0' } } }));
-    expect(d.os.cmdline).toBe('console=tty0');
+    expect(d.os.cmdline).toBe('console=tty0 root=/dev/xvda');
+  });
+
+  it("names the root volume's disk as the kernel's root unless the spec names one or has no root", () => {
+    const cmdline = (s: DomainSpec): unknown => parse(domainXml({ spec: s })).os.cmdline;
+    expect(cmdline({ ...spec, kernel: { kernel: '/k', cmdline: 'root=/dev/xvdb ro' } })).toBe(
+      'root=/dev/xvdb ro console=hvc0',
+    );
+    const kernelDirOnly = spec.volumes.filter((v) => v.role !== 'root');
+    expect(cmdline({ ...spec, volumes: kernelDirOnly })).toBe('quiet console=hvc0');
   });
 
   it('maps volumes to blkback (phy) disks in Qubes order, skipping kernel dirs', () => {
@@ -140,7 +149,7 @@ describe('Xen domainXml', () => {
     const d = parse(xml);
     expect(d.name).toBe(hostile);
     expect(d.os.kernel).toBe(`/k/${hostile}`);
-    expect(d.os.cmdline).toBe(`x='1' & <y> console=hvc0`);
+    expect(d.os.cmdline).toBe(`x='1' & <y> console=hvc0 root=/dev/xvda`);
     expect(d.devices.disk.source.file).toBe(`/pool/${hostile}`);
   });
 });

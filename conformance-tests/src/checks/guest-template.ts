@@ -8,8 +8,15 @@ import { dom0Qvm } from './qvm-run.js';
 const DEBIAN_QUBE = 'conf-debian';
 const TEMPLATE = 'debian-12';
 const ANNOUNCE_WAIT_MS = 180_000;
+/**
+ * The checks that import the template or boot its qube: in a nested Xen dom0 (Xen under TCG) the
+ * 2 GiB root goes through the admin API at a few tens of MB/s and a systemd boot takes minutes.
+ */
+const SLOW_STEP_MS = 600_000;
 const MEMORY_MIB = 512;
 const VCPUS = 2;
+/** The guest image kinds the template's image boots as. */
+const TEMPLATE_GUEST_KINDS = ['odyssey-linux-kvm', 'odyssey-linux-xen'] as const;
 
 const guest = (id: string, run: (ctx: CheckContext) => Promise<void>, timeoutMs?: number): Check => ({
   id: `guest.${id}`,
@@ -39,36 +46,49 @@ async function shell(ctx: CheckContext, script: string, qube = DEBIAN_QUBE): Pro
  * (the test suite's template test fills it): a cold build takes longer than a check may.
  */
 export const guestTemplateChecks: readonly Check[] = [
-  guest('template-install', async (ctx) => {
-    const kinds = ctx.backend.capabilities.guestImages;
-    if (!kinds.includes('odyssey-linux-kvm')) {
-      missing =
-        'the Debian template is built for odyssey-linux-kvm guests only (virtio disks, the KVM vchan); ' +
-        `this backend boots ${kinds.join(', ') || 'no guest images'}`;
-      throw new Unsupported('suite', missing);
-    }
-    const cached = await cachedTemplateBuild();
-    if (cached !== undefined) {
-      missing = cached;
-      throw new Unsupported('suite', missing);
-    }
-    await installDebianTemplate(ctx.socket);
-    await ctx.client.vms.create({ klass: 'AppVM', name: DEBIAN_QUBE, label: 'red', template: TEMPLATE });
-    const props = ctx.client.vmProperties(DEBIAN_QUBE);
-    await props.set('memory', String(MEMORY_MIB));
-    await props.set('maxmem', '0');
-    await props.set('vcpus', String(VCPUS));
-    // systemd and node under TCG on shared cores take longer than the default minute (as network.ts's qubes).
-    await props.set('qrexec_timeout', '600');
-    missing = undefined;
-  }),
-  guest('os-release', async (ctx) => {
-    requireTemplate();
-    await ctx.client.vms.start(DEBIAN_QUBE);
-    const osRelease = await shell(ctx, 'cat /etc/os-release');
-    if (!/^ID=debian$/m.test(osRelease) || !/^VERSION_ID="12"$/m.test(osRelease))
-      fail(`/etc/os-release is not Debian 12's: ${osRelease}`);
-  }),
+  guest(
+    'template-install',
+    async (ctx) => {
+      const kinds = ctx.backend.capabilities.guestImages;
+      // Its image boots as a KVM guest (virtio disks, the KVM vchan) or a Xen domU (xvd* disks,
+      // libxenvchan); as a container's root it boots too (the network category runs on it), but these
+      // checks have not passed on lxc yet.
+      if (!TEMPLATE_GUEST_KINDS.some((kind) => kinds.includes(kind))) {
+        missing =
+          `the Debian template is built for ${TEMPLATE_GUEST_KINDS.join(', ')} only; ` +
+          `this backend boots ${kinds.join(', ') || 'no guest images'}`;
+        throw new Unsupported('suite', missing);
+      }
+      const cached = await cachedTemplateBuild();
+      if (cached !== undefined) {
+        missing = cached;
+        throw new Unsupported('suite', missing);
+      }
+      await installDebianTemplate(ctx.socket);
+      // The run's virt mode (--virt-mode: nested Xen has no PVH), which the template's qubes inherit.
+      if (ctx.virtMode) await ctx.client.vmProperties(TEMPLATE).set('virt_mode', ctx.virtMode);
+      await ctx.client.vms.create({ klass: 'AppVM', name: DEBIAN_QUBE, label: 'red', template: TEMPLATE });
+      const props = ctx.client.vmProperties(DEBIAN_QUBE);
+      await props.set('memory', String(MEMORY_MIB));
+      await props.set('maxmem', '0');
+      await props.set('vcpus', String(VCPUS));
+      // systemd and node under TCG on shared cores take longer than the default minute (as network.ts's qubes).
+      await props.set('qrexec_timeout', '600');
+      missing = undefined;
+    },
+    SLOW_STEP_MS,
+  ),
+  guest(
+    'os-release',
+    async (ctx) => {
+      requireTemplate();
+      await ctx.client.vms.start(DEBIAN_QUBE);
+      const osRelease = await shell(ctx, 'cat /etc/os-release');
+      if (!/^ID=debian$/m.test(osRelease) || !/^VERSION_ID="12"$/m.test(osRelease))
+        fail(`/etc/os-release is not Debian 12's: ${osRelease}`);
+    },
+    SLOW_STEP_MS,
+  ),
   guest('hostname', async (ctx) => {
     requireTemplate();
     // As upstream's qubes-early-vm-config: the qube's name, resolved locally (Debian's 127.0.1.1).
@@ -120,26 +140,30 @@ export const guestTemplateChecks: readonly Check[] = [
       `qvm run --no-shell ${DEBIAN_QUBE} ${words.join(' ')} (qubes.VMExec)`,
     );
   }),
-  guest('home-persists-root-reverts', async (ctx) => {
-    requireTemplate();
-    await shell(
-      ctx,
-      "echo kept >/home/user/conformance && sudo sh -c 'echo dropped >/etc/conformance' && sync",
-    );
-    await ctx.client.vms.shutdown(DEBIAN_QUBE, { wait: true });
-    await ctx.client.vms.start(DEBIAN_QUBE);
-    expectEqual(
-      await shell(ctx, 'cat /home/user/conformance'),
-      'kept\n',
-      '/home/user/conformance after a restart',
-    );
-    expectEqual(
-      await shell(ctx, 'test -e /etc/conformance && echo present || echo absent'),
-      'absent\n',
-      'a change to / after a restart',
-    );
-    await ctx.client.vms.kill(DEBIAN_QUBE);
-  }),
+  guest(
+    'home-persists-root-reverts',
+    async (ctx) => {
+      requireTemplate();
+      await shell(
+        ctx,
+        "echo kept >/home/user/conformance && sudo sh -c 'echo dropped >/etc/conformance' && sync",
+      );
+      await ctx.client.vms.shutdown(DEBIAN_QUBE, { wait: true });
+      await ctx.client.vms.start(DEBIAN_QUBE);
+      expectEqual(
+        await shell(ctx, 'cat /home/user/conformance'),
+        'kept\n',
+        '/home/user/conformance after a restart',
+      );
+      expectEqual(
+        await shell(ctx, 'test -e /etc/conformance && echo present || echo absent'),
+        'absent\n',
+        'a change to / after a restart',
+      );
+      await ctx.client.vms.kill(DEBIAN_QUBE);
+    },
+    SLOW_STEP_MS,
+  ),
   guest(
     'template-features',
     async (ctx) => {
