@@ -2,7 +2,7 @@
 // The qrexec agent of a Xen domU running the Debian template (systemd starts it in place of the
 // KVM agent when odyssey-xen-generator finds Xen): the agent on the Xen vchan transport
 // (libxenvchan through koffi), talking to dom0 (domid 0). Prints ODYSSEY-QREXEC-READY on stdout
-// once dom0 can reach it. The busybox Xen image has its own bundled entry (scripts/guest-agent-xen.ts).
+// once dom0 can reach it. The busybox Xen image bundles the same program (scripts/guest-agent-xen.ts).
 //
 // --switch-user: run each call as the user dom0 names.
 // --vm-name: name the host after the qube (QubesDB /name) before serving calls, as upstream's
