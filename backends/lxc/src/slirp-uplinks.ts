@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { VmmError, type BackendContext } from '@odyssey/hal';
+import { ip } from './veth-links.js';
 
 const run = promisify(execFile);
 
@@ -21,8 +22,7 @@ export const SLIRP4NETNS = 'slirp4netns';
 /** slirp4netns is ready in milliseconds; a hung one must not hold a start for ever. */
 const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
-const IP_TIMEOUT_MS = 10_000;
-const IP_MAX_OUTPUT = 1024 * 1024;
+const PROBE_TIMEOUT_MS = 10_000;
 /** What is kept of slirp4netns's own output, for an error message: its last bytes only. */
 const OUTPUT_TAIL = 4096;
 
@@ -58,7 +58,7 @@ export class SlirpUplinks {
 
   /** Rejects with `unsupported` and the reason when slirp4netns cannot be run here. */
   probe(): Promise<void> {
-    this.#probed ??= run(SLIRP4NETNS, ['--version'], { timeout: IP_TIMEOUT_MS, maxBuffer: 64 * 1024 }).then(
+    this.#probed ??= run(SLIRP4NETNS, ['--version'], { timeout: PROBE_TIMEOUT_MS, maxBuffer: 64 * 1024 }).then(
       () => undefined,
       (error: unknown) => {
         this.#probed = undefined;
@@ -164,18 +164,6 @@ async function ensureTap(pid: number, what: string): Promise<void> {
   if (existing) await ip(pid, ['link', 'del', 'dev', UPLINK_IFNAME], what);
   await ip(pid, ['tuntap', 'add', 'name', UPLINK_IFNAME, 'mode', 'tap'], what);
   await ip(pid, ['link', 'set', 'dev', UPLINK_IFNAME, 'address', UPLINK_MAC], what);
-}
-
-async function ip(pid: number, args: readonly string[], what: string): Promise<string> {
-  try {
-    const { stdout } = await run('nsenter', ['-t', String(pid), '-n', '--', 'ip', ...args], {
-      timeout: IP_TIMEOUT_MS,
-      maxBuffer: IP_MAX_OUTPUT,
-    });
-    return stdout;
-  } catch (error) {
-    throw new VmmError('failed', `${what}: ip ${args.join(' ')}: ${errorText(error)}`);
-  }
 }
 
 function errorText(error: unknown): string {

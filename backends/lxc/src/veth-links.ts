@@ -108,7 +108,7 @@ function checked(link: NetworkLink, what: string): { mac: string; vif: string; v
 }
 
 /** Runs iproute2 in the network namespace of host pid `pid` (the host's `ip`, the container's namespace). */
-async function ip(pid: number, args: readonly string[], what: string): Promise<string> {
+export async function ip(pid: number, args: readonly string[], what: string): Promise<string> {
   try {
     const { stdout } = await run('nsenter', ['-t', String(pid), '-n', '--', 'ip', ...args], {
       timeout: IP_TIMEOUT_MS,
