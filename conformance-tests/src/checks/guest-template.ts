@@ -16,7 +16,7 @@ const SLOW_STEP_MS = 600_000;
 const MEMORY_MIB = 512;
 const VCPUS = 2;
 /** The guest image kinds the template's image boots as. */
-const TEMPLATE_GUEST_KINDS = ['odyssey-linux-kvm', 'odyssey-linux-xen'] as const;
+const TEMPLATE_GUEST_KINDS = ['odyssey-linux-kvm', 'odyssey-linux-xen', 'odyssey-rootfs-lxc'] as const;
 
 const guest = (id: string, run: (ctx: CheckContext) => Promise<void>, timeoutMs?: number): Check => ({
   id: `guest.${id}`,
@@ -50,9 +50,8 @@ export const guestTemplateChecks: readonly Check[] = [
     'template-install',
     async (ctx) => {
       const kinds = ctx.backend.capabilities.guestImages;
-      // Its image boots as a KVM guest (virtio disks, the KVM vchan) or a Xen domU (xvd* disks,
-      // libxenvchan); as a container's root it boots too (the network category runs on it), but these
-      // checks have not passed on lxc yet.
+      // Its image boots as a KVM guest (virtio disks, the KVM vchan), a Xen domU (xvd* disks,
+      // libxenvchan) or a container's root (odyssey-lxc-init, the socket transport).
       if (!TEMPLATE_GUEST_KINDS.some((kind) => kinds.includes(kind))) {
         missing =
           `the Debian template is built for ${TEMPLATE_GUEST_KINDS.join(', ')} only; ` +
