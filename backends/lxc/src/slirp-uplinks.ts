@@ -58,7 +58,10 @@ export class SlirpUplinks {
 
   /** Rejects with `unsupported` and the reason when slirp4netns cannot be run here. */
   probe(): Promise<void> {
-    this.#probed ??= run(SLIRP4NETNS, ['--version'], { timeout: PROBE_TIMEOUT_MS, maxBuffer: 64 * 1024 }).then(
+    this.#probed ??= run(SLIRP4NETNS, ['--version'], {
+      timeout: PROBE_TIMEOUT_MS,
+      maxBuffer: 64 * 1024,
+    }).then(
       () => undefined,
       (error: unknown) => {
         this.#probed = undefined;
