@@ -150,11 +150,7 @@ export class LxcFlavour implements LibvirtFlavour {
    * there without sending anything, so it keeps SIGNAL.
    */
   async shutdownFlags(name: string): Promise<number> {
-    const systemd = await access(this.files.systemdFile(name)).then(
-      () => true,
-      () => false,
-    );
-    return systemd ? ShutdownFlags.INITCTL : ShutdownFlags.SIGNAL;
+    return (await hasFile(this.files.systemdFile(name))) ? ShutdownFlags.INITCTL : ShutdownFlags.SIGNAL;
   }
 
   async afterStop(name: string): Promise<void> {
