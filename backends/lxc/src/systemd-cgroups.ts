@@ -74,10 +74,11 @@ export class SystemdCgroups {
           dash > 0 && f[dash + 1] === 'cgroup' && (f[dash + 3] ?? '').split(',').includes('name=systemd')
         );
       });
-    if (!mount?.[4] || mount[3] !== '/')
+    if (!mount?.[4]) return undefined;
+    if (mount[3] !== '/')
       throw new VmmError(
         'unsupported',
-        'the host has no name=systemd cgroup hierarchy for systemd containers',
+        "libvirtd's name=systemd mount is a subtree of that hierarchy, not its root",
       );
     const placement = (await readFile(join(proc, 'cgroup'), 'utf8'))
       .split('\n')
