@@ -20,7 +20,7 @@ import { parseClientRules } from '../src/net/firewall-rules.js';
 
 const DAEMON = new URL('../dist/net-daemon-main.js', import.meta.url).pathname;
 const tag = `ody${process.pid % 100000}`;
-const NS = { vm: `${tag}-vm`, up: `${tag}-up`, c1: `${tag}-c1`, c2: `${tag}-c2` };
+const NS = { vm: `${tag}-vm`, up: `${tag}-up`, c1: `${tag}-c1`, c2: `${tag}-c2`, c3: `${tag}-c3` };
 const GATEWAY = '10.137.0.1';
 const C1 = '10.137.0.5';
 const C2 = '10.137.0.6';
@@ -394,9 +394,11 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
       resolved: new Map(),
       nameservers: ['10.0.2.3'],
       qubesDns: ['10.139.1.1', '10.139.1.2'],
+      gateway: GATEWAY,
     });
     const started = performance.now();
-    const run = spawnSync('ip', ['netns', 'exec', NS.up, 'nft', '-f', '-'], {
+    // In a network namespace of its own: its input policy would otherwise lock the uplink's servers out.
+    const run = spawnSync('unshare', ['-n', 'nft', '-f', '-'], {
       input: text,
       encoding: 'utf8',
     });
@@ -458,6 +460,60 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
         nsExec(NS.vm, ['ip', '-4', '-o', 'address', 'show', 'dev', vif, 'up']).out.includes(
           `inet ${GATEWAY}/32`,
         ) && nsExec(NS.vm, ['ip', 'route', 'show', C1]).out.includes(`dev ${vif}`),
+    );
+  });
+  // Upstream's net.fake-ip / net.fake-gateway: core publishes /mapped-ip/<ip>/ in the netvm and the
+  // visible addresses as the client's own /qubes-ip and /qubes-gateway.
+  it('shows a client with visible addresses only those, and forwards and filters it under its real one', async () => {
+    const real = '10.137.0.8';
+    const shown = { ip: '10.138.7.7', gateway: '10.138.255.1' };
+    netvmDb.write(`/mapped-ip/${real}/visible-ip`, shown.ip);
+    netvmDb.write(`/mapped-ip/${real}/visible-gateway`, shown.gateway);
+    const mac = '00:16:3e:5e:6c:03';
+    link(NS.c3, 'eth0', mac, NS.vm, 'hot3', macOfClientIp(real));
+    await writeFile(join(dir, 'c3-resolv.conf'), '');
+    const socket = await qubesDb('c3', {
+      '/qubes-mac': mac,
+      '/qubes-ip': shown.ip,
+      '/qubes-netmask': '255.255.255.255',
+      '/qubes-gateway': shown.gateway,
+      '/qubes-primary-dns': '10.139.1.1',
+      '/qubes-secondary-dns': '10.139.1.2',
+    });
+    const args = ['--qubesdb', socket, '--resolv-conf', join(dir, 'c3-resolv.conf'), '--dhcp-client', 'true'];
+    await startIn(NS.c3, ['node', DAEMON, ...args], 'ODYSSEY-NETWORK-READY', 'c3');
+    await until('the client NIC in the netvm with its addresses rewritten', () =>
+      nsExec(NS.vm, ['nft', 'list', 'chain', 'ip', 'qubes', 'mapped-in']).out.includes(vifName(real)),
+    );
+    await setRules(real, { policy: 'accept' });
+    expect(probe(NS.c3, 'tcp', '10.0.2.2', '8000')).toBe('OK 10.0.2.2:8000 from 10.0.2.15');
+    expect(probe(NS.c3, 'udp', '10.139.1.1', '53')).toBe('OK dns-server saw 10.0.2.15');
+    // The netvm filters it by its real address. (Its admin-prohibited answer quotes the packet under
+    // the real address, which the client does not know as its own: the attempt times out.)
+    await setRules(real, { policy: 'accept', '0000': 'action=drop dst4=10.0.2.2/32' });
+    expect(probe(NS.c3, 'tcp', '10.0.2.2', '8000')).toBe('TIMEOUT');
+    expect(probe(NS.c3, 'tcp', '10.0.2.4', '8000')).toBe('OK 10.0.2.4:8000 from 10.0.2.15');
+    // Nothing the client learnt names a real address: not its neighbours, not its routes.
+    const seen = [
+      nsExec(NS.c3, ['ip', '-4', 'neigh', 'show']).out,
+      nsExec(NS.c3, ['ip', '-4', 'route', 'show']).out,
+      nsExec(NS.c3, ['ip', '-4', 'address', 'show']).out,
+    ].join('\n');
+    expect(seen).toContain(shown.gateway);
+    expect(seen).not.toContain(GATEWAY);
+    expect(seen).not.toContain(real);
+    // Its real address is not one it may send from.
+    sh(['ip', '-n', NS.c3, 'address', 'add', `${real}/32`, 'dev', 'eth0']);
+    expect(probe(NS.c3, 'tcp', '10.0.2.4', '8000', real)).toBe('TIMEOUT');
+    sh(['ip', '-n', NS.c3, 'address', 'del', `${real}/32`, 'dev', 'eth0']);
+    // Visible addresses gone: the same NIC is an ordinary client again, under its real address.
+    netvmDb.rm(`/mapped-ip/${real}/`);
+    await until('the rewrite gone', () => {
+      const chains = nsExec(NS.vm, ['nft', 'list', 'table', 'ip', 'qubes']).out;
+      return !chains.includes('mapped-in') && chains.includes(`"${vifName(real)}" . ${real}`);
+    });
+    expect(nsExec(NS.vm, ['ip', '-4', '-o', 'address', 'show', 'dev', vifName(real)]).out).toContain(
+      `inet ${GATEWAY}/32`,
     );
   });
 });

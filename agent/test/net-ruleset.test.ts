@@ -29,6 +29,7 @@ const state = (firewalls: NetvmState['firewalls'], resolved = new Map<string, st
   resolved,
   nameservers: ['10.0.2.3'],
   qubesDns: ['10.139.1.1', '10.139.1.2'],
+  gateway: '10.137.0.1',
 });
 
 describe('client addressing', () => {
@@ -143,6 +144,40 @@ const ruleText = fc
   });
 
 describe.skipIf(!nftUsable)('rendered rulesets (nft -c in a private network namespace)', () => {
+  it('rewrites a client with visible addresses to its real one on the way in, and back on the way out', () => {
+    const real = '10.137.0.7';
+    const text = renderRuleset({
+      ...state(new Map()),
+      links: [
+        { ifname: vifName('10.137.0.5'), ip: '10.137.0.5' },
+        { ifname: vifName(real), ip: real, visible: { ip: '10.138.1.2', gateway: '10.138.1.1' } },
+      ],
+    });
+    const chain = (name: string): string =>
+      new RegExp(`chain ${name} \\{\\n([^}]*)\\}`)
+        .exec(text)?.[1]
+        ?.trim()
+        .replace(/\s*\n\s*/g, '\n') ?? '';
+    expect(chain('mapped-in')).toBe(
+      [
+        'type filter hook prerouting priority raw - 10; policy accept;',
+        'iifname "vif0a890007" ip saddr != 10.138.1.2 counter drop',
+        'iifname "vif0a890007" ip saddr set 10.137.0.7',
+      ].join('\n'),
+    );
+    expect(chain('mapped-out')).toBe(
+      [
+        'type filter hook postrouting priority srcnat + 200; policy accept;',
+        'oifname "vif0a890007" ip daddr 10.137.0.7 ip daddr set 10.138.1.2',
+        'oifname "vif0a890007" ip saddr 10.137.0.1 ip saddr set 10.138.1.1',
+      ].join('\n'),
+    );
+    // Anti-spoofing sees the real address, as for any client.
+    expect(text).toContain('"vif0a890007" . 10.137.0.7');
+    expect(renderRuleset(state(new Map()))).not.toContain('mapped-');
+    if (nftUsable) expect(nftCheck(text)).toEqual({ ok: true, output: '' });
+  });
+
   it('every rule set the parser accepts, for several clients at once, is a ruleset nft accepts', () => {
     fc.assert(
       fc.property(
@@ -154,12 +189,18 @@ describe.skipIf(!nftUsable)('rendered rulesets (nft -c in a private network name
             ips.map((ip, i) => [ip, parseClientRules(entries({ policy, ...ruleSets[i] }))]),
           );
           const text = renderRuleset({
-            links: ips.map((ip) => ({ ifname: vifName(ip), ip })),
+            // Every other client shown other addresses (net.fake-ip): the mapped chains too.
+            links: ips.map((ip, i) => ({
+              ifname: vifName(ip),
+              ip,
+              ...(i % 2 === 1 && { visible: { ip: `10.138.0.${i}`, gateway: '10.138.255.1' } }),
+            })),
             connectedIps: ips,
             firewalls,
             resolved: new Map([['example.org', ['192.0.2.1', '192.0.2.7']]]),
             nameservers: ['10.0.2.3'],
             qubesDns: ['10.139.1.1', '10.139.1.2'],
+            gateway: '10.137.0.1',
           });
           const verdict = nftCheck(text);
           expect(verdict?.output ?? '').toBe('');

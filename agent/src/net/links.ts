@@ -1,5 +1,6 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { run } from './commands.js';
+import type { VisibleAddresses } from './nft-ruleset.js';
 
 /** A network interface as the kernel lists it in /sys/class/net. */
 export interface Link {
@@ -57,12 +58,16 @@ export async function configureFrontend(
 /**
  * Upstream's vif-route-qubes for a client NIC: named vifXXXXXXXX, group 2
  * (what the rules match), proxy ARP, the netvm's gateway address as a /32
- * and a host route to the client.
+ * and a host route to the client. A client with visible addresses (see
+ * nft-ruleset's mapped chains) sees its visible gateway instead: that address
+ * with the client's visible one as its peer, so the netvm asks for the client
+ * by that address from that address (arp_announce 2), and its real address
+ * routed through it.
  */
 export async function configureVif(
   ifname: string,
   vif: string,
-  clientIp: string,
+  client: { readonly ip: string; readonly visible?: VisibleAddresses | undefined },
   gateway: string,
 ): Promise<void> {
   if (ifname !== vif) {
@@ -70,9 +75,18 @@ export async function configureVif(
     await run('ip', ['link', 'set', 'dev', ifname, 'name', vif]);
   }
   await writeFile(`/proc/sys/net/ipv4/conf/${vif}/proxy_arp`, '1\n');
-  await run('ip', ['address', 'replace', `${gateway}/32`, 'dev', vif]);
+  // Again when a client's visible addresses change: the old addresses and their routes go with the flush.
+  await run('ip', ['-4', 'address', 'flush', 'dev', vif]);
+  const visible = client.visible;
+  await writeFile(`/proc/sys/net/ipv4/conf/${vif}/arp_announce`, visible ? '2\n' : '0\n');
+  if (visible)
+    await run('ip', ['address', 'replace', visible.gateway, 'peer', `${visible.ip}/32`, 'dev', vif]);
+  else await run('ip', ['address', 'replace', `${gateway}/32`, 'dev', vif]);
   await run('ip', ['link', 'set', 'dev', vif, 'group', '2', 'up']);
-  await run('ip', ['route', 'replace', clientIp, 'dev', vif, 'scope', 'link']);
+  const route = visible
+    ? ['via', visible.ip, 'dev', vif, 'onlink', 'src', visible.gateway]
+    : ['dev', vif, 'scope', 'link'];
+  await run('ip', ['route', 'replace', client.ip, ...route]);
 }
 
 /** An uplink (sys-net's NIC on the VMM's own network): up, then addressed by the DHCP client. */

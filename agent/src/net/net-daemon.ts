@@ -9,7 +9,7 @@ import { follow, run } from './commands.js';
 import { isBlocked, parseConntrackList } from './conntrack.js';
 import { parseClientRules, type NetRule } from './firewall-rules.js';
 import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
-import { renderRuleset, type ClientLink } from './nft-ruleset.js';
+import { renderRuleset, type ClientLink, type VisibleAddresses } from './nft-ruleset.js';
 
 /** The qube's own addressing in QubesDB (upstream's setup-ip reads these). */
 const FRONTEND_KEYS = ['/qubes-ip', '/qubes-gateway', '/qubes-primary-dns', '/qubes-secondary-dns'];
@@ -79,6 +79,7 @@ export class NetDaemon {
       this.#nameservers = await this.#readNameservers();
       await qdb.watch('/qubes-firewall/');
       await qdb.watch('/connected-ips');
+      await qdb.watch('/mapped-ip/');
       this.#connectedIps = ((await read('/connected-ips')) ?? '').split(' ').filter(Boolean);
       for (const path of await qdb.list('/qubes-firewall/')) {
         if (path.split('/').length === 3) await this.#loadFirewall(path.split('/')[2] ?? '');
@@ -174,15 +175,48 @@ export class NetDaemon {
         return false;
       }
       const vif = vifName(clientIp);
-      await configureVif(link.ifname, vif, clientIp, this.#gateway);
-      this.#links.set(link.mac, { ifname: vif, ip: clientIp });
+      const visible = await this.#visibleAddresses(clientIp);
+      await configureVif(link.ifname, vif, { ip: clientIp, visible }, this.#gateway);
+      this.#links.set(link.mac, { ifname: vif, ip: clientIp, ...(visible && { visible }) });
       this.#configured.set(link.mac, vif);
-      this.#options.log(`${vif}: client ${clientIp}`);
+      const shown = visible ? ` shown as ${visible.ip} via ${visible.gateway}` : '';
+      this.#options.log(`${vif}: client ${clientIp}${shown}`);
       return true;
     }
     await configureUplink(link.ifname, this.#options.dhcpClient);
     this.#options.log(`${link.ifname}: uplink, DHCP`);
     return false;
+  }
+
+  /**
+   * The client's /mapped-ip/<ip>/ entries, used as upstream's vif-route-qubes
+   * does: only both together, and only when they differ from the real
+   * address. They end up in nft's text and ip's arguments: anything but IPv4
+   * addresses is ignored, and said so.
+   */
+  async #visibleAddresses(clientIp: string): Promise<VisibleAddresses | undefined> {
+    const read = async (key: string): Promise<string> =>
+      (await this.#options.qdb.read(`/mapped-ip/${clientIp}/${key}`))?.toString() ?? '';
+    const ip = await read('visible-ip');
+    const gateway = await read('visible-gateway');
+    if (ip === '' || gateway === '' || ip === clientIp) return undefined;
+    if (!isIPv4(ip) || !isIPv4(gateway)) {
+      this.#options.log(
+        `client ${clientIp}: visible addresses ignored: not IPv4 (${JSON.stringify([ip, gateway])})`,
+      );
+      return undefined;
+    }
+    return { ip, gateway };
+  }
+
+  /** A client's visible addresses changed: its NIC, if present, is set up again with the new ones. */
+  async #remap(clientIp: string): Promise<void> {
+    const [mac, link] = [...this.#links.entries()].find(([, l]) => l.ip === clientIp) ?? [];
+    if (mac === undefined || link === undefined) return;
+    const visible = await this.#visibleAddresses(clientIp);
+    if (visible?.ip === link.visible?.ip && visible?.gateway === link.visible?.gateway) return;
+    this.#configured.delete(mac);
+    await this.#scanLinks();
   }
 
   async #watchQubesDb(): Promise<void> {
@@ -197,6 +231,9 @@ export class NetDaemon {
           this.#connectedIps = ((await qdb.read(path))?.toString() ?? '').split(' ').filter(Boolean);
           await this.#apply();
         });
+      } else if (path.startsWith('/mapped-ip/')) {
+        const ip = path.split('/')[2] ?? '';
+        void this.#enqueue(() => this.#remap(ip));
       } else if (path.startsWith('/qubes-firewall/') && path.split('/').length === 3) {
         // Only the marker: core writes it after the client's rules, as upstream's daemon expects.
         const ip = path.split('/')[2] ?? '';
@@ -300,6 +337,7 @@ export class NetDaemon {
       resolved: this.#resolved,
       nameservers: this.#nameservers,
       qubesDns: this.#qubesDns,
+      gateway: this.#gateway ?? '',
     });
     const started = performance.now();
     await run('nft', ['-f', '-'], text);

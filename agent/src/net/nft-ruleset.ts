@@ -1,9 +1,20 @@
 import type { NetRule } from './firewall-rules.js';
 
+/**
+ * The addresses a client is shown instead of its own (upstream's
+ * net.fake-ip / net.fake-gateway, published as /mapped-ip/<ip>/): the client
+ * uses them, the netvm and everything beyond it see only its real address.
+ */
+export interface VisibleAddresses {
+  readonly ip: string;
+  readonly gateway: string;
+}
+
 /** A client NIC inside the netvm. */
 export interface ClientLink {
   readonly ifname: string;
   readonly ip: string;
+  readonly visible?: VisibleAddresses;
 }
 
 /** Everything the netvm's ruleset is made of; the daemon gathers it, render() is pure. */
@@ -25,6 +36,8 @@ export interface NetvmState {
   readonly nameservers: readonly string[];
   /** The addresses clients ask for DNS (/qubes-netvm-primary-dns, -secondary-dns: 10.139.1.1, 10.139.1.2). */
   readonly qubesDns: readonly string[];
+  /** The netvm's gateway address for its clients (/qubes-netvm-gateway). */
+  readonly gateway: string;
 }
 
 /** Upstream's chain_for_addr. */
@@ -66,7 +79,7 @@ function renderQubesTable(state: NetvmState): string {
     }
   });
   return `table ip qubes {
-  set downstream {
+${renderMappedChains(state.links, state.gateway)}  set downstream {
     type ipv4_addr
 ${downstream.length ? `    elements = ${set(downstream)}\n` : ''}  }
   set allowed {
@@ -107,6 +120,37 @@ ${dnat.map((rule) => `    ${rule}\n`).join('')}  }
     oifgroup 2 counter drop
   }
 }`;
+}
+
+/**
+ * Upstream's vif-qubes-nat.sh, without its per-client network namespace:
+ * what a client with visible addresses sends is rewritten to its real
+ * address before conntrack and anti-spoofing see it (from any other source
+ * it is dropped), and what reaches it is rewritten back on the way out, the
+ * netvm's own gateway address included, so the client never sees a real
+ * address. Its visible gateway is an address of its NIC in the netvm
+ * (configureVif).
+ */
+function renderMappedChains(links: readonly ClientLink[], gateway: string): string {
+  const mapped = links.filter((link) => link.visible !== undefined);
+  if (mapped.length === 0) return '';
+  const rules = (render: (link: ClientLink, visible: VisibleAddresses) => string[]): string =>
+    mapped
+      .flatMap((link) => render(link, link.visible as VisibleAddresses).map((rule) => `    ${rule}\n`))
+      .join('');
+  return `  chain mapped-in {
+    type filter hook prerouting priority raw - 10; policy accept;
+${rules((link, visible) => [
+  `iifname "${link.ifname}" ip saddr != ${visible.ip} counter drop`,
+  `iifname "${link.ifname}" ip saddr set ${link.ip}`,
+])}  }
+  chain mapped-out {
+    type filter hook postrouting priority srcnat + 200; policy accept;
+${rules((link, visible) => [
+  `oifname "${link.ifname}" ip daddr ${link.ip} ip daddr set ${visible.ip}`,
+  `oifname "${link.ifname}" ip saddr ${gateway} ip saddr set ${visible.gateway}`,
+])}  }
+`;
 }
 
 function renderFirewallTable(state: NetvmState): string {
