@@ -38,6 +38,8 @@ const HOST = '10.0.2.2';
 const DNS_NAME = 'conformance.odyssey.test';
 /** Documentation address (TEST-NET-1): what the suite's DNS server answers, never contacted. */
 const DNS_ADDRESS = '192.0.2.53';
+/** What a client is shown instead of its own addresses (upstream's net.fake-ip, net.fake-gateway). */
+const VISIBLE = { ip: '10.138.77.7', gateway: '10.138.255.1' };
 /** The address a spoofing client claims: in the clients' range, but not its own. */
 const SPOOFED = '10.137.0.250';
 const PEER_PORT = 7777;
@@ -360,6 +362,35 @@ export const networkChecks: readonly Check[] = [
     );
     if (await reaches(ctx, APP, peer, PEER_PORT))
       fail(`${APP} reaches ${APP2} (${peer}) behind the same netvm`);
+  }),
+  // Upstream's net.fake-ip / net.fake-gateway, set while the qube runs: it is shown those addresses
+  // and no real one, and still reaches the host through its netvms (which see its real address).
+  net('visible-addresses', async (ctx) => {
+    const { probe } = ready();
+    const real = await ipOf(ctx, APP2);
+    await ctx.client.features.set(APP2, 'net.fake-ip', VISIBLE.ip);
+    await ctx.client.features.set(APP2, 'net.fake-gateway', VISIBLE.gateway);
+    const shown = async (): Promise<string> =>
+      bash(ctx, APP2, 'ip -4 -o address show scope global; ip -4 route show');
+    try {
+      const deadline = performance.now() + SETTLE_MS;
+      while (!(await shown()).includes(`inet ${VISIBLE.ip}/32`)) {
+        if (performance.now() > deadline) fail(`${APP2} was not given ${VISIBLE.ip}: ${await shown()}`);
+        await sleep(2000);
+      }
+      await until(ctx, APP2, HOST, probe.port, true, `${APP2} shown ${VISIBLE.ip} does not reach the host`, [
+        SYS_FIREWALL,
+      ]);
+      const seen = await shown();
+      if (!seen.includes(`default via ${VISIBLE.gateway}`) || seen.includes(real) || /10\.137\./.test(seen))
+        fail(`${APP2} sees other addresses than ${VISIBLE.ip} via ${VISIBLE.gateway}: ${seen}`);
+    } finally {
+      await ctx.client.features.remove(APP2, 'net.fake-ip');
+      await ctx.client.features.remove(APP2, 'net.fake-gateway');
+    }
+    await until(ctx, APP2, HOST, probe.port, true, `${APP2} does not reach the host again as ${real}`, [
+      SYS_FIREWALL,
+    ]);
   }),
   net('netvm-none', async (ctx) => {
     const { probe } = ready();
