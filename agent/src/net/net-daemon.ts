@@ -9,7 +9,7 @@ import { follow, run } from './commands.js';
 import { isBlocked, parseConntrackList } from './conntrack.js';
 import { parseClientRules, type NetRule } from './firewall-rules.js';
 import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
-import { renderRuleset, type ClientLink, type VisibleAddresses } from './nft-ruleset.js';
+import { REWRITE_PROBE, renderRuleset, type ClientLink, type VisibleAddresses } from './nft-ruleset.js';
 
 /** The qube's own addressing in QubesDB (upstream's setup-ip reads these). */
 const FRONTEND_KEYS = ['/qubes-ip', '/qubes-gateway', '/qubes-primary-dns', '/qubes-secondary-dns'];
@@ -50,6 +50,8 @@ export class NetDaemon {
   #nameservers: string[] = [];
   #qubesDns: string[] = [];
   #ownMac: string | undefined;
+  /** Why this netvm cannot show clients other addresses (REWRITE_PROBE refused), if it cannot. */
+  #noRewrite: string | undefined;
   #gateway: string | undefined;
   /** One change at a time, in order: links, firewall and resolver updates all end in one ruleset. */
   #queue: Promise<void> = Promise.resolve();
@@ -76,6 +78,13 @@ export class NetDaemon {
         await Promise.all(['/qubes-netvm-primary-dns', '/qubes-netvm-secondary-dns'].map(read))
       ).filter((v): v is string => v !== undefined && v !== '');
       await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+      this.#noRewrite = await run('nft', ['-c', '-f', '-'], REWRITE_PROBE).then(
+        () => undefined,
+        (error: unknown) =>
+          String(error)
+            .split('\n')
+            .find((line) => line.includes('Error')) ?? String(error),
+      );
       this.#nameservers = await this.#readNameservers();
       await qdb.watch('/qubes-firewall/');
       await qdb.watch('/connected-ips');
@@ -203,6 +212,13 @@ export class NetDaemon {
     if (!isIPv4(ip) || !isIPv4(gateway)) {
       this.#options.log(
         `client ${clientIp}: visible addresses ignored: not IPv4 (${JSON.stringify([ip, gateway])})`,
+      );
+      return undefined;
+    }
+    if (this.#noRewrite !== undefined) {
+      // Served as an ordinary client, what it sends from the visible address is dropped: no network.
+      this.#options.log(
+        `client ${clientIp}: cannot be shown ${ip} via ${gateway}: this kernel refuses the address rewriting here (${this.#noRewrite}); it gets no network`,
       );
       return undefined;
     }

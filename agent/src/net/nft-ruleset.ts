@@ -153,6 +153,20 @@ ${rules((link, visible) => [
 `;
 }
 
+/**
+ * A ruleset nft only checks (-c): whether this kernel lets the netvm
+ * rewrite addresses as the mapped chains do. A container's user namespace
+ * may not (Operation not permitted), and one refused rule would fail the
+ * whole ruleset.
+ */
+export const REWRITE_PROBE = `table ip odyssey-rewrite-probe {
+  chain c {
+    type filter hook prerouting priority raw - 10; policy accept;
+    ip saddr 192.0.2.1 ip saddr set 192.0.2.2
+  }
+}
+`;
+
 function renderFirewallTable(state: NetvmState): string {
   const clients = [...state.firewalls.keys()].sort();
   const connected = state.connectedIps;

@@ -368,6 +368,18 @@ export const networkChecks: readonly Check[] = [
   net('visible-addresses', async (ctx) => {
     const { probe } = ready();
     const real = await ipOf(ctx, APP2);
+    // The netvm rewrites addresses with nftables; a kernel may refuse that in a container's user
+    // namespace, and its network daemon then serves such a client no network (fails closed).
+    const refused = await bash(
+      ctx,
+      SYS_FIREWALL,
+      `printf 'table ip probe {\n chain c {\n  type filter hook prerouting priority -310;\n  ip saddr 192.0.2.1 ip saddr set 192.0.2.2\n }\n}\n' | sudo nft -c -f - 2>&1 >/dev/null; true`,
+    );
+    if (refused.trim() !== '')
+      throw new Unsupported(
+        'suite',
+        `${SYS_FIREWALL}'s kernel refuses nftables address rewriting, which showing a client other addresses needs: ${refused.trim().split('\n')[0]}`,
+      );
     await ctx.client.features.set(APP2, 'net.fake-ip', VISIBLE.ip);
     await ctx.client.features.set(APP2, 'net.fake-gateway', VISIBLE.gateway);
     const shown = async (): Promise<string> =>
