@@ -180,9 +180,11 @@ async function preloadList(client: CheckContext['client']): Promise<string[]> {
 
 /**
  * A pool of one preloaded disposable: CreateDisposable with the argument
- * `preload` returns once it is started and paused. The test guests' agent
- * answers every service, so the template is told it has the two upstream
- * waits for; a long preload-dispvm-delay keeps the refill out of the timing.
+ * `preload` returns once it is started, its system running (the agent answers
+ * qubes.WaitForRunningSystem) and paused. The template is told it has the two
+ * services upstream requires (WaitForSession is only called with a GUI, which
+ * the test guests lack); a long preload-dispvm-delay keeps the refill out of
+ * the timing.
  * Records how long the fill took and what the pool costs the host.
  */
 async function fillPool(ctx: CheckContext): Promise<string> {
