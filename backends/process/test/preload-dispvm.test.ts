@@ -183,4 +183,37 @@ describe('preloaded disposables on the process backend', () => {
       .filter((line) => line.endsWith('|DispVM'));
     expect(disposables).toEqual([]);
   }, 60_000);
+
+  it('a preload taken while it waits for its system is used at once, never paused', async () => {
+    const hanging = join(stateDir, 'run', 'qubes-rpc', 'qubes.WaitForRunningSystem');
+    await writeFile(hanging, '#!/bin/sh\nexec sleep 600\n');
+    // Its disposables wait up to 300 s, longer than a test may take (see the next test).
+    await ok('prefs', 'work', 'qrexec_timeout', '300');
+    await ok('features', 'work', 'preload-dispvm-max', '1');
+    let name = '';
+    await waitFor(async () => {
+      [name = ''] = await pool();
+      return name !== '' && daemonLog.includes(`${name}: preload startup waiting`);
+    });
+    const r = await qvm('run', '--dispvm=work', '--pass-io', 'echo shell-ran');
+    expect(r).toEqual({ code: 0, stdout: 'shell-ran\n', stderr: '' });
+    expect(daemonLog).toContain(`${name}: preloaded disposable requested`);
+    expect(daemonLog).not.toContain(`${name}: preload startup completed`);
+  }, 60_000);
+
+  it("the daemon's stop ends a preload's wait instead of sitting out its qrexec_timeout", async () => {
+    // The refill that followed the last request waits as well, for up to 300 s.
+    let next = '';
+    await waitFor(async () => {
+      [next = ''] = await pool();
+      return (
+        next !== '' &&
+        daemonLog.includes(`${next}: preload startup waiting 'qubes.WaitForRunningSystem' with '300'`)
+      );
+    });
+    const exited = new Promise((resolve) => daemon.once('exit', resolve));
+    daemon.kill('SIGTERM');
+    await exited;
+    expect(daemonLog).toContain(`${next}: preloading failed: preloading interrupted: the daemon is stopping`);
+  }, 60_000);
 });

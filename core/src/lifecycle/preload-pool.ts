@@ -29,6 +29,8 @@ export interface PreloadDeps extends DisposableDeps {
   readonly runService?: (vm: Vm, service: string) => Promise<{ exitCode: number; output: Buffer }>;
 }
 
+const INTERRUPTED = 'preloading interrupted: the daemon is stopping';
+
 /** What upstream waits for in a preload before it pauses it (with a GUI, qubes.WaitForSession too). */
 const WAIT_SERVICE = 'qubes.WaitForRunningSystem';
 
@@ -64,8 +66,8 @@ function pyRepr(s: string): string {
 export class PreloadPool {
   /** Taken but not yet used: such a qube is no longer in its template's list, and is still not paused. */
   private readonly requested = new Set<Vm>();
-  /** Preloads waiting for their system to run: called when one is taken, which ends the wait. */
-  private readonly onRequest = new Map<Vm, () => void>();
+  /** Preloads waiting for their system to run: ends the wait, when one is taken or the daemon stops. */
+  private readonly waits = new Map<Vm, (why: 'requested' | 'stopping') => void>();
   /** Preloads still starting: true once started (and paused unless requested), false if the start failed. */
   private readonly completions = new Map<Vm, Promise<boolean>>();
   /** Each template's fills run one after another, so two never count the same gap. */
@@ -163,6 +165,8 @@ export class PreloadPool {
   async stop(): Promise<void> {
     this.closed = true;
     this.unsubscribe();
+    // A preload still waiting for its system would hold the stop up to its qrexec_timeout.
+    for (const end of this.waits.values()) end('stopping');
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     await Promise.allSettled([...this.fills.values()]);
@@ -193,7 +197,7 @@ export class PreloadPool {
     disp.features.set(IN_PROGRESS, '1');
     this.removeFromList(template, [name], 'qube was requested');
     this.requested.add(disp);
-    this.onRequest.get(disp)?.();
+    this.waits.get(disp)?.('requested');
     if (!featureTrue(disp.features.get(COMPLETED)) && !(await this.completion(disp))) {
       this.requested.delete(disp);
       this.deps.log('warn', `${name}: preloading did not complete, falling back to a new disposable`);
@@ -374,17 +378,18 @@ export class PreloadPool {
     const seconds = disp.props.tryGet(P.qrexec_timeout) ?? 60;
     log('info', `${disp.name}: preload startup waiting '${WAIT_SERVICE}' with '${seconds}' seconds timeout`);
     let timer: NodeJS.Timeout | undefined;
-    const requested = new Promise<'requested'>((resolve) =>
-      this.onRequest.set(disp, () => resolve('requested')),
-    );
+    if (this.closed) throw new QubesException(INTERRUPTED);
+    const ended = new Promise<'requested' | 'stopping'>((resolve) => this.waits.set(disp, resolve));
     const timeout = new Promise<'timeout'>(
       (resolve) => (timer = setTimeout(() => resolve('timeout'), seconds * 1000)),
     );
     const call = runService(disp, WAIT_SERVICE);
     call.catch(() => undefined);
     try {
-      const outcome = await Promise.race([call, requested, timeout]);
+      const outcome = await Promise.race([call, ended, timeout]);
       if (outcome === 'requested') return;
+      // Removed as any preload interrupted halfway, rather than kept unverified.
+      if (outcome === 'stopping') throw new QubesException(INTERRUPTED);
       if (outcome === 'timeout') {
         throw new QubesException(
           `Timed out call to '${WAIT_SERVICE}' after '${seconds}' seconds during preload startup. ` +
@@ -399,7 +404,7 @@ export class PreloadPool {
       log('info', `${disp.name}: preload startup completed '${WAIT_SERVICE}'`);
     } finally {
       clearTimeout(timer);
-      this.onRequest.delete(disp);
+      this.waits.delete(disp);
     }
   }
 
