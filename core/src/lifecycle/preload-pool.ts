@@ -370,15 +370,16 @@ export class PreloadPool {
   /**
    * Upstream's wait_operational_preload: a preload is paused only once its system runs, so a
    * taken one answers a call at once. Bounded by the qube's qrexec_timeout; a request for the
-   * qube ends the wait (it is not paused then), and the call's result no longer matters.
+   * qube ends the wait (it is not paused then), and the call's result no longer matters (upstream
+   * cancels the call; here the service runs on in the guest until it returns).
    */
   private async waitOperational(disp: Vm): Promise<void> {
     const { runService, log } = this.deps;
     if (!runService) return;
+    if (this.closed) throw new QubesException(INTERRUPTED);
     const seconds = disp.props.tryGet(P.qrexec_timeout) ?? 60;
     log('info', `${disp.name}: preload startup waiting '${WAIT_SERVICE}' with '${seconds}' seconds timeout`);
     let timer: NodeJS.Timeout | undefined;
-    if (this.closed) throw new QubesException(INTERRUPTED);
     const ended = new Promise<'requested' | 'stopping'>((resolve) => this.waits.set(disp, resolve));
     const timeout = new Promise<'timeout'>(
       (resolve) => (timer = setTimeout(() => resolve('timeout'), seconds * 1000)),
