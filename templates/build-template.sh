@@ -178,7 +178,9 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   echo "$KV" >"$WORK/out/kernel_version"
   # The services the template has, which it announces as upstream's agent does after its install
   # (qubes.PostInstall: supported-rpc.SERVICE for each executable in /etc/qubes-rpc).
-  (cd "$TREE/etc/qubes-rpc" && for srv in *; do if [ -f "$srv" ] && [ -x "$srv" ]; then echo "${srv%%+*}"; fi; done) |
+  # The agent answers qubes.WaitForRunningSystem itself (agent/src/builtin-services.ts).
+  { (cd "$TREE/etc/qubes-rpc" && for srv in *; do if [ -f "$srv" ] && [ -x "$srv" ]; then echo "${srv%%+*}"; fi; done)
+    echo qubes.WaitForRunningSystem; } |
     LC_ALL=C sort -u | paste -sd, >"$WORK/out/rpc_services"
 
   # The root image: its tree plus room to update packages, at least 2 GiB; made without a loop mount.

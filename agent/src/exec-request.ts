@@ -1,5 +1,6 @@
 import {
   QREXEC_EXIT_PROBLEM,
+  QREXEC_EXIT_SERVICE_NOT_FOUND,
   decodeExecParams,
   execCmdline,
   parseVmCommand,
@@ -10,6 +11,7 @@ import {
   type ServiceStarter,
 } from '@odyssey/qrexec';
 import type { VchanTransport } from '@odyssey/hal';
+import { builtinService } from './builtin-services.js';
 import { RpcConfigError, forcedUser } from './rpc-config.js';
 import { runAsCommand } from './run-as.js';
 
@@ -54,7 +56,10 @@ export async function runExecRequest(
             return QREXEC_EXIT_PROBLEM;
           }
           const call = { serviceAndArg: command.serviceAndArg, source: command.source };
-          return serviceFromDirs(context.serviceDirs, call, runAs(forced ?? command.user))();
+          const started = await serviceFromDirs(context.serviceDirs, call, runAs(forced ?? command.user))();
+          // A file always wins: a guest image may ship its own version of a built-in service.
+          const builtin = started === QREXEC_EXIT_SERVICE_NOT_FOUND && builtinService(command.serviceAndArg);
+          return builtin ? builtin() : started;
         }
       : () => spawnProcess(shell[0] ?? '/bin/sh', [...shell.slice(1), command.command], process.env);
   const channel = await context.transport.connect(String(connectDomain), connectPort, {

@@ -8,7 +8,7 @@ export type PowerState =
 
 export interface DomainStats {
   readonly name: string;
-  /** Memory currently used by the domain, KiB. */
+  /** What the host pays for the domain now, KiB (see DomainRuntime.memoryKb). */
   readonly memoryKb: number;
   /** Maximum memory the domain may have, KiB. */
   readonly memoryMaxKb: number;
@@ -23,6 +23,12 @@ export interface DomainRuntime {
   readonly state: PowerState;
   /** Hypervisor's domain id while running, -1 otherwise. */
   readonly xid: number;
+  /**
+   * What the host pays for the domain now, KiB, paused or not: the memory the hypervisor gave it
+   * (Xen), the resident memory of the process that runs it (a hosted VMM such as QEMU), its
+   * cgroup's memory usage (a container), the process's proportional set (process backend). Not
+   * what the guest was told it has: a hosted guest that touched little of its memory costs little.
+   */
   readonly memoryKb: number;
   readonly memoryMaxKb: number;
   readonly cpuTimeNs: number;

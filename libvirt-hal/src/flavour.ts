@@ -23,6 +23,14 @@ export interface LibvirtFlavour {
   readonly flags: DriverFlags;
 
   /**
+   * Where what the host pays for a running domain is read (DomainRuntime.memoryKb): `rss`, the
+   * RSS entry of virDomainMemoryStats, for a driver whose virDomainInfo memory is what the guest
+   * was given rather than what the host holds (QEMU: the balloon's size); by default virDomainInfo's
+   * memory (libxl: the domain's allocation; LXC: its cgroup's usage).
+   */
+  readonly hostMemory?: 'rss';
+
+  /**
    * virDomainShutdownFlags for `name` when they depend on what the domain runs (an LXC container's
    * init: a signal, or systemd's initctl); `flags.shutdown` otherwise.
    */

@@ -19,9 +19,11 @@ import {
   ErrorCode,
   Libvirt,
   ListDomainsFlags,
+  MemoryStatTag,
   Reconnector,
   isLibvirtError,
   type Domain,
+  type DomainInfo,
   type DomainLifecycleEvent,
   type LifecycleSubscription,
 } from '@odyssey/libvirt';
@@ -249,7 +251,7 @@ export class LibvirtVmm implements Vmm {
     return {
       state,
       xid: running ? dom.id : -1,
-      memoryKb: running ? Number(info.memory) : 0,
+      memoryKb: running ? await this.hostMemoryKb(dom, info) : 0,
       memoryMaxKb: running ? Number(info.maxMemory) : 0,
       cpuTimeNs: Number(info.cpuTime),
     };
@@ -260,7 +262,8 @@ export class LibvirtVmm implements Vmm {
     const samples = await Promise.all(
       doms.map(async (dom) => {
         try {
-          return { dom, info: await this.libvirt.domains.getInfo(dom) };
+          const info = await this.libvirt.domains.getInfo(dom);
+          return { dom, info, memoryKb: await this.hostMemoryKb(dom, info) };
         } catch (error) {
           if (isNoDomain(error)) return undefined; // stopped and undefined between the two calls
           throw toVmmError(error, `stats ${dom.name}`);
@@ -271,12 +274,12 @@ export class LibvirtVmm implements Vmm {
     const stats: DomainStats[] = [];
     for (const sample of samples) {
       if (!sample) continue;
-      const { dom, info } = sample;
+      const { dom, info, memoryKb } = sample;
       const key = `${dom.uuid}/${dom.id}`;
       live.add(key);
       stats.push({
         name: dom.name,
-        memoryKb: Number(info.memory),
+        memoryKb,
         memoryMaxKb: Number(info.maxMemory),
         cpuTimeNs: Number(info.cpuTime),
         cpuUsagePercent: this.cpu.sample(key, info.cpuTime, info.vcpus),
@@ -285,6 +288,20 @@ export class LibvirtVmm implements Vmm {
     }
     this.cpu.retain(live);
     return stats;
+  }
+
+  /** What the host pays for a running domain, KiB (see DomainRuntime.memoryKb and the flavour's hostMemory). */
+  private async hostMemoryKb(dom: Domain, info: DomainInfo): Promise<number> {
+    if (this.flavour.hostMemory !== 'rss') return Number(info.memory);
+    try {
+      const rss = (await this.libvirt.domains.memoryStats(dom)).find((s) => s.tag === MemoryStatTag.RSS);
+      // A driver that measured no RSS of the domain's process: it costs nothing we can see.
+      return rss ? Number(rss.val) : 0;
+    } catch (error) {
+      // Stopped since its info was read: it holds nothing any more.
+      if (isNoDomain(error) || isLibvirtError(error, ErrorCode.OPERATION_INVALID)) return 0;
+      throw toVmmError(error, `memory of ${dom.name}`);
+    }
   }
 
   /**

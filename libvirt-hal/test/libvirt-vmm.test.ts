@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { supported, unsupported, type DomainSpec, type VmmEvent } from '@odyssey/hal';
-import { UndefineFlags } from '@odyssey/libvirt';
+import { Libvirt, UndefineFlags } from '@odyssey/libvirt';
 import { skipReason, startDaemon, until, type TestDaemon } from '../../libvirt/test/daemon.js';
 import {
   END_ON_ANY_STOP,
@@ -104,6 +104,28 @@ describe.skipIf(skip)("LibvirtVmm over libvirt's test driver", () => {
     await vmm.pause(VM);
     await waitEvent('paused');
     expect((await vmm.state(VM)).state).toBe('Paused');
+    // A flavour whose info memory is not what the host pays reads virDomainMemoryStats' RSS instead.
+    // The test driver runs no process, so it measures none (an empty list): nothing is paid that it sees.
+    const lv = new Libvirt({ uri: 'test:///default', socketPath: daemon.socket });
+    await lv.connect();
+    expect(await lv.domains.memoryStats(await lv.domains.lookupByName(VM))).toEqual([]);
+    await lv.close();
+    const byRss = new LibvirtVmm(
+      { ...flavour, hostMemory: 'rss' },
+      {
+        uri: 'test:///default',
+        socketPath: daemon.socket,
+        log: () => undefined,
+      },
+    );
+    await byRss.open();
+    try {
+      expect(await byRss.state(VM)).toMatchObject({ state: 'Paused', memoryKb: 0, memoryMaxKb: 128 * 1024 });
+      expect((await byRss.stats()).find((s) => s.name === VM)?.memoryKb).toBe(0);
+      expect((await vmm.state(VM)).memoryKb).toBe(128 * 1024);
+    } finally {
+      await byRss.close();
+    }
     await vmm.unpause(VM);
     await waitEvent('unpaused');
   });

@@ -50,12 +50,14 @@ export {
   DomainApi,
   DomainState,
   ListDomainsFlags,
+  MemoryStatTag,
   ShutdownFlags,
   SuspendTarget,
   UndefineFlags,
   XmlFlags,
   type DomainInfo,
   type DomainStateInfo,
+  type MemoryStat,
 } from './procedures/domain.js';
 export {
   uuidFromBytes,

@@ -56,6 +56,8 @@ const FLAGS: DriverFlags = {
 export class KvmFlavour implements LibvirtFlavour {
   readonly files: RuntimeFiles;
   readonly flags = FLAGS;
+  /** virDomainInfo's memory is the guest's balloon; what the host pays is QEMU's resident set. */
+  readonly hostMemory = 'rss';
   readonly linkPorts = new LinkPortPool();
   private accel: AccelVerdict | undefined;
 

@@ -268,6 +268,18 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
     await vmm.pause(VM);
     expect((await vmm.state(VM)).state).toBe('Paused');
     await waitEvent((e) => e.type === 'paused' && e.name === VM, 'paused');
+    // What a paused guest costs the host is QEMU's resident set, not the 512 MiB the guest was given.
+    const { stdout } = await run('pgrep', ['-f', `guest=${VM},`]);
+    const rssKb = async (): Promise<number> =>
+      Number(/^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${stdout.trim()}/status`, 'utf8'))?.[1]);
+    const before = await rssKb();
+    const { memoryKb } = await vmm.state(VM);
+    const after = await rssKb();
+    console.log(`[kvm] paused guest: QEMU RSS ${Math.round(memoryKb / 1024)} MiB (guest memory 512 MiB)`);
+    // QEMU's own threads still run while the guest is paused; their pages come and go a little.
+    expect(memoryKb).toBeGreaterThanOrEqual(Math.min(before, after) - 1024);
+    expect(memoryKb).toBeLessThanOrEqual(Math.max(before, after) + 1024);
+    expect(memoryKb).not.toBe(512 * 1024);
     await vmm.unpause(VM);
     expect((await vmm.state(VM)).state).toBe('Running');
     await waitEvent((e) => e.type === 'unpaused' && e.name === VM, 'unpaused');

@@ -46,6 +46,16 @@ async function pidsInNamespaceOf(pid: number): Promise<number[]> {
   return pids;
 }
 
+/** The file holding the memory usage of `pid`'s memory cgroup: v1's memory controller, else v2's group. */
+async function memoryUsageFile(pid: number): Promise<string> {
+  const lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n');
+  const v1 = lines.find((l) => /^\d+:memory:/.test(l));
+  if (v1) return `/sys/fs/cgroup/memory${v1.slice(v1.indexOf(':memory:') + 8)}/memory.usage_in_bytes`;
+  const v2 = lines.find((l) => l.startsWith('0::'));
+  if (!v2) throw new Error(`process ${pid} is in no memory cgroup`);
+  return `/sys/fs/cgroup${v2.slice(3)}/memory.current`;
+}
+
 function firstBytes(vchan: Vchan, n: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let got = Buffer.alloc(0);
@@ -144,6 +154,25 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     const state = await vmm.state('lxa');
     expect(state.state).toBe('Running');
     expect(state.xid).toBeGreaterThan(0);
+  });
+
+  it("reports what the host pays for a paused container: its cgroup's memory usage", async () => {
+    const usageFile = await memoryUsageFile(await agentPid('lxa'));
+    const usageKb = async (): Promise<number> => Number(await readFile(usageFile, 'utf8')) / 1024;
+    await vmm.pause('lxa');
+    try {
+      const before = await usageKb();
+      const { state, memoryKb, memoryMaxKb } = await vmm.state('lxa');
+      const after = await usageKb();
+      console.log(`[lxc] paused container: cgroup usage ${Math.round(memoryKb / 1024)} MiB (memory 128 MiB)`);
+      expect(state).toBe('Paused');
+      // A frozen cgroup's usage still moves a little (the kernel reclaims its page cache).
+      expect(memoryKb).toBeGreaterThanOrEqual(Math.min(before, after) - 256);
+      expect(memoryKb).toBeLessThanOrEqual(Math.max(before, after) + 256);
+      expect(memoryKb).toBeLessThan(memoryMaxKb);
+    } finally {
+      await vmm.unpause('lxa');
+    }
   });
 
   it("reaches the domain's qrexec agent over vchan by its id: the agent says MSG_HELLO", async () => {

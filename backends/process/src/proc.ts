@@ -8,26 +8,30 @@ export interface ProcSample {
   readonly state: string;
   /** Time the process and its reaped children spent on a CPU, nanoseconds. */
   readonly cpuTimeNs: number;
-  /** Resident set size, KiB. */
-  readonly rssKb: number;
+  /**
+   * Proportional set size, KiB: the resident pages, each shared one divided among the processes
+   * that map it. What the host pays for this process: every domain's agent maps the same node
+   * binary, which RSS would count in full once per domain.
+   */
+  readonly pssKb: number;
 }
 
-/** Reads /proc/<pid>/stat and status; undefined when the process is gone. */
+/** Reads /proc/<pid>/stat and smaps_rollup; undefined when the process is gone. */
 export async function sampleProcess(pid: number): Promise<ProcSample | undefined> {
   try {
-    const [stat, status] = await Promise.all([
+    const [stat, rollup] = await Promise.all([
       readFile(`/proc/${pid}/stat`, 'utf8'),
-      readFile(`/proc/${pid}/status`, 'utf8'),
+      readFile(`/proc/${pid}/smaps_rollup`, 'utf8'),
     ]);
     // The command name (field 2) may contain spaces and parentheses; the fields after its last ')' do not.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14–17.
     const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
-    const rss = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+    const pss = /^Pss:\s+(\d+) kB$/m.exec(rollup);
     return {
       state: fields[0] ?? '?',
       cpuTimeNs: (ticks * 1e9) / USER_HZ,
-      rssKb: rss ? Number(rss[1]) : 0,
+      pssKb: pss ? Number(pss[1]) : 0,
     };
   } catch {
     return undefined;

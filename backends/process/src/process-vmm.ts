@@ -257,7 +257,7 @@ export class ProcessVmm implements Vmm {
     return {
       state: this.powerState(name),
       xid: domain.record.xid,
-      memoryKb: sample.rssKb,
+      memoryKb: sample.pssKb,
       memoryMaxKb: domain.record.memoryMaxKb,
       cpuTimeNs: sample.cpuTimeNs,
     };
@@ -270,7 +270,7 @@ export class ProcessVmm implements Vmm {
       if (!sample) continue;
       stats.push({
         name,
-        memoryKb: sample.rssKb,
+        memoryKb: sample.pssKb,
         memoryMaxKb: domain.record.memoryMaxKb,
         cpuTimeNs: sample.cpuTimeNs,
         cpuUsagePercent: this.cpuUsage(`${name}:${domain.pid}`, sample.cpuTimeNs, domain.record.vcpus),

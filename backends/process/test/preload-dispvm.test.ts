@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,7 +95,8 @@ beforeAll(async () => {
   await waitFor(() => daemonLog.includes('backend process connected') || daemon.exitCode !== null);
   expect(daemonLog).toContain('backend process connected');
   await ok('create', '--class', 'TemplateVM', '--label', 'black', 'tpl');
-  // The process guest's agent runs any service; the template says so for the two preload waits.
+  // The agent answers qubes.WaitForRunningSystem itself; WaitForSession, needed only with a GUI, is never
+  // called here. The template announces both, as upstream's tools do.
   for (const f of [
     'qrexec',
     'supported-rpc.qubes.WaitForRunningSystem',
@@ -137,6 +138,11 @@ describe('preloaded disposables on the process backend', () => {
     await ok('features', 'work', 'preload-dispvm-max', '1');
     first = await onePreloaded();
     expect(await processState(first)).toBe('T');
+    // Paused only once its system runs: the agent answered qubes.WaitForRunningSystem (its built-in).
+    expect(daemonLog).toContain(
+      `${first}: preload startup waiting 'qubes.WaitForRunningSystem' with '60' seconds timeout`,
+    );
+    expect(daemonLog).toContain(`${first}: preload startup completed 'qubes.WaitForRunningSystem'`);
     expect(await feature(first, 'internal')).toBe('1');
     // admin.vm.List shows it, as upstream: GUI tools hide it by the internal feature.
     expect(await listed(first)).toBe(true);
@@ -159,5 +165,55 @@ describe('preloaded disposables on the process backend', () => {
     await waitFor(async () => !(await listed(victim)));
     expect(await pool()).not.toContain(victim);
     expect(await persistedXml()).not.toContain(`name="${victim}"`);
+  }, 60_000);
+
+  it('a preload whose system does not come up is removed, with the service output sanitized', async () => {
+    // A service file of that name wins over the agent's built-in, as a guest image's own would.
+    const failing = join(stateDir, 'run', 'qubes-rpc', 'qubes.WaitForRunningSystem');
+    await writeFile(failing, "#!/bin/sh\necho starting\nprintf 'degraded\\n\\033[31m' >&2\nexit 1\n", {
+      mode: 0o755,
+    });
+    await ok('features', 'work', 'preload-dispvm-max', '2');
+    const message =
+      "Error on call to 'qubes.WaitForRunningSystem' during preload startup: starting_degraded__[31m";
+    await waitFor(() => daemonLog.includes(message));
+    await waitFor(async () => (await pool()).length === 0);
+    const disposables = (await ok('ls', '--raw-data', '--fields', 'name,class'))
+      .split('\n')
+      .filter((line) => line.endsWith('|DispVM'));
+    expect(disposables).toEqual([]);
+  }, 60_000);
+
+  it('a preload taken while it waits for its system is used at once, never paused', async () => {
+    const hanging = join(stateDir, 'run', 'qubes-rpc', 'qubes.WaitForRunningSystem');
+    await writeFile(hanging, '#!/bin/sh\nexec sleep 600\n');
+    // Its disposables wait up to 300 s, longer than a test may take (see the next test).
+    await ok('prefs', 'work', 'qrexec_timeout', '300');
+    await ok('features', 'work', 'preload-dispvm-max', '1');
+    let name = '';
+    await waitFor(async () => {
+      [name = ''] = await pool();
+      return name !== '' && daemonLog.includes(`${name}: preload startup waiting`);
+    });
+    const r = await qvm('run', '--dispvm=work', '--pass-io', 'echo shell-ran');
+    expect(r).toEqual({ code: 0, stdout: 'shell-ran\n', stderr: '' });
+    expect(daemonLog).toContain(`${name}: preloaded disposable requested`);
+    expect(daemonLog).not.toContain(`${name}: preload startup completed`);
+  }, 60_000);
+
+  it("the daemon's stop ends a preload's wait instead of sitting out its qrexec_timeout", async () => {
+    // The refill that followed the last request waits as well, for up to 300 s.
+    let next = '';
+    await waitFor(async () => {
+      [next = ''] = await pool();
+      return (
+        next !== '' &&
+        daemonLog.includes(`${next}: preload startup waiting 'qubes.WaitForRunningSystem' with '300'`)
+      );
+    });
+    const exited = new Promise((resolve) => daemon.once('exit', resolve));
+    daemon.kill('SIGTERM');
+    await exited;
+    expect(daemonLog).toContain(`${next}: preloading failed: preloading interrupted: the daemon is stopping`);
   }, 60_000);
 });

@@ -105,6 +105,31 @@ describe('ProcessVmm', () => {
     expect(existsSync(vmm.layout.record('work'))).toBe(false);
   });
 
+  it("reports what the host pays for a paused domain: its agent's proportional set, below its RSS", async () => {
+    const { vmm } = await openVmm();
+    await vmm.define(spec('work'));
+    await vmm.start('work');
+    await vmm.pause('work');
+    const { pid } = JSON.parse(await readFile(vmm.layout.record('work'), 'utf8')) as { pid: number };
+    const field = async (file: string, name: string): Promise<number> =>
+      Number(
+        new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(await readFile(`/proc/${pid}/${file}`, 'utf8'))?.[1],
+      );
+    const before = await field('smaps_rollup', 'Pss');
+    const { memoryKb } = await vmm.state('work');
+    const [sample] = await vmm.stats();
+    const after = await field('smaps_rollup', 'Pss');
+    // Shared pages' shares move when other processes map or drop them; a stopped agent's own do not.
+    const slack = 256;
+    for (const kb of [memoryKb, sample?.memoryKb ?? 0]) {
+      expect(kb).toBeGreaterThanOrEqual(Math.min(before, after) - slack);
+      expect(kb).toBeLessThanOrEqual(Math.max(before, after) + slack);
+    }
+    // The node binary the agent maps is this test's too: RSS counts it whole, the share does not.
+    expect(memoryKb).toBeLessThan(await field('status', 'VmRSS'));
+    expect(memoryKb).toBeLessThan(spec('work').memoryMiB * 1024);
+  });
+
   it('gives every start a new domain id and reports a signal it did not send as a crash', async () => {
     const { vmm, events } = await openVmm();
     await vmm.define(spec('work'));

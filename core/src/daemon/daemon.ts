@@ -20,6 +20,7 @@ import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
 import type { HostInfo } from '../model/app.js';
+import type { Vm } from '../model/vm.js';
 import { lockStateDir } from '../persist/state-lock.js';
 import { StateStore } from '../persist/state-store.js';
 import { PoolRegistry } from '../storage/pool-registry.js';
@@ -320,6 +321,13 @@ export class Daemon {
             saver: r.resolve(TOKENS.Saver),
             log: options.log,
             lifecycle: r.resolve(API_TOKENS.Lifecycle),
+            // Resolved after registerHosts: the pool is first resolved when the admin server is.
+            ...(r.isRegistered(HOST_TOKENS.Qrexec)
+              ? {
+                  runService: (vm: Vm, service: string) =>
+                    r.resolve(HOST_TOKENS.Qrexec).serviceForStdio(vm, service),
+                }
+              : {}),
           }),
       ),
     });

@@ -4,6 +4,7 @@ import { adminCallLine } from '../api/call-log.js';
 import type { Log } from '../log.js';
 import type { VchanTransport } from '@odyssey/hal';
 import type { App } from '../model/app.js';
+import { QubesException } from '../model/errors.js';
 import type { Vm } from '../model/vm.js';
 import {
   closeLocalSocket,
@@ -121,6 +122,17 @@ export class QrexecHost {
   peer(name: string): QrexecDaemon | undefined {
     const connection = this.connections.get(name);
     return connection?.connected ? connection.daemon : undefined;
+  }
+
+  /**
+   * dom0 calls `service` in the running domain `vm` (upstream's run_service_for_stdio with
+   * stderr=STDOUT): its exit code, and its stdout followed by its stderr.
+   */
+  async serviceForStdio(vm: Vm, service: string): Promise<{ exitCode: number; output: Buffer }> {
+    const daemon = this.peer(vm.name);
+    if (!daemon) throw new QubesException(`qrexec of ${vm.name} is not connected`);
+    const { exitCode, stdout, stderr } = await daemon.callService(service);
+    return { exitCode, output: Buffer.concat([stdout, stderr]) };
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,24 @@ export interface PreloadDeps extends DisposableDeps {
   readonly lifecycle: Pick<Lifecycle, 'start' | 'pause' | 'unpause' | 'kill' | 'forget'>;
   readonly saver: Saver;
   readonly log: Log;
+  /**
+   * Calls `service` in a running qube from dom0 and resolves with its exit code and what it wrote
+   * (stdout, then stderr: upstream's run_service_for_stdio with stderr=STDOUT). Absent when the
+   * backend brought no vchan: its qubes run no qrexec, so there is nothing to wait for.
+   */
+  readonly runService?: (vm: Vm, service: string) => Promise<{ exitCode: number; output: Buffer }>;
+}
+
+const INTERRUPTED = 'preloading interrupted: the daemon is stopping';
+
+/** What upstream waits for in a preload before it pauses it (with a GUI, qubes.WaitForSession too). */
+const WAIT_SERVICE = 'qubes.WaitForRunningSystem';
+
+/** Upstream's sanitize_stderr_for_log: at most 4096 bytes, printable ASCII but newlines, the rest '_'. */
+function sanitizeForLog(untrusted: Buffer): string {
+  return [...untrusted.subarray(0, 4096)]
+    .map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '_'))
+    .join('');
 }
 
 /** Python's str() of a float: a whole number keeps its ".0". */
@@ -48,6 +66,8 @@ function pyRepr(s: string): string {
 export class PreloadPool {
   /** Taken but not yet used: such a qube is no longer in its template's list, and is still not paused. */
   private readonly requested = new Set<Vm>();
+  /** Preloads waiting for their system to run: ends the wait, when one is taken or the daemon stops. */
+  private readonly waits = new Map<Vm, (why: 'requested' | 'stopping') => void>();
   /** Preloads still starting: true once started (and paused unless requested), false if the start failed. */
   private readonly completions = new Map<Vm, Promise<boolean>>();
   /** Each template's fills run one after another, so two never count the same gap. */
@@ -145,6 +165,8 @@ export class PreloadPool {
   async stop(): Promise<void> {
     this.closed = true;
     this.unsubscribe();
+    // A preload still waiting for its system would hold the stop up to its qrexec_timeout.
+    for (const end of this.waits.values()) end('stopping');
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     await Promise.allSettled([...this.fills.values()]);
@@ -175,6 +197,7 @@ export class PreloadPool {
     disp.features.set(IN_PROGRESS, '1');
     this.removeFromList(template, [name], 'qube was requested');
     this.requested.add(disp);
+    this.waits.get(disp)?.('requested');
     if (!featureTrue(disp.features.get(COMPLETED)) && !(await this.completion(disp))) {
       this.requested.delete(disp);
       this.deps.log('warn', `${name}: preloading did not complete, falling back to a new disposable`);
@@ -324,6 +347,7 @@ export class PreloadPool {
     try {
       await this.deps.saver.save();
       await this.deps.lifecycle.start(disp);
+      if (!this.requested.has(disp)) await this.waitOperational(disp);
       if (!this.requested.has(disp)) await this.deps.lifecycle.pause(disp);
       disp.features.set(COMPLETED, '1');
       if (!this.requested.has(disp)) {
@@ -333,12 +357,55 @@ export class PreloadPool {
       this.deps.log('info', `${disp.name}: preloading completed`);
       settle(true);
     } catch (e) {
+      this.deps.log('warn', `${disp.name}: preloading failed: ${e instanceof Error ? e.message : String(e)}`);
       this.removeFromList(template, [disp.name], 'its preloading failed');
       await this.discard(disp);
       settle(false);
       throw e;
     } finally {
       this.completions.delete(disp);
+    }
+  }
+
+  /**
+   * Upstream's wait_operational_preload: a preload is paused only once its system runs, so a
+   * taken one answers a call at once. Bounded by the qube's qrexec_timeout; a request for the
+   * qube ends the wait (it is not paused then), and the call's result no longer matters (upstream
+   * cancels the call; here the service runs on in the guest until it returns).
+   */
+  private async waitOperational(disp: Vm): Promise<void> {
+    const { runService, log } = this.deps;
+    if (!runService) return;
+    if (this.closed) throw new QubesException(INTERRUPTED);
+    const seconds = disp.props.tryGet(P.qrexec_timeout) ?? 60;
+    log('info', `${disp.name}: preload startup waiting '${WAIT_SERVICE}' with '${seconds}' seconds timeout`);
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<'requested' | 'stopping'>((resolve) => this.waits.set(disp, resolve));
+    const timeout = new Promise<'timeout'>(
+      (resolve) => (timer = setTimeout(() => resolve('timeout'), seconds * 1000)),
+    );
+    const call = runService(disp, WAIT_SERVICE);
+    call.catch(() => undefined);
+    try {
+      const outcome = await Promise.race([call, ended, timeout]);
+      if (outcome === 'requested') return;
+      // Removed as any preload interrupted halfway, rather than kept unverified.
+      if (outcome === 'stopping') throw new QubesException(INTERRUPTED);
+      if (outcome === 'timeout') {
+        throw new QubesException(
+          `Timed out call to '${WAIT_SERVICE}' after '${seconds}' seconds during preload startup. ` +
+            `To debug, run the following on a new disposable of '${disp.template?.name ?? ''}': systemd-analyze blame`,
+        );
+      }
+      if (outcome.exitCode !== 0) {
+        throw new QubesException(
+          `Error on call to '${WAIT_SERVICE}' during preload startup: ${sanitizeForLog(outcome.output)}`,
+        );
+      }
+      log('info', `${disp.name}: preload startup completed '${WAIT_SERVICE}'`);
+    } finally {
+      clearTimeout(timer);
+      this.waits.delete(disp);
     }
   }
 

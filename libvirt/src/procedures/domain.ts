@@ -81,6 +81,34 @@ export const DeviceModifyFlags = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
 /** virNodeSuspendTarget. */
 export const SuspendTarget = { MEM: 0, DISK: 1, HYBRID: 2 } as const;
 
+/** virDomainMemoryStatTags: what one virDomainMemoryStats entry measures. */
+export const MemoryStatTag = {
+  SWAP_IN: 0,
+  SWAP_OUT: 1,
+  MAJOR_FAULT: 2,
+  MINOR_FAULT: 3,
+  UNUSED: 4,
+  AVAILABLE: 5,
+  ACTUAL_BALLOON: 6,
+  /** Resident memory of the process that runs the domain (QEMU), KiB. */
+  RSS: 7,
+  USABLE: 8,
+  LAST_UPDATE: 9,
+  DISK_CACHES: 10,
+  HUGETLB_PGALLOC: 11,
+  HUGETLB_PGFAIL: 12,
+} as const;
+
+/** VIR_DOMAIN_MEMORY_STAT_NR of libvirt 9: how many tags a driver may report at most. */
+const MEMORY_STAT_NR = 13;
+/** REMOTE_DOMAIN_MEMORY_STATS_MAX. */
+const MEMORY_STATS_MAX = 1024;
+
+export interface MemoryStat {
+  tag: number;
+  val: bigint;
+}
+
 export interface DomainInfo {
   state: number;
   /** KiB. */
@@ -217,6 +245,23 @@ export class DomainApi {
         vcpus: r.uint(),
         cpuTime: r.uhyper(),
       }),
+    );
+  }
+
+  /**
+   * virDomainMemoryStats of a running domain: what the driver measures (tags it lacks are left
+   * out), in KiB for the sizes.
+   */
+  memoryStats(dom: Domain): Promise<MemoryStat[]> {
+    return call(
+      this.rpc,
+      Proc.DOMAIN_MEMORY_STATS,
+      (w) => {
+        writeDomain(w, dom);
+        w.uint(MEMORY_STAT_NR);
+        w.uint(0);
+      },
+      (r) => r.array((e) => ({ tag: e.int(), val: e.uhyper() }), MEMORY_STATS_MAX),
     );
   }
 

@@ -6,3 +6,5 @@ for srv in /etc/qubes-rpc/*; do
         qvm-features-request "supported-rpc.${name%%+*}=1"
     fi
 done
+# The agent answers this one itself when no file provides it (agent/src/builtin-services.ts).
+qvm-features-request "supported-rpc.qubes.WaitForRunningSystem=1"
