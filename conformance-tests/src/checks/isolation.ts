@@ -275,6 +275,9 @@ async function readyDebian(ctx: CheckContext): Promise<void> {
     if (ctx.virtMode) await ctx.client.vmProperties(DEBIAN_TEMPLATE).set('virt_mode', ctx.virtMode);
   }
   await startQube(ctx, DEBIAN_QUBE, DEBIAN_TEMPLATE, DEBIAN_QUBE_PROPS);
+  // The probes are meant to run as the qube's root: a shell that is not would probe less.
+  const uid = await inDomain(guestsOf(ctx), DEBIAN_QUBES, DEBIAN_QUBE, 'id -u');
+  expectEqual(uid.trim(), '0', `the uid qubes.VMRootShell runs as in ${DEBIAN_QUBE}`);
 }
 
 /** A qube of the Debian template under test, probed as its root (the most a process in it can be). */
