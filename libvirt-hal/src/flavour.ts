@@ -31,10 +31,11 @@ export interface LibvirtFlavour {
   readonly hostMemory?: 'rss';
 
   /**
-   * virDomainShutdownFlags for `name` when they depend on what the domain runs (an LXC container's
-   * init: a signal, or systemd's initctl); `flags.shutdown` otherwise.
+   * Asks the running `name` to power off by the flavour's own means, where the driver's shutdown
+   * call cannot (an LXC container whose init is systemd: libvirt's signal is SIGTERM, which systemd
+   * takes for a re-exec); resolves false to leave it to virDomainShutdownFlags with `flags.shutdown`.
    */
-  shutdownFlags?(name: string): Promise<number>;
+  powerOff?(name: string): Promise<boolean>;
 
   /** Prepares the host, or learns what the hypervisor offers, once libvirt is reached (before the first define). */
   afterOpen?(libvirt: Libvirt): Promise<void>;

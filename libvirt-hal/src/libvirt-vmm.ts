@@ -194,8 +194,8 @@ export class LibvirtVmm implements Vmm {
     // a QEMU killed while libvirt asked it to power off fails the request, yet the domain is down.
     let refused: unknown;
     try {
-      const mode = (await this.flavour.shutdownFlags?.(name)) ?? this.flavour.flags.shutdown;
-      await this.libvirt.domains.shutdown(dom, mode);
+      if (!(await this.flavour.powerOff?.(name)))
+        await this.libvirt.domains.shutdown(dom, this.flavour.flags.shutdown);
     } catch (error) {
       if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) refused = error;
     }

@@ -52,9 +52,17 @@ export const LXC_CAPABILITIES: VmmCapabilities = {
   network: supported,
 };
 
+/**
+ * SIGRTMIN+4 (glibc's SIGRTMIN is 34: the kernel's 32 and 33 are its own), which systemd as pid 1
+ * handles by starting poweroff.target (systemd(1), "Signals"). Signals from an ancestor pid
+ * namespace reach a namespace's init only when it handles them: an init that is not yet systemd
+ * ignores it.
+ */
+const SYSTEMD_POWEROFF_SIGNAL = 34 + 4;
+
 const FLAGS: DriverFlags = {
   // SIGTERM to the container's init, which stops the agent and ends (the busybox root; a systemd
-  // root is shut down through /run/initctl: shutdownFlags).
+  // root is sent its own power-off signal: powerOff).
   shutdown: ShutdownFlags.SIGNAL,
   undefine: 0,
   forceBoot: false,
@@ -145,12 +153,30 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   /**
-   * systemd re-executes itself on SIGTERM and stays: it is asked through /run/initctl (0.8–1.7 s
-   * to power off, README). The busybox init has no initctl pipe, and libvirt would report success
-   * there without sending anything, so it keeps SIGNAL.
+   * A systemd root is sent SIGRTMIN+4 at its init, systemd's own "power off" signal (what
+   * `machinectl poweroff` sends): libvirt's SIGNAL is SIGTERM, which systemd takes for a re-exec,
+   * and its INITCTL writes /run/initctl, which reaches systemd only through socket-activated
+   * systemd-initctl.service and the manager's bus. Either way its stop jobs then need dom0 to
+   * tell it of emptied cgroups (releaseWhileStopping). The busybox init keeps libvirt's SIGTERM (false).
    */
-  async shutdownFlags(name: string): Promise<number> {
-    return (await hasFile(this.files.systemdFile(name))) ? ShutdownFlags.INITCTL : ShutdownFlags.SIGNAL;
+  async powerOff(name: string): Promise<boolean> {
+    if (!(await hasFile(this.files.systemdFile(name)))) return false;
+    const pid = await this.initPid(name);
+    // Stopped meanwhile: nothing to ask, and the shutdown's wait sees it stopped.
+    if (pid === undefined) return true;
+    try {
+      process.kill(pid, SYSTEMD_POWEROFF_SIGNAL);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+    // Its stop jobs wait for cgroups to run empty, which its systemd may not hear of (systemd-cgroups.ts).
+    void this.#cgroups.releaseWhileStopping(name, pid).catch((error: unknown) => {
+      this.options.log(
+        'warn',
+        `lxc: telling ${name}'s systemd of its empty cgroups failed: ${String(error)}`,
+      );
+    });
+    return true;
   }
 
   async afterStop(name: string): Promise<void> {
@@ -256,7 +282,7 @@ export class LxcFlavour implements LibvirtFlavour {
   /**
    * The XML of `spec` for the root as it is now: a directory root (or the root tree) is probed
    * as it is; a root image only while mounted (between beforeStart and the stop), so at define it
-   * is taken for the busybox kind and beforeStart redefines it. Records which it is for shutdownFlags.
+   * is taken for the busybox kind and beforeStart redefines it. Records which it is for powerOff.
    */
   private async xmlOf(spec: DomainSpec, uidBase: number): Promise<string> {
     const images = imageVolumes(spec);

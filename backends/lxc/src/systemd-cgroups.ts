@@ -1,9 +1,23 @@
-import { chown, lstat, mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chown, lstat, mkdir, readFile, readdir, readlink, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { VmmError } from '@odyssey/hal';
+
+const run = promisify(execFile);
 
 /** Where each domain's own `name=systemd` cgroup is, below libvirtd's (what a container sees). */
 export const DOMAIN_CGROUPS = 'odyssey';
+
+/** systemd's own release agent (systemd 252, the template's): sends its argument to pid 1's /run/systemd/cgroups-agent. */
+const CGROUPS_AGENT = '/lib/systemd/systemd-cgroups-agent';
+/** How often a stopping domain's cgroups are looked at. */
+const RELEASE_POLL_MS = 500;
+/** Longer than any stop job waits for (systemd's default TimeoutStopSec is 90 s), then dom0 stops telling. */
+const RELEASE_WATCH_MS = 180_000;
+/** One agent run: it sends one datagram. */
+const AGENT_TIMEOUT_MS = 5_000;
 
 /**
  * The `name=systemd` cgroup (v1 hierarchy) of each domain whose root boots systemd.
@@ -49,6 +63,36 @@ export class SystemdCgroups {
     for (const path of [dir, ...(await readdir(dir)).map((e) => join(dir, e))]) {
       const st = await lstat(path);
       if (st.uid !== 0 || st.gid !== 0) await chown(path, 0, 0);
+    }
+  }
+
+  /**
+   * Until the container whose init is host pid `pid` ends (or RELEASE_WATCH_MS), tells its systemd
+   * of each of its cgroups that is empty, as a release agent would. systemd on a cgroup v1
+   * hierarchy learns that a unit's cgroup ran empty from the kernel's release agent only, which is
+   * the host's (a container cannot set it); its fallback, SIGCHLD of the processes it watched,
+   * races: a stop job whose main process went before a child (odyssey-post-install's shell and
+   * its qubesdb-read, killed together) was seen waiting for an empty cgroup until its 90 s
+   * timeout, holding poweroff.target (README). The message is the container's own agent, run in
+   * its user and mount namespaces as its root (no more than a process inside could send), with the
+   * cgroup's path as the container sees it; not in its pid namespace, where systemd-shutdown would
+   * wait for it (a zombie of a parent outside, seen holding a power-off for 60 s). systemd checks
+   * the cgroup is empty before it acts, and an empty cgroup is told again each round while it is
+   * there (a unit not yet waiting ignores it).
+   */
+  async releaseWhileStopping(name: string, pid: number): Promise<void> {
+    const dir = await this.domainDir(name);
+    if (!dir) return;
+    const deadline = Date.now() + RELEASE_WATCH_MS;
+    while (Date.now() < deadline && (await managerRuns(pid))) {
+      for (const path of await emptyLeaves(dir, '')) {
+        await run('nsenter', ['-t', String(pid), '-U', '-m', '-r', '-w', '--', CGROUPS_AGENT, path], {
+          env: {},
+          timeout: AGENT_TIMEOUT_MS,
+          maxBuffer: 64 * 1024,
+        }).catch(() => undefined);
+      }
+      await sleep(RELEASE_POLL_MS);
     }
   }
 
@@ -103,4 +147,29 @@ async function removeTree(dir: string): Promise<void> {
   await rmdir(dir).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
   });
+}
+
+/**
+ * Whether host pid `pid` is still a container's systemd manager: once it has exec'd
+ * systemd-shutdown no stop job is left to wait, and that one waits for every process in its pid
+ * namespace to end, so nothing more is sent.
+ */
+async function managerRuns(pid: number): Promise<boolean> {
+  const [own, its, comm] = await Promise.all([
+    readlink('/proc/self/ns/pid').catch(() => undefined),
+    readlink(`/proc/${pid}/ns/pid`).catch(() => undefined),
+    readFile(`/proc/${pid}/comm`, 'utf8').catch(() => ''),
+  ]);
+  return its !== undefined && its !== own && comm === 'systemd\n';
+}
+
+/** The cgroups below `dir` (paths from `dir`, as `/a/b`) with no child cgroup and no process. */
+async function emptyLeaves(dir: string, path: string): Promise<string[]> {
+  const entries = await readdir(join(dir, path), { withFileTypes: true }).catch(() => []);
+  const children = entries.filter((e) => e.isDirectory());
+  const found: string[] = [];
+  for (const child of children) found.push(...(await emptyLeaves(dir, `${path}/${child.name}`)));
+  if (children.length > 0 || path === '') return found;
+  const procs = await readFile(join(dir, path, 'cgroup.procs'), 'utf8').catch(() => undefined);
+  return procs === '' ? [path] : found;
 }

@@ -16,7 +16,7 @@ const SLOW_STEP_MS = 600_000;
 const MEMORY_MIB = 512;
 const VCPUS = 2;
 /** The guest image kinds the template's image boots as. */
-const TEMPLATE_GUEST_KINDS = ['odyssey-linux-kvm', 'odyssey-linux-xen', 'odyssey-rootfs-lxc'] as const;
+export const TEMPLATE_GUEST_KINDS = ['odyssey-linux-kvm', 'odyssey-linux-xen', 'odyssey-rootfs-lxc'] as const;
 
 const guest = (id: string, run: (ctx: CheckContext) => Promise<void>, timeoutMs?: number): Check => ({
   id: `guest.${id}`,
