@@ -1,17 +1,43 @@
 import type { Capability, VirtMode } from '@odyssey/hal';
 import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
+import { LIBXL_LOG_DIR, markLibxlLog, withLibxlLog } from './libxl-log.js';
 import { XenFlavour, type XenFlavourOptions } from './xen-flavour.js';
 
-export interface XenVmmOptions extends LibvirtConnectionOptions, XenFlavourOptions {}
+export interface XenVmmOptions extends LibvirtConnectionOptions, XenFlavourOptions {
+  /** Where libvirt's libxl driver keeps libxl's log; default Debian's libvirt's. */
+  readonly libxlLogDir?: string;
+}
 
 /** The HAL over libvirt's libxl driver: `LibvirtVmm` with the Xen flavour, plus domids for vchan. */
 export class XenVmm extends LibvirtVmm {
   private readonly xen: XenFlavour;
+  private readonly libxlLogDir: string;
 
   constructor(options: XenVmmOptions) {
     const xen = new XenFlavour(options);
     super(xen, options);
     this.xen = xen;
+    this.libxlLogDir = options.libxlLogDir ?? LIBXL_LOG_DIR;
+  }
+
+  /** A start libxl fails says why: libvirt's error alone does not (libxl-log.ts). */
+  override async start(name: string): Promise<void> {
+    const mark = await markLibxlLog(this.libxlLogDir);
+    try {
+      await super.start(name);
+    } catch (error) {
+      throw await withLibxlLog(error, mark);
+    }
+  }
+
+  /** A resume is libxl's restore: the same domain creation, disks and hotplug scripts included. */
+  override async resume(name: string): Promise<void> {
+    const mark = await markLibxlLog(this.libxlLogDir);
+    try {
+      await super.resume(name);
+    } catch (error) {
+      throw await withLibxlLog(error, mark);
+    }
   }
 
   /** Which virt modes can start here and, for those that cannot, why (capabilities() lists only the first). */

@@ -33,7 +33,7 @@ export const DAEMON_CHECKS: readonly Check[] = [
   ...guestConsoleChecks,
   ...guestTemplateChecks,
   ...networkChecks,
-  // Last: its fork bomb leaves conf-peer killed.
+  // Last: its fork bomb loads the whole host, and ends with conf-isolated killed.
   ...isolationChecks,
 ];
 

@@ -110,7 +110,16 @@ interface Marker {
   stop(): Promise<void>;
 }
 
-const MARKER_POLLS = 100;
+/** How many times, 0.2 s apart, a domain looks in its own /proc for a marker just started. */
+const MARKER_LOOKS = 150;
+
+/**
+ * Waits inside the domain, in one call, until `id`'s marker shows in its /proc: a qrexec call
+ * per look from dom0 costs seconds each under nested TCG, where the marker's own call often
+ * arrives after the first look.
+ */
+const waitSeenScript = (id: string): string =>
+  `i=0; while [ $i -lt ${MARKER_LOOKS} ]; do ${seenScript([id])} && break; sleep 0.2; i=$((i + 1)); done`;
 
 /**
  * A long-running shell inside `vm` whose argv carries a unique id, for finding the domain's
@@ -128,10 +137,7 @@ async function startMarker(guests: Guests, s: Subject, vm: string): Promise<Mark
     await guests.dom0Call(vm, s.shellOf(vm), `touch /tmp/${id}.stop\nexit 0\n`);
     await running;
   };
-  for (let i = 0; i < MARKER_POLLS; i++) {
-    if ((await inDomain(guests, s, vm, seenScript([id]))).includes('seen 0')) return { id, stop };
-    await sleep(100);
-  }
+  if ((await inDomain(guests, s, vm, waitSeenScript(id))).includes('seen 0')) return { id, stop };
   await stop();
   return fail(`the marker process ${id} never showed in ${vm}'s own /proc`);
 }
