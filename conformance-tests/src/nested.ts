@@ -50,12 +50,11 @@ const DOM0_MEMORY_MIB = 3072;
 /**
  * xen-nested.sh's arguments that show dom0 the template builder's cache (read-only) and point the
  * builder there, so the guest category installs the Debian template from the host's build (dom0 has
- * no mmdebstrap). Only when the run names the guest category in --only: under nested TCG the
- * template's checks take ~25 min more than a whole run's budget has. None when there is no cache;
- * the category then says so.
+ * no mmdebstrap): whenever the run includes that category — the whole suite (no --only/--skip, as
+ * CI runs it), or a selection naming it. None when there is no cache; the category then says so.
  */
-async function templateCacheShare(only: string | undefined): Promise<string[]> {
-  if (!only?.split(',').includes('guest')) return [];
+export async function templateCacheShare(only: string | undefined): Promise<string[]> {
+  if (only !== undefined && !only.split(',').includes('guest')) return [];
   const cache = process.env['ODYSSEY_TEMPLATE_CACHE'] || DEFAULT_TEMPLATE_CACHE;
   try {
     await access(cache);
