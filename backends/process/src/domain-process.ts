@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { processArgv, sampleProcess } from './proc.js';
+import { processArgv, processStat } from './proc.js';
 
 /** How a domain's process ended; code and signal are null when it was not our child (status unknown). */
 export interface DomainExit {
@@ -75,13 +75,13 @@ export class DomainProcess {
   /** Takes over a domain a previous daemon started, if its process still runs the same program. */
   static async adopt(record: DomainRecord, program: string): Promise<DomainProcess | undefined> {
     const argv = await processArgv(record.pid);
-    const sample = await sampleProcess(record.pid);
+    const sample = await processStat(record.pid);
     if (!argv || !sample || sample.state === 'Z') return undefined;
     const domainId = argv[argv.indexOf('--domain-id') + 1];
     if (!argv.includes(program) || domainId !== String(record.xid)) return undefined;
     return new DomainProcess(record, (done) => {
       const timer = setInterval(() => {
-        void sampleProcess(record.pid).then((s) => {
+        void processStat(record.pid).then((s) => {
           if (s && s.state !== 'Z') return;
           clearInterval(timer);
           done({ code: null, signal: null });

@@ -22,7 +22,7 @@ import { NO_SUSPEND, PROCESS_CAPABILITIES } from './capabilities.js';
 import { closeConsolePty, consolePtysAvailable, openConsolePty, type ConsoleFiles } from './console-pty.js';
 import { DomainProcess, type DomainExit, type DomainRecord } from './domain-process.js';
 import { ProcessLayout } from './layout.js';
-import { sampleProcess } from './proc.js';
+import { processStat, sampleProcess } from './proc.js';
 
 export interface ProcessVmmOptions extends BackendContext {
   /** The agent's entry point; default the built `agent-main.js` of @odyssey/agent. */
@@ -122,7 +122,7 @@ export class ProcessVmm implements Vmm {
         continue;
       }
       this.nextXid = Math.max(this.nextXid, record.xid + 1);
-      if ((await sampleProcess(record.pid))?.state === 'T') this.paused.add(name);
+      if ((await processStat(record.pid))?.state === 'T') this.paused.add(name);
       this.track(name, adopted);
       this.options.log('info', `adopted running domain ${name} (xid ${record.xid}, pid ${record.pid})`);
     }
