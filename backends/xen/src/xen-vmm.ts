@@ -22,19 +22,19 @@ export class XenVmm extends LibvirtVmm {
 
   /** A start libxl fails says why: libvirt's error alone does not (libxl-log.ts). */
   override async start(name: string): Promise<void> {
-    const mark = await markLibxlLog(this.libxlLogDir);
-    try {
-      await super.start(name);
-    } catch (error) {
-      throw await withLibxlLog(error, mark);
-    }
+    await this.explainingLibxl(() => super.start(name));
   }
 
   /** A resume is libxl's restore: the same domain creation, disks and hotplug scripts included. */
   override async resume(name: string): Promise<void> {
+    await this.explainingLibxl(() => super.resume(name));
+  }
+
+  /** Runs a libxl domain creation; its failure carries libxl's own lines written meanwhile. */
+  private async explainingLibxl(create: () => Promise<void>): Promise<void> {
     const mark = await markLibxlLog(this.libxlLogDir);
     try {
-      await super.resume(name);
+      await create();
     } catch (error) {
       throw await withLibxlLog(error, mark);
     }
