@@ -34,7 +34,7 @@ const INTERRUPTED = 'preloading interrupted: the daemon is stopping';
 /** What upstream waits for in a preload before it pauses it (with a GUI, qubes.WaitForSession too). */
 const WAIT_SERVICE = 'qubes.WaitForRunningSystem';
 
-/** Upstream's sanitize_stderr_for_log: at most 4096 bytes, printable ASCII but newlines, the rest '_'. */
+/** Upstream's sanitize_stderr_for_log: at most 4096 bytes; letters, digits, punctuation and space kept, every other byte (newlines too) '_'. */
 function sanitizeForLog(untrusted: Buffer): string {
   return [...untrusted.subarray(0, 4096)]
     .map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '_'))
