@@ -515,6 +515,18 @@ describe.skipIf(skipReason !== undefined)('the network daemon in network namespa
     expect(nsExec(NS.vm, ['ip', '-4', '-o', 'address', 'show', 'dev', vifName(real)]).out).toContain(
       `inet ${GATEWAY}/32`,
     );
+    // Entries that are not IPv4 addresses (they would reach nft's text) are ignored, and said so.
+    const bad = '10.138.7.7; flush ruleset';
+    netvmDb.write(`/mapped-ip/${real}/visible-gateway`, shown.gateway);
+    netvmDb.write(`/mapped-ip/${real}/visible-ip`, bad);
+    await until('the bad entry refused', () =>
+      (logs['netvm'] ?? '').includes(`client ${real}: visible addresses ignored: not IPv4`),
+    );
+    expect(logs['netvm']).toContain(JSON.stringify([bad, shown.gateway]));
+    const after = nsExec(NS.vm, ['nft', 'list', 'table', 'ip', 'qubes']).out;
+    expect(after).not.toContain('mapped-in');
+    expect(after).toContain(`"${vifName(real)}" . ${real}`);
+    netvmDb.rm(`/mapped-ip/${real}/`);
   });
   // In a container's user namespace this kernel refuses nft's address rewriting (EPERM, measured on
   // 6.18): a netvm there must say so and serve such a client nothing, while its ruleset still
