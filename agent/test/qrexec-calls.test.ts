@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CALL_OUTPUT_LIMIT } from '@odyssey/qrexec';
 import { allowTo, QrexecWorld } from './fixture.js';
 
 let world: QrexecWorld;
@@ -127,6 +128,21 @@ describe('qrexec through the daemon and the agents', () => {
       stderr: Buffer.from('oops\n'),
       exitCode: 3,
     });
+  });
+
+  it("keeps at most the limit of what a domain's service writes to dom0, and still runs it to its end", async () => {
+    await world.addScript(
+      world.domain('work').serviceDir,
+      'test.Flood',
+      '#!/bin/sh\nhead -c 3000000 /dev/zero\nhead -c 5000 /dev/zero | tr "\\0" e >&2\necho done >&2\nexit 4\n',
+    );
+    const result = await world.domain('work').daemon.callService('test.Flood', { maxOutputBytes: 4096 });
+    expect(result.stdout).toEqual(Buffer.alloc(4096));
+    expect(result.stderr).toEqual(Buffer.alloc(4096, 'e'));
+    expect(result.exitCode).toBe(4);
+    const byDefault = await world.domain('work').daemon.callService('test.Flood');
+    expect(byDefault.stdout).toEqual(Buffer.alloc(CALL_OUTPUT_LIMIT));
+    expect(byDefault.stderr.toString()).toBe(`${'e'.repeat(5000)}done\n`);
   });
 
   it('frees data ports so that many calls in a row succeed', async () => {

@@ -58,6 +58,12 @@ export interface ServiceCallResult {
 }
 
 const DOM0: QrexecDomainRef = { name: 'dom0', id: 0 };
+
+/**
+ * What callService keeps of each of a service's output streams by default: the domain writes it
+ * and dom0 holds it. The rest is read (the service never blocks on a full pipe) and dropped.
+ */
+export const CALL_OUTPUT_LIMIT = 1024 * 1024;
 /** dom0's service side gives up on the caller's data vchan after this long, as upstream's 5 s. */
 const DOM0_SERVICE_CONNECT_TIMEOUT_MS = 5000;
 
@@ -170,16 +176,18 @@ export class QrexecDaemon {
   /**
    * dom0 calls a service in this domain, as qrexec-client does: the daemon
    * asks the agent to run `USER:QUBESRPC SERVICE+ARG dom0` and dom0 is the
-   * vchan server of the data channel.
+   * vchan server of the data channel. Each output stream is kept up to
+   * `maxOutputBytes` (CALL_OUTPUT_LIMIT by default).
    */
   async callService(
     serviceAndArg: string,
-    options: { stdin?: Buffer | Readable; user?: string } = {},
+    options: { stdin?: Buffer | Readable; user?: string; maxOutputBytes?: number } = {},
   ): Promise<ServiceCallResult> {
     const command = vmServiceCommand(options.user ?? 'DEFAULT', withArgument(serviceAndArg), DOM0.name);
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    const collected = Promise.all([collect(stdout), collect(stderr)]);
+    const limit = options.maxOutputBytes ?? CALL_OUTPUT_LIMIT;
+    const collected = Promise.all([collect(stdout, limit), collect(stderr, limit)]);
     const stdin =
       options.stdin instanceof Readable ? options.stdin : Readable.from([options.stdin ?? Buffer.alloc(0)]);
     const exitCode = await this.runCommand(command, { stdin, stdout, stderr });
@@ -429,8 +437,16 @@ function agentGone(): QrexecProtocolError {
   return new QrexecProtocolError('the agent closed the control vchan');
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
+/** The first `limit` bytes of `stream`, read to its end. */
+async function collect(stream: Readable, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  let kept = 0;
+  for await (const chunk of stream) {
+    const room = limit - kept;
+    if (room <= 0) continue;
+    const part = (chunk as Buffer).subarray(0, room);
+    chunks.push(part);
+    kept += part.length;
+  }
   return Buffer.concat(chunks);
 }
