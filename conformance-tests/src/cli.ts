@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { Command, Option } from 'commander';
@@ -16,7 +15,6 @@ import { hostSetupOf } from './host-setup.js';
 import { installGuestKernel, startPrivateLibvirtd } from './kvm-setup.js';
 import { runNested } from './nested.js';
 import { startDaemon } from './odysseyd.js';
-import { renderJUnit } from './junit.js';
 import { declaredOf, writeReport, type BackendReport } from './report.js';
 import { installXenGuestKernel } from './xen-setup.js';
 
@@ -122,14 +120,11 @@ async function openUnderTest(env: NodeJS.ProcessEnv): Promise<BackendUnderTest> 
     // A backend that said what it is goes into the matrix as not run, with the reason.
     if (e instanceof BackendOpenError && e.capabilities) {
       const caps = e.capabilities;
-      const report = await writeReport(opts.report, {
-        backend: caps.name,
-        declared: declaredOf(opts.backend, caps),
-        checks: [],
-        metrics: {},
-        notRun: reason,
-      });
-      if (opts.junit) await writeFile(opts.junit, renderJUnit(report));
+      await writeReport(
+        opts.report,
+        { backend: caps.name, declared: declaredOf(opts.backend, caps), checks: [], metrics: {}, notRun: reason },
+        opts.junit,
+      );
       console.log(`not run (${caps.name}): ${reason}`);
     }
     process.exit(EXIT.notRun);
@@ -210,8 +205,7 @@ try {
 if (!outcome) process.exit(EXIT.notRun);
 
 const results = outcome.checks;
-const report = await writeReport(opts.report, outcome);
-if (opts.junit) await writeFile(opts.junit, renderJUnit(report));
+await writeReport(opts.report, outcome, opts.junit);
 const count = (status: CheckResult['status']) => results.filter((r) => r.status === status).length;
 const warned = count('warn') > 0 ? `, ${count('warn')} warnings` : '';
 console.log(

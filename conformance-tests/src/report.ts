@@ -1,10 +1,13 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+import { lock } from 'proper-lockfile';
 
 import type { VmmCapabilities } from '@odyssey/hal';
 
 import type { CheckResult } from './check.js';
 import { renderHtml } from './html-report.js';
+import { renderJUnit } from './junit.js';
 import { renderMarkdown } from './report-markdown.js';
 
 /** What the backend said of itself: the report's column header and its capability rows. */
@@ -74,12 +77,33 @@ async function previous(dir: string): Promise<Report> {
   }
 }
 
-/** Merges this backend's results into DIR's report (replacing an earlier run of the same backend). */
-export async function writeReport(dir: string, result: BackendReport): Promise<Report> {
+/** Readers outside the lock (CI's checks of report.json) see the old file or the new one, whole. */
+async function replaceFile(path: string, text: string): Promise<void> {
+  await writeFile(`${path}.tmp`, text);
+  await rename(`${path}.tmp`, path);
+}
+
+/**
+ * Merges this backend's results into DIR's report (replacing an earlier run of the same backend).
+ * Runs of several backends may share DIR at once (CI runs nested Xen beside the others), so the
+ * read-merge-write holds DIR's lock: without it one run could read the other's half-written file,
+ * or both read the same report and the later write drop the earlier backend. JUNIT_FILE, when
+ * given, is rendered from the same merged report under the lock.
+ */
+export async function writeReport(dir: string, result: BackendReport, junitFile?: string): Promise<Report> {
   await mkdir(dir, { recursive: true });
-  const report = await previous(dir);
-  report.backends = [...report.backends.filter((b) => b.backend !== result.backend), result];
-  await writeFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-  for (const writer of REPORT_WRITERS) await writeFile(join(dir, writer.file), writer.render(report));
-  return report;
+  const release = await lock(dir, {
+    lockfilePath: join(dir, '.report.lock'),
+    retries: { retries: 60, minTimeout: 100, maxTimeout: 1000 },
+  });
+  try {
+    const report = await previous(dir);
+    report.backends = [...report.backends.filter((b) => b.backend !== result.backend), result];
+    await replaceFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    for (const writer of REPORT_WRITERS) await replaceFile(join(dir, writer.file), writer.render(report));
+    if (junitFile) await replaceFile(junitFile, renderJUnit(report));
+    return report;
+  } finally {
+    await release();
+  }
 }

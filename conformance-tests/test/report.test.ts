@@ -102,3 +102,31 @@ it('shows the declaration, the isolation class, and the core section apart from 
   expect(backend).toContain('| hal.start | **FAIL** |');
   expect(md).toContain('- mine hal.start (fail): state() said Halted');
 });
+
+it('keeps every backend when runs write into one report directory at once, junit included', async () => {
+  dir = await mkdtemp(join(tmpdir(), 'odyssey-report-'));
+  const junit = join(dir, 'junit.xml');
+  const backends = ['process', 'kvm', 'lxc', 'xen', 'virtualbox', 'mine-1', 'mine-2', 'mine-3'];
+  await Promise.all(
+    backends.map((backend) =>
+      writeReport(
+        dir,
+        {
+          backend,
+          checks: [
+            { id: 'lifecycle.start', category: 'lifecycle', section: 'backend', status: 'pass', reason: '' },
+          ],
+          metrics: {},
+        },
+        junit,
+      ),
+    ),
+  );
+  const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as {
+    backends: { backend: string }[];
+  };
+  expect(report.backends.map((b) => b.backend).sort()).toEqual([...backends].sort());
+  const xml = await readFile(junit, 'utf8');
+  for (const backend of backends) expect(xml).toContain(`name="${backend}"`);
+  await expect(readFile(join(dir, '.report.lock'))).rejects.toThrow(/ENOENT/);
+});
