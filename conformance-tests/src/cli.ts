@@ -122,7 +122,13 @@ async function openUnderTest(env: NodeJS.ProcessEnv): Promise<BackendUnderTest> 
       const caps = e.capabilities;
       await writeReport(
         opts.report,
-        { backend: caps.name, declared: declaredOf(opts.backend, caps), checks: [], metrics: {}, notRun: reason },
+        {
+          backend: caps.name,
+          declared: declaredOf(opts.backend, caps),
+          checks: [],
+          metrics: {},
+          notRun: reason,
+        },
         opts.junit,
       );
       console.log(`not run (${caps.name}): ${reason}`);

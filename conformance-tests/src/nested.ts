@@ -43,6 +43,13 @@ async function benchMetrics(file: string): Promise<Record<string, number>> {
   }
 }
 
+/**
+ * How long QEMU may run: the whole suite took 2180 s alone on 4 December 2026, and CI runs it beside
+ * its other stages on the same two cores, where it runs longer; past an hour it would miss CI's
+ * limit anyway.
+ */
+const NESTED_TIMEOUT_S = 3600;
+
 /** QEMU's memory and dom0's share of it: dom0 holds the state dir in RAM, the rest is for domUs. */
 const NESTED_MEMORY_MIB = 5120;
 const DOM0_MEMORY_MIB = 3072;
@@ -114,6 +121,8 @@ export async function runNested(options: NestedOptions): Promise<BackendReport> 
         join(options.logDir, 'dom0-logs'),
         '--log',
         consoleLog,
+        '--timeout',
+        String(NESTED_TIMEOUT_S),
         '--env',
         `${XEN_GUEST_IMAGE_ENV}=${imageDir}`,
         ...templates,

@@ -107,10 +107,16 @@ let noBoot: string | undefined;
 
 const env = (): NodeJS.ProcessEnv => ({ ...process.env, ODYSSEY_LIBVIRT_SOCKET: libvirtSocket });
 
+/**
+ * A daemon that has reconciled its qubes with libvirt: it serves before its backend connects, and
+ * until then a running qube is what qubes.xml says (Halted), as a loaded machine showed.
+ */
 async function startOdysseyd(): Promise<SpawnedDaemon> {
   for (;;) {
     try {
-      return await spawnDaemon(['--backend', 'kvm'], stateDir, env());
+      const started = await spawnDaemon(['--backend', 'kvm'], stateDir, env());
+      await started.logged('backend kvm connected');
+      return started;
     } catch (e) {
       // A killed daemon's lock may still look held for a moment.
       if (!/in use by another odysseyd/.test((e as Error).message)) throw e;

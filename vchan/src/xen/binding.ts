@@ -6,9 +6,9 @@ export interface VchanCtrl {
 }
 
 /**
- * Waits for an event channel's file descriptor off the main thread. One
- * next() at a time; wake() makes a pending next() return early, so the owner
- * can free what the waiting thread looks at only after next() has settled.
+ * Waits for an event channel's file descriptor without blocking the event loop.
+ * One next() at a time; wake() makes a pending next() return early, so the owner
+ * frees the channel only after next() has settled.
  */
 export interface EventWatch {
   /** Resolves true when the fd is readable (a notification is pending), false when woken. */

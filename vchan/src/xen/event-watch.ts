@@ -1,184 +1,167 @@
-import { readSync, writeSync } from 'node:fs';
 import { VchanError } from '@odyssey/hal';
 import type { EventWatch } from './binding.js';
 import type { Koffi } from './koffi.js';
 
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const POLLHUP = 0x10;
-const POLLNVAL = 0x20;
-/** Errors and a closed fd count as an event: libxenvchan_wait then reports them. */
-const READY = POLLIN | POLLERR | POLLHUP | POLLNVAL;
-const EINTR = 4;
-/** struct pollfd: int fd; short events; short revents. */
-const POLLFD_SIZE = 8;
+/** libuv's `enum uv_handle_type` value UV_POLL, for uv_handle_size. */
+const UV_POLL = 8;
+/** libuv's `enum uv_poll_event` value UV_READABLE. */
+const UV_READABLE = 1;
 
-interface Libc {
-  eventfd(initval: number, flags: number): number;
-  poll: {
-    async(fds: Buffer, nfds: number, timeout: number, done: (error: unknown, result: number) => void): void;
-  };
+type Handle = unknown;
+
+interface Uv {
+  handleSize(type: number): number | bigint;
+  pollInit(loop: unknown, handle: Handle, fd: number): number;
+  pollStart(handle: Handle, events: number, callback: bigint): number;
+  pollStop(handle: Handle): number;
+  close(handle: Handle, callback: bigint): void;
+  strerror(error: number): string;
 }
 
+interface Prototypes {
+  readonly poll: ReturnType<Koffi['pointer']>;
+  readonly close: ReturnType<Koffi['pointer']>;
+}
+
+/** koffi's type names are process-wide: the callback prototypes are declared once. */
+let prototypes: Prototypes | undefined;
+
 /**
- * Waits for event channels off the main thread. Node cannot watch a character
- * device on its own loop (libuv polls sockets, pipes and ttys; a read of
- * /dev/xen/evtchn would block a pool thread all the same), so the waiting sits
- * on a libuv pool thread, as a koffi async call. It is poll(2) rather than
- * libxenvchan_wait for two reasons: one call covers every open vchan, so the
- * process holds one pool thread however many vchans it has (a blocked
- * libxenvchan_wait per vchan would use up the pool's four threads and stall fs
- * and dns); and poll also watches an eventfd, whose write returns it at once,
- * so a vchan can be closed without a thread still waiting on it. The vchan
- * calls libxenvchan_wait itself once poll saw its fd readable, which no longer blocks.
+ * Waits for event channels on Node's own event loop: one libuv poll handle (epoll) per event
+ * channel fd, made through koffi with the libuv that runs this process (exported by the node
+ * binary, or Debian's shared libuv1 that its node links). Node's own API cannot do it: net.Socket
+ * takes sockets, pipes and ttys only, and /dev/xen/evtchn is a character device. The notification
+ * is handled in the loop's poll phase, with no thread between the kernel and the vchan: this
+ * replaced poll(2) as a koffi async call on a libuv pool thread (measured on a fifo, 45 µs a wake
+ * against 70 µs; under nested TCG every thread switch costs far more). libuv makes the fd
+ * non-blocking, so libxenvchan_wait must only be called once the fd was seen readable, as
+ * XenVchan does.
  */
 export class EventPoller {
   readonly #koffi: Koffi;
-  readonly #libc: Libc;
-  readonly #wakeFd: number;
-  /** Watches with a next() pending. */
-  readonly #pending = new Set<PollEventWatch>();
-  #inFlight = false;
-  #scheduled = false;
-  #interrupted = false;
+  readonly #uv: Uv;
+  readonly #loop: unknown;
+  readonly #handleSize: number;
+  readonly #pollCallback: bigint;
+  readonly #closeCallback: bigint;
+  /** Watches by their handle's address: libuv's callbacks name the handle only. */
+  readonly #watches = new Map<bigint, LoopEventWatch>();
 
   constructor(koffi: Koffi) {
-    const libc = koffi.load('libc.so.6');
+    const self = koffi.load(null);
     this.#koffi = koffi;
-    this.#libc = {
-      eventfd: libc.func('int eventfd(unsigned int initval, int flags)') as Libc['eventfd'],
-      poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)') as unknown as Libc['poll'],
+    this.#uv = {
+      handleSize: self.func('size_t uv_handle_size(int type)') as Uv['handleSize'],
+      pollInit: self.func('int uv_poll_init(void *loop, void *handle, int fd)') as Uv['pollInit'],
+      pollStart: self.func('int uv_poll_start(void *handle, int events, void *cb)') as Uv['pollStart'],
+      pollStop: self.func('int uv_poll_stop(void *handle)') as Uv['pollStop'],
+      close: self.func('void uv_close(void *handle, void *cb)') as Uv['close'],
+      strerror: self.func('const char *uv_strerror(int err)') as Uv['strerror'],
     };
-    this.#wakeFd = this.#libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (this.#wakeFd < 0) throw new VchanError(`eventfd failed (errno ${koffi.errno()})`);
+    this.#loop = (self.func('void *uv_default_loop(void)') as () => unknown)();
+    this.#handleSize = Number(this.#uv.handleSize(UV_POLL));
+    prototypes ??= {
+      poll: koffi.pointer(koffi.proto('void odyssey_uv_poll_cb(void *handle, int status, int events)')),
+      close: koffi.pointer(koffi.proto('void odyssey_uv_close_cb(void *handle)')),
+    };
+    this.#pollCallback = koffi.register((handle: Handle) => this.#fired(handle), prototypes.poll);
+    this.#closeCallback = koffi.register((handle: Handle) => this.#closed(handle), prototypes.close);
   }
 
   watch(fd: number): EventWatch {
-    return new PollEventWatch(this, fd);
+    const handle = this.#koffi.alloc('uint8', this.#handleSize) as Handle;
+    const status = this.#uv.pollInit(this.#loop, handle, fd);
+    if (status < 0) {
+      this.#koffi.free(handle);
+      throw new VchanError(`cannot watch event channel fd ${fd}: uv_poll_init: ${this.#uv.strerror(status)}`);
+    }
+    const watch = new LoopEventWatch(this, handle);
+    this.#watches.set(this.#koffi.address(handle), watch);
+    return watch;
   }
 
   /** @internal */
-  add(watch: PollEventWatch): void {
-    this.#pending.add(watch);
-    this.#schedule();
+  start(watch: LoopEventWatch): void {
+    // Errors (status < 0 in the callback) count as an event too: libxenvchan_wait then reports them.
+    const status = this.#uv.pollStart(watch.handle, UV_READABLE, this.#pollCallback);
+    if (status < 0)
+      watch.fail(new VchanError(`uv_poll_start on an event channel: ${this.#uv.strerror(status)}`));
   }
 
   /** @internal */
-  remove(watch: PollEventWatch): void {
-    this.#pending.delete(watch);
+  stop(watch: LoopEventWatch): void {
+    this.#uv.pollStop(watch.handle);
   }
 
-  /** @internal Answers a woken watch's pending next(), after the poll in flight returned. */
-  wake(watch: PollEventWatch): void {
-    if (this.#pending.has(watch)) this.#schedule();
+  /** @internal The handle's memory goes back once libuv has let go of it, in the close callback. */
+  close(watch: LoopEventWatch): void {
+    this.#uv.pollStop(watch.handle);
+    this.#uv.close(watch.handle, this.#closeCallback);
   }
 
-  /** Polls again soon: at once if nothing is in flight, else after interrupting the poll in flight. */
-  #schedule(): void {
-    if (this.#inFlight) {
-      this.#interrupt();
-      return;
-    }
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    // After the current callbacks: vchans woken by the last poll re-arm first and join the next one.
-    setImmediate(() => {
-      this.#scheduled = false;
-      this.#poll();
-    });
+  #fired(handle: Handle): void {
+    const watch = this.#watches.get(this.#koffi.address(handle));
+    if (!watch) return;
+    this.#uv.pollStop(handle);
+    watch.settle(true);
   }
 
-  #interrupt(): void {
-    if (this.#interrupted) return;
-    this.#interrupted = true;
-    const one = Buffer.alloc(8);
-    one.writeBigUInt64LE(1n);
-    writeSync(this.#wakeFd, one);
-  }
-
-  #poll(): void {
-    for (const watch of this.#pending) {
-      if (!watch.woken) continue;
-      this.#pending.delete(watch);
-      watch.settle(false);
-    }
-    if (this.#inFlight || this.#pending.size === 0) return;
-    const watches = [...this.#pending];
-    // A fresh array per call: the pool thread reads it while this thread goes on.
-    const fds = Buffer.alloc((watches.length + 1) * POLLFD_SIZE);
-    [...watches.map((watch) => watch.fd), this.#wakeFd].forEach((fd, i) => {
-      fds.writeInt32LE(fd, i * POLLFD_SIZE);
-      fds.writeInt16LE(POLLIN, i * POLLFD_SIZE + 4);
-    });
-    const revents = (i: number): number => fds.readInt16LE(i * POLLFD_SIZE + 6);
-    this.#inFlight = true;
-    this.#libc.poll.async(fds, watches.length + 1, -1, (error, result) => {
-      this.#inFlight = false;
-      if (!error && result >= 0) {
-        if (revents(watches.length) & POLLIN) this.#drainWakeFd();
-        watches.forEach((watch, i) => {
-          if (!(revents(i) & READY) || !this.#pending.has(watch)) return;
-          this.#pending.delete(watch);
-          watch.settle(true);
-        });
-      } else if (error || this.#koffi.errno() !== EINTR) {
-        // koffi hands the worker thread's errno to this callback.
-        const failure = new VchanError(
-          `poll on the event channels failed: ${String(error ?? this.#koffi.errno())}`,
-        );
-        for (const watch of watches) {
-          this.#pending.delete(watch);
-          watch.fail(failure);
-        }
-      }
-      this.#schedule();
-    });
-  }
-
-  #drainWakeFd(): void {
-    this.#interrupted = false;
-    try {
-      readSync(this.#wakeFd, Buffer.alloc(8));
-    } catch {
-      // EAGAIN: already drained.
-    }
+  #closed(handle: Handle): void {
+    const address = this.#koffi.address(handle);
+    const watch = this.#watches.get(address);
+    this.#watches.delete(address);
+    this.#koffi.free(watch?.handle ?? handle);
   }
 }
 
-/** One event channel's fd, waited for through the process's EventPoller. */
-class PollEventWatch implements EventWatch {
-  woken = false;
+/** One event channel's fd, watched by a libuv poll handle while a next() is pending. */
+class LoopEventWatch implements EventWatch {
+  #woken = false;
+  #closed = false;
   #resolve: ((event: boolean) => void) | undefined;
   #reject: ((error: Error) => void) | undefined;
 
   constructor(
     readonly poller: EventPoller,
-    readonly fd: number,
+    readonly handle: Handle,
   ) {}
 
   next(): Promise<boolean> {
     return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        reject(new VchanError('the event channel watch is closed'));
+        return;
+      }
+      if (this.#woken) {
+        this.#woken = false;
+        resolve(false);
+        return;
+      }
       this.#resolve = resolve;
       this.#reject = reject;
-      this.poller.add(this);
+      this.poller.start(this);
     });
   }
 
   wake(): void {
-    this.woken = true;
-    this.poller.wake(this);
+    if (!this.#resolve) {
+      this.#woken = true;
+      return;
+    }
+    this.poller.stop(this);
+    this.settle(false);
   }
 
   close(): void {
-    this.poller.remove(this);
+    if (this.#closed) return;
+    this.#closed = true;
+    this.poller.close(this);
+    this.settle(false);
   }
 
   settle(event: boolean): void {
     const resolve = this.#resolve;
     this.#resolve = this.#reject = undefined;
-    if (!event) this.woken = false;
     resolve?.(event);
   }
 

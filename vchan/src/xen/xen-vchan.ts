@@ -22,12 +22,12 @@ export interface XenVchanRings {
 /**
  * One libxenvchan channel as a Duplex. The rings are the shared pages: bytes
  * move between them and the stream on every wake of the event channel, which
- * is watched off the main thread with at most one wait in flight.
+ * is watched on the event loop (event-watch.ts) with at most one wait in flight.
  *
  * libxenvchan_close frees the ctrl and closes the event channel's fd, so it must
- * not run while a pool thread still waits on that fd (a late report would reach
- * a freed ctrl, or another vchan that reused the fd number): destroy() wakes the
- * watch and the close runs once that wait has returned.
+ * not run while a wait is still out on that fd (a late report would reach a
+ * freed ctrl, or another vchan that reused the fd number): destroy() wakes the
+ * watch and the close runs once that wait has settled.
  */
 export class XenVchan extends Duplex implements Vchan {
   readonly #binding: LibxenvchanBinding;
