@@ -93,9 +93,11 @@ export class EventPoller {
     this.#uv.pollStop(watch.handle);
   }
 
-  /** @internal The handle's memory goes back once libuv has let go of it, in the close callback. */
+  /**
+   * @internal uv_close stops the handle's poll itself; the handle's memory goes back once libuv has
+   * let go of it, in the close callback.
+   */
   close(watch: LoopEventWatch): void {
-    this.#uv.pollStop(watch.handle);
     this.#uv.close(watch.handle, this.#closeCallback);
   }
 
@@ -106,11 +108,13 @@ export class EventPoller {
     watch.settle(true);
   }
 
+  /** Frees the memory koffi allocated (the watch holds it: the callback's pointer is only its address). */
   #closed(handle: Handle): void {
     const address = this.#koffi.address(handle);
     const watch = this.#watches.get(address);
+    if (!watch) return;
     this.#watches.delete(address);
-    this.#koffi.free(watch?.handle ?? handle);
+    this.#koffi.free(watch.handle);
   }
 }
 
