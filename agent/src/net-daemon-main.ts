@@ -2,7 +2,9 @@
 // The guest's network daemon (odyssey-network.service): configures the qube's NICs from QubesDB and,
 // in a qube that provides network, forwards, NATs and firewalls its clients with nftables.
 import { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
 import { QubesDbClient, QUBESDB_LOCAL_SOCKET } from '@odyssey/qubesdb';
+import { openXenstore } from '@odyssey/vchan';
 import { dhclient } from './net/links.js';
 import { NetDaemon } from './net/net-daemon.js';
 
@@ -33,7 +35,10 @@ for (let attempt = 0; !qdb; attempt++) {
   if (!qdb) await new Promise((resolve) => setTimeout(resolve, 200));
 }
 const command = options.dhcpClient;
+// A Xen domU: a netvm's client vifs are netback's, described in this domain's xenstore directory.
+const onXen = (await readFile('/sys/hypervisor/type', 'utf8').catch(() => '')).trim() === 'xen';
 const daemon = new NetDaemon({
+  ...(onXen ? { xenstore: await openXenstore() } : {}),
   qdb,
   resolvConf: options.resolvConf,
   dhcpClient: command === undefined ? dhclient : (ifname) => [command, ifname],

@@ -56,12 +56,16 @@ const DOM0_MEMORY_MIB = 3072;
 
 /**
  * xen-nested.sh's arguments that show dom0 the template builder's cache (read-only) and point the
- * builder there, so the guest category installs the Debian template from the host's build (dom0 has
- * no mmdebstrap): whenever the run includes that category — the whole suite (no --only/--skip, as
- * CI runs it), or a selection naming it. None when there is no cache; the category then says so.
+ * builder there, so the guest and network categories install the Debian template from the host's
+ * build (dom0 has no mmdebstrap): whenever the run includes one of them — the whole suite (no
+ * --only/--skip, as CI runs it), or a selection naming one. None when there is no cache; the
+ * categories then say so.
  */
+const TEMPLATE_CATEGORIES = ['guest', 'network'];
+
 export async function templateCacheShare(only: string | undefined): Promise<string[]> {
-  if (only !== undefined && !only.split(',').includes('guest')) return [];
+  if (only !== undefined && !only.split(',').some((category) => TEMPLATE_CATEGORIES.includes(category)))
+    return [];
   const cache = process.env['ODYSSEY_TEMPLATE_CACHE'] || DEFAULT_TEMPLATE_CACHE;
   try {
     await access(cache);

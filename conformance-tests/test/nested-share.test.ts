@@ -22,10 +22,11 @@ describe('the template cache share of a nested run', () => {
     await rm(cache, { recursive: true, force: true });
   });
 
-  it('is shared for the whole suite and for a selection naming the guest category', async () => {
+  it('is shared for the whole suite and for a selection naming the guest or network category', async () => {
     const share = ['--share', cache, '--env', `ODYSSEY_TEMPLATE_CACHE=${cache}`];
     expect(await templateCacheShare(undefined)).toEqual(share);
     expect(await templateCacheShare('lifecycle,guest')).toEqual(share);
+    expect(await templateCacheShare('network')).toEqual(share);
   });
 
   it('is not shared for a selection without it, nor when the cache does not exist', async () => {

@@ -405,6 +405,19 @@ export class LibvirtVmm implements Vmm {
     }
   }
 
+  /** The running domain `name`, for a change to it; invalid-state when it is not running. */
+  protected async running(name: string, what: string): Promise<Domain> {
+    const dom = await this.lookup(name);
+    if (!(await this.isActive(dom))) throw new VmmError('invalid-state', `${what}: ${name} is not running`);
+    return dom;
+  }
+
+  /** The domain `name` when it exists and runs. */
+  protected async activeOrUndefined(name: string): Promise<Domain | undefined> {
+    const dom = await this.lookupOrUndefined(name);
+    return dom && (await this.isActive(dom)) ? dom : undefined;
+  }
+
   protected async lookup(name: string): Promise<Domain> {
     return this.call(`lookup ${name}`, () => this.libvirt.domains.lookupByName(name));
   }

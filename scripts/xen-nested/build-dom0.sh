@@ -48,7 +48,7 @@ BUSYBOX=/bin/busybox
 "$BUSYBOX" --list >/dev/null 2>&1 && ! ldd "$BUSYBOX" >/dev/null 2>&1 || die "$BUSYBOX is not static: apt-get install busybox-static"
 
 PACKAGES="linux-image-$KV xen-hypervisor-4.17-amd64 xen-utils-4.17 libvirt-daemon libvirt-daemon-driver-xen
-  libvirt-clients busybox-static util-linux bash coreutils"
+  libvirt-clients busybox-static util-linux bash coreutils iproute2 nftables"
 KEY="$( {
   dpkg-query -W -f '${Package} ${Version}\n' $PACKAGES
   "$NODE" --version
@@ -93,6 +93,8 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/initramfs" ]; then
   copy_with_libs /usr/bin/bash /usr/sbin/losetup /usr/bin/flock /usr/bin/stat
   # odysseyd copies volumes with GNU cp (--sparse=always --reflink=never); /usr/bin precedes busybox in PATH.
   copy_with_libs /usr/bin/cp
+  # The Xen backend's uplink: iproute2 (bridges; vif-bridge's `ip link set master`) and nft (its NAT).
+  copy_with_libs /usr/bin/ip /usr/sbin/nft
   ln -sf ../usr/bin/bash "$R/bin/bash"
   cp -a /etc/xen/xl.conf /etc/xen/scripts "$R/etc/xen/"
   cp -a /etc/libvirt "$R/etc/"
@@ -102,8 +104,10 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/initramfs" ]; then
   printf 'root:x:0:\n' >"$R/etc/group"
 
   # Kernel modules with their dependencies first (modules.dep), loaded in that order by /init.
+  # No modprobe finds these flat files: what the uplink's nftables table uses is loaded at boot
+  # (crc32c_generic first: libcrc32c, under nf_tables, asks the crypto API for crc32c when loaded).
   MODULES="xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback loop
-    virtio_pci 9pnet_virtio 9p"
+    virtio_pci 9pnet_virtio 9p xen-netback bridge crc32c_generic nft_chain_nat nft_nat nft_masq"
   declare -A DEPS SEEN
   while IFS=: read -r mod deps; do
     DEPS["$(basename "$mod" .ko)"]="$deps"

@@ -10,6 +10,7 @@ import { isBlocked, parseConntrackList } from './conntrack.js';
 import { parseClientRules, type NetRule } from './firewall-rules.js';
 import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
 import { REWRITE_PROBE, renderRuleset, type ClientLink, type VisibleAddresses } from './nft-ruleset.js';
+import { adoptNetbackVif, markConnected, netbackVif, type BackendStore } from './xen-vifs.js';
 
 /** The qube's own addressing in QubesDB (upstream's setup-ip reads these). */
 const FRONTEND_KEYS = ['/qubes-ip', '/qubes-gateway', '/qubes-primary-dns', '/qubes-secondary-dns'];
@@ -21,6 +22,8 @@ export interface NetDaemonOptions {
   /** The DHCP client command for an uplink named by its argument. */
   readonly dhcpClient: (ifname: string) => string[];
   readonly log: (message: string) => void;
+  /** This domain's xenstore, in a Xen domU: a netvm's client vifs are netback's (xen-vifs.ts). */
+  readonly xenstore?: BackendStore;
 }
 
 /**
@@ -78,6 +81,9 @@ export class NetDaemon {
         await Promise.all(['/qubes-netvm-primary-dns', '/qubes-netvm-secondary-dns'].map(read))
       ).filter((v): v is string => v !== undefined && v !== '');
       await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+      // Loaded before any client starts: libxl waits a few seconds only for netback to take a new vif.
+      if (this.#options.xenstore)
+        await run('modprobe', ['xen-netback']).catch((error: unknown) => this.#options.log(String(error)));
       this.#noRewrite = await run('nft', ['-c', '-f', '-'], REWRITE_PROBE).then(
         () => undefined,
         (error: unknown) =>
@@ -162,7 +168,15 @@ export class NetDaemon {
   }
 
   /** Sets a new NIC up by what its MAC says; true when the netvm's ruleset must change. */
-  async #configure(link: Link): Promise<boolean> {
+  async #configure(found: Link): Promise<boolean> {
+    const store = this.#options.xenstore;
+    const netback = store ? netbackVif(found.ifname) : undefined;
+    if (netback && this.#gateway === undefined) {
+      this.#options.log(`${found.ifname}: a client vif in a qube that provides no network: left down`);
+      return false;
+    }
+    const link = netback && store ? await adoptNetbackVif(netback, store, this.#options.log) : found;
+    if (!link) return false;
     const qdb = this.#options.qdb;
     const read = async (path: string): Promise<string> => (await qdb.read(path))?.toString() ?? '';
     if (link.mac === this.#ownMac) {
@@ -186,6 +200,7 @@ export class NetDaemon {
       const vif = vifName(clientIp);
       const visible = await this.#visibleAddresses(clientIp);
       await configureVif(link.ifname, vif, { ip: clientIp, visible }, this.#gateway);
+      if (netback && store) await markConnected(netback, store);
       this.#links.set(link.mac, { ifname: vif, ip: clientIp, ...(visible && { visible }) });
       this.#configured.set(link.mac, vif);
       const shown = visible ? ` shown as ${visible.ip} via ${visible.gateway}` : '';

@@ -84,17 +84,6 @@ export class KvmVmm extends LibvirtVmm {
     }
   }
 
-  private async activeOrUndefined(name: string): Promise<Domain | undefined> {
-    const dom = await this.lookupOrUndefined(name);
-    return dom && (await this.isActive(dom)) ? dom : undefined;
-  }
-
-  private async running(name: string, what: string): Promise<Domain> {
-    const dom = await this.lookup(name);
-    if (!(await this.isActive(dom))) throw new VmmError('invalid-state', `${what}: ${name} is not running`);
-    return dom;
-  }
-
   private async liveUdp(dom: Domain, what: string) {
     const xml = await this.call(what, () => this.libvirt.domains.getXMLDesc(dom, XmlFlags.SECURE));
     return udpInterfaces(xml);

@@ -9,6 +9,7 @@ import {
   type XmlNode,
 } from '@odyssey/libvirt-hal';
 import type { HvmBoot } from './host-support.js';
+import { linkInterface, uplinkInterface } from './network-xml.js';
 
 export interface XenDomainXmlInput {
   readonly spec: DomainSpec;
@@ -109,10 +110,19 @@ function hvm(spec: DomainSpec, boot: HvmBoot | undefined): ModeXml {
   };
 }
 
+/** The domain's own vifs: its link to its netvm (netback there serves it) and its uplink (dom0's). */
+function interfaces(spec: DomainSpec): XmlNode[] {
+  const nics: XmlNode[] = [];
+  if (spec.network?.link) nics.push(linkInterface(spec.network.link));
+  if (spec.network?.uplink) nics.push(uplinkInterface());
+  return nics;
+}
+
 /** libxl domain XML for a spec (every value escaped by the builder). */
 export function domainXml({ spec, hvm: hvmBoot }: XenDomainXmlInput): string {
   const mode = spec.virtMode === 'hvm' ? hvm(spec, hvmBoot) : pvOrPvh(spec);
   const disks = spec.volumes.filter((v) => v.format !== 'dir').map(disk);
+  const nics = interfaces(spec);
   return buildDomainXml({
     ...attrs({ type: 'xen' }),
     ...identityAndSize(spec),
@@ -123,6 +133,7 @@ export function domainXml({ spec, hvm: hvmBoot }: XenDomainXmlInput): string {
     devices: {
       ...(mode.emulator ? { emulator: mode.emulator } : {}),
       ...(disks.length > 0 ? { disk: disks } : {}),
+      ...(nics.length > 0 ? { interface: nics } : {}),
       ...mode.consoles,
     },
   });

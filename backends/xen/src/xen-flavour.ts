@@ -11,6 +11,7 @@ import {
 import { UndefineFlags, type Libvirt } from '@odyssey/libvirt';
 import type { DriverFlags, LibvirtFlavour } from '@odyssey/libvirt-hal';
 import { domainXml } from './domain-xml.js';
+import { ensureUplink } from './uplink.js';
 import {
   DEBIAN_HOST_PATHS,
   findHvmSupport,
@@ -23,6 +24,8 @@ import {
 
 export interface XenFlavourOptions {
   readonly log: BackendContext['log'];
+  /** Where dom0's side of uplinks keeps its files (the DHCP server's). */
+  readonly runtimeDir: string;
   /** Where to look for HVM's device model and firmware; default Debian's Xen 4.17. */
   readonly hostPaths?: XenHostPaths;
 }
@@ -80,9 +83,8 @@ export class XenFlavour implements LibvirtFlavour {
       usbDevices: unsupported('USB passthrough is not implemented by the Xen backend'),
       // libxenvchan connects two domUs directly over grant tables; the guest agent speaks it.
       vmToVmVchan: supported,
-      network: unsupported(
-        'network links (a vif whose backend is the netvm) and the uplink are not implemented by the Xen backend',
-      ),
+      // A link is a vif whose backend is the netvm (netback there); an uplink a vif on a dom0 bridge.
+      network: supported,
       // Every mode's domain XML puts its console on a pty, found in the live domain XML.
       console: supported,
     };
@@ -115,6 +117,7 @@ export class XenFlavour implements LibvirtFlavour {
         `${spec.name}: ${spec.virtMode} guests cannot start here: ${support.reason}`,
       );
     }
+    if (spec.network?.uplink) await ensureUplink(this.options.runtimeDir);
     return domainXml({ spec, ...(this.hvm.supported ? { hvm: this.hvm } : {}) });
   }
 }

@@ -1,6 +1,8 @@
-import type { Capability, VirtMode } from '@odyssey/hal';
-import { LibvirtVmm, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
+import type { Capability, NetworkLink, VirtMode } from '@odyssey/hal';
+import { DeviceModifyFlags, XmlFlags, type Domain } from '@odyssey/libvirt';
+import { LibvirtVmm, buildDeviceXml, type LibvirtConnectionOptions } from '@odyssey/libvirt-hal';
 import { LIBXL_LOG_DIR, markLibxlLog, withLibxlLog } from './libxl-log.js';
+import { linkInterface, liveLinks, type LiveLink } from './network-xml.js';
 import { XenFlavour, type XenFlavourOptions } from './xen-flavour.js';
 
 export interface XenVmmOptions extends LibvirtConnectionOptions, XenFlavourOptions {
@@ -38,6 +40,41 @@ export class XenVmm extends LibvirtVmm {
     } catch (error) {
       throw await withLibxlLog(error, mark);
     }
+  }
+
+  /**
+   * A link is one vif of the client whose backend is the netvm: libxl makes both ends (netback
+   * in the netvm makes its side), so only the client's domain changes. The vif comes from the
+   * client's domain XML when the netvm ran at its start; otherwise, or when it is served by
+   * another netvm, it is hot-plugged here.
+   */
+  async attachLink(link: NetworkLink): Promise<void> {
+    const what = `attach the link of ${link.frontendDomain} to ${link.backendDomain}`;
+    const client = await this.running(link.frontendDomain, what);
+    await this.running(link.backendDomain, what);
+    const present = await this.liveLink(client, link, what);
+    if (present?.backendDomain === link.backendDomain) return;
+    if (present) await this.unplug(client, link, what);
+    const xml = buildDeviceXml('interface', linkInterface(link));
+    await this.call(what, () => this.libvirt.domains.attachDevice(client, xml, DeviceModifyFlags.LIVE));
+  }
+
+  /** The client's vif out (libxl takes netback's side with it); nothing when the client is not running. */
+  async detachLink(link: NetworkLink): Promise<void> {
+    const what = `detach the link of ${link.frontendDomain} from ${link.backendDomain}`;
+    const client = await this.activeOrUndefined(link.frontendDomain);
+    if (client && (await this.liveLink(client, link, what))) await this.unplug(client, link, what);
+  }
+
+  private async liveLink(client: Domain, link: NetworkLink, what: string): Promise<LiveLink | undefined> {
+    const xml = await this.call(what, () => this.libvirt.domains.getXMLDesc(client, XmlFlags.SECURE));
+    return liveLinks(xml).find((nic) => nic.mac === link.mac.toLowerCase());
+  }
+
+  /** libvirt finds the vif by its MAC; libxl's removal returns once both ends are gone. */
+  private async unplug(client: Domain, link: NetworkLink, what: string): Promise<void> {
+    const xml = buildDeviceXml('interface', linkInterface(link));
+    await this.call(what, () => this.libvirt.domains.detachDevice(client, xml, DeviceModifyFlags.LIVE));
   }
 
   /** Which virt modes can start here and, for those that cannot, why (capabilities() lists only the first). */

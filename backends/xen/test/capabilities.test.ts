@@ -73,14 +73,18 @@ describe('HVM support on the host', () => {
 
 describe('Xen flavour', () => {
   const log = () => undefined;
+  // Never written: no spec here asks for an uplink.
+  const runtimeDir = '/nonexistent/odyssey-xen-test';
 
   it('declares HVM only with a device model, and says why not', async () => {
     const withDm = new XenFlavour({
+      runtimeDir,
       log,
       hostPaths: { deviceModels: [deviceModel], hvmloaders: [hvmloader] },
     });
     expect(withDm.capabilities().virtModes).toEqual(['pv', 'pvh', 'hvm']);
     const without = new XenFlavour({
+      runtimeDir,
       log,
       hostPaths: { deviceModels: [missing('dm')], hvmloaders: [hvmloader] },
     });
@@ -95,6 +99,7 @@ describe('Xen flavour', () => {
       pciDevices: { supported: false },
       usbDevices: { supported: false },
       vmToVmVchan: { supported: true },
+      network: { supported: true },
     });
     expect(without.virtModes().hvm).toMatchObject({ reason: expect.stringContaining('device model') });
     const spec: DomainSpec = {
@@ -118,6 +123,7 @@ describe('Xen flavour', () => {
   it('narrows the virt modes to what Xen reports once libvirt is reached, and takes its device model', async () => {
     const logs: string[] = [];
     const flavour = new XenFlavour({
+      runtimeDir,
       log: (_level, message) => logs.push(message),
       hostPaths: { deviceModels: [missing('dm')], hvmloaders: [hvmloader] },
     });
@@ -129,7 +135,7 @@ describe('Xen flavour', () => {
   });
 
   it('refuses names Xen or vchan would misread', () => {
-    const flavour = new XenFlavour({ log });
+    const flavour = new XenFlavour({ log, runtimeDir });
     expect(flavour.nameProblem('work')).toBeUndefined();
     expect(flavour.nameProblem('sys-net.2')).toBeUndefined();
     expect(flavour.nameProblem('Domain-0')).toMatch(/dom0/);

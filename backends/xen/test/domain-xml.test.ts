@@ -2,6 +2,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import type { DomainSpec, VolumeSpec } from '@odyssey/hal';
 import { domainXml } from '../src/domain-xml.js';
+import { liveLinks } from '../src/network-xml.js';
 import { domainSchemaSkip, validateDomainXml } from '../../../libvirt/test/domain-schema.js';
 
 const spec: DomainSpec = {
@@ -26,6 +27,13 @@ const hvm = {
   hvmloader: '/usr/lib/xen-4.17/boot/hvmloader',
 };
 
+const link = {
+  frontendDomain: 'work',
+  backendDomain: 'sys-firewall',
+  mac: '00:16:3E:5E:6C:00',
+  ip: '10.137.0.7',
+};
+
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' });
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const parse = (xml: string): any => parser.parse(xml).domain;
@@ -42,6 +50,7 @@ describe('Xen domainXml', () => {
       await validate(domainXml({ spec: { ...spec, virtMode: 'pvh', maxMemoryMiB: 4000 } }));
       await validate(domainXml({ spec: { ...spec, virtMode: 'hvm' }, hvm }));
       await validate(domainXml({ spec: { ...spec, virtMode: 'hvm', kernel: undefined }, hvm }));
+      await validate(domainXml({ spec: { ...spec, network: { link, uplink: true } } }));
     },
   );
 
@@ -124,6 +133,27 @@ describe('Xen domainXml', () => {
     const balloon = parse(domainXml({ spec: { ...spec, maxMemoryMiB: 4000 } }));
     expect(balloon.memory['#text']).toBe(4000);
     expect(balloon.currentMemory['#text']).toBe(400);
+  });
+
+  it("gives a client the vif its netvm serves (MAC, address, backend domain) and sys-net dom0's uplink", () => {
+    expect(parse(domainXml({ spec })).devices).not.toHaveProperty('interface');
+    const client = domainXml({ spec: { ...spec, network: { link, uplink: false } } });
+    expect(parse(client).devices.interface).toEqual({
+      type: 'ethernet',
+      mac: { address: '00:16:3e:5e:6c:00' },
+      ip: { address: '10.137.0.7', family: 'ipv4' },
+      backenddomain: { name: 'sys-firewall' },
+      model: { type: 'netfront' },
+    });
+    expect(liveLinks(client)).toEqual([{ mac: '00:16:3e:5e:6c:00', backendDomain: 'sys-firewall' }]);
+    const sysNet = domainXml({ spec: { ...spec, network: { uplink: true } } });
+    expect(parse(sysNet).devices.interface).toEqual({
+      type: 'bridge',
+      source: { bridge: 'odyssey-up0' },
+      model: { type: 'netfront' },
+    });
+    // The uplink's backend is dom0, not a link to another qube.
+    expect(liveLinks(sysNet)).toEqual([]);
   });
 
   it('refuses what it cannot run, saying why', () => {

@@ -5,6 +5,8 @@ import { declareOpaque, importKoffi } from './koffi.js';
 export interface Xenstore {
   /** The value at `path`, or undefined if absent. */
   read(path: string): Promise<string | undefined>;
+  /** Sets `path` to `value`, making it (and its parents) if absent. */
+  write(path: string, value: string): Promise<void>;
   /** Removes `path` and what is under it; absent is fine. */
   remove(path: string): Promise<void>;
 }
@@ -16,6 +18,17 @@ type XsRm = {
     handle: unknown,
     transaction: number,
     path: string,
+    done: (error: unknown, ok: boolean) => void,
+  ): void;
+};
+
+type XsWrite = {
+  async(
+    handle: unknown,
+    transaction: number,
+    path: string,
+    data: Buffer,
+    length: number,
     done: (error: unknown, ok: boolean) => void,
   ): void;
 };
@@ -43,6 +56,9 @@ export async function openXenstore(path = 'libxenstore.so.4'): Promise<Xenstore>
     'void *xs_read(xs_handle *h, uint32_t t, const char *path, _Out_ unsigned int *len)',
   ) as unknown as XsRead;
   const rm = library.func('bool xs_rm(xs_handle *h, uint32_t t, const char *path)') as unknown as XsRm;
+  const write = library.func(
+    'bool xs_write(xs_handle *h, uint32_t t, const char *path, const void *data, unsigned int len)',
+  ) as unknown as XsWrite;
   const free = koffi.load('libc.so.6').func('void free(void *ptr)');
   const handle: unknown = open(0);
   if (!handle) throw new VchanError(`cannot open xenstore (errno ${koffi.errno()})`);
@@ -58,6 +74,15 @@ export async function openXenstore(path = 'libxenstore.so.4'): Promise<Xenstore>
             free(value);
             resolve(text);
           }
+        });
+      }),
+    write: (key, value) =>
+      new Promise((resolve, reject) => {
+        const data = Buffer.from(value);
+        write.async(handle, XBT_NULL, key, data, data.length, (error, ok) => {
+          if (error || !ok)
+            reject(new VchanError(`xenstore write ${key}: ${error ? String(error) : 'refused'}`));
+          else resolve();
         });
       }),
     remove: (key) =>
