@@ -96,13 +96,16 @@ done
 } >"$JOB/command.sh"
 
 # Nehalem: libvirt's libxl driver finds no CPU model for TCG's default AMD CPU (nested-virtualization.md
-# §5). Xen's own boot options are Debian's defaults plus a serial console; -no-reboot turns dom0's
-# poweroff (or a crash) into QEMU's exit.
+# §5). Xen's own boot options are Debian's defaults plus a serial console, less what protects
+# nothing under TCG, which executes no speculation: XPTI (a page-table switch and TLB flush on every
+# PV guest kernel entry, and a TLB flush empties TCG's soft TLB), the other speculation mitigations,
+# PV L1TF shadowing; and no boot scrub (QEMU's RAM starts zeroed). -no-reboot turns dom0's poweroff
+# (or a crash) into QEMU's exit.
 qemu_started=$EPOCHREALTIME
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -machine pc -cpu Nehalem -m "$MEMORY" -smp "$CPUS" \
   -nographic -no-reboot -monitor none -serial stdio \
   -kernel "${IMAGE[xen]}" \
-  -append "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=${DOM0_MEMORY}M,max:${DOM0_MEMORY}M console_timestamps=boot" \
+  -append "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=${DOM0_MEMORY}M,max:${DOM0_MEMORY}M console_timestamps=boot xpti=false spec-ctrl=no pv-l1tf=false bootscrub=false" \
   -initrd "${IMAGE[kernel]} console=hvc0 earlyprintk=xen quiet,${IMAGE[initramfs]}" \
   "${VIRTFS[@]}" </dev/null >"$LOG" 2>&1 &
 QPID=$!

@@ -49,6 +49,8 @@ const load = () => JSON.parse(readFileSync(storeFile, 'utf8'));
 const xenstore = {
   read: async (path) => load()[path],
   write: async (path, value) => writeFileSync(storeFile, JSON.stringify({ ...load(), [path]: value })),
+  remove: async (path) =>
+    writeFileSync(storeFile, JSON.stringify(Object.fromEntries(Object.entries(load()).filter(([key]) => key !== path && !key.startsWith(path + '/'))))),
 };
 const log = (message) => process.stderr.write('netvm: ' + message + '\\n');
 const daemon = new NetDaemon({ qdb: await QubesDbClient.connect(socket), resolvConf, dhcpClient: () => ['true'], log, xenstore });
@@ -108,7 +110,11 @@ describe.skipIf(skipReason !== undefined)("a Xen netvm's daemon and netback's vi
     await writeFile(
       join(dir, 'xenstore.json'),
       // Domain 9's vif has its address; domain 12's backend directory has none.
-      JSON.stringify({ 'backend/vif/9/0/ip': CLIENT, 'backend/vif/9/0/hotplug-status': '' }),
+      JSON.stringify({
+        'backend/vif/9/0/ip': CLIENT,
+        'backend/vif/9/0/hotplug-status': '',
+        'backend/vif/9/1/ip': '10.137.0.99',
+      }),
     );
     for (const ns of Object.values(NS)) sh(['ip', 'netns', 'add', ns]);
     for (const ns of Object.values(NS)) sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
@@ -190,6 +196,19 @@ describe.skipIf(skipReason !== undefined)("a Xen netvm's daemon and netback's vi
     };
     await until('the gateway resolved', () => neighbour().includes('lladdr'));
     expect(neighbour()).toContain(`lladdr ${macOfClientIp(CLIENT)}`);
+  });
+
+  it("removes a gone vif's backend directory (what libxl waits for to finish a detach), and only that one", async () => {
+    // Netback unregisters the interface when the detached client's side has closed.
+    expect(nsExec(NS.vm, ['ip', 'link', 'del', 'dev', vifName(CLIENT)]).ok).toBe(true);
+    await until(
+      'the backend directory removed',
+      async () => (await store())['backend/vif/9/0/ip'] === undefined,
+    );
+    expect(Object.keys(await store()).filter((key) => key.startsWith('backend/vif/9/'))).toEqual([
+      'backend/vif/9/1/ip',
+    ]);
+    expect(logs['netvm']).toContain(`client ${CLIENT} is gone`);
   });
 
   it('leaves a vif whose backend directory names no address down and untouched, and says so', async () => {

@@ -10,7 +10,13 @@ import { isBlocked, parseConntrackList } from './conntrack.js';
 import { parseClientRules, type NetRule } from './firewall-rules.js';
 import { configureFrontend, configureUplink, configureVif, listLinks, type Link } from './links.js';
 import { REWRITE_PROBE, renderRuleset, type ClientLink, type VisibleAddresses } from './nft-ruleset.js';
-import { adoptNetbackVif, markConnected, netbackVif, type BackendStore } from './xen-vifs.js';
+import {
+  adoptNetbackVif,
+  markConnected,
+  netbackVif,
+  removeBackendDir,
+  type BackendStore,
+} from './xen-vifs.js';
 
 /** The qube's own addressing in QubesDB (upstream's setup-ip reads these). */
 const FRONTEND_KEYS = ['/qubes-ip', '/qubes-gateway', '/qubes-primary-dns', '/qubes-secondary-dns'];
@@ -47,6 +53,8 @@ export class NetDaemon {
    */
   readonly #configured = new Map<string, string>();
   readonly #links = new Map<string, ClientLink>();
+  /** The xenstore backend directory of each client vif netback made, by the MAC it was given. */
+  readonly #netbackDirs = new Map<string, string>();
   readonly #firewalls = new Map<string, readonly NetRule[] | null>();
   readonly #resolved = new Map<string, readonly string[]>();
   #connectedIps: string[] = [];
@@ -145,6 +153,12 @@ export class NetDaemon {
         this.#configured.delete(mac);
         this.#options.log(`client ${ip.ip} is gone (${ip.ifname})`);
         changed = true;
+        const dir = this.#netbackDirs.get(mac);
+        this.#netbackDirs.delete(mac);
+        if (dir !== undefined && this.#options.xenstore)
+          await removeBackendDir(dir, this.#options.xenstore).catch((error: unknown) =>
+            this.#options.log(`${dir}: not removed: ${String(error)}`),
+          );
       }
     }
     for (const mac of [...this.#configured.keys()]) if (!macs.has(mac)) this.#configured.delete(mac);
@@ -200,7 +214,10 @@ export class NetDaemon {
       const vif = vifName(clientIp);
       const visible = await this.#visibleAddresses(clientIp);
       await configureVif(link.ifname, vif, { ip: clientIp, visible }, this.#gateway);
-      if (netback && store) await markConnected(netback, store);
+      if (netback && store) {
+        this.#netbackDirs.set(link.mac, netback.dir);
+        await markConnected(netback, store);
+      }
       this.#links.set(link.mac, { ifname: vif, ip: clientIp, ...(visible && { visible }) });
       this.#configured.set(link.mac, vif);
       const shown = visible ? ` shown as ${visible.ip} via ${visible.gateway}` : '';

@@ -7,6 +7,7 @@ import type { Link } from './links.js';
 export interface BackendStore {
   read(path: string): Promise<string | undefined>;
   write(path: string, value: string): Promise<void>;
+  remove(path: string): Promise<void>;
 }
 
 /** The name Linux's xen-netback gives the backend interface of frontend domain D's device H. */
@@ -53,4 +54,14 @@ export async function adoptNetbackVif(
  */
 export async function markConnected(vif: NetbackVif, store: BackendStore): Promise<void> {
   await store.write(`${vif.dir}/hotplug-status`, 'connected');
+}
+
+/**
+ * The vif is gone: netback unregisters it once the client's side closed with the device offline
+ * (a detach or the client's end). Its backend directory is then the driver domain's to remove
+ * (what `xl devd` does after the hotplug script's offline run): libxl in dom0 waits for that
+ * before it calls the detach done.
+ */
+export async function removeBackendDir(dir: string, store: BackendStore): Promise<void> {
+  await store.remove(dir);
 }
