@@ -8,12 +8,12 @@
  * back. Nothing leaves the host: the namespaces have no other links.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalQubesDbServer, QubesDb } from '@odyssey/qubesdb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { netnsUnavailable, sh } from './netns.js';
 import { macOfClientIp, vifName } from '../src/net/addressing.js';
 import { REWRITE_PROBE, renderRuleset } from '../src/net/nft-ruleset.js';
 import { parseClientRules } from '../src/net/firewall-rules.js';
@@ -25,19 +25,7 @@ const GATEWAY = '10.137.0.1';
 const C1 = '10.137.0.5';
 const C2 = '10.137.0.6';
 
-function sh(args: string[]): { ok: boolean; out: string } {
-  const run = spawnSync(args[0] ?? '', args.slice(1), { encoding: 'utf8' });
-  return { ok: run.status === 0, out: `${run.stdout}${run.stderr}` };
-}
-
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
-  if (!sh(['nft', '--version']).ok) return 'needs nft (nftables)';
-  if (!sh(['ip', 'netns', 'list']).ok) return 'needs ip netns (iproute2)';
-  if (!existsSync(DAEMON)) return `needs the built daemon ${DAEMON} (npx tsc -b)`;
-  return undefined;
-}
-const skipReason = unavailable();
+const skipReason = netnsUnavailable(DAEMON);
 if (skipReason) console.log(`net-namespaces: skipped: ${skipReason}`);
 /** Why a netvm cannot be run in a user namespace of its own here (a kernel without them), if it cannot. */
 const noUserns = sh(['unshare', '-Urnm', 'true']).ok ? undefined : 'unshare -Urnm fails: no user namespaces';

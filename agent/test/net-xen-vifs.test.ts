@@ -6,13 +6,13 @@
  * Assertions are about the interface the kernel shows, the key the daemon writes for netback, and
  * a packet from the client answered by the netvm.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalQubesDbServer, QubesDb } from '@odyssey/qubesdb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { netnsUnavailable, sh } from './netns.js';
 import { macOfClientIp, vifName } from '../src/net/addressing.js';
 
 const DAEMON = new URL('../dist/net-daemon-main.js', import.meta.url).pathname;
@@ -24,19 +24,7 @@ const GATEWAY = '10.137.0.1';
 const CLIENT = '10.137.0.9';
 const NETBACK_MAC = 'fe:ff:ff:ff:ff:ff';
 
-function sh(args: string[]): { ok: boolean; out: string } {
-  const run = spawnSync(args[0] ?? '', args.slice(1), { encoding: 'utf8' });
-  return { ok: run.status === 0, out: `${run.stdout}${run.stderr}` };
-}
-
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
-  if (!sh(['nft', '--version']).ok) return 'needs nft (nftables)';
-  if (!sh(['ip', 'netns', 'list']).ok) return 'needs ip netns (iproute2)';
-  if (!existsSync(DAEMON)) return `needs the built daemon ${DAEMON} (npx tsc -b)`;
-  return undefined;
-}
-const skipReason = unavailable();
+const skipReason = netnsUnavailable(DAEMON);
 if (skipReason) console.log(`net-xen-vifs: skipped: ${skipReason}`);
 
 /** The netvm's daemon with a file for its xenstore: what a Xen domU's main gets from libxenstore. */

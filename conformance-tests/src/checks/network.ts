@@ -166,41 +166,45 @@ async function connectMs(ctx: CheckContext, vm: string, server: ProbeServer): Pr
 const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
 
 export const networkChecks: readonly Check[] = [
-  net('setup', async (ctx) => {
-    const kinds = ctx.backend.capabilities.guestImages;
-    // Its image boots as a KVM guest, a Xen domU or a container's root (as guest-template.ts's qubes).
-    if (!TEMPLATE_GUEST_KINDS.some((kind) => kinds.includes(kind))) {
-      missing = `the Debian template is built for ${TEMPLATE_GUEST_KINDS.join(', ')} only; this backend boots ${kinds.join(', ') || 'none'}`;
-      throw new Unsupported('suite', missing);
-    }
-    const names = new Set((await ctx.client.vms.list()).map((vm) => vm.name));
-    if (!names.has('debian-12')) {
-      const cached = await cachedTemplateBuild();
-      if (cached !== undefined) {
-        missing = cached;
+  net(
+    'setup',
+    async (ctx) => {
+      const kinds = ctx.backend.capabilities.guestImages;
+      // Its image boots as a KVM guest, a Xen domU or a container's root (as guest-template.ts's qubes).
+      if (!TEMPLATE_GUEST_KINDS.some((kind) => kinds.includes(kind))) {
+        missing = `the Debian template is built for ${TEMPLATE_GUEST_KINDS.join(', ')} only; this backend boots ${kinds.join(', ') || 'none'}`;
         throw new Unsupported('suite', missing);
       }
-      await installDebianTemplate(ctx.socket);
-    }
-    // What the backend boots (PV on Xen nested); the qubes below inherit it from their template.
-    if (ctx.virtMode) await props(ctx, 'debian-12').set('virt_mode', ctx.virtMode);
-    for (const name of QUBES) {
-      if (!names.has(name))
-        await ctx.client.vms.create({ klass: 'AppVM', name, label: 'red', template: 'debian-12' });
-      await props(ctx, name).set('memory', '400');
-      await props(ctx, name).set('maxmem', '0');
-      await props(ctx, name).set('vcpus', '1');
-      // A Debian qube under TCG on a busy host can take minutes before its agent answers.
-      await props(ctx, name).set('qrexec_timeout', '600');
-    }
-    for (const name of [SYS_NET, SYS_FIREWALL]) await props(ctx, name).set('provides_network', 'True');
-    await props(ctx, SYS_NET).set('netvm', '');
-    await props(ctx, SYS_FIREWALL).set('netvm', SYS_NET);
-    await props(ctx, APP).set('netvm', SYS_FIREWALL);
-    await props(ctx, APP2).set('netvm', SYS_FIREWALL);
-    servers = { probe: await startProbeServer(), other: await startProbeServer() };
-    missing = undefined;
-  }, INSTALL_MS),
+      const names = new Set((await ctx.client.vms.list()).map((vm) => vm.name));
+      if (!names.has('debian-12')) {
+        const cached = await cachedTemplateBuild();
+        if (cached !== undefined) {
+          missing = cached;
+          throw new Unsupported('suite', missing);
+        }
+        await installDebianTemplate(ctx.socket);
+      }
+      // What the backend boots (PV on Xen nested); the qubes below inherit it from their template.
+      if (ctx.virtMode) await props(ctx, 'debian-12').set('virt_mode', ctx.virtMode);
+      for (const name of QUBES) {
+        if (!names.has(name))
+          await ctx.client.vms.create({ klass: 'AppVM', name, label: 'red', template: 'debian-12' });
+        await props(ctx, name).set('memory', '400');
+        await props(ctx, name).set('maxmem', '0');
+        await props(ctx, name).set('vcpus', '1');
+        // A Debian qube under TCG on a busy host can take minutes before its agent answers.
+        await props(ctx, name).set('qrexec_timeout', '600');
+      }
+      for (const name of [SYS_NET, SYS_FIREWALL]) await props(ctx, name).set('provides_network', 'True');
+      await props(ctx, SYS_NET).set('netvm', '');
+      await props(ctx, SYS_FIREWALL).set('netvm', SYS_NET);
+      await props(ctx, APP).set('netvm', SYS_FIREWALL);
+      await props(ctx, APP2).set('netvm', SYS_FIREWALL);
+      servers = { probe: await startProbeServer(), other: await startProbeServer() };
+      missing = undefined;
+    },
+    INSTALL_MS,
+  ),
   // Each start is a check of its own: a boot and the wait for the network each take most of a check's time.
   ...CHAIN.flatMap(({ vm, start, reach, via }) => [
     net(
