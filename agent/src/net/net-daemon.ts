@@ -211,7 +211,8 @@ export class NetDaemon {
         );
         return false;
       }
-      const vif = vifName(clientIp);
+      // netback's vifN.M keeps its name, as upstream's; other backends' NICs get one from the address.
+      const vif = netback ? link.ifname : vifName(clientIp);
       const visible = await this.#visibleAddresses(clientIp);
       await configureVif(link.ifname, vif, { ip: clientIp, visible }, this.#gateway);
       if (netback && store) {
