@@ -62,10 +62,14 @@ cp -r /opt/odyssey/qubes-rpc /run/qubes-rpc
 printf 'export VCHAN_DOMAIN=%s VCHAN_SOCKET_DIR=/var/run/odyssey-vchan QREXEC_AGENT_SOCKET=/run/qubes/qrexec-agent\n' \
   "$1" >/run/qubes/domain-env
 . /run/qubes/domain-env
+# Trapped before the agent starts: pid 1 of a namespace ignores a signal it has no handler for, so
+# a shutdown's SIGTERM arriving between the fork and a later trap would be lost.
+agent=
+trap 'stopping=1; [ -z "$agent" ] || kill -TERM $agent' TERM
 node /opt/odyssey/agent-socket.mjs --domain-id "$1" --vchan-dir "$VCHAN_SOCKET_DIR" \
   --agent-socket "$QREXEC_AGENT_SOCKET" --service-dir /etc/qubes-rpc &
 agent=$!
-trap 'kill -TERM $agent' TERM
+[ -z "${stopping:-}" ] || kill -TERM $agent
 status=0
 while kill -0 $agent 2>/dev/null; do
   wait $agent
