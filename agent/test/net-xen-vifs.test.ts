@@ -97,11 +97,12 @@ describe.skipIf(skipReason !== undefined)("a Xen netvm's daemon and netback's vi
     await writeFile(join(dir, 'netvm.mjs'), XEN_NETVM);
     await writeFile(
       join(dir, 'xenstore.json'),
-      // Domain 9's vif has its address; domain 12's backend directory has none.
+      // Domain 9's vif has its address; domain 12's backend directory has none, domain 13's a hostile one.
       JSON.stringify({
         'backend/vif/9/0/ip': CLIENT,
         'backend/vif/9/0/hotplug-status': '',
         'backend/vif/9/1/ip': '10.137.0.99',
+        'backend/vif/13/0/ip': `${CLIENT} 10.137.0.1; reboot`,
       }),
     );
     for (const ns of Object.values(NS)) sh(['ip', 'netns', 'add', ns]);
@@ -143,6 +144,7 @@ describe.skipIf(skipReason !== undefined)("a Xen netvm's daemon and netback's vi
     for (const [ifname, peer, ns, peerMac] of [
       ['vif9.0', 'eth0', NS.c, mac],
       ['vif12.0', 'eth0', NS.c2, '00:16:3e:5e:6c:0c'],
+      ['vif13.0', 'eth1', NS.c2, '00:16:3e:5e:6c:0d'],
     ] as const) {
       const made = sh([
         ...['ip', 'link', 'add', 'name', ifname, 'address', NETBACK_MAC, 'netns', NS.vm, 'type', 'veth'],
@@ -207,5 +209,14 @@ describe.skipIf(skipReason !== undefined)("a Xen netvm's daemon and netback's vi
     expect(shown).toContain(`link/ether ${NETBACK_MAC}`);
     expect(shown).toContain('state DOWN');
     expect((await store())['backend/vif/12/0/hotplug-status']).toBeUndefined();
+  });
+
+  it('leaves a vif whose backend directory names anything but one IPv4 address down and untouched', async () => {
+    await until('the log line', () => logs['netvm']?.includes('vif13.0: no client address') ?? false);
+    expect(logs['netvm']).toContain(JSON.stringify(`${CLIENT} 10.137.0.1; reboot`));
+    const shown = nsExec(NS.vm, ['ip', '-o', 'link', 'show', 'dev', 'vif13.0']).out;
+    expect(shown).toContain(`link/ether ${NETBACK_MAC}`);
+    expect(shown).toContain('state DOWN');
+    expect((await store())['backend/vif/13/0/hotplug-status']).toBeUndefined();
   });
 });
