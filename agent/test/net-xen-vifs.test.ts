@@ -29,16 +29,21 @@ if (skipReason) console.log(`net-xen-vifs: skipped: ${skipReason}`);
 
 /** The netvm's daemon with a file for its xenstore: what a Xen domU's main gets from libxenstore. */
 const XEN_NETVM = `
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { NetDaemon } from '${NET_DAEMON}';
 import { QubesDbClient } from '${QUBESDB}';
 const [socket, storeFile, resolvConf] = process.argv.slice(2);
 const load = () => JSON.parse(readFileSync(storeFile, 'utf8'));
+// Replaced whole, as xenstore's transactions are atomic: the test reads the file while the daemon writes.
+const save = (entries) => {
+  writeFileSync(storeFile + '.new', JSON.stringify(entries));
+  renameSync(storeFile + '.new', storeFile);
+};
 const xenstore = {
   read: async (path) => load()[path],
-  write: async (path, value) => writeFileSync(storeFile, JSON.stringify({ ...load(), [path]: value })),
+  write: async (path, value) => save({ ...load(), [path]: value }),
   remove: async (path) =>
-    writeFileSync(storeFile, JSON.stringify(Object.fromEntries(Object.entries(load()).filter(([key]) => key !== path && !key.startsWith(path + '/'))))),
+    save(Object.fromEntries(Object.entries(load()).filter(([key]) => key !== path && !key.startsWith(path + '/')))),
 };
 const log = (message) => process.stderr.write('netvm: ' + message + '\\n');
 const daemon = new NetDaemon({ qdb: await QubesDbClient.connect(socket), resolvConf, dhcpClient: () => ['true'], log, xenstore });
