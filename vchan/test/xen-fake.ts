@@ -1,11 +1,19 @@
 import type { EventWatch, LibxenvchanBinding, VchanCtrl, Xenstore } from '../src/index.js';
 
+/** libxenvchan's notification requests (VCHAN_NOTIFY_WRITE, VCHAN_NOTIFY_READ). */
+const NOTIFY_WRITE = 1;
+const NOTIFY_READ = 2;
+
 /**
  * A test double of libxenvchan and xenstore for several domains on one fake
  * host. It keeps libxenvchan's observable behaviour (rings of fixed size,
- * is_open 2/1/0, a notification per peer action, close notifying the peer)
- * and records what a real library would punish: a call on a freed ctrl, a
- * close while a wait on it is in flight, two waits at once, a blocking wait.
+ * is_open 2/1/0, close notifying the peer, and io.c's notifications: an end
+ * notifies its peer after a write or a read only if the peer asked for it, which
+ * data_ready and buffer_space always do, and read and write when the ring cannot
+ * give what they were called for) and records what a real library would punish:
+ * a call on a freed ctrl, a close while a wait on it is in flight, two waits at
+ * once, a blocking wait, a write or read that would block (the inits leave the
+ * blocking flag as malloc left it: set, here, until setBlocking clears it).
  */
 export class FakeXen {
   readonly violations: string[] = [];
@@ -63,6 +71,11 @@ export class FakeEnd {
   freed = false;
   /** Notifications pending on this end's event channel. */
   events = 0;
+  /** Notifications this end's event channel received in all. */
+  received = 0;
+  /** What the peer asked this end to notify it of (the ring's cli_notify or srv_notify). */
+  asked = 0;
+  blocking = true;
   waiting = false;
   waits = 0;
   watchClosed = false;
@@ -82,7 +95,21 @@ export class FakeEnd {
 
   notify(): void {
     this.events++;
+    this.received++;
     this.#settle();
+  }
+
+  /** request_notify: asks the peer to notify this end after its next write or read. */
+  request(bit: number): void {
+    const peer = this.peer;
+    if (peer) peer.asked |= bit;
+  }
+
+  /** send_notify: notifies the peer if it asked for this bit, and clears its request. */
+  sendNotify(bit: number): void {
+    if (!(this.asked & bit)) return;
+    this.asked &= ~bit;
+    this.peer?.notify();
   }
 
   watch(): EventWatch {
@@ -164,6 +191,7 @@ class FakeBinding implements LibxenvchanBinding {
     const channel = server.channel;
     channel.client = this.xen.newEnd(channel, 'client');
     channel.cliLive = 1;
+    server.asked = NOTIFY_WRITE;
     server.notify();
     return channel.client as unknown as VchanCtrl;
   }
@@ -187,12 +215,17 @@ class FakeBinding implements LibxenvchanBinding {
   read(ctrl: VchanCtrl, data: Buffer, size: number): number {
     const end = this.xen.end(ctrl, 'read');
     const key = end.side === 'server' ? 'toServer' : 'toClient';
+    if (end.channel[key].length < size) end.request(NOTIFY_WRITE);
     const ring = end.channel[key];
     const n = Math.min(size, ring.length);
-    if (n === 0) return this.isOpen(ctrl) ? 0 : -1;
+    if (n === 0) {
+      if (!this.isOpen(ctrl)) return -1;
+      if (end.blocking) this.xen.violations.push('libxenvchan_read would block the main thread');
+      return 0;
+    }
     ring.copy(data, 0, 0, n);
     end.channel[key] = ring.subarray(n);
-    end.peer?.notify();
+    end.sendNotify(NOTIFY_READ);
     return n;
   }
 
@@ -204,9 +237,15 @@ class FakeBinding implements LibxenvchanBinding {
     const end = this.xen.end(ctrl, 'write');
     if (!this.isOpen(ctrl)) return -1;
     const key = end.side === 'server' ? 'toClient' : 'toServer';
-    const n = Math.min(size, this.bufferSpace(ctrl));
+    const space = this.#space(end);
+    if (space < size) {
+      end.request(NOTIFY_READ);
+      if (end.blocking) this.xen.violations.push('libxenvchan_write would block the main thread');
+    }
+    const n = Math.min(size, space);
+    if (n === 0) return 0;
     end.channel[key] = Buffer.concat([end.channel[key], data.subarray(0, n)]);
-    end.peer?.notify();
+    end.sendNotify(NOTIFY_WRITE);
     return n;
   }
 
@@ -231,13 +270,23 @@ class FakeBinding implements LibxenvchanBinding {
 
   dataReady(ctrl: VchanCtrl): number {
     const end = this.xen.end(ctrl, 'data_ready');
+    end.request(NOTIFY_WRITE);
     return (end.side === 'server' ? end.channel.toServer : end.channel.toClient).length;
   }
 
   bufferSpace(ctrl: VchanCtrl): number {
     const end = this.xen.end(ctrl, 'buffer_space');
+    end.request(NOTIFY_READ);
+    return this.#space(end);
+  }
+
+  setBlocking(ctrl: VchanCtrl, blocking: boolean): void {
+    this.xen.end(ctrl, 'set_blocking').blocking = blocking;
+  }
+
+  /** The server's write ring is its write_min side; the client writes into the server's read ring. */
+  #space(end: FakeEnd): number {
     const { channel } = end;
-    // The server's write ring is its write_min side; the client writes into the server's read ring.
     return end.side === 'server'
       ? channel.clientRing - channel.toClient.length
       : channel.serverRing - channel.toServer.length;

@@ -3,12 +3,14 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } fr
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import koffi from 'koffi';
 import { describe, expect, it } from 'vitest';
 import {
   LIBXENVCHAN_PROTOTYPES,
   XenVchanTransport,
   loadLibxenvchan,
   type LibxenvchanBinding,
+  type VchanCtrl,
 } from '../src/index.js';
 
 const HEADER = '/usr/include/libxenvchan.h';
@@ -67,6 +69,41 @@ describe('libxenvchan on this host', () => {
     await expect(loadLibxenvchan('libc.so.6')).rejects.toThrow(
       /libc\.so\.6 is not libxenvchan 4\.17: .*libxenvchan_server_init/,
     );
+  });
+
+  it('sets the blocking flag libxenvchan_send reads, and no other', async () => {
+    const binding = await loadLibxenvchan();
+    // A ctrl laid out as libxenvchan.h declares it, in memory of our own: its ring page says the
+    // server lives, its 4 KiB write ring is empty, and every flag bit is set (malloc's garbage).
+    const struct = koffi.alloc('uint8_t', 88);
+    const page = koffi.alloc('uint8_t', 4096);
+    const ring = koffi.alloc('uint8_t', 4096);
+    new Uint8Array(koffi.view(struct, 88)).fill(0);
+    new Uint8Array(koffi.view(page, 4096)).fill(0);
+    koffi.encode(struct, 8, 'uint64', koffi.address(page));
+    koffi.encode(struct, 28, 'int', 0x7);
+    koffi.encode(page, 21, 'uint8', 1);
+    koffi.encode(struct, 56, 'uint64', koffi.address(page) + 8n);
+    koffi.encode(struct, 64, 'uint64', koffi.address(ring));
+    koffi.encode(struct, 72, 'int', 12);
+    // A pointer typed as the library's own functions return it (the binding declared the type).
+    const slot = koffi.alloc('uint64', 1);
+    koffi.encode(slot, 0, 'uint64', koffi.address(struct));
+    const ctrl = koffi.decode(slot, 0, 'libxenvchan *') as VchanCtrl;
+    const tooLarge = Buffer.alloc(8192);
+    try {
+      // More than the ring holds: -1 in blocking mode, 0 (nothing sent, no wait) otherwise.
+      expect(binding.send(ctrl, tooLarge, tooLarge.length)).toBe(-1);
+      binding.setBlocking(ctrl, false);
+      expect(koffi.decode(struct, 28, 'int')).toBe(0x3);
+      expect(binding.send(ctrl, tooLarge, tooLarge.length)).toBe(0);
+      expect(binding.write(ctrl, Buffer.from('abc'), 3)).toBe(3);
+      binding.setBlocking(ctrl, true);
+      expect(koffi.decode(struct, 28, 'int')).toBe(0x7);
+      expect(binding.send(ctrl, tooLarge, tooLarge.length)).toBe(-1);
+    } finally {
+      for (const memory of [struct, page, ring, slot]) koffi.free(memory);
+    }
   });
 
   it.skipIf(underXen)('rejects listen and connect outside Xen without opening a vchan', async () => {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { XenVchanTransport, measureThroughput, type XenVchan } from '../src/index.js';
+import { XenVchanTransport, measureRoundTrip, measureThroughput, type XenVchan } from '../src/index.js';
 import { FakeXen, type FakeBinding, type FakeEnd } from './xen-fake.js';
 
 let xen: FakeXen;
@@ -271,5 +271,24 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     const result = await measureThroughput(client, client, 1 << 20);
     expect(result.bytes).toBe(1 << 20);
     expect(result.mbPerSecond).toBeGreaterThan(0);
+  });
+
+  it('wakes each end once per ring of data or echo it waits for, not after every read of its peer', async () => {
+    const { server, client } = await pair();
+    server.pipe(server);
+    const serverEnd = endOf(server);
+    const received = () => [serverEnd.peer?.received ?? 0, serverEnd.received];
+    await measureThroughput(client, client, 4 << 20);
+    const [clientStreamed = 0, serverStreamed = 0] = received();
+    await measureRoundTrip(client, 200);
+    const [clientTotal = 0, serverTotal = 0] = received();
+    // 4 MiB through 64 KiB rings: the echo wakes for each ring the client filled; the client for
+    // each ring echoed back and for room in a ring it filled. Asking for a notification after
+    // every read (buffer_space before each write) woke the echo twice as often.
+    expect(serverStreamed).toBeLessThanOrEqual(64 + 2);
+    expect(clientStreamed).toBeLessThanOrEqual(2 * 64 + 2);
+    // A round trip: one wake for the request at the echo, one for the answer at the client.
+    expect(serverTotal - serverStreamed).toBeLessThanOrEqual(200 + 1);
+    expect(clientTotal - clientStreamed).toBeLessThanOrEqual(200 + 1);
   });
 });

@@ -45,8 +45,15 @@ export interface LibxenvchanBinding {
   fdForSelect(ctrl: VchanCtrl): number;
   /** 0 closed, 1 connected, 2 server still waiting for its client. */
   isOpen(ctrl: VchanCtrl): number;
+  /** Asks the peer to notify this end after its next write, and returns the bytes in the ring. */
   dataReady(ctrl: VchanCtrl): number;
+  /** Asks the peer to notify this end after its next read, and returns the room in the ring. */
   bufferSpace(ctrl: VchanCtrl): number;
+  /**
+   * Sets the ctrl's `blocking` flag, which read and write consult and which libxenvchan's inits
+   * never set (their ctrl comes from malloc): the header's struct field, written in place.
+   */
+  setBlocking(ctrl: VchanCtrl, blocking: boolean): void;
   /** errno after the last call on this thread (0 when unknown). */
   errno(): number;
   watch(fd: number): EventWatch;

@@ -3,6 +3,7 @@ import type { LibxenvchanBinding, VchanCtrl } from './binding.js';
 import { EventPoller } from './event-watch.js';
 import { declareOpaque, importKoffi } from './koffi.js';
 import {
+  BLOCKING_FLAG,
   DEFAULT_LIBXENVCHAN,
   LIBXENVCHAN_PACKAGE,
   LIBXENVCHAN_PROTOTYPES,
@@ -64,6 +65,11 @@ export async function loadLibxenvchan(path = defaultLibxenvchanPath()): Promise<
     isOpen: (ctrl) => call<number>('isOpen', ctrl),
     dataReady: (ctrl) => call<number>('dataReady', ctrl),
     bufferSpace: (ctrl) => call<number>('bufferSpace', ctrl),
+    setBlocking: (ctrl, blocking) => {
+      const flags = koffi.decode(ctrl, BLOCKING_FLAG.offset, 'int') as number;
+      const next = blocking ? flags | BLOCKING_FLAG.bit : flags & ~BLOCKING_FLAG.bit;
+      koffi.encode(ctrl, BLOCKING_FLAG.offset, 'int', next);
+    },
     errno: () => koffi.errno(),
     watch: (fd) => (poller ??= new EventPoller(koffi)).watch(fd),
   };

@@ -28,3 +28,10 @@ export const DEFAULT_LIBXENVCHAN = 'libxenvchan.so.4.17';
 
 /** The Debian package that ships the library, named in load errors. */
 export const LIBXENVCHAN_PACKAGE = 'libxenmisc4.17';
+
+/**
+ * Where `struct libxenvchan` (libxenvchan.h, a public struct: Qubes' libvchan sets the flag the
+ * same way) keeps `int blocking:1` on x86-64: the bit-field word after `uint32_t event_port`,
+ * whose bits are is_server, server_persist, blocking from the lowest.
+ */
+export const BLOCKING_FLAG = { offset: 28, bit: 1 << 2 } as const;

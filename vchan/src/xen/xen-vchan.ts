@@ -69,6 +69,8 @@ export class XenVchan extends Duplex implements Vchan {
     });
     this.#binding = binding;
     this.#ctrl = ctrl;
+    // The rings are served from the event loop: read and write must never wait in libxenvchan.
+    binding.setBlocking(ctrl, false);
     this.#watch = binding.watch(binding.fdForSelect(ctrl));
     this.#connected = binding.isOpen(ctrl) !== 2;
     this.#kick();
@@ -233,18 +235,19 @@ export class XenVchan extends Duplex implements Vchan {
     return true;
   }
 
-  /** Writes the pending chunk as far as the ring has room; false if the vchan failed. */
+  /**
+   * Writes the pending chunk as far as the ring has room. Not through buffer_space first: that asks
+   * the peer to notify this end after its next read, a wake for nothing unless the ring is full,
+   * which the non-blocking write asks for itself.
+   */
   #flush(ctrl: VchanCtrl): boolean {
     const pending = this.#pending;
     if (!pending) return true;
     while (pending.offset < pending.chunk.length) {
-      const space = this.#binding.bufferSpace(ctrl);
-      if (space <= 0) return true;
-      const size = Math.min(space, pending.chunk.length - pending.offset);
-      const n = this.#binding.write(ctrl, pending.chunk.subarray(pending.offset), size);
-      // -1: the peer closed; the caller's pass reports that.
-      if (n < 0) return true;
-      if (n === 0) return true;
+      const rest = pending.chunk.subarray(pending.offset);
+      const n = this.#binding.write(ctrl, rest, rest.length);
+      // -1: the peer closed, which the caller's pass reports; 0: the ring is full.
+      if (n <= 0) return true;
       pending.offset += n;
     }
     this.#pending = undefined;
