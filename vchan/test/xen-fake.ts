@@ -152,6 +152,8 @@ class FakeBinding implements LibxenvchanBinding {
   readonly path = 'fake-libxenvchan';
   /** errno the next failing init leaves behind. */
   failWithErrno = 0;
+  /** How many of the next inits fail with failWithErrno; all of them when undefined. */
+  failTimes: number | undefined;
   #errno = 0;
   initCalls = 0;
 
@@ -304,6 +306,7 @@ class FakeBinding implements LibxenvchanBinding {
 
   #fail(): null {
     this.#errno = this.failWithErrno;
+    if (this.failTimes !== undefined && --this.failTimes === 0) this.failWithErrno = 0;
     return null;
   }
 }

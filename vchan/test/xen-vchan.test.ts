@@ -233,6 +233,23 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     expect(xen.ends).toEqual([]);
   });
 
+  it('inits again when a signal interrupted the init (EINTR), up to five times', async () => {
+    dom0Binding.failWithErrno = 4;
+    dom0Binding.failTimes = 2;
+    workBinding.failWithErrno = 4;
+    workBinding.failTimes = 4;
+    const { server, client } = await pair(560);
+    expect([dom0Binding.initCalls, workBinding.initCalls]).toEqual([3, 5]);
+    client.write('after EINTR');
+    const [data] = (await once(server, 'data')) as [Buffer];
+    expect(data.toString()).toBe('after EINTR');
+
+    dom0Binding.failWithErrno = 4;
+    dom0Binding.failTimes = undefined;
+    await expect(dom0.listen('3', 561)).rejects.toThrow(/returned NULL: errno 4 \(EINTR\)/);
+    expect(dom0Binding.initCalls).toBe(3 + 5);
+  });
+
   it('names peers by domid unless given a resolver', async () => {
     await expect(dom0.listen('work', 550)).rejects.toThrow(/named by domid; got "work"/);
     const { binding, xenstore } = xen.domain(0);

@@ -1,4 +1,5 @@
 import { access } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getSystemErrorName } from 'node:util';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
@@ -95,7 +96,9 @@ export class XenVchanTransport implements VchanTransport {
     const xsPath = `data/vchan/${peer}/${port}`;
     const previous = this.#servers.get(xsPath);
     if (previous?.state() === 'disconnected') await previous.released;
-    const ctrl = binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing);
+    const ctrl = initUninterrupted(binding, () =>
+      binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing),
+    );
     if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
     let self: number;
     try {
@@ -140,7 +143,7 @@ export class XenVchanTransport implements VchanTransport {
       }
       await sleep(this.#options.retryIntervalMs ?? 50);
     }
-    const ctrl = binding.clientInit(null, peer, xsPath);
+    const ctrl = initUninterrupted(binding, () => binding.clientInit(null, peer, xsPath));
     if (!ctrl) throw initError(binding, `libxenvchan_client_init(${peer}, "${xsPath}")`);
     const rings = { readRing: this.#ring, writeRing: this.#ring };
     return this.#open(binding, ctrl, remoteDomain, port, rings, self);
@@ -261,6 +264,21 @@ export class XenVchanTransport implements VchanTransport {
       readRing: Math.max(this.#ring, options?.readMin ?? 0),
       writeRing: Math.max(this.#ring, options?.writeMin ?? 0),
     };
+  }
+}
+
+/** Tries of an init that a signal keeps interrupting before its EINTR is reported. */
+const INIT_ATTEMPTS = 5;
+
+/**
+ * Runs a libxenvchan init again when a signal interrupted it: mapping the grants (the mmap of
+ * gntdev or gntalloc) fails with EINTR when the process gets a signal meanwhile (a child's
+ * SIGCHLD, the profiler's SIGPROF), and the failed init has closed what it opened.
+ */
+function initUninterrupted(binding: LibxenvchanBinding, init: () => VchanCtrl | null): VchanCtrl | null {
+  for (let attempt = 1; ; attempt++) {
+    const ctrl = init();
+    if (ctrl || attempt === INIT_ATTEMPTS || binding.errno() !== constants.errno.EINTR) return ctrl;
   }
 }
 
