@@ -4,8 +4,10 @@
 // dom0, measured alternately (--repeats times each, medians reported) with the same payload. Prints
 // one JSON line and writes it to --out.
 //
-//   node bench/vchan-xen.js --image DIR [--bytes N] [--rounds N] [--repeats N] [--out FILE]
+//   node bench/vchan-xen.js --image DIR [--bytes N] [--rounds N] [--repeats N] [--ring BYTES] [--out FILE]
 //
+// --ring: the Xen channel's rings (both directions, the guest's echo server sets them) and dom0's
+// stream buffering; default the transport's 64 KiB, upstream qrexec's size.
 // DIR is a Xen guest image (scripts/build-guest-image.sh --flavour xen: vmlinuz, initramfs).
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -30,6 +32,7 @@ const { values } = parseArgs({
     bytes: { type: 'string', default: String(16 << 20) },
     rounds: { type: 'string', default: '200' },
     repeats: { type: 'string', default: '3' },
+    ring: { type: 'string' },
     out: { type: 'string' },
     'socket-echo': { type: 'string' },
   },
@@ -48,6 +51,7 @@ if (values['socket-echo']) {
   const bytes = Number(values.bytes);
   const rounds = Number(values.rounds);
   const repeats = Number(values.repeats);
+  const ring = values.ring === undefined ? undefined : Number(values.ring);
   const measure = async (vchan) => {
     const roundTripUs = await measureRoundTrip(vchan, rounds);
     const { mbPerSecond } = await measureThroughput(vchan, vchan, bytes);
@@ -66,7 +70,7 @@ if (values['socket-echo']) {
         'memory = 512',
         `kernel = "${join(values.image, 'vmlinuz')}"`,
         `ramdisk = "${join(values.image, 'initramfs')}"`,
-        `extra = "console=hvc0 panic=-1 odyssey.vchan_echo=${PORT}"`,
+        `extra = "console=hvc0 panic=-1 odyssey.vchan_echo=${PORT}${ring ? ` odyssey.vchan_echo_ring=${ring}` : ''}"`,
         'on_poweroff = "destroy"',
         'on_reboot = "destroy"',
         'on_crash = "destroy"',
@@ -76,7 +80,9 @@ if (values['socket-echo']) {
     cleanups.push(() => run('xl', ['destroy', GUEST]).catch(() => undefined));
     await run('xl', ['create', config]);
     const domid = (await run('xl', ['domid', GUEST])).stdout.trim();
-    const xen = await new XenVchanTransport().connect(domid, PORT, { timeoutMs: 180_000 });
+    const xen = await new XenVchanTransport(ring ? { ringSize: ring } : {}).connect(domid, PORT, {
+      timeoutMs: 180_000,
+    });
     cleanups.push(() => xen.destroy());
 
     const dir = await mkdtemp(join(tmpdir(), 'vchan-bench-sock-'));
@@ -113,6 +119,7 @@ if (values['socket-echo']) {
       socket_vchan_mb_per_s: socketMb,
       socket_vchan_round_trip_us: median(runs.socket.map((r) => r.roundTripUs)),
       xen_to_socket_ratio: Math.round((xenMb / socketMb) * 1000) / 1000,
+      xen_ring_bytes: ring ?? 65536,
       runs,
     };
     const line = `${JSON.stringify(result)}\n`;

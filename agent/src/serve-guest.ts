@@ -10,9 +10,26 @@ import { nameFromQubesDb } from './vm-name.js';
 const VCHAN_PROXY_SOCKET = '/run/qubes/vchan-proxy';
 const DOM0 = '0';
 
+/** Largest ring the echo server asks for: 257 grant pages a direction under Xen. */
+const MAX_ECHO_RING = 1 << 20;
+
+/**
+ * The vchan echo the kernel command line asks for: `odyssey.vchan_echo=PORT`, and
+ * `odyssey.vchan_echo_ring=BYTES` for rings larger than the transport's default (up to 1 MiB).
+ */
+export function echoRequest(cmdline: string): { port: number; ring?: number } | undefined {
+  const port = /(?:^|\s)odyssey\.vchan_echo=(\d{1,5})(?=\s|$)/.exec(cmdline)?.[1];
+  if (port === undefined || Number(port) > 65535) return undefined;
+  const ring = /(?:^|\s)odyssey\.vchan_echo_ring=(\d{1,7})(?=\s|$)/.exec(cmdline)?.[1];
+  const bytes = Number(ring);
+  return ring !== undefined && bytes > 0 && bytes <= MAX_ECHO_RING
+    ? { port: Number(port), ring: bytes }
+    : { port: Number(port) };
+}
+
 /**
  * What a KVM or Xen guest runs once its vchan transport is open: a vchan echo server when the kernel
- * command line asks for one (`odyssey.vchan_echo=PORT`: diagnostics, throughput tests), the proxy
+ * command line asks for one (echoRequest: diagnostics, throughput tests), the proxy
  * through which qrexec-client-vm opens its vchans (the transport is the agent's alone), the domain's
  * QubesDB daemon (upstream's qubes-db.service: /run/qubes/qubesdb.sock), and the qrexec agent.
  * Prints ODYSSEY-QREXEC-READY on stdout once dom0 can reach it.
@@ -23,9 +40,8 @@ const DOM0 = '0';
  * qubes-early-vm-config does (the Debian template).
  */
 export async function serveGuest(transport: VchanTransport, log: (message: string) => void): Promise<void> {
-  const cmdline = readFileSync('/proc/cmdline', 'utf8');
-  const echoPort = /(?:^|\s)odyssey\.vchan_echo=(\d+)/.exec(cmdline)?.[1];
-  if (echoPort) void serveEcho(transport, Number(echoPort), log);
+  const echo = echoRequest(readFileSync('/proc/cmdline', 'utf8'));
+  if (echo) void serveEcho(transport, echo, log);
   await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
   const qubesDb = await DomainQubesDb.start({ transport, log });
   if (process.argv.includes('--vm-name')) await nameFromQubesDb(qubesDb, log);
@@ -36,12 +52,13 @@ export async function serveGuest(transport: VchanTransport, log: (message: strin
 
 async function serveEcho(
   transport: VchanTransport,
-  port: number,
+  { port, ring }: { port: number; ring?: number },
   log: (message: string) => void,
 ): Promise<void> {
+  const rings = ring === undefined ? undefined : { readMin: ring, writeMin: ring };
   for (;;) {
     try {
-      const vchan = await transport.listen(DOM0, port);
+      const vchan = await transport.listen(DOM0, port, rings);
       vchan.on('error', () => vchan.destroy());
       vchan.pipe(vchan);
       await new Promise((resolve) => vchan.once('close', resolve));
