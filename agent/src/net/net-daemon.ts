@@ -53,8 +53,6 @@ export class NetDaemon {
    */
   readonly #configured = new Map<string, string>();
   readonly #links = new Map<string, ClientLink>();
-  /** The xenstore backend directory of each client vif netback made, by the MAC it was given. */
-  readonly #netbackDirs = new Map<string, string>();
   readonly #firewalls = new Map<string, readonly NetRule[] | null>();
   readonly #resolved = new Map<string, readonly string[]>();
   #connectedIps: string[] = [];
@@ -153,8 +151,8 @@ export class NetDaemon {
         this.#configured.delete(mac);
         this.#options.log(`client ${ip.ip} is gone (${ip.ifname})`);
         changed = true;
-        const dir = this.#netbackDirs.get(mac);
-        this.#netbackDirs.delete(mac);
+        // A client vif netback made keeps its name, which names its backend directory.
+        const dir = netbackVif(ip.ifname)?.dir;
         if (dir !== undefined && this.#options.xenstore)
           await removeBackendDir(dir, this.#options.xenstore).catch((error: unknown) =>
             this.#options.log(`${dir}: not removed: ${String(error)}`),
@@ -215,10 +213,7 @@ export class NetDaemon {
       const vif = netback ? link.ifname : vifName(clientIp);
       const visible = await this.#visibleAddresses(clientIp);
       await configureVif(link.ifname, vif, { ip: clientIp, visible }, this.#gateway);
-      if (netback && store) {
-        this.#netbackDirs.set(link.mac, netback.dir);
-        await markConnected(netback, store);
-      }
+      if (netback && store) await markConnected(netback, store);
       this.#links.set(link.mac, { ifname: vif, ip: clientIp, ...(visible && { visible }) });
       this.#configured.set(link.mac, vif);
       const shown = visible ? ` shown as ${visible.ip} via ${visible.gateway}` : '';

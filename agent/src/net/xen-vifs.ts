@@ -30,7 +30,8 @@ export function netbackVif(ifname: string): NetbackVif | undefined {
  * client: the client's address is the `ip` libxl wrote into its backend directory (upstream's
  * vif-route-qubes reads the same key). The interface takes the client MAC of that address, the
  * contract the rest of the daemon keys clients by (addressing.ts), and keeps netback's name, as
- * upstream's netvms do; the returned link is what it is now. Undefined, with the interface untouched, when the key is absent or not one IPv4 address.
+ * upstream's netvms do; the returned link is what it is now. Undefined, with the interface
+ * untouched, when the key is absent or not one IPv4 address.
  */
 export async function adoptNetbackVif(
   vif: NetbackVif,

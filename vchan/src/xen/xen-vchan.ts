@@ -208,7 +208,9 @@ export class XenVchan extends Duplex implements Vchan {
       this.#onConnect = undefined;
       onConnect?.();
     }
-    if (!this.#drain(ctrl) || this.#closing || !this.#flush(ctrl) || this.#closing) return;
+    if (!this.#drain(ctrl) || this.#closing) return;
+    this.#flush(ctrl);
+    if (this.#closing) return;
     if (open === 0) {
       // The peer closed. Its last bytes stay readable; the channel ends once they are read.
       this.#failPending('peer closed');
@@ -240,19 +242,18 @@ export class XenVchan extends Duplex implements Vchan {
    * the peer to notify this end after its next read, a wake for nothing unless the ring is full,
    * which the non-blocking write asks for itself.
    */
-  #flush(ctrl: VchanCtrl): boolean {
+  #flush(ctrl: VchanCtrl): void {
     const pending = this.#pending;
-    if (!pending) return true;
+    if (!pending) return;
     while (pending.offset < pending.chunk.length) {
       const rest = pending.chunk.subarray(pending.offset);
       const n = this.#binding.write(ctrl, rest, rest.length);
       // -1: the peer closed, which the caller's pass reports; 0: the ring is full.
-      if (n <= 0) return true;
+      if (n <= 0) return;
       pending.offset += n;
     }
     this.#pending = undefined;
     pending.callback();
-    return true;
   }
 
   /** Waits for the next notification unless a wait is already out. */
