@@ -6,8 +6,10 @@
 //
 //   node bench/vchan-xen.js --image DIR [--bytes N] [--rounds N] [--repeats N] [--ring BYTES] [--out FILE]
 //
-// --ring: the Xen channel's rings (both directions, the guest's echo server sets them) and dom0's
-// stream buffering; default the transport's 64 KiB, upstream qrexec's size.
+// --ring: the rings (both directions) the guest's echo server names, as qubesdb and the agent's
+// control channel name theirs; default none, so the echo gets what a qrexec data channel gets
+// (the transport's bulk rings: 1 MiB, or 64 KiB when gntalloc has no room). dom0's end reads the
+// sizes off the channel. --ring 65536 measures upstream qrexec's rings.
 // DIR is a Xen guest image (scripts/build-guest-image.sh --flavour xen: vmlinuz, initramfs).
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -80,7 +82,7 @@ if (values['socket-echo']) {
     cleanups.push(() => run('xl', ['destroy', GUEST]).catch(() => undefined));
     await run('xl', ['create', config]);
     const domid = (await run('xl', ['domid', GUEST])).stdout.trim();
-    const xen = await new XenVchanTransport(ring ? { ringSize: ring } : {}).connect(domid, PORT, {
+    const xen = await new XenVchanTransport().connect(domid, PORT, {
       timeoutMs: 180_000,
     });
     cleanups.push(() => xen.destroy());
@@ -119,7 +121,7 @@ if (values['socket-echo']) {
       socket_vchan_mb_per_s: socketMb,
       socket_vchan_round_trip_us: median(runs.socket.map((r) => r.roundTripUs)),
       xen_to_socket_ratio: Math.round((xenMb / socketMb) * 1000) / 1000,
-      xen_ring_bytes: ring ?? 65536,
+      xen_ring_bytes: xen.writableHighWaterMark,
       runs,
     };
     const line = `${JSON.stringify(result)}\n`;

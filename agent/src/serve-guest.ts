@@ -10,12 +10,13 @@ import { nameFromQubesDb } from './vm-name.js';
 const VCHAN_PROXY_SOCKET = '/run/qubes/vchan-proxy';
 const DOM0 = '0';
 
-/** Largest ring the echo server asks for: 257 grant pages a direction under Xen. */
+/** Largest ring the echo server asks for: libxenvchan's largest, 256 grant pages a direction. */
 const MAX_ECHO_RING = 1 << 20;
 
 /**
  * The vchan echo the kernel command line asks for: `odyssey.vchan_echo=PORT`, and
- * `odyssey.vchan_echo_ring=BYTES` for rings larger than the transport's default (up to 1 MiB).
+ * `odyssey.vchan_echo_ring=BYTES` for rings of that size (up to 1 MiB) instead of what a qrexec
+ * data channel gets (under Xen the transport's 1 MiB bulk rings when no other channel has them).
  */
 export function echoRequest(cmdline: string): { port: number; ring?: number } | undefined {
   const port = /(?:^|\s)odyssey\.vchan_echo=(\d{1,5})(?=\s|$)/.exec(cmdline)?.[1];

@@ -82,6 +82,7 @@ it('runs every category on the process backend and writes report.json and report
     'vchan.dom0-to-vm-throughput pass',
     'dispvm.dom0-call pass',
   ]);
+  expect(proc?.checks.find((c) => c.id === 'vchan.concurrent-calls')?.status).toBe('pass');
   expect(run.status).toBe(0);
   const md = await readFile(join(dir, 'report.md'), 'utf8');
   expect(md).toContain('| check | process |');

@@ -4,9 +4,27 @@ import type { EventWatch, LibxenvchanBinding, VchanCtrl, Xenstore } from '../src
 const NOTIFY_WRITE = 1;
 const NOTIFY_READ = 2;
 
+const EINVAL = 22;
+const ENOSPC = 28;
+/** Linux's default xen_gntalloc limit, and libxenvchan's largest ring (MAX_RING_SHIFT 20). */
+const GNTALLOC_LIMIT = 1024;
+const MAX_RING = 1 << 20;
+
+/** libxenvchan's ring for a minimum: 1 or 2 KiB inside the shared page, else a power of two of pages. */
+function ringBytes(min: number): number {
+  if (min <= 1024) return 1024;
+  if (min <= 2048) return 2048;
+  return 2 ** Math.max(12, Math.ceil(Math.log2(min)));
+}
+
+function ringPages(bytes: number): number {
+  return bytes <= 2048 ? 0 : bytes / 4096;
+}
+
 /**
  * A test double of libxenvchan and xenstore for several domains on one fake
- * host. It keeps libxenvchan's observable behaviour (rings of fixed size,
+ * host. It keeps libxenvchan's observable behaviour (rings of the sizes it
+ * rounds to, each server's pages counted against gntalloc's limit,
  * is_open 2/1/0, close notifying the peer, and io.c's notifications: an end
  * notifies its peer after a write or a read only if the peer asked for it, which
  * data_ready and buffer_space always do, and read and write when the ring cannot
@@ -76,6 +94,8 @@ export class FakeEnd {
   /** What the peer asked this end to notify it of (the ring's cli_notify or srv_notify). */
   asked = 0;
   blocking = true;
+  /** Pages a server's init shared through gntalloc, given back by its close. */
+  grants = 0;
   waiting = false;
   waits = 0;
   watchClosed = false;
@@ -156,6 +176,10 @@ class FakeBinding implements LibxenvchanBinding {
   failTimes: number | undefined;
   #errno = 0;
   initCalls = 0;
+  /** gntalloc's limit on the pages this domain shares (Linux's xen_gntalloc limit). */
+  grantLimit = GNTALLOC_LIMIT;
+  /** Pages this domain's open servers share. */
+  grantsShared = 0;
 
   constructor(
     readonly xen: FakeXen,
@@ -172,9 +196,22 @@ class FakeBinding implements LibxenvchanBinding {
   ): VchanCtrl | null {
     this.initCalls++;
     if (this.failWithErrno) return this.#fail();
+    const readRing = ringBytes(readMin);
+    const writeRing = ringBytes(writeMin);
+    if (readRing > MAX_RING || writeRing > MAX_RING) {
+      this.#errno = EINVAL;
+      return null;
+    }
+    const pages = 1 + ringPages(readRing) + ringPages(writeRing);
+    if (this.grantsShared + pages > this.grantLimit) {
+      this.#errno = ENOSPC;
+      return null;
+    }
+    this.grantsShared += pages;
     const path = this.absolute(xsPath);
-    const channel = new FakeChannel(Math.max(1024, readMin), Math.max(1024, writeMin), path);
+    const channel = new FakeChannel(readRing, writeRing, path);
     channel.server = this.xen.newEnd(channel, 'server');
+    channel.server.grants = pages;
     this.xen.store.set(`${path}/ring-ref`, '8');
     this.xen.store.set(`${path}/event-channel`, String(channel.server.fd));
     return channel.server as unknown as VchanCtrl;
@@ -202,6 +239,7 @@ class FakeBinding implements LibxenvchanBinding {
     const end = this.xen.end(ctrl, 'close');
     if (end.waiting) this.xen.violations.push('libxenvchan_close while a wait is in flight');
     end.freed = true;
+    this.grantsShared -= end.grants;
     if (end.side === 'server') {
       end.channel.srvLive = 0;
       // libxenvchan removes the server's xenstore path on close, whoever wrote it last.
@@ -284,6 +322,14 @@ class FakeBinding implements LibxenvchanBinding {
 
   setBlocking(ctrl: VchanCtrl, blocking: boolean): void {
     this.xen.end(ctrl, 'set_blocking').blocking = blocking;
+  }
+
+  ringSizes(ctrl: VchanCtrl): { read: number; write: number } {
+    const end = this.xen.end(ctrl, 'ring_sizes');
+    const { serverRing, clientRing } = end.channel;
+    return end.side === 'server'
+      ? { read: serverRing, write: clientRing }
+      : { read: clientRing, write: serverRing };
   }
 
   /** The server's write ring is its write_min side; the client writes into the server's read ring. */

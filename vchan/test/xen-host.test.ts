@@ -71,7 +71,7 @@ describe('libxenvchan on this host', () => {
     );
   });
 
-  it('sets the blocking flag libxenvchan_send reads, and no other', async () => {
+  it("sets the blocking flag libxenvchan_send reads, and no other, and reads the rings' sizes where the library does", async () => {
     const binding = await loadLibxenvchan();
     // A ctrl laid out as libxenvchan.h declares it, in memory of our own: its ring page says the
     // server lives, its 4 KiB write ring is empty, and every flag bit is set (malloc's garbage).
@@ -86,6 +86,14 @@ describe('libxenvchan on this host', () => {
     koffi.encode(struct, 56, 'uint64', koffi.address(page) + 8n);
     koffi.encode(struct, 64, 'uint64', koffi.address(ring));
     koffi.encode(struct, 72, 'int', 12);
+    // Its 1 KiB read ring holds 10 bytes that wrap around the ring's end (cons 1020, prod 1030).
+    const readRing = koffi.alloc('uint8_t', 4096);
+    new Uint8Array(koffi.view(readRing, 4096)).forEach((_, i, bytes) => (bytes[i] = i % 251));
+    koffi.encode(struct, 32, 'uint64', koffi.address(page));
+    koffi.encode(struct, 40, 'uint64', koffi.address(readRing));
+    koffi.encode(struct, 48, 'int', 10);
+    koffi.encode(page, 0, 'uint32', 1020);
+    koffi.encode(page, 4, 'uint32', 1030);
     // A pointer typed as the library's own functions return it (the binding declared the type).
     const slot = koffi.alloc('uint64', 1);
     koffi.encode(slot, 0, 'uint64', koffi.address(struct));
@@ -101,8 +109,14 @@ describe('libxenvchan on this host', () => {
       binding.setBlocking(ctrl, true);
       expect(koffi.decode(struct, 28, 'int')).toBe(0x7);
       expect(binding.send(ctrl, tooLarge, tooLarge.length)).toBe(-1);
+      // The sizes the binding reports are the ones the library wraps by: 4 bytes from the read
+      // ring's end, then 6 from its start, only if its order (10) sits where ringSizes reads it.
+      expect(binding.ringSizes(ctrl)).toEqual({ read: 1024, write: 4096 });
+      const read = Buffer.alloc(10);
+      expect(binding.read(ctrl, read, 10)).toBe(10);
+      expect([...read]).toEqual([1020, 1021, 1022, 1023, 0, 1, 2, 3, 4, 5].map((i) => i % 251));
     } finally {
-      for (const memory of [struct, page, ring, slot]) koffi.free(memory);
+      for (const memory of [struct, page, ring, readRing, slot]) koffi.free(memory);
     }
   });
 
@@ -119,7 +133,7 @@ describe('libxenvchan on this host', () => {
   });
 
   it.skipIf(underXen)('reports the errno of a failed libxenvchan_server_init', async () => {
-    const transport = new XenVchanTransport({ evtchnDevice: '/dev/null' });
+    const transport = new XenVchanTransport({ evtchnDevice: '/dev/null', localDomid: 0 });
     await expect(transport.listen('0', 512)).rejects.toThrow(
       /^libxenvchan_server_init\(0, "data\/vchan\/0\/512"\) returned NULL: errno [1-9]\d* \(E[A-Z]+\)$/,
     );

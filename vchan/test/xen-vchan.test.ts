@@ -11,6 +11,7 @@ let work: XenVchanTransport;
 let dom0Binding: FakeBinding;
 let workBinding: FakeBinding;
 const open: XenVchan[] = [];
+const sha = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 function transport(
   domid: number,
@@ -33,8 +34,10 @@ afterEach(async () => {
   expect(xen.violations).toEqual([]);
 });
 
+/** A connected pair with qrexec's 64 KiB rings (the bulk rings have tests of their own). */
 async function pair(port = 512): Promise<{ server: XenVchan; client: XenVchan }> {
-  const [server, client] = await Promise.all([work.listen('0', port), dom0.connect('3', port)]);
+  const rings = { readMin: 64 * 1024, writeMin: 64 * 1024 };
+  const [server, client] = await Promise.all([work.listen('0', port, rings), dom0.connect('3', port)]);
   open.push(server, client);
   return { server, client };
 }
@@ -73,7 +76,9 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     expect(await bound.connected).toBe(bound.vchan);
     expect(bound.vchan.state()).toBe('connected');
     expect(client.state()).toBe('connected');
-    expect(endOf(bound.vchan).channel.serverRing).toBe(64 * 1024);
+    // The minima it named, not the transport's 64 KiB.
+    expect(endOf(bound.vchan).channel.serverRing).toBe(4096);
+    expect(endOf(bound.vchan).channel.clientRing).toBe(8192);
   });
 
   it('offers a server to one client only', async () => {
@@ -89,9 +94,7 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     const data = randomBytes(8 * 1024 * 1024);
     const [received] = await Promise.all([readAll(server), writeAll(client, data, 100_000)]);
     expect(received.length).toBe(data.length);
-    expect(createHash('sha256').update(received).digest('hex')).toBe(
-      createHash('sha256').update(data).digest('hex'),
-    );
+    expect(sha(received)).toBe(sha(data));
     // The rings fill up many times over, so progress came from notifications.
     expect(xen.ends.reduce((waits, end) => waits + end.waits, 0)).toBeGreaterThan(100);
   });
@@ -247,7 +250,8 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     dom0Binding.failWithErrno = 4;
     dom0Binding.failTimes = undefined;
     await expect(dom0.listen('3', 561)).rejects.toThrow(/returned NULL: errno 4 \(EINTR\)/);
-    expect(dom0Binding.initCalls).toBe(3 + 5);
+    // Five tries for the bulk rings, five for qrexec's.
+    expect(dom0Binding.initCalls).toBe(3 + 5 + 5);
   });
 
   it('names peers by domid unless given a resolver', async () => {
@@ -307,5 +311,62 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     // A round trip: one wake for the request at the echo, one for the answer at the client.
     expect(serverTotal - serverStreamed).toBeLessThanOrEqual(200 + 1);
     expect(clientTotal - clientStreamed).toBeLessThanOrEqual(200 + 1);
+  });
+});
+
+describe('ring sizes and the pages they share', () => {
+  async function connected(port: number, rings?: { readMin: number; writeMin: number }): Promise<XenVchan[]> {
+    const ends = await Promise.all([work.listen('0', port, rings), dom0.connect('3', port)]);
+    open.push(...ends);
+    return ends;
+  }
+
+  it('gives the minima a caller names, rounded as libxenvchan rounds them, and the client learns them', async () => {
+    const [server, client] = await connected(700, { readMin: 4096, writeMin: 2000 });
+    // qubesdb's and the agent's control channel: the ring page and one page of ring, not 33 pages.
+    expect(workBinding.grantsShared).toBe(2);
+    expect(client?.bufferSpace()).toBe(4096);
+    expect(client?.readableHighWaterMark).toBe(2048);
+    expect(server?.writableHighWaterMark).toBe(2048);
+    expect(server?.readableHighWaterMark).toBe(4096);
+  });
+
+  it("gives a data channel 1 MiB rings, to one channel at a time, and qrexec's 64 KiB to the others", async () => {
+    const [bulkServer, bulkClient] = await connected(701);
+    const plain = await connected(702);
+    expect([bulkServer?.bufferSpace(), bulkClient?.bufferSpace()]).toEqual([1 << 20, 1 << 20]);
+    expect(plain.map((end) => end.bufferSpace())).toEqual([64 * 1024, 64 * 1024]);
+    expect(workBinding.grantsShared).toBe(513 + 33);
+    const data = randomBytes(3 << 20);
+    const received = readAll(bulkServer as XenVchan);
+    await writeAll(bulkClient as XenVchan, data, 200 * 1024);
+    expect(sha(await received)).toBe(sha(data));
+    await (bulkServer as XenVchan).released;
+    expect(workBinding.grantsShared).toBe(33);
+    const [, next] = await connected(703);
+    expect(next?.bufferSpace()).toBe(1 << 20);
+  });
+
+  it('gives the bulk rings once when two servers are set up at the same time', async () => {
+    const [first, second] = await Promise.all([work.bind('0', 704), work.bind('0', 705)]);
+    open.push(first.vchan, second.vchan);
+    expect(workBinding.grantsShared).toBe(513 + 33);
+    expect([first.vchan.writableHighWaterMark, second.vchan.writableHighWaterMark].sort()).toEqual([
+      1 << 20,
+      64 * 1024,
+    ]);
+  });
+
+  it("falls back to qrexec's rings when gntalloc refuses the bulk pages, and reports ENOSPC when it refuses those too", async () => {
+    workBinding.grantLimit = 512;
+    const [server, client] = await connected(706);
+    expect(client?.bufferSpace()).toBe(64 * 1024);
+    expect(workBinding.grantsShared).toBe(33);
+    const data = randomBytes(300 * 1024);
+    const received = readAll(server as XenVchan);
+    await writeAll(client as XenVchan, data, 50 * 1024);
+    expect(sha(await received)).toBe(sha(data));
+    workBinding.grantLimit = workBinding.grantsShared + 32;
+    await expect(work.listen('0', 707)).rejects.toThrow(/errno 28 \(ENOSPC\)/);
   });
 });

@@ -54,6 +54,11 @@ export interface LibxenvchanBinding {
    * never set (their ctrl comes from malloc): the header's struct field, written in place.
    */
   setBlocking(ctrl: VchanCtrl, blocking: boolean): void;
+  /**
+   * The bytes each ring of this end holds, read from the header's struct (libxenvchan rounds what
+   * the server asked for up to a power of two, and a client learns the sizes only from there).
+   */
+  ringSizes(ctrl: VchanCtrl): { read: number; write: number };
   /** errno after the last call on this thread (0 when unknown). */
   errno(): number;
   watch(fd: number): EventWatch;

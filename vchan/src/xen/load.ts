@@ -7,6 +7,7 @@ import {
   DEFAULT_LIBXENVCHAN,
   LIBXENVCHAN_PACKAGE,
   LIBXENVCHAN_PROTOTYPES,
+  RING_ORDER_OFFSETS,
   type LibxenvchanFunction,
 } from './prototypes.js';
 
@@ -70,6 +71,10 @@ export async function loadLibxenvchan(path = defaultLibxenvchanPath()): Promise<
       const next = blocking ? flags | BLOCKING_FLAG.bit : flags & ~BLOCKING_FLAG.bit;
       koffi.encode(ctrl, BLOCKING_FLAG.offset, 'int', next);
     },
+    ringSizes: (ctrl) => ({
+      read: 2 ** (koffi.decode(ctrl, RING_ORDER_OFFSETS.read, 'int') as number),
+      write: 2 ** (koffi.decode(ctrl, RING_ORDER_OFFSETS.write, 'int') as number),
+    }),
     errno: () => koffi.errno(),
     watch: (fd) => (poller ??= new EventPoller(koffi)).watch(fd),
   };

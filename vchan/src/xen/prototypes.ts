@@ -35,3 +35,10 @@ export const LIBXENVCHAN_PACKAGE = 'libxenmisc4.17';
  * whose bits are is_server, server_persist, blocking from the lowest.
  */
 export const BLOCKING_FLAG = { offset: 28, bit: 1 << 2 } as const;
+
+/**
+ * Where `struct libxenvchan` keeps each ring's `int order` on x86-64 (the ring holds 1 << order
+ * bytes; offsets measured with gcc against libxen-dev's header): libxenvchan's own copy, checked
+ * against its limits when the channel was set up. A client learns only here what the server chose.
+ */
+export const RING_ORDER_OFFSETS = { read: 48, write: 72 } as const;

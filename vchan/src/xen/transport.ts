@@ -5,7 +5,7 @@ import { getSystemErrorName } from 'node:util';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 import type { LibxenvchanBinding, VchanCtrl } from './binding.js';
 import { loadLibxenvchan } from './load.js';
-import { XenVchan, type XenVchanRings } from './xen-vchan.js';
+import { XenVchan } from './xen-vchan.js';
 import { openXenstore, type Xenstore } from './xenstore.js';
 import { stopWaitingOnAbort } from '../listen-signal.js';
 
@@ -20,8 +20,20 @@ export interface XenVchanTransportOptions {
   readonly localDomid?: number;
   /** Turns a domain name into its domid; default: names are decimal domids. */
   readonly resolveDomid?: (remoteDomain: string) => Promise<number>;
-  /** Minimum ring size of each direction in bytes; default 64 KiB, what qrexec asks for. */
+  /**
+   * Ring size of each direction, in bytes, of a server whose caller names no minimum (a qrexec data
+   * channel) when it gets no bulk rings; default 64 KiB, what upstream qrexec asks for.
+   */
   readonly ringSize?: number;
+  /**
+   * Ring size such a server asks for first; default 1 MiB, libxenvchan's largest. Each ring's worth
+   * of data costs a switch to the peer domain, which is where the time of a transfer goes under
+   * nested Xen (bench/README.md), so a bulk transfer wants the largest. A 1 MiB-ring vchan shares
+   * 513 pages through gntalloc, whose limit is per domain (Linux's xen_gntalloc limit, 1024 by
+   * default), so only one vchan of the transport at a time has them, and an init gntalloc refuses
+   * is tried again with ringSize.
+   */
+  readonly bulkRingSize?: number;
   /** How long connect() waits for the server; default 10 s. */
   readonly connectTimeoutMs?: number;
   /** Pause between xenstore reads while connect() waits for the server. */
@@ -42,6 +54,8 @@ export interface BoundXenVchan {
 }
 
 const DEFAULT_RING = 64 * 1024;
+/** MAX_RING_SHIFT of libxenvchan: a larger ring's grant references would not fit in the shared page. */
+const MAX_RING = 1 << 20;
 const RESTORE_CHECK_MS = 2000;
 
 /** Domains named by their decimal domid. */
@@ -61,6 +75,9 @@ export class XenVchanTransport implements VchanTransport {
   readonly name = 'xen';
   readonly #options: XenVchanTransportOptions;
   readonly #ring: number;
+  readonly #bulkRing: number;
+  /** A vchan of this transport has the bulk rings (from its init until its close). */
+  #bulkTaken = false;
   #binding: Promise<LibxenvchanBinding> | undefined;
   #xenstore: Promise<Xenstore> | undefined;
   #localDomid: Promise<number> | undefined;
@@ -78,6 +95,7 @@ export class XenVchanTransport implements VchanTransport {
   constructor(options: XenVchanTransportOptions = {}) {
     this.#options = options;
     this.#ring = options.ringSize ?? DEFAULT_RING;
+    this.#bulkRing = options.bulkRingSize ?? MAX_RING;
   }
 
   async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<XenVchan> {
@@ -91,23 +109,30 @@ export class XenVchanTransport implements VchanTransport {
   async bind(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<BoundXenVchan> {
     const binding = await this.#ready();
     const peer = await this.#resolve(remoteDomain);
-    const rings = this.#rings(options);
     // Relative: libxenvchan puts it under /local/domain/<own id>, where the client looks.
     const xsPath = `data/vchan/${peer}/${port}`;
     const previous = this.#servers.get(xsPath);
     if (previous?.state() === 'disconnected') await previous.released;
-    const ctrl = initUninterrupted(binding, () =>
-      binding.serverInit(null, peer, xsPath, rings.readRing, rings.writeRing),
-    );
-    if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
-    let self: number;
-    try {
-      self = await this.#ownDomid();
-    } catch (error) {
-      binding.close(ctrl);
-      throw error;
+    const self = await this.#ownDomid();
+    const init = (readMin: number, writeMin: number): VchanCtrl | null =>
+      initUninterrupted(binding, () => binding.serverInit(null, peer, xsPath, readMin, writeMin));
+    const named = options?.readMin !== undefined || options?.writeMin !== undefined;
+    const bulk = !named && !this.#bulkTaken && this.#bulkRing > this.#ring;
+    let ctrl = bulk ? init(this.#bulkRing, this.#bulkRing) : null;
+    const gotBulk = ctrl !== null;
+    if (!ctrl) {
+      // Minima a caller names are what it gets, as upstream's callers expect: qubesdb's 4 KiB
+      // rings share 3 pages where 64 KiB would take 33 of dom0's gntalloc limit for each qube.
+      ctrl = named
+        ? init(options?.readMin ?? this.#ring, options?.writeMin ?? this.#ring)
+        : init(this.#ring, this.#ring);
     }
-    const vchan = this.#open(binding, ctrl, remoteDomain, port, rings, self);
+    if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
+    const vchan = this.#open(binding, ctrl, remoteDomain, port, self);
+    if (gotBulk) {
+      this.#bulkTaken = true;
+      void vchan.released.then(() => (this.#bulkTaken = false));
+    }
     this.#servers.set(xsPath, vchan);
     void vchan.released.then(() => {
       if (this.#servers.get(xsPath) === vchan) this.#servers.delete(xsPath);
@@ -145,8 +170,7 @@ export class XenVchanTransport implements VchanTransport {
     }
     const ctrl = initUninterrupted(binding, () => binding.clientInit(null, peer, xsPath));
     if (!ctrl) throw initError(binding, `libxenvchan_client_init(${peer}, "${xsPath}")`);
-    const rings = { readRing: this.#ring, writeRing: this.#ring };
-    return this.#open(binding, ctrl, remoteDomain, port, rings, self);
+    return this.#open(binding, ctrl, remoteDomain, port, self);
   }
 
   #open(
@@ -154,12 +178,15 @@ export class XenVchanTransport implements VchanTransport {
     ctrl: VchanCtrl,
     remoteDomain: string,
     port: number,
-    rings: XenVchanRings,
     self: number,
   ): XenVchan {
     let vchan: XenVchan;
     try {
-      vchan = new XenVchan(binding, ctrl, remoteDomain, port, rings);
+      const sizes = binding.ringSizes(ctrl);
+      vchan = new XenVchan(binding, ctrl, remoteDomain, port, {
+        readRing: sizes.read,
+        writeRing: sizes.write,
+      });
     } catch (error) {
       binding.close(ctrl);
       throw error;
@@ -257,13 +284,6 @@ export class XenVchanTransport implements VchanTransport {
       );
     }
     return Number(value);
-  }
-
-  #rings(options?: VchanListenOptions): XenVchanRings {
-    return {
-      readRing: Math.max(this.#ring, options?.readMin ?? 0),
-      writeRing: Math.max(this.#ring, options?.writeMin ?? 0),
-    };
   }
 }
 
