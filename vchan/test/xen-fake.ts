@@ -10,11 +10,17 @@ const ENOSPC = 28;
 const GNTALLOC_LIMIT = 1024;
 const MAX_RING = 1 << 20;
 
-/** libxenvchan's ring for a minimum: 1 or 2 KiB inside the shared page, else a power of two of pages. */
-function ringBytes(min: number): number {
-  if (min <= 1024) return 1024;
-  if (min <= 2048) return 2048;
-  return 2 ** Math.max(12, Math.ceil(Math.log2(min)));
+/**
+ * libxenvchan_server_init's rings for two minima: each a power of two of pages, except that one ring
+ * of at most 1 KiB and one of at most 2 KiB can live in the shared page itself.
+ */
+function ringBytes(readMin: number, writeMin: number): [number, number] {
+  const paged = (min: number): number => 2 ** Math.max(12, Math.ceil(Math.log2(min)));
+  if (readMin <= 1024 && writeMin <= 2048) return [1024, 2048];
+  if (readMin <= 2048 && writeMin <= 1024) return [2048, 1024];
+  if (readMin <= 2048) return [2048, paged(writeMin)];
+  if (writeMin <= 2048) return [paged(readMin), 2048];
+  return [paged(readMin), paged(writeMin)];
 }
 
 function ringPages(bytes: number): number {
@@ -196,12 +202,11 @@ class FakeBinding implements LibxenvchanBinding {
   ): VchanCtrl | null {
     this.initCalls++;
     if (this.failWithErrno) return this.#fail();
-    const readRing = ringBytes(readMin);
-    const writeRing = ringBytes(writeMin);
-    if (readRing > MAX_RING || writeRing > MAX_RING) {
+    if (readMin > MAX_RING || writeMin > MAX_RING) {
       this.#errno = EINVAL;
       return null;
     }
+    const [readRing, writeRing] = ringBytes(readMin, writeMin);
     const pages = 1 + ringPages(readRing) + ringPages(writeRing);
     if (this.grantsShared + pages > this.grantLimit) {
       this.#errno = ENOSPC;
