@@ -123,9 +123,7 @@ export class XenVchanTransport implements VchanTransport {
     if (!ctrl) {
       // Minima a caller names are what it gets, as upstream's callers expect: qubesdb's 4 KiB
       // rings share 3 pages where 64 KiB would take 33 of dom0's gntalloc limit for each qube.
-      ctrl = named
-        ? init(options?.readMin ?? this.#ring, options?.writeMin ?? this.#ring)
-        : init(this.#ring, this.#ring);
+      ctrl = init(options?.readMin ?? this.#ring, options?.writeMin ?? this.#ring);
     }
     if (!ctrl) throw initError(binding, `libxenvchan_server_init(${peer}, "${xsPath}")`);
     const vchan = this.#open(binding, ctrl, remoteDomain, port, self);
