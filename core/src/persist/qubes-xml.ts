@@ -32,6 +32,8 @@ export interface StorageSource {
 }
 
 type Node = Record<string, unknown>;
+/** Events that may change the kernel of qubes other than their subject. */
+const KERNEL_CHANGE = /^property-(set|del|reset):(default_)?kernel$/;
 const ATTR = '@_';
 
 function propertiesOf(store: Properties): XmlElement[] {
@@ -95,7 +97,10 @@ export class QubesXmlWriter {
     private readonly storage: StorageSource,
   ) {
     app.events.subscribe((e) => {
-      if (e.subject) this.fragments.delete(e.subject);
+      // A kernel volume's vid follows the qube's kernel, whose default follows its template's and
+      // then default_kernel: a change there changes other qubes' elements, with no event of theirs.
+      if (KERNEL_CHANGE.test(e.name)) this.fragments.clear();
+      else if (e.subject) this.fragments.delete(e.subject);
     });
   }
 

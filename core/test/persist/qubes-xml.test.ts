@@ -2,6 +2,7 @@ import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { Daemon } from '../../src/daemon/daemon.js';
@@ -78,6 +79,69 @@ describe('qubes.xml', () => {
     expect(xml).toContain('<tag name="created-by-dom0"/>');
     expect(xml).not.toContain('<?xml');
     expect((await readdir(d.stateDir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('writes, after any sequence of writes, the document it would build from nothing', async () => {
+    d = await appendixA();
+    const t = d;
+    const writer = t.daemon.store.writer;
+    const vms = ['work', 'newvm', 'debian-12', 'dom0'];
+    const name = fc.constantFrom('a', 'b', 'service.cups');
+    const write = fc.oneof(
+      fc.tuple(
+        fc.constant('admin.vm.feature.Set'),
+        fc.constantFrom(...vms),
+        name,
+        fc.constantFrom('1', '', 'x&<y'),
+      ),
+      fc.tuple(fc.constant('admin.vm.feature.Remove'), fc.constantFrom(...vms), name, fc.constant('')),
+      fc.tuple(fc.constant('admin.vm.tag.Set'), fc.constantFrom(...vms), name, fc.constant('')),
+      fc.tuple(fc.constant('admin.vm.tag.Remove'), fc.constantFrom(...vms), name, fc.constant('')),
+      fc.tuple(
+        fc.constant('admin.vm.property.Set'),
+        fc.constantFrom('work', 'newvm'),
+        fc.constantFrom('kernelopts', 'memory', 'label'),
+        fc.constantFrom('700', 'red', 'blue'),
+      ),
+      fc.tuple(
+        fc.constant('admin.vm.property.Reset'),
+        fc.constantFrom('work', 'newvm'),
+        fc.constantFrom('kernelopts', 'memory', 'label', 'kernel'),
+        fc.constant(''),
+      ),
+      fc.tuple(
+        fc.constant('admin.vm.property.Set'),
+        fc.constant('debian-12'),
+        fc.constant('kernel'),
+        fc.constantFrom('', '6.6.1'),
+      ),
+      fc.tuple(
+        fc.constant('admin.property.Set'),
+        fc.constant('dom0'),
+        fc.constant('default_kernel'),
+        fc.constantFrom('', '6.6.1'),
+      ),
+      fc.tuple(
+        fc.constant('admin.vm.volume.Resize'),
+        fc.constantFrom('debian-12', 'work'),
+        fc.constantFrom('root', 'private'),
+        fc.constantFrom('11811160064', '12884901888', '3221225472'),
+      ),
+    );
+    let writes = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(write, { minLength: 1, maxLength: 12 }), async (calls) => {
+        for (const [method, vm, arg, payload] of calls) {
+          // A refused write (a missing feature or tag, an invalid value) changes nothing: the same must hold.
+          const reply = await t.call(method, vm, arg, payload);
+          if (reply[0] === 0x30) writes++;
+          // Each domain's cached element must follow every kind of change, whatever the cache held.
+          expect(writer.serialize()).toBe(writer.serializeWithFeatures((v) => v.features.entries()));
+        }
+      }),
+      { numRuns: 40 },
+    );
+    expect(writes).toBeGreaterThan(40);
   });
 
   it('loads the reference example', async () => {
