@@ -228,6 +228,10 @@ try {
     for (const [name, mix, pid] of servers) level[name] = await measure(mix, clients, pid);
     out.levels.push(level);
   }
+  // Each method of the mix alone at 8 clients, after the mix warmed odysseyd up: where its CPU goes.
+  out.perMethod = {};
+  for (const [name, fn] of mixFor(ours.socket, VMS))
+    out.perMethod[name] = await measure([[name, fn]], 8, ours.proc.pid);
   if (upstream) {
     await stop(upstream.proc);
     await rm(upstream.dir, { recursive: true, force: true });
@@ -294,6 +298,11 @@ for (const l of out.levels) {
     );
   }
 }
+console.log('odysseyd, each method alone at 8 clients:');
+for (const [name, r] of Object.entries(out.perMethod))
+  console.log(
+    `  ${name.padEnd(20)} ${String(r.callsPerSecond).padStart(8)} calls/s ${f(r.p50ms)} ${f(r.p99ms)} ${f(r.serverCpuMsPerCall, 19)}`,
+  );
 const cpu = (r) =>
   r.toolCpuS === undefined
     ? ''
