@@ -29,10 +29,10 @@ for ws in "${workspaces[@]}"; do
   [ -d "$ws/dist" ] || { echo "build-deb: $ws/dist is missing: run npm run build first" >&2; exit 1; }
   mkdir -p "$lib/$ws"
   cp "$ws/package.json" "$lib/$ws/"
-  (cd "$ws" && find dist -type f -name '*.js' -print0 | cpio --quiet -0 -pdm "$lib/$ws")
+  (cd "$ws" && find dist -type f \( -name '*.js' -o -name '*.mjs' \) -print0 | cpio --quiet -0 -pdm "$lib/$ws")
 done
 # `qvm template install` runs the template builder found beside client/ (client/src/cli/template-builder.ts);
-# it copies the agent's dist and commander from this same tree into the template.
+# it copies the agent's bundles (agent/dist/bundle) and koffi from this same tree into the template.
 cp -a templates "$lib/templates"
 rm -f "$lib/templates/README.md"
 

@@ -9,14 +9,14 @@
 #   NAME                 debian-12 (the only template so far)
 #   --cache-dir DIR      where builds and downloaded .debs are kept
 #                        (default $ODYSSEY_TEMPLATE_CACHE or /var/cache/odyssey/templates)
-#   --agent-root DIR     the tree holding agent/, vchan/, qrexec/, hal/ with their built dist and
-#                        node_modules/commander (default: this script's ../, a checkout after
-#                        `npx tsc -b` or /usr/lib/odyssey)
+#   --agent-root DIR     the tree holding the agent's bundles (agent/dist/bundle) and
+#                        node_modules/koffi (default: this script's ../, a checkout after
+#                        `npm run build` or /usr/lib/odyssey)
 #   --mirror URL         Debian mirror (default $ODYSSEY_DEBIAN_MIRROR or http://deb.debian.org/debian)
 #   --force              rebuild even when the cache holds a build of the same inputs
 #   --cached-only        build nothing: print the cached build of the same inputs, or fail
 #
-# A build is kept under a key of its inputs (this script, the template's files, the agent's dist,
+# A build is kept under a key of its inputs (this script, the template's files, the agent's bundles,
 # the package list, the mirror); a second run with the same inputs only prints the cached paths.
 # Prints `key=`, `root=` (raw ext4 image), `vmlinuz=`, `initramfs=`, `kernel_version=` last.
 # Progress goes to stderr when it is a terminal; otherwise only errors are printed.
@@ -61,16 +61,14 @@ OVERLAY="$HERE/$NAME/rootfs"
 [ -d "$OVERLAY" ] || die "no $OVERLAY"
 [ "$(id -u)" = 0 ] || die "needs root (mmdebstrap builds the tree as root, mkfs.ext4 keeps its owners)"
 
-# The guest runs the agent's own dist on Debian's nodejs; these packages and commander are all it loads.
-AGENT_PACKAGES=(hal qrexec vchan qubesdb agent)
-for p in "${AGENT_PACKAGES[@]}"; do
-  [ -f "$AGENT_ROOT/$p/dist/index.js" ] || die "$AGENT_ROOT/$p/dist is missing: run npx tsc -b in $AGENT_ROOT"
+# The guest runs the agent's programs on Debian's nodejs, each bundled into one file
+# (scripts/bundle-guest.mjs, part of `npm run build`): the names the template's units and commands run.
+BUNDLES="$AGENT_ROOT/agent/dist/bundle"
+GUEST_PROGRAMS=(kvm-guest-main xen-guest-main agent-main net-daemon-main qubesdb-cmd-main
+  features-request-main client-vm-main)
+for main in "${GUEST_PROGRAMS[@]}"; do
+  [ -f "$BUNDLES/$main.mjs" ] || die "$BUNDLES/$main.mjs is missing: run npm run build in $AGENT_ROOT"
 done
-for main in kvm-guest-main xen-guest-main; do
-  [ -f "$AGENT_ROOT/agent/dist/$main.js" ] || die "$AGENT_ROOT/agent/dist/$main.js is missing"
-done
-COMMANDER="$AGENT_ROOT/node_modules/commander"
-[ -f "$COMMANDER/package.json" ] || die "no $COMMANDER: run npm ci in $AGENT_ROOT"
 # The Xen vchan transport loads libxenvchan through koffi, whose native module is its own package.
 KOFFI="$AGENT_ROOT/node_modules/koffi"
 KOFFI_NATIVE="$AGENT_ROOT/node_modules/@koromix/koffi-linux-x64"
@@ -83,21 +81,14 @@ KOFFI_NATIVE="$AGENT_ROOT/node_modules/@koromix/koffi-linux-x64"
 # agent in a Xen domU. No Recommends (mmdebstrap's default).
 PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,nodejs,linux-image-cloud-amd64,initramfs-tools,e2fsprogs,procps,sudo,ca-certificates,less,iproute2,nftables,conntrack,isc-dhcp-client,libxenmisc4.17
 
-agent_files() {
-  local p
-  for p in "${AGENT_PACKAGES[@]}"; do
-    (cd "$AGENT_ROOT/$p" && find package.json dist -type f -name '*.js' -o -type f -name package.json) |
-      LC_ALL=C sort | sed "s|^|$p/|"
-  done
-}
 # Contents and relative paths only: a checkout and the installed package with the same files share builds.
 inputs_hash() {
   {
     printf '%s\n' "$NAME" "$SUITE" "$MIRROR" "$PACKAGES"
     sha256sum <"${BASH_SOURCE[0]}"
     (cd "$OVERLAY" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-    (cd "$AGENT_ROOT" && agent_files | xargs sha256sum)
-    cat "$COMMANDER/package.json" "$KOFFI/package.json" "$KOFFI_NATIVE/package.json" | sha256sum
+    (cd "$BUNDLES" && for main in "${GUEST_PROGRAMS[@]}"; do sha256sum "$main.mjs"; done)
+    cat "$KOFFI/package.json" "$KOFFI_NATIVE/package.json" | sha256sum
   } | sha256sum | cut -c1-16
 }
 KEY="$(inputs_hash)"
@@ -133,13 +124,8 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
     "$SUITE" "$TREE" "$MIRROR"
 
   progress "installing the agent and the template's files"
-  for p in "${AGENT_PACKAGES[@]}"; do
-    dst="$TREE/opt/odyssey/node_modules/@odyssey/$p"
-    mkdir -p "$dst"
-    (cd "$AGENT_ROOT" && agent_files | grep "^$p/" | sed "s|^$p/||") |
-      (cd "$AGENT_ROOT/$p" && cpio --quiet -pdm "$dst")
-  done
-  cp -a "$COMMANDER" "$TREE/opt/odyssey/node_modules/commander"
+  mkdir -p "$TREE/opt/odyssey"
+  for main in "${GUEST_PROGRAMS[@]}"; do cp "$BUNDLES/$main.mjs" "$TREE/opt/odyssey/"; done
   mkdir -p "$TREE/opt/odyssey/node_modules/@koromix"
   cp -a "$KOFFI" "$TREE/opt/odyssey/node_modules/koffi"
   cp -a "$KOFFI_NATIVE" "$TREE/opt/odyssey/node_modules/@koromix/koffi-linux-x64"
@@ -147,7 +133,7 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   # upstream's QubesDB commands, each the agent's one program told its command (it talks to the
   # agent's QubesDB daemon at /run/qubes/qubesdb.sock).
   for cmd in read write rm multiread list watch; do
-    printf '#!/bin/sh\nexec node /opt/odyssey/node_modules/@odyssey/agent/dist/qubesdb-cmd-main.js -c %s "$@"\n' \
+    printf '#!/bin/sh\nexec node /opt/odyssey/qubesdb-cmd-main.mjs -c %s "$@"\n' \
       "$cmd" >"$TREE/usr/bin/qubesdb-$cmd"
     chmod 0755 "$TREE/usr/bin/qubesdb-$cmd"
   done

@@ -55,8 +55,8 @@ describe('odyssey-xen-generator', () => {
 
   it("starts the agent's Xen entry point, which the build has", async () => {
     const unit = await readFile(join(TEMPLATE_ROOT, XEN_UNIT), 'utf8');
-    const main = /^ExecStart=\/usr\/bin\/node \/opt\/odyssey\/node_modules\/@odyssey\/(\S+)/m.exec(unit)?.[1];
-    expect(main).toBe('agent/dist/xen-guest-main.js');
-    await access(join(REPO, main ?? ''));
+    const main = /^ExecStart=\/usr\/bin\/node \/opt\/odyssey\/(\S+)/m.exec(unit)?.[1];
+    expect(main).toBe('xen-guest-main.mjs');
+    await access(join(REPO, 'agent/dist/bundle', main ?? ''));
   });
 });
