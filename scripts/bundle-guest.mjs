@@ -1,7 +1,7 @@
 // Bundles each program the Debian template runs inside a qube (agent/dist/<entry>.js) into one
 // file, agent/dist/bundle/<entry>.mjs, for the template builder to install. A qube starts several
 // node processes while it boots (the agent, odyssey-network, the post-install commands); loading ~100
-// modules each took most of their start-up under emulation (notes in templates/README.md).
+// modules each was about half of their start-up under user-mode TCG (templates/README.md, Start-up).
 // Debian 12's nodejs is 18; koffi stays a package beside the bundles: it finds its native module
 // relative to its own files.
 import { build } from 'esbuild';
