@@ -84,7 +84,8 @@ const PREPARE: Partial<Record<GuestImageKind, (stateDir: string) => Promise<void
   'odyssey-linux-xen': installXenGuestKernel,
 };
 
-// Progress is for people watching; CI logs get the summary line only.
+// Progress is for people watching; CI logs get what failed or warned, then the summary line, so a
+// red run names its checks even where the report's files are not kept.
 const progress = process.stdout.isTTY && !process.env['CI'];
 // What to undo, newest first; an interrupted run must not leave guests, odysseyd or libvirtd behind.
 const cleanups: (() => Promise<void>)[] = [];
@@ -95,11 +96,10 @@ const cleanUp = async () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const)
   process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
+const line = (r: CheckResult) =>
+  `${r.status.padEnd(11)} ${r.id} (${(r.durationMs / 1000).toFixed(1)} s)${r.status === 'pass' ? '' : `: ${r.reason}`}\n`;
 const show = (r: CheckResult) => {
-  if (progress)
-    process.stdout.write(
-      `${r.status.padEnd(11)} ${r.id} (${(r.durationMs / 1000).toFixed(1)} s)${r.status === 'pass' ? '' : `: ${r.reason}`}\n`,
-    );
+  if (progress) process.stdout.write(line(r));
 };
 
 /**
@@ -212,6 +212,8 @@ if (!outcome) process.exit(EXIT.notRun);
 
 const results = outcome.checks;
 await writeReport(opts.report, outcome, opts.junit);
+if (!progress)
+  for (const r of results) if (r.status === 'fail' || r.status === 'warn') process.stdout.write(line(r));
 const count = (status: CheckResult['status']) => results.filter((r) => r.status === status).length;
 const warned = count('warn') > 0 ? `, ${count('warn')} warnings` : '';
 console.log(

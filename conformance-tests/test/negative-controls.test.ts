@@ -65,6 +65,13 @@ it('fails a backend that does nothing, naming what is wrong', async () => {
     status: 'fail',
     reason: 'state() of conf-hal after start(): expected "Running", got "Halted"',
   });
+  // A CI log (CI=1) names each failed check and its reason before the summary line.
+  expect(run.stdout).toMatch(
+    /^fail {8}hal\.undefine \(\d+\.\d s\): start\(\) of an undefined domain succeeded$/m,
+  );
+  expect(run.stdout.trimEnd().split('\n').at(-1)).toMatch(
+    /^0 passed, \d+ failed, 0 unsupported \(do-nothing\)$/,
+  );
   expect(checks['hal.stats']?.reason).toContain('conf-hal is not running before stats()');
   expect(checks['hal.vchan-connect-to-guest']?.reason).toContain('conf-hal is not running');
   expect(checks['hal.guest-crash']?.reason).toContain('state() of conf-hal-crash after start()');
