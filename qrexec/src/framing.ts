@@ -59,12 +59,14 @@ export class MessageReader {
 
   async #readExact(size: number): Promise<Buffer | null> {
     for (;;) {
-      if (this.#error) throw this.#error;
+      // What arrived before an error is still read: a failed write (the peer closed) errors the
+      // stream after the peer's last message, its exit code, was already buffered.
       const chunk = this.stream.read(size) as Buffer | null;
       if (chunk !== null) {
         if (chunk.length < size) throw new QrexecProtocolError('stream ended inside a message');
         return chunk;
       }
+      if (this.#error) throw this.#error;
       if (this.#eof || this.stream.destroyed) {
         if (this.stream.readableLength > 0) throw new QrexecProtocolError('stream ended inside a message');
         return null;

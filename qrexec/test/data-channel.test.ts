@@ -3,15 +3,18 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Duplex, PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   MessageReader,
   MsgType,
+  QREXEC_PROTOCOL_VERSION,
   QrexecProtocolError,
   callOverDataChannel,
   decodeExitCode,
   decodePeerInfo,
+  encodeExitCode,
+  encodeMessage,
   encodePeerInfo,
   exchangeHello,
   serveDataChannel,
@@ -203,6 +206,31 @@ describe('data phase', () => {
     expect((await call('no.Such', Buffer.alloc(0))).exitCode).toBe(127);
     await writeFile(join(dir, 'test.NotExecutable'), 'plain text');
     expect((await call('test.NotExecutable', Buffer.alloc(0))).exitCode).toBe(125);
+  });
+
+  it("returns the exit code a service sent before it closed, when the caller's stdin then fails to write", async () => {
+    // A missing service answers HELLO with its exit code and closes at once; the caller's stdin EOF
+    // then meets a closed vchan, whose failed write errors the stream (nested Xen, once in a CI run).
+    const peerClosed = () => new Error('vchan 0:513: peer closed');
+    let writes = 0;
+    const channel: Duplex = new Duplex({
+      read() {},
+      write(_chunk: Buffer, _encoding, callback) {
+        if (++writes === 1) {
+          channel.push(encodeMessage(MsgType.HELLO, encodePeerInfo(QREXEC_PROTOCOL_VERSION)));
+          return callback();
+        }
+        // As a Xen pass does it: the ring's last bytes go to the reader, then the write fails.
+        channel.push(encodeMessage(MsgType.DATA_EXIT_CODE, encodeExitCode(127)));
+        callback(peerClosed());
+      },
+    });
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    await expect(callOverDataChannel(channel, { stdin: Readable.from([]), stdout, stderr })).resolves.toBe(
+      127,
+    );
+    expect(writes).toBe(2);
   });
 
   it('moves a large payload intact through an executable service', async () => {

@@ -27,9 +27,15 @@ export const qrexecChecks: readonly Check[] = [
     const guests = guestsOf(ctx);
     await guests.installService(QUBES.peer, 'test.Exit', EXIT_SERVICE);
     const codes: (number | null)[] = [];
-    for (const service of ['test.Exit+3', 'test.Exit+0', 'test.Missing'])
-      codes.push((await guests.dom0Call(QUBES.peer, service)).code);
-    expectEqual(codes, [3, 0, 127], 'exit codes of test.Exit+3, test.Exit+0, test.Missing');
+    const stderr: string[] = [];
+    for (const service of ['test.Exit+3', 'test.Exit+0', 'test.Missing']) {
+      const done = await guests.dom0Call(QUBES.peer, service);
+      codes.push(done.code);
+      if (done.stderr) stderr.push(`${service}: ${done.stderr.trim()}`);
+    }
+    // A wrong code is explained by what the caller printed (qrexec: ... for a 125).
+    const said = stderr.length ? ` (stderr: ${stderr.join('; ')})` : '';
+    expectEqual(codes, [3, 0, 127], `exit codes of test.Exit+3, test.Exit+0, test.Missing${said}`);
   }),
   qrexec(
     'vm-to-vm-allowed',
