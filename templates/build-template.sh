@@ -148,7 +148,8 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/root.img" ]; then
   # Timers that would only slow a qube's boot and its disposable copies.
   chroot "$TREE" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer
-  # Every process a boot starts costs a Xen domU nested under TCG 0.3-0.5 s idle (templates/README):
+  # A nested Xen domU under TCG spends 0.3-0.55 s idle on each generator or module load (a bare
+  # exec is 70-90 ms; templates/README):
   # no generator for what a qube never has (encrypted, integrity or verity volumes, GPT
   # auto-discovery, hibernation, offline updates), and no early module loads for hardware and file
   # systems it does not use (a /dev node still loads its module on first open; the configfs and

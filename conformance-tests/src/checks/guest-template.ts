@@ -97,6 +97,21 @@ export const guestTemplateChecks: readonly Check[] = [
       'hostname, and the address it resolves to',
     );
   }),
+  guest(
+    'system-running',
+    async (ctx) => {
+      requireTemplate();
+      // The agent's qubes.WaitForRunningSystem: systemd's verdict once its start-up is over on
+      // stderr, the failed units after it when that verdict is not `running` (degraded).
+      const done = await guestsOf(ctx).dom0Call(DEBIAN_QUBE, 'qubes.WaitForRunningSystem');
+      expectEqual(
+        { code: done.code, said: done.stderr },
+        { code: 0, said: 'running\n' },
+        `systemd's state in ${DEBIAN_QUBE} (qubes.WaitForRunningSystem)`,
+      );
+    },
+    SLOW_STEP_MS,
+  ),
   guest('vcpus-memory', async (ctx) => {
     requireTemplate();
     expectEqual((await shell(ctx, 'nproc')).trim(), String(VCPUS), 'nproc in the guest');

@@ -40,17 +40,37 @@ export function startLxcDaemon(): Promise<TestDaemon> {
   return startDaemon();
 }
 
+/** Every process's pid and argv. */
+async function processes(): Promise<{ pid: number; args: string[] }[]> {
+  const all = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline) all.push({ pid: Number(entry), args: cmdline.split('\0').slice(0, -1) });
+  }
+  return all;
+}
+
 /** The host pid of the domain's qrexec agent (its container init's child); just after a start, waited for. */
 export async function agentPid(name: string): Promise<number> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
-      if (args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name)
-        return Number(entry);
+    const all = await processes();
+    const agent = all.find(
+      ({ args }) =>
+        args.some((a) => a.endsWith('agent-socket.mjs')) && args[args.indexOf('--domain-id') + 1] === name,
+    );
+    if (agent) return agent.pid;
+    if (Date.now() > deadline) {
+      // Which part of the container is there (libvirt_lxc, its init) tells a start that failed
+      // from an agent that did not come up.
+      const related = all
+        .filter(({ args }) => args.includes(name))
+        .map(({ pid, args }) => `${pid}: ${args.join(' ')}`);
+      throw new Error(
+        `no agent process for ${name} after 60 s; processes naming it: ${related.join('; ') || 'none'}`,
+      );
     }
-    if (Date.now() > deadline) throw new Error(`no agent process for ${name}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
