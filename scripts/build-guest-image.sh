@@ -66,6 +66,10 @@ if [ "$FLAVOUR" = xen ]; then
 fi
 
 mkdir -p "$CACHE"
+# One build of a flavour at a time: two would share $OUT.tmp, and the later one's rm -rf "$OUT"
+# would take the tree from under whatever the first one's caller started from it.
+exec 9>"$CACHE/.lock-$FLAVOUR"
+flock 9
 WORK="$(mktemp -d "$CACHE/.build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 

@@ -22,6 +22,11 @@ done
 die() { echo "build-rootfs: $*" >&2; exit 1; }
 command -v lz4 >/dev/null || die "lz4 missing: apt-get install lz4"
 
+mkdir -p "$CACHE"
+# One build of the tree at a time: the later one's rm -rf "$OUT" would take it from under the
+# containers the first one's caller started (build-guest-image.sh takes a lock of its own).
+exec 9>"$CACHE/.lock-lxc"
+flock 9
 IMAGE="$("$ROOT/scripts/build-guest-image.sh" --cache-dir "$CACHE" | sed -n 's/^initramfs=//p')"
 [ -s "$IMAGE" ] || die "build-guest-image.sh named no initramfs"
 WORK="$(mktemp -d "$CACHE/.lxc-build.XXXXXX")"
