@@ -7,6 +7,7 @@ import { QrexecAgent } from './agent.js';
 import { DomainQubesDb } from './qubesdb-daemon.js';
 import { createAgentTransport } from './transport.js';
 import { nameFromQubesDb } from './vm-name.js';
+import { consoleLog } from './console-log.js';
 
 const program = new Command()
   .name('odyssey-qrexec-agent')
@@ -40,7 +41,7 @@ const options = program.opts<{
 const domainId = options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN');
 
 const transport = createAgentTransport({ domainId, vchanDir: options.vchanDir });
-const log = (message: string): void => void process.stderr.write(`qrexec-agent: ${message}\n`);
+const log = consoleLog('qrexec-agent');
 // The domain's QubesDB daemon, which upstream runs beside the agent (qubes-db.service).
 const qubesdb = await DomainQubesDb.start({ transport, socketPath: options.qubesdbSocket, log });
 if (options.vchanProxy) await serveVchanProxy(transport, options.vchanProxy, log);

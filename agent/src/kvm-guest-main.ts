@@ -4,8 +4,9 @@
 // and what it serves: serve-guest.ts.
 import { KvmGuestTransport } from '@odyssey/vchan';
 import { serveGuest } from './serve-guest.js';
+import { consoleLog } from './console-log.js';
 
-const log = (message: string): void => void process.stderr.write(`odyssey-guest: ${message}\n`);
+const log = consoleLog('odyssey-guest');
 const transport = await KvmGuestTransport.open({ log });
 log(`vchan channel on ${transport.devicePath}`);
 await serveGuest(transport, log);

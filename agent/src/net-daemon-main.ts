@@ -7,6 +7,7 @@ import { QubesDbClient, QUBESDB_LOCAL_SOCKET } from '@odyssey/qubesdb';
 import { openXenstore } from '@odyssey/vchan';
 import { dhclient } from './net/links.js';
 import { NetDaemon } from './net/net-daemon.js';
+import { consoleLog } from './console-log.js';
 
 const program = new Command('odyssey-network')
   .option('--qubesdb <path>', 'QubesDB socket (default $QUBESDB_SOCKET or /var/run/qubes/qubesdb.sock)')
@@ -22,7 +23,7 @@ const program = new Command('odyssey-network')
   .parse();
 const options = program.opts<{ qubesdb?: string; resolvConf: string; dhcpClient?: string }>();
 
-const log = (message: string): void => void process.stderr.write(`odyssey-network: ${message}\n`);
+const log = consoleLog('odyssey-network');
 const socket = options.qubesdb ?? (process.env['QUBESDB_SOCKET'] || QUBESDB_LOCAL_SOCKET);
 
 // The QubesDB daemon is the qrexec agent's: it may not listen yet when this starts.

@@ -5,6 +5,7 @@
 // (scripts/guest-agent-xen.ts). Options and what it serves: serve-guest.ts.
 import { XenVchanTransport } from '@odyssey/vchan';
 import { serveGuest } from './serve-guest.js';
+import { consoleLog } from './console-log.js';
 
-const log = (message: string): void => void process.stderr.write(`odyssey-guest: ${message}\n`);
+const log = consoleLog('odyssey-guest');
 await serveGuest(new XenVchanTransport({ log }), log);

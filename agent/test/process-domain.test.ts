@@ -57,11 +57,12 @@ async function startProcessDomain(
   name: string,
   id: number,
   extraArgs: readonly string[] = [],
-): Promise<{ trigger: string; serviceDir: string; daemon: QrexecDaemon }> {
+  stdio: 'inherit' | 'pipe' = 'inherit',
+): Promise<{ trigger: string; serviceDir: string; daemon: QrexecDaemon; child: ChildProcess }> {
   const trigger = `${world.root}/${name}-agent.sock`;
   const serviceDir = `${world.root}/${name}-rpc`;
   await mkdir(serviceDir);
-  agent = spawn(
+  const child = spawn(
     process.execPath,
     [
       AGENT,
@@ -77,8 +78,9 @@ async function startProcessDomain(
       `${world.root}/${name}-qubesdb.sock`,
       ...extraArgs,
     ],
-    { stdio: 'inherit' },
+    { stdio },
   );
+  agent = child;
   const started = new QrexecDaemon({
     domain: { name, id },
     transport: new SocketVchanTransport({ localDomain: '0', dir: world.vchanDir }),
@@ -88,7 +90,7 @@ async function startProcessDomain(
   });
   daemon = started;
   await started.start();
-  return { trigger, serviceDir, daemon: started };
+  return { trigger, serviceDir, daemon: started, child };
 }
 
 describe('a process domain running the built agent and qrexec-client-vm', () => {
@@ -130,5 +132,25 @@ describe('a process domain running the built agent and qrexec-client-vm', () => 
     await world.addScript(serviceDir, 'test.Upper', '#!/bin/sh\ntr a-z A-Z\nexit 7\n');
     const result = await daemon.callService('test.Upper', { stdin: Buffer.from('shout') });
     expect(result).toEqual({ stdout: Buffer.from('SHOUT'), stderr: Buffer.alloc(0), exitCode: 7 });
+  });
+
+  it('keeps serving once its console is gone (writes fail with EPIPE), and a SIGTERM still ends it with 0', async () => {
+    const { serviceDir, daemon, child } = await startProcessDomain('proc', 9, [], 'pipe');
+    let stdout = '';
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    while (!stdout.includes('ODYSSEY-QREXEC-READY\n')) await new Promise((r) => setTimeout(r, 20));
+    // As libvirt's LXC controller closes a container's console pty while the container still runs.
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+    await world.addScript(serviceDir, 'test.Upper', '#!/bin/sh\ntr a-z A-Z\n');
+    const result = await daemon.callService('test.Upper', { stdin: Buffer.from('still here') });
+    expect(result.stdout.toString()).toBe('STILL HERE');
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      child.once('exit', (code, signal) => resolve([code, signal])),
+    );
+    // dom0 gone, its stop logs that the control vchan ended: a write to the closed console.
+    await daemon.close();
+    child.kill('SIGTERM');
+    expect(await exited).toEqual([0, null]);
   });
 });

@@ -146,6 +146,8 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
       await vmm.define(spec(name, i + 1, name === 'lxa' ? privateDir : undefined));
       await vmm.start(name);
     }
+    // Both up, or the reason they are not (CI saw lxa stop right after its start, twice).
+    for (const name of ['lxa', 'lxb']) await agentPid(name, () => rig.explain(name));
   }, 300_000);
 
   afterAll(() => rig?.stop(['lxa', 'lxb']), 60_000);
@@ -237,6 +239,7 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     expect(await readFile(join(privateDir, 'home', 'note'), 'utf8')).toBe('kept\n');
     await vmm.kill('lxa');
     await vmm.start('lxa');
+    await agentPid('lxa', () => rig.explain('lxa'));
     expect(await inContainerSh('lxa', 'cat /home/note')).toBe('kept\n');
   }, 120_000);
 

@@ -51,8 +51,11 @@ async function processes(): Promise<{ pid: number; args: string[] }[]> {
   return all;
 }
 
-/** The host pid of the domain's qrexec agent (its container init's child); just after a start, waited for. */
-export async function agentPid(name: string): Promise<number> {
+/**
+ * The host pid of the domain's qrexec agent (its container init's child); just after a start,
+ * waited for. `explain` adds what the caller knows of the domain to the error when none comes.
+ */
+export async function agentPid(name: string, explain?: () => Promise<string>): Promise<number> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const all = await processes();
@@ -67,8 +70,9 @@ export async function agentPid(name: string): Promise<number> {
       const related = all
         .filter(({ args }) => args.includes(name))
         .map(({ pid, args }) => `${pid}: ${args.join(' ')}`);
+      const known = explain ? `\n${await explain()}` : '';
       throw new Error(
-        `no agent process for ${name} after 60 s; processes naming it: ${related.join('; ') || 'none'}`,
+        `no agent process for ${name} after 60 s; processes naming it: ${related.join('; ') || 'none'}${known}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -108,6 +112,48 @@ export class LxcRig {
   /** Another backend instance on the same daemon and runtime dir (as after odysseyd restarts). */
   newVmm(): LxcVmm {
     return newVmm(this.daemon, this.runtimeDir, this.rootDir);
+  }
+
+  /**
+   * What there is to know of why `name` is not running: its state, the end of libvirt_lxc's log
+   * of it (kept in libvirtd's private /var/log/libvirt), libvirtd's own lines naming it, and the
+   * kernel's last words on killed or crashed processes.
+   */
+  async explain(name: string): Promise<string> {
+    const state = await this.vmm.state(name).then(
+      (s) => s.state,
+      (error: unknown) => String(error),
+    );
+    const domainLog = await run('nsenter', [
+      '-t',
+      String(this.daemon.pid),
+      '-m',
+      'tail',
+      '-n',
+      '15',
+      `/var/log/libvirt/lxc/${name}.log`,
+    ]).then(
+      ({ stdout }) => stdout,
+      (error: unknown) => String(error),
+    );
+    const daemonLog = (await readFile(join(this.daemon.dir, 'libvirtd.log'), 'utf8').catch(() => ''))
+      .split('\n')
+      .filter((line) => line.includes(name))
+      .slice(-10);
+    const kernel = await run('dmesg').then(
+      ({ stdout }) =>
+        stdout
+          .split('\n')
+          .filter((line) => /out of memory|oom-kill|segfault|traps:/i.test(line))
+          .slice(-5),
+      (error: unknown) => [String(error)],
+    );
+    return [
+      `state: ${state}`,
+      `libvirt_lxc's log of ${name}:\n${domainLog}`,
+      `libvirtd's lines naming ${name}:\n${daemonLog.join('\n')}`,
+      `the kernel on killed or crashed processes:\n${kernel.join('\n')}`,
+    ].join('\n');
   }
 
   async stop(domains: readonly string[]): Promise<void> {
