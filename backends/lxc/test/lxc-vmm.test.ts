@@ -144,7 +144,7 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     await mkdir(privateDir);
     for (const [i, name] of ['lxa', 'lxb'].entries()) {
       await vmm.define(spec(name, i + 1, name === 'lxa' ? privateDir : undefined));
-      await vmm.start(name);
+      await rig.startRecorded(name);
     }
     // Both up, or the reason they are not (CI saw lxa stop right after its start, twice).
     for (const name of ['lxa', 'lxb']) await agentPid(name, () => rig.explain(name));
@@ -238,7 +238,7 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     expect(wrote.split('\n')).toEqual(['kept', '1', '']);
     expect(await readFile(join(privateDir, 'home', 'note'), 'utf8')).toBe('kept\n');
     await vmm.kill('lxa');
-    await vmm.start('lxa');
+    await rig.startRecorded('lxa');
     await agentPid('lxa', () => rig.explain('lxa'));
     expect(await inContainerSh('lxa', 'cat /home/note')).toBe('kept\n');
   }, 120_000);

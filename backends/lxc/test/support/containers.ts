@@ -3,16 +3,20 @@
  * private libvirtd with the LXC driver, and a look inside a running container.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { constants, existsSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ReadStream } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startDaemon, whyNoDaemon, type TestDaemon } from '../../../../libvirt/test/daemon.js';
 import { LxcVmm } from '../../src/lxc-vmm.js';
 
 export const run = promisify(execFile);
+
+/** How much of a domain's console output LxcRig keeps. */
+const CONSOLE_KEPT = 16_384;
 
 const BUILD_ROOTFS = fileURLToPath(new URL('../../scripts/build-rootfs.sh', import.meta.url));
 const LXC_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_lxc.so';
@@ -93,6 +97,9 @@ export async function inContainerSh(name: string, command: string): Promise<stri
  * backend opened on them; `stop` kills and undefines the named domains and removes it all.
  */
 export class LxcRig {
+  /** The last console output of each domain started with startRecorded. */
+  readonly #consoles = new Map<string, { text: string; stream?: ReadStream }>();
+
   private constructor(
     readonly daemon: TestDaemon,
     readonly runtimeDir: string,
@@ -112,6 +119,28 @@ export class LxcRig {
   /** Another backend instance on the same daemon and runtime dir (as after odysseyd restarts). */
   newVmm(): LxcVmm {
     return newVmm(this.daemon, this.runtimeDir, this.rootDir);
+  }
+
+  /**
+   * Starts `name` and keeps what its console prints (its init's and agent's stdout and stderr)
+   * for explain: the last words of an agent that dies are there, and gone with its container.
+   */
+  async startRecorded(name: string): Promise<void> {
+    await this.vmm.start(name);
+    this.#consoles.get(name)?.stream?.destroy();
+    const record: { text: string; stream?: ReadStream } = { text: '' };
+    this.#consoles.set(name, record);
+    try {
+      const fd = openSync(await this.vmm.consolePath(name), constants.O_RDONLY | constants.O_NOCTTY);
+      record.stream = new ReadStream(fd);
+      record.stream.on('data', (chunk: Buffer) => {
+        record.text = (record.text + chunk.toString()).slice(-CONSOLE_KEPT);
+      });
+      // EIO once the container stops: what it printed is kept.
+      record.stream.on('error', () => undefined);
+    } catch (error) {
+      record.text = `(its console could not be opened: ${String(error)})`;
+    }
   }
 
   /**
@@ -148,8 +177,10 @@ export class LxcRig {
           .slice(-5),
       (error: unknown) => [String(error)],
     );
+    const printed = this.#consoles.get(name)?.text ?? '(not started with startRecorded)';
     return [
       `state: ${state}`,
+      `its console:\n${printed}`,
       `libvirt_lxc's log of ${name}:\n${domainLog}`,
       `libvirtd's lines naming ${name}:\n${daemonLog.join('\n')}`,
       `the kernel on killed or crashed processes:\n${kernel.join('\n')}`,
@@ -157,6 +188,7 @@ export class LxcRig {
   }
 
   async stop(domains: readonly string[]): Promise<void> {
+    for (const { stream } of this.#consoles.values()) stream?.destroy();
     for (const name of domains) {
       await this.vmm.kill(name).catch(() => undefined);
       await this.vmm.undefine(name).catch(() => undefined);
