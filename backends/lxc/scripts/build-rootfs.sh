@@ -71,8 +71,15 @@ printf 'export VCHAN_DOMAIN=%s VCHAN_SOCKET_DIR=/var/run/odyssey-vchan QREXEC_AG
 # a shutdown's SIGTERM arriving between the fork and a later trap would be lost.
 agent=
 trap 'stopping=1; [ -z "$agent" ] || kill -TERM $agent' TERM
+# The agent's output reaches the console through a pipe that cat copies there. libvirt_lxc relays
+# the console only while a client reads it, so its writers wait once ~40 KB are queued: cat
+# waits then, and the agent drops the lines the full pipe takes no more of (console-log.ts)
+# instead of stopping. And node, at exit, resets a TTY it started on, which aborts it once
+# libvirt_lxc has closed the pty (at a kill); a pipe it leaves alone.
+mkfifo /run/qubes/console
+cat /run/qubes/console >/dev/console &
 node /opt/odyssey/agent-socket.mjs --domain-id "$1" --vchan-dir "$VCHAN_SOCKET_DIR" \
-  --agent-socket "$QREXEC_AGENT_SOCKET" --service-dir /etc/qubes-rpc &
+  --agent-socket "$QREXEC_AGENT_SOCKET" --service-dir /etc/qubes-rpc >/run/qubes/console 2>&1 &
 agent=$!
 [ -z "${stopping:-}" ] || kill -TERM $agent
 status=0

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, readlink } from 'node:fs/promises';
@@ -112,6 +113,31 @@ const attempt = () => {
   });
 };
 attempt();`;
+
+/**
+ * In a container: writes to its console until a write blocks (argv[1] names the process), a byte
+ * at a time, so that no room is left that a shorter line would still fit in.
+ */
+const FILL_CONSOLE = `const fs = require('node:fs');
+const fd = fs.openSync('/dev/console', 'w');
+const byte = Buffer.from('x');
+for (;;) fs.writeSync(fd, byte);`;
+
+/** Waits until the process whose argv ends with `marker` sits in a write(2) (x86-64 syscall 1). */
+async function blockedInWrite(marker: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+      if (!argv.endsWith(`${marker}\0`)) continue;
+      const syscall = await readFile(`/proc/${entry}/syscall`, 'utf8').catch(() => '');
+      if (syscall.startsWith('1 ')) return;
+    }
+    if (Date.now() > deadline) throw new Error(`${marker} never blocked in a write to the console`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 async function patternSha(step: number): Promise<string> {
   const bytes = Buffer.from(Array.from({ length: MIB }, (_, i) => (i * step) & 255));
@@ -228,6 +254,40 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     // Each side hashed what it read; each sent 1 MiB of (i * 7) & 255 (server) or (i * 13) & 255.
     expect(served.trim().split('\n')).toEqual([`read ${MIB} ${await patternSha(13)}`, 'closed']);
     expect(got.trim()).toBe(`read ${MIB} ${await patternSha(7)} then EOF`);
+  }, 120_000);
+
+  it('keeps the agent serving while nobody reads the console: its log lines are dropped, not waited for', async () => {
+    // Started without a console reader, as odysseyd starts a qube: libvirt_lxc then relays the
+    // console to nobody, and a writer blocks once ~40 KB wait.
+    await vmm.define(spec('lxq', 3));
+    try {
+      await vmm.start('lxq');
+      const agent = await agentPid('lxq', () => rig.explain('lxq'));
+      // Its output goes to the pipe the init's cat copies to the console, never to the pty itself.
+      for (const fd of [1, 2]) expect(await readlink(`/proc/${agent}/fd/${fd}`)).toBe('/run/qubes/console');
+      const filler = spawn(
+        'nsenter',
+        ['-t', String(agent), '-a', '-r', '-w', 'node', '-e', FILL_CONSOLE, 'lxq-console-filler'],
+        {
+          stdio: 'ignore',
+        },
+      );
+      filler.on('error', () => undefined);
+      await blockedInWrite('lxq-console-filler');
+      // Each control vchan dom0 closes makes the agent log a line to that full console.
+      const { xid } = await vmm.state('lxq');
+      for (let i = 0; i < 3; i++) {
+        const vchan = await transport.connect(String(xid), CONTROL_PORT, { timeoutMs: 30_000 });
+        try {
+          expect((await firstBytes(vchan, 8)).readUInt32LE(0)).toBe(MSG_HELLO);
+        } finally {
+          vchan.destroy();
+        }
+      }
+    } finally {
+      await vmm.kill('lxq').catch(() => undefined);
+      await vmm.undefine('lxq');
+    }
   }, 120_000);
 
   it('binds /home from the private volume (/rw/home), writable by the domain and kept across a restart', async () => {
