@@ -53,12 +53,14 @@ const agent = new QrexecAgent({
   log,
   switchUsers: options.switchUser === true,
 });
-await agent.start();
-// The line every guest image prints on its console once dom0 can reach its agent: the end of its
-// boot, which `qvm console` shows (a process domain's stdout is its console).
-process.stdout.write('ODYSSEY-QREXEC-READY\n');
+// Before the agent's socket exists: the process backend calls a domain started once it does, and
+// may stop it at once; a SIGTERM with no handler yet ended the agent by the signal, a crash.
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     Promise.all([agent.stop(), qubesdb.stop()]).then(() => process.exit(0));
   });
 }
+await agent.start();
+// The line every guest image prints on its console once dom0 can reach its agent: the end of its
+// boot, which `qvm console` shows (a process domain's stdout is its console).
+process.stdout.write('ODYSSEY-QREXEC-READY\n');

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, watch } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -151,6 +151,40 @@ describe('a process domain running the built agent and qrexec-client-vm', () => 
     // dom0 gone, its stop logs that the control vchan ended: a write to the closed console.
     await daemon.close();
     child.kill('SIGTERM');
+    expect(await exited).toEqual([0, null]);
+  });
+
+  it('stops with 0 on a SIGTERM sent the moment its qrexec-client-vm socket appears (the process backend calls it started then)', async () => {
+    const trigger = `${world.root}/early-agent.sock`;
+    const serviceDir = `${world.root}/early-rpc`;
+    await mkdir(serviceDir);
+    const watcher = watch(world.root);
+    const child = spawn(
+      process.execPath,
+      [
+        AGENT,
+        '--domain-id',
+        '11',
+        '--vchan-dir',
+        world.vchanDir,
+        '--agent-socket',
+        trigger,
+        '--service-dir',
+        serviceDir,
+        '--qubesdb-socket',
+        `${world.root}/early-qubesdb.sock`,
+      ],
+      { stdio: 'ignore' },
+    );
+    agent = child;
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      child.once('exit', (code, signal) => resolve([code, signal])),
+    );
+    watcher.on('change', (_event, file) => {
+      if (file !== 'early-agent.sock') return;
+      watcher.close();
+      child.kill('SIGTERM');
+    });
     expect(await exited).toEqual([0, null]);
   });
 });
