@@ -53,15 +53,14 @@ afterEach(async () => {
   await world.close();
 });
 
-async function startProcessDomain(
+/** Spawns the built agent as process domain `name` (`id`), its sockets and services under the world's root. */
+function spawnAgent(
   name: string,
   id: number,
-  extraArgs: readonly string[] = [],
-  stdio: 'inherit' | 'pipe' = 'inherit',
-): Promise<{ trigger: string; serviceDir: string; daemon: QrexecDaemon; child: ChildProcess }> {
+  extraArgs: readonly string[],
+  stdio: 'inherit' | 'pipe' | 'ignore',
+): { trigger: string; child: ChildProcess } {
   const trigger = `${world.root}/${name}-agent.sock`;
-  const serviceDir = `${world.root}/${name}-rpc`;
-  await mkdir(serviceDir);
   const child = spawn(
     process.execPath,
     [
@@ -73,7 +72,7 @@ async function startProcessDomain(
       '--agent-socket',
       trigger,
       '--service-dir',
-      serviceDir,
+      `${world.root}/${name}-rpc`,
       '--qubesdb-socket',
       `${world.root}/${name}-qubesdb.sock`,
       ...extraArgs,
@@ -81,6 +80,18 @@ async function startProcessDomain(
     { stdio },
   );
   agent = child;
+  return { trigger, child };
+}
+
+async function startProcessDomain(
+  name: string,
+  id: number,
+  extraArgs: readonly string[] = [],
+  stdio: 'inherit' | 'pipe' = 'inherit',
+): Promise<{ trigger: string; serviceDir: string; daemon: QrexecDaemon; child: ChildProcess }> {
+  const serviceDir = `${world.root}/${name}-rpc`;
+  await mkdir(serviceDir);
+  const { trigger, child } = spawnAgent(name, id, extraArgs, stdio);
   const started = new QrexecDaemon({
     domain: { name, id },
     transport: new SocketVchanTransport({ localDomain: '0', dir: world.vchanDir }),
@@ -155,28 +166,9 @@ describe('a process domain running the built agent and qrexec-client-vm', () => 
   });
 
   it('stops with 0 on a SIGTERM sent the moment its qrexec-client-vm socket appears (the process backend calls it started then)', async () => {
-    const trigger = `${world.root}/early-agent.sock`;
-    const serviceDir = `${world.root}/early-rpc`;
-    await mkdir(serviceDir);
+    await mkdir(`${world.root}/early-rpc`);
     const watcher = watch(world.root);
-    const child = spawn(
-      process.execPath,
-      [
-        AGENT,
-        '--domain-id',
-        '11',
-        '--vchan-dir',
-        world.vchanDir,
-        '--agent-socket',
-        trigger,
-        '--service-dir',
-        serviceDir,
-        '--qubesdb-socket',
-        `${world.root}/early-qubesdb.sock`,
-      ],
-      { stdio: 'ignore' },
-    );
-    agent = child;
+    const { child } = spawnAgent('early', 11, [], 'ignore');
     const exited = new Promise<[number | null, string | null]>((resolve) =>
       child.once('exit', (code, signal) => resolve([code, signal])),
     );

@@ -9,7 +9,7 @@ import { LxcHostTransport } from '../src/host-transport.js';
 import { LxcVmm } from '../src/lxc-vmm.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
 import { FIRST_UID } from '../src/uid-ranges.js';
-import { LxcRig, agentPid, inContainerSh, run, whyNoContainers } from './support/containers.js';
+import { LxcRig, agentPid, inContainerSh, processes, run, whyNoContainers } from './support/containers.js';
 
 /** qrexec's MSG_HELLO, the first message either end of the control vchan (port 512) sends. */
 const MSG_HELLO = 0x300;
@@ -127,11 +127,9 @@ for (;;) fs.writeSync(fd, byte);`;
 async function blockedInWrite(marker: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    for (const entry of await readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-      if (!argv.endsWith(`${marker}\0`)) continue;
-      const syscall = await readFile(`/proc/${entry}/syscall`, 'utf8').catch(() => '');
+    for (const { pid, args } of await processes()) {
+      if (args.at(-1) !== marker) continue;
+      const syscall = await readFile(`/proc/${pid}/syscall`, 'utf8').catch(() => '');
       if (syscall.startsWith('1 ')) return;
     }
     if (Date.now() > deadline) throw new Error(`${marker} never blocked in a write to the console`);

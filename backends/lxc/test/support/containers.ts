@@ -45,7 +45,7 @@ export function startLxcDaemon(): Promise<TestDaemon> {
 }
 
 /** Every process's pid and argv. */
-async function processes(): Promise<{ pid: number; args: string[] }[]> {
+export async function processes(): Promise<{ pid: number; args: string[] }[]> {
   const all = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
