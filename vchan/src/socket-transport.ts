@@ -66,10 +66,11 @@ export class SocketVchanTransport implements VchanTransport {
     await rm(path, { force: true });
     const vchan = new SocketVchan(remoteDomain, port, rings);
     const server = createServer({ pauseOnConnect: true });
+    // close() unlinks the path at once (libuv); a later unlink could take the
+    // socket of the next server on this port (the QubesDB server listens again
+    // as soon as a short connection ends).
     const stopListening = (): void => {
-      if (!server.listening) return;
-      server.close();
-      rm(path, { force: true }).catch(() => undefined);
+      if (server.listening) server.close();
     };
     const connected = new Promise<SocketVchan>((resolve, reject) => {
       server.on('connection', (socket: Socket) => {

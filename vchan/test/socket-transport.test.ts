@@ -2,6 +2,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VchanError } from '@odyssey/hal';
 import {
@@ -10,6 +11,7 @@ import {
   vchanSocketPath,
   type SocketVchan,
 } from '../src/index.js';
+import { occupyThreadPool } from './thread-pool.js';
 
 let dir: string;
 let dom0: SocketVchanTransport;
@@ -101,6 +103,27 @@ describe('SocketVchanTransport', () => {
     bound.vchan.destroy();
     await expect(bound.connected).rejects.toBeInstanceOf(VchanError);
     await expect(stat(vchanSocketPath(dir, '3', '0', 516))).rejects.toThrow();
+  });
+
+  it("leaves the port's path to the next server once its client came", async () => {
+    const bound = await work.bind('0', 519);
+    open.push(bound.vchan);
+    const path = vchanSocketPath(dir, '3', '0', 519);
+    // Every libuv pool thread waits in a read, so any file operation the
+    // transport starts at the connection runs only after the next server is up.
+    const pool = occupyThreadPool(dir);
+    open.push(await dom0.connect('3', 519));
+    await bound.connected;
+    const next = createServer();
+    await new Promise<void>((resolve) => next.listen(path, resolve));
+    try {
+      await pool.release();
+      // Pool round trips after the release: an unlink queued behind the reads has run.
+      for (let i = 0; i < 20; i++) await stat(dir);
+      expect((await stat(path)).isSocket()).toBe(true);
+    } finally {
+      next.close();
+    }
   });
 
   it('gives up waiting for a client when the listen is aborted', async () => {

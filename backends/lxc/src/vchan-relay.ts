@@ -183,12 +183,10 @@ export class VchanRelay {
     await chmod(relay.standInPath, 0o666);
   }
 
+  /** close() unlinks the stand-in at once (libuv); a later unlink could take the next stand-in's socket. */
   #stopListening(relay: Relay): void {
-    const server = relay.server;
+    relay.server?.close();
     relay.server = undefined;
-    if (!server) return;
-    server.close();
-    rm(relay.standInPath, { force: true }).catch(() => undefined);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -8,6 +9,7 @@ import type { Vchan } from '@odyssey/hal';
 import { SocketVchanTransport, vchanSocketPath } from '@odyssey/vchan';
 import { RuntimeFiles } from '../src/runtime-files.js';
 import { VchanRelay } from '../src/vchan-relay.js';
+import { occupyThreadPool } from '../../../vchan/test/thread-pool.js';
 
 /** Two domains' vchan dirs on real sockets, as dom0 sees them; alpha has id 7, beta id 9. */
 const IDS: Record<string, number> = { alpha: 7, beta: 9 };
@@ -104,6 +106,29 @@ describe('lxc vchan relay (real sockets in per-domain dirs)', () => {
     bound.vchan.destroy();
     await bound.connected.catch(() => undefined);
     await waitFor(() => !existsSync(standIn));
+  });
+
+  it("leaves the stand-in's path to the next stand-in once its client came", async () => {
+    const bound = await inDomain('alpha').bind('9', 607);
+    const standIn = vchanSocketPath(files.vchanDir('beta'), '7', 'beta', 607);
+    await waitFor(() => existsSync(standIn));
+    // Every libuv pool thread waits in a read, so any file operation the
+    // relay starts at the join runs only after the next stand-in is up.
+    const pool = occupyThreadPool(files.runtimeDir);
+    const client = await inDomain('beta').connect('7', 607);
+    await bound.connected;
+    client.destroy();
+    const next = createServer();
+    await new Promise<void>((resolve) => next.listen(standIn, resolve));
+    try {
+      await pool.release();
+      // Pool round trips after the release: an unlink queued behind the reads has run.
+      for (let i = 0; i < 20; i++) await stat(files.runtimeDir);
+      expect((await stat(standIn)).isSocket()).toBe(true);
+    } finally {
+      next.close();
+      bound.vchan.destroy();
+    }
   });
 
   it("relays no socket named as another domain's, for dom0, or for an unknown peer", async () => {
