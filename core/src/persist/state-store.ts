@@ -24,11 +24,16 @@ const IDLE_MS = 1000;
  * Saves are group-committed: a save requested while one is being written is
  * folded into the next record, which serialises the app only when it starts,
  * so every caller's change is on disk when its promise resolves and a burst of
- * N writes costs far fewer than N appends.
+ * N writes costs far fewer than N appends. Records are written one at a
+ * time: two in flight at once measured slower (bench/README.md). A record the
+ * disk refused leaves the journal's tail unknown, so the next save or flush
+ * rewrites qubes.xml whole and empties the journal instead.
  */
 export class StateStore implements Saver {
   private tail: Promise<void> = Promise.resolve();
   private queued: Promise<void> | null = null;
+  /** A record's write failed: the journal's tail is unknown until qubes.xml is rewritten. */
+  private failed = false;
   private idle: NodeJS.Timeout | null = null;
   /**
    * The document the journal's last record holds: what the next checkpoint writes. Built only
@@ -80,7 +85,7 @@ export class StateStore implements Saver {
     if (this.queued) return this.queued;
     const run = this.tail.then(() => {
       this.queued = null;
-      return this.append();
+      return this.failed ? this.rewrite() : this.append();
     });
     this.queued = run;
     this.tail = run.catch(() => undefined);
@@ -90,7 +95,7 @@ export class StateStore implements Saver {
   /** Writes qubes.xml now and empties the journal (first start, shutdown). */
   flush(): Promise<void> {
     this.clearIdle();
-    const run = this.tail.then(() => this.checkpoint());
+    const run = this.tail.then(() => (this.failed ? this.rewrite() : this.checkpoint()));
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -104,7 +109,12 @@ export class StateStore implements Saver {
 
   private async append(): Promise<void> {
     const { head, domains } = this.writer.parts();
-    await this.journal.append(head, domains);
+    try {
+      await this.journal.append(head, domains);
+    } catch (e) {
+      this.failed = true;
+      throw e;
+    }
     this.journaled = () =>
       qubesDocument(
         head,
@@ -122,6 +132,14 @@ export class StateStore implements Saver {
       }, IDLE_MS);
       this.idle.unref();
     }
+  }
+
+  /** qubes.xml gets the app as it is now (a state a save or flush was asked for); the journal is emptied. */
+  private async rewrite(): Promise<void> {
+    await writeFileAtomic(this.path, this.writer.serialize());
+    await this.journal.truncate();
+    this.journaled = null;
+    this.failed = false;
   }
 
   private async checkpoint(): Promise<void> {

@@ -1,7 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
+
+import { onPath } from '../../../libvirt/test/daemon.js';
 
 import { rawCall, request } from '../support/harness.js';
 import type { SpawnedDaemon } from '../support/spawn.js';
@@ -68,5 +71,53 @@ describe('odysseyd killed with SIGKILL', () => {
     expect(again.stderr()).not.toContain('in use by another odysseyd');
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     for (const i of acked) expect(xml).toContain(`<feature name="f${i}">v${i}</feature>`);
+  }, 60_000);
+  it('refuses a save the disk did not take, serves the next ones, and loses no acknowledged write', async (ctx) => {
+    if (!onPath('prlimit')) {
+      console.log("[crash-restart] skipped: no prlimit to limit the daemon's file size");
+      ctx.skip();
+    }
+    const d = await spawnDaemon();
+    started.push(d);
+    expect(await call(d.socket, 'admin.vm.Create.StandaloneVM', 'dom0', '', 'name=sa label=red')).toBe('0\0');
+    // No file of the daemon may grow past 32 KiB from here (EFBIG): the journal reaches it
+    // every few records, qubes.xml with all 300 features stays below it.
+    execFileSync('prlimit', ['--pid', String(d.proc.pid), '--fsize=32768:32768']);
+    const outcomes: ('acked' | 'refused')[] = [];
+    const acked: number[] = [];
+    let next = 0;
+    const writer = async () => {
+      while (next < 300) {
+        const i = next++;
+        const reply = await call(d.socket, 'admin.vm.feature.Set', 'sa', `f${i}`, `v${i}`);
+        if (reply === '0\0') {
+          acked.push(i);
+          outcomes.push('acked');
+        } else {
+          // As upstream's qubesd after an error that is no QubesException (its save's OSError):
+          // the connection closes with no reply, the daemon goes on.
+          expect(reply).toBe('');
+          expect(d.proc.exitCode).toBeNull();
+          outcomes.push('refused');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, writer));
+    const firstRefused = outcomes.indexOf('refused');
+    console.log(
+      `[crash-restart] file size limit: ${acked.length} of 300 writes acknowledged, ` +
+        `${outcomes.length - acked.length} refused, the first refusal at call ${firstRefused + 1}`,
+    );
+    expect(firstRefused).toBeGreaterThanOrEqual(0);
+    expect(outcomes.lastIndexOf('acked')).toBeGreaterThan(firstRefused);
+
+    d.proc.kill('SIGKILL');
+    await d.exited;
+    const again = await spawnDaemon([], d.stateDir);
+    started.push(again);
+    const listed = await call(again.socket, 'admin.vm.feature.List', 'sa');
+    expect(listed.startsWith('0\0')).toBe(true);
+    const features = new Set(listed.slice(2).split('\n').filter(Boolean));
+    for (const i of acked) expect(features.has(`f${i}`), `acknowledged f${i}`).toBe(true);
   }, 60_000);
 });
