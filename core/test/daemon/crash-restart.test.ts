@@ -72,6 +72,7 @@ describe('odysseyd killed with SIGKILL', () => {
     const xml = await readFile(join(d.stateDir, 'qubes.xml'), 'utf8');
     for (const i of acked) expect(xml).toContain(`<feature name="f${i}">v${i}</feature>`);
   }, 60_000);
+
   it('refuses a save the disk did not take, serves the next ones, and loses no acknowledged write', async (ctx) => {
     if (!onPath('prlimit')) {
       console.log("[crash-restart] skipped: no prlimit to limit the daemon's file size");

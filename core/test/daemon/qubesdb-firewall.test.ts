@@ -14,14 +14,13 @@ import { firewallQdbEntries } from '../../src/lifecycle/qubesdb-entries.js';
 import { App } from '../../src/model/app.js';
 import { parseApiRule } from '../../src/model/firewall.js';
 import type { Vm } from '../../src/model/vm.js';
+import { noPools } from '../support/pools.js';
 
 let dir: string;
 let app: App;
 let netvm: Vm;
 let work: Vm;
 let host: QubesDbHost;
-
-const noPools = { has: () => false, names: () => [], defaultPoolName: () => undefined };
 
 function markRunning(vm: Vm, xid: number): void {
   vm.xid = xid;

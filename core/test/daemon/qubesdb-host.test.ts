@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QubesDbHost } from '../../src/daemon/qubesdb-host.js';
 import { App } from '../../src/model/app.js';
 import type { Vm } from '../../src/model/vm.js';
+import { noPools } from '../support/pools.js';
 
 let dir: string;
 let app: App;
@@ -20,8 +21,6 @@ let host: QubesDbHost;
 let guest: GuestQubesDb;
 let local: LocalQubesDbServer;
 let client: QubesDbClient;
-
-const noPools = { has: () => false, names: () => [], defaultPoolName: () => undefined };
 
 function markRunning(vm: Vm, xid: number): void {
   vm.xid = xid;

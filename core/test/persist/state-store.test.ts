@@ -8,13 +8,12 @@ import { App } from '../../src/model/app.js';
 import { replayJournal } from '../../src/persist/journal.js';
 import { StateStore } from '../../src/persist/state-store.js';
 import { occupyThreadPool } from '../../../vchan/test/thread-pool.js';
+import { noPools } from '../support/pools.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
-
-const noPools = { has: () => false, names: () => [], defaultPoolName: () => undefined };
 
 /** File operations started through fs/promises and not finished (the journal's writes). */
 const pendingFsPromises = (): number =>
