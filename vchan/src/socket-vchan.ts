@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
+import { PEER_GONE, readPastGonePeer } from './peer-gone.js';
 
 export interface SocketVchanRings {
   /** Bytes this end buffers from the peer before it stops reading the socket. */
@@ -8,9 +9,6 @@ export interface SocketVchanRings {
   /** Bytes this end accepts from its writer before write() reports backpressure. */
   readonly writeRing: number;
 }
-
-/** Errors that only mean "the peer went away"; libvchan reports those as a closed channel, not a failure. */
-const PEER_GONE = new Set(['EPIPE', 'ECONNRESET']);
 
 /**
  * One end of a socket-backed vchan. The bounded rings of libvchan are the
@@ -20,6 +18,8 @@ const PEER_GONE = new Set(['EPIPE', 'ECONNRESET']);
 export class SocketVchan extends Duplex implements Vchan {
   #socket: Socket | undefined;
   #state: VchanState;
+  /** A write found the peer gone; what it wrote before is still read, to the socket's end. */
+  #writeGone = false;
   /** Bytes of the chunk handed to the socket whose write callback waits for 'drain'. */
   #held = 0;
   /** A write issued before the client connected; flushed on attach. */
@@ -63,8 +63,13 @@ export class SocketVchan extends Duplex implements Vchan {
   attach(socket: Socket): void {
     this.#socket = socket;
     this.#state = 'connected';
+    readPastGonePeer(socket, () => {
+      this.#writeGone = true;
+      // Read the rest even past the ring: a gone peer left no more than the kernel's buffer holds.
+      socket.resume();
+    });
     socket.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) socket.pause();
+      if (!this.push(chunk) && !this.#writeGone) socket.pause();
     });
     socket.on('end', () => this.#peerGone());
     socket.on('close', () => this.#peerGone());
@@ -112,6 +117,13 @@ export class SocketVchan extends Duplex implements Vchan {
     const socket = this.#socket as Socket;
     if (this.#state === 'disconnected' || socket.writableEnded) {
       callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
+      return;
+    }
+    if (this.#writeGone) {
+      // The write fails as libvchan's does, once the peer's last bytes were read (failing destroys the vchan).
+      socket.once('close', () =>
+        callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`)),
+      );
       return;
     }
     let ok = true;

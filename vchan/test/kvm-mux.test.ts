@@ -259,6 +259,31 @@ describe('KVM vchan relay between guests through the host', () => {
     }
   });
 
+  it("delivers a guest's last bytes to a slow reader in the other guest after the first is killed", async () => {
+    const relaying = hostTransport(true);
+    const b = await fakeGuest('b');
+    const keep = [relaying.keepChannel('vm'), relaying.keepChannel('b')];
+    try {
+      const [server, client] = await Promise.all([b.transport.listen('vm', 603), guest.connect('b', 603)]);
+      open.push(server, client);
+      server.on('error', () => undefined);
+      // vm reads nothing yet: past its window, b's bytes wait in the relay for vm's credit.
+      client.pause();
+      const data = randomBytes(96 * 1024);
+      await new Promise<void>((resolve) => server.end(data, resolve));
+      const link = b.link as Socket;
+      if (link.writableLength > 0) await once(link, 'drain');
+      // b is killed: its channel closes with all of b's bytes sent.
+      link.destroy();
+      const received = await readAll(client);
+      expect(received.length).toBe(data.length);
+      expect(sha(received)).toBe(sha(data));
+    } finally {
+      keep.forEach((release) => release());
+      relaying.close();
+    }
+  });
+
   it('lets a server take only clients of the domain it listens for', async () => {
     const relaying = hostTransport(true);
     const b = await fakeGuest('b');

@@ -3,7 +3,7 @@ import { chmod, lstat, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectOnce, vchanSocketPath } from '@odyssey/vchan';
+import { connectOnce, isPeerGone, readPastGonePeer, vchanSocketPath } from '@odyssey/vchan';
 import type { RuntimeFiles } from './runtime-files.js';
 
 export interface VchanRelayOptions {
@@ -196,7 +196,7 @@ export class VchanRelay {
    */
   async #join(relay: Relay, near: Socket): Promise<void> {
     relay.ends.push(near);
-    near.on('error', () => this.#close(relay));
+    near.on('error', (error) => this.#failed(relay, error));
     const far = await this.#connectServer(relay);
     if (relay.closed || near.destroyed) {
       far.destroy();
@@ -204,8 +204,11 @@ export class VchanRelay {
       return;
     }
     relay.ends.push(far);
-    far.on('error', () => this.#close(relay));
-    // When either end goes, the other gets what is already queued for it, then its end.
+    far.on('error', (error) => this.#failed(relay, error));
+    // A write to an end whose domain died is dropped and that end read to its last byte, as a
+    // vchan ring keeps it: the other end gets what is already queued for it, then its end.
+    readPastGonePeer(near, () => undefined);
+    readPastGonePeer(far, () => undefined);
     near.on('close', () => far.destroySoon());
     far.on('close', () => near.destroySoon());
     near.on('close', () => this.#forgetWhenGone(relay));
@@ -226,6 +229,11 @@ export class VchanRelay {
         await sleep(REFUSED_PAUSE_MS);
       }
     }
+  }
+
+  /** A reset read is a peer gone too: the socket delivered what it held and closes on its own. */
+  #failed(relay: Relay, error: Error): void {
+    if (!isPeerGone(error)) this.#close(relay);
   }
 
   #forgetWhenGone(relay: Relay): void {

@@ -129,6 +129,27 @@ describe('lxc vchan relay (real sockets in per-domain dirs)', () => {
     }
   });
 
+  it("delivers a client's last words though the relay's write found the client gone first", async () => {
+    const serving = inDomain('alpha').listen('9', 608);
+    const client = await inDomain('beta').connect('7', 608);
+    const server = await serving;
+    const joined = once(client, 'data');
+    server.write(Buffer.from('hello'));
+    await joined;
+    let received = '';
+    server.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    server.on('error', () => undefined);
+    client.on('error', () => undefined);
+    const ended = once(server, 'end');
+    // The server's bytes reach the relay first, so the relay writes them to the client, dead by
+    // then (its socket closed, as a killed process's is), before it reads the client's last words.
+    server.write(Buffer.from('stdin eof'));
+    client.write(Buffer.from('exit code 0'));
+    client.destroy(new Error('killed'));
+    await ended;
+    expect(received).toBe('exit code 0');
+  });
+
   it("relays no socket named as another domain's, for dom0, or for an unknown peer", async () => {
     const betaDir = files.vchanDir('beta');
     // In alpha's dir alpha can name a socket as beta's server: it is not relayed to anyone.

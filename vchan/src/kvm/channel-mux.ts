@@ -249,13 +249,15 @@ export class ChannelMux implements StreamChannel {
     const near = new MuxVchan(target, port, far.rings);
     this.#accept(id, near, window);
     near.pipe(far).pipe(near);
-    const closeBoth = (): void => {
-      near.destroy();
-      far.destroy();
-    };
-    for (const end of [near, far]) {
-      end.on('error', closeBoth);
-      end.on('close', closeBoth);
+    // One end going ends the other after what it holds is delivered: a guest killed right after
+    // its last bytes still has them reach a reader that is slower than the kill. ('close' follows
+    // an error.)
+    for (const [end, other] of [
+      [near, far],
+      [far, near],
+    ] as const) {
+      end.on('error', () => undefined);
+      end.on('close', () => other.end());
     }
   }
 

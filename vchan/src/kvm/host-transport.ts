@@ -4,6 +4,7 @@ import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyss
 import { ChannelMux, OpenRefused, type Relay } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 import { connectOnce } from '../unix-socket.js';
+import { readPastGonePeer } from '../peer-gone.js';
 
 export interface KvmHostTransportOptions {
   /** The UNIX socket QEMU binds for a guest's vchan channel, by the guest's vchan name (id or name). */
@@ -151,6 +152,8 @@ export class KvmHostTransport implements VchanTransport {
         const path = await this.#options.channelSocket(remoteDomain);
         const socket = await connectOnce(path);
         link.socket = socket;
+        // The guest's frames sent before QEMU went are read, though a write met EPIPE first.
+        readPastGonePeer(socket, () => undefined);
         link.mux.attach((bytes) => socket.write(bytes));
         socket.on('data', (chunk: Buffer) => link.mux.receive(chunk));
         socket.on('error', () => undefined); // 'close' follows and says it all
