@@ -63,13 +63,10 @@ export class SocketVchan extends Duplex implements Vchan {
   attach(socket: Socket): void {
     this.#socket = socket;
     this.#state = 'connected';
-    readPastGonePeer(socket, () => {
-      this.#writeGone = true;
-      // Read the rest even past the ring: a gone peer left no more than the kernel's buffer holds.
-      socket.resume();
-    });
+    // The ring still bounds what is read: a peer that only shut its reading side keeps writing.
+    readPastGonePeer(socket, () => (this.#writeGone = true));
     socket.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk) && !this.#writeGone) socket.pause();
+      if (!this.push(chunk)) socket.pause();
     });
     socket.on('end', () => this.#peerGone());
     socket.on('close', () => this.#peerGone());
