@@ -190,6 +190,28 @@ export function vchanContract(name: string, setup: () => Promise<ContractFixture
       expect(server.state()).toBe('disconnected');
     });
 
+    for (const dying of ['server', 'client'] as const) {
+      it(`keeps a dead ${dying}'s last bytes for the reader, though the reader wrote after the death`, async () => {
+        const ends = await pair();
+        const [peer, reader] = dying === 'server' ? [ends.server, ends.client] : [ends.client, ends.server];
+        peer.on('error', () => undefined);
+        reader.on('error', () => undefined);
+        // Read as qrexec's MessageReader and pipe() do, as bytes arrive: a failed write may end the stream.
+        let received = '';
+        reader.on('data', (chunk: Buffer) => (received += chunk.toString()));
+        const closed = once(reader, 'close');
+        // As when a disposable is killed right after its exit code: once the peer's last bytes are
+        // written, its hard end (a killed process's), then in the same tick a write from the reader,
+        // which finds the peer gone before the reader could read.
+        peer.write(Buffer.from('exit code 0'), () => {
+          peer.destroy(new Error('killed'));
+          reader.write(Buffer.from('stdin eof'));
+        });
+        await closed;
+        expect(received).toBe('exit code 0');
+      });
+    }
+
     it('ends the reader when the peer is destroyed', async () => {
       const { server, client } = await pair();
       client.resume();
