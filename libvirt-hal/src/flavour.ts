@@ -1,5 +1,8 @@
-import type { DomainSpec, VmmCapabilities } from '@odyssey/hal';
+import type { DomainSpec, VmmCapabilities, VmmEvent } from '@odyssey/hal';
 import type { Libvirt } from '@odyssey/libvirt';
+
+/** Why a domain stopped, as the HAL reports it. */
+export type StopReason = Extract<VmmEvent, { type: 'stopped' }>['reason'];
 
 /**
  * What one libvirt driver (QEMU, libxl, ...) makes a backend supply; `LibvirtVmm` does the rest
@@ -36,6 +39,13 @@ export interface LibvirtFlavour {
    * takes for a re-exec); resolves false to leave it to virDomainShutdownFlags with `flags.shutdown`.
    */
   powerOff?(name: string): Promise<boolean>;
+
+  /**
+   * The reason to report for a stop libvirt reported with `reported`, where the driver does not
+   * know the whole story (libvirt's LXC driver reports every end of a container's init as a
+   * shutdown). Synchronous, so that the stop is published in order with the domain's other events.
+   */
+  stopReason?(name: string, reported: StopReason): StopReason;
 
   /** Prepares the host, or learns what the hypervisor offers, once libvirt is reached (before the first define). */
   afterOpen?(libvirt: Libvirt): Promise<void>;

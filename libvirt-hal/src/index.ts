@@ -1,6 +1,6 @@
 export { CpuSampler } from './cpu-sampler.js';
 export { isNoDomain, toVmmError } from './errors.js';
-export { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from './flavour.js';
+export { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour, type StopReason } from './flavour.js';
 export { withKernelDefaults } from './kernel-cmdline.js';
 export { toPowerState, toVmmEvent } from './lifecycle-events.js';
 export { LibvirtVmm, type LibvirtVmmOptions } from './libvirt-vmm.js';

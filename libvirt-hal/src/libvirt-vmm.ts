@@ -72,6 +72,12 @@ export class LibvirtVmm implements Vmm {
   private readonly stops = new EventEmitter<Record<string, []>>();
   /** Domains in start(): a late stop event of their last run must not clear what the new one readied. */
   private readonly starting = new Set<string>();
+  /**
+   * Domains kill() stopped whose stop event has not come yet: that stop is 'destroyed' whatever
+   * libvirt's detail says (its LXC driver can report the controller's end as FAILED just before
+   * its own DESTROYED, and a second stop is not reported).
+   */
+  private readonly killed = new Set<string>();
   private subscription: LifecycleSubscription | undefined;
 
   constructor(
@@ -213,7 +219,13 @@ export class LibvirtVmm implements Vmm {
 
   async kill(name: string): Promise<void> {
     const dom = await this.lookup(name);
-    await this.call(`kill ${name}`, () => this.libvirt.domains.destroy(dom));
+    this.killed.add(name);
+    try {
+      await this.call(`kill ${name}`, () => this.libvirt.domains.destroy(dom));
+    } catch (error) {
+      this.killed.delete(name);
+      throw error;
+    }
     await this.clearAfterStop(name);
   }
 
@@ -337,8 +349,15 @@ export class LibvirtVmm implements Vmm {
   }
 
   private onLifecycle(ev: DomainLifecycleEvent): void {
-    const event = toVmmEvent(ev.domain.name, ev.event, ev.detail);
+    let event = toVmmEvent(ev.domain.name, ev.event, ev.detail);
     if (!event) return;
+    if (event.type === 'started') this.killed.delete(ev.domain.name);
+    if (event.type === 'stopped') {
+      const reason = this.killed.delete(ev.domain.name)
+        ? 'destroyed'
+        : (this.flavour.stopReason?.(ev.domain.name, event.reason) ?? event.reason);
+      event = { ...event, reason };
+    }
     // A stop already taken from polling (its event came late): reporting it again could halt a new start.
     const seen = event.type === 'stopped' && this.known.get(ev.domain.name) === 'Halted';
     this.known.set(ev.domain.name, STATE_AFTER[event.type]);

@@ -43,6 +43,8 @@ const flavour: LibvirtFlavour = {
     }),
   flags: { shutdown: 0, undefine: UndefineFlags.MANAGED_SAVE, forceBoot: false },
   afterUndefine: async (name) => void undefinedNames.push(name),
+  // A driver that tells a destroy as a failure (libvirt's LXC driver can, racing its controller's end).
+  stopReason: (_name, reported) => (reported === 'destroyed' ? 'failed' : reported),
 };
 
 const VM = `haltest-${process.pid}`;
@@ -142,6 +144,17 @@ describe.skipIf(skip)("LibvirtVmm over libvirt's test driver", () => {
     await vmm.start(VM);
     await vmm.suspend(VM);
     await vmm.resume(VM);
+    expect((await vmm.state(VM)).state).toBe('Running');
+  });
+
+  it("reports the stop kill() asked for as destroyed, whatever the driver's detail", async () => {
+    events.length = 0;
+    await vmm.kill(VM);
+    await waitEvent('stopped');
+    expect(events.filter((e) => e.type === 'stopped')).toEqual([
+      { type: 'stopped', name: VM, reason: 'destroyed' },
+    ]);
+    await vmm.start(VM);
     expect((await vmm.state(VM)).state).toBe('Running');
   });
 

@@ -87,6 +87,9 @@ while kill -0 $agent 2>/dev/null; do
   wait $agent
   status=$?
 done
+# libvirt reports every end of this init as a shutdown: an agent that ended on its own with a
+# failure (killed, crashed) is marked for dom0 in the directory it shares (lxc-flavour.ts stopReason).
+[ -n "${stopping:-}" ] || [ "$status" -eq 0 ] || : >"$VCHAN_SOCKET_DIR/odyssey-crashed"
 exit $status
 EOS
   chmod 755 "$R/sbin/odyssey-lxc-init"

@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import { access, chmod, chown, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
@@ -9,7 +10,12 @@ import {
   type VmmCapabilities,
 } from '@odyssey/hal';
 import { ShutdownFlags, type Libvirt } from '@odyssey/libvirt';
-import { runtimeDirNameProblem, type DriverFlags, type LibvirtFlavour } from '@odyssey/libvirt-hal';
+import {
+  runtimeDirNameProblem,
+  type DriverFlags,
+  type LibvirtFlavour,
+  type StopReason,
+} from '@odyssey/libvirt-hal';
 import { domainXml, privateHome } from './domain-xml.js';
 import { ImageMounts, imageVolumes } from './image-mounts.js';
 import { rootBootsSystemd } from './root-kind.js';
@@ -124,6 +130,8 @@ export class LxcFlavour implements LibvirtFlavour {
   }
 
   async beforeStart(name: string): Promise<void> {
+    // The last run's mark, whatever the domain made of it (recursive: it may have left a directory).
+    await rm(this.files.crashMark(name), { recursive: true, force: true });
     await this.mountImages(name);
     // Known once the root is mounted: a systemd root gets its own name=systemd cgroup (systemd-cgroups.ts).
     if (await hasFile(this.files.systemdFile(name)))
@@ -177,6 +185,20 @@ export class LxcFlavour implements LibvirtFlavour {
       );
     });
     return true;
+  }
+
+  /**
+   * libvirt's LXC driver reports every end of a container's init as a shutdown (all but SIGHUP's,
+   * a reboot); the busybox root's init marks an agent that ended on its own with a failure. Only a
+   * regular file counts: the domain owns the directory and could make the name anything.
+   */
+  stopReason(name: string, reported: StopReason): StopReason {
+    if (reported !== 'shutdown') return reported;
+    try {
+      return lstatSync(this.files.crashMark(name)).isFile() ? 'crashed' : reported;
+    } catch {
+      return reported;
+    }
   }
 
   async afterStop(name: string): Promise<void> {

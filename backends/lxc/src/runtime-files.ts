@@ -23,6 +23,14 @@ export class RuntimeFiles {
     return join(this.domainDir(name), 'vchan');
   }
 
+  /**
+   * Left in the vchan dir by the container's init when its agent ended on its own with a failure
+   * (build-rootfs.sh): libvirt reports every end of a container's init as a shutdown.
+   */
+  crashMark(name: string): string {
+    return join(this.vchanDir(name), 'odyssey-crashed');
+  }
+
   /** The first host uid of the domain's range, kept while the domain is defined. */
   uidBaseFile(name: string): string {
     return join(this.domainDir(name), 'uid-base');

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DomainSpec, Vchan } from '@odyssey/hal';
+import type { DomainSpec, Vchan, VmmEvent } from '@odyssey/hal';
 import { LxcHostTransport } from '../src/host-transport.js';
 import { LxcVmm } from '../src/lxc-vmm.js';
 import { GUEST_VCHAN_DIR } from '../src/runtime-files.js';
@@ -301,10 +301,28 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     expect(await inContainerSh('lxa', 'cat /home/note')).toBe('kept\n');
   }, 120_000);
 
-  it('shuts one domain down (SIGTERM to its init) and kills the other', async () => {
+  it('reports an agent killed as a crash and SIGTERM to its init as a shutdown; kills the other', async () => {
+    const stops: VmmEvent[] = [];
+    void (async () => {
+      for await (const event of vmm.events()) if (event.type === 'stopped') stops.push(event);
+    })();
+    const stopOf = async (name: string): Promise<VmmEvent> => {
+      for (;;) {
+        const stop = stops.find((event) => event.name === name);
+        if (stop) return stop;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // libvirt says shutdown for both; the crash is known from the init's mark in the vchan dir.
+    process.kill(await agentPid('lxa'), 'SIGKILL');
+    expect(await stopOf('lxa')).toEqual({ type: 'stopped', name: 'lxa', reason: 'crashed' });
+    stops.length = 0;
+    await rig.startRecorded('lxa');
+    await agentPid('lxa', () => rig.explain('lxa'));
     await vmm.shutdown('lxa', { force: false, timeoutMs: 30_000 });
     expect((await vmm.state('lxa')).state).toBe('Halted');
+    expect(await stopOf('lxa')).toEqual({ type: 'stopped', name: 'lxa', reason: 'shutdown' });
     await vmm.kill('lxb');
     expect((await vmm.state('lxb')).state).toBe('Halted');
-  }, 60_000);
+  }, 120_000);
 });
