@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 
 /** Errors that only mean "the peer went away"; libvchan reports those as a closed channel, not a failure. */
-export const PEER_GONE = new Set(['EPIPE', 'ECONNRESET']);
+const PEER_GONE = new Set(['EPIPE', 'ECONNRESET']);
 
 export function isPeerGone(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null | undefined)?.code;
@@ -16,7 +16,7 @@ export function isPeerGone(error: unknown): boolean {
  * before reading. Here a write to a gone peer is reported to `gone` and counts as written (the
  * ring nobody reads), and the socket stays open to be read to its end.
  */
-export function readPastGonePeer(socket: Socket, gone: () => void): void {
+export function readPastGonePeer(socket: Socket, gone?: () => void): void {
   const write = socket._write.bind(socket);
   const writev = socket._writev?.bind(socket);
   const settle =
@@ -26,7 +26,7 @@ export function readPastGonePeer(socket: Socket, gone: () => void): void {
         callback(error);
         return;
       }
-      gone();
+      gone?.();
       callback();
     };
   socket._write = (chunk, encoding, callback) => write(chunk, encoding, settle(callback));

@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
-import { PEER_GONE, readPastGonePeer } from './peer-gone.js';
+import { isPeerGone, readPastGonePeer } from './peer-gone.js';
 
 export interface SocketVchanRings {
   /** Bytes this end buffers from the peer before it stops reading the socket. */
@@ -71,7 +71,7 @@ export class SocketVchan extends Duplex implements Vchan {
     socket.on('end', () => this.#peerGone());
     socket.on('close', () => this.#peerGone());
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code && PEER_GONE.has(error.code)) this.#peerGone();
+      if (isPeerGone(error)) this.#peerGone();
       else
         this.destroy(
           new VchanError(`vchan ${this.remoteDomain}:${this.port}: ${error.message}`, { cause: error }),
@@ -112,15 +112,15 @@ export class SocketVchan extends Duplex implements Vchan {
 
   #send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
     const socket = this.#socket as Socket;
-    if (this.#state === 'disconnected' || socket.writableEnded) {
+    const peerClosed = (): void =>
       callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
+    if (this.#state === 'disconnected' || socket.writableEnded) {
+      peerClosed();
       return;
     }
     if (this.#writeGone) {
       // The write fails as libvchan's does, once the peer's last bytes were read (failing destroys the vchan).
-      socket.once('close', () =>
-        callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`)),
-      );
+      socket.once('close', peerClosed);
       return;
     }
     let ok = true;

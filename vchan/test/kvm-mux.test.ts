@@ -236,11 +236,21 @@ describe('KVM vchan (mux over one channel), host and guest ends', () => {
 });
 
 describe('KVM vchan relay between guests through the host', () => {
-  it('relays a vchan from one guest to a server in another, both ways, and closes both ends', async () => {
+  /** Runs `body` with a second guest `b` and a host that relays between it and `vm`, both channels kept up. */
+  async function withRelay(body: (b: FakeGuest) => Promise<void>): Promise<void> {
     const relaying = hostTransport(true);
     const b = await fakeGuest('b');
     const keep = [relaying.keepChannel('vm'), relaying.keepChannel('b')];
     try {
+      await body(b);
+    } finally {
+      keep.forEach((release) => release());
+      relaying.close();
+    }
+  }
+
+  it('relays a vchan from one guest to a server in another, both ways, and closes both ends', () =>
+    withRelay(async (b) => {
       // Guest b serves port 600 for clients of domain "vm"; guest vm connects to "b" through the host.
       const [server, client] = await Promise.all([b.transport.listen('vm', 600), guest.connect('b', 600)]);
       open.push(server, client);
@@ -253,17 +263,10 @@ describe('KVM vchan relay between guests through the host', () => {
       const [received] = await Promise.all([readAll(client), writeWithBackpressure(server, data, 65536)]);
       expect(sha(received)).toBe(sha(data));
       expect(client.state()).toBe('disconnected');
-    } finally {
-      keep.forEach((release) => release());
-      relaying.close();
-    }
-  });
+    }));
 
-  it("delivers a guest's last bytes to a slow reader in the other guest after the first is killed", async () => {
-    const relaying = hostTransport(true);
-    const b = await fakeGuest('b');
-    const keep = [relaying.keepChannel('vm'), relaying.keepChannel('b')];
-    try {
+  it("delivers a guest's last bytes to a slow reader in the other guest after the first is killed", () =>
+    withRelay(async (b) => {
       const [server, client] = await Promise.all([b.transport.listen('vm', 603), guest.connect('b', 603)]);
       open.push(server, client);
       server.on('error', () => undefined);
@@ -278,26 +281,15 @@ describe('KVM vchan relay between guests through the host', () => {
       const received = await readAll(client);
       expect(received.length).toBe(data.length);
       expect(sha(received)).toBe(sha(data));
-    } finally {
-      keep.forEach((release) => release());
-      relaying.close();
-    }
-  });
+    }));
 
-  it('lets a server take only clients of the domain it listens for', async () => {
-    const relaying = hostTransport(true);
-    const b = await fakeGuest('b');
-    const keep = [relaying.keepChannel('vm'), relaying.keepChannel('b')];
-    try {
+  it('lets a server take only clients of the domain it listens for', () =>
+    withRelay(async (b) => {
       const bound = b.mux.listen(601, { readRing: 4096, writeRing: 4096 }, 'other');
       open.push(bound.vchan);
       await expect(guest.connect('b', 601, { timeoutMs: 200 })).rejects.toBeInstanceOf(VchanError);
       expect(bound.vchan.state()).toBe('waiting');
-    } finally {
-      keep.forEach((release) => release());
-      relaying.close();
-    }
-  });
+    }));
 
   it('refuses guest-to-guest vchans when the host does not relay', async () => {
     const b = await fakeGuest('b');

@@ -207,8 +207,8 @@ export class VchanRelay {
     far.on('error', (error) => this.#failed(relay, error));
     // A write to an end whose domain died is dropped and that end read to its last byte, as a
     // vchan ring keeps it: the other end gets what is already queued for it, then its end.
-    readPastGonePeer(near, () => undefined);
-    readPastGonePeer(far, () => undefined);
+    readPastGonePeer(near);
+    readPastGonePeer(far);
     near.on('close', () => far.destroySoon());
     far.on('close', () => near.destroySoon());
     near.on('close', () => this.#forgetWhenGone(relay));

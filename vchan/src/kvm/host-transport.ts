@@ -153,7 +153,7 @@ export class KvmHostTransport implements VchanTransport {
         const socket = await connectOnce(path);
         link.socket = socket;
         // The guest's frames sent before QEMU went are read, though a write met EPIPE first.
-        readPastGonePeer(socket, () => undefined);
+        readPastGonePeer(socket);
         link.mux.attach((bytes) => socket.write(bytes));
         socket.on('data', (chunk: Buffer) => link.mux.receive(chunk));
         socket.on('error', () => undefined); // 'close' follows and says it all
