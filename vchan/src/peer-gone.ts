@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 
 /** Errors that only mean "the peer went away"; libvchan reports those as a closed channel, not a failure. */
 const PEER_GONE = new Set(['EPIPE', 'ECONNRESET']);
@@ -31,4 +32,30 @@ export function readPastGonePeer(socket: Socket, gone?: () => void): void {
     };
   socket._write = (chunk, encoding, callback) => write(chunk, encoding, settle(callback));
   if (writev) socket._writev = (chunks, callback) => writev(chunks, settle(callback));
+}
+
+/**
+ * Fails a write that found the peer gone, but only once the stream's reader has taken the peer's
+ * last bytes: a failed write destroys a node stream, and with it what its readable side still
+ * buffers, where libvchan's failed write leaves the ring readable. Until then the write waits, as
+ * a write to a full ring does (a reader that stopped reading stops its writer); with the peer's
+ * EOF queued (`eofQueued`) and nothing before it, it fails at once.
+ */
+export function failOnceRead(
+  stream: Readable,
+  eofQueued: boolean,
+  callback: (error?: Error | null) => void,
+  error: () => Error,
+): void {
+  if (stream.readableEnded || stream.destroyed || (eofQueued && stream.readableLength === 0)) {
+    callback(error());
+    return;
+  }
+  const fail = (): void => {
+    stream.off('end', fail);
+    stream.off('close', fail);
+    callback(error());
+  };
+  stream.once('end', fail);
+  stream.once('close', fail);
 }

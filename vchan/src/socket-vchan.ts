@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
-import { isPeerGone, readPastGonePeer } from './peer-gone.js';
+import { failOnceRead, isPeerGone, readPastGonePeer } from './peer-gone.js';
 
 export interface SocketVchanRings {
   /** Bytes this end buffers from the peer before it stops reading the socket. */
@@ -112,15 +112,9 @@ export class SocketVchan extends Duplex implements Vchan {
 
   #send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
     const socket = this.#socket as Socket;
-    const peerClosed = (): void =>
-      callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
-    if (this.#state === 'disconnected' || socket.writableEnded) {
-      peerClosed();
-      return;
-    }
-    if (this.#writeGone) {
-      // The write fails as libvchan's does, once the peer's last bytes were read (failing destroys the vchan).
-      socket.once('close', peerClosed);
+    const peerClosed = (): Error => new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`);
+    if (this.#state === 'disconnected' || this.#writeGone || socket.writableEnded) {
+      failOnceRead(this, this.#state === 'disconnected', callback, peerClosed);
       return;
     }
     let ok = true;
@@ -136,7 +130,8 @@ export class SocketVchan extends Duplex implements Vchan {
       socket.off('drain', settle);
       socket.off('close', settle);
       this.#held = 0;
-      callback(this.#state === 'disconnected' ? new VchanError('peer closed during write') : null);
+      if (this.#state === 'disconnected') failOnceRead(this, true, callback, peerClosed);
+      else callback();
     };
     socket.on('drain', settle);
     socket.on('close', settle);

@@ -15,13 +15,24 @@ let dom0: SocketVchanTransport;
 let proxy: VchanProxy;
 let viaProxy: ProxyVchanTransport;
 const open: Vchan[] = [];
+/** The vchans the proxy opened for the domain's programs. */
+let owned: Vchan[];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vchan-proxy-'));
   dom0 = new SocketVchanTransport({ localDomain: '0', dir, connectTimeoutMs: 2000 });
   // The owner of domain 7's transport serves it to the domain's other programs.
-  const owned = new SocketVchanTransport({ localDomain: '7', dir, connectTimeoutMs: 300 });
-  proxy = await serveVchanProxy(owned, join(dir, 'proxy.sock'));
+  const transport = new SocketVchanTransport({ localDomain: '7', dir, connectTimeoutMs: 300 });
+  owned = [];
+  const keep = (vchan: Vchan): Vchan => (owned.push(vchan), vchan);
+  proxy = await serveVchanProxy(
+    {
+      name: transport.name,
+      listen: (...args) => transport.listen(...args).then(keep),
+      connect: (...args) => transport.connect(...args).then(keep),
+    },
+    join(dir, 'proxy.sock'),
+  );
   viaProxy = new ProxyVchanTransport({ path: proxy.path });
 });
 
@@ -87,6 +98,34 @@ describe('vchan proxy', () => {
     client.end('last words');
     expect((await ended).toString()).toBe('last words');
     expect(server.state()).toBe('disconnected');
+  });
+
+  it("delivers a dead peer's last bytes to a program that wrote after the death and reads slowly", async () => {
+    const [program, peer] = await Promise.all([viaProxy.listen('0', 605), dom0.connect('7', 605)]);
+    open.push(program);
+    // More than the program's ring and socket hold, so some of it waits in the proxy's own vchan.
+    const last = randomBytes(400 * 1024);
+    await new Promise<void>((resolve) => peer.write(last, () => resolve()));
+    peer.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    program.write('stdin EOF');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(sha(await readAll(program))).toBe(sha(last));
+  });
+
+  it('hands the program all the proxy took from a vchan that then failed', async () => {
+    const [program, peer] = await Promise.all([viaProxy.listen('0', 606), dom0.connect('7', 606)]);
+    open.push(program, peer);
+    const [vchan] = owned as [Vchan];
+    let taken = 0;
+    vchan.on('data', (chunk: Buffer) => (taken += chunk.length));
+    // The program reads nothing yet: the proxy's socket to it fills and the proxy queues the rest.
+    await new Promise<void>((resolve) => peer.write(randomBytes(400 * 1024), () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    vchan.destroy(new Error('transport failed'));
+    const received = await readAll(program);
+    expect(taken).toBeGreaterThan(0);
+    expect(received.length).toBe(taken);
   });
 
   it("reports the owner's failure as a VchanError with its reason", async () => {

@@ -210,6 +210,28 @@ export function vchanContract(name: string, setup: () => Promise<ContractFixture
         await closed;
         expect(received).toBe('exit code 0');
       });
+
+      it(`keeps a dead ${dying}'s last bytes for a reader that reads only after its write found the death`, async () => {
+        const ends = await pair();
+        const [peer, reader] = dying === 'server' ? [ends.server, ends.client] : [ends.client, ends.server];
+        peer.on('error', () => undefined);
+        reader.on('error', () => undefined);
+        const closed = new Promise((resolve) => reader.once('close', resolve));
+        // As a pipe() whose destination is full: nothing is read while the write fails.
+        const last = randomBytes(RING / 2);
+        await new Promise<void>((resolve) => peer.write(last, () => resolve()));
+        peer.destroy(new Error('killed'));
+        while (reader.state() !== 'disconnected') await tick();
+        let writeFailed: Error | null | undefined;
+        reader.write(Buffer.from('stdin eof'), (error) => (writeFailed = error));
+        for (let i = 0; i < 10; i++) await tick();
+        const chunks: Buffer[] = [];
+        reader.on('data', (chunk: Buffer) => chunks.push(chunk));
+        await closed;
+        expect(sha(Buffer.concat(chunks))).toBe(sha(last));
+        // Then, with nothing left to read, the write fails as libvchan's does.
+        expect(writeFailed).toBeInstanceOf(VchanError);
+      });
     }
 
     it('ends the reader when the peer is destroyed', async () => {

@@ -130,7 +130,7 @@ describe('XenVchanTransport on a fake libxenvchan', () => {
     const failed = new Promise<Error | null | undefined>((resolve) =>
       server.write(Buffer.from('x'), resolve),
     );
-    expect(String(await failed)).toMatch(/vchan 0:512: closed/);
+    expect(String(await failed)).toMatch(/vchan 0:512: peer closed/);
   });
 
   // The Xen hal check close-while-peer-writes: dom0 drops a data vchan while the guest's agent

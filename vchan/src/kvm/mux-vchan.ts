@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
+import { failOnceRead } from '../peer-gone.js';
 import { FrameType, MAX_DATA, u32 } from './frames.js';
 
 /** What a stream needs from its channel. */
@@ -107,8 +108,12 @@ export class MuxVchan extends Duplex implements Vchan {
     this.#channel?.forget(this);
     const pending = this.#pending;
     this.#pending = undefined;
-    pending?.callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
     this.push(null);
+    if (pending) failOnceRead(this, true, pending.callback, () => this.#peerClosed());
+  }
+
+  #peerClosed(): VchanError {
+    return new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`);
   }
 
   #pump(): void {
@@ -162,7 +167,7 @@ export class MuxVchan extends Duplex implements Vchan {
 
   #write(chunk: Buffer, callback: (error?: Error | null) => void): void {
     if (this.#state === 'disconnected') {
-      callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: peer closed`));
+      failOnceRead(this, true, callback, () => this.#peerClosed());
       return;
     }
     this.#pending = { chunk, offset: 0, callback };

@@ -73,9 +73,13 @@ function reply(client: Socket, answer: ProxyReply): void {
   client.write(`${JSON.stringify(answer)}\n`);
 }
 
-/** Bytes both ways; a vchan has no half-close, so either side ending closes both. */
+/**
+ * Bytes both ways; a vchan has no half-close, so either side ending closes both. The vchan's end,
+ * failed or not, lets the program read what the proxy still holds for it (a dead peer's last bytes).
+ */
 function splice(client: Socket, vchan: Vchan): void {
-  vchan.on('error', () => client.destroy());
+  // 'close' follows.
+  vchan.on('error', () => undefined);
   client.pipe(vchan);
   vchan.pipe(client);
   client.once('close', () => vchan.destroy());

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
+import { failOnceRead } from '../peer-gone.js';
 import type { EventWatch, LibxenvchanBinding, VchanCtrl } from './binding.js';
 
 /** Largest chunk moved out of the ring per read call. */
@@ -128,8 +129,12 @@ export class XenVchan extends Duplex implements Vchan {
   }
 
   #write(chunk: Buffer, callback: (error?: Error | null) => void): void {
-    if (!this.#ctrl || this.#closing || this.#ended) {
-      callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: closed`));
+    if (this.#ended) {
+      failOnceRead(this, true, callback, () => this.#error('peer closed'));
+      return;
+    }
+    if (!this.#ctrl || this.#closing) {
+      callback(this.#error('closed'));
       return;
     }
     this.#pending = { chunk, offset: 0, callback };
@@ -158,7 +163,9 @@ export class XenVchan extends Duplex implements Vchan {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.#connected) this.#onDestroyWhileWaiting?.();
-    this.#failPending('closed');
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.callback(this.#error('closed'));
     this.#shutdown();
     callback(error);
   }
@@ -212,8 +219,8 @@ export class XenVchan extends Duplex implements Vchan {
     this.#flush(ctrl);
     if (this.#closing) return;
     if (open === 0) {
-      // The peer closed. Its last bytes stay readable; the channel ends once they are read.
-      this.#failPending('peer closed');
+      // The peer closed. Its last bytes stay readable; the channel ends once they are read, and a
+      // pending write fails then (#end).
       if (!this.#closing && this.#binding.dataReady(ctrl) <= 0) {
         this.#end();
         this.#shutdown();
@@ -285,14 +292,14 @@ export class XenVchan extends Duplex implements Vchan {
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#failPending('peer closed');
     this.push(null);
-  }
-
-  #failPending(reason: string): void {
     const pending = this.#pending;
     this.#pending = undefined;
-    pending?.callback(new VchanError(`vchan ${this.remoteDomain}:${this.port}: ${reason}`));
+    if (pending) failOnceRead(this, true, pending.callback, () => this.#error('peer closed'));
+  }
+
+  #error(reason: string): VchanError {
+    return new VchanError(`vchan ${this.remoteDomain}:${this.port}: ${reason}`);
   }
 
   #fail(what: string): false {
