@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { constants } from 'node:os';
+import { PassThrough } from 'node:stream';
+import { readPastGonePeer } from '@odyssey/hal';
 import { splitServiceAndArg } from './command.js';
 import type { ServiceSideStreams } from './data-phase.js';
 import type { ServiceEntry } from './service-lookup.js';
@@ -72,9 +74,16 @@ function connectSocketService(path: string, call: ServiceInvocation): Promise<Se
       socket.off('error', reject);
       // After the connection, errors only end the call; close reports exit code 0 as upstream does.
       socket.on('error', () => undefined);
+      // A service may answer and hang up without reading all it was sent: the caller's next bytes
+      // then meet a broken pipe, and the answer ends in a reset instead of EOF. Neither may lose
+      // the answer, nor leave the call without its exit code.
+      readPastGonePeer(socket);
+      const stdout = new PassThrough();
+      socket.pipe(stdout);
+      socket.once('close', () => stdout.end());
       const exitCode = new Promise<number>((done) => socket.once('close', () => done(0)));
       socket.write(serviceDescriptor(call));
-      resolve({ stdin: socket, stdout: socket, stderr: null, exitCode });
+      resolve({ stdin: socket, stdout, stderr: null, exitCode });
     });
   });
 }

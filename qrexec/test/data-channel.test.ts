@@ -202,6 +202,20 @@ describe('data phase', () => {
     ]);
   });
 
+  it("gives the caller a socket service's whole answer though the service hung up on the caller's stdin", async () => {
+    const answer = randomBytes(128 * 1024);
+    const server: Server = createServer((socket) => {
+      // Answers at once, then hangs up without reading: the caller's stdin meets a closed socket.
+      socket.write(answer, () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(join(dir, 'test.Hangup'), resolve));
+    cleanups.push(() => void server.close());
+    const result = await call('test.Hangup', randomBytes(8 * 1024 * 1024));
+    expect(result.stdout.length).toBe(answer.length);
+    expect(result.stdout.equals(answer)).toBe(true);
+    expect(result.exitCode).toBe(0);
+  });
+
   it('reports 127 for a missing service and 125 for one that cannot run', async () => {
     expect((await call('no.Such', Buffer.alloc(0))).exitCode).toBe(127);
     await writeFile(join(dir, 'test.NotExecutable'), 'plain text');

@@ -8,7 +8,6 @@ export {
 } from './socket-transport.js';
 export { defaultSocketDir, vchanSocketPath } from './socket-path.js';
 export { connectOnce } from './unix-socket.js';
-export { isPeerGone, readPastGonePeer } from './peer-gone.js';
 
 /** Factory by transport name, so a composition root can pick the transport from configuration. */
 export function createSocketTransport(options: SocketVchanTransportOptions): SocketVchanTransport {

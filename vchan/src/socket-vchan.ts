@@ -1,7 +1,13 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
-import { failOnceRead, isPeerGone, readPastGonePeer } from './peer-gone.js';
+import {
+  VchanError,
+  failOnceRead,
+  isPeerGone,
+  readPastGonePeer,
+  type Vchan,
+  type VchanState,
+} from '@odyssey/hal';
 
 export interface SocketVchanRings {
   /** Bytes this end buffers from the peer before it stops reading the socket. */

@@ -3,7 +3,8 @@ import { chmod, lstat, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectOnce, isPeerGone, readPastGonePeer, vchanSocketPath } from '@odyssey/vchan';
+import { isPeerGone, readPastGonePeer } from '@odyssey/hal';
+import { connectOnce, vchanSocketPath } from '@odyssey/vchan';
 import type { RuntimeFiles } from './runtime-files.js';
 
 export interface VchanRelayOptions {

@@ -1,10 +1,9 @@
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
+import { VchanError, readPastGonePeer, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 import { ChannelMux, OpenRefused, type Relay } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 import { connectOnce } from '../unix-socket.js';
-import { readPastGonePeer } from '../peer-gone.js';
 
 export interface KvmHostTransportOptions {
   /** The UNIX socket QEMU binds for a guest's vchan channel, by the guest's vchan name (id or name). */

@@ -1,6 +1,5 @@
 import { Duplex } from 'node:stream';
-import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
-import { failOnceRead } from '../peer-gone.js';
+import { VchanError, failOnceRead, type Vchan, type VchanState } from '@odyssey/hal';
 import { FrameType, MAX_DATA, u32 } from './frames.js';
 
 /** What a stream needs from its channel. */

@@ -1,6 +1,5 @@
 import { Duplex } from 'node:stream';
-import { VchanError, type Vchan, type VchanState } from '@odyssey/hal';
-import { failOnceRead } from '../peer-gone.js';
+import { VchanError, failOnceRead, type Vchan, type VchanState } from '@odyssey/hal';
 import type { EventWatch, LibxenvchanBinding, VchanCtrl } from './binding.js';
 
 /** Largest chunk moved out of the ring per read call. */
