@@ -100,7 +100,7 @@ describe('vchan proxy', () => {
     expect(server.state()).toBe('disconnected');
   });
 
-  it("delivers a dead peer's last bytes to a program that wrote after the death and reads slowly", async () => {
+  it("delivers a dead peer's last bytes to a program that wrote after the death and reads late", async () => {
     const [program, peer] = await Promise.all([viaProxy.listen('0', 605), dom0.connect('7', 605)]);
     open.push(program);
     // More than the program's ring and socket hold, so some of it waits in the proxy's own vchan.
