@@ -302,8 +302,7 @@ export class XenVchan extends Duplex implements Vchan {
   }
 
   #fail(what: string): false {
-    const errno = this.#binding.errno();
-    this.destroy(new VchanError(`vchan ${this.remoteDomain}:${this.port}: ${what} (errno ${errno})`));
+    this.destroy(this.#error(`${what} (errno ${this.#binding.errno()})`));
     return false;
   }
 
