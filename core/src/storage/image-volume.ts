@@ -1,9 +1,9 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { pyRepr, QubesValueError, StoragePoolException } from '../model/errors.js';
+import { pyRepr, StoragePoolException } from '../model/errors.js';
 import type { BlockDevice, Pool, Revision, Volume, VolumeConfig } from './driver.js';
-import { checkSnapSource } from './volume-config.js';
+import { ConfiguredVolume } from './configured-volume.js';
 import {
   allocatedBytes,
   copyImage,
@@ -58,16 +58,12 @@ const REVISION_SUFFIX = /^(\d+)@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z$/;
  * Every state change is a rename, so a crash at any point leaves the clean
  * image either old or new, never half-written.
  */
-export class ImageVolume implements Volume {
+export class ImageVolume extends ConfiguredVolume<ImagePool> implements Volume {
   readonly pathClean: string;
   readonly pathDirty: string;
   readonly pathImport: string;
   private readonly base: string;
   private readonly lock = new Mutex();
-  private rwFlag: boolean;
-  private revisionsKept: number;
-  private explicitEphemeral: boolean | undefined;
-  private configuredSize: number;
   /**
    * From an import's first call to its end: taken synchronously, so one
    * announced import (domain-volume-import-begin) already refuses a second.
@@ -76,43 +72,16 @@ export class ImageVolume implements Volume {
   /** The size the import in progress commits; set once its file exists. */
   private importSize: number | undefined;
   private running = false;
-  readonly saveOnStop: boolean;
-  readonly snapOnStart: boolean;
-  readonly source: string | undefined;
 
-  constructor(
-    readonly pool: ImagePool,
-    readonly name: string,
-    readonly vid: string,
-    config: VolumeConfig,
-  ) {
-    checkSnapSource(name, config);
-    this.saveOnStop = config.saveOnStop;
-    this.snapOnStart = config.snapOnStart;
-    this.source = config.source;
-    this.rwFlag = config.rw;
-    this.explicitEphemeral = config.ephemeral;
-    this.configuredSize = config.size ?? 0;
-    this.revisionsKept = 0;
-    this.setRevisionsToKeep(config.revisionsToKeep ?? (config.saveOnStop ? pool.revisionsToKeep : 0));
+  constructor(pool: ImagePool, name: string, vid: string, config: VolumeConfig) {
+    super(pool, name, vid, config, {
+      initial: config.saveOnStop ? pool.revisionsToKeep : 0,
+      max: pool.maxRevisionsToKeep,
+    });
     this.base = path.join(pool.dirPath, vid);
     this.pathClean = `${this.base}.img`;
     this.pathDirty = `${this.base}-dirty.img`;
     this.pathImport = `${this.base}-import.img`;
-  }
-
-  get rw(): boolean {
-    return this.rwFlag;
-  }
-
-  get revisionsToKeep(): number {
-    return this.revisionsKept;
-  }
-
-  get ephemeral(): boolean {
-    if (this.explicitEphemeral !== undefined) return this.explicitEphemeral;
-    if (this.snapOnStart || this.saveOnStop || !this.rw) return false;
-    return this.pool.ephemeralVolatile;
   }
 
   get path(): string {
@@ -122,37 +91,6 @@ export class ImageVolume implements Volume {
   /** Clean image of the source volume; same pool, so the same directory tree. */
   get pathSourceClean(): string | undefined {
     return this.source === undefined ? undefined : path.join(this.pool.dirPath, `${this.source}.img`);
-  }
-
-  /** revisions_to_keep = -1: the VM writes the clean image in place, no copy on start. */
-  private get snapshotsDisabled(): boolean {
-    return this.revisionsKept === -1 && !this.snapOnStart && this.saveOnStop;
-  }
-
-  setRw(rw: boolean): void {
-    this.rwFlag = rw;
-  }
-
-  setRevisionsToKeep(value: number): void {
-    if (!Number.isInteger(value) || value < -1) {
-      throw new QubesValueError('Invalid value for revisions_to_keep');
-    }
-    const max = this.pool.maxRevisionsToKeep;
-    if (max !== undefined && value > max) {
-      throw new StoragePoolException(
-        `Pool driver ${this.pool.driver} supports maximum ${max} volume revision to keep`,
-      );
-    }
-    this.revisionsKept = value;
-  }
-
-  setEphemeral(value: boolean): void {
-    if (value && (this.snapOnStart || this.saveOnStop || !this.rw)) {
-      throw new QubesValueError(
-        'Cannot enable ephemeral on snap_on_start or save_on_stop or non-dom0 or not writable volume',
-      );
-    }
-    this.explicitEphemeral = value;
   }
 
   async size(): Promise<number> {
@@ -405,25 +343,10 @@ export class ImageVolume implements Volume {
     return { path: this.pathDirty, format: 'raw', readOnly: !this.rw };
   }
 
-  config(): VolumeConfig {
-    return {
-      name: this.name,
-      pool: this.pool.name,
-      vid: this.vid,
-      revisionsToKeep: this.revisionsKept,
-      rw: this.rw,
-      saveOnStop: this.saveOnStop,
-      snapOnStart: this.snapOnStart,
-      ...(this.explicitEphemeral !== undefined ? { ephemeral: this.explicitEphemeral } : {}),
-      ...(this.configuredSize ? { size: this.configuredSize } : {}),
-      ...(this.source !== undefined ? { source: this.source } : {}),
-    };
-  }
-
   /** Makes `from` the clean image, keeping the old clean image as the newest revision if asked to. */
   private async commit(from: string, keepRevision = true): Promise<void> {
     if (keepRevision) await this.addRevision();
-    await this.pruneRevisions(this.revisionsKept);
+    await this.pruneRevisions(this.revisionsToKeep);
     await fsyncPath(from);
     await renameDurable(from, this.pathClean);
   }
@@ -433,7 +356,7 @@ export class ImageVolume implements Volume {
    * and the rename that follows in commit() gives the clean path a new inode.
    */
   private async addRevision(): Promise<void> {
-    if (this.revisionsKept <= 0) return;
+    if (this.revisionsToKeep <= 0) return;
     let mtime: number;
     try {
       mtime = (await fs.stat(this.pathClean)).mtimeMs / 1000;

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 
-import { QubesValueError, StoragePoolException } from '../../model/errors.js';
+import { StoragePoolException } from '../../model/errors.js';
 import type {
   BlockDevice,
   Pool,
@@ -14,7 +14,7 @@ import { isoDate } from '../fsutil.js';
 import { writeSparse } from '../importer.js';
 import { Mutex } from '../lock.js';
 import { checkRevisionsToKeep, pyBool, requireParam, revisionPoolParams } from '../params.js';
-import { checkSnapSource } from '../volume-config.js';
+import { ConfiguredVolume } from '../configured-volume.js';
 import { listLvs, type LvTable, mapperPath, runLvm } from './lvm-commands.js';
 
 export const LVM_THIN_DRIVER = 'lvm_thin';
@@ -189,80 +189,23 @@ export class ThinPool implements Pool {
   }
 }
 
-export class ThinVolume implements Volume {
+export class ThinVolume extends ConfiguredVolume<ThinPool> implements Volume {
   private readonly lock = new Mutex();
-  private rwFlag: boolean;
-  private revisionsKept: number;
-  private explicitEphemeral: boolean | undefined;
-  private configuredSize: number;
   private running = false;
   /** Taken synchronously at ImportBegin so a second announced import is refused at once. */
   private importing = false;
-  readonly saveOnStop: boolean;
-  readonly snapOnStart: boolean;
-  readonly source: string | undefined;
   readonly vidSnap: string;
   readonly vidImport: string;
 
-  constructor(
-    readonly pool: ThinPool,
-    readonly name: string,
-    readonly vid: string,
-    config: VolumeConfig,
-  ) {
-    checkSnapSource(name, config);
-    this.saveOnStop = config.saveOnStop;
-    this.snapOnStart = config.snapOnStart;
-    this.source = config.source;
-    this.rwFlag = config.rw;
-    this.explicitEphemeral = config.ephemeral;
-    this.configuredSize = config.size ?? 0;
-    this.revisionsKept = 0;
-    this.setRevisionsToKeep(config.revisionsToKeep ?? 0);
+  constructor(pool: ThinPool, name: string, vid: string, config: VolumeConfig) {
+    super(pool, name, vid, config, { initial: 0 });
     this.vidSnap = `${vid}-snap`;
     this.vidImport = `${vid}-import`;
-  }
-
-  get rw(): boolean {
-    return this.rwFlag;
-  }
-
-  get revisionsToKeep(): number {
-    return this.revisionsKept;
-  }
-
-  get ephemeral(): boolean {
-    if (this.explicitEphemeral !== undefined) return this.explicitEphemeral;
-    if (this.snapOnStart || this.saveOnStop || !this.rw) return false;
-    return this.pool.ephemeralVolatile;
   }
 
   /** Upstream's `path`: the device of the committed data (`/dev/mapper/<vg>-<lv>`). */
   get path(): string {
     return mapperPath(currentVid(this.vid, this.pool.lastTable));
-  }
-
-  private get snapshotsDisabled(): boolean {
-    return this.revisionsKept === -1 && !this.snapOnStart && this.saveOnStop;
-  }
-
-  setRw(rw: boolean): void {
-    this.rwFlag = rw;
-  }
-
-  setRevisionsToKeep(value: number): void {
-    if (!Number.isInteger(value) || value < -1)
-      throw new QubesValueError('Invalid value for revisions_to_keep');
-    this.revisionsKept = value;
-  }
-
-  setEphemeral(value: boolean): void {
-    if (value && (this.snapOnStart || this.saveOnStop || !this.rw)) {
-      throw new QubesValueError(
-        'Cannot enable ephemeral on snap_on_start or save_on_stop or non-dom0 or not writable volume',
-      );
-    }
-    this.explicitEphemeral = value;
   }
 
   async size(): Promise<number> {
@@ -539,21 +482,6 @@ export class ThinVolume implements Volume {
     return { path: mapperPath(vid), format: 'raw', readOnly: !this.rw };
   }
 
-  config(): VolumeConfig {
-    return {
-      name: this.name,
-      pool: this.pool.name,
-      vid: this.vid,
-      revisionsToKeep: this.revisionsKept,
-      rw: this.rw,
-      saveOnStop: this.saveOnStop,
-      snapOnStart: this.snapOnStart,
-      ...(this.explicitEphemeral !== undefined ? { ephemeral: this.explicitEphemeral } : {}),
-      ...(this.configuredSize ? { size: this.configuredSize } : {}),
-      ...(this.source !== undefined ? { source: this.source } : {}),
-    };
-  }
-
   /**
    * Makes `from` the committed data: the old committed LV becomes the newest
    * `-<epoch>-back` revision, `from` is renamed (or, with `keep`, snapshotted)
@@ -567,7 +495,9 @@ export class ThinVolume implements Volume {
     await runLvm(keep ? { op: 'clone', from, to: this.vid } : { op: 'rename', from, to: this.vid });
     const revs = revisionsOf(this.vid, await this.pool.refresh());
     // Upstream's slice revisions[:-keep or None]: keep 0 drops them all.
-    await this.removeRevisions(revs.slice(0, this.revisionsKept === 0 ? revs.length : -this.revisionsKept));
+    await this.removeRevisions(
+      revs.slice(0, this.revisionsToKeep === 0 ? revs.length : -this.revisionsToKeep),
+    );
   }
 
   /** The current second, or one past the newest revision when two commits fall in the same second. */
