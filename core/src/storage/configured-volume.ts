@@ -1,5 +1,6 @@
-import { QubesValueError, StoragePoolException } from '../model/errors.js';
+import { QubesValueError } from '../model/errors.js';
 import type { Pool, VolumeConfig } from './driver.js';
+import { checkRevisionsLimit } from './params.js';
 import { checkSnapSource } from './volume-config.js';
 
 /** A driver's bounds on revisions_to_keep for a new volume. */
@@ -72,12 +73,7 @@ export abstract class ConfiguredVolume<P extends Pool> {
     if (!Number.isInteger(value) || value < -1) {
       throw new QubesValueError('Invalid value for revisions_to_keep');
     }
-    const max = this.maxRevisionsToKeep;
-    if (max !== undefined && value > max) {
-      throw new StoragePoolException(
-        `Pool driver ${this.pool.driver} supports maximum ${max} volume revision to keep`,
-      );
-    }
+    checkRevisionsLimit(this.pool.driver, this.maxRevisionsToKeep, value);
     this.revisionsKept = value;
   }
 

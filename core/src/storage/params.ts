@@ -35,6 +35,13 @@ export function checkRevisionsToKeep(value: number): void {
   if (!Number.isInteger(value) || value < -1) throw new QubesValueError("Value can't be lower than -1");
 }
 
+/** A driver's upper bound on revisions_to_keep, which its pools and their volumes both enforce. */
+export function checkRevisionsLimit(driver: string, max: number | undefined, value: number): void {
+  if (max !== undefined && value > max) {
+    throw new StoragePoolException(`Pool driver ${driver} supports maximum ${max} volume revision to keep`);
+  }
+}
+
 /** The two parameters every revision-keeping pool (file, file-reflink, lvm_thin) takes, checked once. */
 export function revisionPoolParams(params: Readonly<Record<string, string>>): {
   ephemeralVolatile: boolean;

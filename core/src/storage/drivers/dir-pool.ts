@@ -1,11 +1,16 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { StoragePoolException } from '../../model/errors.js';
 import type { Volume, VolumeConfig, VolumeOwner } from '../driver.js';
 import { ensureDir, errno } from '../fsutil.js';
 import { ImageVolume, type ImagePool } from '../image-volume.js';
-import { checkRevisionsToKeep, pyBool, requireParam, revisionPoolParams } from '../params.js';
+import {
+  checkRevisionsLimit,
+  checkRevisionsToKeep,
+  pyBool,
+  requireParam,
+  revisionPoolParams,
+} from '../params.js';
 
 /** Subdirectories upstream's file pools create for VM images. */
 const VM_DIRS = ['appvms', 'vm-templates'];
@@ -39,12 +44,7 @@ export abstract class DirPool implements ImagePool {
 
   setRevisionsToKeep(value: number): void {
     checkRevisionsToKeep(value);
-    const max = this.maxRevisionsToKeep;
-    if (max !== undefined && value > max) {
-      throw new StoragePoolException(
-        `Pool driver ${this.driver} supports maximum ${max} volume revision to keep`,
-      );
-    }
+    checkRevisionsLimit(this.driver, this.maxRevisionsToKeep, value);
     this.revisions = value;
   }
 
