@@ -11,9 +11,14 @@ import { writeMessage, type MessageReader } from './framing.js';
  * stream.
  */
 
+/** Upstream's max_data_chunk_size: a peer that sends a longer chunk breaks the protocol. */
+function maxChunk(version: number): number {
+  return version >= 3 ? MAX_DATA_CHUNK_V3 : MAX_DATA_CHUNK_V2;
+}
+
 /** Largest payload per chunk: the protocol's limit, less a header, so a chunk fits the 64 KiB ring. */
 export function maxChunkPayload(version: number): number {
-  return (version >= 3 ? MAX_DATA_CHUNK_V3 : MAX_DATA_CHUNK_V2) - MSG_HEADER_SIZE;
+  return maxChunk(version) - MSG_HEADER_SIZE;
 }
 
 /** Exit status reported when the service side went away without sending one. */
@@ -81,7 +86,7 @@ export async function runServiceSide(
   const receiving = (async () => {
     let input = true;
     for (;;) {
-      const message = await reader.next();
+      const message = await reader.next(maxChunk(version));
       if (!message) break;
       if (message.type !== MsgType.DATA_STDIN || !input) {
         throw new QrexecProtocolError(`unexpected message 0x${message.type.toString(16)} from the caller`);
@@ -132,7 +137,7 @@ export async function runCallerSide(
   // The service may finish without reading all of stdin; the channel closing then is not an error.
   sending.catch(() => undefined);
   for (;;) {
-    const message = await reader.next();
+    const message = await reader.next(maxChunk(version));
     if (!message) return EXIT_CODE_UNKNOWN;
     switch (message.type) {
       case MsgType.DATA_STDOUT:

@@ -38,13 +38,15 @@ export class MessageReader {
     });
   }
 
-  /** The next message, or null at a clean end of stream between messages. */
-  async next(): Promise<QrexecMessage | null> {
+  /**
+   * The next message, or null at a clean end of stream between messages. A payload longer than
+   * `maxLen` is refused from its header, as upstream does, before any of it is waited for.
+   */
+  async next(maxLen: number = MAX_MESSAGE_LEN): Promise<QrexecMessage | null> {
     const head = await this.#readExact(MSG_HEADER_SIZE);
     if (!head) return null;
     const { type, len } = decodeHeader(head);
-    if (len > MAX_MESSAGE_LEN)
-      throw new QrexecProtocolError(`message 0x${type.toString(16)} too long (${len})`);
+    if (len > maxLen) throw new QrexecProtocolError(`message 0x${type.toString(16)} too long (${len})`);
     const payload = len === 0 ? Buffer.alloc(0) : await this.#readExact(len);
     if (!payload) throw new QrexecProtocolError(`stream ended inside message 0x${type.toString(16)}`);
     return { type, payload };
