@@ -39,39 +39,41 @@ function checkSafe(value: string): void {
 }
 
 export function parseDstHost(untrusted: string, prefixlen?: number): DstHost {
+  // Checked first because the messages below quote the value, and a client reading one
+  // splits it at NUL and formats it with `%`.
+  checkSafe(untrusted);
+  // A version 1 file's netmask; anything but a whole number would end up in the value.
+  if (prefixlen !== undefined && !Number.isInteger(prefixlen)) bad('bad prefix length');
   const slashes = untrusted.split('/').length - 1;
   if (slashes > 1) bad(`Too many /: ${untrusted}`);
   if (slashes === 0) {
+    // A version 1 netmask of 0 means the family's default, as upstream reads it (`prefixlen or 32`):
+    // an accept rule for one address must not widen to every address.
     if (isIPv6(untrusted)) {
-      const p = prefixlen ?? 128;
+      const p = prefixlen || 128;
       if (p < 0 || p > 128) bad('netmask for IPv6 must be between 0 and 128');
-      return checked({ type: 'dst6', value: `${untrusted}/${p}` });
+      return { type: 'dst6', value: `${untrusted}/${p}` };
     }
     if (isIPv4(untrusted)) {
-      const p = prefixlen ?? 32;
+      const p = prefixlen || 32;
       if (p < 0 || p > 32) bad('netmask for IPv4 must be between 0 and 32');
-      return checked({ type: 'dst4', value: `${untrusted}/${p}` });
+      return { type: 'dst4', value: `${untrusted}/${p}` };
     }
     if (!/^[a-z0-9._-]+$/.test(untrusted)) bad('Invalid hostname');
-    return checked({ type: 'dsthost', value: untrusted });
+    return { type: 'dsthost', value: untrusted };
   }
   const [host = '', prefix = ''] = untrusted.split('/');
   if (!/^[0-9]+$/.test(prefix)) bad('bad prefix length');
   const p = Number(prefix);
   if (isIPv6(host)) {
     if (p > 128) bad('netmask for IPv6 must be <= 128');
-    return checked({ type: 'dst6', value: untrusted });
+    return { type: 'dst6', value: untrusted };
   }
   if (isIPv4(host)) {
     if (p > 32) bad('netmask for IPv4 must be <= 32');
-    return checked({ type: 'dst4', value: untrusted });
+    return { type: 'dst4', value: untrusted };
   }
   return bad(`Invalid IP address: ${host}`);
-}
-
-function checked(h: DstHost): DstHost {
-  checkSafe(h.value);
-  return h;
 }
 
 export function parseDstPorts(untrusted: string): [number, number] {
@@ -181,7 +183,11 @@ export function parseApiRule(untrusted: string): FirewallRule {
   if (comment) options.comment = comment;
   for (const option of optionsPart.trim().split(' ')) {
     const eq = option.indexOf('=');
-    if (eq === -1) bad(`Invalid rule option: ${option}`);
+    if (eq === -1) {
+      // The message quotes the option: only characters a client can carry (see parseDstHost).
+      checkSafe(option);
+      bad(`Invalid rule option: ${option}`);
+    }
     let key = option.slice(0, eq);
     const value = option.slice(eq + 1);
     if (key === 'dst4' || key === 'dst6' || key === 'dstname') {

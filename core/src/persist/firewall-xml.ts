@@ -76,7 +76,9 @@ function loadV1(fw: XmlObj): FirewallRule[] {
       if (port && !proto) proto = 'tcp';
       if (proto && proto !== 'any') options.proto = proto;
       if (el['@_expire']) options.expire = String(el['@_expire']);
-      const netmask = el['@_netmask'] === undefined ? undefined : Number(el['@_netmask']);
+      const raw = el['@_netmask'];
+      // Upstream's int(): digits only; anything else is refused by the rule's checks, as NaN.
+      const netmask = raw === undefined ? undefined : /^[0-9]+$/.test(String(raw)) ? Number(raw) : Number.NaN;
       rules.push(makeRule(options, netmask));
     }
   }
