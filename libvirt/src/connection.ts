@@ -17,12 +17,13 @@ import {
   type Packet,
   type PacketHeader,
 } from './packet.js';
-import { XdrReader, XdrWriter } from './xdr.js';
+import { XdrError, XdrReader, XdrWriter } from './xdr.js';
 
 export type Encoder = (w: XdrWriter) => void;
 export type Decoder<T> = (r: XdrReader) => T;
 
 interface PendingCall {
+  program: number;
   procedure: number;
   decode: Decoder<unknown>;
   resolve: (value: unknown) => void;
@@ -37,7 +38,7 @@ export interface StreamSink {
   eof(): void;
   /** STREAM/OK: the daemon confirms our finish handshake. */
   confirmed(): void;
-  /** STREAM/ERROR or REPLY/ERROR for the stream's serial, or the connection died. */
+  /** STREAM/ERROR for the stream's serial, a packet the stream cannot take, or the connection died. */
   error(err: Error): void;
 }
 
@@ -151,7 +152,13 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
     }
     const serial = this.allocSerial();
     const reply = new Promise<T>((resolve, reject) => {
-      this.pending.set(serial, { procedure, decode, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(serial, {
+        program,
+        procedure,
+        decode,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
     });
     // The stream's first packets may arrive in the same read as the reply, so the sink has to
     // be in place before the call goes out.
@@ -291,47 +298,66 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
     }
   }
 
+  /** As libvirt's client (virNetClientCallDispatch): a packet it would refuse fails the connection. */
   private route({ header, payload }: Packet): void {
     if (header.program === Program.KEEPALIVE) {
       if (header.procedure === KeepaliveProcedure.PING) this.sendKeepalive(KeepaliveProcedure.PONG);
       return;
     }
-    if (header.program === Program.QEMU && header.type === PacketType.REPLY) {
-      const call = this.pending.get(header.serial);
-      if (call) {
-        this.pending.delete(header.serial);
-        this.settle(call, header, payload);
+    const remote = header.program === Program.REMOTE && header.version === PROTOCOL_VERSION;
+    switch (header.type) {
+      case PacketType.MESSAGE:
+        if (remote) this.emit('message', header.procedure, payload);
+        return;
+      case PacketType.STREAM:
+      case PacketType.STREAM_HOLE: {
+        // Packets of a stream we have ended are expected: the daemon sent them before it saw our abort.
+        const sink = remote ? this.streams.get(header.serial) : undefined;
+        if (sink) this.toStream(sink, header, payload);
+        return;
       }
-      return;
+      case PacketType.REPLY: {
+        const call = this.pending.get(header.serial);
+        if (!call || call.program !== header.program || header.version !== PROTOCOL_VERSION) {
+          this.protocolError(
+            `no call waiting for reply with program ${header.program} version ${header.version} serial ${header.serial}`,
+          );
+          return;
+        }
+        this.pending.delete(header.serial);
+        // A stream whose call failed gets no packets: nobody would read them, and a stalled
+        // download sink would stop reading the socket for good.
+        if (!this.settle(call, header, payload)) this.streams.delete(header.serial);
+        return;
+      }
+      default:
+        this.protocolError(`unexpected packet type ${header.type} for serial ${header.serial}`);
     }
-    if (header.program !== Program.REMOTE) return;
-    if (header.type === PacketType.MESSAGE) {
-      this.emit('message', header.procedure, payload);
-      return;
-    }
-    const call = this.pending.get(header.serial);
-    if (call) {
-      this.pending.delete(header.serial);
-      if (header.status === PacketStatus.ERROR) this.streams.delete(header.serial);
-      this.settle(call, header, payload);
-      return;
-    }
-    const sink = this.streams.get(header.serial);
-    if (sink) this.toStream(sink, header, payload);
   }
 
-  private settle(call: PendingCall, header: PacketHeader, payload: Buffer): void {
+  private protocolError(message: string): void {
+    this.destroy(new XdrError(`libvirt protocol error: ${message}`));
+  }
+
+  /** Resolves or rejects the call; true if it succeeded. */
+  private settle(call: PendingCall, header: PacketHeader, payload: Buffer): boolean {
     try {
+      if (header.procedure !== call.procedure) {
+        throw new XdrError(`reply for procedure ${header.procedure} to a call of ${call.procedure}`);
+      }
       const r = new XdrReader(payload);
       if (header.status === PacketStatus.ERROR) {
         call.reject(new LibvirtError(decodeRemoteError(r), call.procedure));
-        return;
+        return false;
       }
+      if (header.status !== PacketStatus.OK) throw new XdrError(`unexpected reply status ${header.status}`);
       const value = call.decode(r);
       r.end();
       call.resolve(value);
+      return true;
     } catch (err) {
       call.reject(err as Error);
+      return false;
     }
   }
 
@@ -347,7 +373,16 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
       sink.error(err);
       return;
     }
-    if (header.type !== PacketType.STREAM) return;
+    if (header.status !== PacketStatus.OK && header.status !== PacketStatus.CONTINUE) {
+      this.protocolError(`unexpected stream status ${header.status} for serial ${header.serial}`);
+      return;
+    }
+    if (header.type === PacketType.STREAM_HOLE) {
+      // We never ask for sparse streams; skipping a hole would shift every byte after it.
+      this.streams.delete(header.serial);
+      sink.error(new XdrError('daemon sent a hole in a stream that is not sparse'));
+      return;
+    }
     if (header.status === PacketStatus.OK) sink.confirmed();
     else if (payload.length === 0) sink.eof();
     else sink.data(payload);

@@ -1,6 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import type { RpcConnection, StreamSink } from './connection.js';
 import { PacketStatus, STREAM_CHUNK_BYTES } from './packet.js';
+import { XdrError } from './xdr.js';
 
 /**
  * Data we send to the daemon after a stream call (e.g. STORAGE_VOL_UPLOAD): each write becomes
@@ -68,8 +69,9 @@ export class UploadStream extends Writable implements StreamSink {
 
   confirmed(): void {
     const settle = this.onSettled;
+    if (!settle) return this.error(new XdrError('daemon confirmed an upload we had not finished'));
     this.onSettled = undefined;
-    settle?.();
+    settle();
   }
 
   error(err: Error): void {
@@ -81,6 +83,7 @@ export class UploadStream extends Writable implements StreamSink {
     if (this.done) return;
     this.failure = err;
     this.done = true;
+    this.rpc.endStream(this.serial);
     const settle = this.onSettled;
     this.onSettled = undefined;
     if (settle) settle(err);
@@ -99,6 +102,7 @@ export class DownloadStream extends Readable implements StreamSink {
   private replied = false;
   private early: Error | undefined;
   private paused = false;
+  private finishing = false;
   private done = false;
 
   constructor(
@@ -138,10 +142,13 @@ export class DownloadStream extends Readable implements StreamSink {
 
   eof(): void {
     // The daemon keeps the stream open until we finish it; its OK reply confirms.
+    this.finishing = true;
     this.rpc.sendStream(this.procedure, this.serial, PacketStatus.OK).catch((err: Error) => this.error(err));
   }
 
   confirmed(): void {
+    // Before our finish, an OK would pass off a truncated download as complete.
+    if (!this.finishing) return this.error(new XdrError('daemon ended the download before its end of data'));
     this.done = true;
     this.rpc.endStream(this.serial);
     this.push(null);

@@ -19,7 +19,8 @@ export class XdrWriter {
 
   private reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    // Doubling from an empty buffer would never grow.
+    let size = Math.max(this.buf.length, 8) * 2;
     while (size < this.pos + n) size *= 2;
     const next = Buffer.allocUnsafe(size);
     this.buf.copy(next, 0, 0, this.pos);
