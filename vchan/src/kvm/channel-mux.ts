@@ -47,6 +47,8 @@ export class ChannelMux implements StreamChannel {
   /** Waiting servers by peer domain and port. */
   readonly #servers = new Map<string, MuxVchan>();
   readonly #opening = new Map<number, PendingOpen>();
+  /** Guest OPENs the relay is connecting, by id, with a token that tells a stale attempt (its session gone). */
+  readonly #relaying = new Map<number, object>();
   #send: ((bytes: Buffer) => void) | undefined;
   #peerNonce: Buffer | undefined;
   #nextId = 1;
@@ -185,9 +187,13 @@ export class ChannelMux implements StreamChannel {
         pending?.reject(new OpenRefused(`no vchan server on ${this.remoteDomain}:${pending.vchan.port}`));
         return;
       }
-      case FrameType.DATA:
-        this.#streams.get(id)?.onData(payload);
+      case FrameType.DATA: {
+        const stream = this.#streams.get(id);
+        if (stream && !stream.onData(payload)) {
+          this.log(`vchan ${this.remoteDomain}:${stream.port}: DATA beyond the credit granted; closed`);
+        }
         return;
+      }
       case FrameType.CREDIT:
         this.#streams.get(id)?.onCredit(payload.readUInt32BE(0));
         return;
@@ -209,7 +215,9 @@ export class ChannelMux implements StreamChannel {
     const port = payload.readUInt32BE(0);
     const window = payload.readUInt32BE(4);
     const domain = payload.subarray(8).toString('utf8');
-    if (this.#streams.has(id)) {
+    // An id of our own space would take over one of our opens when the peer then ACCEPTs it.
+    const peersId = ((id & GUEST_ID_BIT) !== 0) === (this.#side === 'host');
+    if (!peersId || this.#streams.has(id) || this.#relaying.has(id)) {
       this.send(FrameType.REFUSE, id);
       return;
     }
@@ -238,14 +246,25 @@ export class ChannelMux implements StreamChannel {
 
   /** A guest's OPEN for another guest: joins it to a stream the relay opened on the target's channel. */
   async #relayOpen(id: number, port: number, window: number, target: string): Promise<void> {
+    const attempt = {};
+    this.#relaying.set(id, attempt);
     let far: MuxVchan;
     try {
       if (!this.relay) throw new OpenRefused('no relay');
       far = await this.relay(this.remoteDomain, target, port);
     } catch {
-      this.send(FrameType.REFUSE, id);
+      if (this.#relaying.get(id) === attempt) {
+        this.#relaying.delete(id);
+        this.send(FrameType.REFUSE, id);
+      }
       return;
     }
+    // The session the OPEN came in is gone: the stream would have no end on this side.
+    if (this.#relaying.get(id) !== attempt) {
+      far.destroy();
+      return;
+    }
+    this.#relaying.delete(id);
     const near = new MuxVchan(target, port, far.rings);
     this.#accept(id, near, window);
     near.pipe(far).pipe(near);
@@ -264,6 +283,7 @@ export class ChannelMux implements StreamChannel {
   #dropStreams(reason: string): void {
     for (const stream of [...this.#streams.values()]) stream.onPeerGone();
     this.#streams.clear();
+    this.#relaying.clear();
     for (const pending of this.#opening.values()) pending.reject(new OpenRefused(reason));
     this.#opening.clear();
   }

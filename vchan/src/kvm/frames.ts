@@ -40,8 +40,19 @@ export interface Frame {
 export const HEADER_SIZE = 9;
 /** Largest DATA payload; bigger writes are split, so one stream cannot hold the channel for long. */
 export const MAX_DATA = 64 * 1024;
-/** Anything longer is a corrupt stream, not a frame. */
-const MAX_PAYLOAD = MAX_DATA;
+/**
+ * Payload sizes each type may have (smallest, largest), as laid out above; any other size is a
+ * corrupt stream, not a frame, and the receiver never reads past a short payload.
+ */
+const PAYLOAD_SIZE: Record<FrameType, readonly [number, number]> = {
+  [FrameType.HELLO]: [9, 9],
+  [FrameType.OPEN]: [8, MAX_DATA],
+  [FrameType.ACCEPT]: [4, 4],
+  [FrameType.REFUSE]: [0, 0],
+  [FrameType.DATA]: [0, MAX_DATA],
+  [FrameType.CREDIT]: [4, 4],
+  [FrameType.CLOSE]: [0, 0],
+};
 
 export class FrameError extends Error {
   override name = 'FrameError';
@@ -85,7 +96,10 @@ export class FrameDecoder {
       const length = buf.readUInt32BE(offset + 5);
       if (type < FrameType.HELLO || type > FrameType.CLOSE)
         throw new FrameError(`unknown frame type ${type}`);
-      if (length > MAX_PAYLOAD) throw new FrameError(`frame of ${length} bytes exceeds ${MAX_PAYLOAD}`);
+      const [min, max] = PAYLOAD_SIZE[type as FrameType];
+      if (length < min || length > max) {
+        throw new FrameError(`frame of type ${type} with ${length} bytes of payload (${min} to ${max})`);
+      }
       if (buf.length - offset < HEADER_SIZE + length) {
         this.needed = HEADER_SIZE + length;
         break;

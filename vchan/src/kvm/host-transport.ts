@@ -16,8 +16,8 @@ export interface KvmHostTransportOptions {
   readonly retryIntervalMs?: number;
   /**
    * Relay guest-to-guest vchans through this end (what Xen allows any two domains to set up
-   * between themselves). Off by default; a guest only reaches others whose channels are up,
-   * see keepChannel().
+   * between themselves). Off by default; a guest only reaches others this end has used a channel
+   * to (connect, listen or keepChannel()) and can bring up.
    */
   readonly relay?: boolean;
   readonly log?: (message: string) => void;
@@ -122,8 +122,10 @@ export class KvmHostTransport implements VchanTransport {
   }
 
   #relay: Relay = async (source, target, port) => {
-    const link = this.#link(target);
-    if (!(await this.#dial(target, link))) throw new OpenRefused(`no channel to ${target}`);
+    // The guest names the target: a link (and a socket path to dial) for every name it makes up
+    // would pile up for ever, so only guests this end already has a channel for are reached.
+    const link = this.#links.get(target);
+    if (!link || !(await this.#dial(target, link))) throw new OpenRefused(`no channel to ${target}`);
     return link.mux.open(port, this.#rings(), source, source);
   };
 

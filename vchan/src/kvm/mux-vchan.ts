@@ -36,6 +36,8 @@ export class MuxVchan extends Duplex implements Vchan {
   #pending: PendingWrite | undefined;
   #received = 0;
   #granted = 0;
+  /** Bytes the peer may still send: the window offered, plus every CREDIT since, less what came. */
+  #allowed: number;
   /** The window offered to the peer: the read ring, or the larger high-water mark a big read(n) set. */
   #window: number;
   #closeSent = false;
@@ -52,6 +54,7 @@ export class MuxVchan extends Duplex implements Vchan {
       allowHalfOpen: false,
     });
     this.#window = rings.readRing;
+    this.#allowed = rings.readRing;
   }
 
   state(): VchanState {
@@ -82,11 +85,21 @@ export class MuxVchan extends Duplex implements Vchan {
     this.#pump();
   }
 
-  /** @internal */
-  onData(data: Buffer): void {
-    if (this.#state !== 'connected') return;
+  /**
+   * @internal False when the peer sent more than it was granted: nothing would bound what it
+   * makes this end buffer, so the stream is closed instead, keeping what came within the credit.
+   */
+  onData(data: Buffer): boolean {
+    if (this.#state !== 'connected') return true;
+    if (data.length > this.#allowed) {
+      this.#sendClose();
+      this.#disconnect();
+      return false;
+    }
+    this.#allowed -= data.length;
     this.#received += data.length;
     this.push(data);
+    return true;
   }
 
   /** @internal */
@@ -156,6 +169,7 @@ export class MuxVchan extends Duplex implements Vchan {
     const consumed = this.#received - this.readableLength - this.#granted;
     if (consumed + grown > 0) {
       this.#granted += consumed;
+      this.#allowed += consumed + grown;
       this.#channel?.send(FrameType.CREDIT, this.id, u32(consumed + grown));
     }
   }

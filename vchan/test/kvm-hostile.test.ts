@@ -1,0 +1,469 @@
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  ChannelMux,
+  FrameDecoder,
+  FrameError,
+  FrameType,
+  KvmHostTransport,
+  MuxVchan,
+  encodeFrame,
+  type ChannelSide,
+  type Frame,
+} from '../src/kvm/index.js';
+
+// What a hostile peer can write into a KVM guest's vchan channel (a guest into its virtio-serial
+// port, or the admin domain into the guest), and what the receiving ChannelMux makes of it.
+
+const RING = 4096;
+const RINGS = { readRing: RING, writeRing: RING };
+const GUEST_ID = 0x80000000;
+
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+const openPayload = (port: number, window: number, domain = '0'): Buffer =>
+  Buffer.concat([u32(port), u32(window), Buffer.from(domain)]);
+const hello = (nonce: number, reply = 0): Buffer =>
+  Buffer.concat([Buffer.alloc(8, nonce), Buffer.from([reply])]);
+
+const u32Arb = fc.oneof(
+  fc.constantFrom(0, 1, RING - 1, RING, RING + 1, 0x7fffffff, 0x80000000, 0xffffffff),
+  fc.integer({ min: 0, max: 0xffffffff }),
+);
+// Mostly a few ids of the host's space (1, 2, ...) and of the guest's, so that frames meet open streams.
+const idArb = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(1, 2, GUEST_ID + 1, GUEST_ID + 2) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffffffff }) },
+);
+const bytes = (maxLength: number): fc.Arbitrary<Buffer> =>
+  fc.uint8Array({ maxLength }).map((a) => Buffer.from(a));
+/** DATA payloads up to `maxLength` bytes, of one value: quick to shrink, content does not matter here. */
+const dataArb = (maxLength: number): fc.Arbitrary<Buffer> =>
+  fc.tuple(fc.nat(maxLength), fc.nat(255)).map(([n, byte]) => Buffer.alloc(n, byte));
+
+interface WireFrame {
+  readonly type: FrameType;
+  readonly id: number;
+  readonly payload: Buffer;
+}
+const frame = (
+  type: FrameType,
+  id: fc.Arbitrary<number>,
+  payload: fc.Arbitrary<Buffer>,
+): fc.Arbitrary<WireFrame> => fc.record({ type: fc.constant(type), id, payload });
+
+/** Frames a peer may send as far as framing goes (each payload the size its type has), whatever they mean. */
+const framedArb: fc.Arbitrary<WireFrame> = fc.oneof(
+  { weight: 4, arbitrary: frame(FrameType.DATA, idArb, dataArb(3000)) },
+  frame(
+    FrameType.HELLO,
+    fc.constant(0),
+    fc.tuple(fc.constantFrom(1, 2), fc.constantFrom(0, 1)).map(([n, r]) => hello(n, r)),
+  ),
+  frame(
+    FrameType.OPEN,
+    idArb,
+    fc
+      .tuple(
+        fc.oneof({ weight: 3, arbitrary: fc.constantFrom(512, 513) }, u32Arb),
+        u32Arb,
+        fc.oneof({ weight: 3, arbitrary: fc.constant('0') }, fc.constant('b'), fc.string()),
+      )
+      .map(([port, window, domain]) => openPayload(port, window, domain)),
+  ),
+  frame(FrameType.ACCEPT, idArb, u32Arb.map(u32)),
+  frame(FrameType.REFUSE, idArb, fc.constant(Buffer.alloc(0))),
+  frame(FrameType.CREDIT, idArb, u32Arb.map(u32)),
+  frame(FrameType.CLOSE, idArb, fc.constant(Buffer.alloc(0))),
+);
+/** Any type with up to 12 bytes of payload: mostly sizes that do not fit the type. */
+const misframedArb: fc.Arbitrary<WireFrame> = fc.record({
+  type: fc.integer({ min: FrameType.HELLO, max: FrameType.CLOSE }) as fc.Arbitrary<FrameType>,
+  id: idArb,
+  payload: bytes(12),
+});
+const encode = (frames: readonly WireFrame[]): Buffer =>
+  Buffer.concat(frames.map((f) => encodeFrame(f.type, f.id, f.payload)));
+
+/** `wire` cut at arbitrary points. */
+function split(wire: Buffer, cuts: readonly number[]): Buffer[] {
+  const at = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let from = 0;
+  for (const to of [...at, wire.length]) {
+    if (to > from) chunks.push(wire.subarray(from, to));
+    from = to;
+  }
+  return chunks;
+}
+const cutsArb = fc.array(fc.nat(), { maxLength: 40, size: 'max' });
+
+/**
+ * One end of a guest's channel (by default the admin domain's), with two servers waiting for the
+ * other end and one open of its own in flight.
+ */
+function hostEnd(side: ChannelSide = 'host') {
+  const sentWire: Buffer[] = [];
+  const logs: string[] = [];
+  const mux = new ChannelMux(side, side === 'host' ? 'vm' : '0', (m) => logs.push(m));
+  mux.attach((b) => sentWire.push(b));
+  const streams: MuxVchan[] = [512, 513].map((port) => mux.listen(port, RINGS).vchan);
+  mux.open(600, RINGS).then(
+    (v) => void streams.push(v),
+    () => undefined,
+  );
+  const sent = (): Frame[] => new FrameDecoder().push(Buffer.concat(sentWire));
+  /** Lets the end's own open resolve if the other end accepted it. */
+  const settled = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  return { mux, streams, logs, sent, settled };
+}
+
+/** What an end did, comparable across runs (HELLO carries a random nonce). */
+function observe(end: ReturnType<typeof hostEnd>): unknown {
+  return {
+    sent: end
+      .sent()
+      .map((f) => [f.type, f.id, f.type === FrameType.HELLO ? f.payload[8] : f.payload.toString('hex')]),
+    streams: end.streams.map((s) => [s.state(), s.id, s.readableLength]),
+    logs: end.logs,
+  };
+}
+
+describe('KVM vchan frames', () => {
+  it('decode what was encoded, byte for byte, however the stream is cut', () => {
+    fc.assert(
+      fc.property(fc.array(framedArb, { maxLength: 30, size: 'max' }), cutsArb, (frames, cuts) => {
+        const wire = encode(frames);
+        const decoder = new FrameDecoder();
+        const got = split(wire, cuts).flatMap((c) => decoder.push(c));
+        expect(got.map((f) => [f.type, f.id, f.payload.toString('hex')])).toEqual(
+          frames.map((f) => [f.type, f.id, f.payload.toString('hex')]),
+        );
+        expect(Buffer.concat(got.map((f) => encodeFrame(f.type, f.id, f.payload))).equals(wire)).toBe(true);
+      }),
+    );
+  });
+
+  it('refuse a payload whose size does not fit its type, as soon as the header is there', () => {
+    const wrong: [FrameType, number][] = [
+      [FrameType.HELLO, 0],
+      [FrameType.HELLO, 8],
+      [FrameType.OPEN, 0],
+      [FrameType.OPEN, 7],
+      [FrameType.ACCEPT, 0],
+      [FrameType.ACCEPT, 5],
+      [FrameType.REFUSE, 1],
+      [FrameType.CREDIT, 3],
+      [FrameType.CLOSE, 4],
+      [FrameType.DATA, 64 * 1024 + 1],
+    ];
+    for (const [type, length] of wrong) {
+      const header = encodeFrame(type, 1, Buffer.alloc(length)).subarray(0, 9);
+      expect(() => new FrameDecoder().push(header), `type ${type}, ${length} bytes`).toThrow(FrameError);
+    }
+    for (const [type, length] of [
+      [FrameType.OPEN, 8],
+      [FrameType.OPEN, 64 * 1024],
+      [FrameType.DATA, 0],
+    ] as const) {
+      expect(new FrameDecoder().push(encodeFrame(type, 1, Buffer.alloc(length)))).toHaveLength(1);
+    }
+  });
+
+  it('either give frames or throw FrameError, whatever the bytes', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            bytes(40),
+            framedArb.map((f) => encode([f])),
+          ),
+        ),
+        (chunks) => {
+          const decoder = new FrameDecoder();
+          for (const chunk of chunks) {
+            try {
+              for (const f of decoder.push(chunk)) expect(f.payload.length).toBeLessThanOrEqual(64 * 1024);
+            } catch (error) {
+              expect(error).toBeInstanceOf(FrameError);
+              decoder.reset();
+            }
+          }
+        },
+      ),
+    );
+  });
+});
+
+describe('KVM vchan channel ends against a hostile peer', () => {
+  it.each(['host', 'guest'] as const)(
+    'never throws out of receive(), answers only with well-formed frames, buffers at most the ring (%s end)',
+    async (side) => {
+      const item = fc.oneof(
+        { weight: 8, arbitrary: framedArb.map((f) => encode([f])) },
+        { weight: 1, arbitrary: misframedArb.map((f) => encode([f])) },
+        { weight: 1, arbitrary: bytes(20) },
+      );
+      await fc.assert(
+        fc.asyncProperty(fc.array(item, { maxLength: 40, size: 'max' }), cutsArb, async (items, cuts) => {
+          const end = hostEnd(side);
+          for (const chunk of split(Buffer.concat(items), cuts)) {
+            expect(() => end.mux.receive(chunk)).not.toThrow();
+          }
+          await end.settled();
+          for (const f of end.sent()) {
+            expect([
+              FrameType.HELLO,
+              FrameType.OPEN,
+              FrameType.ACCEPT,
+              FrameType.REFUSE,
+              FrameType.CLOSE,
+            ]).toContain(f.type);
+            // An end takes the other's opens in the other's id space only.
+            if (f.type === FrameType.ACCEPT) expect(f.id >= GUEST_ID).toBe(side === 'host');
+          }
+          for (const stream of end.streams) expect(stream.readableLength).toBeLessThanOrEqual(RING);
+        }),
+      );
+    },
+  );
+
+  it('does the same with frames however they are cut, and buffers at most the ring', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(framedArb, { maxLength: 30, size: 'max' }), cutsArb, async (frames, cuts) => {
+        // Both servers taken first, so that what follows meets open streams.
+        const wire = Buffer.concat([
+          encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(512, RING)),
+          encodeFrame(FrameType.OPEN, GUEST_ID + 2, openPayload(513, RING)),
+          encode(frames),
+        ]);
+        const whole = hostEnd();
+        whole.mux.receive(wire);
+        const cut = hostEnd();
+        for (const chunk of split(wire, cuts)) cut.mux.receive(chunk);
+        await Promise.all([whole.settled(), cut.settled()]);
+        expect(observe(cut)).toEqual(observe(whole));
+        for (const stream of whole.streams) expect(stream.readableLength).toBeLessThanOrEqual(RING);
+      }),
+    );
+  });
+
+  it('resets the session on an OPEN, ACCEPT or CREDIT too short to read, instead of throwing', () => {
+    for (const [type, id] of [
+      [FrameType.OPEN, GUEST_ID + 1],
+      [FrameType.ACCEPT, 1],
+      [FrameType.CREDIT, GUEST_ID + 5],
+    ] as const) {
+      const end = hostEnd();
+      end.mux.receive(encodeFrame(FrameType.OPEN, GUEST_ID + 5, openPayload(512, RING)));
+      expect(end.streams[0]?.state()).toBe('connected');
+      expect(() => end.mux.receive(encodeFrame(type, id, Buffer.alloc(2)))).not.toThrow();
+      expect(end.streams[0]?.state()).toBe('disconnected');
+      expect(end.logs).toEqual([expect.stringMatching(/^vchan channel to vm: .*; resetting$/)]);
+    }
+  });
+
+  it('closes a stream given DATA beyond the credit it granted, keeping what came within, and only that stream', () => {
+    const end = hostEnd();
+    const [server, other] = end.streams as [MuxVchan, MuxVchan];
+    end.mux.receive(encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(512, RING)));
+    end.mux.receive(encodeFrame(FrameType.OPEN, GUEST_ID + 2, openPayload(513, RING)));
+    end.mux.receive(encodeFrame(FrameType.DATA, GUEST_ID + 1, Buffer.alloc(RING - 1, 1)));
+    expect(server.readableLength).toBe(RING - 1);
+    end.mux.receive(encodeFrame(FrameType.DATA, GUEST_ID + 1, Buffer.alloc(2, 2)));
+    end.mux.receive(encodeFrame(FrameType.DATA, GUEST_ID + 1, Buffer.alloc(2, 2)));
+    expect(server.readableLength).toBe(RING - 1);
+    expect(server.state()).toBe('disconnected');
+    expect(end.sent().at(-1)).toMatchObject({ type: FrameType.CLOSE, id: GUEST_ID + 1 });
+    expect(end.logs).toEqual(['vchan vm:512: DATA beyond the credit granted; closed']);
+    end.mux.receive(encodeFrame(FrameType.DATA, GUEST_ID + 2, Buffer.alloc(RING, 3)));
+    expect([other.state(), other.readableLength]).toEqual(['connected', RING]);
+    // What the reader consumed is credit again, and only that.
+    expect((other.read(1000) as Buffer).length).toBe(1000);
+    expect(end.sent().at(-1)).toMatchObject({ type: FrameType.CREDIT, id: GUEST_ID + 2, payload: u32(1000) });
+    end.mux.receive(encodeFrame(FrameType.DATA, GUEST_ID + 2, Buffer.alloc(1000, 3)));
+    expect(other.state()).toBe('connected');
+    end.mux.receive(encodeFrame(FrameType.DATA, GUEST_ID + 2, Buffer.alloc(1, 3)));
+    expect([other.state(), other.readableLength]).toEqual(['disconnected', RING]);
+  });
+
+  it("keeps its own opens apart from the guest's: an OPEN in the host's id space is refused", () => {
+    const end = hostEnd();
+    const [server] = end.streams as [MuxVchan];
+    // The host's open of port 600 is id 1; the guest opens 512 with that id, then accepts "its" open.
+    end.mux.receive(encodeFrame(FrameType.OPEN, 1, openPayload(512, RING)));
+    expect(end.sent().at(-1)).toMatchObject({ type: FrameType.REFUSE, id: 1 });
+    expect(server.state()).toBe('waiting');
+  });
+});
+
+describe('KVM vchan relay against a hostile guest', () => {
+  /** A host end whose relay hands out streams on demand, each resolved by `answer()`. */
+  function relayingEnd() {
+    const sentWire: Buffer[] = [];
+    const asked: { far: MuxVchan; answer: () => void }[] = [];
+    const mux = new ChannelMux(
+      'host',
+      'vm',
+      () => undefined,
+      (_source, target, port) => {
+        const far = new MuxVchan(target, port, RINGS);
+        far.connect({ send: () => undefined, forget: () => undefined }, 9, RING);
+        return new Promise((resolve) => asked.push({ far, answer: () => resolve(far) }));
+      },
+    );
+    mux.attach((bytes) => sentWire.push(bytes));
+    const sent = (): [number, number][] =>
+      new FrameDecoder().push(Buffer.concat(sentWire)).map((f) => [f.type, f.id]);
+    return { mux, asked, sent };
+  }
+  const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('refuses an OPEN whose id is still being relayed, so the first relayed stream keeps its end', async () => {
+    const end = relayingEnd();
+    const open = encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(700, RING, 'b'));
+    end.mux.receive(open);
+    end.mux.receive(open);
+    await tick();
+    expect(end.asked).toHaveLength(1);
+    expect(end.sent().slice(1)).toEqual([[FrameType.REFUSE, GUEST_ID + 1]]);
+    end.asked[0]?.answer();
+    await tick();
+    expect(end.sent().slice(2)).toEqual([[FrameType.ACCEPT, GUEST_ID + 1]]);
+    // The guest's CLOSE reaches the relayed stream: it is the one the id names.
+    end.mux.receive(encodeFrame(FrameType.CLOSE, GUEST_ID + 1));
+    await tick();
+    expect(end.asked[0]?.far.writableEnded).toBe(true);
+  });
+
+  it('drops a relayed stream whose session ended before the relay answered', async () => {
+    const end = relayingEnd();
+    end.mux.receive(encodeFrame(FrameType.HELLO, 0, hello(1, 1)));
+    end.mux.receive(encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(700, RING, 'b')));
+    await tick();
+    // The guest restarts (a new nonce) while the relay is under way.
+    end.mux.receive(encodeFrame(FrameType.HELLO, 0, hello(2, 1)));
+    end.asked[0]?.answer();
+    await tick();
+    expect(end.sent().slice(1)).toEqual([]);
+    expect(end.asked[0]?.far.destroyed).toBe(true);
+  });
+});
+
+describe('KVM vchan host transport against a hostile guest', () => {
+  interface Guests {
+    readonly host: KvmHostTransport;
+    readonly b: ChannelMux;
+    /** The host end of evil's channel once connected, and the frames the host sent it. */
+    readonly evil: () => Socket | undefined;
+    readonly toEvil: Frame[];
+    /** Every domain whose channel socket the host looked up. */
+    readonly dialed: string[];
+  }
+
+  // Guest b is well-behaved; guest "evil" writes `wire` into its port as soon as the host connects.
+  async function withGuests(wire: Buffer, body: (guests: Guests) => Promise<void>): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'kvm-hostile-'));
+    const servers: Server[] = [];
+    const links: Socket[] = [];
+    const b = new ChannelMux('guest', '0');
+    let evilLink: Socket | undefined;
+    const toEvil: Frame[] = [];
+    const dialed: string[] = [];
+    const listen = async (name: string, onLink: (s: Socket) => void): Promise<void> => {
+      const server = createServer((s) => {
+        links.push(s);
+        s.on('error', () => undefined);
+        onLink(s);
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(join(dir, `${name}.sock`), resolve));
+    };
+    await listen('b', (s) => {
+      if (b.linked) b.detach();
+      b.attach((bytes) => s.write(bytes));
+      s.on('data', (chunk: Buffer) => b.receive(chunk));
+      s.on('close', () => b.detach());
+    });
+    await listen('evil', (s) => {
+      evilLink = s;
+      const decoder = new FrameDecoder();
+      s.on('data', (chunk: Buffer) => toEvil.push(...decoder.push(chunk)));
+      s.write(wire);
+    });
+    const host = new KvmHostTransport({
+      channelSocket: (d) => {
+        dialed.push(d);
+        return join(dir, `${d}.sock`);
+      },
+      connectTimeoutMs: 1000,
+      retryIntervalMs: 5,
+      relay: true,
+    });
+    try {
+      await body({ host, b, evil: () => evilLink, toEvil, dialed });
+    } finally {
+      host.close();
+      links.forEach((s) => s.destroy());
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("is not brought down by a guest's short OPEN, which ends that guest's relays and nothing else", async () => {
+    const relayOpen = encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(700, RING, 'b'));
+    await withGuests(
+      Buffer.concat([encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpen]),
+      async ({ host, b, evil }) => {
+        const toB = b.listen(512, RINGS);
+        const relayed = b.listen(700, RINGS, 'evil');
+        const keep = host.keepChannel('evil');
+        const [bServer, bClient] = await Promise.all([toB.connected, host.connect('b', 512)]);
+        try {
+          const fromEvil = await relayed.connected;
+          fromEvil.resume();
+          const ended = once(fromEvil, 'end');
+          evil()?.write(encodeFrame(FrameType.OPEN, GUEST_ID + 2, Buffer.alloc(0)));
+          await ended;
+          expect(fromEvil.state()).toBe('disconnected');
+          bClient.write('still there');
+          const [data] = (await once(bServer, 'data')) as [Buffer];
+          expect(data.toString()).toBe('still there');
+          expect(bClient.state()).toBe('connected');
+        } finally {
+          keep();
+          for (const v of [bServer, bClient, relayed.vchan]) v.destroy();
+        }
+      },
+    );
+  }, 5000);
+
+  it('relays only to guests it has a channel to, never dialling a name the guest made up', async () => {
+    const madeUp = ['nobody', '../../../tmp/elsewhere', 'x'.repeat(60_000)];
+    const opens = madeUp.map((name, i) =>
+      encodeFrame(FrameType.OPEN, GUEST_ID + 1 + i, openPayload(700, RING, name)),
+    );
+    await withGuests(Buffer.concat([encodeFrame(FrameType.HELLO, 0, hello(7)), ...opens]), async (guests) => {
+      const keep = guests.host.keepChannel('evil');
+      try {
+        while (guests.toEvil.filter((f) => f.type === FrameType.REFUSE).length < madeUp.length) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        expect(guests.toEvil.filter((f) => f.type !== FrameType.HELLO).map((f) => [f.type, f.id])).toEqual(
+          madeUp.map((_, i) => [FrameType.REFUSE, GUEST_ID + 1 + i]),
+        );
+        expect(new Set(guests.dialed)).toEqual(new Set(['evil']));
+      } finally {
+        keep();
+      }
+    });
+  }, 5000);
+});
