@@ -1,5 +1,6 @@
-import type { Vchan, VchanListenOptions, VchanTransport } from '@odyssey/hal';
-import { chmod } from 'node:fs/promises';
+import { VchanError, type Vchan, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
+import { constants } from 'node:fs';
+import { chmod, open } from 'node:fs/promises';
 import { SocketVchanTransport, vchanSocketPath } from '@odyssey/vchan';
 
 export interface LxcHostTransportOptions {
@@ -8,6 +9,24 @@ export interface LxcHostTransportOptions {
   /** The host directory of a domain's vchan sockets. */
   readonly vchanDir: (name: string) => string;
   readonly retryIntervalMs?: number;
+}
+
+/** Linux's O_PATH, which node:fs does not export: an fd that names a file without opening it. */
+const O_PATH = 0o10000000;
+
+/**
+ * Opens to all (0666) a socket dom0 bound in a domain's directory. The domain may have put a
+ * symlink in its place since the bind, and chmod(2) as root would follow it to any file of the
+ * host: the name is taken without following it, and the mode set through that fd.
+ */
+export async function openSocketToAll(path: string): Promise<void> {
+  const file = await open(path, O_PATH | constants.O_NOFOLLOW);
+  try {
+    if (!(await file.stat()).isSocket()) throw new Error(`${path} is no longer a socket`);
+    await chmod(`/proc/self/fd/${file.fd}`, 0o666);
+  } finally {
+    await file.close();
+  }
 }
 
 /**
@@ -28,7 +47,14 @@ export class LxcHostTransport implements VchanTransport {
   async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<Vchan> {
     const { transport, label } = await this.#in(remoteDomain);
     const bound = await transport.bind(label, port, options);
-    await chmod(vchanSocketPath(transport.dir, '0', label, port), 0o666);
+    const path = vchanSocketPath(transport.dir, '0', label, port);
+    try {
+      await openSocketToAll(path);
+    } catch (error) {
+      // The domain took the socket's name: no client can reach this server any more.
+      bound.vchan.destroy();
+      throw new VchanError(`cannot open vchan server ${path} to its domain`, { cause: error });
+    }
     return bound.connected;
   }
 

@@ -1,10 +1,11 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { chmod, lstat, readdir, rm } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isPeerGone, readPastGonePeer } from '@odyssey/hal';
 import { connectOnce, vchanSocketPath } from '@odyssey/vchan';
+import { openSocketToAll } from './host-transport.js';
 import type { RuntimeFiles } from './runtime-files.js';
 
 export interface VchanRelayOptions {
@@ -116,13 +117,6 @@ export class VchanRelay {
       return;
     }
     if (known) return;
-    if (this.#count(source) >= this.#max) {
-      this.options.log(
-        'warn',
-        `lxc vchan relay: ${source} has ${this.#max} relays open; ${serverPath} is not relayed`,
-      );
-      return;
-    }
     const byId = /^\d+$/.test(client);
     const peer = byId ? await this.options.nameOf(Number(client)) : client;
     if (!peer || peer === source || !this.#watchers.has(peer)) return;
@@ -131,6 +125,15 @@ export class VchanRelay {
     const standInPath = vchanSocketPath(this.options.files.vchanDir(peer), String(sourceLabel), peer, port);
     // Another event for the same socket may have set the relay up while this one looked names up.
     if (this.#relays.has(serverPath)) return;
+    // Counted here, with no await before the relay is added: sockets bound together all pass a
+    // count taken before the lookups, and each would get a stand-in.
+    if (this.#count(source) >= this.#max) {
+      this.options.log(
+        'warn',
+        `lxc vchan relay: ${source} has ${this.#max} relays open; ${serverPath} is not relayed`,
+      );
+      return;
+    }
     const relay: Relay = {
       source,
       peer,
@@ -142,7 +145,13 @@ export class VchanRelay {
       ends: [],
     };
     this.#relays.set(serverPath, relay);
-    await this.#standIn(relay);
+    try {
+      await this.#standIn(relay);
+    } catch (error) {
+      // The peer took the stand-in's name: a server left listening there would be one no one reaches.
+      this.#close(relay);
+      throw error;
+    }
   }
 
   #count(source: string): number {
@@ -181,7 +190,7 @@ export class VchanRelay {
       this.#stopListening(relay);
       return;
     }
-    await chmod(relay.standInPath, 0o666);
+    await openSocketToAll(relay.standInPath);
   }
 
   /** close() unlinks the stand-in at once (libuv); a later unlink could take the next stand-in's socket. */
