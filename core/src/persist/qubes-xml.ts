@@ -320,7 +320,8 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
   for (const l of children(child(root, 'labels'), 'label')) {
     const id = /^label-(\d+)$/.exec(l.attrs.id ?? '');
     if (!id) throw new QubesXmlError(`bad label id ${l.attrs.id ?? ''}`);
-    labels.add(new Label(Number(id[1]), (l.attrs.color ?? '0x000000').toLowerCase(), l.text.trim()));
+    // As written: admin.label.Create keeps the case the client gave, and upstream reads it back as is.
+    labels.add(new Label(Number(id[1]), l.attrs.color ?? '0x000000', l.text.trim()));
   }
   if (labels.list().length > 0) app.labels = labels;
 

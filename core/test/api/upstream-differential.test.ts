@@ -23,7 +23,7 @@ describe('admin.vm.Create.*', () => {
     );
     // Upstream fails to split the empty parameter (a ValueError, an empty reply); ours is typed.
     expect(await text('admin.vm.Create.AppVM', 'dom0', 'debian-12')).toBe(
-      exc('ProtocolError', 'Invalid parameter: '),
+      exc('ProtocolError', "Invalid parameter: ''"),
     );
   });
 

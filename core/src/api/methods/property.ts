@@ -1,4 +1,4 @@
-import { QubesValueError } from '../../model/errors.js';
+import { QubesNoSuchPropertyError, QubesValueError } from '../../model/errors.js';
 import type { Properties, PropertyDef, PropValue } from '../../model/property.js';
 import { NoValue, wireString } from '../../model/property.js';
 import { isAscii, isPythonPrintable, validateName } from '../../model/validate.js';
@@ -21,6 +21,9 @@ function describe(store: Store, def: PropertyDef<never>): string {
   try {
     value = store.get(def.name);
   } catch (e) {
+    // Upstream's getattr fails with AttributeError when a computed value reads a property its
+    // source lacks (visible_gateway with dom0 as netvm), and _serialize_property reports that as unset.
+    if (e instanceof QubesNoSuchPropertyError) return `default=True type=${def.type} `;
     if (!(e instanceof NoValue)) throw e;
   }
   return `default=${store.isDefault(def.name) ? 'True' : 'False'} type=${def.type} ${wireString(value)}`;

@@ -8,6 +8,7 @@ import {
   QubesVMInUseError,
   QubesVMNotFoundError,
   QubesVMNotHaltedError,
+  pyRepr,
 } from '../../model/errors.js';
 import type { Label } from '../../model/labels.js';
 import { validateLabelName } from '../../model/labels.js';
@@ -51,7 +52,9 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
   const seen = new Set<string>();
   for (const param of ctx.payload.toString('ascii').split(' ')) {
     const eq = param.indexOf('=');
-    if (eq === -1) throw new ProtocolError(`Invalid parameter: ${param}`);
+    // Upstream fails to split it (a ValueError, no reply); ours names it quoted, as a NUL in it
+    // would end the reply's message field.
+    if (eq === -1) throw new ProtocolError(`Invalid parameter: ${pyRepr(param)}`);
     const key = param.slice(0, eq);
     const value = param.slice(eq + 1);
     if (seen.has(key)) throw new ProtocolError('Options must be unique');
