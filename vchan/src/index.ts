@@ -7,7 +7,7 @@ export {
   type SocketVchanTransportOptions,
 } from './socket-transport.js';
 export { defaultSocketDir, vchanSocketPath } from './socket-path.js';
-export { connectOnce } from './unix-socket.js';
+export { O_PATH, connectOnce } from './unix-socket.js';
 
 /** Factory by transport name, so a composition root can pick the transport from configuration. */
 export function createSocketTransport(options: SocketVchanTransportOptions): SocketVchanTransport {

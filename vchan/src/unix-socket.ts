@@ -2,7 +2,7 @@ import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 
 /** Linux's O_PATH, which node:fs does not export: an fd that names a file without opening it. */
-const O_PATH = 0o10000000;
+export const O_PATH = 0o10000000;
 
 /**
  * One connect attempt to a UNIX socket; callers retry while the listener is not there yet.

@@ -1,7 +1,7 @@
 import { VchanError, type Vchan, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 import { constants } from 'node:fs';
 import { chmod, open } from 'node:fs/promises';
-import { SocketVchanTransport, vchanSocketPath } from '@odyssey/vchan';
+import { O_PATH, SocketVchanTransport, vchanSocketPath } from '@odyssey/vchan';
 
 export interface LxcHostTransportOptions {
   /** The domain's name, given how vchan names it (libvirt id or name). */
@@ -10,9 +10,6 @@ export interface LxcHostTransportOptions {
   readonly vchanDir: (name: string) => string;
   readonly retryIntervalMs?: number;
 }
-
-/** Linux's O_PATH, which node:fs does not export: an fd that names a file without opening it. */
-const O_PATH = 0o10000000;
 
 /**
  * Opens to all (0666) a socket dom0 bound in a domain's directory. The domain may have put a
