@@ -222,9 +222,12 @@ describe('qubes.FeaturesRequest', () => {
     expect((await call('tpl', '', 'data')).toString('latin1')).toMatch(/^2\0ProtocolError\0/);
     const other = await rawCall(misc(), 'qubes.FeaturesRequest+ tpl name work\0');
     expect(other.toString('latin1')).toMatch(/^2\0ProtocolError\0/);
-    expect((await call('tpl')).toString('latin1')).toBe(
-      exc('QubesVMNotRunningError', "Domain not running (either powered off or paused): 'tpl'"),
+    const notRunning = exc(
+      'QubesVMNotRunningError',
+      "Domain not running (either powered off or paused): 'tpl'",
     );
+    expect((await call('tpl')).toString('latin1')).toBe(notRunning);
+    expect((await notifyTools('tpl')).toString('latin1')).toBe(notRunning);
     expect((await call('nosuch')).toString('latin1')).toMatch(/^2\0QubesVMNotFoundError\0/);
   });
 });

@@ -31,26 +31,28 @@ const SET_ONCE = ['qrexec', 'gui', 'gui-emulated'] as const;
 const FREE_BOOLEANS = ['qubes-firewall', 'vmexec'] as const;
 
 /**
- * Reads and checks the domain's requests. Every value is decoded first, as
- * upstream's dict comprehension does: a non-ASCII one fails the call without
- * an answer (upstream's strict decode) before any other check. Then each value
- * must be from upstream's safe set (ProtocolError quoting it, upstream 4.4's
- * enforce); our own bounds and feature-name check refuse with PermissionDenied.
+ * Reads and checks the domain's requests as upstream does: every value is
+ * decoded first, as its dict comprehension does, a non-ASCII one failing the
+ * call without an answer (upstream's strict decode); then each value must be
+ * from upstream's safe set (ProtocolError quoting it, upstream 4.4's enforce).
+ * Our own bounds and feature-name check come last, so a request upstream
+ * refuses is refused as upstream does. What is read before them is bounded
+ * by dom0's copy of the domain's QubesDB: at most MAX_DOMAIN_DB_KEYS keys,
+ * each value shorter than QDB_MAX_DATA.
  */
 function untrustedFeatures(db: UntrustedQubesDb): Map<string, string> {
-  const keys = db.list(FEATURES_REQUEST_PREFIX);
-  if (keys.length > MAX_REQUESTED_FEATURES) throw new PermissionDenied('');
   const requested = new Map<string, string>();
-  for (const key of keys) {
+  for (const key of db.list(FEATURES_REQUEST_PREFIX)) {
     const raw = db.read(key);
     if (raw === undefined) continue;
     if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${key}`);
     requested.set(key.slice(FEATURES_REQUEST_PREFIX.length), raw.toString('ascii'));
   }
-  for (const [name, value] of requested) {
-    if (!SAFE_NAME.test(name) || value.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
+  for (const value of requested.values())
     if (!SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${VALUE_SAFE_SET}`);
-  }
+  if (requested.size > MAX_REQUESTED_FEATURES) throw new PermissionDenied('');
+  for (const [name, value] of requested)
+    if (!SAFE_NAME.test(name) || value.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
   return requested;
 }
 
@@ -76,10 +78,71 @@ function isIsoDate(value: string): boolean {
   return year >= 1 && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
+/** What a qube says of each of its boot modes: kernel options, a label, a default user. */
+const BOOT_MODE_DETAILS = ['boot-mode.kernelopts.', 'boot-mode.name.', 'boot-mode.default-user.'] as const;
+/** upstream's bound on the entries of one boot-mode announcement. */
+const MAX_BOOT_MODE_ENTRIES = 64;
+
+/** The mode of a `boot-mode.<what>.<mode>` name; none for any other shape. */
+function bootModeOf(name: string): string | undefined {
+  const parts = name.split('.');
+  return parts.length === 3 && parts[0] === 'boot-mode' && parts[2] !== '' ? parts[2] : undefined;
+}
+
+/**
+ * upstream's boot-mode announcement: the modes a qube offers, each with its
+ * kernel options ('default' is reserved and has none), and a label and a
+ * default user for those modes (a label for 'default' too). It replaces the
+ * previous one whole unless it is empty, holds more than 64 entries, or
+ * repeats a value among its labels and users (upstream counts them
+ * together). Then the qube's active mode, and the defaults it proposes for
+ * qubes based on it (appvm-default only from a template) or cloned from it,
+ * are taken when they name one of its modes, or 'default'.
+ */
+function bootModes(vm: Vm, requested: ReadonlyMap<string, string>): void {
+  const announced = new Map<string, string>();
+  for (const [name, value] of requested) {
+    const mode = bootModeOf(name);
+    if (name.startsWith('boot-mode.kernelopts.') && mode !== undefined && mode !== 'default')
+      announced.set(name, value);
+  }
+  const labels: string[] = [];
+  for (const [name, value] of requested) {
+    const mode = bootModeOf(name);
+    if (mode === undefined || (mode !== 'default' && !announced.has(`boot-mode.kernelopts.${mode}`)))
+      continue;
+    if (
+      name.startsWith('boot-mode.name.') ||
+      (name.startsWith('boot-mode.default-user.') && mode !== 'default')
+    ) {
+      announced.set(name, value);
+      labels.push(value);
+    }
+  }
+  if (
+    announced.size > 0 &&
+    announced.size <= MAX_BOOT_MODE_ENTRIES &&
+    new Set(labels).size === labels.length
+  ) {
+    for (const name of vm.features.names())
+      if (BOOT_MODE_DETAILS.some((prefix) => name.startsWith(prefix)) && !announced.has(name))
+        vm.features.remove(name);
+    for (const [name, value] of announced) vm.features.set(name, value);
+  }
+  for (const choice of ['active', 'appvm-default', 'standalone-default'] as const) {
+    const mode = requested.get(`boot-mode.${choice}`);
+    if (mode === undefined || (mode !== 'default' && !vm.features.has(`boot-mode.kernelopts.${mode}`)))
+      continue;
+    if (choice === 'appvm-default' && !vm.props.has('appvm_default_bootmode')) continue;
+    vm.features.set(`boot-mode.${choice}`, mode);
+  }
+}
+
 /**
  * upstream's CoreFeatures: only a qube without a template speaks for its own
  * software. The os-release strings first (os-version and os-eol only in their
- * shapes, others ignored as upstream, which logs them), then the booleans.
+ * shapes, others ignored as upstream, which logs them), then the agent's
+ * version, the boot modes and the booleans.
  */
 function coreFeatures(vm: Vm, requested: ReadonlyMap<string, string>): void {
   if (vm.template) return;
@@ -99,6 +162,7 @@ function coreFeatures(vm: Vm, requested: ReadonlyMap<string, string>): void {
   const agentVersion = requested.get('qubes-agent-version');
   if (agentVersion !== undefined && AGENT_VERSION.test(agentVersion))
     vm.features.set('qubes-agent-version', agentVersion);
+  bootModes(vm, requested);
   // VMs may switch anon-timezone on, never off.
   if (requested.get('anon-timezone') === '1') vm.features.set('anon-timezone', TRUE);
   const qrexecBefore = (vm.features.get('qrexec') ?? '') !== '';
@@ -123,10 +187,14 @@ function guestOs(vm: Vm, requested: ReadonlyMap<string, string>): void {
   if (os !== undefined && GUEST_OS.has(os)) vm.features.set('os', os);
 }
 
+const APPARMOR_SERVICE = 'supported-service.apparmor';
+
 /**
  * upstream's supported-feature/-service/-rpc handlers: the announced set
  * (value '1' only) replaces the previous one; an empty announcement changes
- * nothing, so a faulty or manual request cannot clear them all.
+ * nothing, so a faulty or manual request cannot clear them all. As upstream's
+ * services extension, announcing AppArmor turns `apparmor` on unless it is
+ * set, and withdrawing it removes an `apparmor` that is on.
  */
 function supportedSet(vm: Vm, requested: ReadonlyMap<string, string>, prefix: string): void {
   const wanted = new Set(
@@ -134,8 +202,16 @@ function supportedSet(vm: Vm, requested: ReadonlyMap<string, string>, prefix: st
   );
   if (wanted.size === 0) return;
   const before = vm.features.names().filter((n) => n.startsWith(prefix) && vm.features.get(n) !== '');
-  for (const name of wanted) if (!before.includes(name)) vm.features.set(name, TRUE);
-  for (const name of before) if (!wanted.has(name)) vm.features.remove(name);
+  for (const name of wanted) {
+    if (before.includes(name)) continue;
+    vm.features.set(name, TRUE);
+    if (name === APPARMOR_SERVICE && !vm.features.has('apparmor')) vm.features.set('apparmor', TRUE);
+  }
+  for (const name of before) {
+    if (wanted.has(name)) continue;
+    vm.features.remove(name);
+    if (name === APPARMOR_SERVICE && vm.features.get('apparmor') === TRUE) vm.features.remove('apparmor');
+  }
 }
 
 /** What upstream's extensions do with a request, after `features-request` has been fired with it. */
@@ -156,9 +232,10 @@ const NOTIFY_TOOLS_KEYS = ['qrexec', 'gui', 'gui-emulated', 'default-user', 'os'
 const TOOLS_SAFE_VALUE = /^[A-Za-z0-9]+$/;
 
 /**
- * qubes.NotifyTools' five keys under `/qubes-tools/`: an absent or empty key
- * is left out; a value must be ASCII (as in untrustedFeatures) and
- * alphanumeric (ProtocolError, upstream 4.4's enforce), within our bound.
+ * qubes.NotifyTools' five keys under `/qubes-tools/`, in upstream's order: an
+ * absent or empty key is left out; a value must be ASCII (as in
+ * untrustedFeatures) and then alphanumeric (ProtocolError, upstream 4.4's
+ * enforce), key by key. Our bound comes after, as in untrustedFeatures.
  */
 function untrustedTools(db: UntrustedQubesDb): Map<string, string> {
   const requested = new Map<string, string>();
@@ -166,11 +243,12 @@ function untrustedTools(db: UntrustedQubesDb): Map<string, string> {
     const raw = db.read(NOTIFY_TOOLS_PREFIX + name);
     if (raw === undefined || raw.length === 0) continue;
     if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${NOTIFY_TOOLS_PREFIX}${name}`);
-    if (raw.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
     const value = raw.toString('ascii');
     if (!TOOLS_SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${ALNUM}`);
     requested.set(name, value);
   }
+  for (const value of requested.values())
+    if (value.length > MAX_REQUESTED_VALUE) throw new PermissionDenied('');
   return requested;
 }
 
@@ -181,7 +259,10 @@ function untrustedTools(db: UntrustedQubesDb): Map<string, string> {
  * what none of them accepts is ignored. qubes.NotifyTools, upstream's legacy
  * form kept for Qubes Windows Tools: `/qubes-tools/{qrexec,gui,gui-emulated,
  * default-user,os}` fire the same event and extensions (`default-user` is
- * ignored by them, as upstream's core features since Qubes 4.0).
+ * ignored by them, as upstream's core features since Qubes 4.0). A caller
+ * whose database dom0 does not serve gets QubesVMNotRunningError where
+ * upstream fails on its missing database without an answer: no qrexec call
+ * comes from a halted qube, so only a local client meets it.
  */
 export function featuresRequestMethods(qubesdb: (vm: Vm) => UntrustedQubesDb | undefined): MethodSpec[] {
   const method = (name: string, read: (db: UntrustedQubesDb) => Map<string, string>): MethodSpec => ({

@@ -20,6 +20,9 @@ function pyStrip(bytes: Buffer): Buffer {
 /** bytes.isdigit(): non-empty and ASCII digits only. */
 const DIGITS = /^[0-9]+$/;
 
+/** The most digits Python's int() converts (sys.int_info.default_max_str_digits), leading zeros included. */
+const PY_MAX_STR_DIGITS = 4300;
+
 /** Python's datetime.today().strftime('%Y-%m-%d %H:%M:%S'): dom0's local time. */
 function localDate(ms: number): string {
   const d = new Date(ms);
@@ -45,8 +48,9 @@ function recordUpdates(qube: Vm, available: boolean, now: string): void {
 /**
  * qubes.NotifyUpdates of upstream's misc socket: a qube reports how many
  * updates it has (payload: decimal digits, surrounding whitespace allowed;
- * anything else is ProtocolError "Update count is not a digit"). An updateable
- * caller (TemplateVM, StandaloneVM) is trusted about itself. Another's report
+ * anything else is ProtocolError "Update count is not a digit"; more digits
+ * than Python's int() converts get no answer). An updateable caller
+ * (TemplateVM, StandaloneVM) is trusted about itself. Another's report
  * is a hint for the nearest updateable qube up its template chain, taken only
  * when it says there are updates, that template is not running (it reports
  * for itself then), and none of the caller's volumes is outdated (the
@@ -56,6 +60,8 @@ export function notifyUpdatesMethods(clock: Clock): MethodSpec[] {
   const handler = async (ctx: CallContext): Promise<undefined> => {
     const count = pyStrip(ctx.payload).toString('latin1');
     if (!DIGITS.test(count)) throw new ProtocolError('Update count is not a digit');
+    // Upstream's int() of a longer count raises ValueError: the call ends without an answer, changing nothing.
+    if (count.length > PY_MAX_STR_DIGITS) throw new Error(`update count of ${count.length} digits`);
     const available = /[1-9]/.test(count);
     const src = ctx.src;
     if (src.bool('updateable')) {
