@@ -18,6 +18,7 @@ import {
   DomainState,
   ErrorCode,
   Libvirt,
+  LifecycleEventType,
   ListDomainsFlags,
   MemoryStatTag,
   Reconnector,
@@ -27,6 +28,7 @@ import {
   type DomainLifecycleEvent,
   type LifecycleSubscription,
 } from '@odyssey/libvirt';
+import { CoalescedRuns } from './coalesced-runs.js';
 import { CpuSampler } from './cpu-sampler.js';
 import { isNoDomain, toVmmError } from './errors.js';
 import { consolePtyPath } from './console-pty.js';
@@ -67,7 +69,10 @@ export class LibvirtVmm implements Vmm {
   private readonly reconnector: Reconnector;
   private readonly hub = new EventHub();
   private readonly cpu = new CpuSampler();
-  /** Last power state reported per domain name. */
+  /**
+   * Last power state reported per domain name, for the domains libvirt has: one it no longer has
+   * is forgotten, or every transient domain ever seen (libguestfs' appliances, say) would stay.
+   */
   private readonly known = new Map<string, PowerState>();
   private readonly stops = new EventEmitter<Record<string, []>>();
   /** Domains in start(): a late stop event of their last run must not clear what the new one readied. */
@@ -79,6 +84,10 @@ export class LibvirtVmm implements Vmm {
    */
   private readonly killed = new Set<string>();
   private subscription: LifecycleSubscription | undefined;
+  /** The flavour's afterStop, coalesced per domain: every stop event asks for one. */
+  private readonly afterStops = new CoalescedRuns((name) => this.runAfterStop(name));
+  /** Checks after stop and undefine events whether libvirt still has the domain. */
+  private readonly goneChecks = new CoalescedRuns((name) => this.forgetIfGone(name));
 
   constructor(
     private readonly flavour: LibvirtFlavour,
@@ -182,8 +191,16 @@ export class LibvirtVmm implements Vmm {
     });
   }
 
-  /** The flavour's afterStop; a failure is logged, as the domain is down whatever it left. */
-  private async clearAfterStop(name: string): Promise<void> {
+  /**
+   * The flavour's afterStop. Runs of one domain never overlap: a flood of stop events runs it
+   * twice, not once per event.
+   */
+  private clearAfterStop(name: string): Promise<void> {
+    return this.afterStops.request(name);
+  }
+
+  /** A failure is logged, as the domain is down whatever it left. */
+  private async runAfterStop(name: string): Promise<void> {
     if (!this.flavour.afterStop) return;
     try {
       await this.flavour.afterStop(name);
@@ -349,6 +366,27 @@ export class LibvirtVmm implements Vmm {
   }
 
   private onLifecycle(ev: DomainLifecycleEvent): void {
+    this.record(ev);
+    // A transient domain is gone once it stops, a persistent one once undefined while stopped.
+    if (ev.event === LifecycleEventType.STOPPED || ev.event === LifecycleEventType.UNDEFINED)
+      void this.goneChecks.request(ev.domain.name);
+  }
+
+  /** Forgets `name` if libvirt no longer has it and no event told of it since the check began. */
+  private async forgetIfGone(name: string): Promise<void> {
+    const before = this.known.get(name);
+    if (before === undefined) return;
+    let gone: boolean;
+    try {
+      gone = (await this.lookupOrUndefined(name)) === undefined;
+    } catch {
+      // No answer (the connection dropped): the next resync compares and prunes.
+      return;
+    }
+    if (gone && this.known.get(name) === before) this.known.delete(name);
+  }
+
+  private record(ev: DomainLifecycleEvent): void {
     let event = toVmmEvent(ev.domain.name, ev.event, ev.detail);
     if (!event) return;
     if (event.type === 'started') this.killed.delete(ev.domain.name);
@@ -374,12 +412,14 @@ export class LibvirtVmm implements Vmm {
    * since the states reported before, as nobody else saw it happen.
    */
   private async resync(report: boolean): Promise<void> {
-    const names = new Set((await this.libvirt.domains.listAll(0)).map((d) => d.name));
-    for (const name of this.known.keys()) names.add(name);
+    const listed = new Set((await this.libvirt.domains.listAll(0)).map((d) => d.name));
+    const names = new Set([...listed, ...this.known.keys()]);
     for (const name of names) {
       const now = (await this.state(name)).state;
       const before = this.known.get(name) ?? 'Halted';
-      this.known.set(name, now);
+      // Gone while we were away: reported below, then forgotten like any domain libvirt dropped.
+      if (!listed.has(name) && now === 'Halted') this.known.delete(name);
+      else this.known.set(name, now);
       if (report) for (const event of transition(name, before, now)) this.hub.publish(event);
       if (now === 'Halted' || now === 'Suspended') {
         this.stops.emit(name);

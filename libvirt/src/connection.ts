@@ -301,7 +301,12 @@ export class RpcConnection extends EventEmitter<RpcConnectionEvents> {
   /** As libvirt's client (virNetClientCallDispatch): a packet it would refuse fails the connection. */
   private route({ header, payload }: Packet): void {
     if (header.program === Program.KEEPALIVE) {
-      if (header.procedure === KeepaliveProcedure.PING) this.sendKeepalive(KeepaliveProcedure.PONG);
+      // The daemon takes any packet from us as proof of life (virKeepAliveCheckMessage), so bytes
+      // already waiting to be written answer this PING too. Answering each one would queue a PONG
+      // per PING for a daemon that sends PINGs but does not read.
+      if (header.procedure === KeepaliveProcedure.PING && this.socket.writableLength === 0) {
+        this.sendKeepalive(KeepaliveProcedure.PONG);
+      }
       return;
     }
     const remote = header.program === Program.REMOTE && header.version === PROTOCOL_VERSION;

@@ -47,9 +47,28 @@ interface SubscriptionEvents {
 }
 
 /**
+ * How many events an iterating consumer may fall behind by. libvirt sends events as fast as
+ * domains change, and a flood (a crash-looping domain, many domains at once) must not grow the
+ * queue for as long as the consumer lags. One socket read holds at most 1024 of them (64 KiB of
+ * 64-byte packets), all routed before the consumer's next turn; this leaves room for a few.
+ */
+export const LIFECYCLE_QUEUE_MAX = 4096;
+
+/**
+ * Iteration fell more than LIFECYCLE_QUEUE_MAX events behind, so events were dropped: what the
+ * consumer knows of domain states may be stale, and it should read them again (and subscribe
+ * again) instead of trusting the rest of a gapped stream.
+ */
+export class EventsLostError extends Error {
+  override name = 'EventsLostError';
+}
+
+/**
  * Lifecycle events for one domain or for all of them. Listen for 'event', or iterate with
- * `for await`; iteration ends when the subscription is closed. It survives reconnects: the
- * client registers it again on the new connection.
+ * `for await`; iteration ends when the subscription is closed, and fails with EventsLostError
+ * (closing the subscription) when the iterating consumer falls too far behind. 'event'
+ * listeners run as each event arrives and queue nothing. It survives reconnects: the client
+ * registers it again on the new connection.
  */
 export class LifecycleSubscription
   extends EventEmitter<SubscriptionEvents>
@@ -61,6 +80,7 @@ export class LifecycleSubscription
   private waiters: ((r: IteratorResult<DomainLifecycleEvent>) => void)[] = [];
   private iterating = false;
   private closed = false;
+  private lost: EventsLostError | undefined;
 
   constructor(
     readonly domain: Domain | null,
@@ -76,7 +96,18 @@ export class LifecycleSubscription
     if (!this.iterating) return;
     const waiter = this.waiters.shift();
     if (waiter) waiter({ value: ev, done: false });
-    else this.queue.push(ev);
+    else if (this.queue.length < LIFECYCLE_QUEUE_MAX) this.queue.push(ev);
+    else this.overflow();
+  }
+
+  private overflow(): void {
+    this.lost = new EventsLostError(
+      `more than ${LIFECYCLE_QUEUE_MAX} lifecycle events were waiting to be read; later ones were dropped`,
+    );
+    // What was queued is history with a gap after it; the consumer re-reads states instead.
+    this.queue = [];
+    // Deregistering can only fail with the connection, which drops the callback anyway.
+    this.close().catch(() => undefined);
   }
 
   /** Deregisters the callback from the daemon and ends iteration. */
@@ -94,6 +125,7 @@ export class LifecycleSubscription
       next: () => {
         const ev = this.queue.shift();
         if (ev) return Promise.resolve({ value: ev, done: false });
+        if (this.lost) return Promise.reject(this.lost);
         if (this.closed) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve) => this.waiters.push(resolve));
       },

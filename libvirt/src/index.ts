@@ -18,6 +18,8 @@ export {
 } from './errors.js';
 export {
   DomainEventId,
+  EventsLostError,
+  LIFECYCLE_QUEUE_MAX,
   LifecycleEventType,
   LifecycleSubscription,
   StartedDetail,

@@ -92,10 +92,18 @@ export class UploadStream extends Writable implements StreamSink {
 }
 
 /**
+ * Payloads smaller than this are copied together, those of one socket read into one Buffer.
+ * Readable counts only bytes, so a stream of 1-byte packets would otherwise queue a Buffer (and
+ * a view that keeps a whole socket read alive) per byte: a million of them before the
+ * high-water mark stops reading.
+ */
+const COALESCE_BYTES = 64 * 1024;
+
+/**
  * Data the daemon sends after a stream call (e.g. STORAGE_VOL_DOWNLOAD). When the consumer falls
  * behind, the connection stops reading its socket until the consumer catches up: the daemon
  * sends one packet at a time and waits for it to be written, so this bounds memory to about one
- * `highWaterMark`.
+ * `highWaterMark` (plus what one socket read brings).
  */
 export class DownloadStream extends Readable implements StreamSink {
   private serial = 0;
@@ -104,6 +112,9 @@ export class DownloadStream extends Readable implements StreamSink {
   private paused = false;
   private finishing = false;
   private done = false;
+  private staging: Buffer | undefined;
+  private staged = 0;
+  private flushQueued = false;
 
   constructor(
     private readonly rpc: RpcConnection,
@@ -137,10 +148,27 @@ export class DownloadStream extends Readable implements StreamSink {
   }
 
   data(chunk: Buffer): void {
-    if (!this.push(chunk)) this.setPaused(true);
+    if (this.staged + chunk.length > COALESCE_BYTES) this.flush();
+    if (chunk.length >= COALESCE_BYTES) {
+      this.deliver(chunk);
+      return;
+    }
+    this.staging ??= Buffer.allocUnsafe(COALESCE_BYTES);
+    chunk.copy(this.staging, this.staged);
+    this.staged += chunk.length;
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // Once the rest of this socket read is routed, before the next read: no later than that.
+    process.nextTick(() => {
+      this.flushQueued = false;
+      if (!this.destroyed) this.flush();
+    });
   }
 
   eof(): void {
+    // Only the first end of data is answered: one finish is all the daemon waits for, and a
+    // daemon repeating it must not make us queue a packet (and a drain listener) each time.
+    if (this.finishing) return;
     // The daemon keeps the stream open until we finish it; its OK reply confirms.
     this.finishing = true;
     this.rpc.sendStream(this.procedure, this.serial, PacketStatus.OK).catch((err: Error) => this.error(err));
@@ -151,6 +179,7 @@ export class DownloadStream extends Readable implements StreamSink {
     if (!this.finishing) return this.error(new XdrError('daemon ended the download before its end of data'));
     this.done = true;
     this.rpc.endStream(this.serial);
+    this.flush();
     this.push(null);
   }
 
@@ -163,7 +192,22 @@ export class DownloadStream extends Readable implements StreamSink {
     if (this.done) return;
     this.done = true;
     this.rpc.endStream(this.serial);
+    // What came before the error is the consumer's, as it would be without the coalescing.
+    this.flush();
     this.destroy(err);
+  }
+
+  /** Hands the small packets held back to the consumer. */
+  private flush(): void {
+    if (this.staged === 0 || !this.staging) return;
+    // A copy of exactly the staged bytes, so the staging buffer is reused rather than kept alive.
+    const bytes = Buffer.from(this.staging.subarray(0, this.staged));
+    this.staged = 0;
+    this.deliver(bytes);
+  }
+
+  private deliver(chunk: Buffer): void {
+    if (!this.push(chunk)) this.setPaused(true);
   }
 
   private setPaused(paused: boolean): void {
