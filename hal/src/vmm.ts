@@ -78,7 +78,11 @@ export interface Vmm {
   state(name: string): Promise<DomainRuntime>;
   /** Statistics of every running domain. */
   stats(): Promise<readonly DomainStats[]>;
-  /** Lifecycle changes, including those the hypervisor initiates (crash, guest poweroff). */
+  /**
+   * Lifecycle changes, including those the hypervisor initiates (crash, guest poweroff). Fails with
+   * EventsLostError when the consumer fell too far behind: it reads states again and subscribes
+   * again; any other end means the hypervisor was lost.
+   */
   events(): AsyncIterable<VmmEvent>;
   /**
    * Path of the pty carrying a running domain's serial console (admin.vm.Console).

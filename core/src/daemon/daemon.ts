@@ -15,7 +15,14 @@ import { removeBackupLeftovers } from '../backup/leftovers.js';
 import { BackupService } from '../backup/service.js';
 import type { Log } from '../log.js';
 import type { ApiServices } from '../api/services.js';
-import { loadBackend, type Backend as CreatedBackend, type VchanTransport, type Vmm } from '@odyssey/hal';
+import {
+  EventsLostError,
+  loadBackend,
+  type Backend as CreatedBackend,
+  type VchanTransport,
+  type Vmm,
+  type VmmEvent,
+} from '@odyssey/hal';
 import { Backend } from '../lifecycle/backend.js';
 import { DomainManager } from '../lifecycle/domain-manager.js';
 import { App } from '../model/app.js';
@@ -400,9 +407,11 @@ export class Daemon {
         return;
       }
       this.backend.connected(vmm);
+      // Subscribed before the states are read, so a change in between is not missed.
+      const events = vmm.events();
       await this.lifecycle.syncStates(vmm);
       log('info', `backend ${this.backend.name} connected`);
-      void this.followEvents(vmm);
+      void this.followEvents(vmm, events);
       // Preloads need running domains' states, so they start once the backend answers; a failure
       // there leaves the backend connected.
       void this.preload
@@ -422,11 +431,26 @@ export class Daemon {
     }
   }
 
-  private async followEvents(vmm: Vmm): Promise<void> {
-    try {
-      for await (const event of vmm.events()) await this.lifecycle.onVmmEvent(event);
-    } catch (e) {
-      this.options.log('warn', `backend event stream ended: ${String(e)}`);
+  private async followEvents(vmm: Vmm, first: AsyncIterable<VmmEvent>): Promise<void> {
+    let events = first;
+    for (;;) {
+      try {
+        for await (const event of events) await this.lifecycle.onVmmEvent(event);
+      } catch (e) {
+        if (e instanceof EventsLostError && !this.stopping) {
+          // We fell behind a flood of events, some were dropped: read every state again instead.
+          this.options.log('warn', `backend events dropped, states read again: ${e.message}`);
+          events = vmm.events();
+          try {
+            await this.lifecycle.syncStates(vmm);
+            continue;
+          } catch (err) {
+            this.options.log('warn', `backend states could not be read again: ${String(err)}`);
+            await events[Symbol.asyncIterator]().return?.();
+          }
+        } else this.options.log('warn', `backend event stream ended: ${String(e)}`);
+      }
+      break;
     }
     if (!this.stopping && this.backend.current === vmm) {
       this.backend.unavailable('connection to the hypervisor was lost');

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { TestDaemon } from '../support/harness.js';
 import { exc, request, startDaemon } from '../support/harness.js';
 import { FakeVmm } from '../support/fake-vmm.js';
-import { VmmError } from '@odyssey/hal';
+import { EVENT_QUEUE_MAX, VmmError } from '@odyssey/hal';
 import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -132,6 +132,23 @@ describe('lifecycle through the Vmm', () => {
 
   it('notices a guest that dies on its own', async () => {
     await withVms();
+    await d.ok('admin.vm.Start', 'work');
+    d.vmm.crash('work');
+    await eventually(async () => (await state('work')) === 'state=Halted');
+  });
+
+  it('reads every state again when a flood of events outran it, and follows events after', async () => {
+    await withVms();
+    await d.ok('admin.vm.Start', 'work');
+    d.vmm.crashSilently('work');
+    // All published before the daemon reads one: more than a subscriber may fall behind by.
+    d.vmm.publishBurst(
+      Array.from({ length: EVENT_QUEUE_MAX + 1 }, (_, i) => ({ type: 'started' as const, name: `gone${i}` })),
+    );
+    // work's stop had no event: only the states read again after the dropped events show it.
+    await eventually(async () => (await state('work')) === 'state=Halted');
+    expect(d.logs.filter((l) => l.includes('backend events dropped'))).toHaveLength(1);
+    expect(d.logs.some((l) => l.includes('event stream ended'))).toBe(false);
     await d.ok('admin.vm.Start', 'work');
     d.vmm.crash('work');
     await eventually(async () => (await state('work')) === 'state=Halted');

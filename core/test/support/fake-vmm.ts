@@ -105,6 +105,11 @@ export class FakeVmm implements Vmm {
     this.stop(name, 'crashed');
   }
 
+  /** Events published in one go, faster than anyone reads them (a hypervisor's flood). */
+  publishBurst(events: readonly VmmEvent[]): void {
+    for (const e of events) this.emit(e);
+  }
+
   /** A guest that died on its own, its event not delivered yet. */
   crashSilently(name: string): void {
     const d = this.dom(name);
