@@ -1,21 +1,26 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { Socket, createServer, type Server } from 'node:net';
+import type { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
+  ADMIN_DOMAIN,
   ChannelMux,
   FrameDecoder,
   FrameError,
   FrameType,
   KvmHostTransport,
   MuxVchan,
+  OpenRefused,
   encodeFrame,
   type ChannelSide,
   type Frame,
 } from '../src/kvm/index.js';
+import { HEADER_SIZE, MAX_DATA } from '../src/kvm/frames.js';
 
 // What a hostile peer can write into a KVM guest's vchan channel (a guest into its virtio-serial
 // port, or the admin domain into the guest), and what the receiving ChannelMux makes of it.
@@ -105,6 +110,12 @@ function split(wire: Buffer, cuts: readonly number[]): Buffer[] {
   return chunks;
 }
 const cutsArb = fc.array(fc.nat(), { maxLength: 40, size: 'max' });
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
 
 /**
  * One end of a guest's channel (by default the admin domain's), with two servers waiting for the
@@ -303,6 +314,53 @@ describe('KVM vchan channel ends against a hostile peer', () => {
     expect(end.sent().at(-1)).toMatchObject({ type: FrameType.REFUSE, id: 1 });
     expect(server.state()).toBe('waiting');
   });
+
+  it('tells the peer when bytes make no sense: a new session, so its streams with this end close too', async () => {
+    const host = new ChannelMux('host', 'vm');
+    const guest = new ChannelMux('guest', ADMIN_DOMAIN);
+    host.attach((bytes) => guest.receive(bytes));
+    guest.attach((bytes) => host.receive(bytes));
+    const bound = guest.listen(512, RINGS);
+    const client = await host.open(512, RINGS);
+    const served = await bound.connected;
+    host.receive(Buffer.alloc(HEADER_SIZE, 0xff));
+    expect([client.state(), served.state()]).toEqual(['disconnected', 'disconnected']);
+    // The session goes on: new streams open.
+    const again = guest.listen(512, RINGS);
+    await host.open(512, RINGS);
+    expect((await again.connected).state()).toBe('connected');
+  });
+
+  it('holds DATA while its link is full, and gives each held stream its turn when it drains', async () => {
+    const ids: number[] = [];
+    const mux = new ChannelMux('host', 'vm');
+    // A link that takes one DATA frame, then is full until release().
+    mux.attach((bytes) => {
+      const [frame] = new FrameDecoder().push(bytes);
+      if (frame?.type !== FrameType.DATA) return;
+      ids.push(frame.id);
+      mux.hold();
+    });
+    const [a, b] = [512, 513].map((port) => mux.listen(port, RINGS).vchan) as [MuxVchan, MuxVchan];
+    mux.receive(encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(512, 0xffffffff)));
+    mux.receive(encodeFrame(FrameType.OPEN, GUEST_ID + 2, openPayload(513, 0xffffffff)));
+    const written: number[] = [];
+    // Four frames' worth each.
+    a.write(Buffer.alloc(4 * MAX_DATA, 1), () => written.push(GUEST_ID + 1));
+    b.write(Buffer.alloc(4 * MAX_DATA, 2), () => written.push(GUEST_ID + 2));
+    await tick();
+    // a's first frame went before the link filled; nothing else goes until it drains, and no
+    // stream opens meanwhile either.
+    expect([ids, written]).toEqual([[GUEST_ID + 1], []]);
+    await expect(mux.open(600, RINGS)).rejects.toThrow(OpenRefused);
+    for (let drains = 0; ids.length < 8 && drains < 8; drains++) {
+      mux.release();
+      await tick();
+    }
+    const [A, B] = [GUEST_ID + 1, GUEST_ID + 2];
+    expect(ids).toEqual([A, A, B, A, B, A, B, B]);
+    expect(written).toEqual([A, B]);
+  });
 });
 
 describe('KVM vchan relay against a hostile guest', () => {
@@ -316,7 +374,7 @@ describe('KVM vchan relay against a hostile guest', () => {
       () => undefined,
       (_source, target, port) => {
         const far = new MuxVchan(target, port, RINGS);
-        far.connect({ send: () => undefined, forget: () => undefined }, 9, RING);
+        far.connect({ send: () => undefined, forget: () => undefined, admit: () => true }, 9, RING);
         return new Promise((resolve) => asked.push({ far, answer: () => resolve(far) }));
       },
     );
@@ -325,7 +383,6 @@ describe('KVM vchan relay against a hostile guest', () => {
       new FrameDecoder().push(Buffer.concat(sentWire)).map((f) => [f.type, f.id]);
     return { mux, asked, sent };
   }
-  const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
   it('refuses an OPEN whose id is still being relayed, so the first relayed stream keeps its end', async () => {
     const end = relayingEnd();
@@ -446,6 +503,19 @@ describe('KVM vchan host transport against a hostile guest', () => {
     );
   }, 5000);
 
+  it('gives up a connect at its deadline when the guest never answers, and closes a late ACCEPT', async () => {
+    await withGuests(encodeFrame(FrameType.HELLO, 0, hello(7)), async ({ host, evil, toEvil }) => {
+      await expect(host.connect('evil', 512, { timeoutMs: 50 })).rejects.toThrow(
+        'timed out connecting to vchan evil:512',
+      );
+      const open = (): Frame | undefined => toEvil.find((f) => f.type === FrameType.OPEN);
+      while (!open()) await tick();
+      const id = open()?.id ?? 0;
+      evil()?.write(encodeFrame(FrameType.ACCEPT, id, u32(RING)));
+      while (!toEvil.some((f) => f.type === FrameType.CLOSE && f.id === id)) await tick();
+    });
+  }, 5000);
+
   it('relays only to guests it has a channel to, never dialling a name the guest made up', async () => {
     const madeUp = ['nobody', '../../../tmp/elsewhere', 'x'.repeat(60_000)];
     const opens = madeUp.map((name, i) =>
@@ -466,4 +536,244 @@ describe('KVM vchan host transport against a hostile guest', () => {
       }
     });
   }, 5000);
+});
+
+/** Before any test watches what sockets queue. */
+const socketWrite = Socket.prototype.write;
+
+describe('KVM vchan host transport against a guest that does not read', () => {
+  const LIMIT = 64 * 1024;
+  // Past the limit come at most the frame that crossed it and the answers to the rest of the
+  // chunk being read, each no bigger than a chunk (64 KiB) or a DATA frame.
+  const BOUND = LIMIT + 2 * (HEADER_SIZE + MAX_DATA);
+
+  interface Silent {
+    readonly host: KvmHostTransport;
+    /** Guest "evil"'s end of its channel once the host dialled it: nothing reads it until the test does. */
+    readonly evil: () => Promise<Socket>;
+    /** The host's end of evil's channel, once its queue reached the limit (b's never does). */
+    readonly hostSide: () => Socket | undefined;
+    /** The most any host socket ever had queued right after a write. */
+    readonly peak: () => number;
+    /** Bytes the host wrote into `socket`. */
+    readonly sent: (socket: Socket | undefined) => number;
+    /** Guest b, well-behaved. */
+    readonly b: ChannelMux;
+  }
+
+  async function withSilentGuest(body: (guests: Silent) => Promise<void>): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'kvm-silent-'));
+    const guestEnds = new Set<Socket>();
+    // Of the host's sockets: what each had queued at most, and what was written into it.
+    const peaks = new Map<Socket, number>();
+    const sent = new Map<Socket | undefined, number>();
+    const spy = vi.spyOn(Socket.prototype, 'write').mockImplementation(function (
+      this: Socket,
+      ...args: unknown[]
+    ): boolean {
+      const accepted = Reflect.apply(socketWrite, this, args) as boolean;
+      if (guestEnds.has(this)) return accepted;
+      peaks.set(this, Math.max(peaks.get(this) ?? 0, this.writableLength));
+      sent.set(this, (sent.get(this) ?? 0) + (args[0] as Buffer).length);
+      return accepted;
+    });
+    const b = new ChannelMux('guest', ADMIN_DOMAIN);
+    let evil: (s: Socket) => void = () => undefined;
+    const evilLink = new Promise<Socket>((resolve) => (evil = resolve));
+    const servers = [
+      createServer((s) => {
+        guestEnds.add(s);
+        evil(s);
+      }),
+      createServer((s) => {
+        guestEnds.add(s);
+        b.attach((bytes) => s.write(bytes));
+        s.on('data', (chunk: Buffer) => b.receive(chunk));
+        s.on('close', () => b.detach());
+      }),
+    ];
+    await Promise.all(
+      servers.map(
+        (server, i) =>
+          new Promise<void>((resolve) => server.listen(join(dir, `${['evil', 'b'][i]}.sock`), resolve)),
+      ),
+    );
+    const host = new KvmHostTransport({
+      channelSocket: (d) => join(dir, `${d}.sock`),
+      connectTimeoutMs: 2000,
+      retryIntervalMs: 5,
+      relay: true,
+      maxQueuedBytes: LIMIT,
+    });
+    const hostSide = (): Socket | undefined => [...peaks].find(([, n]) => n >= LIMIT)?.[0];
+    const peak = (): number => Math.max(0, ...peaks.values());
+    try {
+      await body({ host, evil: () => evilLink, hostSide, peak, sent: (socket) => sent.get(socket) ?? 0, b });
+    } finally {
+      spy.mockRestore();
+      host.close();
+      guestEnds.forEach((s) => s.destroy());
+      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async function until(condition: () => boolean): Promise<void> {
+    while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+
+  /** `count` OPENs for a port nobody serves, each answered by a REFUSE, with ids from `first`. */
+  function opens(count: number, first: number): Buffer {
+    const one = encodeFrame(FrameType.OPEN, 0, openPayload(999, RING));
+    const wire = Buffer.alloc(count * one.length);
+    for (let i = 0; i < count; i++) {
+      one.copy(wire, i * one.length);
+      wire.writeUInt32BE(first + i, i * one.length + 1);
+    }
+    return wire;
+  }
+
+  /** What a guest reads of its channel, when the test has it read. */
+  function reader(guest: Socket) {
+    const frames: Frame[] = [];
+    const decoder = new FrameDecoder();
+    const onData = (chunk: Buffer): void => void frames.push(...decoder.push(chunk));
+    return {
+      frames,
+      /** Reads until `done` holds for what came, then stops reading again. */
+      async until(done: (frames: Frame[]) => boolean): Promise<void> {
+        guest.on('data', onData);
+        guest.resume();
+        await until(() => done(frames));
+        guest.pause();
+        guest.off('data', onData);
+      },
+    };
+  }
+
+  it('stops reading a guest that sends OPENs without reading the REFUSEs, and answers each once it reads', async () => {
+    const count = 200_000;
+    const flood = Buffer.concat([encodeFrame(FrameType.HELLO, 0, hello(7)), opens(count, GUEST_ID + 1)]);
+    await withSilentGuest(async (guests) => {
+      const keep = guests.host.keepChannel('evil');
+      try {
+        const evil = await guests.evil();
+        evil.write(flood);
+        // Until the host stopped reading, or (unbounded) answered the whole flood into its queue:
+        // 1.8 MB of REFUSEs, far more than the kernel's socket buffers take.
+        await until(
+          () => guests.hostSide()?.isPaused() === true || guests.hostSide()?.bytesRead === flood.length,
+        );
+        expect(guests.hostSide()?.bytesRead).toBeLessThan(flood.length);
+        expect(guests.peak()).toBeLessThanOrEqual(BOUND);
+        const fromHost = reader(evil);
+        await fromHost.until((got) => got.length >= count + 2);
+        const answers = fromHost.frames.filter((f) => f.type !== FrameType.HELLO);
+        expect(answers).toHaveLength(count);
+        expect(answers.every((f, i) => f.type === FrameType.REFUSE && f.id === GUEST_ID + 1 + i)).toBe(true);
+        expect(guests.peak()).toBeLessThanOrEqual(BOUND);
+      } finally {
+        keep();
+      }
+    });
+  }, 20_000);
+
+  it('holds a writer to a guest that grants credit without reading, and delivers every byte once it reads', async () => {
+    const total = 8 << 20;
+    const data = Buffer.alloc(total);
+    for (let i = 0; i < total; i += 4) data.writeUInt32BE(i, i);
+    await withSilentGuest(async (guests) => {
+      const connected = guests.host.connect('evil', 512);
+      const evil = await guests.evil();
+      const fromHost = reader(evil);
+      await fromHost.until((got) => got.some((f) => f.type === FrameType.OPEN));
+      const id = fromHost.frames.find((f) => f.type === FrameType.OPEN)?.id ?? 0;
+      // All the credit there is, from a guest that does not read.
+      const credit = encodeFrame(FrameType.CREDIT, id, u32(0xffffffff));
+      evil.write(Buffer.concat([encodeFrame(FrameType.ACCEPT, id, u32(RING)), credit, credit, credit]));
+      const vchan = await connected;
+      let written = 0;
+      const writing = (async () => {
+        for (let at = 0; at < total; at += MAX_DATA) {
+          const chunk = data.subarray(at, at + MAX_DATA);
+          if (!vchan.write(chunk, () => (written += chunk.length))) await once(vchan, 'drain');
+        }
+      })();
+      // Until the writer waits on a host that stopped reading, or (unbounded) wrote it all.
+      await until(
+        () => written === total || (guests.hostSide()?.isPaused() === true && vchan.writableNeedDrain),
+      );
+      expect(written).toBeLessThan(total);
+      expect(guests.peak()).toBeLessThanOrEqual(BOUND);
+      const payloads = (): Buffer[] =>
+        fromHost.frames.filter((f) => f.type === FrameType.DATA && f.id === id).map((f) => f.payload);
+      await fromHost.until(() => payloads().reduce((n, p) => n + p.length, 0) >= total);
+      await writing;
+      expect(Buffer.concat(payloads()).equals(data)).toBe(true);
+      expect(written).toBe(total);
+      expect(guests.peak()).toBeLessThanOrEqual(BOUND);
+      vchan.destroy();
+    });
+  }, 20_000);
+
+  it('goes on with other guests meanwhile, and refuses their relays to the held guest at once', async () => {
+    const flood = Buffer.concat([encodeFrame(FrameType.HELLO, 0, hello(7)), opens(200_000, GUEST_ID + 1)]);
+    const rings = { readRing: 65536, writeRing: 65536 };
+    await withSilentGuest(async (guests) => {
+      const keep = [guests.host.keepChannel('evil'), guests.host.keepChannel('b')];
+      try {
+        (await guests.evil()).write(flood);
+        await until(
+          () => guests.hostSide()?.isPaused() === true || guests.hostSide()?.bytesRead === flood.length,
+        );
+        const evilEnd = guests.hostSide();
+        expect(evilEnd?.isPaused()).toBe(true);
+        const toEvil = guests.sent(evilEnd);
+        const bound = guests.b.listen(512, rings);
+        const client = await guests.host.connect('b', 512);
+        const served = await bound.connected;
+        const data = randomBytes(1 << 20);
+        const echoed: Buffer[] = [];
+        let length = 0;
+        client.on('data', (chunk: Buffer) => {
+          echoed.push(chunk);
+          length += chunk.length;
+        });
+        served.pipe(served);
+        client.write(data);
+        await until(() => length >= data.length);
+        expect(Buffer.concat(echoed).equals(data)).toBe(true);
+        // A relay would be one more OPEN in evil's queue, with no answer read.
+        await expect(guests.b.open(700, rings, 'evil', 'evil')).rejects.toThrow(OpenRefused);
+        expect([evilEnd?.isPaused(), guests.sent(evilEnd)]).toEqual([true, toEvil]);
+      } finally {
+        keep.forEach((release) => release());
+      }
+    });
+  }, 20_000);
+
+  it("still reads a held guest's last frames once it is gone", async () => {
+    await withSilentGuest(async (guests) => {
+      const listening = guests.host.listen('evil', 512);
+      const evil = await guests.evil();
+      const send = (bytes: Buffer): Promise<void> =>
+        new Promise((resolve) => evil.write(bytes, () => resolve()));
+      await send(
+        Buffer.concat([
+          encodeFrame(FrameType.HELLO, 0, hello(7)),
+          encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(512, RING)),
+        ]),
+      );
+      const server = await listening;
+      // OPENs a batch at a time, each once the last is in the kernel, until the host stops reading.
+      for (let batch = 0; batch < 200 && guests.hostSide()?.isPaused() !== true; batch++) {
+        await send(opens(1000, GUEST_ID + 2 + batch * 1000));
+      }
+      await send(encodeFrame(FrameType.DATA, GUEST_ID + 1, Buffer.from('last words')));
+      evil.destroy();
+      expect((await readAll(server)).toString()).toBe('last words');
+      expect(server.state()).toBe('disconnected');
+      expect(guests.peak()).toBeLessThanOrEqual(BOUND);
+    });
+  }, 20_000);
 });

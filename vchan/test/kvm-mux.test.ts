@@ -309,6 +309,7 @@ describe('frames', () => {
       {
         send: (type, id, payload) => sent.push([type, id, (payload ?? Buffer.alloc(0)).toString()]),
         forget: () => undefined,
+        admit: () => true,
       },
       3,
       65536,

@@ -41,7 +41,8 @@ export type Relay = (source: string, target: string, port: number) => Promise<Mu
  */
 export class ChannelMux implements StreamChannel {
   readonly #side: ChannelSide;
-  readonly #nonce = randomBytes(8);
+  /** This end's session; a new one when the peer's bytes made no sense, so the peer drops what it had. */
+  #nonce = randomBytes(8);
   readonly #decoder = new FrameDecoder();
   readonly #streams = new Map<number, MuxVchan>();
   /** Waiting servers by peer domain and port. */
@@ -50,6 +51,10 @@ export class ChannelMux implements StreamChannel {
   /** Guest OPENs the relay is connecting, by id, with a token that tells a stale attempt (its session gone). */
   readonly #relaying = new Map<number, object>();
   #send: ((bytes: Buffer) => void) | undefined;
+  /** The link holds as much as it should: streams send no DATA or CREDIT, and no stream opens. */
+  #held = false;
+  /** Streams with something to send once the link drains, the longest waiting first. */
+  #waiting = new Set<MuxVchan>();
   #peerNonce: Buffer | undefined;
   #nextId = 1;
 
@@ -78,9 +83,39 @@ export class ChannelMux implements StreamChannel {
   /** A link is up: frames go to `send` from now on. */
   attach(send: (bytes: Buffer) => void): void {
     this.#send = send;
+    this.#held = false;
     this.#decoder.reset();
     this.#peerNonce = undefined;
-    this.send(FrameType.HELLO, 0, Buffer.concat([this.#nonce, Buffer.from([0])]));
+    this.#hello(false);
+  }
+
+  /**
+   * The link holds as much as the peer should have us buffer (it is not reading): until
+   * release(), streams keep their DATA and CREDIT, so their writers wait, and opens are refused.
+   */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** The link drained: the streams that waited send again, in turn. */
+  release(): void {
+    this.#held = false;
+    const turn = [...this.#waiting];
+    this.#waiting.clear();
+    for (const [i, stream] of turn.entries()) {
+      if (this.#held) {
+        // The stream that filled the link again goes after those that got no turn.
+        this.#waiting = new Set([...turn.slice(i), ...this.#waiting]);
+        return;
+      }
+      stream.onDrain();
+    }
+  }
+
+  admit(stream: MuxVchan): boolean {
+    if (!this.#held) return true;
+    this.#waiting.add(stream);
+    return false;
   }
 
   /** The link is gone: every stream on it is disconnected, opens in flight fail. */
@@ -101,6 +136,10 @@ export class ChannelMux implements StreamChannel {
       this.log(`vchan channel to ${this.remoteDomain}: ${error.message}; resetting`);
       this.#decoder.reset();
       this.#dropStreams('corrupt channel');
+      // What this end sends is still well framed: a new session tells the peer that its streams
+      // with us are gone, and its opens in flight unanswered, instead of leaving it waiting on them.
+      this.#nonce = randomBytes(8);
+      this.#hello(false);
       return;
     }
     for (const frame of frames) this.#handle(frame);
@@ -128,20 +167,42 @@ export class ChannelMux implements StreamChannel {
 
   /**
    * One attempt to open a server on `port` across the channel; rejects with OpenRefused when
-   * there is none. `domain` is the OPEN's domain field (see frames.ts); the stream's remote
-   * domain is `peer`.
+   * there is none, when the link is held, or when `signal` aborts before the peer answered.
+   * `domain` is the OPEN's domain field (see frames.ts); the stream's remote domain is `peer`.
    */
   open(
     port: number,
     rings: MuxVchanRings,
     domain = ADMIN_DOMAIN,
     peer = this.remoteDomain,
+    signal?: AbortSignal,
   ): Promise<MuxVchan> {
     if (!this.#send) return Promise.reject(new OpenRefused('channel not connected'));
+    // Each OPEN is more for a link the peer does not read (a guest can ask for relays to it).
+    if (this.#held) return Promise.reject(new OpenRefused('channel full'));
+    if (signal?.aborted) return Promise.reject(new OpenRefused('gave up'));
     const id = this.#allocateId();
     const vchan = new MuxVchan(peer, port, rings);
     return new Promise<MuxVchan>((resolve, reject) => {
-      this.#opening.set(id, { vchan, resolve, reject });
+      // A peer that never answers must not keep the opener past its deadline; an ACCEPT that
+      // comes after is answered with CLOSE, as for any open given up.
+      const giveUp = (): void => {
+        this.#opening.delete(id);
+        reject(new OpenRefused(`no answer from ${this.remoteDomain}:${port}; gave up`));
+      };
+      signal?.addEventListener('abort', giveUp, { once: true });
+      const settled = (): void => signal?.removeEventListener('abort', giveUp);
+      this.#opening.set(id, {
+        vchan,
+        resolve: (v) => {
+          settled();
+          resolve(v);
+        },
+        reject: (error) => {
+          settled();
+          reject(error);
+        },
+      });
       this.send(
         FrameType.OPEN,
         id,
@@ -156,6 +217,7 @@ export class ChannelMux implements StreamChannel {
 
   forget(stream: MuxVchan): void {
     if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+    this.#waiting.delete(stream);
   }
 
   #allocateId(): number {
@@ -208,7 +270,11 @@ export class ChannelMux implements StreamChannel {
     const reply = payload[8] === 1;
     if (this.#peerNonce && !this.#peerNonce.equals(nonce)) this.#dropStreams('peer restarted');
     this.#peerNonce = Buffer.from(nonce);
-    if (!reply) this.send(FrameType.HELLO, 0, Buffer.concat([this.#nonce, Buffer.from([1])]));
+    if (!reply) this.#hello(true);
+  }
+
+  #hello(reply: boolean): void {
+    this.send(FrameType.HELLO, 0, Buffer.concat([this.#nonce, Buffer.from([reply ? 1 : 0])]));
   }
 
   #onOpen(id: number, payload: Buffer): void {
@@ -283,6 +349,7 @@ export class ChannelMux implements StreamChannel {
   #dropStreams(reason: string): void {
     for (const stream of [...this.#streams.values()]) stream.onPeerGone();
     this.#streams.clear();
+    this.#waiting.clear();
     this.#relaying.clear();
     for (const pending of this.#opening.values()) pending.reject(new OpenRefused(reason));
     this.#opening.clear();

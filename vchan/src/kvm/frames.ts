@@ -3,8 +3,9 @@
  * which carries every vchan of that guest. A frame is a 9-byte header (type u8, stream id
  * u32 BE, payload length u32 BE) and its payload:
  *
- *   HELLO  id 0   nonce (8 bytes) + reply flag (u8): a new session of the sender; the
- *                 receiver drops every stream of the sender's previous session
+ *   HELLO  id 0   nonce (8 bytes) + reply flag (u8): a new session of the sender (on each
+ *                 new link, and after the other's bytes made no sense); the receiver drops
+ *                 every stream of the sender's previous session
  *   OPEN   id     port u32 + window u32 + domain (UTF-8): the opener (vchan client) asks for
  *                 a server on `port`; window = bytes the opener can buffer (its read ring).
  *                 From the guest, domain is the one it wants to reach ("0": the admin

@@ -20,6 +20,12 @@ export interface KvmHostTransportOptions {
    * to (connect, listen or keepChannel()) and can bring up.
    */
   readonly relay?: boolean;
+  /**
+   * Bytes waiting in a guest's channel socket (written, not yet taken by the kernel) beyond which
+   * that guest is no longer read and the vchans writing to it wait; default 256 KiB, and at
+   * least the socket's own high-water mark.
+   */
+  readonly maxQueuedBytes?: number;
   readonly log?: (message: string) => void;
 }
 
@@ -31,6 +37,12 @@ interface Link {
 }
 
 const DEFAULT_RING = 64 * 1024;
+const DEFAULT_MAX_QUEUED = 256 * 1024;
+
+/** Aborts after `ms`, whatever the number (a timer takes whole milliseconds, up to 2^31 - 1). */
+function after(ms: number): AbortSignal {
+  return AbortSignal.timeout(Math.min(Math.max(0, Math.ceil(ms)), 0x7fffffff));
+}
 
 /**
  * The admin domain's end of KVM vchans: every vchan to one guest is multiplexed over that
@@ -44,6 +56,8 @@ export class KvmHostTransport implements VchanTransport {
   readonly #links = new Map<string, Link>();
   readonly #ring: number;
   readonly #retryMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #maxQueued: number;
   readonly #kept = new Map<string, number>();
   #closed = false;
 
@@ -51,6 +65,8 @@ export class KvmHostTransport implements VchanTransport {
     this.#options = options;
     this.#ring = options.ringSize ?? DEFAULT_RING;
     this.#retryMs = options.retryIntervalMs ?? 20;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#maxQueued = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED;
   }
 
   async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
@@ -61,19 +77,19 @@ export class KvmHostTransport implements VchanTransport {
   }
 
   async connect(remoteDomain: string, port: number, options?: { timeoutMs?: number }): Promise<MuxVchan> {
-    const deadline = Date.now() + (options?.timeoutMs ?? this.#options.connectTimeoutMs ?? 10_000);
+    const deadline = after(options?.timeoutMs ?? this.#connectTimeoutMs);
     const link = this.#link(remoteDomain);
     let last: Error | undefined;
     for (;;) {
       if (await this.#dial(remoteDomain, link)) {
         try {
-          return await link.mux.open(port, this.#rings());
+          return await link.mux.open(port, this.#rings(), undefined, undefined, deadline);
         } catch (error) {
           if (!(error instanceof OpenRefused)) throw error;
           last = error;
         }
       }
-      if (Date.now() >= deadline || this.#closed) {
+      if (deadline.aborted || this.#closed) {
         throw new VchanError(`timed out connecting to vchan ${remoteDomain}:${port}`, { cause: last });
       }
       await sleep(this.#retryMs);
@@ -126,7 +142,8 @@ export class KvmHostTransport implements VchanTransport {
     // would pile up for ever, so only guests this end already has a channel for are reached.
     const link = this.#links.get(target);
     if (!link || !(await this.#dial(target, link))) throw new OpenRefused(`no channel to ${target}`);
-    return link.mux.open(port, this.#rings(), source, source);
+    // Until the target answers, the source's OPEN holds an entry here: not for longer than a connect.
+    return link.mux.open(port, this.#rings(), source, source, after(this.#connectTimeoutMs));
   };
 
   #wanted(remoteDomain: string, link: Link): boolean {
@@ -145,6 +162,33 @@ export class KvmHostTransport implements VchanTransport {
     });
   }
 
+  /**
+   * Frames for the guest go to its socket, where what the guest does not read piles up. Past the
+   * limit, the guest's frames are no longer read (each may need an answer: a guest that never
+   * reads could make us buffer answers without end) and the mux holds the streams writing to
+   * it (their credit is the guest's word), until the socket drained; other guests' links go on.
+   * A guest that dies meanwhile still has its last frames read: writes to a gone peer count as
+   * done (readPastGonePeer), so the socket drains and reading resumes up to its end.
+   */
+  #throttled(socket: Socket, mux: ChannelMux): (bytes: Buffer) => void {
+    // 'drain' comes only to a socket that went past its own high-water mark.
+    const limit = Math.max(this.#maxQueued, socket.writableHighWaterMark);
+    let held = false;
+    const release = (): void => {
+      held = false;
+      socket.resume();
+      mux.release();
+    };
+    return (bytes) => {
+      socket.write(bytes);
+      if (held || socket.writableLength < limit) return;
+      held = true;
+      socket.pause();
+      mux.hold();
+      socket.once('drain', release);
+    };
+  }
+
   /** One attempt to connect the channel socket; true when the link is up. */
   #dial(remoteDomain: string, link: Link): Promise<boolean> {
     if (link.mux.linked) return Promise.resolve(true);
@@ -155,7 +199,7 @@ export class KvmHostTransport implements VchanTransport {
         link.socket = socket;
         // The guest's frames sent before QEMU went are read, though a write met EPIPE first.
         readPastGonePeer(socket);
-        link.mux.attach((bytes) => socket.write(bytes));
+        link.mux.attach(this.#throttled(socket, link.mux));
         socket.on('data', (chunk: Buffer) => link.mux.receive(chunk));
         socket.on('error', () => undefined); // 'close' follows and says it all
         socket.on('close', () => {

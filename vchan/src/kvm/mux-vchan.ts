@@ -6,6 +6,11 @@ import { FrameType, MAX_DATA, u32 } from './frames.js';
 export interface StreamChannel {
   send(type: FrameType, id: number, payload?: Buffer): void;
   forget(stream: MuxVchan): void;
+  /**
+   * Whether the stream may send DATA or CREDIT now. If not, the link holds as much as it should
+   * (the peer is not reading it) and the channel calls the stream's onDrain() once it takes more.
+   */
+  admit(stream: MuxVchan): boolean;
 }
 
 export interface MuxVchanRings {
@@ -25,7 +30,8 @@ interface PendingWrite {
  * One vchan carried over a multiplexed channel. The peer's read ring is a credit: this end
  * sends at most that many bytes before the peer says it consumed some, so a slow reader
  * stops its writer (write() returns false) instead of filling the channel, and one stream
- * never blocks the others.
+ * never blocks the others. The credit is the peer's word, so the channel has a say too: a
+ * link the peer does not read stops every writer to it (see StreamChannel.admit).
  */
 export class MuxVchan extends Duplex implements Vchan {
   id = 0;
@@ -108,6 +114,12 @@ export class MuxVchan extends Duplex implements Vchan {
     this.#pump();
   }
 
+  /** @internal The link takes frames again: what waited for it goes out. */
+  onDrain(): void {
+    this.#grant();
+    this.#pump();
+  }
+
   /** @internal The peer closed the stream, or the channel went away. */
   onPeerGone(): void {
     if (this.#state === 'disconnected') return;
@@ -132,7 +144,7 @@ export class MuxVchan extends Duplex implements Vchan {
     const p = this.#pending;
     if (!p || this.#state !== 'connected') return;
     const channel = this.#channel as StreamChannel;
-    while (this.#credit > 0 && p.offset < p.chunk.length) {
+    while (this.#credit > 0 && p.offset < p.chunk.length && channel.admit(this)) {
       const n = Math.min(this.#credit, p.chunk.length - p.offset, MAX_DATA);
       channel.send(FrameType.DATA, this.id, p.chunk.subarray(p.offset, p.offset + n));
       p.offset += n;
@@ -163,15 +175,17 @@ export class MuxVchan extends Duplex implements Vchan {
    */
   #grant(): void {
     if (this.#state !== 'connected') return;
+    const channel = this.#channel as StreamChannel;
     const window = Math.max(this.rings.readRing, this.readableHighWaterMark);
     const grown = window - this.#window;
-    this.#window = window;
     const consumed = this.#received - this.readableLength - this.#granted;
-    if (consumed + grown > 0) {
-      this.#granted += consumed;
-      this.#allowed += consumed + grown;
-      this.#channel?.send(FrameType.CREDIT, this.id, u32(consumed + grown));
-    }
+    // A reader taking a byte at a time would answer each with a CREDIT: on a link the peer does
+    // not read, they wait, and go out as one.
+    if (consumed + grown <= 0 || !channel.admit(this)) return;
+    this.#window = window;
+    this.#granted += consumed;
+    this.#allowed += consumed + grown;
+    channel.send(FrameType.CREDIT, this.id, u32(consumed + grown));
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
