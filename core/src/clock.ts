@@ -8,3 +8,14 @@ export class SystemClock implements Clock {
     return Date.now();
   }
 }
+
+/** The longest delay a timer takes (2^31 - 1 ms); Node fires a longer one after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A property's seconds as a timer's delay. Upstream sleeps for any int it takes; a timer fires a
+ * delay beyond ~24.8 days at once, so such a value waits the longest a timer can instead.
+ */
+export function timerMs(seconds: number): number {
+  return Math.min(seconds * 1000, MAX_TIMER_MS);
+}

@@ -59,8 +59,6 @@ def match(request, up, ours, upstream_methods, classes):
         return "control characters refused in pool parameters (qubes.xml cannot hold them)"
     if method == "admin.pool.Add" and ours[1] == "StoragePoolException" and "reflink" in ours[2]:
         return "long advisory messages in our own words (file-reflink without reflinks)"
-    if up[0] == "ok" and ours[:2] == ("exc", "QubesValueError") and re.search(r"\d{17}", request[3]):
-        return "integer property values beyond 2**53 - 1 refused"
     if method.startswith("admin.vm.tag.") and _tags_differ_only_in_gui_audio(request, up, ours):
         return "guivm-/audiovm- tags follow a Reset of default_guivm/default_audiovm"
     if up[0] == "empty" and ours[0] == "ok" and (

@@ -1,6 +1,7 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { adminCallLine } from '../api/call-log.js';
+import { timerMs } from '../clock.js';
 import type { Log } from '../log.js';
 import type { VchanTransport } from '@odyssey/hal';
 import type { App } from '../model/app.js';
@@ -198,7 +199,7 @@ export class QrexecHost {
 
   private qrexecTimeoutMs(name: string): number {
     const seconds = this.options.app.domains.byName(name)?.props.tryGet(P.qrexec_timeout);
-    return (seconds ?? 60) * 1000;
+    return timerMs(seconds ?? 60);
   }
 
   private defaultUser(name: string): string | undefined {

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { timerMs } from '../clock.js';
 import type { VchanTransport } from '@odyssey/hal';
 import {
   dom0SocketName,
@@ -209,7 +211,7 @@ export class QubesDbHost {
     this.#expiry = undefined;
     if (nearest === Infinity) return;
     // A rule is expired once its second has passed (isExpired); timers longer than setTimeout's limit wake early and set again.
-    const delay = Math.min((nearest - now) * 1000 + 1000, MAX_TIMER_MS);
+    const delay = timerMs(nearest - now + 1);
     const timer = setTimeout(() => {
       this.#expiry = undefined;
       const at = Date.now() / 1000;
@@ -280,9 +282,6 @@ export class QubesDbHost {
     await Promise.all((await served.local).map((server) => server.close()));
   }
 }
-
-/** setTimeout's longest delay (2^31 - 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const isFirewallKey = (key: string): boolean => key.startsWith('/qubes-firewall/');
 

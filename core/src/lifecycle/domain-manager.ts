@@ -28,7 +28,7 @@ import { buildDomainSpec } from './domain-spec.js';
 import { NetworkLinks } from './network-links.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../log.js';
-import type { Clock } from '../clock.js';
+import { timerMs, type Clock } from '../clock.js';
 import { P } from '../model/vm-properties.js';
 
 /** How long the daemon waits before asking an unreachable hypervisor again (its id, a failed start's end). */
@@ -207,7 +207,7 @@ export class DomainManager implements Lifecycle {
       this.app.events.fire(vm, 'domain-pre-shutdown', { force: options.force ? 'True' : 'False' });
       if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
       const vmm = this.vmm(vm, 'shut down');
-      const timeoutMs = vm.props.get(P.shutdown_timeout) * 1000;
+      const timeoutMs = timerMs(vm.props.get(P.shutdown_timeout));
       const done = vmm
         .shutdown(vm.name, { force: options.force, timeoutMs })
         .then(() => this.markHalted(vm, 'shutdown'))

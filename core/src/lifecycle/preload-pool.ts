@@ -1,3 +1,4 @@
+import { timerMs } from '../clock.js';
 import type { Log } from '../log.js';
 import { QubesException } from '../model/errors.js';
 import type { EventMap, QubesEvent } from '../model/events.js';
@@ -215,7 +216,7 @@ export class PreloadPool {
     const seconds = Math.trunc((disp.props.tryGet(P.qrexec_timeout) ?? 60) * 1.2);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>(
-      (resolve) => (timer = setTimeout(() => resolve(false), seconds * 1000)),
+      (resolve) => (timer = setTimeout(() => resolve(false), timerMs(seconds))),
     );
     const done = await Promise.race([pending, timeout]);
     clearTimeout(timer);
@@ -382,7 +383,7 @@ export class PreloadPool {
     let timer: NodeJS.Timeout | undefined;
     const ended = new Promise<'requested' | 'stopping'>((resolve) => this.waits.set(disp, resolve));
     const timeout = new Promise<'timeout'>(
-      (resolve) => (timer = setTimeout(() => resolve('timeout'), seconds * 1000)),
+      (resolve) => (timer = setTimeout(() => resolve('timeout'), timerMs(seconds))),
     );
     const call = runService(disp, WAIT_SERVICE);
     call.catch(() => undefined);

@@ -1,6 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 import { QubesValueError } from './errors.js';
+import { parsePythonInt } from './validate.js';
 
 /**
  * Firewall rules in upstream's API syntax (qubes/firewall.py facts). Upstream
@@ -18,6 +19,11 @@ export interface FirewallRule {
   readonly specialtarget?: 'dns';
   /** Unix time, seconds */
   readonly expire?: number;
+  /**
+   * `expire` as written, which is what Get and firewall.xml print: upstream's Expire keeps
+   * its text (`0080` stays `0080`). Present exactly when `expire` is.
+   */
+  readonly expireText?: string;
   readonly comment?: string;
 }
 
@@ -63,8 +69,9 @@ export function parseDstHost(untrusted: string, prefixlen?: number): DstHost {
     return { type: 'dsthost', value: untrusted };
   }
   const [host = '', prefix = ''] = untrusted.split('/');
-  if (!/^[0-9]+$/.test(prefix)) bad('bad prefix length');
-  const p = Number(prefix);
+  // int() also refuses more digits than Python converts.
+  const p = /^[0-9]+$/.test(prefix) ? parsePythonInt(prefix) : undefined;
+  if (p === undefined) bad('bad prefix length');
   if (isIPv6(host)) {
     if (p > 128) bad('netmask for IPv6 must be <= 128');
     return { type: 'dst6', value: untrusted };
@@ -76,19 +83,29 @@ export function parseDstHost(untrusted: string, prefixlen?: number): DstHost {
   return bad(`Invalid IP address: ${host}`);
 }
 
+/**
+ * Upstream's DstPorts reads each port with Python's int() (so `+80`, `1_000` and a tab are
+ * taken) and keeps only the numbers; messages quoting the value check its characters first.
+ */
 export function parseDstPorts(untrusted: string): [number, number] {
-  checkSafe(untrusted);
   const parts = untrusted.split('-');
-  if (parts.length > 2) bad(untrusted);
+  if (parts.length > 2) {
+    checkSafe(untrusted);
+    bad(untrusted);
+  }
   const nums = parts.map((p) => {
-    if (!/^[0-9]+$/.test(p)) bad(`invalid port: ${p}`);
-    return Number(p);
+    const n = parsePythonInt(p);
+    if (n === undefined) {
+      checkSafe(p);
+      bad(`invalid port: ${p}`);
+    }
+    return n;
   });
   const from = nums[0] ?? 0;
   const to = nums[1] ?? from;
-  if (from >= 65536 || to >= 65536) bad('Ports out of range');
+  if (from < 0 || to < 0 || from >= 65536 || to >= 65536) bad('Ports out of range');
   if (from > to) bad('Invalid port range');
-  return [from, to];
+  return [Number(from), Number(to)];
 }
 
 function parseIcmpType(untrusted: string): number {
@@ -104,23 +121,23 @@ function parseIcmpType(untrusted: string): number {
  */
 export const MAX_EXPIRE = Date.UTC(9999, 11, 31, 23, 59, 59) / 1000;
 
+/** Upstream's Expire: ASCII digits, read with int() (which refuses more digits than Python converts). */
 function parseExpire(untrusted: string): number {
   checkSafe(untrusted);
-  if (!/^[0-9]+$/.test(untrusted)) bad('bad expiration time');
-  const seconds = Number(untrusted);
+  const seconds = /^[0-9]+$/.test(untrusted) ? parsePythonInt(untrusted) : undefined;
+  if (seconds === undefined) bad('bad expiration time');
   if (seconds > MAX_EXPIRE) bad('expiration time out of range');
-  return seconds;
+  return Number(seconds);
 }
 
 type MutableRule = { -readonly [K in keyof FirewallRule]: FirewallRule[K] };
+/** The options a rule is written with (expireText is how expire was written). */
+type RuleOption = Exclude<keyof FirewallRule, 'expireText'>;
 
 /** Builds a rule from option values and applies the cross-option checks. */
-export function makeRule(
-  options: Partial<Record<keyof FirewallRule, string>>,
-  prefixlen?: number,
-): FirewallRule {
+export function makeRule(options: Partial<Record<RuleOption, string>>, prefixlen?: number): FirewallRule {
   const rule: Partial<MutableRule> = {};
-  for (const [key, value] of Object.entries(options) as [keyof FirewallRule, string][]) {
+  for (const [key, value] of Object.entries(options) as [RuleOption, string][]) {
     switch (key) {
       case 'action':
         checkSafe(value);
@@ -148,6 +165,7 @@ export function makeRule(
         break;
       case 'expire':
         rule.expire = parseExpire(value);
+        rule.expireText = value;
         break;
       case 'comment':
         if (!COMMENT_SAFE.test(value)) bad('strange characters comment');
@@ -179,7 +197,7 @@ export function parseApiRule(untrusted: string): FirewallRule {
   const at = untrusted.indexOf('comment=');
   const optionsPart = at === -1 ? untrusted : untrusted.slice(0, at);
   const comment = at === -1 ? '' : untrusted.slice(at + 'comment='.length);
-  const options: Partial<Record<keyof FirewallRule, string>> = {};
+  const options: Partial<Record<RuleOption, string>> = {};
   if (comment) options.comment = comment;
   for (const option of optionsPart.trim().split(' ')) {
     const eq = option.indexOf('=');
@@ -197,7 +215,7 @@ export function parseApiRule(untrusted: string): FirewallRule {
       bad('Unknown firewall option');
     }
     if (key in options) bad(`Option '${key}' already set`);
-    options[key as keyof FirewallRule] = value;
+    options[key as RuleOption] = value;
   }
   return makeRule(options);
 }
@@ -205,7 +223,7 @@ export function parseApiRule(untrusted: string): FirewallRule {
 /** The API form of a rule, options in upstream's order with the comment last. */
 export function formatApiRule(rule: FirewallRule): string {
   const parts = [`action=${rule.action}`];
-  if (rule.expire !== undefined) parts.push(`expire=${rule.expire}`);
+  if (rule.expireText !== undefined) parts.push(`expire=${rule.expireText}`);
   if (rule.dsthost) parts.push(`${rule.dsthost.type}=${rule.dsthost.value}`);
   if (rule.proto) parts.push(`proto=${rule.proto}`);
   if (rule.specialtarget) parts.push(`specialtarget=${rule.specialtarget}`);
@@ -219,7 +237,7 @@ export function formatApiRule(rule: FirewallRule): string {
 export function ruleProperties(rule: FirewallRule): [string, string][] {
   const props: [string, string][] = [['action', rule.action]];
   if (rule.comment !== undefined) props.push(['comment', rule.comment]);
-  if (rule.expire !== undefined) props.push(['expire', String(rule.expire)]);
+  if (rule.expireText !== undefined) props.push(['expire', rule.expireText]);
   if (rule.dsthost) props.push(['dsthost', rule.dsthost.value]);
   if (rule.proto) props.push(['proto', rule.proto]);
   if (rule.specialtarget) props.push(['specialtarget', rule.specialtarget]);

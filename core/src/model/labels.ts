@@ -6,6 +6,7 @@ import {
   QubesLabelInUseError,
   QubesLabelNotFoundError,
 } from './errors.js';
+import type { PyInt } from './validate.js';
 import { parsePythonInt } from './validate.js';
 
 /** A label: a name and a colour, numbered from 1; 1-8 are the defaults that cannot be removed. */
@@ -83,11 +84,15 @@ export class LabelRegistry {
     return [...this.byIndex.values()].sort((a, b) => a.index - b.index);
   }
 
+  /** No label has an index beyond 2^53, which is where a PyInt becomes a bigint. */
+  private atIndex(index: PyInt | undefined): Label | undefined {
+    return typeof index === 'number' ? this.byIndex.get(index) : undefined;
+  }
+
   /** Upstream's app.get_label: a name, else an index as Python's int() reads it (` 3`, `+3`, `0_3`). */
   find(ref: string): Label | undefined {
     for (const l of this.byIndex.values()) if (l.name === ref) return l;
-    const index = parsePythonInt(ref);
-    return index === undefined ? undefined : this.byIndex.get(index);
+    return this.atIndex(parsePythonInt(ref));
   }
 
   /** Like find, throwing QubesLabelNotFoundError: what admin.label.* look labels up with. */
@@ -108,7 +113,7 @@ export class LabelRegistry {
     const index = parsePythonInt(digits);
     if (index === undefined)
       throw new QubesValueError(`invalid literal for int() with base 10: ${pyRepr(digits)}`);
-    const l = this.byIndex.get(index);
+    const l = this.atIndex(index);
     if (!l) throw QubesLabelNotFoundError.forLabel(String(index));
     return l;
   }

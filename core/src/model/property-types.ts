@@ -1,7 +1,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 import { QubesPropertyValueError, QubesValueError, pyRepr } from './errors.js';
-import type { Decl, PropertyDef, PropertyHolder, PropValue } from './property.js';
+import type { Decl, PropertyDef, PropertyHolder, PropValue, Stored } from './property.js';
+import type { PyInt } from './validate.js';
 import { parseBoolLiteral, parsePythonInt } from './validate.js';
 
 /**
@@ -14,7 +15,7 @@ type Extra<H extends PropertyHolder, T extends PropValue> = Partial<
 /** A fixed default, or a function of the holder. */
 export type DefaultOf<H, T> = T | ((holder: H) => T);
 
-function defaultFn<H, T extends string | number | boolean | null>(
+function defaultFn<H, T extends string | number | bigint | boolean | null>(
   d: DefaultOf<H, T> | undefined,
 ): ((h: H) => T) | undefined {
   if (d === undefined) return undefined;
@@ -28,7 +29,7 @@ export function parseBool(raw: string): boolean {
   return b;
 }
 
-export function parseInt10(raw: string): number {
+export function parseInt10(raw: string): PyInt {
   const n = parsePythonInt(raw);
   if (n === undefined) throw new QubesValueError('Failed to parse property value as int');
   return n;
@@ -46,7 +47,7 @@ export function strProp<H extends PropertyHolder, N extends null = never>(
 /** N = null for a property whose value may be None. */
 export function intProp<H extends PropertyHolder, N extends null = never>(
   help: string,
-  dflt?: DefaultOf<H, number | N>,
+  dflt?: DefaultOf<H, Stored<number | N>>,
   extra: Extra<H, number | N> = {},
 ): Decl<H, number | N> {
   return (name) => ({
@@ -86,23 +87,27 @@ export function computed<
   // The parsed value only decides the error: Set refuses a computed property before storing anything.
   const parse =
     type === 'int'
-      ? (_h: H, raw: string) => parseInt10(raw) as T
+      ? (_h: H, raw: string) => parseInt10(raw) as Stored<T>
       : type === 'bool'
         ? (_h: H, raw: string) => parseBool(raw) as T
         : undefined;
   return (name) => ({ name, type, stage: 2, help, default: fn, readOnly: true, ...(parse ? { parse } : {}) });
 }
 
+function isPyInt(v: PropValue): v is PyInt {
+  return typeof v === 'number' || typeof v === 'bigint';
+}
+
 export function positive(prop: string) {
-  return (_h: unknown, v: PropValue): number => {
-    if (typeof v !== 'number' || v <= 0) throw new QubesPropertyValueError(`${prop} must be positive`);
+  return (_h: unknown, v: PropValue): PyInt => {
+    if (!isPyInt(v) || v <= 0) throw new QubesPropertyValueError(`${prop} must be positive`);
     return v;
   };
 }
 
 export function nonNegative(prop: string) {
-  return (_h: unknown, v: PropValue): number => {
-    if (typeof v !== 'number' || v < 0) throw new QubesPropertyValueError(`${prop} must be positive or zero`);
+  return (_h: unknown, v: PropValue): PyInt => {
+    if (!isPyInt(v) || v < 0) throw new QubesPropertyValueError(`${prop} must be positive or zero`);
     return v;
   };
 }

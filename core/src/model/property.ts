@@ -7,7 +7,13 @@ import type { Vm } from './vm.js';
 /** How a property's value is typed on the wire (`type=` in property replies). */
 export type ApiType = 'str' | 'int' | 'bool' | 'vm' | 'label';
 
-export type PropValue = string | number | boolean | Label | Vm | null;
+export type PropValue = string | number | bigint | boolean | Label | Vm | null;
+
+/**
+ * What a property of value type T holds: an int property keeps a Python int beyond
+ * 2^53 exactly, as a bigint (see PyInt).
+ */
+export type Stored<T> = T | (T extends number ? bigint : never);
 
 /**
  * Raised by a default function when the property has no value at all (upstream's
@@ -45,11 +51,11 @@ export interface PropertyDef<H extends PropertyHolder = PropertyHolder, T extend
   readonly stage: 2 | 3 | 4;
   readonly help: string;
   /** Value when not set explicitly; throw NoValue for "no value". Omitted = no default. */
-  readonly default?: (holder: H) => T;
+  readonly default?: (holder: H) => Stored<T>;
   /** Turns a sanitised wire/XML string into a typed value (before validate). */
-  readonly parse?: (holder: H, raw: string) => T;
+  readonly parse?: (holder: H, raw: string) => Stored<T>;
   /** Setter checks, run on every set: return the value to store, or throw. */
-  readonly validate?: (holder: H, value: PropValue) => T;
+  readonly validate?: (holder: H, value: PropValue) => Stored<T>;
   /** Runs after validation and before the pre-set event: side effects that may refuse (e.g. running-state checks). */
   readonly preSet?: (holder: H, value: PropValue, old: PropValue | undefined) => void;
   /** Runs before a reset; throw to refuse it. */
@@ -158,14 +164,19 @@ export class PropertyStore<H extends PropertyHolder> implements Properties {
    * declaration rather than a name, the value has the declaration's type: values
    * reach the store through its parse or validate, or through init from a loader
    * or constructor that parsed them the same way; the default has that type too.
+   * An int read that way is a JS number, the nearest one beyond 2^53: what timers
+   * and the VMM take. Read by name, or through `exact`, it is the value as stored.
    */
   get<T extends PropValue>(prop: PropertyDef<H, T>): T;
   get(name: string): PropValue;
   get(prop: string | PropertyDef<H>): PropValue {
-    const name = typeof prop === 'string' ? prop : prop.name;
-    const value = this.values.get(name);
-    if (value !== undefined || this.values.has(name)) return value ?? null;
-    return this.getDefault(name);
+    return this.read(prop);
+  }
+
+  /** The value as stored, replies show and qubes.xml keeps it: an int beyond 2^53 is a bigint. */
+  exact<T extends PropValue>(prop: PropertyDef<H, T>): Stored<T>;
+  exact(prop: PropertyDef<H>): PropValue {
+    return this.stored(prop.name);
   }
 
   /** Like get, but undefined instead of NoValue. */
@@ -173,17 +184,32 @@ export class PropertyStore<H extends PropertyHolder> implements Properties {
   tryGet(name: string): PropValue | undefined;
   tryGet(prop: string | PropertyDef<H>): PropValue | undefined {
     try {
-      return this.get(typeof prop === 'string' ? prop : prop.name);
+      return this.read(prop);
     } catch (e) {
       if (e instanceof NoValue) return undefined;
       throw e;
     }
   }
 
+  /** The default, read as get reads the value. */
   getDefault<T extends PropValue>(prop: PropertyDef<H, T>): T;
   getDefault(name: string): PropValue;
   getDefault(prop: string | PropertyDef<H>): PropValue {
-    const d = this.def(typeof prop === 'string' ? prop : prop.name);
+    return typeof prop === 'string' ? this.storedDefault(prop) : numeric(this.storedDefault(prop.name));
+  }
+
+  private read(prop: string | PropertyDef<H>): PropValue {
+    return typeof prop === 'string' ? this.stored(prop) : numeric(this.stored(prop.name));
+  }
+
+  private stored(name: string): PropValue {
+    const value = this.values.get(name);
+    if (value !== undefined || this.values.has(name)) return value ?? null;
+    return this.storedDefault(name);
+  }
+
+  private storedDefault(name: string): PropValue {
+    const d = this.def(name);
     if (!d.default) throw new NoValue();
     return d.default(this.holder);
   }
@@ -255,6 +281,10 @@ export class PropertyStore<H extends PropertyHolder> implements Properties {
     this.holder.events.fire(subject, `property-reset:${name}`, args);
     this.holder.events.fire(subject, `property-del:${name}`, args);
   }
+}
+
+function numeric(value: PropValue): PropValue {
+  return typeof value === 'bigint' ? Number(value) : value;
 }
 
 /**

@@ -34,18 +34,31 @@ export function parseBoolPayload(payload: Buffer): boolean {
 }
 
 /**
+ * A Python int as the daemon keeps it: a number while that is exact, a bigint
+ * beyond 2^53, so that a value is stored and shown with every digit it was given.
+ */
+export type PyInt = number | bigint;
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+function toPyInt(n: bigint): PyInt {
+  return n >= -MAX_SAFE && n <= MAX_SAFE ? Number(n) : n;
+}
+
+/**
  * AbstractQubesAPI.validate_number: numbers in arguments and payloads are plain
  * ASCII digits, at most 19 of them, without leading zeros. Messages start with the
  * name as Python's str.capitalize() writes it (first letter upper, the rest lower).
  */
-export function validateNumber(untrusted: string, what: string, allowNegative = false): number {
-  let s = untrusted;
-  if (allowNegative && s.startsWith('-')) s = s.slice(1);
+export function validateNumber(untrusted: string, what: string, allowNegative = false): PyInt {
+  const negative = allowNegative && untrusted.startsWith('-');
+  const s = negative ? untrusted.slice(1) : untrusted;
   const name = what.charAt(0).toUpperCase() + what.slice(1).toLowerCase();
   if (!/^[0-9]+$/.test(s)) throw new ProtocolError(`${name} contains non ASCII digits`);
   if (s.length > 19) throw new ProtocolError(`${name} is bigger than 19 decimal digits`);
   if (s.length > 1 && s.startsWith('0')) throw new ProtocolError(`${name} contains spurious leading zeros`);
-  return Number(untrusted);
+  // -0 is 0, as Python's int has no negative zero.
+  return toPyInt(negative ? -BigInt(s) : BigInt(s));
 }
 
 /** Python's string.printable: what an untyped property value may contain. */
@@ -58,12 +71,20 @@ export function isAscii(buf: Uint8Array): boolean {
   return true;
 }
 
-/** Python int(str) for the forms a property value can take: optional sign, digits, surrounding space. */
-export function parsePythonInt(s: string): number | undefined {
-  const m = /^\s*([-+]?)(\d+(?:_\d+)*)\s*$/.exec(s);
+/** The most digits Python's int() converts from text (sys.get_int_max_str_digits(), default 4300). */
+const INT_MAX_STR_DIGITS = 4300;
+
+/**
+ * Python's int(str) over ASCII text: surrounding whitespace, a sign, digits with single
+ * underscores between them (leading zeros allowed), and no more digits than Python converts.
+ */
+export function parsePythonInt(s: string): PyInt | undefined {
+  const m = /^[ \t\n\v\f\r]*([-+]?)([0-9]+(?:_[0-9]+)*)[ \t\n\v\f\r]*$/.exec(s);
   if (!m) return undefined;
-  const n = Number(`${m[1] ?? ''}${(m[2] ?? '').replaceAll('_', '')}`);
-  return Number.isSafeInteger(n) ? n : undefined;
+  const digits = (m[2] ?? '').replaceAll('_', '');
+  if (digits.length > INT_MAX_STR_DIGITS) return undefined;
+  const n = BigInt(digits);
+  return toPyInt(m[1] === '-' ? -n : n);
 }
 
 /**

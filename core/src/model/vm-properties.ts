@@ -11,7 +11,7 @@ import {
 import { normaliseDeniedList } from './denied-interfaces.js';
 import { featureTrue } from './features.js';
 import type { Label } from './labels.js';
-import type { Decl, PropertyDef, PropValue } from './property.js';
+import type { Decl, PropertyDef, PropValue, Stored } from './property.js';
 import { declare, override } from './property.js';
 import {
   boolProp,
@@ -23,6 +23,7 @@ import {
   positive,
   strProp,
 } from './property-types.js';
+import type { PyInt } from './validate.js';
 import { parseUuid } from './validate.js';
 import { AP } from './app-properties.js';
 import type { Vm } from './vm.js';
@@ -42,12 +43,12 @@ const appOf = (vm: Vm) => vm.app;
  */
 function fromTemplate<T extends PropValue>(
   prop: () => PropertyDef<Vm, T>,
-  fallback: (vm: Vm) => T,
-): (vm: Vm) => T {
+  fallback: (vm: Vm) => Stored<T>,
+): (vm: Vm) => Stored<T> {
   return (vm) => {
     const t = vm.template;
     const def = prop();
-    return t && t.props.has(def.name) ? t.props.get(def) : fallback(vm);
+    return t && t.props.has(def.name) ? t.props.exact(def) : fallback(vm);
   };
 }
 
@@ -93,10 +94,10 @@ function memoryBalancingPossible(vm: Vm): boolean {
  * No balancing: 0. Else the template's value, or ten times `memory` for Linux
  * (the qube's own `os` feature; 4000 MiB otherwise) within half the host's memory.
  */
-function maxmemDefault(vm: Vm): number {
+function maxmemDefault(vm: Vm): PyInt {
   if (!memoryBalancingPossible(vm)) return 0;
   const t = vm.template;
-  if (t && t.props.has('maxmem')) return t.props.get(P.maxmem);
+  if (t && t.props.has('maxmem')) return t.props.exact(P.maxmem);
   const memory = vm.props.get(P.memory);
   const wanted = vm.features.get('os') === 'Linux' ? memory * 10 : 4000;
   return Math.min(wanted, Math.floor(vm.app.host.memoryMiB / 2));
@@ -345,7 +346,7 @@ const QUBES_VM = {
     'Seconds to wait for the qrexec agent after start.',
     fromTemplate(
       (): Def<number> => P.qrexec_timeout,
-      (vm) => vm.app.props.get(AP.default_qrexec_timeout),
+      (vm) => vm.app.props.exact(AP.default_qrexec_timeout),
     ),
     {
       validate: positive('qrexec_timeout'),
@@ -355,7 +356,7 @@ const QUBES_VM = {
     'Seconds to wait for a clean shutdown.',
     fromTemplate(
       (): Def<number> => P.shutdown_timeout,
-      (vm) => vm.app.props.get(AP.default_shutdown_timeout),
+      (vm) => vm.app.props.exact(AP.default_shutdown_timeout),
     ),
     {
       validate: positive('shutdown_timeout'),

@@ -1,4 +1,5 @@
 import { QubesValueError } from '../model/errors.js';
+import type { PyInt } from '../model/validate.js';
 import type { Pool, VolumeConfig } from './driver.js';
 import { checkRevisionsLimit } from './params.js';
 import { checkSnapSource } from './volume-config.js';
@@ -6,7 +7,7 @@ import { checkSnapSource } from './volume-config.js';
 /** A driver's bounds on revisions_to_keep for a new volume. */
 export interface RevisionLimits {
   /** What a volume whose qubes.xml element names none keeps. */
-  readonly initial: number;
+  readonly initial: PyInt;
   /** Upper bound, if the driver has one. */
   readonly max?: number | undefined;
 }
@@ -24,7 +25,7 @@ export abstract class ConfiguredVolume<P extends Pool> {
   /** The size qubes.xml records; the driver updates it when the data's size changes. */
   protected configuredSize: number;
   private rwFlag: boolean;
-  private revisionsKept = 0;
+  private revisionsKept: PyInt = 0;
   private explicitEphemeral: boolean | undefined;
   private readonly maxRevisionsToKeep: number | undefined;
 
@@ -50,7 +51,7 @@ export abstract class ConfiguredVolume<P extends Pool> {
     return this.rwFlag;
   }
 
-  get revisionsToKeep(): number {
+  get revisionsToKeep(): PyInt {
     return this.revisionsKept;
   }
 
@@ -69,8 +70,8 @@ export abstract class ConfiguredVolume<P extends Pool> {
     this.rwFlag = rw;
   }
 
-  setRevisionsToKeep(value: number): void {
-    if (!Number.isInteger(value) || value < -1) {
+  setRevisionsToKeep(value: PyInt): void {
+    if ((typeof value === 'number' && !Number.isInteger(value)) || value < -1) {
       throw new QubesValueError('Invalid value for revisions_to_keep');
     }
     checkRevisionsLimit(this.pool.driver, this.maxRevisionsToKeep, value);

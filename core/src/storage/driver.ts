@@ -3,6 +3,8 @@
  * registry only knows `PoolDriver`, `Pool` and `Volume`, never a concrete class.
  */
 
+import type { PyInt } from '../model/validate.js';
+
 /** One keyword parameter of a driver, in the order upstream's `ListDrivers` prints them. */
 export interface DriverParam {
   readonly name: string;
@@ -38,7 +40,7 @@ export interface VolumeConfig {
   readonly snapOnStart: boolean;
   /** Vid of the volume a snap_on_start volume is snapshotted from (same pool). */
   readonly source?: string;
-  readonly revisionsToKeep?: number;
+  readonly revisionsToKeep?: PyInt;
   /** Only present when set explicitly; absent means the driver's default. */
   readonly ephemeral?: boolean;
 }
@@ -72,13 +74,13 @@ export interface Volume {
   readonly saveOnStop: boolean;
   readonly snapOnStart: boolean;
   readonly source: string | undefined;
-  readonly revisionsToKeep: number;
+  readonly revisionsToKeep: PyInt;
   readonly ephemeral: boolean;
   /** What `admin.vm.volume.Info` reports as `path=`. */
   readonly path: string | undefined;
 
   setRw(rw: boolean): void;
-  setRevisionsToKeep(value: number): void;
+  setRevisionsToKeep(value: PyInt): void;
   setEphemeral(value: boolean): void;
 
   size(): Promise<number>;
@@ -127,10 +129,10 @@ export interface Pool {
   readonly driver: string;
   /** Directory the pool lives in, for `included_in` checks; undefined for non-directory pools. */
   readonly dirPath: string | undefined;
-  readonly revisionsToKeep: number;
+  readonly revisionsToKeep: PyInt;
   readonly ephemeralVolatile: boolean;
 
-  setRevisionsToKeep(value: number): void;
+  setRevisionsToKeep(value: PyInt): void;
   setEphemeralVolatile(value: boolean): void;
   /** Driver params + `driver` + `name`, values as upstream prints them (booleans `True`/`False`). */
   config(): Record<string, string>;

@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { pyRepr, StoragePoolException } from '../model/errors.js';
+import type { PyInt } from '../model/validate.js';
 import type { BlockDevice, Pool, Revision, Volume, VolumeConfig } from './driver.js';
 import { ConfiguredVolume } from './configured-volume.js';
 import {
@@ -370,9 +371,9 @@ export class ImageVolume extends ConfiguredVolume<ImagePool> implements Volume {
     await fs.link(this.pathClean, this.revisionPath({ id: String(next), timestamp: isoDate(mtime) }));
   }
 
-  private async pruneRevisions(keep: number): Promise<void> {
+  private async pruneRevisions(keep: PyInt): Promise<void> {
     const revs = await this.revisions();
-    const excess = revs.slice(0, Math.max(0, revs.length - Math.max(0, keep)));
+    const excess = revs.slice(0, Math.max(0, revs.length - Math.max(0, Number(keep))));
     for (const r of excess) await removeIfExists(this.revisionPath(r));
   }
 

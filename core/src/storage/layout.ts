@@ -1,4 +1,5 @@
 import { QubesException } from '../model/errors.js';
+import type { PyInt } from '../model/validate.js';
 import type { VolumeConfig } from './driver.js';
 
 const GiB = 1024 ** 3;
@@ -30,7 +31,7 @@ export interface LayoutRequest {
   /** The VM's kernel version, the kernel volume's vid; none means no dom0 kernel. */
   readonly kernel?: string;
   /** The pool's revisions_to_keep, used for save_on_stop volumes. */
-  readonly revisionsToKeep: (pool: string) => number;
+  readonly revisionsToKeep: (pool: string) => PyInt;
 }
 
 type Draft = {

@@ -10,6 +10,7 @@ import {
   QubesVolumeRevisionNotFoundError,
   StoragePoolException,
 } from '../model/errors.js';
+import type { PyInt } from '../model/validate.js';
 import { CloneTokens } from './clone-tokens.js';
 import type { Pool, PoolDriver, Volume, VolumeConfig, VolumeOwner } from './driver.js';
 import { createCallbackDriver } from './drivers/callback.js';
@@ -62,7 +63,7 @@ export interface VolumeInfo {
   path: string | undefined;
   saveOnStop: boolean;
   snapOnStart: boolean;
-  revisionsToKeep: number;
+  revisionsToKeep: PyInt;
   ephemeral: boolean;
   isOutdated: boolean;
 }
@@ -234,7 +235,7 @@ export class PoolRegistry {
   }
 
   /** `admin.pool.Set.revisions_to_keep` (payload already parsed and checked by the API). */
-  setPoolRevisionsToKeep(name: string, value: number): void {
+  setPoolRevisionsToKeep(name: string, value: PyInt): void {
     this.getPool(name).setRevisionsToKeep(value);
   }
 
@@ -298,8 +299,13 @@ export class PoolRegistry {
     await volume.revert(revision);
   }
 
-  /** `admin.vm.volume.Resize`; the API layer then runs qubes.ResizeDisk in a running VM. */
-  async resize(volume: Volume, size: number): Promise<void> {
+  /**
+   * `admin.vm.volume.Resize`; the API layer then runs qubes.ResizeDisk in a running VM. No file
+   * or LV can take a size beyond 2^53 bytes here (Node's truncate stops there; upstream fails on
+   * one too, without a reply, when its file system or int64 does).
+   */
+  async resize(volume: Volume, size: PyInt): Promise<void> {
+    if (typeof size === 'bigint') throw new StoragePoolException(`Volume size too large: ${size}`);
     await volume.resize(size);
   }
 

@@ -1,6 +1,6 @@
 import { pyRepr, QubesValueError, StoragePoolException } from '../model/errors.js';
 import type { VolumeConfig } from './driver.js';
-import { parseBool, parseIntStrict, pyBool } from './params.js';
+import { parseBool, parseIntParam, parseIntStrict, pyBool } from './params.js';
 
 /**
  * Attributes of qubes.xml's `<volume .../>`, in upstream's order:
@@ -42,7 +42,7 @@ export function volumeConfigFromXml(attrs: Readonly<Record<string, string>>): Vo
     name: required(attrs, 'name'),
     pool: required(attrs, 'pool'),
     ...(vid !== undefined ? { vid } : {}),
-    ...(rtk !== undefined ? { revisionsToKeep: parseIntStrict(rtk, 'revisions_to_keep') } : {}),
+    ...(rtk !== undefined ? { revisionsToKeep: parseIntParam(rtk, 'revisions_to_keep') } : {}),
     rw: bool('rw'),
     saveOnStop: bool('save_on_stop'),
     snapOnStart: bool('snap_on_start'),

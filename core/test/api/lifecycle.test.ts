@@ -137,6 +137,24 @@ describe('lifecycle through the Vmm', () => {
     await eventually(async () => (await state('work')) === 'state=Halted');
   });
 
+  it('gives the backend a shutdown timeout a timer can wait for, however long the property', async () => {
+    const vmm = new FakeVmm();
+    const timeouts: number[] = [];
+    const shutdown = vmm.shutdown.bind(vmm);
+    vmm.shutdown = (name, options) => {
+      timeouts.push(options.timeoutMs);
+      return shutdown(name, options);
+    };
+    await withVms(vmm);
+    for (const seconds of ['60', '3000000', '12345678901234567890123']) {
+      await d.ok('admin.vm.property.Set', 'work', 'shutdown_timeout', seconds);
+      await d.ok('admin.vm.Start', 'work');
+      await d.ok('admin.vm.Shutdown', 'work', 'wait');
+    }
+    // Node fires a timer of more than 2^31 - 1 ms after 1 ms: a shutdown would fail at once.
+    expect(timeouts).toEqual([60_000, 2 ** 31 - 1, 2 ** 31 - 1]);
+  });
+
   it('reads every state again when a flood of events outran it, and follows events after', async () => {
     await withVms();
     await d.ok('admin.vm.Start', 'work');

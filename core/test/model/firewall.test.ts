@@ -22,6 +22,11 @@ describe('firewall rules', () => {
     ['action=drop proto=icmp comment=No ICMP', 'action=drop proto=icmp comment=No ICMP'],
     // 9999-12-31T23:59:59Z, the last second a Python datetime holds.
     ['action=drop expire=253402300799', 'action=drop expire=253402300799'],
+    // Upstream's Expire keeps its text; DstPorts keeps the numbers int() read.
+    ['action=drop expire=04102444800', 'action=drop expire=04102444800'],
+    ['action=accept proto=tcp dstports=+80-+90', 'action=accept proto=tcp dstports=80-90'],
+    ['action=accept proto=tcp dstports=1_000', 'action=accept proto=tcp dstports=1000-1000'],
+    ['action=accept proto=tcp dstports=\t80', 'action=accept proto=tcp dstports=80-80'],
   ])('normalises %s', (input, output) => {
     expect(formatApiRule(parseApiRule(input))).toBe(output);
   });
@@ -41,8 +46,19 @@ describe('firewall rules', () => {
     ['action=accept comment=bad!', 'strange characters comment'],
     ['action=accept expire=253402300800', 'expiration time out of range'],
     ['action=accept expire=100000000000000000000000', 'expiration time out of range'],
+    ['action=accept proto=tcp dstports=0x50', 'invalid port: 0x50'],
+    ['action=accept proto=tcp dstports=8%0', 'strange characters in rule'],
   ])('refuses %s', (input, message) => {
     expect(() => parseApiRule(input)).toThrow(new QubesValueError(message));
+  });
+
+  it("refuses more digits than Python's int() converts (upstream fails there without a reply)", () => {
+    expect(() => parseApiRule(`action=accept expire=${'0'.repeat(4291)}4102444800`)).toThrow(
+      new QubesValueError('bad expiration time'),
+    );
+    expect(() => parseApiRule(`action=accept dst4=1.2.3.4/${'0'.repeat(4299)}24`)).toThrow(
+      new QubesValueError('bad prefix length'),
+    );
   });
 
   it('loads a rule stored with an expire beyond year 9999 as expiring at its end', () => {
@@ -68,6 +84,12 @@ describe('firewall rules', () => {
       'action=accept dst4=1.2.3.4/32 proto=tcp dstports=80-80',
       'action=accept proto=icmp icmptype=8 comment=ping ok',
     ]);
+  });
+
+  it('stores expire as written and reads it back so', () => {
+    const xml = serializeFirewall([parseApiRule('action=accept expire=004102444800')]);
+    expect(xml).toContain('<property name="expire">004102444800</property>');
+    expect(parseFirewall(xml).map(formatApiRule)).toEqual(['action=accept expire=004102444800']);
   });
 
   it('reads version 1 files as upstream translates them', () => {

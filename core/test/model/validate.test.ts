@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { ProtocolError, QubesValueError, pyRepr } from '../../src/model/errors.js';
-import { isXmlText, validateName, validateNumber } from '../../src/model/validate.js';
+import { isXmlText, parsePythonInt, validateName, validateNumber } from '../../src/model/validate.js';
 
 describe('names, numbers, reprs', () => {
   it.each([
@@ -27,6 +27,43 @@ describe('names, numbers, reprs', () => {
     ['007', 'X contains spurious leading zeros'],
   ])('refuses the number %s', (n, message) => {
     expect(() => validateNumber(n, 'x')).toThrow(new ProtocolError(message));
+  });
+
+  it('reads numbers as Python ints: numbers while exact, bigints beyond 2^53, no negative zero', () => {
+    expect(validateNumber('9007199254740991', 'x')).toBe(9007199254740991);
+    expect(validateNumber('9999999999999999999', 'x')).toBe(9999999999999999999n);
+    expect(validateNumber('-9007199254740993', 'x', true)).toBe(-9007199254740993n);
+    expect(Object.is(validateNumber('-0', 'x', true), 0)).toBe(true);
+  });
+
+  it.each([
+    ['007', 7],
+    ['+5', 5],
+    [' \t\n\x0b\x0c\r-5 ', -5],
+    ['1_000', 1000],
+    ['-0', 0],
+    ['12345678901234567890123', 12345678901234567890123n],
+  ])('reads %j as int() does', (s, n) => {
+    const got = parsePythonInt(s);
+    expect(got).toBe(n);
+    if (n === 0) expect(Object.is(got, 0)).toBe(true);
+  });
+
+  it.each(['', ' ', '0x10', '1__0', '_1', '1_', '+ 5', '--5', '5.0', '1e3', '\x1c5'])(
+    'refuses %j as int() does',
+    (s) => {
+      expect(parsePythonInt(s)).toBeUndefined();
+    },
+  );
+
+  it('converts at most 4300 digits as int() does, leading zeros counted and underscores not', () => {
+    expect(parsePythonInt(`${'0'.repeat(4299)}1`)).toBe(1);
+    expect(parsePythonInt(`${'1_'.repeat(4299)}1`)).toBe(BigInt('1'.repeat(4300)));
+    expect(parsePythonInt(`${'0'.repeat(4300)}1`)).toBeUndefined();
+  });
+
+  it('reads ASCII only: every API payload is refused as non-ASCII before int() (which reads ٣ as 3)', () => {
+    expect(parsePythonInt('\u0663')).toBeUndefined();
   });
 
   it('formats like Python repr', () => {

@@ -106,7 +106,7 @@ const coreSrc = fileURLToPath(new URL('../../src/', import.meta.url));
  */
 export async function transpileStorage(outDir: string): Promise<string> {
   // What storage imports from outside its folder.
-  const files = ['model/errors.ts', 'run-command.ts'];
+  const files = ['model/errors.ts', 'model/validate.ts', 'run-command.ts'];
   for (const e of await fs.readdir(path.join(coreSrc, 'storage'), { recursive: true })) {
     if (e.endsWith('.ts')) files.push(path.join('storage', e));
   }

@@ -1,3 +1,4 @@
+import { timerMs } from '../../clock.js';
 import { AP } from '../../model/app-properties.js';
 import type { QubesEvent } from '../../model/events.js';
 import type { CallContext } from '../call-context.js';
@@ -63,7 +64,7 @@ export const events = {
           ['online_vcpus', String(s.onlineVcpus)],
         ]);
       }
-      const interval = ctx.app.props.get(AP.stats_interval) * 1000;
+      const interval = timerMs(ctx.app.props.get(AP.stats_interval));
       await Promise.race([ctx.stream.closed, new Promise((r) => setTimeout(r, interval).unref())]);
     }
     return undefined;

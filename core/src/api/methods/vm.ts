@@ -2,6 +2,7 @@ import {
   PermissionDenied,
   ProtocolError,
   QubesException,
+  QubesLabelNotFoundError,
   QubesPropertyValueError,
   QubesValueError,
   QubesVMAlreadyExistsError,
@@ -41,15 +42,30 @@ interface CreateOptions {
   label: Label;
   pool?: string;
   pools: Map<string, string>;
+  /** Some `label=` named no label (another one may have). */
+  unknownLabel: boolean;
+  /** The last `pool=` or `pool:<volume>=` that named no pool. */
+  unknownPool?: string;
 }
 
 const POOL_VOLUMES = ['root', 'private', 'volatile', 'kernel'];
 
-/** Parses the Create payload the way upstream's _vm_create does, in the same order of checks. */
+/**
+ * Parses the Create payload the way upstream's _vm_create does, in the same order of checks.
+ * Upstream collects the new qube's keyword arguments as it goes: a key is "not unique" only
+ * once a value of it was taken (the template from the argument counts, an unknown label or pool
+ * does not), and `pool`/`pool:<volume>` are checked against the pools found so far.
+ */
 function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions {
   if (!isAscii(ctx.payload)) throw new ProtocolError('Parameters contains non-ASCII characters');
-  const opts: Partial<CreateOptions> & Pick<CreateOptions, 'pools'> = { pools: new Map() };
-  const seen = new Set<string>();
+  const taken = new Set<string>();
+  if (ctx.arg !== '' && ctx.app.domains.byName(ctx.arg)) taken.add('template');
+  let name: string | undefined;
+  let label: Label | undefined;
+  let pool: string | undefined;
+  const pools = new Map<string, string>();
+  let unknownLabel = false;
+  let unknownPool: string | undefined;
   for (const param of ctx.payload.toString('ascii').split(' ')) {
     const eq = param.indexOf('=');
     // Upstream fails to split it (a ValueError, no reply); ours names it quoted, as a NUL in it
@@ -57,24 +73,33 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
     if (eq === -1) throw new ProtocolError(`Invalid parameter: ${pyRepr(param)}`);
     const key = param.slice(0, eq);
     const value = param.slice(eq + 1);
-    if (seen.has(key)) throw new ProtocolError('Options must be unique');
-    seen.add(key);
+    if (taken.has(key)) throw new ProtocolError('Options must be unique');
     if (key === 'name') {
       validateName(value);
-      opts.name = value;
+      name = value;
+      taken.add(key);
     } else if (key === 'label') {
       validateLabelName(value, true);
       // get_label: a name or an index, not the `label-<n>` form the property setter takes.
-      const label = ctx.app.labels.find(value);
-      if (label) opts.label = label;
+      const found = ctx.app.labels.find(value);
+      if (found) {
+        label = found;
+        taken.add(key);
+      } else {
+        unknownLabel = true;
+      }
     } else if (key === 'pool' && allowPool) {
-      opts.pool = value;
+      if (pool !== undefined) throw new ProtocolError("Option 'pool' must be unique");
+      if (ctx.app.pools.has(value)) pool = value;
+      else unknownPool = value;
     } else if (key.startsWith('pool:') && allowPool) {
       const volume = key.slice('pool:'.length);
       if (!POOL_VOLUMES.includes(volume)) {
         throw new ProtocolError(`Volume must be one of: ${POOL_VOLUMES.join(', ')}`);
       }
-      opts.pools.set(volume, value);
+      if (pools.has(volume)) throw new ProtocolError(`Option 'pool:${volume}' must be unique`);
+      if (ctx.app.pools.has(value)) pools.set(volume, value);
+      else unknownPool = value;
     } else {
       if (!allowPool && (key === 'pool' || key.startsWith('pool:'))) {
         throw new ProtocolError("Pool option specified but 'allow_pool' is False");
@@ -82,13 +107,19 @@ function parseCreatePayload(ctx: CallContext, allowPool: boolean): CreateOptions
       throw new ProtocolError('Options does not match: name, label, pool, pool:');
     }
   }
-  if (!opts.name) throw new ProtocolError('Creation requested without key: name');
-  // An unknown label leaves the key unset, as upstream's lookup does.
-  if (!opts.label) throw new ProtocolError('Creation requested without key: label');
-  if (opts.pool && opts.pools.size > 0) {
+  if (name === undefined) throw new ProtocolError('Creation requested without key: name');
+  if (label === undefined) throw new ProtocolError('Creation requested without key: label');
+  if (pool !== undefined && pools.size > 0) {
     throw new ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
   }
-  return { ...opts, name: opts.name, label: opts.label };
+  return {
+    name,
+    label,
+    ...(pool !== undefined ? { pool } : {}),
+    pools,
+    unknownLabel,
+    ...(unknownPool !== undefined ? { unknownPool } : {}),
+  };
 }
 
 /** The template named by the argument, else the default one; upstream's add_new_vm and DispVM constructor checks. */
@@ -111,7 +142,10 @@ function templateFor(ctx: CallContext, klass: VmClassName): Vm | null {
   return template;
 }
 
-/** Upstream's _vm_create checks, in its order: payload, existing name, unknown template, unknown pool. */
+/**
+ * Upstream's _vm_create checks, in its order: payload, existing name, unknown template, unknown
+ * label, unknown pool.
+ */
 function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool: boolean): CreateOptions {
   if (ctx.arg !== '' && (klass === 'AdminVM' || !VM_CLASSES[klass].template)) {
     throw new ProtocolError(`${klass} cannot be based on template`);
@@ -120,10 +154,9 @@ function checkCreate(ctx: CallContext, klass: VmClassName | 'AdminVM', allowPool
   const name = opts.name;
   if (ctx.app.domains.byName(name)) throw new QubesVMAlreadyExistsError(`Qube already exists: ${name}`);
   if (ctx.arg !== '' && !ctx.app.domains.byName(ctx.arg)) throw new QubesVMNotFoundError(ctx.arg);
-  for (const pool of [opts.pool, ...opts.pools.values()]) {
-    if (pool !== undefined && !ctx.app.pools.has(pool))
-      throw new QubesException(`Unknown storage pool ${pool}`);
-  }
+  // Upstream keeps the payload's label out of its message.
+  if (opts.unknownLabel) throw QubesLabelNotFoundError.forLabel('untrusted label');
+  if (opts.unknownPool !== undefined) throw new QubesException(`Unknown storage pool ${opts.unknownPool}`);
   return opts;
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 
 import { StoragePoolException } from '../../model/errors.js';
+import type { PyInt } from '../../model/validate.js';
 import { describeFailure, runCommand } from '../../run-command.js';
 import type {
   BlockDevice,
@@ -137,7 +138,7 @@ export class CallbackPool implements Pool {
     return this.requiresInit ? undefined : this.impl.dirPath;
   }
 
-  get revisionsToKeep(): number {
+  get revisionsToKeep(): PyInt {
     return this.impl.revisionsToKeep;
   }
 
@@ -145,7 +146,7 @@ export class CallbackPool implements Pool {
     return this.impl.ephemeralVolatile;
   }
 
-  setRevisionsToKeep(value: number): void {
+  setRevisionsToKeep(value: PyInt): void {
     this.impl.setRevisionsToKeep(value);
   }
 
@@ -275,7 +276,7 @@ export class CallbackVolume implements Volume {
   get source(): string | undefined {
     return this.impl.source;
   }
-  get revisionsToKeep(): number {
+  get revisionsToKeep(): PyInt {
     return this.impl.revisionsToKeep;
   }
   get ephemeral(): boolean {
@@ -288,7 +289,7 @@ export class CallbackVolume implements Volume {
   setRw(rw: boolean): void {
     this.impl.setRw(rw);
   }
-  setRevisionsToKeep(value: number): void {
+  setRevisionsToKeep(value: PyInt): void {
     this.impl.setRevisionsToKeep(value);
   }
   setEphemeral(value: boolean): void {

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
+import type { PyInt } from '../../model/validate.js';
 import type { Volume, VolumeConfig, VolumeOwner } from '../driver.js';
 import { ensureDir, errno } from '../fsutil.js';
 import { ImageVolume, type ImagePool } from '../image-volume.js';
@@ -18,7 +19,9 @@ const VM_DIRS = ['appvms', 'vm-templates'];
 /** What the file and file-reflink pools share: a directory of image files. */
 export abstract class DirPool implements ImagePool {
   readonly dirPath: string;
-  private revisions = 1;
+  private revisions: PyInt = 1;
+  /** What config() prints: upstream's file pool int()s the parameter, the others keep it as given. */
+  private revisionsText = '1';
   private ephemeral: boolean;
   private readonly volumes = new Map<string, ImageVolume>();
 
@@ -32,9 +35,11 @@ export abstract class DirPool implements ImagePool {
     const common = revisionPoolParams(params);
     this.ephemeral = common.ephemeralVolatile;
     this.setRevisionsToKeep(common.revisionsToKeep);
+    // Upstream's file pool takes the parameter through its own setter, the one with its maximum.
+    if (maxRevisionsToKeep === undefined) this.revisionsText = common.revisionsText;
   }
 
-  get revisionsToKeep(): number {
+  get revisionsToKeep(): PyInt {
     return this.revisions;
   }
 
@@ -42,10 +47,11 @@ export abstract class DirPool implements ImagePool {
     return this.ephemeral;
   }
 
-  setRevisionsToKeep(value: number): void {
+  setRevisionsToKeep(value: PyInt): void {
     checkRevisionsToKeep(value);
     checkRevisionsLimit(this.driver, this.maxRevisionsToKeep, value);
     this.revisions = value;
+    this.revisionsText = String(value);
   }
 
   setEphemeralVolatile(value: boolean): void {
@@ -57,7 +63,7 @@ export abstract class DirPool implements ImagePool {
       name: this.name,
       dir_path: this.dirPath,
       driver: this.driver,
-      revisions_to_keep: String(this.revisions),
+      revisions_to_keep: this.revisionsText,
       ephemeral_volatile: pyBool(this.ephemeral),
     };
   }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { QubesValueError, StoragePoolException } from '../../model/errors.js';
+import type { PyInt } from '../../model/validate.js';
 import type {
   BlockDevice,
   KernelFiles,
@@ -55,7 +56,7 @@ export class KernelVolume implements Volume {
     if (rw) throw new QubesValueError('LinuxModules supports only read-only volumes');
   }
 
-  setRevisionsToKeep(value: number): void {
+  setRevisionsToKeep(value: PyInt): void {
     if (value) throw new QubesValueError('LinuxModules supports only revisions_to_keep=0');
   }
 
@@ -200,7 +201,7 @@ export class LinuxKernelPool implements Pool {
     return this.ephemeral;
   }
 
-  setRevisionsToKeep(value: number): void {
+  setRevisionsToKeep(value: PyInt): void {
     if (value) throw new QubesValueError('LinuxKernel supports only revisions_to_keep=0');
   }
 

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 
 import { StoragePoolException } from '../../model/errors.js';
+import type { PyInt } from '../../model/validate.js';
 import type {
   BlockDevice,
   Pool,
@@ -58,7 +59,9 @@ export class ThinPool implements Pool {
   readonly dirPath = undefined;
   readonly volumeGroup: string;
   readonly thinPool: string;
-  private revisions: number;
+  private revisions: PyInt;
+  /** What config() prints: the parameter as given, as upstream's Pool keeps it, until a Set. */
+  private revisionsText: string;
   private ephemeral: boolean;
   private readonly volumes = new Map<string, ThinVolume>();
   /** The last `lvs` seen, for the properties that are read synchronously (path, block device). */
@@ -73,6 +76,7 @@ export class ThinPool implements Pool {
     const common = revisionPoolParams(params);
     this.ephemeral = common.ephemeralVolatile;
     this.revisions = common.revisionsToKeep;
+    this.revisionsText = common.revisionsText;
   }
 
   /** `<vg>/<thin pool>`, the LV every volume of this pool is created in. */
@@ -80,7 +84,7 @@ export class ThinPool implements Pool {
     return `${this.volumeGroup}/${this.thinPool}`;
   }
 
-  get revisionsToKeep(): number {
+  get revisionsToKeep(): PyInt {
     return this.revisions;
   }
 
@@ -98,9 +102,10 @@ export class ThinPool implements Pool {
     return this.table;
   }
 
-  setRevisionsToKeep(value: number): void {
+  setRevisionsToKeep(value: PyInt): void {
     checkRevisionsToKeep(value);
     this.revisions = value;
+    this.revisionsText = String(value);
   }
 
   setEphemeralVolatile(value: boolean): void {
@@ -113,7 +118,7 @@ export class ThinPool implements Pool {
       volume_group: this.volumeGroup,
       thin_pool: this.thinPool,
       driver: this.driver,
-      revisions_to_keep: String(this.revisions),
+      revisions_to_keep: this.revisionsText,
       ephemeral_volatile: pyBool(this.ephemeral),
     };
   }
@@ -494,10 +499,9 @@ export class ThinVolume extends ConfiguredVolume<ThinPool> implements Volume {
     }
     await runLvm(keep ? { op: 'clone', from, to: this.vid } : { op: 'rename', from, to: this.vid });
     const revs = revisionsOf(this.vid, await this.pool.refresh());
-    // Upstream's slice revisions[:-keep or None]: keep 0 drops them all.
-    await this.removeRevisions(
-      revs.slice(0, this.revisionsToKeep === 0 ? revs.length : -this.revisionsToKeep),
-    );
+    // Upstream's slice revisions[:-keep or None]: keep 0 drops them all; a keep beyond 2^53 keeps them all.
+    const kept = Number(this.revisionsToKeep);
+    await this.removeRevisions(revs.slice(0, kept === 0 ? revs.length : -kept));
   }
 
   /** The current second, or one past the newest revision when two commits fall in the same second. */
