@@ -34,6 +34,7 @@ it('logs on without blocking when nobody reads its console, and loses what does 
   closeSync(console);
   try {
     let stdout = '';
+    if (!child.stdout) throw new Error('the child has no stdout pipe');
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     expect([code, stdout]).toEqual([0, 'logged all\n']);

@@ -15,8 +15,8 @@ import {
   readCString,
   writeMessage,
   type QrexecPolicyRequest,
-  type Vchan,
 } from '@odyssey/qrexec';
+import type { Vchan } from '@odyssey/hal';
 import { SocketVchanTransport } from '@odyssey/vchan';
 
 /*

@@ -27,7 +27,7 @@ async function namedByTemplate(): Promise<Set<string>> {
   const named = new Set<string>();
   for (const file of await filesUnder(TEMPLATE)) {
     for (const m of (await readFile(file, 'utf8')).matchAll(/\/opt\/odyssey\/([\w-]+\.mjs)/g))
-      named.add(m[1]);
+      if (m[1]) named.add(m[1]);
   }
   return named;
 }
@@ -41,7 +41,7 @@ describe('the guest bundles', () => {
     );
     for (const name of named) expect(bundles).toContain(name);
     const script = await readFile(join(TEMPLATE, 'build-template.sh'), 'utf8');
-    const installed = /GUEST_PROGRAMS=\(([^)]*)\)/.exec(script)?.[1].split(/\s+/).filter(Boolean) ?? [];
+    const installed = /GUEST_PROGRAMS=\(([^)]*)\)/.exec(script)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
     expect(installed.map((p) => `${p}.mjs`).sort()).toEqual(bundles);
   });
 
@@ -52,7 +52,7 @@ describe('the guest bundles', () => {
         ...text.matchAll(/^import\s[^;]*?from\s*["']([^"']+)["']/gm),
         ...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g),
         ...text.matchAll(/\b(?:__)?require\(\s*["']([^"']+)["']\s*\)/g),
-      ].map((m) => m[1]);
+      ].map((m) => m[1] ?? '');
       expect(specifiers.length, name).toBeGreaterThan(0);
       expect(
         specifiers.filter((s) => !isBuiltin(s) && s !== 'koffi'),

@@ -20,6 +20,7 @@ it('merges backends into one matrix and replaces an earlier run of the same back
     section: 'backend' as const,
     status,
     reason,
+    durationMs: 0,
   });
   await writeReport(dir, { backend: 'kvm', checks: [check('lifecycle.start', 'fail', 'old')], metrics: {} });
   await writeReport(dir, {
@@ -114,7 +115,14 @@ it('keeps every backend when runs write into one report directory at once, junit
         {
           backend,
           checks: [
-            { id: 'lifecycle.start', category: 'lifecycle', section: 'backend', status: 'pass', reason: '' },
+            {
+              id: 'lifecycle.start',
+              category: 'lifecycle',
+              section: 'backend',
+              status: 'pass',
+              reason: '',
+              durationMs: 0,
+            },
           ],
           metrics: {},
         },

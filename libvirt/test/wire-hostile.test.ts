@@ -230,7 +230,8 @@ describe('replies libvirt would not match to our call', () => {
         const call = rpc.call(Proc.CONNECT_GET_TYPE, undefined, (r) => r.string());
         const sent = await peer.next();
         const serial = (sent.header.serial + h.serialDelta) >>> 0;
-        peer.send({ ...h, serial }, h.payload);
+        // Types and statuses outside the enums too: what a daemon may send is any u32.
+        peer.send({ ...h, type: h.type as PacketType, status: h.status as PacketStatus, serial }, h.payload);
         peer.answer(
           sent,
           xdr((w) => w.string('QEMU')),

@@ -53,6 +53,9 @@ export class FakeXen {
       binding: new FakeBinding(this, domid, absolute),
       xenstore: {
         read: async (path) => this.store.get(absolute(path)),
+        write: async (path, value) => {
+          this.store.set(absolute(path), value);
+        },
         remove: async (path) => {
           for (const key of this.store.keys())
             if (key.startsWith(`${absolute(path)}/`)) this.store.delete(key);

@@ -92,10 +92,14 @@ describe('lxc domain XML', () => {
     const mounts = (x: string) =>
       (
         ((parse(x)['domain'] as Record<string, Record<string, unknown>>)['devices']?.['filesystem'] ??
-          []) as Record<string, Record<string, string>>[]
+          []) as Record<string, unknown>[]
       )
         .filter((f) => f['type'] === 'mount')
-        .map((f) => [f['source']?.['dir'], f['target']?.['dir'], 'readonly' in f]);
+        .map((f) => [
+          (f['source'] as Record<string, string> | undefined)?.['dir'],
+          (f['target'] as Record<string, string> | undefined)?.['dir'],
+          'readonly' in f,
+        ]);
     expect(mounts(domainXml({ ...input, imageDirs }))).toEqual([
       ['/run/o/lxc/work/mnt/root', '/', false],
       ['/run/o/lxc/work/vchan', GUEST_VCHAN_DIR, false],

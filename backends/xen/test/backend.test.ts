@@ -16,7 +16,7 @@ describe('Xen backend package', () => {
   });
 
   it('names dom0 and decimal domids for vchan without asking libvirt', async () => {
-    const vmm = new XenVmm({ uri: 'xen:///system', log: () => undefined });
+    const vmm = new XenVmm({ uri: 'xen:///system', runtimeDir: '/nonexistent', log: () => undefined });
     expect(await vmm.domid('dom0')).toBe(0);
     expect(await vmm.domid('7')).toBe(7);
   });
@@ -44,7 +44,12 @@ describe.skipIf(skip)('XenVmm against a libvirtd that is not running on Xen', ()
   }, 60_000);
 
   it("fails to open with 'unavailable', naming the URI and libvirt's reason", async () => {
-    const vmm = new XenVmm({ uri: 'xen:///system', socketPath: daemon.socket, log: () => undefined });
+    const vmm = new XenVmm({
+      uri: 'xen:///system',
+      socketPath: daemon.socket,
+      runtimeDir: '/nonexistent',
+      log: () => undefined,
+    });
     const error = await vmm.open().then(
       () => undefined,
       (e: unknown) => e,

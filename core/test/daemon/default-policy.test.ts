@@ -100,7 +100,7 @@ describe('the packaged default policy', () => {
     expect(state.error).toBeNull();
     const own = state.policy?.rules.filter((r) => r.file.endsWith('/90-default.policy')) ?? [];
     const allowed = (target: string) =>
-      own.filter((r) => r.action.type === 'allow' && r.target.text === target).map((r) => r.service);
+      own.filter((r) => r.action.type === 'allow' && r.target.text === target).map((r) => r.service ?? '*');
     expect(own.every((r) => r.argument === null && r.source.text === '@anyvm')).toBe(true);
     expect(allowed('dom0')).toEqual(MISC_SERVICES);
     const served = await readdir(TEMPLATE_RPC);

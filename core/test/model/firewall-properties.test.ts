@@ -58,7 +58,7 @@ const ports = fc
 
 /** Options by their place in api_rule: action, expire, dst*, proto, specialtarget, dstports, icmptype. */
 const protoPart: fc.Arbitrary<{ options: [number, string, string][] }> = fc.oneof(
-  fc.constant({ options: [] }),
+  fc.constant({ options: [] as [number, string, string][] }),
   fc
     .tuple(
       fc.constantFrom('tcp', 'udp'),

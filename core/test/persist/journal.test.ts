@@ -116,7 +116,8 @@ describe('qubes.xml journal', () => {
     }
     // A flipped byte in the last record fails its checksum.
     const flipped = Buffer.from(journal);
-    flipped[nth(ends, last) - 2] ^= 0x20;
+    const at = nth(ends, last) - 2;
+    flipped.writeUInt8(flipped.readUInt8(at) ^ 0x20, at);
     expect(replayJournal(flipped).records).toBe(last);
 
     await writeFile(join(base, 'qubes.xml.journal'), journal.subarray(0, nth(ends, last) - 3));

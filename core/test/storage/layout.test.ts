@@ -12,7 +12,7 @@ const common: Omit<LayoutRequest, 'vmClass' | 'name'> = {
 };
 
 /** The `<volume-config>` of §5's qubes.xml example, attribute for attribute. */
-const TEMPLATE_XML = [
+const TEMPLATE_XML: Record<string, string>[] = [
   {
     name: 'root',
     pool: 'varlibqubes',
@@ -54,7 +54,7 @@ const TEMPLATE_XML = [
   },
 ];
 
-const APPVM_XML = [
+const APPVM_XML: Record<string, string>[] = [
   {
     name: 'root',
     pool: 'varlibqubes',

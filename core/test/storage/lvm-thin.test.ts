@@ -149,6 +149,13 @@ async function headHash(dev: string, bytes: number): Promise<string> {
   }
 }
 
+/** The block device of a started volume. */
+async function devicePath(volume: Volume): Promise<string> {
+  const dev = await volume.blockDevice();
+  if (!dev) throw new Error(`${volume.vid} has no block device`);
+  return dev.path;
+}
+
 async function writeAt(dev: string, data: Buffer, pos = 0): Promise<void> {
   const fh = await fs.open(dev, 'r+');
   try {
@@ -224,13 +231,13 @@ describe('lvm_thin on a real thin pool (loop device)', { timeout: 1_200_000 }, (
 
     // The template changes while the AppVM runs: the AppVM's snapshot is now outdated.
     await tplRoot.start();
-    await writeAt((await tplRoot.blockDevice()).path, Buffer.from('template update'));
+    await writeAt(await devicePath(tplRoot), Buffer.from('template update'));
     await tplRoot.stop();
     expect(await appRoot.isOutdated()).toBe(true);
     expect(await tplRoot.revisions()).toHaveLength(2);
 
     // Each stop commits the private snapshot; revisions beyond revisions_to_keep=2 go.
-    const privDev = (await appPrivate.blockDevice()).path;
+    const privDev = await devicePath(appPrivate);
     expect(privDev).toBe(mapperPath(`${vg}/vm-app-private-snap`));
     await writeAt(privDev, Buffer.from('first'));
     await reg.stopVolumes(app);
@@ -242,7 +249,7 @@ describe('lvm_thin on a real thin pool (loop device)', { timeout: 1_200_000 }, (
     expect(await appPrivate.isDirty()).toBe(false);
     for (const word of ['second', 'third']) {
       await appPrivate.start();
-      await writeAt((await appPrivate.blockDevice()).path, Buffer.from(word));
+      await writeAt(await devicePath(appPrivate), Buffer.from(word));
       await appPrivate.stop();
     }
     const revs = await appPrivate.revisions();

@@ -9,6 +9,7 @@ import {
   QubesValueError,
   StoragePoolException,
 } from '../../src/model/errors.js';
+import type { PoolDriver } from '../../src/storage/driver.js';
 import { fileDriver } from '../../src/storage/drivers/file.js';
 import { KernelVolume } from '../../src/storage/drivers/kernel.js';
 import { lvmThinDriver } from '../../src/storage/drivers/lvm-thin.js';
@@ -133,7 +134,7 @@ describe('PoolRegistry', () => {
 
   it('file and lvm_thin pools check revisions_to_keep and ephemeral_volatile with one rule', () => {
     // Constructing an lvm_thin pool runs no lvm command, so this needs no device-mapper.
-    const pools = [
+    const pools: { driver: PoolDriver; own: Record<string, string> }[] = [
       { driver: fileDriver, own: { dir_path: dir } },
       { driver: lvmThinDriver, own: { volume_group: 'vg', thin_pool: 'pool' } },
     ];
