@@ -111,6 +111,9 @@ function split(wire: Buffer, cuts: readonly number[]): Buffer[] {
 }
 const cutsArb = fc.array(fc.nat(), { maxLength: 40, size: 'max' });
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -368,16 +371,16 @@ describe('KVM vchan relay against a hostile guest', () => {
   function relayingEnd() {
     const sentWire: Buffer[] = [];
     const asked: { far: MuxVchan; answer: () => void }[] = [];
-    const mux = new ChannelMux(
-      'host',
-      'vm',
-      () => undefined,
-      (_source, target, port) => {
+    const mux = new ChannelMux('host', 'vm', () => undefined, {
+      connect: (_source, target, port) => {
         const far = new MuxVchan(target, port, RINGS);
         far.connect({ send: () => undefined, forget: () => undefined, admit: () => true }, 9, RING);
         return new Promise((resolve) => asked.push({ far, answer: () => resolve(far) }));
       },
-    );
+      timeoutMs: 10_000,
+      maxInFlight: 32,
+      maxStreams: 256,
+    });
     mux.attach((bytes) => sentWire.push(bytes));
     const sent = (): [number, number][] =>
       new FrameDecoder().push(Buffer.concat(sentWire)).map((f) => [f.type, f.id]);
@@ -618,10 +621,6 @@ describe('KVM vchan host transport against a guest that does not read', () => {
     }
   }
 
-  async function until(condition: () => boolean): Promise<void> {
-    while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-
   /** `count` OPENs for a port nobody serves, each answered by a REFUSE, with ids from `first`. */
   function opens(count: number, first: number): Buffer {
     const one = encodeFrame(FrameType.OPEN, 0, openPayload(999, RING));
@@ -776,4 +775,382 @@ describe('KVM vchan host transport against a guest that does not read', () => {
       expect(guests.peak()).toBeLessThanOrEqual(BOUND);
     });
   }, 20_000);
+});
+
+describe('KVM vchan host transport against a guest flooding relays', () => {
+  /** How a guest answers the host's OPENs: not at all (though it reads its port), REFUSE or ACCEPT. */
+  type Answer = 'none' | 'refuse' | 'accept';
+
+  /** A guest played frame by frame over a real socket, as QEMU's chardev would carry it. */
+  interface RawGuest {
+    /** Every frame the host sent it, over all its links. */
+    readonly frames: Frame[];
+    answer: Answer;
+    /** Its current link to the host. */
+    readonly link: () => Socket | undefined;
+    readonly write: (...frames: Buffer[]) => void;
+  }
+
+  interface Bookkeeping {
+    readonly streams: Map<number, unknown>;
+    readonly opening: Map<number, unknown>;
+    readonly relaying: Map<number, unknown>;
+    readonly waiting: Set<unknown>;
+    readonly relaysInFlight: number;
+    readonly relaysJoined: number;
+  }
+
+  interface Flood {
+    readonly evil: RawGuest;
+    readonly b: RawGuest;
+    /** What the host keeps for a guest's channel: entries of the mux's private maps. */
+    readonly kept: (domain: string) => Record<keyof Bookkeeping, number>;
+  }
+
+  const EMPTY = { streams: 0, opening: 0, relaying: 0, waiting: 0, relaysInFlight: 0, relaysJoined: 0 };
+  const HOST_RING = 64 * 1024;
+
+  async function withFlood(
+    options: { maxRelaysInFlight?: number; maxRelayedStreams?: number; connectTimeoutMs?: number },
+    body: (flood: Flood) => Promise<void>,
+  ): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'kvm-flood-'));
+    const attach = vi.spyOn(ChannelMux.prototype, 'attach');
+    const links: Socket[] = [];
+    const servers: Server[] = [];
+    const guest = async (name: string): Promise<RawGuest> => {
+      let link: Socket | undefined;
+      const g: RawGuest = {
+        frames: [],
+        answer: 'none',
+        link: () => link,
+        write: (...frames) => link?.write(Buffer.concat(frames)),
+      };
+      const server = createServer((s) => {
+        links.push(s);
+        link = s;
+        s.on('error', () => undefined);
+        const decoder = new FrameDecoder();
+        s.on('data', (chunk: Buffer) => {
+          for (const f of decoder.push(chunk)) {
+            g.frames.push(f);
+            if (f.type !== FrameType.OPEN || g.answer === 'none') continue;
+            s.write(
+              g.answer === 'accept'
+                ? encodeFrame(FrameType.ACCEPT, f.id, u32(RING))
+                : encodeFrame(FrameType.REFUSE, f.id),
+            );
+          }
+        });
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(join(dir, `${name}.sock`), resolve));
+      return g;
+    };
+    const [evil, b] = [await guest('evil'), await guest('b')];
+    const host = new KvmHostTransport({
+      ...options,
+      channelSocket: (d) => join(dir, `${d}.sock`),
+      // Long enough that only the path under test frees a relay in flight.
+      connectTimeoutMs: options.connectTimeoutMs ?? 60_000,
+      retryIntervalMs: 5,
+      relay: true,
+    });
+    const kept = (domain: string): Record<keyof Bookkeeping, number> => {
+      const mux = (attach.mock.contexts as ChannelMux[]).find((m) => m.remoteDomain === domain);
+      const k = mux as unknown as Bookkeeping;
+      return {
+        streams: k.streams.size,
+        opening: k.opening.size,
+        relaying: k.relaying.size,
+        waiting: k.waiting.size,
+        relaysInFlight: k.relaysInFlight,
+        relaysJoined: k.relaysJoined,
+      };
+    };
+    const keep = [host.keepChannel('evil'), host.keepChannel('b')];
+    try {
+      await until(() => evil.link() !== undefined && b.link() !== undefined);
+      await body({ evil, b, kept });
+    } finally {
+      keep.forEach((release) => release());
+      host.close();
+      attach.mockRestore();
+      links.forEach((s) => s.destroy());
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** `count` OPENs of port 700 on guest b, with ids GUEST_ID + first, first + 1, ... */
+  const relayOpens = (count: number, first: number): Buffer =>
+    Buffer.concat(
+      Array.from({ length: count }, (_, i) =>
+        encodeFrame(FrameType.OPEN, GUEST_ID + first + i, openPayload(700, RING, 'b')),
+      ),
+    );
+  const ofType = (frames: readonly Frame[], type: FrameType, from = 0): Frame[] =>
+    frames.slice(from).filter((f) => f.type === type);
+  const ids = (count: number, first: number): number[] =>
+    Array.from({ length: count }, (_, i) => GUEST_ID + first + i);
+  /** The OPEN guest b gets for a relay from evil: port 700, the host's ring as window, from "evil". */
+  const relayedOpen = openPayload(700, HOST_RING, 'evil').toString('hex');
+
+  it('refuses at once the relays a guest has in flight beyond maxRelaysInFlight (default 32), its target never answering', async () => {
+    await withFlood({}, async ({ evil, b, kept }) => {
+      evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpens(1000, 1));
+      // Until every OPEN was refused or reached b (unbounded: all 1000 reach b).
+      await until(
+        () => ofType(evil.frames, FrameType.REFUSE).length + ofType(b.frames, FrameType.OPEN).length >= 1000,
+      );
+      const opens = ofType(b.frames, FrameType.OPEN);
+      expect(opens).toHaveLength(32);
+      expect(opens.every((f) => f.payload.toString('hex') === relayedOpen)).toBe(true);
+      expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual(ids(968, 33));
+      expect(kept('evil')).toEqual({ ...EMPTY, relaying: 32, relaysInFlight: 32 });
+      expect(kept('b')).toEqual({ ...EMPTY, opening: 32 });
+    });
+  }, 10_000);
+
+  it('refuses at once the relays a guest has beyond maxRelayedStreams (default 256), in flight or joined', async () => {
+    await withFlood({}, async ({ evil, b, kept }) => {
+      b.answer = 'accept';
+      let first = 1;
+      // Rounds of 32 OPENs, each once the last was answered, until one is refused whole (unbounded: never).
+      for (let round = 0; round < 12; round++, first += 32) {
+        evil.write(relayOpens(32, first));
+        const answered = (): Frame[] => evil.frames.filter((f) => f.id >= GUEST_ID + first);
+        await until(() => answered().length >= 32);
+        if (answered().every((f) => f.type === FrameType.REFUSE)) break;
+      }
+      expect(ofType(b.frames, FrameType.OPEN)).toHaveLength(256);
+      expect(ofType(evil.frames, FrameType.ACCEPT).map((f) => f.id)).toEqual(ids(256, 1));
+      expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual(ids(32, 257));
+      expect(kept('evil')).toEqual({ ...EMPTY, streams: 256, relaysJoined: 256 });
+      expect(kept('b')).toEqual({ ...EMPTY, streams: 256 });
+    });
+  }, 10_000);
+
+  // maxRelaysInFlight 4: a flood of 20 leaves 4 in flight.
+  it.each([
+    ['the target refuses them', 'refuse'],
+    ['the target goes', 'target gone'],
+    ['the source goes', 'source gone'],
+    ['the source sends bytes that make no sense', 'corrupt'],
+    ['the source starts a new session', 'new session'],
+    ['they time out', 'timeout'],
+  ] as const)(
+    'frees the relays in flight when %s, and relays again',
+    async (_, path) => {
+      const options = {
+        maxRelaysInFlight: 4,
+        maxRelayedStreams: 8,
+        connectTimeoutMs: path === 'timeout' ? 300 : undefined,
+      };
+      await withFlood(options, async ({ evil, b, kept }) => {
+        b.answer = path === 'refuse' ? 'refuse' : 'none';
+        evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpens(20, 1));
+        await until(
+          () =>
+            ofType(b.frames, FrameType.OPEN).length >= 4 &&
+            ofType(evil.frames, FrameType.REFUSE).length >= 16,
+        );
+        expect(ofType(b.frames, FrameType.OPEN).map((f) => f.payload.toString('hex'))).toEqual(
+          Array(4).fill(relayedOpen),
+        );
+        const [evilLink, bLink] = [evil.link(), b.link()];
+        const hellos = ofType(evil.frames, FrameType.HELLO).length;
+        switch (path) {
+          case 'target gone':
+            bLink?.destroy();
+            break;
+          case 'source gone':
+            evilLink?.destroy();
+            break;
+          case 'corrupt':
+            evil.write(Buffer.alloc(HEADER_SIZE, 0xff));
+            break;
+          case 'new session':
+            evil.write(encodeFrame(FrameType.HELLO, 0, hello(8)));
+            break;
+        }
+        if (path === 'source gone' || path === 'corrupt' || path === 'new session') {
+          // The source's session is gone: the target keeps no OPEN for it, at once (not at the timeout).
+          await until(() =>
+            path === 'source gone'
+              ? evil.link() !== evilLink
+              : ofType(evil.frames, FrameType.HELLO).length > hellos,
+          );
+          expect(kept('b').opening).toBe(0);
+        } else {
+          // Each OPEN refused: 16 at once, the 4 in flight by b, its going, or the timeout.
+          await until(() => ofType(evil.frames, FrameType.REFUSE).length >= 20);
+          expect(
+            ofType(evil.frames, FrameType.REFUSE)
+              .map((f) => f.id)
+              .sort((x, y) => x - y),
+          ).toEqual(ids(20, 1));
+        }
+        // A guest gone is back once the host redialled the channel it keeps.
+        await until(() => b.link() !== bLink || path !== 'target gone');
+        await until(() => kept('evil').relaysInFlight === 0);
+        expect([kept('evil'), kept('b')]).toEqual([EMPTY, EMPTY]);
+        await relaysAgain(evil, b, 4);
+      });
+    },
+    10_000,
+  );
+
+  // maxRelayedStreams 8: two rounds of 4 join 8 relays, a third is refused whole.
+  it.each([
+    ['the source closes them', 'source closes'],
+    ['the target closes them', 'target closes'],
+    ['the target goes', 'target gone'],
+    ['the source goes', 'source gone'],
+    ['the source sends bytes that make no sense', 'corrupt'],
+  ] as const)(
+    'frees the relays joined when %s, and relays again',
+    async (_, path) => {
+      await withFlood({ maxRelaysInFlight: 4, maxRelayedStreams: 8 }, async ({ evil, b, kept }) => {
+        b.answer = 'accept';
+        evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)));
+        for (const first of [1, 5, 9]) {
+          evil.write(relayOpens(4, first));
+          await until(() => evil.frames.filter((f) => f.id >= GUEST_ID + first).length >= 4);
+        }
+        expect(ofType(evil.frames, FrameType.ACCEPT).map((f) => f.id)).toEqual(ids(8, 1));
+        expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual(ids(4, 9));
+        const far = ofType(b.frames, FrameType.OPEN).map((f) => f.id);
+        expect(far).toHaveLength(8);
+        // Bytes both ways on each relay before it ends.
+        evil.write(...ids(8, 1).map((id, i) => encodeFrame(FrameType.DATA, id, Buffer.from(`to b ${i}`))));
+        b.write(...far.map((id, i) => encodeFrame(FrameType.DATA, id, Buffer.from(`to evil ${i}`))));
+        await until(
+          () =>
+            ofType(b.frames, FrameType.DATA).length >= 8 && ofType(evil.frames, FrameType.DATA).length >= 8,
+        );
+        expect(ofType(b.frames, FrameType.DATA).map((f) => [f.id, f.payload.toString()])).toEqual(
+          far.map((id, i) => [id, `to b ${i}`]),
+        );
+        expect(ofType(evil.frames, FrameType.DATA).map((f) => [f.id, f.payload.toString()])).toEqual(
+          ids(8, 1).map((id, i) => [id, `to evil ${i}`]),
+        );
+        expect([kept('evil').relaysJoined, kept('b').streams]).toEqual([8, 8]);
+        const [evilLink, bLink] = [evil.link(), b.link()];
+        switch (path) {
+          case 'source closes':
+            evil.write(...ids(8, 1).map((id) => encodeFrame(FrameType.CLOSE, id)));
+            break;
+          case 'target closes':
+            b.write(...far.map((id) => encodeFrame(FrameType.CLOSE, id)));
+            break;
+          case 'target gone':
+            bLink?.destroy();
+            break;
+          case 'source gone':
+            evilLink?.destroy();
+            break;
+          case 'corrupt':
+            evil.write(Buffer.alloc(HEADER_SIZE, 0xff));
+            break;
+        }
+        // The end that stays is told, for each relay (a guest gone is told nothing: it is gone).
+        if (path === 'source closes' || path === 'source gone' || path === 'corrupt') {
+          await until(() => ofType(b.frames, FrameType.CLOSE).length >= 8);
+          expect(ofType(b.frames, FrameType.CLOSE).map((f) => f.id)).toEqual(far);
+        } else {
+          await until(() => ofType(evil.frames, FrameType.CLOSE).length >= 8);
+          expect(ofType(evil.frames, FrameType.CLOSE).map((f) => f.id)).toEqual(ids(8, 1));
+        }
+        await until(
+          () =>
+            (b.link() !== bLink || path !== 'target gone') &&
+            (evil.link() !== evilLink || path !== 'source gone'),
+        );
+        await until(() => kept('evil').relaysJoined === 0);
+        expect([kept('evil'), kept('b')]).toEqual([EMPTY, EMPTY]);
+        await relaysAgain(evil, b, 4);
+      });
+    },
+    10_000,
+  );
+
+  // maxRelayedStreams 1: the relay's slot is free again only if its bookkeeping went.
+  it.each([
+    ['the target goes with bytes of the source stuck in the relay', 'target gone'],
+    ['the source goes with bytes of the target stuck in the relay', 'source gone'],
+    [
+      'the source goes with bytes stuck both ways, once the target took its last bytes',
+      'source gone, target reads',
+    ],
+  ] as const)(
+    'frees a relay when %s',
+    async (_, path) => {
+      await withFlood({ maxRelayedStreams: 1 }, async ({ evil, b, kept }) => {
+        b.answer = 'accept';
+        evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpens(1, 1));
+        await until(() => ofType(evil.frames, FrameType.ACCEPT).length === 1);
+        const [farId] = ofType(b.frames, FrameType.OPEN).map((f) => f.id) as [number];
+        evil.write(relayOpens(1, 2));
+        await until(() => evil.frames.some((f) => f.id === GUEST_ID + 2));
+        expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual([GUEST_ID + 2]);
+        // Three windows' worth each way; each guest granted one (RING) and never grants more.
+        const [toB, toEvil] = [randomBytes(3 * RING), randomBytes(3 * RING)];
+        const received = (guest: RawGuest, id: number): Buffer =>
+          Buffer.concat(
+            guest.frames.filter((f) => f.type === FrameType.DATA && f.id === id).map((f) => f.payload),
+          );
+        if (path !== 'source gone') evil.write(encodeFrame(FrameType.DATA, GUEST_ID + 1, toB));
+        if (path !== 'target gone') b.write(encodeFrame(FrameType.DATA, farId, toEvil));
+        await until(
+          () =>
+            received(b, farId).length === (path === 'source gone' ? 0 : RING) &&
+            received(evil, GUEST_ID + 1).length === (path === 'target gone' ? 0 : RING),
+        );
+        const [evilLink, bLink] = [evil.link(), b.link()];
+        (path === 'target gone' ? bLink : evilLink)?.destroy();
+        if (path === 'target gone') {
+          await until(() => ofType(evil.frames, FrameType.CLOSE).length > 0 && b.link() !== bLink);
+          expect(ofType(evil.frames, FrameType.CLOSE).map((f) => f.id)).toEqual([GUEST_ID + 1]);
+        } else if (path === 'source gone') {
+          await until(() => ofType(b.frames, FrameType.CLOSE).length > 0 && evil.link() !== evilLink);
+          expect(ofType(b.frames, FrameType.CLOSE).map((f) => f.id)).toEqual([farId]);
+        } else {
+          await until(() => evil.link() !== evilLink);
+          // The relay still holds the source's last bytes for the target: it keeps its slot.
+          evil.write(relayOpens(1, 50));
+          await until(() => evil.frames.some((f) => f.id === GUEST_ID + 50));
+          expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual([
+            GUEST_ID + 2,
+            GUEST_ID + 50,
+          ]);
+          expect(kept('evil').relaysJoined).toBe(1);
+          b.write(encodeFrame(FrameType.CREDIT, farId, u32(2 * RING)));
+          await until(() => ofType(b.frames, FrameType.CLOSE).length > 0);
+          expect(received(b, farId).equals(toB)).toBe(true);
+          expect(ofType(b.frames, FrameType.CLOSE).map((f) => f.id)).toEqual([farId]);
+        }
+        expect([kept('evil'), kept('b')]).toEqual([EMPTY, EMPTY]);
+        await relaysAgain(evil, b, 1);
+      });
+    },
+    10_000,
+  );
+
+  /** `count` relays open, and the first carries bytes to b. */
+  async function relaysAgain(evil: RawGuest, b: RawGuest, count: number): Promise<void> {
+    b.answer = 'accept';
+    const from = b.frames.length;
+    evil.write(relayOpens(count, 101));
+    const answers = (): Frame[] =>
+      evil.frames.filter((f) => f.id >= GUEST_ID + 101 && f.id < GUEST_ID + 101 + count);
+    await until(() => answers().length === count);
+    expect(answers().map((f) => f.type)).toEqual(Array(count).fill(FrameType.ACCEPT));
+    const [open] = ofType(b.frames, FrameType.OPEN, from);
+    evil.write(encodeFrame(FrameType.DATA, GUEST_ID + 101, Buffer.from('again')));
+    await until(() => ofType(b.frames, FrameType.DATA, from).length > 0);
+    expect(ofType(b.frames, FrameType.DATA, from).map((f) => [f.id, f.payload.toString()])).toEqual([
+      [open?.id, 'again'],
+    ]);
+  }
 });

@@ -29,9 +29,24 @@ export const ADMIN_DOMAIN = '0';
 
 /**
  * How the host connects a guest's OPEN for another guest: a stream opened on the target's
- * channel on behalf of `source`, or a rejection (the opener sees REFUSE and retries).
+ * channel on behalf of `source`, or a rejection (the opener sees REFUSE and retries). `signal`
+ * aborts once the OPEN is given up (no answer in time, or its session gone): stop waiting then.
  */
-export type Relay = (source: string, target: string, port: number) => Promise<MuxVchan>;
+export type Relay = (source: string, target: string, port: number, signal: AbortSignal) => Promise<MuxVchan>;
+
+/** The host's relaying of one guest's OPENs, and how much of it the guest may have at once. */
+export interface RelayOptions {
+  readonly connect: Relay;
+  /** How long an OPEN waits for the target's answer; then it is refused. */
+  readonly timeoutMs: number;
+  /** OPENs waiting for their target's answer; the guest's OPENs beyond are refused at once. */
+  readonly maxInFlight: number;
+  /**
+   * Relays in all, those in flight and the joined ones, each until both of its streams are gone;
+   * the guest's OPENs beyond are refused at once.
+   */
+  readonly maxStreams: number;
+}
 
 /**
  * Every vchan of one guest, over that guest's single channel (see frames.ts for the
@@ -44,29 +59,37 @@ export class ChannelMux implements StreamChannel {
   /** This end's session; a new one when the peer's bytes made no sense, so the peer drops what it had. */
   #nonce = randomBytes(8);
   readonly #decoder = new FrameDecoder();
-  readonly #streams = new Map<number, MuxVchan>();
+  // TypeScript-private rather than #: tests read the sizes of what a peer can make this end keep.
+  private readonly streams = new Map<number, MuxVchan>();
   /** Waiting servers by peer domain and port. */
   readonly #servers = new Map<string, MuxVchan>();
-  readonly #opening = new Map<number, PendingOpen>();
-  /** Guest OPENs the relay is connecting, by id, with a token that tells a stale attempt (its session gone). */
-  readonly #relaying = new Map<number, object>();
+  private readonly opening = new Map<number, PendingOpen>();
+  /**
+   * Guest OPENs of this session the relay is connecting, by id; aborting gives one up, and a
+   * settled attempt that is no longer here belongs to a session gone.
+   */
+  private readonly relaying = new Map<number, AbortController>();
+  /** Relays not settled yet, of this session or of one gone (until their target let go). */
+  private relaysInFlight = 0;
+  /** Joined relays with a stream still open, on this channel or the target's. */
+  private relaysJoined = 0;
   #send: ((bytes: Buffer) => void) | undefined;
   /** The link holds as much as it should: streams send no DATA or CREDIT, and no stream opens. */
   #held = false;
   /** Streams with something to send once the link drains, the longest waiting first. */
-  #waiting = new Set<MuxVchan>();
+  private waiting = new Set<MuxVchan>();
   #peerNonce: Buffer | undefined;
   #nextId = 1;
 
   /**
    * @param remoteDomain on the host, the guest's vchan name; on the guest, the admin domain.
-   * @param relay on the host, connects guest-to-guest opens (none: they are refused).
+   * @param relay on the host, connects the guest's opens for other guests (none: they are refused).
    */
   constructor(
     side: ChannelSide,
     readonly remoteDomain: string,
     private readonly log: (message: string) => void = () => undefined,
-    private readonly relay?: Relay,
+    private readonly relay?: RelayOptions,
   ) {
     this.#side = side;
   }
@@ -100,12 +123,12 @@ export class ChannelMux implements StreamChannel {
   /** The link drained: the streams that waited send again, in turn. */
   release(): void {
     this.#held = false;
-    const turn = [...this.#waiting];
-    this.#waiting.clear();
+    const turn = [...this.waiting];
+    this.waiting.clear();
     for (const [i, stream] of turn.entries()) {
       if (this.#held) {
         // The stream that filled the link again goes after those that got no turn.
-        this.#waiting = new Set([...turn.slice(i), ...this.#waiting]);
+        this.waiting = new Set([...turn.slice(i), ...this.waiting]);
         return;
       }
       stream.onDrain();
@@ -114,7 +137,7 @@ export class ChannelMux implements StreamChannel {
 
   admit(stream: MuxVchan): boolean {
     if (!this.#held) return true;
-    this.#waiting.add(stream);
+    this.waiting.add(stream);
     return false;
   }
 
@@ -187,12 +210,12 @@ export class ChannelMux implements StreamChannel {
       // A peer that never answers must not keep the opener past its deadline; an ACCEPT that
       // comes after is answered with CLOSE, as for any open given up.
       const giveUp = (): void => {
-        this.#opening.delete(id);
+        this.opening.delete(id);
         reject(new OpenRefused(`no answer from ${this.remoteDomain}:${port}; gave up`));
       };
       signal?.addEventListener('abort', giveUp, { once: true });
       const settled = (): void => signal?.removeEventListener('abort', giveUp);
-      this.#opening.set(id, {
+      this.opening.set(id, {
         vchan,
         resolve: (v) => {
           settled();
@@ -216,8 +239,8 @@ export class ChannelMux implements StreamChannel {
   }
 
   forget(stream: MuxVchan): void {
-    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
-    this.#waiting.delete(stream);
+    if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    this.waiting.delete(stream);
   }
 
   #allocateId(): number {
@@ -232,35 +255,35 @@ export class ChannelMux implements StreamChannel {
       case FrameType.OPEN:
         return this.#onOpen(id, payload);
       case FrameType.ACCEPT: {
-        const pending = this.#opening.get(id);
+        const pending = this.opening.get(id);
         if (!pending) {
           this.send(FrameType.CLOSE, id); // we gave up on this open; tell the server
           return;
         }
-        this.#opening.delete(id);
-        this.#streams.set(id, pending.vchan);
+        this.opening.delete(id);
+        this.streams.set(id, pending.vchan);
         pending.vchan.connect(this, id, payload.readUInt32BE(0));
         pending.resolve(pending.vchan);
         return;
       }
       case FrameType.REFUSE: {
-        const pending = this.#opening.get(id);
-        this.#opening.delete(id);
+        const pending = this.opening.get(id);
+        this.opening.delete(id);
         pending?.reject(new OpenRefused(`no vchan server on ${this.remoteDomain}:${pending.vchan.port}`));
         return;
       }
       case FrameType.DATA: {
-        const stream = this.#streams.get(id);
+        const stream = this.streams.get(id);
         if (stream && !stream.onData(payload)) {
           this.log(`vchan ${this.remoteDomain}:${stream.port}: DATA beyond the credit granted; closed`);
         }
         return;
       }
       case FrameType.CREDIT:
-        this.#streams.get(id)?.onCredit(payload.readUInt32BE(0));
+        this.streams.get(id)?.onCredit(payload.readUInt32BE(0));
         return;
       case FrameType.CLOSE:
-        this.#streams.get(id)?.onPeerGone();
+        this.streams.get(id)?.onPeerGone();
         return;
     }
   }
@@ -283,12 +306,20 @@ export class ChannelMux implements StreamChannel {
     const domain = payload.subarray(8).toString('utf8');
     // An id of our own space would take over one of our opens when the peer then ACCEPTs it.
     const peersId = ((id & GUEST_ID_BIT) !== 0) === (this.#side === 'host');
-    if (!peersId || this.#streams.has(id) || this.#relaying.has(id)) {
+    if (!peersId || this.streams.has(id) || this.relaying.has(id)) {
       this.send(FrameType.REFUSE, id);
       return;
     }
     if (this.#side === 'host' && domain !== ADMIN_DOMAIN) {
-      void this.#relayOpen(id, port, window, domain);
+      // Each relay in flight holds an entry and an OPEN on the target's channel until the target
+      // answers, and each joined one two streams: a guest gets so many, then REFUSEs at once.
+      const relay = this.relay;
+      const inFlight = this.relaysInFlight;
+      if (!relay || inFlight >= relay.maxInFlight || inFlight + this.relaysJoined >= relay.maxStreams) {
+        this.send(FrameType.REFUSE, id);
+        return;
+      }
+      void this.#relayOpen(relay, id, port, window, domain);
       return;
     }
     // On the host every client is the guest itself; on the guest the host names the client.
@@ -305,32 +336,43 @@ export class ChannelMux implements StreamChannel {
   }
 
   #accept(id: number, stream: MuxVchan, window: number): void {
-    this.#streams.set(id, stream);
+    this.streams.set(id, stream);
     this.send(FrameType.ACCEPT, id, u32(stream.rings.readRing));
     stream.connect(this, id, window);
   }
 
   /** A guest's OPEN for another guest: joins it to a stream the relay opened on the target's channel. */
-  async #relayOpen(id: number, port: number, window: number, target: string): Promise<void> {
-    const attempt = {};
-    this.#relaying.set(id, attempt);
+  async #relayOpen(
+    relay: RelayOptions,
+    id: number,
+    port: number,
+    window: number,
+    target: string,
+  ): Promise<void> {
+    const attempt = new AbortController();
+    this.relaying.set(id, attempt);
+    this.relaysInFlight++;
+    const timer = setTimeout(() => attempt.abort(), relay.timeoutMs);
     let far: MuxVchan;
     try {
-      if (!this.relay) throw new OpenRefused('no relay');
-      far = await this.relay(this.remoteDomain, target, port);
+      far = await relay.connect(this.remoteDomain, target, port, attempt.signal);
     } catch {
-      if (this.#relaying.get(id) === attempt) {
-        this.#relaying.delete(id);
+      if (this.relaying.get(id) === attempt) {
+        this.relaying.delete(id);
         this.send(FrameType.REFUSE, id);
       }
       return;
+    } finally {
+      clearTimeout(timer);
+      this.relaysInFlight--;
     }
     // The session the OPEN came in is gone: the stream would have no end on this side.
-    if (this.#relaying.get(id) !== attempt) {
+    if (this.relaying.get(id) !== attempt) {
       far.destroy();
       return;
     }
-    this.#relaying.delete(id);
+    this.relaying.delete(id);
+    this.relaysJoined++;
     const near = new MuxVchan(target, port, far.rings);
     this.#accept(id, near, window);
     near.pipe(far).pipe(near);
@@ -344,15 +386,29 @@ export class ChannelMux implements StreamChannel {
       end.on('error', () => undefined);
       end.on('close', () => other.end());
     }
+    // The relay counts while either end is on its channel, delivering or not. Once both are off,
+    // what their buffers hold has nowhere to go, and each may wait on the other for ever (a write
+    // failing only once its own buffer is read), so neither would close: both are destroyed.
+    let on = 2;
+    const off = (): void => {
+      if (--on > 0) return;
+      near.destroy();
+      far.destroy();
+      this.relaysJoined--;
+    };
+    near.onGone(off);
+    far.onGone(off);
   }
 
   #dropStreams(reason: string): void {
-    for (const stream of [...this.#streams.values()]) stream.onPeerGone();
-    this.#streams.clear();
-    this.#waiting.clear();
-    this.#relaying.clear();
-    for (const pending of this.#opening.values()) pending.reject(new OpenRefused(reason));
-    this.#opening.clear();
+    for (const stream of [...this.streams.values()]) stream.onPeerGone();
+    this.streams.clear();
+    this.waiting.clear();
+    // The target would keep their OPENs pending (and accept them) for a session that is gone.
+    for (const attempt of this.relaying.values()) attempt.abort();
+    this.relaying.clear();
+    for (const pending of this.opening.values()) pending.reject(new OpenRefused(reason));
+    this.opening.clear();
   }
 }
 

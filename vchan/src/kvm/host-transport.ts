@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VchanError, readPastGonePeer, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
-import { ChannelMux, OpenRefused, type Relay } from './channel-mux.js';
+import { ChannelMux, OpenRefused, type Relay, type RelayOptions } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 import { connectOnce } from '../unix-socket.js';
 
@@ -21,6 +21,18 @@ export interface KvmHostTransportOptions {
    */
   readonly relay?: boolean;
   /**
+   * Relays one guest may have waiting for their target's answer (each holds an OPEN on the
+   * target's channel until the target answers, or for `connectTimeoutMs`); its OPENs for other
+   * guests beyond are refused at once, and its connect() retries. Default 32.
+   */
+  readonly maxRelaysInFlight?: number;
+  /**
+   * Relays one guest may have in all, in flight or joined (until both streams are gone); its OPENs
+   * for other guests beyond are refused at once. Default 256, the data ports one qrexec daemon
+   * hands out: a guest is the opening side of a VM-to-VM call whose port its daemon allocated.
+   */
+  readonly maxRelayedStreams?: number;
+  /**
    * Bytes waiting in a guest's channel socket (written, not yet taken by the kernel) beyond which
    * that guest is no longer read and the vchans writing to it wait; default 256 KiB, and at
    * least the socket's own high-water mark.
@@ -38,10 +50,16 @@ interface Link {
 
 const DEFAULT_RING = 64 * 1024;
 const DEFAULT_MAX_QUEUED = 256 * 1024;
+const DEFAULT_MAX_RELAYS_IN_FLIGHT = 32;
+const DEFAULT_MAX_RELAYED_STREAMS = 256;
 
-/** Aborts after `ms`, whatever the number (a timer takes whole milliseconds, up to 2^31 - 1). */
+/** `ms` as a timer takes it, whatever the number: whole milliseconds, up to 2^31 - 1. */
+function timerMs(ms: number): number {
+  return Math.min(Math.max(0, Math.ceil(ms)), 0x7fffffff);
+}
+
 function after(ms: number): AbortSignal {
-  return AbortSignal.timeout(Math.min(Math.max(0, Math.ceil(ms)), 0x7fffffff));
+  return AbortSignal.timeout(timerMs(ms));
 }
 
 /**
@@ -59,6 +77,7 @@ export class KvmHostTransport implements VchanTransport {
   readonly #connectTimeoutMs: number;
   readonly #maxQueued: number;
   readonly #kept = new Map<string, number>();
+  readonly #relaying: RelayOptions | undefined;
   #closed = false;
 
   constructor(options: KvmHostTransportOptions) {
@@ -67,6 +86,15 @@ export class KvmHostTransport implements VchanTransport {
     this.#retryMs = options.retryIntervalMs ?? 20;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#maxQueued = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED;
+    this.#relaying = options.relay
+      ? {
+          connect: this.#relay,
+          // Until the target answers, the source's OPEN holds an entry here: not for longer than a connect.
+          timeoutMs: timerMs(this.#connectTimeoutMs),
+          maxInFlight: options.maxRelaysInFlight ?? DEFAULT_MAX_RELAYS_IN_FLIGHT,
+          maxStreams: options.maxRelayedStreams ?? DEFAULT_MAX_RELAYED_STREAMS,
+        }
+      : undefined;
   }
 
   async listen(remoteDomain: string, port: number, options?: VchanListenOptions): Promise<MuxVchan> {
@@ -129,21 +157,19 @@ export class KvmHostTransport implements VchanTransport {
   #link(remoteDomain: string): Link {
     let link = this.#links.get(remoteDomain);
     if (!link) {
-      const relay = this.#options.relay ? this.#relay : undefined;
-      const mux = new ChannelMux('host', remoteDomain, this.#options.log, relay);
+      const mux = new ChannelMux('host', remoteDomain, this.#options.log, this.#relaying);
       link = { mux, socket: undefined, dialing: undefined, keepUp: undefined };
       this.#links.set(remoteDomain, link);
     }
     return link;
   }
 
-  #relay: Relay = async (source, target, port) => {
+  #relay: Relay = async (source, target, port, signal) => {
     // The guest names the target: a link (and a socket path to dial) for every name it makes up
     // would pile up for ever, so only guests this end already has a channel for are reached.
     const link = this.#links.get(target);
     if (!link || !(await this.#dial(target, link))) throw new OpenRefused(`no channel to ${target}`);
-    // Until the target answers, the source's OPEN holds an entry here: not for longer than a connect.
-    return link.mux.open(port, this.#rings(), source, source, after(this.#connectTimeoutMs));
+    return link.mux.open(port, this.#rings(), source, source, signal);
   };
 
   #wanted(remoteDomain: string, link: Link): boolean {

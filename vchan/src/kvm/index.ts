@@ -5,6 +5,7 @@ export {
   type BoundMuxVchan,
   type ChannelSide,
   type Relay,
+  type RelayOptions,
 } from './channel-mux.js';
 export { FrameDecoder, FrameError, FrameType, encodeFrame, type Frame } from './frames.js';
 export { GuestPort, findVirtioPort } from './guest-port.js';

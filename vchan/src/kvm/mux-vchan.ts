@@ -48,6 +48,7 @@ export class MuxVchan extends Duplex implements Vchan {
   #window: number;
   #closeSent = false;
   #onDestroyWhileWaiting: (() => void) | undefined;
+  #onGone: (() => void) | undefined;
 
   constructor(
     readonly remoteDomain: string,
@@ -80,6 +81,15 @@ export class MuxVchan extends Duplex implements Vchan {
   /** Runs when the vchan is destroyed before a client connected (the server's cleanup). */
   onDestroyWhileWaiting(cleanup: () => void): void {
     this.#onDestroyWhileWaiting = cleanup;
+  }
+
+  /**
+   * Runs `callback` once the stream is off its channel (closed by either end, its channel gone, or
+   * destroyed): nothing passes through it from then on, whatever its buffers still hold.
+   */
+  onGone(callback: () => void): void {
+    if (this.#state === 'disconnected') callback();
+    else this.#onGone = callback;
   }
 
   /** @internal The stream is open: `credit` is the peer's window. */
@@ -134,6 +144,13 @@ export class MuxVchan extends Duplex implements Vchan {
     this.#pending = undefined;
     this.push(null);
     if (pending) failOnceRead(this, true, pending.callback, () => this.#peerClosed());
+    this.#gone();
+  }
+
+  #gone(): void {
+    const gone = this.#onGone;
+    this.#onGone = undefined;
+    gone?.();
   }
 
   #peerClosed(): VchanError {
@@ -227,6 +244,7 @@ export class MuxVchan extends Duplex implements Vchan {
     const pending = this.#pending;
     this.#pending = undefined;
     pending?.callback(new VchanError(`vchan ${this.remoteDomain}:${this.port} closed`));
+    this.#gone();
     callback(error);
   }
 
