@@ -34,14 +34,6 @@ import { P } from '../model/vm-properties.js';
 /** How long the daemon waits before asking an unreachable hypervisor again (its id, a failed start's end). */
 const RETRY_MS = 1000;
 
-/** States in which upstream's is_running() holds: the hypervisor has the domain active. */
-const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
-
-/** upstream's vm.is_running(). */
-export function isRunning(vm: Vm): boolean {
-  return ACTIVE.has(vm.powerState);
-}
-
 /**
  * Power operations over the Vmm, with upstream's state checks and events. The
  * VM's powerState is the daemon's view: updated by our own operations and by
@@ -315,7 +307,7 @@ export class DomainManager implements Lifecycle {
     if (!DomainManager.managed(vm)) {
       throw new QubesNotImplementedError(`${vm.name} has no console: it is not a domain this daemon runs`);
     }
-    if (!isRunning(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+    if (!vm.isRunning) throw QubesVMNotRunningError.forVm(vm.name);
     const vmm = this.vmm(vm, 'reach the console of');
     const capability = vmm.capabilities().console;
     if (!vmm.consolePath || capability?.supported !== true) {

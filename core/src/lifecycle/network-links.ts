@@ -1,4 +1,4 @@
-import type { NetworkLink, PowerState, Vmm } from '@odyssey/hal';
+import type { NetworkLink, Vmm } from '@odyssey/hal';
 import type { App } from '../model/app.js';
 import { QubesVMInUseError, QubesVMNotStartedError } from '../model/errors.js';
 import type { EventOf } from '../model/events.js';
@@ -6,10 +6,7 @@ import type { Vm } from '../model/vm.js';
 import type { Log } from '../log.js';
 import { P } from '../model/vm-properties.js';
 
-/** States in which upstream's is_running() holds. */
-const ACTIVE: ReadonlySet<PowerState> = new Set(['Running', 'Paused', 'Suspended', 'Transient']);
-
-const running = (vm: Vm | null): vm is Vm => vm !== null && ACTIVE.has(vm.powerState);
+const running = (vm: Vm | null): vm is Vm => vm !== null && vm.isRunning;
 
 /** The link between a qube and `netvm` (its own netvm unless given), or none when it has no address. */
 export function linkOf(vm: Vm, netvm: Vm | null = vm.netvm): NetworkLink | undefined {
@@ -98,7 +95,7 @@ export class NetworkLinks {
     if ('newvalue' in e.args) {
       const name = e.args.newvalue;
       const target = name ? this.app.domains.byName(name) : undefined;
-      if (target && !ACTIVE.has(target.powerState)) {
+      if (target && !target.isRunning) {
         throw new QubesVMNotStartedError(`Cannot dynamically attach to stopped qube ${target.name}`);
       }
     }

@@ -321,7 +321,15 @@ const QUBES_VM = {
     maxmemDefault,
     {
       validate: nonNegative('maxmem'),
-      preSet: (vm) => halted(vm, 'Cannot change maxmem of a running qube'),
+      // A running qube may be given the value it has. Upstream's refusal passes its message
+      // where the qube goes and fails building it, answering nothing: its words, typed here.
+      preSet: (vm, v, old) => {
+        if (v !== old)
+          halted(
+            vm,
+            `Can't change maxmem of VM ${vm.name}, because it isn't Halted and memory hotplug is forbidden`,
+          );
+      },
     },
   ),
   memory: intProp<Vm>(

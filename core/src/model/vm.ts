@@ -117,6 +117,15 @@ export class Vm implements PropertyHolder {
     return this.featureWithTemplate(name) ?? this.app.adminVm.features.get(name);
   }
 
+  /**
+   * Upstream's is_running(): the hypervisor has the domain active, whatever it is doing (paused,
+   * suspended, still shutting down, crashed and not yet destroyed). Only Halted is not, and NA,
+   * a domain the hypervisor does not have.
+   */
+  get isRunning(): boolean {
+    return this.powerState !== 'Halted' && this.powerState !== 'NA';
+  }
+
   /** Whether the VM is using any network: it has a netvm or provides one. */
   get isNetworked(): boolean {
     return this.bool('provides_network') || this.netvm !== null;

@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { StoragePoolException } from '../model/errors.js';
+import type { PyInt } from '../model/validate.js';
 import { runChecked } from '../run-command.js';
 
 /** st_blocks is always counted in 512-byte units, whatever the filesystem's block size. */
@@ -101,6 +102,15 @@ export async function replaceFile(dst: string, build: (tmp: string) => Promise<v
     await removeIfExists(tmp);
     throw err;
   }
+}
+
+/**
+ * A volume size in bytes as a file or LV can take it. No truncate goes past 2^53 here, and
+ * upstream fails on such a size without a reply (its int64 or its file system refuses it).
+ */
+export function volumeBytes(size: PyInt): number {
+  if (typeof size === 'bigint') throw new StoragePoolException(`Volume size too large: ${size}`);
+  return size;
 }
 
 export async function createSparseFile(dst: string, size: number): Promise<void> {

@@ -27,6 +27,8 @@ export interface ImagePool extends Pool {
   readonly dirPath: string;
   /** Upper bound for revisions_to_keep, if the driver has one. */
   readonly maxRevisionsToKeep: number | undefined;
+  /** revisions_to_keep of a volume whose config names none: the driver's rule (upstream's init_volume). */
+  defaultRevisionsToKeep(config: VolumeConfig): PyInt;
   /** What `admin.vm.volume.Info` shows as `path=` for this driver. */
   infoPath(volume: ImageVolume): string;
   /**
@@ -76,7 +78,7 @@ export class ImageVolume extends ConfiguredVolume<ImagePool> implements Volume {
 
   constructor(pool: ImagePool, name: string, vid: string, config: VolumeConfig) {
     super(pool, name, vid, config, {
-      initial: config.saveOnStop ? pool.revisionsToKeep : 0,
+      initial: pool.defaultRevisionsToKeep(config),
       max: pool.maxRevisionsToKeep,
     });
     this.base = path.join(pool.dirPath, vid);

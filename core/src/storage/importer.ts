@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 import { ProtocolError, QubesException, StoragePoolException } from '../model/errors.js';
+import { type PyInt, validateNumber } from '../model/validate.js';
 import type { Volume } from './driver.js';
 
 /** Zero detection granularity: big enough for cheap compares, small enough to keep holes useful. */
@@ -176,27 +177,31 @@ export async function importStream(volume: Volume, source: ByteSource, size?: nu
   await volume.importEnd(true);
 }
 
-/** `ImportWithSize`'s header is one decimal line, at most 21 bytes with its newline (upstream's limit). */
+/** `ImportWithSize`'s header is one line, at most 21 bytes with its newline (upstream's limit). */
 const MAX_SIZE_LINE = 21;
 
 /**
  * Splits `ImportWithSize`'s payload into the declared size and the data that
- * follows, without reading past what the header needs.
+ * follows, without reading past what the header needs. The line is read as
+ * upstream's import script has qubesd read it: validate_number's checks and
+ * messages, and an empty line declaring no size (the volume's current one, as
+ * Import). A line upstream's qubesd-query refuses (too long, no newline, a byte
+ * outside printable ASCII) gets no answer there; here a ProtocolError.
  */
 export async function readSizeHeader(
   source: ByteSource,
-): Promise<{ size: number; data: AsyncIterable<Uint8Array> }> {
+): Promise<{ size: PyInt | undefined; data: AsyncIterable<Uint8Array> }> {
   const it = (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   let head = Buffer.alloc(0);
   for (;;) {
     const nl = head.indexOf(0x0a);
     if (nl >= 0) {
       const line = head.subarray(0, nl).toString('latin1');
-      if (nl + 1 > MAX_SIZE_LINE || !/^(0|[1-9]\d{0,18})$/.test(line)) {
+      if (nl + 1 > MAX_SIZE_LINE || !/^[\x20-\x7e]*$/.test(line)) {
         throw new ProtocolError('Invalid size of new data');
       }
-      const rest = head.subarray(nl + 1);
-      return { size: Number(line), data: remainder(rest, it) };
+      const size = line === '' ? undefined : validateNumber(line, 'size of new data');
+      return { size, data: remainder(head.subarray(nl + 1), it) };
     }
     if (head.length >= MAX_SIZE_LINE) throw new ProtocolError('Invalid size of new data');
     const next = await it.next();

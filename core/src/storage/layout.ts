@@ -1,5 +1,4 @@
 import { QubesException } from '../model/errors.js';
-import type { PyInt } from '../model/validate.js';
 import type { VolumeConfig } from './driver.js';
 
 const GiB = 1024 ** 3;
@@ -30,8 +29,6 @@ export interface LayoutRequest {
   readonly kernelPool: string;
   /** The VM's kernel version, the kernel volume's vid; none means no dom0 kernel. */
   readonly kernel?: string;
-  /** The pool's revisions_to_keep, used for save_on_stop volumes. */
-  readonly revisionsToKeep: (pool: string) => PyInt;
 }
 
 type Draft = {
@@ -86,7 +83,8 @@ function baseDrafts(vmClass: LayoutVmClass): Draft[] {
  * The volume configs a new VM gets (upstream's per-class `volume_config`
  * after `create_on_disk` patched the pools): vids `appvms/<vm>/<vol>` or
  * `vm-templates/<vm>/<vol>`, snapshot volumes pointing at the template's
- * data, kernel from the kernel pool.
+ * data, kernel from the kernel pool. revisions_to_keep is left to each
+ * volume's pool, whose driver has its own rule for it (upstream's init_volume).
  */
 export function defaultVolumeLayout(req: LayoutRequest): VolumeConfig[] {
   if (req.pool !== undefined && req.pools !== undefined) {
@@ -154,7 +152,6 @@ export function defaultVolumeLayout(req: LayoutRequest): VolumeConfig[] {
       name: d.name,
       pool,
       ...(vid !== undefined ? { vid } : {}),
-      revisionsToKeep: d.saveOnStop ? req.revisionsToKeep(pool) : 0,
       rw: d.rw,
       saveOnStop: d.saveOnStop,
       snapOnStart: d.snapOnStart,

@@ -18,7 +18,7 @@ import { fileDriver, FILE_DRIVER } from './drivers/file.js';
 import { kernelDriver, KERNEL_DRIVER } from './drivers/kernel.js';
 import { lvmThinDriver } from './drivers/lvm-thin.js';
 import { reflinkDriver, REFLINK_DRIVER } from './drivers/reflink.js';
-import { reflinkSupported } from './fsutil.js';
+import { reflinkSupported, volumeBytes } from './fsutil.js';
 
 /**
  * In upstream's entry-point order, which is what `admin.pool.ListDrivers` prints. Upstream's
@@ -299,14 +299,9 @@ export class PoolRegistry {
     await volume.revert(revision);
   }
 
-  /**
-   * `admin.vm.volume.Resize`; the API layer then runs qubes.ResizeDisk in a running VM. No file
-   * or LV can take a size beyond 2^53 bytes here (Node's truncate stops there; upstream fails on
-   * one too, without a reply, when its file system or int64 does).
-   */
+  /** `admin.vm.volume.Resize`; the API layer then runs qubes.ResizeDisk in a running VM. */
   async resize(volume: Volume, size: PyInt): Promise<void> {
-    if (typeof size === 'bigint') throw new StoragePoolException(`Volume size too large: ${size}`);
-    await volume.resize(size);
+    await volume.resize(volumeBytes(size));
   }
 
   /** `admin.vm.volume.Clear`: an import of zeros of the current size. */

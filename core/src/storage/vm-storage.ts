@@ -103,7 +103,6 @@ export class VmStorage implements PoolDirectory {
       defaultPool: (volume) => String(app.props.get(`default_pool_${volume}`)),
       kernelPool: String(app.props.get('default_pool_kernel')),
       kernel: typeof kernel === 'string' && kernel !== '' ? kernel : undefined,
-      revisionsToKeep: (p) => this.registry.getPool(p).revisionsToKeep,
     });
     const map = new Map<string, Volume>();
     for (const c of configs) map.set(c.name, this.registry.initVolume(this.owner(vm), c));

@@ -209,6 +209,53 @@ describe('revisions_to_keep and volume sizes', () => {
     expect(await infoLine('admin.vm.volume.Info', 'rv', 'private')).toBe('revisions_to_keep=0');
   });
 
+  it("give a new volume its pool driver's revisions_to_keep: file-reflink's count for volatile and snapshots too", async () => {
+    await reflinkQube();
+    const add = (driver: string, name: string, extra: string) =>
+      d.ok('admin.pool.Add', 'dom0', driver, `name=${name}\ndir_path=${d.stateDir}/${name}\n${extra}`);
+    await add('file-reflink', 'r7', 'setup_check=False\nrevisions_to_keep=007\n');
+    await add('file', 'f0', 'revisions_to_keep=0\n');
+    await d.ok(
+      'admin.vm.CreateInPool.AppVM',
+      'dom0',
+      '',
+      'name=r7v label=red pool:private=r7 pool:volatile=r7',
+    );
+    await d.ok('admin.vm.CreateInPool.TemplateVM', 'dom0', '', 'name=rt label=red pool=rl');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'rt', 'name=rta label=red');
+    await d.ok('admin.vm.CreateInPool.StandaloneVM', 'dom0', '', 'name=fs label=red pool=f0');
+    await d.ok('admin.vm.property.Set', 'rv', 'template_for_dispvms', 'True');
+    await d.ok('admin.vm.Create.DispVM', 'dom0', 'rv', 'name=disp1 label=red');
+    const kept = async (vm: string) => {
+      const out: string[] = [];
+      for (const vol of ['root', 'private', 'volatile', 'kernel'])
+        out.push(`${vol}:${(await infoLine('admin.vm.volume.Info', vm, vol))?.split('=')[1]}`);
+      return [vm, ...out];
+    };
+    // Upstream's replies for the same calls, volume by volume.
+    expect(await kept('rv')).toEqual(['rv', 'root:0', 'private:1', 'volatile:1', 'kernel:0']);
+    expect(await kept('r7v')).toEqual(['r7v', 'root:0', 'private:7', 'volatile:7', 'kernel:0']);
+    expect(await kept('rt')).toEqual(['rt', 'root:1', 'private:1', 'volatile:1', 'kernel:0']);
+    expect(await kept('rta')).toEqual(['rta', 'root:1', 'private:1', 'volatile:0', 'kernel:0']);
+    expect(await kept('fs')).toEqual(['fs', 'root:0', 'private:0', 'volatile:0', 'kernel:0']);
+    expect(await kept('disp1')).toEqual(['disp1', 'root:0', 'private:1', 'volatile:1', 'kernel:0']);
+    expect(await kept('debian-12')).toEqual(['debian-12', 'root:1', 'private:1', 'volatile:0', 'kernel:0']);
+    expect(await text('admin.vm.volume.Info', 'rv', 'volatile')).toBe(
+      '0\0pool=rl\nvid=appvms/rv/volatile\nsize=10737418240\nusage=0\nrw=True\nsource=\n' +
+        `path=${d.stateDir}/rl/appvms/rv/volatile-dirty.img\nsave_on_stop=False\nsnap_on_start=False\n` +
+        'revisions_to_keep=1\nephemeral=False\nis_outdated=False\n',
+    );
+    expect(await persistedXml(d.stateDir)).toContain(
+      '<volume name="volatile" pool="rl" vid="appvms/rv/volatile" revisions_to_keep="1" rw="True" ' +
+        'save_on_stop="False" snap_on_start="False" size="10737418240"/>',
+    );
+    // What qubes.xml holds for a volume stays, as upstream reads it back.
+    await d.ok('admin.vm.volume.Set.revisions_to_keep', 'rv', 'volatile', '0');
+    await restart();
+    expect(await infoLine('admin.vm.volume.Info', 'rv', 'volatile')).toBe('revisions_to_keep=0');
+    expect(await infoLine('admin.vm.volume.Info', 'rt', 'volatile')).toBe('revisions_to_keep=1');
+  });
+
   it('take pool.Add parameters as int() reads them, a file-reflink pool keeping the text', async () => {
     d = await appendixA();
     const add = (driver: string, name: string, value: string, extra = '') =>
@@ -249,6 +296,47 @@ describe('revisions_to_keep and volume sizes', () => {
     expect(await text('admin.vm.volume.Resize', 'work', 'private', '10000000000000000000')).toBe(
       exc('ProtocolError', 'Volume size is bigger than 19 decimal digits'),
     );
+  });
+});
+
+describe("admin.vm.volume.ImportWithSize's size line", () => {
+  const importWithSize = (payload: string) =>
+    text('admin.vm.volume.ImportWithSize', 'work', 'private', payload);
+  const sizeLine = async () =>
+    (await text('admin.vm.volume.Info', 'work', 'private')).split('\n').find((l) => l.startsWith('size='));
+
+  it("is read with validate_number's checks and messages, as upstream's ImportBegin reads it", async () => {
+    d = await appendixA();
+    const cases: [string, string][] = [
+      ['+5', exc('ProtocolError', 'Size of new data contains non ASCII digits')],
+      [' 5', exc('ProtocolError', 'Size of new data contains non ASCII digits')],
+      ['5 ', exc('ProtocolError', 'Size of new data contains non ASCII digits')],
+      ['-5', exc('ProtocolError', 'Size of new data contains non ASCII digits')],
+      ['1_0', exc('ProtocolError', 'Size of new data contains non ASCII digits')],
+      ['05', exc('ProtocolError', 'Size of new data contains spurious leading zeros')],
+      ['00', exc('ProtocolError', 'Size of new data contains spurious leading zeros')],
+      ['99999999999999999999', exc('ProtocolError', 'Size of new data is bigger than 19 decimal digits')],
+      // Upstream takes these and its storage fails without a reply (OverflowError, EFBIG); ours is typed.
+      ['9999999999999999999', exc('StoragePoolException', 'Volume size too large: 9999999999999999999')],
+      [PAST_DOUBLE, exc('StoragePoolException', `Volume size too large: ${PAST_DOUBLE}`)],
+      // Upstream's qubesd-query refuses these lines before qubesd sees them, answering nothing.
+      ['5\r', exc('ProtocolError', 'Invalid size of new data')],
+      ['1'.repeat(21), exc('ProtocolError', 'Invalid size of new data')],
+    ];
+    for (const [line, reply] of cases)
+      expect([line, await importWithSize(`${line}\nhello`)]).toEqual([line, reply]);
+    expect(await sizeLine()).toBe('size=2147483648');
+    expect(await importWithSize('5\nhello')).toBe('0\0');
+    expect(await sizeLine()).toBe('size=5');
+    expect(await readFile(join(d.stateDir, 'appvms/work/private.img'), 'utf8')).toBe('hello');
+  });
+
+  it('takes an empty line as no size given: the data replaces the volume at its current size', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.volume.ImportWithSize', 'work', 'private', '5\nhello');
+    expect(await importWithSize('\nworld')).toBe('0\0');
+    expect(await sizeLine()).toBe('size=5');
+    expect(await readFile(join(d.stateDir, 'appvms/work/private.img'), 'utf8')).toBe('world');
   });
 });
 

@@ -294,3 +294,47 @@ describe('9. messages', () => {
     );
   });
 });
+
+describe('10. properties of a running qube', () => {
+  it('takes maxmem at the value it has, default or not; refuses another one typed', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.Start', 'work');
+    const current = (await text('admin.vm.property.Get', 'work', 'maxmem')).split(' ').pop() ?? '';
+    expect(await text('admin.vm.property.Get', 'work', 'maxmem')).toBe(`0\0default=True type=int ${current}`);
+    expect(await text('admin.vm.property.Set', 'work', 'maxmem', current)).toBe('0\0');
+    expect(await text('admin.vm.property.Get', 'work', 'maxmem')).toBe(
+      `0\0default=False type=int ${current}`,
+    );
+    expect(await text('admin.vm.property.Set', 'work', 'maxmem', `+${current}`)).toBe('0\0');
+    // Upstream's refusal fails to build (its message given as the qube) and answers nothing.
+    expect(await text('admin.vm.property.Set', 'work', 'maxmem', '1234')).toBe(
+      exc(
+        'QubesVMNotHaltedError',
+        "Can't change maxmem of VM work, because it isn't Halted and memory hotplug is forbidden",
+      ),
+    );
+    expect(await text('admin.vm.property.Reset', 'work', 'maxmem')).toBe('0\0');
+    await d.ok('admin.vm.Kill', 'work');
+    await d.ok('admin.vm.property.Set', 'work', 'maxmem', '2000');
+    await d.ok('admin.vm.Start', 'work');
+    expect(await text('admin.vm.property.Set', 'work', 'maxmem', '02000')).toBe('0\0');
+    expect(await text('admin.vm.property.Get', 'work', 'maxmem')).toBe('0\0default=False type=int 2000');
+  });
+
+  it('changes the others with no state check; only the template waits for a halt', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.Start', 'work');
+    for (const [prop, value] of [
+      ['memory', '500'],
+      ['vcpus', '3'],
+      ['kernel', ''],
+      ['virt_mode', 'hvm'],
+      ['kernelopts', 'x'],
+      ['qrexec_timeout', '7'],
+    ])
+      expect([prop, await text('admin.vm.property.Set', 'work', prop, value)]).toEqual([prop, '0\0']);
+    expect(await text('admin.vm.property.Set', 'work', 'template', 'debian-12')).toBe(
+      exc('QubesVMNotHaltedError', 'Cannot change template while qube is running'),
+    );
+  });
+});

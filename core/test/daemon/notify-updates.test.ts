@@ -99,6 +99,14 @@ describe('qubes.NotifyUpdates', () => {
     expect(features('work')).toEqual({});
   });
 
+  it('takes no hint for a template still shutting down: to upstream it is running', async () => {
+    for (const state of ['Halting', 'Dying', 'Crashed'] as const) {
+      vm('tpl').powerState = state;
+      expect([state, await notify('work', '2')]).toEqual([state, '0\0']);
+      expect(features('tpl')).toEqual({});
+    }
+  });
+
   it('ignores the hint of a qube whose root is outdated (the template was updated since)', async () => {
     expect(await d.ok('admin.vm.volume.Info', 'work', 'root')).toContain('is_outdated=False');
     // The root's snapshot is of another image than the template's committed one now.

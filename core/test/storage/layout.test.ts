@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { QubesException } from '../../src/model/errors.js';
+import type { VolumeConfig } from '../../src/storage/driver.js';
+import { FilePool } from '../../src/storage/drivers/file.js';
 import { defaultVolumeLayout, type LayoutRequest } from '../../src/storage/layout.js';
 import { volumeConfigFromXml, volumeConfigToXml } from '../../src/storage/volume-config.js';
 
@@ -8,8 +10,15 @@ const common: Omit<LayoutRequest, 'vmClass' | 'name'> = {
   defaultPool: () => 'varlibqubes',
   kernelPool: 'linux-kernel',
   kernel: '6.6.1',
-  revisionsToKeep: (pool) => (pool === 'varlibqubes' ? 1 : 0),
 };
+
+const varlibqubes = new FilePool('varlibqubes', { dir_path: '/var/lib/qubes' });
+
+/** The `<volume .../>` attributes qubes.xml gets: the file pool settles revisions_to_keep. */
+const saved = (configs: readonly VolumeConfig[], dirPrefix: 'appvms' | 'vm-templates', name: string) =>
+  configs.map((c) =>
+    volumeConfigToXml(c.pool === 'varlibqubes' ? varlibqubes.initVolume({ name, dirPrefix }, c).config() : c),
+  );
 
 /** The `<volume-config>` of §5's qubes.xml example, attribute for attribute. */
 const TEMPLATE_XML: Record<string, string>[] = [
@@ -101,14 +110,14 @@ describe('default volume layout', () => {
   const template = defaultVolumeLayout({ ...common, vmClass: 'TemplateVM', name: 'debian-12' });
 
   it('TemplateVM matches the qubes.xml example, attribute order included', () => {
-    const xml = template.map(volumeConfigToXml);
+    const xml = saved(template, 'vm-templates', 'debian-12');
     expect(xml).toEqual(TEMPLATE_XML);
     expect(xml.map((a) => Object.keys(a))).toEqual(TEMPLATE_XML.map((a) => Object.keys(a)));
   });
 
   it('AppVM snapshots the template root and owns private and volatile', () => {
     const app = defaultVolumeLayout({ ...common, vmClass: 'AppVM', name: 'sys-net', template });
-    const xml = app.map(volumeConfigToXml);
+    const xml = saved(app, 'appvms', 'sys-net');
     expect(xml).toEqual(APPVM_XML);
     expect(xml.map((a) => Object.keys(a))).toEqual(APPVM_XML.map((a) => Object.keys(a)));
   });
@@ -126,7 +135,7 @@ describe('default volume layout', () => {
   it('DispVM snapshots root from the TemplateVM and private from its disposable template', () => {
     const dvm1 = defaultVolumeLayout({ ...common, vmClass: 'AppVM', name: 'dvm1', template });
     const disp = defaultVolumeLayout({ ...common, vmClass: 'DispVM', name: 'disp123', template: dvm1 });
-    const xml = disp.map(volumeConfigToXml);
+    const xml = saved(disp, 'appvms', 'disp123');
     expect(xml[0]).toMatchObject({
       name: 'root',
       snap_on_start: 'True',
@@ -150,10 +159,10 @@ describe('default volume layout', () => {
   it('one pool for all moves only writable non-snapshot volumes', () => {
     const app = defaultVolumeLayout({ ...common, vmClass: 'AppVM', name: 'x5', template, pool: 'fast' });
     expect(app.map((c) => [c.name, c.pool, c.revisionsToKeep])).toEqual([
-      ['root', 'varlibqubes', 0],
-      ['private', 'fast', 0],
-      ['volatile', 'fast', 0],
-      ['kernel', 'linux-kernel', 0],
+      ['root', 'varlibqubes', undefined],
+      ['private', 'fast', undefined],
+      ['volatile', 'fast', undefined],
+      ['kernel', 'linux-kernel', undefined],
     ]);
   });
 

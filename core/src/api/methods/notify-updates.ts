@@ -1,5 +1,4 @@
 import type { Clock } from '../../clock.js';
-import { isRunning } from '../../lifecycle/domain-manager.js';
 import { ProtocolError } from '../../model/errors.js';
 import { featureTrue } from '../../model/features.js';
 import type { Vm } from '../../model/vm.js';
@@ -70,7 +69,7 @@ export function notifyUpdatesMethods(clock: Clock): MethodSpec[] {
     }
     let template = src.template;
     while (template !== null && !template.bool('updateable')) template = template.template;
-    if (template === null || isRunning(template) || !available) return undefined;
+    if (template === null || template.isRunning || !available) return undefined;
     for (const volume of ctx.services.storage.of(src).values())
       if (await volume.isOutdated()) return undefined;
     recordUpdates(template, available, localDate(clock.now()));

@@ -6,6 +6,7 @@ import {
 } from '../../model/errors.js';
 import { parseBoolPayload, validateNumber } from '../../model/validate.js';
 import type { Volume } from '../../storage/driver.js';
+import { volumeBytes } from '../../storage/fsutil.js';
 import { importStream, readSizeHeader } from '../../storage/importer.js';
 import type { CallContext } from '../call-context.js';
 import { linesBody, revisionName, volumeInfoBody } from './storage-wire.js';
@@ -107,7 +108,7 @@ export const volume = {
       let size: number | undefined;
       if (withSize) {
         const header = await readSizeHeader(stream);
-        size = header.size;
+        if (header.size !== undefined) size = volumeBytes(header.size);
         source = header.data;
       }
       const declared = String(size ?? (await v.size()));

@@ -68,6 +68,7 @@ export abstract class DirPool implements ImagePool {
     };
   }
 
+  abstract defaultRevisionsToKeep(config: VolumeConfig): PyInt;
   abstract infoPath(volume: ImageVolume): string;
   abstract readonly revisionOnImport: boolean;
   abstract readonly everyVolumeSized: boolean;

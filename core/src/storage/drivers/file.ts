@@ -1,5 +1,6 @@
 import { StoragePoolException } from '../../model/errors.js';
-import type { PoolDriver } from '../driver.js';
+import type { PyInt } from '../../model/validate.js';
+import type { PoolDriver, VolumeConfig } from '../driver.js';
 import type { ImageVolume } from '../image-volume.js';
 import { DirPool } from './dir-pool.js';
 
@@ -14,6 +15,11 @@ export class FilePool extends DirPool {
   constructor(name: string, params: Readonly<Record<string, string>>) {
     // Upstream's file driver keeps at most one old revision.
     super(name, params, FILE_DRIVER, 1);
+  }
+
+  /** Upstream's file pool keeps no revision of a volume it does not save on stop. */
+  defaultRevisionsToKeep(config: VolumeConfig): PyInt {
+    return config.saveOnStop ? this.revisionsToKeep : 0;
   }
 
   readonly revisionOnImport = false;

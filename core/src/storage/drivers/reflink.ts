@@ -1,4 +1,5 @@
 import { StoragePoolException } from '../../model/errors.js';
+import type { PyInt } from '../../model/validate.js';
 import type { PoolDriver } from '../driver.js';
 import { ensureDir, reflinkSupported, removeEmptyDir } from '../fsutil.js';
 import type { ImageVolume } from '../image-volume.js';
@@ -14,6 +15,11 @@ export class ReflinkPool extends DirPool {
   constructor(name: string, params: Readonly<Record<string, string>>) {
     super(name, params, REFLINK_DRIVER, undefined);
     this.setupCheck = parseBool(params['setup_check'] ?? 'True');
+  }
+
+  /** Upstream's file-reflink pool gives every volume its own count, a volatile or snapshot one too. */
+  defaultRevisionsToKeep(): PyInt {
+    return this.revisionsToKeep;
   }
 
   readonly revisionOnImport = true;
