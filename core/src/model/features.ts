@@ -1,5 +1,5 @@
 import { ProtocolError, QubesFeatureNotFoundError, QubesValueError } from './errors.js';
-import { isXmlText } from './validate.js';
+import { isAscii, isXmlText } from './validate.js';
 import type { EventBus, EventMap } from './events.js';
 import type { Vm } from './vm.js';
 
@@ -8,7 +8,7 @@ const FEATURE_VALUE_RE = /^[\x20-\x7e]*$/;
 
 /** Checks a feature name and value as admin.vm.feature.Set does, before anything is stored. */
 export function validateFeature(name: string, value: Uint8Array): string {
-  for (const b of value) if (b > 0x7f) throw new ProtocolError('Feature value contains non-ASCII characters');
+  if (!isAscii(value)) throw new ProtocolError('Feature value contains non-ASCII characters');
   if (!FEATURE_NAME_RE.test(name)) throw new ProtocolError('feature name contains illegal characters');
   const text = Buffer.from(value).toString('ascii');
   if (!FEATURE_VALUE_RE.test(text)) throw new ProtocolError(`${name} value contains illegal characters`);

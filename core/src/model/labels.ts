@@ -7,7 +7,7 @@ import {
   QubesLabelNotFoundError,
 } from './errors.js';
 import type { PyInt } from './validate.js';
-import { parsePythonInt } from './validate.js';
+import { isAscii, parsePythonInt } from './validate.js';
 
 /** A label: a name and a colour, numbered from 1; 1-8 are the defaults that cannot be removed. */
 export class Label {
@@ -53,8 +53,7 @@ export function validateLabelName(name: string, creation: boolean): void {
 /** qubes.utils.validate_label_value: `0x` and six hex digits, stored as given. */
 export function validateLabelColor(untrusted: Uint8Array): string {
   if (untrusted.length === 0) throw new QubesInvalidLabelValueError('Label value must be set');
-  if ([...untrusted].some((b) => b > 0x7f))
-    throw new QubesInvalidLabelValueError('Label value must be encoded in ASCII');
+  if (!isAscii(untrusted)) throw new QubesInvalidLabelValueError('Label value must be encoded in ASCII');
   const color = Buffer.from(untrusted).toString('ascii').trim();
   if (color.length !== 8) throw new QubesInvalidLabelValueError('Label value must have length of 8');
   if (!color.startsWith('0x')) throw new QubesInvalidLabelValueError('Label value must start with: 0x');

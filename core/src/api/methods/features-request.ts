@@ -1,4 +1,5 @@
 import { PermissionDenied, ProtocolError, QubesVMNotRunningError, pyRepr } from '../../model/errors.js';
+import { isAscii } from '../../model/validate.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import type { MethodSpec } from '../method.js';
@@ -45,7 +46,7 @@ function untrustedFeatures(db: UntrustedQubesDb): Map<string, string> {
   for (const key of db.list(FEATURES_REQUEST_PREFIX)) {
     const raw = db.read(key);
     if (raw === undefined) continue;
-    if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${key}`);
+    if (!isAscii(raw)) throw new Error(`non-ASCII value in ${key}`);
     requested.set(key.slice(FEATURES_REQUEST_PREFIX.length), raw.toString('ascii'));
   }
   for (const value of requested.values())
@@ -242,7 +243,7 @@ function untrustedTools(db: UntrustedQubesDb): Map<string, string> {
   for (const name of NOTIFY_TOOLS_KEYS) {
     const raw = db.read(NOTIFY_TOOLS_PREFIX + name);
     if (raw === undefined || raw.length === 0) continue;
-    if (raw.some((byte) => byte > 0x7f)) throw new Error(`non-ASCII value in ${NOTIFY_TOOLS_PREFIX}${name}`);
+    if (!isAscii(raw)) throw new Error(`non-ASCII value in ${NOTIFY_TOOLS_PREFIX}${name}`);
     const value = raw.toString('ascii');
     if (!TOOLS_SAFE_VALUE.test(value)) throw new ProtocolError(`Value outside safe set: ${ALNUM}`);
     requested.set(name, value);

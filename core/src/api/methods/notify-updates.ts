@@ -1,6 +1,7 @@
 import type { Clock } from '../../clock.js';
 import { ProtocolError } from '../../model/errors.js';
 import { featureTrue } from '../../model/features.js';
+import { parsePythonInt } from '../../model/validate.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import type { MethodSpec } from '../method.js';
@@ -18,9 +19,6 @@ function pyStrip(bytes: Buffer): Buffer {
 
 /** bytes.isdigit(): non-empty and ASCII digits only. */
 const DIGITS = /^[0-9]+$/;
-
-/** The most digits Python's int() converts (sys.int_info.default_max_str_digits), leading zeros included. */
-const PY_MAX_STR_DIGITS = 4300;
 
 /** Python's datetime.today().strftime('%Y-%m-%d %H:%M:%S'): dom0's local time. */
 function localDate(ms: number): string {
@@ -59,9 +57,11 @@ export function notifyUpdatesMethods(clock: Clock): MethodSpec[] {
   const handler = async (ctx: CallContext): Promise<undefined> => {
     const count = pyStrip(ctx.payload).toString('latin1');
     if (!DIGITS.test(count)) throw new ProtocolError('Update count is not a digit');
-    // Upstream's int() of a longer count raises ValueError: the call ends without an answer, changing nothing.
-    if (count.length > PY_MAX_STR_DIGITS) throw new Error(`update count of ${count.length} digits`);
-    const available = /[1-9]/.test(count);
+    // Upstream's int() of more digits than it converts raises ValueError: the call ends without
+    // an answer, changing nothing.
+    const parsed = parsePythonInt(count);
+    if (parsed === undefined) throw new Error(`update count of ${count.length} digits`);
+    const available = parsed > 0;
     const src = ctx.src;
     if (src.bool('updateable')) {
       recordUpdates(src, available, localDate(clock.now()));

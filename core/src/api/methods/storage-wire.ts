@@ -1,5 +1,6 @@
 import { PermissionDenied, ProtocolError } from '../../model/errors.js';
 import type { PoolDriver } from '../../storage/driver.js';
+import { isAscii } from '../../model/validate.js';
 import { pyBool } from '../../storage/params.js';
 import type { PoolAuthorizer, PoolInfo, PoolRegistry, VolumeInfo } from '../../storage/pool-registry.js';
 
@@ -103,7 +104,7 @@ export interface PoolAddRequest {
 /** Parses an admin.pool.Add payload with upstream's checks, in upstream's order. */
 export function parsePoolAddPayload(payload: Uint8Array | string): PoolAddRequest {
   const bytes = typeof payload === 'string' ? Buffer.from(payload, 'latin1') : Buffer.from(payload);
-  if (bytes.some((b) => b > 0x7f)) throw new ProtocolError('Pool parameters contains non-ASCII characters');
+  if (!isAscii(bytes)) throw new ProtocolError('Pool parameters contains non-ASCII characters');
   const rows = splitLines(bytes.toString('latin1'));
   if (!rows.every((l) => l.includes('='))) throw new ProtocolError('Options must be separated by equal sign');
   const pairs = rows.map((l): [string, string] => {
