@@ -1,3 +1,5 @@
+import { timerDelay } from '@odyssey/hal';
+
 /** Wall-clock time, ms since the epoch; the composition root picks it (tests pin it). */
 export interface Clock {
   now(): number;
@@ -9,13 +11,10 @@ export class SystemClock implements Clock {
   }
 }
 
-/** The longest delay a timer takes (2^31 - 1 ms); Node fires a longer one after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * A property's seconds as a timer's delay. Upstream sleeps for any int it takes; a timer fires a
  * delay beyond ~24.8 days at once, so such a value waits the longest a timer can instead.
  */
 export function timerMs(seconds: number): number {
-  return Math.min(seconds * 1000, MAX_TIMER_MS);
+  return timerDelay(seconds * 1000);
 }
