@@ -13,12 +13,15 @@ import {
   FrameDecoder,
   FrameError,
   FrameType,
+  GuestPort,
+  KvmGuestTransport,
   KvmHostTransport,
   MuxVchan,
   OpenRefused,
   encodeFrame,
   type ChannelSide,
   type Frame,
+  type PortHandle,
 } from '../src/kvm/index.js';
 import { HEADER_SIZE, MAX_DATA } from '../src/kvm/frames.js';
 
@@ -519,6 +522,30 @@ describe('KVM vchan host transport against a hostile guest', () => {
     });
   }, 5000);
 
+  it("gives up a connect at its deadline while the guest's channel is still being looked up", async () => {
+    let lookups = 0;
+    const host = new KvmHostTransport({
+      // A VMM that never says where the guest's channel is.
+      channelSocket: () => {
+        lookups++;
+        return new Promise<string>(() => undefined);
+      },
+      connectTimeoutMs: 50,
+      retryIntervalMs: 5,
+    });
+    try {
+      await expect(host.connect('b', 512)).rejects.toThrow('timed out connecting to vchan b:512');
+      // The attempts all waited on the one lookup, which goes on for whoever connects next.
+      expect(lookups).toBe(1);
+      await expect(host.connect('b', 512, { timeoutMs: 20 })).rejects.toThrow(
+        'timed out connecting to vchan b:512',
+      );
+      expect(lookups).toBe(1);
+    } finally {
+      host.close();
+    }
+  }, 5000);
+
   it('relays only to guests it has a channel to, never dialling a name the guest made up', async () => {
     const madeUp = ['nobody', '../../../tmp/elsewhere', 'x'.repeat(60_000)];
     const opens = madeUp.map((name, i) =>
@@ -811,7 +838,13 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
   const HOST_RING = 64 * 1024;
 
   async function withFlood(
-    options: { maxRelaysInFlight?: number; maxRelayedStreams?: number; connectTimeoutMs?: number },
+    options: {
+      maxRelaysInFlight?: number;
+      maxRelayedStreams?: number;
+      connectTimeoutMs?: number;
+      /** Until this settles, the host's lookup of b's channel socket is under way (a VMM slow to answer). */
+      lookupB?: Promise<void>;
+    },
     body: (flood: Flood) => Promise<void>,
   ): Promise<void> {
     const dir = await mkdtemp(join(tmpdir(), 'kvm-flood-'));
@@ -850,14 +883,18 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
     const [evil, b] = [await guest('evil'), await guest('b')];
     const host = new KvmHostTransport({
       ...options,
-      channelSocket: (d) => join(dir, `${d}.sock`),
+      channelSocket: async (d) => {
+        if (d === 'b') await options.lookupB;
+        return join(dir, `${d}.sock`);
+      },
       // Long enough that only the path under test frees a relay in flight.
       connectTimeoutMs: options.connectTimeoutMs ?? 60_000,
       retryIntervalMs: 5,
       relay: true,
     });
     const kept = (domain: string): Record<keyof Bookkeeping, number> => {
-      const mux = (attach.mock.contexts as ChannelMux[]).find((m) => m.remoteDomain === domain);
+      // The newest: a test that timed out before its spy was restored leaves its muxes first.
+      const mux = (attach.mock.contexts as ChannelMux[]).findLast((m) => m.remoteDomain === domain);
       const k = mux as unknown as Bookkeeping;
       return {
         streams: k.streams.size,
@@ -870,7 +907,9 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
     };
     const keep = [host.keepChannel('evil'), host.keepChannel('b')];
     try {
-      await until(() => evil.link() !== undefined && b.link() !== undefined);
+      await until(
+        () => evil.link() !== undefined && (b.link() !== undefined || options.lookupB !== undefined),
+      );
       await body({ evil, b, kept });
     } finally {
       keep.forEach((release) => release());
@@ -1000,6 +1039,29 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
     },
     10_000,
   );
+
+  it('gives up at its deadline a relay still waiting for its target to be found, freeing its slot', async () => {
+    let found = (): void => undefined;
+    const lookupB = new Promise<void>((resolve) => (found = resolve));
+    const options = { maxRelaysInFlight: 2, maxRelayedStreams: 4, connectTimeoutMs: 200, lookupB };
+    await withFlood(options, async ({ evil, b, kept }) => {
+      evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpens(4, 1));
+      // Two in flight, waiting on the lookup of b's channel; the two beyond refused at once.
+      await until(() => ofType(evil.frames, FrameType.REFUSE).length >= 2);
+      expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual(ids(2, 3));
+      expect(kept('evil')).toEqual({ ...EMPTY, relaying: 2, relaysInFlight: 2 });
+      // At the deadline both are refused and their slots free, the lookup still under way
+      // (unbounded: only once the lookup ends, however long that takes).
+      await until(() => ofType(evil.frames, FrameType.REFUSE).length >= 4);
+      expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual([...ids(2, 3), ...ids(2, 1)]);
+      expect(kept('evil')).toEqual(EMPTY);
+      expect([b.link(), b.frames]).toEqual([undefined, []]);
+      // Once b is found, its channel comes up and relays go through again.
+      found();
+      await until(() => b.link() !== undefined);
+      await relaysAgain(evil, b, 2);
+    });
+  }, 5_000);
 
   // maxRelayedStreams 8: two rounds of 4 join 8 relays, a third is refused whole.
   it.each([
@@ -1153,4 +1215,226 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
       [open?.id, 'again'],
     ]);
   }
+});
+
+describe('KVM vchan guest end against an admin domain that does not answer or does not read', () => {
+  interface GuestBookkeeping {
+    readonly opening: Map<number, unknown>;
+    readonly streams: Map<number, unknown>;
+  }
+
+  it('gives up a connect at its deadline when its OPEN is never answered, and closes a late ACCEPT', async () => {
+    const sentWire: Buffer[] = [];
+    const mux = new ChannelMux('guest', ADMIN_DOMAIN);
+    mux.attach((bytes) => sentWire.push(bytes));
+    const sent = (): Frame[] => new FrameDecoder().push(Buffer.concat(sentWire));
+    const guest = new KvmGuestTransport(mux, { connectTimeoutMs: 50, retryIntervalMs: 5 });
+    await expect(guest.connect(ADMIN_DOMAIN, 512)).rejects.toThrow('timed out connecting to vchan 0:512');
+    const opens = sent().filter((f) => f.type === FrameType.OPEN);
+    expect(opens.map((f) => f.payload.toString('hex'))).toEqual([
+      openPayload(512, 64 * 1024).toString('hex'),
+    ]);
+    const kept = mux as unknown as GuestBookkeeping;
+    expect([kept.opening.size, kept.streams.size]).toEqual([0, 0]);
+    const id = opens[0]?.id ?? 0;
+    mux.receive(encodeFrame(FrameType.ACCEPT, id, u32(RING)));
+    expect(sent().at(-1)).toMatchObject({ type: FrameType.CLOSE, id });
+    expect(kept.streams.size).toBe(0);
+  }, 5000);
+
+  const LIMIT = 4096;
+  /** Where the guest stops reading: past what held writers can queue (LIMIT and a frame), as much again. */
+  const STOP_READING = 2 * LIMIT + HEADER_SIZE + MAX_DATA;
+
+  /**
+   * The guest's virtio-serial port, its host end played by the test: the guest reads what the
+   * test sent, a piece at a time, and what the guest writes is taken only once the host reads.
+   */
+  function fakePort(observe: () => void) {
+    const toGuest: Buffer[] = [];
+    let wake = (): void => undefined;
+    let closed = false;
+    const fromGuest: Buffer[] = [];
+    const blocked: (() => void)[] = [];
+    let hostReads = false;
+    const handle: PortHandle = {
+      async read(buffer, offset, length) {
+        observe();
+        while (toGuest.length === 0 && !closed) await new Promise<void>((resolve) => (wake = resolve));
+        if (closed) throw new Error('closed');
+        const piece = toGuest.shift() as Buffer;
+        const n = Math.min(length, piece.length);
+        piece.copy(buffer, offset, 0, n);
+        if (n < piece.length) toGuest.unshift(piece.subarray(n));
+        return { bytesRead: n };
+      },
+      write(buffer, offset, length) {
+        observe();
+        const bytes = Buffer.from(buffer.subarray(offset, offset + length));
+        return new Promise((resolve) => {
+          const take = (): void => {
+            fromGuest.push(bytes);
+            resolve({ bytesWritten: length });
+          };
+          if (hostReads) take();
+          else blocked.push(take);
+        });
+      },
+      async close() {
+        closed = true;
+        wake();
+      },
+    };
+    return {
+      handle,
+      send(...pieces: Buffer[]): void {
+        toGuest.push(...pieces);
+        wake();
+      },
+      /** Pieces sent that the guest has not read. */
+      unread: (): number => toGuest.length,
+      /** The host reads its end from now on. */
+      startReading(): void {
+        hostReads = true;
+        blocked.splice(0).forEach((take) => take());
+      },
+      /** Every frame the host read. */
+      frames: (): Frame[] => new FrameDecoder().push(Buffer.concat(fromGuest)),
+    };
+  }
+
+  /** A guest's port with a queue bound of LIMIT; `peak()` is the most it had queued at any read or write. */
+  async function guestEnd() {
+    let peak = 0;
+    const port = fakePort(() => (peak = Math.max(peak, queued())));
+    const mux = new ChannelMux('guest', ADMIN_DOMAIN);
+    const guest = new GuestPort('/dev/vport0p1', mux, {
+      maxQueuedBytes: LIMIT,
+      openDevice: async () => port.handle,
+    });
+    const queued = (): number => (guest as unknown as { queuedBytes: number }).queuedBytes;
+    await guest.start();
+    return { port, mux, guest, queued, peak: () => Math.max(peak, queued()) };
+  }
+
+  it('stops reading an admin domain that sends OPENs without reading the REFUSEs, and answers each once it reads', async () => {
+    const end = await guestEnd();
+    try {
+      // 2000 pieces of 10 OPENs for a port nobody serves: 180 kB of REFUSEs.
+      const perPiece = 10;
+      const count = 2000 * perPiece;
+      const pieces = Array.from({ length: count / perPiece }, (_, p) =>
+        Buffer.concat(
+          Array.from({ length: perPiece }, (_, i) =>
+            encodeFrame(FrameType.OPEN, 1 + p * perPiece + i, openPayload(999, RING)),
+          ),
+        ),
+      );
+      // Past the point where reading stops come at most the answers to the rest of the piece read.
+      const bound = STOP_READING + perPiece * HEADER_SIZE;
+      end.port.send(encodeFrame(FrameType.HELLO, 0, hello(7)), ...pieces);
+      // Until the guest stopped reading, or (unbounded) answered the whole flood into its queue.
+      await until(() => end.port.unread() === 0 || end.queued() >= STOP_READING);
+      await tick();
+      expect(end.port.unread()).toBeGreaterThan(0);
+      expect(end.queued()).toBeGreaterThanOrEqual(STOP_READING);
+      expect(end.peak()).toBeLessThanOrEqual(bound);
+      // Its own opens wait too: each would be more for a host that does not read.
+      await expect(end.mux.open(600, RINGS)).rejects.toThrow(OpenRefused);
+      end.port.startReading();
+      await until(() => end.port.unread() === 0 && end.queued() === 0);
+      const answers = end.port.frames().filter((f) => f.type !== FrameType.HELLO);
+      expect(answers).toHaveLength(count);
+      expect(answers.every((f, i) => f.type === FrameType.REFUSE && f.id === 1 + i)).toBe(true);
+      expect(end.peak()).toBeLessThanOrEqual(bound);
+    } finally {
+      await end.guest.stop();
+    }
+  }, 10_000);
+
+  it('holds a writer to an admin domain that grants credit without reading, and delivers every byte once it reads', async () => {
+    const end = await guestEnd();
+    try {
+      const total = 1 << 20;
+      const data = randomBytes(total);
+      const bound = LIMIT + HEADER_SIZE + MAX_DATA;
+      const served = end.mux.listen(512, RINGS);
+      // All the credit there is, from a host that does not read.
+      const credit = encodeFrame(FrameType.CREDIT, 1, u32(0xffffffff));
+      end.port.send(
+        encodeFrame(FrameType.HELLO, 0, hello(7)),
+        Buffer.concat([encodeFrame(FrameType.OPEN, 1, openPayload(512, 0xffffffff)), credit, credit, credit]),
+      );
+      const vchan = await served.connected;
+      let written = 0;
+      const writing = (async () => {
+        for (let at = 0; at < total; at += MAX_DATA) {
+          const chunk = data.subarray(at, at + MAX_DATA);
+          if (!vchan.write(chunk, () => (written += chunk.length))) await once(vchan, 'drain');
+        }
+      })();
+      // Until the writer waits on a port that holds enough, or (unbounded) wrote it all.
+      await until(() => written === total || (end.queued() >= LIMIT && vchan.writableNeedDrain));
+      await tick();
+      expect(written).toBeLessThan(total);
+      expect(end.peak()).toBeLessThanOrEqual(bound);
+      end.port.startReading();
+      await writing;
+      await until(() => end.queued() === 0);
+      const payloads = end.port
+        .frames()
+        .filter((f) => f.type === FrameType.DATA && f.id === 1)
+        .map((f) => f.payload);
+      expect(Buffer.concat(payloads).equals(data)).toBe(true);
+      expect(end.peak()).toBeLessThanOrEqual(bound);
+      vchan.destroy();
+    } finally {
+      await end.guest.stop();
+    }
+  }, 10_000);
+
+  it('still reads an admin domain while only its writers wait: one holding its own writers until the guest reads is not kept waiting', async () => {
+    const end = await guestEnd();
+    try {
+      const served = end.mux.listen(512, RINGS);
+      const credit = encodeFrame(FrameType.CREDIT, 1, u32(0xffffffff));
+      end.port.send(
+        encodeFrame(FrameType.HELLO, 0, hello(7)),
+        Buffer.concat([encodeFrame(FrameType.OPEN, 1, openPayload(512, 0xffffffff)), credit]),
+      );
+      const vchan = await served.connected;
+      const toHost = randomBytes(4 * MAX_DATA);
+      let written = false;
+      vchan.write(toHost, () => (written = true));
+      await until(() => end.queued() >= LIMIT && vchan.writableNeedDrain);
+      // The host's bytes (within the window the guest granted) and OPENs are still read meanwhile.
+      const fromHost = randomBytes(RING);
+      end.port.send(
+        encodeFrame(FrameType.DATA, 1, fromHost),
+        encodeFrame(FrameType.OPEN, 2, openPayload(999, RING)),
+      );
+      await tick();
+      expect(end.port.unread()).toBe(0);
+      expect(vchan.read(RING)).toEqual(fromHost);
+      expect(written).toBe(false);
+      end.port.startReading();
+      await until(() => written && end.queued() === 0);
+      const frames = end.port.frames();
+      const data = frames.filter((f) => f.type === FrameType.DATA && f.id === 1).map((f) => f.payload);
+      expect(Buffer.concat(data).equals(toHost)).toBe(true);
+      // The REFUSE went as the host's OPEN was read; the CREDIT for what was read once the port drained.
+      expect(
+        frames
+          .filter((f) => f.type === FrameType.REFUSE || f.type === FrameType.CREDIT)
+          .map((f) => [f.type, f.id]),
+      ).toEqual([
+        [FrameType.REFUSE, 2],
+        [FrameType.CREDIT, 1],
+      ]);
+      expect(frames.find((f) => f.type === FrameType.CREDIT)?.payload).toEqual(u32(RING));
+      vchan.destroy();
+    } finally {
+      await end.guest.stop();
+    }
+  }, 10_000);
 });

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VchanError, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
 import { ADMIN_DOMAIN, ChannelMux, OpenRefused } from './channel-mux.js';
+import { after } from './deadline.js';
 import { GuestPort, findVirtioPort } from './guest-port.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
 
@@ -8,8 +9,18 @@ export interface KvmGuestTransportOptions {
   /** The port device; default: found by name under /sys/class/virtio-ports. */
   readonly devicePath?: string;
   readonly ringSize?: number;
+  /**
+   * How long connect() tries: it retries while there is no server, and gives up an OPEN the admin
+   * domain (or the guest it relays to) does not answer; default 10 s.
+   */
   readonly connectTimeoutMs?: number;
   readonly retryIntervalMs?: number;
+  /**
+   * Bytes written to the port and not yet taken by it beyond which the vchans writing to it wait;
+   * the port is no longer read once answers to the admin domain's frames added as much again
+   * (see GuestPort). Default 256 KiB.
+   */
+  readonly maxQueuedBytes?: number;
   readonly log?: (message: string) => void;
 }
 
@@ -41,7 +52,7 @@ export class KvmGuestTransport implements VchanTransport {
   static async open(options: KvmGuestTransportOptions = {}): Promise<KvmGuestTransport> {
     const devicePath = options.devicePath ?? (await findVirtioPort());
     const mux = new ChannelMux('guest', ADMIN_DOMAIN, options.log);
-    const port = new GuestPort(devicePath, mux);
+    const port = new GuestPort(devicePath, mux, { maxQueuedBytes: options.maxQueuedBytes });
     await port.start();
     return new KvmGuestTransport(mux, options, port);
   }
@@ -55,15 +66,19 @@ export class KvmGuestTransport implements VchanTransport {
   }
 
   async connect(remoteDomain: string, port: number, options?: { timeoutMs?: number }): Promise<MuxVchan> {
-    const deadline = Date.now() + (options?.timeoutMs ?? this.#connectTimeoutMs);
+    // Also the OPEN's deadline: a peer that never answers must not keep the caller for ever (its
+    // late ACCEPT is answered with CLOSE).
+    const deadline = after(options?.timeoutMs ?? this.#connectTimeoutMs);
+    let last: Error | undefined;
     for (;;) {
       try {
-        return await this.#mux.open(port, this.#rings(), remoteDomain, remoteDomain);
+        return await this.#mux.open(port, this.#rings(), remoteDomain, remoteDomain, deadline);
       } catch (error) {
         if (!(error instanceof OpenRefused)) throw error;
-        if (Date.now() >= deadline) {
-          throw new VchanError(`timed out connecting to vchan ${remoteDomain}:${port}`, { cause: error });
-        }
+        last = error;
+      }
+      if (deadline.aborted) {
+        throw new VchanError(`timed out connecting to vchan ${remoteDomain}:${port}`, { cause: last });
       }
       await sleep(this.#retryMs);
     }

@@ -1,8 +1,15 @@
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { VchanError, readPastGonePeer, type VchanListenOptions, type VchanTransport } from '@odyssey/hal';
+import {
+  VchanError,
+  readPastGonePeer,
+  timerDelay,
+  type VchanListenOptions,
+  type VchanTransport,
+} from '@odyssey/hal';
 import { ChannelMux, OpenRefused, type Relay, type RelayOptions } from './channel-mux.js';
 import type { MuxVchan, MuxVchanRings } from './mux-vchan.js';
+import { after, unlessAborted } from './deadline.js';
 import { connectOnce } from '../unix-socket.js';
 
 export interface KvmHostTransportOptions {
@@ -53,15 +60,6 @@ const DEFAULT_MAX_QUEUED = 256 * 1024;
 const DEFAULT_MAX_RELAYS_IN_FLIGHT = 32;
 const DEFAULT_MAX_RELAYED_STREAMS = 256;
 
-/** `ms` as a timer takes it, whatever the number: whole milliseconds, up to 2^31 - 1. */
-function timerMs(ms: number): number {
-  return Math.min(Math.max(0, Math.ceil(ms)), 0x7fffffff);
-}
-
-function after(ms: number): AbortSignal {
-  return AbortSignal.timeout(timerMs(ms));
-}
-
 /**
  * The admin domain's end of KVM vchans: every vchan to one guest is multiplexed over that
  * guest's virtio-serial channel, whose host end is a UNIX socket bound by QEMU. The socket
@@ -90,7 +88,7 @@ export class KvmHostTransport implements VchanTransport {
       ? {
           connect: this.#relay,
           // Until the target answers, the source's OPEN holds an entry here: not for longer than a connect.
-          timeoutMs: timerMs(this.#connectTimeoutMs),
+          timeoutMs: timerDelay(this.#connectTimeoutMs),
           maxInFlight: options.maxRelaysInFlight ?? DEFAULT_MAX_RELAYS_IN_FLIGHT,
           maxStreams: options.maxRelayedStreams ?? DEFAULT_MAX_RELAYED_STREAMS,
         }
@@ -109,7 +107,7 @@ export class KvmHostTransport implements VchanTransport {
     const link = this.#link(remoteDomain);
     let last: Error | undefined;
     for (;;) {
-      if (await this.#dial(remoteDomain, link)) {
+      if (await this.#dial(remoteDomain, link, deadline)) {
         try {
           return await link.mux.open(port, this.#rings(), undefined, undefined, deadline);
         } catch (error) {
@@ -168,7 +166,7 @@ export class KvmHostTransport implements VchanTransport {
     // The guest names the target: a link (and a socket path to dial) for every name it makes up
     // would pile up for ever, so only guests this end already has a channel for are reached.
     const link = this.#links.get(target);
-    if (!link || !(await this.#dial(target, link))) throw new OpenRefused(`no channel to ${target}`);
+    if (!link || !(await this.#dial(target, link, signal))) throw new OpenRefused(`no channel to ${target}`);
     return link.mux.open(port, this.#rings(), source, source, signal);
   };
 
@@ -215,8 +213,14 @@ export class KvmHostTransport implements VchanTransport {
     };
   }
 
-  /** One attempt to connect the channel socket; true when the link is up. */
-  #dial(remoteDomain: string, link: Link): Promise<boolean> {
+  /**
+   * One attempt to connect the channel socket; true when the link is up, false when it is not or
+   * `signal` aborted first. The socket's name may take a lookup that never ends (the VMM asked for
+   * the domain's name): a connect or a relay stops waiting at its deadline, as for an unanswered
+   * OPEN, instead of keeping its caller (or the source guest's relay slot) until the lookup ends.
+   * The attempt itself goes on, one per channel, for whoever waits next.
+   */
+  #dial(remoteDomain: string, link: Link, signal?: AbortSignal): Promise<boolean> {
     if (link.mux.linked) return Promise.resolve(true);
     link.dialing ??= (async () => {
       try {
@@ -240,6 +244,6 @@ export class KvmHostTransport implements VchanTransport {
     })().finally(() => {
       link.dialing = undefined;
     });
-    return link.dialing;
+    return unlessAborted(link.dialing, signal, false);
   }
 }

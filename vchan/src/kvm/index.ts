@@ -8,7 +8,7 @@ export {
   type RelayOptions,
 } from './channel-mux.js';
 export { FrameDecoder, FrameError, FrameType, encodeFrame, type Frame } from './frames.js';
-export { GuestPort, findVirtioPort } from './guest-port.js';
+export { GuestPort, findVirtioPort, type GuestPortOptions, type PortHandle } from './guest-port.js';
 export { KvmGuestTransport, type KvmGuestTransportOptions } from './guest-transport.js';
 export { KvmHostTransport, type KvmHostTransportOptions } from './host-transport.js';
 export { MuxVchan, type MuxVchanRings } from './mux-vchan.js';
