@@ -117,16 +117,21 @@ function parseIcmpType(untrusted: string): number {
 
 /**
  * The last second upstream can represent: it turns `expire` into a Python
- * datetime, whose years end at 9999, and refuses anything later.
+ * datetime in dom0's local time zone (fromtimestamp without one), whose years
+ * end at 9999, and refuses anything later. So the bound is the end of 9999 in
+ * that zone, not in UTC: east of Greenwich it comes sooner, west of it later.
+ * Read on each call because Node follows a change of process.env.TZ.
  */
-export const MAX_EXPIRE = Date.UTC(9999, 11, 31, 23, 59, 59) / 1000;
+export function maxExpire(): number {
+  return new Date(9999, 11, 31, 23, 59, 59).getTime() / 1000;
+}
 
 /** Upstream's Expire: ASCII digits, read with int() (which refuses more digits than Python converts). */
 function parseExpire(untrusted: string): number {
   checkSafe(untrusted);
   const seconds = /^[0-9]+$/.test(untrusted) ? parsePythonInt(untrusted) : undefined;
   if (seconds === undefined) bad('bad expiration time');
-  if (seconds > MAX_EXPIRE) bad('expiration time out of range');
+  if (seconds > maxExpire()) bad('expiration time out of range');
   return Number(seconds);
 }
 

@@ -1,7 +1,7 @@
 import { XMLParser } from 'fast-xml-parser';
 
 import type { FirewallRule } from '../model/firewall.js';
-import { DEFAULT_FIREWALL, MAX_EXPIRE, isExpired, makeRule, ruleProperties } from '../model/firewall.js';
+import { DEFAULT_FIREWALL, isExpired, makeRule, maxExpire, ruleProperties } from '../model/firewall.js';
 import { renderXml, xmlEl } from './xml-writer.js';
 
 /**
@@ -47,10 +47,11 @@ function loadV2(fw: XmlObj): FirewallRule[] {
     const props = ((rule.properties as XmlObj | undefined)?.property as XmlObj[] | undefined) ?? [];
     const options: Record<string, string> = {};
     for (const p of props) options[String(p['@_name'])] = text(p);
-    // Files from before expire was bounded may hold a later one (even as 1e+21); such a rule
-    // never expires either way, and refusing it here would keep the daemon from starting.
-    if (options.expire !== undefined && Number(options.expire) > MAX_EXPIRE)
-      options.expire = String(MAX_EXPIRE);
+    // Files from before expire was bounded, or saved while dom0's zone was further west, may
+    // hold a later one (even as 1e+21); such a rule never expires either way, and refusing it
+    // here would keep the daemon from starting.
+    if (options.expire !== undefined && Number(options.expire) > maxExpire())
+      options.expire = String(maxExpire());
     return makeRule(options);
   });
 }

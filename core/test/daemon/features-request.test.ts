@@ -115,10 +115,22 @@ describe('qubes.FeaturesRequest', () => {
       'supported-rpc.qubes.Filecopy': '1',
       'supported-service.cups': '1',
     });
-    const names = events.filter((e) => e.subject === tpl).map((e) => e.name);
-    expect(names[0]).toBe('features-request');
-    expect(names).toContain('template-postinstall');
-    expect(names).toContain('domain-feature-delete:supported-rpc.qubes.Old');
+    // Upstream's synchronous handlers (os, supported-*) act as the event fires, before
+    // admin.Events sees it; CoreFeatures, a coroutine, acts after.
+    const names = events.filter((e) => e.subject === tpl && !e.name.includes('-pre-')).map((e) => e.name);
+    expect(names).toEqual([
+      'domain-feature-set:os',
+      'domain-feature-set:supported-service.cups',
+      'domain-feature-set:supported-rpc.qubes.Filecopy',
+      'domain-feature-set:supported-rpc.qubes.VMShell',
+      'domain-feature-delete:supported-rpc.qubes.Old',
+      'features-request',
+      'domain-feature-set:os-distribution',
+      'domain-feature-set:os-version',
+      'domain-feature-set:qrexec',
+      'domain-feature-set:vmexec',
+      'template-postinstall',
+    ]);
     const fired = events.find((e) => e.name === 'features-request');
     expect(fired?.args).toEqual({
       untrusted_features:
@@ -217,6 +229,95 @@ describe('qubes.FeaturesRequest', () => {
     expect(features(d.daemon.app.domains.get('tpl'))).toEqual({});
   });
 
+  describe("Qubes Windows Tools' defaults (upstream's WindowsFeatures)", () => {
+    /** The caller's events as admin.Events shows them, without the pre-events. */
+    const fired = (vm: Vm): string[] =>
+      events.filter((e) => e.subject === vm && !e.name.includes('-pre-')).map((e) => e.name);
+
+    it('gives a Windows qube announcing qrexec its defaults, before the event and CoreFeatures', async () => {
+      const tpl = d.daemon.app.domains.get('tpl');
+      await d.ok('admin.vm.property.Set', 'tpl', 'virt_mode', 'hvm');
+      tpl.features.set('audio-model', 'ich9');
+      tpl.features.set('no-monitor-layout', '');
+      tpl.features.set('rpc-clipboard', '');
+      const guest = await running('tpl', 5);
+      tpl.powerState = 'Running';
+      await request(guest, 'tpl', { os: 'Windows', qrexec: '1', gui: '1', 'supported-rpc.qubes.X': '1' });
+      events.length = 0;
+      expect((await call('tpl')).toString('latin1')).toBe('0\0');
+      tpl.powerState = 'Halted';
+      expect(features(tpl)).toEqual({
+        os: 'Windows',
+        // Always set; the others only while unset, an explicit false included.
+        'rpc-clipboard': '1',
+        'audio-model': 'ich9',
+        'no-monitor-layout': '',
+        'stubdom-qrexec': '1',
+        timezone: 'localtime',
+        'supported-rpc.qubes.X': '1',
+        qrexec: '1',
+        gui: '1',
+      });
+      expect([tpl.props.isDefault('maxmem'), tpl.props.get('maxmem')]).toEqual([false, 0]);
+      expect(tpl.props.get('qrexec_timeout')).toBe(6000);
+      // Upstream's synchronous handlers run as the event fires, before admin.Events sees it;
+      // CoreFeatures, a coroutine, after. So maxmem was still 0 by default here: an HVM
+      // qube balances memory only once it has qrexec, which CoreFeatures sets.
+      expect(fired(tpl)).toEqual([
+        'domain-feature-set:os',
+        'domain-feature-set:rpc-clipboard',
+        'property-set:maxmem',
+        'property-set:qrexec_timeout',
+        'domain-feature-set:stubdom-qrexec',
+        'domain-feature-set:timezone',
+        'domain-feature-set:supported-rpc.qubes.X',
+        'features-request',
+        'domain-feature-set:qrexec',
+        'domain-feature-set:gui',
+        'template-postinstall',
+      ]);
+    });
+
+    it('fails as upstream when it would change the maxmem of the running qube', async () => {
+      const tpl = d.daemon.app.domains.get('tpl');
+      await d.ok('admin.vm.property.Set', 'tpl', 'maxmem', '4000');
+      const guest = await running('tpl', 5);
+      tpl.powerState = 'Running';
+      await request(guest, 'tpl', { os: 'Windows', qrexec: '1', 'supported-rpc.qubes.X': '1' });
+      events.length = 0;
+      expect((await call('tpl')).toString('latin1')).toBe(
+        exc(
+          'QubesVMNotHaltedError',
+          "Can't change maxmem of VM tpl, because it isn't Halted and memory hotplug is forbidden",
+        ),
+      );
+      tpl.powerState = 'Halted';
+      // What WindowsFeatures did before maxmem stays; the rest of the request is not applied.
+      expect(features(tpl)).toEqual({ os: 'Windows', 'rpc-clipboard': '1' });
+      expect([tpl.props.get('maxmem'), tpl.props.get('qrexec_timeout')]).toEqual([4000, 1]);
+      expect(fired(tpl)).toEqual(['domain-feature-set:os', 'domain-feature-set:rpc-clipboard']);
+    });
+
+    it("needs qrexec '1' in the request itself, and a caller without a template", async () => {
+      const tpl = d.daemon.app.domains.get('tpl');
+      const work = d.daemon.app.domains.get('work');
+      tpl.features.set('qrexec', '1');
+      const guest = await running('tpl', 5);
+      await request(guest, 'tpl', { os: 'Windows', gui: '0' });
+      expect((await call('tpl')).toString('latin1')).toBe('0\0');
+      guest.db.write('/features-request/qrexec', '0');
+      await arrived('tpl', ['qrexec']);
+      expect((await call('tpl')).toString('latin1')).toBe('0\0');
+      expect(features(tpl)).toEqual({ qrexec: '1', os: 'Windows', gui: '' });
+      expect([tpl.props.isDefault('maxmem'), tpl.props.get('qrexec_timeout')]).toEqual([true, 1]);
+      const workGuest = await running('work', 6);
+      await request(workGuest, 'work', { os: 'Windows', qrexec: '1' });
+      expect((await call('work')).toString('latin1')).toBe('0\0');
+      expect(features(work)).toEqual({});
+      expect([work.props.isDefault('maxmem'), work.props.get('qrexec_timeout')]).toEqual([true, 1]);
+    });
+  });
+
   it('refuses an argument, a payload, a target other than dom0 and a halted caller', async () => {
     expect((await call('tpl', 'x')).toString('latin1')).toMatch(/^2\0ProtocolError\0/);
     expect((await call('tpl', '', 'data')).toString('latin1')).toMatch(/^2\0ProtocolError\0/);
@@ -274,7 +375,18 @@ describe('qubes.NotifyTools', () => {
     expect(events.find((e) => e.name === 'features-request')?.args).toEqual({
       untrusted_features: "{'qrexec': '1', 'gui': '1', 'default-user': 'user', 'os': 'Windows'}",
     });
-    expect(features(tpl)).toEqual({ qrexec: '1', gui: '1', os: 'Windows' });
+    // Windows with qrexec: upstream's WindowsFeatures adds its defaults.
+    expect(features(tpl)).toEqual({
+      qrexec: '1',
+      gui: '1',
+      os: 'Windows',
+      'rpc-clipboard': '1',
+      'stubdom-qrexec': '1',
+      'audio-model': 'ich6',
+      timezone: 'localtime',
+      'no-monitor-layout': '1',
+    });
+    expect([tpl.props.get('maxmem'), tpl.props.get('qrexec_timeout')]).toEqual([0, 6000]);
     expect(events.map((e) => e.name)).toContain('template-postinstall');
   });
 

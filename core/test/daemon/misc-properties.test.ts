@@ -51,12 +51,23 @@ type Reply =
   | { readonly kind: 'exception'; readonly wire: string }
   | { readonly kind: 'abort' };
 
+/** The two properties upstream's WindowsFeatures sets; maxmem 'default' while it has no value of its own. */
+interface WindowsProps {
+  readonly maxmem: number | 'default';
+  readonly qrexec_timeout: number;
+}
+
+/** What each caller holds before every call (the daemon's callers give up on qrexec at once). */
+const INITIAL_PROPS: WindowsProps = { maxmem: 'default', qrexec_timeout: 1 };
+
 interface Outcome {
   readonly reply: Reply;
   readonly features: Features;
+  readonly props: WindowsProps;
   /** Python's str() of the untrusted_features given to the features-request event, when it fired. */
   readonly event?: string;
-  readonly postinstall: boolean;
+  /** The caller's events but the pre-events, in the order admin.Events shows them. */
+  readonly fired: readonly string[];
 }
 
 const ALNUM = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
@@ -74,6 +85,27 @@ function realDate(text: string): boolean {
 }
 
 const isDigit = (c: string | undefined): boolean => c !== undefined && c >= '0' && c <= '9';
+
+/** A caller's features that note the event each change fires, in order. */
+class Recorded extends Map<string, string> {
+  readonly fired: string[] = [];
+
+  static from(before: Features): Recorded {
+    const recorded = new Recorded();
+    for (const [name, value] of before) Map.prototype.set.call(recorded, name, value);
+    return recorded;
+  }
+
+  override set(name: string, value: string): this {
+    this.fired.push(`domain-feature-set:${name}`);
+    return super.set(name, value);
+  }
+
+  override delete(name: string): boolean {
+    if (this.has(name)) this.fired.push(`domain-feature-delete:${name}`);
+    return super.delete(name);
+  }
+}
 
 /** The supported-feature/-service/-rpc handlers, with the service handler's apparmor companion. */
 function supported(features: Features, request: Features, prefix: string): void {
@@ -133,16 +165,45 @@ function bootModes(features: Features, request: Features, isTemplate: boolean): 
 }
 
 /**
- * The features-request extensions, on a copy of the caller's features.
- * Left out: Qubes Windows Tools' defaults (rpc-clipboard, maxmem,
- * qrexec_timeout and the stubdom features that upstream's WindowsFeatures
- * adds for os=Windows with qrexec), which odysseyd does not apply yet.
+ * WindowsFeatures: the os a qube without a template announces; for Windows
+ * with qrexec '1' in the request, rpc-clipboard, maxmem 0 and qrexec_timeout
+ * 6000, and four features unless the caller has them. The callers are halted
+ * here, so maxmem may always change.
+ */
+function windows(caller: Caller, features: Recorded, request: Features): WindowsProps {
+  const os = request.get('os');
+  if (CALLERS[caller].templateBased || (os !== 'Windows' && os !== 'Linux')) return INITIAL_PROPS;
+  features.set('os', os);
+  if (os !== 'Windows' || request.get('qrexec') !== '1') return INITIAL_PROPS;
+  features.set('rpc-clipboard', '1');
+  features.fired.push('property-set:maxmem', 'property-set:qrexec_timeout');
+  const defaults = {
+    'stubdom-qrexec': '1',
+    'audio-model': 'ich6',
+    timezone: 'localtime',
+    'no-monitor-layout': '1',
+  };
+  for (const [name, value] of Object.entries(defaults)) if (!features.has(name)) features.set(name, value);
+  return { maxmem: 0, qrexec_timeout: 6000 };
+}
+
+/**
+ * The features-request extensions, on a copy of the caller's features, in
+ * the order upstream's event runs them: the plain handlers (their order
+ * among themselves is odysseyd's, upstream leaves it open), the event as
+ * admin.Events sees it, then CoreFeatures, a coroutine.
  */
 function applyRequest(caller: Caller, before: Features, request: Features): Omit<Outcome, 'reply'> {
-  const features = new Map(before);
+  const features = Recorded.from(before);
   const event = `{${[...request].map(([k, v]) => `'${k}': '${v}'`).join(', ')}}`;
   const { templateBased, isTemplate } = CALLERS[caller];
-  let postinstall = false;
+  const props = windows(caller, features, request);
+  if (!templateBased) {
+    supported(features, request, 'supported-feature.');
+    supported(features, request, 'supported-service.');
+  }
+  supported(features, request, 'supported-rpc.');
+  features.fired.push('features-request');
   if (!templateBased) {
     for (const name of ['os-distribution', 'os-distribution-like']) {
       const value = request.get(name);
@@ -176,20 +237,16 @@ function applyRequest(caller: Caller, before: Features, request: Features): Omit
       const value = booleans.get(name);
       if (value !== undefined) features.set(name, value);
     }
-    postinstall = !qrexecBefore && truthy(features.get('qrexec'));
-    const os = request.get('os');
-    if (os === 'Windows' || os === 'Linux') features.set('os', os);
-    supported(features, request, 'supported-feature.');
-    supported(features, request, 'supported-service.');
+    if (!qrexecBefore && truthy(features.get('qrexec'))) features.fired.push('template-postinstall');
   }
-  supported(features, request, 'supported-rpc.');
-  return { features, event, postinstall };
+  return { features: new Map(features), props, event, fired: features.fired };
 }
 
 const refused = (before: Features, reply: Reply): Outcome => ({
   reply,
   features: new Map(before),
-  postinstall: false,
+  props: INITIAL_PROPS,
+  fired: [],
 });
 const protocolError = (safe: string): Reply => ({
   kind: 'exception',
@@ -332,6 +389,11 @@ const knownName = fc.constantFrom(
   'boot-mode.appvm-default',
   'boot-mode.standalone-default',
   'boot-mode.other.a',
+  'rpc-clipboard',
+  'stubdom-qrexec',
+  'audio-model',
+  'timezone',
+  'no-monitor-layout',
 );
 
 /** Values any feature may be sent: hostile characters, bytes, lengths around the bounds. */
@@ -497,12 +559,22 @@ function database(name: string): QubesDb {
   return db;
 }
 
-/** Gives `name` exactly these features. */
+/** Gives `name` exactly these features, and the properties a request may change their first values. */
 function setFeatures(name: string, features: readonly [string, string][]): void {
   const subject = vm(name);
   for (const feature of subject.features.names()) subject.features.remove(feature);
   for (const [feature, value] of features) subject.features.set(feature, value);
+  if (!subject.props.isDefault('maxmem')) subject.props.reset('maxmem');
+  subject.props.set('qrexec_timeout', INITIAL_PROPS.qrexec_timeout);
 }
+
+const windowsProps = (name: string): WindowsProps => {
+  const { props } = vm(name);
+  return {
+    maxmem: props.isDefault('maxmem') ? 'default' : Number(props.get('maxmem')),
+    qrexec_timeout: Number(props.get('qrexec_timeout')),
+  };
+};
 
 /** Fills the caller's /features-request/ or /qubes-tools/ with exactly these entries, as the qube would. */
 function fill(name: string, prefix: string, entries: readonly [string, Buffer][]): void {
@@ -528,16 +600,13 @@ async function expectOutcome(
   const reply = await callMisc(service, caller);
   expect(reply.toString('latin1'), what).toBe(wire(expected.reply));
   expect(Object.fromEntries(featuresOf(caller)), what).toEqual(Object.fromEntries(expected.features));
+  expect(windowsProps(caller), what).toEqual(expected.props);
   for (const [name, features] of others) expect(featuresOf(name), `${what}: ${name}`).toEqual(features);
-  const own = events.filter((e) => e.subject === vm(caller)).map((e) => e.name);
+  const own = events.filter((e) => e.subject === vm(caller) && !e.name.includes('-pre-')).map((e) => e.name);
+  expect(own, what).toEqual(expected.fired);
   const fired = events.find((e) => e.name === 'features-request');
-  if (expected.event === undefined) {
-    expect(fired, what).toBeUndefined();
-  } else {
-    expect(own[0], what).toBe('features-request');
-    expect(fired?.args, what).toEqual({ untrusted_features: expected.event });
-  }
-  expect(own.includes('template-postinstall'), what).toBe(expected.postinstall);
+  if (expected.event === undefined) expect(fired, what).toBeUndefined();
+  else expect(fired?.args, what).toEqual({ untrusted_features: expected.event });
   // Whatever the qube sent, what dom0 keeps of it is bounded: features, their values, the event.
   const after = featuresOf(caller);
   expect(after.size, what).toBeLessThanOrEqual(before.size + MAX_REQUESTED_FEATURES + 1);
@@ -604,6 +673,18 @@ describe('qubes.FeaturesRequest with hostile requests', () => {
             ],
           ],
           ['alone', [], [r('supported-service.apparmor', '1')]],
+          // Qubes Windows Tools: defaults for Windows with qrexec, each of four only while unset.
+          [
+            'tpl',
+            [
+              ['audio-model', 'ich9'],
+              ['no-monitor-layout', ''],
+              ['rpc-clipboard', ''],
+            ],
+            [r('os', 'Windows'), r('qrexec', '1'), r('gui', '1'), r('supported-rpc.qubes.A', '1')],
+          ],
+          ['alone', [['qrexec', '1']], [r('os', 'Windows'), r('qrexec', '0')]],
+          ['work', [], [r('os', 'Windows'), r('qrexec', '1')]],
           [
             'alone',
             [
@@ -667,6 +748,7 @@ describe('qubes.NotifyTools with hostile /qubes-tools/ keys', () => {
           ['tpl', [], [t('qrexec', 'x'.repeat(MAX_REQUESTED_VALUE + 1)), t('os', Buffer.from([0xc3]))]],
           ['tpl', [], [t('qrexec', '1'.repeat(MAX_REQUESTED_VALUE) + '$')]],
           ['tpl', [], [t('gui', 'x'.repeat(MAX_REQUESTED_VALUE + 1)), t('os', 'Win-dows')]],
+          ['alone', [['timezone', 'UTC']], [t('os', 'Windows'), t('qrexec', '1'), t('gui', '1')]],
         ],
       },
     );

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { firewallQdbEntries } from '../../src/lifecycle/qubesdb-entries.js';
 import { QubesValueError } from '../../src/model/errors.js';
 import type { FirewallRule } from '../../src/model/firewall.js';
-import { MAX_EXPIRE, formatApiRule, isExpired, parseApiRule } from '../../src/model/firewall.js';
+import { formatApiRule, isExpired, maxExpire, parseApiRule } from '../../src/model/firewall.js';
 import { parseFirewall, serializeFirewall } from '../../src/persist/firewall-xml.js';
 import { startDaemon } from '../support/harness.js';
 
@@ -91,7 +91,7 @@ const commentText = fc.stringMatching(/^[A-Za-z0-9:;,./_[\] -]{0,30}$/);
 const spelledRule: fc.Arbitrary<Spelled> = fc
   .record({
     action: fc.constantFrom('accept', 'drop'),
-    expire: fc.option(fc.integer({ min: 0, max: MAX_EXPIRE })),
+    expire: fc.option(fc.integer({ min: 0, max: maxExpire() })),
     host: fc.option(fc.tuple(host, fc.constantFrom('dsthost', 'dst4', 'dst6', 'dstname'))),
     proto: protoPart,
     special: fc.boolean(),
@@ -274,7 +274,7 @@ describe('firewall rule parser properties', () => {
         attribute('proto', ['tcp', 'udp', 'any']),
         attribute('port', ['22', '1024']),
         attribute('toport', ['80', '1024']),
-        attribute('expire', ['1', String(MAX_EXPIRE)]),
+        attribute('expire', ['1', String(maxExpire())]),
       )
       .map((attrs) => `<rule${attrs.join('')}/>`);
     fc.assert(

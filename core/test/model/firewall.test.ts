@@ -1,8 +1,18 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { QubesValueError } from '../../src/model/errors.js';
 import { formatApiRule, parseApiRule } from '../../src/model/firewall.js';
 import { parseFirewall, serializeFirewall } from '../../src/persist/firewall-xml.js';
+
+// dom0's time zone bounds expire: these cases are in UTC unless they set another.
+const hostZone = process.env.TZ;
+beforeEach(() => {
+  process.env.TZ = 'UTC';
+});
+afterAll(() => {
+  if (hostZone === undefined) delete process.env.TZ;
+  else process.env.TZ = hostZone;
+});
 
 describe('firewall rules', () => {
   it.each([
@@ -103,5 +113,32 @@ describe('firewall rules', () => {
       'action=drop proto=icmp',
       'action=accept dst4=1.2.3.0/24 proto=tcp dstports=443-443',
     ]);
+  });
+});
+
+describe("expire's bound in dom0's local time, as upstream's datetime.fromtimestamp", () => {
+  // The last second of year 9999 in each zone, as CPython 3 on Linux takes it: one more
+  // fails there with 'year 10000 is out of range'.
+  it.each([
+    ['UTC', 253402300799],
+    ['Asia/Tokyo', 253402268399],
+    ['Australia/Sydney', 253402261199],
+    ['Pacific/Kiritimati', 253402250399],
+    ['America/New_York', 253402318799],
+    ['Etc/GMT+12', 253402343999],
+  ])('takes expire up to the end of 9999 in %s and no later', (zone, last) => {
+    process.env.TZ = zone;
+    expect(formatApiRule(parseApiRule(`action=drop expire=${last}`))).toBe(`action=drop expire=${last}`);
+    expect(() => parseApiRule(`action=drop expire=${last + 1}`)).toThrow(
+      new QubesValueError('expiration time out of range'),
+    );
+  });
+
+  it("loads a stored expire beyond that as the end of 9999 in dom0's zone", () => {
+    process.env.TZ = 'Asia/Tokyo';
+    const xml =
+      '<firewall version="2"><rules><rule><properties><property name="action">accept</property>' +
+      '<property name="expire">253402300799</property></properties></rule></rules></firewall>';
+    expect(parseFirewall(xml).map(formatApiRule)).toEqual(['action=accept expire=253402268399']);
   });
 });

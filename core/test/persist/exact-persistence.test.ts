@@ -140,11 +140,19 @@ function checkStrict(path: string): void {
 
 const dirs: string[] = [];
 let d: TestDaemon | null = null;
+const hostZone = process.env.TZ;
 afterEach(async () => {
   await d?.stop();
   d = null;
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  if (hostZone === undefined) delete process.env.TZ;
+  else process.env.TZ = hostZone;
 });
+
+/** dom0's time zone, which bounds a firewall rule's expire (the daemon runs in this process). */
+function zone(name: string): void {
+  process.env.TZ = name;
+}
 
 async function freshDaemon(): Promise<TestDaemon> {
   const stateDir = await mkdtemp(join(tmpdir(), 'odyssey-exact-'));
@@ -283,6 +291,7 @@ describe('exact persistence', () => {
   }, 180_000);
 
   it('refuses a firewall rule expiring after year 9999 and keeps the rules it had', async () => {
+    zone('UTC');
     const t = await freshDaemon();
     d = t;
     await t.ok('admin.vm.firewall.Set', 'work', '', 'action=drop expire=253402300799\n');
@@ -294,6 +303,24 @@ describe('exact persistence', () => {
     }
     expect(await readFile(file)).toEqual(before);
     expect(await t.ok('admin.vm.firewall.Get', 'work')).toBe('action=drop expire=253402300799\n');
+  });
+
+  it("bounds expire by the end of year 9999 in dom0's time zone, as upstream", async () => {
+    // Five hours west of UTC upstream's datetime holds five hours more; the reply and file agree.
+    zone('America/New_York');
+    const t = await freshDaemon();
+    d = t;
+    await t.ok('admin.vm.firewall.Set', 'work', '', 'action=drop expire=253402318799\n');
+    expect(await t.ok('admin.vm.firewall.Get', 'work')).toBe('action=drop expire=253402318799\n');
+    const file = join(t.stateDir, 'appvms', 'work', 'firewall.xml');
+    expect(await readFile(file, 'utf8')).toContain('<property name="expire">253402318799</property>');
+    const reply = await t.call('admin.vm.firewall.Set', 'work', '', 'action=accept expire=253402318800\n');
+    expect(reply.toString('latin1')).toBe('2\0QubesValueError\0\0expiration time out of range\0');
+    // Nine hours east, the last UTC second of 9999 is already past upstream's bound.
+    zone('Asia/Tokyo');
+    const east = await t.call('admin.vm.firewall.Set', 'work', '', 'action=accept expire=253402300799\n');
+    expect(east.toString('latin1')).toBe('2\0QubesValueError\0\0expiration time out of range\0');
+    await t.ok('admin.vm.firewall.Set', 'work', '', 'action=accept expire=253402268399\n');
   });
 
   it('refuses in the model what the ASCII-only API cannot even deliver, and saves nothing', async () => {

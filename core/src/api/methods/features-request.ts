@@ -3,6 +3,7 @@ import { isAscii } from '../../model/validate.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import type { MethodSpec } from '../method.js';
+import { windowsFeatures } from './windows-features.js';
 
 /** Where a domain writes the features it asks for, one key each (upstream's qvm-features-request). */
 export const FEATURES_REQUEST_PREFIX = '/features-request/';
@@ -179,15 +180,6 @@ function coreFeatures(vm: Vm, requested: ReadonlyMap<string, string>): void {
   if (!qrexecBefore && (vm.features.get('qrexec') ?? '') !== '') vm.events.fire(vm, 'template-postinstall');
 }
 
-/** upstream's WindowsFeatures sets `os` only to one of these (its Windows defaults are not ours yet). */
-const GUEST_OS = new Set(['Windows', 'Linux']);
-
-function guestOs(vm: Vm, requested: ReadonlyMap<string, string>): void {
-  if (vm.template) return;
-  const os = requested.get('os');
-  if (os !== undefined && GUEST_OS.has(os)) vm.features.set('os', os);
-}
-
 const APPARMOR_SERVICE = 'supported-service.apparmor';
 
 /**
@@ -215,16 +207,23 @@ function supportedSet(vm: Vm, requested: ReadonlyMap<string, string>, prefix: st
   }
 }
 
-/** What upstream's extensions do with a request, after `features-request` has been fired with it. */
+/**
+ * What upstream's extensions do with a request, in the order its event runs
+ * them: the plain handlers (WindowsFeatures and the supported-* ones, whose
+ * order among themselves upstream leaves open) while the event fires; the
+ * qube's own handlers, which feed admin.Events, after them; CoreFeatures, the
+ * one coroutine, last. A refusal in a plain handler ends the call there: no
+ * event for subscribers, no CoreFeatures.
+ */
 function applyRequest(vm: Vm, requested: ReadonlyMap<string, string>): void {
-  vm.events.fire(vm, 'features-request', { untrusted_features: dictRepr(requested) });
-  coreFeatures(vm, requested);
-  guestOs(vm, requested);
+  windowsFeatures(vm, requested);
   if (!vm.template) {
     supportedSet(vm, requested, 'supported-feature.');
     supportedSet(vm, requested, 'supported-service.');
   }
   supportedSet(vm, requested, 'supported-rpc.');
+  vm.events.fire(vm, 'features-request', { untrusted_features: dictRepr(requested) });
+  coreFeatures(vm, requested);
 }
 
 /** Where Qubes Windows Tools write what qubes.NotifyTools reads, and the only keys read there. */
