@@ -74,7 +74,12 @@ export interface Vmm {
   unpause(name: string): Promise<void>;
   suspend(name: string): Promise<void>;
   resume(name: string): Promise<void>;
-  /** Runtime state of one domain; Halted for a domain the hypervisor does not know. */
+  /**
+   * Runtime state of one domain; Halted for a domain the hypervisor does not know. A domain the
+   * hypervisor itself is taking down is Halting (libvirt's SHUTDOWN), one stopped but not yet cleaned
+   * up Dying, a dead one not yet destroyed Crashed: core shows these as reported, as upstream does.
+   * Being asked to shut down changes nothing here: the domain stays Running while its guest goes down.
+   */
   state(name: string): Promise<DomainRuntime>;
   /** Statistics of every running domain. */
   stats(): Promise<readonly DomainStats[]>;

@@ -2,6 +2,7 @@ import { inject, injectable, injectAll } from 'tsyringe';
 
 import type { Saver } from '../persist/saver.js';
 import {
+  type DomainRuntime,
   type DomainStats,
   type PowerState,
   type Vmm,
@@ -17,10 +18,12 @@ import {
   QubesException,
   QubesNotImplementedError,
   QubesVMError,
+  QubesVMNotFoundError,
   QubesVMNotHaltedError,
   QubesVMNotPausedError,
   QubesVMNotRunningError,
   QubesVMNotStartedError,
+  QubesVMShutdownTimeoutError,
 } from '../model/errors.js';
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
@@ -35,10 +38,21 @@ import { P } from '../model/vm-properties.js';
 const RETRY_MS = 1000;
 
 /**
+ * The states of an active domain that no event announces: upstream reads them from libvirt at
+ * every call (Halting is libvirt's SHUTDOWN, the hypervisor taking the domain down; Dying its
+ * SHUTOFF while still active; Crashed), never from a Shutdown it asked for. So whenever the
+ * backend is asked, its word among these is taken as it is; Paused and Suspended have events.
+ */
+const UNANNOUNCED: ReadonlySet<PowerState> = new Set<PowerState>(['Running', 'Halting', 'Dying', 'Crashed']);
+
+/**
  * Power operations over the Vmm, with upstream's state checks and events. The
  * VM's powerState is the daemon's view: updated by our own operations and by
  * the backend's events (guest poweroff, crash), whichever comes first, so each
- * transition is announced once.
+ * transition is announced once; and by the backend's state() wherever it is
+ * asked (CurrentState, a resync). The checks read this view: asking the backend
+ * at each would hold a check behind a hung guest (KVM's state() reads memory
+ * from QEMU's monitor), where upstream's libvirt state read does not wait.
  */
 @injectable()
 export class DomainManager implements Lifecycle {
@@ -87,19 +101,32 @@ export class DomainManager implements Lifecycle {
   async start(vm: Vm): Promise<void> {
     return this.logged('start', vm, async () => {
       if (vm.isAdminVm) throw new QubesVMNotHaltedError('Cannot start Dom0 fake domain!');
+      // Upstream compares with Halted, not is_running(): Paused, Halting, Dying, Crashed are left be too.
       if (!DomainManager.managed(vm) || vm.powerState !== 'Halted') return;
+      // A stop still being handled is finished first (upstream's _ensure_shutdown_handled); it may
+      // have removed an auto_cleanup disposable, which upstream's first check then finds gone.
+      const stopping = this.halting.get(vm);
+      if (stopping) await stopping.catch(() => undefined);
+      if (this.app.domains.byName(vm.name) !== vm) throw new QubesVMNotFoundError(vm.name);
+      // Upstream's start holds a lock: a start that began while this one waited is the one that runs.
+      if (vm.powerState !== 'Halted') return;
+      // An empty rationale prohibits nothing: upstream tests the feature's truth.
       const prohibit = vm.features.get('prohibit-start');
-      if (prohibit !== undefined)
-        throw new QubesException(`Qube start is prohibited. Rationale: ${prohibit}`);
+      if (prohibit) {
+        const reason = `Qube start is prohibited. Rationale: ${prohibit}`;
+        this.app.events.fire(vm, 'domain-start-failed', { reason: reason });
+        throw new QubesException(reason);
+      }
       const vmm = this.vmm(vm, 'start');
-      const netvm = vm.netvm;
-      if (netvm && netvm.powerState === 'Halted') await this.start(netvm);
       this.app.events.fire(vm, 'domain-pre-start', { start_guid: 'True' });
       DomainManager.checkRequiredDevices(vm);
       // Transient until started: the backend's own 'started' event must not announce it a second time.
       vm.powerState = 'Transient';
       let disksReady = false;
       try {
+        // After the device check, as upstream: a qube that cannot start leaves its netvm be.
+        const netvm = vm.netvm;
+        if (netvm && DomainManager.managed(netvm) && !netvm.isRunning) await this.start(netvm);
         const disks = await this.storage.start(vm);
         disksReady = true;
         await vmm.define(buildDomainSpec(vm, disks));
@@ -191,36 +218,69 @@ export class DomainManager implements Lifecycle {
     }
   }
 
+  /**
+   * Upstream's shutdown: refused for a halted qube; past that check every failure, its own
+   * refusals included, is announced as domain-shutdown-failed. The state stays what the
+   * hypervisor says (Running while the guest goes down) until the domain has stopped.
+   */
   async shutdown(vm: Vm, options: { force: boolean; wait: boolean }): Promise<void> {
     return this.logged('shutdown', vm, async () => {
       if (vm.isAdminVm) throw new QubesVMError('Cannot shutdown Dom0 fake domain!');
       if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be shut down`);
       if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
-      this.app.events.fire(vm, 'domain-pre-shutdown', { force: options.force ? 'True' : 'False' });
-      if (vm.powerState === 'Paused' && !options.force) throw QubesVMNotRunningError.forVm(vm.name);
-      const vmm = this.vmm(vm, 'shut down');
-      const timeoutMs = timerMs(vm.props.get(P.shutdown_timeout));
-      const done = vmm
-        .shutdown(vm.name, { force: options.force, timeoutMs })
-        .then(() => this.markHalted(vm, 'shutdown'))
-        .catch((e: unknown) => {
-          const reason = e instanceof Error ? e.message : String(e);
-          this.app.events.fire(vm, 'domain-shutdown-failed', { reason: reason });
-          throw new QubesVMError(`Shutdown of ${vm.name} failed: ${reason}`);
-        });
-      if (options.wait) {
-        await done;
-      } else {
-        done.catch((e: unknown) => this.log('warn', String(e)));
+      let vmm: Vmm;
+      let paused: boolean;
+      try {
+        this.app.events.fire(vm, 'domain-pre-shutdown', { force: options.force ? 'True' : 'False' });
+        paused = vm.powerState === 'Paused';
+        // A preload is paused by design: upstream lets it go without force.
+        if (paused && !options.force && !vm.bool('is_preload')) throw QubesVMNotRunningError.forVm(vm.name);
+        vmm = this.vmm(vm, 'shut down');
+      } catch (e) {
+        this.shutdownFailed(vm, e);
+        throw e;
       }
+      if (!paused) return this.requestShutdown(vm, vmm, options);
+      // A paused guest cannot run its own shutdown: upstream destroys it.
+      try {
+        await this.call(vm, 'kill', (v) => v.kill(vm.name));
+      } catch (e) {
+        this.shutdownFailed(vm, e);
+        throw e;
+      }
+      await this.markHalted(vm, 'destroyed');
     });
+  }
+
+  /** Asks the guest to shut down; with wait, until it has (upstream waits shutdown_timeout, then gives up). */
+  private async requestShutdown(vm: Vm, vmm: Vmm, options: { force: boolean; wait: boolean }): Promise<void> {
+    const timeoutMs = timerMs(vm.props.get(P.shutdown_timeout));
+    const done = vmm.shutdown(vm.name, { force: options.force, timeoutMs }).then(
+      () => this.markHalted(vm, 'shutdown'),
+      (e: unknown) => {
+        // The reason is only known here: the answer below is upstream's one for any failed shutdown.
+        this.log('warn', `shutdown ${vm.name}: ${this.shutdownFailed(vm, e)}`);
+        throw QubesVMShutdownTimeoutError.forVm(vm.name);
+      },
+    );
+    if (options.wait) await done;
+    // Announced and logged already; nobody waits for it.
+    else done.catch(() => undefined);
+  }
+
+  /** Announces a failed shutdown as upstream does; returns the reason. */
+  private shutdownFailed(vm: Vm, e: unknown): string {
+    const reason = e instanceof Error ? e.message : String(e);
+    this.app.events.fire(vm, 'domain-shutdown-failed', { reason: reason });
+    return reason;
   }
 
   async kill(vm: Vm): Promise<void> {
     return this.logged('kill', vm, async () => {
       if (vm.isAdminVm) throw new QubesVMError('Cannot kill Dom0 fake domain!');
       if (!DomainManager.managed(vm)) throw new QubesVMError(`${vm.name} cannot be killed`);
-      if (vm.powerState === 'Halted') throw QubesVMNotStartedError.forVm(vm.name);
+      // Upstream: neither is_running() nor is_paused() (which implies the first).
+      if (!vm.isRunning) throw QubesVMNotStartedError.forVm(vm.name);
       try {
         await this.call(vm, 'kill', (vmm) => vmm.kill(vm.name));
       } catch (e) {
@@ -235,16 +295,17 @@ export class DomainManager implements Lifecycle {
     });
   }
 
+  /**
+   * Upstream only asks whether the hypervisor has the domain active (is_running()): a suspended,
+   * halting or crashed domain is handed to the hypervisor too, whose refusal is the answer.
+   */
   async pause(vm: Vm): Promise<void> {
     return this.logged('pause', vm, async () => {
-      // Upstream only asks whether the hypervisor has the domain active; pausing a paused one changes nothing.
-      if (vm.powerState === 'Paused' && DomainManager.managed(vm)) {
-        this.app.events.fire(vm, 'domain-pre-paused');
-        return;
-      }
-      if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
-        throw QubesVMNotRunningError.forVm(vm.name);
+      if (!DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+      if (!vm.isRunning) throw QubesVMNotRunningError.forVm(vm.name);
       this.app.events.fire(vm, 'domain-pre-paused');
+      // Pausing a paused domain changes nothing (libvirt answers it without an event).
+      if (vm.powerState === 'Paused') return;
       await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
       this.setState(vm, 'Paused', 'domain-paused');
     });
@@ -262,8 +323,9 @@ export class DomainManager implements Lifecycle {
   async suspend(vm: Vm): Promise<void> {
     return this.logged('suspend', vm, async () => {
       if (vm.isAdminVm) throw new QubesVMError('Cannot suspend Dom0 fake domain!');
-      if (vm.powerState !== 'Running' || !DomainManager.managed(vm))
-        throw QubesVMNotRunningError.forVm(vm.name);
+      if (!DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
+      // Upstream: neither is_running() nor is_paused(); a paused domain is suspended too.
+      if (!vm.isRunning) throw QubesVMNotRunningError.forVm(vm.name);
       await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
       this.setState(vm, 'Suspended', 'domain-paused');
     });
@@ -284,18 +346,9 @@ export class DomainManager implements Lifecycle {
     const vmm = this.backend.current;
     if (vm.powerState === 'Halted' || !vmm) return halted;
     const rt = await vmm.state(vm.name);
-    // The hypervisor is the truth: a domain it no longer runs (stopped by another tool, its event
-    // lost) is halted here too, announced as any stop is. Transient is a start still under way.
-    if (rt.state === 'Halted' && vm.powerState !== 'Transient') {
-      await this.markHalted(vm, 'unknown');
-      return { ...halted, powerState: vm.powerState };
-    }
-    return {
-      memKb: rt.memoryKb,
-      memStaticMaxKb: rt.memoryMaxKb,
-      cputime: rt.cpuTimeNs,
-      powerState: vm.powerState,
-    };
+    const powerState = await this.believe(vm, rt);
+    if (powerState === 'Halted') return { ...halted, powerState };
+    return { memKb: rt.memoryKb, memStaticMaxKb: rt.memoryMaxKb, cputime: rt.cpuTimeNs, powerState };
   }
 
   async stats(): Promise<readonly DomainStats[]> {
@@ -351,6 +404,7 @@ export class DomainManager implements Lifecycle {
       if (rt.state === 'Halted' && vm.powerState === 'Halted') await this.finishUnwatchedStop(vm);
       else if (rt.state === 'Halted') await this.markHalted(vm, 'unknown');
       else if (vm.powerState === 'Halted') this.markRunning(vm, rt.xid, rt.state);
+      else await this.believe(vm, rt);
     }
   }
 
@@ -393,6 +447,19 @@ export class DomainManager implements Lifecycle {
     }
   }
 
+  /**
+   * Takes what the backend reported of a domain the daemon has as up: one it no longer runs
+   * (stopped by another tool, or its event not here yet) is halted, its stop announced now, as
+   * upstream's start handles a stop it has not announced before starting again; and among the
+   * UNANNOUNCED states the backend's is the state. Returns the state then.
+   */
+  private async believe(vm: Vm, rt: DomainRuntime): Promise<PowerState> {
+    if (vm.powerState === 'Halted' || vm.powerState === 'Transient') return vm.powerState;
+    if (rt.state === 'Halted') await this.markHalted(vm, 'unknown');
+    else if (UNANNOUNCED.has(vm.powerState) && UNANNOUNCED.has(rt.state)) vm.powerState = rt.state;
+    return vm.powerState;
+  }
+
   private async call<T>(vm: Vm, action: string, op: (vmm: Vmm) => Promise<T>): Promise<T> {
     const vmm = this.vmm(vm, action);
     try {
@@ -419,7 +486,13 @@ export class DomainManager implements Lifecycle {
     vm.powerState = state;
     vm.xid = xid;
     vm.startTime = this.clock.now() / 1000;
+    this.announceRuntimeReset(vm);
+  }
+
+  /** The run-time properties changed (a start gave them values, a stop took them): upstream's three resets. */
+  private announceRuntimeReset(vm: Vm): void {
     this.app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
+    this.app.events.fire(vm, 'property-reset:stubdom_xid', { name: 'stubdom_xid' });
     this.app.events.fire(vm, 'property-reset:start_time', { name: 'start_time' });
   }
 
@@ -443,20 +516,23 @@ export class DomainManager implements Lifecycle {
     });
   }
 
+  /**
+   * A stop in upstream's order: domain-stopped, whose handler stops the volumes and resets the
+   * run-time properties, then domain-shutdown (no arguments), which clients take for Halted.
+   */
   private async halt(vm: Vm, reason: string): Promise<void> {
     vm.powerState = 'Halted';
     vm.xid = -1;
     vm.startTime = null;
-    this.app.events.fire(vm, 'domain-shutdown', { reason: reason });
-    this.app.events.fire(vm, 'property-reset:xid', { name: 'xid' });
-    this.app.events.fire(vm, 'property-reset:start_time', { name: 'start_time' });
+    this.app.events.fire(vm, 'domain-stopped');
     await this.network.stopped(vm);
     try {
       await this.storage.stop(vm);
     } catch (e) {
       this.log('error', `could not stop the volumes of ${vm.name}: ${String(e)}`);
     }
-    this.app.events.fire(vm, 'domain-stopped');
+    this.announceRuntimeReset(vm);
+    this.app.events.fire(vm, 'domain-shutdown');
     this.log('info', `${vm.name} halted (${reason})`);
     if (vm.klass === 'DispVM' && vm.bool('auto_cleanup') && this.app.domains.byName(vm.name) === vm) {
       try {

@@ -59,7 +59,11 @@ export class QubesVMNotHaltedError extends QubesVMError {
     return new QubesVMNotHaltedError(`Domain is not powered off: ${pyRepr(vmname)}`);
   }
 }
-export class QubesVMShutdownTimeoutError extends QubesVMError {}
+export class QubesVMShutdownTimeoutError extends QubesVMError {
+  static forVm(vmname: string): QubesVMShutdownTimeoutError {
+    return new QubesVMShutdownTimeoutError(`Domain shutdown timed out: ${pyRepr(vmname)}`);
+  }
+}
 export class QubesNoTemplateError extends QubesVMError {}
 export class QubesPoolInUseError extends QubesException {}
 export class QubesValueError extends QubesException {}

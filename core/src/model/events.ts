@@ -24,7 +24,7 @@ export interface EventMap {
   'domain-start': { start_guid: PyBool };
   'domain-start-failed': { reason: string };
   'domain-pre-shutdown': { force: PyBool };
-  'domain-shutdown': { reason: string };
+  'domain-shutdown': Record<never, never>;
   'domain-shutdown-failed': { reason: string };
   'domain-stopped': Record<never, never>;
   'domain-pre-paused': Record<never, never>;

@@ -84,7 +84,8 @@ describe('lifecycle through the Vmm', () => {
     expect((await d.call('admin.vm.Kill', 'work')).toString('latin1')).toBe(
       exc('QubesVMNotStartedError', "Domain is powered off: 'work'"),
     );
-    await ev.until('domain-stopped');
+    // The last of the stop's events (the name alone would also match domain-shutdown-failed).
+    await ev.until('\0domain-shutdown\0\0');
     ev.close();
     expect(d.logs.filter((l) => /^(info|warn): (start|pause|unpause|kill|shutdown) |halted/.test(l))).toEqual(
       [
@@ -103,19 +104,23 @@ describe('lifecycle through the Vmm', () => {
     expect(names).toEqual([
       'domain-pre-start',
       'property-reset:xid',
+      'property-reset:stubdom_xid',
       'property-reset:start_time',
       'domain-spawn',
       'domain-start',
       'domain-pre-paused',
       'domain-paused',
-      // Upstream announces the shutdown before refusing it for the paused domain.
+      // Upstream announces the shutdown before refusing it for the paused domain, and the refusal after.
       'domain-pre-shutdown',
+      'domain-shutdown-failed',
       'domain-pre-unpaused',
       'domain-unpaused',
-      'domain-shutdown',
-      'property-reset:xid',
-      'property-reset:start_time',
+      // A stop as upstream's _domain_stopped_coro announces it.
       'domain-stopped',
+      'property-reset:xid',
+      'property-reset:stubdom_xid',
+      'property-reset:start_time',
+      'domain-shutdown',
     ]);
   });
 

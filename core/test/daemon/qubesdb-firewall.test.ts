@@ -110,7 +110,7 @@ describe("a netvm's QubesDB", () => {
     expect(seen.at(-1)).toBe(`/qubes-firewall/${ip}`);
     work.xid = -1;
     work.powerState = 'Halted';
-    app.events.fire(work, 'domain-shutdown', { reason: 'shutdown' });
+    app.events.fire(work, 'domain-shutdown');
     expect(under('/qubes-firewall/')).toEqual({});
     expect(db().read('/connected-ips')?.toString()).toBe('');
   });
