@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { TestDaemon } from '../support/harness.js';
 import { exc, request, startDaemon } from '../support/harness.js';
 import { FakeVmm } from '../support/fake-vmm.js';
+import { eventStream } from '../support/event-stream.js';
 import { EVENT_QUEUE_MAX, VmmError } from '@odyssey/hal';
 import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,31 +22,8 @@ async function withVms(vmm?: FakeVmm): Promise<TestDaemon> {
 
 const state = async (vm: string) => (await d.ok('admin.vm.List', vm)).split(' ')[2];
 
-/** An admin.Events stream; `until` resolves once the stream holds the text, never on a clock. */
-function eventsOf(socket: string): {
-  text: () => string;
-  until: (text: string) => Promise<void>;
-  close: () => void;
-} {
-  let buf = '';
-  const s = connect(socket);
-  s.on('connect', () => s.end(request('admin.Events', 'work')));
-  s.on('data', (c: Buffer) => (buf += c.toString('latin1')));
-  const until = (text: string) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (!buf.includes(text)) return;
-        s.off('data', check);
-        resolve();
-      };
-      s.on('data', check);
-      s.once('close', () =>
-        buf.includes(text) ? resolve() : reject(new Error(`events ended without ${text}`)),
-      );
-      check();
-    });
-  return { text: () => buf, until, close: () => s.destroy() };
-}
+/** The admin.Events stream of `work`. */
+const eventsOf = (socket: string) => eventStream(socket, 'work');
 
 /** Yields to the daemon until `condition` holds; the test's own timeout bounds it. */
 async function eventually(condition: () => boolean | Promise<boolean>): Promise<void> {

@@ -1,15 +1,14 @@
-import { connect } from 'node:net';
-
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { VmmError } from '@odyssey/hal';
 import type { TestDaemon } from '../support/harness.js';
-import { exc, request } from '../support/harness.js';
+import { exc } from '../support/harness.js';
+import { type EventStream, eventStream } from '../support/event-stream.js';
 import { appendixA } from './fixture.js';
 
 /**
- * The state checks of upstream's lifecycle methods (qubes/vm/qubesvm.py), which read the
- * hypervisor's state at each call: is_running() is true for every state but Halted and NA,
+ * The state checks of upstream's lifecycle methods (qubes/vm/qubesvm.py), on the state the
+ * daemon last had from the hypervisor: is_running() is true for every state but Halted and NA,
  * is_paused() only for Paused, and start() compares with Halted. Halting, Dying and Crashed come
  * from the hypervisor (libvirt's SHUTDOWN, SHUTOFF while still active, CRASHED), never from a
  * Shutdown request itself. Each expected reply and event is upstream's for that state.
@@ -49,31 +48,11 @@ function backendSays(vm: string, state: 'Halting' | 'Dying' | 'Crashed' | 'Halte
   if (state === 'Halted') dom.xid = -1;
 }
 
-/** The admin.Events stream of dom0 (every qube), as raw text; `until` waits for a piece of it. */
-async function events(): Promise<{
-  text: () => string;
-  until: (piece: string) => Promise<void>;
-  close: () => void;
-}> {
-  let buf = '';
-  const s = connect(daemon().socket);
-  s.on('connect', () => s.end(request('admin.Events', 'dom0')));
-  s.on('data', (c: Buffer) => (buf += c.toString('latin1')));
-  const until = (piece: string) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (!buf.includes(piece)) return;
-        s.off('data', check);
-        resolve();
-      };
-      s.on('data', check);
-      s.once('close', () =>
-        buf.includes(piece) ? resolve() : reject(new Error(`events ended without ${piece}`)),
-      );
-      check();
-    });
-  await until('connection-established');
-  return { text: () => buf, until, close: () => s.destroy() };
+/** The admin.Events stream of dom0 (every qube), once it is established. */
+async function events(): Promise<EventStream> {
+  const stream = eventStream(daemon().socket, 'dom0');
+  await stream.until('connection-established');
+  return stream;
 }
 
 /** One event of `vm` as it goes on the wire: its name, then each argument's key and value. */
