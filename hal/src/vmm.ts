@@ -47,8 +47,11 @@ export type VmmEvent =
   | { readonly type: 'resumed'; readonly name: string };
 
 export interface ShutdownOptions {
-  /** Kill the domain if it has not stopped by itself within timeoutMs. */
-  readonly force: boolean;
+  /**
+   * How long shutdown() waits for the domain to stop by itself; past it, it rejects with code
+   * 'timeout' and the domain runs on. Only kill() destroys a domain: upstream's shutdown, forced
+   * or not, never does (its force skips the checks that protect other qubes).
+   */
   readonly timeoutMs: number;
 }
 
@@ -67,7 +70,7 @@ export interface Vmm {
   define(spec: DomainSpec): Promise<void>;
   undefine(name: string): Promise<void>;
   start(name: string): Promise<void>;
-  /** Resolves once the domain has stopped (or immediately when it was not running). */
+  /** Resolves once the domain has stopped (or immediately when it was not running); see ShutdownOptions. */
   shutdown(name: string, options: ShutdownOptions): Promise<void>;
   kill(name: string): Promise<void>;
   pause(name: string): Promise<void>;

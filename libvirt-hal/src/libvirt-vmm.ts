@@ -224,14 +224,7 @@ export class LibvirtVmm implements Vmm {
     }
     if (await stopped) return this.clearAfterStop(name);
     if (refused !== undefined) throw toVmmError(refused, `shutdown ${name}`);
-    if (!options.force) {
-      throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
-    }
-    this.options.log('warn', `${name} did not shut down within ${options.timeoutMs} ms; destroying it`);
-    await this.libvirt.domains.destroy(dom).catch((error: unknown) => {
-      if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw toVmmError(error, `destroy ${name}`);
-    });
-    await this.clearAfterStop(name);
+    throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
   }
 
   async kill(name: string): Promise<void> {

@@ -160,7 +160,7 @@ describe.skipIf(skip)("LibvirtVmm over libvirt's test driver", () => {
 
   it('shuts down with the flavour flags, then kill finds nothing to kill', async () => {
     events.length = 0;
-    await vmm.shutdown(VM, { force: false, timeoutMs: 5000 });
+    await vmm.shutdown(VM, { timeoutMs: 5000 });
     await waitEvent('stopped');
     expect((await vmm.state(VM)).state).toBe('Halted');
     await expect(vmm.kill(VM)).rejects.toMatchObject({ code: 'invalid-state' });

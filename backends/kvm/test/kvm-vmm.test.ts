@@ -316,7 +316,7 @@ describe.skipIf(skip)('KvmVmm on a private libvirtd with QEMU/TCG guests', () =>
   it('shuts a guest down cleanly through ACPI: stopped with reason shutdown', async () => {
     events.length = 0;
     const t0 = Date.now();
-    await vmm.shutdown(VM, { force: false, timeoutMs: 20_000 });
+    await vmm.shutdown(VM, { timeoutMs: 20_000 });
     console.log(`[kvm] ACPI shutdown took ${Date.now() - t0} ms`);
     expect((await vmm.state(VM)).state).toBe('Halted');
     const stopped = await waitEvent((e) => e.type === 'stopped' && e.name === VM, 'stopped');

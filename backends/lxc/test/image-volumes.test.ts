@@ -118,7 +118,7 @@ describe.skipIf(skip)('lxc domain whose root and private volumes are ext4 image 
     expect(await inContainerSh('lximg', 'cat /home/note /etc/odyssey-image-marker')).toBe(
       'kept\nfrom root.img\n',
     );
-    await vmm.shutdown('lximg', { force: false, timeoutMs: 30_000 });
+    await vmm.shutdown('lximg', { timeoutMs: 30_000 });
     expect(await mountsUnder(libvirtdPid, dir)).toEqual([]);
     for (let i = 0; i < 100 && (await loopsUnder(dir)).length > 0; i++)
       await new Promise((r) => setTimeout(r, 100));

@@ -319,7 +319,7 @@ describe.skipIf(skip)('lxc backend on a private libvirtd', () => {
     stops.length = 0;
     await rig.startRecorded('lxa');
     await agentPid('lxa', () => rig.explain('lxa'));
-    await vmm.shutdown('lxa', { force: false, timeoutMs: 30_000 });
+    await vmm.shutdown('lxa', { timeoutMs: 30_000 });
     expect((await vmm.state('lxa')).state).toBe('Halted');
     expect(await stopOf('lxa')).toEqual({ type: 'stopped', name: 'lxa', reason: 'shutdown' });
     await vmm.kill('lxb');

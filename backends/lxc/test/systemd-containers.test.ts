@@ -180,7 +180,7 @@ describe.skipIf(rootImage === undefined)('lxc: the Debian template booting syste
         const started = Date.now();
         // force: false, so a shutdown that does not power it off fails here rather than being
         // destroyed; the timeout is well below systemd's 90 s stop timeout a stall ends with.
-        const done = await rig.vmm.shutdown(name, { force: false, timeoutMs: SHUTDOWN_MS }).then(
+        const done = await rig.vmm.shutdown(name, { timeoutMs: SHUTDOWN_MS }).then(
           () => '',
           async (error: unknown) => {
             const pid = pids.get(name) ?? 0;

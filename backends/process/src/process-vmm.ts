@@ -213,11 +213,7 @@ export class ProcessVmm implements Vmm {
     // A stopped process only acts on SIGTERM once it runs again.
     if (this.paused.has(name)) domain.signal('SIGCONT');
     if (await exitsWithin(domain, options.timeoutMs)) return;
-    if (!options.force)
-      throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
-    this.options.log('warn', `${name} did not shut down within ${options.timeoutMs} ms; killing it`);
-    domain.signal('SIGKILL');
-    await domain.exited;
+    throw new VmmError('timeout', `${name} did not shut down within ${options.timeoutMs} ms`);
   }
 
   async kill(name: string): Promise<void> {

@@ -87,7 +87,7 @@ describe('ProcessVmm', () => {
     await vmm.unpause('work');
     expect((await vmm.state('work')).state).toBe('Running');
 
-    await vmm.shutdown('work', { force: false, timeoutMs: 5000 });
+    await vmm.shutdown('work', { timeoutMs: 5000 });
     expect(await vmm.state('work')).toEqual({
       state: 'Halted',
       xid: -1,
@@ -103,6 +103,26 @@ describe('ProcessVmm', () => {
       { type: 'stopped', name: 'work', reason: 'shutdown' },
     ]);
     expect(existsSync(vmm.layout.record('work'))).toBe(false);
+  });
+
+  it('gives up a shutdown the domain does not finish in time and leaves it running, as upstream', async () => {
+    const { vmm } = await openVmm();
+    await vmm.define(spec('work'));
+    await vmm.start('work');
+    const { pid } = JSON.parse(await readFile(vmm.layout.record('work'), 'utf8')) as { pid: number };
+    // Stopped behind the backend's back: the SIGTERM waits until the process runs again.
+    process.kill(pid, 'SIGSTOP');
+    const refused = await vmm.shutdown('work', { timeoutMs: 300 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(VmmError);
+    expect((refused as VmmError).code).toBe('timeout');
+    expect(await procState(pid)).toBe('T');
+    expect((await vmm.state('work')).state).toBe('Running');
+    process.kill(pid, 'SIGCONT');
+    await until(() => !existsSync(vmm.layout.record('work')));
+    expect((await vmm.state('work')).state).toBe('Halted');
   });
 
   it("reports what the host pays for a paused domain: its agent's proportional set, below its RSS", async () => {

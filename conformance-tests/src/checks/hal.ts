@@ -228,7 +228,7 @@ export const halLifecycleChecks: readonly Check<HalContext>[] = [
     closeHalVchans();
     await expectEvent(
       vmm,
-      () => vmm.shutdown(HAL_DOMAIN, { force: false, timeoutMs: 120_000 }),
+      () => vmm.shutdown(HAL_DOMAIN, { timeoutMs: 120_000 }),
       { name: HAL_DOMAIN, is: 'Halted', after: 'shutdown()' },
       (ev) => ev.type === 'stopped' && ev.name === HAL_DOMAIN && ev.reason === 'shutdown',
       'stopped (reason shutdown)',

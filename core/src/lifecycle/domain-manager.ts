@@ -253,9 +253,9 @@ export class DomainManager implements Lifecycle {
   }
 
   /** Asks the guest to shut down; with wait, until it has (upstream waits shutdown_timeout, then gives up). */
-  private async requestShutdown(vm: Vm, vmm: Vmm, options: { force: boolean; wait: boolean }): Promise<void> {
+  private async requestShutdown(vm: Vm, vmm: Vmm, options: { wait: boolean }): Promise<void> {
     const timeoutMs = timerMs(vm.props.get(P.shutdown_timeout));
-    const done = vmm.shutdown(vm.name, { force: options.force, timeoutMs }).then(
+    const done = vmm.shutdown(vm.name, { timeoutMs }).then(
       () => this.markHalted(vm, 'shutdown'),
       (e: unknown) => {
         // The reason is only known here: the answer below is upstream's one for any failed shutdown.

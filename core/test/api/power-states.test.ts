@@ -258,6 +258,27 @@ describe('a shutdown the guest does not finish', () => {
   });
 });
 
+describe('a forced shutdown', () => {
+  it('asks the guest as any shutdown does and never destroys it: force only skips the checks', async () => {
+    d = await offline();
+    await d.ok('admin.vm.Start', 'work');
+    const vmm = d.vmm;
+    const asked: unknown[] = [];
+    vmm.shutdown = (name, options) => {
+      asked.push(options);
+      vmm.calls.push(`shutdown ${name}`);
+      return Promise.reject(new VmmError('timeout', 'work did not shut down within 60000 ms'));
+    };
+    const calls = vmm.calls.length;
+    expect(await text('admin.vm.Shutdown', 'work', 'force+wait')).toBe(
+      exc('QubesVMShutdownTimeoutError', "Domain shutdown timed out: 'work'"),
+    );
+    expect(vmm.calls.slice(calls)).toEqual(['shutdown work']);
+    expect(asked).toEqual([{ timeoutMs: 60_000 }]);
+    expect(await powerState('work')).toBe('Running');
+  });
+});
+
 describe('a Start while the stop before it is still being handled', () => {
   it('waits for that stop to be announced, as upstream handles a pending stop before starting', async () => {
     d = await appendixA();

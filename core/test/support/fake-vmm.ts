@@ -89,8 +89,8 @@ export class FakeVmm implements Vmm {
     this.emit({ type: 'started', name });
   }
 
-  async shutdown(name: string, options: ShutdownOptions): Promise<void> {
-    this.calls.push(`shutdown ${name}${options.force ? ' force' : ''}`);
+  async shutdown(name: string, _options: ShutdownOptions): Promise<void> {
+    this.calls.push(`shutdown ${name}`);
     this.stop(name, 'shutdown');
   }
 
