@@ -57,6 +57,8 @@ const UNANNOUNCED: ReadonlySet<PowerState> = new Set<PowerState>(['Running', 'Ha
 @injectable()
 export class DomainManager implements Lifecycle {
   private readonly halting = new Map<Vm, Promise<void>>();
+  /** Failed starts whose domain may still run on their volumes (the hypervisor could not say): never adopted as running. */
+  private readonly unreleased = new Set<Vm>();
   readonly network: NetworkLinks;
 
   constructor(
@@ -118,6 +120,9 @@ export class DomainManager implements Lifecycle {
         throw new QubesException(reason);
       }
       const vmm = this.vmm(vm, 'start');
+      if (this.unreleased.has(vm)) await this.releaseFailedStart(vm, vmm);
+      if (this.unreleased.has(vm))
+        throw new QubesVMError(`${vm.name}: the domain of its failed start may still run on its volumes`);
       this.app.events.fire(vm, 'domain-pre-start', { start_guid: 'True' });
       DomainManager.checkRequiredDevices(vm);
       // Transient until started: the backend's own 'started' event must not announce it a second time.
@@ -126,6 +131,8 @@ export class DomainManager implements Lifecycle {
       try {
         // After the device check, as upstream: a qube that cannot start leaves its netvm be.
         const netvm = vm.netvm;
+        // Upstream's netvm reads the rules as the qube spawns, failing its start without them.
+        if (netvm) vm.checkFirewall();
         if (netvm && DomainManager.managed(netvm) && !netvm.isRunning) await this.start(netvm);
         const disks = await this.storage.start(vm);
         disksReady = true;
@@ -176,22 +183,35 @@ export class DomainManager implements Lifecycle {
   /**
    * The volumes of a failed start are released once its domain is down. While the hypervisor does
    * not answer (libvirtd restarting) the domain may still run on them: it is killed, and they are
-   * released, when the hypervisor answers again.
+   * released, when the hypervisor answers again; until then a state sync that finds it running
+   * does not take it for a started qube (its QubesDB and agent were never set up).
    */
-  private async releaseFailedStart(vm: Vm, vmm: Vmm, deferred = false): Promise<void> {
+  private async releaseFailedStart(vm: Vm, vmm: Vmm): Promise<void> {
+    const deferred = this.unreleased.has(vm);
     if (!(await this.isDown(vm, vmm))) {
+      if (this.unreleased.has(vm)) return;
+      this.unreleased.add(vm);
       this.log(
         'warn',
         `${vm.name}: its failed start may still run; it is killed once ${this.backend.name} answers`,
       );
-      const retry = setTimeout(() => {
-        if (vm.powerState === 'Halted') void this.releaseFailedStart(vm, vmm, true);
-      }, RETRY_MS);
-      retry.unref();
+      this.retryRelease(vm, vmm);
       return;
     }
+    // Another attempt found it down first and released the volumes.
+    if (deferred && !this.unreleased.delete(vm)) return;
     await this.storage.stop(vm).catch((err: unknown) => this.log('warn', String(err)));
     if (deferred) this.log('info', `${vm.name}: the domain of its failed start is down; volumes released`);
+  }
+
+  private retryRelease(vm: Vm, vmm: Vmm): void {
+    const retry = setTimeout(() => {
+      if (!this.unreleased.has(vm)) return;
+      void this.releaseFailedStart(vm, vmm).finally(() => {
+        if (this.unreleased.has(vm)) this.retryRelease(vm, vmm);
+      });
+    }, RETRY_MS);
+    retry.unref();
   }
 
   /** Kills what a failed start may have left running; false while the hypervisor cannot say. */
@@ -236,18 +256,13 @@ export class DomainManager implements Lifecycle {
         // A preload is paused by design: upstream lets it go without force.
         if (paused && !options.force && !vm.bool('is_preload')) throw QubesVMNotRunningError.forVm(vm.name);
         vmm = this.vmm(vm, 'shut down');
+        // A paused guest cannot run its own shutdown: upstream destroys it.
+        if (paused) await this.call(vm, 'kill', (v) => v.kill(vm.name));
       } catch (e) {
         this.shutdownFailed(vm, e);
         throw e;
       }
       if (!paused) return this.requestShutdown(vm, vmm, options);
-      // A paused guest cannot run its own shutdown: upstream destroys it.
-      try {
-        await this.call(vm, 'kill', (v) => v.kill(vm.name));
-      } catch (e) {
-        this.shutdownFailed(vm, e);
-        throw e;
-      }
       await this.markHalted(vm, 'destroyed');
     });
   }
@@ -403,7 +418,7 @@ export class DomainManager implements Lifecycle {
       if (!rt) continue;
       if (rt.state === 'Halted' && vm.powerState === 'Halted') await this.finishUnwatchedStop(vm);
       else if (rt.state === 'Halted') await this.markHalted(vm, 'unknown');
-      else if (vm.powerState === 'Halted') this.markRunning(vm, rt.xid, rt.state);
+      else if (vm.powerState === 'Halted' && !this.unreleased.has(vm)) this.markRunning(vm, rt.xid, rt.state);
       else await this.believe(vm, rt);
     }
   }
@@ -423,7 +438,7 @@ export class DomainManager implements Lifecycle {
     if (!vm || !DomainManager.managed(vm)) return;
     switch (event.type) {
       case 'started':
-        if (vm.powerState === 'Halted') {
+        if (vm.powerState === 'Halted' && !this.unreleased.has(vm)) {
           const rt = await this.backend.current?.state(vm.name).catch(() => null);
           this.markRunning(vm, rt?.xid ?? -1);
           this.app.events.fire(vm, 'domain-start', { start_guid: 'False' });

@@ -282,6 +282,40 @@ describe('lifecycle through the Vmm', () => {
     );
   });
 
+  it('never takes a failed start that may still run for a running qube: it is killed once the hypervisor answers', async () => {
+    const vmm = new FakeVmm();
+    await withVms(vmm);
+    const start = vmm.start.bind(vmm);
+    const kill = vmm.kill.bind(vmm);
+    let away = true;
+    // libvirtd dies inside its start job: the guest runs on, and nothing can be killed until it is back.
+    vmm.start = async (name) => {
+      await start(name);
+      throw new VmmError('unavailable', 'libvirtd died');
+    };
+    vmm.kill = async (name) => {
+      if (away) throw new VmmError('unavailable', 'libvirtd is restarting');
+      return kill(name);
+    };
+    expect((await d.call('admin.vm.Start', 'work')).toString('latin1')).toMatch(/^2\0/);
+    expect(d.logs).toContain('warn: work: its failed start may still run; it is killed once fake answers');
+    // What a reconnected backend reports of it: a domain that runs.
+    vmm.publishBurst([{ type: 'started', name: 'work' }]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await state('work')).toBe('state=Halted');
+    expect((await d.call('admin.vm.Start', 'work')).toString('latin1')).toBe(
+      exc('QubesVMError', 'work: the domain of its failed start may still run on its volumes'),
+    );
+    away = false;
+    await eventually(() =>
+      d.logs.includes('info: work: the domain of its failed start is down; volumes released'),
+    );
+    expect(vmm.domains.get('work')?.state).toBe('Halted');
+    vmm.start = start;
+    await d.ok('admin.vm.Start', 'work');
+    expect(await state('work')).toBe('state=Running');
+  });
+
   it('serves configuration but names the cause when the backend is unreachable', async () => {
     const vmm = new FakeVmm();
     vmm.openError = new Error('libvirtd is not running');
