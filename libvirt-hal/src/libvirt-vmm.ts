@@ -33,7 +33,7 @@ import { CpuSampler } from './cpu-sampler.js';
 import { isNoDomain, toVmmError } from './errors.js';
 import { consolePtyPath } from './console-pty.js';
 import type { LibvirtFlavour } from './flavour.js';
-import { toPowerState, toVmmEvent } from './lifecycle-events.js';
+import { ACTIVE_STATES, toPowerState, toVmmEvent, unreportedStateAfter } from './lifecycle-events.js';
 import type { LibvirtConnectionOptions } from './options.js';
 
 export interface LibvirtVmmOptions extends LibvirtConnectionOptions {
@@ -48,6 +48,9 @@ const STATE_AFTER: Record<VmmEvent['type'], PowerState> = {
   suspended: 'Suspended',
   resumed: 'Running',
 };
+
+/** What state() says of a domain libvirt does not have. */
+const HALTED: DomainRuntime = { state: 'Halted', xid: -1, memoryKb: 0, memoryMaxKb: 0, cpuTimeNs: 0 };
 
 /** How often shutdown() re-reads the state while it waits, in case an event was lost in a reconnect. */
 const STOP_POLL_MS = 250;
@@ -75,7 +78,10 @@ export class LibvirtVmm implements Vmm {
    */
   private readonly known = new Map<string, PowerState>();
   private readonly stops = new EventEmitter<Record<string, []>>();
-  /** Domains in start(): a late stop event of their last run must not clear what the new one readied. */
+  /**
+   * Domains in start(): a late stop event of their last run must not clear what the new one
+   * readied, and a pause or suspend is refused until the start has ended.
+   */
   private readonly starting = new Set<string>();
   /**
    * Domains kill() stopped whose stop event has not come yet: that stop is 'destroyed' whatever
@@ -165,14 +171,17 @@ export class LibvirtVmm implements Vmm {
   }
 
   async start(name: string): Promise<void> {
-    const dom = await this.lookup(name);
+    // From the call on: a pause or suspend asked right after it is refused, not raced with it.
     this.starting.add(name);
     try {
-      await this.call(`start ${name}`, async () => this.flavour.beforeStart?.(name));
-      await this.create(dom, name);
-    } catch (error) {
-      await this.clearAfterStop(name);
-      throw error;
+      const dom = await this.lookup(name);
+      try {
+        await this.call(`start ${name}`, async () => this.flavour.beforeStart?.(name));
+        await this.create(dom, name);
+      } catch (error) {
+        await this.clearAfterStop(name);
+        throw error;
+      }
     } finally {
       this.starting.delete(name);
     }
@@ -229,6 +238,7 @@ export class LibvirtVmm implements Vmm {
 
   async kill(name: string): Promise<void> {
     const dom = await this.lookup(name);
+    if (dom.id < 0 && (await this.discardSavedMemory(dom))) return;
     this.killed.add(name);
     try {
       await this.call(`kill ${name}`, () => this.libvirt.domains.destroy(dom));
@@ -239,8 +249,24 @@ export class LibvirtVmm implements Vmm {
     await this.clearAfterStop(name);
   }
 
+  /**
+   * A suspended domain is its managed save image, and libvirt's destroy refuses a domain that is
+   * not running: discarding the image is its kill, as upstream's kill destroys a suspended guest.
+   * False when there is no image (nothing to kill: destroy gives libvirt's refusal).
+   */
+  private async discardSavedMemory(dom: Domain): Promise<boolean> {
+    const what = `kill ${dom.name}`;
+    if (!(await this.call(what, () => this.libvirt.domains.hasManagedSaveImage(dom)))) return false;
+    await this.call(what, () => this.libvirt.domains.managedSaveRemove(dom));
+    this.known.set(dom.name, 'Halted');
+    await this.clearAfterStop(dom.name);
+    this.hub.publish({ type: 'stopped', name: dom.name, reason: 'destroyed' });
+    return true;
+  }
+
   async pause(name: string): Promise<void> {
-    const dom = await this.lookup(name);
+    this.refuseWhileStarting(name, 'pause');
+    const dom = await this.running(name, 'pause');
     await this.call(`pause ${name}`, () => this.libvirt.domains.suspend(dom));
   }
 
@@ -250,7 +276,8 @@ export class LibvirtVmm implements Vmm {
   }
 
   async suspend(name: string): Promise<void> {
-    const dom = await this.lookup(name);
+    this.refuseWhileStarting(name, 'suspend');
+    const dom = await this.running(name, 'suspend');
     await this.call(`suspend ${name}`, () => this.libvirt.domains.managedSave(dom));
   }
 
@@ -261,15 +288,32 @@ export class LibvirtVmm implements Vmm {
     await this.call(`resume ${name}`, () => this.libvirt.domains.create(dom));
   }
 
+  /**
+   * Upstream's pause and suspend first ask whether the domain runs; so do these (invalid-state,
+   * where libvirt's own refusal differs per driver: its test driver calls it an internal error).
+   * A domain in start() (its beforeStart, or libvirt's create, which would take a pause or a save
+   * once it has the domain up, and leave core's start to wait for a guest that does not run) is
+   * not running yet, as upstream's is_running() says before its create: invalid-state at once.
+   */
+  private refuseWhileStarting(name: string, what: string): void {
+    if (this.starting.has(name))
+      throw new VmmError('invalid-state', `${what} ${name}: the domain is still starting`);
+  }
+
   async state(name: string): Promise<DomainRuntime> {
-    const dom = await this.lookupOrUndefined(name);
-    if (!dom) return { state: 'Halted', xid: -1, memoryKb: 0, memoryMaxKb: 0, cpuTimeNs: 0 };
-    const info = await this.call(`state ${name}`, () => this.libvirt.domains.getInfo(dom));
-    const saved =
-      info.state === DomainState.SHUTOFF &&
-      (await this.call(`state ${name}`, () => this.libvirt.domains.hasManagedSaveImage(dom)));
-    const state = toPowerState(info.state, saved);
+    const looked = await this.lookupOrUndefined(name);
+    if (!looked) return HALTED;
+    const info = await this.call(`state ${name}`, () => this.libvirt.domains.getInfo(looked));
+    // libvirt gives a domain id -1 exactly while it is inactive. Where the id of the lookup and
+    // the state disagree, a lookup after the state decides: SHUTOFF while still active is Dying,
+    // or the domain started or stopped in between.
+    const agree = looked.id >= 0 === (info.state !== DomainState.SHUTOFF);
+    const dom = agree ? looked : await this.lookupOrUndefined(name);
+    if (!dom) return HALTED;
     const running = dom.id >= 0;
+    const saved =
+      !running && (await this.call(`state ${name}`, () => this.libvirt.domains.hasManagedSaveImage(dom)));
+    const state = toPowerState(info.state, running, saved);
     return {
       state,
       xid: running ? dom.id : -1,
@@ -381,7 +425,12 @@ export class LibvirtVmm implements Vmm {
 
   private record(ev: DomainLifecycleEvent): void {
     let event = toVmmEvent(ev.domain.name, ev.event, ev.detail);
-    if (!event) return;
+    if (!event) {
+      // Nothing to publish, but the state it leaves is what state() reads (Halting after SHUTDOWN).
+      const state = unreportedStateAfter(ev.event);
+      if (state !== undefined) this.known.set(ev.domain.name, state);
+      return;
+    }
     if (event.type === 'started') this.killed.delete(ev.domain.name);
     if (event.type === 'stopped') {
       const reason = this.killed.delete(ev.domain.name)
@@ -492,11 +541,14 @@ export class LibvirtVmm implements Vmm {
   }
 }
 
-/** The events that lead from one observed state to another, for changes nobody reported. */
+/**
+ * The events that lead from one observed state to another, for changes nobody reported. A domain
+ * still active (Halting, Dying, Crashed among them) has not stopped: its stop comes when it has.
+ */
 function transition(name: string, before: PowerState, now: PowerState): VmmEvent[] {
   if (before === now) return [];
-  const up = now === 'Running' || now === 'Paused';
-  const wasUp = before === 'Running' || before === 'Paused';
+  const up = ACTIVE_STATES.has(now);
+  const wasUp = ACTIVE_STATES.has(before);
   const events: VmmEvent[] = [];
   if (wasUp && now === 'Suspended') events.push({ type: 'suspended', name });
   else if (wasUp && !up) events.push({ type: 'stopped', name, reason: 'unknown' });

@@ -18,6 +18,8 @@ import type { LibvirtFlavour } from '../src/index.js';
  * lifecycle events. Like libxl, it takes no FORCE_BOOT, so `start` drops a saved image itself.
  */
 const undefinedNames: string[] = [];
+/** What beforeStart waits for: a start held in the middle, by a test. */
+let startGate: Promise<void> = Promise.resolve();
 const flavour: LibvirtFlavour = {
   capabilities: () => ({
     name: 'test',
@@ -42,6 +44,7 @@ const flavour: LibvirtFlavour = {
       ...END_ON_ANY_STOP,
     }),
   flags: { shutdown: 0, undefine: UndefineFlags.MANAGED_SAVE, forceBoot: false },
+  beforeStart: () => startGate,
   afterUndefine: async (name) => void undefinedNames.push(name),
   // A driver that tells a destroy as a failure (libvirt's LXC driver can, racing its controller's end).
   stopReason: (_name, reported) => (reported === 'destroyed' ? 'failed' : reported),
@@ -91,6 +94,39 @@ describe.skipIf(skip)("LibvirtVmm over libvirt's test driver", () => {
       code: 'failed',
       message: expect.stringContaining('cannot name a test domain: no slashes'),
     });
+  });
+
+  // Upstream's pause asks is_running() first; a start in progress has not made the domain run yet.
+  it('refuses to pause or suspend a halted domain, or one still starting', async () => {
+    const other = { ...spec, name: `${VM}-starting`, uuid: randomUUID() };
+    await vmm.define(other);
+    try {
+      await expect(vmm.pause(other.name)).rejects.toMatchObject({ code: 'invalid-state' });
+      await expect(vmm.suspend(other.name)).rejects.toMatchObject({ code: 'invalid-state' });
+      let release = (): void => undefined;
+      startGate = new Promise((resolve) => (release = resolve));
+      const started = vmm.start(other.name);
+      await expect(vmm.pause(other.name)).rejects.toMatchObject({
+        code: 'invalid-state',
+        message: expect.stringContaining('still starting'),
+      });
+      await expect(vmm.suspend(other.name)).rejects.toMatchObject({
+        code: 'invalid-state',
+        message: expect.stringContaining('still starting'),
+      });
+      release();
+      await started;
+      expect((await vmm.state(other.name)).state).toBe('Running');
+      await vmm.pause(other.name);
+      expect((await vmm.state(other.name)).state).toBe('Paused');
+      await vmm.kill(other.name);
+      expect((await vmm.state(other.name)).state).toBe('Halted');
+    } finally {
+      startGate = Promise.resolve();
+      await vmm.kill(other.name).catch(() => undefined);
+      await vmm.undefine(other.name);
+      undefinedNames.length = 0;
+    }
   });
 
   it('defines, starts, pauses and unpauses, with events and ids', async () => {
@@ -144,6 +180,18 @@ describe.skipIf(skip)("LibvirtVmm over libvirt's test driver", () => {
     await vmm.start(VM);
     await vmm.suspend(VM);
     await vmm.resume(VM);
+    expect((await vmm.state(VM)).state).toBe('Running');
+  });
+
+  it('kills a suspended domain by discarding its saved memory: Halted, and the next start boots afresh', async () => {
+    await vmm.suspend(VM);
+    await waitEvent('suspended');
+    events.length = 0;
+    await vmm.kill(VM);
+    expect((await vmm.state(VM)).state).toBe('Halted');
+    expect(events).toEqual([{ type: 'stopped', name: VM, reason: 'destroyed' }]);
+    await expect(vmm.resume(VM)).rejects.toMatchObject({ code: 'invalid-state' });
+    await vmm.start(VM);
     expect((await vmm.state(VM)).state).toBe('Running');
   });
 

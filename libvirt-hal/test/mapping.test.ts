@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DomainState, LifecycleEventType, StartedDetail, StoppedDetail } from '@odyssey/libvirt';
 import { CpuSampler } from '../src/cpu-sampler.js';
-import { toPowerState, toVmmEvent } from '../src/lifecycle-events.js';
+import { toPowerState, toVmmEvent, unreportedStateAfter } from '../src/lifecycle-events.js';
 
 describe('libvirt → HAL mapping', () => {
   it('maps lifecycle events, with the stop reason and managed save/restore as suspend/resume', () => {
@@ -20,15 +20,30 @@ describe('libvirt → HAL mapping', () => {
     expect(toVmmEvent('a', E.SHUTDOWN, 0)).toBeUndefined();
   });
 
-  it('maps domain states to Qubes power states', () => {
-    expect(toPowerState(DomainState.RUNNING, false)).toBe('Running');
-    expect(toPowerState(DomainState.BLOCKED, false)).toBe('Running');
-    expect(toPowerState(DomainState.PAUSED, false)).toBe('Paused');
-    expect(toPowerState(DomainState.SHUTDOWN, false)).toBe('Halting');
-    expect(toPowerState(DomainState.SHUTOFF, false)).toBe('Halted');
-    expect(toPowerState(DomainState.SHUTOFF, true)).toBe('Suspended');
-    expect(toPowerState(DomainState.CRASHED, false)).toBe('Crashed');
-    expect(toPowerState(DomainState.PMSUSPENDED, false)).toBe('Suspended');
+  it('maps domain states to Qubes power states as upstream reads them: by activity first', () => {
+    const S = DomainState;
+    // Active: named by the state; SHUTOFF while still active is Dying, a state with no name Running.
+    expect(toPowerState(S.RUNNING, true, false)).toBe('Running');
+    expect(toPowerState(S.BLOCKED, true, false)).toBe('Running');
+    expect(toPowerState(S.NOSTATE, true, false)).toBe('Running');
+    expect(toPowerState(S.PAUSED, true, false)).toBe('Paused');
+    expect(toPowerState(S.SHUTDOWN, true, false)).toBe('Halting');
+    expect(toPowerState(S.SHUTOFF, true, false)).toBe('Dying');
+    expect(toPowerState(S.SHUTOFF, true, true)).toBe('Dying');
+    expect(toPowerState(S.CRASHED, true, false)).toBe('Crashed');
+    expect(toPowerState(S.PMSUSPENDED, true, false)).toBe('Suspended');
+    // Inactive: Halted whatever the state, Suspended with a managed save image.
+    expect(toPowerState(S.SHUTOFF, false, false)).toBe('Halted');
+    expect(toPowerState(S.NOSTATE, false, false)).toBe('Halted');
+    expect(toPowerState(S.SHUTOFF, false, true)).toBe('Suspended');
+  });
+
+  it("leaves a domain Halting after libvirt's SHUTDOWN event, which is not passed on", () => {
+    const E = LifecycleEventType;
+    expect(toVmmEvent('a', E.SHUTDOWN, 0)).toBeUndefined();
+    expect(unreportedStateAfter(E.SHUTDOWN)).toBe('Halting');
+    expect(unreportedStateAfter(E.DEFINED)).toBeUndefined();
+    expect(unreportedStateAfter(E.UNDEFINED)).toBeUndefined();
   });
 
   it('computes CPU usage from consecutive samples, per vcpu, starting a new series per run', () => {

@@ -316,14 +316,22 @@ export class DomainManager implements Lifecycle {
    */
   async pause(vm: Vm): Promise<void> {
     return this.logged('pause', vm, async () => {
-      if (!DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
-      if (!vm.isRunning) throw QubesVMNotRunningError.forVm(vm.name);
+      if (!DomainManager.managed(vm) || !DomainManager.upForPause(vm))
+        throw QubesVMNotRunningError.forVm(vm.name);
       this.app.events.fire(vm, 'domain-pre-paused');
       // Pausing a paused domain changes nothing (libvirt answers it without an event).
       if (vm.powerState === 'Paused') return;
       await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
       this.setState(vm, 'Paused', 'domain-paused');
     });
+  }
+
+  /**
+   * Upstream's is_running() for pause and suspend: a qube still starting is not running yet (upstream's
+   * domain does not exist before its create), so it is refused before any event, not raced with the start.
+   */
+  private static upForPause(vm: Vm): boolean {
+    return vm.isRunning && vm.powerState !== 'Transient';
   }
 
   async unpause(vm: Vm): Promise<void> {
@@ -340,7 +348,7 @@ export class DomainManager implements Lifecycle {
       if (vm.isAdminVm) throw new QubesVMError('Cannot suspend Dom0 fake domain!');
       if (!DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
       // Upstream: neither is_running() nor is_paused(); a paused domain is suspended too.
-      if (!vm.isRunning) throw QubesVMNotRunningError.forVm(vm.name);
+      if (!DomainManager.upForPause(vm)) throw QubesVMNotRunningError.forVm(vm.name);
       await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
       this.setState(vm, 'Suspended', 'domain-paused');
     });

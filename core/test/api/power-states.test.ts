@@ -354,3 +354,31 @@ describe('two Starts at once', () => {
     expect(d.vmm.calls.slice(calls).filter((c) => c === 'start work')).toHaveLength(1);
   });
 });
+
+describe('a qube still starting', () => {
+  it('refuses Pause and Suspend as not running, before any event, and the start goes on', async () => {
+    d = await offline();
+    const stream = await events();
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const start = d.vmm.start.bind(d.vmm);
+    d.vmm.start = async (name) => {
+      await held;
+      return start(name);
+    };
+    const starting = text('admin.vm.Start', 'work');
+    while (!d.vmm.calls.includes('define work')) await new Promise((r) => setImmediate(r));
+    const notRunning = exc(
+      'QubesVMNotRunningError',
+      "Domain not running (either powered off or paused): 'work'",
+    );
+    expect(await text('admin.vm.Pause', 'work')).toBe(notRunning);
+    expect(await text('admin.vm.Suspend', 'work')).toBe(notRunning);
+    release();
+    expect(await starting).toBe('0\0');
+    expect(await listed('work')).toBe('state=Running');
+    stream.close();
+    expect(namesOf(stream.text(), 'work')).not.toContain('domain-pre-paused');
+    expect(d.vmm.calls.filter((c) => /^(pause|suspend) /.test(c))).toEqual([]);
+  });
+});
