@@ -376,9 +376,12 @@ describe('KVM vchan relay against a hostile guest', () => {
     const asked: { far: MuxVchan; answer: () => void }[] = [];
     const mux = new ChannelMux('host', 'vm', () => undefined, {
       connect: (_source, target, port) => {
+        const channel = new ChannelMux('host', target);
         const far = new MuxVchan(target, port, RINGS);
-        far.connect({ send: () => undefined, forget: () => undefined, admit: () => true }, 9, RING);
-        return new Promise((resolve) => asked.push({ far, answer: () => resolve(far) }));
+        far.connect(channel, 9, RING);
+        return new Promise((resolve) =>
+          asked.push({ far, answer: () => resolve({ stream: far, target: channel }) }),
+        );
       },
       timeoutMs: 10_000,
       maxInFlight: 32,
@@ -825,16 +828,26 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
     readonly waiting: Set<unknown>;
     readonly relaysInFlight: number;
     readonly relaysJoined: number;
+    readonly stranded: Set<unknown>;
   }
 
   interface Flood {
     readonly evil: RawGuest;
     readonly b: RawGuest;
+    readonly c: RawGuest;
     /** What the host keeps for a guest's channel: entries of the mux's private maps. */
     readonly kept: (domain: string) => Record<keyof Bookkeeping, number>;
   }
 
-  const EMPTY = { streams: 0, opening: 0, relaying: 0, waiting: 0, relaysInFlight: 0, relaysJoined: 0 };
+  const EMPTY = {
+    streams: 0,
+    opening: 0,
+    relaying: 0,
+    waiting: 0,
+    relaysInFlight: 0,
+    relaysJoined: 0,
+    stranded: 0,
+  };
   const HOST_RING = 64 * 1024;
 
   async function withFlood(
@@ -880,7 +893,7 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
       await new Promise<void>((resolve) => server.listen(join(dir, `${name}.sock`), resolve));
       return g;
     };
-    const [evil, b] = [await guest('evil'), await guest('b')];
+    const [evil, b, c] = [await guest('evil'), await guest('b'), await guest('c')];
     const host = new KvmHostTransport({
       ...options,
       channelSocket: async (d) => {
@@ -903,14 +916,18 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
         waiting: k.waiting.size,
         relaysInFlight: k.relaysInFlight,
         relaysJoined: k.relaysJoined,
+        stranded: k.stranded.size,
       };
     };
-    const keep = [host.keepChannel('evil'), host.keepChannel('b')];
+    const keep = ['evil', 'b', 'c'].map((d) => host.keepChannel(d));
     try {
       await until(
-        () => evil.link() !== undefined && (b.link() !== undefined || options.lookupB !== undefined),
+        () =>
+          evil.link() !== undefined &&
+          c.link() !== undefined &&
+          (b.link() !== undefined || options.lookupB !== undefined),
       );
-      await body({ evil, b, kept });
+      await body({ evil, b, c, kept });
     } finally {
       keep.forEach((release) => release());
       host.close();
@@ -934,6 +951,16 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
     Array.from({ length: count }, (_, i) => GUEST_ID + first + i);
   /** The OPEN guest b gets for a relay from evil: port 700, the host's ring as window, from "evil". */
   const relayedOpen = openPayload(700, HOST_RING, 'evil').toString('hex');
+  /** The bytes `guest` was sent on stream `id`. */
+  const received = (guest: RawGuest, id: number): Buffer =>
+    Buffer.concat(guest.frames.filter((f) => f.type === FrameType.DATA && f.id === id).map((f) => f.payload));
+  /** The host's answer to `guest`'s OPEN `id`, once there is one. */
+  async function answer(guest: RawGuest, id: number): Promise<FrameType> {
+    const of = (f: Frame): boolean =>
+      f.id === id && (f.type === FrameType.ACCEPT || f.type === FrameType.REFUSE);
+    await until(() => guest.frames.some(of));
+    return (guest.frames.find(of) as Frame).type;
+  }
 
   it('refuses at once the relays a guest has in flight beyond maxRelaysInFlight (default 32), its target never answering', async () => {
     await withFlood({}, async ({ evil, b, kept }) => {
@@ -1158,10 +1185,6 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
         expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual([GUEST_ID + 2]);
         // Three windows' worth each way; each guest granted one (RING) and never grants more.
         const [toB, toEvil] = [randomBytes(3 * RING), randomBytes(3 * RING)];
-        const received = (guest: RawGuest, id: number): Buffer =>
-          Buffer.concat(
-            guest.frames.filter((f) => f.type === FrameType.DATA && f.id === id).map((f) => f.payload),
-          );
         if (path !== 'source gone') evil.write(encodeFrame(FrameType.DATA, GUEST_ID + 1, toB));
         if (path !== 'target gone') b.write(encodeFrame(FrameType.DATA, farId, toEvil));
         await until(
@@ -1179,14 +1202,15 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
           expect(ofType(b.frames, FrameType.CLOSE).map((f) => f.id)).toEqual([farId]);
         } else {
           await until(() => evil.link() !== evilLink);
-          // The relay still holds the source's last bytes for the target: it keeps its slot.
+          // The relay still holds the source's last bytes for the target: it keeps a slot, now the
+          // target's, and the target holding as many as it may, no relay to it goes through.
           evil.write(relayOpens(1, 50));
           await until(() => evil.frames.some((f) => f.id === GUEST_ID + 50));
           expect(ofType(evil.frames, FrameType.REFUSE).map((f) => f.id)).toEqual([
             GUEST_ID + 2,
             GUEST_ID + 50,
           ]);
-          expect(kept('evil').relaysJoined).toBe(1);
+          expect([kept('evil').relaysJoined, kept('b').stranded]).toEqual([0, 1]);
           b.write(encodeFrame(FrameType.CREDIT, farId, u32(2 * RING)));
           await until(() => ofType(b.frames, FrameType.CLOSE).length > 0);
           expect(received(b, farId).equals(toB)).toBe(true);
@@ -1198,6 +1222,99 @@ describe('KVM vchan host transport against a guest flooding relays', () => {
     },
     10_000,
   );
+
+  /**
+   * `count` relays from evil to b, with ids GUEST_ID + 1, 2, ..., each given twice b's window by
+   * evil: b granted its window (RING) and never grants more, so the rest waits in the relay. Their
+   * ids on b's channel.
+   */
+  async function stuckRelays(evil: RawGuest, b: RawGuest, count: number): Promise<number[]> {
+    b.answer = 'accept';
+    evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpens(count, 1));
+    await until(() => ofType(evil.frames, FrameType.ACCEPT).length === count);
+    const far = ofType(b.frames, FrameType.OPEN).map((f) => f.id);
+    evil.write(...ids(count, 1).map((id) => encodeFrame(FrameType.DATA, id, Buffer.alloc(2 * RING, 1))));
+    await until(() => far.every((id) => received(b, id).length === RING));
+    return far;
+  }
+
+  it('frees the slots of a source that closes its relays to a target that never reads nor closes them', async () => {
+    await withFlood({ maxRelaysInFlight: 4, maxRelayedStreams: 4 }, async ({ evil, b, c, kept }) => {
+      await stuckRelays(evil, b, 4);
+      evil.write(relayOpens(1, 5));
+      expect(await answer(evil, GUEST_ID + 5)).toBe(FrameType.REFUSE);
+      // evil closes them all, then opens a vchan to another guest: one write, its frames read in turn.
+      c.answer = 'accept';
+      evil.write(
+        ...ids(4, 1).map((id) => encodeFrame(FrameType.CLOSE, id)),
+        encodeFrame(FrameType.OPEN, GUEST_ID + 6, openPayload(700, RING, 'c')),
+      );
+      // (Unbounded: REFUSE, b keeping evil's slots for as long as it keeps its ends.)
+      expect(await answer(evil, GUEST_ID + 6)).toBe(FrameType.ACCEPT);
+      expect(kept('evil')).toEqual({ ...EMPTY, streams: 1, relaysJoined: 1 });
+      // What is left of the four is b's: its ends still hold evil's last bytes for it.
+      expect(kept('b')).toEqual({ ...EMPTY, streams: 4, stranded: 4 });
+      expect(ofType(b.frames, FrameType.CLOSE)).toEqual([]);
+    });
+  }, 10_000);
+
+  it.each([
+    ['closes them', 'close'],
+    ['reads what they hold', 'read'],
+  ] as const)(
+    'charges a target with the relays a source closed and left to it, until it %s',
+    async (_, path) => {
+      await withFlood({ maxRelaysInFlight: 4, maxRelayedStreams: 4 }, async ({ evil, b, kept }) => {
+        const far = await stuckRelays(evil, b, 4);
+        evil.answer = 'accept';
+        // Read after the CLOSEs: refused, b holding as many relays left to it as a guest may have.
+        evil.write(...ids(4, 1).map((id) => encodeFrame(FrameType.CLOSE, id)), relayOpens(1, 5));
+        expect(await answer(evil, GUEST_ID + 5)).toBe(FrameType.REFUSE);
+        // They count against b's own relays.
+        b.write(encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(700, RING, 'evil')));
+        expect(await answer(b, GUEST_ID + 1)).toBe(FrameType.REFUSE);
+        expect([kept('evil'), kept('b')]).toEqual([EMPTY, { ...EMPTY, streams: 4, stranded: 4 }]);
+        if (path === 'close') {
+          b.write(...far.map((id) => encodeFrame(FrameType.CLOSE, id)));
+          await until(() => kept('b').stranded === 0);
+        } else {
+          b.write(...far.map((id) => encodeFrame(FrameType.CREDIT, id, u32(RING))));
+          // evil's last bytes reach b, then each relay closes.
+          await until(() => ofType(b.frames, FrameType.CLOSE).length === 4);
+          expect(ofType(b.frames, FrameType.CLOSE).map((f) => f.id)).toEqual(far);
+          for (const id of far) expect(received(b, id)).toEqual(Buffer.alloc(2 * RING, 1));
+        }
+        expect([kept('evil'), kept('b')]).toEqual([EMPTY, EMPTY]);
+        await relaysAgain(evil, b, 4);
+        b.write(encodeFrame(FrameType.OPEN, GUEST_ID + 2, openPayload(700, RING, 'evil')));
+        expect(await answer(b, GUEST_ID + 2)).toBe(FrameType.ACCEPT);
+      });
+    },
+    10_000,
+  );
+
+  it('charges a source that neither reads nor closes with its relays, not the target that closed them', async () => {
+    await withFlood({ maxRelaysInFlight: 4, maxRelayedStreams: 4 }, async ({ evil, b, kept }) => {
+      b.answer = 'accept';
+      evil.answer = 'accept';
+      evil.write(encodeFrame(FrameType.HELLO, 0, hello(7)), relayOpens(4, 1));
+      await until(() => ofType(evil.frames, FrameType.ACCEPT).length === 4);
+      const far = ofType(b.frames, FrameType.OPEN).map((f) => f.id);
+      // Twice evil's window (RING) on each, then closed; evil grants no more. Then b relays to evil.
+      b.write(
+        ...far.map((id) => encodeFrame(FrameType.DATA, id, Buffer.alloc(2 * RING, 2))),
+        ...far.map((id) => encodeFrame(FrameType.CLOSE, id)),
+        encodeFrame(FrameType.OPEN, GUEST_ID + 1, openPayload(700, RING, 'evil')),
+      );
+      expect(await answer(b, GUEST_ID + 1)).toBe(FrameType.ACCEPT);
+      await until(() => ids(4, 1).every((id) => received(evil, id).length === RING));
+      // evil's ends still hold b's last bytes: the four are evil's, its fifth refused.
+      evil.write(relayOpens(1, 5));
+      expect(await answer(evil, GUEST_ID + 5)).toBe(FrameType.REFUSE);
+      expect(kept('evil')).toEqual({ ...EMPTY, streams: 5, relaysJoined: 4 });
+      expect(kept('b')).toEqual({ ...EMPTY, streams: 1, relaysJoined: 1 });
+    });
+  }, 10_000);
 
   /** `count` relays open, and the first carries bytes to b. */
   async function relaysAgain(evil: RawGuest, b: RawGuest, count: number): Promise<void> {

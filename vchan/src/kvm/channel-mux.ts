@@ -29,10 +29,23 @@ export const ADMIN_DOMAIN = '0';
 
 /**
  * How the host connects a guest's OPEN for another guest: a stream opened on the target's
- * channel on behalf of `source`, or a rejection (the opener sees REFUSE and retries). `signal`
- * aborts once the OPEN is given up (no answer in time, or its session gone): stop waiting then.
+ * channel on behalf of `source` (ChannelMux.openRelayed), or a rejection (the opener sees REFUSE
+ * and retries). `signal` aborts once the OPEN is given up (no answer in time, or its session
+ * gone): stop waiting then.
  */
-export type Relay = (source: string, target: string, port: number, signal: AbortSignal) => Promise<MuxVchan>;
+export type Relay = (
+  source: string,
+  target: string,
+  port: number,
+  signal: AbortSignal,
+) => Promise<RelayedStream>;
+
+/** A relay's stream on its target's channel. */
+export interface RelayedStream {
+  readonly stream: MuxVchan;
+  /** The target's channel, charged with what is left of the relay once the source's end is gone. */
+  readonly target: ChannelMux;
+}
 
 /** The host's relaying of one guest's OPENs, and how much of it the guest may have at once. */
 export interface RelayOptions {
@@ -42,8 +55,10 @@ export interface RelayOptions {
   /** OPENs waiting for their target's answer; the guest's OPENs beyond are refused at once. */
   readonly maxInFlight: number;
   /**
-   * Relays in all, those in flight and the joined ones, each until both of its streams are gone;
-   * the guest's OPENs beyond are refused at once.
+   * Relays charged to the guest: those in flight, those it opened while its own end is on its
+   * channel, and those to it whose source's end is gone while its end is still on (see
+   * ChannelMux.openRelayed). The guest's OPENs beyond are refused at once, and so are relays to it
+   * while it holds that many of the last kind.
    */
   readonly maxStreams: number;
 }
@@ -71,8 +86,13 @@ export class ChannelMux implements StreamChannel {
   private readonly relaying = new Map<number, AbortController>();
   /** Relays not settled yet, of this session or of one gone (until their target let go). */
   private relaysInFlight = 0;
-  /** Joined relays with a stream still open, on this channel or the target's. */
+  /** Joined relays this guest opened, while its end is on this channel. */
   private relaysJoined = 0;
+  /**
+   * This guest's ends of relays to it whose source's end is gone, holding what the source left for
+   * it: the guest frees each by reading that or by closing. Each goes in forget(), once off the channel.
+   */
+  private readonly stranded = new Set<MuxVchan>();
   #send: ((bytes: Buffer) => void) | undefined;
   /** The link holds as much as it should: streams send no DATA or CREDIT, and no stream opens. */
   #held = false;
@@ -241,6 +261,25 @@ export class ChannelMux implements StreamChannel {
   forget(stream: MuxVchan): void {
     if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
     this.waiting.delete(stream);
+    this.stranded.delete(stream);
+  }
+
+  /**
+   * One attempt, as open(), to open `port` on this guest for a relay from `source`. What is left of
+   * the relay once the source's end is gone is charged to this guest. While it holds maxStreams of
+   * those, relays to it are refused: a source whose slots come back as it leaves each relay to its
+   * target could otherwise, with a target that never reads, make the host keep relays without bound.
+   */
+  async openRelayed(
+    source: string,
+    port: number,
+    rings: MuxVchanRings,
+    signal: AbortSignal,
+  ): Promise<RelayedStream> {
+    if (this.relay && this.stranded.size >= this.relay.maxStreams) {
+      throw new OpenRefused(`${this.remoteDomain} holds as many relays left to it as it may`);
+    }
+    return { stream: await this.open(port, rings, source, source, signal), target: this };
   }
 
   #allocateId(): number {
@@ -315,7 +354,8 @@ export class ChannelMux implements StreamChannel {
       // answers, and each joined one two streams: a guest gets so many, then REFUSEs at once.
       const relay = this.relay;
       const inFlight = this.relaysInFlight;
-      if (!relay || inFlight >= relay.maxInFlight || inFlight + this.relaysJoined >= relay.maxStreams) {
+      const charged = inFlight + this.relaysJoined + this.stranded.size;
+      if (!relay || inFlight >= relay.maxInFlight || charged >= relay.maxStreams) {
         this.send(FrameType.REFUSE, id);
         return;
       }
@@ -353,9 +393,9 @@ export class ChannelMux implements StreamChannel {
     this.relaying.set(id, attempt);
     this.relaysInFlight++;
     const timer = setTimeout(() => attempt.abort(), relay.timeoutMs);
-    let far: MuxVchan;
+    let relayed: RelayedStream;
     try {
-      far = await relay.connect(this.remoteDomain, target, port, attempt.signal);
+      relayed = await relay.connect(this.remoteDomain, target, port, attempt.signal);
     } catch {
       if (this.relaying.get(id) === attempt) {
         this.relaying.delete(id);
@@ -366,6 +406,7 @@ export class ChannelMux implements StreamChannel {
       clearTimeout(timer);
       this.relaysInFlight--;
     }
+    const { stream: far, target: farChannel } = relayed;
     // The session the OPEN came in is gone: the stream would have no end on this side.
     if (this.relaying.get(id) !== attempt) {
       far.destroy();
@@ -386,18 +427,25 @@ export class ChannelMux implements StreamChannel {
       end.on('error', () => undefined);
       end.on('close', () => other.end());
     }
-    // The relay counts while either end is on its channel, delivering or not. Once both are off,
-    // what their buffers hold has nowhere to go, and each may wait on the other for ever (a write
-    // failing only once its own buffer is read), so neither would close: both are destroyed.
+    // Once both ends are off their channels, what their buffers hold has nowhere to go, and each
+    // may wait on the other for ever (a write failing only once its own buffer is read), so neither
+    // would close: both are destroyed.
     let on = 2;
     const off = (): void => {
       if (--on > 0) return;
       near.destroy();
       far.destroy();
-      this.relaysJoined--;
     };
-    near.onGone(off);
     far.onGone(off);
+    // The relay is charged to a guest whose end is still on its channel, delivering or not: the
+    // source while its end is, then the target, which alone can free what is left (by reading or
+    // closing). A target that neither reads nor closes so holds its own slots, not the source's;
+    // a source that neither reads nor closes holds its own, the target having closed its end.
+    near.onGone(() => {
+      this.relaysJoined--;
+      if (on === 2) farChannel.stranded.add(far);
+      off();
+    });
   }
 
   #dropStreams(reason: string): void {

@@ -34,9 +34,12 @@ export interface KvmHostTransportOptions {
    */
   readonly maxRelaysInFlight?: number;
   /**
-   * Relays one guest may have in all, in flight or joined (until both streams are gone); its OPENs
-   * for other guests beyond are refused at once. Default 256, the data ports one qrexec daemon
-   * hands out: a guest is the opening side of a VM-to-VM call whose port its daemon allocated.
+   * Relays one guest may be charged with in all: those in flight, those it opened while its end is
+   * open, and those to it whose source's end is gone while its own is still open (bytes it has yet
+   * to read, or to have read: it frees them by reading or closing). Its OPENs for other guests
+   * beyond are refused at once, and so are relays to it while it holds that many of the last kind.
+   * Default 256, the data ports one qrexec daemon hands out: a guest is the opening side of a
+   * VM-to-VM call whose port its daemon allocated.
    */
   readonly maxRelayedStreams?: number;
   /**
@@ -167,7 +170,7 @@ export class KvmHostTransport implements VchanTransport {
     // would pile up for ever, so only guests this end already has a channel for are reached.
     const link = this.#links.get(target);
     if (!link || !(await this.#dial(target, link, signal))) throw new OpenRefused(`no channel to ${target}`);
-    return link.mux.open(port, this.#rings(), source, source, signal);
+    return link.mux.openRelayed(source, port, this.#rings(), signal);
   };
 
   #wanted(remoteDomain: string, link: Link): boolean {

@@ -6,6 +6,7 @@ export {
   type ChannelSide,
   type Relay,
   type RelayOptions,
+  type RelayedStream,
 } from './channel-mux.js';
 export { FrameDecoder, FrameError, FrameType, encodeFrame, type Frame } from './frames.js';
 export { GuestPort, findVirtioPort, type GuestPortOptions, type PortHandle } from './guest-port.js';
