@@ -103,6 +103,20 @@ function logDisposables(app: App, log: Log): void {
 }
 
 /**
+ * A qube whose firewall.xml cannot be loaded keeps no rules (Vm.firewall refuses them), so the
+ * daemon serves the rest and only what touches that firewall fails, until Set replaces the file.
+ */
+async function loadFirewall(vm: Vm, vmFiles: VmDirFiles, log: Log): Promise<void> {
+  vm.firewallState = await vmFiles.loadFirewall(vm);
+  if ('unloadable' in vm.firewallState) {
+    log(
+      'warn',
+      `${vm.name}: firewall.xml could not be loaded, its network is refused: ${vm.firewallState.unloadable}`,
+    );
+  }
+}
+
+/**
  * The composition root: loads the state dir, wires the services in one
  * container, serves the admin socket, and keeps trying to reach the backend
  * (configuration calls never wait for it).
@@ -167,7 +181,7 @@ export class Daemon {
       }
       logDisposables(app, log);
       const vmFiles = c.resolve(VmDirFiles);
-      for (const vm of app.domains.list()) vm.firewall = await vmFiles.loadFirewall(vm);
+      for (const vm of app.domains.list()) await loadFirewall(vm, vmFiles, log);
       // A backup killed with the daemon leaves its work files and partial archive behind.
       await removeBackupLeftovers(join(stateDir, 'backup-work'));
       const policyStore = options.policyDirs

@@ -11,7 +11,7 @@ import {
   QubesDb,
   readOnlySocketPath,
 } from '@odyssey/qubesdb';
-import { qubesDbEntries, runningClients } from '../lifecycle/qubesdb-entries.js';
+import { publishedRules, qubesDbEntries, runningClients } from '../lifecycle/qubesdb-entries.js';
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
 import type { QubesEvent } from '../model/events.js';
@@ -202,7 +202,7 @@ export class QubesDbHost {
     const now = Date.now() / 1000;
     let nearest = Infinity;
     for (const client of this.#publishedClients()) {
-      for (const rule of client.firewall) {
+      for (const rule of publishedRules(client)) {
         if (rule.expire !== undefined && rule.expire + 1 >= now) nearest = Math.min(nearest, rule.expire);
       }
     }
@@ -217,7 +217,7 @@ export class QubesDbHost {
       const at = Date.now() / 1000;
       for (const client of this.#publishedClients()) {
         if (
-          client.firewall.some(
+          publishedRules(client).some(
             (rule) => rule.expire !== undefined && rule.expire === nearest && rule.expire < at,
           )
         ) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import type { VmFiles } from '../lifecycle/ports.js';
 import { DEFAULT_FIREWALL } from '../model/firewall.js';
-import type { FirewallRule } from '../model/firewall.js';
+import type { FirewallRule, FirewallState } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
 import { writeFileAtomic } from '../persist/atomic-file.js';
 import { parseFirewall, serializeFirewall } from '../persist/firewall-xml.js';
@@ -17,12 +17,14 @@ function missing(e: unknown): boolean {
 
 /** Files kept in each VM's directory, as upstream keeps them: firewall.xml and the notes. */
 export class VmDirFiles implements VmFiles {
-  async loadFirewall(vm: Vm): Promise<readonly FirewallRule[]> {
+  /** Never throws: one qube's unreadable file must not keep the daemon from serving the others. */
+  async loadFirewall(vm: Vm): Promise<FirewallState> {
     try {
-      return parseFirewall(await readFile(join(vm.dirPath, FIREWALL), 'utf8'));
+      return { rules: parseFirewall(await readFile(join(vm.dirPath, FIREWALL), 'utf8')) };
     } catch (e) {
-      if (missing(e)) return DEFAULT_FIREWALL;
-      throw e;
+      if (missing(e)) return { rules: DEFAULT_FIREWALL };
+      // The reason goes out in replies, where a NUL would end the message; it may quote the file.
+      return { unloadable: (e instanceof Error ? e.message : String(e)).replace(/[\x00-\x1f\x7f]/g, '?') };
     }
   }
 

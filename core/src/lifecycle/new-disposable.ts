@@ -46,10 +46,17 @@ export async function newDisposable(
   const dispid = freeDispid(app);
   const label = base.props.tryGet(P.label);
   const disp = app.addVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
-  disp.props.init('dispid', dispid);
-  disp.props.initChecked('template', base);
-  disp.props.init('auto_cleanup', true);
-  inheritFromDispvmTemplate(disp, base);
+  try {
+    disp.props.init('dispid', dispid);
+    disp.props.initChecked('template', base);
+    disp.props.init('auto_cleanup', true);
+    inheritFromDispvmTemplate(disp, base);
+  } catch (e) {
+    // Not announced yet: upstream's constructor fails before the qube is added (a template
+    // without loadable firewall rules has none to give).
+    app.domains.delete(disp);
+    throw e;
+  }
   syncGuiAudioTags(disp, true);
   app.announceNewVm(disp);
   beforeDisks?.(disp);

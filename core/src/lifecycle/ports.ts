@@ -1,6 +1,6 @@
 import type { DomainStats, PowerState, VmmCapabilities } from '@odyssey/hal';
 
-import type { FirewallRule } from '../model/firewall.js';
+import type { FirewallRule, FirewallState } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
 
 /** Power operations, backed by the Vmm (DomainManager). */
@@ -29,6 +29,8 @@ export interface Lifecycle {
 
 /** Per-VM files kept outside qubes.xml, as upstream keeps them. */
 export interface VmFiles {
+  /** The qube's rules, or why its firewall.xml cannot be loaded (never throws). */
+  loadFirewall(vm: Vm): Promise<FirewallState>;
   saveFirewall(vm: Vm, rules: readonly FirewallRule[]): Promise<void>;
   readNotes(vm: Vm): Promise<string>;
   writeNotes(vm: Vm, notes: string): Promise<void>;

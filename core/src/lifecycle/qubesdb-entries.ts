@@ -183,12 +183,22 @@ function netvmClientEntries(netvm: Vm, now: number): [string, string][] {
       const ip = prop(vm, family === 4 ? 'ip' : 'ip6');
       if (!ip) continue;
       const base = `/qubes-firewall/${ip}`;
-      for (const [key, value] of firewallQdbEntries(vm.firewall, family, now))
+      for (const [key, value] of firewallQdbEntries(publishedRules(vm), family, now))
         entries.push([`${base}/${key}`, value]);
       entries.push([base, '']);
     }
   }
   return entries;
+}
+
+/**
+ * The rules a netvm is given for a running client. One whose firewall.xml could not be loaded
+ * gets none, so the drop policy alone stands: it may run (from before the daemon started, or
+ * given a netvm while running), and a netvm's entries cannot refuse.
+ */
+export function publishedRules(client: Vm): readonly FirewallRule[] {
+  const state = client.firewallState;
+  return 'rules' in state ? state.rules : [];
 }
 
 /**

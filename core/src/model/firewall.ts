@@ -259,3 +259,9 @@ export function isExpired(rule: FirewallRule, nowSeconds = Date.now() / 1000): b
 }
 
 export const DEFAULT_FIREWALL: readonly FirewallRule[] = [{ action: 'accept' }];
+
+/**
+ * A qube's rules, or why its firewall.xml could not be loaded: one union, so that a broken file
+ * can never be taken for the defaults, which accept everything (Vm.firewall reads it).
+ */
+export type FirewallState = { readonly rules: readonly FirewallRule[] } | { readonly unloadable: string };

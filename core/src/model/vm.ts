@@ -2,8 +2,9 @@ import { join } from 'node:path';
 
 import type { PowerState } from '@odyssey/hal';
 import type { App } from './app.js';
-import type { FirewallRule } from './firewall.js';
+import type { FirewallRule, FirewallState } from './firewall.js';
 import { DEFAULT_FIREWALL } from './firewall.js';
+import { pyRepr, QubesVMError } from './errors.js';
 import { DeviceAssignments } from './devices.js';
 import { Features } from './features.js';
 import type { EventBus } from './events.js';
@@ -24,7 +25,8 @@ export class Vm implements PropertyHolder {
   readonly features: Features;
   readonly tags: Tags;
   readonly devices: DeviceAssignments;
-  firewall: readonly FirewallRule[] = DEFAULT_FIREWALL;
+  /** Read the rules through `firewall`; only a netvm's QubesDB, which cannot refuse, looks here. */
+  firewallState: FirewallState = { rules: DEFAULT_FIREWALL };
   powerState: PowerState = 'Halted';
   /** Hypervisor domain id while running. */
   xid = -1;
@@ -39,6 +41,25 @@ export class Vm implements PropertyHolder {
     this.features = new Features(this, app.events);
     this.tags = new Tags(this, app.events);
     this.devices = new DeviceAssignments(this);
+  }
+
+  /**
+   * The rules. A qube whose firewall.xml could not be loaded has none to give (the defaults would
+   * open its network): reading them refuses, saying why, until new rules are set.
+   */
+  get firewall(): readonly FirewallRule[] {
+    const state = this.firewallState;
+    if ('rules' in state) return state.rules;
+    throw new QubesVMError(`firewall.xml of ${pyRepr(this.name)} could not be loaded: ${state.unloadable}`);
+  }
+
+  set firewall(rules: readonly FirewallRule[]) {
+    this.firewallState = { rules };
+  }
+
+  /** Refuses as reading the rules does, where they are handed on rather than read here (a start, a Reload). */
+  checkFirewall(): void {
+    void this.firewall;
   }
 
   get events(): EventBus {

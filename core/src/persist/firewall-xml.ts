@@ -1,7 +1,7 @@
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
 
 import type { FirewallRule } from '../model/firewall.js';
-import { DEFAULT_FIREWALL, isExpired, makeRule, maxExpire, ruleProperties } from '../model/firewall.js';
+import { isExpired, makeRule, maxExpire, ruleProperties } from '../model/firewall.js';
 import { renderXml, xmlEl } from './xml-writer.js';
 
 /**
@@ -18,9 +18,10 @@ const parser = new XMLParser({
   trimValues: false,
   htmlEntities: true,
   alwaysCreateTextNode: true,
-  // Version 1 keeps its exceptions as any child elements of <firewall>.
+  // Version 1 keeps its exceptions as any child elements of its root, whatever that is named
+  // (Qubes 3 wrote <QubesFirewallRules>).
   isArray: (name, jpath) =>
-    ['rule', 'property'].includes(name) || /^firewall\.(?!@_|#text)[^.]+$/.test(String(jpath)),
+    ['rule', 'property'].includes(name) || /^[^.]+\.(?!@_|#text)[^.]+$/.test(String(jpath)),
 });
 
 export function serializeFirewall(rules: readonly FirewallRule[]): string {
@@ -58,7 +59,9 @@ function loadV2(fw: XmlObj): FirewallRule[] {
 
 /** Qubes 3.x format: a default policy plus exceptions; translated as upstream translates it. */
 function loadV1(fw: XmlObj): FirewallRule[] {
-  const policy = String(fw['@_policy'] ?? 'deny');
+  const policy = fw['@_policy'];
+  // Upstream asserts it: anything else is no firewall file of Qubes 3.
+  if (policy !== 'allow' && policy !== 'deny') throw new Error('version 1 needs policy allow or deny');
   const actionFor = (key: string) => ((fw[`@_${key}`] ?? policy) === 'allow' ? 'accept' : 'drop');
   const rules: FirewallRule[] = [
     makeRule({ action: actionFor('dns'), specialtarget: 'dns' }),
@@ -87,10 +90,20 @@ function loadV1(fw: XmlObj): FirewallRule[] {
   return rules;
 }
 
+/**
+ * A file that is not well-formed XML is refused, as upstream's lxml refuses it: the lenient
+ * parser alone reads an empty or cut-off file as some of its rules, or as none. The root's name
+ * is not checked, as upstream does not check it.
+ */
 export function parseFirewall(xml: string): FirewallRule[] {
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new Error(`not well-formed XML (line ${valid.err.line}): ${valid.err.msg}`);
   const doc = parser.parse(xml) as XmlObj;
-  const fw = doc.firewall as XmlObj | undefined;
-  if (!fw) return [...DEFAULT_FIREWALL];
+  const [root, ...more] = Object.keys(doc).filter((key) => !key.startsWith('?'));
+  // Two roots of one name come as an array.
+  if (root === undefined || more.length > 0 || Array.isArray(doc[root]))
+    throw new Error('not one root element');
+  const fw = doc[root] as XmlObj;
   const version = String(fw['@_version'] ?? '1');
   if (version === '2') return loadV2(fw);
   if (version === '1') return loadV1(fw);

@@ -115,6 +115,25 @@ describe("a netvm's QubesDB", () => {
     expect(db().read('/connected-ips')?.toString()).toBe('');
   });
 
+  it('gives a running client whose firewall.xml could not be loaded the drop policy alone, until rules are set', () => {
+    markRunning(work, 4);
+    const ip = String(work.props.get('ip'));
+    // As after a daemon restart under a running client whose file broke meanwhile.
+    work.firewallState = { unloadable: 'not well-formed XML (line 1): Start tag expected.' };
+    app.events.fire(work, 'firewall-changed');
+    expect(under(`/qubes-firewall/${ip}`)).toEqual({
+      [`/qubes-firewall/${ip}`]: '',
+      [`/qubes-firewall/${ip}/policy`]: 'drop',
+    });
+    expect(() => work.firewall).toThrow("firewall.xml of 'work' could not be loaded");
+    work.firewall = [parseApiRule('action=accept specialtarget=dns')];
+    app.events.fire(work, 'firewall-changed');
+    expect(under(`/qubes-firewall/${ip}/`)).toEqual({
+      [`/qubes-firewall/${ip}/policy`]: 'drop',
+      [`/qubes-firewall/${ip}/0000`]: 'action=accept specialtarget=dns',
+    });
+  });
+
   it('leaves out expired rules and rules of the other family, keeping their numbers', () => {
     const rules = ['action=accept dst4=10.1.0.0/16 expire=100', 'action=accept dst6=::1', 'action=drop'].map(
       parseApiRule,

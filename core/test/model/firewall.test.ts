@@ -102,6 +102,31 @@ describe('firewall rules', () => {
     expect(parseFirewall(xml).map(formatApiRule)).toEqual(['action=accept expire=004102444800']);
   });
 
+  it.each([
+    ['', 'not well-formed XML (line 1): Start tag expected.'],
+    ['garbage', "not well-formed XML (line 1): char 'g' is not expected."],
+    [
+      '<firewall version="2"><rules></rules></firewall>junk<',
+      'not well-formed XML (line 1): Extra text at the end',
+    ],
+    ['<firewall version="2"/><firewall version="2"/>', 'not one root element'],
+    ['<html><body/></html>', 'version 1 needs policy allow or deny'],
+  ])('refuses %j, which is no firewall file (upstream fails to load it too)', (xml, message) => {
+    expect(() => parseFirewall(xml)).toThrow(message);
+  });
+
+  it('reads a Qubes 3 file under its own root element, <QubesFirewallRules>', () => {
+    const xml =
+      '<?xml version="1.0" encoding="utf-8"?>\n<QubesFirewallRules policy="allow" dns="allow" icmp="allow">\n' +
+      '  <rule address="1.2.3.0" netmask="24" proto="tcp" port="443"/>\n</QubesFirewallRules>\n';
+    expect(parseFirewall(xml).map(formatApiRule)).toEqual([
+      'action=accept specialtarget=dns',
+      'action=accept proto=icmp',
+      'action=drop dst4=1.2.3.0/24 proto=tcp dstports=443-443',
+      'action=accept',
+    ]);
+  });
+
   it('reads version 1 files as upstream translates them', () => {
     const xml =
       '<QubesFirewallRules policy="deny" dns="allow" icmp="deny">' +

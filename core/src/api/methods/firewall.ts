@@ -23,7 +23,12 @@ export const firewall = {
     return undefined;
   },
 
-  reload: (ctx: CallContext): undefined => {
+  reload: async (ctx: CallContext): Promise<undefined> => {
+    // Upstream loads a file it could not load again at its next use: one repaired by hand is taken.
+    if ('unloadable' in ctx.dest.firewallState)
+      ctx.dest.firewallState = await ctx.services.vmFiles.loadFirewall(ctx.dest);
+    // Upstream fails only where a running qube's netvm reloads the rules; the file is broken either way.
+    ctx.dest.checkFirewall();
     ctx.app.events.fire(ctx.dest, 'firewall-changed');
     return undefined;
   },

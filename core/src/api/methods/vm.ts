@@ -178,11 +178,11 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
   try {
     if (dispid !== null) vm.props.init('dispid', dispid);
     if (template) vm.props.initChecked('template', template);
+    if (klass === 'DispVM' && template) inheritFromDispvmTemplate(vm, template);
   } catch (e) {
     ctx.app.domains.delete(vm);
     throw e;
   }
-  if (klass === 'DispVM' && template) inheritFromDispvmTemplate(vm, template);
   syncGuiAudioTags(vm, true);
   ctx.app.announceNewVm(vm);
   vm.tags.add(`created-by-${ctx.src.name}`);
