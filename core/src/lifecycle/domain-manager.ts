@@ -318,12 +318,16 @@ export class DomainManager implements Lifecycle {
     return this.logged('pause', vm, async () => {
       if (!DomainManager.managed(vm) || !DomainManager.upForPause(vm))
         throw QubesVMNotRunningError.forVm(vm.name);
-      this.app.events.fire(vm, 'domain-pre-paused');
-      // Pausing a paused domain changes nothing (libvirt answers it without an event).
-      if (vm.powerState === 'Paused') return;
-      await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
-      this.setState(vm, 'Paused', 'domain-paused');
+      await this.pauseChecked(vm);
     });
+  }
+
+  private async pauseChecked(vm: Vm): Promise<void> {
+    this.app.events.fire(vm, 'domain-pre-paused');
+    // Pausing a paused domain changes nothing (libvirt answers it without an event).
+    if (vm.powerState === 'Paused') return;
+    await this.call(vm, 'pause', (vmm) => vmm.pause(vm.name));
+    this.setState(vm, 'Paused', 'domain-paused');
   }
 
   /**
@@ -349,8 +353,18 @@ export class DomainManager implements Lifecycle {
       if (!DomainManager.managed(vm)) throw QubesVMNotRunningError.forVm(vm.name);
       // Upstream: neither is_running() nor is_paused(); a paused domain is suspended too.
       if (!DomainManager.upForPause(vm)) throw QubesVMNotRunningError.forVm(vm.name);
-      await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
-      this.setState(vm, 'Suspended', 'domain-paused');
+      // A guest the hypervisor cannot suspend is paused, as upstream does when libvirt answers
+      // OPERATION_UNSUPPORTED: Paused, announced as a Pause is, and Resume unpauses it.
+      if (this.vmm(vm, 'suspend').capabilities().suspend.supported) {
+        try {
+          await this.call(vm, 'suspend', (vmm) => vmm.suspend(vm.name));
+          this.setState(vm, 'Suspended', 'domain-paused');
+          return;
+        } catch (e) {
+          if (!(e instanceof QubesNotImplementedError)) throw e;
+        }
+      }
+      await this.pauseChecked(vm);
     });
   }
 

@@ -4,7 +4,7 @@ import type { TestDaemon } from '../support/harness.js';
 import { exc, request, startDaemon } from '../support/harness.js';
 import { FakeVmm } from '../support/fake-vmm.js';
 import { eventStream } from '../support/event-stream.js';
-import { EVENT_QUEUE_MAX, VmmError } from '@odyssey/hal';
+import { EVENT_QUEUE_MAX, unsupported, VmmError } from '@odyssey/hal';
 import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -104,14 +104,46 @@ describe('lifecycle through the Vmm', () => {
 
   it('answers QubesNotImplementedError for what the backend cannot do, and keeps the VM running', async () => {
     const vmm = new FakeVmm();
-    vmm.suspend = () => Promise.reject(new VmmError('unsupported', 'process domains cannot be suspended'));
+    vmm.pause = () => Promise.reject(new VmmError('unsupported', 'process domains cannot be paused'));
     await withVms(vmm);
     await d.ok('admin.vm.Start', 'work');
-    expect((await d.call('admin.vm.Suspend', 'work')).toString('latin1')).toBe(
-      exc('QubesNotImplementedError', 'Cannot suspend work: process domains cannot be suspended'),
+    expect((await d.call('admin.vm.Pause', 'work')).toString('latin1')).toBe(
+      exc('QubesNotImplementedError', 'Cannot pause work: process domains cannot be paused'),
     );
     expect(await state('work')).toBe('state=Running');
   });
+
+  it.for([
+    { how: 'its capabilities say so', declared: false },
+    { how: 'the call says so', declared: true },
+  ])(
+    'pauses a guest the backend cannot suspend ($how), as upstream does; Resume unpauses it',
+    async ({ declared }) => {
+      const vmm = new FakeVmm();
+      const capabilities = vmm.capabilities.bind(vmm);
+      if (!declared)
+        vmm.capabilities = () => ({ ...capabilities(), suspend: unsupported('no suspend here') });
+      let asked = 0;
+      vmm.suspend = () => {
+        asked++;
+        return Promise.reject(new VmmError('unsupported', 'no suspend here'));
+      };
+      await withVms(vmm);
+      await d.ok('admin.vm.Start', 'work');
+      const ev = eventsOf(d.socket);
+      await ev.until('connection-established');
+      await d.ok('admin.vm.Suspend', 'work');
+      expect(await state('work')).toBe('state=Paused');
+      await ev.until('domain-paused');
+      expect(ev.text()).toContain('domain-pre-paused');
+      await d.ok('admin.vm.Resume', 'work');
+      expect(await state('work')).toBe('state=Running');
+      await ev.until('domain-unpaused');
+      ev.close();
+      expect(vmm.calls.filter((c) => /^(pause|unpause) /.test(c))).toEqual(['pause work', 'unpause work']);
+      expect(asked).toBe(declared ? 1 : 0);
+    },
+  );
 
   it('notices a guest that dies on its own', async () => {
     await withVms();
