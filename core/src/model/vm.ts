@@ -143,8 +143,15 @@ export class Vm implements PropertyHolder {
    * suspended, still shutting down, crashed and not yet destroyed). Only Halted is not, and NA,
    * a domain the hypervisor does not have.
    */
+  /** The state clients are told: dom0 and remote domains always run (upstream's classes say so); nothing here powers them. */
+  get shownPowerState(): PowerState {
+    return this.klass === 'AdminVM' || this.klass === 'RemoteVM' ? 'Running' : this.powerState;
+  }
+
+  /** Upstream's is_running(): every state but Halted and NA. */
   get isRunning(): boolean {
-    return this.powerState !== 'Halted' && this.powerState !== 'NA';
+    const state = this.shownPowerState;
+    return state !== 'Halted' && state !== 'NA';
   }
 
   /** Whether the VM is using any network: it has a netvm or provides one. */

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
 import { AP, APP_PROPERTIES } from '../../src/model/app-properties.js';
+import { App } from '../../src/model/app.js';
 import { VM_CLASSES, VM_CLASS_NAMES } from '../../src/model/vm-classes.js';
 import { VM_PROPS } from '../../src/model/vm-properties.js';
+import { noPools } from '../support/pools.js';
 
 // Stage 2 of every local qube class, then its stage 4: List order is (stage, name).
 const QUBES_VM_STAGE2 =
@@ -54,5 +56,20 @@ describe('VM classes and their property tables', () => {
     expect(dom0.maxmem.default?.(undefined as never)).toBe(4096);
     expect(dom0.keyboard_layout.default?.(undefined as never)).toBe('us++');
     expect(dom0.keyboard_layout.readOnly).toBeUndefined();
+  });
+});
+
+describe('power state of the classes nothing here powers', () => {
+  it("shows dom0 and a RemoteVM Running and counts them running (upstream's is_running()), whatever the cached state", () => {
+    const app = new App('/nonexistent', { memoryMiB: 4096, cpus: 2 }, noPools);
+    const dom0 = app.createAdminVm(app.labels.get('black'));
+    const remote = app.addVm('RemoteVM', { name: 'far', label: app.labels.get('red') });
+    const local = app.addVm('AppVM', { name: 'work', label: app.labels.get('red') });
+    for (const vm of [dom0, remote, local]) vm.powerState = 'Halted';
+    expect([dom0, remote, local].map((vm) => [vm.shownPowerState, vm.isRunning])).toEqual([
+      ['Running', true],
+      ['Running', true],
+      ['Halted', false],
+    ]);
   });
 });

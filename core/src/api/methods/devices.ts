@@ -99,8 +99,8 @@ function deviceClass(devclass: DeviceClass) {
       if (parsed.mode === 'manual' && ctx.dest.props.tryGet('devices_denied')) {
         throw new PermissionDenied('Could not load interfaces to verify against denied list');
       }
-      // dom0 and a RemoteVM are never halted, as upstream's is_halted() says.
-      if (ctx.dest.powerState === 'Halted' && ctx.dest.klass !== 'AdminVM' && ctx.dest.klass !== 'RemoteVM') {
+      // Upstream's is_halted(): never true of dom0 or a RemoteVM.
+      if (ctx.dest.shownPowerState === 'Halted') {
         throw new QubesVMNotRunningError('VM not running, cannot attach device, do you mean `assign`?');
       }
       const wanted: DeviceRef = { ...device, deviceId: parsed.deviceId };

@@ -24,7 +24,7 @@ export function systemInfo(app: App) {
       guivm: has('guivm') ? nameOrNull(vm.props.tryGet(P.guivm)) : null,
       relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet(VM_PROPS.RemoteVM.relayvm)) : null,
       transport_rpc: has('transport_rpc') ? (vm.props.tryGet(VM_PROPS.RemoteVM.transport_rpc) ?? null) : null,
-      power_state: vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState,
+      power_state: vm.shownPowerState,
       uuid: vm.uuid,
     };
   }

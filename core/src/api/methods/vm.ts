@@ -28,13 +28,8 @@ import { freeDispid, newDisposable } from '../../lifecycle/new-disposable.js';
 import { P } from '../../model/vm-properties.js';
 import { AP } from '../../model/app-properties.js';
 
-/** dom0 and remote domains are always reported running: nothing here powers them. */
-function listState(vm: Vm): string {
-  return vm.klass === 'AdminVM' || vm.klass === 'RemoteVM' ? 'Running' : vm.powerState;
-}
-
 function listLine(vm: Vm): string {
-  return `${vm.name} class=${vm.klass} state=${listState(vm)} uuid=${vm.uuid}\n`;
+  return `${vm.name} class=${vm.klass} state=${vm.shownPowerState} uuid=${vm.uuid}\n`;
 }
 
 interface CreateOptions {
