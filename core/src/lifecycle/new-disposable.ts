@@ -45,7 +45,7 @@ export async function newDisposable(
   const { app } = deps;
   const dispid = freeDispid(app);
   const label = base.props.tryGet(P.label);
-  const disp = app.addVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
+  const disp = app.addNewVm('DispVM', { name: `disp${dispid}`, ...(label ? { label } : {}) });
   try {
     disp.props.init('dispid', dispid);
     disp.props.initChecked('template', base);

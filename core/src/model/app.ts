@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { APP_PROPERTIES } from './app-properties.js';
+import { AP, APP_PROPERTIES } from './app-properties.js';
 import { providedPorts } from './devices.js';
 import { DomainCollection } from './domains.js';
 import { QubesPropertyValueError, QubesVMAlreadyExistsError, QubesVMInUseError } from './errors.js';
@@ -99,6 +99,18 @@ export class App implements PropertyHolder {
     vm.props.init('uuid', spec.uuid ?? randomUUID());
     if (spec.label) vm.props.init('label', spec.label);
     this.domains.add(vm);
+    return vm;
+  }
+
+  /**
+   * Adds a domain being created (not loaded), with what upstream's QubesVM constructor gives a
+   * new qube: its updates check off (feature check-updates False) while the global
+   * check_updates_vm is False. A RemoteVM is no QubesVM.
+   */
+  addNewVm(klass: VmClassName, spec: NewVm): Vm {
+    const vm = this.addVm(klass, spec);
+    if (klass !== 'RemoteVM' && this.props.get(AP.check_updates_vm) === false)
+      vm.features.init('check-updates', '');
     return vm;
   }
 

@@ -49,6 +49,29 @@ describe('admin.vm.Create.*', () => {
   });
 });
 
+describe('check_updates_vm False', () => {
+  it("turns the updates check off in every qube created then, as upstream's QubesVM constructor does", async () => {
+    d = await appendixA();
+    await d.ok('admin.property.Set', 'dom0', 'check_updates_vm', 'False');
+    await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=alone label=red');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=app label=red');
+    await d.ok('admin.vm.Create.RemoteVM', 'dom0', '', 'name=far label=red');
+    const disp = await d.ok('admin.vm.CreateDisposable', 'dvm1');
+    for (const vm of ['alone', 'app', disp]) {
+      expect(await d.ok('admin.vm.feature.List', vm)).toMatch(/^check-updates\n/);
+      expect(await d.ok('admin.vm.feature.Get', vm, 'check-updates')).toBe('');
+    }
+    // Qubes made before, and a RemoteVM (no QubesVM), keep what they had.
+    expect(await text('admin.vm.feature.Get', 'work', 'check-updates')).toMatch(
+      /^2\0QubesFeatureNotFoundError\0/,
+    );
+    expect(await d.ok('admin.vm.feature.List', 'far')).toBe('');
+    await d.ok('admin.property.Set', 'dom0', 'check_updates_vm', 'True');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=later label=red');
+    expect(await d.ok('admin.vm.feature.List', 'later')).toBe('');
+  });
+});
+
 describe('argument and payload checks', () => {
   it("writes number names as Python's capitalize() and takes the same boolean payloads everywhere", async () => {
     d = await appendixA();

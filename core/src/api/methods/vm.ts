@@ -169,7 +169,7 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
   const name = opts.name;
   const template = templateFor(ctx, klass);
   const dispid = klass === 'DispVM' ? freeDispid(ctx.app) : null;
-  const vm = ctx.app.addVm(klass, { name, label: opts.label });
+  const vm = ctx.app.addNewVm(klass, { name, label: opts.label });
   try {
     if (dispid !== null) vm.props.init('dispid', dispid);
     if (template) vm.props.initChecked('template', template);
