@@ -25,6 +25,7 @@ import {
   QubesVMNotStartedError,
   QubesVMShutdownTimeoutError,
 } from '../model/errors.js';
+import { checkCustomPersist } from '../model/custom-persist.js';
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
@@ -133,6 +134,8 @@ export class DomainManager implements Lifecycle {
         const netvm = vm.netvm;
         // Upstream's netvm reads the rules as the qube spawns, failing its start without them.
         if (netvm) vm.checkFirewall();
+        // Its QubesDB is written as it spawns: a path it would be told to keep and cannot is a failed start.
+        for (const [name, value] of vm.features.entries()) checkCustomPersist(name, value);
         if (netvm && DomainManager.managed(netvm) && !netvm.isRunning) await this.start(netvm);
         const disks = await this.storage.start(vm);
         disksReady = true;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { customPersistEntry } from '../model/custom-persist.js';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
 import { P } from '../model/vm-properties.js';
@@ -93,6 +94,12 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
   // vm_config.py
   for (const [feature, value] of vm.features.entries()) {
     if (feature.startsWith('vm-config.')) put(`/vm-config/${feature.slice('vm-config.'.length)}`, value);
+  }
+
+  // custom_persist.py
+  for (const [feature, value] of vm.features.entries()) {
+    const entry = customPersistEntry(feature, value);
+    if (entry) put(...entry);
   }
 
   // gui.py

@@ -338,3 +338,24 @@ describe('10. properties of a running qube', () => {
     );
   });
 });
+
+describe('11. custom-persist features (upstream qubes/ext/custom_persist.py)', () => {
+  it('refuses a bad one before it is set, in upstream words; a start fails on one that got in', async () => {
+    d = await appendixA();
+    expect(await text('admin.vm.feature.Set', 'work', 'custom-persist.home', 'home')).toBe(
+      exc('QubesValueError', "invalid value format: 'home'"),
+    );
+    // Upstream's check runs once the value is set, which stays; ours refuses before anything changes.
+    expect(await d.ok('admin.vm.feature.List', 'work')).not.toContain('custom-persist.home');
+    await d.ok('admin.vm.feature.Set', 'work', 'custom-persist.home', 'dir:user:user:0700:/home/user');
+    expect(await d.ok('admin.vm.feature.Get', 'work', 'custom-persist.home')).toBe(
+      'dir:user:user:0700:/home/user',
+    );
+    // As qubes.xml edited by hand would give it.
+    d.daemon.app.domains.byName('work')?.features.init('custom-persist.usr', 'file:root:root:9:/usr');
+    expect(await text('admin.vm.Start', 'work')).toBe(
+      exc('QubesValueError', "invalid mode option '9' in value 'file:root:root:9:/usr'"),
+    );
+    expect(d.vmm.calls).not.toContain('start work');
+  });
+});

@@ -106,6 +106,16 @@ describe('QubesDbHost', () => {
     expect(await text('/qubes-service/cups')).toBeUndefined();
   });
 
+  it('writes a custom-persist feature as /persist/<key> at once, and removes it when it is deleted', async () => {
+    await client.watch('/persist/home');
+    work.features.set('custom-persist.home', 'dir:user:user:0755:/home/user');
+    expect(await client.watchEvent()).toBe('/persist/home');
+    expect(await text('/persist/home')).toBe('dir:user:user:0755:/home/user');
+    work.features.remove('custom-persist.home');
+    expect(await client.watchEvent()).toBe('/persist/home');
+    expect(await text('/persist/home')).toBeUndefined();
+  });
+
   it('follows property changes, and features of the template', async () => {
     await client.watch('/qubes-debug-mode');
     work.props.set('debug', true);

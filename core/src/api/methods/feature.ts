@@ -1,5 +1,6 @@
 import { PermissionDenied } from '../../model/errors.js';
 import { validateFeature } from '../../model/features.js';
+import { checkCustomPersist } from '../../model/custom-persist.js';
 import { checkPreloadFeature } from '../../model/preload-features.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
@@ -40,6 +41,8 @@ export const feature = {
     const value = validateFeature(ctx.arg, ctx.payload);
     checkAllowed(ctx.arg);
     checkPreloadFeature(ctx.dest, ctx.arg, value);
+    // Upstream refuses it once set (the value stays, and the qube's next start fails); here before.
+    checkCustomPersist(ctx.arg, value);
     ctx.dest.features.set(ctx.arg, value);
     return undefined;
   },
