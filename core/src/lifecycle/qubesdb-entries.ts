@@ -1,11 +1,9 @@
 import { createHash } from 'node:crypto';
 import { customPersistEntry } from '../model/custom-persist.js';
+import { MAX_SERVICE_NAME } from '../model/service-features.js';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
 import { P } from '../model/vm-properties.js';
-
-/** Longest service name upstream exports to /qubes-service/ (longer ones are refused or skipped). */
-const MAX_SERVICE_NAME = 48;
 
 /** Features upstream's R3 compatibility layer also exports as services (r3compatibility.py). */
 const R3_SERVICES: Readonly<Record<string, string>> = {

@@ -8,6 +8,7 @@ import { DomainCollection } from './domains.js';
 import { QubesPropertyValueError, QubesVMAlreadyExistsError, QubesVMInUseError } from './errors.js';
 import { EventBus } from './events.js';
 import { installGuiAudioTags } from './gui-audio-tags.js';
+import { installMeminfoWriterCompat } from './service-features.js';
 import { installServiceVmFeature } from './servicevm-feature.js';
 import type { Label } from './labels.js';
 import { LabelRegistry } from './labels.js';
@@ -58,6 +59,7 @@ export class App implements PropertyHolder {
     this.props = new PropertyStore<App>(this, sortDefs(APP_PROPERTIES));
     installGuiAudioTags(this);
     installServiceVmFeature(this);
+    installMeminfoWriterCompat(this);
   }
 
   /** Directory of installed kernels (the linux-kernel pool's dir_path). */

@@ -359,3 +359,31 @@ describe('11. custom-persist features (upstream qubes/ext/custom_persist.py)', (
     expect(d.vmm.calls).not.toContain('start work');
   });
 });
+
+describe('12. service features (upstream qubes/ext/services.py)', () => {
+  it('refuses a service name QubesDB cannot hold, before it is set', async () => {
+    d = await appendixA();
+    for (const [name, message] of [
+      ['service.', 'Service name cannot be empty'],
+      ['service..', 'Service name cannot be "." or ".."'],
+      ['service...', 'Service name cannot be "." or ".."'],
+      [`service.${'s'.repeat(49)}`, 'Service name must not exceed 48 bytes'],
+    ])
+      expect(await text('admin.vm.feature.Set', 'work', name, '1')).toBe(exc('QubesValueError', message));
+    expect(await d.ok('admin.vm.feature.List', 'work')).toBe('');
+    await d.ok('admin.vm.feature.Set', 'work', `service.${'s'.repeat(48)}`, '1');
+    await d.ok('admin.vm.feature.Set', 'work', `service.app-dispvm.${'a'.repeat(60)}`, '1');
+  });
+
+  it('takes service.meminfo-writer for memory balancing: maxmem 0 or back to its default, the feature gone', async () => {
+    d = await appendixA();
+    const maxmem = await d.ok('admin.vm.property.Get', 'work', 'maxmem');
+    await d.ok('admin.vm.feature.Set', 'work', 'service.meminfo-writer', '');
+    expect(await d.ok('admin.vm.property.Get', 'work', 'maxmem')).toBe('default=False type=int 0');
+    expect(await d.ok('admin.vm.feature.List', 'work')).toBe('');
+    // Any value but the empty one is true, "0" too.
+    await d.ok('admin.vm.feature.Set', 'work', 'service.meminfo-writer', '0');
+    expect(await d.ok('admin.vm.property.Get', 'work', 'maxmem')).toBe(maxmem);
+    expect(await d.ok('admin.vm.feature.List', 'work')).toBe('');
+  });
+});

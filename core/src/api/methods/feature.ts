@@ -2,6 +2,7 @@ import { PermissionDenied } from '../../model/errors.js';
 import { validateFeature } from '../../model/features.js';
 import { checkCustomPersist } from '../../model/custom-persist.js';
 import { checkPreloadFeature } from '../../model/preload-features.js';
+import { checkServiceFeature } from '../../model/service-features.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import { QubesFeatureNotFoundError } from '../../model/errors.js';
@@ -40,6 +41,7 @@ export const feature = {
   set: (ctx: CallContext): undefined => {
     const value = validateFeature(ctx.arg, ctx.payload);
     checkAllowed(ctx.arg);
+    checkServiceFeature(ctx.arg);
     checkPreloadFeature(ctx.dest, ctx.arg, value);
     // Upstream refuses it once set (the value stays, and the qube's next start fails); here before.
     checkCustomPersist(ctx.arg, value);
