@@ -125,7 +125,11 @@ export class DomainManager implements Lifecycle {
       if (this.unreleased.has(vm))
         throw new QubesVMError(`${vm.name}: the domain of its failed start may still run on its volumes`);
       this.app.events.fire(vm, 'domain-pre-start', { start_guid: 'True' });
-      DomainManager.checkRequiredDevices(vm);
+      const refusal = DomainManager.preStartRefusal(vm);
+      if (refusal) {
+        this.app.events.fire(vm, 'domain-start-failed', { reason: refusal.message });
+        throw refusal;
+      }
       // Transient until started: the backend's own 'started' event must not announce it a second time.
       vm.powerState = 'Transient';
       let disksReady = false;
@@ -418,17 +422,21 @@ export class DomainManager implements Lifecycle {
   }
 
   /**
-   * Upstream refuses to start a VM while a device it requires is not exposed.
-   * This daemon discovers no devices, so a required assignment always stops the start.
+   * What upstream's domain-pre-start handlers refuse, announced as domain-start-failed: a qube whose
+   * restore from a backup is under way (its restore tags it), and one a required device of which is
+   * not exposed (this daemon discovers no devices, so a required assignment always stops the start).
    */
-  private static checkRequiredDevices(vm: Vm): void {
+  private static preStartRefusal(vm: Vm): QubesException | undefined {
+    if (vm.tags.has('backup-restore-in-progress'))
+      return new QubesVMError('Restore of this domain in progress, cannot start');
     for (const devclass of vm.devices.classes()) {
       const required = vm.devices.list(devclass).find((a) => a.mode === 'required');
       if (!required) continue;
-      const reason = `${devclass.charAt(0).toUpperCase()}${devclass.slice(1).toLowerCase()} device ${deviceString(required)} not available`;
-      vm.events.fire(vm, 'domain-start-failed', { reason: reason });
-      throw new QubesException(reason);
+      return new QubesException(
+        `${devclass.charAt(0).toUpperCase()}${devclass.slice(1).toLowerCase()} device ${deviceString(required)} not available`,
+      );
     }
+    return undefined;
   }
 
   /**

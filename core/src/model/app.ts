@@ -8,6 +8,7 @@ import { DomainCollection } from './domains.js';
 import { QubesPropertyValueError, QubesVMAlreadyExistsError, QubesVMInUseError } from './errors.js';
 import { EventBus } from './events.js';
 import { installGuiAudioTags } from './gui-audio-tags.js';
+import { installCreatorTags } from './creator-tags.js';
 import { installMeminfoWriterCompat } from './service-features.js';
 import { installServiceVmFeature } from './servicevm-feature.js';
 import type { Label } from './labels.js';
@@ -60,6 +61,7 @@ export class App implements PropertyHolder {
     installGuiAudioTags(this);
     installServiceVmFeature(this);
     installMeminfoWriterCompat(this);
+    installCreatorTags(this);
   }
 
   /** Directory of installed kernels (the linux-kernel pool's dir_path). */

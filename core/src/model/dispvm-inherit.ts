@@ -1,3 +1,4 @@
+import { giveInheritedCreatorGifts } from './creator-tags.js';
 import type { Vm } from './vm.js';
 
 /** Never copied: identity, and the link to the disposable template itself. */
@@ -21,4 +22,5 @@ export function inheritFromDispvmTemplate(disp: Vm, template: Vm): void {
     if (!name.startsWith('preload-dispvm')) disp.features.init(name, value);
   }
   for (const tag of template.tags.inOrder()) disp.tags.init(tag);
+  giveInheritedCreatorGifts(disp);
 }

@@ -215,6 +215,19 @@ describe('events of a start and a stop', () => {
     expect(await listed('work')).toBe('state=Running');
   });
 
+  it('a qube whose restore is under way (tag backup-restore-in-progress) does not start, as upstream', async () => {
+    d = await offline();
+    const ev = await events();
+    const reason = 'Restore of this domain in progress, cannot start';
+    await d.ok('admin.vm.tag.Set', 'work', 'backup-restore-in-progress');
+    expect(await text('admin.vm.Start', 'work')).toBe(exc('QubesVMError', reason));
+    await ev.until(wire('work', 'domain-start-failed', 'reason', reason));
+    ev.close();
+    expect(d.vmm.calls).not.toContain('start work');
+    await d.ok('admin.vm.tag.Remove', 'work', 'backup-restore-in-progress');
+    expect(await text('admin.vm.Start', 'work')).toBe('0\0');
+  });
+
   it('a required device that is missing stops the start before the netvm is started', async () => {
     d = await appendixA();
     await d.ok(

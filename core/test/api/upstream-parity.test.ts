@@ -368,7 +368,7 @@ describe('12. service features (upstream qubes/ext/services.py)', () => {
       ['service..', 'Service name cannot be "." or ".."'],
       ['service...', 'Service name cannot be "." or ".."'],
       [`service.${'s'.repeat(49)}`, 'Service name must not exceed 48 bytes'],
-    ])
+    ] as const)
       expect(await text('admin.vm.feature.Set', 'work', name, '1')).toBe(exc('QubesValueError', message));
     expect(await d.ok('admin.vm.feature.List', 'work')).toBe('');
     await d.ok('admin.vm.feature.Set', 'work', `service.${'s'.repeat(48)}`, '1');
@@ -385,5 +385,31 @@ describe('12. service features (upstream qubes/ext/services.py)', () => {
     await d.ok('admin.vm.feature.Set', 'work', 'service.meminfo-writer', '0');
     expect(await d.ok('admin.vm.property.Get', 'work', 'maxmem')).toBe(maxmem);
     expect(await d.ok('admin.vm.feature.List', 'work')).toBe('');
+  });
+});
+
+describe('13. tags of a new qube (upstream qubes/ext/admin.py)', () => {
+  it("adds the tags its creator's tag-created-vm-with lists", async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.feature.Set', 'dom0', 'tag-created-vm-with', ' managed  by-dom0 bad.tag ');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=made label=red');
+    expect((await d.ok('admin.vm.tag.List', 'made')).split('\n')).toEqual(
+      expect.arrayContaining(['created-by-dom0', 'managed', 'by-dom0']),
+    );
+    expect(await d.ok('admin.vm.tag.Get', 'made', 'managed')).toBe('1');
+    const disp = await d.ok('admin.vm.CreateDisposable', 'dvm1');
+    expect(await d.ok('admin.vm.tag.Get', disp, 'by-dom0')).toBe('1');
+    // Other qubes, and tags set by hand, take nothing.
+    expect(await d.ok('admin.vm.tag.Get', 'work', 'managed')).toBe('0');
+  });
+
+  it("sets the guivm its creator's set-created-guivm names (upstream qubes/ext/gui.py)", async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.feature.Set', 'dom0', 'set-created-guivm', 'work');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=made label=red');
+    expect(await d.ok('admin.vm.property.Get', 'made', 'guivm')).toBe('default=False type=vm work');
+    expect(await d.ok('admin.vm.tag.Get', 'made', 'guivm-work')).toBe('1');
+    const disp = await d.ok('admin.vm.CreateDisposable', 'dvm1');
+    expect(await d.ok('admin.vm.property.Get', disp, 'guivm')).toBe('default=False type=vm work');
   });
 });
