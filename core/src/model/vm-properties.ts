@@ -130,24 +130,25 @@ const virtModeFromTemplate = fromTemplate(
 );
 
 /**
- * Upstream's order: without PCI devices the template's value, else the
- * kernel's default-kernelopts-nopci.txt, else swiotlb=2048; with PCI devices
- * the kernel's default-kernelopts-pci.txt, else nothing.
+ * Upstream's order: nothing without a kernel; without PCI devices the template's value, else the
+ * kernel's default-kernelopts-nopci.txt, else swiotlb=2048; with PCI devices the kernel's
+ * default-kernelopts-pci.txt, else nothing, and dom0's feature suspend-s0ix adds the guest's
+ * suspend option.
  */
 function defaultKernelopts(vm: Vm): string {
+  const kernel = vm.props.tryGet('kernel');
+  if (typeof kernel !== 'string' || kernel === '') return '';
   const pci = hasPci(vm);
   const t = vm.template;
   if (!pci && t && t.props.has('kernelopts')) return t.props.get(P.kernelopts);
-  const kernel = vm.props.tryGet('kernel');
-  if (typeof kernel === 'string' && kernel !== '') {
-    const file = join(
-      vm.app.kernelsDir,
-      kernel,
-      pci ? 'default-kernelopts-pci.txt' : 'default-kernelopts-nopci.txt',
-    );
-    if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  }
-  return pci ? '' : 'swiotlb=2048';
+  const extra = pci && vm.app.adminVm.features.get('suspend-s0ix') ? ' qubes_exp_pm_use_suspend=1' : '';
+  const file = join(
+    vm.app.kernelsDir,
+    kernel,
+    pci ? 'default-kernelopts-pci.txt' : 'default-kernelopts-nopci.txt',
+  );
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim() + extra;
+  return (pci ? '' : 'swiotlb=2048') + extra;
 }
 
 /** Tells event subscribers that computed properties changed with another one (upstream fires property-reset). */

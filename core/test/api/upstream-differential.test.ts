@@ -72,6 +72,29 @@ describe('check_updates_vm False', () => {
   });
 });
 
+describe('kernelopts default', () => {
+  it('is empty without a kernel, whatever the template has; with PCI devices dom0 suspend-s0ix adds its option', async () => {
+    d = await appendixA();
+    expect(await d.ok('admin.vm.property.Get', 'work', 'kernelopts')).toBe(
+      'default=True type=str swiotlb=2048',
+    );
+    const kernel = (await d.ok('admin.property.Get', 'dom0', 'default_kernel')).split(' ')[2] ?? '';
+    await d.ok('admin.property.Set', 'dom0', 'default_kernel', '');
+    expect(await d.ok('admin.vm.property.Get', 'work', 'kernelopts')).toBe('default=True type=str ');
+    await d.ok('admin.property.Set', 'dom0', 'default_kernel', kernel);
+    await d.ok('admin.vm.feature.Set', 'dom0', 'suspend-s0ix', '1');
+    await d.ok(
+      'admin.vm.device.pci.Assign',
+      'work',
+      'dom0+00_14.0',
+      "device_id='*' port_id='00_14.0' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work'",
+    );
+    expect(await d.ok('admin.vm.property.Get', 'work', 'kernelopts')).toBe(
+      'default=True type=str  qubes_exp_pm_use_suspend=1',
+    );
+  });
+});
+
 describe('argument and payload checks', () => {
   it("writes number names as Python's capitalize() and takes the same boolean payloads everywhere", async () => {
     d = await appendixA();
