@@ -618,25 +618,30 @@ function checkNetvm(vm: Vm, target: Vm | null): void {
   }
 }
 
+/**
+ * Upstream's guard on turning template_for_dispvms off: refused while the system's default_dispvm or
+ * management_dispvm is the qube, or another qube has it explicitly as its default_dispvm,
+ * management_dispvm or template (a preload aside: it goes with the change), in upstream's words.
+ */
 function checkNotDispvmTemplateInUse(vm: Vm): void {
+  if (vm.props.tryGet('template_for_dispvms') !== true) return;
+  const systemProps = ['default_dispvm', 'management_dispvm'];
+  const qubeProps = ['default_dispvm', 'management_dispvm', 'template'];
   const app = vm.app;
-  const users = [
-    app.props.tryGet('default_dispvm') === vm ? 'the system (default_dispvm)' : null,
-    app.props.tryGet('management_dispvm') === vm ? 'the system (management_dispvm)' : null,
-    ...app.domains.list().map((d) => {
-      if (d.klass === 'DispVM' && d.template === vm) return d.name;
-      if (
-        d !== vm &&
-        d.props.has('default_dispvm') &&
-        !d.props.isDefault('default_dispvm') &&
-        d.props.get('default_dispvm') === vm
-      )
-        return d.name;
-      return null;
-    }),
-  ].filter((u): u is string => u !== null);
-  if (users.length > 0) {
-    throw new QubesVMInUseError(`Cannot disable template_for_dispvms while in use by: ${users.join(', ')}`);
+  if (systemProps.some((p) => app.props.tryGet(p) === vm)) {
+    throw new QubesVMInUseError(
+      `Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: ${systemProps.join(', ')}`,
+    );
+  }
+  const usedBy = (d: Vm, p: string): boolean =>
+    d.props.has(p) &&
+    !d.props.isDefault(p) &&
+    d.props.get(p) === vm &&
+    !(d.bool('is_preload') && (p === 'template' || d.template === vm));
+  if (app.domains.list().some((d) => d !== vm && qubeProps.some((p) => usedBy(d, p)))) {
+    throw new QubesVMInUseError(
+      `Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: ${qubeProps.join(', ')}`,
+    );
   }
 }
 

@@ -324,3 +324,31 @@ describe('CreateDisposable', () => {
     expect(await text('admin.vm.List', name)).toContain(`${name} class=DispVM state=Halted`);
   });
 });
+
+describe('template_for_dispvms False', () => {
+  it("is refused in upstream's words while the system or a qube has the qube as its disposable template", async () => {
+    d = await appendixA();
+    const inUse = (by: string) => `Cannot change template_for_dispvms to False while it is ${by}`;
+    await d.ok('admin.property.Set', 'dom0', 'management_dispvm', 'dvm1');
+    expect(await text('admin.vm.property.Set', 'dvm1', 'template_for_dispvms', 'False')).toBe(
+      exc(
+        'QubesVMInUseError',
+        inUse('in use by the system by any of these properties: default_dispvm, management_dispvm'),
+      ),
+    );
+    await d.ok('admin.property.Reset', 'dom0', 'management_dispvm');
+    await d.ok('admin.vm.property.Set', 'work', 'management_dispvm', 'dvm1');
+    const byQube = exc(
+      'QubesVMInUseError',
+      inUse(
+        'the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template',
+      ),
+    );
+    expect(await text('admin.vm.property.Set', 'dvm1', 'template_for_dispvms', 'False')).toBe(byQube);
+    expect(await text('admin.vm.property.Reset', 'dvm1', 'template_for_dispvms')).toBe(byQube);
+    await d.ok('admin.vm.property.Reset', 'work', 'management_dispvm');
+    await d.ok('admin.vm.property.Set', 'dvm1', 'template_for_dispvms', 'False');
+    // Already off: nothing to guard.
+    await d.ok('admin.vm.property.Set', 'dvm1', 'template_for_dispvms', 'False');
+  });
+});
