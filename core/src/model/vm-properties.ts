@@ -187,7 +187,9 @@ const BASE = {
   icon: computed<Vm, string | null>('str', 'Freedesktop icon name of the domain.', (vm) => {
     // dom0's icon does not depend on its label, which a Reset can leave unset.
     if (vm.klass === 'AdminVM') return 'adminvm-black';
-    const label = vm.label.name;
+    // A label that was reset leaves no icon (upstream's has none to give either).
+    const label = (vm.props.tryGet('label') as Label | null | undefined)?.name;
+    if (label === undefined) return null;
     if (vm.klass === 'TemplateVM') return `templatevm-${label}`;
     // A disposable template (an AppVM only: upstream's StandaloneVM keeps its own icon) looks like a template.
     if (vm.klass === 'AppVM' && vm.bool('template_for_dispvms')) return `templatevm-${label}`;

@@ -352,3 +352,19 @@ describe('template_for_dispvms False', () => {
     await d.ok('admin.vm.property.Set', 'dvm1', 'template_for_dispvms', 'False');
   });
 });
+
+describe('a qube whose label was reset', () => {
+  it('does not break label.Remove or its own icon and GetAll, which read its label', async () => {
+    d = await appendixA();
+    await d.ok('admin.label.Create', 'dom0', 'label-1', '0xABCDEF');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'debian-12', 'name=gen-4 label=label-1');
+    await d.ok('admin.vm.property.Reset', 'work', 'label');
+    expect(await text('admin.label.Remove', 'dom0', 'label-1')).toBe(
+      exc('QubesLabelInUseError', "Label is still in use: 'label-1'"),
+    );
+    expect(await d.ok('admin.vm.property.Get', 'work', 'icon')).toBe('default=True type=str ');
+    expect(await d.ok('admin.vm.property.GetAll', 'work')).toContain('\nlabel default=True type=label \n');
+    await d.ok('admin.vm.property.Set', 'gen-4', 'label', 'red');
+    await d.ok('admin.label.Remove', 'dom0', 'label-1');
+  });
+});
