@@ -1,5 +1,5 @@
 import type { App } from './app.js';
-import { QubesPropertyValueError } from './errors.js';
+import { QubesPropertyValueError, QubesValueError } from './errors.js';
 import type { Decl, PropertyDef, PropValue } from './property.js';
 import { declare, eventString, override } from './property.js';
 import { intProp, boolProp, strProp, computed } from './property-types.js';
@@ -27,13 +27,15 @@ function defaultPool(app: App): string | null {
   return app.pools.defaultPoolName() ?? null;
 }
 
-/** A VM would reach itself through the default netvm if `candidate` became the default. */
 /**
  * Upstream's default_netvm setter: refused when the candidate is a qube that follows the default
- * netvm itself (templates included), or is downstream of one (in get_vms_connected_to).
+ * netvm itself (templates included), or is downstream of one (in get_vms_connected_to). dom0 is
+ * refused as a qube's netvm is: upstream takes it, then fails handing it to the qubes that follow
+ * the default (dom0 has no connected addresses to reload), with the value set and an empty reply.
  */
-function checkDefaultNetvmLoop(app: App, candidate: Vm | null): void {
+function checkDefaultNetvm(app: App, candidate: Vm | null): void {
   if (!candidate) return;
+  if (candidate.isAdminVm) throw new QubesValueError(`The ${candidate.name} qube does not provide network`);
   for (const vm of app.domains.list()) {
     if (!vm.props.has('netvm') || !vm.props.isDefault('netvm')) continue;
     if (candidate === vm || downstreamOf(app, vm).has(candidate)) {
@@ -128,7 +130,7 @@ export const AP = declare({
     stage: 3,
     allowNone: true,
     default: () => null,
-    validate: (app, v) => checkDefaultNetvmLoop(app, v),
+    validate: (app, v) => checkDefaultNetvm(app, v),
     preSet: (app, value, old) => {
       const args = { name: 'netvm', newvalue: eventString(value), oldvalue: eventString(old ?? null) };
       for (const vm of following(app, 'netvm')) vm.events.fire(vm, 'property-pre-set:netvm', args);

@@ -283,6 +283,15 @@ describe('default_netvm', () => {
     await d.ok('admin.property.Set', 'dom0', 'default_netvm', 'debian-12');
   });
 
+  it('refuses dom0, which upstream takes and then fails to hand to the qubes that follow it (an empty reply)', async () => {
+    d = await appendixA();
+    const before = await d.ok('admin.property.Get', 'dom0', 'default_netvm');
+    expect(await text('admin.property.Set', 'dom0', 'default_netvm', 'dom0')).toBe(
+      exc('QubesValueError', 'The dom0 qube does not provide network'),
+    );
+    expect(await d.ok('admin.property.Get', 'dom0', 'default_netvm')).toBe(before);
+  });
+
   it('refuses a VM-valued property with non-ASCII bytes without a message, as VMProperty does', async () => {
     d = await appendixA();
     expect(await text('admin.vm.property.Set', 'work', 'guivm', 'caf\u00e9')).toBe(
