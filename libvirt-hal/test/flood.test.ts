@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { unsupported, type PowerState, type VmmEvent } from '@odyssey/hal';
+import type { PowerState, VmmEvent } from '@odyssey/hal';
 import {
   ErrorCode,
   LifecycleEventType,
@@ -11,7 +11,8 @@ import {
 } from '@odyssey/libvirt';
 import { until } from '../../libvirt/test/daemon.js';
 import { FakeDaemon, xdr, type FakePeer } from '../../libvirt/test/fake-daemon.js';
-import { LibvirtVmm, type LibvirtFlavour } from '../src/index.js';
+import { LibvirtVmm } from '../src/index.js';
+import { fakeFlavour } from './fake-flavour.js';
 
 /**
  * LibvirtVmm against a scripted daemon that floods it with lifecycle events: what it keeps per
@@ -83,31 +84,14 @@ let afterStopRuns = 0;
 let releaseAfterStop: () => void = () => undefined;
 let afterStopGate: Promise<void> = Promise.resolve();
 
-const flavour: LibvirtFlavour = {
-  capabilities: () => ({
-    name: 'fake',
-    isolation: 'hosted-vm',
-    guestImages: [],
-    domainsOnClose: 'survive',
-    virtModes: ['hvm'],
-    pause: unsupported('fake'),
-    suspend: unsupported('fake'),
-    stats: unsupported('fake'),
-    blockDevices: unsupported('fake'),
-    pciDevices: unsupported('fake'),
-    usbDevices: unsupported('fake'),
-    vmToVmVchan: unsupported('fake'),
-  }),
-  nameProblem: () => undefined,
-  domainXml: () => Promise.reject(new Error('not used')),
-  flags: { shutdown: 0, undefine: 0, forceBoot: false },
+const flavour = fakeFlavour({
   afterStop: async () => {
     afterStopRunning++;
     afterStopRuns++;
     await afterStopGate;
     afterStopRunning--;
   },
-};
+});
 
 let daemon: FakeDaemon;
 let vmm: LibvirtVmm;

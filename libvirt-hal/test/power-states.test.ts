@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { unsupported, type PowerState, type VmmEvent } from '@odyssey/hal';
+import type { PowerState, VmmEvent } from '@odyssey/hal';
 import {
   DomainState,
   ErrorCode,
@@ -13,7 +13,8 @@ import {
 import type { Packet } from '../../libvirt/src/packet.js';
 import { until } from '../../libvirt/test/daemon.js';
 import { FakeDaemon, xdr, type FakePeer } from '../../libvirt/test/fake-daemon.js';
-import { LibvirtVmm, type LibvirtFlavour } from '../src/index.js';
+import { LibvirtVmm } from '../src/index.js';
+import { fakeFlavour } from './fake-flavour.js';
 
 /**
  * Power states LibvirtVmm reads from libvirt where the test driver has no way to put a domain:
@@ -149,25 +150,7 @@ function add(name: string, id: number, state: number, saved = false): FakeDomain
   return d;
 }
 
-const flavour: LibvirtFlavour = {
-  capabilities: () => ({
-    name: 'fake',
-    isolation: 'hosted-vm',
-    guestImages: [],
-    domainsOnClose: 'survive',
-    virtModes: ['hvm'],
-    pause: unsupported('fake'),
-    suspend: unsupported('fake'),
-    stats: unsupported('fake'),
-    blockDevices: unsupported('fake'),
-    pciDevices: unsupported('fake'),
-    usbDevices: unsupported('fake'),
-    vmToVmVchan: unsupported('fake'),
-  }),
-  nameProblem: () => undefined,
-  domainXml: () => Promise.reject(new Error('not used')),
-  flags: { shutdown: 0, undefine: 0, forceBoot: false },
-};
+const flavour = fakeFlavour();
 
 let daemon: FakeDaemon;
 let vmm: LibvirtVmm;
