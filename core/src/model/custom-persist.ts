@@ -5,7 +5,7 @@ import { QubesValueError } from './errors.js';
  * keeps across reboots (bare, or `file|dir:owner:group:mode:/path`), exported to the running
  * qube's QubesDB as `/persist/<key>`.
  */
-export const CUSTOM_PERSIST_PREFIX = 'custom-persist.';
+const CUSTOM_PERSIST_PREFIX = 'custom-persist.';
 const QDB_PREFIX = '/persist/';
 /** QubesDB's longest key, 63 bytes, less the prefix. */
 const MAX_KEY = 63 - QDB_PREFIX.length;
@@ -52,12 +52,11 @@ export function checkCustomPersist(feature: string, value: string): void {
 
 /** The QubesDB entry of a valid custom-persist feature, or none. */
 export function customPersistEntry(feature: string, value: string): [string, string] | undefined {
+  if (!feature.startsWith(CUSTOM_PERSIST_PREFIX)) return undefined;
   try {
     checkCustomPersist(feature, value);
   } catch {
     return undefined;
   }
-  return feature.startsWith(CUSTOM_PERSIST_PREFIX)
-    ? [`${QDB_PREFIX}${feature.slice(CUSTOM_PERSIST_PREFIX.length)}`, value]
-    : undefined;
+  return [`${QDB_PREFIX}${feature.slice(CUSTOM_PERSIST_PREFIX.length)}`, value];
 }

@@ -188,7 +188,7 @@ const BASE = {
     // dom0's icon does not depend on its label, which a Reset can leave unset.
     if (vm.klass === 'AdminVM') return 'adminvm-black';
     // A label that was reset leaves no icon (upstream's has none to give either).
-    const label = (vm.props.tryGet('label') as Label | null | undefined)?.name;
+    const label = vm.label?.name;
     if (label === undefined) return null;
     if (vm.klass === 'TemplateVM') return `templatevm-${label}`;
     // A disposable template (an AppVM only: upstream's StandaloneVM keeps its own icon) looks like a template.

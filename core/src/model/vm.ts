@@ -90,8 +90,9 @@ export class Vm implements PropertyHolder {
     return this.props.get(P.uuid);
   }
 
-  get label(): Label {
-    return this.props.get(P.label);
+  /** None once admin.vm.property.Reset took it (the property has no default). */
+  get label(): Label | undefined {
+    return this.props.tryGet(P.label) ?? undefined;
   }
 
   get isAdminVm(): boolean {
@@ -138,17 +139,16 @@ export class Vm implements PropertyHolder {
     return this.featureWithTemplate(name) ?? this.app.adminVm.features.get(name);
   }
 
-  /**
-   * Upstream's is_running(): the hypervisor has the domain active, whatever it is doing (paused,
-   * suspended, still shutting down, crashed and not yet destroyed). Only Halted is not, and NA,
-   * a domain the hypervisor does not have.
-   */
   /** The state clients are told: dom0 and remote domains always run (upstream's classes say so); nothing here powers them. */
   get shownPowerState(): PowerState {
     return this.klass === 'AdminVM' || this.klass === 'RemoteVM' ? 'Running' : this.powerState;
   }
 
-  /** Upstream's is_running(): every state but Halted and NA. */
+  /**
+   * Upstream's is_running(): the hypervisor has the domain active, whatever it is doing (paused,
+   * suspended, still shutting down, crashed and not yet destroyed). Only Halted is not, and NA,
+   * a domain the hypervisor does not have; dom0 and remote domains always are.
+   */
   get isRunning(): boolean {
     const state = this.shownPowerState;
     return state !== 'Halted' && state !== 'NA';

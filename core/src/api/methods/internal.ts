@@ -21,7 +21,7 @@ export function systemInfo(app: App) {
       default_dispvm: has('default_dispvm') ? nameOrNull(vm.props.tryGet(P.default_dispvm)) : null,
       icon: vm.props.tryGet(P.icon) ?? '',
       // Upstream's reply fails as a whole on a qube whose label was reset; here only its label is empty.
-      label: vm.props.tryGet(P.label)?.color ?? '',
+      label: vm.label?.color ?? '',
       guivm: has('guivm') ? nameOrNull(vm.props.tryGet(P.guivm)) : null,
       relayvm: has('relayvm') ? nameOrNull(vm.props.tryGet(VM_PROPS.RemoteVM.relayvm)) : null,
       transport_rpc: has('transport_rpc') ? (vm.props.tryGet(VM_PROPS.RemoteVM.transport_rpc) ?? null) : null,

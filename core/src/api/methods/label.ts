@@ -1,4 +1,3 @@
-import { P } from '../../model/vm-properties.js';
 import { ProtocolError, QubesLabelInUseError } from '../../model/errors.js';
 import type { Label } from '../../model/labels.js';
 import { MAX_DEFAULT_LABEL, validateLabelName } from '../../model/labels.js';
@@ -26,8 +25,7 @@ export const label = {
     const l = labelOf(ctx);
     if (l.index <= MAX_DEFAULT_LABEL) throw new ProtocolError('Can only remove custom labels');
     // A qube whose label was reset has none (upstream's check fails on it, depending on the order).
-    if (ctx.app.domains.list().some((vm) => vm.props.tryGet(P.label) === l))
-      throw QubesLabelInUseError.forLabel(l.name);
+    if (ctx.app.domains.list().some((vm) => vm.label === l)) throw QubesLabelInUseError.forLabel(l.name);
     ctx.app.labels.remove(l);
     return undefined;
   },
