@@ -1,18 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PowerState, VmmEvent } from '@odyssey/hal';
-import {
-  ErrorCode,
-  LifecycleEventType,
-  Proc,
-  StoppedDetail,
-  XdrReader,
-  type Domain,
-  type XdrWriter,
-} from '@odyssey/libvirt';
+import { ErrorCode, LifecycleEventType, Proc, StoppedDetail, XdrReader, type Domain } from '@odyssey/libvirt';
 import { until } from '../../libvirt/test/daemon.js';
 import { FakeDaemon, xdr, type FakePeer } from '../../libvirt/test/fake-daemon.js';
 import { LibvirtVmm } from '../src/index.js';
-import { fakeFlavour } from './fake-flavour.js';
+import { answerConnect, fakeFlavour, writeDomain } from './scripted-libvirtd.js';
 
 /**
  * LibvirtVmm against a scripted daemon that floods it with lifecycle events: what it keeps per
@@ -33,22 +25,8 @@ function serve(peer: FakePeer): void {
       w.uint(ds.length);
     });
   peer.autoAnswer = (call) => {
+    if (answerConnect(peer, call, CALLBACK)) return;
     switch (call.header.procedure) {
-      case Proc.AUTH_LIST:
-        return peer.answer(
-          call,
-          xdr((w) => w.uint(0)),
-        );
-      case Proc.CONNECT_SUPPORTS_FEATURE:
-        return peer.answer(
-          call,
-          xdr((w) => w.int(1)),
-        );
-      case Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY:
-        return peer.answer(
-          call,
-          xdr((w) => w.int(CALLBACK)),
-        );
       case Proc.CONNECT_LIST_ALL_DOMAINS:
         return peer.answer(call, list([...domains.values()]));
       case Proc.DOMAIN_LOOKUP_BY_NAME: {
@@ -65,11 +43,6 @@ function serve(peer: FakePeer): void {
         return peer.answer(call);
     }
   };
-}
-
-function writeDomain(w: XdrWriter, d: Domain): void {
-  w.string(d.name).fixedOpaque(Buffer.from(d.uuid.replace(/-/g, ''), 'hex'), 16);
-  w.int(d.id);
 }
 
 let uuids = 0;

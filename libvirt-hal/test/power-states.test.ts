@@ -8,13 +8,12 @@ import {
   StoppedDetail,
   XdrReader,
   type Domain,
-  type XdrWriter,
 } from '@odyssey/libvirt';
 import type { Packet } from '../../libvirt/src/packet.js';
 import { until } from '../../libvirt/test/daemon.js';
 import { FakeDaemon, xdr, type FakePeer } from '../../libvirt/test/fake-daemon.js';
 import { LibvirtVmm } from '../src/index.js';
-import { fakeFlavour } from './fake-flavour.js';
+import { answerConnect, fakeFlavour, writeDomain } from './scripted-libvirtd.js';
 
 /**
  * Power states LibvirtVmm reads from libvirt where the test driver has no way to put a domain:
@@ -39,11 +38,6 @@ let afterInfo: (d: FakeDomain) => void = () => undefined;
 /** DOMAIN_CREATE_WITH_FLAGS calls held until a test answers them. */
 const heldCreates: Packet[] = [];
 
-function writeDomain(w: XdrWriter, d: Domain): void {
-  w.string(d.name).fixedOpaque(Buffer.from(d.uuid.replace(/-/g, ''), 'hex'), 16);
-  w.int(d.id);
-}
-
 function serve(peer: FakePeer): void {
   peer.autoAnswer = (call) => {
     const { procedure } = call.header;
@@ -56,22 +50,8 @@ function serve(peer: FakePeer): void {
         peer.fail(call, ErrorCode.NO_DOMAIN, `Domain not found: no domain with matching name '${name}'`);
       return d;
     };
+    if (answerConnect(peer, call, CALLBACK)) return;
     switch (procedure) {
-      case Proc.AUTH_LIST:
-        return peer.answer(
-          call,
-          xdr((w) => w.uint(0)),
-        );
-      case Proc.CONNECT_SUPPORTS_FEATURE:
-        return peer.answer(
-          call,
-          xdr((w) => w.int(1)),
-        );
-      case Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY:
-        return peer.answer(
-          call,
-          xdr((w) => w.int(CALLBACK)),
-        );
       case Proc.CONNECT_LIST_ALL_DOMAINS: {
         const all = [...domains.values()];
         return peer.answer(
