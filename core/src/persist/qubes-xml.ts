@@ -1,4 +1,4 @@
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
 
 import type { App } from '../model/app.js';
 import type { DeviceAssignment } from '../model/devices.js';
@@ -8,6 +8,7 @@ import type { Properties, PropValue } from '../model/property.js';
 import { wireString } from '../model/property.js';
 import type { Vm } from '../model/vm.js';
 import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
+import { loadMeminfoWriter } from '../model/service-features.js';
 import { isVmClassName } from '../model/vm-classes.js';
 import type { XmlElement } from './xml-writer.js';
 import { renderXml, xmlEl } from './xml-writer.js';
@@ -307,6 +308,10 @@ function loadDevices(app: App, vm: Vm, devs: XEl, warn: (msg: string) => void): 
  * for the storage layer.
  */
 export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void): StorageState {
+  // The parser alone reads an element left open as if it closed somewhere, which can drop whole
+  // domains that the next save then writes away.
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new QubesXmlError(`not well-formed (line ${valid.err.line}): ${valid.err.msg}`);
   let tree: XEl[];
   try {
     tree = toTree(parser.parse(xml) as Node[]);
@@ -365,7 +370,8 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
   const volumes = new Map<Vm, Attrs[]>();
   for (const [vm, d] of stubs) {
     loadProperties(app, store(vm), child(d, 'properties'), (s) => s > 2, warn);
-    for (const f of children(child(d, 'features'), 'feature')) vm.features.init(f.attrs.name ?? '', f.text);
+    for (const f of children(child(d, 'features'), 'feature'))
+      if (!loadMeminfoWriter(vm, f.attrs.name ?? '', f.text)) vm.features.init(f.attrs.name ?? '', f.text);
     for (const t of children(child(d, 'tags'), 'tag')) vm.tags.init(t.attrs.name ?? '');
     for (const devs of children(d, 'devices')) loadDevices(app, vm, devs, warn);
     syncGuiAudioTags(vm, true);

@@ -255,4 +255,23 @@ describe('qubes.xml', () => {
       }),
     ).rejects.toBeInstanceOf(StateDirLockedError);
   });
+
+  it('refuses to start on a qubes.xml with an element left open, and leaves the file as it was', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'odyssey-open-element-'));
+    dirs.push(stateDir);
+    d = await startDaemon({ stateDir });
+    for (const name of ['a', 'b'])
+      await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', `name=${name} label=red`);
+    await d.stop();
+    d = null;
+    const path = join(stateDir, 'qubes.xml');
+    // One domain's <features/> opened but never closed: the lenient parser alone dropped the next domain.
+    const broken = (await readFile(path, 'utf8')).replace(
+      '<features/>\n      <tags>',
+      '<features>\n      <tags>',
+    );
+    await writeFile(path, broken);
+    await expect(startDaemon({ stateDir })).rejects.toThrow(/qubes.xml.*not well-formed/);
+    expect(await readFile(path, 'utf8')).toBe(broken);
+  });
 });
