@@ -15,6 +15,8 @@ export interface DaemonSettings {
   readonly policyDirs: readonly string[];
   readonly legacyPolicyDir: string;
   readonly backupProfileDir?: string;
+  /** Where dom0's service.* features become flag files (upstream: /var/run/qubes-service); unset: none. */
+  readonly dom0ServicesDir?: string;
   readonly qrexecServices?: string;
   readonly logLevel: LogLevel;
   /** The admin socket's group (upstream: qubes); left alone when no such group exists. */
@@ -95,6 +97,7 @@ const KEYS: Readonly<Record<string, Key>> = {
   'policy-dir': { field: 'policyDirs', parse: path, repeats: true },
   'legacy-policy-dir': { field: 'legacyPolicyDir', parse: path },
   'backup-profile-dir': { field: 'backupProfileDir', parse: path },
+  'dom0-services-dir': { field: 'dom0ServicesDir', parse: path },
   'log-level': { field: 'logLevel', parse: logLevel },
   'socket-group': { field: 'socketGroup', parse: groupName },
   'socket-mode': { field: 'socketMode', parse: fileMode },

@@ -41,6 +41,7 @@ import { PolicyAccess } from './access.js';
 import { AwaitQrexec, HOST_TOKENS, ServeQubesDb } from './after-start.js';
 import { AppPolicy, policyLoadLog } from './app-policy.js';
 import { DisposableCalls } from './disposable-calls.js';
+import { installDom0ServiceFlags } from './dom0-service-flags.js';
 import { PreloadPool } from '../lifecycle/preload-pool.js';
 import { QrexecHost } from './qrexec-host.js';
 import { QubesDbHost } from './qubesdb-host.js';
@@ -74,6 +75,11 @@ export interface DaemonOptions {
   readonly qrexecServiceDir?: string;
   /** Where admin.backup.* finds `<profile>.conf` (default `<state dir>/backup-profiles`). */
   readonly backupProfileDir?: string;
+  /**
+   * Where dom0's own `service.*` features become flag files, as upstream's /var/run/qubes-service
+   * (the package's config sets that); unset, none are written.
+   */
+  readonly dom0ServicesDir?: string;
   /** The admin socket's group and mode once it listens; without it the socket keeps what the umask gave. */
   readonly socketAccess?: SocketAccess;
   /**
@@ -180,6 +186,7 @@ export class Daemon {
         await store.flush();
       }
       logDisposables(app, log);
+      if (options.dom0ServicesDir) installDom0ServiceFlags(app, options.dom0ServicesDir, log);
       const vmFiles = c.resolve(VmDirFiles);
       for (const vm of app.domains.list()) await loadFirewall(vm, vmFiles, log);
       // A backup killed with the daemon leaves its work files and partial archive behind.

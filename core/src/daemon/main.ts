@@ -49,6 +49,10 @@ const program = new Command('odysseyd')
     "dom0's qrexec service directory; admin.* links to the socket are made there (default <state dir>/qrexec-services)",
   )
   .option('--backup-profile-dir <dir>', 'backup profiles, <id>.conf (default <state dir>/backup-profiles)')
+  .option(
+    '--dom0-services-dir <dir>',
+    "flag files of dom0's service.* features, as upstream's /var/run/qubes-service",
+  )
   .addOption(
     new Option('--log-level <level>', 'log level (default info)')
       .choices(LOG_LEVELS)
@@ -85,6 +89,7 @@ try {
     legacyPolicyDir: settings.legacyPolicyDir,
     ...(settings.qrexecServices ? { qrexecServiceDir: settings.qrexecServices } : {}),
     ...(settings.backupProfileDir ? { backupProfileDir: settings.backupProfileDir } : {}),
+    ...(settings.dom0ServicesDir ? { dom0ServicesDir: settings.dom0ServicesDir } : {}),
     socketAccess: { group: settings.socketGroup, mode: settings.socketMode },
     strictManagement: flags.strictManagement === true,
     log,

@@ -1,4 +1,5 @@
 import type { App } from './app.js';
+import type { Vm } from './vm.js';
 import { QubesValueError } from './errors.js';
 
 const SERVICE_PREFIX = 'service.';
@@ -15,6 +16,16 @@ export function checkServiceFeature(feature: string): void {
   if (service === '.' || service === '..') throw new QubesValueError('Service name cannot be "." or ".."');
   if (service.length > MAX_SERVICE_NAME && !service.startsWith('app-dispvm.'))
     throw new QubesValueError(`Service name must not exceed ${MAX_SERVICE_NAME} bytes`);
+}
+
+/**
+ * The same compatibility when a qubes.xml holds the feature (one migrated from Qubes 4.0):
+ * upstream drops it at load, and an empty one sets maxmem to 0. True when the feature was taken.
+ */
+export function loadMeminfoWriter(vm: Vm, feature: string, value: string): boolean {
+  if (feature !== MEMINFO_WRITER) return false;
+  if (value === '' && vm.props.has('maxmem')) vm.props.init('maxmem', 0);
+  return true;
 }
 
 /**

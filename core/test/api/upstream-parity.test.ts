@@ -1,7 +1,11 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { afterEach, describe, expect, it } from 'vitest';
 
 import type { TestDaemon } from '../support/harness.js';
-import { exc, rawCall } from '../support/harness.js';
+import { exc, rawCall, startDaemon } from '../support/harness.js';
 import { appendixA } from './fixture.js';
 
 /**
@@ -9,7 +13,17 @@ import { appendixA } from './fixture.js';
  * us answering differently; each expectation is upstream's reply, byte for byte.
  */
 let d: TestDaemon;
-afterEach(async () => d?.stop());
+/** State dirs a test keeps across its own daemon restarts, removed once its daemon stopped. */
+const keptDirs: string[] = [];
+afterEach(async () => {
+  await d?.stop();
+  for (const dir of keptDirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+const keptDir = async (prefix: string) => {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  keptDirs.push(dir);
+  return dir;
+};
 
 const text = async (method: string, dest: string, arg = '', payload: Buffer | string = '') =>
   (await d.call(method, dest, arg, payload)).toString('utf8');
@@ -385,6 +399,64 @@ describe('12. service features (upstream qubes/ext/services.py)', () => {
     await d.ok('admin.vm.feature.Set', 'work', 'service.meminfo-writer', '0');
     expect(await d.ok('admin.vm.property.Get', 'work', 'maxmem')).toBe(maxmem);
     expect(await d.ok('admin.vm.feature.List', 'work')).toBe('');
+  });
+  it("keeps dom0's service features as flag files in the services dir, synced at start", async () => {
+    const stateDir = await keptDir('odyssey-dom0-services-');
+    const dir = join(stateDir, 'qubes-service');
+    const flags = async () => (await readdir(dir).catch(() => [])).sort();
+    d = await startDaemon({ stateDir, dom0ServicesDir: dir });
+    await d.ok('admin.vm.feature.Set', 'dom0', 'service.on', '1');
+    await d.ok('admin.vm.feature.Set', 'dom0', 'service.zero', '0');
+    await d.ok('admin.vm.feature.Set', 'dom0', 'service.off', '');
+    await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=work label=blue');
+    await d.ok('admin.vm.feature.Set', 'work', 'service.theirs', '1');
+    await d.ok('admin.vm.feature.Set', 'dom0', 'other', '1');
+    expect(await flags()).toEqual(['on', 'zero']);
+    await d.ok('admin.vm.feature.Set', 'dom0', 'service.zero', '');
+    await d.ok('admin.vm.feature.Remove', 'dom0', 'service.on');
+    expect(await flags()).toEqual([]);
+    await d.ok('admin.vm.feature.Set', 'dom0', 'service.on', '1');
+    await d.stop();
+    // Stale files from outside: the feature decides at start; a service dom0 has no feature for stays.
+    await rm(join(dir, 'on'));
+    await writeFile(join(dir, 'off'), '');
+    await writeFile(join(dir, 'stray'), '');
+    d = await startDaemon({ stateDir, dom0ServicesDir: dir });
+    expect(await flags()).toEqual(['on', 'stray']);
+  });
+
+  it('drops a service.meminfo-writer qubes.xml holds (Qubes 4.0), an empty one setting maxmem 0', async () => {
+    const stateDir = await keptDir('odyssey-meminfo-');
+    d = await startDaemon({ stateDir });
+    for (const name of ['off', 'on'])
+      await d.ok('admin.vm.Create.StandaloneVM', 'dom0', '', `name=${name} label=red`);
+    await d.ok('admin.vm.property.Set', 'on', 'maxmem', '3000');
+    await d.stop();
+    const xml = join(stateDir, 'qubes.xml');
+    const before = await readFile(xml, 'utf8');
+    let after = before;
+    for (const [name, value] of [
+      ['off', ''],
+      ['on', '1'],
+    ] as const) {
+      const domain = new RegExp(
+        `<domain [^>]*>(?:(?!</domain>)[\\s\\S])*?<property name="name">${name}</property>(?:(?!</domain>)[\\s\\S])*?</domain>`,
+      ).exec(after)?.[0];
+      expect(domain).toBeDefined();
+      const feature = `<feature name="service.meminfo-writer">${value}</feature>`;
+      const edited = (domain ?? '')
+        .replace(/<features\s*\/>/, '<features></features>')
+        .replace('<features>', `<features>${feature}`);
+      expect(edited).toContain(feature);
+      after = after.replace(domain ?? '', edited);
+    }
+    await writeFile(xml, after);
+    await rm(join(stateDir, 'qubes.xml.journal'), { force: true });
+    d = await startDaemon({ stateDir });
+    expect(await d.ok('admin.vm.property.Get', 'off', 'maxmem')).toBe('default=False type=int 0');
+    expect(await d.ok('admin.vm.property.Get', 'on', 'maxmem')).toBe('default=False type=int 3000');
+    expect(await d.ok('admin.vm.feature.List', 'off')).toBe('');
+    expect(await d.ok('admin.vm.feature.List', 'on')).toBe('');
   });
 });
 

@@ -54,6 +54,7 @@ policy-dir = /etc/qubes/policy.d
    # indented comment
 legacy-policy-dir = /etc/qubes-rpc/policy
 backup-profile-dir = /etc/qubes/backup
+dom0-services-dir = /var/run/qubes-service
 log-level = debug
 socket-group = qubes
 socket-mode = 0640
@@ -70,11 +71,12 @@ describe('config file', () => {
       policyDirs: ['/run/qubes/policy.d', '/etc/qubes/policy.d'],
       legacyPolicyDir: '/etc/qubes-rpc/policy',
       backupProfileDir: '/etc/qubes/backup',
+      dom0ServicesDir: '/var/run/qubes-service',
       logLevel: 'debug',
       socketGroup: 'qubes',
       socketMode: 0o640,
     });
-    expect(CONFIG_KEYS).toHaveLength(11);
+    expect(CONFIG_KEYS).toHaveLength(12);
   });
 
   it('names file:line for unknown keys and bad values', () => {

@@ -58,7 +58,13 @@ export interface TestDaemon {
  * given) registered in its container, in place of the ones it would make.
  */
 export async function startDaemon(
-  options: { stateDir?: string; vmm?: Vmm | string; vchan?: VchanTransport; clock?: Clock } = {},
+  options: {
+    stateDir?: string;
+    vmm?: Vmm | string;
+    vchan?: VchanTransport;
+    clock?: Clock;
+    dom0ServicesDir?: string;
+  } = {},
 ): Promise<TestDaemon> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'odyssey-state-')));
   const socket = join(stateDir, 'qubesd.sock');
@@ -79,6 +85,7 @@ export async function startDaemon(
     log: (level, message) => logs.push(`${level}: ${message}`),
     host: { memoryMiB: 16384, cpus: 4 },
     reconnectMs: 50,
+    ...(options.dom0ServicesDir ? { dom0ServicesDir: options.dom0ServicesDir } : {}),
   });
   const call = (method: string, dest: string, arg = '', payload: Buffer | string = '', src = 'dom0') =>
     rawCall(socket, request(method, dest, arg, payload, src));
