@@ -80,15 +80,23 @@ const alive = (pid: number): boolean => {
   }
 };
 
-/** admin.Events of dom0's view, kept as text, for waiting on one event of one qube. */
+/**
+ * admin.Events of dom0's view, kept as text, for waiting on one event of one qube. Open it with
+ * `subscribe`: a call made before the daemon has subscribed the stream fires its events unseen,
+ * which a loaded machine showed (a wait for domain-pre-shutdown that never held).
+ */
 class EventLog {
   private text = '';
-  private readonly sock: Socket;
-  constructor(socket: string) {
-    this.sock = connect(socket);
-    this.sock.on('connect', () => this.sock.end(request('admin.Events', 'dom0')));
+  private constructor(private readonly sock: Socket) {
     this.sock.on('data', (c: Buffer) => (this.text += c.toString('latin1')));
     this.sock.on('error', () => undefined);
+  }
+  /** Resolves once the daemon has subscribed the stream: it sends connection-established after that. */
+  static async subscribe(socket: string): Promise<EventLog> {
+    const log = new EventLog(connect(socket));
+    log.sock.on('connect', () => log.sock.end(request('admin.Events', 'dom0')));
+    await until(async () => log.text.includes('\0connection-established\0'));
+    return log;
   }
   has(vm: string, event: string): boolean {
     return this.text.includes(`\0${vm}\0${event}\0`);
@@ -274,7 +282,7 @@ describe.skipIf(skip)('hypervisor parts killed (kvm backend, QEMU/TCG guests, pr
       if (hang) await ok('admin.vm.property.Set', VM, 'qrexec_timeout', '15');
       const qubesXml = await persistedXml(stateDir);
       const libvirtd = Number((await readFile(join(libvirtDir, 'libvirtd.pid'), 'utf8')).trim());
-      const events = new EventLog(d.socket);
+      const events = await EventLog.subscribe(d.socket);
       let reply: string;
       try {
         const starting = call(d, 'admin.vm.Start', VM);
@@ -333,7 +341,7 @@ describe.skipIf(skip)('hypervisor parts killed (kvm backend, QEMU/TCG guests, pr
     async (ctx) => {
       if (noBoot) ctx.skip();
       await startQube(VM);
-      const events = new EventLog(d.socket);
+      const events = await EventLog.subscribe(d.socket);
       try {
         const qemu = qemuPid(VM) as number;
         // A stopped QEMU cannot finish the shutdown itself: the kill lands while the shutdown is under way.
