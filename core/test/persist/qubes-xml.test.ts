@@ -6,10 +6,13 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { Daemon } from '../../src/daemon/daemon.js';
+import { App } from '../../src/model/app.js';
+import { loadQubesXml, QubesXmlError } from '../../src/persist/qubes-xml.js';
 import { StateDirLockedError } from '../../src/persist/state-lock.js';
 import type { TestDaemon } from '../support/harness.js';
 import { startDaemon } from '../support/harness.js';
 import { appendixA } from '../api/fixture.js';
+import { noPools } from '../support/pools.js';
 
 const dirs: string[] = [];
 let d: TestDaemon | null = null;
@@ -273,5 +276,41 @@ describe('qubes.xml', () => {
     await writeFile(path, broken);
     await expect(startDaemon({ stateDir })).rejects.toThrow(/qubes.xml.*not well-formed/);
     expect(await readFile(path, 'utf8')).toBe(broken);
+  });
+
+  it('loads a damaged qubes.xml whole or not at all: never with fewer domains', async () => {
+    const reference = await readFile(new URL('../fixtures/reference-qubes.xml', import.meta.url), 'utf8');
+    const domainsOf = (xml: string): string[] => {
+      const app = new App('/nonexistent', { memoryMiB: 4096, cpus: 2 }, noPools);
+      loadQubesXml(app, xml, () => undefined);
+      return app.domains.list().map((vm) => vm.name);
+    };
+    const whole = domainsOf(reference);
+    const ends = [...reference.matchAll(/<\/[a-z-]+>|\/>/g)].map((m) => [m.index, m[0].length] as const);
+    const damage = fc.oneof(
+      // Cut off, as a torn write of a file replaced in place would leave it.
+      fc.nat({ max: reference.length - 1 }).map((at) => reference.slice(0, at)),
+      // One element left open: its end tag lost, or a self-closing tag that no longer closes.
+      fc
+        .constantFrom(...ends)
+        .map(([at, length]) =>
+          length === 2
+            ? `${reference.slice(0, at)}>${reference.slice(at + 2)}`
+            : reference.slice(0, at) + reference.slice(at + length),
+        ),
+    );
+    fc.assert(
+      fc.property(damage, (xml) => {
+        let loaded: string[];
+        try {
+          loaded = domainsOf(xml);
+        } catch (e) {
+          expect(e).toBeInstanceOf(QubesXmlError);
+          return;
+        }
+        expect(loaded).toEqual(whole);
+      }),
+      { seed: 20261207, numRuns: 300 },
+    );
   });
 });
