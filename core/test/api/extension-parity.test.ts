@@ -179,3 +179,30 @@ describe('vm_config.py: a vm-config feature', () => {
     await d.ok('admin.vm.feature.Set', 'far', 'vm-config.1st', 'v');
   });
 });
+
+describe('upstream goes through the qubes by name', () => {
+  it("in gui.py's and audio.py's fan-out of a new default_guivm and default_audiovm", async () => {
+    d = await appendixA();
+    const ev = eventStream(d.socket, 'dom0');
+    await ev.until('connection-established');
+    await d.ok('admin.property.Set', 'dom0', 'default_guivm', 'newvm');
+    await d.ok('admin.property.Set', 'dom0', 'default_audiovm', 'newvm');
+    await ev.until('1\0\0property-set:default_audiovm\0');
+    for (const prop of ['guivm', 'audiovm']) {
+      const order = [...ev.text().matchAll(new RegExp(`1\0([^\0]*)\0property-set:${prop}\0`, 'g'))].map(
+        (m) => m[1],
+      );
+      expect(order).toEqual(['debian-12', 'dvm1', 'newvm', 'sys-net', 'work']);
+    }
+    ev.close();
+  });
+
+  it("in the netvm's refusal to shut down, which names the running clients", async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.Start', 'work');
+    await d.ok('admin.vm.Start', 'newvm');
+    expect(await text('admin.vm.Shutdown', 'sys-net')).toBe(
+      exc('QubesVMInUseError', 'There are other VMs connected to this VM: newvm, work'),
+    );
+  });
+});
