@@ -145,15 +145,13 @@ export class QubesDbHost {
 
   /**
    * Writes what changed and removes what is gone. A service feature that is
-   * set is written even when its value stays, as upstream's handler writes
-   * it on every set (and watchers hear of every set).
+   * set, and a RemoteVM's name in its relay when its relayvm is set, are
+   * written even when their value stays, as upstream's handlers write them
+   * on every set (and watchers hear of every set).
    */
   #refresh(vm: Vm, served: Served, event: QubesEvent): void {
     const next = this.#compute(vm);
-    const forced =
-      event.subject === vm && event.name.startsWith('domain-feature-set:service.')
-        ? `/qubes-service/${event.name.slice('domain-feature-set:service.'.length)}`
-        : undefined;
+    const forced = rewrittenKey(vm, event);
     for (const [key, value] of next) {
       if (isFirewallKey(key)) continue;
       if (served.entries.get(key) !== value || key === forced) this.#write(served.db, key, value);
@@ -281,6 +279,17 @@ export class QubesDbHost {
     await served.server.stop();
     await Promise.all((await served.local).map((server) => server.close()));
   }
+}
+
+/** The key upstream writes again on this event in `vm`'s QubesDB, whatever it held. */
+function rewrittenKey(vm: Vm, event: QubesEvent): string | undefined {
+  const subject = event.subject;
+  if (!subject) return undefined;
+  if (subject === vm && event.name.startsWith('domain-feature-set:service.'))
+    return `/qubes-service/${event.name.slice('domain-feature-set:service.'.length)}`;
+  if (event.name === 'property-set:relayvm' && subject.props.tryGet('relayvm') === vm)
+    return `/remote/${subject.name}`;
+  return undefined;
 }
 
 const isFirewallKey = (key: string): boolean => key.startsWith('/qubes-firewall/');

@@ -29,6 +29,7 @@ import { checkCustomPersist } from '../model/custom-persist.js';
 import type { Vm } from '../model/vm.js';
 import type { Backend } from './backend.js';
 import { buildDomainSpec } from './domain-spec.js';
+import { installGuiAudioInUse } from './gui-audio-in-use.js';
 import { NetworkLinks } from './network-links.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { Log } from '../log.js';
@@ -73,6 +74,7 @@ export class DomainManager implements Lifecycle {
     @injectAll(TOKENS.AfterStart, { isOptional: true }) private readonly afterStart: readonly AfterStart[],
   ) {
     this.network = new NetworkLinks(app, () => backend.current ?? undefined, log);
+    installGuiAudioInUse(app);
   }
 
   private vmm(vm: Vm, action: string): Vmm {

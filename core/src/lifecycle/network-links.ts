@@ -15,9 +15,9 @@ export function linkOf(vm: Vm, netvm: Vm | null = vm.netvm): NetworkLink | undef
   return { frontendDomain: vm.name, backendDomain: netvm.name, mac: vm.props.get(P.mac), ip };
 }
 
-/** The qubes whose netvm is `netvm` (upstream's connected_vms). */
+/** The qubes whose netvm is `netvm` (upstream's connected_vms), by name as upstream iterates domains. */
 export function connectedVms(app: App, netvm: Vm): Vm[] {
-  return app.domains.list().filter((vm) => vm.netvm === netvm);
+  return app.domains.sorted().filter((vm) => vm.netvm === netvm);
 }
 
 /**

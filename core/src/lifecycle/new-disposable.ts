@@ -3,7 +3,7 @@ import { randomInt } from 'node:crypto';
 import type { App } from '../model/app.js';
 import { inheritFromDispvmTemplate } from '../model/dispvm-inherit.js';
 import { DEFAULT_FIREWALL } from '../model/firewall.js';
-import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
+import { initPropertyTags } from '../model/property-tags.js';
 import type { Vm } from '../model/vm.js';
 import type { VmStorage } from '../storage/vm-storage.js';
 import type { VmFiles } from './ports.js';
@@ -57,7 +57,7 @@ export async function newDisposable(
     app.domains.delete(disp);
     throw e;
   }
-  syncGuiAudioTags(disp, true);
+  initPropertyTags(disp);
   app.announceNewVm(disp);
   beforeDisks?.(disp);
   try {

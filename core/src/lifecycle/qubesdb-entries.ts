@@ -3,7 +3,9 @@ import { customPersistEntry } from '../model/custom-persist.js';
 import { MAX_SERVICE_NAME } from '../model/service-features.js';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
 import type { Vm } from '../model/vm.js';
-import { P } from '../model/vm-properties.js';
+import { P, VM_PROPS } from '../model/vm-properties.js';
+
+const P_REMOTE = VM_PROPS.RemoteVM;
 
 /** Features upstream's R3 compatibility layer also exports as services (r3compatibility.py). */
 const R3_SERVICES: Readonly<Record<string, string>> = {
@@ -28,7 +30,7 @@ export interface QubesDbEntryContext {
 /**
  * The entries dom0 gives a running domain, as qubes-core-admin's
  * create_qdb_entries and its extensions' domain-qdb-create handlers write
- * them (services, vm-config, gui, R3 compatibility). Everything is a pure
+ * them (services, vm-config, gui, audio, relay, R3 compatibility). Everything is a pure
  * function of the model, so a change anywhere is found by computing again.
  * /qubes-random-seed is not here: it is written once per start.
  */
@@ -109,10 +111,22 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
   put('/qubes-gui-enabled', pyBool(Boolean(guivm) && pyBool(vm.features.get('gui') ?? true) === 'True'));
   if (guivm && guivm !== vm) {
     put('/keyboard-layout', str('keyboard_layout'));
-    if (guivm.xid >= 0) put('/qubes-gui-domain-xid', String(guivm.xid));
+    const xid = runningXid(guivm);
+    if (xid !== undefined) put('/qubes-gui-domain-xid', xid);
   }
   if (pyBool(vm.features.get('service.guivm')) === 'True') {
     put('/guivm-windows-prefix', vm.features.get('guivm-windows-prefix') ?? 'GuiVM');
+  }
+
+  // audio.py
+  const audiovm = prop('audiovm') as Vm | null | undefined;
+  const audioXid = audiovm && audiovm !== vm ? runningXid(audiovm) : undefined;
+  if (audioXid !== undefined) put('/qubes-audio-domain-xid', audioXid);
+
+  // relay.py: the name each RemoteVM this qube relays for has on the remote host
+  for (const remote of vm.app.domains.list()) {
+    if (remote.klass !== 'RemoteVM' || remote.props.tryGet(P_REMOTE.relayvm) !== vm) continue;
+    put(`/remote/${remote.name}`, remote.props.tryGet(P_REMOTE.remote_name) || remote.name);
   }
 
   // r3compatibility.py
@@ -133,6 +147,12 @@ function defaultUser(vm: Vm): string {
   const bootmode = vm.props.has('bootmode') ? (vm.props.tryGet(P.bootmode) ?? 'default') : 'default';
   if (bootmode === 'default') return user;
   return vm.featureWithTemplate(`boot-mode.default-user.${bootmode}`) ?? user;
+}
+
+/** The domain id another qube is told of a GUI or audio domain while that runs; dom0's is always 0. */
+function runningXid(vm: Vm): string | undefined {
+  if (vm.isAdminVm) return '0';
+  return vm.xid >= 0 ? String(vm.xid) : undefined;
 }
 
 function vmType(vm: Vm, providesNetwork: boolean): string {

@@ -59,9 +59,9 @@ function downstreamOf(app: App, netvm: Vm): Set<Vm> {
   return found;
 }
 
-/** VMs whose `prop` follows the global default, templates included (as upstream iterates them). */
+/** VMs whose `prop` follows the global default, templates included, by name as upstream iterates them. */
 function following(app: App, prop: string): Vm[] {
-  return app.domains.list().filter((vm) => vm.props.has(prop) && vm.props.isDefault(prop));
+  return app.domains.sorted().filter((vm) => vm.props.has(prop) && vm.props.isDefault(prop));
 }
 
 /** Upstream's fan-out of a changed global default (`global`) to the VMs whose `prop` follows it. */

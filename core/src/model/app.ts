@@ -7,7 +7,7 @@ import { providedPorts } from './devices.js';
 import { DomainCollection } from './domains.js';
 import { QubesPropertyValueError, QubesVMAlreadyExistsError, QubesVMInUseError } from './errors.js';
 import { EventBus } from './events.js';
-import { installGuiAudioTags } from './gui-audio-tags.js';
+import { installPropertyTags } from './property-tags.js';
 import { installCreatorTags } from './creator-tags.js';
 import { installMeminfoWriterCompat } from './service-features.js';
 import { installServiceVmFeature } from './servicevm-feature.js';
@@ -58,7 +58,7 @@ export class App implements PropertyHolder {
     public pools: PoolDirectory,
   ) {
     this.props = new PropertyStore<App>(this, sortDefs(APP_PROPERTIES));
-    installGuiAudioTags(this);
+    installPropertyTags(this);
     installServiceVmFeature(this);
     installMeminfoWriterCompat(this);
     installCreatorTags(this);

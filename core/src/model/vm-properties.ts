@@ -12,7 +12,7 @@ import { normaliseDeniedList } from './denied-interfaces.js';
 import { featureTrue } from './features.js';
 import type { Label } from './labels.js';
 import type { Decl, PropertyDef, PropValue, Stored } from './property.js';
-import { declare, override } from './property.js';
+import { declare, eventString, override } from './property.js';
 import {
   boolProp,
   computed,
@@ -309,6 +309,7 @@ const QUBES_VM = {
           throw new QubesPropertyValueError('Invalid layout options provided');
         return s;
       },
+      afterChange: announceKeyboardLayout,
     },
   ),
   mac: strProp<Vm>("MAC address of the domain's network interface.", '00:16:3e:5e:6c:00', {
@@ -594,6 +595,20 @@ export const VM_PROPS = {
     }),
   }),
 };
+
+/**
+ * gui.py: a Set that changes a qube's layout is announced, as a reset, on each qube using it as
+ * GUI domain whose own layout follows it (a Reset is not, nor a Set to the same layout).
+ */
+function announceKeyboardLayout(vm: Vm, old: PropValue | undefined): void {
+  if (vm.props.isDefault('keyboard_layout') || vm.props.tryGet('keyboard_layout') === old) return;
+  for (const user of vm.app.domains.sorted()) {
+    if (!user.props.has('guivm') || user.props.tryGet('guivm') !== vm) continue;
+    if (!user.props.isDefault('keyboard_layout')) continue;
+    const args = { name: 'keyboard_layout', ...(old === undefined ? {} : { oldvalue: eventString(old) }) };
+    user.events.fire(user, 'property-reset:keyboard_layout', args);
+  }
+}
 
 /** Upstream's netvm setter: the target provides network and is not downstream of the qube. */
 function checkNetvmTarget(vm: Vm, target: Vm | null): void {

@@ -7,7 +7,7 @@ import { Label, LabelRegistry } from '../model/labels.js';
 import type { Properties, PropValue } from '../model/property.js';
 import { wireString } from '../model/property.js';
 import type { Vm } from '../model/vm.js';
-import { syncGuiAudioTags } from '../model/gui-audio-tags.js';
+import { initPropertyTags } from '../model/property-tags.js';
 import { loadMeminfoWriter } from '../model/service-features.js';
 import { isVmClassName } from '../model/vm-classes.js';
 import type { XmlElement } from './xml-writer.js';
@@ -374,7 +374,7 @@ export function loadQubesXml(app: App, xml: string, warn: (msg: string) => void)
       if (!loadMeminfoWriter(vm, f.attrs.name ?? '', f.text)) vm.features.init(f.attrs.name ?? '', f.text);
     for (const t of children(child(d, 'tags'), 'tag')) vm.tags.init(t.attrs.name ?? '');
     for (const devs of children(d, 'devices')) loadDevices(app, vm, devs, warn);
-    syncGuiAudioTags(vm, true);
+    initPropertyTags(vm);
     const vc = child(d, 'volume-config');
     if (vc)
       volumes.set(

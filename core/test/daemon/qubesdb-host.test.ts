@@ -86,6 +86,9 @@ describe('QubesDbHost', () => {
       // Its guivm is dom0 (the default): the GUI is on, with the keyboard layout dom0 has.
       '/qubes-gui-enabled': 'True',
       '/keyboard-layout': 'us++',
+      // dom0, its GUI and audio domain, always runs as domain 0.
+      '/qubes-gui-domain-xid': '0',
+      '/qubes-audio-domain-xid': '0',
       '/qubes-vm-type': 'AppVM',
       '/qubes-iptables-error': '',
     });

@@ -3,6 +3,7 @@ import { validateFeature } from '../../model/features.js';
 import { checkCustomPersist } from '../../model/custom-persist.js';
 import { checkPreloadFeature } from '../../model/preload-features.js';
 import { checkServiceFeature } from '../../model/service-features.js';
+import { checkVmConfigFeature } from '../../model/vm-config-feature.js';
 import type { Vm } from '../../model/vm.js';
 import type { CallContext } from '../call-context.js';
 import { QubesFeatureNotFoundError } from '../../model/errors.js';
@@ -45,6 +46,7 @@ export const feature = {
     checkPreloadFeature(ctx.dest, ctx.arg, value);
     // Upstream refuses it once set (the value stays, and the qube's next start fails); here before.
     checkCustomPersist(ctx.arg, value);
+    checkVmConfigFeature(ctx.dest, ctx.arg);
     ctx.dest.features.set(ctx.arg, value);
     return undefined;
   },

@@ -16,7 +16,7 @@ import { validateLabelName } from '../../model/labels.js';
 import { inheritFromDispvmTemplate } from '../../model/dispvm-inherit.js';
 import { missingPreloadServices } from '../../model/preload-features.js';
 import { DEFAULT_FIREWALL } from '../../model/firewall.js';
-import { syncGuiAudioTags } from '../../model/gui-audio-tags.js';
+import { initPropertyTags } from '../../model/property-tags.js';
 import type { Vm } from '../../model/vm.js';
 import { VM_CLASS_NAMES, VM_CLASSES } from '../../model/vm-classes.js';
 import type { VmClassName } from '../../model/vm-classes.js';
@@ -178,7 +178,7 @@ async function createVm(ctx: CallContext, klass: VmClassName, allowPool: boolean
     ctx.app.domains.delete(vm);
     throw e;
   }
-  syncGuiAudioTags(vm, true);
+  initPropertyTags(vm);
   ctx.app.announceNewVm(vm);
   vm.tags.add(`created-by-${ctx.src.name}`);
   await createOnDisk(ctx, vm, opts.pool, opts.pools);
