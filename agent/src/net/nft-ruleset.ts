@@ -21,7 +21,7 @@ export interface ClientLink {
 export interface NetvmState {
   /** The client NICs present now (anti-spoofing: each may send only from its own address). */
   readonly links: readonly ClientLink[];
-  /** /connected-ips: the addresses of every running client. */
+  /** /connected-ips: the addresses of every client, running or not (as upstream lists them). */
   readonly connectedIps: readonly string[];
   /**
    * Each client's rules by address, `null` for a client whose rules could

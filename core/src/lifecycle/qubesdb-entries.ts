@@ -169,7 +169,7 @@ export function runningClients(netvm: Vm): Vm[] {
 /**
  * What upstream's netvm mixin writes into a netvm's QubesDB for its clients
  * (reload_connected_ips, set_mapped_ip_info_for_vm, reload_firewall_for_vm):
- * the anti-spoofing address lists, each running client's visible address,
+ * the anti-spoofing address lists (every client), each running client's visible address,
  * and its firewall under /qubes-firewall/<ip>/ with the empty
  * /qubes-firewall/<ip> marker last, which is what the netvm's daemon acts on.
  */
@@ -179,21 +179,20 @@ function netvmClientEntries(netvm: Vm, now: number): [string, string][] {
     const value = vm.props.has(name) ? vm.props.tryGet(name) : undefined;
     return value === null || value === undefined ? '' : String(value);
   };
+  // Upstream's anti-spoofing lists name every client, running or not, by name: the netvm then
+  // drops packets from its uplink that claim any client's address.
+  const connected = netvm.app.domains
+    .list()
+    .filter((vm) => vm.netvm === netvm)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const addresses = (name: string): string =>
+    connected
+      .map((vm) => prop(vm, name))
+      .filter(Boolean)
+      .join(' ');
   const entries: [string, string][] = [
-    [
-      '/connected-ips',
-      clients
-        .map((vm) => prop(vm, 'visible_ip'))
-        .filter(Boolean)
-        .join(' '),
-    ],
-    [
-      '/connected-ips6',
-      clients
-        .map((vm) => prop(vm, 'visible_ip6'))
-        .filter(Boolean)
-        .join(' '),
-    ],
+    ['/connected-ips', addresses('visible_ip')],
+    ['/connected-ips6', addresses('visible_ip6')],
   ];
   for (const vm of clients) {
     const ip = prop(vm, 'ip');

@@ -67,11 +67,22 @@ afterEach(async () => {
 });
 
 describe("a netvm's QubesDB", () => {
+  it('lists every client, running or not, by name in /connected-ips, as upstream', () => {
+    // Made after work, listed before it.
+    const late = app.addVm('AppVM', { name: 'aa-late', label: app.labels.get('red') });
+    late.props.set('template', work.props.get('template'));
+    late.props.set('netvm', netvm);
+    const ips = [late, work].map((vm) => String(vm.props.get('ip')));
+    expect(db().read('/connected-ips')?.toString()).toBe(ips.join(' '));
+    late.props.set('netvm', null);
+    expect(db().read('/connected-ips')?.toString()).toBe(ips[1]);
+  });
+
   it('publishes a starting client: its addresses, then its rules with the policy and the marker', () => {
-    expect(db().read('/connected-ips')?.toString()).toBe('');
     const ip = String(work.props.get('ip'));
-    markRunning(work, 4);
     expect(db().read('/connected-ips')?.toString()).toBe(ip);
+    expect(under(`/qubes-firewall/${ip}`)).toEqual({});
+    markRunning(work, 4);
     expect(under(`/mapped-ip/${ip}/`)).toEqual({
       [`/mapped-ip/${ip}/visible-ip`]: ip,
       [`/mapped-ip/${ip}/visible-gateway`]: String(work.props.get('visible_gateway')),
@@ -112,7 +123,7 @@ describe("a netvm's QubesDB", () => {
     work.powerState = 'Halted';
     app.events.fire(work, 'domain-shutdown');
     expect(under('/qubes-firewall/')).toEqual({});
-    expect(db().read('/connected-ips')?.toString()).toBe('');
+    expect(db().read('/connected-ips')?.toString()).toBe(ip);
   });
 
   it('gives a running client whose firewall.xml could not be loaded the drop policy alone, until rules are set', () => {
