@@ -1,4 +1,4 @@
-import { ProtocolError, QubesLabelInUseError } from '../../model/errors.js';
+import { ProtocolError, pyRepr, QubesLabelInUseError } from '../../model/errors.js';
 import type { Label } from '../../model/labels.js';
 import { MAX_DEFAULT_LABEL, validateLabelName } from '../../model/labels.js';
 import type { CallContext } from '../call-context.js';
@@ -25,7 +25,11 @@ export const label = {
     const l = labelOf(ctx);
     if (l.index <= MAX_DEFAULT_LABEL) throw new ProtocolError('Can only remove custom labels');
     // A qube whose label was reset has none (upstream's check fails on it, depending on the order).
-    if (ctx.app.domains.list().some((vm) => vm.label === l)) throw QubesLabelInUseError.forLabel(l.name);
+    if (ctx.app.domains.list().some((vm) => vm.label === l))
+      // Upstream names the Label object here, as its repr (the colour is bytes there until a reload).
+      throw new QubesLabelInUseError(
+        `Label is still in use: Label(${l.index}, ${pyRepr(l.color)}, ${pyRepr(l.name)})`,
+      );
     ctx.app.labels.remove(l);
     return undefined;
   },
