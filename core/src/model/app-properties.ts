@@ -64,7 +64,12 @@ function following(app: App, prop: string): Vm[] {
   return app.domains.sorted().filter((vm) => vm.props.has(prop) && vm.props.isDefault(prop));
 }
 
-/** Upstream's fan-out of a changed global default (`global`) to the VMs whose `prop` follows it. */
+/**
+ * Upstream's fan-out of a changed global default (`global`) to the VMs whose `prop` follows it.
+ * Upstream fans out default_guivm, default_audiovm and default_netvm on a Set only; a Reset that
+ * changes the value is fanned out here too (so no qube keeps the old default's tags or network, a
+ * documented deviation), one that changes nothing is not, as upstream.
+ */
 function fanOut(
   app: App,
   global: string,
@@ -72,6 +77,8 @@ function fanOut(
   event: 'property-set' | 'property-reset',
   old: PropValue | undefined,
 ): void {
+  const unchangedReset = app.props.isDefault(global) && (app.props.tryGet(global) ?? null) === (old ?? null);
+  if (unchangedReset && global !== 'default_dispvm') return;
   const oldvalue = eventString(old ?? null);
   for (const vm of following(app, prop)) {
     if (event === 'property-set') {

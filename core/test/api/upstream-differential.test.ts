@@ -378,3 +378,15 @@ describe('a qube whose label was reset', () => {
     await d.ok('admin.label.Remove', 'dom0', 'label-1');
   });
 });
+
+describe('a Reset of default_audiovm that changes nothing (seed 121)', () => {
+  it('is not fanned out to the qubes following it: a tag removed by hand stays removed, as upstream', async () => {
+    d = await appendixA();
+    await d.ok('admin.vm.tag.Remove', 'work', 'audiovm-dom0');
+    await d.ok('admin.property.Reset', 'dom0', 'default_audiovm');
+    expect(await d.ok('admin.vm.tag.Get', 'work', 'audiovm-dom0')).toBe('0');
+    // A Set is fanned out, whatever the value, as upstream's handler runs on every set.
+    await d.ok('admin.property.Set', 'dom0', 'default_audiovm', 'dom0');
+    expect(await d.ok('admin.vm.tag.Get', 'work', 'audiovm-dom0')).toBe('1');
+  });
+});
