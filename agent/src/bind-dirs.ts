@@ -23,11 +23,11 @@ const DONE_MARK = '/run/odyssey/bind-dirs.done';
 
 /**
  * Sources each config file as upstream does (they are bash, `binds+=( ... )`, and may hold any
- * code), in bash, and prints the resulting array NUL-separated. A file bash cannot parse is
- * skipped, where upstream's `bash -e` would stop binding anything.
+ * code), in bash, and prints the resulting array NUL-separated; what a file prints goes to the
+ * log. A file bash cannot parse is skipped, where upstream's `bash -e` would stop binding anything.
  */
 const SOURCE_CONFIGS =
-  'binds=(); for f; do if bash -n "$f"; then . "$f"; else echo "skipped $f: not bash" >&2; fi; done; ' +
+  'binds=(); for f; do if bash -n "$f"; then . "$f" >&2; else echo "skipped $f: not bash" >&2; fi; done; ' +
   '(( ${#binds[@]} )) && printf "%s\\0" "${binds[@]}"; exit 0';
 
 /** What bindDirs needs of the domain's QubesDB daemon. */

@@ -176,7 +176,10 @@ describe.skipIf(unavailable !== undefined)(`bindDirs in a mount namespace ${unav
 
   it('reads the config files (bash arrays), and /rw/config only without custom-persist', async () => {
     await mkdir(join(root, 'etc/qubes-bind-dirs.d'), { recursive: true });
-    await writeFile(join(root, 'etc/qubes-bind-dirs.d/30_pkg.conf'), "binds+=( '/var/lib/pkg' )\n");
+    await writeFile(
+      join(root, 'etc/qubes-bind-dirs.d/30_pkg.conf'),
+      "echo said\nbinds+=( '/var/lib/pkg' )\n",
+    );
     await mkdir(join(root, 'rw/config/qubes-bind-dirs.d'), { recursive: true });
     await writeFile(join(root, 'rw/config/qubes-bind-dirs.d/50_own.conf'), 'binds+=( /var/lib/own )\n');
     await writeFile(join(root, 'rw/config/qubes-bind-dirs.d/60_broken.conf'), 'binds+=( \n');
@@ -185,6 +188,7 @@ describe.skipIf(unavailable !== undefined)(`bindDirs in a mount namespace ${unav
     expect(plain).toContain('/var/lib/pkg: bound from');
     expect(plain).toContain('/var/lib/own: bound from');
     expect(plain).toMatch(/skipped .*60_broken\.conf/);
+    expect(plain).toContain('bind-dirs: said\n');
     await rm(join(root, 'rw/bind-dirs'), { recursive: true });
     const minimal = boot(appvm, 'true');
     expect(minimal).toContain('/var/lib/pkg: bound from');
