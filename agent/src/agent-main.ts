@@ -8,6 +8,7 @@ import { DomainQubesDb } from './qubesdb-daemon.js';
 import { createAgentTransport } from './transport.js';
 import { nameFromQubesDb } from './vm-name.js';
 import { consoleLog } from './console-log.js';
+import { bindDirs } from './bind-dirs.js';
 
 const program = new Command()
   .name('odyssey-qrexec-agent')
@@ -25,6 +26,10 @@ const program = new Command()
   // may not open the vchan dir (0700, the domain's root) reaching peers through the agent.
   .option('--switch-user', 'run each call as the user dom0 names (default: as the agent runs)')
   .option('--vm-name', 'name the host after the qube (QubesDB /name) before serving calls')
+  .option(
+    '--bind-dirs',
+    'bind the paths kept on the private volume (bind-dirs, custom-persist) before serving calls',
+  )
   .option('--vchan-proxy <path>', "serve this domain's vchans to qrexec-client-vm on this socket")
   .parse();
 
@@ -36,6 +41,7 @@ const options = program.opts<{
   qubesdbSocket: string;
   switchUser?: boolean;
   vmName?: boolean;
+  bindDirs?: boolean;
   vchanProxy?: string;
 }>();
 const domainId = options.domainId || program.error('no domain id: pass --domain-id or set VCHAN_DOMAIN');
@@ -46,6 +52,7 @@ const log = consoleLog('qrexec-agent');
 const qubesdb = await DomainQubesDb.start({ transport, socketPath: options.qubesdbSocket, log });
 if (options.vchanProxy) await serveVchanProxy(transport, options.vchanProxy, log);
 if (options.vmName) await nameFromQubesDb(qubesdb, log);
+if (options.bindDirs) await bindDirs(qubesdb, log);
 const agent = new QrexecAgent({
   transport,
   serviceDirs: options.serviceDir,

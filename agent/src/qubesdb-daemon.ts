@@ -42,6 +42,11 @@ export class DomainQubesDb {
     return this.#guest.db.read(path)?.toString('utf8');
   }
 
+  /** Every key under `prefix` with its value as text, in key order. */
+  entries(prefix: string): [string, string][] {
+    return this.#guest.db.multiread(prefix).map(([path, value]) => [path, value.toString('utf8')]);
+  }
+
   /** Resolves once dom0's database has arrived. */
   get ready(): Promise<void> {
     return this.#guest.ready;

@@ -5,6 +5,7 @@ import { serveVchanProxy } from '@odyssey/vchan';
 import { QrexecAgent } from './agent.js';
 import { DomainQubesDb } from './qubesdb-daemon.js';
 import { nameFromQubesDb } from './vm-name.js';
+import { bindDirs } from './bind-dirs.js';
 
 /** Where the guest's qrexec-client-vm points ODYSSEY_VCHAN_PROXY. */
 const VCHAN_PROXY_SOCKET = '/run/qubes/vchan-proxy';
@@ -39,6 +40,8 @@ export function echoRequest(cmdline: string): { port: number; ring?: number } | 
  * root only).
  * --vm-name: name the host after the qube (QubesDB /name) before serving calls, as upstream's
  * qubes-early-vm-config does (the Debian template).
+ * --bind-dirs: bind the paths the private volume keeps (bind-dirs.ts) before serving calls (the
+ * Debian template).
  */
 export async function serveGuest(transport: VchanTransport, log: (message: string) => void): Promise<void> {
   const echo = echoRequest(readFileSync('/proc/cmdline', 'utf8'));
@@ -46,6 +49,7 @@ export async function serveGuest(transport: VchanTransport, log: (message: strin
   await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
   const qubesDb = await DomainQubesDb.start({ transport, log });
   if (process.argv.includes('--vm-name')) await nameFromQubesDb(qubesDb, log);
+  if (process.argv.includes('--bind-dirs')) await bindDirs(qubesDb, log);
   const agent = new QrexecAgent({ transport, log, switchUsers: process.argv.includes('--switch-user') });
   await agent.start();
   process.stdout.write('ODYSSEY-QREXEC-READY\n');

@@ -8,6 +8,8 @@ import { dom0Qvm } from './qvm-run.js';
 const DEBIAN_QUBE = 'conf-debian';
 const TEMPLATE = 'debian-12';
 const ANNOUNCE_WAIT_MS = 180_000;
+/** The directory guest.custom-persist keeps (not in the image: its entry creates it). */
+const PERSIST_CHECK_DIR = '/var/lib/odyssey-persist-check';
 /**
  * The checks that import the template or boot its qube: in a nested Xen dom0 (Xen under TCG) the
  * 2 GiB root goes through the admin API at a few tens of MB/s and a systemd boot takes minutes.
@@ -175,6 +177,48 @@ export const guestTemplateChecks: readonly Check[] = [
         'a change to / after a restart',
       );
       await ctx.client.vms.kill(DEBIAN_QUBE);
+    },
+    SLOW_STEP_MS,
+  ),
+  guest(
+    'custom-persist',
+    async (ctx) => {
+      requireTemplate();
+      // Upstream's minimal-state qube (its integration test test_020_custom_persist): with the
+      // custom-persist service on, the paths of custom-persist.* features are all that outlives a
+      // start (the guest's bind-dirs, from QubesDB /persist/), /home included.
+      const features = {
+        'service.custom-persist': '1',
+        'custom-persist.x': `dir:user:user:0755:${PERSIST_CHECK_DIR}`,
+      };
+      for (const [feature, value] of Object.entries(features))
+        await ctx.client.features.set(DEBIAN_QUBE, feature, value);
+      try {
+        await ctx.client.vms.start(DEBIAN_QUBE);
+        expectEqual(
+          await shell(ctx, `stat -c '%U:%G %a' ${PERSIST_CHECK_DIR}`),
+          'user:user 755\n',
+          `${PERSIST_CHECK_DIR} made by its custom-persist entry at the first start`,
+        );
+        await shell(
+          ctx,
+          `echo kept >${PERSIST_CHECK_DIR}/file && echo dropped >/home/user/not-listed && sync`,
+        );
+        await ctx.client.vms.shutdown(DEBIAN_QUBE, { wait: true });
+        await ctx.client.vms.start(DEBIAN_QUBE);
+        expectEqual(
+          await shell(
+            ctx,
+            `cat ${PERSIST_CHECK_DIR}/file; test -e /home/user/not-listed && echo present || echo absent`,
+          ),
+          'kept\nabsent\n',
+          `after a restart: ${PERSIST_CHECK_DIR}/file (listed), then /home/user/not-listed (not listed)`,
+        );
+      } finally {
+        // A failed start leaves nothing to kill.
+        await ctx.client.vms.kill(DEBIAN_QUBE).catch(() => undefined);
+        for (const feature of Object.keys(features)) await ctx.client.features.remove(DEBIAN_QUBE, feature);
+      }
     },
     SLOW_STEP_MS,
   ),
