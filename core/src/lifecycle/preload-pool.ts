@@ -8,6 +8,12 @@ import type { Vm } from '../model/vm.js';
 import type { Saver } from '../persist/saver.js';
 import { type DisposableDeps, newDisposable } from './new-disposable.js';
 import type { Lifecycle } from './ports.js';
+import {
+  differingProperties,
+  outdatedText,
+  PRELOAD_OUTDATED_IGNORED,
+  preloadOutdated,
+} from './preload-outdated.js';
 import { AP } from '../model/app-properties.js';
 import { P } from '../model/vm-properties.js';
 
@@ -17,6 +23,10 @@ const IN_PROGRESS = 'preload-dispvm-in-progress';
 const COMPLETED = 'preload-dispvm-completed';
 /** Upstream's default preload-dispvm-delay, in seconds. */
 const DEFAULT_DELAY = 3;
+/** Upstream's refill delays after outdated preloads went, in seconds: a changed template property may come with more. */
+const REFRESH_DELAY = { shutdown: 4, property: 30 } as const;
+/** An outdated preload skipped by a request is removed this much later, not to slow that request down. */
+const SKIPPED_DISCARD_DELAY = 2;
 
 export interface PreloadDeps extends DisposableDeps {
   readonly lifecycle: Pick<Lifecycle, 'start' | 'pause' | 'unpause' | 'kill' | 'forget'>;
@@ -76,6 +86,8 @@ export class PreloadPool {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Removals under way, waited for at stop so none is cut off halfway. */
   private readonly discards = new Set<Promise<void>>();
+  /** Skipped outdated preloads waiting for their removal; a stop removes them at once. */
+  private readonly laterDiscards = new Map<Vm, NodeJS.Timeout>();
   private readonly unsubscribe: () => void;
   private closed = false;
 
@@ -115,8 +127,9 @@ export class PreloadPool {
     PreloadPool.setList(template, kept);
   }
 
-  private static isDvmTemplate(vm: Vm): boolean {
-    return vm.props.has('template_for_dispvms') && vm.klass !== 'DispVM';
+  /** A disposable template now: one that may have preloads. */
+  private static isActiveDvmTemplate(vm: Vm): boolean {
+    return vm.props.has('template_for_dispvms') && vm.klass !== 'DispVM' && vm.bool('template_for_dispvms');
   }
 
   /**
@@ -126,9 +139,7 @@ export class PreloadPool {
    */
   async start(): Promise<void> {
     const { app } = this.deps;
-    const templates = app.domains
-      .list()
-      .filter((t) => PreloadPool.isDvmTemplate(t) && t.bool('template_for_dispvms'));
+    const templates = app.domains.list().filter((t) => PreloadPool.isActiveDvmTemplate(t));
     const discard: Vm[] = [];
     let listsChanged = false;
     for (const template of templates) {
@@ -170,6 +181,11 @@ export class PreloadPool {
     for (const end of this.waits.values()) end('stopping');
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    for (const [vm, t] of this.laterDiscards) {
+      clearTimeout(t);
+      this.discardWhenSettled(vm);
+    }
+    this.laterDiscards.clear();
     await Promise.allSettled([...this.fills.values()]);
     await Promise.allSettled([...this.discards]);
   }
@@ -191,14 +207,9 @@ export class PreloadPool {
    */
   async take(template: Vm): Promise<Vm | null> {
     this.fillGap(template);
-    const name = PreloadPool.listOf(template).find((n) => this.deps.app.domains.byName(n));
-    if (name === undefined) return null;
-    const disp = this.deps.app.domains.get(name);
-    this.deps.log('info', `${name}: preloaded disposable requested`);
-    disp.features.set(IN_PROGRESS, '1');
-    this.removeFromList(template, [name], 'qube was requested');
-    this.requested.add(disp);
-    this.waits.get(disp)?.('requested');
+    const disp = await this.claimUpToDate(template);
+    if (disp === null) return null;
+    const name = disp.name;
     if (!featureTrue(disp.features.get(COMPLETED)) && !(await this.completion(disp))) {
       this.requested.delete(disp);
       this.deps.log('warn', `${name}: preloading did not complete, falling back to a new disposable`);
@@ -207,6 +218,97 @@ export class PreloadPool {
     if (disp.powerState === 'Paused') await this.deps.lifecycle.unpause(disp);
     await this.use(disp, template);
     return disp;
+  }
+
+  /**
+   * The first listed preload still matching its template, marked requested; the outdated ones
+   * before it leave the list and are removed shortly after (upstream's request_preload). When
+   * only outdated ones were listed, the caller makes a fresh disposable and the gap is refilled.
+   */
+  private async claimUpToDate(template: Vm): Promise<Vm | null> {
+    const { app, log } = this.deps;
+    const names = PreloadPool.listOf(template);
+    if (names.length === 0) return null;
+    for (const name of names) {
+      const disp = app.domains.byName(name);
+      if (!disp) continue;
+      const reason = await preloadOutdated(disp, template, (vm) => this.deps.storage.of(vm));
+      // Another request may have taken or dropped it meanwhile.
+      if (!PreloadPool.listOf(template).includes(name)) continue;
+      if (reason === null) {
+        log('info', `${name}: preloaded disposable requested`);
+        disp.features.set(IN_PROGRESS, '1');
+        this.removeFromList(template, [name], 'qube was requested');
+        this.requested.add(disp);
+        this.waits.get(disp)?.('requested');
+        return disp;
+      }
+      const text = outdatedText(reason);
+      log('warn', `${name}: discarding preloaded disposable as it has ${text}`);
+      this.removeFromList(template, [name], `of outdated ${text}`);
+      this.discardLater(disp);
+    }
+    log(
+      'warn',
+      `${template.name}: found only outdated preloaded qube(s), falling back to a normal disposable`,
+    );
+    this.fillGap(template);
+    return null;
+  }
+
+  private discardLater(disp: Vm): void {
+    if (this.laterDiscards.has(disp)) return;
+    const timer = setTimeout(() => {
+      this.laterDiscards.delete(disp);
+      this.discardWhenSettled(disp);
+    }, SKIPPED_DISCARD_DELAY * 1000);
+    this.laterDiscards.set(disp, timer);
+  }
+
+  /** A preload still starting is removed once its start settles, never from under it. */
+  private discardWhenSettled(disp: Vm): void {
+    const pending = this.completions.get(disp);
+    if (pending) void pending.then(() => this.discard(disp));
+    else void this.discard(disp);
+  }
+
+  /**
+   * Upstream's refresh_outdated_preload: listed preloads that no longer match their template
+   * leave the list and are removed, and the pool refills after `delaySec`. Differing properties
+   * are decided at once, so the list has changed when the property change is answered; the
+   * volumes (a stat each) right after.
+   */
+  private refreshOutdated(template: Vm, delaySec: number): void {
+    const listed = PreloadPool.listOf(template)
+      .map((n) => this.deps.app.domains.byName(n))
+      .filter((vm): vm is Vm => vm !== undefined && !this.requested.has(vm));
+    const now = listed.filter((vm) => differingProperties(vm, template).length > 0);
+    if (now.length > 0) this.dropOutdated(template, now, delaySec);
+    const rest = listed.filter((vm) => !now.includes(vm));
+    if (rest.length === 0) return;
+    void (async () => {
+      const volumesOf = (vm: Vm) => this.deps.storage.of(vm);
+      const checked = await Promise.all(
+        rest.map(async (vm) => (await preloadOutdated(vm, template, volumesOf)) && vm),
+      );
+      const later = checked.filter(
+        (vm): vm is Vm => vm !== null && PreloadPool.listOf(template).includes(vm.name),
+      );
+      // One refill is announced per refresh, as upstream's.
+      if (later.length > 0) this.dropOutdated(template, later, now.length > 0 ? null : delaySec);
+    })().catch((e: unknown) =>
+      this.deps.log('warn', `${template.name}: checking preloads failed: ${String(e)}`),
+    );
+  }
+
+  private dropOutdated(template: Vm, outdated: readonly Vm[], delaySec: number | null): void {
+    this.removeFromList(
+      template,
+      outdated.map((vm) => vm.name),
+      'of outdated volume(s) or property(ies)',
+    );
+    for (const vm of outdated) this.discardWhenSettled(vm);
+    if (delaySec !== null) this.schedule(template, 'of outdated volume(s)', delaySec, String(delaySec));
   }
 
   /** Waits for a preload still starting, at most 1.2 × its qrexec_timeout as upstream; false if it failed. */
@@ -449,6 +551,8 @@ export class PreloadPool {
           this.requested.delete(vm);
           this.removeFromList(template, [vm.name], 'automatic cleanup was called');
         }
+        // What a qube wrote while it ran is committed now: snapshots of it are outdated.
+        for (const t of this.dvmTemplatesSharingDisksOf(vm)) this.refreshOutdated(t, REFRESH_DELAY.shutdown);
         return;
       case `domain-feature-set:${MAX}`:
         this.onMaxChanged(vm, event.args);
@@ -457,6 +561,22 @@ export class PreloadPool {
         this.onMaxChanged(vm, undefined);
         return;
     }
+    const changed = /^property-(?:set|reset):(.*)$/.exec(event.name)?.[1];
+    if (
+      changed !== undefined &&
+      !PRELOAD_OUTDATED_IGNORED.has(changed) &&
+      PreloadPool.isActiveDvmTemplate(vm)
+    )
+      this.refreshOutdated(vm, REFRESH_DELAY.property);
+  }
+
+  /** The disposable templates whose preloads snapshot `vm`'s volumes: itself, or a template's app qubes. */
+  private dvmTemplatesSharingDisksOf(vm: Vm): Vm[] {
+    if (PreloadPool.isActiveDvmTemplate(vm)) return [vm];
+    if (vm.klass !== 'TemplateVM') return [];
+    return this.deps.app.domains
+      .list()
+      .filter((d) => d.template === vm && PreloadPool.isActiveDvmTemplate(d));
   }
 
   private onMaxChanged(vm: Vm, set: EventMap[`domain-feature-set:${string}`] | undefined): void {
@@ -468,7 +588,7 @@ export class PreloadPool {
       if (target) this.schedule(target, `global feature ${what}`, 0);
       return;
     }
-    if (!PreloadPool.isDvmTemplate(vm) || !vm.bool('template_for_dispvms')) return;
+    if (!PreloadPool.isActiveDvmTemplate(vm)) return;
     if (this.isGlobal(vm) && this.deps.app.adminVm.features.has(MAX)) return;
     if (deleted) this.removeExcess(vm, 0, 'local feature was deleted');
     else this.schedule(vm, `local feature ${what}`, 0);

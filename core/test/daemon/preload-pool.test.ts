@@ -218,3 +218,96 @@ describe('preloaded disposables', () => {
     expect(await listLine(t, kept ?? '')).toEqual([kept, 'class=DispVM', 'state=Paused']);
   });
 });
+
+describe('outdated preloaded disposables', () => {
+  const removed = (t: TestDaemon, names: readonly string[]) =>
+    eventually(() => names.every((n) => !t.daemon.app.domains.byName(n)));
+
+  it('a template property its disposables share outdates the preloads: they leave the pool at once and go', async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '2');
+    const old = await full(t, 2);
+    const events = recorded(t);
+    // A disposable's memory, vcpus, kernel... follow its template's by default: debug is its own.
+    await t.ok('admin.vm.property.Set', 'work', 'debug', 'True');
+    expect(await pool(t)).toEqual([]);
+    expect(events.map(show)).toEqual([
+      'work domain-preload-dispvm-start reason=of outdated volume(s) delay=30',
+    ]);
+    await removed(t, old);
+    for (const name of old) expect(t.vmm.calls).toContain(`kill ${name}`);
+    const fresh = await t.ok('admin.vm.CreateDisposable', 'work');
+    expect(old).not.toContain(fresh);
+    expect(await listLine(t, fresh)).toEqual([fresh, 'class=DispVM', 'state=Halted']);
+    await t.ok('admin.vm.CreateDisposable', 'work', 'preload');
+    for (const name of await full(t, 2)) {
+      expect(old).not.toContain(name);
+      expect(await t.ok('admin.vm.property.Get', name, 'debug')).toBe('default=False type=bool True');
+    }
+  });
+
+  it('an ignored template property leaves the preloads alone', async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '1');
+    const [name] = await full(t, 1);
+    const events = recorded(t);
+    // A disposable is left out of backups by default: this value differs from the preload's.
+    await t.ok('admin.vm.property.Set', 'work', 'include_in_backups', 'True');
+    expect(await t.ok('admin.vm.property.Get', name ?? '', 'include_in_backups')).toBe(
+      'default=True type=bool False',
+    );
+    expect(await pool(t)).toEqual([name]);
+    expect(await t.ok('admin.vm.CreateDisposable', 'work')).toBe(name);
+    expect(events.map(show)).not.toContain(expect.stringContaining('outdated'));
+  });
+
+  it('a request skips and removes a preload snapshotted before its template volume changed', async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '1');
+    const [stale = ''] = await full(t, 1);
+    await t.ok('admin.vm.volume.Resize', 'work', 'private', String(3 * 1024 ** 3));
+    // Only a request looks at volumes: the stale one stays listed until then.
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '2');
+    const [first, current] = await full(t, 2);
+    expect(first).toBe(stale);
+    const events = recorded(t);
+    expect(await t.ok('admin.vm.CreateDisposable', 'work')).toBe(current);
+    const left = await pool(t);
+    expect(left).not.toContain(stale);
+    expect(left).not.toContain(current);
+    expect(t.logs).toContain(
+      `warn: ${stale}: discarding preloaded disposable as it has volumes_outdated: private`,
+    );
+    await removed(t, [stale]);
+    expect(events.map(show)).toContain(`work domain-preload-dispvm-used dispvm=${current} delay=0.0`);
+  });
+
+  it('with only outdated preloads a request gets a fresh disposable and the gap is refilled', async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '2');
+    const old = await full(t, 2);
+    await t.ok('admin.vm.volume.Resize', 'work', 'private', String(3 * 1024 ** 3));
+    const events = recorded(t);
+    const fresh = await t.ok('admin.vm.CreateDisposable', 'work');
+    expect(old).not.toContain(fresh);
+    expect(await listLine(t, fresh)).toEqual([fresh, 'class=DispVM', 'state=Halted']);
+    expect(await pool(t)).toEqual([]);
+    expect(events.map(show)).toEqual(['work domain-preload-dispvm-start reason=there is a gap delay=5']);
+    await removed(t, old);
+  });
+
+  it('a template that ran outdates the preloads of its disposable templates once it stops', async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '1');
+    const old = await full(t, 1);
+    const events = recorded(t);
+    await t.ok('admin.vm.Start', 'tpl');
+    expect(await pool(t)).toEqual(old);
+    await t.ok('admin.vm.Shutdown', 'tpl');
+    await eventually(async () => (await pool(t)).length === 0);
+    expect(events.map(show)).toContain(
+      'work domain-preload-dispvm-start reason=of outdated volume(s) delay=4',
+    );
+    await removed(t, old);
+  });
+});
