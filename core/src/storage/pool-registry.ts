@@ -336,14 +336,17 @@ export class PoolRegistry {
 
   /** Creates all volumes on disk; on any failure removes what was created and rethrows. */
   async createVolumes(volumes: Iterable<Volume>): Promise<void> {
+    const all = [...volumes];
     const done: Volume[] = [];
     try {
-      for (const v of volumes) {
+      for (const v of all) {
         await v.create();
         done.push(v);
       }
     } catch (err) {
       for (const v of done) await v.remove().catch(() => undefined);
+      // They belong to no qube now: a pool's volume list must not show them (the one that failed did).
+      for (const v of all) this.forgetVolume(v);
       throw err;
     }
   }

@@ -390,3 +390,16 @@ describe('a Reset of default_audiovm that changes nothing (seed 121)', () => {
     expect(await d.ok('admin.vm.tag.Get', 'work', 'audiovm-dom0')).toBe('1');
   });
 });
+
+describe('a creation whose kernel volume cannot be made (seed 122)', () => {
+  it('leaves no volume of the qube in the pool: the kernel volume that failed was still listed', async () => {
+    d = await appendixA();
+    const before = await d.ok('admin.pool.volume.List', 'dom0', 'varlibqubes');
+    await d.ok('admin.property.Set', 'dom0', 'default_pool_kernel', 'varlibqubes');
+    expect(await text('admin.vm.Create.TemplateVM', 'dom0', '', 'name=gen-1 label=blue')).toBe(
+      exc('StoragePoolException', 'Volume size must be > 0: 6.6.1'),
+    );
+    expect(await d.ok('admin.pool.volume.List', 'dom0', 'varlibqubes')).toBe(before);
+    expect(await d.ok('admin.vm.List', 'dom0')).not.toContain('gen-1');
+  });
+});
