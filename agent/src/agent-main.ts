@@ -9,6 +9,7 @@ import { createAgentTransport } from './transport.js';
 import { nameFromQubesDb } from './vm-name.js';
 import { consoleLog } from './console-log.js';
 import { bindDirs } from './bind-dirs.js';
+import { writeServiceFlags } from './service-flags.js';
 
 const program = new Command()
   .name('odyssey-qrexec-agent')
@@ -27,6 +28,10 @@ const program = new Command()
   .option('--switch-user', 'run each call as the user dom0 names (default: as the agent runs)')
   .option('--vm-name', 'name the host after the qube (QubesDB /name) before serving calls')
   .option(
+    '--service-flags',
+    "write upstream's qubes-sysinit flags (/run/qubes-service/*) before serving calls",
+  )
+  .option(
     '--bind-dirs',
     'bind the paths kept on the private volume (bind-dirs, custom-persist) before serving calls',
   )
@@ -41,6 +46,7 @@ const options = program.opts<{
   qubesdbSocket: string;
   switchUser?: boolean;
   vmName?: boolean;
+  serviceFlags?: boolean;
   bindDirs?: boolean;
   vchanProxy?: string;
 }>();
@@ -52,6 +58,7 @@ const log = consoleLog('qrexec-agent');
 const qubesdb = await DomainQubesDb.start({ transport, socketPath: options.qubesdbSocket, log });
 if (options.vchanProxy) await serveVchanProxy(transport, options.vchanProxy, log);
 if (options.vmName) await nameFromQubesDb(qubesdb, log);
+if (options.serviceFlags) await writeServiceFlags(qubesdb, log);
 if (options.bindDirs) await bindDirs(qubesdb, log);
 const agent = new QrexecAgent({
   transport,

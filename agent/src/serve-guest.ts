@@ -6,6 +6,7 @@ import { QrexecAgent } from './agent.js';
 import { DomainQubesDb } from './qubesdb-daemon.js';
 import { nameFromQubesDb } from './vm-name.js';
 import { bindDirs } from './bind-dirs.js';
+import { writeServiceFlags } from './service-flags.js';
 
 /** Where the guest's qrexec-client-vm points ODYSSEY_VCHAN_PROXY. */
 const VCHAN_PROXY_SOCKET = '/run/qubes/vchan-proxy';
@@ -40,6 +41,8 @@ export function echoRequest(cmdline: string): { port: number; ring?: number } | 
  * root only).
  * --vm-name: name the host after the qube (QubesDB /name) before serving calls, as upstream's
  * qubes-early-vm-config does (the Debian template).
+ * --service-flags: upstream's qubes-sysinit flags, /run/qubes-service/* and /run/qubes/this-is-*
+ * (service-flags.ts), before serving calls (the Debian template).
  * --bind-dirs: bind the paths the private volume keeps (bind-dirs.ts) before serving calls (the
  * Debian template).
  */
@@ -49,6 +52,7 @@ export async function serveGuest(transport: VchanTransport, log: (message: strin
   await serveVchanProxy(transport, VCHAN_PROXY_SOCKET, log);
   const qubesDb = await DomainQubesDb.start({ transport, log });
   if (process.argv.includes('--vm-name')) await nameFromQubesDb(qubesDb, log);
+  if (process.argv.includes('--service-flags')) await writeServiceFlags(qubesDb, log);
   if (process.argv.includes('--bind-dirs')) await bindDirs(qubesDb, log);
   const agent = new QrexecAgent({ transport, log, switchUsers: process.argv.includes('--switch-user') });
   await agent.start();

@@ -190,11 +190,24 @@ export const guestTemplateChecks: readonly Check[] = [
       const features = {
         'service.custom-persist': '1',
         'custom-persist.x': `dir:user:user:0755:${PERSIST_CHECK_DIR}`,
+        // Off where an AppVM has it on by default: its flag file is gone (upstream's qubes-sysinit).
+        'service.tracker': '',
       };
       for (const [feature, value] of Object.entries(features))
         await ctx.client.features.set(DEBIAN_QUBE, feature, value);
       try {
         await ctx.client.vms.start(DEBIAN_QUBE);
+        // The services as the guest's units see them: the AppVM's defaults and its service.* features
+        // (meminfo-writer follows maxmem, which differs between backends).
+        expectEqual(
+          await shell(
+            ctx,
+            'cd /run/qubes-service && ls custom-persist qubes-update-check; ' +
+              'test -e tracker && echo tracker; ls /run/qubes/this-is-appvm /run/qubes/persistent-rw-only',
+          ),
+          'custom-persist\nqubes-update-check\n/run/qubes/persistent-rw-only\n/run/qubes/this-is-appvm\n',
+          "/run/qubes-service and /run/qubes as upstream's qubes-sysinit leaves them in an AppVM",
+        );
         expectEqual(
           await shell(ctx, `stat -c '%U:%G %a' ${PERSIST_CHECK_DIR}`),
           'user:user 755\n',
