@@ -11,7 +11,13 @@ import {
   QubesDb,
   readOnlySocketPath,
 } from '@odyssey/qubesdb';
-import { publishedRules, qubesDbEntries, runningClients } from '../lifecycle/qubesdb-entries.js';
+import {
+  publishedRules,
+  qubesDbEntries,
+  newReadersOf,
+  qubesDbSources,
+  runningClients,
+} from '../lifecycle/qubesdb-entries.js';
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
 import type { QubesEvent } from '../model/events.js';
@@ -34,6 +40,8 @@ interface Served {
   readonly server: Dom0QubesDbServer;
   /** What dom0 last wrote from the model: a later computation is compared with it. */
   entries: Map<string, string>;
+  /** The qubes `entries` were computed from: an event about another leaves them as they are. */
+  sources: ReadonlySet<Vm>;
   readonly local: Promise<readonly LocalQubesDbServer[]>;
 }
 
@@ -50,9 +58,9 @@ function hostTimezone(): string | null {
  * dom0's QubesDB: a database per running domain, served on the domain's
  * QubesDB vchan (and on a dom0 socket, as upstream's per-domain daemons),
  * filled at start with the entries qubes-core-admin writes and kept in step
- * with the model: after every change of a property or feature anywhere, the
- * entries are computed again and what differs is written or removed, so
- * the domain's watchers hear of it.
+ * with the model: after a change of a property, feature or state of a qube
+ * the entries of a domain are computed from, they are computed again and
+ * what differs is written or removed, so the domain's watchers hear of it.
  */
 export class QubesDbHost {
   readonly #options: QubesDbHostOptions;
@@ -94,6 +102,7 @@ export class QubesDbHost {
       db,
       server,
       entries,
+      sources: qubesDbSources(vm),
       local: previous.then(() => this.#openLocal(name, db)),
     });
     this.#scheduleExpiry();
@@ -126,11 +135,20 @@ export class QubesDbHost {
       const failed = this.#served.get(event.subject.name);
       if (failed) this.#drop(event.subject.name, failed);
     }
+    const newReader = newReadersOf(event);
+    const subject = event.subject;
+    let netvmRefreshed = false;
     for (const [name, served] of this.#served) {
       const vm = this.#options.app.domains.byName(name);
-      if (vm) this.#refresh(vm, served, event);
+      if (!vm) continue;
+      const reads =
+        newReader === 'all' || newReader === vm || (subject !== null && served.sources.has(subject));
+      if (!reads) continue;
+      this.#refresh(vm, served, event);
+      netvmRefreshed ||= vm.bool('provides_network');
     }
-    this.#scheduleExpiry();
+    // The nearest expiry moves only with a netvm's entries: the rules of its running clients.
+    if (newReader === 'all' || netvmRefreshed) this.#scheduleExpiry();
   }
 
   #follow(vm: Vm): void {
@@ -161,6 +179,7 @@ export class QubesDbHost {
     for (const key of served.entries.keys()) if (!isFirewallKey(key) && !next.has(key)) served.db.rm(key);
     this.#refreshFirewall(served, next, firewallChangedClient(vm, event));
     served.entries = next;
+    served.sources = qubesDbSources(vm);
   }
 
   /**

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { customPersistEntry } from '../model/custom-persist.js';
 import { MAX_SERVICE_NAME } from '../model/service-features.js';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
+import type { QubesEvent } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
 import { P } from '../model/vm-properties.js';
 
@@ -126,6 +127,43 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
   if (proxy !== undefined) put('/qubes-service/yum-proxy-setup', pyFlag(proxy));
   return entries;
 }
+
+/**
+ * The qubes whose state qubesDbEntries(vm) reads: the qube and dom0, and every qube they lead to by
+ * template, netvm and guivm (the defaults read there: a template's default_user and features, a
+ * netvm's gateway and ipv6 feature, a guivm's keyboard layout and xid); a netvm also reads its
+ * running clients, and so what they lead to. After an event about a qube outside this set the
+ * entries are what they were, unless the event makes a qube read the subject (newReadersOf).
+ */
+export function qubesDbSources(vm: Vm): Set<Vm> {
+  const sources = new Set<Vm>();
+  const follow = (qube: Vm | null): void => {
+    if (qube === null || sources.has(qube)) return;
+    sources.add(qube);
+    follow(qube.template);
+    follow(qube.netvm);
+    follow(qube.props.has('guivm') ? (qube.props.tryGet(P.guivm) ?? null) : null);
+  };
+  follow(vm.app.adminVm);
+  follow(vm);
+  if (vm.bool('provides_network')) for (const client of runningClients(vm)) follow(client);
+  return sources;
+}
+
+/**
+ * The domains an event can newly concern, beyond those whose qubesDbSources hold its subject: all
+ * of them for an event about no qube (a global property; those the entries read fan out as events
+ * about each qube that follows them, but a default may read one that does not); else, when the
+ * subject started, stopped or changed netvm, its netvm, which reads its running clients and held
+ * the subject among its sources only if it was one already. A template or guivm is read only by
+ * the qube that names it, which is a source of its own.
+ */
+export function newReadersOf(event: QubesEvent): 'all' | Vm | null {
+  if (event.subject === null) return 'all';
+  return SOURCE_LINKS.test(event.name) ? event.subject.netvm : null;
+}
+
+const SOURCE_LINKS = /^property-(set|reset|del):(netvm|xid)$/;
 
 /** get_default_user: a boot mode may name its own default user. */
 function defaultUser(vm: Vm): string {
