@@ -302,7 +302,8 @@ export class QubesDbHost {
   }
 }
 
-const isFirewallKey = (key: string): boolean => key.startsWith('/qubes-firewall/');
+const FIREWALL_DIR = '/qubes-firewall/';
+const isFirewallKey = (key: string): boolean => key.startsWith(FIREWALL_DIR);
 
 /** The client whose firewall-changed this event is, when `netvm` is its netvm. */
 function firewallChangedClient(netvm: Vm, event: QubesEvent): Vm | undefined {
@@ -310,16 +311,23 @@ function firewallChangedClient(netvm: Vm, event: QubesEvent): Vm | undefined {
   return event.name === 'firewall-changed' && subject?.netvm === netvm ? subject : undefined;
 }
 
-/** Each /qubes-firewall/<ip> marker with the entries under it. */
+/**
+ * Each /qubes-firewall/<ip> marker with the entries under it, in one pass with no split: a netvm
+ * has a few entries per running client here, and this runs twice on each refresh of its entries.
+ */
 function firewallDirs(entries: Map<string, string>): Map<string, [string, string][]> {
   const dirs = new Map<string, [string, string][]>();
-  for (const key of entries.keys()) {
-    if (isFirewallKey(key) && key.split('/').length === 3) dirs.set(key, []);
-  }
+  const under = new Map<string, [string, string][]>();
+  const entriesUnder = (marker: string): [string, string][] => {
+    let list = under.get(marker);
+    if (!list) under.set(marker, (list = []));
+    return list;
+  };
   for (const [key, value] of entries) {
     if (!isFirewallKey(key)) continue;
-    const marker = key.split('/').slice(0, 3).join('/');
-    if (key !== marker) dirs.get(marker)?.push([key, value]);
+    const slash = key.indexOf('/', FIREWALL_DIR.length);
+    if (slash < 0) dirs.set(key, entriesUnder(key));
+    else entriesUnder(key.slice(0, slash)).push([key, value]);
   }
   return dirs;
 }
