@@ -11,7 +11,13 @@ import {
   QubesDb,
   readOnlySocketPath,
 } from '@odyssey/qubesdb';
-import { publishedRules, qubesDbEntries, runningClients } from '../lifecycle/qubesdb-entries.js';
+import {
+  publishedRules,
+  qubesDbEntries,
+  newReadersOf,
+  qubesDbSources,
+  runningClients,
+} from '../lifecycle/qubesdb-entries.js';
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
 import type { QubesEvent } from '../model/events.js';
@@ -34,6 +40,8 @@ interface Served {
   readonly server: Dom0QubesDbServer;
   /** What dom0 last wrote from the model: a later computation is compared with it. */
   entries: Map<string, string>;
+  /** The qubes `entries` were computed from: an event about another leaves them as they are. */
+  sources: ReadonlySet<Vm>;
   readonly local: Promise<readonly LocalQubesDbServer[]>;
 }
 
@@ -50,9 +58,9 @@ function hostTimezone(): string | null {
  * dom0's QubesDB: a database per running domain, served on the domain's
  * QubesDB vchan (and on a dom0 socket, as upstream's per-domain daemons),
  * filled at start with the entries qubes-core-admin writes and kept in step
- * with the model: after every change of a property or feature anywhere, the
- * entries are computed again and what differs is written or removed, so
- * the domain's watchers hear of it.
+ * with the model: after a change of a property, feature or state of a qube
+ * the entries of a domain are computed from, they are computed again and
+ * what differs is written or removed, so the domain's watchers hear of it.
  */
 export class QubesDbHost {
   readonly #options: QubesDbHostOptions;
@@ -94,6 +102,7 @@ export class QubesDbHost {
       db,
       server,
       entries,
+      sources: qubesDbSources(vm),
       local: previous.then(() => this.#openLocal(name, db)),
     });
     this.#scheduleExpiry();
@@ -126,11 +135,20 @@ export class QubesDbHost {
       const failed = this.#served.get(event.subject.name);
       if (failed) this.#drop(event.subject.name, failed);
     }
+    const newReader = newReadersOf(event);
+    const subject = event.subject;
+    let netvmRefreshed = false;
     for (const [name, served] of this.#served) {
       const vm = this.#options.app.domains.byName(name);
-      if (vm) this.#refresh(vm, served, event);
+      if (!vm) continue;
+      const reads =
+        newReader === 'all' || newReader === vm || (subject !== null && served.sources.has(subject));
+      if (!reads) continue;
+      this.#refresh(vm, served, event);
+      netvmRefreshed ||= vm.bool('provides_network');
     }
-    this.#scheduleExpiry();
+    // The nearest expiry moves only with a netvm's entries: the rules of its running clients.
+    if (newReader === 'all' || netvmRefreshed) this.#scheduleExpiry();
   }
 
   #follow(vm: Vm): void {
@@ -159,6 +177,7 @@ export class QubesDbHost {
     for (const key of served.entries.keys()) if (!isFirewallKey(key) && !next.has(key)) served.db.rm(key);
     this.#refreshFirewall(served, next, firewallChangedClient(vm, event));
     served.entries = next;
+    served.sources = qubesDbSources(vm);
   }
 
   /**
@@ -292,7 +311,8 @@ function rewrittenKey(vm: Vm, event: QubesEvent): string | undefined {
   return undefined;
 }
 
-const isFirewallKey = (key: string): boolean => key.startsWith('/qubes-firewall/');
+const FIREWALL_DIR = '/qubes-firewall/';
+const isFirewallKey = (key: string): boolean => key.startsWith(FIREWALL_DIR);
 
 /** The client whose firewall-changed this event is, when `netvm` is its netvm. */
 function firewallChangedClient(netvm: Vm, event: QubesEvent): Vm | undefined {
@@ -300,16 +320,23 @@ function firewallChangedClient(netvm: Vm, event: QubesEvent): Vm | undefined {
   return event.name === 'firewall-changed' && subject?.netvm === netvm ? subject : undefined;
 }
 
-/** Each /qubes-firewall/<ip> marker with the entries under it. */
+/**
+ * Each /qubes-firewall/<ip> marker with the entries under it, in one pass with no split: a netvm
+ * has a few entries per running client here, and this runs twice on each refresh of its entries.
+ */
 function firewallDirs(entries: Map<string, string>): Map<string, [string, string][]> {
   const dirs = new Map<string, [string, string][]>();
-  for (const key of entries.keys()) {
-    if (isFirewallKey(key) && key.split('/').length === 3) dirs.set(key, []);
-  }
+  const under = new Map<string, [string, string][]>();
+  const entriesUnder = (marker: string): [string, string][] => {
+    let list = under.get(marker);
+    if (!list) under.set(marker, (list = []));
+    return list;
+  };
   for (const [key, value] of entries) {
     if (!isFirewallKey(key)) continue;
-    const marker = key.split('/').slice(0, 3).join('/');
-    if (key !== marker) dirs.get(marker)?.push([key, value]);
+    const slash = key.indexOf('/', FIREWALL_DIR.length);
+    if (slash < 0) dirs.set(key, entriesUnder(key));
+    else entriesUnder(key.slice(0, slash)).push([key, value]);
   }
   return dirs;
 }

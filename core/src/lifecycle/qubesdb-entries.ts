@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { customPersistEntry } from '../model/custom-persist.js';
 import { MAX_SERVICE_NAME } from '../model/service-features.js';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
+import type { QubesEvent } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
 import { P, VM_PROPS } from '../model/vm-properties.js';
 
@@ -140,6 +141,54 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
   if (proxy !== undefined) put('/qubes-service/yum-proxy-setup', pyFlag(proxy));
   return entries;
 }
+
+/**
+ * The qubes whose state qubesDbEntries(vm) reads: the qube and dom0, and every qube they lead to by
+ * template, netvm, guivm and audiovm (the defaults read there: a template's default_user and
+ * features, a netvm's gateway and ipv6 feature, a guivm's keyboard layout and xid, an audiovm's
+ * xid); a netvm also reads every client (their addresses; the running ones' rules), and so what they
+ * lead to, and a relay the RemoteVMs it relays for. After an event about a qube outside this set the
+ * entries are what they were, unless the event makes a qube read the subject (newReadersOf).
+ */
+export function qubesDbSources(vm: Vm): Set<Vm> {
+  const sources = new Set<Vm>();
+  const linked = (qube: Vm, prop: 'guivm' | 'audiovm'): Vm | null =>
+    qube.props.has(prop) ? ((qube.props.tryGet(prop) as Vm | null | undefined) ?? null) : null;
+  const follow = (qube: Vm | null): void => {
+    if (qube === null || sources.has(qube)) return;
+    sources.add(qube);
+    follow(qube.template);
+    follow(qube.netvm);
+    follow(linked(qube, 'guivm'));
+    follow(linked(qube, 'audiovm'));
+  };
+  follow(vm.app.adminVm);
+  follow(vm);
+  for (const other of vm.app.domains.list()) {
+    // A netvm lists every client's address (/connected-ips); a relay names the RemoteVMs it relays for.
+    if (other.netvm === vm && vm.bool('provides_network')) follow(other);
+    else if (other.klass === 'RemoteVM' && other.props.tryGet(P_REMOTE.relayvm) === vm) sources.add(other);
+  }
+  return sources;
+}
+
+/**
+ * The domains an event can newly concern, beyond those whose qubesDbSources hold its subject: all
+ * of them for an event about no qube (a global property; those the entries read fan out as events
+ * about each qube that follows them, but a default may read one that does not); else, when the
+ * subject started, stopped or changed netvm, its netvm, which held the subject among its sources
+ * only if it was a client already; when a RemoteVM changed relayvm, its new relay. A template,
+ * guivm or audiovm is read only by the qube that names it, which is a source of its own.
+ */
+export function newReadersOf(event: QubesEvent): 'all' | Vm | null {
+  const subject = event.subject;
+  if (subject === null) return 'all';
+  const link = SOURCE_LINKS.exec(event.name)?.[1];
+  if (link === 'relayvm') return (subject.props.tryGet(P_REMOTE.relayvm) as Vm | null | undefined) ?? null;
+  return link === undefined ? null : subject.netvm;
+}
+
+const SOURCE_LINKS = /^property-(?:set|reset|del):(netvm|xid|relayvm)$/;
 
 /** get_default_user: a boot mode may name its own default user. */
 function defaultUser(vm: Vm): string {
