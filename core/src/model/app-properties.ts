@@ -68,7 +68,8 @@ function following(app: App, prop: string): Vm[] {
  * Upstream's fan-out of a changed global default (`global`) to the VMs whose `prop` follows it.
  * Upstream fans out default_guivm, default_audiovm and default_netvm on a Set only; a Reset that
  * changes the value is fanned out here too (so no qube keeps the old default's tags or network, a
- * documented deviation), one that changes nothing is not, as upstream.
+ * documented deviation), one that changes nothing is not, as upstream. default_dispvm's handler
+ * runs on every Set and Reset (`onEveryReset`).
  */
 function fanOut(
   app: App,
@@ -76,9 +77,10 @@ function fanOut(
   prop: string,
   event: 'property-set' | 'property-reset',
   old: PropValue | undefined,
+  onEveryReset = false,
 ): void {
   const unchangedReset = app.props.isDefault(global) && (app.props.tryGet(global) ?? null) === (old ?? null);
-  if (unchangedReset && global !== 'default_dispvm') return;
+  if (unchangedReset && !onEveryReset) return;
   const oldvalue = eventString(old ?? null);
   for (const vm of following(app, prop)) {
     if (event === 'property-set') {
@@ -115,7 +117,7 @@ export const AP = declare({
     allowNone: true,
     default: () => null,
     validate: (_app, v) => requireDispvmTemplate('system', 'default_dispvm', v),
-    afterChange: (app, old) => fanOut(app, 'default_dispvm', 'default_dispvm', 'property-reset', old),
+    afterChange: (app, old) => fanOut(app, 'default_dispvm', 'default_dispvm', 'property-reset', old, true),
   }),
   default_guivm: vmProp<App>('Default GUI domain for new qubes.', self, {
     stage: 3,
