@@ -1,5 +1,6 @@
 import type { NetworkLink, Vmm } from '@odyssey/hal';
 import type { App } from '../model/app.js';
+import { byVmOrder } from '../model/domains.js';
 import { QubesVMInUseError, QubesVMNotStartedError } from '../model/errors.js';
 import type { EventOf } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
@@ -17,7 +18,10 @@ export function linkOf(vm: Vm, netvm: Vm | null = vm.netvm): NetworkLink | undef
 
 /** The qubes whose netvm is `netvm` (upstream's connected_vms), by name as upstream iterates domains. */
 export function connectedVms(app: App, netvm: Vm): Vm[] {
-  return app.domains.sorted().filter((vm) => vm.netvm === netvm);
+  return app.domains
+    .list()
+    .filter((vm) => vm.netvm === netvm)
+    .sort(byVmOrder);
 }
 
 /**

@@ -4,6 +4,7 @@ import { MAX_SERVICE_NAME } from '../model/service-features.js';
 import { isExpired, type FirewallRule } from '../model/firewall.js';
 import type { QubesEvent } from '../model/events.js';
 import type { Vm } from '../model/vm.js';
+import { connectedVms } from './network-links.js';
 import { P, VM_PROPS } from '../model/vm-properties.js';
 
 const P_REMOTE = VM_PROPS.RemoteVM;
@@ -125,10 +126,8 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
   if (audioXid !== undefined) put('/qubes-audio-domain-xid', audioXid);
 
   // relay.py: the name each RemoteVM this qube relays for has on the remote host
-  for (const remote of vm.app.domains.list()) {
-    if (remote.klass !== 'RemoteVM' || remote.props.tryGet(P_REMOTE.relayvm) !== vm) continue;
+  for (const remote of relayedRemotes(vm))
     put(`/remote/${remote.name}`, remote.props.tryGet(P_REMOTE.remote_name) || remote.name);
-  }
 
   // r3compatibility.py
   put('/qubes-vm-type', vmType(vm, providesNetwork));
@@ -164,12 +163,17 @@ export function qubesDbSources(vm: Vm): Set<Vm> {
   };
   follow(vm.app.adminVm);
   follow(vm);
-  for (const other of vm.app.domains.list()) {
-    // A netvm lists every client's address (/connected-ips); a relay names the RemoteVMs it relays for.
-    if (other.netvm === vm && vm.bool('provides_network')) follow(other);
-    else if (other.klass === 'RemoteVM' && other.props.tryGet(P_REMOTE.relayvm) === vm) sources.add(other);
-  }
+  // A netvm lists every client's address (/connected-ips); a relay names the RemoteVMs it relays for.
+  if (vm.bool('provides_network')) for (const client of connectedVms(vm.app, vm)) follow(client);
+  for (const remote of relayedRemotes(vm)) sources.add(remote);
   return sources;
+}
+
+/** The RemoteVMs whose relayvm is `vm`. */
+function relayedRemotes(vm: Vm): Vm[] {
+  return vm.app.domains
+    .list()
+    .filter((remote) => remote.klass === 'RemoteVM' && remote.props.tryGet(P_REMOTE.relayvm) === vm);
 }
 
 /**
@@ -230,10 +234,7 @@ function netvmClientEntries(netvm: Vm, now: number): [string, string][] {
   };
   // Upstream's anti-spoofing lists name every client, running or not, by name: the netvm then
   // drops packets from its uplink that claim any client's address.
-  const connected = netvm.app.domains
-    .list()
-    .filter((vm) => vm.netvm === netvm)
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const connected = connectedVms(netvm.app, netvm);
   const addresses = (name: string): string =>
     connected
       .map((vm) => prop(vm, name))

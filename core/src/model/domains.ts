@@ -1,6 +1,12 @@
 import { QubesVMNotFoundError } from './errors.js';
 import type { Vm } from './vm.js';
 
+/** Upstream's order of qubes: dom0 first (its AdminVM sorts before all), then by name as Python compares strings. */
+export function byVmOrder(a: Vm, b: Vm): number {
+  if (a.isAdminVm !== b.isAdminVm) return a.isAdminVm ? -1 : 1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 /** All domains, by name, in insertion order (which is the order qubes.xml keeps). */
 export class DomainCollection {
   private readonly byNameMap = new Map<string, Vm>();
@@ -34,10 +40,7 @@ export class DomainCollection {
 
   /** admin.vm.List's order: dom0 first (upstream's AdminVM sorts before all), then by name as Python compares strings. */
   sorted(): Vm[] {
-    return this.list().sort((a, b) => {
-      if (a.isAdminVm !== b.isAdminVm) return a.isAdminVm ? -1 : 1;
-      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-    });
+    return this.list().sort(byVmOrder);
   }
 
   get size(): number {
