@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import type { Stats } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   PERSISTENT_HOME,
@@ -12,6 +11,7 @@ import {
   type BindPlan,
   type PersistEntry,
 } from './bind-dirs-config.js';
+import { qubesDbArrived } from './qubesdb-arrival.js';
 
 const run = promisify(execFile);
 
@@ -200,7 +200,7 @@ export async function bindDirs(
 ): Promise<void> {
   const log = (message: string): void => agentLog(`bind-dirs: ${message}`);
   const root = options.root ?? '';
-  const synced = await Promise.race([qubesDb.ready.then(() => true), sleep(options.waitMs ?? 30_000, false)]);
+  const synced = await qubesDbArrived(qubesDb.ready, options.waitMs);
   if (!synced) return log('no QubesDB: nothing bound');
   if (qubesDb.read('/qubes-vm-persistence') === 'full') return;
   const mark = join(root, DONE_MARK);

@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { qubesDbArrived } from './qubesdb-arrival.js';
 
 /** The services on by default in each kind of qube, as upstream's qubes-sysinit has them. */
 const COMMON = ['meminfo-writer', 'software-rendering'];
@@ -53,7 +53,7 @@ export async function writeServiceFlags(
   log: (message: string) => void,
   options: { readonly root?: string; readonly waitMs?: number } = {},
 ): Promise<string[] | undefined> {
-  const synced = await Promise.race([db.ready.then(() => true), sleep(options.waitMs ?? 30_000, false)]);
+  const synced = await qubesDbArrived(db.ready, options.waitMs);
   if (!synced) {
     log('service flags: QubesDB has not arrived: none written');
     return undefined;

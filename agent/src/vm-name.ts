@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { qubesDbArrived } from './qubesdb-arrival.js';
 
 /** Upstream's rule for a qube's name (qubes.vm.validate_name); anything else from QubesDB is refused. */
 const VM_NAME = /^[a-zA-Z][a-zA-Z0-9_.-]{0,30}$/;
@@ -66,7 +66,7 @@ export async function nameFromQubesDb(
   log: (message: string) => void,
   options: VmNameOptions & { readonly waitMs?: number } = {},
 ): Promise<void> {
-  const synced = await Promise.race([qubesDb.ready.then(() => true), sleep(options.waitMs ?? 30_000, false)]);
+  const synced = await qubesDbArrived(qubesDb.ready, options.waitMs);
   const name = synced ? qubesDb.read('/name') : undefined;
   if (name === undefined) {
     log('no QubesDB /name: the hostname stays as it is');
