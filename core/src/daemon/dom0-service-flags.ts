@@ -3,8 +3,7 @@ import { join } from 'node:path';
 
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
-
-const SERVICE_FEATURE = 'service.';
+import { SERVICE_PREFIX } from '../model/service-features.js';
 
 /**
  * Upstream's services extension mirrors dom0's own `service.*` features as flag files, which
@@ -32,16 +31,13 @@ export function installDom0ServiceFlags(app: App, dir: string, log: Log): void {
   };
 
   for (const [feature, value] of app.domains.byName('dom0')?.features.entries() ?? [])
-    if (feature.startsWith(SERVICE_FEATURE)) apply(feature.slice(SERVICE_FEATURE.length), value !== '');
+    if (feature.startsWith(SERVICE_PREFIX)) apply(feature.slice(SERVICE_PREFIX.length), value !== '');
 
   app.events.subscribe((event) => {
     if (!event.subject?.isAdminVm) return;
     const change = /^domain-feature-(set|delete):service\.(.+)$/.exec(event.name);
     const service = change?.[2];
     if (service === undefined) return;
-    apply(
-      service,
-      change?.[1] === 'set' && event.subject.features.get(`${SERVICE_FEATURE}${service}`) !== '',
-    );
+    apply(service, change?.[1] === 'set' && event.subject.features.get(`${SERVICE_PREFIX}${service}`) !== '');
   });
 }

@@ -2,7 +2,8 @@ import type { App } from './app.js';
 import type { Vm } from './vm.js';
 import { QubesValueError } from './errors.js';
 
-const SERVICE_PREFIX = 'service.';
+/** The features that name a service: `service.<name>`. */
+export const SERVICE_PREFIX = 'service.';
 /** Longest service name QubesDB's /qubes-service/ takes; app-dispvm. ones go by their hash instead. */
 export const MAX_SERVICE_NAME = 48;
 const MEMINFO_WRITER = `${SERVICE_PREFIX}meminfo-writer`;
