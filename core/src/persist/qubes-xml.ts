@@ -11,7 +11,7 @@ import { initPropertyTags } from '../model/property-tags.js';
 import { loadMeminfoWriter } from '../model/service-features.js';
 import { isVmClassName } from '../model/vm-classes.js';
 import type { XmlElement } from './xml-writer.js';
-import { renderXml, xmlEl } from './xml-writer.js';
+import { renderAround, renderXml, xmlEl } from './xml-writer.js';
 
 /**
  * qubes.xml in upstream's shape (admin-api-reference §5): labels, pools,
@@ -35,6 +35,8 @@ export interface StorageSource {
 type Node = Record<string, unknown>;
 /** Events that may change the kernel of qubes other than their subject. */
 const KERNEL_CHANGE = /^property-(set|del|reset):(default_)?kernel$/;
+/** Events that change a domain's features and nothing else of its element. */
+const FEATURE_CHANGE = /^domain-feature-(pre-)?(set|delete):/;
 const ATTR = '@_';
 
 function propertiesOf(store: Properties): XmlElement[] {
@@ -53,18 +55,14 @@ function deviceNode(a: DeviceAssignment): XmlElement {
   );
 }
 
-function domainNode(
-  vm: Vm,
-  volumes: readonly Attrs[] | undefined,
-  features: Iterable<readonly [string, string]>,
-): XmlElement {
-  const children = [
-    xmlEl('properties', {}, propertiesOf(vm.props)),
-    xmlEl(
-      'features',
-      {},
-      [...features].map(([k, v]) => xmlEl('feature', { name: k }, v)),
-    ),
+/** A domain's element around its features, which change most often: `open` ends after its properties. */
+interface DomainPieces {
+  readonly open: string;
+  readonly close: string;
+}
+
+function domainPieces(vm: Vm, volumes: readonly Attrs[] | undefined): DomainPieces {
+  const rest = [
     xmlEl(
       'tags',
       {},
@@ -75,23 +73,46 @@ function domainNode(
       .map((devclass) => xmlEl('devices', { class: devclass }, vm.devices.list(devclass).map(deviceNode))),
   ];
   if (volumes)
-    children.push(
+    rest.push(
       xmlEl(
         'volume-config',
         {},
         volumes.map((a) => xmlEl('volume', a)),
       ),
     );
-  return xmlEl('domain', { id: `domain-${vm.qid}`, class: vm.klass }, children);
+  const [start, end] = renderAround(xmlEl('domain', { id: `domain-${vm.qid}`, class: vm.klass }), 2);
+  return {
+    open: start + renderXml(xmlEl('properties', {}, propertiesOf(vm.props)), 3),
+    close: rest.map((e) => renderXml(e, 3)).join('') + end,
+  };
+}
+
+function featuresXml(features: Iterable<readonly [string, string]>): string {
+  return renderXml(
+    xmlEl(
+      'features',
+      {},
+      [...features].map(([k, v]) => xmlEl('feature', { name: k }, v)),
+    ),
+    3,
+  );
+}
+
+/** A domain's cached element: its pieces, its features, and the whole joined, each until a change. */
+interface Fragment {
+  readonly pieces: DomainPieces;
+  features?: string;
+  xml?: string;
 }
 
 /**
  * Serialises the app to qubes.xml. Each domain's element is built once and
  * kept until an event about that domain (or markDirty) says it changed, so a
- * save after one property change rebuilds one domain, not all of them.
+ * save after one property change rebuilds one domain, not all of them, and
+ * one after a feature change only that domain's features.
  */
 export class QubesXmlWriter {
-  private readonly fragments = new Map<Vm, string>();
+  private readonly fragments = new Map<Vm, Fragment>();
 
   constructor(
     private readonly app: App,
@@ -101,7 +122,10 @@ export class QubesXmlWriter {
       // A kernel volume's vid follows the qube's kernel, whose default follows its template's and
       // then default_kernel: a change there changes other qubes' elements, with no event of theirs.
       if (KERNEL_CHANGE.test(e.name)) this.fragments.clear();
-      else if (e.subject) this.fragments.delete(e.subject);
+      else if (e.subject && FEATURE_CHANGE.test(e.name)) {
+        const f = this.fragments.get(e.subject);
+        if (f) f.features = f.xml = undefined;
+      } else if (e.subject) this.fragments.delete(e.subject);
     });
   }
 
@@ -127,12 +151,14 @@ export class QubesXmlWriter {
     const live = new Set(this.app.domains.list());
     for (const vm of this.fragments.keys()) if (!live.has(vm)) this.fragments.delete(vm);
     const domains = this.app.domains.list().map((vm) => {
-      let xml = this.fragments.get(vm);
-      if (xml === undefined) {
-        xml = this.domainXml(vm, vm.features.entries());
-        this.fragments.set(vm, xml);
+      let f = this.fragments.get(vm);
+      if (f === undefined) {
+        f = { pieces: domainPieces(vm, this.storage.volumes(vm)) };
+        this.fragments.set(vm, f);
       }
-      return [vm, xml] as const;
+      f.features ??= featuresXml(vm.features.entries());
+      f.xml ??= f.pieces.open + f.features + f.pieces.close;
+      return [vm, f.xml] as const;
     });
     return { head: this.head(), domains };
   }
@@ -146,7 +172,8 @@ export class QubesXmlWriter {
   }
 
   private domainXml(vm: Vm, features: Iterable<readonly [string, string]>): string {
-    return renderXml(domainNode(vm, this.storage.volumes(vm), features), 2);
+    const { open, close } = domainPieces(vm, this.storage.volumes(vm));
+    return open + featuresXml(features) + close;
   }
 
   private head(): string {

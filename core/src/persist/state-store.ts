@@ -18,7 +18,7 @@ const IDLE_MS = 1000;
  * qubes.xml on disk, written through a journal (journal.ts). A save appends
  * one record in one synchronised write; qubes.xml itself is rewritten atomically as a
  * checkpoint (after CHECKPOINT_RECORDS records or CHECKPOINT_BYTES, when idle,
- * and at close), then the journal is truncated. Start-up loads qubes.xml, or
+ * and at close), then the journal is emptied. Start-up loads qubes.xml, or
  * the journal's last whole record, which supersedes it, and checkpoints that.
  *
  * Saves are group-committed: a save requested while one is being written is
@@ -65,15 +65,12 @@ export class StateStore implements Saver {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
     }
-    if (xml === null) {
-      // Only a torn first record: nothing was acknowledged from it.
-      if (this.journal.bytes > 0) await this.journal.truncate();
-      return null;
-    }
+    // No qubes.xml and at most a torn first record: nothing was acknowledged; the next record overwrites it.
+    if (xml === null) return null;
     const state = loadQubesXml(this.app, xml, warn);
-    if (replayed.document !== null || this.journal.bytes > 0) {
-      const document = replayed.document;
-      this.journaled = document === null ? null : () => document;
+    const document = replayed.document;
+    if (document !== null) {
+      this.journaled = () => document;
       await this.checkpoint();
     }
     return state;
@@ -137,7 +134,7 @@ export class StateStore implements Saver {
   /** qubes.xml gets the app as it is now (a state a save or flush was asked for); the journal is emptied. */
   private async rewrite(): Promise<void> {
     await writeFileAtomic(this.path, this.writer.serialize());
-    await this.journal.truncate();
+    await this.journal.clear();
     this.journaled = null;
     this.failed = false;
   }
@@ -145,7 +142,7 @@ export class StateStore implements Saver {
   private async checkpoint(): Promise<void> {
     if (this.journal.bytes === 0) return;
     if (this.journaled !== null) await writeFileAtomic(this.path, this.journaled());
-    await this.journal.truncate();
+    await this.journal.clear();
   }
 
   private clearIdle(): void {

@@ -41,6 +41,12 @@ function startTag(e: XmlElement): string {
   return `<${e.name}${attrs.join('')}`;
 }
 
+/** An element's start and end lines, for children rendered apart (at `depth` + 1) to go between. */
+export function renderAround(e: XmlElement, depth: number): readonly [string, string] {
+  const pad = '  '.repeat(depth);
+  return [`${pad}${startTag(e)}>\n`, `${pad}</${e.name}>\n`];
+}
+
 /** One element and its subtree, each line newline-terminated, starting at `depth` levels of two spaces. */
 export function renderXml(e: XmlElement, depth = 0): string {
   const pad = '  '.repeat(depth);

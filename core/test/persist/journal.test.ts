@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,7 +91,8 @@ describe('qubes.xml journal', () => {
     const again = await startDaemon({ stateDir: base });
     daemons.push(again);
     expect(await readFile(join(base, 'qubes.xml'), 'utf8')).toBe(saves.at(-1));
-    expect((await readFile(join(base, 'qubes.xml.journal'))).length).toBe(0);
+    // Emptied, not cut: the zeros written ahead of the records stay for the next ones.
+    expect(replayJournal(await readFile(join(base, 'qubes.xml.journal'))).records).toBe(0);
     expect(await again.ok('admin.vm.feature.Get', 'work', 'service.cups')).toBe('1');
     expect(await again.ok('admin.vm.property.Get', 'work', 'label')).toBe('default=False type=label mylabel');
     expect(await again.ok('admin.property.Get', 'dom0', 'default_dispvm')).toBe('default=False type=vm dvm1');
@@ -146,17 +148,82 @@ describe('qubes.xml journal', () => {
     await d.ok('admin.vm.feature.Set', 'work', 'old', '1');
     await record();
     const old = await readFile(path);
-    await journal.truncate();
+    await journal.clear();
     await d.ok('admin.vm.feature.Set', 'work', 'new', '1');
     await record();
+    const freshEnd = journal.bytes;
     await journal.close();
     const fresh = await readFile(path);
-    // A truncation that did not reach the disk, with the old generation's second record right
-    // behind the new first one: its sequence number is not the successor's.
-    const stale = Buffer.concat([fresh, old.subarray(firstEnd)]);
+    // The old generation's second record right behind the new first one (as a shorter new first
+    // record leaves it in the file): its generation is not the successor's.
+    const stale = Buffer.concat([fresh.subarray(0, freshEnd), old.subarray(firstEnd)]);
     const replayed = replayJournal(stale);
     expect(replayed.records).toBe(1);
     expect(replayed.document).toBe(d.daemon.store.writer.serialize());
     expect(replayed.document).toContain('<feature name="new">1</feature>');
+  });
+
+  it('replays a journal of a build before generations (records without one) as one generation', () => {
+    // Record framing as journal.ts documents it: u32 LE length, 8 bytes of SHA-256, JSON payload.
+    const record = (payload: object): Buffer => {
+      const body = Buffer.from(JSON.stringify(payload), 'utf8');
+      const header = Buffer.alloc(12);
+      header.writeUInt32LE(body.length, 0);
+      createHash('sha256').update(body).digest().copy(header, 4, 0, 8);
+      return Buffer.concat([header, body]);
+    };
+    const head = '  <labels/>\n';
+    const el = (name: string) => `    <domain id="${name}"/>\n`;
+    const old = Buffer.concat([
+      record({ s: 7, h: head, d: [[0, el('a')]] }),
+      record({
+        s: 8,
+        h: head,
+        d: [
+          [0, null],
+          [1, el('b')],
+        ],
+      }),
+    ]);
+    expect(replayJournal(old)).toMatchObject({ records: 2, end: old.length, generation: undefined });
+    expect(replayJournal(old).document).toContain(el('b'));
+    // A record with a generation behind them is another generation's.
+    const mixed = Buffer.concat([old, record({ s: 9, g: 5, h: head, d: [[0, null]] })]);
+    expect(replayJournal(mixed).records).toBe(2);
+  });
+
+  it('writes records over zeros written ahead, and an emptied journal replays nothing', async () => {
+    const d = await appendixA();
+    daemons.push(d);
+    const path = join(await tempDir(), 'qubes.xml.journal');
+    const journal = new Journal(path);
+    await journal.open();
+    const record = (): Promise<void> => {
+      const { head, domains } = d.daemon.store.writer.parts();
+      return journal.append(head, domains);
+    };
+    await record();
+    await d.ok('admin.vm.feature.Set', 'work', 'second', '1');
+    await record();
+    const written = await readFile(path);
+    // The records grew no file: it was 1 MiB of zeros before the first one.
+    expect(written.length).toBe(1024 * 1024);
+    expect(written.subarray(journal.bytes).every((b) => b === 0)).toBe(true);
+    expect(replayJournal(written).records).toBe(2);
+
+    await journal.clear();
+    const cleared = await readFile(path);
+    // Only the first header is zeroed: the records behind it are still there, and never replayed.
+    expect(cleared.subarray(0, 12).every((b) => b === 0)).toBe(true);
+    expect(cleared.subarray(12)).toEqual(written.subarray(12));
+    expect(replayJournal(cleared)).toMatchObject({ records: 0, document: null, end: 0 });
+
+    // The next record starts a new generation at the start of the file; the one behind it is not its successor.
+    await d.ok('admin.vm.feature.Set', 'work', 'third', '1');
+    await record();
+    await journal.close();
+    const replayed = replayJournal(await readFile(path));
+    expect(replayed.records).toBe(1);
+    expect(replayed.document).toBe(d.daemon.store.writer.serialize());
   });
 });
