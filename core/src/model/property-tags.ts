@@ -30,11 +30,18 @@ function wantedTag(vm: Vm, prop: TagKind['prop']): string | null {
   return target ? `${prop}-${target.name}` : null;
 }
 
-/** Creation and loading, before anyone listens: a missing tag is added without events. */
+/**
+ * Creation and loading, before anyone listens, without events: as upstream's gui and audio
+ * handlers of domain-init and domain-load, a qube that lacks the tag of its guivm or audiovm gets
+ * it and loses the other tags of that kind (a qubes.xml edited by hand, a disposable's copy of
+ * its template's tags). A qube that has the right tag keeps any other, as upstream's does.
+ */
 export function initPropertyTags(vm: Vm): void {
   for (const { prop, fixedOnCreation } of KINDS) {
     const wanted = fixedOnCreation ? wantedTag(vm, prop) : null;
-    if (wanted && !vm.tags.has(wanted)) vm.tags.init(wanted);
+    if (!wanted || vm.tags.has(wanted)) continue;
+    for (const tag of vm.tags.inOrder()) if (tag.startsWith(`${prop}-`)) vm.tags.forget(tag);
+    vm.tags.init(wanted);
   }
 }
 

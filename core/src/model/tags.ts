@@ -29,8 +29,14 @@ export class Tags {
     return [...this.values];
   }
 
+  /** Loading state: no events. */
   init(tag: string): void {
     this.values.add(tag);
+  }
+
+  /** Loading state: no events. */
+  forget(tag: string): void {
+    this.values.delete(tag);
   }
 
   add(tag: string): void {

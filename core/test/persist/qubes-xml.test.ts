@@ -220,6 +220,29 @@ describe('qubes.xml', () => {
     expect(await readFile(join(stateDir, 'qubes.xml'), 'utf8')).not.toContain('<devices');
   });
 
+  it('puts the tag of a guivm or audiovm right at load, as upstream: stale ones go only when it was missing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'odyssey-ref-'));
+    dirs.push(dir);
+    const ref = await readFile(new URL('../fixtures/reference-qubes.xml', import.meta.url), 'utf8');
+    const edited = ref
+      .replace(
+        '<tag name="mytag"/>\n        <tag name="guivm-dom0"/>\n        <tag name="audiovm-dom0"/>',
+        '<tag name="mytag"/>\n        <tag name="guivm-sys-old"/>\n        <tag name="audiovm-sys-old"/>',
+      )
+      .replace(
+        '<property name="template">debian-12</property>\n      </properties>\n      <features/>\n      <tags/>',
+        '<property name="template">debian-12</property>\n      </properties>\n      <features/>\n' +
+          '      <tags><tag name="guivm-dom0"/><tag name="guivm-other"/><tag name="audiovm-other"/></tags>',
+      );
+    expect(edited).toContain('guivm-sys-old');
+    expect(edited).toContain('guivm-other');
+    await writeFile(join(dir, 'qubes.xml'), edited);
+    d = await startDaemon({ stateDir: dir });
+    expect(await d.ok('admin.vm.tag.List', 'work')).toBe('audiovm-dom0\nguivm-dom0\nmytag\n');
+    // dvm1 had its guivm's tag (the other guivm- tag stays) but not its audiovm's.
+    expect(await d.ok('admin.vm.tag.List', 'dvm1')).toBe('audiovm-dom0\nguivm-dom0\nguivm-other\n');
+  });
+
   it("loads the reference's device example, legacy forms included", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'odyssey-ref-'));
     dirs.push(dir);
