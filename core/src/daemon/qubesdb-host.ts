@@ -163,9 +163,10 @@ export class QubesDbHost {
 
   /**
    * Writes what changed and removes what is gone. A service feature that is
-   * set, and a RemoteVM's name in its relay when its relayvm is set, are
-   * written even when their value stays, as upstream's handlers write them
-   * on every set (and watchers hear of every set).
+   * set, a RemoteVM's name in its relay when its relayvm is set, and the
+   * keyboard layout when keyboard_layout is reset are written even when their
+   * value stays, as upstream's handlers write them on every such event (and
+   * watchers hear of each).
    */
   #refresh(vm: Vm, served: Served, event: QubesEvent): void {
     const next = this.#compute(vm);
@@ -308,6 +309,7 @@ function rewrittenKey(vm: Vm, event: QubesEvent): string | undefined {
     return `/qubes-service/${event.name.slice('domain-feature-set:service.'.length)}`;
   if (event.name === 'property-set:relayvm' && subject.props.tryGet('relayvm') === vm)
     return `/remote/${subject.name}`;
+  if (subject === vm && event.name === 'property-reset:keyboard_layout') return '/keyboard-layout';
   return undefined;
 }
 

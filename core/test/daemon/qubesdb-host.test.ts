@@ -109,6 +109,17 @@ describe('QubesDbHost', () => {
     expect(await text('/qubes-service/cups')).toBeUndefined();
   });
 
+  it("rewrites /keyboard-layout on every reset of keyboard_layout, an unchanged value too, as gui.py's handler", async () => {
+    await client.watch('/keyboard-layout');
+    await client.watch('/qubes-service/cups');
+    work.props.reset('keyboard_layout');
+    // The next change's watch event comes after the rewrite's: none is missing in between.
+    work.features.set('service.cups', '1');
+    expect(await client.watchEvent()).toBe('/keyboard-layout');
+    expect(await client.watchEvent()).toBe('/qubes-service/cups');
+    expect(await text('/keyboard-layout')).toBe('us++');
+  });
+
   it('writes a custom-persist feature as /persist/<key> at once, and removes it when it is deleted', async () => {
     await client.watch('/persist/home');
     work.features.set('custom-persist.home', 'dir:user:user:0755:/home/user');
