@@ -528,7 +528,8 @@ const fixed = <T extends PropValue>(decl: Decl<Vm, T>, value: T): Decl<Vm, T> =>
  */
 export const VM_PROPS = {
   AdminVM: declare({
-    uuid: fixed(BASE.uuid, '00000000-0000-0000-0000-000000000000'),
+    // Declared without a type, unlike a qube's: a Set is refused before any value is parsed.
+    uuid: override(fixed(BASE.uuid, '00000000-0000-0000-0000-000000000000'), { parse: undefined }),
     name: fixed(BASE.name, 'dom0'),
     qid: fixed(BASE.qid, 0),
     label: BASE.label,

@@ -248,6 +248,18 @@ describe('property.Set of a property that cannot be set', () => {
       exc('QubesPropertyValueError', "property 'updateable' on AppVM instance cannot be set"),
     );
   });
+
+  it("refuses dom0's uuid whatever the value: upstream's AdminVM declares it without a type (seed 125)", async () => {
+    d = await appendixA();
+    for (const value of ['default', '00000000-0000-0000-0000-000000000000'])
+      expect(await text('admin.vm.property.Set', 'dom0', 'uuid', value)).toBe(
+        exc('QubesPropertyValueError', "property 'uuid' on AdminVM instance cannot be set"),
+      );
+    // Its qid is declared an int: the value is parsed first.
+    expect(await text('admin.vm.property.Set', 'dom0', 'qid', 'x')).toBe(
+      exc('QubesValueError', 'Failed to parse property value as int'),
+    );
+  });
 });
 
 describe('netvm Reset', () => {
