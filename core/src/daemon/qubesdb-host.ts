@@ -12,7 +12,11 @@ import {
   readOnlySocketPath,
 } from '@odyssey/qubesdb';
 import {
+  clientReach,
+  connectedIpsEntries,
+  netvmClientPart,
   publishedRules,
+  qubesDbBaseSources,
   qubesDbEntries,
   newReadersOf,
   qubesDbSources,
@@ -42,8 +46,22 @@ interface Served {
   entries: Map<string, string>;
   /** The qubes `entries` were computed from: an event about another leaves them as they are. */
   sources: ReadonlySet<Vm>;
+  /** A netvm's view of its clients, so that an event about one recomputes only that one's part. */
+  clients: ClientParts;
   readonly local: Promise<readonly LocalQubesDbServer[]>;
 }
+
+interface ClientParts {
+  /** Each running client's entries, as last written. */
+  readonly parts: Map<Vm, Map<string, string>>;
+  /** What the rest of the entries read. */
+  readonly base: ReadonlySet<Vm>;
+  /** How many clients lead to each qube (clientReach). */
+  readonly reach: ReadonlyMap<Vm, number>;
+}
+
+/** Events that change what a qube leads to: its sources, and a netvm's clients, change with them. */
+const LINK_CHANGE = /^property-(?:set|reset|del):(?:netvm|relayvm|template|guivm|audiovm)$/;
 
 /** Upstream's get_timezone: the zone /etc/localtime links to. */
 function hostTimezone(): string | null {
@@ -88,7 +106,8 @@ export class QubesDbHost {
     const vm = this.#options.app.domains.byName(name);
     if (!vm) return;
     const db = new QubesDb();
-    const entries = this.#compute(vm);
+    const parts = new Map<Vm, Map<string, string>>();
+    const entries = this.#compute(vm, parts);
     for (const [key, value] of entries) this.#write(db, key, value);
     this.#write(db, '/qubes-random-seed', randomBytes(64).toString('base64'));
     const server = new Dom0QubesDbServer({
@@ -103,6 +122,7 @@ export class QubesDbHost {
       server,
       entries,
       sources: qubesDbSources(vm),
+      clients: clientParts(vm, parts),
       local: previous.then(() => this.#openLocal(name, db)),
     });
     this.#scheduleExpiry();
@@ -144,7 +164,8 @@ export class QubesDbHost {
       const reads =
         newReader === 'all' || newReader === vm || (subject !== null && served.sources.has(subject));
       if (!reads) continue;
-      this.#refresh(vm, served, event);
+      const client = partOnly(vm, served, event);
+      if (!client || !this.#refreshPart(vm, served, client, event)) this.#refresh(vm, served, event);
       netvmRefreshed ||= vm.bool('provides_network');
     }
     // The nearest expiry moves only with a netvm's entries: the rules of its running clients.
@@ -169,16 +190,44 @@ export class QubesDbHost {
    * watchers hear of each).
    */
   #refresh(vm: Vm, served: Served, event: QubesEvent): void {
-    const next = this.#compute(vm);
+    const parts = new Map<Vm, Map<string, string>>();
+    const next = this.#compute(vm, parts);
     const forced = rewrittenKey(vm, event);
     for (const [key, value] of next) {
       if (isFirewallKey(key)) continue;
       if (served.entries.get(key) !== value || key === forced) this.#write(served.db, key, value);
     }
     for (const key of served.entries.keys()) if (!isFirewallKey(key) && !next.has(key)) served.db.rm(key);
-    this.#refreshFirewall(served, next, firewallChangedClient(vm, event));
+    this.#refreshFirewall(served.db, served.entries, next, firewallChangedClient(vm, event));
     served.entries = next;
     served.sources = qubesDbSources(vm);
+    served.clients = clientParts(vm, parts);
+  }
+
+  /**
+   * A netvm after an event about one of its clients that nothing else in its entries reads:
+   * that client's part and the address lists are computed again, not every client's rules. False
+   * (nothing written) when the part shares a key with another client's (two clients given one
+   * address): then only the whole entries say which value stands.
+   */
+  #refreshPart(netvm: Vm, served: Served, client: Vm, event: QubesEvent): boolean {
+    const { parts } = served.clients;
+    const before = parts.get(client) ?? new Map<string, string>();
+    const after = netvmClientPart(netvm, client, Date.now() / 1000);
+    for (const [other, part] of parts) {
+      if (other === client) continue;
+      for (const key of [...before.keys(), ...after.keys()]) if (part.has(key)) return false;
+    }
+    const next = new Map([...connectedIpsEntries(netvm), ...after]);
+    for (const [key, value] of next)
+      if (!isFirewallKey(key) && served.entries.get(key) !== value) this.#write(served.db, key, value);
+    for (const key of before.keys()) if (!isFirewallKey(key) && !after.has(key)) served.db.rm(key);
+    this.#refreshFirewall(served.db, before, after, firewallChangedClient(netvm, event));
+    for (const key of before.keys()) served.entries.delete(key);
+    for (const [key, value] of next) served.entries.set(key, value);
+    if (after.size > 0) parts.set(client, after);
+    else parts.delete(client);
+    return true;
   }
 
   /**
@@ -189,25 +238,30 @@ export class QubesDbHost {
    * (Set, Reload, expiry), even when nothing did. A client that stopped
    * loses its entries (upstream leaves them behind).
    */
-  #refreshFirewall(served: Served, next: Map<string, string>, changedClient: Vm | undefined): void {
+  #refreshFirewall(
+    db: QubesDb,
+    current: Map<string, string>,
+    next: Map<string, string>,
+    changedClient: Vm | undefined,
+  ): void {
     const forcedMarkers = new Set(
       changedClient
         ? ['ip', 'ip6'].map((name) => `/qubes-firewall/${String(changedClient.props.tryGet(name))}`)
         : [],
     );
-    const before = firewallDirs(served.entries);
+    const before = firewallDirs(current);
     const after = firewallDirs(next);
     for (const [marker, rules] of after) {
       const old = before.get(marker);
       if (!forcedMarkers.has(marker) && old !== undefined && sameEntries(old, rules)) continue;
-      served.db.rm(`${marker}/`);
-      for (const [key, value] of rules) this.#write(served.db, key, value);
-      this.#write(served.db, marker, '');
+      db.rm(`${marker}/`);
+      for (const [key, value] of rules) this.#write(db, key, value);
+      this.#write(db, marker, '');
     }
     for (const marker of before.keys()) {
       if (after.has(marker)) continue;
-      served.db.rm(`${marker}/`);
-      served.db.rm(marker);
+      db.rm(`${marker}/`);
+      db.rm(marker);
     }
   }
 
@@ -257,8 +311,8 @@ export class QubesDbHost {
     return clients;
   }
 
-  #compute(vm: Vm): Map<string, string> {
-    return qubesDbEntries(vm, { timezone: this.#timezone });
+  #compute(vm: Vm, parts: Map<Vm, Map<string, string>>): Map<string, string> {
+    return qubesDbEntries(vm, { timezone: this.#timezone, parts });
   }
 
   /** A value the protocol cannot carry (a feature with a bad name) is left out, as upstream's write fails. */
@@ -299,6 +353,29 @@ export class QubesDbHost {
     await served.server.stop();
     await Promise.all((await served.local).map((server) => server.close()));
   }
+}
+
+function clientParts(vm: Vm, parts: Map<Vm, Map<string, string>>): ClientParts {
+  const netvm = vm.bool('provides_network');
+  return {
+    parts,
+    base: netvm ? qubesDbBaseSources(vm) : new Set(),
+    reach: netvm ? clientReach(vm) : new Map(),
+  };
+}
+
+/**
+ * The client of netvm `vm` whose part of its entries alone the event can change: its subject, when
+ * that is a client no other client leads to, read by nothing else of the entries, and the event
+ * neither changes what it leads to nor is one upstream rewrites a key on.
+ */
+function partOnly(vm: Vm, served: Served, event: QubesEvent): Vm | undefined {
+  const client = event.subject;
+  if (!client || client === vm || client.netvm !== vm || !vm.bool('provides_network')) return undefined;
+  const { base, reach } = served.clients;
+  if (base.has(client) || reach.get(client) !== 1) return undefined;
+  if (LINK_CHANGE.test(event.name) || rewrittenKey(vm, event) !== undefined) return undefined;
+  return client;
 }
 
 /** The key upstream writes again on this event in `vm`'s QubesDB, whatever it held. */

@@ -27,6 +27,8 @@ export interface QubesDbEntryContext {
   readonly timezone: string | null;
   /** Unix time (s) that decides which firewall rules have expired; default now. */
   readonly now?: number;
+  /** Filled, for a netvm, with each running client's part of the entries (netvmClientPart). */
+  readonly parts?: Map<Vm, Map<string, string>>;
 }
 
 /**
@@ -63,7 +65,8 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
     if (str('gateway6')) put('/qubes-netvm-gateway6', str('gateway6'));
     put('/qubes-netvm-netmask', '255.255.255.255');
     dns.slice(0, 2).forEach((addr, i) => put(`/qubes-netvm-${dnsNames[i]}-dns`, addr));
-    for (const [key, value] of netvmClientEntries(vm, context.now ?? Date.now() / 1000)) put(key, value);
+    for (const [key, value] of netvmClientEntries(vm, context.now ?? Date.now() / 1000, context.parts))
+      put(key, value);
   }
   if (vm.netvm) {
     put('/qubes-mac', str('mac'));
@@ -150,24 +153,48 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
  * entries are what they were, unless the event makes a qube read the subject (newReadersOf).
  */
 export function qubesDbSources(vm: Vm): Set<Vm> {
+  const sources = qubesDbBaseSources(vm);
+  // A netvm lists every client's address (/connected-ips), and so reads what their addresses read.
+  if (vm.bool('provides_network')) for (const client of connectedVms(vm.app, vm)) follow(sources, client);
+  return sources;
+}
+
+/** The qubes everything in qubesDbEntries(vm) but a netvm's part for each client reads. */
+export function qubesDbBaseSources(vm: Vm): Set<Vm> {
   const sources = new Set<Vm>();
-  const linked = (qube: Vm, prop: 'guivm' | 'audiovm'): Vm | null =>
-    qube.props.has(prop) ? ((qube.props.tryGet(prop) as Vm | null | undefined) ?? null) : null;
-  const follow = (qube: Vm | null): void => {
-    if (qube === null || sources.has(qube)) return;
-    sources.add(qube);
-    follow(qube.template);
-    follow(qube.netvm);
-    follow(linked(qube, 'guivm'));
-    follow(linked(qube, 'audiovm'));
-  };
-  follow(vm.app.adminVm);
-  follow(vm);
-  // A netvm lists every client's address (/connected-ips); a relay names the RemoteVMs it relays for.
-  if (vm.bool('provides_network')) for (const client of connectedVms(vm.app, vm)) follow(client);
+  follow(sources, vm.app.adminVm);
+  follow(sources, vm);
+  // A relay names the RemoteVMs it relays for.
   for (const remote of relayedRemotes(vm)) sources.add(remote);
   return sources;
 }
+
+/**
+ * For each qube a netvm's clients lead to, how many of them do: a client that only its own
+ * follows to is read by its own part of the netvm's entries and /connected-ips alone.
+ */
+export function clientReach(netvm: Vm): Map<Vm, number> {
+  const reach = new Map<Vm, number>();
+  for (const client of connectedVms(netvm.app, netvm)) {
+    const own = new Set<Vm>();
+    follow(own, client);
+    for (const qube of own) reach.set(qube, (reach.get(qube) ?? 0) + 1);
+  }
+  return reach;
+}
+
+/** Adds `qube` and what it leads to by template, netvm, guivm and audiovm. */
+function follow(sources: Set<Vm>, qube: Vm | null): void {
+  if (qube === null || sources.has(qube)) return;
+  sources.add(qube);
+  follow(sources, qube.template);
+  follow(sources, qube.netvm);
+  follow(sources, linked(qube, 'guivm'));
+  follow(sources, linked(qube, 'audiovm'));
+}
+
+const linked = (qube: Vm, prop: 'guivm' | 'audiovm'): Vm | null =>
+  qube.props.has(prop) ? ((qube.props.tryGet(prop) as Vm | null | undefined) ?? null) : null;
 
 /** The RemoteVMs whose relayvm is `vm`. */
 function relayedRemotes(vm: Vm): Vm[] {
@@ -226,43 +253,76 @@ export function runningClients(netvm: Vm): Vm[] {
  * and its firewall under /qubes-firewall/<ip>/ with the empty
  * /qubes-firewall/<ip> marker last, which is what the netvm's daemon acts on.
  */
-function netvmClientEntries(netvm: Vm, now: number): [string, string][] {
+function netvmClientEntries(
+  netvm: Vm,
+  now: number,
+  parts?: Map<Vm, Map<string, string>>,
+): [string, string][] {
   const clients = runningClients(netvm);
-  const prop = (vm: Vm, name: string): string => {
-    const value = vm.props.has(name) ? vm.props.tryGet(name) : undefined;
-    return value === null || value === undefined ? '' : String(value);
-  };
-  // Upstream's anti-spoofing lists name every client, running or not, by name: the netvm then
-  // drops packets from its uplink that claim any client's address.
+  const entries = connectedIpsEntries(netvm);
+  const mapped = clients.map((vm) => clientAddressEntries(vm));
+  const firewall = clients.map((vm) => clientFirewallEntries(vm, now));
+  // Every client's address before any firewall, as upstream's domain-spawn handlers write them.
+  for (const part of [...mapped, ...firewall]) entries.push(...part);
+  clients.forEach((vm, i) => parts?.set(vm, new Map([...(mapped[i] ?? []), ...(firewall[i] ?? [])])));
+  return entries;
+}
+
+const propString = (vm: Vm, name: string): string => {
+  const value = vm.props.has(name) ? vm.props.tryGet(name) : undefined;
+  return value === null || value === undefined ? '' : String(value);
+};
+
+/**
+ * Upstream's anti-spoofing lists name every client, running or not, by name: the netvm then
+ * drops packets from its uplink that claim any client's address.
+ */
+export function connectedIpsEntries(netvm: Vm): [string, string][] {
   const connected = connectedVms(netvm.app, netvm);
   const addresses = (name: string): string =>
     connected
-      .map((vm) => prop(vm, name))
+      .map((vm) => propString(vm, name))
       .filter(Boolean)
       .join(' ');
-  const entries: [string, string][] = [
+  return [
     ['/connected-ips', addresses('visible_ip')],
     ['/connected-ips6', addresses('visible_ip6')],
   ];
-  for (const vm of clients) {
-    const ip = prop(vm, 'ip');
+}
+
+/** A running client's visible address and gateway, under its own address. */
+function clientAddressEntries(vm: Vm): [string, string][] {
+  const ip = propString(vm, 'ip');
+  if (!ip) return [];
+  const entries: [string, string][] = [];
+  const visibleIp = propString(vm, 'visible_ip');
+  const visibleGateway = propString(vm, 'visible_gateway');
+  if (visibleIp) entries.push([`/mapped-ip/${ip}/visible-ip`, visibleIp]);
+  if (visibleGateway) entries.push([`/mapped-ip/${ip}/visible-gateway`, visibleGateway]);
+  return entries;
+}
+
+/** A running client's rules for each of its addresses, each followed by its marker. */
+function clientFirewallEntries(vm: Vm, now: number): [string, string][] {
+  const entries: [string, string][] = [];
+  for (const family of [4, 6] as const) {
+    const ip = propString(vm, family === 4 ? 'ip' : 'ip6');
     if (!ip) continue;
-    const visibleIp = prop(vm, 'visible_ip');
-    const visibleGateway = prop(vm, 'visible_gateway');
-    if (visibleIp) entries.push([`/mapped-ip/${ip}/visible-ip`, visibleIp]);
-    if (visibleGateway) entries.push([`/mapped-ip/${ip}/visible-gateway`, visibleGateway]);
-  }
-  for (const vm of clients) {
-    for (const family of [4, 6] as const) {
-      const ip = prop(vm, family === 4 ? 'ip' : 'ip6');
-      if (!ip) continue;
-      const base = `/qubes-firewall/${ip}`;
-      for (const [key, value] of firewallQdbEntries(publishedRules(vm), family, now))
-        entries.push([`${base}/${key}`, value]);
-      entries.push([base, '']);
-    }
+    const base = `/qubes-firewall/${ip}`;
+    for (const [key, value] of firewallQdbEntries(publishedRules(vm), family, now))
+      entries.push([`${base}/${key}`, value]);
+    entries.push([base, '']);
   }
   return entries;
+}
+
+/**
+ * One client's part of its netvm's entries (its visible address, its firewall): empty unless it
+ * is a running client of `netvm`. The same entries netvmClientEntries gives for it.
+ */
+export function netvmClientPart(netvm: Vm, client: Vm, now: number): Map<string, string> {
+  if (client.netvm !== netvm || client.powerState === 'Halted') return new Map();
+  return new Map([...clientAddressEntries(client), ...clientFirewallEntries(client, now)]);
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * dom0's QubesDB host computes a domain's entries again only after an event
- * about a qube they are computed from (qubesDbSources). Whatever it skips, each
+ * about a qube they are computed from (qubesDbSources), and a netvm's only in
+ * part after one about a single client (its part). Whatever it skips, each
  * served database must hold, after every admin write, exactly what computing
  * every domain's entries again gives; a set service feature is written even when its
  * value stays, and a client's firewall-changed rewrites its marker in its netvm.
@@ -135,6 +136,22 @@ const EXAMPLES: Op[][] = [
   [start('a1'), start('alone'), { kind: 'prop', qube: 'a1', name: 'netvm', value: 'net' }],
   // A netvm lists the address of a client that does not run.
   [start('fw'), { kind: 'prop', qube: 'a2', name: 'ip', value: '10.137.0.50' }],
+  // A netvm recomputes one client's part alone only when no other client leads to it: here a
+  // template that is a running client of net, whose fake address is also fw's (based on it).
+  [
+    { kind: 'prop', qube: 'tpl2', name: 'netvm', value: 'net' },
+    start('fw'),
+    start('tpl2'),
+    { kind: 'feature', qube: 'tpl2', name: 'net.fake-ip', value: '10.1.2.3' },
+  ],
+  // Two running clients given one address share their part's keys: the whole entries decide.
+  [
+    start('a1'),
+    start('a2'),
+    { kind: 'prop', qube: 'a2', name: 'ip', value: '10.137.0.50' },
+    { kind: 'prop', qube: 'a1', name: 'ip', value: '10.137.0.50' },
+    { kind: 'prop', qube: 'a1', name: 'ip', value: '10.137.0.51' },
+  ],
   // A qube reads its audio domain's xid.
   [{ kind: 'prop', qube: 'a2', name: 'audiovm', value: 'gui' }, start('a2'), start('gui')],
   // A relay names the RemoteVMs it relays for, by their remote name; the same relay set again rewrites it.
