@@ -79,6 +79,25 @@ async function journaledChanges(): Promise<{
   return { base, journal: await readFile(path), saves, ends };
 }
 
+/** appendixA's daemon and a journal of its own, a record of the daemon's state as it is on each `record()`. */
+async function openJournal(): Promise<{
+  d: TestDaemon;
+  path: string;
+  journal: Journal;
+  record: () => Promise<void>;
+}> {
+  const d = await appendixA();
+  daemons.push(d);
+  const path = join(await tempDir(), 'qubes.xml.journal');
+  const journal = new Journal(path);
+  await journal.open();
+  const record = (): Promise<void> => {
+    const { head, domains } = d.daemon.store.writer.parts();
+    return journal.append(head, domains);
+  };
+  return { d, path, journal, record };
+}
+
 describe('qubes.xml journal', () => {
   it('replays to the bytes of a direct save, and start-up checkpoints them into qubes.xml', async () => {
     const { base, journal, saves, ends } = await journaledChanges();
@@ -134,15 +153,7 @@ describe('qubes.xml journal', () => {
   });
 
   it('never takes an older generation behind a shorter record for its successor', async () => {
-    const d = await appendixA();
-    daemons.push(d);
-    const path = join(await tempDir(), 'qubes.xml.journal');
-    const journal = new Journal(path);
-    await journal.open();
-    const record = (): Promise<void> => {
-      const { head, domains } = d.daemon.store.writer.parts();
-      return journal.append(head, domains);
-    };
+    const { d, path, journal, record } = await openJournal();
     await record();
     const firstEnd = journal.bytes;
     await d.ok('admin.vm.feature.Set', 'work', 'old', '1');
@@ -193,15 +204,7 @@ describe('qubes.xml journal', () => {
   });
 
   it('writes records over zeros written ahead, and an emptied journal replays nothing', async () => {
-    const d = await appendixA();
-    daemons.push(d);
-    const path = join(await tempDir(), 'qubes.xml.journal');
-    const journal = new Journal(path);
-    await journal.open();
-    const record = (): Promise<void> => {
-      const { head, domains } = d.daemon.store.writer.parts();
-      return journal.append(head, domains);
-    };
+    const { d, path, journal, record } = await openJournal();
     await record();
     await d.ok('admin.vm.feature.Set', 'work', 'second', '1');
     await record();
