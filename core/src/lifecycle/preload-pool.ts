@@ -98,8 +98,7 @@ export class PreloadPool {
   /** Upstream's get_feat_preload_max: dom0's feature, when set, rules the default disposable template. */
   maxFor(template: Vm): number {
     const dom0 = this.deps.app.adminVm.features;
-    const value = this.isGlobal(template) && dom0.has(MAX) ? dom0.get(MAX) : template.features.get(MAX);
-    return Number.parseInt(value || '0', 10);
+    return maxOf(this.isGlobal(template) && dom0.has(MAX) ? dom0.get(MAX) : template.features.get(MAX));
   }
 
   private isGlobal(template: Vm): boolean {
@@ -536,7 +535,12 @@ export class PreloadPool {
 
   private onEvent(event: QubesEvent): void {
     const vm = event.subject;
-    if (!vm || this.closed) return;
+    if (this.closed) return;
+    if (!vm) {
+      if (/^property-(?:set|reset):default_dispvm$/.test(event.name))
+        this.onDefaultDispvmChanged((event.args as { oldvalue?: string }).oldvalue);
+      return;
+    }
     const template = vm.klass === 'DispVM' ? vm.template : null;
     switch (event.name) {
       case 'domain-unpaused':
@@ -579,6 +583,30 @@ export class PreloadPool {
       .filter((d) => d.template === vm && PreloadPool.isActiveDvmTemplate(d));
   }
 
+  /**
+   * Upstream's on_property_set_default_dispvm: with a global maximum on dom0, the template that
+   * stops or starts following it refills or offloads to its own maximum, or to the global one.
+   */
+  private onDefaultDispvmChanged(oldName: string | undefined): void {
+    const dom0 = this.deps.app.adminVm.features;
+    if (!dom0.has(MAX)) return;
+    const now = (this.deps.app.props.tryGet(AP.default_dispvm) as Vm | null | undefined) ?? undefined;
+    const old = oldName === undefined ? undefined : this.deps.app.domains.byName(oldName);
+    if (now === old) return;
+    const global = maxOf(dom0.get(MAX));
+    for (const [template, reason] of [
+      [old, 'it was the default_dispvm'],
+      [now, 'it became the default_dispvm'],
+    ] as const) {
+      if (
+        template &&
+        PreloadPool.isActiveDvmTemplate(template) &&
+        maxOf(template.features.get(MAX)) !== global
+      )
+        this.schedule(template, reason, 0);
+    }
+  }
+
   private onMaxChanged(vm: Vm, set: EventMap[`domain-feature-set:${string}`] | undefined): void {
     const deleted = set === undefined;
     if (!deleted && set.value === set.oldvalue) return;
@@ -593,4 +621,10 @@ export class PreloadPool {
     if (deleted) this.removeExcess(vm, 0, 'local feature was deleted');
     else this.schedule(vm, `local feature ${what}`, 0);
   }
+}
+
+/** A preload-dispvm-max value as a number. dom0's is checked only while a default_dispvm is set: one that is no number means none. */
+function maxOf(value: string | undefined): number {
+  const max = Number.parseInt(value || '0', 10);
+  return Number.isNaN(max) ? 0 : max;
 }

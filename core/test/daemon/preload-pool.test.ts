@@ -182,6 +182,27 @@ describe('preloaded disposables', () => {
     for (const n of names) expect(await feature(t, n, 'preload-dispvm-completed')).toBe('1');
   });
 
+  it("a template that starts or stops following dom0's maximum offloads or refills to it; one that is no number means none", async () => {
+    const t = await withTemplate();
+    await t.ok('admin.vm.feature.Set', 'work', 'preload-dispvm-max', '1');
+    await full(t, 1);
+    // Stored while no default_dispvm checks it. Upstream then stores default_dispvm and fails on
+    // int('x'), as its CreateDisposable does after it.
+    await t.ok('admin.vm.feature.Set', 'dom0', 'preload-dispvm-max', 'x');
+    const events = recorded(t);
+    await t.ok('admin.property.Set', 'dom0', 'default_dispvm', 'work');
+    await eventually(async () => (await pool(t)).length === 0);
+    expect(await t.ok('admin.vm.CreateDisposable', 'work')).toMatch(/^disp\d+$/);
+    expect(await pool(t)).toEqual([]);
+    // No longer the default disposable template: its own maximum rules again.
+    await t.ok('admin.property.Reset', 'dom0', 'default_dispvm');
+    await full(t, 1);
+    expect(events.filter((e) => e.name === 'domain-preload-dispvm-start').map(show)).toEqual([
+      'work domain-preload-dispvm-start reason=it became the default_dispvm',
+      'work domain-preload-dispvm-start reason=it was the default_dispvm',
+    ]);
+  });
+
   it('a preload whose start fails fails CreateDisposable+preload, is removed, and the daemon carries on', async () => {
     /** A hypervisor on which no disposable starts, as a guest whose agent never connects. */
     class NoDisposableStarts extends FakeVmm {
