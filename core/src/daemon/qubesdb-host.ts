@@ -12,15 +12,14 @@ import {
   readOnlySocketPath,
 } from '@odyssey/qubesdb';
 import {
-  clientReach,
   connectedIpsEntries,
   netvmClientPart,
   publishedRules,
-  qubesDbBaseSources,
   qubesDbEntries,
   newReadersOf,
   qubesDbSources,
   runningClients,
+  type QubesDbSources,
 } from '../lifecycle/qubesdb-entries.js';
 import type { Log } from '../log.js';
 import type { App } from '../model/app.js';
@@ -45,19 +44,10 @@ interface Served {
   /** What dom0 last wrote from the model: a later computation is compared with it. */
   entries: Map<string, string>;
   /** The qubes `entries` were computed from: an event about another leaves them as they are. */
-  sources: ReadonlySet<Vm>;
-  /** A netvm's view of its clients, so that an event about one recomputes only that one's part. */
-  clients: ClientParts;
+  sources: QubesDbSources;
+  /** A netvm's: each running client's part of `entries`, so that an event about one recomputes only that part. */
+  parts: Map<Vm, Map<string, string>>;
   readonly local: Promise<readonly LocalQubesDbServer[]>;
-}
-
-interface ClientParts {
-  /** Each running client's entries, as last written. */
-  readonly parts: Map<Vm, Map<string, string>>;
-  /** What the rest of the entries read. */
-  readonly base: ReadonlySet<Vm>;
-  /** How many clients lead to each qube (clientReach). */
-  readonly reach: ReadonlyMap<Vm, number>;
 }
 
 /** Events that change what a qube leads to: its sources, and a netvm's clients, change with them. */
@@ -122,7 +112,7 @@ export class QubesDbHost {
       server,
       entries,
       sources: qubesDbSources(vm),
-      clients: clientParts(vm, parts),
+      parts,
       local: previous.then(() => this.#openLocal(name, db)),
     });
     this.#scheduleExpiry();
@@ -162,7 +152,7 @@ export class QubesDbHost {
       const vm = this.#options.app.domains.byName(name);
       if (!vm) continue;
       const reads =
-        newReader === 'all' || newReader === vm || (subject !== null && served.sources.has(subject));
+        newReader === 'all' || newReader === vm || (subject !== null && served.sources.all.has(subject));
       if (!reads) continue;
       const client = partOnly(vm, served, event);
       if (!client || !this.#refreshPart(vm, served, client, event)) this.#refresh(vm, served, event);
@@ -201,7 +191,7 @@ export class QubesDbHost {
     this.#refreshFirewall(served.db, served.entries, next, firewallChangedClient(vm, event));
     served.entries = next;
     served.sources = qubesDbSources(vm);
-    served.clients = clientParts(vm, parts);
+    served.parts = parts;
   }
 
   /**
@@ -211,7 +201,7 @@ export class QubesDbHost {
    * address): then only the whole entries say which value stands.
    */
   #refreshPart(netvm: Vm, served: Served, client: Vm, event: QubesEvent): boolean {
-    const { parts } = served.clients;
+    const { parts } = served;
     const before = parts.get(client) ?? new Map<string, string>();
     const after = netvmClientPart(netvm, client, Date.now() / 1000);
     for (const [other, part] of parts) {
@@ -355,15 +345,6 @@ export class QubesDbHost {
   }
 }
 
-function clientParts(vm: Vm, parts: Map<Vm, Map<string, string>>): ClientParts {
-  const netvm = vm.bool('provides_network');
-  return {
-    parts,
-    base: netvm ? qubesDbBaseSources(vm) : new Set(),
-    reach: netvm ? clientReach(vm) : new Map(),
-  };
-}
-
 /**
  * The client of netvm `vm` whose part of its entries alone the event can change: its subject, when
  * that is a client no other client leads to, read by nothing else of the entries, and the event
@@ -372,7 +353,7 @@ function clientParts(vm: Vm, parts: Map<Vm, Map<string, string>>): ClientParts {
 function partOnly(vm: Vm, served: Served, event: QubesEvent): Vm | undefined {
   const client = event.subject;
   if (!client || client === vm || client.netvm !== vm || !vm.bool('provides_network')) return undefined;
-  const { base, reach } = served.clients;
+  const { base, reach } = served.sources;
   if (base.has(client) || reach.get(client) !== 1) return undefined;
   if (LINK_CHANGE.test(event.name) || rewrittenKey(vm, event) !== undefined) return undefined;
   return client;

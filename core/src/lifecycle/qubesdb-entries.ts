@@ -149,38 +149,36 @@ export function qubesDbEntries(vm: Vm, context: QubesDbEntryContext): Map<string
  * template, netvm, guivm and audiovm (the defaults read there: a template's default_user and
  * features, a netvm's gateway and ipv6 feature, a guivm's keyboard layout and xid, an audiovm's
  * xid); a netvm also reads every client (their addresses; the running ones' rules), and so what they
- * lead to, and a relay the RemoteVMs it relays for. After an event about a qube outside this set the
+ * lead to, and a relay the RemoteVMs it relays for. After an event about a qube outside `all` the
  * entries are what they were, unless the event makes a qube read the subject (newReadersOf).
  */
-export function qubesDbSources(vm: Vm): Set<Vm> {
-  const sources = qubesDbBaseSources(vm);
-  // A netvm lists every client's address (/connected-ips), and so reads what their addresses read.
-  if (vm.bool('provides_network')) for (const client of connectedVms(vm.app, vm)) follow(sources, client);
-  return sources;
+export interface QubesDbSources {
+  readonly all: ReadonlySet<Vm>;
+  /** What everything but a netvm's part for each client reads. */
+  readonly base: ReadonlySet<Vm>;
+  /**
+   * A netvm's: for each qube its clients lead to, how many of them do. A client that only its own
+   * leads to is read by its own part of the netvm's entries and /connected-ips alone.
+   */
+  readonly reach: ReadonlyMap<Vm, number>;
 }
 
-/** The qubes everything in qubesDbEntries(vm) but a netvm's part for each client reads. */
-export function qubesDbBaseSources(vm: Vm): Set<Vm> {
-  const sources = new Set<Vm>();
-  follow(sources, vm.app.adminVm);
-  follow(sources, vm);
+export function qubesDbSources(vm: Vm): QubesDbSources {
+  const base = new Set<Vm>();
+  follow(base, vm.app.adminVm);
+  follow(base, vm);
   // A relay names the RemoteVMs it relays for.
-  for (const remote of relayedRemotes(vm)) sources.add(remote);
-  return sources;
-}
-
-/**
- * For each qube a netvm's clients lead to, how many of them do: a client that only its own
- * follows to is read by its own part of the netvm's entries and /connected-ips alone.
- */
-export function clientReach(netvm: Vm): Map<Vm, number> {
+  for (const remote of relayedRemotes(vm)) base.add(remote);
   const reach = new Map<Vm, number>();
-  for (const client of connectedVms(netvm.app, netvm)) {
-    const own = new Set<Vm>();
-    follow(own, client);
-    for (const qube of own) reach.set(qube, (reach.get(qube) ?? 0) + 1);
+  // A netvm lists every client's address (/connected-ips), and so reads what their addresses read.
+  if (vm.bool('provides_network')) {
+    for (const client of connectedVms(vm.app, vm)) {
+      const own = new Set<Vm>();
+      follow(own, client);
+      for (const qube of own) reach.set(qube, (reach.get(qube) ?? 0) + 1);
+    }
   }
-  return reach;
+  return { all: new Set([...base, ...reach.keys()]), base, reach };
 }
 
 /** Adds `qube` and what it leads to by template, netvm, guivm and audiovm. */
@@ -243,7 +241,11 @@ function vmType(vm: Vm, providesNetwork: boolean): string {
 
 /** Upstream's connected_vms of a netvm that are running or starting (a starting client's rules come first). */
 export function runningClients(netvm: Vm): Vm[] {
-  return netvm.app.domains.list().filter((vm) => vm.netvm === netvm && vm.powerState !== 'Halted');
+  return netvm.app.domains.list().filter((vm) => isRunningClient(netvm, vm));
+}
+
+function isRunningClient(netvm: Vm, vm: Vm): boolean {
+  return vm.netvm === netvm && vm.powerState !== 'Halted';
 }
 
 /**
@@ -321,7 +323,7 @@ function clientFirewallEntries(vm: Vm, now: number): [string, string][] {
  * is a running client of `netvm`. The same entries netvmClientEntries gives for it.
  */
 export function netvmClientPart(netvm: Vm, client: Vm, now: number): Map<string, string> {
-  if (client.netvm !== netvm || client.powerState === 'Halted') return new Map();
+  if (!isRunningClient(netvm, client)) return new Map();
   return new Map([...clientAddressEntries(client), ...clientFirewallEntries(client, now)]);
 }
 
