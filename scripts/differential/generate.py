@@ -160,6 +160,8 @@ FEATURES = [
     "vmexec",
 ]
 FEATURE_VALUES = ["1", "", "0", "value", "caf\u00e9", "a\x01b", "x" * 100, "True"]
+# A template whose os is Windows gives its new qubes a copy of its private volume.
+OS_VALUES = ["Windows", "Windows", "Linux"]
 TAGS = ["t1", "work-docs", "created-by-dom0", "bad!tag", "", "a" * 60, "x-y_z.1", "audiovm-dom0"]
 LABELS = ["red", "mylabel", "other-label", "123", "bad name", "", "label-1", "black", "x" * 40]
 LABEL_COLOURS = ["0x123456", "0x12345", "123456", "0xzzzzzz", "", "0x1234567", "0xABCDEF"]
@@ -277,6 +279,9 @@ def for_method(rng, method):
         return dest, arg, payload
     if method.startswith("admin.vm.feature."):
         arg = "" if last == "List" else rng.choice(FEATURES)
+        if arg == "os" and last == "Set":
+            # Mostly on the template the run's new qubes are made from.
+            return "debian-12" if rng.random() < 0.6 else dest, arg, rng.choice(FEATURE_VALUES + OS_VALUES)
         return dest, arg, rng.choice(FEATURE_VALUES) if last == "Set" else ""
     if method.startswith("admin.vm.tag."):
         return dest, "" if last == "List" else rng.choice(TAGS), ""

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -111,6 +111,42 @@ describe('volumes through the Admin API', () => {
     expect((await d.call('admin.vm.volume.CloneTo', 'copy', 'private', token)).toString('latin1')).toBe(
       exc('QubesVolumeCopyTokenNotFoundError', "'Token to clone volume of qube was not found'"),
     );
+  });
+
+  it("starts a qube of a Windows template from a copy of the template's private volume", async () => {
+    await withTemplate();
+    const data = Buffer.alloc(3 << 20, 0x5a);
+    const header = Buffer.from('admin.vm.volume.ImportWithSize+private dom0 name tpl\0');
+    expect(await streamCall(d.socket, header, Buffer.concat([Buffer.from(`${data.length}\n`), data]))).toBe(
+      '0\0',
+    );
+    const privateOf = (vm: string): Promise<Buffer> => readFile(join(d.stateDir, `appvms/${vm}/private.img`));
+    const templatePrivate = (): Promise<Buffer> => readFile(join(d.stateDir, 'vm-templates/tpl/private.img'));
+    expect((await templatePrivate()).equals(data)).toBe(true);
+    // Created before the template says it is Windows: `work` keeps its empty volume.
+    expect((await stat(join(d.stateDir, 'appvms/work/private.img'))).size).toBe(2147483648);
+
+    await d.ok('admin.vm.feature.Set', 'tpl', 'os', 'Windows');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=win label=blue');
+    expect((await privateOf('win')).equals(data)).toBe(true);
+    expect(await d.ok('admin.vm.volume.Info', 'win', 'private')).toContain(`size=${data.length}\n`);
+    // A disposable's private volume is thrown away at each stop: it is never a copy.
+    await d.ok('admin.vm.property.Set', 'win', 'template_for_dispvms', 'True');
+    await d.ok('admin.vm.Create.DispVM', 'dom0', 'win', 'name=wdisp label=red');
+    await expect(stat(join(d.stateDir, 'appvms/wdisp/private.img'))).rejects.toThrow();
+
+    // A copy that fails leaves neither the qube nor its disks.
+    await rm(join(d.stateDir, 'vm-templates/tpl/private.img'));
+    const failed = (await d.call('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=lost label=blue')).toString(
+      'latin1',
+    );
+    expect(failed.startsWith('2\0StoragePoolException\0')).toBe(true);
+    expect(await d.ok('admin.vm.List', 'dom0')).not.toContain('lost ');
+    await expect(stat(join(d.stateDir, 'appvms/lost'))).rejects.toThrow();
+
+    await d.ok('admin.vm.feature.Set', 'tpl', 'os', 'Linux');
+    await d.ok('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=lin label=blue');
+    expect((await stat(join(d.stateDir, 'appvms/lin/private.img'))).size).toBe(2147483648);
   });
 
   it('gives the backend the disks on start and removes them with the VM', async () => {

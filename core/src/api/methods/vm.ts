@@ -24,6 +24,7 @@ import { isAscii, validateName } from '../../model/validate.js';
 import type { CallContext } from '../call-context.js';
 import { requireReferable } from '../references.js';
 import { getAllBody } from './property.js';
+import { copyWindowsPrivate } from './windows-features.js';
 import { freeDispid, newDisposable } from '../../lifecycle/new-disposable.js';
 import { P } from '../../model/vm-properties.js';
 import { AP } from '../../model/app-properties.js';
@@ -195,6 +196,14 @@ async function createOnDisk(
   try {
     await ctx.services.storage.create(vm, pool, pools);
   } catch (e) {
+    ctx.app.domains.delete(vm);
+    throw e;
+  }
+  try {
+    await copyWindowsPrivate(ctx.services.storage, vm);
+  } catch (e) {
+    // Upstream leaves the new qube's disks behind, where a later qube of that name would find them.
+    await ctx.services.storage.remove(vm);
     ctx.app.domains.delete(vm);
     throw e;
   }

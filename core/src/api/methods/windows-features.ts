@@ -1,4 +1,5 @@
 import type { Vm } from '../../model/vm.js';
+import type { VmStorage } from '../../storage/vm-storage.js';
 
 /** The only values upstream's WindowsFeatures records as the qube's `os`. */
 const GUEST_OS = new Set(['Windows', 'Linux']);
@@ -37,4 +38,18 @@ export function windowsFeatures(vm: Vm, requested: ReadonlyMap<string, string>):
   vm.props.set('qrexec_timeout', WINDOWS_QREXEC_TIMEOUT);
   for (const [name, value] of UNLESS_SET)
     if (vm.featureWithTemplate(name) === undefined) vm.features.set(name, value);
+}
+
+/**
+ * upstream's WindowsFeatures once a new qube's disks exist: a qube of a Windows template starts
+ * from a copy of the template's private volume (Windows tools cannot yet prepare an empty one).
+ * A disposable's private volume is not kept (save_on_stop false), so it gets no copy.
+ */
+export async function copyWindowsPrivate(storage: VmStorage, vm: Vm): Promise<void> {
+  const template = vm.template;
+  if (!template || template.featureWithTemplate('os') !== 'Windows') return;
+  const own = storage.of(vm).get('private');
+  const templates = storage.of(template).get('private');
+  if (!own?.saveOnStop || !templates) return;
+  await own.importVolume(templates);
 }
