@@ -90,7 +90,7 @@ def match(request, up, ours, upstream_methods, classes):
             return "a disposable whose volumes cannot be created is removed again (upstream leaves it listed)"
     if method == "admin.pool.Remove" and up[0] == "empty" and ours[0] == "ok" and "RemoteVM" in classes.values():
         return "pool.Remove works while a RemoteVM exists (upstream reads the RemoteVM's volumes and fails)"
-    if method.startswith("admin.vm.CreateInPool.") and up[0] == "empty" and ours[0] == "ok" and "pool:" in request[3]:
+    if method.startswith("admin.vm.CreateInPool.") and up[0] == "empty" and ours[0] == "ok" and "pool" in request[3]:
         return "a creation puts a volume in the pool it names (upstream first puts each volume in its default pool, and fails when that one cannot hold it)"
     if method == "admin.pool.volume.List" and up[0] == "empty" and ours[0] == "ok" and ours[2] == "":
         return "a linux-kernel pool whose directory is missing lists no volumes (upstream fails listing it)"
