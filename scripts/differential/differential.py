@@ -56,9 +56,9 @@ DISP_RE = re.compile(r"\bdisp\d+\b")
 # Revision names and timestamps in a volume's snapshot list.
 TIME_RE = re.compile(r"\b1\d{9}(\.\d+)?")
 # Properties whose value differs by construction (counters, clocks), and global ones read from
-# the host (its memory and CPUs).
+# the host (its CPUs; upstream_server.py gives upstream this machine's memory).
 VOLATILE_PROPS = {"qid", "xid", "start_time", "uuid", "stubdom_xid", "backup_timestamp", "dispid"}
-HOST_PROPS = {"maxmem", "no_cpus"}
+HOST_PROPS = {"no_cpus"}
 
 
 class Daemon:

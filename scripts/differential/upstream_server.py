@@ -62,6 +62,11 @@ app.vmm.configure_mock(
         "libvirt_conn.lookupByUUID.return_value.state.return_value": [libvirt.VIR_DOMAIN_SHUTOFF],
     }
 )
+# Offline, upstream's host has 2**64 - 1 KiB of memory, which a Linux qube's maxmem default (ten
+# times its memory, within half the host's) then shows; odysseyd reads this machine's, as upstream
+# does through libvirt (whole MiB).
+HOST_MEMORY_KIB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 * 1024
+qubes.app.QubesHost.memory_total = property(lambda self: HOST_MEMORY_KIB)
 app.load_initial_values()
 loop.run_until_complete(app.setup_pools())
 if args.appvms is not None:
