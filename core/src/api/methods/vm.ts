@@ -203,7 +203,8 @@ async function createOnDisk(
     await copyWindowsPrivate(ctx.services.storage, vm);
   } catch (e) {
     // Upstream leaves the new qube's disks behind, where a later qube of that name would find them.
-    await ctx.services.storage.remove(vm);
+    // The copy's failure is the answer: a disk that cannot be removed either stays, as all do there.
+    await ctx.services.storage.remove(vm).catch(() => undefined);
     ctx.app.domains.delete(vm);
     throw e;
   }
