@@ -235,6 +235,23 @@ describe('property.Set of a property that cannot be set', () => {
     expect(await text('admin.vm.property.Set', 'work', 'uuid', 'nosuch')).toBe(
       exc('QubesValueError', 'Failed to parse property value as UUID'),
     );
+    // A typed property parses control characters too (differential seed 161); dom0's untyped uuid
+    // and a str property refuse them.
+    expect(await text('admin.vm.property.Set', 'work', 'uuid', '\x00\x01')).toBe(
+      exc('QubesValueError', 'Failed to parse property value as UUID'),
+    );
+    expect(await text('admin.vm.property.Set', 'work', 'ip', '10.0.0.1\x01')).toBe(
+      exc('QubesValueError', 'Failed to parse property value as IPv4Address'),
+    );
+    expect(await text('admin.vm.property.Set', 'work', 'ip6', '\x7f')).toBe(
+      exc('QubesValueError', 'Failed to parse property value as IPv6Address'),
+    );
+    expect(await text('admin.vm.property.Set', 'dom0', 'uuid', '\x00\x01')).toBe(
+      exc('QubesValueError', 'Invalid characters in property value'),
+    );
+    expect(await text('admin.vm.property.Set', 'work', 'kernelopts', 'a\x01')).toBe(
+      exc('QubesValueError', 'Invalid characters in property value'),
+    );
     expect(
       await text('admin.vm.property.Set', 'work', 'uuid', '{00000000-0000-0000-0000-00000000ABCD}'),
     ).toBe(exc('QubesPropertyValueError', "property 'uuid' is write-once and already set"));

@@ -43,7 +43,9 @@ function sanitize(def: PropertyDef<never>, payload: Buffer): string {
   const value = payload.toString('ascii');
   if (def.type === 'vm') {
     if (value !== '') validateName(value);
-  } else if (def.type === 'str' || def.type === 'label') {
+  } else if ((def.type === 'str' && !def.parse) || def.type === 'label') {
+    // A str property that parses its value (uuid, ip, ip6) has a type of its own upstream (UUID,
+    // IPv4Address, IPv6Address): its parse error is the answer, whatever the characters.
     if (!isPythonPrintable(value)) throw new QubesValueError('Invalid characters in property value');
   }
   return value;
