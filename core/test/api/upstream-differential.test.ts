@@ -237,21 +237,15 @@ describe('property.Set of a property that cannot be set', () => {
     );
     // A typed property parses control characters too (differential seed 161); dom0's untyped uuid
     // and a str property refuse them.
-    expect(await text('admin.vm.property.Set', 'work', 'uuid', '\x00\x01')).toBe(
-      exc('QubesValueError', 'Failed to parse property value as UUID'),
-    );
-    expect(await text('admin.vm.property.Set', 'work', 'ip', '10.0.0.1\x01')).toBe(
-      exc('QubesValueError', 'Failed to parse property value as IPv4Address'),
-    );
-    expect(await text('admin.vm.property.Set', 'work', 'ip6', '\x7f')).toBe(
-      exc('QubesValueError', 'Failed to parse property value as IPv6Address'),
-    );
-    expect(await text('admin.vm.property.Set', 'dom0', 'uuid', '\x00\x01')).toBe(
-      exc('QubesValueError', 'Invalid characters in property value'),
-    );
-    expect(await text('admin.vm.property.Set', 'work', 'kernelopts', 'a\x01')).toBe(
-      exc('QubesValueError', 'Invalid characters in property value'),
-    );
+    for (const [dest, name, value, message] of [
+      ['work', 'uuid', '\x00\x01', 'Failed to parse property value as UUID'],
+      ['work', 'ip', '10.0.0.1\x01', 'Failed to parse property value as IPv4Address'],
+      ['work', 'ip6', '\x7f', 'Failed to parse property value as IPv6Address'],
+      ['dom0', 'uuid', '\x00\x01', 'Invalid characters in property value'],
+      ['work', 'kernelopts', 'a\x01', 'Invalid characters in property value'],
+    ] as const) {
+      expect(await text('admin.vm.property.Set', dest, name, value)).toBe(exc('QubesValueError', message));
+    }
     expect(
       await text('admin.vm.property.Set', 'work', 'uuid', '{00000000-0000-0000-0000-00000000ABCD}'),
     ).toBe(exc('QubesPropertyValueError', "property 'uuid' is write-once and already set"));
