@@ -195,15 +195,11 @@ async function createOnDisk(
 ): Promise<void> {
   try {
     await ctx.services.storage.create(vm, pool, pools);
-  } catch (e) {
-    ctx.app.domains.delete(vm);
-    throw e;
-  }
-  try {
     await copyWindowsPrivate(ctx.services.storage, vm);
   } catch (e) {
-    // Upstream leaves the new qube's disks behind, where a later qube of that name would find them.
-    // The copy's failure is the answer: a disk that cannot be removed either stays, as all do there.
+    // A creation that fails has removed what it made; after a failed copy upstream leaves the
+    // disks behind, where a later qube of that name would find them. The failure is the answer: a
+    // disk that cannot be removed either stays, as all do there.
     await ctx.services.storage.remove(vm).catch(() => undefined);
     ctx.app.domains.delete(vm);
     throw e;
