@@ -369,17 +369,32 @@ BREAKS_UPSTREAM = {("admin.property.Reset", "default_kernel"), ("admin.vm.proper
 # Requests upstream takes and then fails (the value set, an empty reply) where we refuse them: the
 # two states part for the rest of the run. Upstream's default_netvm = dom0 is documented.
 BREAKS_UPSTREAM_WITH = {("admin.property.Set", "default_netvm", "dom0")}
-# Once a RemoteVM may exist, upstream's pool.Remove fails on it where ours removes the pool (a
-# documented deviation), and the pool lists part for the rest of the run: no pool.Remove after the
-# first request to create one, whatever its outcome.
-MAKES_REMOTE = ("admin.vm.Create.RemoteVM", "admin.vm.CreateInPool.RemoteVM")
-
-
-def kernel_pool_default(method, arg, payload):
-    """A default pool set to the read-only linux-kernel pool: upstream then fails every CreateInPool,
-    whatever pool it names, where ours creates the qube (a documented deviation), and the qube lists
-    part for the rest of the run: no CreateInPool after the first such request."""
-    return method == "admin.property.Set" and arg.startswith("default_pool") and payload == "linux-kernel"
+# Requests after which upstream and ours part for the rest of the run over a documented deviation,
+# whatever their outcome, and the requests that would then show it: once the first has been sent,
+# the second is not.
+PARTING = [
+    # A RemoteVM may exist: upstream's pool.Remove then fails on it where ours removes the pool,
+    # and the pool lists part.
+    (
+        lambda method, arg, payload: method in ("admin.vm.Create.RemoteVM", "admin.vm.CreateInPool.RemoteVM"),
+        lambda method: method == "admin.pool.Remove",
+    ),
+    # A default pool is the read-only linux-kernel pool: upstream then fails every CreateInPool,
+    # whatever pool it names, where ours creates the qube, and the qube lists part.
+    (
+        lambda method, arg, payload: method == "admin.property.Set"
+        and arg.startswith("default_pool")
+        and payload == "linux-kernel",
+        lambda method: method.startswith("admin.vm.CreateInPool."),
+    ),
+    # A volume is resized to nothing: a disposable of the qube then cannot get its disks. Upstream
+    # leaves such a disposable listed, and it keeps its template in use, so the two sides part at
+    # the template's next Remove.
+    (
+        lambda method, arg, payload: method == "admin.vm.volume.Resize" and payload == "0",
+        lambda method: method == "admin.vm.CreateDisposable",
+    ),
+]
 
 
 def bad_global_preload_max(method, dest, arg, payload):
@@ -396,21 +411,11 @@ def bad_global_preload_max(method, dest, arg, payload):
     )
 
 
-def empties_volume(method, payload):
-    """A volume resized to nothing: a disposable of the qube then cannot get its disks. Upstream
-    leaves such a disposable listed (a documented deviation), and it keeps its template in use, so
-    the two sides part at the template's next Remove: no CreateDisposable after the first such
-    request."""
-    return method == "admin.vm.volume.Resize" and payload == "0"
-
-
 def generate(seed, count, methods, excluded):
     rng = random.Random(seed)
     usable = [m for m in methods if m not in excluded]
     made = 0
-    remote = False
-    kernel_default = False
-    empty_volume = False
+    ruled_out = []
     while made < count:
         method = rng.choice(usable)
         dest, arg, payload = for_method(rng, method)
@@ -418,16 +423,12 @@ def generate(seed, count, methods, excluded):
             arg, payload = break_request(rng, arg, payload)
         if (method, arg) in BREAKS_UPSTREAM or (method, arg, payload) in BREAKS_UPSTREAM_WITH:
             continue
-        if remote and method == "admin.pool.Remove":
-            continue
-        if kernel_default and method.startswith("admin.vm.CreateInPool."):
-            continue
-        if empty_volume and method == "admin.vm.CreateDisposable":
+        if any(rules_out(method) for rules_out in ruled_out):
             continue
         if bad_global_preload_max(method, dest, arg, payload):
             continue
-        remote = remote or method in MAKES_REMOTE
-        kernel_default = kernel_default or kernel_pool_default(method, arg, payload)
-        empty_volume = empty_volume or empties_volume(method, payload)
+        for starts, rules_out in PARTING:
+            if rules_out not in ruled_out and starts(method, arg, payload):
+                ruled_out.append(rules_out)
         made += 1
         yield method, dest, arg, payload
